@@ -1,0 +1,551 @@
+//! `bots/<name>/agent.toml`: parse and validate one declarative agent.
+//!
+//! `agent.toml` is data, never code. The core parses it with serde; unknown keys are errors
+//! so that a typo (`alowed_recipients`) never silently widens or narrows a policy.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Longest agent name, in bytes (all ASCII).
+pub const MAX_NAME_LEN: usize = 32;
+
+/// Names the core keeps for itself: they can never be agents.
+pub const RESERVED_NAMES: &[&str] = &["hive", "operator", "c0re", "core", "admin"];
+
+/// A validated agent name: `[a-z][a-z0-9_-]{0,31}`.
+///
+/// This is the only way a name reaches the filesystem or a Matrix ID, so `..`, `/`, empty names,
+/// upper case and unicode look-alikes can never be turned into paths or user IDs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgentName(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("agent name is empty")]
+    Empty,
+    #[error("agent name {0:?} is longer than {MAX_NAME_LEN} bytes")]
+    TooLong(String),
+    #[error("agent name {0:?} must start with a lowercase ascii letter")]
+    BadStart(String),
+    #[error(
+        "agent name {name:?} has a forbidden character {ch:?} (allowed: lowercase a-z, 0-9, '_' and '-')"
+    )]
+    BadChar { name: String, ch: char },
+    #[error("agent name {0:?} is reserved for the hive itself")]
+    Reserved(String),
+}
+
+impl AgentName {
+    pub fn parse(name: &str) -> Result<Self, NameError> {
+        let first = name.chars().next().ok_or(NameError::Empty)?;
+        if name.len() > MAX_NAME_LEN {
+            return Err(NameError::TooLong(name.to_owned()));
+        }
+        if !first.is_ascii_lowercase() {
+            return Err(NameError::BadStart(name.to_owned()));
+        }
+        if let Some(ch) = name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+        {
+            return Err(NameError::BadChar {
+                name: name.to_owned(),
+                ch,
+            });
+        }
+        if RESERVED_NAMES.contains(&name) {
+            return Err(NameError::Reserved(name.to_owned()));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for AgentName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AgentName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The raw file, as serde reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentToml {
+    /// Must equal the directory name when present.
+    pub name: Option<AgentName>,
+    pub display_name: Option<String>,
+    /// An `mxc://` URI for the agent's avatar.
+    pub avatar_url: Option<String>,
+    /// What the agent does, one line: shown as its room's topic.
+    pub description: Option<String>,
+    /// Agents this one may message (the operator is always allowed).
+    #[serde(default)]
+    pub allowed_recipients: Vec<AgentName>,
+    pub brain: BrainSpec,
+}
+
+/// Which brain thinks for the agent, and its settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BrainSpec {
+    /// Deterministic rules: for tests and demos, no network.
+    Scripted {
+        #[serde(default)]
+        rules: Vec<ScriptRule>,
+    },
+    /// Runs an executable per message with the JSON protocol in docs/brains.md.
+    Command {
+        /// argv; the first element is the program. Relative paths resolve against the bot's dir.
+        command: Vec<String>,
+        #[serde(default = "default_command_timeout")]
+        timeout_secs: u64,
+    },
+    /// Large-model backends: declared now, run by a later release (see docs/brains.md).
+    ClaudeCode { model: Option<String> },
+    Anthropic {
+        model: String,
+        base_url: Option<String>,
+        api_key_file: Option<PathBuf>,
+    },
+    Openai {
+        model: String,
+        base_url: Option<String>,
+        api_key_file: Option<PathBuf>,
+    },
+}
+
+fn default_command_timeout() -> u64 {
+    120
+}
+
+impl BrainSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BrainSpec::Scripted { .. } => "scripted",
+            BrainSpec::Command { .. } => "command",
+            BrainSpec::ClaudeCode { .. } => "claude-code",
+            BrainSpec::Anthropic { .. } => "anthropic",
+            BrainSpec::Openai { .. } => "openai",
+        }
+    }
+}
+
+/// One scripted rule: the first rule whose matcher fits the message runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptRule {
+    /// Case-insensitive exact match of the whole (trimmed) message.
+    pub equals: Option<String>,
+    /// Case-insensitive prefix; the rest of the message is `{rest}` in templates.
+    pub prefix: Option<String>,
+    /// Case-insensitive substring.
+    pub contains: Option<String>,
+    /// Reply in the room the message came from. Templates: {body} {rest} {sender} {agent}.
+    pub reply: Option<String>,
+    /// Send a message to another agent (by name) or `operator`.
+    pub send_to: Option<String>,
+    pub send: Option<String>,
+    /// Take this turn without answering (benchmarks, quiet agents).
+    #[serde(default)]
+    pub silent: bool,
+}
+
+/// A validated agent: what the rest of the hive uses.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub name: AgentName,
+    pub dir: PathBuf,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub description: Option<String>,
+    pub allowed_recipients: Vec<AgentName>,
+    pub brain: BrainSpec,
+    pub prompt: Option<String>,
+}
+
+/// An error in one bot's files, with the key it concerns.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{path}: {key}: {message}")]
+pub struct SpecError {
+    pub path: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(path: &Path, key: &str, message: impl Into<String>) -> Self {
+        Self {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl AgentSpec {
+    /// Parses `dir/agent.toml` (and `dir/prompt.md` if present). `dir`'s last component is the name.
+    pub fn load(dir: &Path) -> Result<Self, Vec<SpecError>> {
+        let file = dir.join("agent.toml");
+        let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let name = AgentName::parse(dir_name)
+            .map_err(|e| vec![SpecError::new(dir, "name", e.to_string())])?;
+        // The directory must be a real directory, not a symlink that points out of bots/.
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(vec![SpecError::new(
+                    dir,
+                    "name",
+                    "bot directory must not be a symlink",
+                )]);
+            }
+            Err(e) => return Err(vec![SpecError::new(dir, "name", e.to_string())]),
+            Ok(_) => {}
+        }
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| vec![SpecError::new(&file, "-", format!("cannot read: {e}"))])?;
+        Self::parse(name, dir, &file, &text)
+    }
+
+    pub fn parse(
+        name: AgentName,
+        dir: &Path,
+        file: &Path,
+        text: &str,
+    ) -> Result<Self, Vec<SpecError>> {
+        let raw: AgentToml = toml::from_str(text).map_err(|e| {
+            let key = unknown_field_offset(text, e.message())
+                .or_else(|| e.span().map(|s| s.start))
+                .map_or_else(|| "-".into(), |offset| key_at(text, offset));
+            vec![SpecError::new(file, &key, e.message().to_owned())]
+        })?;
+        let mut errors = Vec::new();
+        if let Some(declared) = &raw.name
+            && declared != &name
+        {
+            errors.push(SpecError::new(
+                file,
+                "name",
+                format!("says {declared:?} but the directory is {name:?}"),
+            ));
+        }
+        if raw.allowed_recipients.contains(&name) {
+            errors.push(SpecError::new(
+                file,
+                "allowed_recipients",
+                "an agent cannot list itself",
+            ));
+        }
+        if let Some(url) = &raw.avatar_url
+            && !url.starts_with("mxc://")
+        {
+            errors.push(SpecError::new(
+                file,
+                "avatar_url",
+                format!("{url:?} is not an mxc:// URI"),
+            ));
+        }
+        match &raw.brain {
+            BrainSpec::Scripted { rules } => {
+                for (i, r) in rules.iter().enumerate() {
+                    let key = format!("brain.rules[{i}]");
+                    let matchers = [&r.equals, &r.prefix, &r.contains]
+                        .iter()
+                        .filter(|m| m.is_some())
+                        .count();
+                    if matchers > 1 {
+                        errors.push(SpecError::new(
+                            file,
+                            &key,
+                            "use at most one of equals, prefix, contains",
+                        ));
+                    }
+                    if r.send_to.is_some() != r.send.is_some() {
+                        errors.push(SpecError::new(file, &key, "send_to and send go together"));
+                    }
+                    if r.reply.is_none() && r.send.is_none() && !r.silent {
+                        errors.push(SpecError::new(
+                            file,
+                            &key,
+                            "a rule needs reply, send or silent = true",
+                        ));
+                    }
+                }
+            }
+            BrainSpec::Command {
+                command,
+                timeout_secs,
+            } => {
+                if command.is_empty() {
+                    errors.push(SpecError::new(file, "brain.command", "must name a program"));
+                }
+                if *timeout_secs == 0 {
+                    errors.push(SpecError::new(
+                        file,
+                        "brain.timeout_secs",
+                        "must be at least 1",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let prompt_path = dir.join("prompt.md");
+        let prompt = match std::fs::read_to_string(&prompt_path) {
+            Ok(p) => Some(p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(vec![SpecError::new(
+                    &prompt_path,
+                    "-",
+                    format!("cannot read: {e}"),
+                )]);
+            }
+        };
+        Ok(Self {
+            display_name: raw.display_name.unwrap_or_else(|| name.to_string()),
+            name,
+            dir: dir.to_owned(),
+            avatar_url: raw.avatar_url,
+            description: raw.description,
+            allowed_recipients: raw.allowed_recipients,
+            brain: raw.brain,
+            prompt,
+        })
+    }
+}
+
+/// Where the field an "unknown field `x`" message names is assigned (toml gives no span for
+/// fields inside a tagged table such as `[brain]`).
+fn unknown_field_offset(text: &str, message: &str) -> Option<usize> {
+    let field = message.strip_prefix("unknown field `")?.split('`').next()?;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.strip_prefix(field)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(offset + (line.len() - t.len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The dotted key whose table header or assignment precedes byte `offset` of a TOML text.
+fn key_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_owned());
+    let key = line.split('=').next().unwrap_or("").trim();
+    match (table, key.is_empty() || line.starts_with('[')) {
+        (Some(t), true) => t,
+        (Some(t), false) => format!("{t}.{key}"),
+        (None, false) => key.to_owned(),
+        (None, true) => "-".to_owned(),
+    }
+}
+
+/// All agents under `bots_dir`, sorted by name; every error from every bot is returned.
+pub fn load_all(bots_dir: &Path) -> Result<Vec<AgentSpec>, Vec<SpecError>> {
+    let entries = std::fs::read_dir(bots_dir).map_err(|e| {
+        vec![SpecError::new(
+            bots_dir,
+            "-",
+            format!("cannot read bots directory: {e}"),
+        )]
+    })?;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(SpecError::new(bots_dir, "-", e.to_string()));
+                continue;
+            }
+        };
+        let path = entry.path();
+        if path.is_dir() || path.is_symlink() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    let mut specs = Vec::new();
+    for dir in dirs {
+        match AgentSpec::load(&dir) {
+            Ok(s) => specs.push(s),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    let names: Vec<&AgentName> = specs.iter().map(|s| &s.name).collect();
+    for spec in &specs {
+        for r in &spec.allowed_recipients {
+            if !names.contains(&r) {
+                errors.push(SpecError::new(
+                    &spec.dir.join("agent.toml"),
+                    "allowed_recipients",
+                    format!("{r:?} is not an agent in {}", bots_dir.display()),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let ok = [
+            "a",
+            "argus",
+            "hm1nd",
+            "front_end-2",
+            "abcdefghijklmnopqrstuvwxyz012345",
+        ];
+        for n in ok {
+            assert_eq!(
+                AgentName::parse(n).map(|a| a.to_string()),
+                Ok(n.to_owned()),
+                "{n}"
+            );
+        }
+        let bad: &[(&str, NameError)] = &[
+            ("", NameError::Empty),
+            ("..", NameError::BadStart("..".into())),
+            ("../etc", NameError::BadStart("../etc".into())),
+            (
+                "a/b",
+                NameError::BadChar {
+                    name: "a/b".into(),
+                    ch: '/',
+                },
+            ),
+            ("/abs", NameError::BadStart("/abs".into())),
+            ("Argus", NameError::BadStart("Argus".into())),
+            ("1abc", NameError::BadStart("1abc".into())),
+            (
+                "ar.gus",
+                NameError::BadChar {
+                    name: "ar.gus".into(),
+                    ch: '.',
+                },
+            ),
+            (
+                "a b",
+                NameError::BadChar {
+                    name: "a b".into(),
+                    ch: ' ',
+                },
+            ),
+            (
+                "a\0",
+                NameError::BadChar {
+                    name: "a\0".into(),
+                    ch: '\0',
+                },
+            ),
+            // Cyrillic 'а' (U+0430) looks like 'a'.
+            ("\u{430}rgus", NameError::BadStart("\u{430}rgus".into())),
+            (
+                "arg\u{fb01}",
+                NameError::BadChar {
+                    name: "arg\u{fb01}".into(),
+                    ch: '\u{fb01}',
+                },
+            ),
+            (
+                "abcdefghijklmnopqrstuvwxyz0123456",
+                NameError::TooLong("abcdefghijklmnopqrstuvwxyz0123456".into()),
+            ),
+            ("hive", NameError::Reserved("hive".into())),
+            ("operator", NameError::Reserved("operator".into())),
+        ];
+        for (n, want) in bad {
+            assert_eq!(AgentName::parse(n).as_ref(), Err(want), "{n:?}");
+        }
+    }
+
+    fn parse(text: &str) -> Result<AgentSpec, Vec<SpecError>> {
+        let dir = Path::new("/nonexistent/bots/echo");
+        AgentSpec::parse(
+            AgentName::parse("echo").unwrap(),
+            dir,
+            &dir.join("agent.toml"),
+            text,
+        )
+    }
+
+    #[test]
+    fn spec_errors_name_their_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[brain]\nkind = \"scripted\"\nalowed = 1\n", "brain.alowed"),
+            (
+                "allowed_recipients = [\"../x\"]\n[brain]\nkind = \"scripted\"\n",
+                "allowed_recipients",
+            ),
+            (
+                "allowed_recipients = [\"echo\"]\n[brain]\nkind = \"scripted\"\n",
+                "allowed_recipients",
+            ),
+            ("[brain]\nkind = \"telepathy\"\n", "brain.kind"),
+            ("name = \"other\"\n[brain]\nkind = \"scripted\"\n", "name"),
+            (
+                "[brain]\nkind = \"command\"\ncommand = []\n",
+                "brain.command",
+            ),
+            (
+                "[brain]\nkind = \"scripted\"\n[[brain.rules]]\nequals = \"x\"\n",
+                "brain.rules[0]",
+            ),
+            (
+                "avatar_url = \"http://x\"\n[brain]\nkind = \"scripted\"\n",
+                "avatar_url",
+            ),
+        ];
+        for (text, key) in cases {
+            let errs = parse(text).expect_err(text);
+            assert!(
+                errs.iter().any(|e| e.key == *key),
+                "{text:?}: want key {key}, got {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn valid_spec() {
+        let s = parse(
+            "display_name = \"Echo\"\nallowed_recipients = [\"argus\"]\n[brain]\nkind = \"scripted\"\n[[brain.rules]]\nprefix = \"say \"\nreply = \"{rest}\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.display_name, "Echo");
+        assert_eq!(s.allowed_recipients[0].as_str(), "argus");
+        assert_eq!(s.brain.kind(), "scripted");
+    }
+}

@@ -1,0 +1,116 @@
+//! Brains: what decides an agent's answer. One turn per inbound message; during the turn the
+//! brain calls tools (reply, send_message, …) that the core executes under the agent's policy.
+//!
+//! The trait is built for model backends: a turn may call many tools and read their results
+//! (multi-step tool use), and a backend keeps whatever session it needs in the agent's state dir.
+
+pub mod command;
+pub mod scripted;
+
+use std::future::Future;
+use std::path::Path;
+
+use crate::agent_spec::{AgentSpec, BrainSpec};
+use crate::harness::client::{SocketClient, ToolError};
+use crate::harness::protocol::{Message, Request};
+
+/// Why a turn did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum BrainError {
+    /// This message could not be handled (bad output, timeout): it is dead-lettered.
+    #[error("{0}")]
+    Failed(String),
+    /// The socket to the core broke: the harness reconnects and the message is redelivered.
+    #[error("connection to hive-c0re lost: {0:#}")]
+    Connection(anyhow::Error),
+}
+
+/// The tools a brain may call during a turn; each goes through the core.
+pub struct Tools<'a> {
+    client: &'a mut SocketClient,
+}
+
+impl<'a> Tools<'a> {
+    pub fn new(client: &'a mut SocketClient) -> Self {
+        Self { client }
+    }
+
+    /// Replies in the room the message came from.
+    pub async fn reply(&mut self, body: &str) -> Result<Result<String, ToolError>, BrainError> {
+        self.client
+            .tool(&Request::Reply {
+                body: body.to_owned(),
+            })
+            .await
+            .map_err(BrainError::Connection)
+    }
+
+    /// Messages another agent (or `operator`).
+    pub async fn send_message(
+        &mut self,
+        to: &str,
+        body: &str,
+    ) -> Result<Result<String, ToolError>, BrainError> {
+        self.client
+            .tool(&Request::SendMessage {
+                to: to.to_owned(),
+                body: body.to_owned(),
+            })
+            .await
+            .map_err(BrainError::Connection)
+    }
+}
+
+pub trait Brain: Send {
+    /// Handles one message. Returning `Ok` acks it: it will not be delivered again.
+    fn turn(
+        &mut self,
+        msg: &Message,
+        tools: &mut Tools<'_>,
+    ) -> impl Future<Output = Result<(), BrainError>> + Send;
+}
+
+/// The backends this build can run.
+pub enum AnyBrain {
+    Scripted(scripted::Scripted),
+    Command(command::Command),
+}
+
+impl AnyBrain {
+    /// Builds the agent's brain, or says plainly why it cannot run.
+    pub fn build(spec: &AgentSpec, state_dir: &Path) -> Result<Self, String> {
+        match &spec.brain {
+            BrainSpec::Scripted { rules } => Ok(AnyBrain::Scripted(scripted::Scripted::new(
+                spec.name.to_string(),
+                rules.clone(),
+            ))),
+            BrainSpec::Command {
+                command,
+                timeout_secs,
+            } => command::Command::new(spec, command, *timeout_secs, state_dir)
+                .map(AnyBrain::Command),
+            other => Err(format!(
+                "its brain is `{}`, which this build of hyperhive cannot run yet (available: scripted, command)",
+                other.kind()
+            )),
+        }
+    }
+}
+
+impl Brain for AnyBrain {
+    async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
+        match self {
+            AnyBrain::Scripted(b) => b.turn(msg, tools).await,
+            AnyBrain::Command(b) => b.turn(msg, tools).await,
+        }
+    }
+}
+
+/// Fills `{body}`, `{rest}`, `{sender}` and `{agent}` in a template.
+pub fn render_template(template: &str, msg: &Message, rest: &str, agent: &str) -> String {
+    template
+        .replace("{body}", msg.body.trim())
+        .replace("{rest}", rest)
+        .replace("{sender}", &msg.sender)
+        .replace("{agent}", agent)
+}

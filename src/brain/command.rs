@@ -1,0 +1,211 @@
+//! The command brain: runs an executable once per message (docs/brains.md).
+//!
+//! stdin: one JSON object `{"agent", "message": {id, event_id, room_id, sender, body, attempt},
+//! "prompt"}`. stdout: one JSON object `{"reply"?: string, "send"?: [{"to", "body"}]}`.
+//! Exit status 0 or the turn fails; the process is killed at the timeout. Its working directory
+//! is the agent's state dir and its environment holds only PATH, HOME, LANG and HYPERHIVE_AGENT.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::{Brain, BrainError, Tools};
+use crate::agent_spec::AgentSpec;
+use crate::harness::protocol::Message;
+
+/// Largest stdout accepted from the program.
+const MAX_OUTPUT: usize = 1 << 20;
+
+pub struct Command {
+    agent: String,
+    program: PathBuf,
+    args: Vec<String>,
+    timeout: Duration,
+    state_dir: PathBuf,
+    prompt: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Input<'a> {
+    agent: &'a str,
+    message: &'a Message,
+    prompt: Option<&'a str>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    pub reply: Option<String>,
+    #[serde(default)]
+    pub send: Vec<SendAction>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SendAction {
+    pub to: String,
+    pub body: String,
+}
+
+impl Command {
+    pub fn new(
+        spec: &AgentSpec,
+        argv: &[String],
+        timeout_secs: u64,
+        state_dir: &Path,
+    ) -> Result<Self, String> {
+        let (first, args) = argv.split_first().ok_or("its command is empty")?;
+        let program = if first.contains('/') {
+            spec.dir.join(first)
+        } else {
+            PathBuf::from(first)
+        };
+        if first.contains('/') && !program.is_file() {
+            return Err(format!("its command {} does not exist", program.display()));
+        }
+        Ok(Self {
+            agent: spec.name.to_string(),
+            program,
+            args: args.to_vec(),
+            timeout: Duration::from_secs(timeout_secs),
+            state_dir: state_dir.to_owned(),
+            prompt: spec.prompt.clone(),
+        })
+    }
+
+    async fn run(&self, msg: &Message) -> Result<Output, BrainError> {
+        let input = serde_json::to_vec(&Input {
+            agent: &self.agent,
+            message: msg,
+            prompt: self.prompt.as_deref(),
+        })
+        .map_err(|e| BrainError::Failed(e.to_string()))?;
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .current_dir(&self.state_dir)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("HOME", &self.state_dir)
+            .env("LANG", "C.UTF-8")
+            .env("HYPERHIVE_AGENT", &self.agent)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                BrainError::Failed(format!("cannot start {}: {e}", self.program.display()))
+            })?;
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        let write = async move {
+            // A program that ignores its input may close stdin early: that is not an error.
+            let _ = stdin.write_all(&input).await;
+        };
+        let run = async {
+            write.await;
+            child.wait_with_output().await
+        };
+        let out = tokio::time::timeout(self.timeout, run)
+            .await
+            .map_err(|_| {
+                BrainError::Failed(format!(
+                    "{} took longer than {} s",
+                    self.program.display(),
+                    self.timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| BrainError::Failed(format!("{}: {e}", self.program.display())))?;
+        if !out.status.success() {
+            return Err(BrainError::Failed(format!(
+                "{} exited with {}",
+                self.program.display(),
+                out.status
+            )));
+        }
+        if out.stdout.len() > MAX_OUTPUT {
+            return Err(BrainError::Failed(format!(
+                "{} wrote more than {MAX_OUTPUT} bytes",
+                self.program.display()
+            )));
+        }
+        parse_output(&out.stdout).map_err(BrainError::Failed)
+    }
+}
+
+pub fn parse_output(stdout: &[u8]) -> Result<Output, String> {
+    let text =
+        std::str::from_utf8(stdout).map_err(|_| "the command's output is not UTF-8".to_owned())?;
+    if text.trim().is_empty() {
+        return Ok(Output {
+            reply: None,
+            send: Vec::new(),
+        });
+    }
+    serde_json::from_str(text.trim())
+        .map_err(|e| format!("the command's output is not the expected JSON: {e}"))
+}
+
+impl Brain for Command {
+    async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
+        let out = self.run(msg).await?;
+        for s in &out.send {
+            if let Err(refused) = tools.send_message(&s.to, &s.body).await? {
+                tools
+                    .reply(&format!("I could not send that to {}: {refused}", s.to))
+                    .await?
+                    .map_err(|e| BrainError::Failed(e.to_string()))?;
+            }
+        }
+        if let Some(reply) = &out.reply {
+            tools
+                .reply(reply)
+                .await?
+                .map_err(|e| BrainError::Failed(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output() {
+        assert_eq!(
+            parse_output(b"").unwrap(),
+            Output {
+                reply: None,
+                send: vec![]
+            }
+        );
+        assert_eq!(
+            parse_output(b"{\"reply\":\"hi\"}\n")
+                .unwrap()
+                .reply
+                .as_deref(),
+            Some("hi")
+        );
+        let o = parse_output(br#"{"send":[{"to":"argus","body":"b"}]}"#).unwrap();
+        assert_eq!(
+            o.send,
+            vec![SendAction {
+                to: "argus".into(),
+                body: "b".into()
+            }]
+        );
+        assert!(
+            parse_output(b"hello")
+                .unwrap_err()
+                .contains("expected JSON")
+        );
+        assert!(parse_output(br#"{"reply":"x","rm":"-rf"}"#).is_err());
+        assert!(parse_output(&[0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! hive-c0re: the appservice. It owns the homeserver connection, the durable queue, the rooms and
+//! every policy decision; agents reach it only through their sockets.
+//!
+//! - [`server`]: the HTTP endpoints the homeserver pushes to (transactions, queries, ping).
+//! - [`routing`]: pure rules for which agent an event is for.
+//! - [`rooms`]: the space and rooms, created idempotently by alias and repaired at start.
+//! - [`socket`]: the per-agent unix socket and the delivery loop.
+//! - [`outbound`]: sending as an agent, under its policy.
+//! - [`control`]: heartbeat, timeline reconciliation, `!hive` commands, notices.
+
+pub mod control;
+pub mod outbound;
+pub mod registration;
+pub mod rooms;
+pub mod routing;
+pub mod server;
+pub mod socket;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent_spec::{AgentName, AgentSpec};
+use crate::config::Config;
+use crate::matrix::AsClient;
+use crate::store::{Enqueue, Store};
+use registration::Tokens;
+use routing::{RoomRole, SenderKind, TimelineEvent};
+
+/// The queue name of the core's own commands (`!hive …`); never a valid agent name.
+pub const CONTROL_QUEUE: &str = "!c0re";
+
+/// A cloneable handle on the running core.
+#[derive(Clone)]
+pub struct Core {
+    inner: Arc<Inner>,
+}
+
+pub struct AgentEntry {
+    pub spec: AgentSpec,
+    pub user_id: OwnedUserId,
+    /// Woken when the agent's queue gets a message (no polling anywhere).
+    pub notify: Notify,
+    /// Whether a harness is connected now.
+    pub connected: Mutex<bool>,
+}
+
+struct Inner {
+    cfg: Config,
+    data_dir: PathBuf,
+    store: Store,
+    client: AsClient,
+    tokens: Tokens,
+    bot: OwnedUserId,
+    agents: BTreeMap<AgentName, AgentEntry>,
+    /// (name, user id) of every agent, for routing.
+    agent_ids: Vec<(AgentName, OwnedUserId)>,
+    rooms: RwLock<RoomMap>,
+    /// Transaction ids already answered in this run (the durable dedupe is by event id).
+    txns: Mutex<HashSet<String>>,
+    control_notify: Notify,
+    heartbeat: Notify,
+    /// Set once the rooms are known; transactions before that are refused (and re-sent).
+    ready: std::sync::atomic::AtomicBool,
+    cancel: CancellationToken,
+}
+
+/// The hive's rooms, both ways round.
+#[derive(Debug, Default, Clone)]
+pub struct RoomMap {
+    by_key: HashMap<String, OwnedRoomId>,
+    roles: HashMap<OwnedRoomId, RoomRole>,
+}
+
+impl RoomMap {
+    pub fn insert(&mut self, key: &str, room: OwnedRoomId, role: RoomRole) {
+        self.by_key.insert(key.to_owned(), room.clone());
+        self.roles.insert(room, role);
+    }
+
+    pub fn get(&self, key: &str) -> Option<&OwnedRoomId> {
+        self.by_key.get(key)
+    }
+
+    pub fn role(&self, room: &str) -> RoomRole {
+        self.roles
+            .iter()
+            .find(|(id, _)| id.as_str() == room)
+            .map_or(RoomRole::Other, |(_, r)| r.clone())
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &OwnedRoomId> {
+        self.by_key.values()
+    }
+}
+
+impl Core {
+    pub fn new(
+        cfg: Config,
+        data_dir: &Path,
+        specs: Vec<AgentSpec>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let tokens = Tokens::load(data_dir)?;
+        let store = Store::open(&data_dir.join("c0re.db"))?;
+        let client = AsClient::new(&cfg.homeserver_url, tokens.as_token.clone())?;
+        let agents: BTreeMap<AgentName, AgentEntry> = specs
+            .into_iter()
+            .map(|spec| {
+                let user_id = cfg.agent_user_id(&spec.name);
+                (
+                    spec.name.clone(),
+                    AgentEntry {
+                        spec,
+                        user_id,
+                        notify: Notify::new(),
+                        connected: Mutex::new(false),
+                    },
+                )
+            })
+            .collect();
+        let agent_ids = agents
+            .iter()
+            .map(|(n, e)| (n.clone(), e.user_id.clone()))
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                bot: cfg.bot_user_id(),
+                cfg,
+                data_dir: data_dir.to_owned(),
+                store,
+                client,
+                tokens,
+                agents,
+                agent_ids,
+                rooms: RwLock::new(RoomMap::default()),
+                txns: Mutex::new(HashSet::new()),
+                control_notify: Notify::new(),
+                heartbeat: Notify::new(),
+                ready: std::sync::atomic::AtomicBool::new(false),
+                cancel,
+            }),
+        })
+    }
+
+    pub fn cfg(&self) -> &Config {
+        &self.inner.cfg
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn client(&self) -> &AsClient {
+        &self.inner.client
+    }
+
+    pub fn bot(&self) -> &UserId {
+        &self.inner.bot
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub fn cancel(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    pub fn agents(&self) -> &BTreeMap<AgentName, AgentEntry> {
+        &self.inner.agents
+    }
+
+    pub fn agent(&self, name: &AgentName) -> Option<&AgentEntry> {
+        self.inner.agents.get(name)
+    }
+
+    pub fn rooms(&self) -> RoomMap {
+        self.inner
+            .rooms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn room(&self, key: &str) -> Option<OwnedRoomId> {
+        self.inner
+            .rooms
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn set_rooms(&self, map: RoomMap) {
+        *self.inner.rooms.write().unwrap_or_else(|p| p.into_inner()) = map;
+    }
+
+    /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).
+    pub fn socket_dir(data_dir: &Path, name: &AgentName) -> PathBuf {
+        data_dir.join("agents").join(name.as_str()).join("sock")
+    }
+
+    fn sender_kind(&self, user: &UserId) -> SenderKind {
+        if user == self.inner.bot {
+            SenderKind::Bot
+        } else if self.inner.cfg.is_operator(user) {
+            SenderKind::Operator
+        } else {
+            match self.inner.cfg.agent_of(user) {
+                Some(name) if self.inner.agents.contains_key(&name) => SenderKind::Agent(name),
+                _ => SenderKind::Other,
+            }
+        }
+    }
+
+    /// Accepts events from the homeserver (a transaction, or timeline reconciliation): routes
+    /// them, then records and enqueues them in one sqlite transaction, deduplicated by event id.
+    /// Wakes the agents that got something. Nothing slow happens here.
+    pub fn accept(&self, events: &[TimelineEvent], received_us: i64) -> anyhow::Result<()> {
+        let rooms = self.rooms();
+        let mut seen = Vec::with_capacity(events.len());
+        let mut routed = Vec::new();
+        for ev in events {
+            seen.push((ev.event_id.clone(), ev.room_id.clone()));
+            if ev.kind == control::HEARTBEAT_TYPE && ev.sender == self.inner.bot {
+                self.inner.heartbeat.notify_waiters();
+                continue;
+            }
+            let role = rooms.role(&ev.room_id);
+            let sender = self.sender_kind(&ev.sender);
+            let mut targets: Vec<String> =
+                routing::route(ev, &role, &sender, &self.inner.agent_ids)
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect();
+            if routing::control_command(ev, &role, &sender).is_some() {
+                targets.push(CONTROL_QUEUE.to_owned());
+            }
+            if !targets.is_empty() {
+                routed.push(Enqueue {
+                    event_id: ev.event_id.clone(),
+                    room_id: ev.room_id.clone(),
+                    sender: ev.sender.to_string(),
+                    body: ev.body().unwrap_or_default().to_owned(),
+                    origin_ts: ev.origin_server_ts,
+                    agents: targets,
+                });
+            }
+        }
+        let woken = self.inner.store.ingest(&seen, &routed, received_us)?;
+        for name in woken {
+            if name == CONTROL_QUEUE {
+                self.inner.control_notify.notify_one();
+            } else if let Some(a) = AgentName::parse(&name)
+                .ok()
+                .and_then(|n| self.inner.agents.get(&n))
+            {
+                a.notify.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a transaction id; false if this run already answered it.
+    fn first_time_txn(&self, txn_id: &str) -> bool {
+        self.inner
+            .txns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(txn_id.to_owned())
+    }
+
+    pub fn hs_token(&self) -> &str {
+        &self.inner.tokens.hs_token
+    }
+}
+
+impl Core {
+    /// Rooms are known: transactions can be routed from now on.
+    pub fn set_ready(&self) {
+        self.inner
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

@@ -1,0 +1,304 @@
+//! The hive's space and rooms: created idempotently by alias, repaired at every start.
+//!
+//! A restart never duplicates a room (the alias is looked up first; a lost race on creation
+//! falls back to the alias) and always re-invites missing members.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use ruma::api::client::account::register;
+use ruma::api::client::{alias, membership, profile, room, state};
+use ruma::events::StateEventType;
+use ruma::serde::Raw;
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, UserId};
+use serde_json::json;
+
+use super::routing::RoomRole;
+use super::{Core, RoomMap};
+use crate::agent_spec::AgentName;
+use crate::matrix::MatrixError;
+
+/// One room the hive wants, and who belongs in it.
+struct RoomPlan {
+    key: String,
+    alias_local: String,
+    name: String,
+    topic: String,
+    role: RoomRole,
+    space: bool,
+    federate: bool,
+    agents: Vec<AgentName>,
+}
+
+impl Core {
+    /// Registers `name`'s virtual user (idempotent: an existing user is fine).
+    pub async fn register_agent(&self, name: &AgentName) -> anyhow::Result<()> {
+        let mut req = register::v3::Request::new();
+        req.username = Some(format!("{}{}", self.cfg().agent_prefix, name));
+        req.login_type = Some(register::LoginType::ApplicationService);
+        req.inhibit_login = true;
+        match self.client().send(req, None).await {
+            Ok(_) => {
+                tracing::info!(agent = %name, "registered agent identity");
+                Ok(())
+            }
+            Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot register agent {name}")),
+        }
+    }
+
+    /// Registers every agent, sets profiles, creates or repairs every room.
+    pub async fn setup(&self) -> anyhow::Result<()> {
+        for (name, entry) in self.agents() {
+            self.register_agent(name).await?;
+            // The per-field profile endpoints are deprecated in favour of `set_profile_field`, which
+            // needs Matrix 1.16; the classic ones work on every homeserver.
+            #[allow(deprecated)]
+            let req = profile::set_display_name::v3::Request::new(
+                entry.user_id.clone(),
+                Some(entry.spec.display_name.clone()),
+            );
+            self.client()
+                .send(req, Some(&entry.user_id))
+                .await
+                .with_context(|| format!("cannot set {name}'s display name"))?;
+            if let Some(url) = &entry.spec.avatar_url {
+                #[allow(deprecated)]
+                let req = profile::set_avatar_url::v3::Request::new(
+                    entry.user_id.clone(),
+                    Some(url.as_str().into()),
+                );
+                self.client()
+                    .send(req, Some(&entry.user_id))
+                    .await
+                    .with_context(|| format!("cannot set {name}'s avatar"))?;
+            }
+        }
+        let all: Vec<AgentName> = self.agents().keys().cloned().collect();
+        let hive = self.cfg().hive_name.clone();
+        let mut plans = vec![
+            RoomPlan {
+                key: "c0re".into(),
+                alias_local: "hive-c0re".into(),
+                name: "c0re".into(),
+                topic: format!("{hive}: operator control. `!hive help` lists commands."),
+                role: RoomRole::Control,
+                space: false,
+                federate: false,
+                agents: Vec::new(),
+            },
+            RoomPlan {
+                key: "approvals".into(),
+                alias_local: "hive-approvals".into(),
+                name: "Y3R C4LL (approvals)".into(),
+                topic: format!("{hive}: requests that wait for an operator's ✓"),
+                role: RoomRole::Approvals,
+                space: false,
+                federate: false,
+                agents: Vec::new(),
+            },
+            RoomPlan {
+                key: "swarm".into(),
+                alias_local: "hive-swarm".into(),
+                name: "SW4RM".into(),
+                topic: format!("{hive}: broadcast to every agent"),
+                role: RoomRole::Swarm,
+                space: false,
+                federate: false,
+                agents: all.clone(),
+            },
+        ];
+        for (name, entry) in self.agents() {
+            // The inbox holds its agent and every agent allowed to write to it.
+            let mut members = vec![name.clone()];
+            members.extend(
+                self.agents()
+                    .iter()
+                    .filter(|(_, e)| e.spec.allowed_recipients.contains(name))
+                    .map(|(n, _)| n.clone()),
+            );
+            plans.push(RoomPlan {
+                key: format!("agent:{name}"),
+                alias_local: format!("agent-{name}"),
+                name: entry.spec.display_name.clone(),
+                topic: entry
+                    .spec
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| format!("{name}'s inbox: write here to talk to {name}")),
+                role: RoomRole::Inbox(name.clone()),
+                space: false,
+                federate: false,
+                agents: members,
+            });
+        }
+        let space_plan = RoomPlan {
+            key: "space".into(),
+            alias_local: "hive-space".into(),
+            name: hive.clone(),
+            topic: format!("{hive}: the hive's rooms"),
+            role: RoomRole::Space,
+            space: true,
+            federate: false,
+            agents: Vec::new(),
+        };
+        let mut map = RoomMap::default();
+        let space = self.ensure_room(&space_plan).await?;
+        map.insert(&space_plan.key, space.clone(), space_plan.role.clone());
+        for plan in &plans {
+            let room = self.ensure_room(plan).await?;
+            let child = json!({ "via": [self.cfg().server_name.as_str()] });
+            let req = state::send_state_event::v3::Request::new_raw(
+                space.clone(),
+                StateEventType::SpaceChild,
+                room.to_string(),
+                Raw::from_json(serde_json::value::to_raw_value(&child)?),
+            );
+            self.client()
+                .send(req, None)
+                .await
+                .context("cannot link a room into the hive's space")?;
+            map.insert(&plan.key, room, plan.role.clone());
+        }
+        self.set_rooms(map);
+        Ok(())
+    }
+
+    async fn ensure_room(&self, plan: &RoomPlan) -> anyhow::Result<OwnedRoomId> {
+        let alias: OwnedRoomAliasId =
+            RoomAliasId::parse(format!("#{}:{}", plan.alias_local, self.cfg().server_name))?;
+        let room_id = match self.resolve_alias(&alias).await? {
+            Some(id) => id,
+            None => match self.create_room(plan).await {
+                Ok(id) => {
+                    tracing::info!(alias = %alias, room_id = %id, "created room");
+                    id
+                }
+                Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => self
+                    .resolve_alias(&alias)
+                    .await?
+                    .context("alias taken but does not resolve")?,
+                Err(e) => return Err(e).with_context(|| format!("cannot create {alias}")),
+            },
+        };
+        self.repair_members(&room_id, plan)
+            .await
+            .with_context(|| format!("cannot repair members of {alias}"))?;
+        self.store()
+            .set_room(&plan.key, alias.as_str(), room_id.as_str())?;
+        Ok(room_id)
+    }
+
+    async fn resolve_alias(&self, alias: &RoomAliasId) -> anyhow::Result<Option<OwnedRoomId>> {
+        match self
+            .client()
+            .send(alias::get_alias::v3::Request::new(alias.to_owned()), None)
+            .await
+        {
+            Ok(r) => Ok(Some(r.room_id)),
+            Err(e) if e.errcode() == Some("M_NOT_FOUND") => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot resolve {alias}")),
+        }
+    }
+
+    async fn create_room(&self, plan: &RoomPlan) -> Result<OwnedRoomId, MatrixError> {
+        let mut users = serde_json::Map::new();
+        for op in &self.cfg().operators {
+            users.insert(op.to_string(), json!(100));
+        }
+        let mut req = room::create_room::v3::Request::new();
+        req.room_alias_name = Some(plan.alias_local.clone());
+        req.name = Some(plan.name.clone());
+        req.topic = Some(plan.topic.clone());
+        req.preset = Some(room::create_room::v3::RoomPreset::PrivateChat);
+        req.invite = self.cfg().operators.clone();
+        let mut creation = serde_json::Map::new();
+        if plan.space {
+            creation.insert("type".into(), json!("m.space"));
+        }
+        if !plan.federate {
+            creation.insert("m.federate".into(), json!(false));
+        }
+        req.creation_content = Some(Raw::from_json(
+            serde_json::value::to_raw_value(&creation).expect("json map serialises"),
+        ));
+        // Room version 12: the creator (the bot) must not appear in the users map.
+        let pl = json!({ "users": users });
+        req.power_level_content_override = Some(Raw::from_json(
+            serde_json::value::to_raw_value(&pl).expect("json serialises"),
+        ));
+        Ok(self.client().send(req, None).await?.room_id)
+    }
+
+    /// Invites every operator and planned agent who is not in the room (or invited), and joins
+    /// the agents. Banned users stay banned.
+    async fn repair_members(&self, room: &OwnedRoomId, plan: &RoomPlan) -> anyhow::Result<()> {
+        let members = self
+            .client()
+            .send(
+                membership::get_member_events::v3::Request::new(room.clone()),
+                None,
+            )
+            .await?;
+        let mut state: HashMap<String, String> = HashMap::new();
+        for raw in members.chunk {
+            let v: serde_json::Value = raw.deserialize_as_unchecked()?;
+            if let (Some(user), Some(m)) = (
+                v["state_key"].as_str(),
+                v.pointer("/content/membership").and_then(|m| m.as_str()),
+            ) {
+                state.insert(user.to_owned(), m.to_owned());
+            }
+        }
+        let wants_invite = |user: &UserId| {
+            !matches!(
+                state.get(user.as_str()).map(String::as_str),
+                Some("join" | "invite" | "ban")
+            )
+        };
+        for op in &self.cfg().operators {
+            if wants_invite(op) {
+                self.invite(room, op).await?;
+            }
+        }
+        for name in &plan.agents {
+            let Some(entry) = self.agent(name) else {
+                continue;
+            };
+            match state.get(entry.user_id.as_str()).map(String::as_str) {
+                Some("join") | Some("ban") => continue,
+                Some("invite") => {}
+                _ => self.invite(room, &entry.user_id).await?,
+            }
+            self.client()
+                .send(
+                    membership::join_room_by_id::v3::Request::new(room.clone()),
+                    Some(&entry.user_id),
+                )
+                .await
+                .with_context(|| format!("{name} cannot join {room}"))?;
+        }
+        Ok(())
+    }
+
+    async fn invite(&self, room: &OwnedRoomId, user: &OwnedUserId) -> anyhow::Result<()> {
+        let recipient = membership::invite_user::v3::InvitationRecipient::UserId(
+            membership::invite_user::v3::InviteUserId::new(user.clone()),
+        );
+        match self
+            .client()
+            .send(
+                membership::invite_user::v3::Request::new(room.clone(), recipient),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already in the room: another start got there first.
+            Err(e) if e.status() == Some(403) && e.to_string().contains("already in the room") => {
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot invite {user} to {room}")),
+        }
+    }
+}

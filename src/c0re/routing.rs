@@ -1,0 +1,313 @@
+//! Which agents an inbound event is for: a pure function over data, with its table of cases.
+
+use ruma::OwnedUserId;
+use serde::Deserialize;
+
+use crate::agent_spec::AgentName;
+
+/// The role a room plays in the hive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomRole {
+    Inbox(AgentName),
+    Swarm,
+    Control,
+    Approvals,
+    Space,
+    /// Any other room an agent or the operator is in.
+    Other,
+}
+
+/// Who sent an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderKind {
+    /// The appservice's own user.
+    Bot,
+    Agent(AgentName),
+    Operator,
+    /// Anyone else (local non-operator users, remote users).
+    Other,
+}
+
+/// The fields of a timeline event the core looks at. Anything else is ignored, and an event
+/// that lacks these is skipped (not an error: the homeserver sends all kinds of events).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TimelineEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: OwnedUserId,
+    #[serde(default)]
+    pub origin_server_ts: i64,
+    #[serde(default)]
+    pub content: serde_json::Value,
+    pub state_key: Option<String>,
+}
+
+impl TimelineEvent {
+    pub fn body(&self) -> Option<&str> {
+        self.content.get("body")?.as_str()
+    }
+
+    fn is_edit(&self) -> bool {
+        self.content
+            .pointer("/m.relates_to/rel_type")
+            .and_then(|v| v.as_str())
+            == Some("m.replace")
+    }
+
+    /// Users the event mentions: `m.mentions.user_ids`, or, for clients that do not send
+    /// intentional mentions, user IDs written in the body.
+    pub fn mentions(&self, candidates: &[(AgentName, OwnedUserId)]) -> Vec<AgentName> {
+        let explicit: Option<Vec<&str>> = self
+            .content
+            .pointer("/m.mentions/user_ids")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|u| u.as_str()).collect());
+        let body = self.body().unwrap_or("");
+        candidates
+            .iter()
+            .filter(|(_, id)| match &explicit {
+                Some(ids) => ids.contains(&id.as_str()),
+                None => body.contains(id.as_str()),
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// The agents `ev` must reach. `room` is the role of its room, `sender` who sent it,
+/// `agents` every agent with its user ID.
+///
+/// Rules (docs/architecture.md, "Routing"):
+/// - only `m.room.message` with a body; edits are never new messages;
+/// - the appservice's own events go nowhere;
+/// - in an agent's inbox, everything not written by that agent reaches it (that is how agents
+///   write to each other: `send_message` posts in the recipient's inbox);
+/// - in `#hive-swarm`, a human's message reaches every agent;
+/// - elsewhere a human's message reaches each agent it mentions. Agents' messages outside an
+///   inbox reach nobody, so two agents can never loop through mentions.
+pub fn route(
+    ev: &TimelineEvent,
+    room: &RoomRole,
+    sender: &SenderKind,
+    agents: &[(AgentName, OwnedUserId)],
+) -> Vec<AgentName> {
+    if ev.kind != "m.room.message" || ev.body().is_none() || ev.is_edit() || ev.state_key.is_some()
+    {
+        return Vec::new();
+    }
+    if *sender == SenderKind::Bot {
+        return Vec::new();
+    }
+    let human = matches!(sender, SenderKind::Operator | SenderKind::Other);
+    match room {
+        RoomRole::Inbox(owner) => match sender {
+            SenderKind::Agent(a) if a == owner => Vec::new(),
+            _ => vec![owner.clone()],
+        },
+        RoomRole::Swarm if human => agents.iter().map(|(n, _)| n.clone()).collect(),
+        RoomRole::Control | RoomRole::Other if human => ev.mentions(agents),
+        _ => Vec::new(),
+    }
+}
+
+/// A `!hive …` command for the core, if `ev` is one (only in the control room, only from an
+/// operator).
+pub fn control_command(ev: &TimelineEvent, room: &RoomRole, sender: &SenderKind) -> Option<String> {
+    if ev.kind != "m.room.message"
+        || *room != RoomRole::Control
+        || *sender != SenderKind::Operator
+        || ev.is_edit()
+    {
+        return None;
+    }
+    let body = ev.body()?.trim();
+    let rest = body.strip_prefix("!hive")?;
+    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruma::UserId;
+    use serde_json::json;
+
+    fn agents() -> Vec<(AgentName, OwnedUserId)> {
+        ["echo", "argus"]
+            .iter()
+            .map(|n| {
+                (
+                    AgentName::parse(n).unwrap(),
+                    UserId::parse(format!("@{n}:hs")).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn ev(kind: &str, content: serde_json::Value) -> TimelineEvent {
+        serde_json::from_value(json!({
+            "type": kind, "event_id": "$e", "room_id": "!r:hs", "sender": "@someone:hs",
+            "origin_server_ts": 1, "content": content,
+        }))
+        .unwrap()
+    }
+
+    fn n(s: &str) -> AgentName {
+        AgentName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn routes() {
+        let text = |b: &str| ev("m.room.message", json!({"msgtype": "m.text", "body": b}));
+        let mention_argus = ev(
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": "argus: look", "m.mentions": {"user_ids": ["@argus:hs"]}}),
+        );
+        let edit = ev(
+            "m.room.message",
+            json!({"body": "* x", "m.relates_to": {"rel_type": "m.replace", "event_id": "$o"}}),
+        );
+        let inbox_echo = RoomRole::Inbox(n("echo"));
+        let op = SenderKind::Operator;
+        let cases: Vec<(&str, TimelineEvent, RoomRole, SenderKind, Vec<&str>)> = vec![
+            (
+                "operator in inbox",
+                text("hi"),
+                inbox_echo.clone(),
+                op.clone(),
+                vec!["echo"],
+            ),
+            (
+                "agent writes to another's inbox",
+                text("hi"),
+                inbox_echo.clone(),
+                SenderKind::Agent(n("argus")),
+                vec!["echo"],
+            ),
+            (
+                "agent's own reply in its inbox",
+                text("hi"),
+                inbox_echo.clone(),
+                SenderKind::Agent(n("echo")),
+                vec![],
+            ),
+            (
+                "bot notice",
+                text("hi"),
+                inbox_echo.clone(),
+                SenderKind::Bot,
+                vec![],
+            ),
+            (
+                "reaction",
+                ev("m.reaction", json!({})),
+                inbox_echo.clone(),
+                op.clone(),
+                vec![],
+            ),
+            ("edit", edit, inbox_echo.clone(), op.clone(), vec![]),
+            (
+                "no body",
+                ev("m.room.message", json!({"msgtype": "m.text"})),
+                inbox_echo.clone(),
+                op.clone(),
+                vec![],
+            ),
+            (
+                "swarm from operator",
+                text("all"),
+                RoomRole::Swarm,
+                op.clone(),
+                vec!["echo", "argus"],
+            ),
+            (
+                "swarm from agent",
+                text("all"),
+                RoomRole::Swarm,
+                SenderKind::Agent(n("echo")),
+                vec![],
+            ),
+            (
+                "mention in control",
+                mention_argus.clone(),
+                RoomRole::Control,
+                op.clone(),
+                vec!["argus"],
+            ),
+            (
+                "mention by agent elsewhere",
+                mention_argus.clone(),
+                RoomRole::Other,
+                SenderKind::Agent(n("echo")),
+                vec![],
+            ),
+            (
+                "body mention fallback",
+                text("ping @echo:hs"),
+                RoomRole::Other,
+                SenderKind::Other,
+                vec!["echo"],
+            ),
+            (
+                "approvals room",
+                text("hi"),
+                RoomRole::Approvals,
+                op.clone(),
+                vec![],
+            ),
+            (
+                "plain control message",
+                text("hello"),
+                RoomRole::Control,
+                op.clone(),
+                vec![],
+            ),
+        ];
+        for (name, ev, room, sender, want) in cases {
+            let got: Vec<String> = route(&ev, &room, &sender, &agents())
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn commands() {
+        let text = |b: &str| ev("m.room.message", json!({"msgtype": "m.text", "body": b}));
+        let op = SenderKind::Operator;
+        assert_eq!(
+            control_command(&text("!hive status"), &RoomRole::Control, &op).as_deref(),
+            Some("status")
+        );
+        assert_eq!(
+            control_command(&text("!hive"), &RoomRole::Control, &op).as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            control_command(&text("!hivex"), &RoomRole::Control, &op),
+            None
+        );
+        assert_eq!(
+            control_command(&text("!hive status"), &RoomRole::Swarm, &op),
+            None
+        );
+        assert_eq!(
+            control_command(
+                &text("!hive status"),
+                &RoomRole::Control,
+                &SenderKind::Other
+            ),
+            None
+        );
+        assert_eq!(
+            control_command(
+                &text("!hive status"),
+                &RoomRole::Control,
+                &SenderKind::Agent(n("echo"))
+            ),
+            None
+        );
+    }
+}

@@ -1,0 +1,442 @@
+//! Each agent's unix socket and the delivery loop behind it.
+//!
+//! The socket lives in `<data>/agents/<name>/sock/` (mode 0700): the directory, not the file, is
+//! what a sandbox binds, so a restarted core's new socket is visible to a running harness.
+//! One harness per agent at a time; one message in flight per agent; the message is done only
+//! when the harness acks it. A connection that drops mid-turn puts the message back.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use anyhow::Context;
+use ruma::api::client::{receipt, typing};
+use ruma::events::receipt::ReceiptThread;
+use ruma::{EventId, RoomId};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::Core;
+use crate::agent_spec::AgentName;
+use crate::harness::protocol::{ErrorCode, Message, Request, Response, SOCKET_NAME};
+use crate::store::InboxItem;
+
+/// Largest request line accepted from a harness.
+const MAX_LINE: usize = 1 << 20;
+
+impl Core {
+    /// Binds agent `name`'s socket and serves it until shutdown.
+    pub async fn serve_agent_socket(self, name: AgentName) -> anyhow::Result<()> {
+        let dir = Core::socket_dir(self.data_dir(), &name);
+        crate::fsutil::private_dir(&dir)?;
+        let path = dir.join(SOCKET_NAME);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove stale socket {}", path.display()));
+            }
+        }
+        let listener =
+            UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        tracing::debug!(agent = %name, path = %path.display(), "agent socket ready");
+        loop {
+            let stream = tokio::select! {
+                _ = self.cancel().cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(agent = %name, error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let core = self.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = core.serve_connection(&name, stream).await {
+                    tracing::warn!(agent = %name, error = %format!("{e:#}"), "harness connection ended with an error");
+                }
+            });
+        }
+        let _ = std::fs::remove_file(&path);
+        Ok(())
+    }
+
+    async fn serve_connection(&self, name: &AgentName, stream: UnixStream) -> anyhow::Result<()> {
+        let entry = self.agent(name).context("agent vanished")?;
+        let busy = {
+            let mut connected = entry.connected.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *connected, true)
+        };
+        {
+            if busy {
+                let (_, mut w) = stream.into_split();
+                let resp = Response::Error {
+                    code: ErrorCode::AlreadyConnected,
+                    message: format!("a harness for {name} is already connected"),
+                };
+                write_line(&mut w, &resp).await?;
+                return Ok(());
+            }
+        }
+        let mut conn = Conn {
+            core: self.clone(),
+            name: name.clone(),
+            inflight: None,
+            typing: None,
+            sends: 0,
+        };
+        let result = conn.run(stream).await;
+        // The harness is gone: whatever it was doing goes back to the queue.
+        if let Some(item) = conn.inflight.take() {
+            tracing::warn!(agent = %name, event_id = %item.event_id, "harness left mid-turn; the message will be delivered again");
+            self.store().release(item.id)?;
+            entry.notify.notify_one();
+        }
+        conn.stop_typing(None).await;
+        *entry.connected.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.store()
+            .set_agent_state(name.as_str(), "disconnected", None)?;
+        result
+    }
+}
+
+struct Conn {
+    core: Core,
+    name: AgentName,
+    inflight: Option<InboxItem>,
+    typing: Option<tokio::task::JoinHandle<()>>,
+    /// Sends within the current turn, for stable transaction ids.
+    sends: u32,
+}
+
+/// Reads one line of at most `MAX_LINE` (+1, to detect overflow) bytes.
+async fn read_bounded(
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    line: &mut String,
+) -> std::io::Result<usize> {
+    let mut limited = reader.take(MAX_LINE as u64 + 1);
+    limited.read_line(line).await
+}
+
+async fn write_line(w: &mut (impl AsyncWriteExt + Unpin), resp: &Response) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(resp)?;
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    Ok(())
+}
+
+impl Conn {
+    async fn run(&mut self, stream: UnixStream) -> anyhow::Result<()> {
+        let (r, mut w) = stream.into_split();
+        let mut reader = BufReader::new(r);
+        let mut line = String::new();
+        let mut greeted = false;
+        loop {
+            line.clear();
+            let n = tokio::select! {
+                _ = self.core.cancel().cancelled() => {
+                    write_line(&mut w, &Response::Error { code: ErrorCode::ShuttingDown, message: "hive-c0re is stopping".into() }).await.ok();
+                    return Ok(());
+                }
+                n = read_bounded(&mut reader, &mut line) => n?,
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            if line.len() > MAX_LINE {
+                write_line(
+                    &mut w,
+                    &Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message: "request too large".into(),
+                    },
+                )
+                .await?;
+                return Ok(());
+            }
+            let req = match serde_json::from_str::<Request>(line.trim_end()) {
+                Ok(r) => r,
+                Err(e) => {
+                    write_line(
+                        &mut w,
+                        &Response::Error {
+                            code: ErrorCode::BadRequest,
+                            message: format!("bad request: {e}"),
+                        },
+                    )
+                    .await?;
+                    continue;
+                }
+            };
+            if !greeted && !matches!(req, Request::Hello { .. }) {
+                write_line(
+                    &mut w,
+                    &Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message: "say hello first".into(),
+                    },
+                )
+                .await?;
+                continue;
+            }
+            let resp = match req {
+                Request::Hello { agent, pid } => {
+                    if agent != self.name.as_str() {
+                        write_line(
+                            &mut w,
+                            &Response::Error {
+                                code: ErrorCode::WrongAgent,
+                                message: format!(
+                                    "this socket belongs to {}, not {agent:?}",
+                                    self.name
+                                ),
+                            },
+                        )
+                        .await?;
+                        return Ok(());
+                    }
+                    greeted = true;
+                    self.core.store().set_agent_state(
+                        self.name.as_str(),
+                        "connected",
+                        Some(pid),
+                    )?;
+                    let entry = self.core.agent(&self.name).context("agent vanished")?;
+                    tracing::info!(agent = %self.name, pid, "harness connected");
+                    Response::Welcome {
+                        agent: self.name.to_string(),
+                        user_id: entry.user_id.to_string(),
+                    }
+                }
+                Request::Next {} => {
+                    if self.inflight.is_some() {
+                        Response::Error {
+                            code: ErrorCode::BadRequest,
+                            message: "ack or fail the current message first".into(),
+                        }
+                    } else {
+                        match self.next(&mut reader).await? {
+                            Some(resp) => resp,
+                            None => return Ok(()),
+                        }
+                    }
+                }
+                Request::Reply { body } => match self.inflight.clone() {
+                    None => Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message: "no message in flight to reply to".into(),
+                    },
+                    Some(item) => {
+                        let txn = self.txn_id(item.id);
+                        let (room, ev, sender) = (item.room_id, item.event_id, item.sender);
+                        match self
+                            .core
+                            .agent_reply(&self.name, &room, &ev, &sender, &body, &txn)
+                            .await
+                        {
+                            Ok(id) => Response::Sent {
+                                event_id: id.to_string(),
+                            },
+                            Err(r) => Response::Error {
+                                code: r.code,
+                                message: r.message,
+                            },
+                        }
+                    }
+                },
+                Request::SendMessage { to, body } => {
+                    let txn = self.txn_id(self.inflight.as_ref().map_or(0, |i| i.id));
+                    match self.core.agent_send(&self.name, &to, &body, &txn).await {
+                        Ok(id) => Response::Sent {
+                            event_id: id.to_string(),
+                        },
+                        Err(r) => {
+                            tracing::info!(agent = %self.name, to, reason = %r.message, "send refused");
+                            Response::Error {
+                                code: r.code,
+                                message: r.message,
+                            }
+                        }
+                    }
+                }
+                Request::Ack { id } => self.finish(id, None).await?,
+                Request::Fail { id, error } => self.finish(id, Some(error)).await?,
+                Request::BrainUnavailable { reason } => {
+                    if self
+                        .core
+                        .store()
+                        .set_brain_notice(self.name.as_str(), Some(&reason))?
+                    {
+                        let room = self.core.room(&format!("agent:{}", self.name));
+                        let text = format!(
+                            "⚠️ {} cannot think right now: {reason}. Messages wait in the queue until its brain can run.",
+                            self.name
+                        );
+                        self.core
+                            .post_as_agent_or_notice(&self.name, room, &text)
+                            .await;
+                    }
+                    Response::Done
+                }
+            };
+            write_line(&mut w, &resp).await?;
+        }
+    }
+
+    /// A transaction id stable across re-runs of the same turn, unique per agent.
+    fn txn_id(&mut self, inbox_id: i64) -> String {
+        self.sends += 1;
+        if inbox_id == 0 {
+            format!(
+                "hh-{}-x{}",
+                self.name,
+                crate::c0re::registration::random_secret(12)
+            )
+        } else {
+            format!("hh-{}-{}-{}", self.name, inbox_id, self.sends)
+        }
+    }
+
+    /// Waits for the agent's next message. `None`: the harness hung up while waiting.
+    async fn next(
+        &mut self,
+        reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    ) -> anyhow::Result<Option<Response>> {
+        let entry = self.core.agent(&self.name).context("agent vanished")?;
+        loop {
+            let core = self.core.clone();
+            let name = self.name.to_string();
+            let max = core.cfg().max_attempts;
+            let (item, dead) =
+                tokio::task::spawn_blocking(move || core.store().take_next(&name, max)).await??;
+            for d in dead {
+                self.core.dead_letter_notice(&d).await;
+            }
+            if let Some(item) = item {
+                self.sends = 0;
+                self.start_typing(&item);
+                let msg = Message {
+                    id: item.id,
+                    event_id: item.event_id.clone(),
+                    room_id: item.room_id.clone(),
+                    sender: item.sender.clone(),
+                    body: item.body.clone(),
+                    attempt: item.attempts,
+                };
+                self.inflight = Some(item);
+                return Ok(Some(Response::Message(msg)));
+            }
+            tokio::select! {
+                _ = entry.notify.notified() => {}
+                _ = self.core.cancel().cancelled() => {
+                    return Ok(Some(Response::Error { code: ErrorCode::ShuttingDown, message: "hive-c0re is stopping".into() }));
+                }
+                // The harness sends nothing while it waits: readable means it hung up.
+                r = reader.fill_buf() => {
+                    match r {
+                        Ok([]) | Err(_) => return Ok(None),
+                        Ok(_) => return Ok(Some(Response::Error { code: ErrorCode::BadRequest, message: "one request at a time".into() })),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn finish(&mut self, id: i64, failure: Option<String>) -> anyhow::Result<Response> {
+        let Some(item) = self.inflight.take_if(|i| i.id == id) else {
+            return Ok(Response::Error {
+                code: ErrorCode::BadRequest,
+                message: format!("message {id} is not in flight on this connection"),
+            });
+        };
+        match &failure {
+            None => {
+                self.core.store().ack(id)?;
+                // A successful turn clears a brain problem once reported.
+                self.core
+                    .store()
+                    .set_brain_notice(self.name.as_str(), None)?;
+            }
+            Some(reason) => {
+                self.core.store().fail(id, reason)?;
+                self.core
+                    .dead_letter_notice(&InboxItem { ..item.clone() })
+                    .await;
+                let room = RoomId::parse(&item.room_id).ok();
+                let text = format!("⚠️ {} could not handle this message: {reason}", self.name);
+                self.core
+                    .post_as_agent_or_notice(&self.name, room, &text)
+                    .await;
+            }
+        }
+        self.stop_typing(Some(&item)).await;
+        Ok(Response::Done)
+    }
+
+    fn start_typing(&mut self, item: &InboxItem) {
+        let Ok(room) = RoomId::parse(&item.room_id) else {
+            return;
+        };
+        let core = self.core.clone();
+        let Some(user) = core.agent(&self.name).map(|e| e.user_id.clone()) else {
+            return;
+        };
+        if let Some(t) = self.typing.take() {
+            t.abort();
+        }
+        // Typing is a courtesy, refreshed while the turn runs; failures only get logged.
+        self.typing = Some(tokio::spawn(async move {
+            loop {
+                let state = typing::create_typing_event::v3::Typing::Yes(
+                    typing::create_typing_event::v3::TypingInfo::new(Duration::from_secs(30)),
+                );
+                let req = typing::create_typing_event::v3::Request::new(
+                    user.clone(),
+                    room.clone(),
+                    state,
+                );
+                if let Err(e) = core.client().send(req, Some(&user)).await {
+                    tracing::debug!(error = %e, "typing notice failed");
+                }
+                tokio::time::sleep(Duration::from_secs(25)).await;
+            }
+        }));
+    }
+
+    /// Ends the typing notice; with `done`, also marks the message read.
+    async fn stop_typing(&mut self, done: Option<&InboxItem>) {
+        let Some(t) = self.typing.take() else { return };
+        t.abort();
+        let Some(user) = self.core.agent(&self.name).map(|e| e.user_id.clone()) else {
+            return;
+        };
+        let Some(item) = done else { return };
+        let (Ok(room), Ok(event)) = (RoomId::parse(&item.room_id), EventId::parse(&item.event_id))
+        else {
+            return;
+        };
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let req = typing::create_typing_event::v3::Request::new(
+                user.clone(),
+                room.clone(),
+                typing::create_typing_event::v3::Typing::No,
+            );
+            if let Err(e) = core.client().send(req, Some(&user)).await {
+                tracing::debug!(error = %e, "typing off failed");
+            }
+            let mut req = receipt::create_receipt::v3::Request::new(
+                room,
+                receipt::create_receipt::v3::ReceiptType::Read,
+                event,
+            );
+            req.thread = ReceiptThread::Unthreaded;
+            if let Err(e) = core.client().send(req, Some(&user)).await {
+                tracing::debug!(error = %e, "read receipt failed");
+            }
+        });
+    }
+}

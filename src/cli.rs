@@ -1,0 +1,80 @@
+//! The command line, as data (clap derive). Each subcommand's behaviour lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::env;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hive",
+    version,
+    about = "A Matrix-native hive of LLM agents",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// hive.toml to use (default: ./hive.toml if present, else built-in defaults).
+    #[arg(long, global = true, env = env::CONFIG)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole hive in the foreground: homeserver, hive-c0re, agents. Ctrl-C stops it.
+    Up(HiveDirs),
+    /// Run hive-c0re (the appservice) and the agents, against an already running homeserver.
+    C0re(HiveDirs),
+    /// Run one agent's harness (started by the runtime; rarely by hand).
+    Agent(AgentArgs),
+    /// Show what runs: homeserver, hive-c0re, agents and their queues.
+    Status(HiveDirs),
+    /// Validate hive.toml and every bots/*/agent.toml; print the resolved configuration.
+    Check(HiveDirs),
+    /// Measure the hive against its homeserver on a throwaway local Synapse.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HiveDirs {
+    /// The hive's data directory (state, secrets, homeserver).
+    #[arg(long, env = env::DATA_DIR, default_value = ".hive")]
+    pub data_dir: PathBuf,
+    /// Directory of bots (`<name>/agent.toml` + `prompt.md`).
+    #[arg(long, env = env::BOTS_DIR, default_value = "bots")]
+    pub bots: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The bot's directory (its name is the directory name).
+    #[arg(long)]
+    pub bot: PathBuf,
+    /// The agent's socket (inside its socket directory).
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// The agent's state directory.
+    #[arg(long)]
+    pub state: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Agents the messages are spread over.
+    #[arg(long, default_value_t = 4)]
+    pub agents: usize,
+    /// Messages sent one at a time for the latency figures.
+    #[arg(long, default_value_t = 200)]
+    pub messages: usize,
+    /// Messages sent in one burst for the throughput figures.
+    #[arg(long, default_value_t = 400)]
+    pub burst: usize,
+    /// Keep the throwaway hive's directory here instead of a temp dir.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

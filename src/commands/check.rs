@@ -1,0 +1,56 @@
+//! `hive check`: validate `hive.toml` and every `agent.toml`, print the resolved configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::HiveDirs;
+use crate::config::Config;
+
+pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    match Config::load(config_path.as_deref()) {
+        Ok(cfg) => {
+            println!("{}", cfg.render());
+            if let Err(e) = crate::config::check_transport(&cfg) {
+                eprintln!("error: {e:#}");
+                ok = false;
+            }
+            match crate::agent_spec::load_all(&dirs.bots) {
+                Ok(specs) => {
+                    println!("agents ({})", dirs.bots.display());
+                    for s in specs {
+                        let allowed: Vec<&str> =
+                            s.allowed_recipients.iter().map(|a| a.as_str()).collect();
+                        println!(
+                            "  {:<12} {:<28} brain {:<12} may message: {}",
+                            s.name.as_str(),
+                            cfg.agent_user_id(&s.name).as_str(),
+                            s.brain.kind(),
+                            if allowed.is_empty() {
+                                "operator only".to_owned()
+                            } else {
+                                format!("operator, {}", allowed.join(", "))
+                            }
+                        );
+                    }
+                }
+                Err(errs) => {
+                    ok = false;
+                    for e in errs {
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            ok = false;
+            eprintln!("error: {e:#}");
+        }
+    }
+    if ok {
+        println!("\nok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}

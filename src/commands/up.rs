@@ -1,0 +1,129 @@
+//! `hive up`: the whole hive in the foreground.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::HiveDirs;
+use crate::config::Config;
+use crate::homeserver::{self, Layout, Synapse};
+
+pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config_path.as_deref())?;
+    crate::config::check_transport(&cfg)?;
+    let specs = super::load_bots(&dirs.bots)?;
+    let registration = super::c0re::prepare_data_dir(&cfg, &dirs.data_dir)?;
+    let cancel = super::shutdown_token()?;
+
+    let synapse_task = if cfg.embedded {
+        let layout = Layout::new(&dirs.data_dir);
+        homeserver::ensure_installed(&layout).await?;
+        let configs = homeserver::render_config(
+            &layout,
+            &cfg,
+            &registration,
+            extra_config(&dirs.data_dir)?.as_deref(),
+        )?;
+        eprintln!("hive: starting Synapse ({})…", cfg.homeserver_url);
+        let synapse = Synapse::start(&layout, &configs, &cfg.homeserver_url).await?;
+        write_pid(&dirs.data_dir, "synapse", synapse.pid());
+        let creds = homeserver::ensure_operator(&dirs.data_dir, &layout, &cfg).await?;
+        eprintln!(
+            "hive: homeserver ready. Log in from any Matrix client:\n        homeserver  {}\n        user        {}\n        password    in {} (mode 0600)",
+            creds.homeserver,
+            creds.user_id,
+            homeserver::OperatorCredentials::path(&dirs.data_dir).display()
+        );
+        Some(tokio::spawn(supervise_synapse(
+            synapse,
+            layout,
+            configs,
+            cfg.homeserver_url.clone(),
+            dirs.data_dir.clone(),
+            cancel.clone(),
+        )))
+    } else {
+        eprintln!(
+            "hive: using the homeserver at {}. Its configuration must list {} in app_service_config_files.",
+            cfg.homeserver_url,
+            registration.display()
+        );
+        None
+    };
+
+    let result = super::c0re::serve(cfg, &dirs.data_dir, specs, cancel.clone()).await;
+    cancel.cancel();
+    if let Some(t) = synapse_task {
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(super::pid_file(&dirs.data_dir, "synapse"));
+    result?;
+    eprintln!("hive: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `<data>/synapse-extra.yaml`, if the operator wrote one, is loaded after the rendered config.
+fn extra_config(data_dir: &Path) -> anyhow::Result<Option<String>> {
+    let p = data_dir.join("synapse-extra.yaml");
+    match std::fs::read_to_string(&p) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("cannot read {}", p.display()))),
+    }
+}
+
+fn write_pid(data_dir: &Path, what: &str, pid: Option<u32>) {
+    if let Some(pid) = pid
+        && let Err(e) = crate::fsutil::write_atomic(
+            &super::pid_file(data_dir, what),
+            pid.to_string().as_bytes(),
+            0o644,
+        )
+    {
+        tracing::warn!(error = %format!("{e:#}"), "could not write pid file");
+    }
+}
+
+/// Keeps Synapse running until shutdown; stops it last.
+async fn supervise_synapse(
+    mut synapse: Synapse,
+    layout: Layout,
+    configs: Vec<PathBuf>,
+    url: url::Url,
+    data_dir: PathBuf,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                eprintln!("hive: stopping Synapse…");
+                synapse.stop().await;
+                return;
+            }
+            status = synapse.wait() => {
+                tracing::error!(status = ?status, log = %layout.log().display(), "Synapse exited; restarting");
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            match Synapse::start(&layout, &configs, &url).await {
+                Ok(s) => {
+                    write_pid(&data_dir, "synapse", s.pid());
+                    synapse = s;
+                    backoff = Duration::from_secs(1);
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "Synapse restart failed");
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! `hive.toml`: `RawConfig` (serde, every field optional) → `Config` (validated, typed).
+//!
+//! Every `HYPERHIVE_*` environment override is declared in [`env`]; nothing else reads the
+//! environment for configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
+use serde::Deserialize;
+use url::Url;
+
+use crate::agent_spec::AgentName;
+
+/// The environment variables hyperhive reads, in one place.
+pub mod env {
+    /// The hive's data directory (default `./.hive`).
+    pub const DATA_DIR: &str = "HYPERHIVE_DATA_DIR";
+    /// The directory holding `bots/<name>/agent.toml` (default `./bots`).
+    pub const BOTS_DIR: &str = "HYPERHIVE_BOTS_DIR";
+    /// Path of `hive.toml` (default `./hive.toml` if it exists, else built-in defaults).
+    pub const CONFIG: &str = "HYPERHIVE_CONFIG";
+    /// Where to keep the Synapse venv (default `<data dir>/synapse/venv`); tests share one.
+    pub const SYNAPSE_VENV: &str = "HYPERHIVE_SYNAPSE_VENV";
+    /// A Python interpreter to create the Synapse venv with (default `python3`).
+    pub const PYTHON: &str = "HYPERHIVE_PYTHON";
+}
+
+/// Synapse version the project is tested with; `hive up` installs exactly this one.
+pub const SYNAPSE_VERSION: &str = "1.163.2";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub hive: RawHive,
+    #[serde(default)]
+    pub homeserver: RawHomeserver,
+    #[serde(default)]
+    pub appservice: RawAppservice,
+    #[serde(default)]
+    pub operators: RawOperators,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+    #[serde(default)]
+    pub runtime: RawRuntime,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHive {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHomeserver {
+    /// `true`: `hive up` installs and supervises a local Synapse. `false`: use `url`.
+    pub embedded: Option<bool>,
+    pub server_name: Option<String>,
+    /// Client-server API base URL.
+    pub url: Option<Url>,
+    /// Port of the embedded Synapse's client listener (loopback only).
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAppservice {
+    pub id: Option<String>,
+    /// Where hive-c0re listens for the homeserver's transactions.
+    pub listen: Option<SocketAddr>,
+    /// The URL the homeserver uses to reach `listen` (default `http://<listen>`).
+    pub url: Option<Url>,
+    /// Localpart of the appservice's own user (room creator, notices).
+    pub sender_localpart: Option<String>,
+    /// Prefix of every agent's localpart (`""`: agents are `@<name>:<server>`).
+    pub agent_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOperators {
+    /// Matrix IDs of the operators. Default: `@operator:<server_name>`.
+    pub users: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    /// Deliveries of one message before it is dead-lettered.
+    pub max_attempts: Option<u32>,
+    /// Seconds between heartbeats through `#hive-c0re`.
+    pub heartbeat_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    /// `process` (default): each agent a supervised local child. `external`: agents' harnesses
+    /// are started by someone else (systemd, a debugger, `hive bench`) and connect to their socket.
+    pub kind: Option<RuntimeKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    Process,
+    External,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hive_name: String,
+    pub embedded: bool,
+    pub server_name: OwnedServerName,
+    pub homeserver_url: Url,
+    pub homeserver_port: u16,
+    pub appservice_id: String,
+    pub listen: SocketAddr,
+    pub appservice_url: Url,
+    pub sender_localpart: String,
+    pub agent_prefix: String,
+    pub operators: Vec<OwnedUserId>,
+    pub max_attempts: u32,
+    pub heartbeat_secs: u64,
+    pub runtime: RuntimeKind,
+    /// Where `hive.toml` came from (`None`: built-in defaults).
+    pub source: Option<PathBuf>,
+}
+
+/// One validation error, with the key it concerns.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any) and validates it; every error is reported, each with its key.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let (raw, source) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                let raw: RawConfig =
+                    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e))?;
+                (raw, Some(p.to_owned()))
+            }
+            None => (RawConfig::default(), None),
+        };
+        Self::validate(raw, source).map_err(|errs| {
+            let list: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+            anyhow::anyhow!(
+                "{} is invalid:\n{}",
+                path.map_or("the built-in configuration".into(), |p| p
+                    .display()
+                    .to_string()),
+                list.join("\n")
+            )
+        })
+    }
+
+    pub fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let mut err = |key: &'static str, message: String| errs.push(ConfigError { key, message });
+
+        let embedded = raw.homeserver.embedded.unwrap_or(true);
+        let server_name_str = raw
+            .homeserver
+            .server_name
+            .unwrap_or_else(|| "localhost".into());
+        let server_name = match ServerName::parse(&server_name_str) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                err(
+                    "homeserver.server_name",
+                    format!("{server_name_str:?} is not a server name: {e}"),
+                );
+                None
+            }
+        };
+        let port = raw.homeserver.port.unwrap_or(8008);
+        let homeserver_url = match (raw.homeserver.url, embedded) {
+            (Some(u), _) => u,
+            (None, true) => {
+                Url::parse(&format!("http://127.0.0.1:{port}/")).expect("a valid literal url")
+            }
+            (None, false) => {
+                err(
+                    "homeserver.url",
+                    "required when homeserver.embedded = false".into(),
+                );
+                Url::parse("http://127.0.0.1/").expect("a valid literal url")
+            }
+        };
+        if !matches!(homeserver_url.scheme(), "http" | "https") {
+            err(
+                "homeserver.url",
+                format!("{homeserver_url} is not an http(s) URL"),
+            );
+        }
+        let appservice_id = raw.appservice.id.unwrap_or_else(|| "hyperhive".into());
+        if appservice_id.is_empty()
+            || !appservice_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            err(
+                "appservice.id",
+                format!(
+                    "{appservice_id:?} must be non-empty ascii letters, digits, '_', '-' or '.'"
+                ),
+            );
+        }
+        let listen = raw
+            .appservice
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:8009".parse().expect("a valid literal address"));
+        let appservice_url = raw.appservice.url.unwrap_or_else(|| {
+            Url::parse(&format!("http://{listen}/")).expect("a socket address makes a valid url")
+        });
+        let sender_localpart = raw
+            .appservice
+            .sender_localpart
+            .unwrap_or_else(|| "hive".into());
+        if !is_localpart(&sender_localpart) {
+            err(
+                "appservice.sender_localpart",
+                format!("{sender_localpart:?} is not a valid localpart"),
+            );
+        }
+        let agent_prefix = raw.appservice.agent_prefix.unwrap_or_default();
+        if !agent_prefix.is_empty() && !is_localpart(&agent_prefix) {
+            err(
+                "appservice.agent_prefix",
+                format!("{agent_prefix:?} may only hold a-z, 0-9, '_', '-', '.', '='"),
+            );
+        }
+        let mut operators = Vec::new();
+        let listed = raw
+            .operators
+            .users
+            .unwrap_or_else(|| vec![format!("@operator:{server_name_str}")]);
+        if listed.is_empty() {
+            err(
+                "operators.users",
+                "at least one operator is required".into(),
+            );
+        }
+        for u in listed {
+            match UserId::parse(&u) {
+                Ok(id) => {
+                    if id.localpart() == sender_localpart
+                        && Some(id.server_name()) == server_name.as_deref()
+                    {
+                        err(
+                            "operators.users",
+                            format!("{u} is the appservice's own user"),
+                        );
+                    }
+                    operators.push(id);
+                }
+                Err(e) => err(
+                    "operators.users",
+                    format!("{u:?} is not a Matrix user ID: {e}"),
+                ),
+            }
+        }
+        let max_attempts = raw.delivery.max_attempts.unwrap_or(3);
+        if max_attempts == 0 {
+            err("delivery.max_attempts", "must be at least 1".into());
+        }
+        let heartbeat_secs = raw.delivery.heartbeat_secs.unwrap_or(60);
+        if heartbeat_secs == 0 {
+            err("delivery.heartbeat_secs", "must be at least 1".into());
+        }
+        let hive_name = raw.hive.name.unwrap_or_else(|| "hyperhive".into());
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Config {
+            hive_name,
+            embedded,
+            server_name: server_name.expect("checked above").to_owned(),
+            homeserver_url,
+            homeserver_port: port,
+            appservice_id,
+            listen,
+            appservice_url,
+            sender_localpart,
+            agent_prefix,
+            operators,
+            max_attempts,
+            heartbeat_secs,
+            runtime: raw.runtime.kind.unwrap_or(RuntimeKind::Process),
+            source,
+        })
+    }
+
+    /// `hive.toml` to use: `--config`/`HYPERHIVE_CONFIG`, else `./hive.toml` if present.
+    pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+        explicit.map(Path::to_owned).or_else(|| {
+            let p = PathBuf::from("hive.toml");
+            p.is_file().then_some(p)
+        })
+    }
+
+    pub fn bot_user_id(&self) -> OwnedUserId {
+        UserId::parse(format!("@{}:{}", self.sender_localpart, self.server_name))
+            .expect("validated localpart and server name")
+    }
+
+    pub fn agent_user_id(&self, name: &AgentName) -> OwnedUserId {
+        UserId::parse(format!(
+            "@{}{}:{}",
+            self.agent_prefix, name, self.server_name
+        ))
+        .expect("agent names and the prefix are valid localpart characters")
+    }
+
+    /// The agent a local user ID belongs to, if it is in the agents' namespace.
+    pub fn agent_of(&self, user: &UserId) -> Option<AgentName> {
+        if user.server_name() != self.server_name || self.is_operator(user) {
+            return None;
+        }
+        let rest = user.localpart().strip_prefix(self.agent_prefix.as_str())?;
+        AgentName::parse(rest).ok()
+    }
+
+    pub fn is_operator(&self, user: &UserId) -> bool {
+        self.operators.iter().any(|o| o == user)
+    }
+
+    /// The exclusive user namespace regex for the registration: every valid agent localpart on
+    /// this server, except the configured local operators.
+    pub fn user_namespace_regex(&self) -> String {
+        let server = regex_escape(self.server_name.as_str());
+        let carve: Vec<String> = self
+            .operators
+            .iter()
+            .filter(|o| o.server_name() == self.server_name)
+            .map(|o| regex_escape(o.localpart()))
+            .collect();
+        let lookahead = if carve.is_empty() {
+            String::new()
+        } else {
+            format!("(?!(?:{}):)", carve.join("|"))
+        };
+        format!(
+            "@{lookahead}{}[a-z][a-z0-9_-]{{0,31}}:{server}$",
+            regex_escape(&self.agent_prefix)
+        )
+    }
+
+    pub fn alias_namespace_regexes(&self) -> Vec<String> {
+        let server = regex_escape(self.server_name.as_str());
+        vec![
+            format!("#hive-.*:{server}$"),
+            format!("#agent-.*:{server}$"),
+        ]
+    }
+
+    /// A printable rendering of the resolved configuration (`hive check`).
+    pub fn render(&self) -> String {
+        let ops: Vec<String> = self.operators.iter().map(|o| o.to_string()).collect();
+        format!(
+            "config file        {}\nhive name          {}\nhomeserver         {} ({})\nserver name        {}\nappservice         id {} listening on {} (homeserver reaches it at {})\nbot user           {}\nagent namespace    {}\noperators          {}\ndelivery           max_attempts {}, heartbeat every {} s\nruntime            {:?}\n",
+            self.source
+                .as_ref()
+                .map_or("(built-in defaults)".into(), |p| p.display().to_string()),
+            self.hive_name,
+            self.homeserver_url,
+            if self.embedded {
+                "embedded Synapse, started by `hive up`"
+            } else {
+                "external"
+            },
+            self.server_name,
+            self.appservice_id,
+            self.listen,
+            self.appservice_url,
+            self.bot_user_id(),
+            self.user_namespace_regex(),
+            ops.join(", "),
+            self.max_attempts,
+            self.heartbeat_secs,
+            self.runtime,
+        )
+    }
+}
+
+fn is_localpart(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.=/+".contains(c))
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Refuses to go on when `listen` is not loopback and the URL is plain http (the hs_token would
+/// cross a network in clear text).
+pub fn check_transport(cfg: &Config) -> anyhow::Result<()> {
+    if !cfg.listen.ip().is_loopback() && cfg.appservice_url.scheme() == "http" {
+        bail!(
+            "appservice.listen {} is not loopback: put TLS in front of it and set appservice.url to https",
+            cfg.listen
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Result<Config, Vec<ConfigError>> {
+        Config::validate(toml::from_str(text).expect("test toml parses"), None)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg("").unwrap();
+        assert_eq!(c.server_name.as_str(), "localhost");
+        assert_eq!(c.operators[0].as_str(), "@operator:localhost");
+        assert_eq!(c.homeserver_url.as_str(), "http://127.0.0.1:8008/");
+        assert_eq!(
+            c.user_namespace_regex(),
+            "@(?!(?:operator):)[a-z][a-z0-9_-]{0,31}:localhost$"
+        );
+    }
+
+    #[test]
+    fn errors_name_keys() {
+        let cases = [
+            (
+                "[homeserver]\nserver_name = \"bad name!\"",
+                "homeserver.server_name",
+            ),
+            ("[homeserver]\nembedded = false", "homeserver.url"),
+            ("[operators]\nusers = [\"nope\"]", "operators.users"),
+            ("[operators]\nusers = []", "operators.users"),
+            ("[delivery]\nmax_attempts = 0", "delivery.max_attempts"),
+            (
+                "[appservice]\nsender_localpart = \"Hive Bot\"",
+                "appservice.sender_localpart",
+            ),
+            ("[appservice]\nid = \"a b\"", "appservice.id"),
+        ];
+        for (text, key) in cases {
+            let errs = cfg(text).expect_err(text);
+            assert!(errs.iter().any(|e| e.key == key), "{text}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn agent_identity() {
+        let c = cfg("[appservice]\nagent_prefix = \"hh_\"").unwrap();
+        let n = AgentName::parse("argus").unwrap();
+        let id = c.agent_user_id(&n);
+        assert_eq!(id.as_str(), "@hh_argus:localhost");
+        assert_eq!(c.agent_of(&id), Some(n));
+        assert_eq!(
+            c.agent_of(UserId::parse("@argus:localhost").unwrap().as_ref()),
+            None
+        );
+        assert_eq!(
+            c.agent_of(UserId::parse("@hh_argus:elsewhere").unwrap().as_ref()),
+            None
+        );
+        let d = cfg("").unwrap();
+        assert_eq!(
+            d.agent_of(UserId::parse("@operator:localhost").unwrap().as_ref()),
+            None
+        );
+        assert_eq!(
+            d.agent_of(UserId::parse("@hive:localhost").unwrap().as_ref()),
+            None
+        );
+    }
+}

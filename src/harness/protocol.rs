@@ -1,0 +1,107 @@
+//! The wire protocol between an agent's harness and hive-c0re (see docs/protocol.md).
+//!
+//! Newline-delimited JSON over the agent's own unix socket: the harness sends one request, the
+//! core answers with exactly one response, in order. The socket the harness connects to *is* its
+//! identity (one socket per agent, in a directory only that agent's sandbox sees), so no token
+//! ever crosses it.
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the socket inside the agent's socket directory.
+pub const SOCKET_NAME: &str = "c0re.sock";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// First request on a connection: names the agent the harness believes it is.
+    Hello { agent: String, pid: u32 },
+    /// Blocks until the agent's next message, then hands it over (the turn starts).
+    Next {},
+    /// Posts `body` (Markdown) in the room the current message came from, as a reply to it.
+    Reply { body: String },
+    /// Posts `body` to another agent's inbox (or `operator`), subject to `allowed_recipients`.
+    SendMessage { to: String, body: String },
+    /// The turn for message `id` is finished: it will never be delivered again.
+    Ack { id: i64 },
+    /// The turn for message `id` failed for good: it is dead-lettered and the operator told.
+    Fail { id: i64, error: String },
+    /// The brain cannot run at all (no credentials, unknown backend): said once in the room.
+    BrainUnavailable { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Welcome { agent: String, user_id: String },
+    Message(Message),
+    Sent { event_id: String },
+    Done,
+    Error { code: ErrorCode, message: String },
+}
+
+/// One inbound message: one turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Queue id: what `ack`/`fail` name.
+    pub id: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub body: String,
+    /// 1 on first delivery; more after a harness died mid-turn.
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed request, or a request out of turn (reply with no message in flight).
+    BadRequest,
+    /// Another harness is already connected for this agent.
+    AlreadyConnected,
+    /// `hello` named a different agent than the socket belongs to.
+    WrongAgent,
+    /// The recipient is not in `allowed_recipients`.
+    NotAllowed,
+    /// No such agent or user.
+    UnknownRecipient,
+    /// The homeserver refused or could not be reached.
+    Homeserver,
+    /// The core is shutting down.
+    ShuttingDown,
+    Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        let cases: &[(Request, &str)] = &[
+            (Request::Next {}, r#"{"op":"next"}"#),
+            (Request::Ack { id: 7 }, r#"{"op":"ack","id":7}"#),
+            (
+                Request::SendMessage {
+                    to: "argus".into(),
+                    body: "hi".into(),
+                },
+                r#"{"op":"send_message","to":"argus","body":"hi"}"#,
+            ),
+        ];
+        for (req, json) in cases {
+            assert_eq!(serde_json::to_string(req).unwrap(), *json);
+            assert_eq!(&serde_json::from_str::<Request>(json).unwrap(), req);
+        }
+        let err = Response::Error {
+            code: ErrorCode::NotAllowed,
+            message: "no".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"type":"error","code":"not_allowed","message":"no"}"#
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"next","sneaky":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+    }
+}

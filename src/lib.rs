@@ -1,0 +1,17 @@
+//! hyperhive: a Matrix-native framework for a swarm of LLM agents.
+//!
+//! See `docs/architecture.md` for the map of this crate.
+#![recursion_limit = "256"]
+
+pub mod agent_spec;
+pub mod brain;
+pub mod c0re;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod fsutil;
+pub mod harness;
+pub mod homeserver;
+pub mod matrix;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,464 @@
+//! hive-c0re's durable state: transaction dedupe, the delivery queue, room ids, agent state.
+//!
+//! One sqlite file in WAL mode. `synchronous = NORMAL` is durable against a process crash
+//! (SIGKILL), which is the failure the delivery promise is about; numbered migrations are
+//! applied in order and recorded in `user_version`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+
+const MIGRATIONS: &[(&str, &str)] = &[("001_init", include_str!("store/migrations/001_init.sql"))];
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// An event routed to one or more agents, ready to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueue {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub body: String,
+    pub origin_ts: i64,
+    pub agents: Vec<String>,
+}
+
+/// One queued message for an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub id: i64,
+    pub agent: String,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub body: String,
+    pub origin_ts: i64,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub pending: u64,
+    pub inflight: u64,
+    pub done: u64,
+    pub dead: u64,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open database {}", path.display()))?;
+        Self::init(conn).with_context(|| format!("cannot prepare database {}", path.display()))
+    }
+
+    pub fn open_in_memory() -> anyhow::Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> anyhow::Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("migration {name} failed"))?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave sqlite inconsistent (transactions roll
+        // back on drop), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `seen` event ids and enqueues the routed ones, all in one transaction.
+    /// Events already seen are skipped entirely. Returns the agents that got new messages.
+    pub fn ingest(
+        &self,
+        seen: &[(String, String)],
+        routed: &[Enqueue],
+        received_us: i64,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut fresh = std::collections::HashSet::new();
+        {
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO seen_events (event_id, room_id, received_us) VALUES (?1, ?2, ?3)")?;
+            for (event_id, room_id) in seen {
+                if ins.execute(params![event_id, room_id, received_us])? == 1 {
+                    fresh.insert(event_id.as_str());
+                }
+            }
+        }
+        let mut woken = Vec::new();
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO inbox (agent, event_id, room_id, sender, body, origin_ts, enqueued_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for e in routed
+                .iter()
+                .filter(|e| fresh.contains(e.event_id.as_str()))
+            {
+                for agent in &e.agents {
+                    if ins.execute(params![
+                        agent,
+                        e.event_id,
+                        e.room_id,
+                        e.sender,
+                        e.body,
+                        e.origin_ts,
+                        received_us
+                    ])? == 1
+                        && !woken.contains(agent)
+                    {
+                        woken.push(agent.clone());
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(woken)
+    }
+
+    /// Whether an event id was already accepted.
+    pub fn seen(&self, event_id: &str) -> anyhow::Result<bool> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM seen_events WHERE event_id = ?1",
+                [event_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    pub fn received_us(&self, event_id: &str) -> anyhow::Result<Option<i64>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT received_us FROM seen_events WHERE event_id = ?1",
+                [event_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The oldest undelivered message of `agent`, moved to `inflight` with one more attempt.
+    /// Messages that already used `max_attempts` are dead-lettered and returned in `dead`.
+    pub fn take_next(
+        &self,
+        agent: &str,
+        max_attempts: u32,
+    ) -> anyhow::Result<(Option<InboxItem>, Vec<InboxItem>)> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut dead = Vec::new();
+        let item = loop {
+            let row = tx
+                .query_row(
+                    "SELECT id, agent, event_id, room_id, sender, body, origin_ts, attempts FROM inbox
+                     WHERE agent = ?1 AND state = 'pending' ORDER BY id LIMIT 1",
+                    [agent],
+                    |r| {
+                        Ok(InboxItem {
+                            id: r.get(0)?,
+                            agent: r.get(1)?,
+                            event_id: r.get(2)?,
+                            room_id: r.get(3)?,
+                            sender: r.get(4)?,
+                            body: r.get(5)?,
+                            origin_ts: r.get(6)?,
+                            attempts: r.get(7)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let Some(mut item) = row else { break None };
+            if item.attempts >= max_attempts {
+                tx.execute(
+                    "UPDATE inbox SET state = 'dead', done_us = ?2, error = ?3 WHERE id = ?1",
+                    params![
+                        item.id,
+                        now_us(),
+                        format!("no ack after {} deliveries", item.attempts)
+                    ],
+                )?;
+                dead.push(item);
+                continue;
+            }
+            item.attempts += 1;
+            tx.execute(
+                "UPDATE inbox SET state = 'inflight', attempts = ?2, delivered_us = ?3 WHERE id = ?1",
+                params![item.id, item.attempts, now_us()],
+            )?;
+            break Some(item);
+        };
+        tx.commit()?;
+        Ok((item, dead))
+    }
+
+    /// The harness finished the turn: the message is done. Idempotent.
+    pub fn ack(&self, id: i64) -> anyhow::Result<bool> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "UPDATE inbox SET state = 'done', done_us = ?2 WHERE id = ?1 AND state = 'inflight'",
+            params![id, now_us()],
+        )? == 1)
+    }
+
+    /// The turn failed for good (the brain refused it): dead-letter with the reason.
+    pub fn fail(&self, id: i64, reason: &str) -> anyhow::Result<bool> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "UPDATE inbox SET state = 'dead', done_us = ?2, error = ?3 WHERE id = ?1 AND state = 'inflight'",
+            params![id, now_us(), reason],
+        )? == 1)
+    }
+
+    /// The harness went away mid-turn: the message goes back to the head of its queue.
+    pub fn release(&self, id: i64) -> anyhow::Result<()> {
+        let conn = self.lock();
+        conn.execute(
+            "UPDATE inbox SET state = 'pending' WHERE id = ?1 AND state = 'inflight'",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    /// At start-up: every turn that was running when the core stopped is pending again.
+    pub fn release_all_inflight(&self) -> anyhow::Result<usize> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "UPDATE inbox SET state = 'pending' WHERE state = 'inflight'",
+            [],
+        )?)
+    }
+
+    pub fn counts(&self, agent: &str) -> anyhow::Result<QueueCounts> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT state, COUNT(*) FROM inbox WHERE agent = ?1 GROUP BY state")?;
+        let mut c = QueueCounts::default();
+        let rows = stmt.query_map([agent], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })?;
+        for row in rows {
+            let (state, n) = row?;
+            match state.as_str() {
+                "pending" => c.pending = n,
+                "inflight" => c.inflight = n,
+                "done" => c.done = n,
+                "dead" => c.dead = n,
+                other => anyhow::bail!("unknown inbox state {other:?} in the database"),
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn has_pending(&self, agent: &str) -> anyhow::Result<bool> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM inbox WHERE agent = ?1 AND state = 'pending' LIMIT 1",
+                [agent],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    pub fn inbox_item(&self, id: i64) -> anyhow::Result<Option<(String, u32)>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT state, attempts FROM inbox WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    pub fn set_room(&self, key: &str, alias: &str, room_id: &str) -> anyhow::Result<()> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO rooms (key, alias, room_id) VALUES (?1, ?2, ?3) ON CONFLICT(key) DO UPDATE SET alias = ?2, room_id = ?3",
+            params![key, alias, room_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn rooms(&self) -> anyhow::Result<Vec<(String, String, String)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT key, alias, room_id FROM rooms ORDER BY key")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_agent_state(&self, name: &str, state: &str, pid: Option<u32>) -> anyhow::Result<()> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO agents (name, state, pid, updated_us) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET state = ?2, pid = ?3, updated_us = ?4",
+            params![name, state, pid, now_us()],
+        )?;
+        Ok(())
+    }
+
+    pub fn agent_states(&self) -> anyhow::Result<Vec<(String, String, Option<u32>)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT name, state, pid FROM agents ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records `notice` as the last brain problem posted for `agent`. Returns false when the same
+    /// notice was already posted (so it is said once, not on every restart).
+    pub fn set_brain_notice(&self, agent: &str, notice: Option<&str>) -> anyhow::Result<bool> {
+        let conn = self.lock();
+        let old: Option<Option<String>> = conn
+            .query_row(
+                "SELECT brain_notice FROM agents WHERE name = ?1",
+                [agent],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if old.as_ref().and_then(|o| o.as_deref()) == notice {
+            return Ok(false);
+        }
+        conn.execute(
+            "INSERT INTO agents (name, state, brain_notice, updated_us) VALUES (?1, 'unknown', ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET brain_notice = ?2",
+            params![agent, notice, now_us()],
+        )?;
+        Ok(true)
+    }
+
+    pub fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let conn = self.lock();
+        conn.execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2", params![key, value])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, agents: &[&str]) -> Enqueue {
+        Enqueue {
+            event_id: id.into(),
+            room_id: "!r:x".into(),
+            sender: "@op:x".into(),
+            body: format!("body of {id}"),
+            origin_ts: 1,
+            agents: agents.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn ingest(s: &Store, evs: &[Enqueue]) -> Vec<String> {
+        let seen: Vec<_> = evs
+            .iter()
+            .map(|e| (e.event_id.clone(), e.room_id.clone()))
+            .collect();
+        s.ingest(&seen, evs, now_us()).unwrap()
+    }
+
+    #[test]
+    fn dedupes_by_event_id_and_keeps_order() {
+        let s = Store::open_in_memory().unwrap();
+        assert_eq!(
+            ingest(&s, &[ev("$1", &["a"]), ev("$2", &["a", "b"])]),
+            vec!["a", "b"]
+        );
+        // The same events again (a replayed transaction, or a txn id reused after a restart).
+        assert!(ingest(&s, &[ev("$1", &["a"]), ev("$2", &["a", "b"])]).is_empty());
+        let (first, _) = s.take_next("a", 3).unwrap();
+        let first = first.unwrap();
+        assert_eq!(first.event_id, "$1");
+        assert_eq!(first.attempts, 1);
+        // One turn at a time: nothing else is pending-and-older; the next take gives $2.
+        assert!(s.ack(first.id).unwrap());
+        assert!(!s.ack(first.id).unwrap(), "a second ack changes nothing");
+        assert_eq!(s.take_next("a", 3).unwrap().0.unwrap().event_id, "$2");
+        assert_eq!(
+            s.counts("a").unwrap(),
+            QueueCounts {
+                pending: 0,
+                inflight: 1,
+                done: 1,
+                dead: 0
+            }
+        );
+        assert_eq!(s.counts("b").unwrap().pending, 1);
+    }
+
+    #[test]
+    fn redelivers_then_dead_letters() {
+        let s = Store::open_in_memory().unwrap();
+        ingest(&s, &[ev("$1", &["a"]), ev("$2", &["a"])]);
+        for attempt in 1..=2 {
+            let item = s.take_next("a", 2).unwrap().0.unwrap();
+            assert_eq!((item.event_id.as_str(), item.attempts), ("$1", attempt));
+            s.release(item.id).unwrap();
+        }
+        let (next, dead) = s.take_next("a", 2).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].event_id, "$1");
+        assert_eq!(next.unwrap().event_id, "$2");
+        assert_eq!(s.counts("a").unwrap().dead, 1);
+    }
+
+    #[test]
+    fn restart_releases_inflight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c0re.db");
+        {
+            let s = Store::open(&path).unwrap();
+            ingest(&s, &[ev("$1", &["a"])]);
+            s.take_next("a", 3).unwrap().0.unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.release_all_inflight().unwrap(), 1);
+        let again = s.take_next("a", 3).unwrap().0.unwrap();
+        assert_eq!((again.event_id.as_str(), again.attempts), ("$1", 2));
+        assert!(s.seen("$1").unwrap());
+    }
+
+    #[test]
+    fn brain_notice_said_once() {
+        let s = Store::open_in_memory().unwrap();
+        assert!(s.set_brain_notice("a", Some("no key")).unwrap());
+        assert!(!s.set_brain_notice("a", Some("no key")).unwrap());
+        assert!(s.set_brain_notice("a", None).unwrap());
+        assert!(s.set_brain_notice("a", Some("no key")).unwrap());
+    }
+}

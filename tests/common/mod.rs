@@ -1,0 +1,379 @@
+//! Test harness: a real Synapse (provisioned by hyperhive's own code into a cached venv), the
+//! real `hive` binary, and a real matrix-sdk client as the operator.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyperhive::config::{Config, SYNAPSE_VERSION};
+use hyperhive::homeserver::{self, Layout, OperatorCredentials, Synapse};
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::ruma::api::client::filter::FilterDefinition;
+use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
+use matrix_sdk::ruma::events::room::message::{
+    OriginalSyncRoomMessageEvent, RoomMessageEventContent,
+};
+use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomAliasId};
+use matrix_sdk::{Client, Room};
+use tempfile::TempDir;
+
+pub const HIVE: &str = env!("CARGO_BIN_EXE_hive");
+
+/// The shared Synapse venv: `HYPERHIVE_SYNAPSE_VENV`, else `~/.cache/hyperhive/synapse-<v>`.
+pub fn venv() -> PathBuf {
+    std::env::var_os("HYPERHIVE_SYNAPSE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
+                });
+            cache
+                .join("hyperhive")
+                .join(format!("synapse-{SYNAPSE_VERSION}"))
+        })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn write_bot(bots: &Path, name: &str, toml: &str) {
+    let dir = bots.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("agent.toml"), toml).unwrap();
+}
+
+/// A scripted echo bot that may message `allowed`.
+pub fn echo_bot(allowed: &[&str]) -> String {
+    let allowed: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "allowed_recipients = [{}]\n[brain]\nkind = \"scripted\"\n\
+         [[brain.rules]]\nequals = \"ping\"\nreply = \"pong\"\n\
+         [[brain.rules]]\nprefix = \"relay \"\nsend_to = \"{{rest}}\"\nsend = \"hello from {{agent}}\"\nreply = \"relayed\"\n\
+         [[brain.rules]]\nreply = \"{{agent}} heard: {{body}}\"\n",
+        allowed.join(", ")
+    )
+}
+
+pub struct TestHive {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub bots: PathBuf,
+    pub cfg: Config,
+    pub synapse: Option<Synapse>,
+    pub core: Option<Child>,
+    pub operator: OperatorCredentials,
+}
+
+impl TestHive {
+    /// Provisions Synapse and the operator; `bots` are (name, agent.toml) pairs.
+    pub async fn new(bots: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let bots_dir = dir.path().join("bots");
+        std::fs::create_dir_all(&bots_dir).unwrap();
+        for (name, toml) in bots {
+            write_bot(&bots_dir, name, toml);
+        }
+        let hs_port = free_port();
+        let as_port = free_port();
+        let config = dir.path().join("hive.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[homeserver]\nport = {hs_port}\n[appservice]\nlisten = \"127.0.0.1:{as_port}\"\n[delivery]\nheartbeat_secs = 5\n"
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&config)).unwrap();
+        let registration = hyperhive::commands::c0re::prepare_data_dir(&cfg, &data).unwrap();
+        let layout = Layout::with_venv(&data, venv());
+        homeserver::ensure_installed(&layout).await.unwrap();
+        let configs = homeserver::render_config(
+            &layout,
+            &cfg,
+            &registration,
+            Some(homeserver::TEST_OVERRIDES),
+        )
+        .unwrap();
+        let synapse = Synapse::start(&layout, &configs, &cfg.homeserver_url)
+            .await
+            .unwrap();
+        let operator = homeserver::ensure_operator(&data, &layout, &cfg)
+            .await
+            .unwrap();
+        Self {
+            dir,
+            config,
+            data,
+            bots: bots_dir,
+            cfg,
+            synapse: Some(synapse),
+            core: None,
+            operator,
+        }
+    }
+
+    pub fn hive(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(HIVE);
+        cmd.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--bots")
+            .arg(&self.bots)
+            .env("RUST_LOG", "hyperhive=debug");
+        cmd
+    }
+
+    /// Starts `hive c0re` and waits until it is ready (its pid file appears).
+    pub fn start_core(&mut self) {
+        let pid_file = self.data.join("run").join("c0re.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("c0re.log"))
+            .unwrap();
+        let child = self
+            .hive(&["c0re"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.core = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pid_file.exists() {
+            if let Some(status) = self.core.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "hive c0re exited during start ({status}):\n{}",
+                    self.core_log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hive c0re not ready in 60 s:\n{}",
+                self.core_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn core_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("c0re.log")).unwrap_or_default()
+    }
+
+    pub fn kill_core(&mut self) {
+        let mut c = self.core.take().expect("core running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop_core(&mut self) -> std::process::ExitStatus {
+        let mut c = self.core.take().expect("core running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hive c0re did not stop within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn operator(&self) -> Operator {
+        Operator::login(&self.operator).await
+    }
+
+    pub fn hs_token(&self) -> String {
+        hyperhive::c0re::registration::Tokens::load(&self.data)
+            .unwrap()
+            .hs_token
+    }
+}
+
+impl Drop for TestHive {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.core.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::env::var_os("HYPERHIVE_KEEP_TEST_DIR").is_some() {
+            eprintln!("test dir kept: {}", self.dir.path().display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().unwrap(),
+            ));
+        }
+    }
+}
+
+/// A message the operator's client saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub room: OwnedRoomId,
+    pub sender: String,
+    pub body: String,
+    pub event_id: OwnedEventId,
+    pub formatted: Option<String>,
+    pub mentions: Vec<String>,
+}
+
+pub struct Operator {
+    pub client: Client,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    sync: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.sync.abort();
+    }
+}
+
+impl Operator {
+    pub async fn login(creds: &OperatorCredentials) -> Self {
+        let client = Client::builder()
+            .homeserver_url(&creds.homeserver)
+            .build()
+            .await
+            .unwrap();
+        let localpart = creds
+            .user_id
+            .trim_start_matches('@')
+            .split(':')
+            .next()
+            .unwrap();
+        client
+            .matrix_auth()
+            .login_username(localpart, &creds.password)
+            .send()
+            .await
+            .unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let s = seen.clone();
+        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
+            let s = s.clone();
+            async move {
+                let formatted = match &ev.content.msgtype {
+                    matrix_sdk::ruma::events::room::message::MessageType::Text(t) => {
+                        t.formatted.as_ref().map(|f| f.body.clone())
+                    }
+                    matrix_sdk::ruma::events::room::message::MessageType::Notice(t) => {
+                        t.formatted.as_ref().map(|f| f.body.clone())
+                    }
+                    _ => None,
+                };
+                let mentions = ev
+                    .content
+                    .mentions
+                    .as_ref()
+                    .map(|m| m.user_ids.iter().map(|u| u.to_string()).collect())
+                    .unwrap_or_default();
+                s.lock().unwrap().push(Seen {
+                    room: room.room_id().to_owned(),
+                    sender: ev.sender.to_string(),
+                    body: ev.content.body().to_owned(),
+                    event_id: ev.event_id.clone(),
+                    formatted,
+                    mentions,
+                });
+            }
+        });
+        // A timeline limit large enough that no sync response is "limited": the handler must see
+        // every message, not just the last ten of a burst.
+        let mut filter = FilterDefinition::default();
+        filter.room.timeline.limit = Some(10_000u32.into());
+        let settings = SyncSettings::default()
+            .filter(Filter::FilterDefinition(filter))
+            .timeout(Duration::from_secs(5));
+        client.sync_once(settings.clone()).await.unwrap();
+        let c = client.clone();
+        let sync = tokio::spawn(async move {
+            let _ = c.sync(settings).await;
+        });
+        Self { client, seen, sync }
+    }
+
+    /// Joins the room behind `#alias:<server>` (the operator is invited to every hive room).
+    pub async fn join(&self, alias: &str) -> Room {
+        let server = self.client.user_id().unwrap().server_name().to_owned();
+        let alias = RoomAliasId::parse(format!("#{alias}:{server}")).unwrap();
+        self.client
+            .join_room_by_id_or_alias((&*alias).into(), &[])
+            .await
+            .unwrap()
+    }
+
+    pub async fn send(&self, room: &Room, text: &str) -> OwnedEventId {
+        room.send(RoomMessageEventContent::text_plain(text))
+            .await
+            .unwrap()
+            .response
+            .event_id
+    }
+
+    /// Waits until `pred` holds for the messages seen in `room`, returning them.
+    pub async fn wait_until(
+        &self,
+        room: &Room,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&[Seen]) -> bool,
+    ) -> Vec<Seen> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let msgs: Vec<Seen> = self
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m.room == room.room_id())
+                .cloned()
+                .collect();
+            if pred(&msgs) {
+                return msgs;
+            }
+            if Instant::now() > deadline {
+                let bodies: Vec<String> = msgs
+                    .iter()
+                    .map(|m| format!("{}: {}", m.sender, m.body))
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}; room has:\n{}",
+                    bodies.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Messages in `room` whose body is exactly `body`.
+    pub fn count(&self, room: &Room, body: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.room == room.room_id() && m.body == body)
+            .count()
+    }
+}

@@ -1,0 +1,315 @@
+//! The hive end to end, on a real Synapse with a real matrix-sdk operator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Operator, TestHive, echo_bot};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn count_exact(msgs: &[common::Seen], body: &str) -> usize {
+    msgs.iter().filter(|m| m.body == body).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_talks_to_agents_and_agents_to_each_other() {
+    let mut hive = TestHive::new(&[
+        ("echo", echo_bot(&["argus"])),
+        ("argus", echo_bot(&[])),
+        ("iris", echo_bot(&[])),
+        ("dreamer", "[brain]\nkind = \"claude-code\"\n".to_owned()),
+    ])
+    .await;
+    hive.start_core();
+    let op: Operator = hive.operator().await;
+    let echo = op.join("agent-echo").await;
+    let argus = op.join("agent-argus").await;
+    let dreamer = op.join("agent-dreamer").await;
+    let control = op.join("hive-c0re").await;
+
+    // Operator → agent → reply, through Synapse, the core, the socket and the harness.
+    op.send(&echo, "ping").await;
+    let msgs = op
+        .wait_until(&echo, WAIT, "pong", |m| count_exact(m, "pong") == 1)
+        .await;
+    let pong = msgs.iter().find(|m| m.body == "pong").unwrap();
+    assert_eq!(pong.sender, "@echo:localhost");
+    assert_eq!(
+        pong.mentions,
+        vec![hive.operator.user_id.clone()],
+        "the reply mentions who asked"
+    );
+
+    // Agent → agent, allowed: posted by echo in argus's inbox, mentioning argus; argus answers.
+    op.send(&echo, "relay argus").await;
+    op.wait_until(&echo, WAIT, "relayed", |m| count_exact(m, "relayed") == 1)
+        .await;
+    let msgs = op
+        .wait_until(&argus, WAIT, "argus's answer", |m| {
+            m.iter()
+                .any(|x| x.body == "argus heard: argus: hello from echo")
+        })
+        .await;
+    let relayed = msgs
+        .iter()
+        .find(|m| m.sender == "@echo:localhost")
+        .expect("echo posted in argus's inbox");
+    assert_eq!(relayed.body, "argus: hello from echo");
+    assert_eq!(relayed.mentions, vec!["@argus:localhost".to_owned()]);
+    assert!(
+        relayed
+            .formatted
+            .as_deref()
+            .unwrap()
+            .starts_with("<a href=\"https://matrix.to/#/@argus:localhost\">")
+    );
+
+    // Agent → agent, refused: iris is not in echo's allowed_recipients.
+    op.send(&echo, "relay iris").await;
+    let msgs = op
+        .wait_until(&echo, WAIT, "the refusal", |m| {
+            m.iter()
+                .any(|x| x.body.starts_with("I could not send that to iris"))
+        })
+        .await;
+    let refusal = msgs
+        .iter()
+        .find(|x| x.body.starts_with("I could not send that to iris"))
+        .unwrap();
+    assert!(
+        refusal.body.contains("not in its allowed_recipients"),
+        "{}",
+        refusal.body
+    );
+
+    // A brain that cannot run says so in its room, once, and loses the message to nobody.
+    op.send(&dreamer, "are you there?").await;
+    op.wait_until(&dreamer, WAIT, "the brain notice", |m| {
+        m.iter().any(|x| x.body.contains("cannot think right now"))
+    })
+    .await;
+
+    // `!hive status` in the control room.
+    op.send(&control, "!hive status").await;
+    let msgs = op
+        .wait_until(&control, WAIT, "status table", |m| {
+            m.iter().any(|x| x.body.contains("| echo | scripted |"))
+        })
+        .await;
+    assert!(
+        msgs.iter()
+            .any(|x| x.body.contains("| dreamer | claude-code |"))
+    );
+
+    // Restart: the notice is not repeated, rooms are not duplicated, the queued message is kept.
+    let rooms_before = hyperhive::store::Store::open(&hive.data.join("c0re.db"))
+        .unwrap()
+        .rooms()
+        .unwrap();
+    assert_eq!(
+        hive.stop_core().code(),
+        Some(0),
+        "hive c0re exits cleanly on SIGTERM"
+    );
+    hive.start_core();
+    let rooms_after = hyperhive::store::Store::open(&hive.data.join("c0re.db"))
+        .unwrap()
+        .rooms()
+        .unwrap();
+    assert_eq!(rooms_before, rooms_after, "a restart reuses every room");
+    op.send(&echo, "after restart").await;
+    op.wait_until(&echo, WAIT, "reply after restart", |m| {
+        count_exact(m, "echo heard: after restart") == 1
+    })
+    .await;
+    let notices = op
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.room == dreamer.room_id() && m.body.contains("cannot think"))
+        .count();
+    assert_eq!(notices, 1, "the brain notice is said once");
+    let counts = hyperhive::store::Store::open(&hive.data.join("c0re.db"))
+        .unwrap()
+        .counts("dreamer")
+        .unwrap();
+    assert_eq!(counts.pending, 1, "dreamer's message waits in its queue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_and_duplicated_transactions_deliver_once() {
+    let mut hive = TestHive::new(&[("echo", echo_bot(&[]))]).await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let echo = op.join("agent-echo").await;
+    let ev_id = op.send(&echo, "count me").await;
+    op.wait_until(&echo, WAIT, "first reply", |m| {
+        count_exact(m, "echo heard: count me") == 1
+    })
+    .await;
+
+    // Replay the very event as Synapse would: the same txn id, then a txn id reused after a
+    // Synapse restart (#14556), then the event inside another transaction (#11447).
+    let raw = op
+        .client
+        .send(
+            matrix_sdk::ruma::api::client::room::get_room_event::v3::Request::new(
+                echo.room_id().to_owned(),
+                ev_id.clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut event: serde_json::Value = raw.event.deserialize_as_unchecked().unwrap();
+    event["room_id"] = serde_json::json!(echo.room_id());
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/_matrix/app/v1/transactions", hive.cfg.listen);
+    for txn in ["1", "1", "replay-2", "999999"] {
+        let r = http
+            .put(format!("{base}/{txn}"))
+            .bearer_auth(hive.hs_token())
+            .json(&serde_json::json!({ "events": [event.clone(), event.clone()] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "txn {txn}");
+    }
+    // A fresh message after the replays proves the queue moved on past them.
+    op.send(&echo, "fence").await;
+    op.wait_until(&echo, WAIT, "fence reply", |m| {
+        count_exact(m, "echo heard: fence") == 1
+    })
+    .await;
+    assert_eq!(
+        op.count(&echo, "echo heard: count me"),
+        1,
+        "the replayed event was delivered once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_hs_token_is_refused() {
+    let mut hive = TestHive::new(&[("echo", echo_bot(&[]))]).await;
+    hive.start_core();
+    let http = reqwest::Client::new();
+    let url = format!(
+        "http://{}/_matrix/app/v1/transactions/forged-1",
+        hive.cfg.listen
+    );
+    let body = serde_json::json!({ "events": [] });
+    let none = http.put(&url).json(&body).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = http
+        .put(&url)
+        .bearer_auth("not-the-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let near = http
+        .put(&url)
+        .bearer_auth(format!("{}x", hive.hs_token()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(near.status(), 403);
+    let user = http
+        .get(format!(
+            "http://{}/_matrix/app/v1/users/@echo:localhost",
+            hive.cfg.listen
+        ))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 403);
+    let ok = http
+        .put(&url)
+        .bearer_auth(hive.hs_token())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let unknown = http
+        .get(format!(
+            "http://{}/_matrix/app/v1/users/@ghost:localhost",
+            hive.cfg.listen
+        ))
+        .bearer_auth(hive.hs_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown.status(),
+        404,
+        "users outside the bots are never created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_flight_loses_and_doubles_nothing() {
+    let mut hive = TestHive::new(&[("echo", echo_bot(&[]))]).await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let echo = op.join("agent-echo").await;
+    const N: usize = 40;
+    let sender = {
+        let room = echo.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                room.send(
+                    matrix_sdk::ruma::events::room::message::RoomMessageEventContent::text_plain(
+                        format!("m{i}"),
+                    ),
+                )
+                .await
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // Kill the core while messages are still arriving and being answered.
+    op.wait_until(&echo, WAIT, "some replies", |m| {
+        m.iter()
+            .filter(|x| x.body.starts_with("echo heard: m"))
+            .count()
+            >= 5
+    })
+    .await;
+    hive.kill_core();
+    sender.await.unwrap();
+    hive.start_core();
+    let msgs = op
+        .wait_until(&echo, Duration::from_secs(60), "every reply", |m| {
+            (0..N).all(|i| count_exact(m, &format!("echo heard: m{i}")) >= 1)
+        })
+        .await;
+    // Give a duplicate every chance to show up before counting.
+    op.send(&echo, "fence").await;
+    let msgs2 = op
+        .wait_until(&echo, WAIT, "fence", |m| {
+            count_exact(m, "echo heard: fence") == 1
+        })
+        .await;
+    assert!(msgs2.len() >= msgs.len());
+    for i in 0..N {
+        assert_eq!(
+            count_exact(&msgs2, &format!("echo heard: m{i}")),
+            1,
+            "m{i} answered exactly once"
+        );
+    }
+    // And in order: the replies come in the order the messages were sent.
+    let order: Vec<usize> = msgs2
+        .iter()
+        .filter_map(|m| m.body.strip_prefix("echo heard: m")?.parse().ok())
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "one turn at a time, in order");
+}
