@@ -8,43 +8,50 @@ use crate::config::Config;
 
 pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitCode> {
     let mut ok = true;
-    match Config::load(config_path.as_deref()) {
+    let cfg = match Config::load(config_path.as_deref()) {
         Ok(cfg) => {
             println!("{}", cfg.render());
             if let Err(e) = crate::config::check_transport(&cfg) {
                 eprintln!("error: {e:#}");
                 ok = false;
             }
-            match crate::agent_spec::load_all(&dirs.bots) {
-                Ok(specs) => {
-                    println!("agents ({})", dirs.bots.display());
-                    for s in specs {
-                        let allowed: Vec<&str> =
-                            s.allowed_recipients.iter().map(|a| a.as_str()).collect();
-                        println!(
-                            "  {:<12} {:<28} brain {:<12} may message: {}",
-                            s.name.as_str(),
-                            cfg.agent_user_id(&s.name).as_str(),
-                            s.brain.kind(),
-                            if allowed.is_empty() {
-                                "operator only".to_owned()
-                            } else {
-                                format!("operator, {}", allowed.join(", "))
-                            }
-                        );
-                    }
-                }
-                Err(errs) => {
-                    ok = false;
-                    for e in errs {
-                        eprintln!("error: {e}");
-                    }
-                }
-            }
+            Some(cfg)
         }
         Err(e) => {
-            ok = false;
             eprintln!("error: {e:#}");
+            None
+        }
+    };
+    ok &= cfg.is_some();
+    // Bots are checked even when hive.toml is broken: every error is reported in one run.
+    let cfg = match cfg {
+        Some(c) => c,
+        None => Config::validate(Default::default(), None)
+            .map_err(|_| anyhow::anyhow!("built-in defaults are invalid"))?,
+    };
+    match crate::agent_spec::load_all(&dirs.bots) {
+        Ok(specs) => {
+            println!("agents ({})", dirs.bots.display());
+            for s in specs {
+                let allowed: Vec<&str> = s.allowed_recipients.iter().map(|a| a.as_str()).collect();
+                println!(
+                    "  {:<12} {:<28} brain {:<12} may message: {}",
+                    s.name.as_str(),
+                    cfg.agent_user_id(&s.name).as_str(),
+                    s.brain.kind(),
+                    if allowed.is_empty() {
+                        "operator only".to_owned()
+                    } else {
+                        format!("operator, {}", allowed.join(", "))
+                    }
+                );
+            }
+        }
+        Err(errs) => {
+            ok = false;
+            for e in errs {
+                eprintln!("error: {e}");
+            }
         }
     }
     if ok {

@@ -1,0 +1,24 @@
+{
+  description = "hyperhive: a Matrix-native hive of LLM agents";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs = { self, nixpkgs }:
+    let
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forAll = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+    in
+    {
+      packages = forAll (pkgs: rec {
+        hyperhive = pkgs.callPackage ./nix/package.nix { };
+        default = hyperhive;
+      });
+
+      devShells = forAll (pkgs: {
+        default = pkgs.mkShell {
+          inputsFrom = [ self.packages.${pkgs.system}.hyperhive ];
+          packages = with pkgs; [ cargo-nextest clippy rustfmt python3 bubblewrap ];
+        };
+      });
+    };
+}

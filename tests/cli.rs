@@ -1,0 +1,244 @@
+//! The command line as a newcomer uses it: `hive up`, `hive status`, `hive check`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{HIVE, Operator, free_port};
+use hyperhive::homeserver::OperatorCredentials;
+
+fn wait_for(path: &Path, child: &mut std::process::Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !path.exists() {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!(
+                "hive up exited ({s}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear:\n{}",
+            path.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hive up did not stop within 40 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("hive.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let bots = Path::new(env!("CARGO_MANIFEST_DIR")).join("bots");
+    let log = dir.path().join("up.log");
+    let up = || {
+        Command::new(HIVE)
+            .args(["up", "--config"])
+            .arg(&config)
+            .env("HYPERHIVE_DATA_DIR", &data)
+            .env("HYPERHIVE_BOTS_DIR", &bots)
+            .env("HYPERHIVE_SYNAPSE_VENV", common::venv())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    let pid = data.join("run").join("c0re.pid");
+    let mut hive = up();
+    wait_for(&pid, &mut hive, &log);
+
+    let creds = OperatorCredentials::load(&data)
+        .unwrap()
+        .expect("operator.json written");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(OperatorCredentials::path(&data))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "operator.json is private");
+    let tokens_before = std::fs::read(data.join("appservice/tokens.json")).unwrap();
+
+    let op = Operator::login(&creds).await;
+    let hello = op.join("agent-hello").await;
+    op.send(&hello, "ping").await;
+    op.wait_until(&hello, Duration::from_secs(30), "pong", |m| {
+        m.iter()
+            .any(|x| x.body == "pong" && x.sender == "@hello:localhost")
+    })
+    .await;
+
+    let status = Command::new(HIVE)
+        .args(["status", "--config"])
+        .arg(&config)
+        .env("HYPERHIVE_DATA_DIR", &data)
+        .env("HYPERHIVE_BOTS_DIR", &bots)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("healthy")
+            && text.contains("hello")
+            && text.contains("#agent-hello:localhost"),
+        "{text}"
+    );
+    let rooms_before = hyperhive::store::Store::open(&data.join("c0re.db"))
+        .unwrap()
+        .rooms()
+        .unwrap();
+    drop(op);
+
+    assert_eq!(
+        sigterm_and_wait(&mut hive).code(),
+        Some(0),
+        "hive up stops cleanly:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        !data.join("run/synapse.pid").exists(),
+        "Synapse was stopped with the hive"
+    );
+
+    // Again: same tokens, same operator, same rooms.
+    let mut hive = up();
+    wait_for(&pid, &mut hive, &log);
+    assert_eq!(
+        std::fs::read(data.join("appservice/tokens.json")).unwrap(),
+        tokens_before
+    );
+    assert_eq!(
+        OperatorCredentials::load(&data).unwrap().unwrap().password,
+        creds.password
+    );
+    let rooms_after = hyperhive::store::Store::open(&data.join("c0re.db"))
+        .unwrap()
+        .rooms()
+        .unwrap();
+    assert_eq!(rooms_before, rooms_after);
+    let op = Operator::login(&creds).await;
+    let hello = op.join("agent-hello").await;
+    op.send(&hello, "ping").await;
+    op.wait_until(&hello, Duration::from_secs(30), "pong after restart", |m| {
+        m.iter().filter(|x| x.body == "pong").count() >= 2
+    })
+    .await;
+    assert_eq!(sigterm_and_wait(&mut hive).code(), Some(0));
+}
+
+#[test]
+fn check_accepts_the_shipped_bots() {
+    let bots = Path::new(env!("CARGO_MANIFEST_DIR")).join("bots");
+    let out = Command::new(HIVE)
+        .args(["check", "--bots"])
+        .arg(&bots)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "hm1nd", "argus", "triage", "iris", "damocles", "atlas", "hello",
+    ] {
+        assert!(
+            text.contains(&format!("@{name}:localhost")),
+            "{name} missing:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn check_rejects_hostile_names_and_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let bots = dir.path().join("bots");
+    let ok = "[brain]\nkind = \"scripted\"\n";
+    for (name, toml) in [
+        ("Evil", ok),
+        ("a.b", ok),
+        ("hive", ok),
+        ("\u{430}rgus", ok),
+        (
+            "good",
+            "allowed_recipients = [\"../etc\"]\n[brain]\nkind = \"scripted\"\n",
+        ),
+        ("typo", "[brain]\nkind = \"scripted\"\nrulez = []\n"),
+    ] {
+        common::write_bot(&bots, name, toml);
+    }
+    std::os::unix::fs::symlink(dir.path(), bots.join("escape")).unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[delivery]\nmax_attempts = 0\n").unwrap();
+    let out = Command::new(HIVE)
+        .args(["check", "--bots"])
+        .arg(&bots)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("delivery.max_attempts"), "{err}");
+
+    let out = Command::new(HIVE)
+        .args(["check", "--bots"])
+        .arg(&bots)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in [
+        "\"Evil\" must start with a lowercase ascii letter",
+        "\"a.b\" has a forbidden character '.'",
+        "\"hive\" is reserved",
+        "\"\u{430}rgus\" must start with a lowercase ascii letter",
+        "allowed_recipients",
+        "escape: name: bot directory must not be a symlink",
+        "brain.rulez",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    // Nothing was created for any of them.
+    assert!(!dir.path().join(".hive").exists());
+}
