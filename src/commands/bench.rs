@@ -1,5 +1,505 @@
-//! `hive bench`: placeholder replaced below.
-use std::process::ExitCode;
-pub async fn run(_args: crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("unfinished")
+//! `hive bench`: the hive's cost over its homeserver, measured in one run on a throwaway hive.
+//!
+//! A local Synapse (test rate limits), `hive c0re` as a child process with the `external`
+//! runtime, and the bench itself as every agent's harness (the same socket client `hive agent`
+//! uses). A matrix-sdk client is the operator. Per message it records: the send time, when the
+//! core's transaction endpoint received it (the homeserver floor) and when the harness got it
+//! (the hive path). Figures are reported with their ratio to the floor measured in the same run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use matrix_sdk::Client;
+use matrix_sdk::ruma::RoomAliasId;
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::cli::BenchArgs;
+use crate::config::Config;
+use crate::harness::client::SocketClient;
+use crate::harness::protocol::{Request, Response};
+use crate::homeserver::{self, Layout, Synapse};
+use crate::store::{Store, now_us};
+
+/// Concurrent senders per agent room during the burst.
+const SENDERS_PER_ROOM: usize = 4;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub messages: usize,
+    pub agents: usize,
+    pub floor_p50_ms: f64,
+    pub floor_p95_ms: f64,
+    pub floor_p99_ms: f64,
+    pub hive_p50_ms: f64,
+    pub hive_p95_ms: f64,
+    pub hive_p99_ms: f64,
+    pub added_p50_ms: f64,
+    pub added_p99_ms: f64,
+    pub ratio_p50: f64,
+    pub burst: usize,
+    pub homeserver_msgs_per_s: f64,
+    pub hive_msgs_per_s: f64,
+    pub throughput_ratio: f64,
+    pub delivered: usize,
+    pub duplicates: usize,
+    pub core_rss_mb: f64,
+    pub harness_rss_mb: f64,
+    pub core_idle_cpu_ticks: u64,
+    pub harness_idle_cpu_ticks: u64,
+}
+
+fn pct(sorted: &[f64], p: usize) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) * p).div_ceil(100).min(sorted.len() - 1)]
+}
+
+fn proc_rss_mb(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("no VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+fn proc_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').context("bad stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// event id → time the harness received it (µs); counts every delivery to spot duplicates.
+type Deliveries = Arc<Mutex<HashMap<String, Vec<i64>>>>;
+
+async fn fake_harness(
+    socket: PathBuf,
+    name: String,
+    deliveries: Deliveries,
+    tx: mpsc::UnboundedSender<String>,
+) -> anyhow::Result<()> {
+    let mut c = loop {
+        match SocketClient::connect(&socket).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    c.call(&Request::Hello {
+        agent: name,
+        pid: std::process::id(),
+    })
+    .await?;
+    loop {
+        match c.call(&Request::Next {}).await? {
+            Response::Message(m) => {
+                let t = now_us();
+                deliveries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(m.event_id.clone())
+                    .or_default()
+                    .push(t);
+                let _ = tx.send(m.event_id);
+                c.call(&Request::Ack { id: m.id }).await?;
+            }
+            other => bail!("unexpected {other:?}"),
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.agents == 0 || args.messages == 0 {
+        bail!("--agents and --messages must be at least 1");
+    }
+    let tmp = tempfile_dir(args.dir.as_deref())?;
+    let dir = tmp.path.clone();
+    let bots = dir.join("bots");
+    let silent = "[brain]\nkind = \"scripted\"\n[[brain.rules]]\nsilent = true\n";
+    let names: Vec<String> = (0..args.agents).map(|i| format!("bench{i}")).collect();
+    for n in names.iter().chain(std::iter::once(&"idle".to_owned())) {
+        std::fs::create_dir_all(bots.join(n))?;
+        std::fs::write(bots.join(n).join("agent.toml"), silent)?;
+    }
+    let port = |_| -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let config = dir.join("hive.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[runtime]\nkind = \"external\"\n",
+            port(0)?,
+            port(1)?
+        ),
+    )?;
+    let cfg = Config::load(Some(&config))?;
+    let data = dir.join("data");
+    let registration = super::c0re::prepare_data_dir(&cfg, &data)?;
+    let layout = match std::env::var_os(crate::config::env::SYNAPSE_VENV) {
+        Some(v) => Layout::with_venv(&data, v.into()),
+        None => Layout::with_venv(&data, default_cache_venv()),
+    };
+    homeserver::ensure_installed(&layout).await?;
+    let configs = homeserver::render_config(
+        &layout,
+        &cfg,
+        &registration,
+        Some(homeserver::TEST_OVERRIDES),
+    )?;
+    eprintln!("bench: starting Synapse and hive-c0re in {}", dir.display());
+    let synapse = Synapse::start(&layout, &configs, &cfg.homeserver_url).await?;
+    let creds = homeserver::ensure_operator(&data, &layout, &cfg).await?;
+    let exe = std::env::current_exe()?;
+    let mut core = tokio::process::Command::new(&exe)
+        .arg("c0re")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--bots")
+        .arg(&bots)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("c0re.log"))?)
+        .kill_on_drop(true)
+        .spawn()?;
+    let result = measure(
+        &args,
+        &cfg,
+        &data,
+        &bots,
+        &names,
+        &creds,
+        core.id().context("core has no pid")?,
+    )
+    .await;
+    crate::runtime::process::stop_child(&mut core, Duration::from_secs(10)).await;
+    synapse.stop().await;
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    args: &BenchArgs,
+    cfg: &Config,
+    data: &Path,
+    bots: &Path,
+    names: &[String],
+    creds: &homeserver::OperatorCredentials,
+    core_pid: u32,
+) -> anyhow::Result<Report> {
+    let pid_file = super::pid_file(data, "c0re");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pid_file.exists() {
+        if Instant::now() > deadline {
+            bail!(
+                "hive-c0re did not become ready; see {}",
+                data.parent().unwrap_or(data).join("c0re.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deliveries: Deliveries = Arc::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut harnesses = Vec::new();
+    for n in names {
+        let name = crate::agent_spec::AgentName::parse(n)?;
+        let socket = crate::harness::socket_path(&crate::c0re::Core::socket_dir(data, &name));
+        harnesses.push(tokio::spawn(fake_harness(
+            socket,
+            n.clone(),
+            deliveries.clone(),
+            tx.clone(),
+        )));
+    }
+    let client = Client::builder()
+        .homeserver_url(&creds.homeserver)
+        .build()
+        .await?;
+    let localpart = creds
+        .user_id
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    client
+        .matrix_auth()
+        .login_username(localpart, &creds.password)
+        .send()
+        .await?;
+    let mut rooms = Vec::new();
+    for n in names {
+        let alias = RoomAliasId::parse(format!("#agent-{n}:{}", cfg.server_name))?;
+        rooms.push(
+            client
+                .join_room_by_id_or_alias((&*alias).into(), &[])
+                .await?,
+        );
+    }
+    let store = Store::open(&data.join("c0re.db"))?;
+
+    // Warm-up: first sends pay for connection set-up on every side.
+    for (i, room) in rooms.iter().enumerate() {
+        room.send(RoomMessageEventContent::text_plain(format!("warm-up {i}")))
+            .await?;
+        tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await?
+            .context("harness gone")?;
+    }
+
+    // Latency: one message in flight at a time.
+    eprintln!(
+        "bench: latency, {} messages over {} agents",
+        args.messages,
+        names.len()
+    );
+    let mut floor = Vec::new();
+    let mut hive = Vec::new();
+    for i in 0..args.messages {
+        let room = &rooms[i % rooms.len()];
+        let t0 = now_us();
+        let ev = room
+            .send(RoomMessageEventContent::text_plain(format!("latency {i}")))
+            .await?
+            .response
+            .event_id;
+        loop {
+            let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await?
+                .context("harness gone")?;
+            if got == ev.as_str() {
+                break;
+            }
+        }
+        let recv = store
+            .received_us(ev.as_str())?
+            .context("event not recorded by the core")?;
+        let harness = deliveries.lock().unwrap_or_else(|p| p.into_inner())[ev.as_str()][0];
+        floor.push((recv - t0) as f64 / 1000.0);
+        hive.push((harness - t0) as f64 / 1000.0);
+    }
+    floor.sort_by(f64::total_cmp);
+    hive.sort_by(f64::total_cmp);
+
+    // Throughput: a burst from several concurrent senders.
+    eprintln!("bench: throughput, a burst of {}", args.burst);
+    let t_start = now_us();
+    let mut sent = tokio::task::JoinSet::new();
+    // Several senders per room, so the homeserver, not the client, sets the pace.
+    let senders = rooms.len() * SENDERS_PER_ROOM;
+    let per = args.burst.div_ceil(senders);
+    for k in 0..senders {
+        let room = rooms[k % rooms.len()].clone();
+        let count = per.min(args.burst.saturating_sub(k * per));
+        sent.spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..count {
+                ids.push(
+                    room.send(RoomMessageEventContent::text_plain(format!(
+                        "burst {k}/{i}"
+                    )))
+                    .await?
+                    .response
+                    .event_id
+                    .to_string(),
+                );
+            }
+            anyhow::Ok(ids)
+        });
+    }
+    let mut burst_ids = Vec::new();
+    while let Some(r) = sent.join_next().await {
+        burst_ids.extend(r??);
+    }
+    let want: std::collections::HashSet<&str> = burst_ids.iter().map(String::as_str).collect();
+    let mut got = 0;
+    while got < want.len() {
+        let ev = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await?
+            .context("harness gone")?;
+        if want.contains(ev.as_str()) {
+            got += 1;
+        }
+    }
+    // Let any duplicate arrive before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut last_recv, mut last_harness, mut duplicates) = (t_start, t_start, 0);
+    {
+        let d = deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &burst_ids {
+            last_recv = last_recv.max(store.received_us(id)?.context("burst event not recorded")?);
+            let times = &d[id.as_str()];
+            duplicates += times.len() - 1;
+            last_harness = last_harness.max(times[0]);
+        }
+    }
+    let hs_rate = burst_ids.len() as f64 / ((last_recv - t_start) as f64 / 1e6);
+    let hive_rate = burst_ids.len() as f64 / ((last_harness - t_start) as f64 / 1e6);
+
+    // Memory and idle CPU: the core as it is now, and one real `hive agent` process, idle.
+    let idle_name = crate::agent_spec::AgentName::parse("idle")?;
+    let state = data.join("agents/idle/state");
+    std::fs::create_dir_all(&state)?;
+    let mut idle = crate::runtime::process::harness_command()?;
+    let mut idle = idle
+        .arg("--bot")
+        .arg(bots.join("idle"))
+        .arg("--socket")
+        .arg(crate::harness::socket_path(&crate::c0re::Core::socket_dir(
+            data, &idle_name,
+        )))
+        .arg("--state")
+        .arg(&state)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let idle_pid = idle.id().context("no pid")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (c0, h0) = (proc_cpu_ticks(core_pid)?, proc_cpu_ticks(idle_pid)?);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (c1, h1) = (proc_cpu_ticks(core_pid)?, proc_cpu_ticks(idle_pid)?);
+    let report = Report {
+        messages: args.messages,
+        agents: names.len(),
+        floor_p50_ms: pct(&floor, 50),
+        floor_p95_ms: pct(&floor, 95),
+        floor_p99_ms: pct(&floor, 99),
+        hive_p50_ms: pct(&hive, 50),
+        hive_p95_ms: pct(&hive, 95),
+        hive_p99_ms: pct(&hive, 99),
+        added_p50_ms: pct(&hive, 50) - pct(&floor, 50),
+        added_p99_ms: pct(&hive, 99) - pct(&floor, 99),
+        ratio_p50: pct(&hive, 50) / pct(&floor, 50),
+        burst: burst_ids.len(),
+        homeserver_msgs_per_s: hs_rate,
+        hive_msgs_per_s: hive_rate,
+        throughput_ratio: hive_rate / hs_rate,
+        delivered: got,
+        duplicates,
+        core_rss_mb: proc_rss_mb(core_pid)?,
+        harness_rss_mb: proc_rss_mb(idle_pid)?,
+        core_idle_cpu_ticks: c1 - c0,
+        harness_idle_cpu_ticks: h1 - h0,
+    };
+    let _ = idle.kill().await;
+    for h in harnesses {
+        h.abort();
+    }
+    Ok(report)
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "hyperhive bench — {} messages over {} agents, burst of {}",
+        r.messages, r.agents, r.burst
+    );
+    println!();
+    println!("latency (ms)                         p50      p95      p99");
+    println!(
+        "  homeserver floor (send → txn)   {:>7.2}  {:>7.2}  {:>7.2}",
+        r.floor_p50_ms, r.floor_p95_ms, r.floor_p99_ms
+    );
+    println!(
+        "  hive path (send → harness)      {:>7.2}  {:>7.2}  {:>7.2}",
+        r.hive_p50_ms, r.hive_p95_ms, r.hive_p99_ms
+    );
+    println!(
+        "  added by the hive               {:>7.2}           {:>7.2}",
+        r.added_p50_ms, r.added_p99_ms
+    );
+    println!("  ratio hive / floor at p50       {:>7.3}", r.ratio_p50);
+    println!();
+    println!("throughput (burst)");
+    println!(
+        "  homeserver → appservice         {:>8.1} msg/s",
+        r.homeserver_msgs_per_s
+    );
+    println!(
+        "  through hive-c0re to harnesses  {:>8.1} msg/s  ({:.1}% of the homeserver's rate)",
+        r.hive_msgs_per_s,
+        r.throughput_ratio * 100.0
+    );
+    println!(
+        "  delivered {} of {}, duplicates {}",
+        r.delivered, r.burst, r.duplicates
+    );
+    println!();
+    println!("resources");
+    println!(
+        "  hive-c0re RSS                   {:>8.1} MB",
+        r.core_rss_mb
+    );
+    println!(
+        "  idle harness RSS                {:>8.1} MB",
+        r.harness_rss_mb
+    );
+    println!(
+        "  idle CPU over 5 s (clock ticks) core {}, harness {}",
+        r.core_idle_cpu_ticks, r.harness_idle_cpu_ticks
+    );
+}
+
+/// The Synapse venv shared with the tests: `~/.cache/hyperhive/synapse-<version>`.
+pub fn default_cache_venv() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache")
+        });
+    cache
+        .join("hyperhive")
+        .join(format!("synapse-{}", crate::config::SYNAPSE_VERSION))
+}
+
+/// A working directory removed at the end unless the user chose it.
+struct WorkDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn tempfile_dir(chosen: Option<&Path>) -> anyhow::Result<WorkDir> {
+    match chosen {
+        Some(p) => {
+            std::fs::create_dir_all(p)?;
+            Ok(WorkDir {
+                path: p.canonicalize()?,
+                remove: false,
+            })
+        }
+        None => {
+            let p = std::env::temp_dir().join(format!("hyperhive-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&p)?;
+            Ok(WorkDir {
+                path: p,
+                remove: true,
+            })
+        }
+    }
 }

@@ -20,8 +20,21 @@ const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// How long a harness gets to finish its turn after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-fn spawn(launch: &AgentLaunch) -> anyhow::Result<Child> {
+/// The harness program: `hive-agent` beside the running `hive` (small, no Matrix client
+/// linked), else `hive agent`.
+pub fn harness_command() -> anyhow::Result<tokio::process::Command> {
     let exe = std::env::current_exe().context("cannot find the hive executable")?;
+    let small = exe.with_file_name("hive-agent");
+    Ok(if small.is_file() {
+        tokio::process::Command::new(small)
+    } else {
+        let mut c = tokio::process::Command::new(exe);
+        c.arg("agent");
+        c
+    })
+}
+
+fn spawn(launch: &AgentLaunch) -> anyhow::Result<Child> {
     std::fs::create_dir_all(&launch.state_dir)
         .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
     let log = OpenOptions::new()
@@ -29,9 +42,8 @@ fn spawn(launch: &AgentLaunch) -> anyhow::Result<Child> {
         .append(true)
         .open(&launch.log)
         .with_context(|| format!("cannot open {}", launch.log.display()))?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("agent")
-        .arg("--bot")
+    let mut cmd = harness_command()?;
+    cmd.arg("--bot")
         .arg(&launch.spec_dir)
         .arg("--socket")
         .arg(crate::harness::socket_path(&launch.socket_dir))
