@@ -289,6 +289,19 @@ impl Store {
             .is_some())
     }
 
+    /// Whether a message later than `id` waits for `agent` in `room`.
+    pub fn has_later_pending(&self, agent: &str, room: &str, id: i64) -> anyhow::Result<bool> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM inbox WHERE agent = ?1 AND state = 'pending' AND room_id = ?2 AND id > ?3 LIMIT 1",
+                rusqlite::params![agent, room, id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     pub fn inbox_item(&self, id: i64) -> anyhow::Result<Option<(String, u32)>> {
         let conn = self.lock();
         Ok(conn

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, TestHive, echo_bot};
+use common::{Ephemeral, Operator, TestHive, echo_bot};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -312,4 +312,156 @@ async fn sigkill_mid_flight_loses_and_doubles_nothing() {
     let mut sorted = order.clone();
     sorted.sort();
     assert_eq!(order, sorted, "one turn at a time, in order");
+}
+
+/// The `command` brain end to end, and the two ways a turn can fail: the brain reports failure
+/// (dead-lettered at once, said in the room), or the harness dies mid-turn (redelivered, then
+/// dead-lettered after `delivery.max_attempts`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_brain_and_dead_letters() {
+    let command_bot = |argv: &str| {
+        format!("allowed_recipients = [\"argus\"]\n[brain]\nkind = \"command\"\ncommand = {argv}\n")
+    };
+    let mut hive = TestHive::new(&[
+        ("py", command_bot(r#"["./bot.py"]"#)),
+        ("argus", echo_bot(&[])),
+        ("broken", command_bot(r#"["sh", "-c", "exit 3"]"#)),
+        // Kills its own harness (the shell's parent) in the middle of every turn.
+        ("crashy", command_bot(r#"["sh", "-c", "kill -9 $PPID"]"#)),
+        // A turn long enough to show as typing.
+        (
+            "slow",
+            command_bot(r#"["sh", "-c", "sleep 1.5; echo '{\"reply\": \"done, slowly\"}'"]"#),
+        ),
+    ])
+    .await;
+    let script = hive.bots.join("py/bot.py");
+    std::fs::write(
+        &script,
+        r#"#!/usr/bin/env python3
+import json, os, sys
+req = json.load(sys.stdin)
+m = req["message"]
+out = {"reply": "py got *%s* (attempt %d, agent %s, env %s)" % (
+    m["body"], m["attempt"], req["agent"], os.environ.get("HYPERHIVE_AGENT"))}
+if m["body"].startswith("forward "):
+    out["send"] = [{"to": "argus", "body": m["body"][8:]}, {"to": "broken", "body": "nope"}]
+print(json.dumps(out))
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    hive.start_core();
+    let op = hive.operator().await;
+    let py = op.join("agent-py").await;
+    let argus = op.join("agent-argus").await;
+    let broken = op.join("agent-broken").await;
+    let crashy = op.join("agent-crashy").await;
+    let control = op.join("hive-c0re").await;
+    let slow = op.join("agent-slow").await;
+
+    // A long turn shows the agent typing, then not, then its read receipt on the message.
+    let asked = op.send(&slow, "take your time").await;
+    op.wait_until(&slow, WAIT, "the slow reply", |m| {
+        m.iter().any(|x| x.body == "done, slowly")
+    })
+    .await;
+    let me = "@slow:localhost".to_owned();
+    let room = slow.room_id().to_owned();
+    op.wait_ephemeral(WAIT, "typing on, off, then the receipt", |e| {
+        let on = e
+            .iter()
+            .position(|x| matches!(x, Ephemeral::Typing(r, u) if *r == room && u.contains(&me)));
+        let off = on.and_then(|i| {
+            e[i..].iter().position(
+                |x| matches!(x, Ephemeral::Typing(r, u) if *r == room && !u.contains(&me)),
+            )
+        });
+        off.is_some() && e.contains(&Ephemeral::Read(room.clone(), me.clone(), asked.clone()))
+    })
+    .await;
+
+    op.send(&py, "forward the build is green").await;
+    let msgs = op
+        .wait_until(&py, WAIT, "py's reply", |m| {
+            m.iter().any(|x| x.body.starts_with("py got *forward"))
+        })
+        .await;
+    let reply = msgs
+        .iter()
+        .find(|x| x.body.starts_with("py got *forward"))
+        .unwrap();
+    assert_eq!(
+        reply.body,
+        "py got *forward the build is green* (attempt 1, agent py, env py)"
+    );
+    assert!(
+        reply
+            .formatted
+            .as_deref()
+            .unwrap()
+            .contains("<em>forward the build is green</em>"),
+        "Markdown is rendered: {:?}",
+        reply.formatted
+    );
+    assert!(
+        msgs.iter()
+            .any(|x| x.body.starts_with("I could not send that to broken")
+                && x.body.contains("not in its allowed_recipients")),
+        "a refused send is reported in the room: {:?}",
+        msgs.iter().map(|m| &m.body).collect::<Vec<_>>()
+    );
+    op.wait_until(&argus, WAIT, "the forwarded message", |m| {
+        m.iter()
+            .any(|x| x.sender == "@py:localhost" && x.body == "argus: the build is green")
+    })
+    .await;
+
+    // A brain that fails: dead-lettered on its first delivery, said in its room and in #hive-c0re.
+    op.send(&broken, "hello?").await;
+    op.wait_until(&broken, WAIT, "the failure", |m| {
+        m.iter().any(|x| {
+            x.body
+                .starts_with("⚠️ broken could not handle this message")
+                && x.body.contains("exit status: 3")
+        })
+    })
+    .await;
+    op.wait_until(&control, WAIT, "broken's dead letter", |m| {
+        m.iter().any(|x| {
+            x.body.contains("dead letter")
+                && x.body.contains("**broken**")
+                && x.body.contains("after 1 deliveries")
+        })
+    })
+    .await;
+
+    // A harness that dies mid-turn gets the message again, max_attempts (3) times, then the
+    // message is dead-lettered and the operator told.
+    op.send(&crashy, "boom").await;
+    op.wait_until(
+        &control,
+        Duration::from_secs(60),
+        "crashy's dead letter",
+        |m| {
+            m.iter().any(|x| {
+                x.body.contains("dead letter")
+                    && x.body.contains("**crashy**")
+                    && x.body.contains("after 3 deliveries")
+            })
+        },
+    )
+    .await;
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    let c = store.counts("crashy").unwrap();
+    assert_eq!((c.dead, c.pending, c.inflight), (1, 0, 0));
+    let c = store.counts("broken").unwrap();
+    assert_eq!((c.dead, c.pending, c.inflight), (1, 0, 0));
+    // And the agent still answers afterwards (its harness was restarted after each crash).
+    op.send(&py, "still here").await;
+    op.wait_until(&py, WAIT, "py after the crashes", |m| {
+        m.iter().any(|x| x.body.starts_with("py got *still here*"))
+    })
+    .await;
+    assert_eq!(hive.stop_core().code(), Some(0));
 }

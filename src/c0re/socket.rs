@@ -23,6 +23,11 @@ use crate::store::InboxItem;
 /// Largest request line accepted from a harness.
 const MAX_LINE: usize = 1 << 20;
 
+/// How long a turn runs before its agent shows as typing. Shorter turns never show it: the
+/// notice would be gone before any client drew it, and each one is homeserver work (and an
+/// ephemeral event pushed back to the appservice).
+const TYPING_AFTER: Duration = Duration::from_millis(300);
+
 impl Core {
     /// Binds agent `name`'s socket and serves it until shutdown.
     pub async fn serve_agent_socket(self, name: AgentName) -> anyhow::Result<()> {
@@ -107,7 +112,7 @@ struct Conn {
     core: Core,
     name: AgentName,
     inflight: Option<InboxItem>,
-    typing: Option<tokio::task::JoinHandle<()>>,
+    typing: Option<Typing>,
     /// Sends within the current turn, for stable transaction ids.
     sends: u32,
 }
@@ -385,10 +390,14 @@ impl Conn {
             return;
         };
         if let Some(t) = self.typing.take() {
-            t.abort();
+            t.handle.abort();
         }
-        // Typing is a courtesy, refreshed while the turn runs; failures only get logged.
-        self.typing = Some(tokio::spawn(async move {
+        let shown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = shown.clone();
+        // Typing is a courtesy, shown once a turn has run for TYPING_AFTER and refreshed while it
+        // runs; failures only get logged. A turn that ends sooner costs the homeserver nothing.
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(TYPING_AFTER).await;
             loop {
                 let state = typing::create_typing_event::v3::Typing::Yes(
                     typing::create_typing_event::v3::TypingInfo::new(Duration::from_secs(30)),
@@ -398,45 +407,80 @@ impl Conn {
                     room.clone(),
                     state,
                 );
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
                 if let Err(e) = core.client().send(req, Some(&user)).await {
                     tracing::debug!(error = %e, "typing notice failed");
                 }
                 tokio::time::sleep(Duration::from_secs(25)).await;
             }
-        }));
+        });
+        self.typing = Some(Typing {
+            handle,
+            shown,
+            room: item.room_id.clone(),
+        });
     }
 
-    /// Ends the typing notice; with `done`, also marks the message read.
+    /// Ends the turn's typing notice (if one was shown); with `done`, also marks the message
+    /// read, unless a later message of the same room is already waiting (its receipt will
+    /// cover this one: receipts are cumulative).
     async fn stop_typing(&mut self, done: Option<&InboxItem>) {
         let Some(t) = self.typing.take() else { return };
-        t.abort();
+        t.handle.abort();
         let Some(user) = self.core.agent(&self.name).map(|e| e.user_id.clone()) else {
             return;
         };
-        let Some(item) = done else { return };
-        let (Ok(room), Ok(event)) = (RoomId::parse(&item.room_id), EventId::parse(&item.event_id))
-        else {
+        let shown = t.shown.load(std::sync::atomic::Ordering::SeqCst);
+        let receipt_for = match done {
+            Some(item) => {
+                let later = self
+                    .core
+                    .store()
+                    .has_later_pending(self.name.as_str(), &item.room_id, item.id)
+                    .unwrap_or(false);
+                (!later)
+                    .then(|| EventId::parse(&item.event_id).ok())
+                    .flatten()
+            }
+            None => None,
+        };
+        if !shown && receipt_for.is_none() {
+            return;
+        }
+        let Ok(room) = RoomId::parse(&t.room) else {
             return;
         };
         let core = self.core.clone();
         tokio::spawn(async move {
-            let req = typing::create_typing_event::v3::Request::new(
-                user.clone(),
-                room.clone(),
-                typing::create_typing_event::v3::Typing::No,
-            );
-            if let Err(e) = core.client().send(req, Some(&user)).await {
-                tracing::debug!(error = %e, "typing off failed");
+            if shown {
+                let req = typing::create_typing_event::v3::Request::new(
+                    user.clone(),
+                    room.clone(),
+                    typing::create_typing_event::v3::Typing::No,
+                );
+                if let Err(e) = core.client().send(req, Some(&user)).await {
+                    tracing::debug!(error = %e, "typing off failed");
+                }
             }
-            let mut req = receipt::create_receipt::v3::Request::new(
-                room,
-                receipt::create_receipt::v3::ReceiptType::Read,
-                event,
-            );
-            req.thread = ReceiptThread::Unthreaded;
-            if let Err(e) = core.client().send(req, Some(&user)).await {
-                tracing::debug!(error = %e, "read receipt failed");
+            if let Some(event) = receipt_for {
+                let mut req = receipt::create_receipt::v3::Request::new(
+                    room,
+                    receipt::create_receipt::v3::ReceiptType::Read,
+                    event,
+                );
+                req.thread = ReceiptThread::Unthreaded;
+                if let Err(e) = core.client().send(req, Some(&user)).await {
+                    tracing::debug!(error = %e, "read receipt failed");
+                }
             }
         });
     }
+}
+
+/// The typing notice of the turn in flight.
+struct Typing {
+    handle: tokio::task::JoinHandle<()>,
+    /// Whether a typing notice was sent (so one must be withdrawn).
+    shown: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    room: String,
 }

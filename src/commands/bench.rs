@@ -33,6 +33,17 @@ const SENDERS_PER_ROOM: usize = 4;
 pub struct Report {
     pub messages: usize,
     pub agents: usize,
+    /// The client's own send request (PUT …/send → 200), for context.
+    pub send_p50_ms: f64,
+    /// Send → transaction received while no harness is connected (the homeserver alone).
+    pub quiet_floor_p50_ms: f64,
+    pub quiet_floor_p95_ms: f64,
+    pub quiet_floor_p99_ms: f64,
+    /// Hive path minus the quiet floor: everything the hive costs, its own homeserver traffic
+    /// (typing, receipts) included.
+    pub added_to_quiet_p50_ms: f64,
+    pub added_to_quiet_p99_ms: f64,
+    /// Send → transaction received while the hive works (same messages as the hive path).
     pub floor_p50_ms: f64,
     pub floor_p95_ms: f64,
     pub floor_p99_ms: f64,
@@ -59,6 +70,20 @@ fn pct(sorted: &[f64], p: usize) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) * p).div_ceil(100).min(sorted.len() - 1)]
+}
+
+/// Waits until the core has recorded `event_id`; returns when it received it.
+async fn wait_received(store: &Store, event_id: &str) -> anyhow::Result<i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(t) = store.received_us(event_id)? {
+            return Ok(t);
+        }
+        if Instant::now() > deadline {
+            bail!("hive-c0re never received {event_id}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 fn proc_rss_mb(pid: u32) -> anyhow::Result<f64> {
@@ -218,19 +243,6 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let deliveries: Deliveries = Arc::default();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut harnesses = Vec::new();
-    for n in names {
-        let name = crate::agent_spec::AgentName::parse(n)?;
-        let socket = crate::harness::socket_path(&crate::c0re::Core::socket_dir(data, &name));
-        harnesses.push(tokio::spawn(fake_harness(
-            socket,
-            n.clone(),
-            deliveries.clone(),
-            tx.clone(),
-        )));
-    }
     let client = Client::builder()
         .homeserver_url(&creds.homeserver)
         .build()
@@ -259,11 +271,57 @@ async fn measure(
 
     // Warm-up: first sends pay for connection set-up on every side.
     for (i, room) in rooms.iter().enumerate() {
-        room.send(RoomMessageEventContent::text_plain(format!("warm-up {i}")))
-            .await?;
-        tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        let ev = room
+            .send(RoomMessageEventContent::text_plain(format!("warm-up {i}")))
+            .await?
+            .response
+            .event_id;
+        wait_received(&store, ev.as_str()).await?;
+    }
+
+    // The quiet floor: no harness is connected, so the hive does nothing but accept transactions
+    // (no typing, no receipts, no replies loading the homeserver). This is the homeserver alone.
+    eprintln!(
+        "bench: homeserver floor with the hive idle, {} messages",
+        args.messages
+    );
+    let mut quiet = Vec::new();
+    let mut queued = Vec::new();
+    for i in 0..args.messages {
+        let room = &rooms[i % rooms.len()];
+        let t0 = now_us();
+        let ev = room
+            .send(RoomMessageEventContent::text_plain(format!("quiet {i}")))
+            .await?
+            .response
+            .event_id;
+        let recv = wait_received(&store, ev.as_str()).await?;
+        quiet.push((recv - t0) as f64 / 1000.0);
+        queued.push(ev.to_string());
+    }
+    quiet.sort_by(f64::total_cmp);
+
+    // Now the harnesses connect and drain what queued up (warm-up messages come first: each
+    // agent's queue is delivered in order).
+    let deliveries: Deliveries = Arc::default();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut harnesses = Vec::new();
+    for n in names {
+        let name = crate::agent_spec::AgentName::parse(n)?;
+        let socket = crate::harness::socket_path(&crate::c0re::Core::socket_dir(data, &name));
+        harnesses.push(tokio::spawn(fake_harness(
+            socket,
+            n.clone(),
+            deliveries.clone(),
+            tx.clone(),
+        )));
+    }
+    let mut backlog: std::collections::HashSet<String> = queued.into_iter().collect();
+    while !backlog.is_empty() {
+        let ev = tokio::time::timeout(Duration::from_secs(60), rx.recv())
             .await?
             .context("harness gone")?;
+        backlog.remove(&ev);
     }
 
     // Latency: one message in flight at a time.
@@ -274,6 +332,7 @@ async fn measure(
     );
     let mut floor = Vec::new();
     let mut hive = Vec::new();
+    let mut send_rtt = Vec::new();
     for i in 0..args.messages {
         let room = &rooms[i % rooms.len()];
         let t0 = now_us();
@@ -282,6 +341,7 @@ async fn measure(
             .await?
             .response
             .event_id;
+        send_rtt.push((now_us() - t0) as f64 / 1000.0);
         loop {
             let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
                 .await?
@@ -299,6 +359,7 @@ async fn measure(
     }
     floor.sort_by(f64::total_cmp);
     hive.sort_by(f64::total_cmp);
+    send_rtt.sort_by(f64::total_cmp);
 
     // Throughput: a burst from several concurrent senders.
     eprintln!("bench: throughput, a burst of {}", args.burst);
@@ -380,6 +441,12 @@ async fn measure(
     let report = Report {
         messages: args.messages,
         agents: names.len(),
+        send_p50_ms: pct(&send_rtt, 50),
+        quiet_floor_p50_ms: pct(&quiet, 50),
+        quiet_floor_p95_ms: pct(&quiet, 95),
+        quiet_floor_p99_ms: pct(&quiet, 99),
+        added_to_quiet_p50_ms: pct(&hive, 50) - pct(&quiet, 50),
+        added_to_quiet_p99_ms: pct(&hive, 99) - pct(&quiet, 99),
         floor_p50_ms: pct(&floor, 50),
         floor_p95_ms: pct(&floor, 95),
         floor_p99_ms: pct(&floor, 99),
@@ -415,6 +482,10 @@ fn print_report(r: &Report) {
     println!();
     println!("latency (ms)                         p50      p95      p99");
     println!(
+        "  homeserver floor, hive idle     {:>7.2}  {:>7.2}  {:>7.2}",
+        r.quiet_floor_p50_ms, r.quiet_floor_p95_ms, r.quiet_floor_p99_ms
+    );
+    println!(
         "  homeserver floor (send → txn)   {:>7.2}  {:>7.2}  {:>7.2}",
         r.floor_p50_ms, r.floor_p95_ms, r.floor_p99_ms
     );
@@ -426,7 +497,15 @@ fn print_report(r: &Report) {
         "  added by the hive               {:>7.2}           {:>7.2}",
         r.added_p50_ms, r.added_p99_ms
     );
+    println!(
+        "  added vs the idle floor         {:>7.2}           {:>7.2}",
+        r.added_to_quiet_p50_ms, r.added_to_quiet_p99_ms
+    );
     println!("  ratio hive / floor at p50       {:>7.3}", r.ratio_p50);
+    println!(
+        "  (the client's send request alone: p50 {:.2})",
+        r.send_p50_ms
+    );
     println!();
     println!("throughput (burst)");
     println!(

@@ -12,9 +12,11 @@ use hyperhive::homeserver::{self, Layout, OperatorCredentials, Synapse};
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::filter::FilterDefinition;
 use matrix_sdk::ruma::api::client::sync::sync_events::v3::Filter;
+use matrix_sdk::ruma::events::receipt::SyncReceiptEvent;
 use matrix_sdk::ruma::events::room::message::{
     OriginalSyncRoomMessageEvent, RoomMessageEventContent,
 };
+use matrix_sdk::ruma::events::typing::SyncTypingEvent;
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomAliasId};
 use matrix_sdk::{Client, Room};
 use tempfile::TempDir;
@@ -238,9 +240,19 @@ pub struct Seen {
     pub mentions: Vec<String>,
 }
 
+/// Ephemeral events the operator's client saw, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ephemeral {
+    /// Who is typing in the room now.
+    Typing(OwnedRoomId, Vec<String>),
+    /// `user` has read up to `event`.
+    Read(OwnedRoomId, String, OwnedEventId),
+}
+
 pub struct Operator {
     pub client: Client,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub ephemeral: Arc<Mutex<Vec<Ephemeral>>>,
     sync: tokio::task::JoinHandle<()>,
 }
 
@@ -299,6 +311,35 @@ impl Operator {
                 });
             }
         });
+        let ephemeral: Arc<Mutex<Vec<Ephemeral>>> = Arc::default();
+        let e = ephemeral.clone();
+        client.add_event_handler(move |ev: SyncTypingEvent, room: Room| {
+            let e = e.clone();
+            async move {
+                let users = ev.content.user_ids.iter().map(|u| u.to_string()).collect();
+                e.lock()
+                    .unwrap()
+                    .push(Ephemeral::Typing(room.room_id().to_owned(), users));
+            }
+        });
+        let e = ephemeral.clone();
+        client.add_event_handler(move |ev: SyncReceiptEvent, room: Room| {
+            let e = e.clone();
+            async move {
+                let mut e = e.lock().unwrap();
+                for (event, receipts) in ev.content.iter() {
+                    for users in receipts.values() {
+                        for user in users.keys() {
+                            e.push(Ephemeral::Read(
+                                room.room_id().to_owned(),
+                                user.to_string(),
+                                event.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+        });
         // A timeline limit large enough that no sync response is "limited": the handler must see
         // every message, not just the last ten of a burst.
         let mut filter = FilterDefinition::default();
@@ -311,7 +352,12 @@ impl Operator {
         let sync = tokio::spawn(async move {
             let _ = c.sync(settings).await;
         });
-        Self { client, seen, sync }
+        Self {
+            client,
+            seen,
+            ephemeral,
+            sync,
+        }
     }
 
     /// Joins the room behind `#alias:<server>` (the operator is invited to every hive room).
@@ -362,6 +408,26 @@ impl Operator {
                     "timed out waiting for {what}; room has:\n{}",
                     bodies.join("\n")
                 );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `pred` holds for the ephemeral events seen so far.
+    pub async fn wait_ephemeral(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&[Ephemeral]) -> bool,
+    ) -> Vec<Ephemeral> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.ephemeral.lock().unwrap().clone();
+            if pred(&seen) {
+                return seen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; saw:\n{seen:#?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
