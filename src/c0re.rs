@@ -60,13 +60,52 @@ struct Inner {
     /// (name, user id) of every agent, for routing.
     agent_ids: Vec<(AgentName, OwnedUserId)>,
     rooms: RwLock<RoomMap>,
-    /// Transaction ids already answered in this run (the durable dedupe is by event id).
-    txns: Mutex<HashSet<String>>,
+    /// Transactions already answered in this run (the durable dedupe is by event id).
+    txns: Mutex<RecentTxns>,
     control_notify: Notify,
     heartbeat: Notify,
     /// Set once the rooms are known; transactions before that are refused (and re-sent).
     ready: std::sync::atomic::AtomicBool,
     cancel: CancellationToken,
+}
+
+/// The last transactions answered, as (txn id, digest of the body): a re-sent transaction is
+/// answered at once without touching sqlite. The body is part of the key because Synapse
+/// restarts its txn ids after a restart (synapse#14556): a reused id with new events must go
+/// through. Bounded: this is a shortcut, the event-id dedupe in sqlite is the guarantee.
+#[derive(Default)]
+pub(crate) struct RecentTxns {
+    set: HashSet<(String, [u8; 20])>,
+    order: std::collections::VecDeque<(String, [u8; 20])>,
+}
+
+impl RecentTxns {
+    const CAPACITY: usize = 1024;
+
+    pub(crate) fn key(txn_id: &str, body: &[u8]) -> (String, [u8; 20]) {
+        use sha1::Digest;
+        (txn_id.to_owned(), sha1::Sha1::digest(body).into())
+    }
+
+    /// Records `key`; false if it was already there.
+    pub(crate) fn insert(&mut self, key: (String, [u8; 20])) -> bool {
+        if !self.set.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+
+    pub(crate) fn remove(&mut self, key: &(String, [u8; 20])) {
+        if self.set.remove(key) {
+            self.order.retain(|k| k != key);
+        }
+    }
 }
 
 /// The hive's rooms, both ways round.
@@ -138,7 +177,7 @@ impl Core {
                 agents,
                 agent_ids,
                 rooms: RwLock::new(RoomMap::default()),
-                txns: Mutex::new(HashSet::new()),
+                txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
                 heartbeat: Notify::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
@@ -267,12 +306,12 @@ impl Core {
     }
 
     /// Records a transaction id; false if this run already answered it.
-    fn first_time_txn(&self, txn_id: &str) -> bool {
+    fn first_time_txn(&self, txn_id: &str, body: &[u8]) -> bool {
         self.inner
             .txns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(txn_id.to_owned())
+            .insert(RecentTxns::key(txn_id, body))
     }
 
     pub fn hs_token(&self) -> &str {
@@ -290,5 +329,37 @@ impl Core {
 
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentTxns;
+
+    #[test]
+    fn recent_txns_key_on_id_and_body() {
+        let mut r = RecentTxns::default();
+        assert!(r.insert(RecentTxns::key("1", b"a")));
+        assert!(
+            !r.insert(RecentTxns::key("1", b"a")),
+            "a re-send is recognised"
+        );
+        assert!(
+            r.insert(RecentTxns::key("1", b"b")),
+            "a reused id with new events is not"
+        );
+        r.remove(&RecentTxns::key("1", b"a"));
+        assert!(
+            r.insert(RecentTxns::key("1", b"a")),
+            "a forgotten txn is accepted again"
+        );
+        for i in 0..RecentTxns::CAPACITY {
+            r.insert(RecentTxns::key(&i.to_string(), b"x"));
+        }
+        assert!(r.set.len() <= RecentTxns::CAPACITY && r.order.len() == r.set.len());
+        assert!(
+            r.insert(RecentTxns::key("1", b"b")),
+            "old entries are evicted"
+        );
     }
 }

@@ -102,7 +102,7 @@ async fn transaction(
             "hive-c0re is starting",
         );
     }
-    if !core.first_time_txn(&txn_id) {
+    if !core.first_time_txn(&txn_id, &body) {
         tracing::debug!("transaction already answered in this run");
         return axum::Json(json!({})).into_response();
     }
@@ -124,7 +124,7 @@ async fn transaction(
         }
         Ok(Err(e)) => {
             // Not answering 200 makes Synapse send the same transaction again: nothing is lost.
-            core.forget_txn(&txn_id);
+            core.forget_txn(&txn_id, &body);
             tracing::error!(error = %format!("{e:#}"), "could not persist transaction");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -133,7 +133,7 @@ async fn transaction(
             )
         }
         Err(e) => {
-            core.forget_txn(&txn_id);
+            core.forget_txn(&txn_id, &body);
             tracing::error!(error = %e, "transaction task failed");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -196,11 +196,11 @@ async fn ping(State(core): State<Core>, headers: HeaderMap, _body: Bytes) -> Res
 }
 
 impl Core {
-    fn forget_txn(&self, txn_id: &str) {
+    fn forget_txn(&self, txn_id: &str, body: &[u8]) {
         self.inner
             .txns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(txn_id);
+            .remove(&super::RecentTxns::key(txn_id, body));
     }
 }

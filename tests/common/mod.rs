@@ -74,6 +74,8 @@ pub struct TestHive {
     pub synapse: Option<Synapse>,
     pub core: Option<Child>,
     pub operator: OperatorCredentials,
+    layout: Layout,
+    synapse_configs: Vec<PathBuf>,
 }
 
 impl TestHive {
@@ -122,7 +124,31 @@ impl TestHive {
             synapse: Some(synapse),
             core: None,
             operator,
+            layout,
+            synapse_configs: configs,
         }
+    }
+
+    /// Kills Synapse with SIGKILL (a crash, not a clean stop) and starts it again on the same
+    /// database and port.
+    pub async fn crash_and_restart_synapse(&mut self) {
+        let mut old = self.synapse.take().expect("synapse running");
+        let pid = old.pid().expect("synapse has a pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        old.wait().await.unwrap();
+        self.synapse = Some(
+            Synapse::start(
+                &self.layout,
+                &self.synapse_configs,
+                &self.cfg.homeserver_url,
+            )
+            .await
+            .unwrap(),
+        );
     }
 
     pub fn hive(&self, args: &[&str]) -> Command {
