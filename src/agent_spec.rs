@@ -197,7 +197,6 @@ impl SpecError {
 impl AgentSpec {
     /// Parses `dir/agent.toml` (and `dir/prompt.md` if present). `dir`'s last component is the name.
     pub fn load(dir: &Path) -> Result<Self, Vec<SpecError>> {
-        let file = dir.join("agent.toml");
         let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let name = AgentName::parse(dir_name)
             .map_err(|e| vec![SpecError::new(dir, "name", e.to_string())])?;
@@ -213,6 +212,13 @@ impl AgentSpec {
             Err(e) => return Err(vec![SpecError::new(dir, "name", e.to_string())]),
             Ok(_) => {}
         }
+        Self::load_as(name, dir)
+    }
+
+    /// Parses `dir/agent.toml` (and `dir/prompt.md`) as agent `name`, wherever `dir` is (a
+    /// rendered config generation).
+    pub fn load_as(name: AgentName, dir: &Path) -> Result<Self, Vec<SpecError>> {
+        let file = dir.join("agent.toml");
         let text = std::fs::read_to_string(&file)
             .map_err(|e| vec![SpecError::new(&file, "-", format!("cannot read: {e}"))])?;
         Self::parse(name, dir, &file, &text)

@@ -45,6 +45,21 @@ pub struct RawConfig {
     pub delivery: RawDelivery,
     #[serde(default)]
     pub runtime: RawRuntime,
+    #[serde(default)]
+    pub approvals: RawApprovals,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// Agents that may request config changes and spawns (default `["hm1nd"]`).
+    pub managers: Option<Vec<String>>,
+    /// Distinct operators whose ✓ a request needs (default 1).
+    pub required: Option<u32>,
+    /// Power level an approver needs in `#hive-approvals` (default 100).
+    pub min_power_level: Option<i64>,
+    /// Seconds before an unanswered request expires (default 86400).
+    pub ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +142,10 @@ pub struct Config {
     pub max_attempts: u32,
     pub heartbeat_secs: u64,
     pub runtime: RuntimeKind,
+    pub managers: Vec<AgentName>,
+    pub approvals_required: u32,
+    pub approver_min_power_level: i64,
+    pub approval_ttl_secs: u64,
     /// Where `hive.toml` came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
 }
@@ -284,6 +303,33 @@ impl Config {
             err("delivery.heartbeat_secs", "must be at least 1".into());
         }
         let hive_name = raw.hive.name.unwrap_or_else(|| "hyperhive".into());
+        let mut managers = Vec::new();
+        for m in raw
+            .approvals
+            .managers
+            .unwrap_or_else(|| vec!["hm1nd".into()])
+        {
+            match AgentName::parse(&m) {
+                Ok(n) => managers.push(n),
+                Err(e) => err("approvals.managers", e.to_string()),
+            }
+        }
+        let approvals_required = raw.approvals.required.unwrap_or(1);
+        if approvals_required == 0 {
+            err("approvals.required", "must be at least 1".into());
+        } else if approvals_required as usize > operators.len() {
+            err(
+                "approvals.required",
+                format!(
+                    "{approvals_required} approvals can never be reached with {} operator(s)",
+                    operators.len()
+                ),
+            );
+        }
+        let approval_ttl_secs = raw.approvals.ttl_secs.unwrap_or(86_400);
+        if approval_ttl_secs == 0 {
+            err("approvals.ttl_secs", "must be at least 1".into());
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -302,6 +348,10 @@ impl Config {
             max_attempts,
             heartbeat_secs,
             runtime: raw.runtime.kind.unwrap_or(RuntimeKind::Process),
+            managers,
+            approvals_required,
+            approver_min_power_level: raw.approvals.min_power_level.unwrap_or(100),
+            approval_ttl_secs,
             source,
         })
     }

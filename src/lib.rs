@@ -9,6 +9,7 @@ pub mod c0re;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod configrepo;
 pub mod fsutil;
 pub mod harness;
 pub mod homeserver;

@@ -11,7 +11,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
-const MIGRATIONS: &[(&str, &str)] = &[("001_init", include_str!("store/migrations/001_init.sql"))];
+mod approvals;
+pub use approvals::{
+    Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
+};
+
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_init", include_str!("store/migrations/001_init.sql")),
+    (
+        "002_approvals",
+        include_str!("store/migrations/002_approvals.sql"),
+    ),
+];
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> i64 {

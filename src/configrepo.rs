@@ -1,0 +1,653 @@
+//! Versioned agent config: one git repository per agent, owned by hive-c0re.
+//!
+//! ```text
+//! <data>/agents/<name>/
+//!   proposed/      a git work tree: the manager (or `hive config propose`) commits here
+//!   config.git/    bare, the core's own: `applied` branch, `proposal/<id>` and `deploy/<n>` tags
+//!   gen/<n>/       the files of deploy n, rendered from the object store (never a checkout)
+//!   gen/<n>.sha    the commit deploy n was rendered from
+//!   current        symlink to gen/<n>: what the agent runs; switched atomically
+//! ```
+//!
+//! Only the core moves `applied`, fast-forward only, to a sha an operator approved. At request
+//! time the proposed commit is copied into `config.git` and tagged, so nothing done to the
+//! proposed side afterwards changes what gets applied. Files are read from git objects, never
+//! through the filesystem of the proposed side: a symlink in a proposal is refused, not followed.
+//!
+//! git runs as a child process with a scrubbed environment, no system or global config, hooks
+//! and fsmonitor off, and only the `file` transport.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+use crate::agent_spec::{AgentName, AgentSpec};
+
+/// Largest file accepted in a config commit.
+const MAX_FILE: u64 = 1 << 20;
+/// Most files accepted in a config commit.
+const MAX_FILES: usize = 64;
+
+/// Every path of one agent under the data dir. Built only from a validated [`AgentName`].
+#[derive(Debug, Clone)]
+pub struct AgentDirs {
+    pub root: PathBuf,
+}
+
+impl AgentDirs {
+    pub fn new(data_dir: &Path, name: &AgentName) -> Self {
+        Self {
+            root: data_dir.join("agents").join(name.as_str()),
+        }
+    }
+    pub fn proposed(&self) -> PathBuf {
+        self.root.join("proposed")
+    }
+    pub fn repo(&self) -> PathBuf {
+        self.root.join("config.git")
+    }
+    pub fn gens(&self) -> PathBuf {
+        self.root.join("gen")
+    }
+    pub fn current(&self) -> PathBuf {
+        self.root.join("current")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("agent.log")
+    }
+}
+
+/// Runs git in `dir` with a scrubbed environment; returns stdout.
+fn git(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
+        .env("LANG", "C")
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", "hive-c0re")
+        .env("GIT_AUTHOR_EMAIL", "hive-c0re@localhost")
+        .env("GIT_COMMITTER_NAME", "hive-c0re")
+        .env("GIT_COMMITTER_EMAIL", "hive-c0re@localhost")
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "protocol.allow=never",
+            "-c",
+            "protocol.file.allow=always",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot run git (is it installed?)")?;
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin was piped")
+            .write_all(input)?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "git {} failed: {}",
+            args.first().copied().unwrap_or(""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+fn git_str(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    Ok(String::from_utf8_lossy(&git(dir, args, None)?)
+        .trim()
+        .to_owned())
+}
+
+/// A full commit id: 40 lowercase hex digits. Requests name commits this way, never by a branch
+/// or tag name.
+pub fn parse_sha(s: &str) -> Result<String, String> {
+    if s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a full commit sha (40 lowercase hex digits); name commits by sha, never by branch or tag"
+        ))
+    }
+}
+
+/// One file of a config commit, read from the object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Relative path, each component checked.
+    pub path: String,
+    pub executable: bool,
+    pub content: Vec<u8>,
+}
+
+/// Checks a path from a git tree: relative, no `.`/`..`/empty components, printable.
+fn check_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.starts_with('/') {
+        return Err(format!("{path:?}: not a relative path"));
+    }
+    for c in path.split('/') {
+        if c.is_empty() || c == "." || c == ".." || c.starts_with(".git") {
+            return Err(format!("{path:?}: forbidden path component {c:?}"));
+        }
+        if c.chars().any(|ch| ch.is_control()) {
+            return Err(format!("{path:?}: control character in path"));
+        }
+    }
+    Ok(())
+}
+
+pub struct ConfigRepo {
+    pub name: AgentName,
+    pub dirs: AgentDirs,
+}
+
+impl ConfigRepo {
+    pub fn new(data_dir: &Path, name: &AgentName) -> Self {
+        Self {
+            name: name.clone(),
+            dirs: AgentDirs::new(data_dir, name),
+        }
+    }
+
+    /// Whether the agent's config is versioned already (it has an applied commit).
+    pub fn exists(&self) -> bool {
+        self.applied().ok().flatten().is_some()
+    }
+
+    /// The applied commit, if any.
+    pub fn applied(&self) -> anyhow::Result<Option<String>> {
+        if !self.dirs.repo().join("HEAD").is_file() {
+            return Ok(None);
+        }
+        match git_str(
+            &self.dirs.repo(),
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "refs/heads/applied^{commit}",
+            ],
+        ) {
+            Ok(s) if !s.is_empty() => Ok(Some(s)),
+            _ => Ok(None),
+        }
+    }
+
+    fn init(&self) -> anyhow::Result<()> {
+        crate::fsutil::private_dir(&self.dirs.root)?;
+        if !self.dirs.repo().join("HEAD").is_file() {
+            git(
+                &self.dirs.root,
+                &["init", "--quiet", "--bare", "config.git"],
+                None,
+            )?;
+            git(
+                &self.dirs.repo(),
+                &["symbolic-ref", "HEAD", "refs/heads/applied"],
+                None,
+            )?;
+        }
+        if !self.dirs.proposed().join(".git").exists() {
+            git(&self.dirs.root, &["init", "--quiet", "proposed"], None)?;
+        }
+        Ok(())
+    }
+
+    /// Versions the agent for the first time from `bot_dir` (its directory in `bots/`): the
+    /// files become the first proposed commit, applied as deploy 1. Returns the sha.
+    pub fn seed(&self, bot_dir: &Path) -> anyhow::Result<String> {
+        self.init()?;
+        let mut files = Vec::new();
+        collect_files(bot_dir, bot_dir, &mut files)?;
+        let sha = self.commit_proposed(&files, &format!("seed {} from bots/", self.name))?;
+        self.snapshot(&sha, "seed")?;
+        let tree = self.read_commit(&sha).map_err(|e| anyhow::anyhow!(e))?;
+        self.parse_spec(&tree).map_err(|e| anyhow::anyhow!(e))?;
+        self.deploy(&sha, 1, &tree)?;
+        Ok(sha)
+    }
+
+    /// Commits `files` (replacing those paths) on top of the proposed side's HEAD; returns the
+    /// new commit's sha. Used by `hive config propose` and at seeding.
+    pub fn commit_proposed(&self, files: &[ConfigFile], message: &str) -> anyhow::Result<String> {
+        self.init()?;
+        let wt = self.dirs.proposed();
+        for f in files {
+            check_path(&f.path).map_err(|e| anyhow::anyhow!(e))?;
+            let dest = wt.join(&f.path);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Never write through a symlink someone left in the work tree.
+            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
+                std::fs::remove_file(&dest)?;
+            }
+            std::fs::write(&dest, &f.content)?;
+            let mode = if f.executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(
+                &dest,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
+            )?;
+            git(&wt, &["add", "--", &f.path], None)?;
+        }
+        git(
+            &wt,
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+            None,
+        )?;
+        git_str(&wt, &["rev-parse", "HEAD"])
+    }
+
+    /// Copies commit `sha` from the proposed side into the core's repo and tags it
+    /// `proposal/<id>`. From then on the proposal is immune to anything done on the proposed side.
+    pub fn snapshot(&self, sha: &str, id: &str) -> anyhow::Result<()> {
+        let sha = parse_sha(sha).map_err(|e| anyhow::anyhow!(e))?;
+        self.init()?;
+        let proposed = self.dirs.proposed();
+        let src = proposed.to_str().context("data dir path is not UTF-8")?;
+        git(
+            &self.dirs.repo(),
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                src,
+                &format!("+{sha}:refs/tags/proposal/{id}"),
+            ],
+            None,
+        )
+        .with_context(|| format!("commit {sha} is not on {}'s proposed side", self.name))?;
+        let kind = git_str(&self.dirs.repo(), &["cat-file", "-t", &sha])?;
+        if kind != "commit" {
+            bail!("{sha} is a {kind}, not a commit");
+        }
+        Ok(())
+    }
+
+    /// The files of commit `sha` (which must be in the core's repo), checked: regular files only
+    /// (no symlinks, no submodules), safe paths, bounded sizes, an `agent.toml`.
+    pub fn read_commit(&self, sha: &str) -> Result<Vec<ConfigFile>, String> {
+        let sha = parse_sha(sha)?;
+        let listing = git(
+            &self.dirs.repo(),
+            &["ls-tree", "-r", "-z", "--full-tree", "-l", &sha],
+            None,
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        let mut files = Vec::new();
+        for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
+            let entry = std::str::from_utf8(entry).map_err(|_| "a path is not UTF-8".to_owned())?;
+            // "<mode> <type> <oid> <size>\t<path>"
+            let (meta, path) = entry
+                .split_once('\t')
+                .ok_or("unexpected git ls-tree output")?;
+            let parts: Vec<&str> = meta.split_whitespace().collect();
+            let [mode, kind, oid, size] = parts[..] else {
+                return Err("unexpected git ls-tree output".into());
+            };
+            check_path(path)?;
+            match (mode, kind) {
+                ("100644" | "100755", "blob") => {}
+                ("120000", _) => return Err(format!("{path} is a symlink; symlinks are refused")),
+                ("160000", _) => return Err(format!("{path} is a submodule; refused")),
+                _ => return Err(format!("{path}: unsupported entry ({mode} {kind})")),
+            }
+            let size: u64 = size.parse().map_err(|_| "bad size".to_owned())?;
+            if size > MAX_FILE {
+                return Err(format!("{path} is larger than {MAX_FILE} bytes"));
+            }
+            if files.len() >= MAX_FILES {
+                return Err(format!("more than {MAX_FILES} files"));
+            }
+            let content = git(&self.dirs.repo(), &["cat-file", "blob", oid], None)
+                .map_err(|e| format!("{e:#}"))?;
+            files.push(ConfigFile {
+                path: path.to_owned(),
+                executable: mode == "100755",
+                content,
+            });
+        }
+        if !files.iter().any(|f| f.path == "agent.toml") {
+            return Err("the commit has no agent.toml".into());
+        }
+        Ok(files)
+    }
+
+    /// Validates the commit's `agent.toml` (and reads its prompt) as the agent's spec.
+    pub fn parse_spec(&self, files: &[ConfigFile]) -> Result<AgentSpec, String> {
+        let toml = files
+            .iter()
+            .find(|f| f.path == "agent.toml")
+            .ok_or("the commit has no agent.toml")?;
+        let text = std::str::from_utf8(&toml.content).map_err(|_| "agent.toml is not UTF-8")?;
+        let prompt = files
+            .iter()
+            .find(|f| f.path == "prompt.md")
+            .map(|f| String::from_utf8_lossy(&f.content).into_owned());
+        let dir = self.dirs.current();
+        AgentSpec::parse(self.name.clone(), &dir, &dir.join("agent.toml"), text)
+            .map(|mut s| {
+                s.prompt = prompt;
+                s
+            })
+            .map_err(|errs| {
+                errs.iter()
+                    .map(|e| format!("{}: {}", e.key, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+    }
+
+    /// `git diff` from the applied commit to `sha` (both in the core's repo).
+    pub fn diff(&self, sha: &str) -> anyhow::Result<String> {
+        let sha = parse_sha(sha).map_err(|e| anyhow::anyhow!(e))?;
+        let base = self.applied()?;
+        let out = match base {
+            Some(base) => git(
+                &self.dirs.repo(),
+                &["diff", "--no-color", "--no-ext-diff", &base, &sha],
+                None,
+            )?,
+            None => git(
+                &self.dirs.repo(),
+                &["show", "--no-color", "--no-ext-diff", "--format=", &sha],
+                None,
+            )?,
+        };
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Whether `sha` fast-forwards the applied commit.
+    pub fn is_fast_forward(&self, sha: &str) -> anyhow::Result<bool> {
+        let Some(base) = self.applied()? else {
+            return Ok(true);
+        };
+        if base == sha {
+            return Ok(true);
+        }
+        Ok(git(
+            &self.dirs.repo(),
+            &["merge-base", "--is-ancestor", &base, sha],
+            None,
+        )
+        .is_ok())
+    }
+
+    /// Applies `sha` as deploy `n`: renders generation `n`, moves `applied` (fast-forward only;
+    /// the commit point), tags `deploy/<n>`, switches `current`. Idempotent: re-running it after
+    /// a crash finishes the same deploy.
+    pub fn deploy(&self, sha: &str, n: u64, files: &[ConfigFile]) -> anyhow::Result<()> {
+        let sha = parse_sha(sha).map_err(|e| anyhow::anyhow!(e))?;
+        let gen_dir = self.render(n, files)?;
+        std::fs::write(self.dirs.gens().join(format!("{n}.sha")), &sha)?;
+        let applied = self.applied()?;
+        if applied.as_deref() != Some(sha.as_str()) {
+            if !self.is_fast_forward(&sha)? {
+                bail!(
+                    "{sha} does not fast-forward the applied config ({})",
+                    applied.as_deref().unwrap_or("none")
+                );
+            }
+            let mut args = vec!["update-ref", "refs/heads/applied", sha.as_str()];
+            if let Some(old) = applied.as_deref() {
+                args.push(old);
+            }
+            git(&self.dirs.repo(), &args, None)?;
+        }
+        git(
+            &self.dirs.repo(),
+            &["tag", "--force", &format!("deploy/{n}"), &sha],
+            None,
+        )?;
+        self.switch(&gen_dir)?;
+        Ok(())
+    }
+
+    /// Writes generation `n`'s files under `gen/<n>` (replacing a partial one).
+    fn render(&self, n: u64, files: &[ConfigFile]) -> anyhow::Result<PathBuf> {
+        let gens = self.dirs.gens();
+        crate::fsutil::private_dir(&gens)?;
+        let dest = gens.join(n.to_string());
+        let tmp = gens.join(format!(".{n}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp)?;
+        for f in files {
+            check_path(&f.path).map_err(|e| anyhow::anyhow!(e))?;
+            let p = tmp.join(&f.path);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(
+                &mut opts,
+                if f.executable { 0o755 } else { 0o644 },
+            );
+            opts.open(&p)?.write_all(&f.content)?;
+        }
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&tmp, &dest)?;
+        Ok(dest)
+    }
+
+    /// Points `current` at `gen_dir`, atomically (a new symlink renamed over the old one).
+    fn switch(&self, gen_dir: &Path) -> anyhow::Result<()> {
+        let rel = gen_dir
+            .strip_prefix(&self.dirs.root)
+            .context("generation outside the agent's directory")?;
+        let tmp = self.dirs.root.join(".current.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(rel, &tmp)?;
+        std::fs::rename(&tmp, self.dirs.current())?;
+        Ok(())
+    }
+
+    /// The deploy number and sha `current` points at.
+    pub fn current(&self) -> Option<(u64, String)> {
+        let target = std::fs::read_link(self.dirs.current()).ok()?;
+        let n: u64 = target.file_name()?.to_str()?.parse().ok()?;
+        let sha = std::fs::read_to_string(self.dirs.gens().join(format!("{n}.sha"))).ok()?;
+        Some((n, sha.trim().to_owned()))
+    }
+
+    /// The spec the agent runs now (from `current`).
+    pub fn load_current(&self) -> Result<AgentSpec, Vec<crate::agent_spec::SpecError>> {
+        AgentSpec::load_as(self.name.clone(), &self.dirs.current())
+    }
+}
+
+/// Regular files of a bot directory, recursively; symlinks are refused.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<ConfigFile>) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let meta = std::fs::symlink_metadata(&path)?;
+        let rel = path
+            .strip_prefix(root)
+            .expect("walked from root")
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", path.display()))?
+            .to_owned();
+        if rel.starts_with('.') || rel.contains("/.") {
+            continue; // editor and VCS droppings
+        }
+        if meta.file_type().is_symlink() {
+            bail!(
+                "{} is a symlink; bot files must be regular files",
+                path.display()
+            );
+        } else if meta.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if meta.is_file() {
+            if meta.len() > MAX_FILE {
+                bail!("{} is larger than {MAX_FILE} bytes", path.display());
+            }
+            out.push(ConfigFile {
+                path: rel,
+                executable: std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111
+                    != 0,
+                content: std::fs::read(&path)?,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, content: &str) -> ConfigFile {
+        ConfigFile {
+            path: path.into(),
+            executable: false,
+            content: content.as_bytes().to_vec(),
+        }
+    }
+
+    fn seeded() -> (tempfile::TempDir, ConfigRepo) {
+        let tmp = tempfile::tempdir().unwrap();
+        let bot = tmp.path().join("bots/echo");
+        std::fs::create_dir_all(&bot).unwrap();
+        std::fs::write(bot.join("agent.toml"), "[brain]\nkind = \"scripted\"\n").unwrap();
+        std::fs::write(bot.join("prompt.md"), "v1").unwrap();
+        let repo = ConfigRepo::new(&tmp.path().join("data"), &AgentName::parse("echo").unwrap());
+        repo.seed(&bot).unwrap();
+        (tmp, repo)
+    }
+
+    #[test]
+    fn seed_propose_snapshot_deploy() {
+        let (_tmp, repo) = seeded();
+        let (n, first) = repo.current().unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(repo.applied().unwrap().as_deref(), Some(first.as_str()));
+        assert_eq!(repo.load_current().unwrap().prompt.as_deref(), Some("v1"));
+
+        let sha = repo
+            .commit_proposed(&[file("prompt.md", "v2")], "prompt v2")
+            .unwrap();
+        repo.snapshot(&sha, "7").unwrap();
+        // Rewriting the proposed side afterwards changes nothing about proposal 7.
+        std::fs::write(repo.dirs.proposed().join("prompt.md"), "evil").unwrap();
+        let files = repo.read_commit(&sha).unwrap();
+        assert_eq!(
+            repo.parse_spec(&files).unwrap().prompt.as_deref(),
+            Some("v2")
+        );
+        assert!(repo.diff(&sha).unwrap().contains("+v2"));
+        assert!(repo.is_fast_forward(&sha).unwrap());
+        repo.deploy(&sha, 2, &files).unwrap();
+        assert_eq!(repo.current().unwrap(), (2, sha.clone()));
+        assert_eq!(repo.load_current().unwrap().prompt.as_deref(), Some("v2"));
+        // Deploying again (a crash mid-apply) is harmless.
+        repo.deploy(&sha, 2, &files).unwrap();
+        // The first commit does not fast-forward the second: refused.
+        let old = repo.read_commit(&first).unwrap();
+        assert!(!repo.is_fast_forward(&first).unwrap());
+        let err = repo.deploy(&first, 3, &old).unwrap_err().to_string();
+        assert!(err.contains("does not fast-forward"), "{err}");
+        assert_eq!(repo.applied().unwrap().as_deref(), Some(sha.as_str()));
+    }
+
+    #[test]
+    fn refuses_names_that_are_not_shas() {
+        let (_tmp, repo) = seeded();
+        for bad in [
+            "main",
+            "HEAD",
+            "applied",
+            "deploy/1",
+            "--upload-pack=sh",
+            "ABCDEF0123456789ABCDEF0123456789ABCDEF01",
+            "",
+        ] {
+            assert!(parse_sha(bad).is_err(), "{bad}");
+            assert!(repo.snapshot(bad, "1").is_err(), "{bad}");
+        }
+        let missing = "0123456789abcdef0123456789abcdef01234567";
+        assert!(repo.snapshot(missing, "1").is_err());
+    }
+
+    #[test]
+    fn refuses_symlinks_and_hostile_paths() {
+        let (tmp, repo) = seeded();
+        let secret = tmp.path().join("host-secret");
+        std::fs::write(&secret, "s3cr3t").unwrap();
+        let wt = repo.dirs.proposed();
+        // A symlinked agent.toml pointing out of the repo, committed by hand.
+        std::fs::remove_file(wt.join("agent.toml")).unwrap();
+        std::os::unix::fs::symlink(&secret, wt.join("agent.toml")).unwrap();
+        git(&wt, &["add", "-A"], None).unwrap();
+        git(&wt, &["commit", "-qm", "symlink"], None).unwrap();
+        let sha = git_str(&wt, &["rev-parse", "HEAD"]).unwrap();
+        repo.snapshot(&sha, "8").unwrap();
+        let err = repo.read_commit(&sha).unwrap_err();
+        assert!(err.contains("symlink"), "{err}");
+
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../../x",
+            ".git/config",
+            "",
+            "a//b",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad}");
+            assert!(
+                repo.commit_proposed(&[file(bad, "x")], "bad").is_err(),
+                "{bad}"
+            );
+        }
+        assert!(!tmp.path().join("x").exists());
+        assert!(check_path("tools/bot.py").is_ok());
+    }
+
+    #[test]
+    fn an_invalid_agent_toml_cannot_be_applied() {
+        let (_tmp, repo) = seeded();
+        let sha = repo
+            .commit_proposed(
+                &[file("agent.toml", "[brain]\nkind = \"telepathy\"\n")],
+                "bad",
+            )
+            .unwrap();
+        repo.snapshot(&sha, "9").unwrap();
+        let files = repo.read_commit(&sha).unwrap();
+        let err = repo.parse_spec(&files).unwrap_err();
+        assert!(err.contains("brain"), "{err}");
+    }
+}
