@@ -61,6 +61,26 @@ impl<'a> Tools<'a> {
     }
 }
 
+impl Tools<'_> {
+    /// Managers only: asks the operators to apply commit `sha` to `agent`. Returns the
+    /// approval request's id; the decision comes back later as a message.
+    pub async fn request_apply_commit(
+        &mut self,
+        agent: &str,
+        sha: &str,
+        summary: &str,
+    ) -> Result<Result<String, ToolError>, BrainError> {
+        self.client
+            .tool(&Request::RequestApplyCommit {
+                agent: agent.to_owned(),
+                sha: sha.to_owned(),
+                summary: summary.to_owned(),
+            })
+            .await
+            .map_err(BrainError::Connection)
+    }
+}
+
 pub trait Brain: Send {
     /// Handles one message. Returning `Ok` acks it: it will not be delivered again.
     fn turn(

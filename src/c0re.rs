@@ -8,6 +8,7 @@
 //! - [`outbound`]: sending as an agent, under its policy.
 //! - [`control`]: heartbeat, timeline reconciliation, `!hive` commands, notices.
 
+pub mod approvals;
 pub mod control;
 pub mod outbound;
 pub mod registration;
@@ -33,6 +34,8 @@ use routing::{RoomRole, SenderKind, TimelineEvent};
 
 /// The queue name of the core's own commands (`!hive …`); never a valid agent name.
 pub const CONTROL_QUEUE: &str = "!c0re";
+/// The queue of reactions and redactions in `#hive-approvals`.
+pub const APPROVALS_QUEUE: &str = "!approvals";
 
 /// A cloneable handle on the running core.
 #[derive(Clone)]
@@ -41,12 +44,25 @@ pub struct Core {
 }
 
 pub struct AgentEntry {
-    pub spec: AgentSpec,
+    /// The config the agent runs now; replaced when an approved commit is applied.
+    spec: RwLock<Arc<AgentSpec>>,
     pub user_id: OwnedUserId,
     /// Woken when the agent's queue gets a message (no polling anywhere).
     pub notify: Notify,
     /// Whether a harness is connected now.
     pub connected: Mutex<bool>,
+    /// Asks the runtime to restart the agent (after its in-flight turn) on its current config.
+    pub restart: Notify,
+}
+
+impl AgentEntry {
+    pub fn spec(&self) -> Arc<AgentSpec> {
+        self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_spec(&self, spec: AgentSpec) {
+        *self.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
+    }
 }
 
 struct Inner {
@@ -63,6 +79,8 @@ struct Inner {
     /// Transactions already answered in this run (the durable dedupe is by event id).
     txns: Mutex<RecentTxns>,
     control_notify: Notify,
+    /// Wakes the approvals loop: a reaction arrived, a request was filed, an apply finished.
+    approvals_notify: Notify,
     heartbeat: Notify,
     /// Set once the rooms are known; transactions before that are refused (and re-sent).
     ready: std::sync::atomic::AtomicBool,
@@ -154,10 +172,11 @@ impl Core {
                 (
                     spec.name.clone(),
                     AgentEntry {
-                        spec,
+                        spec: RwLock::new(Arc::new(spec)),
                         user_id,
                         notify: Notify::new(),
                         connected: Mutex::new(false),
+                        restart: Notify::new(),
                     },
                 )
             })
@@ -179,6 +198,7 @@ impl Core {
                 rooms: RwLock::new(RoomMap::default()),
                 txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
+                approvals_notify: Notify::new(),
                 heartbeat: Notify::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,
@@ -280,6 +300,18 @@ impl Core {
             if routing::control_command(ev, &role, &sender).is_some() {
                 targets.push(CONTROL_QUEUE.to_owned());
             }
+            if sender != SenderKind::Bot
+                && let Some(signal) = routing::approval_signal(ev, &role)
+            {
+                routed.push(Enqueue {
+                    event_id: ev.event_id.clone(),
+                    room_id: ev.room_id.clone(),
+                    sender: ev.sender.to_string(),
+                    body: signal.to_string(),
+                    origin_ts: ev.origin_server_ts,
+                    agents: vec![APPROVALS_QUEUE.to_owned()],
+                });
+            }
             if !targets.is_empty() {
                 routed.push(Enqueue {
                     event_id: ev.event_id.clone(),
@@ -295,6 +327,8 @@ impl Core {
         for name in woken {
             if name == CONTROL_QUEUE {
                 self.inner.control_notify.notify_one();
+            } else if name == APPROVALS_QUEUE {
+                self.inner.approvals_notify.notify_one();
             } else if let Some(a) = AgentName::parse(&name)
                 .ok()
                 .and_then(|n| self.inner.agents.get(&n))

@@ -35,6 +35,57 @@ pub enum Command {
     Check(HiveDirs),
     /// Measure the hive against its homeserver on a throwaway local Synapse.
     Bench(BenchArgs),
+    /// Agents' versioned config.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List approval requests and their state.
+    Approvals(ApprovalsArgs),
+    /// Print the audit trail: every request, decision, refusal and apply.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Commit a change to an agent's proposed config and ask the operators to approve it.
+    Propose(ProposeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    /// The agent.
+    pub agent: String,
+    /// A new agent.toml. Without --file and --prompt, the agent's directory in bots/ is proposed.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// A new prompt.md.
+    #[arg(long)]
+    pub prompt: Option<PathBuf>,
+    /// One line saying why (shown in the request).
+    #[arg(long, short = 'm')]
+    pub summary: Option<String>,
+    #[command(flatten)]
+    pub dirs: HiveDirs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApprovalsArgs {
+    /// Print the full diff of request ID instead of the list.
+    #[arg(long, value_name = "ID")]
+    pub diff: Option<i64>,
+    /// How many requests to list (newest first).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub dirs: HiveDirs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// How many entries to print (the newest, oldest first).
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub dirs: HiveDirs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -49,9 +100,12 @@ pub struct HiveDirs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The bot's directory (its name is the directory name).
+    /// The bot's directory (its name is the directory name unless --name is given).
     #[arg(long)]
     pub bot: PathBuf,
+    /// The agent's name, when the directory is not named after it (a config generation).
+    #[arg(long)]
+    pub name: Option<String>,
     /// The agent's socket (inside its socket directory).
     #[arg(long)]
     pub socket: PathBuf,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod approvals;
 pub mod bench;
 pub mod c0re;
 pub mod check;
@@ -24,6 +25,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(dirs) => status::run(config_path, dirs).await,
         Command::Check(dirs) => check::run(config_path, dirs),
         Command::Bench(args) => bench::run(args).await,
+        Command::Config(crate::cli::ConfigCommand::Propose(args)) => {
+            approvals::propose(config_path, args)
+        }
+        Command::Approvals(args) => approvals::list(args),
+        Command::Audit(args) => approvals::audit(args),
     }
 }
 

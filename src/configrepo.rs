@@ -486,6 +486,77 @@ impl ConfigRepo {
     }
 }
 
+/// What every agent runs, from its versioned config. A bot seen for the first time is versioned
+/// from its `bots/` directory (deploy 1); after that `bots/` is only a template, and a bot whose
+/// files differ from its applied config is reported (changes go through approval). Agents that
+/// exist only in the data dir (spawned ones) are included. Returns the specs and the reports.
+pub fn load_versioned(
+    data_dir: &Path,
+    bots: Vec<AgentSpec>,
+) -> anyhow::Result<(Vec<AgentSpec>, Vec<String>)> {
+    let mut specs = Vec::new();
+    let mut notes = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for bot in bots {
+        let repo = ConfigRepo::new(data_dir, &bot.name);
+        if !repo.exists() {
+            repo.seed(&bot.dir)
+                .with_context(|| format!("cannot version {}'s config", bot.name))?;
+            tracing::info!(agent = %bot.name, "versioned the agent's config from bots/");
+        } else if let Some(sha) = repo.applied()? {
+            let mut on_disk = Vec::new();
+            collect_files(&bot.dir, &bot.dir, &mut on_disk)?;
+            let mut applied = repo.read_commit(&sha).map_err(|e| anyhow::anyhow!(e))?;
+            on_disk.sort_by(|a, b| a.path.cmp(&b.path));
+            applied.sort_by(|a, b| a.path.cmp(&b.path));
+            if on_disk != applied {
+                notes.push(format!(
+                    "bots/{0} differs from {0}'s applied config; the applied one runs. Propose the change with `hive config propose {0}`.",
+                    bot.name
+                ));
+            }
+        }
+        names.insert(bot.name.clone());
+    }
+    let agents_dir = data_dir.join("agents");
+    if let Ok(entries) = std::fs::read_dir(&agents_dir) {
+        for e in entries.flatten() {
+            if let Some(name) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| AgentName::parse(n).ok())
+                && ConfigRepo::new(data_dir, &name).exists()
+            {
+                names.insert(name);
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for name in &names {
+        match ConfigRepo::new(data_dir, name).load_current() {
+            Ok(s) => specs.push(s),
+            Err(errs) => errors.extend(errs.iter().map(|e| format!("  {e}"))),
+        }
+    }
+    for s in &specs {
+        for r in &s.allowed_recipients {
+            if !names.contains(r) {
+                errors.push(format!(
+                    "  {}: allowed_recipients: {r:?} is not an agent",
+                    s.name
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        bail!(
+            "the applied agent configs are invalid:\n{}",
+            errors.join("\n")
+        );
+    }
+    Ok((specs, notes))
+}
+
 /// Regular files of a bot directory, recursively; symlinks are refused.
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<ConfigFile>) -> anyhow::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)

@@ -41,6 +41,17 @@ pub struct Output {
     pub reply: Option<String>,
     #[serde(default)]
     pub send: Vec<SendAction>,
+    /// Managers only: approval requests to file (`request_apply_commit`).
+    #[serde(default)]
+    pub request_apply_commit: Vec<ApplyRequest>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    pub agent: String,
+    pub sha: String,
+    pub summary: String,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -145,6 +156,7 @@ pub fn parse_output(stdout: &[u8]) -> Result<Output, String> {
         return Ok(Output {
             reply: None,
             send: Vec::new(),
+            request_apply_commit: Vec::new(),
         });
     }
     serde_json::from_str(text.trim())
@@ -161,6 +173,25 @@ impl Brain for Command {
                     .await?
                     .map_err(|e| BrainError::Failed(e.to_string()))?;
             }
+        }
+        for r in &out.request_apply_commit {
+            let said = match tools
+                .request_apply_commit(&r.agent, &r.sha, &r.summary)
+                .await?
+            {
+                Ok(id) => format!(
+                    "Asked the operators to approve `{}` for {} (request #{id}).",
+                    r.sha, r.agent
+                ),
+                Err(refused) => format!(
+                    "My request to apply `{}` to {} was refused: {refused}",
+                    r.sha, r.agent
+                ),
+            };
+            tools
+                .reply(&said)
+                .await?
+                .map_err(|e| BrainError::Failed(e.to_string()))?;
         }
         if let Some(reply) = &out.reply {
             tools
@@ -182,7 +213,8 @@ mod tests {
             parse_output(b"").unwrap(),
             Output {
                 reply: None,
-                send: vec![]
+                send: vec![],
+                request_apply_commit: vec![],
             }
         );
         assert_eq!(

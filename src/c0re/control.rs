@@ -190,7 +190,7 @@ impl Core {
                 out,
                 "| {} | {} | {} | {} | {} | {} |",
                 name,
-                entry.spec.brain.kind(),
+                entry.spec().brain.kind(),
                 state,
                 c.pending + c.inflight,
                 c.done,
@@ -234,4 +234,69 @@ impl Core {
             self.notice(Some(room), text).await;
         }
     }
+}
+
+/// The core's control socket for the local `hive` CLI: `<data>/run/c0re.ctl`, mode 0600 in a
+/// private directory (only the hive's own user reaches it). One line in, one line out; the only
+/// request is `wake` (the CLI filed an approval request in the database: post it now).
+pub fn control_socket_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("run").join("c0re.ctl")
+}
+
+impl Core {
+    pub async fn serve_control_socket(self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let path = control_socket_path(self.data_dir());
+        if let Some(dir) = path.parent() {
+            crate::fsutil::private_dir(dir)?;
+        }
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = self.cancel().cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket accept failed");
+                        continue;
+                    }
+                },
+            };
+            let core = self.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut line = String::new();
+                let mut reader = tokio::io::BufReader::new(r.take(1024));
+                if reader.read_line(&mut line).await.is_ok() {
+                    let answer = match line.trim() {
+                        "wake" => {
+                            core.wake_approvals();
+                            "ok\n"
+                        }
+                        _ => "error: unknown request\n",
+                    };
+                    let _ = w.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+        let _ = std::fs::remove_file(&path);
+        Ok(())
+    }
+}
+
+/// Tells a running core to look at the database (`hive config propose`). False if none runs.
+pub fn wake_running_core(data_dir: &std::path::Path) -> bool {
+    use std::io::{BufRead, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(control_socket_path(data_dir)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"wake\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).is_ok() && line.trim() == "ok"
 }

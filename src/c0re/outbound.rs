@@ -191,7 +191,7 @@ impl Core {
             message: format!("unknown agent {from}"),
         })?;
         let target = check_recipient(
-            &entry.spec,
+            &entry.spec(),
             to,
             &self.cfg().operators,
             |u| self.cfg().agent_of(u),
@@ -203,7 +203,7 @@ impl Core {
                 (
                     self.room(&format!("agent:{n}")),
                     to_entry.user_id.clone(),
-                    to_entry.spec.display_name.clone(),
+                    to_entry.spec().display_name.clone(),
                 )
             }
             Target::Operator(op) => (

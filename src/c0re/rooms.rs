@@ -56,13 +56,13 @@ impl Core {
             #[allow(deprecated)]
             let req = profile::set_display_name::v3::Request::new(
                 entry.user_id.clone(),
-                Some(entry.spec.display_name.clone()),
+                Some(entry.spec().display_name.clone()),
             );
             self.client()
                 .send(req, Some(&entry.user_id))
                 .await
                 .with_context(|| format!("cannot set {name}'s display name"))?;
-            if let Some(url) = &entry.spec.avatar_url {
+            if let Some(url) = &entry.spec().avatar_url {
                 #[allow(deprecated)]
                 let req = profile::set_avatar_url::v3::Request::new(
                     entry.user_id.clone(),
@@ -114,15 +114,15 @@ impl Core {
             members.extend(
                 self.agents()
                     .iter()
-                    .filter(|(_, e)| e.spec.allowed_recipients.contains(name))
+                    .filter(|(_, e)| e.spec().allowed_recipients.contains(name))
                     .map(|(n, _)| n.clone()),
             );
             plans.push(RoomPlan {
                 key: format!("agent:{name}"),
                 alias_local: format!("agent-{name}"),
-                name: entry.spec.display_name.clone(),
+                name: entry.spec().display_name.clone(),
                 topic: entry
-                    .spec
+                    .spec()
                     .description
                     .clone()
                     .unwrap_or_else(|| format!("{name}'s inbox: write here to talk to {name}")),
@@ -223,7 +223,23 @@ impl Core {
             serde_json::value::to_raw_value(&creation).expect("json map serialises"),
         ));
         // Room version 12: the creator (the bot) must not appear in the users map.
-        let pl = json!({ "users": users });
+        let pl = if plan.role == RoomRole::Approvals {
+            // Only operators may post, react or redact here; the core's allow-list is checked
+            // as well (power levels alone have been lost in federated rooms).
+            json!({
+                "users": users,
+                "users_default": 0,
+                "events_default": 100,
+                "state_default": 100,
+                "redact": 100,
+                "invite": 100,
+                "kick": 100,
+                "ban": 100,
+                "events": { "m.reaction": 100, "m.room.redaction": 100 },
+            })
+        } else {
+            json!({ "users": users })
+        };
         req.power_level_content_override = Some(Raw::from_json(
             serde_json::value::to_raw_value(&pl).expect("json serialises"),
         ));

@@ -42,6 +42,9 @@ pub struct TimelineEvent {
     #[serde(default)]
     pub content: serde_json::Value,
     pub state_key: Option<String>,
+    /// Top-level `redacts` of a redaction in room versions before 11 (later ones use content).
+    #[serde(default)]
+    pub redacts: Option<String>,
 }
 
 impl TimelineEvent {
@@ -127,6 +130,51 @@ pub fn control_command(ev: &TimelineEvent, room: &RoomRole, sender: &SenderKind)
     (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim().to_owned())
 }
 
+/// What an operator's reaction key means for an approval request. Variation selectors are
+/// ignored, so ✔ and ✔️ are the same key.
+pub fn verdict_of(key: &str) -> Option<crate::store::Verdict> {
+    let k: String = key
+        .chars()
+        .filter(|c| !matches!(c, '\u{FE0E}' | '\u{FE0F}'))
+        .collect();
+    match k.as_str() {
+        "✅" | "✔" | "☑" | "✓" => Some(crate::store::Verdict::Approve),
+        "❌" | "✖" => Some(crate::store::Verdict::Deny),
+        _ => None,
+    }
+}
+
+/// A reaction or redaction in `#hive-approvals`, as the JSON the approvals queue carries.
+/// Everything else in that room is nothing to the core.
+pub fn approval_signal(ev: &TimelineEvent, room: &RoomRole) -> Option<serde_json::Value> {
+    if *room != RoomRole::Approvals {
+        return None;
+    }
+    match ev.kind.as_str() {
+        "m.reaction" => {
+            let rel = ev.content.get("m.relates_to")?;
+            if rel.get("rel_type")?.as_str()? != "m.annotation" {
+                return None;
+            }
+            Some(serde_json::json!({
+                "kind": "reaction",
+                "target": rel.get("event_id")?.as_str()?,
+                "key": rel.get("key")?.as_str()?,
+            }))
+        }
+        "m.room.redaction" => {
+            let redacts = ev
+                .content
+                .get("redacts")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .or_else(|| ev.redacts.clone())?;
+            Some(serde_json::json!({ "kind": "redaction", "redacts": redacts }))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +203,34 @@ mod tests {
 
     fn n(s: &str) -> AgentName {
         AgentName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn reaction_keys() {
+        use crate::store::Verdict::{Approve, Deny};
+        for k in ["✅", "✔️", "✔", "☑️", "☑", "✓", "✓\u{FE0F}"] {
+            assert_eq!(verdict_of(k), Some(Approve), "{k}");
+        }
+        for k in ["❌", "✖️", "✖"] {
+            assert_eq!(verdict_of(k), Some(Deny), "{k}");
+        }
+        for k in ["👍", "🎉", "", "✅✅", "x"] {
+            assert_eq!(verdict_of(k), None, "{k}");
+        }
+        let r = ev(
+            "m.reaction",
+            json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": "$req", "key": "✅"}}),
+        );
+        assert_eq!(
+            approval_signal(&r, &RoomRole::Approvals).unwrap(),
+            json!({"kind": "reaction", "target": "$req", "key": "✅"})
+        );
+        assert!(approval_signal(&r, &RoomRole::Control).is_none());
+        let red = ev("m.room.redaction", json!({"redacts": "$r"}));
+        assert_eq!(
+            approval_signal(&red, &RoomRole::Approvals).unwrap(),
+            json!({"kind": "redaction", "redacts": "$r"})
+        );
     }
 
     #[test]

@@ -267,6 +267,33 @@ impl Conn {
                         }
                     }
                 }
+                Request::RequestApplyCommit {
+                    agent,
+                    sha,
+                    summary,
+                } => {
+                    if !self.core.cfg().managers.contains(&self.name) {
+                        Response::Error {
+                            code: ErrorCode::NotAllowed,
+                            message: format!(
+                                "{} is not a manager (approvals.managers in hive.toml)",
+                                self.name
+                            ),
+                        }
+                    } else {
+                        match self
+                            .core
+                            .request_apply_commit(self.name.as_str(), &agent, &sha, &summary)
+                            .await
+                        {
+                            Ok(approval_id) => Response::Requested { approval_id },
+                            Err(r) => Response::Error {
+                                code: ErrorCode::Refused,
+                                message: r.0,
+                            },
+                        }
+                    }
+                }
                 Request::Ack { id } => self.finish(id, None).await?,
                 Request::Fail { id, error } => self.finish(id, Some(error)).await?,
                 Request::BrainUnavailable { reason } => {

@@ -7,7 +7,14 @@ use crate::cli::AgentArgs;
 use crate::harness::{self, HarnessOptions};
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let spec = AgentSpec::load(&args.bot).map_err(|errs| {
+    let loaded = match &args.name {
+        Some(n) => {
+            let name = crate::agent_spec::AgentName::parse(n)?;
+            AgentSpec::load_as(name, &args.bot)
+        }
+        None => AgentSpec::load(&args.bot),
+    };
+    let spec = loaded.map_err(|errs| {
         let lines: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
         anyhow::anyhow!("invalid bot {}:\n{}", args.bot.display(), lines.join("\n"))
     })?;

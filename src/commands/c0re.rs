@@ -39,6 +39,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let runtime = cfg.runtime;
     let listen = cfg.listen;
+    let (specs, drift) = {
+        let data_dir = data_dir.to_owned();
+        tokio::task::spawn_blocking(move || crate::configrepo::load_versioned(&data_dir, specs))
+            .await??
+    };
+    for note in &drift {
+        tracing::warn!("{note}");
+    }
     let core = Core::new(cfg, data_dir, specs, cancel.clone())?;
     let released = core.store().release_all_inflight()?;
     if released > 0 {
@@ -99,21 +107,23 @@ pub async fn serve(
             Ok(())
         }
     });
+    tasks.spawn({
+        let c = core.clone();
+        async move {
+            c.approvals_loop().await;
+            Ok(())
+        }
+    });
+    tasks.spawn(core.clone().serve_control_socket());
     if runtime == RuntimeKind::Process {
-        for (name, entry) in core.agents() {
+        for name in core.agents().keys() {
+            let dirs = crate::configrepo::AgentDirs::new(data_dir, name);
             let launch = AgentLaunch {
                 name: name.clone(),
-                spec_dir: entry
-                    .spec
-                    .dir
-                    .canonicalize()
-                    .unwrap_or_else(|_| entry.spec.dir.clone()),
+                spec_dir: dirs.current(),
                 socket_dir: Core::socket_dir(data_dir, name),
-                state_dir: data_dir.join("agents").join(name.as_str()).join("state"),
-                log: data_dir
-                    .join("agents")
-                    .join(name.as_str())
-                    .join("agent.log"),
+                state_dir: dirs.state(),
+                log: dirs.log(),
             };
             let c = core.clone();
             tasks.spawn(async move {
@@ -135,6 +145,9 @@ pub async fn serve(
         &format!("🐝 hive-c0re is up with {} agents.", core.agents().len()),
     )
     .await;
+    for note in drift {
+        core.notice(None, &format!("ℹ️ {note}")).await;
+    }
 
     cancel.cancelled().await;
     while let Some(r) = tasks.join_next().await {

@@ -61,6 +61,7 @@ impl SocketClient {
     pub async fn tool(&mut self, req: &Request) -> anyhow::Result<Result<String, ToolError>> {
         match self.call(req).await? {
             Response::Sent { event_id } => Ok(Ok(event_id)),
+            Response::Requested { approval_id } => Ok(Ok(approval_id.to_string())),
             Response::Error { code, message } => Ok(Err(ToolError { code, message })),
             other => bail!("unexpected response {other:?}"),
         }

@@ -27,16 +27,35 @@ pub enum Request {
     Fail { id: i64, error: String },
     /// The brain cannot run at all (no credentials, unknown backend): said once in the room.
     BrainUnavailable { reason: String },
+    /// Managers only: ask the operator to apply commit `sha` (full, from `agent`'s proposed
+    /// config repo) to `agent`. Answered with `requested` once the request is filed.
+    RequestApplyCommit {
+        agent: String,
+        sha: String,
+        summary: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
-    Welcome { agent: String, user_id: String },
+    Welcome {
+        agent: String,
+        user_id: String,
+    },
     Message(Message),
-    Sent { event_id: String },
+    Sent {
+        event_id: String,
+    },
     Done,
-    Error { code: ErrorCode, message: String },
+    /// An approval request was filed; its outcome comes back later as a message.
+    Requested {
+        approval_id: i64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// One inbound message: one turn.
@@ -69,6 +88,8 @@ pub enum ErrorCode {
     Homeserver,
     /// The core is shutting down.
     ShuttingDown,
+    /// A request for approval was refused before reaching the operator (the message says why).
+    Refused,
     Internal,
 }
 

@@ -45,6 +45,8 @@ fn spawn(launch: &AgentLaunch) -> anyhow::Result<Child> {
     let mut cmd = harness_command()?;
     cmd.arg("--bot")
         .arg(&launch.spec_dir)
+        .arg("--name")
+        .arg(launch.name.as_str())
         .arg("--socket")
         .arg(crate::harness::socket_path(&launch.socket_dir))
         .arg("--state")
@@ -114,11 +116,24 @@ pub async fn supervise(core: Core, launch: AgentLaunch) {
             tracing::warn!(error = %format!("{e:#}"), "could not record agent state");
         }
         let started = Instant::now();
+        let restart = async {
+            match core.agent(&name) {
+                Some(entry) => entry.restart.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         let status = tokio::select! {
             _ = core.cancel().cancelled() => {
                 stop_child(&mut child, STOP_GRACE).await;
                 let _ = core.store().set_agent_state(name.as_str(), "stopped", None);
                 return;
+            }
+            _ = restart => {
+                // A new config generation: SIGTERM lets the harness finish its turn first.
+                tracing::info!(agent = %name, "restarting on its new config");
+                stop_child(&mut child, STOP_GRACE).await;
+                backoff = Duration::from_millis(500);
+                continue;
             }
             s = child.wait() => s,
         };

@@ -1,0 +1,599 @@
+//! Approvals: requests in `#hive-approvals`, decided by operators' reactions, applied exactly
+//! once (docs/approvals.md).
+//!
+//! The request message is a view; the record is the `approvals` table (id, kind, agent, full sha,
+//! requester, expiry). A reaction counts only if it is on the request's own event, from a
+//! configured operator on this server, with the power level the config asks for in the
+//! approvals room. Everything else is ignored, and reported where it looks like an attempt.
+//! Reactions and redactions reach this module through the durable `!approvals` queue, so the
+//! transaction handler never does any of this work.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use ruma::api::client::state::get_state_event_for_key;
+use ruma::events::{MessageLikeEventType, StateEventType};
+use ruma::serde::Raw;
+use ruma::{OwnedTransactionId, UserId};
+use serde_json::json;
+
+use super::{APPROVALS_QUEUE, Core};
+use crate::agent_spec::AgentName;
+use crate::configrepo::{ConfigRepo, parse_sha};
+use crate::store::{Approval, ApprovalState, Audit, NewApproval, Verdict, VoteOutcome};
+
+/// Lines of diff shown in a request; the rest is one `hive approvals --diff <id>` away.
+const DIFF_LINES: usize = 60;
+
+/// Why a request was refused before it reached the operator.
+#[derive(Debug)]
+pub struct RequestRefused(pub String);
+
+impl Core {
+    /// Files a request to apply commit `sha` to `agent`'s config: snapshots the commit into the
+    /// core's repo (so the proposed side can no longer change it), validates it, and posts the
+    /// request. `requester` is an agent name or a Matrix ID.
+    pub async fn request_apply_commit(
+        &self,
+        requester: &str,
+        agent: &str,
+        sha: &str,
+        summary: &str,
+    ) -> Result<i64, RequestRefused> {
+        let (data, cfg) = (self.data_dir().to_owned(), self.cfg().clone());
+        let (who, what, commit, why) = (
+            requester.to_owned(),
+            agent.to_owned(),
+            sha.to_owned(),
+            summary.to_owned(),
+        );
+        let id = tokio::task::spawn_blocking(move || {
+            file_apply_commit(&data, &cfg, &who, &what, &commit, &why)
+        })
+        .await
+        .map_err(|e| RequestRefused(e.to_string()))?
+        .map_err(|e| RequestRefused(format!("{e:#}")))?;
+        match id {
+            Ok(id) => {
+                self.inner.approvals_notify.notify_one();
+                Ok(id)
+            }
+            Err(reason) => {
+                self.notice(
+                    None,
+                    &format!(
+                        "🚫 {requester}'s request to apply `{sha}` to **{agent}** was refused: {reason}"
+                    ),
+                )
+                .await;
+                Err(RequestRefused(reason))
+            }
+        }
+    }
+
+    /// Wakes the approvals loop (the CLI filed a request).
+    pub fn wake_approvals(&self) {
+        self.inner.approvals_notify.notify_one();
+    }
+
+    /// The approvals loop: posts filed requests, counts reactions, expires, applies. One at a
+    /// time, in order; woken by `Notify`, never polling.
+    pub async fn approvals_loop(self) {
+        if let Err(e) = self.recover_applying().await {
+            tracing::error!(error = %format!("{e:#}"), "could not recover interrupted applies");
+        }
+        loop {
+            if let Err(e) = self.approvals_round().await {
+                tracing::error!(error = %format!("{e:#}"), "approvals round failed");
+            }
+            let next_expiry = self.store().next_expiry().ok().flatten();
+            let sleep = next_expiry.map_or(Duration::from_secs(3600), |t| {
+                Duration::from_micros((t - crate::store::now_us()).max(0) as u64 + 1000)
+            });
+            tokio::select! {
+                _ = self.cancel().cancelled() => return,
+                _ = self.inner.approvals_notify.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    async fn approvals_round(&self) -> anyhow::Result<()> {
+        for a in self.store().unposted_approvals()? {
+            self.post_request(&a).await?;
+        }
+        loop {
+            let (item, _) = self.store().take_next(APPROVALS_QUEUE, u32::MAX)?;
+            let Some(item) = item else { break };
+            let signal: serde_json::Value = serde_json::from_str(&item.body).unwrap_or_default();
+            if let Err(e) = self
+                .handle_signal(&item.event_id, &item.sender, &signal)
+                .await
+            {
+                tracing::error!(error = %format!("{e:#}"), event_id = %item.event_id, "could not handle an approvals event");
+            }
+            self.store().ack(item.id)?;
+        }
+        for a in self.store().expire_due()? {
+            self.thread(
+                &a,
+                &format!("⌛ Request #{} expired without a decision.", a.id),
+            )
+            .await;
+        }
+        for a in self.store().approvals_in(ApprovalState::Approved)? {
+            if self.store().start_apply(a.id)? {
+                self.apply(a).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_signal(
+        &self,
+        event_id: &str,
+        sender: &str,
+        signal: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let sender = UserId::parse(sender).context("bad sender")?;
+        match signal["kind"].as_str() {
+            Some("reaction") => {
+                let target = signal["target"].as_str().unwrap_or_default();
+                let key = signal["key"].as_str().unwrap_or_default();
+                self.handle_reaction(event_id, &sender, target, key).await
+            }
+            Some("redaction") => {
+                let redacts = signal["redacts"].as_str().unwrap_or_default();
+                self.handle_redaction(&sender, redacts).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Why `user` may not decide approvals, or `None` if they may.
+    async fn not_an_approver(&self, user: &UserId) -> anyhow::Result<Option<String>> {
+        if let Some(agent) = self
+            .cfg()
+            .agent_of(user)
+            .filter(|n| self.agent(n).is_some())
+        {
+            return Ok(Some(format!("{user} is an agent ({agent})")));
+        }
+        if user.server_name() != self.cfg().server_name {
+            return Ok(Some(format!("{user} is on another server")));
+        }
+        if !self.cfg().is_operator(user) {
+            return Ok(Some(format!("{user} is not an operator")));
+        }
+        let level = self.power_level_in_approvals(user).await?;
+        let min = self.cfg().approver_min_power_level;
+        if level < min {
+            return Ok(Some(format!(
+                "{user} has power level {level} in the approvals room, below {min}"
+            )));
+        }
+        Ok(None)
+    }
+
+    async fn power_level_in_approvals(&self, user: &UserId) -> anyhow::Result<i64> {
+        let room = self.room("approvals").context("no approvals room")?;
+        let req = get_state_event_for_key::v3::Request::new(
+            room,
+            StateEventType::RoomPowerLevels,
+            String::new(),
+        );
+        let resp = self.client().send(req, None).await?;
+        let pl: serde_json::Value = serde_json::from_str(resp.event_or_content.get())?;
+        let pl = pl.get("content").unwrap_or(&pl);
+        Ok(pl
+            .pointer(&format!(
+                "/users/{}",
+                user.as_str().replace('~', "~0").replace('/', "~1")
+            ))
+            .and_then(|v| v.as_i64())
+            .or_else(|| pl.get("users_default").and_then(|v| v.as_i64()))
+            .unwrap_or(0))
+    }
+
+    async fn handle_reaction(
+        &self,
+        reaction: &str,
+        sender: &UserId,
+        target: &str,
+        key: &str,
+    ) -> anyhow::Result<()> {
+        let Some(verdict) = super::routing::verdict_of(key) else {
+            return Ok(()); // 👍 and friends mean nothing here
+        };
+        let action = match verdict {
+            Verdict::Approve => "approve",
+            Verdict::Deny => "deny",
+        };
+        let Some(a) = self.store().approval_by_request_event(target)? else {
+            self.report(
+                sender,
+                action,
+                None,
+                &format!(
+                    "reacted {key} to {target}, which is not an approval request; nothing done"
+                ),
+            )
+            .await;
+            return Ok(());
+        };
+        if let Some(why) = self.not_an_approver(sender).await? {
+            let who = if self.cfg().agent_of(sender).map(|n| n.to_string())
+                == Some(a.requester.clone())
+            {
+                format!("{why}, the requester itself")
+            } else {
+                why
+            };
+            self.report(
+                sender,
+                action,
+                Some(&a),
+                &format!("reacted {key} to request #{}: ignored, {who}", a.id),
+            )
+            .await;
+            return Ok(());
+        }
+        match self
+            .store()
+            .vote(a.id, reaction, sender.as_str(), verdict)?
+        {
+            VoteOutcome::Approved => {
+                self.thread(&a, &format!("✓ Approved by {sender}; applying."))
+                    .await;
+            }
+            VoteOutcome::Counted {
+                approvals,
+                required,
+            } => {
+                self.thread(
+                    &a,
+                    &format!("✓ from {sender} counted: {approvals} of {required} approvals."),
+                )
+                .await;
+            }
+            VoteOutcome::Denied => {
+                self.react(&a, "❌").await;
+                self.thread(&a, &format!("❌ Denied by {sender}. Nothing was applied."))
+                    .await;
+            }
+            VoteOutcome::Closed(state) => {
+                self.report(
+                    sender,
+                    action,
+                    Some(&a),
+                    &format!(
+                        "reacted {key} to request #{} after it was {state}: ignored",
+                        a.id
+                    ),
+                )
+                .await;
+            }
+            VoteOutcome::Expired => {
+                self.thread(
+                    &a,
+                    &format!("⌛ Request #{} had expired: nothing done.", a.id),
+                )
+                .await;
+            }
+            VoteOutcome::Duplicate | VoteOutcome::AlreadyVoted => {}
+        }
+        Ok(())
+    }
+
+    async fn handle_redaction(&self, sender: &UserId, redacts: &str) -> anyhow::Result<()> {
+        if let Some(a) = self.store().approval_by_request_event(redacts)? {
+            if let Some(why) = self.not_an_approver(sender).await? {
+                self.report(
+                    sender,
+                    "cancel",
+                    Some(&a),
+                    &format!("redacted request #{}: ignored, {why}", a.id),
+                )
+                .await;
+                return Ok(());
+            }
+            if self
+                .store()
+                .cancel_approval(a.id, sender.as_str(), "request redacted")?
+            {
+                self.notice(
+                    None,
+                    &format!("🗑️ Request #{} cancelled: {sender} redacted it.", a.id),
+                )
+                .await;
+            }
+            return Ok(());
+        }
+        if let Some((a, reverted)) = self.store().withdraw_vote(redacts, sender.as_str())?
+            && reverted
+        {
+            self.thread(
+                &a,
+                &format!("↩️ {sender} withdrew a ✓: waiting for approvals again."),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// A refused attempt: audited, and said in `#hive-c0re`.
+    async fn report(&self, actor: &UserId, action: &str, a: Option<&Approval>, what: &str) {
+        tracing::warn!(%actor, action, what, "approval attempt ignored");
+        let _ = self.store().audit(&Audit {
+            actor: actor.as_str(),
+            action,
+            approval_id: a.map(|a| a.id),
+            agent: a.map(|a| a.agent.as_str()),
+            sha: a.map(|a| a.sha.as_str()),
+            outcome: "ignored",
+            detail: Some(what),
+        });
+        self.notice(None, &format!("⚠️ {actor} {what}.")).await;
+    }
+
+    /// Posts the request message and records its event id.
+    async fn post_request(&self, a: &Approval) -> anyhow::Result<()> {
+        let room = self.room("approvals").context("no approvals room")?;
+        let name = AgentName::parse(&a.agent)?;
+        let repo = ConfigRepo::new(self.data_dir(), &name);
+        let diff = tokio::task::block_in_place(|| repo.diff(&a.sha))
+            .unwrap_or_else(|e| format!("(diff unavailable: {e:#})"));
+        let text = request_text(a, &diff, self.cfg().approvals_required);
+        let content = super::outbound::message_content(&text, None, None, false);
+        let txn = format!("hh-approval-{}", a.id);
+        let ev = self.send_raw(&room, None, &txn, &content).await?;
+        self.store().set_request_event(a.id, ev.as_str())?;
+        Ok(())
+    }
+
+    /// A message in the request's thread.
+    async fn thread(&self, a: &Approval, text: &str) {
+        let (Some(room), Some(req)) = (self.room("approvals"), a.request_event.clone()) else {
+            self.notice(None, text).await;
+            return;
+        };
+        let mut content = super::outbound::message_content(text, None, None, true);
+        content["m.relates_to"] = json!({
+            "rel_type": "m.thread",
+            "event_id": req,
+            "is_falling_back": true,
+            "m.in_reply_to": { "event_id": req },
+        });
+        let txn = format!("hh-thread-{}", super::registration::random_secret(16));
+        if let Err(e) = self.send_raw(&room, None, &txn, &content).await {
+            tracing::warn!(error = %format!("{e:#}"), "could not post in a request's thread");
+        }
+    }
+
+    /// The core's own reaction on a request (⏳ ✅ ❌), showing its state at a glance.
+    async fn react(&self, a: &Approval, key: &str) {
+        let (Some(room), Some(req)) = (self.room("approvals"), a.request_event.clone()) else {
+            return;
+        };
+        let content = json!({ "m.relates_to": {
+            "rel_type": "m.annotation", "event_id": req, "key": key } });
+        let req = ruma::api::client::message::send_message_event::v3::Request::new_raw(
+            room,
+            OwnedTransactionId::from(format!("hh-react-{}-{key}", a.id)),
+            MessageLikeEventType::Reaction,
+            Raw::from_json(serde_json::value::to_raw_value(&content).expect("json serialises")),
+        );
+        if let Err(e) = self.client().send(req, None).await {
+            tracing::warn!(error = %e, "could not react on a request");
+        }
+    }
+
+    /// Applies an approval now in `applying`: renders and switches the new generation, moves
+    /// `applied`, restarts the agent after its in-flight turn. A failure leaves the previous
+    /// generation running and says why.
+    async fn apply(&self, a: Approval) {
+        self.react(&a, "⏳").await;
+        let result = tokio::task::block_in_place(|| self.apply_config(&a));
+        match result {
+            Ok(deploy) => {
+                let _ = self.store().finish_apply(a.id, Ok(deploy));
+                self.react(&a, "✅").await;
+                self.thread(
+                    &a,
+                    &format!(
+                        "✅ Applied `{}` to **{}** as deploy/{deploy}; it restarts after its current turn.",
+                        a.sha, a.agent
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                let _ = self.store().finish_apply(a.id, Err(&reason));
+                self.react(&a, "❌").await;
+                self.thread(
+                    &a,
+                    &format!(
+                        "❌ Applying failed: {reason}. **{}** keeps its previous config.",
+                        a.agent
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+
+    fn apply_config(&self, a: &Approval) -> anyhow::Result<i64> {
+        let name = AgentName::parse(&a.agent)?;
+        let entry = self
+            .agent(&name)
+            .with_context(|| format!("{name} is not an agent of this hive"))?;
+        let repo = ConfigRepo::new(self.data_dir(), &name);
+        let files = repo.read_commit(&a.sha).map_err(|e| anyhow::anyhow!(e))?;
+        let spec = repo.parse_spec(&files).map_err(|e| anyhow::anyhow!(e))?;
+        for r in &spec.allowed_recipients {
+            anyhow::ensure!(
+                self.agent(r).is_some(),
+                "allowed_recipients: {r} is not an agent of this hive"
+            );
+        }
+        let n = repo.current().map_or(0, |(n, _)| n) + 1;
+        repo.deploy(&a.sha, n, &files)?;
+        let running = repo.load_current().map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        entry.set_spec(running);
+        entry.restart.notify_one();
+        Ok(n as i64)
+    }
+
+    /// At start: an approval found `applying` was interrupted. If its commit point was reached
+    /// (`applied` moved), finish it; otherwise nothing changed: mark it failed. Never run twice.
+    async fn recover_applying(&self) -> anyhow::Result<()> {
+        for a in self.store().approvals_in(ApprovalState::Applying)? {
+            let name = AgentName::parse(&a.agent)?;
+            let repo = ConfigRepo::new(self.data_dir(), &name);
+            if repo.applied()?.as_deref() == Some(a.sha.as_str()) {
+                let finished = tokio::task::block_in_place(|| -> anyhow::Result<i64> {
+                    let n = match repo.current() {
+                        Some((n, sha)) if sha == a.sha => n,
+                        other => {
+                            let n = other.map_or(0, |(n, _)| n) + 1;
+                            let files = repo.read_commit(&a.sha).map_err(|e| anyhow::anyhow!(e))?;
+                            repo.deploy(&a.sha, n, &files)?;
+                            n
+                        }
+                    };
+                    if let (Some(entry), Ok(spec)) = (self.agent(&name), repo.load_current()) {
+                        entry.set_spec(spec);
+                    }
+                    Ok(n as i64)
+                });
+                match finished {
+                    Ok(n) => {
+                        self.store().finish_apply(a.id, Ok(n))?;
+                        self.react(&a, "✅").await;
+                        self.thread(
+                            &a,
+                            &format!(
+                                "✅ Applied as deploy/{n} (finished after hive-c0re restarted)."
+                            ),
+                        )
+                        .await;
+                    }
+                    Err(e) => {
+                        let reason = format!("interrupted and could not be finished: {e:#}");
+                        self.store().finish_apply(a.id, Err(&reason))?;
+                        self.react(&a, "❌").await;
+                        self.thread(&a, &format!("❌ {reason}")).await;
+                    }
+                }
+            } else {
+                let reason = "hive-c0re stopped before the apply took effect; nothing was changed";
+                self.store().finish_apply(a.id, Err(reason))?;
+                self.react(&a, "❌").await;
+                self.thread(&a, &format!("❌ {reason}. Request it again to retry."))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Files an apply-commit request in the database, after snapshotting and validating the commit.
+/// The outer error is an internal failure; the inner one a refusal with its reason. Used by the
+/// core (requests from agents) and by `hive config propose` (requests from humans).
+pub fn file_apply_commit(
+    data_dir: &std::path::Path,
+    cfg: &crate::config::Config,
+    requester: &str,
+    agent: &str,
+    sha: &str,
+    summary: &str,
+) -> anyhow::Result<Result<i64, String>> {
+    let name = match AgentName::parse(agent) {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let sha = match parse_sha(sha) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let repo = ConfigRepo::new(data_dir, &name);
+    if !repo.exists() {
+        return Ok(Err(format!("{name} is not an agent of this hive")));
+    }
+    let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
+    let id = store.create_approval(&NewApproval {
+        kind: "apply_commit",
+        agent: name.as_str(),
+        sha: &sha,
+        requester,
+        summary,
+        required: cfg.approvals_required,
+        ttl_us: (cfg.approval_ttl_secs as i64).saturating_mul(1_000_000),
+    })?;
+    let checked = (|| -> Result<(), String> {
+        repo.snapshot(&sha, &id.to_string())
+            .map_err(|e| format!("{e:#}"))?;
+        let files = repo.read_commit(&sha)?;
+        repo.parse_spec(&files)
+            .map_err(|e| format!("its agent.toml does not validate: {e}"))?;
+        if repo.applied().ok().flatten().as_deref() == Some(sha.as_str()) {
+            return Err(format!("{sha} is already applied"));
+        }
+        if !repo.is_fast_forward(&sha).map_err(|e| format!("{e:#}"))? {
+            return Err(format!(
+                "{sha} does not fast-forward the applied config; base the change on {}",
+                repo.applied().ok().flatten().unwrap_or_default()
+            ));
+        }
+        Ok(())
+    })();
+    match checked {
+        Ok(()) => Ok(Ok(id)),
+        Err(reason) => {
+            store.cancel_approval(id, "hive-c0re", &format!("refused: {reason}"))?;
+            Ok(Err(reason))
+        }
+    }
+}
+
+/// The request message (Markdown).
+fn request_text(a: &Approval, diff: &str, required: u32) -> String {
+    let lines: Vec<&str> = diff.lines().collect();
+    let shown = lines[..lines.len().min(DIFF_LINES)].join("\n");
+    let more = if lines.len() > DIFF_LINES {
+        format!(
+            "\n\n*diff truncated: {} more lines; `hive approvals --diff {}` prints it whole*",
+            lines.len() - DIFF_LINES,
+            a.id
+        )
+    } else {
+        String::new()
+    };
+    let expires = a.expires_us / 1_000_000;
+    let need = if required > 1 {
+        format!(" ({required} operators must approve)")
+    } else {
+        String::new()
+    };
+    format!(
+        "**Request #{id}**: **{requester}** asks to apply a config commit to **{agent}**\n\n\
+         > {summary}\n\n\
+         commit `{sha}`\n\n\
+         ```diff\n{shown}\n```{more}\n\n\
+         React ✅ to approve{need} or ❌ to deny. Expires at {expires} (unix time, the core's clock).",
+        id = a.id,
+        requester = a.requester,
+        agent = a.agent,
+        summary = a.summary.replace('\n', "\n> "),
+        sha = a.sha,
+    )
+}

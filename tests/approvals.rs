@@ -1,0 +1,355 @@
+//! Approvals end to end on a real Synapse: versioned config, requests in #hive-approvals, the
+//! operator's ✅/❌ with a real matrix-sdk client, forged and edge-case reactions, the manager's
+//! tool over the socket, and the agent coming back on its new config.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Operator, TestHive};
+use matrix_sdk::Room;
+use matrix_sdk::ruma::OwnedEventId;
+use matrix_sdk::ruma::events::reaction::ReactionEventContent;
+use matrix_sdk::ruma::events::relation::Annotation;
+
+const WAIT: Duration = Duration::from_secs(45);
+
+fn scripted(version: &str) -> String {
+    format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
+}
+
+/// A command bot that files `request_apply_commit` for echo when told `apply <sha>`.
+const MANAGER_PY: &str = r#"#!/usr/bin/env python3
+import json, sys
+m = json.load(sys.stdin)["message"]
+body = m["body"].strip()
+if body.startswith("apply "):
+    print(json.dumps({"request_apply_commit": [
+        {"agent": "echo", "sha": body[6:].strip(), "summary": "the manager wants v3"}]}))
+"#;
+
+fn manager_bot() -> String {
+    "allowed_recipients = [\"echo\"]\n[brain]\nkind = \"command\"\ncommand = [\"./manager.py\"]\n"
+        .to_owned()
+}
+
+async fn react(room: &Room, event: &OwnedEventId, key: &str) -> OwnedEventId {
+    room.send(ReactionEventContent::new(Annotation::new(
+        event.clone(),
+        key.to_owned(),
+    )))
+    .await
+    .unwrap()
+    .response
+    .event_id
+}
+
+/// The request message `#id` in the approvals room.
+async fn request_event(op: &Operator, approvals: &Room, id: u32) -> OwnedEventId {
+    let head = format!("**Request #{id}**");
+    let msgs = op
+        .wait_until(approvals, WAIT, &format!("request #{id}"), |m| {
+            m.iter().any(|x| x.body.starts_with(&head))
+        })
+        .await;
+    msgs.iter()
+        .find(|x| x.body.starts_with(&head))
+        .unwrap()
+        .event_id
+        .clone()
+}
+
+/// Pushes a forged reaction straight into hive-c0re's transaction endpoint, as the homeserver
+/// would deliver it.
+async fn inject_reaction(hive: &TestHive, room: &Room, sender: &str, target: &str, id: &str) {
+    let event = serde_json::json!({
+        "type": "m.reaction", "event_id": id, "room_id": room.room_id(), "sender": sender,
+        "origin_server_ts": 1, "content": {"m.relates_to": {
+            "rel_type": "m.annotation", "event_id": target, "key": "✅"}},
+    });
+    let r = reqwest::Client::new()
+        .put(format!(
+            "http://{}/_matrix/app/v1/transactions/forged-{id}",
+            hive.cfg.listen
+        ))
+        .bearer_auth(hive.hs_token())
+        .json(&serde_json::json!({ "events": [event] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn run(hive: &TestHive, args: &[&str]) -> (i32, String) {
+    let out = hive.hive(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn audit_applied(hive: &TestHive, id: i64) -> usize {
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    store
+        .audit_log(1000)
+        .unwrap()
+        .iter()
+        .filter(|e| e.approval_id == Some(id) && e.action == "apply")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_reactions_decide_and_forgeries_do_nothing() {
+    let mut hive = TestHive::new(&[
+        ("echo", scripted("v1")),
+        ("hm1nd", manager_bot()),
+        ("rogue", manager_bot()),
+    ])
+    .await;
+    for bot in ["hm1nd", "rogue"] {
+        let p = hive.bots.join(bot).join("manager.py");
+        std::fs::write(&p, MANAGER_PY).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    hive.start_core();
+    let op = hive.operator().await;
+    let echo = op.join("agent-echo").await;
+    let hm1nd = op.join("agent-hm1nd").await;
+    let rogue = op.join("agent-rogue").await;
+    let approvals = op.join("hive-approvals").await;
+    let control = op.join("hive-c0re").await;
+    op.send(&echo, "hello").await;
+    op.wait_until(&echo, WAIT, "v1 answer", |m| {
+        m.iter().any(|x| x.body == "v1: hello")
+    })
+    .await;
+
+    // 1. A human proposes v2 from the shell; the operator approves with ✅ in the client.
+    let v2 = hive.dir.path().join("v2.toml");
+    std::fs::write(&v2, scripted("v2")).unwrap();
+    let (code, out) = run(
+        &hive,
+        &[
+            "config",
+            "propose",
+            "echo",
+            "--file",
+            v2.to_str().unwrap(),
+            "-m",
+            "echo v2",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("request #1"), "{out}");
+    let req1 = request_event(&op, &approvals, 1).await;
+    let msgs = op
+        .wait_until(&approvals, WAIT, "request body", |m| !m.is_empty())
+        .await;
+    let body = &msgs.iter().find(|x| x.event_id == req1).unwrap().body;
+    assert!(
+        body.contains("echo v2") && body.contains("+reply = \"v2: {body}\""),
+        "{body}"
+    );
+    react(&approvals, &req1, "✅").await;
+    op.wait_until(&approvals, WAIT, "applied", |m| {
+        m.iter()
+            .any(|x| x.body.starts_with("✅ Applied") && x.body.contains("deploy/2"))
+    })
+    .await;
+    op.send(&echo, "again").await;
+    op.wait_until(&echo, WAIT, "v2 answer", |m| {
+        m.iter().any(|x| x.body == "v2: again")
+    })
+    .await;
+
+    // 2. ❌ denies: nothing changes.
+    let v9 = hive.dir.path().join("v9.toml");
+    std::fs::write(&v9, scripted("v9")).unwrap();
+    let (code, out) = run(
+        &hive,
+        &["config", "propose", "echo", "--file", v9.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}");
+    let req2 = request_event(&op, &approvals, 2).await;
+    react(&approvals, &req2, "✖️").await;
+    op.wait_until(&approvals, WAIT, "denied", |m| {
+        m.iter().any(|x| x.body.starts_with("❌ Denied by"))
+    })
+    .await;
+    // A ✅ after the ❌ is ignored and reported.
+    react(&approvals, &req2, "✅").await;
+    op.wait_until(&control, WAIT, "late ✅ reported", |m| {
+        m.iter().any(|x| {
+            x.body
+                .contains("to request #2 after it was denied: ignored")
+        })
+    })
+    .await;
+
+    // 3. The manager commits v3 on echo's proposed side and asks through its tool.
+    let repo = hyperhive::configrepo::ConfigRepo::new(
+        &hive.data,
+        &hyperhive::agent_spec::AgentName::parse("echo").unwrap(),
+    );
+    // The proposed side still holds the denied v9 on top; base v3 on what is applied.
+    let v3 = repo
+        .commit_proposed(
+            &[hyperhive::configrepo::ConfigFile {
+                path: "agent.toml".into(),
+                executable: false,
+                content: scripted("v3").into_bytes(),
+            }],
+            "v3",
+        )
+        .unwrap();
+    // A non-manager asking is refused by the core.
+    op.send(&rogue, &format!("apply {v3}")).await;
+    op.wait_until(&rogue, WAIT, "refusal", |m| {
+        m.iter()
+            .any(|x| x.body.contains("was refused") && x.body.contains("rogue is not a manager"))
+    })
+    .await;
+    op.send(&hm1nd, &format!("apply {v3}")).await;
+    op.wait_until(&hm1nd, WAIT, "hm1nd filed it", |m| {
+        m.iter().any(|x| x.body.contains("(request #3)"))
+    })
+    .await;
+    let req3 = request_event(&op, &approvals, 3).await;
+
+    // Forged and misplaced reactions: an agent (the requester itself), a non-operator local
+    // user, a remote user, and the operator's ✅ on some other event. None executes anything.
+    let forgeries = [
+        (
+            "@hm1nd:localhost",
+            req3.as_str(),
+            "$forged-agent",
+            "the requester itself",
+        ),
+        (
+            "@mallory:localhost",
+            req3.as_str(),
+            "$forged-local",
+            "is not an operator",
+        ),
+        (
+            "@operator:evil.example",
+            req3.as_str(),
+            "$forged-remote",
+            "is on another server",
+        ),
+    ];
+    for (sender, target, id, _) in &forgeries {
+        inject_reaction(&hive, &approvals, sender, target, id).await;
+    }
+    let other = op.send(&approvals, "an ordinary message").await;
+    react(&approvals, &other, "✅").await;
+    op.wait_until(&control, WAIT, "every forgery reported", |m| {
+        forgeries
+            .iter()
+            .all(|(s, _, _, why)| m.iter().any(|x| x.body.contains(s) && x.body.contains(why)))
+            && m.iter()
+                .any(|x| x.body.contains("which is not an approval request"))
+    })
+    .await;
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    assert_eq!(
+        store.approval(3).unwrap().unwrap().state,
+        hyperhive::store::ApprovalState::Pending,
+        "nothing forged moved the request"
+    );
+
+    // The operator's ✅, delivered twice (a replayed transaction), applies once.
+    let r = react(&approvals, &req3, "✔️").await;
+    op.wait_until(&approvals, WAIT, "v3 applied", |m| {
+        m.iter()
+            .any(|x| x.body.starts_with("✅ Applied") && x.body.contains("deploy/3"))
+    })
+    .await;
+    let raw = op
+        .client
+        .send(
+            matrix_sdk::ruma::api::client::room::get_room_event::v3::Request::new(
+                approvals.room_id().to_owned(),
+                r.clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    let mut event: serde_json::Value = raw.event.deserialize_as_unchecked().unwrap();
+    event["room_id"] = serde_json::json!(approvals.room_id());
+    for txn in ["dup-1", "dup-2"] {
+        reqwest::Client::new()
+            .put(format!(
+                "http://{}/_matrix/app/v1/transactions/{txn}",
+                hive.cfg.listen
+            ))
+            .bearer_auth(hive.hs_token())
+            .json(&serde_json::json!({ "events": [event.clone()] }))
+            .send()
+            .await
+            .unwrap();
+    }
+    op.send(&echo, "third").await;
+    op.wait_until(&echo, WAIT, "v3 answer", |m| {
+        m.iter().any(|x| x.body == "v3: third")
+    })
+    .await;
+    assert_eq!(audit_applied(&hive, 1), 1);
+    assert_eq!(audit_applied(&hive, 3), 1, "applied exactly once");
+    assert_eq!(repo.current().unwrap(), (3, v3.clone()));
+
+    // The CLI shows it all.
+    let (code, out) = run(&hive, &["approvals"]);
+    assert_eq!(code, 0);
+    for line in ["applied", "denied"] {
+        assert!(out.contains(line), "{out}");
+    }
+    let (code, out) = run(&hive, &["audit"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ignored") && out.contains("@mallory:localhost"),
+        "{out}"
+    );
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_proposals_are_refused_with_the_reason() {
+    let mut hive = TestHive::new(&[("echo", scripted("v1"))]).await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let control = op.join("hive-c0re").await;
+    let bad = hive.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[brain]\nkind = \"telepathy\"\n").unwrap();
+    let (code, out) = run(
+        &hive,
+        &["config", "propose", "echo", "--file", bad.to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("does not validate") && out.contains("brain"),
+        "{out}"
+    );
+    for hostile in ["../etc", "/etc", "Echo", "e\u{0301}cho", ""] {
+        let (code, out) = run(
+            &hive,
+            &[
+                "config",
+                "propose",
+                hostile,
+                "--file",
+                bad.to_str().unwrap(),
+            ],
+        );
+        assert_ne!(code, 0, "{hostile:?}: {out}");
+    }
+    assert!(!hive.data.join("etc").exists() && !hive.dir.path().join("etc").exists());
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    let all = store.approvals(10).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].state, hyperhive::store::ApprovalState::Cancelled);
+    drop(control);
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
