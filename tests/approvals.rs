@@ -353,3 +353,48 @@ async fn bad_proposals_are_refused_with_the_reason() {
     drop(control);
     assert_eq!(hive.stop_core().code(), Some(0));
 }
+
+/// An agent's process dies: the manager gets a `container_crash` in its inbox (and its harness
+/// receives it like any message); the operator sees a line in #hive-c0re.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_reaches_the_manager() {
+    let mut hive = TestHive::new(&[
+        ("hm1nd", scripted("hm1nd got")),
+        (
+            "crashy",
+            "[brain]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"kill -9 $PPID\"]\n"
+                .to_owned(),
+        ),
+    ])
+    .await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let hm1nd = op.join("agent-hm1nd").await;
+    let crashy = op.join("agent-crashy").await;
+    let control = op.join("hive-c0re").await;
+    op.send(&crashy, "boom").await;
+    let repo = hyperhive::configrepo::ConfigRepo::new(
+        &hive.data,
+        &hyperhive::agent_spec::AgentName::parse("crashy").unwrap(),
+    );
+    let sha = repo.current().unwrap().1;
+    let msgs = op
+        .wait_until(&hm1nd, WAIT, "the crash report and hm1nd's answer", |m| {
+            m.iter()
+                .any(|x| x.body.starts_with("container_crash: **crashy** exited"))
+                && m.iter()
+                    .any(|x| x.body.starts_with("hm1nd got: container_crash"))
+        })
+        .await;
+    let report = msgs
+        .iter()
+        .find(|x| x.body.starts_with("container_crash"))
+        .unwrap();
+    assert!(report.body.contains(&sha), "{}", report.body);
+    assert!(report.body.contains("signal: 9"), "{}", report.body);
+    op.wait_until(&control, WAIT, "the crash line", |m| {
+        m.iter().any(|x| x.body.contains("**crashy** exited"))
+    })
+    .await;
+    assert_eq!(hive.stop_core().code(), Some(0));
+}

@@ -260,6 +260,8 @@ impl Core {
                 self.react(&a, "❌").await;
                 self.thread(&a, &format!("❌ Denied by {sender}. Nothing was applied."))
                     .await;
+                self.tell_requester(&a, "denied", &format!("denied by {sender}"))
+                    .await;
             }
             VoteOutcome::Closed(state) => {
                 self.report(
@@ -351,6 +353,25 @@ impl Core {
         Ok(())
     }
 
+    /// Tells the agent that asked (if an agent asked) how its request ended.
+    async fn tell_requester(&self, a: &Approval, outcome: &str, text: &str) {
+        if let Some(name) = AgentName::parse(&a.requester)
+            .ok()
+            .filter(|n| self.agent(n).is_some())
+        {
+            self.tell_agent(
+                &name,
+                "approval_outcome",
+                &format!(
+                    "approval_outcome: request #{} ({} `{}`): {text}",
+                    a.id, a.agent, a.sha
+                ),
+                json!({ "approval_id": a.id, "agent": a.agent, "sha": a.sha, "outcome": outcome }),
+            )
+            .await;
+        }
+    }
+
     /// A message in the request's thread.
     async fn thread(&self, a: &Approval, text: &str) {
         let (Some(room), Some(req)) = (self.room("approvals"), a.request_event.clone()) else {
@@ -406,6 +427,8 @@ impl Core {
                     ),
                 )
                 .await;
+                self.tell_requester(&a, "applied", &format!("applied as deploy/{deploy}"))
+                    .await;
             }
             Err(e) => {
                 let reason = format!("{e:#}");

@@ -5,6 +5,10 @@ use serde::Deserialize;
 
 use crate::agent_spec::AgentName;
 
+/// Content key marking a core message addressed to the agent whose inbox it is in; its value
+/// names the event (`container_crash`, `approval_outcome`).
+pub const HIVE_EVENT_KEY: &str = "org.hyperhive.event";
+
 /// The role a room plays in the hive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomRole {
@@ -101,7 +105,14 @@ pub fn route(
         return Vec::new();
     }
     if *sender == SenderKind::Bot {
-        return Vec::new();
+        // The core's own events go nowhere, except the ones it addresses to an inbox's owner
+        // (crash reports, approval outcomes): they travel like any message, durably.
+        return match room {
+            RoomRole::Inbox(owner) if ev.content.get(HIVE_EVENT_KEY).is_some() => {
+                vec![owner.clone()]
+            }
+            _ => Vec::new(),
+        };
     }
     let human = matches!(sender, SenderKind::Operator | SenderKind::Other);
     match room {
@@ -267,6 +278,16 @@ mod tests {
                 inbox_echo.clone(),
                 SenderKind::Agent(n("echo")),
                 vec![],
+            ),
+            (
+                "core event for the inbox's owner",
+                ev(
+                    "m.room.message",
+                    json!({"msgtype": "m.notice", "body": "container_crash", "org.hyperhive.event": {"kind": "container_crash"}}),
+                ),
+                inbox_echo.clone(),
+                SenderKind::Bot,
+                vec!["echo"],
             ),
             (
                 "bot notice",

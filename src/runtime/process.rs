@@ -146,6 +146,7 @@ pub async fn supervise(core: Core, launch: AgentLaunch) {
         crashes.push(Instant::now());
         let last = tail(&launch.log, 5);
         tracing::warn!(agent = %name, %status, "agent exited unexpectedly");
+        core.report_crash(&name, &status, &last).await;
         if crashes.len() >= CRASH_LIMIT {
             core.notice(None, &format!("🛑 **{name}** crashed {CRASH_LIMIT} times in {} s ({status}); stopped. Last log lines:\n```\n{last}\n```", CRASH_WINDOW.as_secs())).await;
             let _ = core
