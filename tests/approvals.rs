@@ -398,3 +398,67 @@ async fn a_crash_reaches_the_manager() {
     .await;
     assert_eq!(hive.stop_core().code(), Some(0));
 }
+
+/// hive-c0re dies in the middle of an apply, before and after its commit point: the restart
+/// marks the first failed (nothing changed) and finishes the second, never running either twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_apply_neither_loses_nor_repeats_it() {
+    let mut hive = TestHive::new(&[("echo", scripted("v1"))]).await;
+    let cases = [
+        ("apply-before-commit", "v2", 1, "v1", "nothing was changed"),
+        (
+            "apply-after-commit",
+            "v3",
+            2,
+            "v3",
+            "finished after hive-c0re restarted",
+        ),
+    ];
+    for (failpoint, version, id, answers, said) in cases {
+        hive.start_core_env(&[("HYPERHIVE_FAILPOINT", failpoint)]);
+        let op = hive.operator().await;
+        let echo = op.join("agent-echo").await;
+        let approvals = op.join("hive-approvals").await;
+        let file = hive.dir.path().join(format!("{version}.toml"));
+        std::fs::write(&file, scripted(version)).unwrap();
+        let (code, out) = run(
+            &hive,
+            &[
+                "config",
+                "propose",
+                "echo",
+                "--file",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        let req = request_event(&op, &approvals, id).await;
+        react(&approvals, &req, "✅").await;
+        let status = hive.wait_core_exit(WAIT);
+        assert_eq!(status.code(), Some(101), "the failpoint {failpoint} fired");
+        hive.start_core();
+        op.wait_until(&approvals, WAIT, said, |m| {
+            m.iter().any(|x| x.body.contains(said))
+        })
+        .await;
+        let probe = format!("after {failpoint}");
+        op.send(&echo, &probe).await;
+        let want = format!("{answers}: {probe}");
+        op.wait_until(&echo, WAIT, &want, |m| m.iter().any(|x| x.body == want))
+            .await;
+        let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+        let a = store.approval(id as i64).unwrap().unwrap();
+        let expect = if answers == "v1" {
+            hyperhive::store::ApprovalState::Failed
+        } else {
+            hyperhive::store::ApprovalState::Applied
+        };
+        assert_eq!(a.state, expect, "{failpoint}");
+        assert_eq!(
+            audit_applied(&hive, id as i64),
+            1,
+            "{failpoint}: decided once"
+        );
+        assert_eq!(hive.stop_core().code(), Some(0));
+    }
+}

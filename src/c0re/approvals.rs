@@ -461,7 +461,9 @@ impl Core {
             );
         }
         let n = repo.current().map_or(0, |(n, _)| n) + 1;
+        failpoint("apply-before-commit");
         repo.deploy(&a.sha, n, &files)?;
+        failpoint("apply-after-commit");
         let running = repo.load_current().map_err(|e| {
             anyhow::anyhow!(
                 "{}",
@@ -586,6 +588,18 @@ pub fn file_apply_commit(
             Ok(Err(reason))
         }
     }
+}
+
+/// Test builds only: `HYPERHIVE_FAILPOINT=<name>` kills the process at that point, the way a
+/// crash or SIGKILL would, so tests can prove what a restart does with a half-done apply.
+fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("HYPERHIVE_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: exiting");
+        std::process::exit(101);
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
 }
 
 /// The request message (Markdown).

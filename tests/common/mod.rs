@@ -166,6 +166,24 @@ impl TestHive {
 
     /// Starts `hive c0re` and waits until it is ready (its pid file appears).
     pub fn start_core(&mut self) {
+        self.start_core_env(&[]);
+    }
+
+    /// Waits for `hive c0re` to exit on its own (a failpoint, a crash).
+    pub fn wait_core_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.core.take().expect("core running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "hive c0re did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `start_core` with extra environment variables.
+    pub fn start_core_env(&mut self, env: &[(&str, &str)]) {
         let pid_file = self.data.join("run").join("c0re.pid");
         let _ = std::fs::remove_file(&pid_file);
         let log = std::fs::OpenOptions::new()
@@ -175,6 +193,7 @@ impl TestHive {
             .unwrap();
         let child = self
             .hive(&["c0re"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
