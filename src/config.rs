@@ -122,6 +122,8 @@ pub struct RawRuntime {
 #[serde(rename_all = "kebab-case")]
 pub enum RuntimeKind {
     Process,
+    /// Local children, each in a bubblewrap sandbox.
+    Bwrap,
     External,
 }
 

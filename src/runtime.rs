@@ -1,6 +1,9 @@
-//! Runtimes run agents' harnesses. This release has `process` (supervised local children) and
-//! `external` (someone else starts the harness; the core only serves its socket).
+//! Runtimes run agents' harnesses: `process` (supervised local children), `bwrap` (the same,
+//! inside a bubblewrap sandbox) and `external` (someone else starts the harness; the core only
+//! serves its socket). Supervision (restart with backoff, crash reports, crash loops, restart on
+//! a new config) is shared: a runtime only says how to start one harness.
 
+pub mod bwrap;
 pub mod process;
 
 use std::path::PathBuf;
@@ -19,4 +22,11 @@ pub struct AgentLaunch {
     pub state_dir: PathBuf,
     /// Where the harness's stderr goes.
     pub log: PathBuf,
+}
+
+/// How to start one agent's harness.
+pub trait Runtime: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The command that starts `launch`'s harness (stdio and lifetime are the supervisor's).
+    fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command>;
 }

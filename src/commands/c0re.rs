@@ -115,7 +115,14 @@ pub async fn serve(
         }
     });
     tasks.spawn(core.clone().serve_control_socket());
-    if runtime == RuntimeKind::Process {
+    let agent_runtime: Option<std::sync::Arc<dyn crate::runtime::Runtime>> = match runtime {
+        RuntimeKind::Process => Some(std::sync::Arc::new(crate::runtime::process::Process)),
+        RuntimeKind::Bwrap => Some(std::sync::Arc::new(
+            tokio::task::spawn_blocking(crate::runtime::bwrap::Bwrap::new).await??,
+        )),
+        RuntimeKind::External => None,
+    };
+    if let Some(agent_runtime) = agent_runtime {
         for name in core.agents().keys() {
             let dirs = crate::configrepo::AgentDirs::new(data_dir, name);
             let launch = AgentLaunch {
@@ -126,8 +133,9 @@ pub async fn serve(
                 log: dirs.log(),
             };
             let c = core.clone();
+            let rt = agent_runtime.clone();
             tasks.spawn(async move {
-                crate::runtime::process::supervise(c, launch).await;
+                crate::runtime::process::supervise(c, rt, launch).await;
                 Ok(())
             });
         }

@@ -1,5 +1,5 @@
-//! The `process` runtime: each agent's harness is a child of hive-c0re, restarted with backoff
-//! when it dies. Its environment is cleared (no token or key of the core's leaks into it), its
+//! Supervision for every runtime, and the `process` runtime: each agent's harness is a child of
+//! hive-c0re, restarted with backoff when it dies. Its environment is cleared (no token or key of the core's leaks into it), its
 //! working directory and HOME are its state dir, and it dies with the core (PR_SET_PDEATHSIG).
 
 use std::fs::OpenOptions;
@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::Child;
 
-use super::AgentLaunch;
+use super::{AgentLaunch, Runtime};
 use crate::c0re::Core;
 
 /// Crashes within [`CRASH_WINDOW`] that make a crash loop: the agent is stopped and reported.
@@ -34,7 +34,50 @@ pub fn harness_command() -> anyhow::Result<tokio::process::Command> {
     })
 }
 
-fn spawn(launch: &AgentLaunch) -> anyhow::Result<Child> {
+/// The harness's arguments and a scrubbed environment, for any runtime.
+pub(crate) fn harness_args(
+    cmd: &mut tokio::process::Command,
+    bot: &std::path::Path,
+    launch: &AgentLaunch,
+    path_var: &std::ffi::OsStr,
+) {
+    cmd.arg("--bot")
+        .arg(bot)
+        .arg("--name")
+        .arg(launch.name.as_str())
+        .arg("--socket")
+        .arg(crate::harness::socket_path(&launch.socket_dir))
+        .arg("--state")
+        .arg(&launch.state_dir)
+        .env_clear()
+        .env("PATH", path_var)
+        .env("HOME", &launch.state_dir)
+        .env("LANG", "C.UTF-8")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+}
+
+/// The `process` runtime: the harness runs as a plain child, with a scrubbed environment and
+/// its state dir as working directory. No isolation beyond that: use `bwrap` for a sandbox.
+pub struct Process;
+
+impl Runtime for Process {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
+        let mut cmd = harness_command()?;
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+        harness_args(&mut cmd, &launch.spec_dir, launch, &path);
+        cmd.current_dir(&launch.state_dir);
+        Ok(cmd)
+    }
+}
+
+fn spawn(runtime: &dyn Runtime, launch: &AgentLaunch) -> anyhow::Result<Child> {
     std::fs::create_dir_all(&launch.state_dir)
         .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
     let log = OpenOptions::new()
@@ -42,28 +85,8 @@ fn spawn(launch: &AgentLaunch) -> anyhow::Result<Child> {
         .append(true)
         .open(&launch.log)
         .with_context(|| format!("cannot open {}", launch.log.display()))?;
-    let mut cmd = harness_command()?;
-    cmd.arg("--bot")
-        .arg(&launch.spec_dir)
-        .arg("--name")
-        .arg(launch.name.as_str())
-        .arg("--socket")
-        .arg(crate::harness::socket_path(&launch.socket_dir))
-        .arg("--state")
-        .arg(&launch.state_dir)
-        .current_dir(&launch.state_dir)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
-        .env("HOME", &launch.state_dir)
-        .env("LANG", "C.UTF-8")
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
+    let mut cmd = runtime.command(launch)?;
+    cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
@@ -74,7 +97,12 @@ fn spawn(launch: &AgentLaunch) -> anyhow::Result<Child> {
             Ok(())
         });
     }
-    cmd.spawn().context("cannot start the agent harness")
+    cmd.spawn().with_context(|| {
+        format!(
+            "cannot start the agent harness ({} runtime)",
+            runtime.name()
+        )
+    })
 }
 
 /// Asks a child to stop (SIGTERM), then kills it after the grace period.
@@ -96,12 +124,12 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
 }
 
 /// Supervises one agent until the core stops.
-pub async fn supervise(core: Core, launch: AgentLaunch) {
+pub async fn supervise(core: Core, runtime: std::sync::Arc<dyn Runtime>, launch: AgentLaunch) {
     let name = launch.name.clone();
     let mut crashes: Vec<Instant> = Vec::new();
     let mut backoff = Duration::from_millis(500);
     loop {
-        let mut child = match spawn(&launch) {
+        let mut child = match spawn(runtime.as_ref(), &launch) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot start agent");

@@ -81,6 +81,11 @@ pub struct TestHive {
 impl TestHive {
     /// Provisions Synapse and the operator; `bots` are (name, agent.toml) pairs.
     pub async fn new(bots: &[(&str, String)]) -> Self {
+        Self::with_config(bots, "").await
+    }
+
+    /// Like `new`, with more `hive.toml` appended (whole sections, e.g. `[runtime]`).
+    pub async fn with_config(bots: &[(&str, String)], extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let bots_dir = dir.path().join("bots");
@@ -94,7 +99,7 @@ impl TestHive {
         std::fs::write(
             &config,
             format!(
-                "[homeserver]\nport = {hs_port}\n[appservice]\nlisten = \"127.0.0.1:{as_port}\"\n[delivery]\nheartbeat_secs = 5\n"
+                "[homeserver]\nport = {hs_port}\n[appservice]\nlisten = \"127.0.0.1:{as_port}\"\n[delivery]\nheartbeat_secs = 5\n{extra}"
             ),
         )
         .unwrap();

@@ -1,0 +1,174 @@
+//! The `bwrap` runtime: each harness in a bubblewrap sandbox.
+//!
+//! The sandbox is built up from nothing rather than by hiding parts of the host: `/usr` (and
+//! the merged-usr links) read-only, a handful of harmless `/etc` files, a private `/proc`,
+//! `/dev` and `/tmp`, the agent's config generation read-only at `/hive/config`, the harness
+//! binary at `/hive/bin`, the agent's socket **directory** (so a restarted core's new socket is
+//! seen) and its state dir, the only writable place besides a private `/tmp` (the sandbox's
+//! root itself is remounted read-only). All namespaces are unshared (no network:
+//! only a private loopback), every capability is dropped, the sandbox dies with hive-c0re and
+//! gets its own session (no terminal injection). Nothing else of the host is there: not the
+//! data dir, its tokens, `/root`, `/home`, or `/etc/shadow`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::{AgentLaunch, Runtime};
+
+/// Where the agent's config generation appears inside the sandbox.
+pub const CONFIG_IN_SANDBOX: &str = "/hive/config";
+const HARNESS_IN_SANDBOX: &str = "/hive/bin/hive-agent";
+/// `PATH` inside the sandbox (only `/usr` is there).
+const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Read-only `/etc` entries a program may need (dynamic linking, names, time). No secrets.
+const ETC: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/ssl/certs",
+];
+
+pub struct Bwrap {
+    bwrap: PathBuf,
+}
+
+/// Finds `bwrap`, installing Debian's `bubblewrap` with apt when it is missing and we may
+/// (root, apt present), as `hive up` does for Synapse. Otherwise says how to install it.
+pub fn ensure_installed() -> anyhow::Result<PathBuf> {
+    if let Some(p) = which("bwrap") {
+        return Ok(p);
+    }
+    let root = nix::unistd::geteuid().is_root();
+    if root && which("apt-get").is_some() {
+        eprintln!(
+            "hive: installing bubblewrap (apt-get install bubblewrap) for the bwrap runtime…"
+        );
+        let apt = |args: &[&str]| {
+            std::process::Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(std::process::Stdio::null())
+                .status()
+                .context("cannot run apt-get")
+        };
+        let install = ["install", "-y", "--no-install-recommends", "bubblewrap"];
+        let mut status = apt(&install)?;
+        if !status.success() {
+            // Stale package lists: refresh once.
+            apt(&["update", "-qq"])?;
+            status = apt(&install)?;
+        }
+        if status.success()
+            && let Some(p) = which("bwrap")
+        {
+            return Ok(p);
+        }
+        bail!("apt-get install bubblewrap failed ({status}); install it and try again");
+    }
+    bail!(
+        "the bwrap runtime needs bubblewrap: install it (Debian/Ubuntu: `apt install bubblewrap`; Fedora: `dnf install bubblewrap`) or set runtime.kind = \"process\""
+    )
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+impl Bwrap {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            bwrap: ensure_installed()?,
+        })
+    }
+}
+
+/// The harness executable and the arguments before its own (`hive agent` needs `agent`).
+fn harness_exe() -> anyhow::Result<(PathBuf, Vec<&'static str>)> {
+    let exe = std::env::current_exe().context("cannot find the hive executable")?;
+    let small = exe.with_file_name("hive-agent");
+    Ok(if small.is_file() {
+        (small, Vec::new())
+    } else {
+        (exe, vec!["agent"])
+    })
+}
+
+fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not UTF-8", p.display()))
+}
+
+impl Runtime for Bwrap {
+    fn name(&self) -> &'static str {
+        "bwrap"
+    }
+
+    fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
+        let config = std::fs::canonicalize(&launch.spec_dir)
+            .with_context(|| format!("no config generation at {}", launch.spec_dir.display()))?;
+        let (exe, pre) = harness_exe()?;
+        let state = path_str(&launch.state_dir)?.to_owned();
+        let sock = path_str(&launch.socket_dir)?.to_owned();
+        let mut cmd = tokio::process::Command::new(&self.bwrap);
+        cmd.args([
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--hostname",
+            &format!("hive-{}", launch.name),
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+        ]);
+        // Merged-/usr links (or the real directories on hosts without them).
+        for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+            match std::fs::symlink_metadata(top) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    let target = std::fs::read_link(top)?;
+                    cmd.args(["--symlink", path_str(&target)?, top]);
+                }
+                Ok(m) if m.is_dir() => {
+                    cmd.args(["--ro-bind", top, top]);
+                }
+                _ => {}
+            }
+        }
+        for etc in ETC {
+            cmd.args(["--ro-bind-try", etc, etc]);
+        }
+        cmd.args(["--ro-bind", path_str(&config)?, CONFIG_IN_SANDBOX])
+            .args(["--ro-bind", path_str(&exe)?, HARNESS_IN_SANDBOX])
+            .args(["--ro-bind", &sock, &sock])
+            .args(["--bind", &state, &state])
+            // The sandbox's own root (a tmpfs holding the mount points) read-only too.
+            .args(["--remount-ro", "/"])
+            .args(["--chdir", &state])
+            .args(["--", HARNESS_IN_SANDBOX])
+            .args(pre);
+        super::process::harness_args(
+            &mut cmd,
+            Path::new(CONFIG_IN_SANDBOX),
+            launch,
+            std::ffi::OsStr::new(SANDBOX_PATH),
+        );
+        Ok(cmd)
+    }
+}
