@@ -81,6 +81,23 @@ impl Tools<'_> {
     }
 }
 
+impl Tools<'_> {
+    /// Managers only: asks the operators to spawn agent `name` from the template.
+    pub async fn request_init_config(
+        &mut self,
+        name: &str,
+        summary: &str,
+    ) -> Result<Result<String, ToolError>, BrainError> {
+        self.client
+            .tool(&Request::RequestInitConfig {
+                name: name.to_owned(),
+                summary: summary.to_owned(),
+            })
+            .await
+            .map_err(BrainError::Connection)
+    }
+}
+
 pub trait Brain: Send {
     /// Handles one message. Returning `Ok` acks it: it will not be delivered again.
     fn turn(

@@ -56,6 +56,16 @@ pub struct AgentEntry {
 }
 
 impl AgentEntry {
+    fn new(cfg: &Config, spec: AgentSpec) -> Self {
+        Self {
+            user_id: cfg.agent_user_id(&spec.name),
+            spec: RwLock::new(Arc::new(spec)),
+            notify: Notify::new(),
+            connected: Mutex::new(false),
+            restart: Notify::new(),
+        }
+    }
+
     pub fn spec(&self) -> Arc<AgentSpec> {
         self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -72,9 +82,8 @@ struct Inner {
     client: AsClient,
     tokens: Tokens,
     bot: OwnedUserId,
-    agents: BTreeMap<AgentName, AgentEntry>,
-    /// (name, user id) of every agent, for routing.
-    agent_ids: Vec<(AgentName, OwnedUserId)>,
+    /// Every agent; grows when a spawn is approved.
+    agents: RwLock<BTreeMap<AgentName, Arc<AgentEntry>>>,
     rooms: RwLock<RoomMap>,
     /// Transactions already answered in this run (the durable dedupe is by event id).
     txns: Mutex<RecentTxns>,
@@ -85,6 +94,10 @@ struct Inner {
     /// Set once the rooms are known; transactions before that are refused (and re-sent).
     ready: std::sync::atomic::AtomicBool,
     cancel: CancellationToken,
+    /// How agents' harnesses are started (`None`: the `external` runtime).
+    runtime: RwLock<Option<Arc<dyn crate::runtime::Runtime>>>,
+    /// Every agent's socket server and supervisor; waited for at shutdown.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 /// The last transactions answered, as (txn id, digest of the body): a re-sent transaction is
@@ -165,25 +178,9 @@ impl Core {
         let tokens = Tokens::load(data_dir)?;
         let store = Store::open(&data_dir.join("c0re.db"))?;
         let client = AsClient::new(&cfg.homeserver_url, tokens.as_token.clone())?;
-        let agents: BTreeMap<AgentName, AgentEntry> = specs
+        let agents: BTreeMap<AgentName, Arc<AgentEntry>> = specs
             .into_iter()
-            .map(|spec| {
-                let user_id = cfg.agent_user_id(&spec.name);
-                (
-                    spec.name.clone(),
-                    AgentEntry {
-                        spec: RwLock::new(Arc::new(spec)),
-                        user_id,
-                        notify: Notify::new(),
-                        connected: Mutex::new(false),
-                        restart: Notify::new(),
-                    },
-                )
-            })
-            .collect();
-        let agent_ids = agents
-            .iter()
-            .map(|(n, e)| (n.clone(), e.user_id.clone()))
+            .map(|spec| (spec.name.clone(), Arc::new(AgentEntry::new(&cfg, spec))))
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -193,8 +190,7 @@ impl Core {
                 store,
                 client,
                 tokens,
-                agents,
-                agent_ids,
+                agents: RwLock::new(agents),
                 rooms: RwLock::new(RoomMap::default()),
                 txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
@@ -202,6 +198,8 @@ impl Core {
                 heartbeat: Notify::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,
+                runtime: RwLock::new(None),
+                tasks: tokio_util::task::TaskTracker::new(),
             }),
         })
     }
@@ -230,12 +228,106 @@ impl Core {
         &self.inner.cancel
     }
 
-    pub fn agents(&self) -> &BTreeMap<AgentName, AgentEntry> {
-        &self.inner.agents
+    pub fn set_runtime(&self, runtime: Option<Arc<dyn crate::runtime::Runtime>>) {
+        *self
+            .inner
+            .runtime
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = runtime;
     }
 
-    pub fn agent(&self, name: &AgentName) -> Option<&AgentEntry> {
-        self.inner.agents.get(name)
+    pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
+        &self.inner.tasks
+    }
+
+    /// Serves `name`'s socket and, unless the runtime is external, starts and supervises its
+    /// harness.
+    pub fn start_agent(&self, name: &AgentName) {
+        let c = self.clone();
+        let n = name.clone();
+        self.inner.tasks.spawn(async move {
+            if let Err(e) = c.serve_agent_socket(n.clone()).await {
+                tracing::error!(agent = %n, error = %format!("{e:#}"), "agent socket failed");
+            }
+        });
+        let runtime = self
+            .inner
+            .runtime
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(rt) = runtime {
+            let dirs = crate::configrepo::AgentDirs::new(self.data_dir(), name);
+            let launch = crate::runtime::AgentLaunch {
+                name: name.clone(),
+                spec_dir: dirs.current(),
+                socket_dir: Core::socket_dir(self.data_dir(), name),
+                state_dir: dirs.state(),
+                log: dirs.log(),
+            };
+            let c = self.clone();
+            self.inner
+                .tasks
+                .spawn(async move { crate::runtime::process::supervise(c, rt, launch).await });
+        }
+    }
+
+    /// A spawned agent's first start: identity, rooms, socket, harness.
+    pub async fn bring_up(&self, name: &AgentName) -> anyhow::Result<()> {
+        self.set_up_new_agent(name).await?;
+        self.start_agent(name);
+        Ok(())
+    }
+
+    /// Records one more room (a spawned agent's inbox).
+    pub fn add_room(&self, key: &str, room: OwnedRoomId, role: RoomRole) {
+        self.inner
+            .rooms
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, room, role);
+    }
+
+    /// A snapshot of every agent.
+    pub fn agents(&self) -> BTreeMap<AgentName, Arc<AgentEntry>> {
+        self.inner
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn agent(&self, name: &AgentName) -> Option<Arc<AgentEntry>> {
+        self.inner
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Adds a new agent (an approved spawn). False if it exists already.
+    pub fn add_agent(&self, spec: AgentSpec) -> bool {
+        let mut agents = self.inner.agents.write().unwrap_or_else(|p| p.into_inner());
+        if agents.contains_key(&spec.name) {
+            return false;
+        }
+        agents.insert(
+            spec.name.clone(),
+            Arc::new(AgentEntry::new(&self.inner.cfg, spec)),
+        );
+        true
+    }
+
+    /// (name, user id) of every agent, for routing.
+    fn agent_ids(&self) -> Vec<(AgentName, OwnedUserId)> {
+        self.inner
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, e)| (n.clone(), e.user_id.clone()))
+            .collect()
     }
 
     pub fn rooms(&self) -> RoomMap {
@@ -271,7 +363,7 @@ impl Core {
             SenderKind::Operator
         } else {
             match self.inner.cfg.agent_of(user) {
-                Some(name) if self.inner.agents.contains_key(&name) => SenderKind::Agent(name),
+                Some(name) if self.agent(&name).is_some() => SenderKind::Agent(name),
                 _ => SenderKind::Other,
             }
         }
@@ -282,6 +374,7 @@ impl Core {
     /// Wakes the agents that got something. Nothing slow happens here.
     pub fn accept(&self, events: &[TimelineEvent], received_us: i64) -> anyhow::Result<()> {
         let rooms = self.rooms();
+        let agent_ids = self.agent_ids();
         let mut seen = Vec::with_capacity(events.len());
         let mut routed = Vec::new();
         for ev in events {
@@ -292,11 +385,10 @@ impl Core {
             }
             let role = rooms.role(&ev.room_id);
             let sender = self.sender_kind(&ev.sender);
-            let mut targets: Vec<String> =
-                routing::route(ev, &role, &sender, &self.inner.agent_ids)
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect();
+            let mut targets: Vec<String> = routing::route(ev, &role, &sender, &agent_ids)
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
             if routing::control_command(ev, &role, &sender).is_some() {
                 targets.push(CONTROL_QUEUE.to_owned());
             }
@@ -329,10 +421,7 @@ impl Core {
                 self.inner.control_notify.notify_one();
             } else if name == APPROVALS_QUEUE {
                 self.inner.approvals_notify.notify_one();
-            } else if let Some(a) = AgentName::parse(&name)
-                .ok()
-                .and_then(|n| self.inner.agents.get(&n))
-            {
+            } else if let Some(a) = AgentName::parse(&name).ok().and_then(|n| self.agent(&n)) {
                 a.notify.notify_one();
             }
         }

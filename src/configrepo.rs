@@ -557,6 +557,39 @@ pub fn load_versioned(
     Ok((specs, notes))
 }
 
+/// The config a spawned agent starts from: it answers at once (scripted, no model), names its
+/// origin, and may write to whoever asked for it. The manager then proposes its real config as
+/// an ordinary commit.
+pub fn template(name: &AgentName, requester: &str, summary: &str) -> Vec<ConfigFile> {
+    let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let allowed = AgentName::parse(requester)
+        .map(|r| format!("allowed_recipients = [{}]\n", q(r.as_str())))
+        .unwrap_or_default();
+    let greeting = format!(
+        "I am {name}, just spawned from the template. My real config is yet to be proposed."
+    );
+    let toml = format!(
+        "# Spawned by {requester}: {summary}\ndisplay_name = {}\ndescription = {}\n{allowed}\n[brain]\nkind = \"scripted\"\n\n[[brain.rules]]\nreply = {}\n",
+        q(name.as_str()),
+        q(summary),
+        q(&greeting),
+        requester = requester.replace('\n', " "),
+        summary = summary.replace('\n', " "),
+    );
+    vec![
+        ConfigFile {
+            path: "agent.toml".into(),
+            executable: false,
+            content: toml.into_bytes(),
+        },
+        ConfigFile {
+            path: "prompt.md".into(),
+            executable: false,
+            content: format!("# {name}\n\n{summary}\n").into_bytes(),
+        },
+    ]
+}
+
 /// Regular files of a bot directory, recursively; symlinks are refused.
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<ConfigFile>) -> anyhow::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)

@@ -26,6 +26,9 @@ body = m["body"].strip()
 if body.startswith("apply "):
     print(json.dumps({"request_apply_commit": [
         {"agent": "echo", "sha": body[6:].strip(), "summary": "the manager wants v3"}]}))
+elif body.startswith("spawn "):
+    print(json.dumps({"request_init_config": [
+        {"name": body[6:].strip(), "summary": "a new lane for tests"}]}))
 "#;
 
 fn manager_bot() -> String {
@@ -461,4 +464,69 @@ async fn a_restart_mid_apply_neither_loses_nor_repeats_it() {
         );
         assert_eq!(hive.stop_core().code(), Some(0));
     }
+}
+
+/// A manager asks for a new agent; the operator approves; the agent exists, has its room, and
+/// answers. Its config is versioned like any other (deploy/1), and a restart keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_request_creates_an_answering_agent() {
+    let mut hive = TestHive::new(&[("echo", scripted("v1")), ("hm1nd", manager_bot())]).await;
+    let p = hive.bots.join("hm1nd").join("manager.py");
+    std::fs::write(&p, MANAGER_PY).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    hive.start_core();
+    let op = hive.operator().await;
+    let hm1nd = op.join("agent-hm1nd").await;
+    let approvals = op.join("hive-approvals").await;
+
+    // Hostile and existing names are refused before reaching the operator.
+    for bad in ["../evil", "Echo", "echo", "hive"] {
+        op.send(&hm1nd, &format!("spawn {bad}")).await;
+        let want = format!("My request to spawn {bad} was refused");
+        op.wait_until(&hm1nd, WAIT, &want, |m| {
+            m.iter().any(|x| x.body.starts_with(&want))
+        })
+        .await;
+    }
+    assert!(!hive.data.join("evil").exists() && !hive.data.join("agents/evil").exists());
+
+    op.send(&hm1nd, "spawn newbie").await;
+    op.wait_until(&hm1nd, WAIT, "filed", |m| {
+        m.iter()
+            .any(|x| x.body.contains("spawning newbie (request #"))
+    })
+    .await;
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    let id = store.approvals(1).unwrap()[0].id as u32;
+    let req = request_event(&op, &approvals, id).await;
+    react(&approvals, &req, "✅").await;
+    op.wait_until(&approvals, WAIT, "spawned", |m| {
+        m.iter()
+            .any(|x| x.body.starts_with("✅ Spawned **newbie**"))
+    })
+    .await;
+    // The manager hears how its request ended.
+    op.wait_until(&hm1nd, WAIT, "the outcome", |m| {
+        m.iter().any(|x| {
+            x.body.starts_with("approval_outcome:") && x.body.contains("newbie is spawned")
+        })
+    })
+    .await;
+    let newbie = op.join("agent-newbie").await;
+    op.send(&newbie, "who are you?").await;
+    op.wait_until(&newbie, WAIT, "newbie answers", |m| {
+        m.iter()
+            .any(|x| x.sender == "@newbie:localhost" && x.body.starts_with("I am newbie"))
+    })
+    .await;
+
+    // After a restart the spawned agent is still there, on its versioned config.
+    assert_eq!(hive.stop_core().code(), Some(0));
+    hive.start_core();
+    op.send(&newbie, "still there?").await;
+    op.wait_until(&newbie, WAIT, "newbie after restart", |m| {
+        m.iter().filter(|x| x.sender == "@newbie:localhost").count() >= 2
+    })
+    .await;
+    assert_eq!(hive.stop_core().code(), Some(0));
 }

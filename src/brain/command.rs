@@ -44,6 +44,16 @@ pub struct Output {
     /// Managers only: approval requests to file (`request_apply_commit`).
     #[serde(default)]
     pub request_apply_commit: Vec<ApplyRequest>,
+    /// Managers only: spawn requests to file (`request_init_config`).
+    #[serde(default)]
+    pub request_init_config: Vec<InitRequest>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    pub name: String,
+    pub summary: String,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -157,6 +167,7 @@ pub fn parse_output(stdout: &[u8]) -> Result<Output, String> {
             reply: None,
             send: Vec::new(),
             request_apply_commit: Vec::new(),
+            request_init_config: Vec::new(),
         });
     }
     serde_json::from_str(text.trim())
@@ -193,6 +204,19 @@ impl Brain for Command {
                 .await?
                 .map_err(|e| BrainError::Failed(e.to_string()))?;
         }
+        for r in &out.request_init_config {
+            let said = match tools.request_init_config(&r.name, &r.summary).await? {
+                Ok(id) => format!(
+                    "Asked the operators to approve spawning {} (request #{id}).",
+                    r.name
+                ),
+                Err(refused) => format!("My request to spawn {} was refused: {refused}", r.name),
+            };
+            tools
+                .reply(&said)
+                .await?
+                .map_err(|e| BrainError::Failed(e.to_string()))?;
+        }
         if let Some(reply) = &out.reply {
             tools
                 .reply(reply)
@@ -215,6 +239,7 @@ mod tests {
                 reply: None,
                 send: vec![],
                 request_apply_commit: vec![],
+                request_init_config: vec![],
             }
         );
         assert_eq!(

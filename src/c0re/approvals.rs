@@ -71,6 +71,44 @@ impl Core {
         }
     }
 
+    /// A manager asks to spawn agent `name`: its config is seeded from the template on the
+    /// proposed side, and the operators are asked.
+    pub async fn request_init_config(
+        &self,
+        requester: &str,
+        name: &str,
+        summary: &str,
+    ) -> Result<i64, RequestRefused> {
+        if let Ok(n) = AgentName::parse(name)
+            && self.agent(&n).is_some()
+        {
+            return Err(RequestRefused(format!(
+                "{n} is already an agent of this hive"
+            )));
+        }
+        let (data, cfg) = (self.data_dir().to_owned(), self.cfg().clone());
+        let (who, what, why) = (requester.to_owned(), name.to_owned(), summary.to_owned());
+        let filed =
+            tokio::task::spawn_blocking(move || file_init_config(&data, &cfg, &who, &what, &why))
+                .await
+                .map_err(|e| RequestRefused(e.to_string()))?
+                .map_err(|e| RequestRefused(format!("{e:#}")))?;
+        match filed {
+            Ok(id) => {
+                self.inner.approvals_notify.notify_one();
+                Ok(id)
+            }
+            Err(reason) => {
+                self.notice(
+                    None,
+                    &format!("🚫 {requester}'s request to spawn `{name}` was refused: {reason}"),
+                )
+                .await;
+                Err(RequestRefused(reason))
+            }
+        }
+    }
+
     /// Wakes the approvals loop (the CLI filed a request).
     pub fn wake_approvals(&self) {
         self.inner.approvals_notify.notify_one();
@@ -416,6 +454,34 @@ impl Core {
         self.react(&a, "⏳").await;
         let result = tokio::task::block_in_place(|| self.apply_config(&a));
         match result {
+            Ok(deploy) if a.kind == "init_config" => {
+                let _ = self.store().finish_apply(a.id, Ok(deploy));
+                let name = AgentName::parse(&a.agent).expect("validated at request time");
+                match self.bring_up(&name).await {
+                    Ok(()) => {
+                        self.react(&a, "✅").await;
+                        self.thread(&a, &format!("✅ Spawned **{name}** (deploy/{deploy}): its room is #agent-{name}.")).await;
+                        self.notice(
+                            None,
+                            &format!("🐣 **{name}** joined the hive (request #{}).", a.id),
+                        )
+                        .await;
+                        self.tell_requester(&a, "applied", &format!("{name} is spawned"))
+                            .await;
+                    }
+                    Err(e) => {
+                        let reason = format!("{e:#}");
+                        self.react(&a, "❌").await;
+                        self.thread(&a, &format!("⚠️ **{name}**'s config is applied but it could not be started: {reason}. It starts with the next start of hive-c0re.")).await;
+                        self.tell_requester(
+                            &a,
+                            "failed",
+                            &format!("applied but not started: {reason}"),
+                        )
+                        .await;
+                    }
+                }
+            }
             Ok(deploy) => {
                 let _ = self.store().finish_apply(a.id, Ok(deploy));
                 self.react(&a, "✅").await;
@@ -448,9 +514,12 @@ impl Core {
 
     fn apply_config(&self, a: &Approval) -> anyhow::Result<i64> {
         let name = AgentName::parse(&a.agent)?;
-        let entry = self
-            .agent(&name)
-            .with_context(|| format!("{name} is not an agent of this hive"))?;
+        let entry = self.agent(&name);
+        match (a.kind.as_str(), &entry) {
+            ("init_config", Some(_)) => anyhow::bail!("{name} already exists"),
+            ("apply_commit", None) => anyhow::bail!("{name} is not an agent of this hive"),
+            _ => {}
+        }
         let repo = ConfigRepo::new(self.data_dir(), &name);
         let files = repo.read_commit(&a.sha).map_err(|e| anyhow::anyhow!(e))?;
         let spec = repo.parse_spec(&files).map_err(|e| anyhow::anyhow!(e))?;
@@ -473,8 +542,15 @@ impl Core {
                     .join("; ")
             )
         })?;
-        entry.set_spec(running);
-        entry.restart.notify_one();
+        match entry {
+            Some(entry) => {
+                entry.set_spec(running);
+                entry.restart.notify_one();
+            }
+            None => {
+                self.add_agent(running);
+            }
+        }
         Ok(n as i64)
     }
 
@@ -542,6 +618,59 @@ pub fn file_apply_commit(
     sha: &str,
     summary: &str,
 ) -> anyhow::Result<Result<i64, String>> {
+    file_request(
+        data_dir,
+        cfg,
+        "apply_commit",
+        requester,
+        agent,
+        sha,
+        summary,
+    )
+}
+
+/// Seeds a new agent's proposed config from the built-in template and files an `init_config`
+/// request for it. Used by the core for a manager's `request_init_config`.
+pub fn file_init_config(
+    data_dir: &std::path::Path,
+    cfg: &crate::config::Config,
+    requester: &str,
+    name: &str,
+    summary: &str,
+) -> anyhow::Result<Result<i64, String>> {
+    let name = match AgentName::parse(name) {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let repo = ConfigRepo::new(data_dir, &name);
+    if repo.exists() {
+        return Ok(Err(format!("{name} is already an agent of this hive")));
+    }
+    let sha = repo.commit_proposed(
+        &crate::configrepo::template(&name, requester, summary),
+        &format!("init {name} from the template: {summary}"),
+    )?;
+    file_request(
+        data_dir,
+        cfg,
+        "init_config",
+        requester,
+        name.as_str(),
+        &sha,
+        summary,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn file_request(
+    data_dir: &std::path::Path,
+    cfg: &crate::config::Config,
+    kind: &str,
+    requester: &str,
+    agent: &str,
+    sha: &str,
+    summary: &str,
+) -> anyhow::Result<Result<i64, String>> {
     let name = match AgentName::parse(agent) {
         Ok(n) => n,
         Err(e) => return Ok(Err(e.to_string())),
@@ -551,12 +680,12 @@ pub fn file_apply_commit(
         Err(e) => return Ok(Err(e)),
     };
     let repo = ConfigRepo::new(data_dir, &name);
-    if !repo.exists() {
+    if kind == "apply_commit" && !repo.exists() {
         return Ok(Err(format!("{name} is not an agent of this hive")));
     }
     let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
     let id = store.create_approval(&NewApproval {
-        kind: "apply_commit",
+        kind,
         agent: name.as_str(),
         sha: &sha,
         requester,
@@ -621,8 +750,13 @@ fn request_text(a: &Approval, diff: &str, required: u32) -> String {
     } else {
         String::new()
     };
+    let what = if a.kind == "init_config" {
+        "to spawn a new agent,"
+    } else {
+        "to apply a config commit to"
+    };
     format!(
-        "**Request #{id}**: **{requester}** asks to apply a config commit to **{agent}**\n\n\
+        "**Request #{id}**: **{requester}** asks {what} **{agent}**\n\n\
          > {summary}\n\n\
          commit `{sha}`\n\n\
          ```diff\n{shown}\n```{more}\n\n\

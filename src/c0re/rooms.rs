@@ -47,34 +47,102 @@ impl Core {
         }
     }
 
-    /// Registers every agent, sets profiles, creates or repairs every room.
-    pub async fn setup(&self) -> anyhow::Result<()> {
-        for (name, entry) in self.agents() {
-            self.register_agent(name).await?;
-            // The per-field profile endpoints are deprecated in favour of `set_profile_field`, which
-            // needs Matrix 1.16; the classic ones work on every homeserver.
+    /// Registers `name` and sets its profile from its spec.
+    async fn set_up_identity(&self, name: &AgentName) -> anyhow::Result<()> {
+        let entry = self.agent(name).context("no such agent")?;
+        self.register_agent(name).await?;
+        let spec = entry.spec();
+        // The per-field profile endpoints are deprecated in favour of `set_profile_field`, which
+        // needs Matrix 1.16; the classic ones work on every homeserver.
+        #[allow(deprecated)]
+        let req = profile::set_display_name::v3::Request::new(
+            entry.user_id.clone(),
+            Some(spec.display_name.clone()),
+        );
+        self.client()
+            .send(req, Some(&entry.user_id))
+            .await
+            .with_context(|| format!("cannot set {name}'s display name"))?;
+        if let Some(url) = &spec.avatar_url {
             #[allow(deprecated)]
-            let req = profile::set_display_name::v3::Request::new(
+            let req = profile::set_avatar_url::v3::Request::new(
                 entry.user_id.clone(),
-                Some(entry.spec().display_name.clone()),
+                Some(url.as_str().into()),
             );
             self.client()
                 .send(req, Some(&entry.user_id))
                 .await
-                .with_context(|| format!("cannot set {name}'s display name"))?;
-            if let Some(url) = &entry.spec().avatar_url {
-                #[allow(deprecated)]
-                let req = profile::set_avatar_url::v3::Request::new(
-                    entry.user_id.clone(),
-                    Some(url.as_str().into()),
-                );
-                self.client()
-                    .send(req, Some(&entry.user_id))
-                    .await
-                    .with_context(|| format!("cannot set {name}'s avatar"))?;
-            }
+                .with_context(|| format!("cannot set {name}'s avatar"))?;
         }
-        let all: Vec<AgentName> = self.agents().keys().cloned().collect();
+        Ok(())
+    }
+
+    /// The inbox of `name`: the agent and every agent allowed to write to it.
+    fn inbox_plan(&self, name: &AgentName) -> anyhow::Result<RoomPlan> {
+        let agents = self.agents();
+        let entry = agents.get(name).context("no such agent")?;
+        let mut members = vec![name.clone()];
+        members.extend(
+            agents
+                .iter()
+                .filter(|(n, e)| *n != name && e.spec().allowed_recipients.contains(name))
+                .map(|(n, _)| n.clone()),
+        );
+        let spec = entry.spec();
+        Ok(RoomPlan {
+            key: format!("agent:{name}"),
+            alias_local: format!("agent-{name}"),
+            name: spec.display_name.clone(),
+            topic: spec
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{name}'s inbox: write here to talk to {name}")),
+            role: RoomRole::Inbox(name.clone()),
+            space: false,
+            federate: false,
+            agents: members,
+        })
+    }
+
+    fn swarm_plan(&self) -> RoomPlan {
+        RoomPlan {
+            key: "swarm".into(),
+            alias_local: "hive-swarm".into(),
+            name: "SW4RM".into(),
+            topic: format!("{}: broadcast to every agent", self.cfg().hive_name),
+            role: RoomRole::Swarm,
+            space: false,
+            federate: false,
+            agents: self.agents().keys().cloned().collect(),
+        }
+    }
+
+    /// Creates or repairs `plan`'s room and links it into the space.
+    async fn ensure_linked(
+        &self,
+        space: &OwnedRoomId,
+        plan: &RoomPlan,
+    ) -> anyhow::Result<OwnedRoomId> {
+        let room = self.ensure_room(plan).await?;
+        let child = json!({ "via": [self.cfg().server_name.as_str()] });
+        let req = state::send_state_event::v3::Request::new_raw(
+            space.clone(),
+            StateEventType::SpaceChild,
+            room.to_string(),
+            Raw::from_json(serde_json::value::to_raw_value(&child)?),
+        );
+        self.client()
+            .send(req, None)
+            .await
+            .context("cannot link a room into the hive's space")?;
+        Ok(room)
+    }
+
+    /// Registers every agent, sets profiles, creates or repairs every room.
+    pub async fn setup(&self) -> anyhow::Result<()> {
+        for name in self.agents().keys() {
+            self.set_up_identity(name).await?;
+        }
         let hive = self.cfg().hive_name.clone();
         let mut plans = vec![
             RoomPlan {
@@ -97,40 +165,10 @@ impl Core {
                 federate: false,
                 agents: Vec::new(),
             },
-            RoomPlan {
-                key: "swarm".into(),
-                alias_local: "hive-swarm".into(),
-                name: "SW4RM".into(),
-                topic: format!("{hive}: broadcast to every agent"),
-                role: RoomRole::Swarm,
-                space: false,
-                federate: false,
-                agents: all.clone(),
-            },
+            self.swarm_plan(),
         ];
-        for (name, entry) in self.agents() {
-            // The inbox holds its agent and every agent allowed to write to it.
-            let mut members = vec![name.clone()];
-            members.extend(
-                self.agents()
-                    .iter()
-                    .filter(|(_, e)| e.spec().allowed_recipients.contains(name))
-                    .map(|(n, _)| n.clone()),
-            );
-            plans.push(RoomPlan {
-                key: format!("agent:{name}"),
-                alias_local: format!("agent-{name}"),
-                name: entry.spec().display_name.clone(),
-                topic: entry
-                    .spec()
-                    .description
-                    .clone()
-                    .unwrap_or_else(|| format!("{name}'s inbox: write here to talk to {name}")),
-                role: RoomRole::Inbox(name.clone()),
-                space: false,
-                federate: false,
-                agents: members,
-            });
+        for name in self.agents().keys() {
+            plans.push(self.inbox_plan(name)?);
         }
         let space_plan = RoomPlan {
             key: "space".into(),
@@ -146,21 +184,37 @@ impl Core {
         let space = self.ensure_room(&space_plan).await?;
         map.insert(&space_plan.key, space.clone(), space_plan.role.clone());
         for plan in &plans {
-            let room = self.ensure_room(plan).await?;
-            let child = json!({ "via": [self.cfg().server_name.as_str()] });
-            let req = state::send_state_event::v3::Request::new_raw(
-                space.clone(),
-                StateEventType::SpaceChild,
-                room.to_string(),
-                Raw::from_json(serde_json::value::to_raw_value(&child)?),
-            );
-            self.client()
-                .send(req, None)
-                .await
-                .context("cannot link a room into the hive's space")?;
+            let room = self.ensure_linked(&space, plan).await?;
             map.insert(&plan.key, room, plan.role.clone());
         }
         self.set_rooms(map);
+        Ok(())
+    }
+
+    /// A newly added agent (an approved spawn): its identity, its inbox, its place in the swarm
+    /// and in the inboxes of the agents it may write to.
+    pub async fn set_up_new_agent(&self, name: &AgentName) -> anyhow::Result<()> {
+        self.set_up_identity(name).await?;
+        let space = self
+            .room("space")
+            .context("the hive's rooms are not set up")?;
+        let plan = self.inbox_plan(name)?;
+        let room = self.ensure_linked(&space, &plan).await?;
+        self.add_room(&plan.key, room, plan.role.clone());
+        let swarm = self.swarm_plan();
+        self.ensure_linked(&space, &swarm).await?;
+        let allowed = self
+            .agent(name)
+            .context("no such agent")?
+            .spec()
+            .allowed_recipients
+            .clone();
+        for other in allowed {
+            if self.agent(&other).is_some() {
+                let plan = self.inbox_plan(&other)?;
+                self.ensure_linked(&space, &plan).await?;
+            }
+        }
         Ok(())
     }
 

@@ -294,6 +294,29 @@ impl Conn {
                         }
                     }
                 }
+                Request::RequestInitConfig { name, summary } => {
+                    if !self.core.cfg().managers.contains(&self.name) {
+                        Response::Error {
+                            code: ErrorCode::NotAllowed,
+                            message: format!(
+                                "{} is not a manager (approvals.managers in hive.toml)",
+                                self.name
+                            ),
+                        }
+                    } else {
+                        match self
+                            .core
+                            .request_init_config(self.name.as_str(), &name, &summary)
+                            .await
+                        {
+                            Ok(approval_id) => Response::Requested { approval_id },
+                            Err(r) => Response::Error {
+                                code: ErrorCode::Refused,
+                                message: r.0,
+                            },
+                        }
+                    }
+                }
                 Request::Ack { id } => self.finish(id, None).await?,
                 Request::Fail { id, error } => self.finish(id, Some(error)).await?,
                 Request::BrainUnavailable { reason } => {

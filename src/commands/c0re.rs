@@ -11,7 +11,6 @@ use crate::agent_spec::AgentSpec;
 use crate::c0re::{Core, registration};
 use crate::cli::HiveDirs;
 use crate::config::{Config, RuntimeKind};
-use crate::runtime::AgentLaunch;
 
 pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config_path.as_deref())?;
@@ -89,10 +88,18 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "timeline reconciliation failed"),
     }
 
-    let mut tasks = tokio::task::JoinSet::new();
+    let agent_runtime: Option<std::sync::Arc<dyn crate::runtime::Runtime>> = match runtime {
+        RuntimeKind::Process => Some(std::sync::Arc::new(crate::runtime::process::Process)),
+        RuntimeKind::Bwrap => Some(std::sync::Arc::new(
+            tokio::task::spawn_blocking(crate::runtime::bwrap::Bwrap::new).await??,
+        )),
+        RuntimeKind::External => None,
+    };
+    core.set_runtime(agent_runtime);
     for name in core.agents().keys() {
-        tasks.spawn(core.clone().serve_agent_socket(name.clone()));
+        core.start_agent(name);
     }
+    let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
         let c = core.clone();
         async move {
@@ -115,31 +122,6 @@ pub async fn serve(
         }
     });
     tasks.spawn(core.clone().serve_control_socket());
-    let agent_runtime: Option<std::sync::Arc<dyn crate::runtime::Runtime>> = match runtime {
-        RuntimeKind::Process => Some(std::sync::Arc::new(crate::runtime::process::Process)),
-        RuntimeKind::Bwrap => Some(std::sync::Arc::new(
-            tokio::task::spawn_blocking(crate::runtime::bwrap::Bwrap::new).await??,
-        )),
-        RuntimeKind::External => None,
-    };
-    if let Some(agent_runtime) = agent_runtime {
-        for name in core.agents().keys() {
-            let dirs = crate::configrepo::AgentDirs::new(data_dir, name);
-            let launch = AgentLaunch {
-                name: name.clone(),
-                spec_dir: dirs.current(),
-                socket_dir: Core::socket_dir(data_dir, name),
-                state_dir: dirs.state(),
-                log: dirs.log(),
-            };
-            let c = core.clone();
-            let rt = agent_runtime.clone();
-            tasks.spawn(async move {
-                crate::runtime::process::supervise(c, rt, launch).await;
-                Ok(())
-            });
-        }
-    }
     let pid_path = super::pid_file(data_dir, "c0re");
     crate::fsutil::write_atomic(&pid_path, std::process::id().to_string().as_bytes(), 0o644)?;
     let summary: Vec<String> = core
@@ -165,6 +147,8 @@ pub async fn serve(
             _ => {}
         }
     }
+    core.tasks().close();
+    core.tasks().wait().await;
     server.await??;
     let _ = std::fs::remove_file(&pid_path);
     tracing::info!("hive-c0re stopped");

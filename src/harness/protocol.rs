@@ -34,6 +34,9 @@ pub enum Request {
         sha: String,
         summary: String,
     },
+    /// Managers only: ask the operator to spawn agent `name` from the template. Answered with
+    /// `requested`; the outcome comes back later as a message.
+    RequestInitConfig { name: String, summary: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
