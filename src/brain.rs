@@ -98,6 +98,25 @@ impl Tools<'_> {
     }
 }
 
+impl Tools<'_> {
+    /// Asks the operators a question; the answer comes back later as a message.
+    pub async fn ask_operator(
+        &mut self,
+        question: &str,
+        options: &[String],
+        ttl_secs: Option<u64>,
+    ) -> Result<Result<String, ToolError>, BrainError> {
+        self.client
+            .tool(&Request::AskOperator {
+                question: question.to_owned(),
+                options: options.to_vec(),
+                ttl_secs,
+            })
+            .await
+            .map_err(BrainError::Connection)
+    }
+}
+
 pub trait Brain: Send {
     /// Handles one message. Returning `Ok` acks it: it will not be delivered again.
     fn turn(

@@ -12,15 +12,21 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod approvals;
+mod questions;
 pub use approvals::{
     Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
 };
+pub use questions::Question;
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init", include_str!("store/migrations/001_init.sql")),
     (
         "002_approvals",
         include_str!("store/migrations/002_approvals.sql"),
+    ),
+    (
+        "003_questions",
+        include_str!("store/migrations/003_questions.sql"),
     ),
 ];
 

@@ -530,3 +530,94 @@ async fn a_spawn_request_creates_an_answering_agent() {
     .await;
     assert_eq!(hive.stop_core().code(), Some(0));
 }
+
+const ASKER_PY: &str = r#"#!/usr/bin/env python3
+import json, sys
+m = json.load(sys.stdin)["message"]
+body = m["body"].strip()
+if body.startswith("ask"):
+    ttl = int(body.split()[1]) if len(body.split()) > 1 else 600
+    print(json.dumps({"ask_operator": [
+        {"question": "Deploy on Friday?", "options": ["yes", "no"], "ttl_secs": ttl}]}))
+elif body.startswith("operator_answer:"):
+    print(json.dumps({"reply": "noted: " + body}))
+"#;
+
+/// `ask_operator`: answered by an option's keycap, by a reply in the thread, or not at all;
+/// the agent hears each outcome as a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_operator_round_trips() {
+    let mut hive = TestHive::new(&[(
+        "asker",
+        "[brain]\nkind = \"command\"\ncommand = [\"./asker.py\"]\n".to_owned(),
+    )])
+    .await;
+    let p = hive.bots.join("asker").join("asker.py");
+    std::fs::write(&p, ASKER_PY).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    hive.start_core();
+    let op = hive.operator().await;
+    let asker = op.join("agent-asker").await;
+    let approvals = op.join("hive-approvals").await;
+
+    let question = |id: u32| {
+        let head = format!("**Question #{id}** from **asker**");
+        let op = &op;
+        let approvals = &approvals;
+        async move {
+            let msgs = op
+                .wait_until(approvals, WAIT, &head, |m| {
+                    m.iter().any(|x| x.body.starts_with(&head))
+                })
+                .await;
+            let q = msgs.iter().find(|x| x.body.starts_with(&head)).unwrap();
+            assert!(
+                q.body
+                    .contains("1\u{fe0f}\u{20e3} yes · 2\u{fe0f}\u{20e3} no"),
+                "{}",
+                q.body
+            );
+            q.event_id.clone()
+        }
+    };
+
+    // 1. Answered by reacting with option 2's keycap.
+    op.send(&asker, "ask").await;
+    let q1 = question(1).await;
+    react(&approvals, &q1, "2\u{fe0f}\u{20e3}").await;
+    op.wait_until(&asker, WAIT, "the keycap answer", |m| {
+        m.iter()
+            .any(|x| x.body == "noted: operator_answer: question #1: no (from @operator:localhost)")
+    })
+    .await;
+
+    // 2. Answered by a reply in the question's thread.
+    op.send(&asker, "ask").await;
+    let q2 = question(2).await;
+    approvals
+        .send_raw(
+            "m.room.message",
+            serde_json::json!({"msgtype": "m.text", "body": "only after the freeze",
+                "m.relates_to": {"rel_type": "m.thread", "event_id": q2,
+                    "is_falling_back": true, "m.in_reply_to": {"event_id": q2}}}),
+        )
+        .await
+        .unwrap();
+    op.wait_until(&asker, WAIT, "the thread answer", |m| {
+        m.iter().any(|x| {
+            x.body
+                .starts_with("noted: operator_answer: question #2: only after the freeze")
+        })
+    })
+    .await;
+
+    // 3. Not answered: the timeout comes back instead.
+    op.send(&asker, "ask 1").await;
+    question(3).await;
+    op.wait_until(&asker, WAIT, "the timeout", |m| {
+        m.iter()
+            .any(|x| x.body == "noted: operator_answer: question #3 expired without an answer")
+    })
+    .await;
+    assert_eq!(hive.stop_core().code(), Some(0));
+}

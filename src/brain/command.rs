@@ -47,6 +47,18 @@ pub struct Output {
     /// Managers only: spawn requests to file (`request_init_config`).
     #[serde(default)]
     pub request_init_config: Vec<InitRequest>,
+    /// Questions for the operators (`ask_operator`).
+    #[serde(default)]
+    pub ask_operator: Vec<Ask>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Ask {
+    pub question: String,
+    #[serde(default)]
+    pub options: Vec<String>,
+    pub ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -168,6 +180,7 @@ pub fn parse_output(stdout: &[u8]) -> Result<Output, String> {
             send: Vec::new(),
             request_apply_commit: Vec::new(),
             request_init_config: Vec::new(),
+            ask_operator: Vec::new(),
         });
     }
     serde_json::from_str(text.trim())
@@ -217,6 +230,19 @@ impl Brain for Command {
                 .await?
                 .map_err(|e| BrainError::Failed(e.to_string()))?;
         }
+        for q in &out.ask_operator {
+            let said = match tools
+                .ask_operator(&q.question, &q.options, q.ttl_secs)
+                .await?
+            {
+                Ok(id) => format!("Asked the operators (question #{id})."),
+                Err(refused) => format!("I could not ask the operators: {refused}"),
+            };
+            tools
+                .reply(&said)
+                .await?
+                .map_err(|e| BrainError::Failed(e.to_string()))?;
+        }
         if let Some(reply) = &out.reply {
             tools
                 .reply(reply)
@@ -240,6 +266,7 @@ mod tests {
                 send: vec![],
                 request_apply_commit: vec![],
                 request_init_config: vec![],
+                ask_operator: vec![],
             }
         );
         assert_eq!(

@@ -109,6 +109,109 @@ impl Core {
         }
     }
 
+    /// An agent's question for the operators: posted in `#hive-approvals`; the answer (an
+    /// option's keycap reaction or a reply in the thread), or the timeout, comes back to the
+    /// agent as an `operator_answer` message.
+    pub fn ask_operator(
+        &self,
+        agent: &AgentName,
+        question: &str,
+        options: &[String],
+        ttl_secs: Option<u64>,
+    ) -> Result<i64, String> {
+        let question = question.trim();
+        if question.is_empty() || question.len() > 4000 {
+            return Err("the question must be 1 to 4000 bytes".into());
+        }
+        if options.len() > 9 || options.iter().any(|o| o.trim().is_empty() || o.len() > 200) {
+            return Err("at most 9 options, each 1 to 200 bytes".into());
+        }
+        let ttl = ttl_secs.unwrap_or(3600).clamp(1, 7 * 86_400);
+        let id = self
+            .store()
+            .create_question(
+                agent.as_str(),
+                question,
+                options,
+                (ttl as i64).saturating_mul(1_000_000),
+            )
+            .map_err(|e| format!("{e:#}"))?;
+        self.inner.approvals_notify.notify_one();
+        Ok(id)
+    }
+
+    async fn post_question(&self, q: &crate::store::Question) -> anyhow::Result<()> {
+        let room = self.room("approvals").context("no approvals room")?;
+        let choices: Vec<String> = q
+            .options
+            .iter()
+            .enumerate()
+            .map(|(i, o)| format!("{} {o}", super::routing::keycap(i)))
+            .collect();
+        let how = if choices.is_empty() {
+            "Reply in this thread to answer.".to_owned()
+        } else {
+            format!("React {} — or reply in this thread.", choices.join(" · "))
+        };
+        let text = format!(
+            "**Question #{}** from **{}**:\n\n> {}\n\n{how} Expires at {} (unix time).",
+            q.id,
+            q.agent,
+            q.question.replace('\n', "\n> "),
+            q.expires_us / 1_000_000
+        );
+        let content = super::outbound::message_content(&text, None, None, false);
+        let ev = self
+            .send_raw(&room, None, &format!("hh-question-{}", q.id), &content)
+            .await?;
+        self.store().set_question_event(q.id, ev.as_str())?;
+        Ok(())
+    }
+
+    async fn answer(&self, q: &crate::store::Question, answer: &str, by: &UserId) {
+        match self.store().answer_question(q.id, answer, by.as_str()) {
+            Ok(true) => {
+                if let Ok(agent) = AgentName::parse(&q.agent) {
+                    self.tell_agent(
+                        &agent,
+                        "operator_answer",
+                        &format!("operator_answer: question #{}: {answer} (from {by})", q.id),
+                        json!({ "question_id": q.id, "answer": answer, "by": by.as_str() }),
+                    )
+                    .await;
+                }
+                self.question_thread(q, &format!("Answered by {by}: {answer}"))
+                    .await;
+            }
+            Ok(false) => {
+                self.question_thread(
+                    q,
+                    &format!(
+                        "Question #{} is closed ({}); {by}'s answer was not passed on.",
+                        q.id, q.state
+                    ),
+                )
+                .await;
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "could not record an answer"),
+        }
+    }
+
+    async fn question_thread(&self, q: &crate::store::Question, text: &str) {
+        let (Some(room), Some(root)) = (self.room("approvals"), q.request_event.clone()) else {
+            return;
+        };
+        let mut content = super::outbound::message_content(text, None, None, true);
+        content["m.relates_to"] = json!({
+            "rel_type": "m.thread", "event_id": root, "is_falling_back": true,
+            "m.in_reply_to": { "event_id": root },
+        });
+        let txn = format!("hh-qthread-{}", super::registration::random_secret(16));
+        if let Err(e) = self.send_raw(&room, None, &txn, &content).await {
+            tracing::warn!(error = %format!("{e:#}"), "could not post in a question's thread");
+        }
+    }
+
     /// Wakes the approvals loop (the CLI filed a request).
     pub fn wake_approvals(&self) {
         self.inner.approvals_notify.notify_one();
@@ -124,7 +227,13 @@ impl Core {
             if let Err(e) = self.approvals_round().await {
                 tracing::error!(error = %format!("{e:#}"), "approvals round failed");
             }
-            let next_expiry = self.store().next_expiry().ok().flatten();
+            let next_expiry = [
+                self.store().next_expiry().ok().flatten(),
+                self.store().next_question_expiry().ok().flatten(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = next_expiry.map_or(Duration::from_secs(3600), |t| {
                 Duration::from_micros((t - crate::store::now_us()).max(0) as u64 + 1000)
             });
@@ -139,6 +248,25 @@ impl Core {
     async fn approvals_round(&self) -> anyhow::Result<()> {
         for a in self.store().unposted_approvals()? {
             self.post_request(&a).await?;
+        }
+        for q in self.store().unposted_questions()? {
+            self.post_question(&q).await?;
+        }
+        for q in self.store().expire_questions()? {
+            if let Ok(agent) = AgentName::parse(&q.agent) {
+                self.tell_agent(
+                    &agent,
+                    "operator_answer",
+                    &format!(
+                        "operator_answer: question #{} expired without an answer",
+                        q.id
+                    ),
+                    json!({ "question_id": q.id, "expired": true }),
+                )
+                .await;
+            }
+            self.question_thread(&q, "⌛ Expired without an answer.")
+                .await;
         }
         loop {
             let (item, _) = self.store().take_next(APPROVALS_QUEUE, u32::MAX)?;
@@ -179,6 +307,24 @@ impl Core {
                 let target = signal["target"].as_str().unwrap_or_default();
                 let key = signal["key"].as_str().unwrap_or_default();
                 self.handle_reaction(event_id, &sender, target, key).await
+            }
+            Some("reply") => {
+                let target = signal["target"].as_str().unwrap_or_default();
+                let body = signal["body"].as_str().unwrap_or_default().trim();
+                if let Some(q) = self.store().question_by_event(target)? {
+                    if let Some(why) = self.not_an_approver(&sender).await? {
+                        self.report(
+                            &sender,
+                            "answer",
+                            None,
+                            &format!("answered question #{}: ignored, {why}", q.id),
+                        )
+                        .await;
+                    } else if !body.is_empty() {
+                        self.answer(&q, body, &sender).await;
+                    }
+                }
+                Ok(())
             }
             Some("redaction") => {
                 let redacts = signal["redacts"].as_str().unwrap_or_default();
@@ -240,6 +386,24 @@ impl Core {
         target: &str,
         key: &str,
     ) -> anyhow::Result<()> {
+        if let Some(q) = self.store().question_by_event(target)? {
+            let Some(choice) = super::routing::option_of(key).and_then(|i| q.options.get(i)) else {
+                return Ok(());
+            };
+            if let Some(why) = self.not_an_approver(sender).await? {
+                self.report(
+                    sender,
+                    "answer",
+                    None,
+                    &format!("reacted {key} to question #{}: ignored, {why}", q.id),
+                )
+                .await;
+                return Ok(());
+            }
+            let choice = choice.clone();
+            self.answer(&q, &choice, sender).await;
+            return Ok(());
+        }
         let Some(verdict) = super::routing::verdict_of(key) else {
             return Ok(()); // 👍 and friends mean nothing here
         };

@@ -155,7 +155,21 @@ pub fn verdict_of(key: &str) -> Option<crate::store::Verdict> {
     }
 }
 
-/// A reaction or redaction in `#hive-approvals`, as the JSON the approvals queue carries.
+/// The keycap emoji of option `i` (0-based) of a question: 1️⃣ … 9️⃣.
+pub fn keycap(i: usize) -> String {
+    format!("{}\u{FE0F}\u{20E3}", i + 1)
+}
+
+/// The option index a keycap reaction names (variation selectors ignored).
+pub fn option_of(key: &str) -> Option<usize> {
+    let k: Vec<char> = key.chars().filter(|c| *c != '\u{FE0F}').collect();
+    match k[..] {
+        [d @ '1'..='9', '\u{20E3}'] => Some(d as usize - '1' as usize),
+        _ => None,
+    }
+}
+
+/// A reaction, redaction or thread reply in `#hive-approvals`, as the JSON the approvals queue carries.
 /// Everything else in that room is nothing to the core.
 pub fn approval_signal(ev: &TimelineEvent, room: &RoomRole) -> Option<serde_json::Value> {
     if *room != RoomRole::Approvals {
@@ -171,6 +185,18 @@ pub fn approval_signal(ev: &TimelineEvent, room: &RoomRole) -> Option<serde_json
                 "kind": "reaction",
                 "target": rel.get("event_id")?.as_str()?,
                 "key": rel.get("key")?.as_str()?,
+            }))
+        }
+        "m.room.message" => {
+            // A reply in a question's thread is an answer.
+            let rel = ev.content.get("m.relates_to")?;
+            if rel.get("rel_type")?.as_str()? != "m.thread" || ev.is_edit() {
+                return None;
+            }
+            Some(serde_json::json!({
+                "kind": "reply",
+                "target": rel.get("event_id")?.as_str()?,
+                "body": ev.body()?,
             }))
         }
         "m.room.redaction" => {
@@ -237,6 +263,19 @@ mod tests {
             json!({"kind": "reaction", "target": "$req", "key": "✅"})
         );
         assert!(approval_signal(&r, &RoomRole::Control).is_none());
+        assert_eq!(option_of(&keycap(0)), Some(0));
+        assert_eq!(option_of("9\u{20E3}"), Some(8));
+        for k in ["0\u{20E3}", "1", "✅", "10\u{20E3}"] {
+            assert_eq!(option_of(k), None, "{k}");
+        }
+        let reply = ev(
+            "m.room.message",
+            json!({"body": "later", "m.relates_to": {"rel_type": "m.thread", "event_id": "$q"}}),
+        );
+        assert_eq!(
+            approval_signal(&reply, &RoomRole::Approvals).unwrap(),
+            json!({"kind": "reply", "target": "$q", "body": "later"})
+        );
         let red = ev("m.room.redaction", json!({"redacts": "$r"}));
         assert_eq!(
             approval_signal(&red, &RoomRole::Approvals).unwrap(),

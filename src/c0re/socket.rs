@@ -317,6 +317,20 @@ impl Conn {
                         }
                     }
                 }
+                Request::AskOperator {
+                    question,
+                    options,
+                    ttl_secs,
+                } => match self
+                    .core
+                    .ask_operator(&self.name, &question, &options, ttl_secs)
+                {
+                    Ok(question_id) => Response::Asked { question_id },
+                    Err(message) => Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message,
+                    },
+                },
                 Request::Ack { id } => self.finish(id, None).await?,
                 Request::Fail { id, error } => self.finish(id, Some(error)).await?,
                 Request::BrainUnavailable { reason } => {

@@ -62,6 +62,7 @@ impl SocketClient {
         match self.call(req).await? {
             Response::Sent { event_id } => Ok(Ok(event_id)),
             Response::Requested { approval_id } => Ok(Ok(approval_id.to_string())),
+            Response::Asked { question_id } => Ok(Ok(question_id.to_string())),
             Response::Error { code, message } => Ok(Err(ToolError { code, message })),
             other => bail!("unexpected response {other:?}"),
         }

@@ -37,6 +37,15 @@ pub enum Request {
     /// Managers only: ask the operator to spawn agent `name` from the template. Answered with
     /// `requested`; the outcome comes back later as a message.
     RequestInitConfig { name: String, summary: String },
+    /// Any agent: a question for the operators in `#hive-approvals`, answered by reacting with
+    /// an option's keycap (1️⃣ …) or replying in its thread. Answered with `asked`; the answer
+    /// (or the timeout) comes back later as a message.
+    AskOperator {
+        question: String,
+        #[serde(default)]
+        options: Vec<String>,
+        ttl_secs: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +63,10 @@ pub enum Response {
     /// An approval request was filed; its outcome comes back later as a message.
     Requested {
         approval_id: i64,
+    },
+    /// A question was posted for the operators.
+    Asked {
+        question_id: i64,
     },
     Error {
         code: ErrorCode,

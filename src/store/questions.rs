@@ -1,0 +1,155 @@
+//! Operators' answers to agents' questions (`ask_operator`): pending → answered | expired, once.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Store, now_us};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub id: i64,
+    pub agent: String,
+    pub question: String,
+    pub options: Vec<String>,
+    pub state: String,
+    pub expires_us: i64,
+    pub request_event: Option<String>,
+    pub answer: Option<String>,
+    pub answered_by: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, agent, question, options, state, expires_us, request_event, answer, answered_by";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Question> {
+    let options: String = r.get(3)?;
+    Ok(Question {
+        id: r.get(0)?,
+        agent: r.get(1)?,
+        question: r.get(2)?,
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        state: r.get(4)?,
+        expires_us: r.get(5)?,
+        request_event: r.get(6)?,
+        answer: r.get(7)?,
+        answered_by: r.get(8)?,
+    })
+}
+
+impl Store {
+    pub fn create_question(
+        &self,
+        agent: &str,
+        question: &str,
+        options: &[String],
+        ttl_us: i64,
+    ) -> anyhow::Result<i64> {
+        let c = self.lock();
+        let now = now_us();
+        c.execute(
+            "INSERT INTO questions (agent, question, options, created_us, expires_us)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                agent,
+                question,
+                serde_json::to_string(options)?,
+                now,
+                now.saturating_add(ttl_us)
+            ],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    pub fn unposted_questions(&self) -> anyhow::Result<Vec<Question>> {
+        let c = self.lock();
+        let mut st = c.prepare(&format!(
+            "SELECT {COLUMNS} FROM questions WHERE request_event IS NULL AND state = 'pending' ORDER BY id"
+        ))?;
+        let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    pub fn set_question_event(&self, id: i64, event_id: &str) -> anyhow::Result<()> {
+        self.lock().execute(
+            "UPDATE questions SET request_event = ?2 WHERE id = ?1 AND request_event IS NULL",
+            params![id, event_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn question_by_event(&self, event_id: &str) -> anyhow::Result<Option<Question>> {
+        Ok(self
+            .lock()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM questions WHERE request_event = ?1"),
+                [event_id],
+                row,
+            )
+            .optional()?)
+    }
+
+    /// Records the answer if the question is still open (and not past its time): true once.
+    pub fn answer_question(&self, id: i64, answer: &str, by: &str) -> anyhow::Result<bool> {
+        let now = now_us();
+        Ok(self.lock().execute(
+            "UPDATE questions SET state = 'answered', answer = ?2, answered_by = ?3, decided_us = ?4
+             WHERE id = ?1 AND state = 'pending' AND expires_us > ?4",
+            params![id, answer, by, now],
+        )? == 1)
+    }
+
+    /// Expires every open question past its time; returns them.
+    pub fn expire_questions(&self) -> anyhow::Result<Vec<Question>> {
+        let c = self.lock();
+        let now = now_us();
+        let due: Vec<Question> = {
+            let mut st = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM questions WHERE state = 'pending' AND expires_us <= ?1"
+            ))?;
+            st.query_map([now], row)?.collect::<Result<_, _>>()?
+        };
+        for q in &due {
+            c.execute(
+                "UPDATE questions SET state = 'expired', decided_us = ?2 WHERE id = ?1 AND state = 'pending'",
+                params![q.id, now],
+            )?;
+        }
+        Ok(due)
+    }
+
+    pub fn next_question_expiry(&self) -> anyhow::Result<Option<i64>> {
+        Ok(self.lock().query_row(
+            "SELECT MIN(expires_us) FROM questions WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answered_once_and_never_after_expiry() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s
+            .create_question(
+                "argus",
+                "ship it?",
+                &["yes".into(), "no".into()],
+                3_600_000_000,
+            )
+            .unwrap();
+        s.set_question_event(id, "$q").unwrap();
+        let q = s.question_by_event("$q").unwrap().unwrap();
+        assert_eq!(q.options, ["yes", "no"]);
+        assert!(s.answer_question(id, "yes", "@op:x").unwrap());
+        assert!(
+            !s.answer_question(id, "no", "@op:x").unwrap(),
+            "answered once"
+        );
+        let late = s.create_question("argus", "late?", &[], -1).unwrap();
+        assert!(!s.answer_question(late, "yes", "@op:x").unwrap());
+        assert_eq!(s.expire_questions().unwrap().len(), 1);
+    }
+}
