@@ -90,6 +90,8 @@ struct Inner {
     control_notify: Notify,
     /// Wakes the approvals loop: a reaction arrived, a request was filed, an apply finished.
     approvals_notify: Notify,
+    /// The approvals room's power levels, as last fetched (cleared when they change).
+    approvals_power: Mutex<Option<(std::time::Instant, serde_json::Value)>>,
     heartbeat: Notify,
     /// Set once the rooms are known; transactions before that are refused (and re-sent).
     ready: std::sync::atomic::AtomicBool,
@@ -195,6 +197,7 @@ impl Core {
                 txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
                 approvals_notify: Notify::new(),
+                approvals_power: Mutex::new(None),
                 heartbeat: Notify::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,
@@ -384,6 +387,14 @@ impl Core {
                 continue;
             }
             let role = rooms.role(&ev.room_id);
+            if role == RoomRole::Approvals && ev.kind == "m.room.power_levels" {
+                // Before any reaction behind it is judged.
+                *self
+                    .inner
+                    .approvals_power
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+            }
             let sender = self.sender_kind(&ev.sender);
             let mut targets: Vec<String> = routing::route(ev, &role, &sender, &agent_ids)
                 .iter()

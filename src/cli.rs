@@ -128,6 +128,9 @@ pub struct BenchArgs {
     /// Keep the throwaway hive's directory here instead of a temp dir.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Approval rounds (operator ✅ → apply started) for the approvals figures.
+    #[arg(long, default_value_t = 30)]
+    pub approvals: usize,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,

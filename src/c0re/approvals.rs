@@ -22,6 +22,10 @@ use crate::agent_spec::AgentName;
 use crate::configrepo::{ConfigRepo, parse_sha};
 use crate::store::{Approval, ApprovalState, Audit, NewApproval, Verdict, VoteOutcome};
 
+/// How long the approvals room's power levels are trusted from the cache. A power-level event
+/// in that room clears the cache at once (`Core::accept`); this bounds it regardless.
+const POWER_LEVELS_TTL: Duration = Duration::from_secs(60);
+
 /// Lines of diff shown in a request; the rest is one `hive approvals --diff <id>` away.
 const DIFF_LINES: usize = 60;
 
@@ -360,15 +364,27 @@ impl Core {
     }
 
     async fn power_level_in_approvals(&self, user: &UserId) -> anyhow::Result<i64> {
-        let room = self.room("approvals").context("no approvals room")?;
-        let req = get_state_event_for_key::v3::Request::new(
-            room,
-            StateEventType::RoomPowerLevels,
-            String::new(),
-        );
-        let resp = self.client().send(req, None).await?;
-        let pl: serde_json::Value = serde_json::from_str(resp.event_or_content.get())?;
-        let pl = pl.get("content").unwrap_or(&pl);
+        let cached = self
+            .inner
+            .approvals_power
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < POWER_LEVELS_TTL)
+            .map(|(_, pl)| pl.clone());
+        let pl = match cached {
+            Some(pl) => pl,
+            None => {
+                let pl = self.fetch_approvals_power_levels().await?;
+                *self
+                    .inner
+                    .approvals_power
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some((std::time::Instant::now(), pl.clone()));
+                pl
+            }
+        };
         Ok(pl
             .pointer(&format!(
                 "/users/{}",
@@ -377,6 +393,19 @@ impl Core {
             .and_then(|v| v.as_i64())
             .or_else(|| pl.get("users_default").and_then(|v| v.as_i64()))
             .unwrap_or(0))
+    }
+
+    /// The approvals room's power levels, from the homeserver.
+    async fn fetch_approvals_power_levels(&self) -> anyhow::Result<serde_json::Value> {
+        let room = self.room("approvals").context("no approvals room")?;
+        let req = get_state_event_for_key::v3::Request::new(
+            room,
+            StateEventType::RoomPowerLevels,
+            String::new(),
+        );
+        let resp = self.client().send(req, None).await?;
+        let pl: serde_json::Value = serde_json::from_str(resp.event_or_content.get())?;
+        Ok(pl.get("content").cloned().unwrap_or(pl))
     }
 
     async fn handle_reaction(
@@ -445,8 +474,13 @@ impl Core {
             .vote(a.id, reaction, sender.as_str(), verdict)?
         {
             VoteOutcome::Approved => {
-                self.thread(&a, &format!("✓ Approved by {sender}; applying."))
-                    .await;
+                // Said without holding up the apply (the loop starts it right after this).
+                let (c, a, text) = (
+                    self.clone(),
+                    a.clone(),
+                    format!("✓ Approved by {sender}; applying."),
+                );
+                tokio::spawn(async move { c.thread(&a, &text).await });
             }
             VoteOutcome::Counted {
                 approvals,

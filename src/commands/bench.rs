@@ -63,6 +63,15 @@ pub struct Report {
     pub harness_rss_mb: f64,
     pub core_idle_cpu_ticks: u64,
     pub harness_idle_cpu_ticks: u64,
+    /// Approval rounds measured.
+    pub approvals: usize,
+    /// ✅ sent → the core's transaction endpoint has the reaction (the homeserver alone).
+    pub reaction_floor_p50_ms: f64,
+    pub reaction_floor_p95_ms: f64,
+    /// ✅ sent → the approval is `applying` (the rebuild starts).
+    pub approve_to_apply_p50_ms: f64,
+    pub approve_to_apply_p95_ms: f64,
+    pub approve_added_p50_ms: f64,
 }
 
 fn pct(sorted: &[f64], p: usize) -> f64 {
@@ -70,6 +79,90 @@ fn pct(sorted: &[f64], p: usize) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) * p).div_ceil(100).min(sorted.len() - 1)]
+}
+
+/// `args.approvals` rounds on agent `agent`: commit a change on its proposed side, file the
+/// request as `hive config propose` does, wait for it to be posted, then time the ✅.
+async fn approval_rounds(
+    args: &BenchArgs,
+    cfg: &Config,
+    data: &Path,
+    client: &Client,
+    agent: &str,
+    store: &Store,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    use matrix_sdk::ruma::events::reaction::ReactionEventContent;
+    use matrix_sdk::ruma::events::relation::Annotation;
+    let alias = RoomAliasId::parse(format!("#hive-approvals:{}", cfg.server_name))?;
+    let room = client
+        .join_room_by_id_or_alias((&*alias).into(), &[])
+        .await?;
+    let name = crate::agent_spec::AgentName::parse(agent)?;
+    let repo = crate::configrepo::ConfigRepo::new(data, &name);
+    let (mut floor, mut hive) = (Vec::new(), Vec::new());
+    for i in 0..args.approvals {
+        let toml =
+            format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nsilent = true\n# round {i}\n");
+        let sha = repo.commit_proposed(
+            &[crate::configrepo::ConfigFile {
+                path: "agent.toml".into(),
+                executable: false,
+                content: toml.into_bytes(),
+            }],
+            &format!("bench round {i}"),
+        )?;
+        let id =
+            crate::c0re::approvals::file_apply_commit(data, cfg, "bench", agent, &sha, "bench")?
+                .map_err(|e| anyhow::anyhow!("the bench's request was refused: {e}"))?;
+        anyhow::ensure!(
+            crate::c0re::control::wake_running_core(data),
+            "hive-c0re's control socket did not answer"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let request = loop {
+            if let Some(ev) = store.approval(id)?.and_then(|a| a.request_event) {
+                break matrix_sdk::ruma::OwnedEventId::try_from(ev)?;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "request #{id} was never posted");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let t0 = now_us();
+        let reaction = room
+            .send(ReactionEventContent::new(Annotation::new(
+                request,
+                "✅".into(),
+            )))
+            .await?
+            .response
+            .event_id;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let a = store.approval(id)?.context("request vanished")?;
+            match a.state {
+                crate::store::ApprovalState::Applied => break,
+                crate::store::ApprovalState::Failed => {
+                    bail!("request #{id} failed: {}", a.reason.unwrap_or_default())
+                }
+                _ => {}
+            }
+            anyhow::ensure!(Instant::now() < deadline, "request #{id} was never applied");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let recv = store
+            .received_us(reaction.as_str())?
+            .context("the reaction was not recorded")?;
+        let started = store
+            .audit_log(100)?
+            .into_iter()
+            .find(|e| e.approval_id == Some(id) && e.action == "apply-start")
+            .context("no apply-start in the audit trail")?
+            .ts_us;
+        floor.push((recv - t0) as f64 / 1000.0);
+        hive.push((started - t0) as f64 / 1000.0);
+    }
+    floor.sort_by(f64::total_cmp);
+    hive.sort_by(f64::total_cmp);
+    Ok((floor, hive))
 }
 
 /// Waits until the core has recorded `event_id`; returns when it received it.
@@ -438,7 +531,7 @@ async fn measure(
     let (c0, h0) = (proc_cpu_ticks(core_pid)?, proc_cpu_ticks(idle_pid)?);
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (c1, h1) = (proc_cpu_ticks(core_pid)?, proc_cpu_ticks(idle_pid)?);
-    let report = Report {
+    let mut report = Report {
         messages: args.messages,
         agents: names.len(),
         send_p50_ms: pct(&send_rtt, 50),
@@ -466,8 +559,26 @@ async fn measure(
         harness_rss_mb: proc_rss_mb(idle_pid)?,
         core_idle_cpu_ticks: c1 - c0,
         harness_idle_cpu_ticks: h1 - h0,
+        approvals: 0,
+        reaction_floor_p50_ms: f64::NAN,
+        reaction_floor_p95_ms: f64::NAN,
+        approve_to_apply_p50_ms: f64::NAN,
+        approve_to_apply_p95_ms: f64::NAN,
+        approve_added_p50_ms: f64::NAN,
     };
     let _ = idle.kill().await;
+
+    // Approvals: the operator's ✅ → the core starts applying, next to the homeserver's own
+    // reaction delivery (✅ sent → the core's transaction endpoint has it), same run.
+    eprintln!("bench: approvals, {} rounds", args.approvals);
+    let (reaction_floor, approve) =
+        approval_rounds(args, cfg, data, &client, &names[0], &store).await?;
+    report.approvals = approve.len();
+    report.reaction_floor_p50_ms = pct(&reaction_floor, 50);
+    report.reaction_floor_p95_ms = pct(&reaction_floor, 95);
+    report.approve_to_apply_p50_ms = pct(&approve, 50);
+    report.approve_to_apply_p95_ms = pct(&approve, 95);
+    report.approve_added_p50_ms = pct(&approve, 50) - pct(&reaction_floor, 50);
     for h in harnesses {
         h.abort();
     }
@@ -520,6 +631,23 @@ fn print_report(r: &Report) {
     println!(
         "  delivered {} of {}, duplicates {}",
         r.delivered, r.burst, r.duplicates
+    );
+    println!();
+    println!(
+        "approvals ({} rounds, ms)                p50      p95",
+        r.approvals
+    );
+    println!(
+        "  homeserver: ✅ sent → txn          {:>7.2}  {:>7.2}",
+        r.reaction_floor_p50_ms, r.reaction_floor_p95_ms
+    );
+    println!(
+        "  hive: ✅ sent → apply started      {:>7.2}  {:>7.2}",
+        r.approve_to_apply_p50_ms, r.approve_to_apply_p95_ms
+    );
+    println!(
+        "  added by the hive at p50          {:>7.2}",
+        r.approve_added_p50_ms
     );
     println!();
     println!("resources");

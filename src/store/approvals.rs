@@ -487,10 +487,29 @@ impl Store {
 
     /// `approved` → `applying`: true for exactly one caller.
     pub fn start_apply(&self, id: i64) -> anyhow::Result<bool> {
-        Ok(self.lock().execute(
+        let mut c = self.lock();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let started = tx.execute(
             "UPDATE approvals SET state = 'applying' WHERE id = ?1 AND state = 'approved'",
             [id],
-        )? == 1)
+        )? == 1;
+        if started {
+            let a = get(&tx, id)?.expect("just updated");
+            insert_audit(
+                &tx,
+                &Audit {
+                    actor: "hive-c0re",
+                    action: "apply-start",
+                    approval_id: Some(id),
+                    agent: Some(&a.agent),
+                    sha: Some(&a.sha),
+                    outcome: "applying",
+                    detail: None,
+                },
+            )?;
+        }
+        tx.commit()?;
+        Ok(started)
     }
 
     /// `applying` → `applied` (with the deploy number) or `failed` (with the reason); audited.
@@ -656,7 +675,7 @@ mod tests {
         assert_eq!((a.state, a.deploy), (ApprovalState::Applied, Some(2)));
         let log = s.audit_log(100).unwrap();
         let outcomes: Vec<&str> = log.iter().map(|e| e.outcome.as_str()).collect();
-        assert_eq!(outcomes, ["requested", "approved", "applied"]);
+        assert_eq!(outcomes, ["requested", "approved", "applying", "applied"]);
     }
 
     #[test]
