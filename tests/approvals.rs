@@ -621,3 +621,136 @@ async fn ask_operator_round_trips() {
     .await;
     assert_eq!(hive.stop_core().code(), Some(0));
 }
+
+/// Two operators, two approvals required: a withdrawn ✓ no longer counts, simultaneous ✓s
+/// apply once, an edit of the request changes nothing, redacting the request cancels it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_withdrawals_edits_and_cancels() {
+    let mut hive = TestHive::with_config(
+        &[("echo", scripted("v1"))],
+        "[operators]\nusers = [\"@operator:localhost\", \"@second:localhost\"]\n[approvals]\nrequired = 2\n",
+    )
+    .await;
+    let second_creds = hive.register_user("second").await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let op2 = Operator::login(&second_creds).await;
+    let echo = op.join("agent-echo").await;
+    let approvals = op.join("hive-approvals").await;
+    let approvals2 = op2.join("hive-approvals").await;
+    let propose = |version: &str| {
+        let file = hive.dir.path().join(format!("{version}.toml"));
+        std::fs::write(&file, scripted(version)).unwrap();
+        let (code, out) = run(
+            &hive,
+            &[
+                "config",
+                "propose",
+                "echo",
+                "--file",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+    };
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    let state = |id: i64| store.approval(id).unwrap().unwrap().state;
+    use hyperhive::store::ApprovalState::*;
+
+    // 1. M of N, and a withdrawn ✓.
+    propose("v2");
+    let req1 = request_event(&op, &approvals, 1).await;
+    let mine = react(&approvals, &req1, "✅").await;
+    op.wait_until(&approvals, WAIT, "1 of 2", |m| {
+        m.iter().any(|x| x.body.contains("1 of 2 approvals"))
+    })
+    .await;
+    approvals.redact(&mine, None, None).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !store
+        .audit_log(100)
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "withdraw")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the withdrawal was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    react(&approvals2, &req1, "✅").await;
+    op.wait_until(&approvals, WAIT, "still 1 of 2", |m| {
+        m.iter()
+            .filter(|x| x.body.contains("1 of 2 approvals"))
+            .count()
+            == 2
+    })
+    .await;
+    assert_eq!(state(1), Pending, "a withdrawn ✓ does not count");
+    react(&approvals, &req1, "☑️").await;
+    op.wait_until(&approvals, WAIT, "applied", |m| {
+        m.iter()
+            .any(|x| x.body.starts_with("✅ Applied") && x.body.contains("deploy/2"))
+    })
+    .await;
+
+    // 2. Both operators at the same moment: applied once.
+    propose("v3");
+    let req2 = request_event(&op, &approvals, 2).await;
+    let (a, b) = tokio::join!(
+        react(&approvals, &req2, "✅"),
+        react(&approvals2, &req2, "✅")
+    );
+    assert_ne!(a, b);
+    op.wait_until(&approvals, WAIT, "v3 applied", |m| {
+        m.iter()
+            .any(|x| x.body.starts_with("✅ Applied") && x.body.contains("deploy/3"))
+    })
+    .await;
+    assert_eq!(audit_applied(&hive, 2), 1);
+    op.send(&echo, "x").await;
+    op.wait_until(&echo, WAIT, "v3", |m| m.iter().any(|x| x.body == "v3: x"))
+        .await;
+
+    // 3. An edit of the request (Synapse accepts edits of others' messages) changes nothing:
+    //    a ✓ on the edit is not a ✓ on the request; redacting the request cancels it.
+    propose("v4");
+    let req3 = request_event(&op, &approvals, 3).await;
+    let edit = approvals
+        .send_raw(
+            "m.room.message",
+            serde_json::json!({"msgtype": "m.text", "body": "* commit 0000000000000000000000000000000000000000",
+                "m.new_content": {"msgtype": "m.text", "body": "commit 0000000000000000000000000000000000000000"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": req3}}),
+        )
+        .await
+        .unwrap()
+        .response
+        .event_id;
+    react(&approvals, &edit, "✅").await;
+    react(&approvals2, &edit, "✅").await;
+    let control = op.join("hive-c0re").await;
+    op.wait_until(&control, WAIT, "✓ on the edit reported", |m| {
+        m.iter()
+            .filter(|x| {
+                x.body.contains(edit.as_str()) && x.body.contains("not an approval request")
+            })
+            .count()
+            == 2
+    })
+    .await;
+    assert_eq!(state(3), Pending);
+    approvals.redact(&req3, None, None).await.unwrap();
+    op.wait_until(&control, WAIT, "cancelled", |m| {
+        m.iter().any(|x| x.body.contains("Request #3 cancelled"))
+    })
+    .await;
+    assert_eq!(state(3), Cancelled);
+    op.send(&echo, "y").await;
+    op.wait_until(&echo, WAIT, "still v3", |m| {
+        m.iter().any(|x| x.body == "v3: y")
+    })
+    .await;
+    assert_eq!(hive.stop_core().code(), Some(0));
+}

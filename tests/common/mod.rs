@@ -134,6 +134,25 @@ impl TestHive {
         }
     }
 
+    /// Registers another local user (e.g. a second operator) and returns how to log in.
+    pub async fn register_user(&self, localpart: &str) -> OperatorCredentials {
+        let password = format!("pw-{localpart}-0123456789");
+        homeserver::register_user(
+            &self.cfg.homeserver_url,
+            &self.layout.shared_secret().unwrap(),
+            localpart,
+            &password,
+            false,
+        )
+        .await
+        .unwrap();
+        OperatorCredentials {
+            homeserver: self.cfg.homeserver_url.to_string(),
+            user_id: format!("@{localpart}:{}", self.cfg.server_name),
+            password,
+        }
+    }
+
     /// Kills Synapse with SIGKILL (a crash, not a clean stop) and starts it again on the same
     /// database and port.
     pub async fn crash_and_restart_synapse(&mut self) {
