@@ -244,6 +244,21 @@ impl ConfigRepo {
         for f in files {
             check_path(&f.path).map_err(|e| anyhow::anyhow!(e))?;
             let dest = wt.join(&f.path);
+            // No component on the way may be a symlink: nothing is written outside the tree.
+            let mut at = wt.clone();
+            for c in Path::new(&f.path)
+                .parent()
+                .into_iter()
+                .flat_map(|p| p.components())
+            {
+                at.push(c);
+                if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                    bail!(
+                        "{} is a symlink in the proposed tree; refusing to write through it",
+                        at.display()
+                    );
+                }
+            }
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -738,6 +753,16 @@ mod tests {
         }
         assert!(!tmp.path().join("x").exists());
         assert!(check_path("tools/bot.py").is_ok());
+
+        // A symlinked directory planted in the proposed tree is never written through.
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, wt.join("tools")).unwrap();
+        let err = repo
+            .commit_proposed(&[file("tools/bot.py", "x")], "through a link")
+            .unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(!outside.join("bot.py").exists());
     }
 
     #[test]
