@@ -754,3 +754,126 @@ async fn two_operators_withdrawals_edits_and_cancels() {
     .await;
     assert_eq!(hive.stop_core().code(), Some(0));
 }
+
+/// A request that stops fast-forwarding by the time it is approved fails to apply, says why,
+/// and leaves the previous config running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_apply_keeps_the_previous_config() {
+    let mut hive = TestHive::new(&[("echo", scripted("v1"))]).await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let echo = op.join("agent-echo").await;
+    let approvals = op.join("hive-approvals").await;
+    let repo = hyperhive::configrepo::ConfigRepo::new(
+        &hive.data,
+        &hyperhive::agent_spec::AgentName::parse("echo").unwrap(),
+    );
+    let seed = repo.applied().unwrap().unwrap();
+    let commit = |version: &str| {
+        repo.commit_proposed(
+            &[hyperhive::configrepo::ConfigFile {
+                path: "agent.toml".into(),
+                executable: false,
+                content: scripted(version).into_bytes(),
+            }],
+            version,
+        )
+        .unwrap()
+    };
+    // Two proposals, each on top of the applied seed: siblings, not a line.
+    let a = commit("va");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo.dirs.proposed())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["reset", "--quiet", "--hard", &seed]);
+    let b = commit("vb");
+    for (sha, id) in [(&a, 1), (&b, 2)] {
+        let filed = hyperhive::c0re::approvals::file_apply_commit(
+            &hive.data, &hive.cfg, "test", "echo", sha, "sibling",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(filed, id);
+    }
+    assert!(hyperhive::c0re::control::wake_running_core(&hive.data));
+    let req1 = request_event(&op, &approvals, 1).await;
+    let req2 = request_event(&op, &approvals, 2).await;
+    react(&approvals, &req1, "✅").await;
+    op.wait_until(&approvals, WAIT, "va applied", |m| {
+        m.iter().any(|x| x.body.starts_with("✅ Applied"))
+    })
+    .await;
+    react(&approvals, &req2, "✅").await;
+    op.wait_until(&approvals, WAIT, "vb failed", |m| {
+        m.iter().any(|x| {
+            x.body.starts_with("❌ Applying failed") && x.body.contains("does not fast-forward")
+        })
+    })
+    .await;
+    op.send(&echo, "which?").await;
+    op.wait_until(&echo, WAIT, "still va", |m| {
+        m.iter().any(|x| x.body == "va: which?")
+    })
+    .await;
+    assert_eq!(repo.current().unwrap().1, a);
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+/// An operator below the configured power level cannot approve; an unanswered request expires
+/// by the core's clock and can no longer be approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_threshold_and_expiry() {
+    let mut hive = TestHive::with_config(
+        &[("echo", scripted("v1"))],
+        "[approvals]\nmin_power_level = 101\nttl_secs = 4\n",
+    )
+    .await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let approvals = op.join("hive-approvals").await;
+    let control = op.join("hive-c0re").await;
+    let file = hive.dir.path().join("v2.toml");
+    std::fs::write(&file, scripted("v2")).unwrap();
+    let (code, out) = run(
+        &hive,
+        &[
+            "config",
+            "propose",
+            "echo",
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let req = request_event(&op, &approvals, 1).await;
+    react(&approvals, &req, "✅").await;
+    op.wait_until(&control, WAIT, "below the threshold", |m| {
+        m.iter().any(|x| {
+            x.body
+                .contains("has power level 100 in the approvals room, below 101")
+        })
+    })
+    .await;
+    op.wait_until(&approvals, WAIT, "expired", |m| {
+        m.iter()
+            .any(|x| x.body.contains("Request #1 expired without a decision"))
+    })
+    .await;
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    assert_eq!(
+        store.approval(1).unwrap().unwrap().state,
+        hyperhive::store::ApprovalState::Expired
+    );
+    assert_eq!(audit_applied(&hive, 1), 0);
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
