@@ -14,6 +14,7 @@ pub mod outbound;
 pub mod registration;
 pub mod rooms;
 pub mod routing;
+pub mod secrets;
 pub mod server;
 pub mod socket;
 
@@ -96,6 +97,8 @@ struct Inner {
     /// Set once the rooms are known; transactions before that are refused (and re-sent).
     ready: std::sync::atomic::AtomicBool,
     cancel: CancellationToken,
+    /// What must never be posted to a room.
+    secrets: secrets::SecretFilter,
     /// How agents' harnesses are started (`None`: the `external` runtime).
     runtime: RwLock<Option<Arc<dyn crate::runtime::Runtime>>>,
     /// Every agent's socket server and supervisor; waited for at shutdown.
@@ -141,6 +144,59 @@ impl RecentTxns {
     }
 }
 
+/// Every secret the hive knows, labelled: the appservice tokens, the homeserver's registration
+/// secret, the operator's password, each agent's `api_key_file`, `secrets.files`.
+fn known_secrets(
+    cfg: &Config,
+    data_dir: &Path,
+    tokens: &Tokens,
+    specs: &[AgentSpec],
+) -> Vec<(String, String)> {
+    let mut known = vec![
+        (
+            "the appservice's as_token".to_owned(),
+            tokens.as_token.clone(),
+        ),
+        (
+            "the appservice's hs_token".to_owned(),
+            tokens.hs_token.clone(),
+        ),
+    ];
+    if let Ok(s) = crate::homeserver::Layout::new(data_dir).shared_secret() {
+        known.push(("the homeserver's registration secret".into(), s));
+    }
+    if let Ok(Some(op)) = crate::homeserver::OperatorCredentials::load(data_dir) {
+        known.push(("the operator's password".into(), op.password));
+    }
+    let mut files: Vec<(String, PathBuf)> = cfg
+        .secret_files
+        .iter()
+        .map(|p| (format!("a secret from {}", p.display()), p.clone()))
+        .collect();
+    for s in specs {
+        if let crate::agent_spec::BrainSpec::Anthropic {
+            api_key_file: Some(p),
+            ..
+        }
+        | crate::agent_spec::BrainSpec::Openai {
+            api_key_file: Some(p),
+            ..
+        } = &s.brain
+        {
+            files.push((format!("{}'s API key", s.name), p.clone()));
+        }
+    }
+    for (label, path) in files {
+        match std::fs::read_to_string(&path) {
+            Ok(v) => known.push((label, v)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read a secret file; it is not guarded")
+            }
+        }
+    }
+    known
+}
+
 /// The hive's rooms, both ways round.
 #[derive(Debug, Default, Clone)]
 pub struct RoomMap {
@@ -178,6 +234,7 @@ impl Core {
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
         let tokens = Tokens::load(data_dir)?;
+        let secrets = secrets::SecretFilter::new(known_secrets(&cfg, data_dir, &tokens, &specs));
         let store = Store::open(&data_dir.join("c0re.db"))?;
         let client = AsClient::new(&cfg.homeserver_url, tokens.as_token.clone())?;
         let agents: BTreeMap<AgentName, Arc<AgentEntry>> = specs
@@ -202,6 +259,7 @@ impl Core {
                 ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,
                 runtime: RwLock::new(None),
+                secrets,
                 tasks: tokio_util::task::TaskTracker::new(),
             }),
         })
@@ -229,6 +287,10 @@ impl Core {
 
     pub fn cancel(&self) -> &CancellationToken {
         &self.inner.cancel
+    }
+
+    pub fn secrets(&self) -> &secrets::SecretFilter {
+        &self.inner.secrets
     }
 
     pub fn set_runtime(&self, runtime: Option<Arc<dyn crate::runtime::Runtime>>) {

@@ -47,6 +47,15 @@ pub struct RawConfig {
     pub runtime: RawRuntime,
     #[serde(default)]
     pub approvals: RawApprovals,
+    #[serde(default)]
+    pub secrets: RawSecrets,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    /// Files whose contents are secrets: never posted to a room (besides every `api_key_file`).
+    pub files: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +157,8 @@ pub struct Config {
     pub approvals_required: u32,
     pub approver_min_power_level: i64,
     pub approval_ttl_secs: u64,
+    /// Files holding secrets the filter guards (`secrets.files`).
+    pub secret_files: Vec<PathBuf>,
     /// Where `hive.toml` came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
 }
@@ -354,6 +365,7 @@ impl Config {
             approvals_required,
             approver_min_power_level: raw.approvals.min_power_level.unwrap_or(100),
             approval_ttl_secs,
+            secret_files: raw.secrets.files.unwrap_or_default(),
             source,
         })
     }

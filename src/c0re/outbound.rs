@@ -150,6 +150,13 @@ impl Core {
         txn_id: &str,
         content: &serde_json::Value,
     ) -> anyhow::Result<OwnedEventId> {
+        // The last line of defence: whatever reaches here is posted with secrets redacted.
+        // (Agents' messages were already refused if they held one; see `guard`.)
+        let mut content = content.clone();
+        if self.secrets().redact_content(&mut content) {
+            tracing::warn!(%room, "redacted a secret from an outgoing message");
+        }
+        let content = &content;
         let req = send_message_event::v3::Request::new_raw(
             room.to_owned(),
             OwnedTransactionId::from(txn_id.to_owned()),
@@ -217,6 +224,7 @@ impl Core {
             message: "the hive's rooms are not set up yet".into(),
         })?;
         let content = message_content(body, Some((&mention, &label)), None, false);
+        self.guard(from, &content).await?;
         self.send_raw(&room, Some(&entry.user_id), txn_id, &content)
             .await
             .map_err(|e| Refusal {
@@ -249,12 +257,33 @@ impl Core {
         if let Some(m) = mention {
             content["m.mentions"] = json!({ "user_ids": [m.to_string()] });
         }
+        self.guard(from, &content).await?;
         self.send_raw(&room, Some(&entry.user_id), txn_id, &content)
             .await
             .map_err(|e| Refusal {
                 code: ErrorCode::Homeserver,
                 message: format!("{e:#}"),
             })
+    }
+
+    /// Refuses an agent's message that holds a secret: the agent learns which kind (never the
+    /// value), the operator gets an alert without it.
+    async fn guard(&self, from: &AgentName, content: &serde_json::Value) -> Result<(), Refusal> {
+        let Some(label) = self.secrets().find_in_content(content) else {
+            return Ok(());
+        };
+        tracing::warn!(agent = %from, what = %label, "refused a message holding a secret");
+        self.notice(
+            None,
+            &format!("🔒 A message from **{from}** was not posted: it contained {label}. {from} was told why."),
+        )
+        .await;
+        Err(Refusal {
+            code: ErrorCode::Secret,
+            message: format!(
+                "not posted: the message contains {label}; secrets never go to a room"
+            ),
+        })
     }
 }
 

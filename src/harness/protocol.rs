@@ -106,6 +106,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A request for approval was refused before reaching the operator (the message says why).
     Refused,
+    /// The message holds a secret (a known one or a credential pattern): not posted.
+    Secret,
     Internal,
 }
 
