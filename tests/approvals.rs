@@ -354,6 +354,38 @@ async fn bad_proposals_are_refused_with_the_reason() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].state, hyperhive::store::ApprovalState::Cancelled);
     drop(control);
+
+    // Someone loosens #hive-approvals' power levels; the next start locks it down again.
+    let approvals = op.join("hive-approvals").await;
+    let get_pl = || async {
+        let raw = op
+            .client
+            .send(
+                matrix_sdk::ruma::api::client::state::get_state_event_for_key::v3::Request::new(
+                    approvals.room_id().to_owned(),
+                    matrix_sdk::ruma::events::StateEventType::RoomPowerLevels,
+                    String::new(),
+                ),
+            )
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(raw.event_or_content.get()).unwrap();
+        v.get("content").cloned().unwrap_or(v)
+    };
+    let mut pl = get_pl().await;
+    pl["events"]["m.reaction"] = serde_json::json!(0);
+    pl["events_default"] = serde_json::json!(0);
+    approvals
+        .send_state_event_raw("m.room.power_levels", "", pl)
+        .await
+        .unwrap();
+    assert_eq!(get_pl().await["events"]["m.reaction"], 0);
+    assert_eq!(hive.stop_core().code(), Some(0));
+    hive.start_core();
+    let pl = get_pl().await;
+    assert_eq!(pl["events"]["m.reaction"], 100, "{pl}");
+    assert_eq!(pl["events_default"], 100, "{pl}");
+    assert_eq!(pl["users"]["@operator:localhost"], 100, "{pl}");
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 

@@ -185,9 +185,63 @@ impl Core {
         map.insert(&space_plan.key, space.clone(), space_plan.role.clone());
         for plan in &plans {
             let room = self.ensure_linked(&space, plan).await?;
+            if plan.role == RoomRole::Approvals {
+                self.lock_down(&room)
+                    .await
+                    .context("cannot lock down the approvals room")?;
+            }
             map.insert(&plan.key, room, plan.role.clone());
         }
         self.set_rooms(map);
+        Ok(())
+    }
+
+    /// Repairs the approvals room's power levels (a room from an older hive, or one someone
+    /// loosened): only operators may post, react, redact or invite; every configured operator
+    /// is at 100. Other keys are kept.
+    async fn lock_down(&self, room: &OwnedRoomId) -> anyhow::Result<()> {
+        let req = state::get_state_event_for_key::v3::Request::new(
+            room.clone(),
+            StateEventType::RoomPowerLevels,
+            String::new(),
+        );
+        let resp = self.client().send(req, None).await?;
+        let current: serde_json::Value = serde_json::from_str(resp.event_or_content.get())?;
+        let mut pl = current.get("content").cloned().unwrap_or(current);
+        let before = pl.clone();
+        for key in [
+            "events_default",
+            "state_default",
+            "redact",
+            "invite",
+            "kick",
+            "ban",
+        ] {
+            pl[key] = json!(100);
+        }
+        pl["users_default"] = json!(0);
+        if !pl["events"].is_object() {
+            pl["events"] = json!({});
+        }
+        pl["events"]["m.reaction"] = json!(100);
+        pl["events"]["m.room.redaction"] = json!(100);
+        if !pl["users"].is_object() {
+            pl["users"] = json!({});
+        }
+        for op in &self.cfg().operators {
+            pl["users"][op.as_str()] = json!(100);
+        }
+        if pl == before {
+            return Ok(());
+        }
+        tracing::warn!(%room, "repairing the approvals room's power levels");
+        let req = state::send_state_event::v3::Request::new_raw(
+            room.clone(),
+            StateEventType::RoomPowerLevels,
+            String::new(),
+            Raw::from_json(serde_json::value::to_raw_value(&pl)?),
+        );
+        self.client().send(req, None).await?;
         Ok(())
     }
 
