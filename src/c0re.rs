@@ -17,6 +17,7 @@ pub mod routing;
 pub mod secrets;
 pub mod server;
 pub mod socket;
+pub mod tools;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -13,10 +13,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod approvals;
 mod questions;
+mod tools;
 pub use approvals::{
     Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
 };
 pub use questions::Question;
+pub use tools::Reminder;
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init", include_str!("store/migrations/001_init.sql")),
@@ -28,6 +30,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "003_questions",
         include_str!("store/migrations/003_questions.sql"),
     ),
+    ("004_tools", include_str!("store/migrations/004_tools.sql")),
 ];
 
 /// Microseconds since the Unix epoch.

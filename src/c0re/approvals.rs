@@ -234,6 +234,7 @@ impl Core {
             let next_expiry = [
                 self.store().next_expiry().ok().flatten(),
                 self.store().next_question_expiry().ok().flatten(),
+                self.store().next_reminder().ok().flatten(),
             ]
             .into_iter()
             .flatten()
@@ -253,6 +254,7 @@ impl Core {
         for a in self.store().unposted_approvals()? {
             self.post_request(&a).await?;
         }
+        self.deliver_reminders().await?;
         for q in self.store().unposted_questions()? {
             self.post_question(&q).await?;
         }

@@ -317,6 +317,29 @@ impl Conn {
                         }
                     }
                 }
+                Request::ListTools {} => Response::Tools {
+                    tools: self
+                        .core
+                        .tools_for(&self.name)
+                        .into_iter()
+                        .map(|t| crate::harness::protocol::ToolInfo {
+                            name: t.name.to_owned(),
+                            description: t.description.to_owned(),
+                            input_schema: t.input_schema,
+                        })
+                        .collect(),
+                },
+                Request::CallTool { name, arguments } => {
+                    let txn = self.txn_id(self.inflight.as_ref().map_or(0, |i| i.id));
+                    let (content, is_error) = self
+                        .core
+                        .call_tool(&self.name, &name, &arguments, &txn)
+                        .await;
+                    if is_error {
+                        tracing::info!(agent = %self.name, tool = %name, error = %content, "tool call failed");
+                    }
+                    Response::ToolResult { content, is_error }
+                }
                 Request::AskOperator {
                     question,
                     options,

@@ -40,6 +40,15 @@ pub enum Request {
     /// Any agent: a question for the operators in `#hive-approvals`, answered by reacting with
     /// an option's keycap (1️⃣ …) or replying in its thread. Answered with `asked`; the answer
     /// (or the timeout) comes back later as a message.
+    /// The tools this agent may call, with their JSON Schemas (answered with `tools`).
+    ListTools {},
+    /// Runs one of the hive's tools (answered with `tool_result`; a tool's failure is a
+    /// result with `is_error`, not an error response).
+    CallTool {
+        name: String,
+        #[serde(default)]
+        arguments: serde_json::Value,
+    },
     AskOperator {
         question: String,
         #[serde(default)]
@@ -64,6 +73,13 @@ pub enum Response {
     Requested {
         approval_id: i64,
     },
+    Tools {
+        tools: Vec<ToolInfo>,
+    },
+    ToolResult {
+        content: String,
+        is_error: bool,
+    },
     /// A question was posted for the operators.
     Asked {
         question_id: i64,
@@ -72,6 +88,14 @@ pub enum Response {
         code: ErrorCode,
         message: String,
     },
+}
+
+/// A tool as offered to a model: name, description, JSON Schema of its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
 }
 
 /// One inbound message: one turn.
