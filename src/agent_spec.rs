@@ -119,11 +119,34 @@ pub enum BrainSpec {
         base_url: Option<String>,
         api_key_file: Option<PathBuf>,
     },
+    /// OpenAI-compatible chat completions with tools (OpenAI, ollama, llama.cpp, vLLM). The
+    /// harness never holds the key: model calls go through hive-c0re (docs/brains.md).
     Openai {
         model: String,
+        /// Default `https://api.openai.com/v1`.
         base_url: Option<String>,
+        /// Read by hive-c0re only; must be listed in hive.toml's `secrets.files`.
         api_key_file: Option<PathBuf>,
+        /// Ask for a streamed response (server-sent events), assembled by the core.
+        #[serde(default)]
+        stream: bool,
+        #[serde(default)]
+        limits: ModelLimits,
     },
+}
+
+/// Budgets of a model-backed agent, enforced by hive-c0re.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimits {
+    /// Model calls per inbound message (default 8).
+    pub calls_per_message: Option<u64>,
+    /// Tokens (prompt + completion) per inbound message.
+    pub tokens_per_message: Option<u64>,
+    /// Model calls per day (UTC).
+    pub calls_per_day: Option<u64>,
+    /// Tokens per day (UTC).
+    pub tokens_per_day: Option<u64>,
 }
 
 fn default_command_timeout() -> u64 {

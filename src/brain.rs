@@ -5,6 +5,7 @@
 //! (multi-step tool use), and a backend keeps whatever session it needs in the agent's state dir.
 
 pub mod command;
+pub mod openai;
 pub mod scripted;
 
 use std::future::Future;
@@ -117,6 +118,71 @@ impl Tools<'_> {
     }
 }
 
+impl Tools<'_> {
+    /// The hive's tools this agent may call, with their JSON Schemas.
+    pub async fn list_tools(
+        &mut self,
+    ) -> Result<Vec<crate::harness::protocol::ToolInfo>, BrainError> {
+        match self
+            .client
+            .call(&Request::ListTools {})
+            .await
+            .map_err(BrainError::Connection)?
+        {
+            crate::harness::protocol::Response::Tools { tools } => Ok(tools),
+            other => Err(BrainError::Failed(format!(
+                "unexpected answer to list_tools: {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs one of the hive's tools: (result text, is_error).
+    pub async fn call_tool(
+        &mut self,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> Result<(String, bool), BrainError> {
+        match self
+            .client
+            .call(&Request::CallTool {
+                name: name.to_owned(),
+                arguments,
+            })
+            .await
+            .map_err(BrainError::Connection)?
+        {
+            crate::harness::protocol::Response::ToolResult { content, is_error } => {
+                Ok((content, is_error))
+            }
+            crate::harness::protocol::Response::Error { message, .. } => Ok((message, true)),
+            other => Err(BrainError::Failed(format!(
+                "unexpected answer to call_tool: {other:?}"
+            ))),
+        }
+    }
+
+    /// One model request through the core (which holds the key and enforces budgets).
+    pub async fn model(
+        &mut self,
+        request: serde_json::Value,
+    ) -> Result<Result<serde_json::Value, ToolError>, BrainError> {
+        match self
+            .client
+            .call(&Request::Model { request })
+            .await
+            .map_err(BrainError::Connection)?
+        {
+            crate::harness::protocol::Response::ModelResponse { body } => Ok(Ok(body)),
+            crate::harness::protocol::Response::Error { code, message } => {
+                Ok(Err(ToolError { code, message }))
+            }
+            other => Err(BrainError::Failed(format!(
+                "unexpected answer to model: {other:?}"
+            ))),
+        }
+    }
+}
+
 pub trait Brain: Send {
     /// Handles one message. Returning `Ok` acks it: it will not be delivered again.
     fn turn(
@@ -130,6 +196,7 @@ pub trait Brain: Send {
 pub enum AnyBrain {
     Scripted(scripted::Scripted),
     Command(command::Command),
+    OpenAi(openai::OpenAi),
 }
 
 impl AnyBrain {
@@ -145,8 +212,14 @@ impl AnyBrain {
                 timeout_secs,
             } => command::Command::new(spec, command, *timeout_secs, state_dir)
                 .map(AnyBrain::Command),
+            BrainSpec::Openai { limits, .. } => Ok(AnyBrain::OpenAi(openai::OpenAi::new(
+                spec,
+                limits
+                    .calls_per_message
+                    .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
+            ))),
             other => Err(format!(
-                "its brain is `{}`, which this build of hyperhive cannot run yet (available: scripted, command)",
+                "its brain is `{}`, which this build of hyperhive cannot run yet (available: scripted, command, openai)",
                 other.kind()
             )),
         }
@@ -158,6 +231,7 @@ impl Brain for AnyBrain {
         match self {
             AnyBrain::Scripted(b) => b.turn(msg, tools).await,
             AnyBrain::Command(b) => b.turn(msg, tools).await,
+            AnyBrain::OpenAi(b) => b.turn(msg, tools).await,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod approvals;
 pub mod control;
+pub mod models;
 pub mod outbound;
 pub mod registration;
 pub mod rooms;
@@ -100,6 +101,8 @@ struct Inner {
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
+    /// HTTP client for model calls (agents' brains), made on first use.
+    model_http: std::sync::OnceLock<reqwest::Client>,
     /// How agents' harnesses are started (`None`: the `external` runtime).
     runtime: RwLock<Option<Arc<dyn crate::runtime::Runtime>>>,
     /// Every agent's socket server and supervisor; waited for at shutdown.
@@ -261,6 +264,7 @@ impl Core {
                 cancel,
                 runtime: RwLock::new(None),
                 secrets,
+                model_http: std::sync::OnceLock::new(),
                 tasks: tokio_util::task::TaskTracker::new(),
             }),
         })

@@ -18,7 +18,7 @@ pub use approvals::{
     Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
 };
 pub use questions::Question;
-pub use tools::Reminder;
+pub use tools::{Reminder, Usage};
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init", include_str!("store/migrations/001_init.sql")),
@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("store/migrations/003_questions.sql"),
     ),
     ("004_tools", include_str!("store/migrations/004_tools.sql")),
+    (
+        "005_model_calls",
+        include_str!("store/migrations/005_model_calls.sql"),
+    ),
 ];
 
 /// Microseconds since the Unix epoch.

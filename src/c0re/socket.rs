@@ -317,6 +317,21 @@ impl Conn {
                         }
                     }
                 }
+                Request::Model { request } => match self.inflight.as_ref().map(|i| i.id) {
+                    None => Response::Error {
+                        code: ErrorCode::BadRequest,
+                        message: "model calls are made during a turn".into(),
+                    },
+                    Some(inbox_id) => {
+                        match self.core.model_call(&self.name, inbox_id, &request).await {
+                            Ok(body) => Response::ModelResponse { body },
+                            Err(r) => Response::Error {
+                                code: r.code,
+                                message: r.message,
+                            },
+                        }
+                    }
+                },
                 Request::ListTools {} => Response::Tools {
                     tools: self
                         .core

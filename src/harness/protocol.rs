@@ -40,6 +40,9 @@ pub enum Request {
     /// Any agent: a question for the operators in `#hive-approvals`, answered by reacting with
     /// an option's keycap (1️⃣ …) or replying in its thread. Answered with `asked`; the answer
     /// (or the timeout) comes back later as a message.
+    /// Model-backed brains: one chat-completions request, made by the core with the agent's
+    /// configured provider, model and key (answered with `model_response`). Only during a turn.
+    Model { request: serde_json::Value },
     /// The tools this agent may call, with their JSON Schemas (answered with `tools`).
     ListTools {},
     /// Runs one of the hive's tools (answered with `tool_result`; a tool's failure is a
@@ -75,6 +78,9 @@ pub enum Response {
     },
     Tools {
         tools: Vec<ToolInfo>,
+    },
+    ModelResponse {
+        body: serde_json::Value,
     },
     ToolResult {
         content: String,
@@ -132,6 +138,10 @@ pub enum ErrorCode {
     Refused,
     /// The message holds a secret (a known one or a credential pattern): not posted.
     Secret,
+    /// Over a model budget (per message or per day): the agent should say so and stop.
+    Budget,
+    /// The model server failed or could not be reached.
+    Model,
     Internal,
 }
 

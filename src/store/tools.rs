@@ -95,3 +95,53 @@ mod tests {
         assert!(s.next_reminder().unwrap().is_some());
     }
 }
+
+/// Model calls and tokens in some window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub calls: u64,
+    pub tokens: u64,
+}
+
+impl Store {
+    pub fn record_model_call(
+        &self,
+        agent: &str,
+        inbox_id: i64,
+        model: &str,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        ok: bool,
+    ) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT INTO model_calls (ts_us, agent, inbox_id, model, prompt_tokens, completion_tokens, ok)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![now_us(), agent, inbox_id, model, prompt_tokens as i64, completion_tokens as i64, ok],
+        )?;
+        Ok(())
+    }
+
+    /// Usage for one inbound message (one turn, across redeliveries).
+    pub fn turn_usage(&self, agent: &str, inbox_id: i64) -> anyhow::Result<Usage> {
+        self.usage_where("agent = ?1 AND inbox_id = ?2", params![agent, inbox_id])
+    }
+
+    /// Usage since `since_us` (the start of the UTC day for daily budgets).
+    pub fn usage_since(&self, agent: &str, since_us: i64) -> anyhow::Result<Usage> {
+        self.usage_where("agent = ?1 AND ts_us >= ?2", params![agent, since_us])
+    }
+
+    fn usage_where(&self, cond: &str, p: impl rusqlite::Params) -> anyhow::Result<Usage> {
+        let (calls, tokens): (i64, i64) = self.lock().query_row(
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM model_calls WHERE {cond}"
+            ),
+            p,
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Usage {
+            calls: calls as u64,
+            tokens: tokens as u64,
+        })
+    }
+}

@@ -1,0 +1,138 @@
+//! The `openai` brain: chat completions with tools (OpenAI, ollama, llama.cpp, vLLM).
+//!
+//! One turn: the system prompt (`prompt.md`) and the message go to the model with the hive's
+//! tools; each tool call the model makes is run by hive-c0re and its result handed back; the
+//! model's final text is the reply. Model calls go through the core (`model` on the socket),
+//! which holds the key and the budgets. Arguments that are not valid JSON (small local models
+//! emit them) are not fatal: the parse error goes back to the model as the tool's result.
+
+use serde_json::{Value, json};
+
+use super::{Brain, BrainError, Tools};
+use crate::agent_spec::AgentSpec;
+use crate::harness::protocol::{ErrorCode, Message};
+
+pub struct OpenAi {
+    agent: String,
+    prompt: Option<String>,
+    max_steps: u64,
+}
+
+impl OpenAi {
+    pub fn new(spec: &AgentSpec, max_steps: u64) -> Self {
+        Self {
+            agent: spec.name.to_string(),
+            prompt: spec.prompt.clone(),
+            max_steps: max_steps.max(1),
+        }
+    }
+
+    fn system(&self) -> String {
+        let base = self.prompt.clone().unwrap_or_default();
+        format!(
+            "{base}\n\nYou are {agent}, an agent of a hive on Matrix. Each user message is one message to you; \
+             your final answer is posted as your reply. Use the tools to act.",
+            agent = self.agent
+        )
+    }
+}
+
+/// The hive's tools in the chat-completions `tools` format.
+fn tool_defs(tools: &[crate::harness::protocol::ToolInfo]) -> Value {
+    Value::Array(
+        tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.input_schema,
+                    }
+                })
+            })
+            .collect(),
+    )
+}
+
+impl Brain for OpenAi {
+    async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
+        let defs = tool_defs(&tools.list_tools().await?);
+        let mut messages = vec![
+            json!({ "role": "system", "content": self.system() }),
+            json!({ "role": "user", "content": format!("{} wrote:\n{}", msg.sender, msg.body) }),
+        ];
+        for _ in 0..self.max_steps {
+            let resp = match tools
+                .model(json!({ "messages": messages, "tools": defs }))
+                .await?
+            {
+                Ok(r) => r,
+                Err(e) if e.code == ErrorCode::Budget => {
+                    tools
+                        .reply(&format!("I have to stop here: I am {}.", e.message))
+                        .await?
+                        .map_err(|e| BrainError::Failed(e.to_string()))?;
+                    return Ok(());
+                }
+                Err(e) => return Err(BrainError::Failed(format!("model call failed: {e}"))),
+            };
+            let message = resp["choices"][0]["message"].clone();
+            if !message.is_object() {
+                return Err(BrainError::Failed(
+                    "the model's answer has no message".into(),
+                ));
+            }
+            let calls = message["tool_calls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            messages.push(message.clone());
+            if calls.is_empty() {
+                let text = message["content"].as_str().unwrap_or("").trim();
+                if !text.is_empty() {
+                    tools
+                        .reply(text)
+                        .await?
+                        .map_err(|e| BrainError::Failed(e.to_string()))?;
+                }
+                return Ok(());
+            }
+            for call in calls {
+                let id = call["id"].as_str().unwrap_or("").to_owned();
+                let name = call["function"]["name"].as_str().unwrap_or("").to_owned();
+                let raw = &call["function"]["arguments"];
+                // Arguments come as a JSON string; some servers send an object.
+                let parsed = match raw {
+                    Value::String(s) if s.trim().is_empty() => Ok(json!({})),
+                    Value::String(s) => serde_json::from_str::<Value>(s),
+                    Value::Object(_) => Ok(raw.clone()),
+                    _ => Ok(json!({})),
+                };
+                let content = match parsed {
+                    Ok(args) => {
+                        let (text, is_error) = tools.call_tool(&name, args).await?;
+                        if is_error {
+                            format!("error: {text}")
+                        } else {
+                            text
+                        }
+                    }
+                    Err(e) => format!(
+                        "error: the arguments are not valid JSON ({e}); call {name} again with a JSON object that matches its schema"
+                    ),
+                };
+                messages.push(json!({ "role": "tool", "tool_call_id": id, "content": content }));
+            }
+        }
+        tools
+            .reply(&format!(
+                "I stopped: this message needed more than {} model calls.",
+                self.max_steps
+            ))
+            .await?
+            .map_err(|e| BrainError::Failed(e.to_string()))?;
+        Ok(())
+    }
+}

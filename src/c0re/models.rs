@@ -1,0 +1,337 @@
+//! Model calls on behalf of agents: the harness never holds a key and has no network in the
+//! `bwrap` runtime, so its brain sends each request over its socket and hive-c0re makes the
+//! HTTP call: to the provider in the agent's (approved) config only, with the key only the core
+//! can read, within the agent's budgets, recording usage per turn and per day.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Core;
+use crate::agent_spec::{AgentName, BrainSpec, ModelLimits};
+use crate::harness::protocol::ErrorCode;
+
+/// Model calls per message when `limits.calls_per_message` is not set.
+pub const DEFAULT_CALLS_PER_MESSAGE: u64 = 8;
+/// Request fields a harness may set; everything else (model, keys, endpoints) is the core's.
+const ALLOWED_FIELDS: &[&str] = &[
+    "messages",
+    "tools",
+    "tool_choice",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "response_format",
+];
+const MAX_RESPONSE: usize = 8 << 20;
+
+pub struct ModelRefusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> ModelRefusal {
+    ModelRefusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Whether `used` plus one more call stays within `limits` for this message and today.
+fn check_budget(
+    limits: &ModelLimits,
+    turn: crate::store::Usage,
+    day: crate::store::Usage,
+) -> Result<(), String> {
+    let per_msg = limits
+        .calls_per_message
+        .unwrap_or(DEFAULT_CALLS_PER_MESSAGE);
+    if turn.calls >= per_msg {
+        return Err(format!(
+            "{} model calls for this message (limit {per_msg})",
+            turn.calls
+        ));
+    }
+    if let Some(max) = limits.tokens_per_message
+        && turn.tokens >= max
+    {
+        return Err(format!(
+            "{} tokens for this message (limit {max})",
+            turn.tokens
+        ));
+    }
+    if let Some(max) = limits.calls_per_day
+        && day.calls >= max
+    {
+        return Err(format!("{} model calls today (limit {max})", day.calls));
+    }
+    if let Some(max) = limits.tokens_per_day
+        && day.tokens >= max
+    {
+        return Err(format!("{} tokens today (limit {max})", day.tokens));
+    }
+    Ok(())
+}
+
+/// Assembles an OpenAI chat-completions stream (server-sent events) into one response.
+pub fn assemble_stream(text: &str) -> Result<Value, String> {
+    let mut content = String::new();
+    let mut tool_calls: Vec<Value> = Vec::new();
+    let mut finish = Value::Null;
+    let mut usage = Value::Null;
+    let mut any = false;
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let chunk: Value =
+            serde_json::from_str(data).map_err(|e| format!("bad stream chunk: {e}"))?;
+        any = true;
+        if !chunk["usage"].is_null() {
+            usage = chunk["usage"].clone();
+        }
+        let Some(choice) = chunk["choices"].get(0) else {
+            continue;
+        };
+        if !choice["finish_reason"].is_null() {
+            finish = choice["finish_reason"].clone();
+        }
+        let delta = &choice["delta"];
+        if let Some(c) = delta["content"].as_str() {
+            content.push_str(c);
+        }
+        for tc in delta["tool_calls"].as_array().into_iter().flatten() {
+            let i = tc["index"].as_u64().unwrap_or(0) as usize;
+            while tool_calls.len() <= i {
+                tool_calls.push(json!({"id": "", "type": "function",
+                    "function": {"name": "", "arguments": ""}}));
+            }
+            let slot = &mut tool_calls[i];
+            if let Some(id) = tc["id"].as_str() {
+                slot["id"] = json!(id);
+            }
+            if let Some(n) = tc["function"]["name"].as_str() {
+                let name = format!("{}{n}", slot["function"]["name"].as_str().unwrap_or(""));
+                slot["function"]["name"] = json!(name);
+            }
+            if let Some(a) = tc["function"]["arguments"].as_str() {
+                let args = format!(
+                    "{}{a}",
+                    slot["function"]["arguments"].as_str().unwrap_or("")
+                );
+                slot["function"]["arguments"] = json!(args);
+            }
+        }
+    }
+    if !any {
+        return Err("the stream held no chunks".into());
+    }
+    let mut message = json!({ "role": "assistant", "content": content });
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = json!(tool_calls);
+    }
+    Ok(json!({
+        "object": "chat.completion",
+        "choices": [{ "index": 0, "message": message, "finish_reason": finish }],
+        "usage": usage,
+    }))
+}
+
+impl Core {
+    /// One chat-completions call for `agent`, during its turn for inbox message `inbox_id`.
+    pub async fn model_call(
+        &self,
+        agent: &AgentName,
+        inbox_id: i64,
+        request: &Value,
+    ) -> Result<Value, ModelRefusal> {
+        let entry = self
+            .agent(agent)
+            .ok_or_else(|| refuse(ErrorCode::Internal, "unknown agent"))?;
+        let spec = entry.spec();
+        let BrainSpec::Openai {
+            model,
+            base_url,
+            api_key_file,
+            stream,
+            limits,
+        } = &spec.brain
+        else {
+            return Err(refuse(
+                ErrorCode::NotAllowed,
+                format!(
+                    "{agent}'s brain is {}, not a model the core calls",
+                    spec.brain.kind()
+                ),
+            ));
+        };
+        let now = crate::store::now_us();
+        let day_start = now - now.rem_euclid(86_400_000_000);
+        let store = self.store();
+        let (turn, day) = (
+            store
+                .turn_usage(agent.as_str(), inbox_id)
+                .map_err(|e| refuse(ErrorCode::Internal, format!("{e:#}")))?,
+            store
+                .usage_since(agent.as_str(), day_start)
+                .map_err(|e| refuse(ErrorCode::Internal, format!("{e:#}")))?,
+        );
+        check_budget(limits, turn, day)
+            .map_err(|why| refuse(ErrorCode::Budget, format!("over budget: {why}")))?;
+        let key = match api_key_file {
+            None => None,
+            Some(path) => Some(
+                self.read_key(path)
+                    .map_err(|e| refuse(ErrorCode::NotAllowed, e))?,
+            ),
+        };
+        let mut body = serde_json::Map::new();
+        for (k, v) in request.as_object().into_iter().flatten() {
+            if ALLOWED_FIELDS.contains(&k.as_str()) {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+        body.insert("model".into(), json!(model));
+        body.insert("stream".into(), json!(stream));
+        if *stream {
+            body.insert("stream_options".into(), json!({ "include_usage": true }));
+        }
+        let base = base_url
+            .as_deref()
+            .unwrap_or("https://api.openai.com/v1")
+            .trim_end_matches('/');
+        let url = format!("{base}/chat/completions");
+        let mut req = self
+            .model_http()
+            .post(&url)
+            .timeout(Duration::from_secs(300))
+            .json(&Value::Object(body));
+        if let Some(k) = &key {
+            req = req.bearer_auth(k);
+        }
+        let result = async {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach the model server at {base}: {e}"))?;
+            let status = resp.status();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| format!("reading the model's answer: {e}"))?;
+            if bytes.len() > MAX_RESPONSE {
+                return Err("the model's answer is too large".to_owned());
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            if !status.is_success() {
+                let head: String = text.chars().take(300).collect();
+                return Err(format!("the model server answered {status}: {head}"));
+            }
+            if *stream {
+                assemble_stream(&text)
+            } else {
+                serde_json::from_str::<Value>(&text)
+                    .map_err(|e| format!("the model's answer is not JSON: {e}"))
+            }
+        }
+        .await;
+        let (prompt, completion) = result.as_ref().map_or((0, 0), |v| {
+            (
+                v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+                v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+            )
+        });
+        if let Err(e) = store.record_model_call(
+            agent.as_str(),
+            inbox_id,
+            model,
+            prompt,
+            completion,
+            result.is_ok(),
+        ) {
+            tracing::error!(error = %format!("{e:#}"), "could not record a model call");
+        }
+        result.map_err(|m| refuse(ErrorCode::Model, m))
+    }
+
+    /// Reads an API key: only from files the operator listed in `secrets.files` (an approved
+    /// agent config cannot point the core at an arbitrary host file).
+    fn read_key(&self, path: &std::path::Path) -> Result<String, String> {
+        let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+        let wanted = canon(path);
+        let listed = self
+            .cfg()
+            .secret_files
+            .iter()
+            .any(|f| wanted.is_some() && canon(f) == wanted);
+        if !listed {
+            return Err(format!(
+                "api_key_file {} is not listed in hive.toml's secrets.files",
+                path.display()
+            ));
+        }
+        std::fs::read_to_string(path)
+            .map(|k| k.trim().to_owned())
+            .map_err(|e| format!("cannot read api_key_file {}: {e}", path.display()))
+    }
+
+    fn model_http(&self) -> &reqwest::Client {
+        self.inner.model_http.get_or_init(reqwest::Client::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Usage;
+
+    #[test]
+    fn budgets() {
+        let none = ModelLimits::default();
+        let u = |calls, tokens| Usage { calls, tokens };
+        assert!(check_budget(&none, u(7, 0), u(100, 0)).is_ok());
+        assert!(check_budget(&none, u(8, 0), u(0, 0)).is_err());
+        let l = ModelLimits {
+            calls_per_message: Some(2),
+            tokens_per_message: Some(100),
+            calls_per_day: Some(10),
+            tokens_per_day: Some(1000),
+        };
+        assert!(check_budget(&l, u(1, 99), u(9, 999)).is_ok());
+        for (t, d) in [
+            (u(2, 0), u(0, 0)),
+            (u(0, 100), u(0, 0)),
+            (u(0, 0), u(10, 0)),
+            (u(0, 0), u(0, 1000)),
+        ] {
+            assert!(check_budget(&l, t, d).is_err(), "{t:?} {d:?}");
+        }
+    }
+
+    #[test]
+    fn assembles_a_streamed_tool_call() {
+        let sse = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"read_\",\"arguments\":\"{\\\"a\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"notes\",\"arguments\":\"\\\":1}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let v = assemble_stream(sse).unwrap();
+        let m = &v["choices"][0]["message"];
+        assert_eq!(m["content"], "Hello");
+        assert_eq!(m["tool_calls"][0]["id"], "c1");
+        assert_eq!(m["tool_calls"][0]["function"]["name"], "read_notes");
+        assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(v["usage"]["completion_tokens"], 7);
+        assert!(assemble_stream("").is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! The `openai` brain against a local server that speaks the chat-completions API (plain and
+//! streamed), with scripted tool calls: the model's tool calls reach the core, malformed
+//! arguments go back to the model, the key is added by the core (never the harness), budgets
+//! stop a runaway turn, and the final answer reaches the room.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use common::TestHive;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(45);
+const KEY: &str = "hh-test-model-key-5f1e2d3c4b";
+
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(Option<String>, Value)>>>);
+
+/// The scripted model: a malformed tool call, then a good one, then the answer.
+fn script(body: &Value) -> Value {
+    let messages = body["messages"].as_array().unwrap();
+    let results: Vec<&Value> = messages.iter().filter(|m| m["role"] == "tool").collect();
+    let user = messages
+        .iter()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .rsplit('\n')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let call = |id: &str, name: &str, args: &str| {
+        json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": name, "arguments": args}}]})
+    };
+    match results.len() {
+        0 => call("c1", "write_notes", "{\"notes\": \"from the"),
+        1 => {
+            let r = results[0]["content"].as_str().unwrap_or("");
+            assert!(
+                r.starts_with("error: the arguments are not valid JSON"),
+                "{r}"
+            );
+            call("c2", "write_notes", "{\"notes\": \"from the model\"}")
+        }
+        _ => json!({"role": "assistant", "content": format!("done: {user}")}),
+    }
+}
+
+fn sse(message: &Value) -> String {
+    let mut out = String::new();
+    let mut push = |delta: Value, finish: Value| {
+        out.push_str(&format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        ));
+    };
+    if let Some(calls) = message["tool_calls"].as_array() {
+        let c = &calls[0];
+        let args = c["function"]["arguments"].as_str().unwrap();
+        let (a, b) = args.split_at(args.len() / 2);
+        push(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "id": c["id"], "type": "function",
+            "function": {"name": c["function"]["name"], "arguments": a}}]}),
+            Value::Null,
+        );
+        push(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+            json!("tool_calls"),
+        );
+    } else {
+        let text = message["content"].as_str().unwrap();
+        let (a, b) = text.split_at(text.len() / 2);
+        push(json!({"role": "assistant", "content": a}), Value::Null);
+        push(json!({"content": b}), json!("stop"));
+    }
+    out.push_str(&format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 4}})
+    ));
+    out
+}
+
+async fn completions(
+    State(seen): State<Seen>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    seen.0.lock().unwrap().push((auth, body.clone()));
+    let message = script(&body);
+    if body["stream"] == json!(true) {
+        ([("content-type", "text/event-stream")], sse(&message)).into_response()
+    } else {
+        Json(json!({
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 4},
+        }))
+        .into_response()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_brain_with_tools_streaming_and_budgets() {
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(completions))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("model.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let key = key_file.to_str().unwrap();
+    let bot = |extra: &str| {
+        format!(
+            "[brain]\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n{extra}"
+        )
+    };
+    let mut hive = TestHive::with_config(
+        &[
+            ("gpt", bot("")),
+            ("gpts", bot("stream = true\n")),
+            ("broke", bot("[brain.limits]\ntokens_per_message = 10\n")),
+        ],
+        &format!("[secrets]\nfiles = [{key:?}]\n"),
+    )
+    .await;
+    hive.start_core();
+    let op = hive.operator().await;
+    for name in ["gpt", "gpts"] {
+        let room = op.join(&format!("agent-{name}")).await;
+        op.send(&room, "hello").await;
+        op.wait_until(&room, WAIT, &format!("{name}'s answer"), |m| {
+            m.iter()
+                .any(|x| x.sender == format!("@{name}:localhost") && x.body == "done: hello")
+        })
+        .await;
+    }
+    let broke = op.join("agent-broke").await;
+    op.send(&broke, "hello").await;
+    op.wait_until(&broke, WAIT, "the budget stop", |m| {
+        m.iter().any(|x| {
+            x.body.starts_with(
+                "I have to stop here: I am over budget: 15 tokens for this message (limit 10).",
+            )
+        })
+    })
+    .await;
+
+    // The tool calls reached the core, the key was the core's, the model was the config's.
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    for name in ["gpt", "gpts"] {
+        assert_eq!(store.notes(name).unwrap(), "from the model");
+        let used = store.usage_since(name, 0).unwrap();
+        assert_eq!((used.calls, used.tokens), (3, 45), "{name}");
+    }
+    let requests = seen.0.lock().unwrap().clone();
+    assert_eq!(requests.len(), 7, "3 + 3 + 1 model calls");
+    for (auth, body) in &requests {
+        assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+        assert_eq!(body["model"], "test-model");
+        let tools: Vec<&str> = body["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            tools.contains(&"write_notes") && tools.contains(&"send_message"),
+            "{tools:?}"
+        );
+    }
+    assert!(requests.iter().any(|(_, b)| b["stream"] == json!(true)));
+    // The key never reached a room.
+    for m in op.seen.lock().unwrap().iter() {
+        assert!(!m.body.contains(KEY));
+    }
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
