@@ -18,8 +18,11 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(45);
 const KEY: &str = "hh-test-model-key-5f1e2d3c4b";
 
+/// A request the fake model server received: its Authorization header and its body.
+type Request = (Option<String>, Value);
+
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(Option<String>, Value)>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>);
 
 /// The scripted model: a malformed tool call, then a good one, then the answer.
 fn script(body: &Value) -> Value {
