@@ -114,10 +114,17 @@ pub enum BrainSpec {
     },
     /// Large-model backends: declared now, run by a later release (see docs/brains.md).
     ClaudeCode { model: Option<String> },
+    /// The Anthropic Messages API with tools; model calls go through hive-c0re like `openai`.
     Anthropic {
         model: String,
+        /// Default `https://api.anthropic.com`.
         base_url: Option<String>,
+        /// Read by hive-c0re only; must be listed in hive.toml's `secrets.files`.
         api_key_file: Option<PathBuf>,
+        #[serde(default)]
+        stream: bool,
+        #[serde(default)]
+        limits: ModelLimits,
     },
     /// OpenAI-compatible chat completions with tools (OpenAI, ollama, llama.cpp, vLLM). The
     /// harness never holds the key: model calls go through hive-c0re (docs/brains.md).

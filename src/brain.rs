@@ -4,6 +4,7 @@
 //! The trait is built for model backends: a turn may call many tools and read their results
 //! (multi-step tool use), and a backend keeps whatever session it needs in the agent's state dir.
 
+pub mod anthropic;
 pub mod command;
 pub mod openai;
 pub mod scripted;
@@ -197,6 +198,7 @@ pub enum AnyBrain {
     Scripted(scripted::Scripted),
     Command(command::Command),
     OpenAi(openai::OpenAi),
+    Anthropic(anthropic::Anthropic),
 }
 
 impl AnyBrain {
@@ -218,8 +220,16 @@ impl AnyBrain {
                     .calls_per_message
                     .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
             ))),
+            BrainSpec::Anthropic { limits, .. } => {
+                Ok(AnyBrain::Anthropic(anthropic::Anthropic::new(
+                    spec,
+                    limits
+                        .calls_per_message
+                        .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
+                )))
+            }
             other => Err(format!(
-                "its brain is `{}`, which this build of hyperhive cannot run yet (available: scripted, command, openai)",
+                "its brain is `{}`, which this build of hyperhive cannot run yet (available: scripted, command, openai, anthropic)",
                 other.kind()
             )),
         }
@@ -232,6 +242,7 @@ impl Brain for AnyBrain {
             AnyBrain::Scripted(b) => b.turn(msg, tools).await,
             AnyBrain::Command(b) => b.turn(msg, tools).await,
             AnyBrain::OpenAi(b) => b.turn(msg, tools).await,
+            AnyBrain::Anthropic(b) => b.turn(msg, tools).await,
         }
     }
 }

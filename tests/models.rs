@@ -192,3 +192,142 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
     }
     assert_eq!(hive.stop_core().code(), Some(0));
 }
+
+/// The scripted Messages-API model: a malformed tool call, a good one, then the answer.
+fn anthropic_script(body: &Value) -> Value {
+    let messages = body["messages"].as_array().unwrap();
+    let results: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .collect();
+    let user = messages[0]["content"]
+        .as_str()
+        .unwrap_or("")
+        .rsplit('\n')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let content = match results.len() {
+        0 => json!([{"type": "text", "text": "Noting."},
+                    {"type": "tool_use", "id": "t1", "name": "write_notes", "input": "{\"notes\": "}]),
+        1 => {
+            assert_eq!(results[0]["is_error"], true, "{}", results[0]);
+            json!([{"type": "tool_use", "id": "t2", "name": "write_notes", "input": {"notes": "from claude"}}])
+        }
+        _ => json!([{"type": "text", "text": format!("done: {user}")}]),
+    };
+    json!({"type": "message", "role": "assistant", "content": content,
+           "stop_reason": "end_turn", "usage": {"input_tokens": 20, "output_tokens": 5}})
+}
+
+fn anthropic_sse(message: &Value) -> String {
+    let mut events = vec![
+        json!({"type": "message_start", "message": {"type": "message", "role": "assistant",
+        "content": [], "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+    ];
+    for (i, b) in message["content"].as_array().unwrap().iter().enumerate() {
+        if b["type"] == "text" {
+            events.push(json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}));
+            events.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": b["text"]}}));
+        } else {
+            events.push(
+                json!({"type": "content_block_start", "index": i, "content_block":
+                {"type": "tool_use", "id": b["id"], "name": b["name"], "input": {}}}),
+            );
+            let raw = match &b["input"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            events.push(json!({"type": "content_block_delta", "index": i, "delta": {"type": "input_json_delta", "partial_json": raw}}));
+        }
+        events.push(json!({"type": "content_block_stop", "index": i}));
+    }
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect()
+}
+
+async fn messages_api(
+    State(seen): State<Seen>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(headers.get("anthropic-version").unwrap(), "2023-06-01");
+    seen.0.lock().unwrap().push((key, body.clone()));
+    let message = anthropic_script(&body);
+    if body["stream"] == json!(true) {
+        (
+            [("content-type", "text/event-stream")],
+            anthropic_sse(&message),
+        )
+            .into_response()
+    } else {
+        Json(message).into_response()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_brain_with_tools_and_streaming() {
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route("/v1/messages", axum::routing::post(messages_api))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("anthropic.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let key = key_file.to_str().unwrap();
+    let bot = |extra: &str| {
+        format!(
+            "[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n{extra}"
+        )
+    };
+    let mut hive = TestHive::with_config(
+        &[("claude", bot("")), ("claudes", bot("stream = true\n"))],
+        &format!("[secrets]\nfiles = [{key:?}]\n"),
+    )
+    .await;
+    hive.start_core();
+    let op = hive.operator().await;
+    for name in ["claude", "claudes"] {
+        let room = op.join(&format!("agent-{name}")).await;
+        op.send(&room, "hello").await;
+        op.wait_until(&room, WAIT, &format!("{name}'s answer"), |m| {
+            m.iter()
+                .any(|x| x.sender == format!("@{name}:localhost") && x.body == "done: hello")
+        })
+        .await;
+    }
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    for name in ["claude", "claudes"] {
+        assert_eq!(store.notes(name).unwrap(), "from claude");
+        assert_eq!(store.usage_since(name, 0).unwrap().calls, 3);
+    }
+    let requests = seen.0.lock().unwrap().clone();
+    assert_eq!(requests.len(), 6);
+    for (key, body) in &requests {
+        assert_eq!(key.as_deref(), Some(KEY));
+        assert_eq!(body["model"], "claude-test");
+        assert!(body["system"].as_str().unwrap().contains("You are claude"));
+        assert!(
+            body["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == "write_notes")
+        );
+    }
+    assert_eq!(hive.stop_core().code(), Some(0));
+}

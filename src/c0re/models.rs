@@ -27,6 +27,25 @@ const ALLOWED_FIELDS: &[&str] = &[
     "response_format",
 ];
 const MAX_RESPONSE: usize = 8 << 20;
+/// Messages API request fields a harness may set.
+const ANTHROPIC_FIELDS: &[&str] = &[
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop_sequences",
+];
+/// The Messages API version the core speaks.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    OpenAi,
+    Anthropic,
+}
 
 pub struct ModelRefusal {
     pub code: ErrorCode,
@@ -143,6 +162,73 @@ pub fn assemble_stream(text: &str) -> Result<Value, String> {
     }))
 }
 
+/// Assembles an Anthropic Messages stream (server-sent events) into one message. A tool call
+/// whose streamed input is not valid JSON keeps it as a string (the brain reports it back).
+pub fn assemble_anthropic_stream(text: &str) -> Result<Value, String> {
+    let mut message = Value::Null;
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut partial: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+            continue;
+        };
+        let ev: Value = serde_json::from_str(data).map_err(|e| format!("bad stream event: {e}"))?;
+        match ev["type"].as_str().unwrap_or("") {
+            "message_start" => message = ev["message"].clone(),
+            "content_block_start" => {
+                let i = ev["index"].as_u64().unwrap_or(0) as usize;
+                while blocks.len() <= i {
+                    blocks.push(Value::Null);
+                    partial.push(String::new());
+                }
+                blocks[i] = ev["content_block"].clone();
+            }
+            "content_block_delta" => {
+                let i = ev["index"].as_u64().unwrap_or(0) as usize;
+                let (Some(block), Some(acc)) = (blocks.get_mut(i), partial.get_mut(i)) else {
+                    return Err("a delta for a block that never started".into());
+                };
+                let d = &ev["delta"];
+                match d["type"].as_str().unwrap_or("") {
+                    "text_delta" => {
+                        let t = format!(
+                            "{}{}",
+                            block["text"].as_str().unwrap_or(""),
+                            d["text"].as_str().unwrap_or("")
+                        );
+                        block["text"] = json!(t);
+                    }
+                    "input_json_delta" => acc.push_str(d["partial_json"].as_str().unwrap_or("")),
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if message.is_null() {
+                    message = json!({});
+                }
+                if let Some(r) = ev["delta"]["stop_reason"].as_str() {
+                    message["stop_reason"] = json!(r);
+                }
+                if let Some(o) = ev["usage"]["output_tokens"].as_u64() {
+                    message["usage"]["output_tokens"] = json!(o);
+                }
+            }
+            "error" => return Err(format!("the model server reported {}", ev["error"])),
+            _ => {}
+        }
+    }
+    if message.is_null() {
+        return Err("the stream held no message".into());
+    }
+    for (block, raw) in blocks.iter_mut().zip(partial) {
+        if block["type"] == "tool_use" && !raw.is_empty() {
+            block["input"] = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
+        }
+    }
+    message["content"] = Value::Array(blocks);
+    Ok(message)
+}
+
 impl Core {
     /// One chat-completions call for `agent`, during its turn for inbox message `inbox_id`.
     pub async fn model_call(
@@ -155,21 +241,44 @@ impl Core {
             .agent(agent)
             .ok_or_else(|| refuse(ErrorCode::Internal, "unknown agent"))?;
         let spec = entry.spec();
-        let BrainSpec::Openai {
-            model,
-            base_url,
-            api_key_file,
-            stream,
-            limits,
-        } = &spec.brain
-        else {
-            return Err(refuse(
-                ErrorCode::NotAllowed,
-                format!(
-                    "{agent}'s brain is {}, not a model the core calls",
-                    spec.brain.kind()
-                ),
-            ));
+        let (provider, model, base_url, api_key_file, stream, limits) = match &spec.brain {
+            BrainSpec::Openai {
+                model,
+                base_url,
+                api_key_file,
+                stream,
+                limits,
+            } => (
+                Provider::OpenAi,
+                model,
+                base_url,
+                api_key_file,
+                stream,
+                limits,
+            ),
+            BrainSpec::Anthropic {
+                model,
+                base_url,
+                api_key_file,
+                stream,
+                limits,
+            } => (
+                Provider::Anthropic,
+                model,
+                base_url,
+                api_key_file,
+                stream,
+                limits,
+            ),
+            other => {
+                return Err(refuse(
+                    ErrorCode::NotAllowed,
+                    format!(
+                        "{agent}'s brain is {}, not a model the core calls",
+                        other.kind()
+                    ),
+                ));
+            }
         };
         let now = crate::store::now_us();
         let day_start = now - now.rem_euclid(86_400_000_000);
@@ -191,29 +300,52 @@ impl Core {
                     .map_err(|e| refuse(ErrorCode::NotAllowed, e))?,
             ),
         };
+        let allowed = match provider {
+            Provider::OpenAi => ALLOWED_FIELDS,
+            Provider::Anthropic => ANTHROPIC_FIELDS,
+        };
         let mut body = serde_json::Map::new();
         for (k, v) in request.as_object().into_iter().flatten() {
-            if ALLOWED_FIELDS.contains(&k.as_str()) {
+            if allowed.contains(&k.as_str()) {
                 body.insert(k.clone(), v.clone());
             }
         }
         body.insert("model".into(), json!(model));
         body.insert("stream".into(), json!(stream));
-        if *stream {
-            body.insert("stream_options".into(), json!({ "include_usage": true }));
-        }
-        let base = base_url
-            .as_deref()
-            .unwrap_or("https://api.openai.com/v1")
-            .trim_end_matches('/');
-        let url = format!("{base}/chat/completions");
+        let (url, base) = match provider {
+            Provider::OpenAi => {
+                if *stream {
+                    body.insert("stream_options".into(), json!({ "include_usage": true }));
+                }
+                let base = base_url
+                    .as_deref()
+                    .unwrap_or("https://api.openai.com/v1")
+                    .trim_end_matches('/');
+                (format!("{base}/chat/completions"), base.to_owned())
+            }
+            Provider::Anthropic => {
+                body.entry("max_tokens").or_insert(json!(4096));
+                let base = base_url
+                    .as_deref()
+                    .unwrap_or("https://api.anthropic.com")
+                    .trim_end_matches('/');
+                (format!("{base}/v1/messages"), base.to_owned())
+            }
+        };
         let mut req = self
             .model_http()
             .post(&url)
             .timeout(Duration::from_secs(300))
             .json(&Value::Object(body));
-        if let Some(k) = &key {
-            req = req.bearer_auth(k);
+        match (provider, &key) {
+            (Provider::OpenAi, Some(k)) => req = req.bearer_auth(k),
+            (Provider::Anthropic, Some(k)) => {
+                req = req
+                    .header("x-api-key", k)
+                    .header("anthropic-version", ANTHROPIC_VERSION);
+            }
+            (Provider::Anthropic, None) => req = req.header("anthropic-version", ANTHROPIC_VERSION),
+            (Provider::OpenAi, None) => {}
         }
         let result = async {
             let resp = req
@@ -234,7 +366,10 @@ impl Core {
                 return Err(format!("the model server answered {status}: {head}"));
             }
             if *stream {
-                assemble_stream(&text)
+                match provider {
+                    Provider::OpenAi => assemble_stream(&text),
+                    Provider::Anthropic => assemble_anthropic_stream(&text),
+                }
             } else {
                 serde_json::from_str::<Value>(&text)
                     .map_err(|e| format!("the model's answer is not JSON: {e}"))
@@ -242,9 +377,16 @@ impl Core {
         }
         .await;
         let (prompt, completion) = result.as_ref().map_or((0, 0), |v| {
+            let u = &v["usage"];
             (
-                v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-                v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+                u["prompt_tokens"]
+                    .as_u64()
+                    .or(u["input_tokens"].as_u64())
+                    .unwrap_or(0),
+                u["completion_tokens"]
+                    .as_u64()
+                    .or(u["output_tokens"].as_u64())
+                    .unwrap_or(0),
             )
         });
         if let Err(e) = store.record_model_call(
@@ -333,5 +475,30 @@ mod tests {
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(v["usage"]["completion_tokens"], 7);
         assert!(assemble_stream("").is_err());
+    }
+
+    #[test]
+    fn assembles_an_anthropic_stream() {
+        let events = [
+            json!({"type": "message_start", "message": {"role": "assistant", "content": [], "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Let me "}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "look."}}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t1", "name": "read_notes", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"a\""}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ": 1}"}}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}}),
+            json!({"type": "message_stop"}),
+        ];
+        let sse: String = events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect();
+        let m = assemble_anthropic_stream(&sse).unwrap();
+        assert_eq!(m["content"][0]["text"], "Let me look.");
+        assert_eq!(m["content"][1]["input"], json!({"a": 1}));
+        assert_eq!(m["stop_reason"], "tool_use");
+        assert_eq!(m["usage"]["output_tokens"], 12);
+        assert_eq!(m["usage"]["input_tokens"], 9);
     }
 }
