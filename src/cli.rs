@@ -42,6 +42,19 @@ pub enum Command {
     Approvals(ApprovalsArgs),
     /// Print the audit trail: every request, decision, refusal and apply.
     Audit(AuditArgs),
+    /// Serve the hive's tools to one agent's model as a stdio MCP server (for Claude Code and
+    /// other MCP clients; each call goes to hive-c0re over the agent's tools socket).
+    Mcp(McpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The agent whose tools these are.
+    #[arg(long)]
+    pub name: String,
+    /// The agent's tools socket (`<data>/agents/<name>/sock/tools.sock`).
+    #[arg(long)]
+    pub socket: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

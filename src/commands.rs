@@ -30,6 +30,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Approvals(args) => approvals::list(args),
         Command::Audit(args) => approvals::audit(args),
+        Command::Mcp(args) => {
+            crate::mcp::serve(&args.socket, &args.name).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -14,5 +14,6 @@ pub mod fsutil;
 pub mod harness;
 pub mod homeserver;
 pub mod matrix;
+pub mod mcp;
 pub mod runtime;
 pub mod store;

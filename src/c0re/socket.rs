@@ -17,7 +17,9 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::Core;
 use crate::agent_spec::AgentName;
-use crate::harness::protocol::{ErrorCode, Message, Request, Response, SOCKET_NAME};
+use crate::harness::protocol::{
+    ErrorCode, Message, Request, Response, SOCKET_NAME, TOOLS_SOCKET_NAME,
+};
 use crate::store::InboxItem;
 
 /// Largest request line accepted from a harness.
@@ -29,28 +31,41 @@ const MAX_LINE: usize = 1 << 20;
 const TYPING_AFTER: Duration = Duration::from_millis(300);
 
 impl Core {
-    /// Binds agent `name`'s socket and serves it until shutdown.
+    /// Binds agent `name`'s sockets and serves them until shutdown: `c0re.sock` for its
+    /// harness (one at a time), `tools.sock` for tool calls only (`hive mcp`, any number).
     pub async fn serve_agent_socket(self, name: AgentName) -> anyhow::Result<()> {
         let dir = Core::socket_dir(self.data_dir(), &name);
         crate::fsutil::private_dir(&dir)?;
-        let path = dir.join(SOCKET_NAME);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot remove stale socket {}", path.display()));
+        let bind = |file: &str| -> anyhow::Result<(UnixListener, std::path::PathBuf)> {
+            let path = dir.join(file);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot remove stale socket {}", path.display()));
+                }
             }
-        }
-        let listener =
-            UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            let listener = UnixListener::bind(&path)
+                .with_context(|| format!("cannot bind {}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            Ok((listener, path))
+        };
+        let (listener, path) = bind(SOCKET_NAME)?;
+        let (tools, tools_path) = bind(TOOLS_SOCKET_NAME)?;
         tracing::debug!(agent = %name, path = %path.display(), "agent socket ready");
         loop {
-            let stream = tokio::select! {
+            let (stream, tools_only) = tokio::select! {
                 _ = self.cancel().cancelled() => break,
                 r = listener.accept() => match r {
-                    Ok((s, _)) => s,
+                    Ok((s, _)) => (s, false),
+                    Err(e) => {
+                        tracing::warn!(agent = %name, error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                r = tools.accept() => match r {
+                    Ok((s, _)) => (s, true),
                     Err(e) => {
                         tracing::warn!(agent = %name, error = %e, "accept failed");
                         continue;
@@ -60,13 +75,109 @@ impl Core {
             let core = self.clone();
             let name = name.clone();
             tokio::spawn(async move {
-                if let Err(e) = core.serve_connection(&name, stream).await {
-                    tracing::warn!(agent = %name, error = %format!("{e:#}"), "harness connection ended with an error");
+                let r = if tools_only {
+                    core.serve_tools_connection(&name, stream).await
+                } else {
+                    core.serve_connection(&name, stream).await
+                };
+                if let Err(e) = r {
+                    tracing::warn!(agent = %name, error = %format!("{e:#}"), "agent connection ended with an error");
                 }
             });
         }
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&tools_path);
         Ok(())
+    }
+
+    /// A tools-only connection (`hive mcp`): `hello`, then `list_tools` and `call_tool`.
+    async fn serve_tools_connection(
+        &self,
+        name: &AgentName,
+        stream: UnixStream,
+    ) -> anyhow::Result<()> {
+        let (r, mut w) = stream.into_split();
+        let mut reader = BufReader::new(r);
+        let mut line = String::new();
+        let mut greeted = false;
+        loop {
+            line.clear();
+            let n = tokio::select! {
+                _ = self.cancel().cancelled() => return Ok(()),
+                n = read_bounded(&mut reader, &mut line) => n?,
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            if line.len() > MAX_LINE {
+                let resp = Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: "request too large".into(),
+                };
+                write_line(&mut w, &resp).await?;
+                return Ok(());
+            }
+            let resp = match serde_json::from_str::<Request>(line.trim_end()) {
+                Err(e) => Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: format!("bad request: {e}"),
+                },
+                Ok(Request::Hello { agent, .. }) if agent == name.as_str() => {
+                    greeted = true;
+                    let user_id = self
+                        .agent(name)
+                        .map(|e| e.user_id.to_string())
+                        .unwrap_or_default();
+                    Response::Welcome {
+                        agent: agent.clone(),
+                        user_id,
+                    }
+                }
+                Ok(Request::Hello { agent, .. }) => {
+                    let resp = Response::Error {
+                        code: ErrorCode::WrongAgent,
+                        message: format!("this socket belongs to {name}, not {agent:?}"),
+                    };
+                    write_line(&mut w, &resp).await?;
+                    return Ok(());
+                }
+                Ok(_) if !greeted => Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: "say hello first".into(),
+                },
+                Ok(Request::ListTools {}) => Response::Tools {
+                    tools: self.tool_infos(name),
+                },
+                Ok(Request::CallTool {
+                    name: tool,
+                    arguments,
+                }) => {
+                    let txn = format!(
+                        "hh-{name}-t{}",
+                        crate::c0re::registration::random_secret(12)
+                    );
+                    let (content, is_error) = self.call_tool(name, &tool, &arguments, &txn).await;
+                    Response::ToolResult { content, is_error }
+                }
+                Ok(_) => Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: "this socket serves tools only (list_tools, call_tool)".into(),
+                },
+            };
+            write_line(&mut w, &resp).await?;
+        }
+    }
+
+    /// The tools `name` may call, as the wire protocol describes them.
+    fn tool_infos(&self, name: &AgentName) -> Vec<crate::harness::protocol::ToolInfo> {
+        self.tools_for(name)
+            .into_iter()
+            .map(|t| crate::harness::protocol::ToolInfo {
+                name: t.name.to_owned(),
+                description: t.description.to_owned(),
+                input_schema: t.input_schema,
+            })
+            .collect()
     }
 
     async fn serve_connection(&self, name: &AgentName, stream: UnixStream) -> anyhow::Result<()> {
@@ -333,16 +444,7 @@ impl Conn {
                     }
                 },
                 Request::ListTools {} => Response::Tools {
-                    tools: self
-                        .core
-                        .tools_for(&self.name)
-                        .into_iter()
-                        .map(|t| crate::harness::protocol::ToolInfo {
-                            name: t.name.to_owned(),
-                            description: t.description.to_owned(),
-                            input_schema: t.input_schema,
-                        })
-                        .collect(),
+                    tools: self.core.tool_infos(&self.name),
                 },
                 Request::CallTool { name, arguments } => {
                     let txn = self.txn_id(self.inflight.as_ref().map_or(0, |i| i.id));

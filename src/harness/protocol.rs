@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 /// File name of the socket inside the agent's socket directory.
 pub const SOCKET_NAME: &str = "c0re.sock";
+/// File name of the tools-only socket (`hive mcp`) beside it.
+pub const TOOLS_SOCKET_NAME: &str = "tools.sock";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]

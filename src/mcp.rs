@@ -1,0 +1,117 @@
+//! `hive mcp`: the hive's tools as a stdio MCP server, for Claude Code and any MCP client.
+//!
+//! The only module that knows `rmcp` (pinned in Cargo.toml). It holds no policy and no state:
+//! the tool list comes from hive-c0re, and every call is forwarded over the agent's tools
+//! socket, where the core runs it under the agent's policy.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
+use tokio::sync::Mutex;
+
+use crate::harness::client::SocketClient;
+use crate::harness::protocol::{Request, Response, ToolInfo};
+
+#[derive(Clone)]
+struct HiveTools {
+    client: Arc<Mutex<SocketClient>>,
+    tools: Arc<Vec<Tool>>,
+}
+
+fn to_mcp(t: ToolInfo) -> Tool {
+    let schema = match t.input_schema {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    Tool::new(t.name, t.description, Arc::new(schema))
+}
+
+impl ServerHandler for HiveTools {
+    fn get_info(&self) -> ServerConfig {
+        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        info.server_info = Implementation::new("hive", env!("CARGO_PKG_VERSION"));
+        info.instructions = Some(
+            "The hive's tools: message other agents, keep notes, ask the operators, set reminders."
+                .into(),
+        );
+        info
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let mut result = ListToolsResult::default();
+        result.tools = self.tools.as_ref().clone();
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let arguments = request
+            .arguments
+            .map(serde_json::Value::Object)
+            .unwrap_or_else(|| serde_json::json!({}));
+        let resp = self
+            .client
+            .lock()
+            .await
+            .call(&Request::CallTool {
+                name: request.name.to_string(),
+                arguments,
+            })
+            .await
+            .map_err(|e| McpError::internal_error(format!("hive-c0re: {e:#}"), None))?;
+        let (content, is_error) = match resp {
+            Response::ToolResult { content, is_error } => (content, is_error),
+            Response::Error { message, .. } => (message, true),
+            other => (format!("unexpected answer from hive-c0re: {other:?}"), true),
+        };
+        let blocks = vec![ContentBlock::text(content)];
+        Ok(if is_error {
+            CallToolResult::error(blocks)
+        } else {
+            CallToolResult::success(blocks)
+        }
+        .into())
+    }
+}
+
+/// Serves MCP on stdin/stdout until the client goes away.
+pub async fn serve(socket: &Path, agent: &str) -> anyhow::Result<()> {
+    let mut client = SocketClient::connect(socket).await?;
+    match client
+        .call(&Request::Hello {
+            agent: agent.to_owned(),
+            pid: std::process::id(),
+        })
+        .await?
+    {
+        Response::Welcome { .. } => {}
+        other => bail!("hive-c0re refused hive mcp for {agent}: {other:?}"),
+    }
+    let tools = match client.call(&Request::ListTools {}).await? {
+        Response::Tools { tools } => tools.into_iter().map(to_mcp).collect(),
+        other => bail!("unexpected answer to list_tools: {other:?}"),
+    };
+    let server = HiveTools {
+        client: Arc::new(Mutex::new(client)),
+        tools: Arc::new(tools),
+    }
+    .serve(rmcp::transport::stdio())
+    .await
+    .context("MCP handshake failed")?;
+    server.waiting().await.context("MCP session failed")?;
+    Ok(())
+}
