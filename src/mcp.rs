@@ -49,9 +49,10 @@ impl ServerHandler for HiveTools {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let mut result = ListToolsResult::default();
-        result.tools = self.tools.as_ref().clone();
-        Ok(result)
+        Ok(ListToolsResult {
+            tools: self.tools.as_ref().clone(),
+            ..Default::default()
+        })
     }
 
     async fn call_tool(
