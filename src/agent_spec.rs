@@ -113,7 +113,20 @@ pub enum BrainSpec {
         timeout_secs: u64,
     },
     /// Large-model backends: declared now, run by a later release (see docs/brains.md).
-    ClaudeCode { model: Option<String> },
+    /// The Claude Code CLI, headless, with the hive's tools over `hive mcp`. Its model calls go
+    /// through a loopback proxy in the harness to hive-c0re, which adds the key.
+    ClaudeCode {
+        /// Default: the CLI's own default model.
+        model: Option<String>,
+        /// Where the core sends the model calls (default `https://api.anthropic.com`).
+        base_url: Option<String>,
+        /// Read by hive-c0re only; must be listed in hive.toml's `secrets.files`.
+        api_key_file: Option<PathBuf>,
+        /// Agentic turns per message (`--max-turns`, default 8).
+        max_turns: Option<u32>,
+        #[serde(default)]
+        limits: ModelLimits,
+    },
     /// The Anthropic Messages API with tools; model calls go through hive-c0re like `openai`.
     Anthropic {
         model: String,

@@ -5,6 +5,7 @@
 //! (multi-step tool use), and a backend keeps whatever session it needs in the agent's state dir.
 
 pub mod anthropic;
+pub mod claude_code;
 pub mod command;
 pub mod openai;
 pub mod scripted;
@@ -199,11 +200,12 @@ pub enum AnyBrain {
     Command(command::Command),
     OpenAi(openai::OpenAi),
     Anthropic(anthropic::Anthropic),
+    ClaudeCode(claude_code::ClaudeCode),
 }
 
 impl AnyBrain {
     /// Builds the agent's brain, or says plainly why it cannot run.
-    pub fn build(spec: &AgentSpec, state_dir: &Path) -> Result<Self, String> {
+    pub fn build(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> Result<Self, String> {
         match &spec.brain {
             BrainSpec::Scripted { rules } => Ok(AnyBrain::Scripted(scripted::Scripted::new(
                 spec.name.to_string(),
@@ -228,8 +230,12 @@ impl AnyBrain {
                         .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
                 )))
             }
+            BrainSpec::ClaudeCode { .. } => {
+                claude_code::ClaudeCode::new(spec, state_dir, socket).map(AnyBrain::ClaudeCode)
+            }
+            #[allow(unreachable_patterns)]
             other => Err(format!(
-                "its brain is `{}`, which this build of hyperhive cannot run yet (available: scripted, command, openai, anthropic)",
+                "its brain is `{}`, which this build of hyperhive cannot run yet",
                 other.kind()
             )),
         }
@@ -243,6 +249,7 @@ impl Brain for AnyBrain {
             AnyBrain::Command(b) => b.turn(msg, tools).await,
             AnyBrain::OpenAi(b) => b.turn(msg, tools).await,
             AnyBrain::Anthropic(b) => b.turn(msg, tools).await,
+            AnyBrain::ClaudeCode(b) => b.turn(msg, tools).await,
         }
     }
 }

@@ -25,6 +25,8 @@ pub mod env {
     pub const SYNAPSE_VENV: &str = "HYPERHIVE_SYNAPSE_VENV";
     /// A Python interpreter to create the Synapse venv with (default `python3`).
     pub const PYTHON: &str = "HYPERHIVE_PYTHON";
+    /// The Claude Code CLI for `claude-code` brains (default: `claude` on PATH).
+    pub const CLAUDE_CODE: &str = "HYPERHIVE_CLAUDE_CODE";
 }
 
 /// Synapse version the project is tested with; `hive up` installs exactly this one.

@@ -28,7 +28,7 @@ pub struct HarnessOptions {
 pub async fn run(opts: HarnessOptions, cancel: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create {}", opts.state_dir.display()))?;
-    let mut brain = AnyBrain::build(&opts.spec, &opts.state_dir);
+    let mut brain = AnyBrain::build(&opts.spec, &opts.state_dir, &opts.socket);
     let mut delay = Duration::from_millis(50);
     loop {
         if cancel.is_cancelled() {

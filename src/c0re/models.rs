@@ -250,7 +250,7 @@ impl Core {
                 limits,
             } => (
                 Provider::OpenAi,
-                model,
+                Some(model),
                 base_url,
                 api_key_file,
                 stream,
@@ -264,10 +264,25 @@ impl Core {
                 limits,
             } => (
                 Provider::Anthropic,
-                model,
+                Some(model),
                 base_url,
                 api_key_file,
                 stream,
+                limits,
+            ),
+            // The harness's proxy re-streams for the CLI: the core asks for one message.
+            BrainSpec::ClaudeCode {
+                model,
+                base_url,
+                api_key_file,
+                limits,
+                ..
+            } => (
+                Provider::Anthropic,
+                model.as_ref(),
+                base_url,
+                api_key_file,
+                &false,
                 limits,
             ),
             other => {
@@ -310,7 +325,20 @@ impl Core {
                 body.insert(k.clone(), v.clone());
             }
         }
-        body.insert("model".into(), json!(model));
+        match model {
+            Some(m) => {
+                body.insert("model".into(), json!(m));
+            }
+            // No model configured (claude-code): the client's choice, within the provider.
+            None => {
+                let m = request["model"].as_str().unwrap_or("").to_owned();
+                if m.is_empty() {
+                    return Err(refuse(ErrorCode::BadRequest, "no model named"));
+                }
+                body.insert("model".into(), json!(m));
+            }
+        }
+        let model = body["model"].as_str().unwrap_or("").to_owned();
         body.insert("stream".into(), json!(stream));
         let (url, base) = match provider {
             Provider::OpenAi => {
@@ -392,7 +420,7 @@ impl Core {
         if let Err(e) = store.record_model_call(
             agent.as_str(),
             inbox_id,
-            model,
+            &model,
             prompt,
             completion,
             result.is_ok(),

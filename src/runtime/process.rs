@@ -57,6 +57,10 @@ pub(crate) fn harness_args(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
+    // Where the Claude Code CLI is, for `claude-code` brains (no secret in it).
+    if let Some(cli) = std::env::var_os(crate::brain::claude_code::CLI_ENV) {
+        cmd.env(crate::brain::claude_code::CLI_ENV, cli);
+    }
 }
 
 /// The `process` runtime: the harness runs as a plain child, with a scrubbed environment and

@@ -1,0 +1,422 @@
+//! The `claude-code` brain: the Claude Code CLI, headless, one run per message.
+//!
+//! `claude --bare -p <message> --output-format stream-json --verbose --mcp-config <hive mcp>
+//! --strict-mcp-config --tools "" --allowedTools mcp__hive --permission-mode dontAsk`, with a
+//! session per agent kept in its state dir and resumed across turns and rebuilds.
+//!
+//! The CLI never gets a key: `ANTHROPIC_BASE_URL` points at a loopback proxy inside this
+//! harness, which hands each Messages request to hive-c0re (the `model` socket request; the core
+//! adds the key, enforces budgets, records usage) and answers the CLI, re-streaming the reply as
+//! server-sent events when it asked for a stream. What the CLI reports is checked rather than
+//! its exit status: the hive MCP server must be `connected`, and a result with `is_error` fails
+//! the turn.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{Brain, BrainError, Tools};
+use crate::agent_spec::{AgentSpec, BrainSpec};
+use crate::harness::protocol::{ErrorCode, Message, TOOLS_SOCKET_NAME};
+
+/// The Claude Code release hyperhive is tested with (`npm install @anthropic-ai/claude-code@…`).
+pub const CLI_VERSION: &str = "2.1.330";
+/// Environment variable naming the CLI (the runtime passes it through to the harness).
+pub const CLI_ENV: &str = crate::config::env::CLAUDE_CODE;
+const SESSION_FILE: &str = "claude-session";
+const MAX_REQUEST: usize = 16 << 20;
+
+pub struct ClaudeCode {
+    agent: String,
+    model: Option<String>,
+    max_turns: u32,
+    prompt: Option<String>,
+    state_dir: PathBuf,
+    tools_socket: PathBuf,
+    cli: PathBuf,
+    hive: PathBuf,
+}
+
+impl ClaudeCode {
+    pub fn new(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> Result<Self, String> {
+        let BrainSpec::ClaudeCode {
+            model, max_turns, ..
+        } = &spec.brain
+        else {
+            return Err("not a claude-code brain".into());
+        };
+        let cli = std::env::var_os(CLI_ENV)
+            .map(PathBuf::from)
+            .or_else(|| which("claude"))
+            .ok_or_else(|| {
+                format!(
+                    "the Claude Code CLI is not installed (npm install @anthropic-ai/claude-code@{CLI_VERSION}, then set {CLI_ENV} or put `claude` on PATH)"
+                )
+            })?;
+        if !cli.is_file() {
+            return Err(format!(
+                "the Claude Code CLI is not at {} (inside this agent's runtime)",
+                cli.display()
+            ));
+        }
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let hive = exe.with_file_name("hive");
+        if !hive.is_file() {
+            return Err(format!(
+                "`hive` (for hive mcp) is not beside {}",
+                exe.display()
+            ));
+        }
+        Ok(Self {
+            agent: spec.name.to_string(),
+            model: model.clone(),
+            max_turns: max_turns.unwrap_or(8),
+            prompt: spec.prompt.clone(),
+            state_dir: state_dir.to_owned(),
+            tools_socket: socket.with_file_name(TOOLS_SOCKET_NAME),
+            cli,
+            hive,
+        })
+    }
+
+    fn mcp_config(&self) -> Value {
+        json!({ "mcpServers": { "hive": {
+            "type": "stdio",
+            "command": self.hive,
+            "args": ["mcp", "--name", self.agent, "--socket", self.tools_socket],
+        }}})
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn uuid_v4() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// A Messages API reply as the SSE events a streaming client expects.
+fn to_sse(message: &Value) -> String {
+    let mut start = message.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    let mut events = vec![json!({"type": "message_start", "message": start})];
+    for (i, block) in message["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        match block["type"].as_str() {
+            Some("tool_use") => {
+                let mut head = block.clone();
+                head["input"] = json!({});
+                events.push(
+                    json!({"type": "content_block_start", "index": i, "content_block": head}),
+                );
+                events.push(json!({"type": "content_block_delta", "index": i,
+                    "delta": {"type": "input_json_delta", "partial_json": block["input"].to_string()}}));
+            }
+            Some("text") => {
+                events.push(json!({"type": "content_block_start", "index": i,
+                    "content_block": {"type": "text", "text": ""}}));
+                events.push(json!({"type": "content_block_delta", "index": i,
+                    "delta": {"type": "text_delta", "text": block["text"]}}));
+            }
+            _ => {
+                events.push(
+                    json!({"type": "content_block_start", "index": i, "content_block": block}),
+                );
+            }
+        }
+        events.push(json!({"type": "content_block_stop", "index": i}));
+    }
+    events.push(json!({"type": "message_delta",
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": Value::Null},
+        "usage": {"output_tokens": message["usage"]["output_tokens"]}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .collect()
+}
+
+/// Reads one HTTP/1.1 request (headers and a Content-Length body) from the CLI.
+async fn read_request(stream: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        let n = reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        if head.len() > 64 * 1024 {
+            return Err("headers too large".into());
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().map_err(|_| "bad content-length")?;
+        }
+        head.push_str(&line);
+    }
+    if length > MAX_REQUEST {
+        return Err("request too large".into());
+    }
+    let mut body = vec![0; length];
+    reader
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request_line = head.lines().next().unwrap_or("").to_owned();
+    Ok((request_line, body))
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Serves one request of the CLI: a Messages call goes to the core; anything else is 404.
+/// Returns a budget refusal if there was one.
+async fn proxy_one(
+    mut stream: TcpStream,
+    tools: &mut Tools<'_>,
+) -> Result<Option<String>, BrainError> {
+    let (line, body) = match read_request(&mut stream).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad request from the CLI");
+            return Ok(None);
+        }
+    };
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    if !line.starts_with("POST ")
+        || !path.starts_with("/v1/messages")
+        || path.contains("count_tokens")
+    {
+        respond(&mut stream, "404 Not Found", "application/json", br#"{"type":"error","error":{"type":"not_found_error","message":"not served by the hive"}}"#).await;
+        return Ok(None);
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let streaming = request["stream"] == json!(true);
+    match tools.model(request).await? {
+        Ok(message) => {
+            if streaming {
+                respond(
+                    &mut stream,
+                    "200 OK",
+                    "text/event-stream",
+                    to_sse(&message).as_bytes(),
+                )
+                .await;
+            } else {
+                respond(
+                    &mut stream,
+                    "200 OK",
+                    "application/json",
+                    message.to_string().as_bytes(),
+                )
+                .await;
+            }
+            Ok(None)
+        }
+        Err(e) => {
+            let budget = (e.code == ErrorCode::Budget).then(|| e.message.clone());
+            let err = json!({"type": "error", "error": {"type": "invalid_request_error", "message": e.message}});
+            respond(
+                &mut stream,
+                "400 Bad Request",
+                "application/json",
+                err.to_string().as_bytes(),
+            )
+            .await;
+            Ok(budget)
+        }
+    }
+}
+
+impl Brain for ClaudeCode {
+    async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
+        let proxy = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| BrainError::Failed(format!("cannot open the model proxy: {e}")))?;
+        let port = proxy
+            .local_addr()
+            .map_err(|e| BrainError::Failed(e.to_string()))?
+            .port();
+        let mcp = self.state_dir.join(".hive-mcp.json");
+        std::fs::write(&mcp, self.mcp_config().to_string())
+            .map_err(|e| BrainError::Failed(format!("cannot write the MCP config: {e}")))?;
+        let session_file = self.state_dir.join(SESSION_FILE);
+        let session = std::fs::read_to_string(&session_file)
+            .ok()
+            .map(|s| s.trim().to_owned());
+        let mut cmd = tokio::process::Command::new(&self.cli);
+        cmd.arg("--bare")
+            .arg("-p")
+            .arg(format!("{} wrote:\n{}", msg.sender, msg.body))
+            .args(["--output-format", "stream-json", "--verbose"])
+            .arg("--mcp-config")
+            .arg(&mcp)
+            .args([
+                "--strict-mcp-config",
+                "--tools",
+                "",
+                "--allowedTools",
+                "mcp__hive",
+            ])
+            .args(["--permission-mode", "dontAsk"])
+            .args(["--max-turns", &self.max_turns.to_string()]);
+        if let Some(p) = &self.prompt {
+            cmd.args(["--append-system-prompt", p]);
+        }
+        if let Some(m) = &self.model {
+            cmd.args(["--model", m]);
+        }
+        let new_session = match &session {
+            Some(id) if !id.is_empty() => {
+                cmd.args(["--resume", id]);
+                None
+            }
+            _ => {
+                let id = uuid_v4();
+                cmd.args(["--session-id", &id]);
+                Some(id)
+            }
+        };
+        cmd.current_dir(&self.state_dir)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("HOME", &self.state_dir)
+            .env("LANG", "C.UTF-8")
+            .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
+            // A placeholder: the proxy ignores it, the core adds the real key.
+            .env("ANTHROPIC_API_KEY", "hive-proxy")
+            .env("ENABLE_TOOL_SEARCH", "false")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| BrainError::Failed(format!("cannot start {}: {e}", self.cli.display())))?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut mcp_status, mut result, mut budget) =
+            (None::<String>, None::<Value>, None::<String>);
+        loop {
+            tokio::select! {
+                conn = proxy.accept() => {
+                    if let Ok((stream, _)) = conn
+                        && let Some(b) = proxy_one(stream, tools).await?
+                    {
+                        budget = Some(b);
+                    }
+                }
+                line = lines.next_line() => {
+                    let Ok(Some(line)) = line else { break };
+                    let Ok(ev) = serde_json::from_str::<Value>(&line) else { continue };
+                    match (ev["type"].as_str(), ev["subtype"].as_str()) {
+                        (Some("system"), Some("init")) => {
+                            mcp_status = ev["mcp_servers"]
+                                .as_array()
+                                .and_then(|s| s.iter().find(|x| x["name"] == "hive"))
+                                .map(|x| x["status"].as_str().unwrap_or("").to_owned());
+                        }
+                        (Some("result"), _) => result = Some(ev),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let _ = child.wait().await;
+        if let Some(id) = new_session {
+            let _ = std::fs::write(&session_file, id);
+        }
+        if let Some(b) = budget {
+            tools
+                .reply(&format!("I have to stop here: I am {b}."))
+                .await?
+                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            return Ok(());
+        }
+        match mcp_status.as_deref() {
+            Some("connected") => {}
+            other => {
+                return Err(BrainError::Failed(format!(
+                    "the hive's MCP server did not connect to Claude Code (status: {})",
+                    other.unwrap_or("absent")
+                )));
+            }
+        }
+        let result =
+            result.ok_or_else(|| BrainError::Failed("Claude Code gave no result".into()))?;
+        if let Some(d) = result["permission_denials"]
+            .as_array()
+            .filter(|d| !d.is_empty())
+        {
+            let denials = Value::Array(d.clone());
+            tracing::warn!(%denials, "Claude Code was denied tools");
+        }
+        let text = result["result"].as_str().unwrap_or("").trim().to_owned();
+        if result["is_error"] == json!(true) {
+            return Err(BrainError::Failed(format!(
+                "Claude Code reported an error ({}): {text}",
+                result["subtype"].as_str().unwrap_or("?")
+            )));
+        }
+        if result["subtype"] == "error_max_turns" {
+            tools
+                .reply(&format!(
+                    "I stopped after {} turns without finishing.",
+                    self.max_turns
+                ))
+                .await?
+                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            return Ok(());
+        }
+        if !text.is_empty() {
+            tools
+                .reply(&text)
+                .await?
+                .map_err(|e| BrainError::Failed(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
