@@ -126,6 +126,9 @@ pub enum BrainSpec {
         max_turns: Option<u32>,
         #[serde(default)]
         limits: ModelLimits,
+        /// More stdio MCP servers offered to the model beside the hive's own, by name.
+        #[serde(default)]
+        mcp_servers: std::collections::BTreeMap<String, McpServerSpec>,
     },
     /// The Anthropic Messages API with tools; model calls go through hive-c0re like `openai`.
     Anthropic {
@@ -153,6 +156,17 @@ pub enum BrainSpec {
         #[serde(default)]
         limits: ModelLimits,
     },
+}
+
+/// A stdio MCP server an agent declares (it runs inside the agent's runtime, like its brain).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerSpec {
+    /// argv; a first element with a `/` is relative to the bot's directory.
+    pub command: Vec<String>,
+    /// Environment for the server (visible in the config and its diffs: no secrets here).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Budgets of a model-backed agent, enforced by hive-c0re.
@@ -345,6 +359,21 @@ impl AgentSpec {
                         "brain.timeout_secs",
                         "must be at least 1",
                     ));
+                }
+            }
+            BrainSpec::ClaudeCode { mcp_servers, .. } => {
+                for (name, server) in mcp_servers {
+                    let key = format!("brain.mcp_servers.{name}");
+                    if name == "hive" || AgentName::parse(name).is_err() {
+                        errors.push(SpecError::new(
+                            file,
+                            &key,
+                            "a server name is lowercase [a-z][a-z0-9_-]{0,31} and not `hive`",
+                        ));
+                    }
+                    if server.command.is_empty() {
+                        errors.push(SpecError::new(file, &key, "command must name a program"));
+                    }
                 }
             }
             _ => {}

@@ -45,10 +45,33 @@ fn cli() -> Option<PathBuf> {
     }
 }
 
+/// A declared stdio MCP server with one tool, `shout`.
+const SHOUT_PY: &str = r#"#!/usr/bin/env python3
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    mid, method = msg.get("id"), msg.get("method")
+    if mid is None:
+        continue
+    if method == "initialize":
+        res = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
+               "serverInfo": {"name": "shout", "version": "1"}}
+    elif method == "tools/list":
+        res = {"tools": [{"name": "shout", "description": "Uppercases text.", "inputSchema":
+               {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}]}
+    elif method == "tools/call":
+        res = {"content": [{"type": "text", "text": msg["params"]["arguments"]["text"].upper()}],
+               "isError": False}
+    else:
+        res = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": mid, "result": res}), flush=True)
+"#;
+
 type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+type Prompts = Arc<Mutex<std::collections::HashSet<String>>>;
 
 async fn messages(
-    State(seen): State<Seen>,
+    State((seen, seen_prompts)): State<(Seen, Prompts)>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Json<Value> {
@@ -57,35 +80,71 @@ async fn messages(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     seen.lock().unwrap().push((key, body.clone()));
-    let has_hive_tools = body["tools"]
+    let names: Vec<&str> = body["tools"]
         .as_array()
-        .is_some_and(|t| t.iter().any(|t| t["name"] == "mcp__hive__write_notes"));
-    let msgs = body["messages"].as_array().cloned().unwrap_or_default();
-    let last_user_text = msgs
-        .iter()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    // The CLI merges a turn's new prompt into the last user message, after any earlier
+    // tool_result: decide on the message's last block.
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or_default();
+    let blocks: Vec<Value> = match &last["content"] {
+        Value::String(s) => vec![json!({"type": "text", "text": s})],
+        Value::Array(b) => b.clone(),
+        _ => vec![],
+    };
+    let text_of = |b: &Value| match &b["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => b["text"].as_str().unwrap_or("").to_owned(),
+    };
+    // The latest prompt anywhere in the conversation (a tool round leaves it behind).
+    let prompt = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .rev()
         .filter(|m| m["role"] == "user")
-        .find_map(|m| match &m["content"] {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(blocks) => blocks
+        .flat_map(|m| match &m["content"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(b) => b
                 .iter()
                 .rev()
                 .filter(|b| b["type"] == "text")
-                .find_map(|b| b["text"].as_str())
-                .map(str::to_owned),
-            _ => None,
+                .filter_map(|b| b["text"].as_str().map(str::to_owned))
+                .collect(),
+            _ => vec![],
         })
+        .map(|t| t.trim().to_owned())
+        .find(|t| t.contains(" wrote:"))
         .unwrap_or_default();
-    let answered_tool = msgs.last().is_some_and(|m| {
-        m["content"]
-            .as_array()
-            .is_some_and(|b| b.iter().any(|b| b["type"] == "tool_result"))
-    });
-    let content = if has_hive_tools && !answered_tool && last_user_text.contains("hello") {
-        json!([{"type": "tool_use", "id": "toolu_1", "name": "mcp__hive__write_notes",
-                "input": {"notes": "from claude code"}}])
+    let said = prompt.rsplit('\n').next().unwrap_or("").to_owned();
+    let tool_use = |id: &str, name: &str, input: Value| json!([{"type": "tool_use", "id": id, "name": name, "input": input}]);
+    // One tool call per prompt, then the answer (the CLI may put reminders after results).
+    let first_time = seen_prompts.lock().unwrap().insert(prompt.clone());
+    let results: String = blocks
+        .iter()
+        .filter(|b| b["type"] == "tool_result")
+        .map(text_of)
+        .collect();
+    let content = if first_time && said == "shout it" && names.contains(&"mcp__shout__shout") {
+        tool_use(
+            "toolu_2",
+            "mcp__shout__shout",
+            json!({"text": "quiet words"}),
+        )
+    } else if first_time && said == "hello" && names.contains(&"mcp__hive__write_notes") {
+        tool_use(
+            "toolu_1",
+            "mcp__hive__write_notes",
+            json!({"notes": "from claude code"}),
+        )
+    } else if said == "shout it" && results.contains("QUIET") {
+        json!([{"type": "text", "text": "done: QUIET WORDS"}])
     } else {
-        let said = last_user_text.rsplit('\n').next().unwrap_or("").to_owned();
         json!([{"type": "text", "text": format!("done: {said}")}])
     };
     let stop = if content[0]["type"] == "tool_use" {
@@ -106,7 +165,7 @@ async fn claude_code_cli_through_the_hive() {
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
         .route("/v1/messages", axum::routing::post(messages))
-        .with_state(seen.clone());
+        .with_state((seen.clone(), Prompts::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -118,12 +177,16 @@ async fn claude_code_cli_through_the_hive() {
         &[(
             "claude",
             format!(
-                "[brain]\nkind = \"claude-code\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n"
+                "[brain]\nkind = \"claude-code\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n\
+                 [brain.mcp_servers.shout]\ncommand = [\"./shout.py\"]\n"
             ),
         )],
         &format!("[secrets]\nfiles = [{key:?}]\n"),
     )
     .await;
+    let shout = hive.bots.join("claude/shout.py");
+    std::fs::write(&shout, SHOUT_PY).unwrap();
+    std::fs::set_permissions(&shout, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     hive.start_core_env(&[(
         hyperhive::brain::claude_code::CLI_ENV,
         cli.to_str().unwrap(),
@@ -148,6 +211,13 @@ async fn claude_code_cli_through_the_hive() {
     op.wait_until(&room, WAIT, "the second answer", |m| {
         m.iter()
             .any(|x| x.sender == "@claude:localhost" && x.body == "done: again")
+    })
+    .await;
+    // A declared MCP server is offered to the model too.
+    op.send(&room, "shout it").await;
+    op.wait_until(&room, WAIT, "the declared server's result", |m| {
+        m.iter()
+            .any(|x| x.sender == "@claude:localhost" && x.body == "done: QUIET WORDS")
     })
     .await;
     let requests = seen.lock().unwrap().clone();

@@ -29,6 +29,14 @@ pub const CLI_ENV: &str = crate::config::env::CLAUDE_CODE;
 const SESSION_FILE: &str = "claude-session";
 const MAX_REQUEST: usize = 16 << 20;
 
+/// A declared MCP server: name, program, arguments, environment.
+type DeclaredServer = (
+    String,
+    PathBuf,
+    Vec<String>,
+    std::collections::BTreeMap<String, String>,
+);
+
 pub struct ClaudeCode {
     agent: String,
     model: Option<String>,
@@ -38,12 +46,17 @@ pub struct ClaudeCode {
     tools_socket: PathBuf,
     cli: PathBuf,
     hive: PathBuf,
+    /// Declared MCP servers.
+    servers: Vec<DeclaredServer>,
 }
 
 impl ClaudeCode {
     pub fn new(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> Result<Self, String> {
         let BrainSpec::ClaudeCode {
-            model, max_turns, ..
+            model,
+            max_turns,
+            mcp_servers,
+            ..
         } = &spec.brain
         else {
             return Err("not a claude-code brain".into());
@@ -79,15 +92,46 @@ impl ClaudeCode {
             tools_socket: socket.with_file_name(TOOLS_SOCKET_NAME),
             cli,
             hive,
+            servers: mcp_servers
+                .iter()
+                .filter_map(|(name, s)| {
+                    let (first, args) = s.command.split_first()?;
+                    let program = if first.contains('/') {
+                        spec.dir.join(first)
+                    } else {
+                        PathBuf::from(first)
+                    };
+                    Some((name.clone(), program, args.to_vec(), s.env.clone()))
+                })
+                .collect(),
         })
     }
 
     fn mcp_config(&self) -> Value {
-        json!({ "mcpServers": { "hive": {
-            "type": "stdio",
-            "command": self.hive,
-            "args": ["mcp", "--name", self.agent, "--socket", self.tools_socket],
-        }}})
+        let mut servers = serde_json::Map::new();
+        servers.insert(
+            "hive".into(),
+            json!({
+                "type": "stdio",
+                "command": self.hive,
+                "args": ["mcp", "--name", self.agent, "--socket", self.tools_socket],
+            }),
+        );
+        for (name, program, args, env) in &self.servers {
+            servers.insert(
+                name.clone(),
+                json!({ "type": "stdio", "command": program, "args": args, "env": env }),
+            );
+        }
+        json!({ "mcpServers": servers })
+    }
+
+    /// `--allowedTools`: the hive's tools and every declared server's.
+    fn allowed_tools(&self) -> String {
+        std::iter::once("mcp__hive".to_owned())
+            .chain(self.servers.iter().map(|(n, ..)| format!("mcp__{n}")))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -290,13 +334,9 @@ impl Brain for ClaudeCode {
             .args(["--output-format", "stream-json", "--verbose"])
             .arg("--mcp-config")
             .arg(&mcp)
-            .args([
-                "--strict-mcp-config",
-                "--tools",
-                "",
-                "--allowedTools",
-                "mcp__hive",
-            ])
+            .args(["--strict-mcp-config", "--tools", ""])
+            .arg("--allowedTools")
+            .arg(self.allowed_tools())
             .args(["--permission-mode", "dontAsk"])
             .args(["--max-turns", &self.max_turns.to_string()]);
         if let Some(p) = &self.prompt {
@@ -354,6 +394,7 @@ impl Brain for ClaudeCode {
                     let Ok(ev) = serde_json::from_str::<Value>(&line) else { continue };
                     match (ev["type"].as_str(), ev["subtype"].as_str()) {
                         (Some("system"), Some("init")) => {
+                            tracing::info!(mcp_servers = %ev["mcp_servers"], "Claude Code started");
                             mcp_status = ev["mcp_servers"]
                                 .as_array()
                                 .and_then(|s| s.iter().find(|x| x["name"] == "hive"))
