@@ -122,6 +122,12 @@ pub enum BrainSpec {
         base_url: Option<String>,
         /// Read by hive-c0re only; must be listed in hive.toml's `secrets.files`.
         api_key_file: Option<PathBuf>,
+        /// A Claude subscription instead of a key: a long-lived OAuth token (`claude
+        /// setup-token`) in a file listed in `secrets.files`, read by hive-c0re only.
+        oauth_token_file: Option<PathBuf>,
+        /// Claude Code's built-in tools the agent may use (default none), e.g. `["Read"]`.
+        #[serde(default)]
+        builtin_tools: Vec<String>,
         /// Agentic turns per message (`--max-turns`, default 8).
         max_turns: Option<u32>,
         #[serde(default)]
@@ -137,6 +143,8 @@ pub enum BrainSpec {
         base_url: Option<String>,
         /// Read by hive-c0re only; must be listed in hive.toml's `secrets.files`.
         api_key_file: Option<PathBuf>,
+        /// A subscription's OAuth token instead of a key (see `claude-code`).
+        oauth_token_file: Option<PathBuf>,
         #[serde(default)]
         stream: bool,
         #[serde(default)]
@@ -361,7 +369,29 @@ impl AgentSpec {
                     ));
                 }
             }
-            BrainSpec::ClaudeCode { mcp_servers, .. } => {
+            BrainSpec::ClaudeCode {
+                mcp_servers,
+                builtin_tools,
+                api_key_file,
+                oauth_token_file,
+                ..
+            } => {
+                if api_key_file.is_some() && oauth_token_file.is_some() {
+                    errors.push(SpecError::new(
+                        file,
+                        "brain.oauth_token_file",
+                        "give api_key_file or oauth_token_file, not both",
+                    ));
+                }
+                for t in builtin_tools {
+                    if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric()) {
+                        errors.push(SpecError::new(
+                            file,
+                            "brain.builtin_tools",
+                            format!("{t:?} is not a Claude Code tool name"),
+                        ));
+                    }
+                }
                 for (name, server) in mcp_servers {
                     let key = format!("brain.mcp_servers.{name}");
                     if name == "hive" || AgentName::parse(name).is_err() {

@@ -178,16 +178,26 @@ fn known_secrets(
         .map(|p| (format!("a secret from {}", p.display()), p.clone()))
         .collect();
     for s in specs {
-        if let crate::agent_spec::BrainSpec::Anthropic {
-            api_key_file: Some(p),
-            ..
+        use crate::agent_spec::BrainSpec;
+        let (key, oauth) = match &s.brain {
+            BrainSpec::Anthropic {
+                api_key_file,
+                oauth_token_file,
+                ..
+            }
+            | BrainSpec::ClaudeCode {
+                api_key_file,
+                oauth_token_file,
+                ..
+            } => (api_key_file.clone(), oauth_token_file.clone()),
+            BrainSpec::Openai { api_key_file, .. } => (api_key_file.clone(), None),
+            _ => (None, None),
+        };
+        if let Some(p) = key {
+            files.push((format!("{}'s API key", s.name), p));
         }
-        | crate::agent_spec::BrainSpec::Openai {
-            api_key_file: Some(p),
-            ..
-        } = &s.brain
-        {
-            files.push((format!("{}'s API key", s.name), p.clone()));
+        if let Some(p) = oauth {
+            files.push((format!("{}'s OAuth token", s.name), p));
         }
     }
     for (label, path) in files {

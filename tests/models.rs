@@ -258,10 +258,17 @@ async fn messages_api(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    // An API key arrives as x-api-key; a subscription's OAuth token as a bearer + beta header.
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let key = header("x-api-key").or_else(|| {
+        header("authorization")
+            .map(|a| format!("{a} ({})", header("anthropic-beta").unwrap_or_default()))
+    });
     assert_eq!(headers.get("anthropic-version").unwrap(), "2023-06-01");
     seen.0.lock().unwrap().push((key, body.clone()));
     let message = anthropic_script(&body);
@@ -294,14 +301,24 @@ async fn anthropic_brain_with_tools_and_streaming() {
             "[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n{extra}"
         )
     };
+    let token_file = keys.path().join("oauth.token");
+    std::fs::write(&token_file, "sk-ant-oat01-TESTTOKEN").unwrap();
+    let token = token_file.to_str().unwrap();
+    let subscriber = format!(
+        "[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\noauth_token_file = \"{token}\"\n"
+    );
     let mut hive = TestHive::with_config(
-        &[("claude", bot("")), ("claudes", bot("stream = true\n"))],
-        &format!("[secrets]\nfiles = [{key:?}]\n"),
+        &[
+            ("claude", bot("")),
+            ("claudes", bot("stream = true\n")),
+            ("subscriber", subscriber),
+        ],
+        &format!("[secrets]\nfiles = [{key:?}, {token:?}]\n"),
     )
     .await;
     hive.start_core();
     let op = hive.operator().await;
-    for name in ["claude", "claudes"] {
+    for name in ["claude", "claudes", "subscriber"] {
         let room = op.join(&format!("agent-{name}")).await;
         op.send(&room, "hello").await;
         op.wait_until(&room, WAIT, &format!("{name}'s answer"), |m| {
@@ -316,11 +333,19 @@ async fn anthropic_brain_with_tools_and_streaming() {
         assert_eq!(store.usage_since(name, 0).unwrap().calls, 3);
     }
     let requests = seen.0.lock().unwrap().clone();
-    assert_eq!(requests.len(), 6);
+    assert_eq!(requests.len(), 9);
+    let by_token = requests
+        .iter()
+        .filter(|(k, _)| k.as_deref() == Some("Bearer sk-ant-oat01-TESTTOKEN (oauth-2025-04-20)"))
+        .count();
+    assert_eq!(by_token, 3, "the subscriber's calls carry its OAuth token");
     for (key, body) in &requests {
-        assert_eq!(key.as_deref(), Some(KEY));
+        assert!(
+            key.as_deref() == Some(KEY) || key.as_deref().is_some_and(|k| k.starts_with("Bearer ")),
+            "{key:?}"
+        );
         assert_eq!(body["model"], "claude-test");
-        assert!(body["system"].as_str().unwrap().contains("You are claude"));
+        assert!(body["system"].as_str().unwrap().contains("You are "));
         assert!(
             body["tools"]
                 .as_array()

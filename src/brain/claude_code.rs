@@ -46,6 +46,8 @@ pub struct ClaudeCode {
     tools_socket: PathBuf,
     cli: PathBuf,
     hive: PathBuf,
+    /// Built-in tools the config enables (none by default).
+    builtin_tools: Vec<String>,
     /// Declared MCP servers.
     servers: Vec<DeclaredServer>,
 }
@@ -56,6 +58,7 @@ impl ClaudeCode {
             model,
             max_turns,
             mcp_servers,
+            builtin_tools,
             ..
         } = &spec.brain
         else {
@@ -90,6 +93,7 @@ impl ClaudeCode {
             prompt: spec.prompt.clone(),
             state_dir: state_dir.to_owned(),
             tools_socket: socket.with_file_name(TOOLS_SOCKET_NAME),
+            builtin_tools: builtin_tools.clone(),
             cli,
             hive,
             servers: mcp_servers
@@ -130,6 +134,7 @@ impl ClaudeCode {
     fn allowed_tools(&self) -> String {
         std::iter::once("mcp__hive".to_owned())
             .chain(self.servers.iter().map(|(n, ..)| format!("mcp__{n}")))
+            .chain(self.builtin_tools.iter().cloned())
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -334,7 +339,8 @@ impl Brain for ClaudeCode {
             .args(["--output-format", "stream-json", "--verbose"])
             .arg("--mcp-config")
             .arg(&mcp)
-            .args(["--strict-mcp-config", "--tools", ""])
+            .args(["--strict-mcp-config", "--tools"])
+            .arg(self.builtin_tools.join(","))
             .arg("--allowedTools")
             .arg(self.allowed_tools())
             .args(["--permission-mode", "dontAsk"])

@@ -262,6 +262,7 @@ impl Core {
                 api_key_file,
                 stream,
                 limits,
+                ..
             } => (
                 Provider::Anthropic,
                 Some(model),
@@ -308,6 +309,22 @@ impl Core {
         );
         check_budget(limits, turn, day)
             .map_err(|why| refuse(ErrorCode::Budget, format!("over budget: {why}")))?;
+        let oauth = match &spec.brain {
+            BrainSpec::ClaudeCode {
+                oauth_token_file, ..
+            }
+            | BrainSpec::Anthropic {
+                oauth_token_file, ..
+            } => oauth_token_file.as_ref(),
+            _ => None,
+        };
+        let oauth = match oauth {
+            None => None,
+            Some(path) => Some(
+                self.read_key(path)
+                    .map_err(|e| refuse(ErrorCode::NotAllowed, e))?,
+            ),
+        };
         let key = match api_key_file {
             None => None,
             Some(path) => Some(
@@ -365,6 +382,12 @@ impl Core {
             .post(&url)
             .timeout(Duration::from_secs(300))
             .json(&Value::Object(body));
+        if let (Provider::Anthropic, Some(token)) = (provider, &oauth) {
+            // A Claude subscription: its OAuth token, as Claude Code itself sends it.
+            req = req
+                .bearer_auth(token)
+                .header("anthropic-beta", "oauth-2025-04-20");
+        }
         match (provider, &key) {
             (Provider::OpenAi, Some(k)) => req = req.bearer_auth(k),
             (Provider::Anthropic, Some(k)) => {
