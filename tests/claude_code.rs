@@ -161,6 +161,17 @@ async fn messages(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_code_cli_through_the_hive() {
+    round_trip("").await;
+}
+
+/// The same inside the bwrap sandbox: no network, no key, only a loopback proxy to the core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_cli_in_the_bwrap_sandbox() {
+    hyperhive::runtime::bwrap::ensure_installed().expect("bubblewrap");
+    round_trip("[runtime]\nkind = \"bwrap\"\n").await;
+}
+
+async fn round_trip(runtime: &str) {
     let Some(cli) = cli() else { return };
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
@@ -181,7 +192,7 @@ async fn claude_code_cli_through_the_hive() {
                  [brain.mcp_servers.shout]\ncommand = [\"./shout.py\"]\n"
             ),
         )],
-        &format!("[secrets]\nfiles = [{key:?}]\n"),
+        &format!("[secrets]\nfiles = [{key:?}]\n{runtime}"),
     )
     .await;
     let shout = hive.bots.join("claude/shout.py");

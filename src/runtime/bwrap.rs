@@ -19,6 +19,10 @@ use super::{AgentLaunch, Runtime};
 /// Where the agent's config generation appears inside the sandbox.
 pub const CONFIG_IN_SANDBOX: &str = "/hive/config";
 const HARNESS_IN_SANDBOX: &str = "/hive/bin/hive-agent";
+/// `hive` beside the harness, for `hive mcp` (claude-code brains).
+const HIVE_IN_SANDBOX: &str = "/hive/bin/hive";
+/// The Claude Code CLI, when the core knows it (`HYPERHIVE_CLAUDE_CODE`).
+const CLAUDE_IN_SANDBOX: &str = "/hive/bin/claude";
 /// `PATH` inside the sandbox (only `/usr` is there).
 const SANDBOX_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -154,6 +158,15 @@ impl Runtime for Bwrap {
         for etc in ETC {
             cmd.args(["--ro-bind-try", etc, etc]);
         }
+        // For `claude-code` brains: `hive` (to run `hive mcp`) and the Claude Code CLI (a
+        // self-contained executable), read-only.
+        let hive = std::env::current_exe().context("cannot find the hive executable")?;
+        cmd.args(["--ro-bind", path_str(&hive)?, HIVE_IN_SANDBOX]);
+        let cli = std::env::var_os(crate::brain::claude_code::CLI_ENV)
+            .and_then(|p| std::fs::canonicalize(p).ok());
+        if let Some(cli) = &cli {
+            cmd.args(["--ro-bind", path_str(cli)?, CLAUDE_IN_SANDBOX]);
+        }
         cmd.args(["--ro-bind", path_str(&config)?, CONFIG_IN_SANDBOX])
             .args(["--ro-bind", path_str(&exe)?, HARNESS_IN_SANDBOX])
             .args(["--ro-bind", &sock, &sock])
@@ -169,6 +182,9 @@ impl Runtime for Bwrap {
             launch,
             std::ffi::OsStr::new(SANDBOX_PATH),
         );
+        if cli.is_some() {
+            cmd.env(crate::brain::claude_code::CLI_ENV, CLAUDE_IN_SANDBOX);
+        }
         Ok(cmd)
     }
 }
