@@ -185,6 +185,21 @@ impl Tools<'_> {
     }
 }
 
+impl Tools<'_> {
+    /// Replies in the room; a refusal fails the turn (it is dead-lettered and the operator told).
+    pub async fn say(&mut self, body: &str) -> Result<(), BrainError> {
+        self.reply(body)
+            .await?
+            .map_err(|e| BrainError::Failed(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Says the agent is over a model budget (`why` from the core), ending the turn cleanly.
+    pub async fn stop_over_budget(&mut self, why: &str) -> Result<(), BrainError> {
+        self.say(&format!("I have to stop here: I am {why}.")).await
+    }
+}
+
 pub trait Brain: Send {
     /// Handles one message. Returning `Ok` acks it: it will not be delivered again.
     fn turn(

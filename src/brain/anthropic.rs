@@ -51,10 +51,7 @@ impl Brain for Anthropic {
             {
                 Ok(r) => r,
                 Err(e) if e.code == ErrorCode::Budget => {
-                    tools
-                        .reply(&format!("I have to stop here: I am {}.", e.message))
-                        .await?
-                        .map_err(|e| BrainError::Failed(e.to_string()))?;
+                    tools.stop_over_budget(&e.message).await?;
                     return Ok(());
                 }
                 Err(e) => return Err(BrainError::Failed(format!("model call failed: {e}"))),
@@ -71,10 +68,7 @@ impl Brain for Anthropic {
                     .join("\n");
                 let text = text.trim();
                 if !text.is_empty() {
-                    tools
-                        .reply(text)
-                        .await?
-                        .map_err(|e| BrainError::Failed(e.to_string()))?;
+                    tools.say(text).await?;
                 }
                 return Ok(());
             }
@@ -98,12 +92,11 @@ impl Brain for Anthropic {
             messages.push(json!({ "role": "user", "content": results }));
         }
         tools
-            .reply(&format!(
+            .say(&format!(
                 "I stopped: this message needed more than {} model calls.",
                 self.max_steps
             ))
-            .await?
-            .map_err(|e| BrainError::Failed(e.to_string()))?;
+            .await?;
         Ok(())
     }
 }

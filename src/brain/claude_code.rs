@@ -66,7 +66,7 @@ impl ClaudeCode {
         };
         let cli = std::env::var_os(CLI_ENV)
             .map(PathBuf::from)
-            .or_else(|| which("claude"))
+            .or_else(|| crate::fsutil::which("claude"))
             .ok_or_else(|| {
                 format!(
                     "the Claude Code CLI is not installed (npm install @anthropic-ai/claude-code@{CLI_VERSION}, then set {CLI_ENV} or put `claude` on PATH)"
@@ -138,13 +138,6 @@ impl ClaudeCode {
             .collect::<Vec<_>>()
             .join(",")
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 fn uuid_v4() -> String {
@@ -417,10 +410,7 @@ impl Brain for ClaudeCode {
             let _ = std::fs::write(&session_file, id);
         }
         if let Some(b) = budget {
-            tools
-                .reply(&format!("I have to stop here: I am {b}."))
-                .await?
-                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            tools.stop_over_budget(&b).await?;
             return Ok(());
         }
         match mcp_status.as_deref() {
@@ -450,19 +440,15 @@ impl Brain for ClaudeCode {
         }
         if result["subtype"] == "error_max_turns" {
             tools
-                .reply(&format!(
+                .say(&format!(
                     "I stopped after {} turns without finishing.",
                     self.max_turns
                 ))
-                .await?
-                .map_err(|e| BrainError::Failed(e.to_string()))?;
+                .await?;
             return Ok(());
         }
         if !text.is_empty() {
-            tools
-                .reply(&text)
-                .await?
-                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            tools.say(&text).await?;
         }
         Ok(())
     }

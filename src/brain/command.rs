@@ -193,9 +193,8 @@ impl Brain for Command {
         for s in &out.send {
             if let Err(refused) = tools.send_message(&s.to, &s.body).await? {
                 tools
-                    .reply(&format!("I could not send that to {}: {refused}", s.to))
-                    .await?
-                    .map_err(|e| BrainError::Failed(e.to_string()))?;
+                    .say(&format!("I could not send that to {}: {refused}", s.to))
+                    .await?;
             }
         }
         for r in &out.request_apply_commit {
@@ -212,10 +211,7 @@ impl Brain for Command {
                     r.sha, r.agent
                 ),
             };
-            tools
-                .reply(&said)
-                .await?
-                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            tools.say(&said).await?;
         }
         for r in &out.request_init_config {
             let said = match tools.request_init_config(&r.name, &r.summary).await? {
@@ -225,10 +221,7 @@ impl Brain for Command {
                 ),
                 Err(refused) => format!("My request to spawn {} was refused: {refused}", r.name),
             };
-            tools
-                .reply(&said)
-                .await?
-                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            tools.say(&said).await?;
         }
         for q in &out.ask_operator {
             let said = match tools
@@ -238,16 +231,10 @@ impl Brain for Command {
                 Ok(id) => format!("Asked the operators (question #{id})."),
                 Err(refused) => format!("I could not ask the operators: {refused}"),
             };
-            tools
-                .reply(&said)
-                .await?
-                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            tools.say(&said).await?;
         }
         if let Some(reply) = &out.reply {
-            tools
-                .reply(reply)
-                .await?
-                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            tools.say(reply).await?;
         }
         Ok(())
     }

@@ -70,10 +70,7 @@ impl Brain for OpenAi {
             {
                 Ok(r) => r,
                 Err(e) if e.code == ErrorCode::Budget => {
-                    tools
-                        .reply(&format!("I have to stop here: I am {}.", e.message))
-                        .await?
-                        .map_err(|e| BrainError::Failed(e.to_string()))?;
+                    tools.stop_over_budget(&e.message).await?;
                     return Ok(());
                 }
                 Err(e) => return Err(BrainError::Failed(format!("model call failed: {e}"))),
@@ -92,10 +89,7 @@ impl Brain for OpenAi {
             if calls.is_empty() {
                 let text = message["content"].as_str().unwrap_or("").trim();
                 if !text.is_empty() {
-                    tools
-                        .reply(text)
-                        .await?
-                        .map_err(|e| BrainError::Failed(e.to_string()))?;
+                    tools.say(text).await?;
                 }
                 return Ok(());
             }
@@ -127,12 +121,11 @@ impl Brain for OpenAi {
             }
         }
         tools
-            .reply(&format!(
+            .say(&format!(
                 "I stopped: this message needed more than {} model calls.",
                 self.max_steps
             ))
-            .await?
-            .map_err(|e| BrainError::Failed(e.to_string()))?;
+            .await?;
         Ok(())
     }
 }

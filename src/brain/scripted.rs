@@ -62,18 +62,14 @@ impl Brain for Scripted {
             if let Err(refused) = tools.send_message(&to, &body).await? {
                 // The refusal is the answer: say it where the request came from.
                 tools
-                    .reply(&format!("I could not send that to {to}: {refused}"))
-                    .await?
-                    .map_err(|e| BrainError::Failed(e.to_string()))?;
+                    .say(&format!("I could not send that to {to}: {refused}"))
+                    .await?;
                 return Ok(());
             }
         }
         if let Some(reply) = &rule.reply {
             let text = render_template(reply, msg, &rest, &self.agent);
-            tools
-                .reply(&text)
-                .await?
-                .map_err(|e| BrainError::Failed(e.to_string()))?;
+            tools.say(&text).await?;
         }
         Ok(())
     }
