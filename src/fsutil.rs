@@ -1,8 +1,8 @@
-//! Small filesystem helpers: private files, atomic writes.
+//! Small filesystem helpers: private files, atomic writes, finding programs.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -39,4 +39,12 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot chmod {}", dir.display()))?;
     Ok(())
+}
+
+/// The first `program` on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }

@@ -11,8 +11,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use ruma::api::client::state::get_state_event_for_key;
-use ruma::events::{MessageLikeEventType, StateEventType};
+use ruma::events::MessageLikeEventType;
 use ruma::serde::Raw;
 use ruma::{OwnedTransactionId, UserId};
 use serde_json::json;
@@ -44,35 +43,17 @@ impl Core {
         sha: &str,
         summary: &str,
     ) -> Result<i64, RequestRefused> {
-        let (data, cfg) = (self.data_dir().to_owned(), self.cfg().clone());
         let (who, what, commit, why) = (
             requester.to_owned(),
             agent.to_owned(),
             sha.to_owned(),
             summary.to_owned(),
         );
-        let id = tokio::task::spawn_blocking(move || {
-            file_apply_commit(&data, &cfg, &who, &what, &commit, &why)
-        })
+        self.file(
+            &format!("{requester}'s request to apply `{sha}` to **{agent}**"),
+            move |data, cfg| file_apply_commit(data, cfg, &who, &what, &commit, &why),
+        )
         .await
-        .map_err(|e| RequestRefused(e.to_string()))?
-        .map_err(|e| RequestRefused(format!("{e:#}")))?;
-        match id {
-            Ok(id) => {
-                self.inner.approvals_notify.notify_one();
-                Ok(id)
-            }
-            Err(reason) => {
-                self.notice(
-                    None,
-                    &format!(
-                        "🚫 {requester}'s request to apply `{sha}` to **{agent}** was refused: {reason}"
-                    ),
-                )
-                .await;
-                Err(RequestRefused(reason))
-            }
-        }
     }
 
     /// A manager asks to spawn agent `name`: its config is seeded from the template on the
@@ -90,24 +71,39 @@ impl Core {
                 "{n} is already an agent of this hive"
             )));
         }
-        let (data, cfg) = (self.data_dir().to_owned(), self.cfg().clone());
         let (who, what, why) = (requester.to_owned(), name.to_owned(), summary.to_owned());
-        let filed =
-            tokio::task::spawn_blocking(move || file_init_config(&data, &cfg, &who, &what, &why))
-                .await
-                .map_err(|e| RequestRefused(e.to_string()))?
-                .map_err(|e| RequestRefused(format!("{e:#}")))?;
+        self.file(
+            &format!("{requester}'s request to spawn `{name}`"),
+            move |data, cfg| file_init_config(data, cfg, &who, &what, &why),
+        )
+        .await
+    }
+
+    /// Runs a filing (git and sqlite: off the async workers), then wakes the approvals loop, or
+    /// says in `#hive-c0re` why `what` was refused.
+    async fn file(
+        &self,
+        what: &str,
+        filing: impl FnOnce(
+            &std::path::Path,
+            &crate::config::Config,
+        ) -> anyhow::Result<Result<i64, String>>
+        + Send
+        + 'static,
+    ) -> Result<i64, RequestRefused> {
+        let (data, cfg) = (self.data_dir().to_owned(), self.cfg().clone());
+        let filed = tokio::task::spawn_blocking(move || filing(&data, &cfg))
+            .await
+            .map_err(|e| RequestRefused(e.to_string()))?
+            .map_err(|e| RequestRefused(format!("{e:#}")))?;
         match filed {
             Ok(id) => {
                 self.inner.approvals_notify.notify_one();
                 Ok(id)
             }
             Err(reason) => {
-                self.notice(
-                    None,
-                    &format!("🚫 {requester}'s request to spawn `{name}` was refused: {reason}"),
-                )
-                .await;
+                self.notice(None, &format!("🚫 {what} was refused: {reason}"))
+                    .await;
                 Err(RequestRefused(reason))
             }
         }
@@ -184,12 +180,15 @@ impl Core {
                     )
                     .await;
                 }
-                self.question_thread(q, &format!("Answered by {by}: {answer}"))
-                    .await;
+                self.in_approvals_thread(
+                    q.request_event.as_deref(),
+                    &format!("Answered by {by}: {answer}"),
+                )
+                .await;
             }
             Ok(false) => {
-                self.question_thread(
-                    q,
+                self.in_approvals_thread(
+                    q.request_event.as_deref(),
                     &format!(
                         "Question #{} is closed ({}); {by}'s answer was not passed on.",
                         q.id, q.state
@@ -198,21 +197,6 @@ impl Core {
                 .await;
             }
             Err(e) => tracing::error!(error = %format!("{e:#}"), "could not record an answer"),
-        }
-    }
-
-    async fn question_thread(&self, q: &crate::store::Question, text: &str) {
-        let (Some(room), Some(root)) = (self.room("approvals"), q.request_event.clone()) else {
-            return;
-        };
-        let mut content = super::outbound::message_content(text, None, None, true);
-        content["m.relates_to"] = json!({
-            "rel_type": "m.thread", "event_id": root, "is_falling_back": true,
-            "m.in_reply_to": { "event_id": root },
-        });
-        let txn = format!("hh-qthread-{}", super::registration::random_secret(16));
-        if let Err(e) = self.send_raw(&room, None, &txn, &content).await {
-            tracing::warn!(error = %format!("{e:#}"), "could not post in a question's thread");
         }
     }
 
@@ -271,7 +255,7 @@ impl Core {
                 )
                 .await;
             }
-            self.question_thread(&q, "⌛ Expired without an answer.")
+            self.in_approvals_thread(q.request_event.as_deref(), "⌛ Expired without an answer.")
                 .await;
         }
         loop {
@@ -377,7 +361,8 @@ impl Core {
         let pl = match cached {
             Some(pl) => pl,
             None => {
-                let pl = self.fetch_approvals_power_levels().await?;
+                let room = self.room("approvals").context("no approvals room")?;
+                let pl = self.power_levels(&room).await?;
                 *self
                     .inner
                     .approvals_power
@@ -395,19 +380,6 @@ impl Core {
             .and_then(|v| v.as_i64())
             .or_else(|| pl.get("users_default").and_then(|v| v.as_i64()))
             .unwrap_or(0))
-    }
-
-    /// The approvals room's power levels, from the homeserver.
-    async fn fetch_approvals_power_levels(&self) -> anyhow::Result<serde_json::Value> {
-        let room = self.room("approvals").context("no approvals room")?;
-        let req = get_state_event_for_key::v3::Request::new(
-            room,
-            StateEventType::RoomPowerLevels,
-            String::new(),
-        );
-        let resp = self.client().send(req, None).await?;
-        let pl: serde_json::Value = serde_json::from_str(resp.event_or_content.get())?;
-        Ok(pl.get("content").cloned().unwrap_or(pl))
     }
 
     async fn handle_reaction(
@@ -612,21 +584,32 @@ impl Core {
 
     /// A message in the request's thread.
     async fn thread(&self, a: &Approval, text: &str) {
-        let (Some(room), Some(req)) = (self.room("approvals"), a.request_event.clone()) else {
+        if !self
+            .in_approvals_thread(a.request_event.as_deref(), text)
+            .await
+        {
             self.notice(None, text).await;
-            return;
+        }
+    }
+
+    /// Posts `text` as a notice in the thread of event `root` in `#hive-approvals` (a request
+    /// or a question). False if there is no such thread to post in yet.
+    async fn in_approvals_thread(&self, root: Option<&str>, text: &str) -> bool {
+        let (Some(room), Some(root)) = (self.room("approvals"), root) else {
+            return false;
         };
         let mut content = super::outbound::message_content(text, None, None, true);
         content["m.relates_to"] = json!({
             "rel_type": "m.thread",
-            "event_id": req,
+            "event_id": root,
             "is_falling_back": true,
-            "m.in_reply_to": { "event_id": req },
+            "m.in_reply_to": { "event_id": root },
         });
         let txn = format!("hh-thread-{}", super::registration::random_secret(16));
         if let Err(e) = self.send_raw(&room, None, &txn, &content).await {
-            tracing::warn!(error = %format!("{e:#}"), "could not post in a request's thread");
+            tracing::warn!(error = %format!("{e:#}"), "could not post in an approvals thread");
         }
+        true
     }
 
     /// The core's own reaction on a request (⏳ ✅ ❌), showing its state at a glance.

@@ -196,18 +196,23 @@ impl Core {
         Ok(())
     }
 
-    /// Repairs the approvals room's power levels (a room from an older hive, or one someone
-    /// loosened): only operators may post, react, redact or invite; every configured operator
-    /// is at 100. Other keys are kept.
-    async fn lock_down(&self, room: &OwnedRoomId) -> anyhow::Result<()> {
+    /// The content of `room`'s `m.room.power_levels`, from the homeserver.
+    pub async fn power_levels(&self, room: &OwnedRoomId) -> anyhow::Result<serde_json::Value> {
         let req = state::get_state_event_for_key::v3::Request::new(
             room.clone(),
             StateEventType::RoomPowerLevels,
             String::new(),
         );
         let resp = self.client().send(req, None).await?;
-        let current: serde_json::Value = serde_json::from_str(resp.event_or_content.get())?;
-        let mut pl = current.get("content").cloned().unwrap_or(current);
+        let pl: serde_json::Value = serde_json::from_str(resp.event_or_content.get())?;
+        Ok(pl.get("content").cloned().unwrap_or(pl))
+    }
+
+    /// Repairs the approvals room's power levels (a room from an older hive, or one someone
+    /// loosened): only operators may post, react, redact or invite; every configured operator
+    /// is at 100. Other keys are kept.
+    async fn lock_down(&self, room: &OwnedRoomId) -> anyhow::Result<()> {
+        let mut pl = self.power_levels(room).await?;
         let before = pl.clone();
         for key in [
             "events_default",

@@ -383,50 +383,16 @@ impl Conn {
                     sha,
                     summary,
                 } => {
-                    if !self.core.cfg().managers.contains(&self.name) {
-                        Response::Error {
-                            code: ErrorCode::NotAllowed,
-                            message: format!(
-                                "{} is not a manager (approvals.managers in hive.toml)",
-                                self.name
-                            ),
-                        }
-                    } else {
-                        match self
-                            .core
-                            .request_apply_commit(self.name.as_str(), &agent, &sha, &summary)
-                            .await
-                        {
-                            Ok(approval_id) => Response::Requested { approval_id },
-                            Err(r) => Response::Error {
-                                code: ErrorCode::Refused,
-                                message: r.0,
-                            },
-                        }
-                    }
+                    let filed =
+                        self.core
+                            .request_apply_commit(self.name.as_str(), &agent, &sha, &summary);
+                    self.manager_request("request_apply_commit", filed).await
                 }
                 Request::RequestInitConfig { name, summary } => {
-                    if !self.core.cfg().managers.contains(&self.name) {
-                        Response::Error {
-                            code: ErrorCode::NotAllowed,
-                            message: format!(
-                                "{} is not a manager (approvals.managers in hive.toml)",
-                                self.name
-                            ),
-                        }
-                    } else {
-                        match self
-                            .core
-                            .request_init_config(self.name.as_str(), &name, &summary)
-                            .await
-                        {
-                            Ok(approval_id) => Response::Requested { approval_id },
-                            Err(r) => Response::Error {
-                                code: ErrorCode::Refused,
-                                message: r.0,
-                            },
-                        }
-                    }
+                    let filed = self
+                        .core
+                        .request_init_config(self.name.as_str(), &name, &summary);
+                    self.manager_request("request_init_config", filed).await
                 }
                 Request::Model { request } => match self.inflight.as_ref().map(|i| i.id) {
                     None => Response::Error {
@@ -492,6 +458,27 @@ impl Conn {
                 }
             };
             write_line(&mut w, &resp).await?;
+        }
+    }
+
+    /// Files an approval request for a manager; anyone else is refused before `filed` runs.
+    async fn manager_request(
+        &self,
+        tool: &str,
+        filed: impl std::future::Future<Output = Result<i64, crate::c0re::approvals::RequestRefused>>,
+    ) -> Response {
+        if let Err(message) = self.core.require_manager(&self.name, tool) {
+            return Response::Error {
+                code: ErrorCode::NotAllowed,
+                message,
+            };
+        }
+        match filed.await {
+            Ok(approval_id) => Response::Requested { approval_id },
+            Err(r) => Response::Error {
+                code: ErrorCode::Refused,
+                message: r.0,
+            },
         }
     }
 

@@ -181,6 +181,17 @@ fn args<T: serde::de::DeserializeOwned>(tool: &str, v: &Value) -> Result<T, Stri
 }
 
 impl Core {
+    /// The one check for manager-only requests, whichever way they arrive.
+    pub fn require_manager(&self, agent: &AgentName, what: &str) -> Result<(), String> {
+        if self.cfg().managers.contains(agent) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{agent} is not a manager: {what} is for managers only (approvals.managers in hive.toml)"
+            ))
+        }
+    }
+
     /// The tools `agent` may call.
     pub fn tools_for(&self, agent: &AgentName) -> Vec<ToolSpec> {
         let manager = self.cfg().managers.contains(agent);
@@ -202,11 +213,10 @@ impl Core {
         let Some(spec) = catalog().into_iter().find(|t| t.name == name) else {
             return (format!("no tool named {name:?}"), true);
         };
-        if spec.managers_only && !self.cfg().managers.contains(agent) {
-            return (
-                format!("{name} is for managers only (approvals.managers in hive.toml)"),
-                true,
-            );
+        if spec.managers_only
+            && let Err(message) = self.require_manager(agent, name)
+        {
+            return (message, true);
         }
         match self.run_tool(agent, name, arguments, txn).await {
             Ok(text) => (text, false),

@@ -46,11 +46,11 @@ pub struct Bwrap {
 /// Finds `bwrap`, installing Debian's `bubblewrap` with apt when it is missing and we may
 /// (root, apt present), as `hive up` does for Synapse. Otherwise says how to install it.
 pub fn ensure_installed() -> anyhow::Result<PathBuf> {
-    if let Some(p) = which("bwrap") {
+    if let Some(p) = crate::fsutil::which("bwrap") {
         return Ok(p);
     }
     let root = nix::unistd::geteuid().is_root();
-    if root && which("apt-get").is_some() {
+    if root && crate::fsutil::which("apt-get").is_some() {
         eprintln!(
             "hive: installing bubblewrap (apt-get install bubblewrap) for the bwrap runtime…"
         );
@@ -70,7 +70,7 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
             status = apt(&install)?;
         }
         if status.success()
-            && let Some(p) = which("bwrap")
+            && let Some(p) = crate::fsutil::which("bwrap")
         {
             return Ok(p);
         }
@@ -81,30 +81,12 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
     )
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
-
 impl Bwrap {
     pub fn new() -> anyhow::Result<Self> {
         Ok(Self {
             bwrap: ensure_installed()?,
         })
     }
-}
-
-/// The harness executable and the arguments before its own (`hive agent` needs `agent`).
-fn harness_exe() -> anyhow::Result<(PathBuf, Vec<&'static str>)> {
-    let exe = std::env::current_exe().context("cannot find the hive executable")?;
-    let small = exe.with_file_name("hive-agent");
-    Ok(if small.is_file() {
-        (small, Vec::new())
-    } else {
-        (exe, vec!["agent"])
-    })
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
@@ -120,7 +102,7 @@ impl Runtime for Bwrap {
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
         let config = std::fs::canonicalize(&launch.spec_dir)
             .with_context(|| format!("no config generation at {}", launch.spec_dir.display()))?;
-        let (exe, pre) = harness_exe()?;
+        let (exe, pre) = super::process::harness_program()?;
         let state = path_str(&launch.state_dir)?.to_owned();
         let sock = path_str(&launch.socket_dir)?.to_owned();
         let mut cmd = tokio::process::Command::new(&self.bwrap);

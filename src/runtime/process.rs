@@ -23,14 +23,20 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The harness program: `hive-agent` beside the running `hive` (small, no Matrix client
 /// linked), else `hive agent`.
 pub fn harness_command() -> anyhow::Result<tokio::process::Command> {
+    let (program, pre) = harness_program()?;
+    let mut c = tokio::process::Command::new(program);
+    c.args(pre);
+    Ok(c)
+}
+
+/// The harness executable and the arguments before its own (`hive agent` needs `agent`).
+pub fn harness_program() -> anyhow::Result<(std::path::PathBuf, Vec<&'static str>)> {
     let exe = std::env::current_exe().context("cannot find the hive executable")?;
     let small = exe.with_file_name("hive-agent");
     Ok(if small.is_file() {
-        tokio::process::Command::new(small)
+        (small, Vec::new())
     } else {
-        let mut c = tokio::process::Command::new(exe);
-        c.arg("agent");
-        c
+        (exe, vec!["agent"])
     })
 }
 
