@@ -112,7 +112,6 @@ pub enum BrainSpec {
         #[serde(default = "default_command_timeout")]
         timeout_secs: u64,
     },
-    /// Large-model backends: declared now, run by a later release (see docs/brains.md).
     /// The Claude Code CLI, headless, with the hive's tools over `hive mcp`. Its model calls go
     /// through a loopback proxy in the harness to hive-c0re, which adds the key.
     ClaudeCode {
@@ -149,6 +148,9 @@ pub enum BrainSpec {
         stream: bool,
         #[serde(default)]
         limits: ModelLimits,
+        /// More stdio MCP servers offered to the model beside the hive's own, by name.
+        #[serde(default)]
+        mcp_servers: std::collections::BTreeMap<String, McpServerSpec>,
     },
     /// OpenAI-compatible chat completions with tools (OpenAI, ollama, llama.cpp, vLLM). The
     /// harness never holds the key: model calls go through hive-c0re (docs/brains.md).
@@ -163,6 +165,9 @@ pub enum BrainSpec {
         stream: bool,
         #[serde(default)]
         limits: ModelLimits,
+        /// More stdio MCP servers offered to the model beside the hive's own, by name.
+        #[serde(default)]
+        mcp_servers: std::collections::BTreeMap<String, McpServerSpec>,
     },
 }
 
@@ -175,6 +180,20 @@ pub struct McpServerSpec {
     /// Environment for the server (visible in the config and its diffs: no secrets here).
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+}
+
+impl McpServerSpec {
+    /// The program and its arguments; a program with a `/` is relative to the bot's directory,
+    /// others are looked up on `PATH`.
+    pub fn argv(&self, bot_dir: &Path) -> Option<(PathBuf, &[String])> {
+        let (first, args) = self.command.split_first()?;
+        let program = if first.contains('/') {
+            bot_dir.join(first)
+        } else {
+            PathBuf::from(first)
+        };
+        Some((program, args))
+    }
 }
 
 /// Budgets of a model-backed agent, enforced by hive-c0re.
@@ -196,6 +215,16 @@ fn default_command_timeout() -> u64 {
 }
 
 impl BrainSpec {
+    /// The MCP servers a model-backed agent declares (`None` for scripted and command brains).
+    pub fn mcp_servers(&self) -> Option<&std::collections::BTreeMap<String, McpServerSpec>> {
+        match self {
+            BrainSpec::ClaudeCode { mcp_servers, .. }
+            | BrainSpec::Anthropic { mcp_servers, .. }
+            | BrainSpec::Openai { mcp_servers, .. } => Some(mcp_servers),
+            BrainSpec::Scripted { .. } | BrainSpec::Command { .. } => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             BrainSpec::Scripted { .. } => "scripted",
@@ -370,7 +399,6 @@ impl AgentSpec {
                 }
             }
             BrainSpec::ClaudeCode {
-                mcp_servers,
                 builtin_tools,
                 api_key_file,
                 oauth_token_file,
@@ -392,21 +420,21 @@ impl AgentSpec {
                         ));
                     }
                 }
-                for (name, server) in mcp_servers {
-                    let key = format!("brain.mcp_servers.{name}");
-                    if name == "hive" || AgentName::parse(name).is_err() {
-                        errors.push(SpecError::new(
-                            file,
-                            &key,
-                            "a server name is lowercase [a-z][a-z0-9_-]{0,31} and not `hive`",
-                        ));
-                    }
-                    if server.command.is_empty() {
-                        errors.push(SpecError::new(file, &key, "command must name a program"));
-                    }
-                }
             }
             _ => {}
+        }
+        for (name, server) in raw.brain.mcp_servers().into_iter().flatten() {
+            let key = format!("brain.mcp_servers.{name}");
+            if name == "hive" || AgentName::parse(name).is_err() {
+                errors.push(SpecError::new(
+                    file,
+                    &key,
+                    "a server name is lowercase [a-z][a-z0-9_-]{0,31} and not `hive`",
+                ));
+            }
+            if server.command.is_empty() {
+                errors.push(SpecError::new(file, &key, "command must name a program"));
+            }
         }
         if !errors.is_empty() {
             return Err(errors);

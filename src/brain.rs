@@ -200,6 +200,62 @@ impl Tools<'_> {
     }
 }
 
+/// The tools a model-backed brain offers in a turn: the hive's (run by the core) and those of
+/// the MCP servers the agent declares (run in the harness, see `mcp::client`).
+pub struct Toolbox {
+    servers: crate::mcp::client::DeclaredServers,
+}
+
+impl Toolbox {
+    pub fn new(spec: &AgentSpec, state_dir: &Path) -> Self {
+        Self {
+            servers: crate::mcp::client::DeclaredServers::new(spec, state_dir),
+        }
+    }
+
+    /// Every tool on offer this turn, and a line for the system prompt naming declared servers
+    /// that could not be started (empty when all run).
+    pub async fn offer(
+        &mut self,
+        tools: &mut Tools<'_>,
+    ) -> Result<(Vec<crate::harness::protocol::ToolInfo>, String), BrainError> {
+        let mut all = tools.list_tools().await?;
+        if self.servers.is_empty() {
+            return Ok((all, String::new()));
+        }
+        let offered = self.servers.offer().await;
+        all.extend(offered.tools);
+        let note = if offered.unavailable.is_empty() {
+            String::new()
+        } else {
+            let list = offered
+                .unavailable
+                .iter()
+                .map(|(name, why)| format!("{name} ({why})"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            format!(
+                "\n\nThese MCP servers of yours are unavailable this turn, so their tools are missing: {list}."
+            )
+        };
+        Ok((all, note))
+    }
+
+    /// Runs one tool call: (result text, is_error).
+    pub async fn run(
+        &mut self,
+        tools: &mut Tools<'_>,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> Result<(String, bool), BrainError> {
+        if crate::mcp::client::DeclaredServers::owns(name) {
+            Ok(self.servers.call(name, arguments).await)
+        } else {
+            tools.call_tool(name, arguments).await
+        }
+    }
+}
+
 pub trait Brain: Send {
     /// Handles one message. Returning `Ok` acks it: it will not be delivered again.
     fn turn(
@@ -236,6 +292,7 @@ impl AnyBrain {
                 limits
                     .calls_per_message
                     .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
+                Toolbox::new(spec, state_dir),
             ))),
             BrainSpec::Anthropic { limits, .. } => {
                 Ok(AnyBrain::Anthropic(anthropic::Anthropic::new(
@@ -243,6 +300,7 @@ impl AnyBrain {
                     limits
                         .calls_per_message
                         .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
+                    Toolbox::new(spec, state_dir),
                 )))
             }
             BrainSpec::ClaudeCode { .. } => {

@@ -1,8 +1,11 @@
 //! `hive mcp`: the hive's tools as a stdio MCP server, for Claude Code and any MCP client.
 //!
-//! The only module that knows `rmcp` (pinned in Cargo.toml). It holds no policy and no state:
-//! the tool list comes from hive-c0re, and every call is forwarded over the agent's tools
-//! socket, where the core runs it under the agent's policy.
+//! `rmcp` (pinned in Cargo.toml) is used only here and in [`client`] (the servers an agent
+//! declares, for the in-process brains). The server holds no policy and no state: the tool list
+//! comes from hive-c0re, and every call is forwarded over the agent's tools socket, where the
+//! core runs it under the agent's policy.
+
+pub mod client;
 
 use std::path::Path;
 use std::sync::Arc;

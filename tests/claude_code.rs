@@ -45,28 +45,6 @@ fn cli() -> Option<PathBuf> {
     }
 }
 
-/// A declared stdio MCP server with one tool, `shout`.
-const SHOUT_PY: &str = r#"#!/usr/bin/env python3
-import json, sys
-for line in sys.stdin:
-    msg = json.loads(line)
-    mid, method = msg.get("id"), msg.get("method")
-    if mid is None:
-        continue
-    if method == "initialize":
-        res = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
-               "serverInfo": {"name": "shout", "version": "1"}}
-    elif method == "tools/list":
-        res = {"tools": [{"name": "shout", "description": "Uppercases text.", "inputSchema":
-               {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}]}
-    elif method == "tools/call":
-        res = {"content": [{"type": "text", "text": msg["params"]["arguments"]["text"].upper()}],
-               "isError": False}
-    else:
-        res = {}
-    print(json.dumps({"jsonrpc": "2.0", "id": mid, "result": res}), flush=True)
-"#;
-
 type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
 type Prompts = Arc<Mutex<std::collections::HashSet<String>>>;
 
@@ -195,9 +173,7 @@ async fn round_trip(runtime: &str) {
         &format!("[secrets]\nfiles = [{key:?}]\n{runtime}"),
     )
     .await;
-    let shout = hive.bots.join("claude/shout.py");
-    std::fs::write(&shout, SHOUT_PY).unwrap();
-    std::fs::set_permissions(&shout, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    common::write_script(&hive.bots.join("claude"), "shout.py", common::SHOUT_PY);
     hive.start_core_env(&[(
         hyperhive::brain::claude_code::CLI_ENV,
         cli.to_str().unwrap(),

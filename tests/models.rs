@@ -356,3 +356,163 @@ async fn anthropic_brain_with_tools_and_streaming() {
     }
     assert_eq!(hive.stop_core().code(), Some(0));
 }
+
+/// The scripted model for declared MCP servers: `shout <text>`, `env` and `die` call the
+/// `shout` server's tool of that name; then the tool's result is the answer.
+fn mcp_call(user: &str) -> Option<(&'static str, Value)> {
+    match user.split_once(' ') {
+        Some(("shout", text)) => Some(("mcp__shout__shout", json!({ "text": text }))),
+        _ if user == "env" => Some(("mcp__shout__env", json!({}))),
+        _ if user == "die" => Some(("mcp__shout__die", json!({}))),
+        _ => None,
+    }
+}
+
+fn last_line(text: &str) -> String {
+    text.rsplit('\n').next().unwrap_or("").to_owned()
+}
+
+async fn mcp_completions(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
+    seen.0.lock().unwrap().push((None, body.clone()));
+    let messages = body["messages"].as_array().unwrap();
+    let user = messages
+        .iter()
+        .find(|m| m["role"] == "user")
+        .map(|m| last_line(m["content"].as_str().unwrap()))
+        .unwrap();
+    let result = messages.iter().find(|m| m["role"] == "tool");
+    let message = match (result, mcp_call(&user)) {
+        (None, Some((name, args))) => json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": "m1", "type": "function", "function": {"name": name, "arguments": args.to_string()}}]}),
+        (Some(r), _) => {
+            json!({"role": "assistant", "content": format!("done: {}", r["content"].as_str().unwrap())})
+        }
+        (None, None) => json!({"role": "assistant", "content": "done"}),
+    };
+    Json(json!({
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    }))
+}
+
+async fn mcp_messages(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
+    seen.0.lock().unwrap().push((None, body.clone()));
+    let messages = body["messages"].as_array().unwrap();
+    let user = last_line(messages[0]["content"].as_str().unwrap());
+    let result = messages
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .find(|b| b["type"] == "tool_result");
+    let content = match (result, mcp_call(&user)) {
+        (None, Some((name, input))) => {
+            json!([{"type": "tool_use", "id": "u1", "name": name, "input": input}])
+        }
+        (Some(r), _) => {
+            json!([{"type": "text", "text": format!("done: {}", r["content"].as_str().unwrap())}])
+        }
+        (None, None) => json!([{"type": "text", "text": "done"}]),
+    };
+    Json(
+        json!({"type": "message", "role": "assistant", "content": content,
+                "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+    )
+}
+
+/// MCP servers declared in agent.toml are offered to the in-process brains too: the model calls
+/// their tools by `mcp__<server>__<tool>`, the harness runs them (with a clean environment), a
+/// server that dies is started again on the next turn, and one that cannot start is named in
+/// the system prompt instead of failing the turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_mcp_servers_for_openai_and_anthropic() {
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(mcp_completions))
+        .route("/v1/messages", axum::routing::post(mcp_messages))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let servers = "[brain.mcp_servers.shout]\ncommand = [\"./shout.py\"]\nenv = { MODE = \"loud\" }\n\
+                   [brain.mcp_servers.ghost]\ncommand = [\"./no-such-server\"]\n";
+    let mut hive = TestHive::with_config(
+        &[
+            (
+                "gpt",
+                format!(
+                    "[brain]\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"{base}/v1\"\n{servers}"
+                ),
+            ),
+            (
+                "claude",
+                format!(
+                    "[brain]\nkind = \"anthropic\"\nmodel = \"m\"\nbase_url = \"{base}\"\n{servers}"
+                ),
+            ),
+        ],
+        "",
+    )
+    .await;
+    for name in ["gpt", "claude"] {
+        common::write_script(&hive.bots.join(name), "shout.py", common::SHOUT_PY);
+    }
+    hive.start_core();
+    let op = hive.operator().await;
+    for name in ["gpt", "claude"] {
+        let room = op.join(&format!("agent-{name}")).await;
+        let me = format!("@{name}:localhost");
+        let says = |text: &'static str| {
+            let me = me.clone();
+            move |m: &[common::Seen]| m.iter().any(|x| x.sender == me && x.body == text)
+        };
+        op.send(&room, "shout quiet words").await;
+        op.wait_until(&room, WAIT, "the shouted words", says("done: QUIET WORDS"))
+            .await;
+        // A clean environment: the declaration's `env`, none of the harness's (RUST_LOG). (An
+        // interpreter's launcher, such as a pyenv shim, may add its own.)
+        op.send(&room, "env").await;
+        let seen = op
+            .wait_until(&room, WAIT, "the server's environment", |m| {
+                m.iter().any(|x| x.sender == me && x.body.contains("MODE"))
+            })
+            .await;
+        let env = &seen.iter().rfind(|x| x.sender == me).unwrap().body;
+        let names: Vec<&str> = env.trim_start_matches("done: ").split(' ').collect();
+        for wanted in ["HOME", "LANG", "MODE", "PATH"] {
+            assert!(names.contains(&wanted), "{env}");
+        }
+        assert!(
+            !names.contains(&"RUST_LOG"),
+            "the harness's environment leaked: {env}"
+        );
+        // A server that dies mid-call: the model reads the failure, the next turn restarts it.
+        op.send(&room, "die").await;
+        op.wait_until(&room, WAIT, "the failure", |m| {
+            m.iter()
+                .any(|x| x.sender == me && x.body.contains("the MCP server \"shout\" failed"))
+        })
+        .await;
+        op.send(&room, "shout again").await;
+        op.wait_until(&room, WAIT, "the restarted server", says("done: AGAIN"))
+            .await;
+    }
+    let requests = seen.0.lock().unwrap().clone();
+    assert_eq!(requests.len(), 16, "2 model calls per message");
+    for (_, body) in &requests {
+        let tools = body["tools"].to_string();
+        assert!(
+            tools.contains("mcp__shout__shout") && tools.contains("write_notes"),
+            "{tools}"
+        );
+        assert!(!tools.contains("mcp__ghost"), "{tools}");
+        let system = match body["system"].as_str() {
+            Some(s) => s.to_owned(),
+            None => body["messages"][0]["content"].as_str().unwrap().to_owned(),
+        };
+        assert!(
+            system.contains("unavailable this turn") && system.contains("ghost (cannot run"),
+            "{system}"
+        );
+    }
+    assert_eq!(hive.stop_core().code(), Some(0));
+}

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Brain, BrainError, Tools};
+use super::{Brain, BrainError, Toolbox, Tools};
 use crate::agent_spec::AgentSpec;
 use crate::harness::protocol::{ErrorCode, Message};
 
@@ -14,29 +14,30 @@ pub struct Anthropic {
     agent: String,
     prompt: Option<String>,
     max_steps: u64,
+    toolbox: Toolbox,
 }
 
 impl Anthropic {
-    pub fn new(spec: &AgentSpec, max_steps: u64) -> Self {
+    pub fn new(spec: &AgentSpec, max_steps: u64, toolbox: Toolbox) -> Self {
         Self {
             agent: spec.name.to_string(),
             prompt: spec.prompt.clone(),
             max_steps: max_steps.max(1),
+            toolbox,
         }
     }
 }
 
 impl Brain for Anthropic {
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
-        let defs: Vec<Value> = tools
-            .list_tools()
-            .await?
+        let (offered, note) = self.toolbox.offer(tools).await?;
+        let defs: Vec<Value> = offered
             .into_iter()
             .map(|t| json!({ "name": t.name, "description": t.description, "input_schema": t.input_schema }))
             .collect();
         let system = format!(
             "{}\n\nYou are {}, an agent of a hive on Matrix. Each user message is one message to you; \
-             your final answer is posted as your reply. Use the tools to act.",
+             your final answer is posted as your reply. Use the tools to act.{note}",
             self.prompt.clone().unwrap_or_default(),
             self.agent
         );
@@ -77,7 +78,7 @@ impl Brain for Anthropic {
                 let id = u["id"].as_str().unwrap_or("").to_owned();
                 let name = u["name"].as_str().unwrap_or("").to_owned();
                 let (text, is_error) = match &u["input"] {
-                    Value::Object(_) => tools.call_tool(&name, u["input"].clone()).await?,
+                    Value::Object(_) => self.toolbox.run(tools, &name, u["input"].clone()).await?,
                     other => (
                         format!(
                             "the input is not a JSON object ({other}); call {name} again with an object that matches its schema"

@@ -99,12 +99,7 @@ impl ClaudeCode {
             servers: mcp_servers
                 .iter()
                 .filter_map(|(name, s)| {
-                    let (first, args) = s.command.split_first()?;
-                    let program = if first.contains('/') {
-                        spec.dir.join(first)
-                    } else {
-                        PathBuf::from(first)
-                    };
+                    let (program, args) = s.argv(&spec.dir)?;
                     Some((name.clone(), program, args.to_vec(), s.env.clone()))
                 })
                 .collect(),

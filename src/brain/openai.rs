@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Brain, BrainError, Tools};
+use super::{Brain, BrainError, Toolbox, Tools};
 use crate::agent_spec::AgentSpec;
 use crate::harness::protocol::{ErrorCode, Message};
 
@@ -16,14 +16,16 @@ pub struct OpenAi {
     agent: String,
     prompt: Option<String>,
     max_steps: u64,
+    toolbox: Toolbox,
 }
 
 impl OpenAi {
-    pub fn new(spec: &AgentSpec, max_steps: u64) -> Self {
+    pub fn new(spec: &AgentSpec, max_steps: u64, toolbox: Toolbox) -> Self {
         Self {
             agent: spec.name.to_string(),
             prompt: spec.prompt.clone(),
             max_steps: max_steps.max(1),
+            toolbox,
         }
     }
 
@@ -58,9 +60,10 @@ fn tool_defs(tools: &[crate::harness::protocol::ToolInfo]) -> Value {
 
 impl Brain for OpenAi {
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
-        let defs = tool_defs(&tools.list_tools().await?);
+        let (offered, note) = self.toolbox.offer(tools).await?;
+        let defs = tool_defs(&offered);
         let mut messages = vec![
-            json!({ "role": "system", "content": self.system() }),
+            json!({ "role": "system", "content": format!("{}{note}", self.system()) }),
             json!({ "role": "user", "content": format!("{} wrote:\n{}", msg.sender, msg.body) }),
         ];
         for _ in 0..self.max_steps {
@@ -106,7 +109,7 @@ impl Brain for OpenAi {
                 };
                 let content = match parsed {
                     Ok(args) => {
-                        let (text, is_error) = tools.call_tool(&name, args).await?;
+                        let (text, is_error) = self.toolbox.run(tools, &name, args).await?;
                         if is_error {
                             format!("error: {text}")
                         } else {

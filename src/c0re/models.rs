@@ -248,6 +248,7 @@ impl Core {
                 api_key_file,
                 stream,
                 limits,
+                ..
             } => (
                 Provider::OpenAi,
                 Some(model),

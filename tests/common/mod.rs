@@ -53,6 +53,44 @@ pub fn write_bot(bots: &Path, name: &str, toml: &str) {
     std::fs::write(dir.join("agent.toml"), toml).unwrap();
 }
 
+/// A stdio MCP server for an agent to declare, with three tools: `shout` (uppercases `text`),
+/// `env` (the names in its environment) and `die` (exits mid-call).
+pub const SHOUT_PY: &str = r#"#!/usr/bin/env python3
+import json, os, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    mid, method = msg.get("id"), msg.get("method")
+    if mid is None:
+        continue
+    if method == "initialize":
+        res = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
+               "serverInfo": {"name": "shout", "version": "1"}}
+    elif method == "tools/list":
+        obj = {"type": "object", "properties": {}}
+        res = {"tools": [
+            {"name": "shout", "description": "Uppercases text.", "inputSchema":
+             {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}},
+            {"name": "env", "description": "Names in the environment.", "inputSchema": obj},
+            {"name": "die", "description": "Exits.", "inputSchema": obj}]}
+    elif method == "tools/call":
+        name, args = msg["params"]["name"], msg["params"].get("arguments") or {}
+        if name == "die":
+            os._exit(3)
+        text = args["text"].upper() if name == "shout" else " ".join(sorted(os.environ))
+        res = {"content": [{"type": "text", "text": text}], "isError": False}
+    else:
+        res = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": mid, "result": res}), flush=True)
+"#;
+
+/// Writes an executable script into a bot's directory.
+pub fn write_script(bot_dir: &Path, name: &str, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = bot_dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// A scripted echo bot that may message `allowed`.
 pub fn echo_bot(allowed: &[&str]) -> String {
     let allowed: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
