@@ -419,13 +419,7 @@ impl Brain for ClaudeCode {
         }
         let result =
             result.ok_or_else(|| BrainError::Failed("Claude Code gave no result".into()))?;
-        if let Some(d) = result["permission_denials"]
-            .as_array()
-            .filter(|d| !d.is_empty())
-        {
-            let denials = Value::Array(d.clone());
-            tracing::warn!(%denials, "Claude Code was denied tools");
-        }
+        let denied = denials_note(&result);
         let text = result["result"].as_str().unwrap_or("").trim().to_owned();
         if result["is_error"] == json!(true) {
             return Err(BrainError::Failed(format!(
@@ -442,9 +436,60 @@ impl Brain for ClaudeCode {
                 .await?;
             return Ok(());
         }
+        let text = match denied {
+            Some(note) if text.is_empty() => note,
+            Some(note) => format!("{text}\n\n{note}"),
+            None => text,
+        };
         if !text.is_empty() {
             tools.say(&text).await?;
         }
         Ok(())
+    }
+}
+
+/// What the room is told when Claude Code denied tool uses in a turn (the tools' names only;
+/// their inputs stay in the harness's log), or `None`.
+fn denials_note(result: &Value) -> Option<String> {
+    let denials = result["permission_denials"].as_array()?;
+    if denials.is_empty() {
+        return None;
+    }
+    let logged = Value::Array(denials.clone());
+    tracing::warn!(denials = %logged, "Claude Code denied tool uses");
+    let mut names: Vec<&str> = denials
+        .iter()
+        .map(|d| d["tool_name"].as_str().unwrap_or("a tool"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let list = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "_(Claude Code denied {} tool use{} this turn: {list}. Tools beyond the hive's are enabled in my agent.toml, `builtin_tools`.)_",
+        denials.len(),
+        if denials.len() == 1 { "" } else { "s" },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denials_are_named_for_the_room() {
+        assert_eq!(denials_note(&json!({"result": "ok"})), None);
+        assert_eq!(denials_note(&json!({"permission_denials": []})), None);
+        let result = json!({"permission_denials": [
+            {"tool_name": "Bash", "tool_use_id": "t1", "tool_input": {"command": "cat ~/.ssh/id_ed25519"}},
+            {"tool_name": "Write", "tool_use_id": "t2", "tool_input": {"file_path": "/x"}},
+            {"tool_name": "Bash", "tool_use_id": "t3", "tool_input": {"command": "ls"}},
+        ]});
+        let note = denials_note(&result).unwrap();
+        assert!(note.contains("denied 3 tool uses this turn: `Bash`, `Write`."), "{note}");
+        assert!(!note.contains("ssh"), "inputs stay out of the room: {note}");
     }
 }
