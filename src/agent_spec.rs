@@ -197,7 +197,7 @@ impl McpServerSpec {
 }
 
 /// Budgets of a model-backed agent, enforced by hive-c0re.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelLimits {
     /// Model calls per inbound message (default 8).
@@ -208,6 +208,10 @@ pub struct ModelLimits {
     pub calls_per_day: Option<u64>,
     /// Tokens per day (UTC).
     pub tokens_per_day: Option<u64>,
+    /// US dollars per inbound message, priced by hive.toml's `[prices]`.
+    pub usd_per_message: Option<f64>,
+    /// US dollars per day (UTC), priced by hive.toml's `[prices]`.
+    pub usd_per_day: Option<f64>,
 }
 
 fn default_command_timeout() -> u64 {

@@ -42,6 +42,8 @@ pub enum Command {
     Approvals(ApprovalsArgs),
     /// Print the audit trail: every request, decision, refusal and apply.
     Audit(AuditArgs),
+    /// Model usage per agent and day: turns, calls, tokens and cost (from hive.toml's [prices]).
+    Usage(UsageArgs),
     /// Serve the hive's tools to one agent's model as a stdio MCP server (for Claude Code and
     /// other MCP clients; each call goes to hive-c0re over the agent's tools socket).
     Mcp(McpArgs),
@@ -97,6 +99,18 @@ pub struct AuditArgs {
     /// How many entries to print (the newest, oldest first).
     #[arg(long, default_value_t = 200)]
     pub limit: usize,
+    #[command(flatten)]
+    pub dirs: HiveDirs,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// How many UTC days to show, today included.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Only this agent.
+    #[arg(long)]
+    pub agent: Option<String>,
     #[command(flatten)]
     pub dirs: HiveDirs,
 }

@@ -7,6 +7,7 @@ pub mod c0re;
 pub mod check;
 pub mod status;
 pub mod up;
+pub mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Approvals(args) => approvals::list(args),
         Command::Audit(args) => approvals::audit(args),
+        Command::Usage(args) => usage::run(args),
         Command::Mcp(args) => {
             crate::mcp::serve(&args.socket, &args.name).await?;
             Ok(ExitCode::SUCCESS)

@@ -51,6 +51,50 @@ pub struct RawConfig {
     pub approvals: RawApprovals,
     #[serde(default)]
     pub secrets: RawSecrets,
+    /// Prices of models by name, to record what each model call costs.
+    #[serde(default)]
+    pub prices: std::collections::BTreeMap<String, Price>,
+}
+
+/// What a model costs, in US dollars per million tokens (`[prices."<model>"]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Input (prompt) tokens not read from a cache.
+    pub input: f64,
+    /// Output (completion) tokens.
+    pub output: f64,
+    /// Input tokens read from the provider's prompt cache (default: `input`).
+    pub cache_read: Option<f64>,
+    /// Input tokens written to the prompt cache (Anthropic; default: `input`).
+    pub cache_write: Option<f64>,
+}
+
+/// The tokens of one model call, as the provider counted them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// Input not read from (or written to) a cache.
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Tokens {
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.cache_read + self.cache_write
+    }
+}
+
+impl Price {
+    /// The cost of `t`, in US dollars.
+    pub fn cost(&self, t: &Tokens) -> f64 {
+        (t.input as f64 * self.input
+            + t.output as f64 * self.output
+            + t.cache_read as f64 * self.cache_read.unwrap_or(self.input)
+            + t.cache_write as f64 * self.cache_write.unwrap_or(self.input))
+            / 1_000_000.0
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +205,8 @@ pub struct Config {
     pub approval_ttl_secs: u64,
     /// Files holding secrets the filter guards (`secrets.files`).
     pub secret_files: Vec<PathBuf>,
+    /// Model prices by model name (`[prices."<model>"]`).
+    pub prices: std::collections::BTreeMap<String, Price>,
     /// Where `hive.toml` came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
 }
@@ -345,6 +391,15 @@ impl Config {
         if approval_ttl_secs == 0 {
             err("approvals.ttl_secs", "must be at least 1".into());
         }
+        for (model, p) in &raw.prices {
+            let all = [Some(p.input), Some(p.output), p.cache_read, p.cache_write];
+            if all.into_iter().flatten().any(|v| !v.is_finite() || v < 0.0) {
+                err(
+                    "prices",
+                    format!("[prices.{model:?}]: prices are US dollars per million tokens, >= 0"),
+                );
+            }
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -368,6 +423,7 @@ impl Config {
             approver_min_power_level: raw.approvals.min_power_level.unwrap_or(100),
             approval_ttl_secs,
             secret_files: raw.secrets.files.unwrap_or_default(),
+            prices: raw.prices,
             source,
         })
     }
@@ -529,11 +585,30 @@ mod tests {
                 "appservice.sender_localpart",
             ),
             ("[appservice]\nid = \"a b\"", "appservice.id"),
+            ("[prices.m]\ninput = -1.0\noutput = 2.0", "prices"),
         ];
         for (text, key) in cases {
             let errs = cfg(text).expect_err(text);
             assert!(errs.iter().any(|e| e.key == key), "{text}: {errs:?}");
         }
+    }
+
+    #[test]
+    fn prices() {
+        let c =
+            cfg("[prices.\"claude-x\"]\ninput = 3.0\noutput = 15.0\ncache_read = 0.3\n").unwrap();
+        let p = &c.prices["claude-x"];
+        let t = Tokens {
+            input: 1_000,
+            output: 2_000,
+            cache_read: 10_000,
+            cache_write: 1_000,
+        };
+        // 1000×3 + 2000×15 + 10000×0.3 + 1000×3 (cache writes default to the input price)
+        assert!((p.cost(&t) - 0.039).abs() < 1e-12, "{}", p.cost(&t));
+        assert_eq!(t.total(), 14_000);
+        let missing = toml::from_str::<RawConfig>("[prices.m]\ninput = 1.0\n").unwrap_err();
+        assert!(missing.message().contains("output"), "{missing}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use approvals::{
     Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
 };
 pub use questions::Question;
-pub use tools::{Reminder, Usage};
+pub use tools::{DayUsage, Reminder, Usage};
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init", include_str!("store/migrations/001_init.sql")),
@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "005_model_calls",
         include_str!("store/migrations/005_model_calls.sql"),
     ),
+    (
+        "006_model_costs",
+        include_str!("store/migrations/006_model_costs.sql"),
+    ),
 ];
 
 /// Microseconds since the Unix epoch.
@@ -42,6 +46,28 @@ pub fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A timestamp in microseconds as UTC, `YYYY-MM-DD HH:MM:SSZ` (days to a civil date by Howard
+/// Hinnant's algorithm; valid for every date the store can hold).
+pub fn utc(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
 }
 
 #[derive(Clone)]
@@ -409,6 +435,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(951_782_400_000_000), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(1_795_521_599_000_000), "2026-11-24 11:59:59Z");
+        assert_eq!(utc(-1_000_000), "1969-12-31 23:59:59Z");
+    }
 
     fn ev(id: &str, agents: &[&str]) -> Enqueue {
         Enqueue {

@@ -315,6 +315,12 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
         out.contains("ignored") && out.contains("@mallory:localhost"),
         "{out}"
     );
+    // Each entry starts with its time in UTC, e.g. `2026-11-24 11:59:59Z`.
+    let dated = |l: &str| {
+        let b = l.as_bytes();
+        b.len() > 20 && b[4] == b'-' && b[7] == b'-' && b[13] == b':' && b[19] == b'Z'
+    };
+    assert!(out.lines().all(dated), "{out}");
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 

@@ -117,7 +117,8 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     assert!(
         text.contains("healthy")
             && text.contains("hello")
-            && text.contains("#agent-hello:localhost"),
+            && text.contains("#agent-hello:localhost")
+            && text.contains("approvals          0 open"),
         "{text}"
     );
     let rooms_before = hyperhive::store::Store::open(&data.join("c0re.db"))

@@ -136,8 +136,12 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
             ("gpt", bot("")),
             ("gpts", bot("stream = true\n")),
             ("broke", bot("[brain.limits]\ntokens_per_message = 10\n")),
+            ("rich", bot("[brain.limits]\nusd_per_day = 0.00001\n")),
         ],
-        &format!("[secrets]\nfiles = [{key:?}]\n"),
+        // Dollars per million tokens: each call (11 in, 4 out) costs $0.000019.
+        &format!(
+            "[secrets]\nfiles = [{key:?}]\n[prices.\"test-model\"]\ninput = 1.0\noutput = 2.0\n"
+        ),
     )
     .await;
     hive.start_core();
@@ -162,15 +166,48 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
     })
     .await;
 
+    // A budget in dollars: the first call ($0.000019) goes over $0.00001 a day.
+    let rich = op.join("agent-rich").await;
+    op.send(&rich, "hello").await;
+    op.wait_until(&rich, WAIT, "the dollar budget stop", |m| {
+        m.iter().any(|x| {
+            x.body.starts_with(
+                "I have to stop here: I am over budget: $0.0000 today (limit $0.00001)",
+            )
+        })
+    })
+    .await;
+
     // The tool calls reached the core, the key was the core's, the model was the config's.
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     for name in ["gpt", "gpts"] {
         assert_eq!(store.notes(name).unwrap(), "from the model");
         let used = store.usage_since(name, 0).unwrap();
         assert_eq!((used.calls, used.tokens), (3, 45), "{name}");
+        assert!((used.cost_usd - 0.000057).abs() < 1e-12, "{used:?}");
+        assert_eq!(used.unpriced_calls, 0);
     }
+    // `hive usage` reports them per agent and day.
+    let out = hive.hive(&["usage"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8(out.stdout).unwrap();
+    let gpt = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("gpt"))
+        .unwrap_or_else(|| panic!("no gpt line in\n{table}"));
+    let cols: Vec<&str> = gpt.split_whitespace().collect();
+    // day agent turns calls input output cache-read cache-write tokens cost
+    assert_eq!(
+        &cols[2..],
+        ["1", "3", "33", "12", "0", "0", "45", "$0.0001"],
+        "{table}"
+    );
+    assert!(
+        table.lines().last().unwrap().starts_with("total"),
+        "{table}"
+    );
     let requests = seen.0.lock().unwrap().clone();
-    assert_eq!(requests.len(), 7, "3 + 3 + 1 model calls");
+    assert_eq!(requests.len(), 8, "3 + 3 + 1 + 1 model calls");
     for (auth, body) in &requests {
         assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
         assert_eq!(body["model"], "test-model");

@@ -489,7 +489,10 @@ mod tests {
             {"tool_name": "Bash", "tool_use_id": "t3", "tool_input": {"command": "ls"}},
         ]});
         let note = denials_note(&result).unwrap();
-        assert!(note.contains("denied 3 tool uses this turn: `Bash`, `Write`."), "{note}");
+        assert!(
+            note.contains("denied 3 tool uses this turn: `Bash`, `Write`."),
+            "{note}"
+        );
         assert!(!note.contains("ssh"), "inputs stay out of the room: {note}");
     }
 }

@@ -92,7 +92,42 @@ fn check_budget(
     {
         return Err(format!("{} tokens today (limit {max})", day.tokens));
     }
+    if let Some(max) = limits.usd_per_message
+        && turn.cost_usd >= max
+    {
+        return Err(format!(
+            "${:.4} for this message (limit ${max})",
+            turn.cost_usd
+        ));
+    }
+    if let Some(max) = limits.usd_per_day
+        && day.cost_usd >= max
+    {
+        return Err(format!("${:.4} today (limit ${max})", day.cost_usd));
+    }
     Ok(())
+}
+
+/// The tokens a provider reports for one call, split the way it prices them. OpenAI counts
+/// cached input inside `prompt_tokens`; Anthropic counts cache reads and writes apart.
+pub fn tokens_of(usage: &Value) -> crate::config::Tokens {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    if usage.get("prompt_tokens").is_some() || usage.get("completion_tokens").is_some() {
+        let cached = n(&usage["prompt_tokens_details"]["cached_tokens"]);
+        crate::config::Tokens {
+            input: n(&usage["prompt_tokens"]).saturating_sub(cached),
+            output: n(&usage["completion_tokens"]),
+            cache_read: cached,
+            cache_write: 0,
+        }
+    } else {
+        crate::config::Tokens {
+            input: n(&usage["input_tokens"]),
+            output: n(&usage["output_tokens"]),
+            cache_read: n(&usage["cache_read_input_tokens"]),
+            cache_write: n(&usage["cache_creation_input_tokens"]),
+        }
+    }
 }
 
 /// Assembles an OpenAI chat-completions stream (server-sent events) into one response.
@@ -357,6 +392,15 @@ impl Core {
             }
         }
         let model = body["model"].as_str().unwrap_or("").to_owned();
+        let price = self.cfg().prices.get(&model).cloned();
+        if price.is_none() && (limits.usd_per_message.is_some() || limits.usd_per_day.is_some()) {
+            return Err(refuse(
+                ErrorCode::Budget,
+                format!(
+                    "over budget: my limits are in dollars but hive.toml has no [prices.{model:?}] to count them"
+                ),
+            ));
+        }
         body.insert("stream".into(), json!(stream));
         let (url, base) = match provider {
             Provider::OpenAi => {
@@ -428,25 +472,16 @@ impl Core {
             }
         }
         .await;
-        let (prompt, completion) = result.as_ref().map_or((0, 0), |v| {
-            let u = &v["usage"];
-            (
-                u["prompt_tokens"]
-                    .as_u64()
-                    .or(u["input_tokens"].as_u64())
-                    .unwrap_or(0),
-                u["completion_tokens"]
-                    .as_u64()
-                    .or(u["output_tokens"].as_u64())
-                    .unwrap_or(0),
-            )
-        });
+        let tokens = result
+            .as_ref()
+            .map_or_else(|_| Default::default(), |v| tokens_of(&v["usage"]));
+        let cost = price.map(|p| p.cost(&tokens));
         if let Err(e) = store.record_model_call(
             agent.as_str(),
             inbox_id,
             &model,
-            prompt,
-            completion,
+            &tokens,
+            cost,
             result.is_ok(),
         ) {
             tracing::error!(error = %format!("{e:#}"), "could not record a model call");
@@ -488,7 +523,11 @@ mod tests {
     #[test]
     fn budgets() {
         let none = ModelLimits::default();
-        let u = |calls, tokens| Usage { calls, tokens };
+        let u = |calls, tokens| Usage {
+            calls,
+            tokens,
+            ..Default::default()
+        };
         assert!(check_budget(&none, u(7, 0), u(100, 0)).is_ok());
         assert!(check_budget(&none, u(8, 0), u(0, 0)).is_err());
         let l = ModelLimits {
@@ -496,6 +535,7 @@ mod tests {
             tokens_per_message: Some(100),
             calls_per_day: Some(10),
             tokens_per_day: Some(1000),
+            ..Default::default()
         };
         assert!(check_budget(&l, u(1, 99), u(9, 999)).is_ok());
         for (t, d) in [
@@ -506,6 +546,37 @@ mod tests {
         ] {
             assert!(check_budget(&l, t, d).is_err(), "{t:?} {d:?}");
         }
+        let dollars = ModelLimits {
+            usd_per_message: Some(0.5),
+            usd_per_day: Some(2.0),
+            ..Default::default()
+        };
+        let c = |cost_usd| Usage {
+            cost_usd,
+            ..Default::default()
+        };
+        assert!(check_budget(&dollars, c(0.49), c(1.99)).is_ok());
+        let why = check_budget(&dollars, c(0.5), c(0.5)).unwrap_err();
+        assert_eq!(why, "$0.5000 for this message (limit $0.5)");
+        assert!(check_budget(&dollars, c(0.0), c(2.0)).is_err());
+    }
+
+    #[test]
+    fn tokens_as_each_provider_counts_them() {
+        let t = tokens_of(&json!({"prompt_tokens": 100, "completion_tokens": 7,
+            "prompt_tokens_details": {"cached_tokens": 60}}));
+        assert_eq!(
+            (t.input, t.output, t.cache_read, t.cache_write),
+            (40, 7, 60, 0)
+        );
+        let t = tokens_of(&json!({"input_tokens": 5, "output_tokens": 9,
+            "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200}));
+        assert_eq!(
+            (t.input, t.output, t.cache_read, t.cache_write),
+            (5, 9, 1000, 200)
+        );
+        assert_eq!(t.total(), 1214);
+        assert_eq!(tokens_of(&Value::Null).total(), 0);
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn propose(config_path: Option<PathBuf>, args: ProposeArgs) -> anyhow::Resul
     }
 }
 
-fn store(data: &std::path::Path) -> anyhow::Result<Store> {
+pub(crate) fn store(data: &std::path::Path) -> anyhow::Result<Store> {
     let db = data.join("c0re.db");
     if !db.is_file() {
         bail!("no hive in {} (no c0re.db)", data.display());
@@ -98,8 +98,7 @@ fn store(data: &std::path::Path) -> anyhow::Result<Store> {
 }
 
 fn when(us: i64) -> String {
-    let secs = us / 1_000_000;
-    format!("{secs}")
+    crate::store::utc(us)
 }
 
 pub fn list(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {

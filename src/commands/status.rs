@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 use crate::cli::HiveDirs;
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{ApprovalState, Store};
 
 fn alive(data_dir: &Path, what: &str) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(super::pid_file(data_dir, what))
@@ -55,6 +55,8 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
         ))
     );
     let store = Store::open(&db)?;
+    let now = crate::store::now_us();
+    let day_start = now - now.rem_euclid(86_400_000_000);
     println!("rooms");
     for (key, alias, room) in store.rooms()? {
         println!("  {key:<16} {alias:<36} {room}");
@@ -76,12 +78,47 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
             state
         };
         let c = store.counts(&name)?;
+        let used = store.usage_since(&name, day_start)?;
+        let model = match used.calls {
+            0 => String::new(),
+            n if used.unpriced_calls == n => format!("  model today {n} calls {} tok", used.tokens),
+            n => format!(
+                "  model today {n} calls {} tok ${:.4}",
+                used.tokens, used.cost_usd
+            ),
+        };
         println!(
-            "  {name:<12} {state:<12} {} queued {:>4}  done {:>6}  dead {:>3}",
+            "  {name:<12} {state:<12} {} queued {:>4}  done {:>6}  dead {:>3}{model}",
             pid.map_or("        ".to_owned(), |p| format!("pid {p:<4}")),
             c.pending + c.inflight,
             c.done,
             c.dead
+        );
+    }
+    let open: Vec<_> = [
+        ApprovalState::Pending,
+        ApprovalState::Approved,
+        ApprovalState::Applying,
+    ]
+    .into_iter()
+    .map(|s| store.approvals_in(s))
+    .collect::<Result<Vec<_>, _>>()?
+    .into_iter()
+    .flatten()
+    .collect();
+    println!(
+        "approvals          {} open (`hive approvals` lists them)",
+        open.len()
+    );
+    for a in open {
+        println!(
+            "  #{:<4} {:<9} {:<12} {:<14} {} (expires {})",
+            a.id,
+            a.state.as_str(),
+            a.kind,
+            a.agent,
+            a.summary,
+            crate::store::utc(a.expires_us)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -96,11 +96,27 @@ mod tests {
     }
 }
 
-/// Model calls and tokens in some window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Model calls, tokens and cost in some window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub calls: u64,
+    /// Every token counted: input, output, cache reads and writes.
     pub tokens: u64,
+    /// US dollars, for the calls whose model has a price.
+    pub cost_usd: f64,
+    /// Calls whose model had no price in hive.toml (their cost is not in `cost_usd`).
+    pub unpriced_calls: u64,
+}
+
+/// One agent's usage on one UTC day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayUsage {
+    pub agent: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub turns: u64,
+    pub tokens: crate::config::Tokens,
+    pub usage: Usage,
 }
 
 impl Store {
@@ -109,14 +125,26 @@ impl Store {
         agent: &str,
         inbox_id: i64,
         model: &str,
-        prompt_tokens: u64,
-        completion_tokens: u64,
+        tokens: &crate::config::Tokens,
+        cost_usd: Option<f64>,
         ok: bool,
     ) -> anyhow::Result<()> {
         self.lock().execute(
-            "INSERT INTO model_calls (ts_us, agent, inbox_id, model, prompt_tokens, completion_tokens, ok)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![now_us(), agent, inbox_id, model, prompt_tokens as i64, completion_tokens as i64, ok],
+            "INSERT INTO model_calls (ts_us, agent, inbox_id, model, prompt_tokens, completion_tokens,
+                                      cache_read_tokens, cache_write_tokens, cost_usd, ok)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                now_us(),
+                agent,
+                inbox_id,
+                model,
+                tokens.input as i64,
+                tokens.output as i64,
+                tokens.cache_read as i64,
+                tokens.cache_write as i64,
+                cost_usd,
+                ok
+            ],
         )?;
         Ok(())
     }
@@ -132,16 +160,52 @@ impl Store {
     }
 
     fn usage_where(&self, cond: &str, p: impl rusqlite::Params) -> anyhow::Result<Usage> {
-        let (calls, tokens): (i64, i64) = self.lock().query_row(
-            &format!(
-                "SELECT COUNT(*), COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM model_calls WHERE {cond}"
-            ),
+        Ok(self.lock().query_row(
+            &format!("SELECT {USAGE_COLUMNS} FROM model_calls WHERE {cond}"),
             p,
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(Usage {
-            calls: calls as u64,
-            tokens: tokens as u64,
-        })
+            |r| usage_of(r, 0),
+        )?)
     }
+
+    /// Usage per agent and UTC day since `since_us`, newest day first.
+    pub fn usage_by_day(&self, since_us: i64) -> anyhow::Result<Vec<DayUsage>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT agent, date(ts_us / 1000000, 'unixepoch') AS day, COUNT(DISTINCT inbox_id),
+                    COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),
+                    COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0),
+                    {USAGE_COLUMNS}
+             FROM model_calls WHERE ts_us >= ?1 GROUP BY agent, day ORDER BY day DESC, agent"
+        ))?;
+        let rows = stmt.query_map(params![since_us], |r| {
+            let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
+            Ok(DayUsage {
+                agent: r.get(0)?,
+                day: r.get(1)?,
+                turns: n(2)?,
+                tokens: crate::config::Tokens {
+                    input: n(3)?,
+                    output: n(4)?,
+                    cache_read: n(5)?,
+                    cache_write: n(6)?,
+                },
+                usage: usage_of(r, 7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The aggregate columns [`usage_of`] reads.
+const USAGE_COLUMNS: &str = "COUNT(*),
+    COALESCE(SUM(prompt_tokens + completion_tokens + cache_read_tokens + cache_write_tokens), 0),
+    COALESCE(SUM(cost_usd), 0.0), COUNT(*) - COUNT(cost_usd)";
+
+fn usage_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Usage> {
+    Ok(Usage {
+        calls: r.get::<_, i64>(at)? as u64,
+        tokens: r.get::<_, i64>(at + 1)? as u64,
+        cost_usd: r.get(at + 2)?,
+        unpriced_calls: r.get::<_, i64>(at + 3)? as u64,
+    })
 }
