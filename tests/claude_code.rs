@@ -155,13 +155,8 @@ async fn round_trip(runtime: &str) {
     let app = axum::Router::new()
         .route("/v1/messages", axum::routing::post(messages))
         .with_state((seen.clone(), Prompts::default()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("anthropic.key");
-    std::fs::write(&key_file, KEY).unwrap();
-    let key = key_file.to_str().unwrap();
+    let base = common::serve_http(app).await;
+    let (_keys, key) = common::secret_file("anthropic.key", KEY);
     let mut hive = TestHive::with_config(
         &[(
             "claude",

@@ -118,14 +118,8 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("model.key");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let key = key_file.to_str().unwrap();
+    let base = common::serve_http(app).await + "/v1";
+    let (_keys, key) = common::secret_file("model.key", &format!("{KEY}\n"));
     let bot = |extra: &str| {
         format!(
             "[brain]\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n{extra}"
@@ -326,21 +320,14 @@ async fn anthropic_brain_with_tools_and_streaming() {
     let app = axum::Router::new()
         .route("/v1/messages", axum::routing::post(messages_api))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("anthropic.key");
-    std::fs::write(&key_file, KEY).unwrap();
-    let key = key_file.to_str().unwrap();
+    let base = common::serve_http(app).await;
+    let (_keys, key) = common::secret_file("anthropic.key", KEY);
     let bot = |extra: &str| {
         format!(
             "[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n{extra}"
         )
     };
-    let token_file = keys.path().join("oauth.token");
-    std::fs::write(&token_file, "sk-ant-oat01-TESTTOKEN").unwrap();
-    let token = token_file.to_str().unwrap();
+    let (_tokens, token) = common::secret_file("oauth.token", "sk-ant-oat01-TESTTOKEN");
     let subscriber = format!(
         "[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\noauth_token_file = \"{token}\"\n"
     );
@@ -467,9 +454,7 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
         .route("/v1/chat/completions", axum::routing::post(mcp_completions))
         .route("/v1/messages", axum::routing::post(mcp_messages))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = common::serve_http(app).await;
     let servers = "[brain.mcp_servers.shout]\ncommand = [\"./shout.py\"]\nenv = { MODE = \"loud\" }\n\
                    [brain.mcp_servers.ghost]\ncommand = [\"./no-such-server\"]\n";
     let mut hive = TestHive::with_config(

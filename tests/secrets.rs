@@ -35,9 +35,7 @@ print(json.dumps(out))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_a_room() {
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("api.key");
-    std::fs::write(&key_file, format!("{PLANTED}\n")).unwrap();
+    let (_keys, key_file) = common::secret_file("api.key", &format!("{PLANTED}\n"));
     let mut hive = TestHive::with_config(
         &[
             (
@@ -52,7 +50,7 @@ async fn secrets_never_reach_a_room() {
                 ),
             ),
         ],
-        &format!("[secrets]\nfiles = [{:?}]\n", key_file.to_str().unwrap()),
+        &format!("[secrets]\nfiles = [{key_file:?}]\n"),
     )
     .await;
     let script = hive.bots.join("leaky/leaky.py");

@@ -83,6 +83,23 @@ for line in sys.stdin:
     print(json.dumps({"jsonrpc": "2.0", "id": mid, "result": res}), flush=True)
 "#;
 
+/// Serves `app` on a loopback port (a fake model server); returns its `http://` base URL.
+pub async fn serve_http(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// A secret (an API key, a token) in a file of its own; the file lives as long as the `TempDir`.
+pub fn secret_file(name: &str, contents: &str) -> (TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
 /// Writes an executable script into a bot's directory.
 pub fn write_script(bot_dir: &Path, name: &str, text: &str) {
     use std::os::unix::fs::PermissionsExt;
