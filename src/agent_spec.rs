@@ -146,6 +146,8 @@ pub enum BrainSpec {
         oauth_token_file: Option<PathBuf>,
         #[serde(default)]
         stream: bool,
+        /// Past exchanges (message and final reply) given to the model (default 10; 0: none).
+        history: Option<usize>,
         #[serde(default)]
         limits: ModelLimits,
         /// More stdio MCP servers offered to the model beside the hive's own, by name.
@@ -163,6 +165,8 @@ pub enum BrainSpec {
         /// Ask for a streamed response (server-sent events), assembled by the core.
         #[serde(default)]
         stream: bool,
+        /// Past exchanges (message and final reply) given to the model (default 10; 0: none).
+        history: Option<usize>,
         #[serde(default)]
         limits: ModelLimits,
         /// More stdio MCP servers offered to the model beside the hive's own, by name.

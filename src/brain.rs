@@ -287,22 +287,26 @@ impl AnyBrain {
                 timeout_secs,
             } => command::Command::new(spec, command, *timeout_secs, state_dir)
                 .map(AnyBrain::Command),
-            BrainSpec::Openai { limits, .. } => Ok(AnyBrain::OpenAi(openai::OpenAi::new(
+            BrainSpec::Openai {
+                limits, history, ..
+            } => Ok(AnyBrain::OpenAi(openai::OpenAi::new(
                 spec,
                 limits
                     .calls_per_message
                     .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
                 Toolbox::new(spec, state_dir),
+                History::load(state_dir, history.unwrap_or(DEFAULT_HISTORY)),
             ))),
-            BrainSpec::Anthropic { limits, .. } => {
-                Ok(AnyBrain::Anthropic(anthropic::Anthropic::new(
-                    spec,
-                    limits
-                        .calls_per_message
-                        .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
-                    Toolbox::new(spec, state_dir),
-                )))
-            }
+            BrainSpec::Anthropic {
+                limits, history, ..
+            } => Ok(AnyBrain::Anthropic(anthropic::Anthropic::new(
+                spec,
+                limits
+                    .calls_per_message
+                    .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE),
+                Toolbox::new(spec, state_dir),
+                History::load(state_dir, history.unwrap_or(DEFAULT_HISTORY)),
+            ))),
             BrainSpec::ClaudeCode { .. } => {
                 claude_code::ClaudeCode::new(spec, state_dir, socket).map(AnyBrain::ClaudeCode)
             }
@@ -334,4 +338,121 @@ pub fn render_template(template: &str, msg: &Message, rest: &str, agent: &str) -
         .replace("{rest}", rest)
         .replace("{sender}", &msg.sender)
         .replace("{agent}", agent)
+}
+
+/// What an in-process model brain remembers between messages: the last exchanges (message and
+/// final reply), kept in the agent's state dir so they survive restarts and rebuilds. Tool calls
+/// are not kept (their effect is in the reply, the notes, the rooms).
+pub struct History {
+    path: std::path::PathBuf,
+    keep: usize,
+    exchanges: std::collections::VecDeque<Exchange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exchange {
+    /// The message as the model saw it (`<sender> wrote:\n<body>`).
+    pub user: String,
+    /// What the agent said.
+    pub reply: String,
+}
+
+/// The reply remembered for a turn that said nothing (model APIs refuse empty messages).
+pub fn reply_or_silence(text: &str) -> String {
+    if text.is_empty() {
+        "(I said nothing.)".into()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Exchanges kept unless the config says otherwise.
+pub const DEFAULT_HISTORY: usize = 10;
+/// The history's size in characters, at most; the oldest exchanges go first.
+const MAX_HISTORY_CHARS: usize = 32 * 1024;
+
+impl History {
+    /// Loads `history.json` from the state dir; a file that cannot be read starts afresh (and
+    /// is kept aside as `history.json.bad`), it never stops the agent.
+    pub fn load(state_dir: &Path, keep: usize) -> Self {
+        let path = state_dir.join("history.json");
+        let exchanges = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "history.json is unreadable; starting afresh");
+                    let _ = std::fs::rename(&path, path.with_extension("json.bad"));
+                    Default::default()
+                }
+            },
+            Err(_) => Default::default(),
+        };
+        let mut h = Self {
+            path,
+            keep,
+            exchanges,
+        };
+        h.trim();
+        h
+    }
+
+    pub fn exchanges(&self) -> impl Iterator<Item = &Exchange> {
+        self.exchanges.iter()
+    }
+
+    /// Remembers one exchange and saves the history.
+    pub fn push(&mut self, user: String, reply: String) {
+        if self.keep == 0 {
+            return;
+        }
+        self.exchanges.push_back(Exchange { user, reply });
+        self.trim();
+        let bytes = serde_json::to_vec(&self.exchanges).expect("exchanges serialize");
+        if let Err(e) = crate::fsutil::write_atomic(&self.path, &bytes, 0o600) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot save history.json");
+        }
+    }
+
+    fn trim(&mut self) {
+        while self.exchanges.len() > self.keep
+            || self
+                .exchanges
+                .iter()
+                .map(|x| x.user.len() + x.reply.len())
+                .sum::<usize>()
+                > MAX_HISTORY_CHARS
+        {
+            self.exchanges.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_last_exchanges_across_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = History::load(dir.path(), 2);
+        for i in 0..3 {
+            h.push(format!("op wrote:\nq{i}"), format!("a{i}"));
+        }
+        let again = History::load(dir.path(), 2);
+        let replies: Vec<&str> = again.exchanges().map(|x| x.reply.as_str()).collect();
+        assert_eq!(replies, ["a1", "a2"]);
+        // A smaller limit on the next start trims; a huge exchange pushes out the rest.
+        assert_eq!(History::load(dir.path(), 1).exchanges().count(), 1);
+        let mut h = History::load(dir.path(), 5);
+        h.push("x".repeat(MAX_HISTORY_CHARS - 1), "y".into());
+        assert_eq!(h.exchanges().count(), 1);
+        // A damaged file starts afresh and is kept aside.
+        std::fs::write(dir.path().join("history.json"), "{nope").unwrap();
+        assert_eq!(History::load(dir.path(), 5).exchanges().count(), 0);
+        assert!(dir.path().join("history.json.bad").is_file());
+        // 0 keeps nothing.
+        let mut off = History::load(dir.path(), 0);
+        off.push("a".into(), "b".into());
+        assert_eq!(History::load(dir.path(), 5).exchanges().count(), 0);
+    }
 }

@@ -30,7 +30,7 @@ fn script(body: &Value) -> Value {
     let results: Vec<&Value> = messages.iter().filter(|m| m["role"] == "tool").collect();
     let user = messages
         .iter()
-        .find(|m| m["role"] == "user")
+        .rfind(|m| m["role"] == "user")
         .and_then(|m| m["content"].as_str())
         .unwrap_or("")
         .rsplit('\n')
@@ -234,9 +234,7 @@ fn anthropic_script(body: &Value) -> Value {
         .flatten()
         .filter(|b| b["type"] == "tool_result")
         .collect();
-    let user = messages[0]["content"]
-        .as_str()
-        .unwrap_or("")
+    let user = last_user(messages)
         .rsplit('\n')
         .next()
         .unwrap_or("")
@@ -392,6 +390,16 @@ fn mcp_call(user: &str) -> Option<(&'static str, Value)> {
     }
 }
 
+/// The newest message to the agent (earlier exchanges come before it as history).
+fn last_user(messages: &[Value]) -> &str {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user" && m["content"].is_string())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+}
+
 fn last_line(text: &str) -> String {
     text.rsplit('\n').next().unwrap_or("").to_owned()
 }
@@ -399,11 +407,7 @@ fn last_line(text: &str) -> String {
 async fn mcp_completions(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
     seen.0.lock().unwrap().push((None, body.clone()));
     let messages = body["messages"].as_array().unwrap();
-    let user = messages
-        .iter()
-        .find(|m| m["role"] == "user")
-        .map(|m| last_line(m["content"].as_str().unwrap()))
-        .unwrap();
+    let user = last_line(last_user(messages));
     let result = messages.iter().find(|m| m["role"] == "tool");
     let message = match (result, mcp_call(&user)) {
         (None, Some((name, args))) => json!({"role": "assistant", "content": null, "tool_calls": [
@@ -422,7 +426,7 @@ async fn mcp_completions(State(seen): State<Seen>, Json(body): Json<Value>) -> J
 async fn mcp_messages(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
     seen.0.lock().unwrap().push((None, body.clone()));
     let messages = body["messages"].as_array().unwrap();
-    let user = last_line(messages[0]["content"].as_str().unwrap());
+    let user = last_line(last_user(messages));
     let result = messages
         .iter()
         .filter_map(|m| m["content"].as_array())
@@ -520,6 +524,18 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
     }
     let requests = seen.0.lock().unwrap().clone();
     assert_eq!(requests.len(), 16, "2 model calls per message");
+    // Earlier exchanges come along as history: each agent's last message (its 7th and 8th
+    // calls; gpt's come first) carries them.
+    for last in [&requests[6].1, &requests[14].1] {
+        let m = last["messages"].to_string();
+        assert!(
+            m.contains("shout quiet words")
+                && m.contains("done: QUIET WORDS")
+                && m.contains("shout again"),
+            "{m}"
+        );
+    }
+    assert!(hive.data.join("agents/gpt/state/history.json").is_file());
     for (_, body) in &requests {
         let tools = body["tools"].to_string();
         assert!(

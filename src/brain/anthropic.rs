@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Brain, BrainError, Toolbox, Tools};
+use super::{Brain, BrainError, History, Toolbox, Tools};
 use crate::agent_spec::AgentSpec;
 use crate::harness::protocol::{ErrorCode, Message};
 
@@ -15,15 +15,17 @@ pub struct Anthropic {
     prompt: Option<String>,
     max_steps: u64,
     toolbox: Toolbox,
+    history: History,
 }
 
 impl Anthropic {
-    pub fn new(spec: &AgentSpec, max_steps: u64, toolbox: Toolbox) -> Self {
+    pub fn new(spec: &AgentSpec, max_steps: u64, toolbox: Toolbox, history: History) -> Self {
         Self {
             agent: spec.name.to_string(),
             prompt: spec.prompt.clone(),
             max_steps: max_steps.max(1),
             toolbox,
+            history,
         }
     }
 }
@@ -41,10 +43,13 @@ impl Brain for Anthropic {
             self.prompt.clone().unwrap_or_default(),
             self.agent
         );
-        let mut messages = vec![json!({
-            "role": "user",
-            "content": format!("{} wrote:\n{}", msg.sender, msg.body),
-        })];
+        let user = format!("{} wrote:\n{}", msg.sender, msg.body);
+        let mut messages = Vec::new();
+        for x in self.history.exchanges() {
+            messages.push(json!({ "role": "user", "content": x.user }));
+            messages.push(json!({ "role": "assistant", "content": x.reply }));
+        }
+        messages.push(json!({ "role": "user", "content": user }));
         for _ in 0..self.max_steps {
             let resp = match tools
                 .model(json!({ "system": system, "messages": messages, "tools": defs, "max_tokens": 4096 }))
@@ -71,6 +76,7 @@ impl Brain for Anthropic {
                 if !text.is_empty() {
                     tools.say(text).await?;
                 }
+                self.history.push(user, super::reply_or_silence(text));
                 return Ok(());
             }
             let mut results = Vec::new();
@@ -92,12 +98,12 @@ impl Brain for Anthropic {
             }
             messages.push(json!({ "role": "user", "content": results }));
         }
-        tools
-            .say(&format!(
-                "I stopped: this message needed more than {} model calls.",
-                self.max_steps
-            ))
-            .await?;
+        let stop = format!(
+            "I stopped: this message needed more than {} model calls.",
+            self.max_steps
+        );
+        tools.say(&stop).await?;
+        self.history.push(user, stop);
         Ok(())
     }
 }

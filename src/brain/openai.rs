@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Brain, BrainError, Toolbox, Tools};
+use super::{Brain, BrainError, History, Toolbox, Tools};
 use crate::agent_spec::AgentSpec;
 use crate::harness::protocol::{ErrorCode, Message};
 
@@ -17,15 +17,17 @@ pub struct OpenAi {
     prompt: Option<String>,
     max_steps: u64,
     toolbox: Toolbox,
+    history: History,
 }
 
 impl OpenAi {
-    pub fn new(spec: &AgentSpec, max_steps: u64, toolbox: Toolbox) -> Self {
+    pub fn new(spec: &AgentSpec, max_steps: u64, toolbox: Toolbox, history: History) -> Self {
         Self {
             agent: spec.name.to_string(),
             prompt: spec.prompt.clone(),
             max_steps: max_steps.max(1),
             toolbox,
+            history,
         }
     }
 
@@ -62,10 +64,14 @@ impl Brain for OpenAi {
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
         let (offered, note) = self.toolbox.offer(tools).await?;
         let defs = tool_defs(&offered);
-        let mut messages = vec![
-            json!({ "role": "system", "content": format!("{}{note}", self.system()) }),
-            json!({ "role": "user", "content": format!("{} wrote:\n{}", msg.sender, msg.body) }),
-        ];
+        let user = format!("{} wrote:\n{}", msg.sender, msg.body);
+        let mut messages =
+            vec![json!({ "role": "system", "content": format!("{}{note}", self.system()) })];
+        for x in self.history.exchanges() {
+            messages.push(json!({ "role": "user", "content": x.user }));
+            messages.push(json!({ "role": "assistant", "content": x.reply }));
+        }
+        messages.push(json!({ "role": "user", "content": user }));
         for _ in 0..self.max_steps {
             let resp = match tools
                 .model(json!({ "messages": messages, "tools": defs }))
@@ -94,6 +100,7 @@ impl Brain for OpenAi {
                 if !text.is_empty() {
                     tools.say(text).await?;
                 }
+                self.history.push(user, super::reply_or_silence(text));
                 return Ok(());
             }
             for call in calls {
@@ -123,12 +130,12 @@ impl Brain for OpenAi {
                 messages.push(json!({ "role": "tool", "tool_call_id": id, "content": content }));
             }
         }
-        tools
-            .say(&format!(
-                "I stopped: this message needed more than {} model calls.",
-                self.max_steps
-            ))
-            .await?;
+        let stop = format!(
+            "I stopped: this message needed more than {} model calls.",
+            self.max_steps
+        );
+        tools.say(&stop).await?;
+        self.history.push(user, stop);
         Ok(())
     }
 }
