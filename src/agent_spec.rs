@@ -233,6 +233,25 @@ impl BrainSpec {
         }
     }
 
+    /// The budgets of a model-backed agent.
+    pub fn limits(&self) -> Option<&ModelLimits> {
+        match self {
+            BrainSpec::ClaudeCode { limits, .. }
+            | BrainSpec::Anthropic { limits, .. }
+            | BrainSpec::Openai { limits, .. } => Some(limits),
+            BrainSpec::Scripted { .. } | BrainSpec::Command { .. } => None,
+        }
+    }
+
+    /// The model the config names (`claude-code` may leave it to the CLI).
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            BrainSpec::ClaudeCode { model, .. } => model.as_deref(),
+            BrainSpec::Anthropic { model, .. } | BrainSpec::Openai { model, .. } => Some(model),
+            BrainSpec::Scripted { .. } | BrainSpec::Command { .. } => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             BrainSpec::Scripted { .. } => "scripted",

@@ -243,3 +243,43 @@ fn check_rejects_hostile_names_and_bad_config() {
     // Nothing was created for any of them.
     assert!(!dir.path().join(".hive").exists());
 }
+
+#[test]
+fn check_refuses_a_dollar_budget_without_a_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let bots = dir.path().join("bots");
+    common::write_bot(
+        &bots,
+        "thrifty",
+        "[brain]\nkind = \"openai\"\nmodel = \"qwen2.5:7b\"\n[brain.limits]\nusd_per_day = 1.0\n",
+    );
+    let config = dir.path().join("hive.toml");
+    let check = || {
+        Command::new(HIVE)
+            .args(["check", "--bots"])
+            .arg(&bots)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    std::fs::write(&config, "").unwrap();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("thrifty: brain.limits: dollar budgets need a price: hive.toml has no [prices.\"qwen2.5:7b\"]"),
+        "{err}"
+    );
+    std::fs::write(
+        &config,
+        "[prices.\"qwen2.5:7b\"]\ninput = 0.0\noutput = 0.0\n",
+    )
+    .unwrap();
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

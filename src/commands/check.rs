@@ -6,6 +6,24 @@ use std::process::ExitCode;
 use crate::cli::HiveDirs;
 use crate::config::Config;
 
+/// Dollar budgets the core could not count: the model has no price in hive.toml.
+fn unpriced_dollar_budget(cfg: &Config, s: &crate::agent_spec::AgentSpec) -> Option<String> {
+    let l = s.brain.limits()?;
+    if l.usd_per_message.is_none() && l.usd_per_day.is_none() {
+        return None;
+    }
+    match s.brain.model() {
+        Some(m) if cfg.prices.contains_key(m) => None,
+        Some(m) => Some(format!(
+            "dollar budgets need a price: hive.toml has no [prices.{m:?}] (every model call would be refused)"
+        )),
+        None => Some(
+            "dollar budgets need a price, and so a `model` to look it up (every model call would be refused)"
+                .into(),
+        ),
+    }
+}
+
 pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let cfg = match Config::load(config_path.as_deref()) {
@@ -32,7 +50,7 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
     match crate::agent_spec::load_all(&dirs.bots) {
         Ok(specs) => {
             println!("agents ({})", dirs.bots.display());
-            for s in specs {
+            for s in &specs {
                 let allowed: Vec<&str> = s.allowed_recipients.iter().map(|a| a.as_str()).collect();
                 println!(
                     "  {:<12} {:<28} brain {:<12} may message: {}",
@@ -45,6 +63,12 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
                         format!("operator, {}", allowed.join(", "))
                     }
                 );
+            }
+            for s in &specs {
+                if let Some(why) = unpriced_dollar_budget(&cfg, s) {
+                    ok = false;
+                    eprintln!("error: {}: brain.limits: {why}", s.name);
+                }
             }
         }
         Err(errs) => {
