@@ -23,8 +23,9 @@ pub const HEARTBEAT_TYPE: &str = "org.hyperhive.heartbeat";
 /// How long a heartbeat may take to come back before the core reconciles timelines.
 const HEARTBEAT_GRACE: Duration = Duration::from_secs(10);
 
-/// Pages of history read per room when reconciling.
-const RECONCILE_PAGES: usize = 10;
+/// Pages of history (100 events each) read per room when reconciling: 10,000 events. Beyond
+/// that the operator is told that older events of the room were not read.
+const RECONCILE_PAGES: usize = 100;
 
 impl Core {
     /// Asks the homeserver to ping us now: transactions it queued while we were down are sent
@@ -97,6 +98,7 @@ impl Core {
         for room in rooms {
             let mut missing = Vec::new();
             let mut from: Option<String> = None;
+            let mut complete = false;
             'pages: for _ in 0..RECONCILE_PAGES {
                 let mut req =
                     get_message_events::v3::Request::new(room.clone(), Direction::Backward);
@@ -108,14 +110,29 @@ impl Core {
                         continue;
                     };
                     if ev.origin_server_ts < since_ms || self.store().seen(&ev.event_id)? {
+                        complete = true;
                         break 'pages;
                     }
                     missing.push(ev);
                 }
                 match resp.end {
                     Some(end) if !resp.chunk.is_empty() => from = Some(end),
-                    _ => break,
+                    _ => {
+                        complete = true;
+                        break;
+                    }
                 }
+            }
+            if !complete {
+                tracing::error!(room = %room, read = missing.len(), "reconcile stopped before reaching known history");
+                self.notice(
+                    None,
+                    &format!(
+                        "⚠️ Catching up on {room} after an outage, I read the newest {} events the homeserver had not pushed and stopped there: older ones in that room were not delivered.",
+                        missing.len()
+                    ),
+                )
+                .await;
             }
             if !missing.is_empty() {
                 missing.reverse();
