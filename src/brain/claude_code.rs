@@ -374,6 +374,7 @@ impl Brain for ClaudeCode {
         let mut lines = BufReader::new(stdout).lines();
         let (mut mcp_status, mut result, mut budget) =
             (None::<String>, None::<Value>, None::<String>);
+        let mut servers = Value::Null;
         loop {
             tokio::select! {
                 conn = proxy.accept() => {
@@ -389,6 +390,7 @@ impl Brain for ClaudeCode {
                     match (ev["type"].as_str(), ev["subtype"].as_str()) {
                         (Some("system"), Some("init")) => {
                             tracing::info!(mcp_servers = %ev["mcp_servers"], "Claude Code started");
+                            servers = ev["mcp_servers"].clone();
                             mcp_status = ev["mcp_servers"]
                                 .as_array()
                                 .and_then(|s| s.iter().find(|x| x["name"] == "hive"))
@@ -419,7 +421,10 @@ impl Brain for ClaudeCode {
         }
         let result =
             result.ok_or_else(|| BrainError::Failed("Claude Code gave no result".into()))?;
-        let denied = denials_note(&result);
+        let denied = [denials_note(&result), unconnected_note(&servers)]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| format!("{a}\n\n{b}"));
         let text = result["result"].as_str().unwrap_or("").trim().to_owned();
         if result["is_error"] == json!(true) {
             return Err(BrainError::Failed(format!(
@@ -475,9 +480,45 @@ fn denials_note(result: &Value) -> Option<String> {
     ))
 }
 
+/// What the room is told when MCP servers the agent declares did not connect (the CLI goes on
+/// without their tools), or `None`.
+fn unconnected_note(servers: &Value) -> Option<String> {
+    let down: Vec<String> = servers
+        .as_array()?
+        .iter()
+        .filter(|s| s["name"] != "hive" && s["status"] != "connected")
+        .map(|s| {
+            format!(
+                "`{}` ({})",
+                s["name"].as_str().unwrap_or("?"),
+                s["status"].as_str().unwrap_or("no status")
+            )
+        })
+        .collect();
+    (!down.is_empty()).then(|| {
+        format!(
+            "_(These MCP servers of mine did not connect, so I worked without their tools: {}.)_",
+            down.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_servers_that_did_not_connect_are_named() {
+        let ok = json!([{"name": "hive", "status": "connected"}, {"name": "shout", "status": "connected"}]);
+        assert_eq!(unconnected_note(&ok), None);
+        assert_eq!(unconnected_note(&Value::Null), None);
+        let bad =
+            json!([{"name": "hive", "status": "connected"}, {"name": "ghost", "status": "failed"}]);
+        assert_eq!(
+            unconnected_note(&bad).unwrap(),
+            "_(These MCP servers of mine did not connect, so I worked without their tools: `ghost` (failed).)_"
+        );
+    }
 
     #[test]
     fn permission_denials_are_named_for_the_room() {
