@@ -204,12 +204,15 @@ impl Tools<'_> {
 /// the MCP servers the agent declares (run in the harness, see `mcp::client`).
 pub struct Toolbox {
     servers: crate::mcp::client::DeclaredServers,
+    /// The declared servers that could not be started this turn, for the reply.
+    unavailable: Option<String>,
 }
 
 impl Toolbox {
     pub fn new(spec: &AgentSpec, state_dir: &Path) -> Self {
         Self {
             servers: crate::mcp::client::DeclaredServers::new(spec, state_dir),
+            unavailable: None,
         }
     }
 
@@ -220,6 +223,7 @@ impl Toolbox {
         tools: &mut Tools<'_>,
     ) -> Result<(Vec<crate::harness::protocol::ToolInfo>, String), BrainError> {
         let mut all = tools.list_tools().await?;
+        self.unavailable = None;
         if self.servers.is_empty() {
             return Ok((all, String::new()));
         }
@@ -234,11 +238,29 @@ impl Toolbox {
                 .map(|(name, why)| format!("{name} ({why})"))
                 .collect::<Vec<_>>()
                 .join("; ");
+            let names: Vec<String> = offered
+                .unavailable
+                .iter()
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            self.unavailable = Some(format!(
+                "_(These MCP servers of mine did not start, so I worked without their tools: {}; the harness log says why.)_",
+                names.join(", ")
+            ));
             format!(
                 "\n\nThese MCP servers of yours are unavailable this turn, so their tools are missing: {list}."
             )
         };
         Ok((all, note))
+    }
+
+    /// The turn's final reply, with a note naming declared servers that did not start.
+    pub fn reply(&self, text: &str) -> String {
+        match (&self.unavailable, text.is_empty()) {
+            (None, _) => text.to_owned(),
+            (Some(note), true) => note.clone(),
+            (Some(note), false) => format!("{text}\n\n{note}"),
+        }
     }
 
     /// Runs one tool call: (result text, is_error).

@@ -487,9 +487,13 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
     for name in ["gpt", "claude"] {
         let room = op.join(&format!("agent-{name}")).await;
         let me = format!("@{name}:localhost");
+        // Every answer ends by naming the declared server that cannot start.
         let says = |text: &'static str| {
             let me = me.clone();
-            move |m: &[common::Seen]| m.iter().any(|x| x.sender == me && x.body == text)
+            let body = format!(
+                "{text}\n\n_(These MCP servers of mine did not start, so I worked without their tools: `ghost`; the harness log says why.)_"
+            );
+            move |m: &[common::Seen]| m.iter().any(|x| x.sender == me && x.body == body)
         };
         op.send(&room, "shout quiet words").await;
         op.wait_until(&room, WAIT, "the shouted words", says("done: QUIET WORDS"))

@@ -72,7 +72,8 @@ impl Brain for Anthropic {
                     .filter_map(|b| b["text"].as_str())
                     .collect::<Vec<_>>()
                     .join("\n");
-                let text = text.trim();
+                let text = self.toolbox.reply(text.trim());
+                let text = text.as_str();
                 if !text.is_empty() {
                     tools.say(text).await?;
                 }

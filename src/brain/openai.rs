@@ -96,7 +96,10 @@ impl Brain for OpenAi {
                 .unwrap_or_default();
             messages.push(message.clone());
             if calls.is_empty() {
-                let text = message["content"].as_str().unwrap_or("").trim();
+                let text = self
+                    .toolbox
+                    .reply(message["content"].as_str().unwrap_or("").trim());
+                let text = text.as_str();
                 if !text.is_empty() {
                     tools.say(text).await?;
                 }
