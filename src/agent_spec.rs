@@ -243,6 +243,14 @@ impl BrainSpec {
         }
     }
 
+    /// Past exchanges an in-process model brain keeps (`None`: the default).
+    pub fn history(&self) -> Option<usize> {
+        match self {
+            BrainSpec::Anthropic { history, .. } | BrainSpec::Openai { history, .. } => *history,
+            _ => None,
+        }
+    }
+
     /// The model the config names (`claude-code` may leave it to the CLI).
     pub fn model(&self) -> Option<&str> {
         match self {

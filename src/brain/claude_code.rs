@@ -350,14 +350,8 @@ impl Brain for ClaudeCode {
                 Some(id)
             }
         };
-        cmd.current_dir(&self.state_dir)
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", &self.state_dir)
-            .env("LANG", "C.UTF-8")
+        super::scrubbed_env(&mut cmd, &self.state_dir)
+            .current_dir(&self.state_dir)
             .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
             // A placeholder: the proxy ignores it, the core adds the real key.
             .env("ANTHROPIC_API_KEY", "hive-proxy")

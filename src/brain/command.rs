@@ -116,16 +116,10 @@ impl Command {
             prompt: self.prompt.as_deref(),
         })
         .map_err(|e| BrainError::Failed(e.to_string()))?;
-        let mut child = tokio::process::Command::new(&self.program)
+        let mut cmd = tokio::process::Command::new(&self.program);
+        let mut child = super::scrubbed_env(&mut cmd, &self.state_dir)
             .args(&self.args)
             .current_dir(&self.state_dir)
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", &self.state_dir)
-            .env("LANG", "C.UTF-8")
             .env("HYPERHIVE_AGENT", &self.agent)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -1,48 +1,22 @@
 //! The `openai` brain: chat completions with tools (OpenAI, ollama, llama.cpp, vLLM).
 //!
-//! One turn: the system prompt (`prompt.md`) and the message go to the model with the hive's
-//! tools; each tool call the model makes is run by hive-c0re and its result handed back; the
-//! model's final text is the reply. Model calls go through the core (`model` on the socket),
-//! which holds the key and the budgets. Arguments that are not valid JSON (small local models
-//! emit them) are not fatal: the parse error goes back to the model as the tool's result.
+//! One turn: the system prompt (`prompt.md`), the last exchanges and the message go to the model
+//! with the hive's tools (and the declared MCP servers'); each tool call the model makes is run
+//! and its result handed back; the model's final text is the reply. Model calls go through the
+//! core (`model` on the socket), which holds the key and the budgets. Arguments that are not
+//! valid JSON (small local models emit them) are not fatal: the parse error goes back to the
+//! model as the tool's result. What is not this API's shape is in [`super::model`].
 
 use serde_json::{Value, json};
 
-use super::{Brain, BrainError, History, Toolbox, Tools};
-use crate::agent_spec::AgentSpec;
-use crate::harness::protocol::{ErrorCode, Message};
+use super::model::ModelBrain;
+use super::{Brain, BrainError, Tools};
+use crate::harness::protocol::{Message, ToolInfo};
 
-pub struct OpenAi {
-    agent: String,
-    prompt: Option<String>,
-    max_steps: u64,
-    toolbox: Toolbox,
-    history: History,
-}
+pub struct OpenAi(pub ModelBrain);
 
-impl OpenAi {
-    pub fn new(spec: &AgentSpec, max_steps: u64, toolbox: Toolbox, history: History) -> Self {
-        Self {
-            agent: spec.name.to_string(),
-            prompt: spec.prompt.clone(),
-            max_steps: max_steps.max(1),
-            toolbox,
-            history,
-        }
-    }
-
-    fn system(&self) -> String {
-        let base = self.prompt.clone().unwrap_or_default();
-        format!(
-            "{base}\n\nYou are {agent}, an agent of a hive on Matrix. Each user message is one message to you; \
-             your final answer is posted as your reply. Use the tools to act.",
-            agent = self.agent
-        )
-    }
-}
-
-/// The hive's tools in the chat-completions `tools` format.
-fn tool_defs(tools: &[crate::harness::protocol::ToolInfo]) -> Value {
+/// The tools in the chat-completions `tools` format.
+fn tool_defs(tools: &[ToolInfo]) -> Value {
     Value::Array(
         tools
             .iter()
@@ -62,27 +36,21 @@ fn tool_defs(tools: &[crate::harness::protocol::ToolInfo]) -> Value {
 
 impl Brain for OpenAi {
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
-        let (offered, note) = self.toolbox.offer(tools).await?;
-        let defs = tool_defs(&offered);
-        let user = format!("{} wrote:\n{}", msg.sender, msg.body);
-        let mut messages =
-            vec![json!({ "role": "system", "content": format!("{}{note}", self.system()) })];
-        for x in self.history.exchanges() {
+        let brain = &mut self.0;
+        let turn = brain.begin(msg, tools).await?;
+        let defs = tool_defs(&turn.tools);
+        let mut messages = vec![json!({ "role": "system", "content": turn.system })];
+        for x in &turn.history {
             messages.push(json!({ "role": "user", "content": x.user }));
             messages.push(json!({ "role": "assistant", "content": x.reply }));
         }
-        messages.push(json!({ "role": "user", "content": user }));
-        for _ in 0..self.max_steps {
-            let resp = match tools
-                .model(json!({ "messages": messages, "tools": defs }))
+        messages.push(json!({ "role": "user", "content": turn.user }));
+        for _ in 0..brain.max_steps {
+            let Some(resp) = brain
+                .call(tools, json!({ "messages": messages, "tools": defs }))
                 .await?
-            {
-                Ok(r) => r,
-                Err(e) if e.code == ErrorCode::Budget => {
-                    tools.stop_over_budget(&e.message).await?;
-                    return Ok(());
-                }
-                Err(e) => return Err(BrainError::Failed(format!("model call failed: {e}"))),
+            else {
+                return Ok(());
             };
             let message = resp["choices"][0]["message"].clone();
             if !message.is_object() {
@@ -96,15 +64,8 @@ impl Brain for OpenAi {
                 .unwrap_or_default();
             messages.push(message.clone());
             if calls.is_empty() {
-                let text = self
-                    .toolbox
-                    .reply(message["content"].as_str().unwrap_or("").trim());
-                let text = text.as_str();
-                if !text.is_empty() {
-                    tools.say(text).await?;
-                }
-                self.history.push(user, super::reply_or_silence(text));
-                return Ok(());
+                let text = message["content"].as_str().unwrap_or("");
+                return brain.finish(tools, turn, text).await;
             }
             for call in calls {
                 let id = call["id"].as_str().unwrap_or("").to_owned();
@@ -119,7 +80,7 @@ impl Brain for OpenAi {
                 };
                 let content = match parsed {
                     Ok(args) => {
-                        let (text, is_error) = self.toolbox.run(tools, &name, args).await?;
+                        let (text, is_error) = brain.run_tool(tools, &name, args).await?;
                         if is_error {
                             format!("error: {text}")
                         } else {
@@ -133,12 +94,6 @@ impl Brain for OpenAi {
                 messages.push(json!({ "role": "tool", "tool_call_id": id, "content": content }));
             }
         }
-        let stop = format!(
-            "I stopped: this message needed more than {} model calls.",
-            self.max_steps
-        );
-        tools.say(&stop).await?;
-        self.history.push(user, stop);
-        Ok(())
+        brain.give_up(tools, turn).await
     }
 }

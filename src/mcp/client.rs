@@ -189,15 +189,9 @@ impl DeclaredServers {
 
 async fn start(d: &Declared, state_dir: &Path) -> Result<Running, String> {
     let mut cmd = tokio::process::Command::new(&d.program);
-    cmd.args(&d.args)
+    crate::brain::scrubbed_env(&mut cmd, state_dir)
+        .args(&d.args)
         .current_dir(state_dir)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
-        .env("HOME", state_dir)
-        .env("LANG", "C.UTF-8")
         .envs(&d.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
