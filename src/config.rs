@@ -436,6 +436,22 @@ impl Config {
         })
     }
 
+    /// The price of `model`: its own `[prices]` entry, else the longest entry it extends with a
+    /// dated or tagged suffix (`claude-sonnet-4-5` prices `claude-sonnet-4-5-20250929`).
+    pub fn price_of(&self, model: &str) -> Option<&Price> {
+        self.prices.get(model).or_else(|| {
+            self.prices
+                .iter()
+                .filter(|(k, _)| {
+                    model
+                        .strip_prefix(k.as_str())
+                        .is_some_and(|rest| rest.starts_with(['-', '@', ':']) && rest.len() > 1)
+                })
+                .max_by_key(|(k, _)| k.len())
+                .map(|(_, p)| p)
+        })
+    }
+
     pub fn bot_user_id(&self) -> OwnedUserId {
         UserId::parse(format!("@{}:{}", self.sender_localpart, self.server_name))
             .expect("validated localpart and server name")
@@ -606,6 +622,10 @@ mod tests {
         };
         // 1000×3 + 2000×15 + 10000×0.3 + 1000×3 (cache writes default to the input price)
         assert!((p.cost(&t) - 0.039).abs() < 1e-12, "{}", p.cost(&t));
+        assert_eq!(c.price_of("claude-x"), Some(p));
+        assert_eq!(c.price_of("claude-x-20250929"), Some(p), "a dated id");
+        assert_eq!(c.price_of("claude-xl"), None);
+        assert_eq!(c.price_of("claude-x-"), None);
         assert_eq!(t.total(), 14_000);
         let missing = toml::from_str::<RawConfig>("[prices.m]\ninput = 1.0\n").unwrap_err();
         assert!(missing.message().contains("output"), "{missing}");

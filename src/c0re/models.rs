@@ -392,7 +392,7 @@ impl Core {
             }
         }
         let model = body["model"].as_str().unwrap_or("").to_owned();
-        let price = self.cfg().prices.get(&model).cloned();
+        let price = self.cfg().price_of(&model).cloned();
         if price.is_none() && (limits.usd_per_message.is_some() || limits.usd_per_day.is_some()) {
             return Err(refuse(
                 ErrorCode::Budget,

@@ -13,7 +13,7 @@ fn unpriced_dollar_budget(cfg: &Config, s: &crate::agent_spec::AgentSpec) -> Opt
         return None;
     }
     match s.brain.model() {
-        Some(m) if cfg.prices.contains_key(m) => None,
+        Some(m) if cfg.price_of(m).is_some() => None,
         Some(m) => Some(format!(
             "dollar budgets need a price: hive.toml has no [prices.{m:?}] (every model call would be refused)"
         )),
