@@ -103,11 +103,12 @@ impl ModelBrain {
         turn: Turn,
         text: &str,
     ) -> Result<(), BrainError> {
-        let text = self.toolbox.reply(text.trim());
-        if !text.is_empty() {
-            tools.say(&text).await?;
+        let text = text.trim();
+        let said = self.toolbox.reply(text);
+        if !said.is_empty() {
+            tools.say(&said).await?;
         }
-        self.history.push(turn.user, reply_or_silence(&text));
+        self.history.push(turn.user, reply_or_silence(text));
         Ok(())
     }
 

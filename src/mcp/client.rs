@@ -23,6 +23,9 @@ use crate::harness::protocol::ToolInfo;
 
 /// Starting a server and listing its tools.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a failed start, turns go on without the server for this long before it is tried
+/// again (a server that hangs at start must not cost every turn its timeout).
+const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// One tool call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// A tool's result handed to the model, at most (bytes).
@@ -49,6 +52,8 @@ pub struct DeclaredServers {
     declared: Vec<Declared>,
     state_dir: PathBuf,
     running: BTreeMap<String, Running>,
+    /// Servers that failed to start: when, and why.
+    failed: BTreeMap<String, (tokio::time::Instant, String)>,
 }
 
 /// The tools of the servers that run, and why the others do not.
@@ -78,6 +83,7 @@ impl DeclaredServers {
             declared,
             state_dir: state_dir.to_owned(),
             running: BTreeMap::new(),
+            failed: BTreeMap::new(),
         }
     }
 
@@ -92,21 +98,26 @@ impl DeclaredServers {
             if self.running.contains_key(&d.name) {
                 continue;
             }
-            match tokio::time::timeout(START_TIMEOUT, start(d, &self.state_dir)).await {
+            if let Some((at, why)) = self.failed.get(&d.name)
+                && at.elapsed() < RETRY_AFTER
+            {
+                unavailable.push((d.name.clone(), why.clone()));
+                continue;
+            }
+            let why = match tokio::time::timeout(START_TIMEOUT, start(d, &self.state_dir)).await {
                 Ok(Ok(r)) => {
                     tracing::info!(server = %d.name, tools = r.tools.len(), "MCP server started");
                     self.running.insert(d.name.clone(), r);
+                    self.failed.remove(&d.name);
+                    continue;
                 }
-                Ok(Err(why)) => {
-                    tracing::warn!(server = %d.name, %why, "MCP server unavailable");
-                    unavailable.push((d.name.clone(), why));
-                }
-                Err(_) => {
-                    let why = format!("it did not start within {}s", START_TIMEOUT.as_secs());
-                    tracing::warn!(server = %d.name, %why, "MCP server unavailable");
-                    unavailable.push((d.name.clone(), why));
-                }
-            }
+                Ok(Err(why)) => why,
+                Err(_) => format!("it did not start within {}s", START_TIMEOUT.as_secs()),
+            };
+            tracing::warn!(server = %d.name, %why, "MCP server unavailable");
+            self.failed
+                .insert(d.name.clone(), (tokio::time::Instant::now(), why.clone()));
+            unavailable.push((d.name.clone(), why));
         }
         Offered {
             tools: self
