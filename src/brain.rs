@@ -262,12 +262,22 @@ impl Brain for AnyBrain {
     }
 }
 
-/// The environment of everything a harness starts (command brains, the Claude Code CLI,
-/// declared MCP servers): cleared, then only `PATH`, `HOME` (the agent's state dir) and `LANG`.
-pub(crate) fn scrubbed_env<'c>(
+/// Everything a harness starts (command brains, the Claude Code CLI, declared MCP servers):
+/// its environment cleared, then only `PATH`, `HOME` (the agent's state dir) and `LANG`; and it
+/// gets SIGTERM if the harness dies (PR_SET_PDEATHSIG: the harness runs one thread, which every
+/// child is spawned from, so the signal means the harness is gone).
+pub(crate) fn harness_child<'c>(
     cmd: &'c mut tokio::process::Command,
     home: &Path,
 ) -> &'c mut tokio::process::Command {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
     cmd.env_clear()
         .env(
             "PATH",

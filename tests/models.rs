@@ -379,6 +379,14 @@ async fn anthropic_brain_with_tools_and_streaming() {
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 
+/// The harness's pid as the core recorded it.
+fn store_pid(hive: &TestHive, agent: &str) -> i32 {
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    let states = store.agent_states().unwrap();
+    let (_, _, pid) = states.iter().find(|(n, _, _)| n == agent).unwrap();
+    pid.expect("the harness runs") as i32
+}
+
 /// The scripted model for declared MCP servers: `shout <text>`, `env` and `die` call the
 /// `shout` server's tool of that name; then the tool's result is the answer.
 fn mcp_call(user: &str) -> Option<(&'static str, Value)> {
@@ -386,6 +394,7 @@ fn mcp_call(user: &str) -> Option<(&'static str, Value)> {
         Some(("shout", text)) => Some(("mcp__shout__shout", json!({ "text": text }))),
         _ if user == "env" => Some(("mcp__shout__env", json!({}))),
         _ if user == "die" => Some(("mcp__shout__die", json!({}))),
+        _ if user == "pid" => Some(("mcp__shout__pid", json!({}))),
         _ => None,
     }
 }
@@ -459,7 +468,7 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
         .route("/v1/messages", axum::routing::post(mcp_messages))
         .with_state(seen.clone());
     let base = common::serve_http(app).await;
-    let servers = "[brain.mcp_servers.shout]\ncommand = [\"./shout.py\"]\nenv = { MODE = \"loud\" }\n\
+    let servers = "[brain.mcp_servers.shout]\ncommand = [\"./shout.py\"]\nenv = { MODE = \"linger\" }\n\
                    [brain.mcp_servers.ghost]\ncommand = [\"./no-such-server\"]\n";
     let mut hive = TestHive::with_config(
         &[
@@ -540,6 +549,53 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
         );
     }
     assert!(hive.data.join("agents/gpt/state/history.json").is_file());
+
+    // A declared server that ignores EOF still goes when its harness is killed (SIGKILL, so no
+    // destructor runs): PR_SET_PDEATHSIG.
+    let room = op.join("agent-gpt").await;
+    op.send(&room, "pid").await;
+    let seen = op
+        .wait_until(&room, WAIT, "the server's pid", |m| {
+            m.iter().any(|x| {
+                x.sender == "@gpt:localhost"
+                    && x.body.starts_with("done: ")
+                    && x.body[6..].starts_with(|c: char| c.is_ascii_digit())
+            })
+        })
+        .await;
+    let body = &seen
+        .iter()
+        .rfind(|x| x.sender == "@gpt:localhost")
+        .unwrap()
+        .body;
+    let server: i32 = body[6..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let harness = store_pid(&hive, "gpt");
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(alive(server), "the server runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(harness),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(server) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the declared server outlived its harness"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for (_, body) in &requests {
         let tools = body["tools"].to_string();
         assert!(

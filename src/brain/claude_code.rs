@@ -350,7 +350,7 @@ impl Brain for ClaudeCode {
                 Some(id)
             }
         };
-        super::scrubbed_env(&mut cmd, &self.state_dir)
+        super::harness_child(&mut cmd, &self.state_dir)
             .current_dir(&self.state_dir)
             .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
             // A placeholder: the proxy ignores it, the core adds the real key.

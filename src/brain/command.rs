@@ -117,7 +117,7 @@ impl Command {
         })
         .map_err(|e| BrainError::Failed(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(&self.program);
-        let mut child = super::scrubbed_env(&mut cmd, &self.state_dir)
+        let mut child = super::harness_child(&mut cmd, &self.state_dir)
             .args(&self.args)
             .current_dir(&self.state_dir)
             .env("HYPERHIVE_AGENT", &self.agent)

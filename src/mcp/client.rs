@@ -200,7 +200,7 @@ impl DeclaredServers {
 
 async fn start(d: &Declared, state_dir: &Path) -> Result<Running, String> {
     let mut cmd = tokio::process::Command::new(&d.program);
-    crate::brain::scrubbed_env(&mut cmd, state_dir)
+    crate::brain::harness_child(&mut cmd, state_dir)
         .args(&d.args)
         .current_dir(state_dir)
         .envs(&d.env)

@@ -53,10 +53,11 @@ pub fn write_bot(bots: &Path, name: &str, toml: &str) {
     std::fs::write(dir.join("agent.toml"), toml).unwrap();
 }
 
-/// A stdio MCP server for an agent to declare, with three tools: `shout` (uppercases `text`),
-/// `env` (the names in its environment) and `die` (exits mid-call).
+/// A stdio MCP server for an agent to declare, with four tools: `shout` (uppercases `text`),
+/// `env` (the names in its environment), `pid` (its process id) and `die` (exits mid-call).
+/// With `MODE=linger` it does not exit when its stdin closes (a server that ignores EOF).
 pub const SHOUT_PY: &str = r#"#!/usr/bin/env python3
-import json, os, sys
+import json, os, sys, time
 for line in sys.stdin:
     msg = json.loads(line)
     mid, method = msg.get("id"), msg.get("method")
@@ -71,16 +72,24 @@ for line in sys.stdin:
             {"name": "shout", "description": "Uppercases text.", "inputSchema":
              {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}},
             {"name": "env", "description": "Names in the environment.", "inputSchema": obj},
+            {"name": "pid", "description": "The process id.", "inputSchema": obj},
             {"name": "die", "description": "Exits.", "inputSchema": obj}]}
     elif method == "tools/call":
         name, args = msg["params"]["name"], msg["params"].get("arguments") or {}
         if name == "die":
             os._exit(3)
-        text = args["text"].upper() if name == "shout" else " ".join(sorted(os.environ))
+        if name == "shout":
+            text = args["text"].upper()
+        elif name == "pid":
+            text = str(os.getpid())
+        else:
+            text = " ".join(sorted(os.environ))
         res = {"content": [{"type": "text", "text": text}], "isError": False}
     else:
         res = {}
     print(json.dumps({"jsonrpc": "2.0", "id": mid, "result": res}), flush=True)
+if os.environ.get("MODE") == "linger":
+    time.sleep(3600)
 "#;
 
 /// Serves `app` on a loopback port (a fake model server); returns its `http://` base URL.
