@@ -111,6 +111,9 @@ pub struct UsageArgs {
     /// Only this agent.
     #[arg(long)]
     pub agent: Option<String>,
+    /// List the newest N turns (one inbound message each) instead of days.
+    #[arg(long, value_name = "N")]
+    pub turns: Option<usize>,
     #[command(flatten)]
     pub dirs: HiveDirs,
 }

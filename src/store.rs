@@ -18,7 +18,7 @@ pub use approvals::{
     Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
 };
 pub use questions::Question;
-pub use tools::{DayUsage, Reminder, Usage};
+pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init", include_str!("store/migrations/001_init.sql")),

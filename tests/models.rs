@@ -200,6 +200,19 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
         table.lines().last().unwrap().starts_with("total"),
         "{table}"
     );
+    // … and per turn: gpt's one message, three calls.
+    let out = hive
+        .hive(&["usage", "--turns", "5", "--agent", "gpt"])
+        .output()
+        .unwrap();
+    let turns = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = turns.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and gpt's one turn:\n{turns}");
+    let cols: Vec<&str> = lines[1].split_whitespace().collect();
+    // started (date and time), agent, message, calls, tokens, model, cost
+    assert_eq!(cols[2], "gpt", "{turns}");
+    assert!(cols[3].parse::<i64>().is_ok(), "{turns}");
+    assert_eq!(&cols[4..], ["3", "45", "test-model", "$0.0001"], "{turns}");
     let requests = seen.0.lock().unwrap().clone();
     assert_eq!(requests.len(), 8, "3 + 3 + 1 + 1 model calls");
     for (auth, body) in &requests {

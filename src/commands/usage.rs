@@ -12,6 +12,29 @@ pub fn run(args: UsageArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--days must be at least 1");
     }
     let store = super::approvals::store(&args.dirs.data_dir)?;
+    if let Some(n) = args.turns {
+        let turns = store.recent_turns(args.agent.as_deref(), n)?;
+        if turns.is_empty() {
+            println!("no model calls yet");
+        }
+        println!(
+            "{:<20}  {:<16} {:>8} {:>6} {:>12}  {:<28} cost",
+            "started", "agent", "message", "calls", "tokens", "model"
+        );
+        for t in turns {
+            println!(
+                "{:<20}  {:<16} {:>8} {:>6} {:>12}  {:<28} {}",
+                crate::store::utc(t.started_us),
+                t.agent,
+                t.inbox_id,
+                t.usage.calls,
+                t.usage.tokens,
+                t.models,
+                cost(&t.usage)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let now = crate::store::now_us();
     let today = now - now.rem_euclid(86_400_000_000);
     let since = today - i64::from(args.days - 1) * 86_400_000_000;
