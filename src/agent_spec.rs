@@ -460,11 +460,12 @@ impl AgentSpec {
         }
         for (name, server) in raw.brain.mcp_servers().into_iter().flatten() {
             let key = format!("brain.mcp_servers.{name}");
-            if name == "hive" || AgentName::parse(name).is_err() {
+            // `__` separates server and tool in `mcp__<server>__<tool>`.
+            if name == "hive" || name.contains("__") || AgentName::parse(name).is_err() {
                 errors.push(SpecError::new(
                     file,
                     &key,
-                    "a server name is lowercase [a-z][a-z0-9_-]{0,31} and not `hive`",
+                    "a server name is lowercase [a-z][a-z0-9_-]{0,31}, without `__`, and not `hive`",
                 ));
             }
             if server.command.is_empty() {
@@ -698,6 +699,18 @@ mod tests {
             (
                 "avatar_url = \"http://x\"\n[brain]\nkind = \"scripted\"\n",
                 "avatar_url",
+            ),
+            (
+                "[brain]\nkind = \"openai\"\nmodel = \"m\"\n[brain.mcp_servers.a__b]\ncommand = [\"x\"]\n",
+                "brain.mcp_servers.a__b",
+            ),
+            (
+                "[brain]\nkind = \"anthropic\"\nmodel = \"m\"\n[brain.mcp_servers.hive]\ncommand = [\"x\"]\n",
+                "brain.mcp_servers.hive",
+            ),
+            (
+                "[brain]\nkind = \"openai\"\nmodel = \"m\"\n[brain.mcp_servers.ok]\ncommand = []\n",
+                "brain.mcp_servers.ok",
             ),
         ];
         for (text, key) in cases {
