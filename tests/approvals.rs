@@ -93,6 +93,24 @@ fn run(hive: &TestHive, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Proposes `scripted(version)` as echo's agent.toml (`hive config propose`, as a human does),
+/// with `extra` arguments; asserts it was filed and returns what the command printed.
+fn propose(hive: &TestHive, version: &str, extra: &[&str]) -> String {
+    let file = hive.dir.path().join(format!("{version}.toml"));
+    std::fs::write(&file, scripted(version)).unwrap();
+    let mut args = vec![
+        "config",
+        "propose",
+        "echo",
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (code, out) = run(hive, &args);
+    assert_eq!(code, 0, "{out}");
+    out
+}
+
 fn audit_applied(hive: &TestHive, id: i64) -> usize {
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     store
@@ -130,21 +148,7 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
     .await;
 
     // 1. A human proposes v2 from the shell; the operator approves with ✅ in the client.
-    let v2 = hive.dir.path().join("v2.toml");
-    std::fs::write(&v2, scripted("v2")).unwrap();
-    let (code, out) = run(
-        &hive,
-        &[
-            "config",
-            "propose",
-            "echo",
-            "--file",
-            v2.to_str().unwrap(),
-            "-m",
-            "echo v2",
-        ],
-    );
-    assert_eq!(code, 0, "{out}");
+    let out = propose(&hive, "v2", &["-m", "echo v2"]);
     assert!(out.contains("request #1"), "{out}");
     let req1 = request_event(&op, &approvals, 1).await;
     let msgs = op
@@ -168,13 +172,7 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
     .await;
 
     // 2. ❌ denies: nothing changes.
-    let v9 = hive.dir.path().join("v9.toml");
-    std::fs::write(&v9, scripted("v9")).unwrap();
-    let (code, out) = run(
-        &hive,
-        &["config", "propose", "echo", "--file", v9.to_str().unwrap()],
-    );
-    assert_eq!(code, 0, "{out}");
+    propose(&hive, "v9", &[]);
     let req2 = request_event(&op, &approvals, 2).await;
     react(&approvals, &req2, "✖️").await;
     op.wait_until(&approvals, WAIT, "denied", |m| {
@@ -460,19 +458,7 @@ async fn a_restart_mid_apply_neither_loses_nor_repeats_it() {
         let op = hive.operator().await;
         let echo = op.join("agent-echo").await;
         let approvals = op.join("hive-approvals").await;
-        let file = hive.dir.path().join(format!("{version}.toml"));
-        std::fs::write(&file, scripted(version)).unwrap();
-        let (code, out) = run(
-            &hive,
-            &[
-                "config",
-                "propose",
-                "echo",
-                "--file",
-                file.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(code, 0, "{out}");
+        propose(&hive, version, &[]);
         let req = request_event(&op, &approvals, id).await;
         react(&approvals, &req, "✅").await;
         let status = hive.wait_core_exit(WAIT);
@@ -676,27 +662,12 @@ async fn two_operators_withdrawals_edits_and_cancels() {
     let echo = op.join("agent-echo").await;
     let approvals = op.join("hive-approvals").await;
     let approvals2 = op2.join("hive-approvals").await;
-    let propose = |version: &str| {
-        let file = hive.dir.path().join(format!("{version}.toml"));
-        std::fs::write(&file, scripted(version)).unwrap();
-        let (code, out) = run(
-            &hive,
-            &[
-                "config",
-                "propose",
-                "echo",
-                "--file",
-                file.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(code, 0, "{out}");
-    };
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     let state = |id: i64| store.approval(id).unwrap().unwrap().state;
     use hyperhive::store::ApprovalState::*;
 
     // 1. M of N, and a withdrawn ✓.
-    propose("v2");
+    propose(&hive, "v2", &[]);
     let req1 = request_event(&op, &approvals, 1).await;
     let mine = react(&approvals, &req1, "✅").await;
     op.wait_until(&approvals, WAIT, "1 of 2", |m| {
@@ -734,7 +705,7 @@ async fn two_operators_withdrawals_edits_and_cancels() {
     .await;
 
     // 2. Both operators at the same moment: applied once.
-    propose("v3");
+    propose(&hive, "v3", &[]);
     let req2 = request_event(&op, &approvals, 2).await;
     let (a, b) = tokio::join!(
         react(&approvals, &req2, "✅"),
@@ -753,7 +724,7 @@ async fn two_operators_withdrawals_edits_and_cancels() {
 
     // 3. An edit of the request (Synapse accepts edits of others' messages) changes nothing:
     //    a ✓ on the edit is not a ✓ on the request; redacting the request cancels it.
-    propose("v4");
+    propose(&hive, "v4", &[]);
     let req3 = request_event(&op, &approvals, 3).await;
     let edit = approvals
         .send_raw(
@@ -880,19 +851,7 @@ async fn power_threshold_and_expiry() {
     let op = hive.operator().await;
     let approvals = op.join("hive-approvals").await;
     let control = op.join("hive-c0re").await;
-    let file = hive.dir.path().join("v2.toml");
-    std::fs::write(&file, scripted("v2")).unwrap();
-    let (code, out) = run(
-        &hive,
-        &[
-            "config",
-            "propose",
-            "echo",
-            "--file",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{out}");
+    propose(&hive, "v2", &[]);
     let req = request_event(&op, &approvals, 1).await;
     react(&approvals, &req, "✅").await;
     op.wait_until(&control, WAIT, "below the threshold", |m| {
