@@ -39,14 +39,18 @@ impl<'a> Tools<'a> {
         Self { client }
     }
 
+    /// A tool whose success is an id (event, approval, question); a broken socket is a
+    /// connection error (the message is redelivered).
+    async fn tool(&mut self, req: &Request) -> Result<Result<String, ToolError>, BrainError> {
+        self.client.tool(req).await.map_err(BrainError::Connection)
+    }
+
     /// Replies in the room the message came from.
     pub async fn reply(&mut self, body: &str) -> Result<Result<String, ToolError>, BrainError> {
-        self.client
-            .tool(&Request::Reply {
-                body: body.to_owned(),
-            })
-            .await
-            .map_err(BrainError::Connection)
+        self.tool(&Request::Reply {
+            body: body.to_owned(),
+        })
+        .await
     }
 
     /// Messages another agent (or `operator`).
@@ -55,17 +59,13 @@ impl<'a> Tools<'a> {
         to: &str,
         body: &str,
     ) -> Result<Result<String, ToolError>, BrainError> {
-        self.client
-            .tool(&Request::SendMessage {
-                to: to.to_owned(),
-                body: body.to_owned(),
-            })
-            .await
-            .map_err(BrainError::Connection)
+        self.tool(&Request::SendMessage {
+            to: to.to_owned(),
+            body: body.to_owned(),
+        })
+        .await
     }
-}
 
-impl Tools<'_> {
     /// Managers only: asks the operators to apply commit `sha` to `agent`. Returns the
     /// approval request's id; the decision comes back later as a message.
     pub async fn request_apply_commit(
@@ -74,35 +74,27 @@ impl Tools<'_> {
         sha: &str,
         summary: &str,
     ) -> Result<Result<String, ToolError>, BrainError> {
-        self.client
-            .tool(&Request::RequestApplyCommit {
-                agent: agent.to_owned(),
-                sha: sha.to_owned(),
-                summary: summary.to_owned(),
-            })
-            .await
-            .map_err(BrainError::Connection)
+        self.tool(&Request::RequestApplyCommit {
+            agent: agent.to_owned(),
+            sha: sha.to_owned(),
+            summary: summary.to_owned(),
+        })
+        .await
     }
-}
 
-impl Tools<'_> {
     /// Managers only: asks the operators to spawn agent `name` from the template.
     pub async fn request_init_config(
         &mut self,
         name: &str,
         summary: &str,
     ) -> Result<Result<String, ToolError>, BrainError> {
-        self.client
-            .tool(&Request::RequestInitConfig {
-                name: name.to_owned(),
-                summary: summary.to_owned(),
-            })
-            .await
-            .map_err(BrainError::Connection)
+        self.tool(&Request::RequestInitConfig {
+            name: name.to_owned(),
+            summary: summary.to_owned(),
+        })
+        .await
     }
-}
 
-impl Tools<'_> {
     /// Asks the operators a question; the answer comes back later as a message.
     pub async fn ask_operator(
         &mut self,
@@ -110,18 +102,14 @@ impl Tools<'_> {
         options: &[String],
         ttl_secs: Option<u64>,
     ) -> Result<Result<String, ToolError>, BrainError> {
-        self.client
-            .tool(&Request::AskOperator {
-                question: question.to_owned(),
-                options: options.to_vec(),
-                ttl_secs,
-            })
-            .await
-            .map_err(BrainError::Connection)
+        self.tool(&Request::AskOperator {
+            question: question.to_owned(),
+            options: options.to_vec(),
+            ttl_secs,
+        })
+        .await
     }
-}
 
-impl Tools<'_> {
     /// The hive's tools this agent may call, with their JSON Schemas.
     pub async fn list_tools(
         &mut self,
@@ -184,9 +172,7 @@ impl Tools<'_> {
             ))),
         }
     }
-}
 
-impl Tools<'_> {
     /// Replies in the room; a refusal fails the turn (it is dead-lettered and the operator told).
     pub async fn say(&mut self, body: &str) -> Result<(), BrainError> {
         self.reply(body)
