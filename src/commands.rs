@@ -18,6 +18,7 @@ use crate::cli::{Cli, Command};
 use crate::config::Config;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cli = absolute_paths(cli)?;
     let config_path = Config::locate(cli.config.as_deref());
     match cli.command {
         Command::Up(dirs) => up::run(config_path, dirs).await,
@@ -37,6 +38,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Every path from the command line and the environment (clap reads `HYPERHIVE_*` into the same
+/// fields), made absolute once, here: a relative `--data-dir` (the default `.hive`) must mean the
+/// same directory to every child process, whatever its working directory (Synapse runs in its
+/// own). Paths inside `hive.toml` are resolved by `Config::load`, against the file's directory.
+fn absolute_paths(mut cli: Cli) -> anyhow::Result<Cli> {
+    use crate::cli::Command as C;
+    use crate::fsutil::absolute as abs;
+    cli.config = cli.config.as_deref().map(abs).transpose()?;
+    let dirs = |d: &mut crate::cli::HiveDirs| -> anyhow::Result<()> {
+        d.data_dir = abs(&d.data_dir)?;
+        d.bots = abs(&d.bots)?;
+        Ok(())
+    };
+    match &mut cli.command {
+        C::Up(d) | C::C0re(d) | C::Status(d) | C::Check(d) => dirs(d)?,
+        C::Config(crate::cli::ConfigCommand::Propose(a)) => {
+            dirs(&mut a.dirs)?;
+            a.file = a.file.as_deref().map(abs).transpose()?;
+            a.prompt = a.prompt.as_deref().map(abs).transpose()?;
+        }
+        C::Approvals(a) => dirs(&mut a.dirs)?,
+        C::Audit(a) => dirs(&mut a.dirs)?,
+        C::Usage(a) => dirs(&mut a.dirs)?,
+        C::Agent(a) => {
+            a.bot = abs(&a.bot)?;
+            a.socket = abs(&a.socket)?;
+            a.state = abs(&a.state)?;
+        }
+        C::Bench(a) => a.dir = a.dir.as_deref().map(abs).transpose()?,
+        C::Mcp(a) => a.socket = abs(&a.socket)?,
+    }
+    Ok(cli)
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM (the root of every task's shutdown).

@@ -422,17 +422,25 @@ impl Config {
             approvals_required,
             approver_min_power_level: raw.approvals.min_power_level.unwrap_or(100),
             approval_ttl_secs,
-            secret_files: raw.secrets.files.unwrap_or_default(),
+            // Relative paths in hive.toml are relative to the file itself.
+            secret_files: raw
+                .secrets
+                .files
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| resolve_against(source.as_deref(), p))
+                .collect(),
             prices: raw.prices,
             source,
         })
     }
 
-    /// `hive.toml` to use: `--config`/`HYPERHIVE_CONFIG`, else `./hive.toml` if present.
+    /// `hive.toml` to use: `--config`/`HYPERHIVE_CONFIG`, else `./hive.toml` if present
+    /// (absolute either way).
     pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
         explicit.map(Path::to_owned).or_else(|| {
             let p = PathBuf::from("hive.toml");
-            p.is_file().then_some(p)
+            p.is_file().then(|| std::path::absolute(&p).unwrap_or(p))
         })
     }
 
@@ -534,6 +542,20 @@ impl Config {
             self.runtime,
         )
     }
+}
+
+/// A path written in hive.toml, made absolute: relative to the file's directory (or to the
+/// working directory for the built-in defaults).
+fn resolve_against(config_file: Option<&Path>, p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        return p;
+    }
+    let base = config_file
+        .and_then(Path::parent)
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    let joined = base.join(&p);
+    std::path::absolute(&joined).unwrap_or(joined)
 }
 
 fn is_localpart(s: &str) -> bool {

@@ -41,6 +41,12 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `path` made absolute against the working directory (lexically: nothing needs to exist, and
+/// symlinks are kept). Paths are made absolute once, where they enter the program.
+pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
 /// The first `program` on `PATH`.
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

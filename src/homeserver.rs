@@ -30,8 +30,10 @@ pub struct Layout {
 impl Layout {
     pub fn new(data_dir: &Path) -> Self {
         let dir = data_dir.join("synapse");
+        // From the environment: made absolute here, where it enters (Synapse runs in `dir`).
         let venv = std::env::var_os(env::SYNAPSE_VENV)
             .map(PathBuf::from)
+            .map(|p| std::path::absolute(&p).unwrap_or(p))
             .unwrap_or_else(|| dir.join("venv"));
         Self { dir, venv }
     }

@@ -64,8 +64,13 @@ pub(crate) fn harness_args(
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
     // Where the Claude Code CLI is, for `claude-code` brains (no secret in it).
+    // (Absolute: the harness runs in its state dir.)
     if let Some(cli) = std::env::var_os(crate::brain::claude_code::CLI_ENV) {
-        cmd.env(crate::brain::claude_code::CLI_ENV, cli);
+        let cli = std::path::PathBuf::from(cli);
+        cmd.env(
+            crate::brain::claude_code::CLI_ENV,
+            std::path::absolute(&cli).unwrap_or(cli),
+        );
     }
 }
 
