@@ -12,6 +12,7 @@ pub mod approvals;
 pub mod control;
 pub mod models;
 pub mod outbound;
+pub mod outbox;
 pub mod registration;
 pub mod rooms;
 pub mod routing;
@@ -56,6 +57,8 @@ pub struct AgentEntry {
     pub connected: Mutex<bool>,
     /// Asks the runtime to restart the agent (after its in-flight turn) on its current config.
     pub restart: Notify,
+    /// The agent's own uid, when the hive can give it one (root, unsandboxed).
+    uid: Mutex<Option<u32>>,
 }
 
 impl AgentEntry {
@@ -66,7 +69,13 @@ impl AgentEntry {
             notify: Notify::new(),
             connected: Mutex::new(false),
             restart: Notify::new(),
+            uid: Mutex::new(None),
         }
+    }
+
+    /// The agent's own uid, if it has one.
+    pub fn uid(&self) -> Option<u32> {
+        *self.uid.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn spec(&self) -> Arc<AgentSpec> {
@@ -93,6 +102,8 @@ struct Inner {
     control_notify: Notify,
     /// Wakes the approvals loop: a reaction arrived, a request was filed, an apply finished.
     approvals_notify: Notify,
+    /// Wakes the outbox loop: a post was recorded.
+    outbox_notify: Notify,
     /// The approvals room's power levels, as last fetched (cleared when they change).
     approvals_power: Mutex<Option<(std::time::Instant, serde_json::Value)>>,
     heartbeat: Notify,
@@ -103,8 +114,8 @@ struct Inner {
     secrets: secrets::SecretFilter,
     /// HTTP client for model calls (agents' brains), made on first use.
     model_http: std::sync::OnceLock<reqwest::Client>,
-    /// How agents' harnesses are started (`None`: the `external` runtime).
-    runtime: RwLock<Option<Arc<dyn crate::runtime::Runtime>>>,
+    /// How agents' harnesses are started and what the machine allows (set once at start).
+    runtimes: RwLock<Option<Arc<crate::runtime::Runtimes>>>,
     /// Every agent's socket server and supervisor; waited for at shutdown.
     tasks: tokio_util::task::TaskTracker,
 }
@@ -268,11 +279,12 @@ impl Core {
                 txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
                 approvals_notify: Notify::new(),
+                outbox_notify: Notify::new(),
                 approvals_power: Mutex::new(None),
                 heartbeat: Notify::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,
-                runtime: RwLock::new(None),
+                runtimes: RwLock::new(None),
                 secrets,
                 model_http: std::sync::OnceLock::new(),
                 tasks: tokio_util::task::TaskTracker::new(),
@@ -308,12 +320,20 @@ impl Core {
         &self.inner.secrets
     }
 
-    pub fn set_runtime(&self, runtime: Option<Arc<dyn crate::runtime::Runtime>>) {
+    pub fn set_runtimes(&self, runtimes: Arc<crate::runtime::Runtimes>) {
         *self
             .inner
-            .runtime
+            .runtimes
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = runtime;
+            .unwrap_or_else(|p| p.into_inner()) = Some(runtimes);
+    }
+
+    pub fn runtimes(&self) -> Option<Arc<crate::runtime::Runtimes>> {
+        self.inner
+            .runtimes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
@@ -321,8 +341,20 @@ impl Core {
     }
 
     /// Serves `name`'s socket and, unless the runtime is external, starts and supervises its
-    /// harness.
+    /// harness. Where the agent may have a uid of its own, it gets one (recorded in the store:
+    /// the same uid at every start).
     pub fn start_agent(&self, name: &AgentName) {
+        let runtimes = self.runtimes();
+        if let (Some(rt), Some(entry)) = (&runtimes, self.agent(name))
+            && rt.host.own_uids.is_ok()
+        {
+            match self.store().agent_uid(name.as_str(), self.cfg().uid_base) {
+                Ok(uid) => *entry.uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(uid),
+                Err(e) => {
+                    tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot allocate the agent's uid")
+                }
+            }
+        }
         let c = self.clone();
         let n = name.clone();
         self.inner.tasks.spawn(async move {
@@ -330,25 +362,12 @@ impl Core {
                 tracing::error!(agent = %n, error = %format!("{e:#}"), "agent socket failed");
             }
         });
-        let runtime = self
-            .inner
-            .runtime
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(rt) = runtime {
-            let dirs = crate::configrepo::AgentDirs::new(self.data_dir(), name);
-            let launch = crate::runtime::AgentLaunch {
-                name: name.clone(),
-                spec_dir: dirs.current(),
-                socket_dir: Core::socket_dir(self.data_dir(), name),
-                state_dir: dirs.state(),
-                log: dirs.log(),
-            };
+        if let Some(rt) = runtimes {
             let c = self.clone();
+            let n = name.clone();
             self.inner
                 .tasks
-                .spawn(async move { crate::runtime::process::supervise(c, rt, launch).await });
+                .spawn(async move { crate::runtime::process::supervise(c, rt, n).await });
         }
     }
 
@@ -490,9 +509,15 @@ impl Core {
                     body: signal.to_string(),
                     origin_ts: ev.origin_server_ts,
                     agents: vec![APPROVALS_QUEUE.to_owned()],
+                    hive_event: None,
                 });
             }
             if !targets.is_empty() {
+                // Only the core's own messages carry a core event to the agent.
+                let hive_event = (sender == SenderKind::Bot)
+                    .then(|| ev.content.get(routing::HIVE_EVENT_KEY))
+                    .flatten()
+                    .map(|e| e.to_string());
                 routed.push(Enqueue {
                     event_id: ev.event_id.clone(),
                     room_id: ev.room_id.clone(),
@@ -500,6 +525,7 @@ impl Core {
                     body: ev.body().unwrap_or_default().to_owned(),
                     origin_ts: ev.origin_server_ts,
                     agents: targets,
+                    hive_event,
                 });
             }
         }

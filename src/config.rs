@@ -168,14 +168,23 @@ pub struct RawDelivery {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRuntime {
-    /// `process` (default): each agent a supervised local child. `external`: agents' harnesses
-    /// are started by someone else (systemd, a debugger, `hive bench`) and connect to their socket.
+    /// `bwrap` (default): each agent a supervised local child in a bubblewrap sandbox.
+    /// `process`: unsandboxed children. `external`: agents' harnesses are started by someone
+    /// else (systemd, a debugger, `hive bench`) and connect to their socket.
     pub kind: Option<RuntimeKind>,
+    /// Run agents that execute code of their own (a `command` brain, Claude Code with
+    /// `builtin_tools`, declared MCP servers) without a sandbox when none can run. Off by
+    /// default: such code could read whatever the hive's user can (docs/security.md).
+    pub allow_unsandboxed: Option<bool>,
+    /// First uid of the agents' own uids when the hive runs as root without a sandbox (each
+    /// agent gets `uid_base + n`, recorded in the core's database; default 600000).
+    pub uid_base: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuntimeKind {
+    /// Unsandboxed local children.
     Process,
     /// Local children, each in a bubblewrap sandbox.
     Bwrap,
@@ -199,6 +208,10 @@ pub struct Config {
     pub max_attempts: u32,
     pub heartbeat_secs: u64,
     pub runtime: RuntimeKind,
+    /// `runtime.allow_unsandboxed`: agents running code of their own may run without a sandbox.
+    pub allow_unsandboxed: bool,
+    /// `runtime.uid_base`.
+    pub uid_base: u32,
     pub managers: Vec<AgentName>,
     pub approvals_required: u32,
     pub approver_min_power_level: i64,
@@ -286,6 +299,23 @@ impl Config {
             err(
                 "homeserver.url",
                 format!("{homeserver_url} is not an http(s) URL"),
+            );
+        } else if homeserver_url.scheme() == "http" && !is_loopback_url(&homeserver_url) {
+            // The as_token travels in every request: never in clear over a network.
+            err(
+                "homeserver.url",
+                format!("{homeserver_url} is plain http to a host that is not loopback: use https"),
+            );
+        }
+        if raw
+            .runtime
+            .uid_base
+            .is_some_and(|b| b < 1000 || b > u32::MAX - 1_000_000)
+        {
+            err(
+                "runtime.uid_base",
+                "must leave room for the agents above it and stay clear of system uids (>= 1000)"
+                    .into(),
             );
         }
         let appservice_id = raw.appservice.id.unwrap_or_else(|| "hyperhive".into());
@@ -417,7 +447,9 @@ impl Config {
             operators,
             max_attempts,
             heartbeat_secs,
-            runtime: raw.runtime.kind.unwrap_or(RuntimeKind::Process),
+            runtime: raw.runtime.kind.unwrap_or(RuntimeKind::Bwrap),
+            allow_unsandboxed: raw.runtime.allow_unsandboxed.unwrap_or(false),
+            uid_base: raw.runtime.uid_base.unwrap_or(600_000),
             managers,
             approvals_required,
             approver_min_power_level: raw.approvals.min_power_level.unwrap_or(100),
@@ -519,7 +551,7 @@ impl Config {
     pub fn render(&self) -> String {
         let ops: Vec<String> = self.operators.iter().map(|o| o.to_string()).collect();
         format!(
-            "config file        {}\nhive name          {}\nhomeserver         {} ({})\nserver name        {}\nappservice         id {} listening on {} (homeserver reaches it at {})\nbot user           {}\nagent namespace    {}\noperators          {}\ndelivery           max_attempts {}, heartbeat every {} s\nruntime            {:?}\n",
+            "config file        {}\nhive name          {}\nhomeserver         {} ({})\nserver name        {}\nappservice         id {} listening on {} (homeserver reaches it at {})\nbot user           {}\nagent namespace    {}\noperators          {}\ndelivery           max_attempts {}, heartbeat every {} s\nruntime            {}\n",
             self.source
                 .as_ref()
                 .map_or("(built-in defaults)".into(), |p| p.display().to_string()),
@@ -539,8 +571,18 @@ impl Config {
             ops.join(", "),
             self.max_attempts,
             self.heartbeat_secs,
-            self.runtime,
+            crate::runtime::placement::describe(self),
         )
+    }
+}
+
+/// Whether `url`'s host is this machine's loopback (127.0.0.0/8, ::1, `localhost`).
+pub fn is_loopback_url(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -624,11 +666,42 @@ mod tests {
             ),
             ("[appservice]\nid = \"a b\"", "appservice.id"),
             ("[prices.m]\ninput = -1.0\noutput = 2.0", "prices"),
+            (
+                "[homeserver]\nembedded = false\nurl = \"http://matrix.example.org/\"",
+                "homeserver.url",
+            ),
+            ("[runtime]\nuid_base = 0", "runtime.uid_base"),
         ];
         for (text, key) in cases {
             let errs = cfg(text).expect_err(text);
             assert!(errs.iter().any(|e| e.key == key), "{text}: {errs:?}");
         }
+    }
+
+    #[test]
+    fn the_homeserver_is_loopback_or_https() {
+        for (url, ok) in [
+            ("http://127.0.0.1:8008/", true),
+            ("http://127.0.0.5/", true),
+            ("http://[::1]:8008/", true),
+            ("http://localhost:8008/", true),
+            ("https://matrix.example.org/", true),
+            ("http://matrix.example.org/", false),
+            ("http://10.0.0.1:8008/", false),
+            ("http://localhost.example.org/", false),
+        ] {
+            let r = cfg(&format!(
+                "[homeserver]\nembedded = false\nurl = \"{url}\"\n"
+            ));
+            assert_eq!(r.is_ok(), ok, "{url}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn sandboxed_by_default() {
+        let c = cfg("").unwrap();
+        assert_eq!(c.runtime, RuntimeKind::Bwrap);
+        assert!(!c.allow_unsandboxed);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! a new config) is shared: a runtime only says how to start one harness.
 
 pub mod bwrap;
+pub mod placement;
 pub mod process;
+pub mod tied;
 
 use std::path::PathBuf;
 
@@ -13,6 +15,11 @@ use crate::agent_spec::AgentName;
 /// Everything a runtime needs to start one agent's harness.
 #[derive(Debug, Clone)]
 pub struct AgentLaunch {
+    /// Unsandboxed as root: the agent's own uid (and gid of the same number).
+    pub uid: Option<u32>,
+    /// Where the harness's programs are (`hive-agent`, `hive`, `claude`): beside the running
+    /// `hive`, or copies in `<data>/bin` that an agent's own uid can reach.
+    pub bin: Option<std::path::PathBuf>,
     pub name: AgentName,
     /// The bot's directory (`agent.toml`, `prompt.md`).
     pub spec_dir: PathBuf,
@@ -22,6 +29,16 @@ pub struct AgentLaunch {
     pub state_dir: PathBuf,
     /// Where the harness's stderr goes.
     pub log: PathBuf,
+}
+
+/// The ways this hive can start harnesses, and what the machine allows (found out at start).
+pub struct Runtimes {
+    pub host: placement::Host,
+    /// Present when a sandbox can run.
+    pub bwrap: Option<bwrap::Bwrap>,
+    /// Copies of the harness's programs reachable by agents' own uids (`<data>/bin`), when
+    /// agents can have them.
+    pub bin: Option<std::path::PathBuf>,
 }
 
 /// How to start one agent's harness.

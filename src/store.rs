@@ -12,11 +12,13 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
 mod approvals;
+mod outbox;
 mod questions;
 mod tools;
 pub use approvals::{
     Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
 };
+pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::Question;
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 
@@ -38,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "006_model_costs",
         include_str!("store/migrations/006_model_costs.sql"),
+    ),
+    (
+        "007_outbox",
+        include_str!("store/migrations/007_outbox.sql"),
     ),
 ];
 
@@ -84,6 +90,8 @@ pub struct Enqueue {
     pub body: String,
     pub origin_ts: i64,
     pub agents: Vec<String>,
+    /// The core's own event (`org.hyperhive.event`), only for messages the core itself sent.
+    pub hive_event: Option<String>,
 }
 
 /// One queued message for an agent.
@@ -97,6 +105,8 @@ pub struct InboxItem {
     pub body: String,
     pub origin_ts: i64,
     pub attempts: u32,
+    /// The core's own event, JSON (see [`Enqueue::hive_event`]).
+    pub hive_event: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -109,6 +119,21 @@ pub struct QueueCounts {
 
 impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        // The core's database is the core's alone (sqlite gives its -wal and -shm files the
+        // database file's mode).
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => std::fs::File::open(path),
+                    _ => Err(e),
+                })
+                .with_context(|| format!("cannot create database {}", path.display()))?;
+        }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open database {}", path.display()))?;
         Self::init(conn).with_context(|| format!("cannot prepare database {}", path.display()))
@@ -164,7 +189,7 @@ impl Store {
         let mut woken = Vec::new();
         {
             let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO inbox (agent, event_id, room_id, sender, body, origin_ts, enqueued_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO inbox (agent, event_id, room_id, sender, body, origin_ts, enqueued_us, hive_event) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for e in routed
                 .iter()
@@ -178,7 +203,8 @@ impl Store {
                         e.sender,
                         e.body,
                         e.origin_ts,
-                        received_us
+                        received_us,
+                        e.hive_event
                     ])? == 1
                         && !woken.contains(agent)
                     {
@@ -228,8 +254,8 @@ impl Store {
         let item = loop {
             let row = tx
                 .query_row(
-                    "SELECT id, agent, event_id, room_id, sender, body, origin_ts, attempts FROM inbox
-                     WHERE agent = ?1 AND state = 'pending' ORDER BY id LIMIT 1",
+                    "SELECT id, agent, event_id, room_id, sender, body, origin_ts, attempts, hive_event
+                     FROM inbox WHERE agent = ?1 AND state = 'pending' ORDER BY id LIMIT 1",
                     [agent],
                     |r| {
                         Ok(InboxItem {
@@ -241,6 +267,7 @@ impl Store {
                             body: r.get(5)?,
                             origin_ts: r.get(6)?,
                             attempts: r.get(7)?,
+                            hive_event: r.get(8)?,
                         })
                     },
                 )
@@ -389,6 +416,32 @@ impl Store {
         Ok(())
     }
 
+    /// Agent `name`'s own uid: the one recorded, else the next free one from `base` (recorded).
+    pub fn agent_uid(&self, name: &str, base: u32) -> anyhow::Result<u32> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let known: Option<u32> = tx
+            .query_row("SELECT uid FROM agent_uids WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let uid = match known {
+            Some(u) => u,
+            None => {
+                let max: Option<u32> =
+                    tx.query_row("SELECT MAX(uid) FROM agent_uids", [], |r| r.get(0))?;
+                let uid = max.map_or(base, |m| m.max(base - 1) + 1);
+                tx.execute(
+                    "INSERT INTO agent_uids (name, uid) VALUES (?1, ?2)",
+                    params![name, uid],
+                )?;
+                uid
+            }
+        };
+        tx.commit()?;
+        Ok(uid)
+    }
+
     pub fn agent_states(&self) -> anyhow::Result<Vec<(String, String, Option<u32>)>> {
         let conn = self.lock();
         let mut stmt = conn.prepare("SELECT name, state, pid FROM agents ORDER BY name")?;
@@ -452,6 +505,7 @@ mod tests {
             body: format!("body of {id}"),
             origin_ts: 1,
             agents: agents.iter().map(|s| s.to_string()).collect(),
+            hive_event: None,
         }
     }
 
@@ -522,6 +576,15 @@ mod tests {
         let again = s.take_next("a", 3).unwrap().0.unwrap();
         assert_eq!((again.event_id.as_str(), again.attempts), ("$1", 2));
         assert!(s.seen("$1").unwrap());
+    }
+
+    #[test]
+    fn agent_uids_are_stable_and_distinct() {
+        let s = Store::open_in_memory().unwrap();
+        assert_eq!(s.agent_uid("a", 600_000).unwrap(), 600_000);
+        assert_eq!(s.agent_uid("b", 600_000).unwrap(), 600_001);
+        assert_eq!(s.agent_uid("a", 600_000).unwrap(), 600_000, "stable");
+        assert_eq!(s.agent_uid("c", 700_000).unwrap(), 700_000, "a raised base");
     }
 
     #[test]

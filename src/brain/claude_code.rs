@@ -323,7 +323,7 @@ impl Brain for ClaudeCode {
         let mut cmd = tokio::process::Command::new(&self.cli);
         cmd.arg("--bare")
             .arg("-p")
-            .arg(format!("{} wrote:\n{}", msg.sender, msg.body))
+            .arg(super::prompt_of(msg))
             .args(["--output-format", "stream-json", "--verbose"])
             .arg("--mcp-config")
             .arg(&mcp)

@@ -64,7 +64,7 @@ impl ModelBrain {
             ),
             tools: offered,
             history: self.history.exchanges().cloned().collect(),
-            user: format!("{} wrote:\n{}", msg.sender, msg.body),
+            user: super::prompt_of(msg),
         })
     }
 

@@ -28,6 +28,25 @@ const POWER_LEVELS_TTL: Duration = Duration::from_secs(60);
 /// Lines of diff shown in a request; the rest is one `hive approvals --diff <id>` away.
 const DIFF_LINES: usize = 60;
 
+/// Most bytes of a request's summary (it is shown in the request; the config carries the rest).
+pub const MAX_SUMMARY: usize = 1000;
+/// Deliveries of one reaction or redaction in `#hive-approvals` before it is given up (with
+/// backoff: about 17 minutes). A decision given up fails its request closed: it is cancelled.
+const MAX_SIGNAL_ATTEMPTS: u32 = 10;
+/// A request whose filing has not finished after this long was left by a filer that died.
+const STALE_FILING_US: i64 = 10 * 60 * 1_000_000;
+
+/// Whether a failed homeserver call will fail again the same way (the request is refused: too
+/// large, forbidden, malformed) rather than pass later (unreachable, overloaded, restarting).
+pub fn is_permanent(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<crate::matrix::MatrixError>() {
+        Some(m) => m
+            .status()
+            .is_some_and(|s| (400..500).contains(&s) && s != 429),
+        None => false,
+    }
+}
+
 /// Why a request was refused before it reached the operator.
 #[derive(Debug)]
 pub struct RequestRefused(pub String);
@@ -169,17 +188,19 @@ impl Core {
     }
 
     async fn answer(&self, q: &crate::store::Question, answer: &str, by: &UserId) {
-        match self.store().answer_question(q.id, answer, by.as_str()) {
+        let tell = self.core_event(
+            &q.agent,
+            "operator_answer",
+            &format!("operator_answer: question #{}: {answer} (from {by})", q.id),
+            json!({ "question_id": q.id, "answer": answer, "by": by.as_str() }),
+            &format!("hh-event-question-{}", q.id),
+        );
+        match self
+            .store()
+            .answer_question(q.id, answer, by.as_str(), tell.as_ref())
+        {
             Ok(true) => {
-                if let Ok(agent) = AgentName::parse(&q.agent) {
-                    self.tell_agent(
-                        &agent,
-                        "operator_answer",
-                        &format!("operator_answer: question #{}: {answer} (from {by})", q.id),
-                        json!({ "question_id": q.id, "answer": answer, "by": by.as_str() }),
-                    )
-                    .await;
-                }
+                self.wake_outbox();
                 self.in_approvals_thread(
                     q.request_event.as_deref(),
                     &format!("Answered by {by}: {answer}"),
@@ -211,10 +232,24 @@ impl Core {
         if let Err(e) = self.recover_applying().await {
             tracing::error!(error = %format!("{e:#}"), "could not recover interrupted applies");
         }
+        let mut failures = 0u32;
         loop {
-            if let Err(e) = self.approvals_round().await {
-                tracing::error!(error = %format!("{e:#}"), "approvals round failed");
-            }
+            let retry = match self.approvals_round().await {
+                Ok(None) => {
+                    failures = 0;
+                    None
+                }
+                Ok(Some(after)) => Some(after),
+                Err(e) => {
+                    // sqlite or the homeserver failed mid-round: nothing was lost (every step
+                    // is a state in the store); try again soon.
+                    failures += 1;
+                    tracing::error!(error = %format!("{e:#}"), "approvals round failed; retrying");
+                    Some(Duration::from_micros(
+                        crate::store::outbox_backoff_us(failures) as u64,
+                    ))
+                }
+            };
             let next_expiry = [
                 self.store().next_expiry().ok().flatten(),
                 self.store().next_question_expiry().ok().flatten(),
@@ -226,6 +261,7 @@ impl Core {
             let sleep = next_expiry.map_or(Duration::from_secs(3600), |t| {
                 Duration::from_micros((t - crate::store::now_us()).max(0) as u64 + 1000)
             });
+            let sleep = retry.map_or(sleep, |r| r.min(sleep));
             tokio::select! {
                 _ = self.cancel().cancelled() => return,
                 _ = self.inner.approvals_notify.notified() => {}
@@ -234,41 +270,95 @@ impl Core {
         }
     }
 
-    async fn approvals_round(&self) -> anyhow::Result<()> {
+    /// One pass over everything the approvals loop owes. Each request, question and decision is
+    /// handled on its own: one that cannot be posted fails alone (its requester told, the audit
+    /// written), never the loop. Returns when to come back if something must be retried.
+    async fn approvals_round(&self) -> anyhow::Result<Option<Duration>> {
+        let mut retry: Option<Duration> = None;
+        let mut again = |after: Duration| retry = Some(retry.map_or(after, |r| r.min(after)));
+        for a in self.store().cancel_stale_filings(STALE_FILING_US)? {
+            tracing::warn!(id = a.id, "cancelled a request whose filing never finished");
+        }
         for a in self.store().unposted_approvals()? {
-            self.post_request(&a).await?;
-        }
-        self.deliver_reminders().await?;
-        for q in self.store().unposted_questions()? {
-            self.post_question(&q).await?;
-        }
-        for q in self.store().expire_questions()? {
-            if let Ok(agent) = AgentName::parse(&q.agent) {
-                self.tell_agent(
-                    &agent,
-                    "operator_answer",
-                    &format!(
-                        "operator_answer: question #{} expired without an answer",
-                        q.id
-                    ),
-                    json!({ "question_id": q.id, "expired": true }),
-                )
-                .await;
+            if let Err(e) = self.post_request(&a).await {
+                if is_permanent(&e) {
+                    self.refuse_posting(&a, &e).await?;
+                } else {
+                    tracing::warn!(id = a.id, error = %format!("{e:#}"), "could not post a request yet");
+                    again(Duration::from_secs(5));
+                    break;
+                }
             }
+        }
+        if self.deliver_reminders()? > 0 {
+            self.wake_outbox();
+        }
+        for q in self.store().unposted_questions()? {
+            if let Err(e) = self.post_question(&q).await {
+                if is_permanent(&e) {
+                    self.refuse_question(&q, &e).await?;
+                } else {
+                    tracing::warn!(id = q.id, error = %format!("{e:#}"), "could not post a question yet");
+                    again(Duration::from_secs(5));
+                    break;
+                }
+            }
+        }
+        let expired = self.store().expire_questions(|q| {
+            self.core_event(
+                &q.agent,
+                "operator_answer",
+                &format!(
+                    "operator_answer: question #{} expired without an answer",
+                    q.id
+                ),
+                json!({ "question_id": q.id, "expired": true }),
+                &format!("hh-event-question-{}", q.id),
+            )
+        })?;
+        if !expired.is_empty() {
+            self.wake_outbox();
+        }
+        for q in expired {
             self.in_approvals_thread(q.request_event.as_deref(), "⌛ Expired without an answer.")
                 .await;
         }
+        // Reactions and redactions, strictly in order: a decision that cannot be handled now
+        // (the homeserver is away) holds back the ones after it, so a ✓ can never overtake the
+        // ❌ before it.
         loop {
-            let (item, _) = self.store().take_next(APPROVALS_QUEUE, u32::MAX)?;
+            let (item, dead) = self
+                .store()
+                .take_next(APPROVALS_QUEUE, MAX_SIGNAL_ATTEMPTS)?;
+            for d in dead {
+                self.give_up_signal(&d).await?;
+            }
             let Some(item) = item else { break };
-            let signal: serde_json::Value = serde_json::from_str(&item.body).unwrap_or_default();
-            if let Err(e) = self
+            let signal: serde_json::Value = match serde_json::from_str(&item.body) {
+                Ok(v) => v,
+                Err(e) => {
+                    // Written by the core itself: cannot happen, but never loop on it.
+                    tracing::error!(error = %e, event_id = %item.event_id, "unreadable approvals signal");
+                    self.store().fail(item.id, &format!("unreadable: {e}"))?;
+                    continue;
+                }
+            };
+            match self
                 .handle_signal(&item.event_id, &item.sender, &signal)
                 .await
             {
-                tracing::error!(error = %format!("{e:#}"), event_id = %item.event_id, "could not handle an approvals event");
+                Ok(()) => {
+                    self.store().ack(item.id)?;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), event_id = %item.event_id, attempt = item.attempts, "could not handle an approvals event; it will be retried");
+                    self.store().release(item.id)?;
+                    again(Duration::from_micros(
+                        crate::store::outbox_backoff_us(item.attempts) as u64,
+                    ));
+                    break;
+                }
             }
-            self.store().ack(item.id)?;
         }
         for a in self.store().expire_due()? {
             self.thread(
@@ -281,6 +371,133 @@ impl Core {
             if self.store().start_apply(a.id)? {
                 self.apply(a).await;
             }
+        }
+        self.tell_outcomes()?;
+        Ok(retry)
+    }
+
+    /// A request the homeserver refused to show (too large, forbidden): it fails alone, and
+    /// says so where the operator and its requester look.
+    async fn refuse_posting(&self, a: &Approval, e: &anyhow::Error) -> anyhow::Result<()> {
+        let reason = format!("it could not be posted in #hive-approvals: {e:#}");
+        tracing::error!(id = a.id, %reason, "request refused");
+        self.store().cancel_approval(a.id, "hive-c0re", &reason)?;
+        self.notice(
+            None,
+            &format!(
+                "🚫 Request #{} ({} `{}` for **{}**) was cancelled: {reason}. `hive approvals --diff {}` shows it.",
+                a.id, a.kind, a.sha, a.agent, a.id
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A question the homeserver refused to show: it ends for its agent as "not asked".
+    async fn refuse_question(
+        &self,
+        q: &crate::store::Question,
+        e: &anyhow::Error,
+    ) -> anyhow::Result<()> {
+        let reason = format!("{e:#}");
+        tracing::error!(id = q.id, %reason, "question refused");
+        let tell = self.core_event(
+            &q.agent,
+            "operator_answer",
+            &format!(
+                "operator_answer: question #{} could not be posted and was not asked: {reason}",
+                q.id
+            ),
+            json!({ "question_id": q.id, "expired": true, "error": reason }),
+            &format!("hh-event-question-{}", q.id),
+        );
+        self.store()
+            .close_question(q.id, "expired", tell.as_ref())?;
+        self.wake_outbox();
+        Ok(())
+    }
+
+    /// A reaction or redaction that could not be handled in [`MAX_SIGNAL_ATTEMPTS`] tries: kept
+    /// in the queue database as dead, said in `#hive-approvals`, and the request it was about is
+    /// failed closed (cancelled) rather than left to a later ✓.
+    async fn give_up_signal(&self, item: &crate::store::InboxItem) -> anyhow::Result<()> {
+        tracing::error!(event_id = %item.event_id, sender = %item.sender, "gave up an approvals event");
+        let signal: serde_json::Value = serde_json::from_str(&item.body).unwrap_or_default();
+        let target = signal["target"]
+            .as_str()
+            .or_else(|| signal["redacts"].as_str())
+            .unwrap_or_default();
+        let request = match self.store().approval_by_request_event(target)? {
+            Some(a) => Some(a),
+            // A redacted vote names the reaction: find its request through the vote.
+            None => self.store().approval_of_vote(target)?,
+        };
+        let mut text = format!(
+            "☠️ {} from {} ({}) could not be handled after {} attempts; it is kept as a dead letter.",
+            signal["kind"].as_str().unwrap_or("an event"),
+            item.sender,
+            item.event_id,
+            item.attempts
+        );
+        if let Some(a) = request.filter(|a| !a.state.is_final())
+            && self.store().cancel_approval(
+                a.id,
+                "hive-c0re",
+                "a decision on it could not be processed",
+            )?
+        {
+            text.push_str(&format!(
+                " Request #{} is cancelled so nothing is applied without that decision: request it again.",
+                a.id
+            ));
+        }
+        match self.room("approvals") {
+            Some(room) => self.notice(Some(room), &text).await,
+            None => self.notice(None, &text).await,
+        }
+        Ok(())
+    }
+
+    /// Tells every requesting agent whose request ended how it ended (through the outbox, once).
+    fn tell_outcomes(&self) -> anyhow::Result<()> {
+        let mut told = false;
+        for a in self.store().untold_outcomes()? {
+            let text = match a.state {
+                ApprovalState::Applied if a.kind == "init_config" => {
+                    format!("{} is spawned", a.agent)
+                }
+                ApprovalState::Applied => {
+                    format!("applied as deploy/{}", a.deploy.unwrap_or_default())
+                }
+                state => format!(
+                    "{state}{}",
+                    a.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+            };
+            let post = AgentName::parse(&a.requester)
+                .ok()
+                .filter(|n| self.agent(n).is_some())
+                .and_then(|_| {
+                    self.core_event(
+                        &a.requester,
+                        "approval_outcome",
+                        &format!(
+                            "approval_outcome: request #{} ({} `{}`): {text}",
+                            a.id, a.agent, a.sha
+                        ),
+                        json!({ "approval_id": a.id, "agent": a.agent, "sha": a.sha,
+                                "outcome": a.state.as_str(), "detail": text }),
+                        &format!("hh-event-outcome-{}", a.id),
+                    )
+                });
+            told |= post.is_some();
+            self.store().tell_outcome(a.id, post.as_ref())?;
+        }
+        if told {
+            self.wake_outbox();
         }
         Ok(())
     }
@@ -443,10 +660,13 @@ impl Core {
             .await;
             return Ok(());
         }
-        match self
-            .store()
-            .vote(a.id, reaction, sender.as_str(), verdict)?
-        {
+        match self.store().vote(
+            a.id,
+            reaction,
+            sender.as_str(),
+            verdict,
+            self.cfg().approvals_required,
+        )? {
             VoteOutcome::Approved => {
                 // Said without holding up the apply (the loop starts it right after this).
                 let (c, a, text) = (
@@ -469,8 +689,6 @@ impl Core {
             VoteOutcome::Denied => {
                 self.react(&a, "❌").await;
                 self.thread(&a, &format!("❌ Denied by {sender}. Nothing was applied."))
-                    .await;
-                self.tell_requester(&a, "denied", &format!("denied by {sender}"))
                     .await;
             }
             VoteOutcome::Closed(state) => {
@@ -521,7 +739,9 @@ impl Core {
             }
             return Ok(());
         }
-        if let Some((a, reverted)) = self.store().withdraw_vote(redacts, sender.as_str())?
+        if let Some((a, reverted)) =
+            self.store()
+                .withdraw_vote(redacts, sender.as_str(), self.cfg().approvals_required)?
             && reverted
         {
             self.thread(
@@ -536,7 +756,7 @@ impl Core {
     /// A refused attempt: audited, and said in `#hive-c0re`.
     async fn report(&self, actor: &UserId, action: &str, a: Option<&Approval>, what: &str) {
         tracing::warn!(%actor, action, what, "approval attempt ignored");
-        let _ = self.store().audit(&Audit {
+        if let Err(e) = self.store().audit(&Audit {
             actor: actor.as_str(),
             action,
             approval_id: a.map(|a| a.id),
@@ -544,7 +764,9 @@ impl Core {
             sha: a.map(|a| a.sha.as_str()),
             outcome: "ignored",
             detail: Some(what),
-        });
+        }) {
+            tracing::error!(error = %format!("{e:#}"), "could not audit an ignored approval attempt");
+        }
         self.notice(None, &format!("⚠️ {actor} {what}.")).await;
     }
 
@@ -561,25 +783,6 @@ impl Core {
         let ev = self.send_raw(&room, None, &txn, &content).await?;
         self.store().set_request_event(a.id, ev.as_str())?;
         Ok(())
-    }
-
-    /// Tells the agent that asked (if an agent asked) how its request ended.
-    async fn tell_requester(&self, a: &Approval, outcome: &str, text: &str) {
-        if let Some(name) = AgentName::parse(&a.requester)
-            .ok()
-            .filter(|n| self.agent(n).is_some())
-        {
-            self.tell_agent(
-                &name,
-                "approval_outcome",
-                &format!(
-                    "approval_outcome: request #{} ({} `{}`): {text}",
-                    a.id, a.agent, a.sha
-                ),
-                json!({ "approval_id": a.id, "agent": a.agent, "sha": a.sha, "outcome": outcome }),
-            )
-            .await;
-        }
     }
 
     /// A message in the request's thread.
@@ -638,7 +841,7 @@ impl Core {
         let result = tokio::task::block_in_place(|| self.apply_config(&a));
         match result {
             Ok(deploy) if a.kind == "init_config" => {
-                let _ = self.store().finish_apply(a.id, Ok(deploy));
+                self.record_apply(&a, Ok(deploy));
                 let name = AgentName::parse(&a.agent).expect("validated at request time");
                 match self.bring_up(&name).await {
                     Ok(()) => {
@@ -649,24 +852,16 @@ impl Core {
                             &format!("🐣 **{name}** joined the hive (request #{}).", a.id),
                         )
                         .await;
-                        self.tell_requester(&a, "applied", &format!("{name} is spawned"))
-                            .await;
                     }
                     Err(e) => {
                         let reason = format!("{e:#}");
                         self.react(&a, "❌").await;
                         self.thread(&a, &format!("⚠️ **{name}**'s config is applied but it could not be started: {reason}. It starts with the next start of hive-c0re.")).await;
-                        self.tell_requester(
-                            &a,
-                            "failed",
-                            &format!("applied but not started: {reason}"),
-                        )
-                        .await;
                     }
                 }
             }
             Ok(deploy) => {
-                let _ = self.store().finish_apply(a.id, Ok(deploy));
+                self.record_apply(&a, Ok(deploy));
                 self.react(&a, "✅").await;
                 self.thread(
                     &a,
@@ -676,12 +871,10 @@ impl Core {
                     ),
                 )
                 .await;
-                self.tell_requester(&a, "applied", &format!("applied as deploy/{deploy}"))
-                    .await;
             }
             Err(e) => {
                 let reason = format!("{e:#}");
-                let _ = self.store().finish_apply(a.id, Err(&reason));
+                self.record_apply(&a, Err(&reason));
                 self.react(&a, "❌").await;
                 self.thread(
                     &a,
@@ -695,12 +888,23 @@ impl Core {
         }
     }
 
+    /// `applying` → `applied`/`failed` in the store. The config is already switched (or not):
+    /// a store that cannot record it is said loudly; at the next start `recover_applying`
+    /// finishes the record from git, which is the commit point.
+    fn record_apply(&self, a: &Approval, result: Result<i64, &str>) {
+        if let Err(e) = self.store().finish_apply(a.id, result) {
+            tracing::error!(id = a.id, error = %format!("{e:#}"), "could not record the end of an apply; it is finished at the next start");
+        }
+    }
+
     fn apply_config(&self, a: &Approval) -> anyhow::Result<i64> {
         let name = AgentName::parse(&a.agent)?;
         let entry = self.agent(&name);
         match (a.kind.as_str(), &entry) {
             ("init_config", Some(_)) => anyhow::bail!("{name} already exists"),
             ("apply_commit", None) => anyhow::bail!("{name} is not an agent of this hive"),
+            // Checked again with the hive's config as it is now.
+            ("init_config", None) => spawnable(self.cfg(), &name).map_err(anyhow::Error::msg)?,
             _ => {}
         }
         let repo = ConfigRepo::new(self.data_dir(), &name);
@@ -825,6 +1029,9 @@ pub fn file_init_config(
         Ok(n) => n,
         Err(e) => return Ok(Err(e.to_string())),
     };
+    if let Err(e) = check_summary(summary).and_then(|()| spawnable(cfg, &name)) {
+        return Ok(Err(e));
+    }
     let repo = ConfigRepo::new(data_dir, &name);
     if repo.exists() {
         return Ok(Err(format!("{name} is already an agent of this hive")));
@@ -858,6 +1065,9 @@ fn file_request(
         Ok(n) => n,
         Err(e) => return Ok(Err(e.to_string())),
     };
+    if let Err(e) = check_summary(summary) {
+        return Ok(Err(e));
+    }
     let sha = match parse_sha(sha) {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
@@ -894,12 +1104,51 @@ fn file_request(
         Ok(())
     })();
     match checked {
-        Ok(()) => Ok(Ok(id)),
+        Ok(()) => {
+            // Only now can the request be posted: its snapshot and its config exist.
+            store.complete_approval(id)?;
+            Ok(Ok(id))
+        }
         Err(reason) => {
             store.cancel_approval(id, "hive-c0re", &format!("refused: {reason}"))?;
             Ok(Err(reason))
         }
     }
+}
+
+/// A request's summary: one short text, shown to the operators as written.
+fn check_summary(summary: &str) -> Result<(), String> {
+    if summary.len() > MAX_SUMMARY {
+        return Err(format!(
+            "the summary is {} bytes; at most {MAX_SUMMARY} (the config itself carries the rest)",
+            summary.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` may be spawned: never a manager's name (a spawned agent would get the
+/// manager's powers from hive.toml), nor an identity of the hive's own (the appservice's user,
+/// an operator's localpart on this server).
+pub fn spawnable(cfg: &crate::config::Config, name: &AgentName) -> Result<(), String> {
+    if cfg.managers.contains(name) {
+        return Err(format!(
+            "{name} is listed in approvals.managers: a manager cannot be spawned by a request"
+        ));
+    }
+    let user = cfg.agent_user_id(name);
+    if user == cfg.bot_user_id() {
+        return Err(format!("{user} is the appservice's own user"));
+    }
+    if cfg.operators.iter().any(|o| *o == user)
+        || cfg
+            .operators
+            .iter()
+            .any(|o| o.server_name() == cfg.server_name && o.localpart() == name.as_str())
+    {
+        return Err(format!("{name} is an operator's name"));
+    }
+    Ok(())
 }
 
 /// Test builds only: `HYPERHIVE_FAILPOINT=<name>` kills the process at that point, the way a
@@ -950,4 +1199,64 @@ fn request_text(a: &Approval, diff: &str, required: u32) -> String {
         summary = a.summary.replace('\n', "\n> "),
         sha = a.sha,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_be_spawned() {
+        let cfg = crate::config::Config::validate(
+            toml::from_str(
+                "[operators]\nusers = [\"@alice:localhost\", \"@bob:elsewhere\"]\n[approvals]\nmanagers = [\"hm1nd\"]\n",
+            )
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+        let cases = [
+            ("newbie", true),
+            ("hm1nd", false), // a manager
+            ("alice", false), // an operator's localpart here
+            ("bob", true),    // an operator elsewhere: @bob:localhost is not them
+        ];
+        for (name, ok) in cases {
+            let n = AgentName::parse(name).unwrap();
+            assert_eq!(spawnable(&cfg, &n).is_ok(), ok, "{name}");
+        }
+        // The appservice's own user, when agents share its namespace.
+        let cfg = crate::config::Config::validate(
+            toml::from_str("[appservice]\nsender_localpart = \"bot\"\n").unwrap(),
+            None,
+        )
+        .unwrap();
+        assert!(spawnable(&cfg, &AgentName::parse("bot").unwrap()).is_err());
+    }
+
+    #[test]
+    fn summaries_are_bounded() {
+        assert!(check_summary("short").is_ok());
+        assert!(check_summary(&"x".repeat(MAX_SUMMARY)).is_ok());
+        assert!(check_summary(&"x".repeat(MAX_SUMMARY + 1)).is_err());
+    }
+
+    #[test]
+    fn which_homeserver_failures_are_for_good() {
+        let server = |status| {
+            anyhow::Error::new(crate::matrix::MatrixError::Server {
+                path: "/send".into(),
+                status,
+                errcode: "M_X".into(),
+                message: String::new(),
+            })
+            .context("cannot send")
+        };
+        assert!(is_permanent(&server(413)));
+        assert!(is_permanent(&server(400)));
+        assert!(is_permanent(&server(403)));
+        assert!(!is_permanent(&server(429)), "rate limited: later");
+        assert!(!is_permanent(&server(502)));
+        assert!(!is_permanent(&anyhow::anyhow!("no approvals room")));
+    }
 }

@@ -254,28 +254,6 @@ impl Core {
 }
 
 impl Core {
-    /// Posts a core event into `agent`'s inbox (as the core, visible to the operator) that the
-    /// agent receives like any message: `kind` names it, `data` carries its fields.
-    pub async fn tell_agent(
-        &self,
-        agent: &AgentName,
-        kind: &str,
-        text: &str,
-        data: serde_json::Value,
-    ) {
-        let Some(room) = self.room(&format!("agent:{agent}")) else {
-            return;
-        };
-        let mut content = super::outbound::message_content(text, None, None, true);
-        let mut event = data;
-        event["kind"] = json!(kind);
-        content[super::routing::HIVE_EVENT_KEY] = event;
-        let txn = format!("hh-event-{}", crate::c0re::registration::random_secret(16));
-        if let Err(e) = self.send_raw(&room, None, &txn, &content).await {
-            tracing::warn!(error = %format!("{e:#}"), %agent, kind, "could not tell an agent");
-        }
-    }
-
     /// An agent's process exited unexpectedly: a `container_crash` for each manager, and a
     /// line in `#hive-c0re`.
     pub async fn report_crash(&self, agent: &AgentName, status: &str, last_lines: &str) {
@@ -286,16 +264,30 @@ impl Core {
         let text = format!(
             "container_crash: **{agent}** exited ({status}) on config `{sha}`. Last log lines:\n```\n{last_lines}\n```"
         );
+        let id = crate::c0re::registration::random_secret(12);
+        let mut owed = false;
         for m in &self.cfg().managers {
-            if m != agent && self.agent(m).is_some() {
-                self.tell_agent(
-                    m,
-                    "container_crash",
-                    &text,
-                    json!({ "agent": agent.as_str(), "status": status, "sha": sha, "last_lines": last_lines }),
-                )
-                .await;
+            if m == agent {
+                continue;
             }
+            let Some(post) = self.core_event(
+                m.as_str(),
+                "container_crash",
+                &text,
+                json!({ "agent": agent.as_str(), "status": status, "sha": sha, "last_lines": last_lines }),
+                &format!("hh-event-crash-{m}-{id}"),
+            ) else {
+                continue;
+            };
+            match self.store().enqueue_post(&post) {
+                Ok(()) => owed = true,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), manager = %m, "could not record a crash report")
+                }
+            }
+        }
+        if owed {
+            self.wake_outbox();
         }
     }
 }

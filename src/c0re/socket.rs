@@ -53,6 +53,20 @@ impl Core {
         };
         let (listener, path) = bind(SOCKET_NAME)?;
         let (tools, tools_path) = bind(TOOLS_SOCKET_NAME)?;
+        // An agent with a uid of its own reaches its sockets through their group, and nobody
+        // else's: the directory stays the core's (root:<gid> 0750, so the agent can plant
+        // nothing in it), the sockets root:<gid> 0660.
+        if let Some(gid) = self.agent(&name).and_then(|e| e.uid()) {
+            let share = |p: &std::path::Path, mode: u32| -> anyhow::Result<()> {
+                std::os::unix::fs::lchown(p, None, Some(gid))
+                    .with_context(|| format!("cannot chgrp {}", p.display()))?;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+                Ok(())
+            };
+            share(&dir, 0o750)?;
+            share(&path, 0o660)?;
+            share(&tools_path, 0o660)?;
+        }
         tracing::debug!(agent = %name, path = %path.display(), "agent socket ready");
         loop {
             let (stream, tools_only) = tokio::select! {
@@ -521,6 +535,10 @@ impl Conn {
                     sender: item.sender.clone(),
                     body: item.body.clone(),
                     attempt: item.attempts,
+                    event: item
+                        .hive_event
+                        .as_deref()
+                        .and_then(|e| serde_json::from_str(e).ok()),
                 };
                 self.inflight = Some(item);
                 return Ok(Some(Response::Message(msg)));

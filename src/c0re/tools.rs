@@ -318,20 +318,24 @@ impl Core {
         }
     }
 
-    /// Delivers due reminders as messages (from the approvals loop's timer).
-    pub async fn deliver_reminders(&self) -> anyhow::Result<()> {
-        for r in self.store().take_due_reminders()? {
-            if let Ok(agent) = AgentName::parse(&r.agent) {
-                self.tell_agent(
-                    &agent,
-                    "reminder",
-                    &format!("reminder: {}", r.text),
-                    json!({ "reminder_id": r.id }),
-                )
-                .await;
-            }
-        }
-        Ok(())
+    /// Hands due reminders to the outbox (each marked delivered with its post, at once);
+    /// returns how many (from the approvals loop's timer).
+    pub fn deliver_reminders(&self) -> anyhow::Result<usize> {
+        self.store().deliver_due_reminders(|r| {
+            self.core_event(
+                &r.agent,
+                "reminder",
+                &format!("reminder: {}", r.text),
+                json!({ "reminder_id": r.id, "text": r.text }),
+                &format!("hh-event-reminder-{}", r.id),
+            )
+            // An agent removed since: the post goes to nobody and is dropped by the outbox.
+            .unwrap_or_else(|| crate::store::OutboxRow {
+                txn_id: format!("hh-event-reminder-{}", r.id),
+                room_key: format!("agent:{}", r.agent),
+                content: "{}".into(),
+            })
+        })
     }
 }
 

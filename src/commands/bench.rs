@@ -513,7 +513,7 @@ async fn measure(
     let idle_name = crate::agent_spec::AgentName::parse("idle")?;
     let state = data.join("agents/idle/state");
     std::fs::create_dir_all(&state)?;
-    let mut idle = crate::runtime::process::harness_command()?;
+    let mut idle = crate::runtime::process::harness_command(None)?;
     let mut idle = idle
         .arg("--bot")
         .arg(bots.join("idle"))

@@ -29,6 +29,80 @@ pub fn prepare_data_dir(cfg: &Config, data_dir: &Path) -> anyhow::Result<PathBuf
     registration::write(cfg, &tokens, data_dir)
 }
 
+/// What this machine allows agents: a sandbox (probed), uids of their own (root, a reachable
+/// data dir: then the harness's programs are copied where those uids reach them).
+fn runtimes(kind: RuntimeKind, data_dir: &Path) -> crate::runtime::Runtimes {
+    use crate::runtime::{Runtimes, bwrap::Bwrap, placement::Host, process};
+    let (bwrap, sandbox) = if kind == RuntimeKind::Bwrap {
+        match Bwrap::new() {
+            Ok(b) => (Some(b), Ok(())),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "no sandbox can run here");
+                (None, Err(format!("{e:#}")))
+            }
+        }
+    } else {
+        (None, Err(format!("runtime.kind = {kind:?}")))
+    };
+    let own_uids = if kind == RuntimeKind::External {
+        Err("the external runtime starts no harness".to_owned())
+    } else {
+        process::own_uids(data_dir)
+    };
+    let (own_uids, bin) = match own_uids {
+        Ok(()) => match process::install_bin(data_dir) {
+            Ok(bin) => (Ok(()), Some(bin)),
+            Err(e) => (Err(format!("{e:#}")), None),
+        },
+        Err(e) => (Err(e), None),
+    };
+    Runtimes {
+        host: Host { sandbox, own_uids },
+        bwrap,
+        bin,
+    }
+}
+
+/// The start-up notice for `#hive-c0re` when an agent is not sandboxed: where each runs and
+/// what that gives away. `None` when every agent is sandboxed (or started by someone else).
+fn placements_notice(core: &Core, rt: &crate::runtime::Runtimes) -> Option<String> {
+    use crate::runtime::placement::{Placement, gives_away, own_code, place};
+    let cfg = core.cfg();
+    let mut lines = Vec::new();
+    for (name, entry) in core.agents() {
+        let spec = entry.spec();
+        match place(
+            cfg.runtime,
+            cfg.allow_unsandboxed,
+            &rt.host,
+            own_code(&spec.brain).as_deref(),
+        ) {
+            Placement::Sandboxed | Placement::External => {}
+            Placement::Unsandboxed { own_uid } => lines.push(format!(
+                "- **{name}** runs unsandboxed{}",
+                if own_uid {
+                    ", as a uid of its own"
+                } else {
+                    ", as the hive's own user"
+                }
+            )),
+            Placement::Refused(why) => lines.push(format!("- **{name}** is not started: {why}")),
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let why = match &rt.host.sandbox {
+        Ok(()) => "runtime.kind asks for no sandbox".to_owned(),
+        Err(e) => format!("no sandbox can run here: {e}"),
+    };
+    Some(format!(
+        "⚠️ Not every agent is sandboxed ({why}). Unsandboxed, {}.\n{}",
+        gives_away(&rt.host),
+        lines.join("\n")
+    ))
+}
+
 /// Runs hive-c0re until `cancel` fires: HTTP endpoint, rooms, sockets, heartbeat, agents.
 pub async fn serve(
     cfg: Config,
@@ -88,14 +162,12 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "timeline reconciliation failed"),
     }
 
-    let agent_runtime: Option<std::sync::Arc<dyn crate::runtime::Runtime>> = match runtime {
-        RuntimeKind::Process => Some(std::sync::Arc::new(crate::runtime::process::Process)),
-        RuntimeKind::Bwrap => Some(std::sync::Arc::new(
-            tokio::task::spawn_blocking(crate::runtime::bwrap::Bwrap::new).await??,
-        )),
-        RuntimeKind::External => None,
+    let runtimes = {
+        let data = data_dir.to_owned();
+        tokio::task::spawn_blocking(move || runtimes(runtime, &data)).await?
     };
-    core.set_runtime(agent_runtime);
+    let placements = placements_notice(&core, &runtimes);
+    core.set_runtimes(std::sync::Arc::new(runtimes));
     for name in core.agents().keys() {
         core.start_agent(name);
     }
@@ -121,6 +193,13 @@ pub async fn serve(
             Ok(())
         }
     });
+    tasks.spawn({
+        let c = core.clone();
+        async move {
+            c.outbox_loop().await;
+            Ok(())
+        }
+    });
     tasks.spawn(core.clone().serve_control_socket());
     let pid_path = super::pid_file(data_dir, "c0re");
     crate::fsutil::write_atomic(&pid_path, std::process::id().to_string().as_bytes(), 0o644)?;
@@ -137,6 +216,9 @@ pub async fn serve(
     .await;
     for note in drift {
         core.notice(None, &format!("ℹ️ {note}")).await;
+    }
+    if let Some(text) = placements {
+        core.notice(None, &text).await;
     }
 
     cancel.cancelled().await;

@@ -117,6 +117,11 @@ pub struct Message {
     pub body: String,
     /// 1 on first delivery; more after a harness died mid-turn.
     pub attempt: u32,
+    /// Set only for a core event (an approval's outcome, an operator's answer, a reminder, a
+    /// crash report): what the core itself reports, as data (`kind` names it). No Matrix sender
+    /// can set it: a person typing `approval_outcome: …` sends a plain message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,10 +83,50 @@ pub fn ensure_installed() -> anyhow::Result<PathBuf> {
 
 impl Bwrap {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(Self {
-            bwrap: ensure_installed()?,
-        })
+        let bwrap = ensure_installed()?;
+        probe(&bwrap)?;
+        Ok(Self { bwrap })
     }
+}
+
+/// Runs `true` in a sandbox built like an agent's (every namespace unshared, no capabilities):
+/// a machine where that fails (no user namespaces, a container's seccomp) has no sandbox.
+fn probe(bwrap: &Path) -> anyhow::Result<()> {
+    let mut cmd = std::process::Command::new(bwrap);
+    cmd.args([
+        "--unshare-all",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]);
+    for top in ["/bin", "/lib", "/lib64"] {
+        match std::fs::symlink_metadata(top) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(top)?;
+                cmd.arg("--symlink").arg(target).arg(top);
+            }
+            Ok(m) if m.is_dir() => {
+                cmd.args(["--ro-bind", top, top]);
+            }
+            _ => {}
+        }
+    }
+    let out = cmd
+        .args(["--", "/usr/bin/env", "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", bwrap.display()))?;
+    if !out.status.success() {
+        bail!(
+            "bubblewrap cannot make a sandbox here ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
@@ -102,7 +142,7 @@ impl Runtime for Bwrap {
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
         let config = std::fs::canonicalize(&launch.spec_dir)
             .with_context(|| format!("no config generation at {}", launch.spec_dir.display()))?;
-        let (exe, pre) = super::process::harness_program()?;
+        let (exe, pre) = super::process::harness_program(None)?;
         let state = path_str(&launch.state_dir)?.to_owned();
         let sock = path_str(&launch.socket_dir)?.to_owned();
         let mut cmd = tokio::process::Command::new(&self.bwrap);

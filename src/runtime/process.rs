@@ -1,8 +1,15 @@
 //! Supervision for every runtime, and the `process` runtime: each agent's harness is a child of
-//! hive-c0re, restarted with backoff when it dies. Its environment is cleared (no token or key of the core's leaks into it), its
-//! working directory and HOME are its state dir, and it dies with the core (PR_SET_PDEATHSIG).
+//! hive-c0re, restarted with backoff when it dies. Its environment is cleared (no token or key
+//! of the core's leaks into it), its working directory and HOME are its state dir, it dies with
+//! the core (PR_SET_PDEATHSIG, from the spawner thread: [`super::tied`]), and when the hive runs
+//! as root it runs as a uid of its own that can reach only its own files (see [`own_uids`]).
+//!
+//! Where each agent runs is decided again at every start ([`super::placement::place`]), so an
+//! approved config that adds code of the agent's own moves it into the sandbox or refuses it.
 
 use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -11,7 +18,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::Child;
 
-use super::{AgentLaunch, Runtime};
+use std::sync::Arc;
+
+use super::placement::Placement;
+use super::{AgentLaunch, Runtime, Runtimes};
 use crate::c0re::Core;
 
 /// Crashes within [`CRASH_WINDOW`] that make a crash loop: the agent is stopped and reported.
@@ -20,24 +30,38 @@ const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// How long a harness gets to finish its turn after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// The harness program: `hive-agent` beside the running `hive` (small, no Matrix client
-/// linked), else `hive agent`.
-pub fn harness_command() -> anyhow::Result<tokio::process::Command> {
-    let (program, pre) = harness_program()?;
+/// The harness program: `hive-agent` beside the running `hive` (or in `bin`, the copies an
+/// agent's own uid can reach; small, no Matrix client linked), else `hive agent`.
+pub fn harness_command(bin: Option<&Path>) -> anyhow::Result<tokio::process::Command> {
+    let (program, pre) = harness_program(bin)?;
     let mut c = tokio::process::Command::new(program);
     c.args(pre);
     Ok(c)
 }
 
 /// The harness executable and the arguments before its own (`hive agent` needs `agent`).
-pub fn harness_program() -> anyhow::Result<(std::path::PathBuf, Vec<&'static str>)> {
-    let exe = std::env::current_exe().context("cannot find the hive executable")?;
+pub fn harness_program(bin: Option<&Path>) -> anyhow::Result<(PathBuf, Vec<&'static str>)> {
+    let exe = match bin {
+        Some(dir) => dir.join("hive"),
+        None => std::env::current_exe().context("cannot find the hive executable")?,
+    };
     let small = exe.with_file_name("hive-agent");
     Ok(if small.is_file() {
         (small, Vec::new())
     } else {
         (exe, vec!["agent"])
     })
+}
+
+/// Where the Claude Code CLI is for a harness: the copy in `bin` when there is one, else the
+/// core's own `HYPERHIVE_CLAUDE_CODE` (absolute: the harness runs in its state dir).
+fn claude_cli(bin: Option<&Path>) -> Option<PathBuf> {
+    if let Some(copy) = bin.map(|b| b.join("claude")).filter(|p| p.is_file()) {
+        return Some(copy);
+    }
+    std::env::var_os(crate::brain::claude_code::CLI_ENV)
+        .map(PathBuf::from)
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
 }
 
 /// The harness's arguments and a scrubbed environment, for any runtime.
@@ -64,13 +88,8 @@ pub(crate) fn harness_args(
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
     // Where the Claude Code CLI is, for `claude-code` brains (no secret in it).
-    // (Absolute: the harness runs in its state dir.)
-    if let Some(cli) = std::env::var_os(crate::brain::claude_code::CLI_ENV) {
-        let cli = std::path::PathBuf::from(cli);
-        cmd.env(
-            crate::brain::claude_code::CLI_ENV,
-            std::path::absolute(&cli).unwrap_or(cli),
-        );
+    if let Some(cli) = claude_cli(launch.bin.as_deref()) {
+        cmd.env(crate::brain::claude_code::CLI_ENV, cli);
     }
 }
 
@@ -84,20 +103,25 @@ impl Runtime for Process {
     }
 
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
-        let mut cmd = harness_command()?;
+        let mut cmd = harness_command(launch.bin.as_deref())?;
         let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
         harness_args(&mut cmd, &launch.spec_dir, launch, &path);
         cmd.current_dir(&launch.state_dir);
+        if let Some(uid) = launch.uid {
+            // std drops supplementary groups too (setgroups(0)) before setuid.
+            cmd.uid(uid).gid(uid);
+        }
         Ok(cmd)
     }
 }
 
-fn spawn(runtime: &dyn Runtime, launch: &AgentLaunch) -> anyhow::Result<Child> {
+async fn spawn(runtime: &dyn Runtime, launch: &AgentLaunch) -> anyhow::Result<Child> {
     std::fs::create_dir_all(&launch.state_dir)
         .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
     let log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&launch.log)
         .with_context(|| format!("cannot open {}", launch.log.display()))?;
     let mut cmd = runtime.command(launch)?;
@@ -105,19 +129,151 @@ fn spawn(runtime: &dyn Runtime, launch: &AgentLaunch) -> anyhow::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
-    cmd.spawn().with_context(|| {
+    super::tied::spawn(cmd).await.with_context(|| {
         format!(
             "cannot start the agent harness ({} runtime)",
             runtime.name()
         )
     })
+}
+
+/// Whether agents can run as uids of their own here: the hive runs as root, and the data dir
+/// is reachable by other uids (every directory above it can be entered by others).
+pub fn own_uids(data_dir: &Path) -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(
+            "the hive does not run as root, so it cannot give agents uids of their own".into(),
+        );
+    }
+    let mut at = data_dir.parent();
+    while let Some(dir) = at {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.permissions().mode() & 0o001 == 0 => {
+                return Err(format!(
+                    "the data dir {} is inside {} (mode {:o}), which other uids cannot enter; use a data dir outside it",
+                    data_dir.display(),
+                    dir.display(),
+                    m.permissions().mode() & 0o777
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("cannot inspect {}: {e}", dir.display())),
+        }
+        at = dir.parent();
+    }
+    Ok(())
+}
+
+/// Copies (hard links where it can) of the harness's programs into `<data>/bin`, which an
+/// agent's own uid can reach (the build's own directory may be private, e.g. under /root).
+pub fn install_bin(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let bin = data_dir.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
+    let exe = std::env::current_exe().context("cannot find the hive executable")?;
+    let mut programs = vec![(exe.clone(), "hive")];
+    let small = exe.with_file_name("hive-agent");
+    if small.is_file() {
+        programs.push((small, "hive-agent"));
+    }
+    if let Some(cli) = std::env::var_os(crate::brain::claude_code::CLI_ENV)
+        .and_then(|p| std::fs::canonicalize(p).ok())
+    {
+        programs.push((cli, "claude"));
+    }
+    for (src, name) in programs {
+        let dest = bin.join(name);
+        let same = |a: &Path, b: &Path| {
+            let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+                return false;
+            };
+            a.len() == b.len() && a.modified().ok() == b.modified().ok()
+        };
+        if same(&src, &dest) {
+            continue;
+        }
+        let tmp = bin.join(format!(".{name}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        if std::fs::hard_link(&src, &tmp).is_err() {
+            std::fs::copy(&src, &tmp)
+                .with_context(|| format!("cannot copy {} into {}", src.display(), bin.display()))?;
+            let modified = std::fs::metadata(&src)?.modified()?;
+            std::fs::File::options()
+                .write(true)
+                .open(&tmp)?
+                .set_modified(modified)?;
+        }
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&tmp, &dest)?;
+    }
+    Ok(bin)
+}
+
+/// Gives an agent's own uid exactly its own files: its state dir (owned, mode 0700, every
+/// entry re-owned without following links) and its config generations (group-readable:
+/// root:<uid>, 0750/0640). Its socket dir is the socket server's (root:<uid> 0750), the
+/// directories above are 0711 (enter, not list); everything else of the core's stays 0600/0700.
+pub fn prepare_for_uid(data_dir: &Path, launch: &AgentLaunch, uid: u32) -> anyhow::Result<()> {
+    for dir in [
+        data_dir.to_owned(),
+        data_dir.join("agents"),
+        launch
+            .state_dir
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default(),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("cannot chmod {}", dir.display()))?;
+    }
+    let root = launch
+        .state_dir
+        .parent()
+        .context("state dir has no parent")?;
+    if root.join("config.git").is_dir() {
+        std::fs::set_permissions(
+            root.join("config.git"),
+            std::fs::Permissions::from_mode(0o700),
+        )?;
+    }
+    std::fs::create_dir_all(&launch.state_dir)?;
+    chown_tree(&launch.state_dir, Some(uid), uid, None)?;
+    std::fs::set_permissions(&launch.state_dir, std::fs::Permissions::from_mode(0o700))?;
+    let gens = root.join("gen");
+    if gens.is_dir() {
+        chown_tree(&gens, Some(0), uid, Some(()))?;
+    }
+    Ok(())
+}
+
+/// Owns every entry under `top` (itself included) by `uid`:`gid` without following symlinks;
+/// with `group_read`, directories become 0750 and files 0640 (0750 when executable).
+fn chown_tree(
+    top: &Path,
+    uid: Option<u32>,
+    gid: u32,
+    group_read: Option<()>,
+) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(top)?;
+    std::os::unix::fs::lchown(top, uid, Some(gid))
+        .with_context(|| format!("cannot chown {}", top.display()))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if group_read.is_some() {
+        let mode = if meta.is_dir() || meta.permissions().mode() & 0o100 != 0 {
+            0o750
+        } else {
+            0o640
+        };
+        std::fs::set_permissions(top, std::fs::Permissions::from_mode(mode))?;
+    }
+    if meta.is_dir() {
+        for e in std::fs::read_dir(top)? {
+            chown_tree(&e?.path(), uid, gid, group_read)?;
+        }
+    }
+    Ok(())
 }
 
 /// Asks a child to stop (SIGTERM), then kills it after the grace period.
@@ -138,50 +294,123 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Supervises one agent until the core stops.
-pub async fn supervise(core: Core, runtime: std::sync::Arc<dyn Runtime>, launch: AgentLaunch) {
-    let name = launch.name.clone();
+/// Records an agent's state; a store that cannot is logged (the state is only a display).
+fn set_state(core: &Core, name: &crate::agent_spec::AgentName, state: &str, pid: Option<u32>) {
+    if let Err(e) = core.store().set_agent_state(name.as_str(), state, pid) {
+        tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record agent state");
+    }
+}
+
+/// Waits for an approved config (`restart`) or shutdown; false on shutdown.
+async fn wait_for_new_config(core: &Core, name: &crate::agent_spec::AgentName) -> bool {
+    let Some(entry) = core.agent(name) else {
+        return false;
+    };
+    tokio::select! {
+        _ = core.cancel().cancelled() => false,
+        _ = entry.restart.notified() => true,
+    }
+}
+
+/// Supervises one agent until the core stops: decides where it runs from its current config
+/// (again at every start), starts it, restarts it after a crash with backoff, stops a crash
+/// loop until a new config is approved, restarts it on an approved config.
+pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_spec::AgentName) {
     let mut crashes: Vec<Instant> = Vec::new();
     let mut backoff = Duration::from_millis(500);
+    let mut refused_said: Option<String> = None;
     loop {
-        let mut child = match spawn(runtime.as_ref(), &launch) {
+        let Some(entry) = core.agent(&name) else {
+            return;
+        };
+        let spec = entry.spec();
+        let cfg = core.cfg();
+        let placement = super::placement::place(
+            cfg.runtime,
+            cfg.allow_unsandboxed,
+            &runtimes.host,
+            super::placement::own_code(&spec.brain).as_deref(),
+        );
+        let dirs = crate::configrepo::AgentDirs::new(core.data_dir(), &name);
+        let mut launch = AgentLaunch {
+            uid: None,
+            bin: None,
+            name: name.clone(),
+            spec_dir: dirs.current(),
+            socket_dir: Core::socket_dir(core.data_dir(), &name),
+            state_dir: dirs.state(),
+            log: dirs.log(),
+        };
+        let runtime: &dyn Runtime = match &placement {
+            Placement::External => return,
+            Placement::Sandboxed => match &runtimes.bwrap {
+                Some(b) => b,
+                None => unreachable!("placed in a sandbox only when one can run"),
+            },
+            Placement::Unsandboxed { own_uid } => {
+                if *own_uid {
+                    launch.uid = entry.uid();
+                    launch.bin = runtimes.bin.clone();
+                }
+                &Process
+            }
+            Placement::Refused(why) => {
+                tracing::warn!(agent = %name, reason = %why, "not starting the agent");
+                set_state(&core, &name, "refused", None);
+                if refused_said.as_deref() != Some(why.as_str()) {
+                    let text = format!("🛑 **{name}** is not started: {why}.");
+                    core.notice(None, &text).await;
+                    core.post_as_agent_or_notice(&name, core.room(&format!("agent:{name}")), &text)
+                        .await;
+                    refused_said = Some(why.clone());
+                }
+                if !wait_for_new_config(&core, &name).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        refused_said = None;
+        if let Some(uid) = launch.uid
+            && let Err(e) = prepare_for_uid(core.data_dir(), &launch, uid)
+        {
+            tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot prepare the agent's files for its uid");
+        }
+        let mut child = match spawn(runtime, &launch).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot start agent");
-                core.notice(None, &format!("🛑 cannot start **{name}**: {e:#}"))
+                core.notice(None, &format!("🛑 cannot start **{name}**: {e:#}. It starts again when a new config is approved."))
                     .await;
-                return;
+                set_state(&core, &name, "cannot-start", None);
+                if !wait_for_new_config(&core, &name).await {
+                    return;
+                }
+                continue;
             }
         };
         let pid = child.id();
-        tracing::info!(agent = %name, pid, "agent started");
-        if let Err(e) = core.store().set_agent_state(name.as_str(), "running", pid) {
-            tracing::warn!(error = %format!("{e:#}"), "could not record agent state");
-        }
+        tracing::info!(agent = %name, pid, runtime = runtime.name(), uid = launch.uid, "agent started");
+        set_state(&core, &name, "running", pid);
         let started = Instant::now();
-        let restart = async {
-            match core.agent(&name) {
-                Some(entry) => entry.restart.notified().await,
-                None => std::future::pending().await,
-            }
-        };
         let status = tokio::select! {
             _ = core.cancel().cancelled() => {
                 stop_child(&mut child, STOP_GRACE).await;
-                let _ = core.store().set_agent_state(name.as_str(), "stopped", None);
+                set_state(&core, &name, "stopped", None);
                 return;
             }
-            _ = restart => {
+            _ = entry.restart.notified() => {
                 // A new config generation: SIGTERM lets the harness finish its turn first.
                 tracing::info!(agent = %name, "restarting on its new config");
                 stop_child(&mut child, STOP_GRACE).await;
                 backoff = Duration::from_millis(500);
+                crashes.clear();
                 continue;
             }
             s = child.wait() => s,
         };
         let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-        let _ = core.store().set_agent_state(name.as_str(), "crashed", None);
+        set_state(&core, &name, "crashed", None);
         if started.elapsed() > CRASH_WINDOW {
             backoff = Duration::from_millis(500);
         }
@@ -191,11 +420,14 @@ pub async fn supervise(core: Core, runtime: std::sync::Arc<dyn Runtime>, launch:
         tracing::warn!(agent = %name, %status, "agent exited unexpectedly");
         core.report_crash(&name, &status, &last).await;
         if crashes.len() >= CRASH_LIMIT {
-            core.notice(None, &format!("🛑 **{name}** crashed {CRASH_LIMIT} times in {} s ({status}); stopped. Last log lines:\n```\n{last}\n```", CRASH_WINDOW.as_secs())).await;
-            let _ = core
-                .store()
-                .set_agent_state(name.as_str(), "crash-loop", None);
-            return;
+            core.notice(None, &format!("🛑 **{name}** crashed {CRASH_LIMIT} times in {} s ({status}); stopped until a new config is approved. Last log lines:\n```\n{last}\n```", CRASH_WINDOW.as_secs())).await;
+            set_state(&core, &name, "crash-loop", None);
+            if !wait_for_new_config(&core, &name).await {
+                return;
+            }
+            crashes.clear();
+            backoff = Duration::from_millis(500);
+            continue;
         }
         core.notice(
             None,

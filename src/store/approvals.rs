@@ -86,10 +86,24 @@ pub struct Approval {
     pub decided_us: Option<i64>,
     pub reason: Option<String>,
     pub deploy: Option<i64>,
+    /// Filing finished (snapshot taken, config validated): only complete requests are posted.
+    pub complete: bool,
+    /// The requesting agent was told how the request ended (or nobody needs telling).
+    pub outcome_told: bool,
+}
+
+impl ApprovalState {
+    /// Whether nothing can happen to a request in this state any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Applied | Self::Failed | Self::Denied | Self::Expired | Self::Cancelled
+        )
+    }
 }
 
 const COLUMNS: &str = "id, kind, agent, sha, requester, summary, state, required, created_us, \
-                       expires_us, request_event, decided_us, reason, deploy";
+                       expires_us, request_event, decided_us, reason, deploy, complete, outcome_told";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
@@ -107,6 +121,8 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Approval> {
         decided_us: r.get(11)?,
         reason: r.get(12)?,
         deploy: r.get(13)?,
+        complete: r.get(14)?,
+        outcome_told: r.get(15)?,
     })
 }
 
@@ -205,14 +221,16 @@ fn approvals_count(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<u32> {
 }
 
 impl Store {
-    /// Files a request (state `pending`, not yet posted) and audits it. Returns its id.
+    /// Files a request (state `pending`, not complete: it is not posted until
+    /// [`Store::complete_approval`]) and audits it. Returns its id.
     pub fn create_approval(&self, new: &NewApproval<'_>) -> anyhow::Result<i64> {
         let mut c = self.lock();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_us();
         tx.execute(
-            "INSERT INTO approvals (kind, agent, sha, requester, summary, required, created_us, expires_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO approvals (kind, agent, sha, requester, summary, required, created_us,
+                                    expires_us, complete, outcome_told)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 0)",
             params![
                 new.kind,
                 new.agent,
@@ -256,6 +274,22 @@ impl Store {
             .optional()?)
     }
 
+    /// The request a counted reaction was on.
+    pub fn approval_of_vote(&self, reaction_event: &str) -> anyhow::Result<Option<Approval>> {
+        let c = self.lock();
+        let id: Option<i64> = c
+            .query_row(
+                "SELECT approval_id FROM approval_votes WHERE reaction_event = ?1",
+                [reaction_event],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match id {
+            Some(id) => get(&c, id)?,
+            None => None,
+        })
+    }
+
     /// The newest `limit` requests, newest first.
     pub fn approvals(&self, limit: usize) -> anyhow::Result<Vec<Approval>> {
         let c = self.lock();
@@ -279,12 +313,65 @@ impl Store {
         Ok(v)
     }
 
-    /// Pending requests whose message is not posted yet (filed by the CLI, or the core stopped
-    /// between filing and posting).
+    /// Filing is done (the commit is snapshotted and valid): the request may be posted.
+    pub fn complete_approval(&self, id: i64) -> anyhow::Result<bool> {
+        Ok(self.lock().execute(
+            "UPDATE approvals SET complete = 1 WHERE id = ?1 AND complete = 0 AND state = 'pending'",
+            [id],
+        )? == 1)
+    }
+
+    /// Cancels requests whose filing never finished (the filer died mid-way) and that are older
+    /// than `age_us`; returns them.
+    pub fn cancel_stale_filings(&self, age_us: i64) -> anyhow::Result<Vec<Approval>> {
+        let stale: Vec<Approval> = {
+            let c = self.lock();
+            let mut st = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM approvals WHERE complete = 0 AND state = 'pending' AND created_us < ?1"
+            ))?;
+            st.query_map([now_us() - age_us], row)?
+                .collect::<Result<_, _>>()?
+        };
+        for a in &stale {
+            self.cancel_approval(a.id, "hive-c0re", "its filing never finished")?;
+        }
+        Ok(stale)
+    }
+
+    /// Requests that ended and whose requester was not told yet.
+    pub fn untold_outcomes(&self) -> anyhow::Result<Vec<Approval>> {
+        let c = self.lock();
+        let mut st = c.prepare(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE outcome_told = 0
+             AND state IN ('applied', 'failed', 'denied', 'expired', 'cancelled') ORDER BY id"
+        ))?;
+        let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Records that request `id`'s requester is told (with the post that tells it, in the same
+    /// transaction; `None`: nobody to tell). True once.
+    pub fn tell_outcome(&self, id: i64, post: Option<&super::OutboxRow>) -> anyhow::Result<bool> {
+        let mut c = self.lock();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let first = tx.execute(
+            "UPDATE approvals SET outcome_told = 1 WHERE id = ?1 AND outcome_told = 0",
+            [id],
+        )? == 1;
+        if first && let Some(p) = post {
+            super::outbox::insert(&tx, p)?;
+        }
+        tx.commit()?;
+        Ok(first)
+    }
+
+    /// Complete pending requests whose message is not posted yet (filed by the CLI, or the core
+    /// stopped between filing and posting).
     pub fn unposted_approvals(&self) -> anyhow::Result<Vec<Approval>> {
         let c = self.lock();
         let mut st = c.prepare(&format!(
-            "SELECT {COLUMNS} FROM approvals WHERE request_event IS NULL AND state = 'pending' ORDER BY id"
+            "SELECT {COLUMNS} FROM approvals WHERE request_event IS NULL AND state = 'pending'
+             AND complete = 1 ORDER BY id"
         ))?;
         let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
         Ok(v)
@@ -298,13 +385,16 @@ impl Store {
         Ok(())
     }
 
-    /// Counts one operator reaction. The caller has checked who the voter is.
+    /// Counts one operator reaction. The caller has checked who the voter is. `required` is the
+    /// hive's configured number of approvals: a request needs at least that many, whatever was
+    /// recorded when it was filed (a filer's own `--config` can never lower it).
     pub fn vote(
         &self,
         approval_id: i64,
         reaction_event: &str,
         voter: &str,
         verdict: Verdict,
+        required: u32,
     ) -> anyhow::Result<VoteOutcome> {
         let mut c = self.lock();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -368,7 +458,8 @@ impl Store {
             }
             Verdict::Approve => {
                 let n = approvals_count(&tx, a.id)?;
-                if n >= a.required {
+                let required = a.required.max(required);
+                if n >= required {
                     tx.execute(
                         "UPDATE approvals SET state = 'approved', decided_us = ?2
                          WHERE id = ?1 AND state = 'pending'",
@@ -378,7 +469,7 @@ impl Store {
                 } else {
                     VoteOutcome::Counted {
                         approvals: n,
-                        required: a.required,
+                        required,
                     }
                 }
             }
@@ -410,6 +501,7 @@ impl Store {
         &self,
         reaction_event: &str,
         by: &str,
+        required: u32,
     ) -> anyhow::Result<Option<(Approval, bool)>> {
         let mut c = self.lock();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -432,7 +524,7 @@ impl Store {
         let mut reverted = false;
         if verdict == "approve"
             && a.state == ApprovalState::Approved
-            && approvals_count(&tx, id)? < a.required
+            && approvals_count(&tx, id)? < a.required.max(required)
         {
             reverted = tx.execute(
                 "UPDATE approvals SET state = 'pending', decided_us = NULL
@@ -640,6 +732,7 @@ mod tests {
                 ttl_us,
             })
             .unwrap();
+        assert!(store.complete_approval(id).unwrap());
         store.set_request_event(id, &format!("$req{id}")).unwrap();
         id
     }
@@ -651,20 +744,20 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let id = file(&s, 1, HOUR);
         assert_eq!(
-            s.vote(id, "$r1", "@op:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$r1", "@op:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Approved
         );
         // The same reaction again (duplicated transaction), a second operator, a ❌ after ✓.
         assert_eq!(
-            s.vote(id, "$r1", "@op:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$r1", "@op:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Duplicate
         );
         assert_eq!(
-            s.vote(id, "$r2", "@op2:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$r2", "@op2:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Closed(ApprovalState::Approved)
         );
         assert_eq!(
-            s.vote(id, "$r3", "@op2:x", Verdict::Deny).unwrap(),
+            s.vote(id, "$r3", "@op2:x", Verdict::Deny, 1).unwrap(),
             VoteOutcome::Closed(ApprovalState::Approved)
         );
         assert!(s.start_apply(id).unwrap());
@@ -683,11 +776,11 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let id = file(&s, 1, HOUR);
         assert_eq!(
-            s.vote(id, "$d", "@op:x", Verdict::Deny).unwrap(),
+            s.vote(id, "$d", "@op:x", Verdict::Deny, 1).unwrap(),
             VoteOutcome::Denied
         );
         assert_eq!(
-            s.vote(id, "$a", "@op:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$a", "@op:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Closed(ApprovalState::Denied)
         );
         assert!(!s.start_apply(id).unwrap());
@@ -698,7 +791,7 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let id = file(&s, 2, HOUR);
         assert_eq!(
-            s.vote(id, "$a1", "@op:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$a1", "@op:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Counted {
                 approvals: 1,
                 required: 2
@@ -706,28 +799,97 @@ mod tests {
         );
         // The same operator reacting twice (✅ then ✓) counts once.
         assert_eq!(
-            s.vote(id, "$a1b", "@op:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$a1b", "@op:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::AlreadyVoted
         );
         assert_eq!(
-            s.vote(id, "$a2", "@op2:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$a2", "@op2:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Approved
         );
         // A ✓ redacted before the action starts withdraws it.
-        let (a, reverted) = s.withdraw_vote("$a2", "@op2:x").unwrap().unwrap();
+        let (a, reverted) = s.withdraw_vote("$a2", "@op2:x", 1).unwrap().unwrap();
         assert!(reverted);
         assert_eq!(a.state, ApprovalState::Pending);
         assert!(!s.start_apply(id).unwrap());
-        assert!(s.withdraw_vote("$a2", "@op2:x").unwrap().is_none(), "once");
+        assert!(
+            s.withdraw_vote("$a2", "@op2:x", 1).unwrap().is_none(),
+            "once"
+        );
         assert_eq!(
-            s.vote(id, "$a3", "@op2:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$a3", "@op2:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Approved
         );
         assert!(s.start_apply(id).unwrap());
         // Once applying, a withdrawal changes nothing.
-        let (a, reverted) = s.withdraw_vote("$a3", "@op2:x").unwrap().unwrap();
+        let (a, reverted) = s.withdraw_vote("$a3", "@op2:x", 1).unwrap().unwrap();
         assert!(!reverted);
         assert_eq!(a.state, ApprovalState::Applying);
+    }
+
+    #[test]
+    fn the_hives_required_count_is_a_floor() {
+        let s = Store::open_in_memory().unwrap();
+        // Filed with required = 1 (a filer's own config), decided with the hive's 2.
+        let id = file(&s, 1, HOUR);
+        assert_eq!(
+            s.vote(id, "$a1", "@op:x", Verdict::Approve, 2).unwrap(),
+            VoteOutcome::Counted {
+                approvals: 1,
+                required: 2
+            }
+        );
+        assert_eq!(
+            s.vote(id, "$a2", "@op2:x", Verdict::Approve, 2).unwrap(),
+            VoteOutcome::Approved
+        );
+        let (a, reverted) = s.withdraw_vote("$a2", "@op2:x", 2).unwrap().unwrap();
+        assert!(reverted, "below the hive's count again: {a:?}");
+    }
+
+    #[test]
+    fn incomplete_requests_are_not_posted_and_outcomes_are_told_once() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s
+            .create_approval(&NewApproval {
+                kind: "apply_commit",
+                agent: "echo",
+                sha: SHA,
+                requester: "hm1nd",
+                summary: "s",
+                required: 1,
+                ttl_us: HOUR,
+            })
+            .unwrap();
+        assert!(s.unposted_approvals().unwrap().is_empty(), "not complete");
+        assert!(
+            s.cancel_stale_filings(HOUR).unwrap().is_empty(),
+            "still young"
+        );
+        assert!(s.complete_approval(id).unwrap());
+        assert_eq!(s.unposted_approvals().unwrap().len(), 1);
+        let stale = s
+            .create_approval(&NewApproval {
+                kind: "apply_commit",
+                agent: "echo",
+                sha: SHA,
+                requester: "hm1nd",
+                summary: "s",
+                required: 1,
+                ttl_us: HOUR,
+            })
+            .unwrap();
+        let cancelled = s.cancel_stale_filings(-1).unwrap();
+        assert_eq!(cancelled.iter().map(|a| a.id).collect::<Vec<_>>(), [stale]);
+        assert!(s.untold_outcomes().unwrap().iter().any(|a| a.id == stale));
+        let post = crate::store::OutboxRow {
+            txn_id: "hh-outcome".into(),
+            room_key: "agent:hm1nd".into(),
+            content: "{}".into(),
+        };
+        assert!(s.tell_outcome(stale, Some(&post)).unwrap());
+        assert!(!s.tell_outcome(stale, Some(&post)).unwrap(), "once");
+        assert!(s.untold_outcomes().unwrap().is_empty());
+        assert_eq!(s.due_posts(10).unwrap().len(), 1);
     }
 
     #[test]
@@ -735,7 +897,7 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let gone = file(&s, 1, -1);
         assert_eq!(
-            s.vote(gone, "$x", "@op:x", Verdict::Approve).unwrap(),
+            s.vote(gone, "$x", "@op:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Expired
         );
         let later = file(&s, 1, -1);
@@ -749,7 +911,7 @@ mod tests {
         assert!(s.cancel_approval(id, "@op:x", "request redacted").unwrap());
         assert!(!s.cancel_approval(id, "@op:x", "again").unwrap());
         assert_eq!(
-            s.vote(id, "$y", "@op:x", Verdict::Approve).unwrap(),
+            s.vote(id, "$y", "@op:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Closed(ApprovalState::Cancelled)
         );
     }

@@ -87,19 +87,58 @@ impl Store {
             .optional()?)
     }
 
-    /// Records the answer if the question is still open (and not past its time): true once.
-    pub fn answer_question(&self, id: i64, answer: &str, by: &str) -> anyhow::Result<bool> {
+    /// Records the answer if the question is still open (and not past its time), together with
+    /// the post that tells the asking agent (one transaction): true once.
+    pub fn answer_question(
+        &self,
+        id: i64,
+        answer: &str,
+        by: &str,
+        tell: Option<&super::OutboxRow>,
+    ) -> anyhow::Result<bool> {
         let now = now_us();
-        Ok(self.lock().execute(
+        let mut c = self.lock();
+        let tx = c.transaction()?;
+        let answered = tx.execute(
             "UPDATE questions SET state = 'answered', answer = ?2, answered_by = ?3, decided_us = ?4
              WHERE id = ?1 AND state = 'pending' AND expires_us > ?4",
             params![id, answer, by, now],
-        )? == 1)
+        )? == 1;
+        if answered && let Some(row) = tell {
+            super::outbox::insert(&tx, row)?;
+        }
+        tx.commit()?;
+        Ok(answered)
     }
 
-    /// Expires every open question past its time; returns them.
-    pub fn expire_questions(&self) -> anyhow::Result<Vec<Question>> {
-        let c = self.lock();
+    /// Closes an open question as `state` (`expired`) with the post that tells its agent.
+    pub fn close_question(
+        &self,
+        id: i64,
+        state: &str,
+        tell: Option<&super::OutboxRow>,
+    ) -> anyhow::Result<bool> {
+        let mut c = self.lock();
+        let tx = c.transaction()?;
+        let closed = tx.execute(
+            "UPDATE questions SET state = ?2, decided_us = ?3 WHERE id = ?1 AND state = 'pending'",
+            params![id, state, now_us()],
+        )? == 1;
+        if closed && let Some(row) = tell {
+            super::outbox::insert(&tx, row)?;
+        }
+        tx.commit()?;
+        Ok(closed)
+    }
+
+    /// Expires every open question past its time, each with the post that tells its agent (one
+    /// transaction); returns them.
+    pub fn expire_questions(
+        &self,
+        tell: impl Fn(&Question) -> Option<super::OutboxRow>,
+    ) -> anyhow::Result<Vec<Question>> {
+        let mut c = self.lock();
+        let c = c.transaction()?;
         let now = now_us();
         let due: Vec<Question> = {
             let mut st = c.prepare(&format!(
@@ -112,7 +151,11 @@ impl Store {
                 "UPDATE questions SET state = 'expired', decided_us = ?2 WHERE id = ?1 AND state = 'pending'",
                 params![q.id, now],
             )?;
+            if let Some(row) = tell(q) {
+                super::outbox::insert(&c, &row)?;
+            }
         }
+        c.commit()?;
         Ok(due)
     }
 
@@ -143,13 +186,33 @@ mod tests {
         s.set_question_event(id, "$q").unwrap();
         let q = s.question_by_event("$q").unwrap().unwrap();
         assert_eq!(q.options, ["yes", "no"]);
-        assert!(s.answer_question(id, "yes", "@op:x").unwrap());
+        let tell = |txn: &str| crate::store::OutboxRow {
+            txn_id: txn.into(),
+            room_key: "agent:argus".into(),
+            content: "{}".into(),
+        };
         assert!(
-            !s.answer_question(id, "no", "@op:x").unwrap(),
+            s.answer_question(id, "yes", "@op:x", Some(&tell("a1")))
+                .unwrap()
+        );
+        assert!(
+            !s.answer_question(id, "no", "@op:x", Some(&tell("a2")))
+                .unwrap(),
             "answered once"
         );
         let late = s.create_question("argus", "late?", &[], -1).unwrap();
-        assert!(!s.answer_question(late, "yes", "@op:x").unwrap());
-        assert_eq!(s.expire_questions().unwrap().len(), 1);
+        assert!(!s.answer_question(late, "yes", "@op:x", None).unwrap());
+        assert_eq!(s.expire_questions(|_| Some(tell("e1"))).unwrap().len(), 1);
+        let owed: Vec<String> = s
+            .due_posts(10)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.row.txn_id)
+            .collect();
+        assert_eq!(
+            owed,
+            ["a1", "e1"],
+            "each change together with its post, once"
+        );
     }
 }

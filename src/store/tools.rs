@@ -41,8 +41,12 @@ impl Store {
         Ok(c.last_insert_rowid())
     }
 
-    /// Reminders due now, marked delivered (each is handed out once).
-    pub fn take_due_reminders(&self) -> anyhow::Result<Vec<Reminder>> {
+    /// Reminders due now: each marked delivered together with the post that delivers it (one
+    /// sqlite transaction), so a reminder is never marked done without its message owed.
+    pub fn deliver_due_reminders(
+        &self,
+        post: impl Fn(&Reminder) -> super::OutboxRow,
+    ) -> anyhow::Result<usize> {
         let mut c = self.lock();
         let tx = c.transaction()?;
         let due: Vec<Reminder> = {
@@ -61,9 +65,19 @@ impl Store {
         };
         for r in &due {
             tx.execute("UPDATE reminders SET delivered = 1 WHERE id = ?1", [r.id])?;
+            super::outbox::insert(&tx, &post(r))?;
         }
         tx.commit()?;
-        Ok(due)
+        Ok(due.len())
+    }
+
+    /// Reminders `agent` has set that are not delivered yet.
+    pub fn pending_reminders(&self, agent: &str) -> anyhow::Result<usize> {
+        Ok(self.lock().query_row(
+            "SELECT COUNT(*) FROM reminders WHERE agent = ?1 AND delivered = 0",
+            [agent],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
     }
 
     pub fn next_reminder(&self) -> anyhow::Result<Option<i64>> {
@@ -89,9 +103,18 @@ mod tests {
         let id = s.add_reminder("a", "look again", now_us() - 1).unwrap();
         s.add_reminder("a", "later", now_us() + 3_600_000_000)
             .unwrap();
-        let due = s.take_due_reminders().unwrap();
-        assert_eq!(due.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
-        assert!(s.take_due_reminders().unwrap().is_empty(), "once");
+        assert_eq!(s.pending_reminders("a").unwrap(), 2);
+        let post = |r: &Reminder| crate::store::OutboxRow {
+            txn_id: format!("hh-reminder-{}", r.id),
+            room_key: "agent:a".into(),
+            content: r.text.clone(),
+        };
+        assert_eq!(s.deliver_due_reminders(post).unwrap(), 1);
+        assert_eq!(s.deliver_due_reminders(post).unwrap(), 0, "once");
+        let owed = s.due_posts(10).unwrap();
+        assert_eq!(owed.len(), 1, "marked delivered together with its post");
+        assert_eq!(owed[0].row.txn_id, format!("hh-reminder-{id}"));
+        assert_eq!(s.pending_reminders("a").unwrap(), 1);
         assert!(s.next_reminder().unwrap().is_some());
     }
 }
