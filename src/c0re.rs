@@ -10,6 +10,7 @@
 
 pub mod approvals;
 pub mod control;
+pub mod effects;
 pub mod models;
 pub mod outbound;
 pub mod outbox;
@@ -59,6 +60,8 @@ pub struct AgentEntry {
     pub restart: Notify,
     /// The agent's own uid, when the hive can give it one (root, unsandboxed).
     uid: Mutex<Option<u32>>,
+    /// The message its harness is handling now, and that turn's side-effecting calls.
+    pub turn: Mutex<Option<effects::TurnCalls>>,
 }
 
 impl AgentEntry {
@@ -70,6 +73,7 @@ impl AgentEntry {
             connected: Mutex::new(false),
             restart: Notify::new(),
             uid: Mutex::new(None),
+            turn: Mutex::new(None),
         }
     }
 
@@ -152,6 +156,11 @@ impl RecentTxns {
         true
     }
 
+    pub(crate) fn contains(&self, key: &(String, [u8; 20])) -> bool {
+        self.set.contains(key)
+    }
+
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, key: &(String, [u8; 20])) {
         if self.set.remove(key) {
             self.order.retain(|k| k != key);
@@ -260,6 +269,7 @@ impl Core {
     ) -> anyhow::Result<Self> {
         let tokens = Tokens::load(data_dir)?;
         let secrets = secrets::SecretFilter::new(known_secrets(&cfg, data_dir, &tokens, &specs));
+        crate::logging::guard_secrets(secrets.clone());
         let store = Store::open(&data_dir.join("c0re.db"))?;
         let client = AsClient::new(&cfg.homeserver_url, tokens.as_token.clone())?;
         let agents: BTreeMap<AgentName, Arc<AgentEntry>> = specs
@@ -540,15 +550,6 @@ impl Core {
             }
         }
         Ok(())
-    }
-
-    /// Records a transaction id; false if this run already answered it.
-    fn first_time_txn(&self, txn_id: &str, body: &[u8]) -> bool {
-        self.inner
-            .txns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(RecentTxns::key(txn_id, body))
     }
 
     pub fn hs_token(&self) -> &str {

@@ -27,7 +27,7 @@ pub const CLI_VERSION: &str = "2.1.330";
 /// Environment variable naming the CLI (the runtime passes it through to the harness).
 pub const CLI_ENV: &str = crate::config::env::CLAUDE_CODE;
 const SESSION_FILE: &str = "claude-session";
-const MAX_REQUEST: usize = 16 << 20;
+const MAX_REQUEST: usize = crate::harness::protocol::MAX_MODEL_REQUEST;
 
 /// A declared MCP server: name, program, arguments, environment.
 type DeclaredServer = (

@@ -862,6 +862,15 @@ impl Core {
             }
             Ok(deploy) => {
                 self.record_apply(&a, Ok(deploy));
+                if let Ok(name) = AgentName::parse(&a.agent)
+                    && let Err(e) = self.refresh_agent(&name).await
+                {
+                    self.thread(
+                        &a,
+                        &format!("⚠️ Applied, but its profile and rooms could not be updated yet: {e:#}. They are repaired at the next start of hive-c0re."),
+                    )
+                    .await;
+                }
                 self.react(&a, "✅").await;
                 self.thread(
                     &a,

@@ -55,9 +55,10 @@ impl Core {
         // The per-field profile endpoints are deprecated in favour of `set_profile_field`, which
         // needs Matrix 1.16; the classic ones work on every homeserver.
         #[allow(deprecated)]
+        // Written by a manager and approved, but never a place for a secret.
         let req = profile::set_display_name::v3::Request::new(
             entry.user_id.clone(),
-            Some(spec.display_name.clone()),
+            Some(self.secrets().redact(&spec.display_name)),
         );
         self.client()
             .send(req, Some(&entry.user_id))
@@ -277,6 +278,53 @@ impl Core {
         Ok(())
     }
 
+    /// An approved config of `name` takes effect in the rooms at once: its display name and
+    /// avatar, its inbox's name and topic, its membership of the inboxes it may now write to.
+    /// (Inboxes it may no longer write to keep it as a member: the core refuses its messages
+    /// there, membership only shows who may speak.)
+    pub async fn refresh_agent(&self, name: &AgentName) -> anyhow::Result<()> {
+        self.set_up_identity(name).await?;
+        let space = self
+            .room("space")
+            .context("the hive's rooms are not set up")?;
+        let plan = self.inbox_plan(name)?;
+        let room = self.ensure_linked(&space, &plan).await?;
+        for (kind, content) in [
+            (
+                StateEventType::RoomName,
+                json!({ "name": self.secrets().redact(&plan.name) }),
+            ),
+            (
+                StateEventType::RoomTopic,
+                json!({ "topic": self.secrets().redact(&plan.topic) }),
+            ),
+        ] {
+            let req = state::send_state_event::v3::Request::new_raw(
+                room.clone(),
+                kind,
+                String::new(),
+                Raw::from_json(serde_json::value::to_raw_value(&content)?),
+            );
+            self.client()
+                .send(req, None)
+                .await
+                .with_context(|| format!("cannot update {name}'s inbox"))?;
+        }
+        let allowed = self
+            .agent(name)
+            .context("no such agent")?
+            .spec()
+            .allowed_recipients
+            .clone();
+        for other in allowed {
+            if self.agent(&other).is_some() {
+                let plan = self.inbox_plan(&other)?;
+                self.ensure_linked(&space, &plan).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn ensure_room(&self, plan: &RoomPlan) -> anyhow::Result<OwnedRoomId> {
         let alias: OwnedRoomAliasId =
             RoomAliasId::parse(format!("#{}:{}", plan.alias_local, self.cfg().server_name))?;
@@ -321,8 +369,8 @@ impl Core {
         }
         let mut req = room::create_room::v3::Request::new();
         req.room_alias_name = Some(plan.alias_local.clone());
-        req.name = Some(plan.name.clone());
-        req.topic = Some(plan.topic.clone());
+        req.name = Some(self.secrets().redact(&plan.name));
+        req.topic = Some(self.secrets().redact(&plan.topic));
         req.preset = Some(room::create_room::v3::RoomPreset::PrivateChat);
         req.invite = self.cfg().operators.clone();
         let mut creation = serde_json::Map::new();

@@ -19,9 +19,16 @@ use super::routing::TimelineEvent;
 use crate::agent_spec::AgentName;
 use crate::store::now_us;
 
+/// The largest transaction Synapse sends: 100 events of at most 64 KiB each, plus up to 100
+/// ephemeral events and the JSON around them.
+pub const MAX_TRANSACTION: usize = 16 << 20;
+
 pub fn router(core: Core) -> Router {
     Router::new()
-        .route("/_matrix/app/v1/transactions/{txn_id}", put(transaction))
+        .route(
+            "/_matrix/app/v1/transactions/{txn_id}",
+            put(transaction).layer(axum::extract::DefaultBodyLimit::max(MAX_TRANSACTION)),
+        )
         .route("/_matrix/app/v1/users/{user_id}", get(query_user))
         .route("/_matrix/app/v1/rooms/{alias}", get(query_alias))
         .route("/_matrix/app/v1/ping", post(ping))
@@ -102,7 +109,10 @@ async fn transaction(
             "hive-c0re is starting",
         );
     }
-    if !core.first_time_txn(&txn_id, &body) {
+    // Answered before in this run: the store committed it then. The key is recorded only
+    // after the commit below, so a re-send that arrives while the first is being stored goes
+    // through the store too (deduplicated there by event id), never answered early.
+    if core.answered_txn(&txn_id, &body) {
         tracing::debug!("transaction already answered in this run");
         return axum::Json(json!({})).into_response();
     }
@@ -119,12 +129,12 @@ async fn transaction(
     // sqlite is quick but blocking: keep it off the async workers.
     match tokio::task::spawn_blocking(move || core2.accept(&events, received_us)).await {
         Ok(Ok(())) => {
+            core.remember_txn(&txn_id, &body);
             tracing::debug!(events = n, "transaction persisted");
             axum::Json(json!({})).into_response()
         }
         Ok(Err(e)) => {
             // Not answering 200 makes Synapse send the same transaction again: nothing is lost.
-            core.forget_txn(&txn_id, &body);
             tracing::error!(error = %format!("{e:#}"), "could not persist transaction");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -133,7 +143,6 @@ async fn transaction(
             )
         }
         Err(e) => {
-            core.forget_txn(&txn_id, &body);
             tracing::error!(error = %e, "transaction task failed");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -196,11 +205,19 @@ async fn ping(State(core): State<Core>, headers: HeaderMap, _body: Bytes) -> Res
 }
 
 impl Core {
-    fn forget_txn(&self, txn_id: &str, body: &[u8]) {
+    fn answered_txn(&self, txn_id: &str, body: &[u8]) -> bool {
         self.inner
             .txns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&super::RecentTxns::key(txn_id, body));
+            .contains(&super::RecentTxns::key(txn_id, body))
+    }
+
+    fn remember_txn(&self, txn_id: &str, body: &[u8]) {
+        self.inner
+            .txns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(super::RecentTxns::key(txn_id, body));
     }
 }

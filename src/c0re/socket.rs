@@ -22,8 +22,14 @@ use crate::harness::protocol::{
 };
 use crate::store::InboxItem;
 
-/// Largest request line accepted from a harness.
-const MAX_LINE: usize = 1 << 20;
+/// Largest request line accepted from a harness (the same limit the harness sends within).
+const MAX_LINE: usize = crate::harness::protocol::MAX_FRAME;
+/// `tools.sock` connections one agent may hold at once (each `hive mcp` holds one).
+const MAX_TOOLS_CONNECTIONS: usize = 8;
+/// A connection must say hello within this.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A `tools.sock` connection with no request for this long is closed (`hive mcp` reconnects).
+const TOOLS_IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// How long a turn runs before its agent shows as typing. Shorter turns never show it: the
 /// notice would be gone before any client drew it, and each one is homeserver work (and an
@@ -68,29 +74,56 @@ impl Core {
             share(&tools_path, 0o660)?;
         }
         tracing::debug!(agent = %name, path = %path.display(), "agent socket ready");
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_TOOLS_CONNECTIONS));
+        let mut backoff = Duration::from_millis(50);
         loop {
-            let (stream, tools_only) = tokio::select! {
+            let accepted = tokio::select! {
                 _ = self.cancel().cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok((s, _)) => (s, false),
-                    Err(e) => {
-                        tracing::warn!(agent = %name, error = %e, "accept failed");
+                r = listener.accept() => r.map(|(s, _)| (s, false)),
+                r = tools.accept() => r.map(|(s, _)| (s, true)),
+            };
+            let (stream, tools_only) = match accepted {
+                Ok(a) => {
+                    backoff = Duration::from_millis(50);
+                    a
+                }
+                Err(e) => {
+                    // Out of descriptors (EMFILE) or the like: accepting again at once would
+                    // spin; wait, longer each time.
+                    tracing::warn!(agent = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        _ = self.cancel().cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let slot = if tools_only {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        let (_, mut w) = stream.into_split();
+                        let resp = Response::Error {
+                            code: ErrorCode::BadRequest,
+                            message: format!(
+                                "{name} has {MAX_TOOLS_CONNECTIONS} tools connections open already"
+                            ),
+                        };
+                        let _ = write_line(&mut w, &resp).await;
                         continue;
                     }
-                },
-                r = tools.accept() => match r {
-                    Ok((s, _)) => (s, true),
-                    Err(e) => {
-                        tracing::warn!(agent = %name, error = %e, "accept failed");
-                        continue;
-                    }
-                },
+                }
+            } else {
+                None
             };
             let core = self.clone();
             let name = name.clone();
             tokio::spawn(async move {
                 let r = if tools_only {
-                    core.serve_tools_connection(&name, stream).await
+                    let r = core.serve_tools_connection(&name, stream).await;
+                    drop(slot);
+                    r
                 } else {
                     core.serve_connection(&name, stream).await
                 };
@@ -116,9 +149,16 @@ impl Core {
         let mut greeted = false;
         loop {
             line.clear();
+            let wait = if greeted { TOOLS_IDLE } else { HELLO_TIMEOUT };
             let n = tokio::select! {
                 _ = self.cancel().cancelled() => return Ok(()),
-                n = read_bounded(&mut reader, &mut line) => n?,
+                n = tokio::time::timeout(wait, read_bounded(&mut reader, &mut line)) => match n {
+                    Ok(n) => n?,
+                    Err(_) => {
+                        tracing::debug!(agent = %name, "tools connection idle; closed");
+                        return Ok(());
+                    }
+                },
             };
             if n == 0 {
                 return Ok(());
@@ -170,8 +210,7 @@ impl Core {
                         "hh-{name}-t{}",
                         crate::c0re::registration::random_secret(12)
                     );
-                    let (content, is_error) = self.call_tool(name, &tool, &arguments, &txn).await;
-                    Response::ToolResult { content, is_error }
+                    self.tool_once(name, &tool, &arguments, txn).await
                 }
                 Ok(_) => Response::Error {
                     code: ErrorCode::BadRequest,
@@ -180,6 +219,24 @@ impl Core {
             };
             write_line(&mut w, &resp).await?;
         }
+    }
+
+    /// One tool call, at most once per call of a turn (see `effects.rs`).
+    async fn tool_once(
+        &self,
+        agent: &AgentName,
+        tool: &str,
+        arguments: &serde_json::Value,
+        fallback_txn: String,
+    ) -> Response {
+        self.once(agent, tool, arguments, fallback_txn, |txn| async move {
+            let (content, is_error) = self.call_tool(agent, tool, arguments, &txn).await;
+            if is_error {
+                tracing::info!(%agent, tool, error = %content, "tool call failed");
+            }
+            Response::ToolResult { content, is_error }
+        })
+        .await
     }
 
     /// The tools `name` may call, as the wire protocol describes them.
@@ -219,17 +276,43 @@ impl Core {
             sends: 0,
         };
         let result = conn.run(stream).await;
-        // The harness is gone: whatever it was doing goes back to the queue.
+        // The harness is gone: whatever it was doing goes back to the queue, and the agent is
+        // free for its next harness whatever fails below.
+        *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(item) = conn.inflight.take() {
             tracing::warn!(agent = %name, event_id = %item.event_id, "harness left mid-turn; the message will be delivered again");
-            self.store().release(item.id)?;
-            entry.notify.notify_one();
+            self.release_until_done(name, item.id).await;
         }
         conn.stop_typing(None).await;
         *entry.connected.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        self.store()
-            .set_agent_state(name.as_str(), "disconnected", None)?;
+        entry.notify.notify_one();
+        if let Err(e) = self
+            .store()
+            .set_agent_state(name.as_str(), "disconnected", None)
+        {
+            tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record agent state");
+        }
         result
+    }
+
+    /// Puts a message back in its queue, retrying while the store fails (it must not stay in
+    /// flight: nothing would deliver it until a restart).
+    async fn release_until_done(&self, name: &AgentName, id: i64) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.store().release(id) {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(agent = %name, id, error = %format!("{e:#}"), "cannot put a message back; retrying");
+                    tokio::select! {
+                        // At the next start every in-flight message is put back anyway.
+                        _ = self.cancel().cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
     }
 }
 
@@ -266,12 +349,22 @@ impl Conn {
         let mut greeted = false;
         loop {
             line.clear();
+            let read = async {
+                if greeted {
+                    Ok(read_bounded(&mut reader, &mut line).await)
+                } else {
+                    tokio::time::timeout(HELLO_TIMEOUT, read_bounded(&mut reader, &mut line)).await
+                }
+            };
             let n = tokio::select! {
                 _ = self.core.cancel().cancelled() => {
                     write_line(&mut w, &Response::Error { code: ErrorCode::ShuttingDown, message: "hive-c0re is stopping".into() }).await.ok();
                     return Ok(());
                 }
-                n = read_bounded(&mut reader, &mut line) => n?,
+                n = read => match n {
+                    Ok(n) => n?,
+                    Err(_) => return Ok(()), // no hello in time
+                },
             };
             if n == 0 {
                 return Ok(());
@@ -360,53 +453,81 @@ impl Conn {
                         message: "no message in flight to reply to".into(),
                     },
                     Some(item) => {
-                        let txn = self.txn_id(item.id);
+                        let fallback = self.txn_id(item.id);
                         let (room, ev, sender) = (item.room_id, item.event_id, item.sender);
-                        match self
-                            .core
-                            .agent_reply(&self.name, &room, &ev, &sender, &body, &txn)
+                        let (core, name) = (self.core.clone(), self.name.clone());
+                        let me = self.name.clone();
+                        self.core
+                            .once(
+                                &me,
+                                "reply",
+                                &serde_json::json!({}),
+                                fallback,
+                                |txn| async move {
+                                    match core
+                                        .agent_reply(&name, &room, &ev, &sender, &body, &txn)
+                                        .await
+                                    {
+                                        Ok(id) => Response::Sent {
+                                            event_id: id.to_string(),
+                                        },
+                                        Err(r) => Response::Error {
+                                            code: r.code,
+                                            message: r.message,
+                                        },
+                                    }
+                                },
+                            )
                             .await
-                        {
-                            Ok(id) => Response::Sent {
-                                event_id: id.to_string(),
-                            },
-                            Err(r) => Response::Error {
-                                code: r.code,
-                                message: r.message,
-                            },
-                        }
                     }
                 },
                 Request::SendMessage { to, body } => {
-                    let txn = self.txn_id(self.inflight.as_ref().map_or(0, |i| i.id));
-                    match self.core.agent_send(&self.name, &to, &body, &txn).await {
-                        Ok(id) => Response::Sent {
-                            event_id: id.to_string(),
-                        },
-                        Err(r) => {
-                            tracing::info!(agent = %self.name, to, reason = %r.message, "send refused");
-                            Response::Error {
-                                code: r.code,
-                                message: r.message,
+                    let fallback = self.txn_id(self.inflight.as_ref().map_or(0, |i| i.id));
+                    let (core, name) = (self.core.clone(), self.name.clone());
+                    let me = self.name.clone();
+                    let args = serde_json::json!({ "to": to });
+                    self.core
+                        .once(&me, "send_message", &args, fallback, |txn| async move {
+                            match core.agent_send(&name, &to, &body, &txn).await {
+                                Ok(id) => Response::Sent {
+                                    event_id: id.to_string(),
+                                },
+                                Err(r) => {
+                                    tracing::info!(agent = %name, to, reason = %r.message, "send refused");
+                                    Response::Error {
+                                        code: r.code,
+                                        message: r.message,
+                                    }
+                                }
                             }
-                        }
-                    }
+                        })
+                        .await
                 }
                 Request::RequestApplyCommit {
                     agent,
                     sha,
                     summary,
                 } => {
-                    let filed =
-                        self.core
-                            .request_apply_commit(self.name.as_str(), &agent, &sha, &summary);
-                    self.manager_request("request_apply_commit", filed).await
-                }
-                Request::RequestInitConfig { name, summary } => {
+                    let args = serde_json::json!({ "agent": agent, "sha": sha });
+                    let me = self.name.clone();
                     let filed = self
                         .core
-                        .request_init_config(self.name.as_str(), &name, &summary);
-                    self.manager_request("request_init_config", filed).await
+                        .request_apply_commit(me.as_str(), &agent, &sha, &summary);
+                    let (core, fallback) = (self.core.clone(), String::new());
+                    core.once(&me, "request_apply_commit", &args, fallback, |_| {
+                        self.manager_request("request_apply_commit", filed)
+                    })
+                    .await
+                }
+                Request::RequestInitConfig { name, summary } => {
+                    let args = serde_json::json!({ "name": name });
+                    let me = self.name.clone();
+                    let filed = self.core.request_init_config(me.as_str(), &name, &summary);
+                    let core = self.core.clone();
+                    core.once(&me, "request_init_config", &args, String::new(), |_| {
+                        self.manager_request("request_init_config", filed)
+                    })
+                    .await
                 }
                 Request::Model { request } => match self.inflight.as_ref().map(|i| i.id) {
                     None => Response::Error {
@@ -427,30 +548,33 @@ impl Conn {
                     tools: self.core.tool_infos(&self.name),
                 },
                 Request::CallTool { name, arguments } => {
-                    let txn = self.txn_id(self.inflight.as_ref().map_or(0, |i| i.id));
-                    let (content, is_error) = self
-                        .core
-                        .call_tool(&self.name, &name, &arguments, &txn)
-                        .await;
-                    if is_error {
-                        tracing::info!(agent = %self.name, tool = %name, error = %content, "tool call failed");
-                    }
-                    Response::ToolResult { content, is_error }
+                    let fallback = self.txn_id(self.inflight.as_ref().map_or(0, |i| i.id));
+                    let me = self.name.clone();
+                    self.core.tool_once(&me, &name, &arguments, fallback).await
                 }
                 Request::AskOperator {
                     question,
                     options,
                     ttl_secs,
-                } => match self
-                    .core
-                    .ask_operator(&self.name, &question, &options, ttl_secs)
-                {
-                    Ok(question_id) => Response::Asked { question_id },
-                    Err(message) => Response::Error {
-                        code: ErrorCode::BadRequest,
-                        message,
-                    },
-                },
+                } => {
+                    let (core, me) = (self.core.clone(), self.name.clone());
+                    core.once(
+                        &me,
+                        "ask_operator",
+                        &serde_json::json!({}),
+                        String::new(),
+                        |_| async {
+                            match core.ask_operator(&me, &question, &options, ttl_secs) {
+                                Ok(question_id) => Response::Asked { question_id },
+                                Err(message) => Response::Error {
+                                    code: ErrorCode::BadRequest,
+                                    message,
+                                },
+                            }
+                        },
+                    )
+                    .await
+                }
                 Request::Ack { id } => self.finish(id, None).await?,
                 Request::Fail { id, error } => self.finish(id, Some(error)).await?,
                 Request::BrainUnavailable { reason } => {
@@ -540,6 +664,8 @@ impl Conn {
                         .as_deref()
                         .and_then(|e| serde_json::from_str(e).ok()),
                 };
+                *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(crate::c0re::effects::TurnCalls::new(item.id));
                 self.inflight = Some(item);
                 return Ok(Some(Response::Message(msg)));
             }
@@ -566,6 +692,9 @@ impl Conn {
                 message: format!("message {id} is not in flight on this connection"),
             });
         };
+        if let Some(entry) = self.core.agent(&self.name) {
+            *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         match &failure {
             None => {
                 self.core.store().ack(id)?;

@@ -12,6 +12,13 @@ pub const SOCKET_NAME: &str = "c0re.sock";
 /// File name of the tools-only socket (`hive mcp`) beside it.
 pub const TOOLS_SOCKET_NAME: &str = "tools.sock";
 
+/// The largest model request a harness forwards (a Claude Code session's request grows with
+/// the session).
+pub const MAX_MODEL_REQUEST: usize = 16 << 20;
+/// The largest line either side of the socket accepts: a model request and its envelope. One
+/// limit for both sides, so a request the harness may send is one the core reads.
+pub const MAX_FRAME: usize = MAX_MODEL_REQUEST + (64 << 10);
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {

@@ -119,6 +119,43 @@ mod tests {
     }
 }
 
+impl Store {
+    /// The response recorded for one side effect of a turn (see `c0re/effects.rs`).
+    pub fn tool_effect(
+        &self,
+        agent: &str,
+        inbox_id: i64,
+        key: &str,
+        occurrence: u32,
+    ) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT response FROM tool_effects
+                 WHERE agent = ?1 AND inbox_id = ?2 AND key = ?3 AND occurrence = ?4",
+                params![agent, inbox_id, key, occurrence],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn record_tool_effect(
+        &self,
+        agent: &str,
+        inbox_id: i64,
+        key: &str,
+        occurrence: u32,
+        response: &str,
+    ) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT OR IGNORE INTO tool_effects (agent, inbox_id, key, occurrence, response, ts_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![agent, inbox_id, key, occurrence, response, now_us()],
+        )?;
+        Ok(())
+    }
+}
+
 /// Model calls, tokens and cost in some window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {

@@ -33,3 +33,16 @@ CREATE TABLE agent_uids (
     name TEXT PRIMARY KEY,
     uid  INTEGER NOT NULL UNIQUE
 );
+
+-- What a turn's side effects returned (a message sent, a question asked, a request filed), by
+-- the agent's message, the call and how many such calls came before it in the turn: a turn run
+-- again after a crash gets the recorded answer instead of doing it twice.
+CREATE TABLE tool_effects (
+    agent      TEXT NOT NULL,
+    inbox_id   INTEGER NOT NULL,
+    key        TEXT NOT NULL,
+    occurrence INTEGER NOT NULL,
+    response   TEXT NOT NULL,
+    ts_us      INTEGER NOT NULL,
+    PRIMARY KEY (agent, inbox_id, key, occurrence)
+);
