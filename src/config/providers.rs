@@ -275,7 +275,7 @@ pub enum ProviderRefusal {
     #[error("brain.provider {name:?} is not declared in hive.toml (no [providers.{name}])")]
     Undeclared { name: String },
     #[error(
-        "brain.provider {name:?} is a {found} provider; a {brain} brain needs kind = \"{wanted}\""
+        "brain.provider {name:?} speaks {found}, but this {brain} brain needs a provider of kind = \"{wanted}\""
     )]
     WrongKind {
         name: String,
