@@ -15,8 +15,8 @@ use crate::agent_spec::AgentName;
 
 mod providers;
 pub use providers::{
-    Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider,
-    append_segments, check_base_url, is_provider_name, read_bounded, read_key_file,
+    Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider, check_base_url,
+    is_provider_name, read_bounded, read_key_file,
 };
 
 /// The environment variables hyperhive reads, in one place.

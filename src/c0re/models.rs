@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Core;
 use crate::agent_spec::{AgentName, BrainSpec, ModelLimits};
-use crate::config::{Credential, ProviderKind, read_key_file};
+use crate::config::{Credential, Provider, ProviderKind, read_key_file};
 use crate::harness::protocol::ErrorCode;
 
 /// Model calls per message when `limits.calls_per_message` is not set.
@@ -28,6 +28,7 @@ const ALLOWED_FIELDS: &[&str] = &[
     "seed",
     "response_format",
 ];
+/// The largest model answer the core reads (cut off as it arrives, not after).
 const MAX_RESPONSE: usize = 8 << 20;
 /// Messages API request fields a harness may set.
 const ANTHROPIC_FIELDS: &[&str] = &[
@@ -376,9 +377,7 @@ impl Core {
                 body.entry("max_tokens").or_insert(json!(4096));
             }
         }
-        let url = provider
-            .endpoint()
-            .map_err(|e| refuse(ErrorCode::Internal, e))?;
+        let url = endpoint(provider).map_err(|e| refuse(ErrorCode::Internal, e))?;
         let http = self
             .model_http()
             .map_err(|e| refuse(ErrorCode::Internal, e))?;
@@ -469,6 +468,27 @@ impl Core {
     }
 }
 
+/// The URL of `provider`'s model endpoint: its `base_url` with the API's path appended as path
+/// segments (`…/v1` → `…/v1/chat/completions`), never by string concatenation, so nothing in
+/// the base can swallow or reroute the path.
+pub fn endpoint(provider: &Provider) -> Result<url::Url, String> {
+    let segments: &[&str] = match provider.kind {
+        ProviderKind::Openai => &["chat", "completions"],
+        ProviderKind::Anthropic => &["v1", "messages"],
+    };
+    append_segments(&provider.base_url, segments)
+}
+
+/// `base` with `segments` appended to its path (a trailing `/` of `base` is dropped first).
+fn append_segments(base: &url::Url, segments: &[&str]) -> Result<url::Url, String> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| format!("{base} cannot take a path"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
 /// Reads a response body chunk by chunk, refusing it as soon as it passes `max` bytes (a
 /// declared length over `max` is refused before reading).
 async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
@@ -494,6 +514,52 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>,
 mod tests {
     use super::*;
     use crate::store::Usage;
+
+    #[test]
+    fn endpoints_append_path_segments() {
+        let cases = [
+            (
+                "openai",
+                "http://127.0.0.1:1234/v1",
+                "http://127.0.0.1:1234/v1/chat/completions",
+            ),
+            (
+                "openai",
+                "http://127.0.0.1:1234/v1/",
+                "http://127.0.0.1:1234/v1/chat/completions",
+            ),
+            (
+                "openai",
+                "http://127.0.0.1:1234",
+                "http://127.0.0.1:1234/chat/completions",
+            ),
+            (
+                "anthropic",
+                "https://api.anthropic.com",
+                "https://api.anthropic.com/v1/messages",
+            ),
+            (
+                "anthropic",
+                "https://gw.example/a/b",
+                "https://gw.example/a/b/v1/messages",
+            ),
+        ];
+        for (kind, base, want) in cases {
+            let text = format!("[providers.p]\nkind = \"{kind}\"\nbase_url = \"{base}\"");
+            let raw: crate::config::RawConfig = toml::from_str(&text).unwrap();
+            let cfg = crate::config::Config::validate(raw, None).unwrap();
+            assert_eq!(
+                endpoint(&cfg.providers["p"]).unwrap().as_str(),
+                want,
+                "{base}"
+            );
+        }
+        // Segments are segments: nothing appended can become a query or a new host.
+        let base = url::Url::parse("https://api.example/v1").unwrap();
+        let odd = append_segments(&base, &["a?b", "#c", ".."]).unwrap();
+        assert_eq!(odd.host_str(), Some("api.example"));
+        assert_eq!((odd.query(), odd.fragment()), (None, None));
+    }
 
     #[test]
     fn budgets() {

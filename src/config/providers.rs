@@ -11,6 +11,7 @@
 //!   a local server without auth. Relative paths are relative to hive.toml.
 //! - `models` lists the model ids agents may use through it (empty: any).
 //!
+//! The core appends the API's path to `base_url` as path segments (`c0re::models::endpoint`).
 //! [`Config::provider_for`] is the cross-check between an agent's brain and these declarations
 //! (used by `hive check`, by the core at every model call, and when a config is approved).
 
@@ -110,26 +111,6 @@ impl Provider {
     pub fn allows(&self, model: &str) -> bool {
         self.models.is_empty() || self.models.iter().any(|m| m == model)
     }
-
-    /// The URL of the provider's model endpoint: `base_url` with the API's path segments
-    /// appended (`…/v1` → `…/v1/chat/completions`), never by string concatenation.
-    pub fn endpoint(&self) -> Result<Url, String> {
-        let segments: &[&str] = match self.kind {
-            ProviderKind::Openai => &["chat", "completions"],
-            ProviderKind::Anthropic => &["v1", "messages"],
-        };
-        append_segments(&self.base_url, segments)
-    }
-}
-
-/// `base` with `segments` appended to its path (a trailing `/` of `base` is dropped first).
-pub fn append_segments(base: &Url, segments: &[&str]) -> Result<Url, String> {
-    let mut url = base.clone();
-    url.path_segments_mut()
-        .map_err(|()| format!("{base} cannot take a path"))?
-        .pop_if_empty()
-        .extend(segments);
-    Ok(url)
 }
 
 /// Whether `name` is a provider name: `[a-z][a-z0-9_-]{0,31}`.
@@ -549,46 +530,6 @@ mod tests {
             let e = toml::from_str::<RawConfig>(text).expect_err(text);
             assert!(e.message().contains(why), "{text}: {e}");
         }
-    }
-
-    #[test]
-    fn endpoints_append_path_segments() {
-        let cases = [
-            (
-                "openai",
-                "http://127.0.0.1:1234/v1",
-                "http://127.0.0.1:1234/v1/chat/completions",
-            ),
-            (
-                "openai",
-                "http://127.0.0.1:1234/v1/",
-                "http://127.0.0.1:1234/v1/chat/completions",
-            ),
-            (
-                "openai",
-                "http://127.0.0.1:1234",
-                "http://127.0.0.1:1234/chat/completions",
-            ),
-            (
-                "anthropic",
-                "https://api.anthropic.com",
-                "https://api.anthropic.com/v1/messages",
-            ),
-            (
-                "anthropic",
-                "https://gw.example/a/b",
-                "https://gw.example/a/b/v1/messages",
-            ),
-        ];
-        for (kind, base, want) in cases {
-            let p = provider(&format!("kind = \"{kind}\"\nbase_url = \"{base}\"")).unwrap();
-            assert_eq!(p.endpoint().unwrap().as_str(), want, "{base}");
-        }
-        // Segments are segments: nothing appended can become a query or a new host.
-        let base = Url::parse("https://api.example/v1").unwrap();
-        let odd = append_segments(&base, &["a?b", "#c", ".."]).unwrap();
-        assert_eq!(odd.host_str(), Some("api.example"));
-        assert_eq!((odd.query(), odd.fragment()), (None, None));
     }
 
     fn brain(text: &str) -> BrainSpec {
