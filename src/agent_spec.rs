@@ -117,13 +117,9 @@ pub enum BrainSpec {
     ClaudeCode {
         /// Default: the CLI's own default model.
         model: Option<String>,
-        /// Where the core sends the model calls (default `https://api.anthropic.com`).
-        base_url: Option<String>,
-        /// Read by hive-c0re only; must be listed in hive.toml's `secrets.files`.
-        api_key_file: Option<PathBuf>,
-        /// A Claude subscription instead of a key: a long-lived OAuth token (`claude
-        /// setup-token`) in a file listed in `secrets.files`, read by hive-c0re only.
-        oauth_token_file: Option<PathBuf>,
+        /// The hive.toml `[providers.<name>]` the core calls the model through, with its key
+        /// (default: `anthropic`, if declared).
+        provider: Option<String>,
         /// Claude Code's built-in tools the agent may use (default none), e.g. `["Read"]`.
         #[serde(default)]
         builtin_tools: Vec<String>,
@@ -138,12 +134,9 @@ pub enum BrainSpec {
     /// The Anthropic Messages API with tools; model calls go through hive-c0re like `openai`.
     Anthropic {
         model: String,
-        /// Default `https://api.anthropic.com`.
-        base_url: Option<String>,
-        /// Read by hive-c0re only; must be listed in hive.toml's `secrets.files`.
-        api_key_file: Option<PathBuf>,
-        /// A subscription's OAuth token instead of a key (see `claude-code`).
-        oauth_token_file: Option<PathBuf>,
+        /// The hive.toml `[providers.<name>]` the core calls the model through, with its key
+        /// (default: `anthropic`, if declared).
+        provider: Option<String>,
         #[serde(default)]
         stream: bool,
         /// Past exchanges (message and final reply) given to the model (default 10; 0: none).
@@ -158,10 +151,9 @@ pub enum BrainSpec {
     /// harness never holds the key: model calls go through hive-c0re (docs/brains.md).
     Openai {
         model: String,
-        /// Default `https://api.openai.com/v1`.
-        base_url: Option<String>,
-        /// Read by hive-c0re only; must be listed in hive.toml's `secrets.files`.
-        api_key_file: Option<PathBuf>,
+        /// The hive.toml `[providers.<name>]` the core calls the model through, with its key
+        /// (default: `openai`, if declared).
+        provider: Option<String>,
         /// Ask for a streamed response (server-sent events), assembled by the core.
         #[serde(default)]
         stream: bool,
@@ -248,6 +240,16 @@ impl BrainSpec {
         match self {
             BrainSpec::Anthropic { history, .. } | BrainSpec::Openai { history, .. } => *history,
             _ => None,
+        }
+    }
+
+    /// The hive.toml provider a model brain names (`None`: its API's default, or no model).
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            BrainSpec::ClaudeCode { provider, .. }
+            | BrainSpec::Anthropic { provider, .. }
+            | BrainSpec::Openai { provider, .. } => provider.as_deref(),
+            BrainSpec::Scripted { .. } | BrainSpec::Command { .. } => None,
         }
     }
 
@@ -359,6 +361,9 @@ impl AgentSpec {
         file: &Path,
         text: &str,
     ) -> Result<Self, Vec<SpecError>> {
+        if let Some(errors) = moved_keys(file, text) {
+            return Err(errors);
+        }
         let raw: AgentToml = toml::from_str(text).map_err(|e| {
             let key = unknown_field_offset(text, e.message())
                 .or_else(|| e.span().map(|s| s.start))
@@ -433,19 +438,7 @@ impl AgentSpec {
                     ));
                 }
             }
-            BrainSpec::ClaudeCode {
-                builtin_tools,
-                api_key_file,
-                oauth_token_file,
-                ..
-            } => {
-                if api_key_file.is_some() && oauth_token_file.is_some() {
-                    errors.push(SpecError::new(
-                        file,
-                        "brain.oauth_token_file",
-                        "give api_key_file or oauth_token_file, not both",
-                    ));
-                }
+            BrainSpec::ClaudeCode { builtin_tools, .. } => {
                 for t in builtin_tools {
                     if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric()) {
                         errors.push(SpecError::new(
@@ -457,6 +450,15 @@ impl AgentSpec {
                 }
             }
             _ => {}
+        }
+        if let Some(p) = raw.brain.provider()
+            && !crate::config::is_provider_name(p)
+        {
+            errors.push(SpecError::new(
+                file,
+                "brain.provider",
+                format!("{p:?} is not a provider name: lowercase [a-z][a-z0-9_-]{{0,31}}"),
+            ));
         }
         for (name, server) in raw.brain.mcp_servers().into_iter().flatten() {
             let key = format!("brain.mcp_servers.{name}");
@@ -498,6 +500,35 @@ impl AgentSpec {
             prompt,
         })
     }
+}
+
+/// Keys of `[brain]` that moved to hive.toml's `[providers.<name>]` (an approved agent.toml
+/// may no longer choose a host or a key file), each with what to declare there instead.
+const MOVED_TO_PROVIDERS: &[(&str, &str)] = &[
+    ("base_url", "api_key_file"),
+    ("api_key_file", "api_key_file"),
+    ("oauth_token_file", "oauth_token_file"),
+];
+
+/// An error for each moved key in `text`'s `[brain]`, saying where it went (`None`: none there,
+/// or the text is not TOML, which the typed parse reports).
+fn moved_keys(file: &Path, text: &str) -> Option<Vec<SpecError>> {
+    let table: toml::Table = text.parse().ok()?;
+    let brain = table.get("brain")?.as_table()?;
+    let errors: Vec<SpecError> = MOVED_TO_PROVIDERS
+        .iter()
+        .filter(|(key, _)| brain.contains_key(*key))
+        .map(|(key, secret)| {
+            SpecError::new(
+                file,
+                &format!("brain.{key}"),
+                format!(
+                    "moved to hive.toml: declare [providers.<name>] with base_url and {secret} and name it here with provider = \"<name>\""
+                ),
+            )
+        })
+        .collect();
+    (!errors.is_empty()).then_some(errors)
 }
 
 /// Where the field an "unknown field `x`" message names is assigned (toml gives no span for
@@ -720,6 +751,64 @@ mod tests {
                 "{text:?}: want key {key}, got {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn provider_keys_moved_to_hive_toml() {
+        for brain in ["openai", "anthropic", "claude-code"] {
+            for key in ["base_url", "api_key_file", "oauth_token_file"] {
+                let text = format!("[brain]\nkind = \"{brain}\"\nmodel = \"m\"\n{key} = \"x\"\n");
+                let errs = parse(&text).expect_err(&text);
+                let e = errs
+                    .iter()
+                    .find(|e| e.key == format!("brain.{key}"))
+                    .unwrap_or_else(|| panic!("{text}: {errs:?}"));
+                assert!(
+                    e.message.starts_with(
+                        "moved to hive.toml: declare [providers.<name>] with base_url and "
+                    ) && e
+                        .message
+                        .ends_with("and name it here with provider = \"<name>\""),
+                    "{}",
+                    e.message
+                );
+            }
+        }
+        let errs = parse(
+            "[brain]\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:1/v1?\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs[0].message,
+            "moved to hive.toml: declare [providers.<name>] with base_url and api_key_file and name it here with provider = \"<name>\""
+        );
+    }
+
+    #[test]
+    fn provider_names() {
+        let s = parse("[brain]\nkind = \"openai\"\nmodel = \"m\"\nprovider = \"local-ollama\"\n")
+            .unwrap();
+        assert_eq!(s.brain.provider(), Some("local-ollama"));
+        let s = parse("[brain]\nkind = \"claude-code\"\n").unwrap();
+        assert_eq!(s.brain.provider(), None);
+        for bad in [
+            "",
+            "Big",
+            "a.b",
+            "../x",
+            "1st",
+            "abcdefghijklmnopqrstuvwxyz0123456",
+        ] {
+            let text =
+                format!("[brain]\nkind = \"anthropic\"\nmodel = \"m\"\nprovider = {bad:?}\n");
+            let errs = parse(&text).expect_err(&text);
+            assert!(
+                errs.iter().any(|e| e.key == "brain.provider"),
+                "{text}: {errs:?}"
+            );
+        }
+        let errs = parse("[brain]\nkind = \"scripted\"\nprovider = \"x\"\n").unwrap_err();
+        assert!(errs.iter().any(|e| e.key == "brain.provider"), "{errs:?}");
     }
 
     #[test]

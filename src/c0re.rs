@@ -169,12 +169,14 @@ impl RecentTxns {
 }
 
 /// Every secret the hive knows, labelled: the appservice tokens, the homeserver's registration
-/// secret, the operator's password, each agent's `api_key_file`, `secrets.files`.
+/// secret, the operator's password, every provider's key or token file, `secrets.files`. Files
+/// are read bounded (a regular file of at most 64 KiB); one that cannot be read is logged and
+/// not guarded. (`_specs`: keys are no longer per agent, they are hive.toml's providers'.)
 fn known_secrets(
     cfg: &Config,
     data_dir: &Path,
     tokens: &Tokens,
-    specs: &[AgentSpec],
+    _specs: &[AgentSpec],
 ) -> Vec<(String, String)> {
     let mut known = vec![
         (
@@ -197,31 +199,20 @@ fn known_secrets(
         .iter()
         .map(|p| (format!("a secret from {}", p.display()), p.clone()))
         .collect();
-    for s in specs {
-        use crate::agent_spec::BrainSpec;
-        let (key, oauth) = match &s.brain {
-            BrainSpec::Anthropic {
-                api_key_file,
-                oauth_token_file,
-                ..
+    for p in cfg.providers.values() {
+        use crate::config::Credential;
+        match &p.credential {
+            Credential::ApiKey(f) => {
+                files.push((format!("[providers.{}]'s API key", p.name), f.clone()))
             }
-            | BrainSpec::ClaudeCode {
-                api_key_file,
-                oauth_token_file,
-                ..
-            } => (api_key_file.clone(), oauth_token_file.clone()),
-            BrainSpec::Openai { api_key_file, .. } => (api_key_file.clone(), None),
-            _ => (None, None),
-        };
-        if let Some(p) = key {
-            files.push((format!("{}'s API key", s.name), p));
-        }
-        if let Some(p) = oauth {
-            files.push((format!("{}'s OAuth token", s.name), p));
+            Credential::OauthToken(f) => {
+                files.push((format!("[providers.{}]'s OAuth token", p.name), f.clone()))
+            }
+            Credential::None => {}
         }
     }
     for (label, path) in files {
-        match std::fs::read_to_string(&path) {
+        match crate::config::read_bounded(&path, crate::config::MAX_KEY_FILE) {
             Ok(v) => known.push((label, v)),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read a secret file; it is not guarded")

@@ -13,6 +13,12 @@ use url::Url;
 
 use crate::agent_spec::AgentName;
 
+mod providers;
+pub use providers::{
+    Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider, check_base_url,
+    is_provider_name, read_bounded, read_key_file,
+};
+
 /// The environment variables hyperhive reads, in one place.
 pub mod env {
     /// The hive's data directory (default `./.hive`).
@@ -54,6 +60,9 @@ pub struct RawConfig {
     /// Prices of models by name, to record what each model call costs.
     #[serde(default)]
     pub prices: std::collections::BTreeMap<String, Price>,
+    /// Model servers agents may call, by name (`[providers.<name>]`, see `providers`).
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, RawProvider>,
 }
 
 /// What a model costs, in US dollars per million tokens (`[prices."<model>"]`).
@@ -220,6 +229,8 @@ pub struct Config {
     pub secret_files: Vec<PathBuf>,
     /// Model prices by model name (`[prices."<model>"]`).
     pub prices: std::collections::BTreeMap<String, Price>,
+    /// Model servers by name (`[providers.<name>]`): the only hosts and keys model calls use.
+    pub providers: std::collections::BTreeMap<String, Provider>,
     /// Where `hive.toml` came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
 }
@@ -227,7 +238,8 @@ pub struct Config {
 /// One validation error, with the key it concerns.
 #[derive(Debug, Clone)]
 pub struct ConfigError {
-    pub key: &'static str,
+    /// The dotted key (`delivery.max_attempts`, `providers.<name>.base_url`).
+    pub key: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
@@ -264,7 +276,12 @@ impl Config {
 
     pub fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Vec<ConfigError>> {
         let mut errs = Vec::new();
-        let mut err = |key: &'static str, message: String| errs.push(ConfigError { key, message });
+        let mut err = |key: &'static str, message: String| {
+            errs.push(ConfigError {
+                key: key.into(),
+                message,
+            })
+        };
 
         let embedded = raw.homeserver.embedded.unwrap_or(true);
         let server_name_str = raw
@@ -430,6 +447,11 @@ impl Config {
                 );
             }
         }
+        let providers = providers::validate(
+            raw.providers,
+            |p| resolve_against(source.as_deref(), p),
+            &mut errs,
+        );
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -463,6 +485,7 @@ impl Config {
                 .map(|p| resolve_against(source.as_deref(), p))
                 .collect(),
             prices: raw.prices,
+            providers,
             source,
         })
     }

@@ -162,13 +162,14 @@ async fn round_trip(runtime: &str) {
     let mut hive = TestHive::with_config(
         &[(
             "claude",
-            format!(
-                "[brain]\nkind = \"claude-code\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n\
-                 [brain.mcp_servers.shout]\ncommand = [\"./shout.py\"]\n\
-                 [brain.mcp_servers.ghost]\ncommand = [\"./no-such-server\"]\n"
-            ),
+            "[brain]\nkind = \"claude-code\"\nmodel = \"claude-test\"\nprovider = \"local-claude\"\n\
+             [brain.mcp_servers.shout]\ncommand = [\"./shout.py\"]\n\
+             [brain.mcp_servers.ghost]\ncommand = [\"./no-such-server\"]\n"
+                .to_owned(),
         )],
-        &format!("[secrets]\nfiles = [{key:?}]\n{runtime}"),
+        &format!(
+            "[providers.local-claude]\nkind = \"anthropic\"\nbase_url = \"{base}\"\napi_key_file = {key:?}\nmodels = [\"claude-test\"]\n{runtime}"
+        ),
     )
     .await;
     common::write_script(&hive.bots.join("claude"), "shout.py", common::SHOUT_PY);

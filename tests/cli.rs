@@ -283,3 +283,81 @@ fn check_refuses_a_dollar_budget_without_a_price() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn check_refuses_undeclared_providers_and_unreadable_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let bots = dir.path().join("bots");
+    common::write_bot(
+        &bots,
+        "stray",
+        "[brain]\nkind = \"openai\"\nmodel = \"m\"\nprovider = \"nowhere\"\n",
+    );
+    common::write_bot(
+        &bots,
+        "mixed",
+        "[brain]\nkind = \"anthropic\"\nmodel = \"m\"\nprovider = \"local\"\n",
+    );
+    common::write_bot(&bots, "quiet", "[brain]\nkind = \"claude-code\"\n");
+    let config = dir.path().join("hive.toml");
+    std::fs::write(
+        &config,
+        "[providers.local]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:11434/v1\"\n\
+         [providers.paid]\nkind = \"openai\"\napi_key_file = \"keys/missing.key\"\nmodels = [\"gpt-x\"]\n",
+    )
+    .unwrap();
+    let check = || {
+        Command::new(HIVE)
+            .args(["check", "--bots"])
+            .arg(&bots)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let missing = dir.path().join("keys/missing.key");
+    for needle in [
+        "error: stray: brain.provider \"nowhere\" is not declared in hive.toml".to_owned(),
+        "error: mixed: brain.provider \"local\" speaks openai, but this anthropic brain needs a provider of kind = \"anthropic\"".to_owned(),
+        format!("error: providers.paid.api_key_file: cannot read {}", missing.display()),
+        "warning: quiet: no [providers.anthropic] in hive.toml: it cannot think until one is declared".to_owned(),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in:\n{err}");
+    }
+    // The resolved providers are listed, key files made absolute.
+    assert!(
+        text.contains("local        openai    http://127.0.0.1:11434/v1  no key  models: any"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "paid         openai    https://api.openai.com/v1  api key {}  models: gpt-x",
+            missing.display()
+        )),
+        "{text}"
+    );
+    // An agent.toml that still names a host and a key is told where they went.
+    let legacy = dir.path().join("legacy");
+    common::write_bot(
+        &legacy,
+        "old",
+        "[brain]\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:1/v1\"\n",
+    );
+    let out = Command::new(HIVE)
+        .args(["check", "--bots"])
+        .arg(&legacy)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("old/agent.toml: brain.base_url: moved to hive.toml: declare [providers.<name>] with base_url and api_key_file and name it here with provider = \"<name>\""),
+        "{err}"
+    );
+}

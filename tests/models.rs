@@ -121,9 +121,7 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
     let base = common::serve_http(app).await + "/v1";
     let (_keys, key) = common::secret_file("model.key", &format!("{KEY}\n"));
     let bot = |extra: &str| {
-        format!(
-            "[brain]\nkind = \"openai\"\nmodel = \"test-model\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n{extra}"
-        )
+        format!("[brain]\nkind = \"openai\"\nmodel = \"test-model\"\nprovider = \"local\"\n{extra}")
     };
     let mut hive = TestHive::with_config(
         &[
@@ -134,7 +132,8 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
         ],
         // Dollars per million tokens: each call (11 in, 4 out) costs $0.000019.
         &format!(
-            "[secrets]\nfiles = [{key:?}]\n[prices.\"test-model\"]\ninput = 1.0\noutput = 2.0\n"
+            "[providers.local]\nkind = \"openai\"\nbase_url = \"{base}\"\napi_key_file = {key:?}\nmodels = [\"test-model\"]\n\
+             [prices.\"test-model\"]\ninput = 1.0\noutput = 2.0\n"
         ),
     )
     .await;
@@ -333,22 +332,23 @@ async fn anthropic_brain_with_tools_and_streaming() {
         .with_state(seen.clone());
     let base = common::serve_http(app).await;
     let (_keys, key) = common::secret_file("anthropic.key", KEY);
-    let bot = |extra: &str| {
-        format!(
-            "[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\napi_key_file = \"{key}\"\n{extra}"
-        )
-    };
+    let bot =
+        |extra: &str| format!("[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\n{extra}");
     let (_tokens, token) = common::secret_file("oauth.token", "sk-ant-oat01-TESTTOKEN");
-    let subscriber = format!(
-        "[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\nbase_url = \"{base}\"\noauth_token_file = \"{token}\"\n"
-    );
+    let subscriber =
+        "[brain]\nkind = \"anthropic\"\nmodel = \"claude-test\"\nprovider = \"subscription\"\n"
+            .to_owned();
     let mut hive = TestHive::with_config(
         &[
             ("claude", bot("")),
             ("claudes", bot("stream = true\n")),
             ("subscriber", subscriber),
         ],
-        &format!("[secrets]\nfiles = [{key:?}, {token:?}]\n"),
+        // `claude` and `claudes` name no provider: they use the one named after their API.
+        &format!(
+            "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{base}\"\napi_key_file = {key:?}\n\
+             [providers.subscription]\nkind = \"anthropic\"\nbase_url = \"{base}\"\noauth_token_file = {token:?}\n"
+        ),
     )
     .await;
     hive.start_core();
@@ -487,18 +487,18 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
         &[
             (
                 "gpt",
-                format!(
-                    "[brain]\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"{base}/v1\"\n{servers}"
-                ),
+                format!("[brain]\nkind = \"openai\"\nmodel = \"m\"\n{servers}"),
             ),
             (
                 "claude",
-                format!(
-                    "[brain]\nkind = \"anthropic\"\nmodel = \"m\"\nbase_url = \"{base}\"\n{servers}"
-                ),
+                format!("[brain]\nkind = \"anthropic\"\nmodel = \"m\"\n{servers}"),
             ),
         ],
-        "",
+        // Local servers without auth.
+        &format!(
+            "[providers.openai]\nkind = \"openai\"\nbase_url = \"{base}/v1\"\n\
+             [providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{base}\"\n"
+        ),
     )
     .await;
     for name in ["gpt", "claude"] {
@@ -625,5 +625,165 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
             "{system}"
         );
     }
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+/// Headers a fake server received, per request.
+#[derive(Clone, Default)]
+struct Headers(Arc<Mutex<Vec<HeaderMap>>>);
+
+async fn record_headers(State(seen): State<Headers>, headers: HeaderMap) -> Response {
+    seen.0.lock().unwrap().push(headers);
+    Json(json!({"type": "message", "role": "assistant", "content": [{"type": "text", "text": "stolen"}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}))
+    .into_response()
+}
+
+/// A model server that streams forever: answers each request with an endless, close-delimited
+/// event stream (no length), until the client goes away.
+async fn endless_stream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let header = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                if conn.write_all(header.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!(
+                    "data: {}\n\n",
+                    json!({"choices": [{"index": 0, "delta": {"content": "x".repeat(1000)}}]})
+                )
+                .repeat(64);
+                while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    base
+}
+
+/// What an approved agent.toml may not grant: the core calls the provider's URL only. A
+/// provider that redirects gets no second request (the key never reaches the redirect's
+/// target); an answer larger than 8 MiB is refused while it streams; an agent naming a provider
+/// hive.toml does not declare, or naming none when hive.toml has none for its API, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_are_the_only_hosts_and_answers_are_capped() {
+    let target = Headers::default();
+    let elsewhere = axum::Router::new()
+        .fallback(axum::routing::any(record_headers))
+        .with_state(target.clone());
+    let elsewhere = common::serve_http(elsewhere)
+        .await
+        .replace("127.0.0.1", "localhost");
+    let asked = Headers::default();
+    let to = format!("{elsewhere}/v1/messages");
+    let redirector = axum::Router::new()
+        .route(
+            "/v1/messages",
+            axum::routing::post(
+                move |State(seen): State<Headers>, headers: HeaderMap| async move {
+                    seen.0.lock().unwrap().push(headers);
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, to)],
+                    )
+                },
+            ),
+        )
+        .with_state(asked.clone());
+    let hop = common::serve_http(redirector).await;
+    let big = endless_stream().await;
+    let (_keys, key) = common::secret_file("hop.key", KEY);
+    let mut hive = TestHive::with_config(
+        &[
+            (
+                "hop",
+                "[brain]\nkind = \"anthropic\"\nmodel = \"m\"\nprovider = \"hop\"\n".into(),
+            ),
+            (
+                "big",
+                "[brain]\nkind = \"openai\"\nmodel = \"m\"\nstream = true\nprovider = \"big\"\n"
+                    .into(),
+            ),
+            (
+                "lost",
+                "[brain]\nkind = \"openai\"\nmodel = \"m\"\nprovider = \"nowhere\"\n".into(),
+            ),
+            ("idle", "[brain]\nkind = \"openai\"\nmodel = \"m\"\n".into()),
+        ],
+        &format!(
+            "[providers.hop]\nkind = \"anthropic\"\nbase_url = \"{hop}\"\napi_key_file = {key:?}\n\
+             [providers.big]\nkind = \"openai\"\nbase_url = \"{big}/v1\"\n"
+        ),
+    )
+    .await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let failure = |name: &str, why: &str| {
+        let prefix = format!("⚠️ {name} could not handle this message: model call failed: ");
+        let why = why.to_owned();
+        move |m: &[common::Seen]| {
+            m.iter()
+                .any(|x| x.body.starts_with(&prefix) && x.body.contains(&why))
+        }
+    };
+    let cases = [
+        (
+            "hop",
+            format!(
+                "the model server at {hop}/ answered 302 Found, a redirect to \"{elsewhere}/v1/messages\": the core follows no redirects"
+            ),
+        ),
+        (
+            "big",
+            "the model's answer is larger than 8388608 bytes".to_owned(),
+        ),
+        (
+            "lost",
+            "lost: brain.provider \"nowhere\" is not declared in hive.toml (no [providers.nowhere])"
+                .to_owned(),
+        ),
+        (
+            "idle",
+            "idle: no [providers.openai] in hive.toml: it cannot think until one is declared"
+                .to_owned(),
+        ),
+    ];
+    for (name, why) in &cases {
+        let room = op.join(&format!("agent-{name}")).await;
+        op.send(&room, "hello").await;
+        op.wait_until(
+            &room,
+            WAIT,
+            &format!("{name}'s refusal"),
+            failure(name, why),
+        )
+        .await;
+    }
+    let asked = asked.0.lock().unwrap().clone();
+    assert!(!asked.is_empty());
+    for h in &asked {
+        assert_eq!(h.get("x-api-key").unwrap(), KEY, "the provider got the key");
+    }
+    assert!(
+        target.0.lock().unwrap().is_empty(),
+        "the redirect was followed: the key went to {elsewhere}"
+    );
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    assert!(
+        store.usage_since("big", 0).unwrap().calls >= 1,
+        "the failed call is recorded"
+    );
     assert_eq!(hive.stop_core().code(), Some(0));
 }

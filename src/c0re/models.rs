@@ -1,7 +1,8 @@
 //! Model calls on behalf of agents: the harness never holds a key and has no network in the
 //! `bwrap` runtime, so its brain sends each request over its socket and hive-c0re makes the
-//! HTTP call: to the provider in the agent's (approved) config only, with the key only the core
-//! can read, within the agent's budgets, recording usage per turn and per day.
+//! HTTP call: to the hive.toml provider the agent's (approved) config names, at that provider's
+//! URL only (no redirects), with the key only the core can read, within the agent's budgets,
+//! recording usage per turn and per day. The answer is read with a size cap as it arrives.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::Core;
 use crate::agent_spec::{AgentName, BrainSpec, ModelLimits};
+use crate::config::{Credential, Provider, ProviderKind, read_key_file};
 use crate::harness::protocol::ErrorCode;
 
 /// Model calls per message when `limits.calls_per_message` is not set.
@@ -26,6 +28,7 @@ const ALLOWED_FIELDS: &[&str] = &[
     "seed",
     "response_format",
 ];
+/// The largest model answer the core reads (cut off as it arrives, not after).
 const MAX_RESPONSE: usize = 8 << 20;
 /// Messages API request fields a harness may set.
 const ANTHROPIC_FIELDS: &[&str] = &[
@@ -40,12 +43,6 @@ const ANTHROPIC_FIELDS: &[&str] = &[
 ];
 /// The Messages API version the core speaks.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Provider {
-    OpenAi,
-    Anthropic,
-}
 
 pub struct ModelRefusal {
     pub code: ErrorCode,
@@ -276,52 +273,21 @@ impl Core {
             .agent(agent)
             .ok_or_else(|| refuse(ErrorCode::Internal, "unknown agent"))?;
         let spec = entry.spec();
-        let (provider, model, base_url, api_key_file, stream, limits) = match &spec.brain {
+        let (model, stream, limits) = match &spec.brain {
             BrainSpec::Openai {
                 model,
-                base_url,
-                api_key_file,
                 stream,
                 limits,
                 ..
-            } => (
-                Provider::OpenAi,
-                Some(model),
-                base_url,
-                api_key_file,
-                stream,
-                limits,
-            ),
-            BrainSpec::Anthropic {
+            }
+            | BrainSpec::Anthropic {
                 model,
-                base_url,
-                api_key_file,
                 stream,
                 limits,
                 ..
-            } => (
-                Provider::Anthropic,
-                Some(model),
-                base_url,
-                api_key_file,
-                stream,
-                limits,
-            ),
+            } => (Some(model), *stream, limits),
             // The harness's proxy re-streams for the CLI: the core asks for one message.
-            BrainSpec::ClaudeCode {
-                model,
-                base_url,
-                api_key_file,
-                limits,
-                ..
-            } => (
-                Provider::Anthropic,
-                model.as_ref(),
-                base_url,
-                api_key_file,
-                &false,
-                limits,
-            ),
+            BrainSpec::ClaudeCode { model, limits, .. } => (model.as_ref(), false, limits),
             other => {
                 return Err(refuse(
                     ErrorCode::NotAllowed,
@@ -332,6 +298,12 @@ impl Core {
                 ));
             }
         };
+        // The host and the key are hive.toml's, checked against the agent's brain every call.
+        let provider = self
+            .cfg()
+            .provider_for(&spec.brain)
+            .map_err(|why| refuse(ErrorCode::NotAllowed, format!("{agent}: {why}")))?
+            .ok_or_else(|| refuse(ErrorCode::Internal, "a model brain without a provider"))?;
         let now = crate::store::now_us();
         let day_start = now - now.rem_euclid(86_400_000_000);
         let store = self.store();
@@ -345,32 +317,18 @@ impl Core {
         );
         check_budget(limits, turn, day)
             .map_err(|why| refuse(ErrorCode::Budget, format!("over budget: {why}")))?;
-        let oauth = match &spec.brain {
-            BrainSpec::ClaudeCode {
-                oauth_token_file, ..
-            }
-            | BrainSpec::Anthropic {
-                oauth_token_file, ..
-            } => oauth_token_file.as_ref(),
-            _ => None,
-        };
-        let oauth = match oauth {
+        let secret = match provider.credential.file() {
             None => None,
-            Some(path) => Some(
-                self.read_key(path)
-                    .map_err(|e| refuse(ErrorCode::NotAllowed, e))?,
-            ),
+            Some(path) => Some(read_key_file(path).map_err(|e| {
+                refuse(
+                    ErrorCode::NotAllowed,
+                    format!("the key of [providers.{}]: {e}", provider.name),
+                )
+            })?),
         };
-        let key = match api_key_file {
-            None => None,
-            Some(path) => Some(
-                self.read_key(path)
-                    .map_err(|e| refuse(ErrorCode::NotAllowed, e))?,
-            ),
-        };
-        let allowed = match provider {
-            Provider::OpenAi => ALLOWED_FIELDS,
-            Provider::Anthropic => ANTHROPIC_FIELDS,
+        let allowed = match provider.kind {
+            ProviderKind::Openai => ALLOWED_FIELDS,
+            ProviderKind::Anthropic => ANTHROPIC_FIELDS,
         };
         let mut body = serde_json::Map::new();
         for (k, v) in request.as_object().into_iter().flatten() {
@@ -378,20 +336,28 @@ impl Core {
                 body.insert(k.clone(), v.clone());
             }
         }
-        match model {
-            Some(m) => {
-                body.insert("model".into(), json!(m));
-            }
-            // No model configured (claude-code): the client's choice, within the provider.
+        let model = match model {
+            Some(m) => m.clone(),
+            // No model configured (claude-code): the client's choice, within the provider's.
             None => {
                 let m = request["model"].as_str().unwrap_or("").to_owned();
                 if m.is_empty() {
                     return Err(refuse(ErrorCode::BadRequest, "no model named"));
                 }
-                body.insert("model".into(), json!(m));
+                m
             }
+        };
+        if !provider.allows(&model) {
+            return Err(refuse(
+                ErrorCode::NotAllowed,
+                format!(
+                    "model {model:?} is not in [providers.{}] models ({})",
+                    provider.name,
+                    provider.models.join(", ")
+                ),
+            ));
         }
-        let model = body["model"].as_str().unwrap_or("").to_owned();
+        body.insert("model".into(), json!(model));
         let price = self.cfg().price_of(&model).cloned();
         if price.is_none() && (limits.usd_per_message.is_some() || limits.usd_per_day.is_some()) {
             return Err(refuse(
@@ -402,69 +368,68 @@ impl Core {
             ));
         }
         body.insert("stream".into(), json!(stream));
-        let (url, base) = match provider {
-            Provider::OpenAi => {
-                if *stream {
-                    body.insert("stream_options".into(), json!({ "include_usage": true }));
-                }
-                let base = base_url
-                    .as_deref()
-                    .unwrap_or("https://api.openai.com/v1")
-                    .trim_end_matches('/');
-                (format!("{base}/chat/completions"), base.to_owned())
+        match provider.kind {
+            ProviderKind::Openai if stream => {
+                body.insert("stream_options".into(), json!({ "include_usage": true }));
             }
-            Provider::Anthropic => {
+            ProviderKind::Openai => {}
+            ProviderKind::Anthropic => {
                 body.entry("max_tokens").or_insert(json!(4096));
-                let base = base_url
-                    .as_deref()
-                    .unwrap_or("https://api.anthropic.com")
-                    .trim_end_matches('/');
-                (format!("{base}/v1/messages"), base.to_owned())
             }
-        };
-        let mut req = self
+        }
+        let url = endpoint(provider).map_err(|e| refuse(ErrorCode::Internal, e))?;
+        let http = self
             .model_http()
-            .post(&url)
+            .map_err(|e| refuse(ErrorCode::Internal, e))?;
+        let mut req = http
+            .post(url)
             .timeout(Duration::from_secs(300))
             .json(&Value::Object(body));
-        if let (Provider::Anthropic, Some(token)) = (provider, &oauth) {
+        if provider.kind == ProviderKind::Anthropic {
+            req = req.header("anthropic-version", ANTHROPIC_VERSION);
+        }
+        match (&provider.credential, &secret) {
             // A Claude subscription: its OAuth token, as Claude Code itself sends it.
-            req = req
-                .bearer_auth(token)
-                .header("anthropic-beta", "oauth-2025-04-20");
-        }
-        match (provider, &key) {
-            (Provider::OpenAi, Some(k)) => req = req.bearer_auth(k),
-            (Provider::Anthropic, Some(k)) => {
+            (Credential::OauthToken(_), Some(token)) => {
                 req = req
-                    .header("x-api-key", k)
-                    .header("anthropic-version", ANTHROPIC_VERSION);
+                    .bearer_auth(token)
+                    .header("anthropic-beta", "oauth-2025-04-20");
             }
-            (Provider::Anthropic, None) => req = req.header("anthropic-version", ANTHROPIC_VERSION),
-            (Provider::OpenAi, None) => {}
+            (Credential::ApiKey(_), Some(k)) if provider.kind == ProviderKind::Anthropic => {
+                req = req.header("x-api-key", k);
+            }
+            (Credential::ApiKey(_), Some(k)) => req = req.bearer_auth(k),
+            _ => {}
         }
+        let base = &provider.base_url;
         let result = async {
             let resp = req
                 .send()
                 .await
                 .map_err(|e| format!("cannot reach the model server at {base}: {e}"))?;
             let status = resp.status();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| format!("reading the model's answer: {e}"))?;
-            if bytes.len() > MAX_RESPONSE {
-                return Err("the model's answer is too large".to_owned());
+            if status.is_redirection() {
+                let to = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("nowhere")
+                    .to_owned();
+                return Err(format!(
+                    "the model server at {base} answered {status}, a redirect to {to:?}: the core follows no redirects (set [providers.{}] base_url to the final address)",
+                    provider.name
+                ));
             }
+            let bytes = read_capped(resp, MAX_RESPONSE).await?;
             let text = String::from_utf8_lossy(&bytes);
             if !status.is_success() {
                 let head: String = text.chars().take(300).collect();
                 return Err(format!("the model server answered {status}: {head}"));
             }
-            if *stream {
-                match provider {
-                    Provider::OpenAi => assemble_stream(&text),
-                    Provider::Anthropic => assemble_anthropic_stream(&text),
+            if stream {
+                match provider.kind {
+                    ProviderKind::Openai => assemble_stream(&text),
+                    ProviderKind::Anthropic => assemble_anthropic_stream(&text),
                 }
             } else {
                 serde_json::from_str::<Value>(&text)
@@ -489,36 +454,112 @@ impl Core {
         result.map_err(|m| refuse(ErrorCode::Model, m))
     }
 
-    /// Reads an API key: only from files the operator listed in `secrets.files` (an approved
-    /// agent config cannot point the core at an arbitrary host file).
-    fn read_key(&self, path: &std::path::Path) -> Result<String, String> {
-        let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
-        let wanted = canon(path);
-        let listed = self
-            .cfg()
-            .secret_files
-            .iter()
-            .any(|f| wanted.is_some() && canon(f) == wanted);
-        if !listed {
-            return Err(format!(
-                "api_key_file {} is not listed in hive.toml's secrets.files",
-                path.display()
-            ));
+    /// The HTTP client for model calls: it follows no redirects (a redirect could carry the
+    /// key to another host, and the provider's URL is the only one the operator declared).
+    fn model_http(&self) -> Result<&reqwest::Client, String> {
+        if let Some(c) = self.inner.model_http.get() {
+            return Ok(c);
         }
-        std::fs::read_to_string(path)
-            .map(|k| k.trim().to_owned())
-            .map_err(|e| format!("cannot read api_key_file {}: {e}", path.display()))
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the model HTTP client: {e}"))?;
+        Ok(self.inner.model_http.get_or_init(|| client))
     }
+}
 
-    fn model_http(&self) -> &reqwest::Client {
-        self.inner.model_http.get_or_init(reqwest::Client::new)
+/// The URL of `provider`'s model endpoint: its `base_url` with the API's path appended as path
+/// segments (`…/v1` → `…/v1/chat/completions`), never by string concatenation, so nothing in
+/// the base can swallow or reroute the path.
+pub fn endpoint(provider: &Provider) -> Result<url::Url, String> {
+    let segments: &[&str] = match provider.kind {
+        ProviderKind::Openai => &["chat", "completions"],
+        ProviderKind::Anthropic => &["v1", "messages"],
+    };
+    append_segments(&provider.base_url, segments)
+}
+
+/// `base` with `segments` appended to its path (a trailing `/` of `base` is dropped first).
+fn append_segments(base: &url::Url, segments: &[&str]) -> Result<url::Url, String> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| format!("{base} cannot take a path"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+/// Reads a response body chunk by chunk, refusing it as soon as it passes `max` bytes (a
+/// declared length over `max` is refused before reading).
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let too_large = || format!("the model's answer is larger than {max} bytes");
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
     }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the model's answer: {e}"))?
+    {
+        if bytes.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::Usage;
+
+    #[test]
+    fn endpoints_append_path_segments() {
+        let cases = [
+            (
+                "openai",
+                "http://127.0.0.1:1234/v1",
+                "http://127.0.0.1:1234/v1/chat/completions",
+            ),
+            (
+                "openai",
+                "http://127.0.0.1:1234/v1/",
+                "http://127.0.0.1:1234/v1/chat/completions",
+            ),
+            (
+                "openai",
+                "http://127.0.0.1:1234",
+                "http://127.0.0.1:1234/chat/completions",
+            ),
+            (
+                "anthropic",
+                "https://api.anthropic.com",
+                "https://api.anthropic.com/v1/messages",
+            ),
+            (
+                "anthropic",
+                "https://gw.example/a/b",
+                "https://gw.example/a/b/v1/messages",
+            ),
+        ];
+        for (kind, base, want) in cases {
+            let text = format!("[providers.p]\nkind = \"{kind}\"\nbase_url = \"{base}\"");
+            let raw: crate::config::RawConfig = toml::from_str(&text).unwrap();
+            let cfg = crate::config::Config::validate(raw, None).unwrap();
+            assert_eq!(
+                endpoint(&cfg.providers["p"]).unwrap().as_str(),
+                want,
+                "{base}"
+            );
+        }
+        // Segments are segments: nothing appended can become a query or a new host.
+        let base = url::Url::parse("https://api.example/v1").unwrap();
+        let odd = append_segments(&base, &["a?b", "#c", ".."]).unwrap();
+        assert_eq!(odd.host_str(), Some("api.example"));
+        assert_eq!((odd.query(), odd.fragment()), (None, None));
+    }
 
     #[test]
     fn budgets() {

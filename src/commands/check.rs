@@ -4,7 +4,54 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::HiveDirs;
-use crate::config::Config;
+use crate::config::{Config, Credential, read_key_file};
+
+/// The `providers` block of the resolved configuration.
+fn render_providers(cfg: &Config) -> String {
+    if cfg.providers.is_empty() {
+        return "providers          none (model brains cannot think until one is declared)\n"
+            .into();
+    }
+    let mut out = String::from("providers\n");
+    for p in cfg.providers.values() {
+        let key = match &p.credential {
+            Credential::None => "no key".to_owned(),
+            Credential::ApiKey(f) => format!("api key {}", f.display()),
+            Credential::OauthToken(f) => format!("oauth token {}", f.display()),
+        };
+        let models = if p.models.is_empty() {
+            "any".to_owned()
+        } else {
+            p.models.join(", ")
+        };
+        out.push_str(&format!(
+            "  {:<12} {:<9} {}  {key}  models: {models}\n",
+            p.name,
+            p.kind.as_str(),
+            p.base_url
+        ));
+    }
+    out
+}
+
+/// Every declared provider's key file that the core could not read (missing, not a regular
+/// file, over 64 KiB, empty), as `(key, why)`.
+fn unreadable_keys(cfg: &Config) -> Vec<(String, String)> {
+    cfg.providers
+        .values()
+        .filter_map(|p| {
+            let field = match &p.credential {
+                Credential::None => return None,
+                Credential::ApiKey(_) => "api_key_file",
+                Credential::OauthToken(_) => "oauth_token_file",
+            };
+            let file = p.credential.file()?;
+            read_key_file(file)
+                .err()
+                .map(|why| (format!("providers.{}.{field}", p.name), why))
+        })
+        .collect()
+}
 
 /// Dollar budgets the core could not count: the model has no price in hive.toml.
 fn unpriced_dollar_budget(cfg: &Config, s: &crate::agent_spec::AgentSpec) -> Option<String> {
@@ -29,8 +76,13 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
     let cfg = match Config::load(config_path.as_deref()) {
         Ok(cfg) => {
             println!("{}", cfg.render());
+            println!("{}", render_providers(&cfg));
             if let Err(e) = crate::config::check_transport(&cfg) {
                 eprintln!("error: {e:#}");
+                ok = false;
+            }
+            for (key, why) in unreadable_keys(&cfg) {
+                eprintln!("error: {key}: {why}");
                 ok = false;
             }
             Some(cfg)
@@ -40,7 +92,8 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
             None
         }
     };
-    ok &= cfg.is_some();
+    let cfg_loaded = cfg.is_some();
+    ok &= cfg_loaded;
     // Bots are checked even when hive.toml is broken: every error is reported in one run.
     let cfg = match cfg {
         Some(c) => c,
@@ -68,6 +121,19 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
                 if let Some(why) = unpriced_dollar_budget(&cfg, s) {
                     ok = false;
                     eprintln!("error: {}: brain.limits: {why}", s.name);
+                }
+                // Against the built-in defaults every named provider is undeclared: the
+                // hive.toml errors above say what is wrong.
+                if !cfg_loaded {
+                    continue;
+                }
+                match cfg.provider_for(&s.brain) {
+                    Ok(_) => {}
+                    Err(why) if why.is_warning() => eprintln!("warning: {}: {why}", s.name),
+                    Err(why) => {
+                        ok = false;
+                        eprintln!("error: {}: {why}", s.name);
+                    }
                 }
             }
         }
