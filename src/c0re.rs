@@ -172,12 +172,7 @@ impl RecentTxns {
 /// secret, the operator's password, every provider's key or token file, `secrets.files`. Files
 /// are read bounded (a regular file of at most 64 KiB); one that cannot be read is logged and
 /// not guarded. (`_specs`: keys are no longer per agent, they are hive.toml's providers'.)
-fn known_secrets(
-    cfg: &Config,
-    data_dir: &Path,
-    tokens: &Tokens,
-    _specs: &[AgentSpec],
-) -> Vec<(String, String)> {
+fn known_secrets(cfg: &Config, data_dir: &Path, tokens: &Tokens) -> Vec<(String, String)> {
     let mut known = vec![
         (
             "the appservice's as_token".to_owned(),
@@ -259,7 +254,7 @@ impl Core {
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
         let tokens = Tokens::load(data_dir)?;
-        let secrets = secrets::SecretFilter::new(known_secrets(&cfg, data_dir, &tokens, &specs));
+        let secrets = secrets::SecretFilter::new(known_secrets(&cfg, data_dir, &tokens));
         crate::logging::guard_secrets(secrets.clone());
         let store = Store::open(&data_dir.join("c0re.db"))?;
         let client = AsClient::new(&cfg.homeserver_url, tokens.as_token.clone())?;

@@ -919,6 +919,8 @@ impl Core {
         let repo = ConfigRepo::new(self.data_dir(), &name);
         let files = repo.read_commit(&a.sha).map_err(|e| anyhow::anyhow!(e))?;
         let spec = repo.parse_spec(&files).map_err(|e| anyhow::anyhow!(e))?;
+        // The hive's config as it is now decides what an approved config may use.
+        grantable(self.cfg(), &spec).map_err(anyhow::Error::msg)?;
         for r in &spec.allowed_recipients {
             anyhow::ensure!(
                 self.agent(r).is_some(),
@@ -1099,8 +1101,10 @@ fn file_request(
         repo.snapshot(&sha, &id.to_string())
             .map_err(|e| format!("{e:#}"))?;
         let files = repo.read_commit(&sha)?;
-        repo.parse_spec(&files)
+        let spec = repo
+            .parse_spec(&files)
             .map_err(|e| format!("its agent.toml does not validate: {e}"))?;
+        grantable(cfg, &spec)?;
         if repo.applied().ok().flatten().as_deref() == Some(sha.as_str()) {
             return Err(format!("{sha} is already applied"));
         }
@@ -1122,6 +1126,22 @@ fn file_request(
             store.cancel_approval(id, "hive-c0re", &format!("refused: {reason}"))?;
             Ok(Err(reason))
         }
+    }
+}
+
+/// What an agent's config may not grant itself, checked against the hive's config (the
+/// operator's): a model provider hive.toml does not declare, of another kind, or a model it
+/// does not allow. (An agent with no provider at all is not refused: it says it cannot think.)
+fn grantable(
+    cfg: &crate::config::Config,
+    spec: &crate::agent_spec::AgentSpec,
+) -> Result<(), String> {
+    match cfg.provider_for(&spec.brain) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_warning() => Ok(()),
+        Err(e) => Err(format!(
+            "its agent.toml asks for what hive.toml does not grant: {e}"
+        )),
     }
 }
 
