@@ -10,6 +10,7 @@
 
 pub mod approvals;
 pub mod control;
+pub mod limits;
 pub mod models;
 pub mod outbound;
 pub mod registration;
