@@ -4,6 +4,7 @@
 //! a new config) is shared: a runtime only says how to start one harness.
 
 pub mod bwrap;
+pub mod log;
 pub mod process;
 
 use std::path::PathBuf;
