@@ -96,8 +96,9 @@ impl Bucket {
         }
     }
 
-    /// Takes one token, or says how long until one is back. A `now` earlier than the last
-    /// call (clocks passed in out of order) refills nothing.
+    /// Takes one token, or says how long until one is back (rounded up to the millisecond:
+    /// waiting that long always suffices). A `now` earlier than the last call (clocks passed
+    /// in out of order) refills nothing; a zero period never refuses.
     pub fn take(&mut self, rate: &Rate, now: Instant) -> Result<(), Duration> {
         if rate.per.is_zero() {
             return Ok(());
@@ -108,7 +109,6 @@ impl Bucket {
             return Ok(());
         }
         let wait = (1.0 - self.tokens) * rate.secs_per_token();
-        // Rounded up to the millisecond, so that waiting `retry_after` always suffices.
         let millis = (wait * 1000.0).ceil();
         Err(Duration::from_millis(if millis.is_finite() {
             millis as u64
