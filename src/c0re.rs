@@ -11,6 +11,7 @@
 pub mod approvals;
 pub mod control;
 pub mod effects;
+pub mod limits;
 pub mod models;
 pub mod outbound;
 pub mod outbox;

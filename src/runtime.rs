@@ -5,6 +5,7 @@
 
 pub mod bwrap;
 pub mod placement;
+pub mod log;
 pub mod process;
 pub mod tied;
 
