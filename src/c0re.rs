@@ -117,6 +117,8 @@ struct Inner {
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
+    /// Every agent's rates (messages, questions, reminders).
+    limiter: limits::Limiter<AgentName>,
     /// HTTP client for model calls (agents' brains), made on first use.
     model_http: std::sync::OnceLock<reqwest::Client>,
     /// How agents' harnesses are started and what the machine allows (set once at start).
@@ -257,6 +259,7 @@ impl Core {
         let tokens = Tokens::load(data_dir)?;
         let secrets = secrets::SecretFilter::new(known_secrets(&cfg, data_dir, &tokens));
         crate::logging::guard_secrets(secrets.clone());
+        let limiter = limits::Limiter::new(cfg.rates);
         let store = Store::open(&data_dir.join("c0re.db"))?;
         let client = AsClient::new(&cfg.homeserver_url, tokens.as_token.clone())?;
         let agents: BTreeMap<AgentName, Arc<AgentEntry>> = specs
@@ -283,6 +286,7 @@ impl Core {
                 cancel,
                 runtimes: RwLock::new(None),
                 secrets,
+                limiter,
                 model_http: std::sync::OnceLock::new(),
                 tasks: tokio_util::task::TaskTracker::new(),
             }),
@@ -315,6 +319,13 @@ impl Core {
 
     pub fn secrets(&self) -> &secrets::SecretFilter {
         &self.inner.secrets
+    }
+
+    /// Counts one `kind` action of `agent` against its rate; the refusal says when to retry.
+    pub fn rate(&self, agent: &AgentName, kind: limits::Kind) -> Result<(), limits::Refused> {
+        self.inner
+            .limiter
+            .check(agent.clone(), kind, std::time::Instant::now())
     }
 
     pub fn set_runtimes(&self, runtimes: Arc<crate::runtime::Runtimes>) {

@@ -57,6 +57,8 @@ pub struct RawConfig {
     pub approvals: RawApprovals,
     #[serde(default)]
     pub secrets: RawSecrets,
+    #[serde(default)]
+    pub limits: RawLimits,
     /// Prices of models by name, to record what each model call costs.
     #[serde(default)]
     pub prices: std::collections::BTreeMap<String, Price>,
@@ -111,6 +113,23 @@ impl Price {
 pub struct RawSecrets {
     /// Files whose contents are secrets: never posted to a room (besides every `api_key_file`).
     pub files: Option<Vec<PathBuf>>,
+}
+
+/// Per-agent limits the core enforces, whatever an agent's config says (`[limits]`). The
+/// defaults are far above what a working agent does; they stop a runaway one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Messages (replies and `send_message`) per minute (default 120).
+    pub messages_per_minute: Option<u32>,
+    /// `ask_operator` questions per hour (default 30, at most 10 at once).
+    pub questions_per_hour: Option<u32>,
+    /// `remind` calls per hour (default 120, at most 60 at once).
+    pub reminders_per_hour: Option<u32>,
+    /// Model calls per agent per UTC day, a ceiling over the agent's own `limits` (default 2000).
+    pub model_calls_per_day: Option<u64>,
+    /// Model tokens per agent per UTC day, a ceiling likewise (default 20,000,000).
+    pub model_tokens_per_day: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,6 +240,11 @@ pub struct Config {
     pub allow_unsandboxed: bool,
     /// `runtime.uid_base`.
     pub uid_base: u32,
+    /// `[limits]`: the rates the core holds every agent to.
+    pub rates: crate::c0re::limits::RateLimits,
+    /// `limits.model_calls_per_day` and `limits.model_tokens_per_day`.
+    pub model_calls_per_day: u64,
+    pub model_tokens_per_day: u64,
     pub managers: Vec<AgentName>,
     pub approvals_required: u32,
     pub approver_min_power_level: i64,
@@ -327,7 +351,7 @@ impl Config {
         if raw
             .runtime
             .uid_base
-            .is_some_and(|b| b < 1000 || b > u32::MAX - 1_000_000)
+            .is_some_and(|b| !(1000..=u32::MAX - 1_000_000).contains(&b))
         {
             err(
                 "runtime.uid_base",
@@ -447,6 +471,32 @@ impl Config {
                 );
             }
         }
+        let rates = {
+            use crate::c0re::limits::{Rate, RateLimits};
+            let d = RateLimits::default();
+            let l = &raw.limits;
+            let r = RateLimits {
+                messages: l
+                    .messages_per_minute
+                    .map_or(d.messages, |n| Rate::per_minute(n, n)),
+                questions: l
+                    .questions_per_hour
+                    .map_or(d.questions, |n| Rate::per_hour(n, n.min(10))),
+                reminders: l
+                    .reminders_per_hour
+                    .map_or(d.reminders, |n| Rate::per_hour(n, n.min(60))),
+            };
+            for (key, rate) in [
+                ("limits.messages_per_minute", &r.messages),
+                ("limits.questions_per_hour", &r.questions),
+                ("limits.reminders_per_hour", &r.reminders),
+            ] {
+                if let Err(e) = rate.validate() {
+                    err(key, e);
+                }
+            }
+            r
+        };
         let providers = providers::validate(
             raw.providers,
             |p| resolve_against(source.as_deref(), p),
@@ -456,6 +506,9 @@ impl Config {
             return Err(errs);
         }
         Ok(Config {
+            rates,
+            model_calls_per_day: raw.limits.model_calls_per_day.unwrap_or(2000),
+            model_tokens_per_day: raw.limits.model_tokens_per_day.unwrap_or(20_000_000),
             hive_name,
             embedded,
             server_name: server_name.expect("checked above").to_owned(),

@@ -4,8 +4,8 @@
 //! a new config) is shared: a runtime only says how to start one harness.
 
 pub mod bwrap;
-pub mod placement;
 pub mod log;
+pub mod placement;
 pub mod process;
 pub mod tied;
 

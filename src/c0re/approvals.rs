@@ -145,6 +145,8 @@ impl Core {
         if options.len() > 9 || options.iter().any(|o| o.trim().is_empty() || o.len() > 200) {
             return Err("at most 9 options, each 1 to 200 bytes".into());
         }
+        self.rate(agent, super::limits::Kind::Question)
+            .map_err(|r| r.to_string())?;
         let ttl = ttl_secs.unwrap_or(3600).clamp(1, 7 * 86_400);
         let id = self
             .store()
@@ -1169,7 +1171,7 @@ pub fn spawnable(cfg: &crate::config::Config, name: &AgentName) -> Result<(), St
     if user == cfg.bot_user_id() {
         return Err(format!("{user} is the appservice's own user"));
     }
-    if cfg.operators.iter().any(|o| *o == user)
+    if cfg.operators.contains(&user)
         || cfg
             .operators
             .iter()

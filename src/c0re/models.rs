@@ -315,6 +315,24 @@ impl Core {
                 .usage_since(agent.as_str(), day_start)
                 .map_err(|e| refuse(ErrorCode::Internal, format!("{e:#}")))?,
         );
+        // The hive's daily ceilings hold whatever the agent's (approved) config asks.
+        let limits = &ModelLimits {
+            calls_per_day: Some(
+                limits
+                    .calls_per_day
+                    .map_or(self.cfg().model_calls_per_day, |n| {
+                        n.min(self.cfg().model_calls_per_day)
+                    }),
+            ),
+            tokens_per_day: Some(
+                limits
+                    .tokens_per_day
+                    .map_or(self.cfg().model_tokens_per_day, |n| {
+                        n.min(self.cfg().model_tokens_per_day)
+                    }),
+            ),
+            ..limits.clone()
+        };
         check_budget(limits, turn, day)
             .map_err(|why| refuse(ErrorCode::Budget, format!("over budget: {why}")))?;
         let secret = match provider.credential.file() {

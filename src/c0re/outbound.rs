@@ -197,6 +197,11 @@ impl Core {
             code: ErrorCode::Internal,
             message: format!("unknown agent {from}"),
         })?;
+        self.rate(from, crate::c0re::limits::Kind::Message)
+            .map_err(|r| Refusal {
+                code: ErrorCode::RateLimited,
+                message: r.to_string(),
+            })?;
         let target = check_recipient(
             &entry.spec(),
             to,
@@ -247,6 +252,11 @@ impl Core {
             code: ErrorCode::Internal,
             message: format!("unknown agent {from}"),
         })?;
+        self.rate(from, crate::c0re::limits::Kind::Message)
+            .map_err(|r| Refusal {
+                code: ErrorCode::RateLimited,
+                message: r.to_string(),
+            })?;
         let room = RoomId::parse(room).map_err(|e| Refusal {
             code: ErrorCode::Internal,
             message: e.to_string(),

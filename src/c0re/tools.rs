@@ -270,6 +270,13 @@ impl Core {
                 if a.text.trim().is_empty() {
                     return Err("the reminder needs a text".into());
                 }
+                let pending = self
+                    .store()
+                    .pending_reminders(agent.as_str())
+                    .map_err(|e| format!("{e:#}"))?;
+                super::limits::check_reminder(pending, &a.text)?;
+                self.rate(agent, super::limits::Kind::Reminder)
+                    .map_err(|r| r.to_string())?;
                 let due = crate::store::now_us() + (a.in_secs as i64) * 1_000_000;
                 let id = self
                     .store()

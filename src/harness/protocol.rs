@@ -154,6 +154,8 @@ pub enum ErrorCode {
     Secret,
     /// Over a model budget (per message or per day): the agent should say so and stop.
     Budget,
+    /// Over a rate limit (messages, questions, reminders): try again later.
+    RateLimited,
     /// The model server failed or could not be reached.
     Model,
     Internal,

@@ -7,8 +7,7 @@
 //! Where each agent runs is decided again at every start ([`super::placement::place`]), so an
 //! approved config that adds code of the agent's own moves it into the sandbox or refuses it.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -115,26 +114,35 @@ impl Runtime for Process {
     }
 }
 
-async fn spawn(runtime: &dyn Runtime, launch: &AgentLaunch) -> anyhow::Result<Child> {
+/// `agent.log` rotates past this size (the harness's output goes through the core).
+const LOG_MAX_BYTES: u64 = 10 << 20;
+/// Rotated logs kept (`agent.log.1` …).
+const LOG_KEEP: usize = 3;
+
+/// Starts a harness, its stdout and stderr piped through the core into its rotating log.
+async fn spawn(
+    runtime: &dyn Runtime,
+    launch: &AgentLaunch,
+) -> anyhow::Result<(Child, tokio::task::JoinHandle<std::io::Result<()>>)> {
     std::fs::create_dir_all(&launch.state_dir)
         .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&launch.log)
+    let log = super::log::RotatingLog::open(&launch.log, LOG_MAX_BYTES, LOG_KEEP)
         .with_context(|| format!("cannot open {}", launch.log.display()))?;
+    let (rx, out, err) = super::log::output_pipe()?;
     let mut cmd = runtime.command(launch)?;
     cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
+        .stdout(out)
+        .stderr(err)
         .kill_on_drop(true);
-    super::tied::spawn(cmd).await.with_context(|| {
+    let child = super::tied::spawn(cmd).await.with_context(|| {
         format!(
             "cannot start the agent harness ({} runtime)",
             runtime.name()
         )
-    })
+    })?;
+    // (The command, and with it our copy of the pipe's write end, is gone: EOF comes when the
+    // harness and its children close theirs.)
+    Ok((child, tokio::spawn(super::log::pump(rx, log))))
 }
 
 /// Whether agents can run as uids of their own here: the hive runs as root, and the data dir
@@ -287,13 +295,6 @@ pub async fn stop_child(child: &mut Child, grace: Duration) {
     }
 }
 
-/// Last lines of a log file, for crash reports.
-fn tail(path: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// Records an agent's state; a store that cannot is logged (the state is only a display).
 fn set_state(core: &Core, name: &crate::agent_spec::AgentName, state: &str, pid: Option<u32>) {
     if let Err(e) = core.store().set_agent_state(name.as_str(), state, pid) {
@@ -376,7 +377,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_s
         {
             tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot prepare the agent's files for its uid");
         }
-        let mut child = match spawn(runtime, &launch).await {
+        let (mut child, pump) = match spawn(runtime, &launch).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot start agent");
@@ -416,7 +417,17 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_s
         }
         crashes.retain(|t| t.elapsed() < CRASH_WINDOW);
         crashes.push(Instant::now());
-        let last = tail(&launch.log, 5);
+        // The harness's last words are in the pipe still: let them reach the log (a child of
+        // its that lives on may hold the pipe open, so not for long).
+        match tokio::time::timeout(Duration::from_secs(2), pump).await {
+            Ok(Ok(Ok(()))) | Err(_) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(agent = %name, error = %e, "writing the agent's log failed")
+            }
+            Ok(Err(e)) => tracing::warn!(agent = %name, error = %e, "the agent's log pump failed"),
+        }
+        let last =
+            super::log::tail(&launch.log, 5, 64 << 10).unwrap_or_else(|e| format!("(no log: {e})"));
         tracing::warn!(agent = %name, %status, "agent exited unexpectedly");
         core.report_crash(&name, &status, &last).await;
         if crashes.len() >= CRASH_LIMIT {
