@@ -13,6 +13,7 @@ pub mod control;
 pub mod models;
 pub mod outbound;
 pub mod registration;
+pub mod request;
 pub mod rooms;
 pub mod routing;
 pub mod secrets;
