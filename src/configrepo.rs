@@ -2,28 +2,44 @@
 //!
 //! ```text
 //! <data>/agents/<name>/
-//!   proposed/      a git work tree: the manager (or `hive config propose`) commits here
-//!   config.git/    bare, the core's own: `applied` branch, `proposal/<id>` and `deploy/<n>` tags
+//!   config.git/    bare, the core's own: `proposed` branch (what managers and `hive config
+//!                  propose` commit to), `applied` branch, `proposal/<id>` and `deploy/<n>` tags
 //!   gen/<n>/       the files of deploy n, rendered from the object store (never a checkout)
 //!   gen/<n>.sha    the commit deploy n was rendered from
 //!   current        symlink to gen/<n>: what the agent runs; switched atomically
 //! ```
 //!
-//! Only the core moves `applied`, fast-forward only, to a sha an operator approved. At request
-//! time the proposed commit is copied into `config.git` and tagged, so nothing done to the
-//! proposed side afterwards changes what gets applied. Files are read from git objects, never
-//! through the filesystem of the proposed side: a symlink in a proposal is refused, not followed.
+//! Only the core moves `applied`, fast-forward only, to a sha an operator approved. Commits on
+//! the proposed side are built by the core with git plumbing inside `config.git` (blobs from
+//! `hash-object`, a tree from a temporary index, `commit-tree`, a compare-and-swap
+//! `update-ref`): there is no work tree and no other repository whose config, attributes or
+//! hooks git could read. At request time the commit is tagged `proposal/<id>`, so moving the
+//! proposed branch afterwards changes nothing about what gets applied. Files are read from git
+//! objects, never through a filesystem: a symlink in a proposal is refused, not followed, and so
+//! is a binary file.
 //!
-//! git runs as a child process with a scrubbed environment, no system or global config, hooks
-//! and fsmonitor off, and only the `file` transport.
+//! A data dir from before the `proposed` branch has a `proposed/` work tree: it is never read;
+//! the branch starts at `applied`.
+//!
+//! git runs as a child process with a scrubbed environment, no system or global config, hooks,
+//! fsmonitor, in-tree attributes and replace refs off, and only the `file` transport; every diff
+//! runs with `--no-textconv --no-ext-diff`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
 use crate::agent_spec::{AgentName, AgentSpec};
+
+mod changes;
+mod git;
+
+pub use changes::{ChangeKind, FileChange};
+use git::{APPLIED, PROPOSED, TempIndex, git, git_indexed, git_str, git_str_in};
+
+#[cfg(test)]
+mod tests;
 
 /// Largest file accepted in a config commit.
 const MAX_FILE: u64 = 1 << 20;
@@ -42,9 +58,6 @@ impl AgentDirs {
             root: data_dir.join("agents").join(name.as_str()),
         }
     }
-    pub fn proposed(&self) -> PathBuf {
-        self.root.join("proposed")
-    }
     pub fn repo(&self) -> PathBuf {
         self.root.join("config.git")
     }
@@ -60,69 +73,6 @@ impl AgentDirs {
     pub fn log(&self) -> PathBuf {
         self.root.join("agent.log")
     }
-}
-
-/// Runs git in `dir` with a scrubbed environment; returns stdout.
-fn git(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
-    let mut cmd = Command::new("git");
-    cmd.current_dir(dir)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
-        .env("LANG", "C")
-        .env("HOME", dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_AUTHOR_NAME", "hive-c0re")
-        .env("GIT_AUTHOR_EMAIL", "hive-c0re@localhost")
-        .env("GIT_COMMITTER_NAME", "hive-c0re")
-        .env("GIT_COMMITTER_EMAIL", "hive-c0re@localhost")
-        .args([
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "core.fsmonitor=false",
-            "-c",
-            "protocol.allow=never",
-            "-c",
-            "protocol.file.allow=always",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("cannot run git (is it installed?)")?;
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin was piped")
-            .write_all(input)?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.first().copied().unwrap_or(""),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
-}
-
-fn git_str(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    Ok(String::from_utf8_lossy(&git(dir, args, None)?)
-        .trim()
-        .to_owned())
 }
 
 /// A full commit id: 40 lowercase hex digits. Requests name commits this way, never by a branch
@@ -165,6 +115,11 @@ fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `content` is not text a reviewer can read: not UTF-8, or holding a NUL.
+fn is_binary(content: &[u8]) -> bool {
+    content.contains(&0) || std::str::from_utf8(content).is_err()
+}
+
 pub struct ConfigRepo {
     pub name: AgentName,
     pub dirs: AgentDirs,
@@ -185,6 +140,11 @@ impl ConfigRepo {
 
     /// The applied commit, if any.
     pub fn applied(&self) -> anyhow::Result<Option<String>> {
+        self.resolve(APPLIED)
+    }
+
+    /// The commit `refname` points at, if the repository and the ref exist.
+    fn resolve(&self, refname: &str) -> anyhow::Result<Option<String>> {
         if !self.dirs.repo().join("HEAD").is_file() {
             return Ok(None);
         }
@@ -194,7 +154,7 @@ impl ConfigRepo {
                 "rev-parse",
                 "--verify",
                 "--quiet",
-                "refs/heads/applied^{commit}",
+                &format!("{refname}^{{commit}}"),
             ],
         ) {
             Ok(s) if !s.is_empty() => Ok(Some(s)),
@@ -202,22 +162,22 @@ impl ConfigRepo {
         }
     }
 
+    /// The proposed side's tip: the `proposed` branch, else the applied commit (a data dir from
+    /// before the branch, or an agent never proposed to), else none.
+    fn proposed_tip(&self) -> anyhow::Result<Option<String>> {
+        match self.resolve(PROPOSED)? {
+            Some(sha) => Ok(Some(sha)),
+            None => self.applied(),
+        }
+    }
+
     fn init(&self) -> anyhow::Result<()> {
         crate::fsutil::private_dir(&self.dirs.root)?;
-        if !self.dirs.repo().join("HEAD").is_file() {
-            git(
-                &self.dirs.root,
-                &["init", "--quiet", "--bare", "config.git"],
-                None,
-            )?;
-            git(
-                &self.dirs.repo(),
-                &["symbolic-ref", "HEAD", "refs/heads/applied"],
-                None,
-            )?;
-        }
-        if !self.dirs.proposed().join(".git").exists() {
-            git(&self.dirs.root, &["init", "--quiet", "proposed"], None)?;
+        let repo = self.dirs.repo();
+        if !repo.join("HEAD").is_file() {
+            crate::fsutil::private_dir(&repo)?;
+            git(&repo, &["init", "--quiet", "--bare"], None)?;
+            git(&repo, &["symbolic-ref", "HEAD", APPLIED], None)?;
         }
         Ok(())
     }
@@ -236,81 +196,129 @@ impl ConfigRepo {
         Ok(sha)
     }
 
-    /// Commits `files` (replacing those paths) on top of the proposed side's HEAD; returns the
-    /// new commit's sha. Used by `hive config propose` and at seeding.
+    /// Commits `files` (replacing those paths) on top of the proposed side's tip and moves the
+    /// `proposed` branch to it; returns the new commit's sha. Used by `hive config propose`, the
+    /// core (spawns) and at seeding. Plumbing only, in the core's repo: the tree is the parent's
+    /// with the given paths replaced, built in a temporary index. Fails, changing nothing, if
+    /// the branch moved meanwhile.
     pub fn commit_proposed(&self, files: &[ConfigFile], message: &str) -> anyhow::Result<String> {
-        self.init()?;
-        let wt = self.dirs.proposed();
         for f in files {
             check_path(&f.path).map_err(|e| anyhow::anyhow!(e))?;
-            let dest = wt.join(&f.path);
-            // No component on the way may be a symlink: nothing is written outside the tree.
-            let mut at = wt.clone();
-            for c in Path::new(&f.path)
-                .parent()
-                .into_iter()
-                .flat_map(|p| p.components())
-            {
-                at.push(c);
-                if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-                    bail!(
-                        "{} is a symlink in the proposed tree; refusing to write through it",
-                        at.display()
-                    );
-                }
+            if f.content.len() as u64 > MAX_FILE {
+                bail!("{} is larger than {MAX_FILE} bytes", f.path);
             }
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            // Never write through a symlink someone left in the work tree.
-            if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
-                std::fs::remove_file(&dest)?;
-            }
-            std::fs::write(&dest, &f.content)?;
-            let mode = if f.executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(
-                &dest,
-                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
-            )?;
-            git(&wt, &["add", "--", &f.path], None)?;
         }
-        git(
-            &wt,
-            &["commit", "--quiet", "--allow-empty", "-m", message],
-            None,
-        )?;
-        git_str(&wt, &["rev-parse", "HEAD"])
-    }
-
-    /// Copies commit `sha` from the proposed side into the core's repo and tags it
-    /// `proposal/<id>`. From then on the proposal is immune to anything done on the proposed side.
-    pub fn snapshot(&self, sha: &str, id: &str) -> anyhow::Result<()> {
-        let sha = parse_sha(sha).map_err(|e| anyhow::anyhow!(e))?;
         self.init()?;
-        let proposed = self.dirs.proposed();
-        let src = proposed.to_str().context("data dir path is not UTF-8")?;
+        let repo = self.dirs.repo();
+        let old = self.resolve(PROPOSED)?;
+        let parent = match &old {
+            Some(sha) => Some(sha.clone()),
+            None => self.applied()?,
+        };
+        let index = TempIndex::new(&repo);
+        let in_index = |args: &[&str]| git_indexed(&repo, Some(&index.0), args, None);
+        match &parent {
+            Some(p) => in_index(&["read-tree", &format!("{p}^{{tree}}")])?,
+            None => in_index(&["read-tree", "--empty"])?,
+        };
+        for f in files {
+            let oid = git_str_in(
+                &repo,
+                &["hash-object", "-w", "--no-filters", "--stdin"],
+                &f.content,
+            )?;
+            let mode = if f.executable { "100755" } else { "100644" };
+            in_index(&[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("{mode},{oid},{}", f.path),
+            ])
+            .with_context(|| format!("cannot add {} to the proposed tree", f.path))?;
+        }
+        let tree = String::from_utf8_lossy(&in_index(&["write-tree"])?)
+            .trim()
+            .to_owned();
+        let mut args = vec!["commit-tree", "--no-gpg-sign", tree.as_str()];
+        if let Some(p) = &parent {
+            args.extend(["-p", p.as_str()]);
+        }
+        let sha = git_str_in(&repo, &args, message.as_bytes())?;
+        // Compare-and-swap: an empty old value means "must not exist yet".
         git(
-            &self.dirs.repo(),
+            &repo,
             &[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "--no-write-fetch-head",
-                src,
-                &format!("+{sha}:refs/tags/proposal/{id}"),
+                "update-ref",
+                "-m",
+                "commit_proposed",
+                PROPOSED,
+                &sha,
+                old.as_deref().unwrap_or(""),
             ],
             None,
         )
-        .with_context(|| format!("commit {sha} is not on {}'s proposed side", self.name))?;
-        let kind = git_str(&self.dirs.repo(), &["cat-file", "-t", &sha])?;
+        .with_context(|| format!("{}'s proposed branch moved meanwhile", self.name))?;
+        Ok(sha)
+    }
+
+    /// Moves the `proposed` branch to commit `sha` (already in the core's repo), e.g. to base
+    /// the next proposal on something other than the last one.
+    pub fn reset_proposed(&self, sha: &str) -> anyhow::Result<()> {
+        let sha = parse_sha(sha).map_err(|e| anyhow::anyhow!(e))?;
+        self.init()?;
+        self.require_commit(&sha)?;
+        git(
+            &self.dirs.repo(),
+            &["update-ref", "-m", "reset_proposed", PROPOSED, &sha],
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Fails unless `sha` names a commit in the core's repo.
+    fn require_commit(&self, sha: &str) -> anyhow::Result<()> {
+        let kind = git_str(&self.dirs.repo(), &["cat-file", "-t", sha])
+            .with_context(|| format!("commit {sha} is not in {}'s config repo", self.name))?;
         if kind != "commit" {
             bail!("{sha} is a {kind}, not a commit");
         }
         Ok(())
     }
 
+    /// Tags commit `sha` `proposal/<id>`. The commit must be on the proposed side: the
+    /// `proposed` branch or one of its ancestors. From then on the proposal is immune to
+    /// anything done to the branch. Reads no other repository.
+    pub fn snapshot(&self, sha: &str, id: &str) -> anyhow::Result<()> {
+        let sha = parse_sha(sha).map_err(|e| anyhow::anyhow!(e))?;
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            bail!("{id:?} is not a proposal id");
+        }
+        self.init()?;
+        self.require_commit(&sha)?;
+        let tip = self
+            .proposed_tip()?
+            .with_context(|| format!("{} has no proposed commits", self.name))?;
+        if tip != sha
+            && git(
+                &self.dirs.repo(),
+                &["merge-base", "--is-ancestor", &sha, &tip],
+                None,
+            )
+            .is_err()
+        {
+            bail!("commit {sha} is not on {}'s proposed side", self.name);
+        }
+        git(
+            &self.dirs.repo(),
+            &["update-ref", &format!("refs/tags/proposal/{id}"), &sha],
+            None,
+        )?;
+        Ok(())
+    }
+
     /// The files of commit `sha` (which must be in the core's repo), checked: regular files only
-    /// (no symlinks, no submodules), safe paths, bounded sizes, an `agent.toml`.
+    /// (no symlinks, no submodules), text only (UTF-8, no NUL), safe paths, bounded sizes, an
+    /// `agent.toml`.
     pub fn read_commit(&self, sha: &str) -> Result<Vec<ConfigFile>, String> {
         let sha = parse_sha(sha)?;
         let listing = git(
@@ -346,6 +354,11 @@ impl ConfigRepo {
             }
             let content = git(&self.dirs.repo(), &["cat-file", "blob", oid], None)
                 .map_err(|e| format!("{e:#}"))?;
+            if is_binary(&content) {
+                return Err(format!(
+                    "{path} is a binary file; config files must be text"
+                ));
+            }
             files.push(ConfigFile {
                 path: path.to_owned(),
                 executable: mode == "100755",
@@ -381,25 +394,6 @@ impl ConfigRepo {
                     .collect::<Vec<_>>()
                     .join("; ")
             })
-    }
-
-    /// `git diff` from the applied commit to `sha` (both in the core's repo).
-    pub fn diff(&self, sha: &str) -> anyhow::Result<String> {
-        let sha = parse_sha(sha).map_err(|e| anyhow::anyhow!(e))?;
-        let base = self.applied()?;
-        let out = match base {
-            Some(base) => git(
-                &self.dirs.repo(),
-                &["diff", "--no-color", "--no-ext-diff", &base, &sha],
-                None,
-            )?,
-            None => git(
-                &self.dirs.repo(),
-                &["show", "--no-color", "--no-ext-diff", "--format=", &sha],
-                None,
-            )?,
-        };
-        Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
     /// Whether `sha` fast-forwards the applied commit.
@@ -643,140 +637,4 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<ConfigFile>) -> anyhow::
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(path: &str, content: &str) -> ConfigFile {
-        ConfigFile {
-            path: path.into(),
-            executable: false,
-            content: content.as_bytes().to_vec(),
-        }
-    }
-
-    fn seeded() -> (tempfile::TempDir, ConfigRepo) {
-        let tmp = tempfile::tempdir().unwrap();
-        let bot = tmp.path().join("bots/echo");
-        std::fs::create_dir_all(&bot).unwrap();
-        std::fs::write(bot.join("agent.toml"), "[brain]\nkind = \"scripted\"\n").unwrap();
-        std::fs::write(bot.join("prompt.md"), "v1").unwrap();
-        let repo = ConfigRepo::new(&tmp.path().join("data"), &AgentName::parse("echo").unwrap());
-        repo.seed(&bot).unwrap();
-        (tmp, repo)
-    }
-
-    #[test]
-    fn seed_propose_snapshot_deploy() {
-        let (_tmp, repo) = seeded();
-        let (n, first) = repo.current().unwrap();
-        assert_eq!(n, 1);
-        assert_eq!(repo.applied().unwrap().as_deref(), Some(first.as_str()));
-        assert_eq!(repo.load_current().unwrap().prompt.as_deref(), Some("v1"));
-
-        let sha = repo
-            .commit_proposed(&[file("prompt.md", "v2")], "prompt v2")
-            .unwrap();
-        repo.snapshot(&sha, "7").unwrap();
-        // Rewriting the proposed side afterwards changes nothing about proposal 7.
-        std::fs::write(repo.dirs.proposed().join("prompt.md"), "evil").unwrap();
-        let files = repo.read_commit(&sha).unwrap();
-        assert_eq!(
-            repo.parse_spec(&files).unwrap().prompt.as_deref(),
-            Some("v2")
-        );
-        assert!(repo.diff(&sha).unwrap().contains("+v2"));
-        assert!(repo.is_fast_forward(&sha).unwrap());
-        repo.deploy(&sha, 2, &files).unwrap();
-        assert_eq!(repo.current().unwrap(), (2, sha.clone()));
-        assert_eq!(repo.load_current().unwrap().prompt.as_deref(), Some("v2"));
-        // Deploying again (a crash mid-apply) is harmless.
-        repo.deploy(&sha, 2, &files).unwrap();
-        // The first commit does not fast-forward the second: refused.
-        let old = repo.read_commit(&first).unwrap();
-        assert!(!repo.is_fast_forward(&first).unwrap());
-        let err = repo.deploy(&first, 3, &old).unwrap_err().to_string();
-        assert!(err.contains("does not fast-forward"), "{err}");
-        assert_eq!(repo.applied().unwrap().as_deref(), Some(sha.as_str()));
-    }
-
-    #[test]
-    fn refuses_names_that_are_not_shas() {
-        let (_tmp, repo) = seeded();
-        for bad in [
-            "main",
-            "HEAD",
-            "applied",
-            "deploy/1",
-            "--upload-pack=sh",
-            "ABCDEF0123456789ABCDEF0123456789ABCDEF01",
-            "",
-        ] {
-            assert!(parse_sha(bad).is_err(), "{bad}");
-            assert!(repo.snapshot(bad, "1").is_err(), "{bad}");
-        }
-        let missing = "0123456789abcdef0123456789abcdef01234567";
-        assert!(repo.snapshot(missing, "1").is_err());
-    }
-
-    #[test]
-    fn refuses_symlinks_and_hostile_paths() {
-        let (tmp, repo) = seeded();
-        let secret = tmp.path().join("host-secret");
-        std::fs::write(&secret, "s3cr3t").unwrap();
-        let wt = repo.dirs.proposed();
-        // A symlinked agent.toml pointing out of the repo, committed by hand.
-        std::fs::remove_file(wt.join("agent.toml")).unwrap();
-        std::os::unix::fs::symlink(&secret, wt.join("agent.toml")).unwrap();
-        git(&wt, &["add", "-A"], None).unwrap();
-        git(&wt, &["commit", "-qm", "symlink"], None).unwrap();
-        let sha = git_str(&wt, &["rev-parse", "HEAD"]).unwrap();
-        repo.snapshot(&sha, "8").unwrap();
-        let err = repo.read_commit(&sha).unwrap_err();
-        assert!(err.contains("symlink"), "{err}");
-
-        for bad in [
-            "../x",
-            "/etc/passwd",
-            "a/../../x",
-            ".git/config",
-            "",
-            "a//b",
-        ] {
-            assert!(check_path(bad).is_err(), "{bad}");
-            assert!(
-                repo.commit_proposed(&[file(bad, "x")], "bad").is_err(),
-                "{bad}"
-            );
-        }
-        assert!(!tmp.path().join("x").exists());
-        assert!(check_path("tools/bot.py").is_ok());
-
-        // A symlinked directory planted in the proposed tree is never written through.
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir_all(&outside).unwrap();
-        std::os::unix::fs::symlink(&outside, wt.join("tools")).unwrap();
-        let err = repo
-            .commit_proposed(&[file("tools/bot.py", "x")], "through a link")
-            .unwrap_err();
-        assert!(err.to_string().contains("symlink"), "{err}");
-        assert!(!outside.join("bot.py").exists());
-    }
-
-    #[test]
-    fn an_invalid_agent_toml_cannot_be_applied() {
-        let (_tmp, repo) = seeded();
-        let sha = repo
-            .commit_proposed(
-                &[file("agent.toml", "[brain]\nkind = \"telepathy\"\n")],
-                "bad",
-            )
-            .unwrap();
-        repo.snapshot(&sha, "9").unwrap();
-        let files = repo.read_commit(&sha).unwrap();
-        let err = repo.parse_spec(&files).unwrap_err();
-        assert!(err.contains("brain"), "{err}");
-    }
 }

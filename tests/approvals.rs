@@ -789,31 +789,21 @@ async fn a_failed_apply_keeps_the_previous_config() {
         )
         .unwrap()
     };
-    // Two proposals, each on top of the applied seed: siblings, not a line.
-    let a = commit("va");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(repo.dirs.proposed())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    git(&["reset", "--quiet", "--hard", &seed]);
-    let b = commit("vb");
-    for (sha, id) in [(&a, 1), (&b, 2)] {
+    // Two proposals, each on top of the applied seed: siblings, not a line. Each is filed
+    // while it is on the proposed side (the proposed branch then moves back to the seed).
+    let file = |sha: &str, id: i64| {
         let filed = hyperhive::c0re::approvals::file_apply_commit(
             &hive.data, &hive.cfg, "test", "echo", sha, "sibling",
         )
         .unwrap()
         .unwrap();
         assert_eq!(filed, id);
-    }
+    };
+    let a = commit("va");
+    file(&a, 1);
+    repo.reset_proposed(&seed).unwrap();
+    let b = commit("vb");
+    file(&b, 2);
     assert!(hyperhive::c0re::control::wake_running_core(&hive.data));
     let req1 = request_event(&op, &approvals, 1).await;
     let req2 = request_event(&op, &approvals, 2).await;
