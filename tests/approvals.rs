@@ -49,7 +49,7 @@ async fn react(room: &Room, event: &OwnedEventId, key: &str) -> OwnedEventId {
 
 /// The request message `#id` in the approvals room.
 async fn request_event(op: &Operator, approvals: &Room, id: u32) -> OwnedEventId {
-    let head = format!("**Request #{id}**");
+    let head = format!("Request #{id}: ");
     let msgs = op
         .wait_until(approvals, WAIT, &format!("request #{id}"), |m| {
             m.iter().any(|x| x.body.starts_with(&head))

@@ -25,9 +25,6 @@ use crate::store::{Approval, ApprovalState, Audit, NewApproval, Verdict, VoteOut
 /// in that room clears the cache at once (`Core::accept`); this bounds it regardless.
 const POWER_LEVELS_TTL: Duration = Duration::from_secs(60);
 
-/// Lines of diff shown in a request; the rest is one `hive approvals --diff <id>` away.
-const DIFF_LINES: usize = 60;
-
 /// Most bytes of a request's summary (it is shown in the request; the config carries the rest).
 pub const MAX_SUMMARY: usize = 1000;
 /// Deliveries of one reaction or redaction in `#hive-approvals` before it is given up (with
@@ -772,15 +769,40 @@ impl Core {
         self.notice(None, &format!("⚠️ {actor} {what}.")).await;
     }
 
-    /// Posts the request message and records its event id.
+    /// Posts the request message and records its event id. The text is rendered from the
+    /// snapshot (`request::render`: agent text as text, every file's stat, agent.toml first,
+    /// bounded); a request whose changes cannot be shown is not posted (the error fails it).
     async fn post_request(&self, a: &Approval) -> anyhow::Result<()> {
         let room = self.room("approvals").context("no approvals room")?;
         let name = AgentName::parse(&a.agent)?;
         let repo = ConfigRepo::new(self.data_dir(), &name);
-        let diff = tokio::task::block_in_place(|| repo.diff(&a.sha))
-            .unwrap_or_else(|e| format!("(diff unavailable: {e:#})"));
-        let text = request_text(a, &diff, self.cfg().approvals_required);
-        let content = super::outbound::message_content(&text, None, None, false);
+        let changes = match tokio::task::block_in_place(|| repo.changes(&a.sha)) {
+            Ok(c) => c,
+            Err(e) => {
+                // Never a request without what it changes: it fails, said where it shows.
+                self.refuse_posting(a, &e.context("its changes cannot be shown"))
+                    .await?;
+                return Ok(());
+            }
+        };
+        let rendered = super::request::render(&super::request::RequestView {
+            id: a.id,
+            spawn: a.kind == "init_config",
+            requester: &a.requester,
+            agent: &a.agent,
+            summary: &a.summary,
+            sha: &a.sha,
+            required: a.required.max(self.cfg().approvals_required),
+            expires_us: a.expires_us,
+            changes: &changes,
+        });
+        // Rendered already, as text: never through the Markdown renderer.
+        let content = json!({
+            "msgtype": "m.text",
+            "body": rendered.body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": rendered.html,
+        });
         let txn = format!("hh-approval-{}", a.id);
         let ev = self.send_raw(&room, None, &txn, &content).await?;
         self.store().set_request_event(a.id, ev.as_str())?;
@@ -1192,44 +1214,6 @@ fn failpoint(name: &str) {
     }
     #[cfg(not(debug_assertions))]
     let _ = name;
-}
-
-/// The request message (Markdown).
-fn request_text(a: &Approval, diff: &str, required: u32) -> String {
-    let lines: Vec<&str> = diff.lines().collect();
-    let shown = lines[..lines.len().min(DIFF_LINES)].join("\n");
-    let more = if lines.len() > DIFF_LINES {
-        format!(
-            "\n\n*diff truncated: {} more lines; `hive approvals --diff {}` prints it whole*",
-            lines.len() - DIFF_LINES,
-            a.id
-        )
-    } else {
-        String::new()
-    };
-    let expires = a.expires_us / 1_000_000;
-    let need = if required > 1 {
-        format!(" ({required} operators must approve)")
-    } else {
-        String::new()
-    };
-    let what = if a.kind == "init_config" {
-        "to spawn a new agent,"
-    } else {
-        "to apply a config commit to"
-    };
-    format!(
-        "**Request #{id}**: **{requester}** asks {what} **{agent}**\n\n\
-         > {summary}\n\n\
-         commit `{sha}`\n\n\
-         ```diff\n{shown}\n```{more}\n\n\
-         React ✅ to approve{need} or ❌ to deny. Expires at {expires} (unix time, the core's clock).",
-        id = a.id,
-        requester = a.requester,
-        agent = a.agent,
-        summary = a.summary.replace('\n', "\n> "),
-        sha = a.sha,
-    )
 }
 
 #[cfg(test)]
