@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod configrepo;
+pub mod failpoint;
 pub mod fsutil;
 pub mod harness;
 pub mod homeserver;

@@ -50,7 +50,11 @@ async fn secrets_never_reach_a_room() {
                 ),
             ),
         ],
-        &format!("[secrets]\nfiles = [{key_file:?}]\n"),
+        // Unsandboxed as the hive's own user (the test dir is private to it): the agent can
+        // read the core's token, and the filter is what stops it.
+        &format!(
+            "[secrets]\nfiles = [{key_file:?}]\n[runtime]\nkind = \"process\"\nallow_unsandboxed = true\n"
+        ),
     )
     .await;
     let script = hive.bots.join("leaky/leaky.py");

@@ -577,6 +577,9 @@ impl Core {
         let pl = match cached {
             Some(pl) => pl,
             None => {
+                if crate::failpoint::fails("power-levels") {
+                    anyhow::bail!("failpoint power-levels: the homeserver is away");
+                }
                 let room = self.room("approvals").context("no approvals room")?;
                 let pl = self.power_levels(&room).await?;
                 *self
@@ -1204,16 +1207,8 @@ pub fn spawnable(cfg: &crate::config::Config, name: &AgentName) -> Result<(), St
     Ok(())
 }
 
-/// Test builds only: `HYPERHIVE_FAILPOINT=<name>` kills the process at that point, the way a
-/// crash or SIGKILL would, so tests can prove what a restart does with a half-done apply.
 fn failpoint(name: &str) {
-    #[cfg(debug_assertions)]
-    if std::env::var("HYPERHIVE_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("failpoint {name}: exiting");
-        std::process::exit(101);
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
+    crate::failpoint::exit_at(name);
 }
 
 #[cfg(test)]

@@ -86,6 +86,12 @@ pub(crate) fn harness_args(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
+    // Debug builds: the tests' failpoints reach the harness too.
+    if cfg!(debug_assertions)
+        && let Some(fp) = std::env::var_os(crate::failpoint::ENV)
+    {
+        cmd.env(crate::failpoint::ENV, fp);
+    }
     // Where the Claude Code CLI is, for `claude-code` brains (no secret in it).
     if let Some(cli) = claude_cli(launch.bin.as_deref()) {
         cmd.env(crate::brain::claude_code::CLI_ENV, cli);
