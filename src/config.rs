@@ -191,6 +191,10 @@ pub struct RawDelivery {
     pub max_attempts: Option<u32>,
     /// Seconds between heartbeats through `#hive-c0re`.
     pub heartbeat_secs: Option<u64>,
+    /// Days the core keeps what it no longer needs: seen event ids, the bodies of delivered
+    /// messages, delivered reminders, sent posts, a turn's recorded effects (default 30; the
+    /// audit and model usage are kept for good).
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,6 +239,8 @@ pub struct Config {
     pub operators: Vec<OwnedUserId>,
     pub max_attempts: u32,
     pub heartbeat_secs: u64,
+    /// `delivery.retention_days`.
+    pub retention_days: u32,
     pub runtime: RuntimeKind,
     /// `runtime.allow_unsandboxed`: agents running code of their own may run without a sandbox.
     pub allow_unsandboxed: bool,
@@ -430,6 +436,11 @@ impl Config {
         if max_attempts == 0 {
             err("delivery.max_attempts", "must be at least 1".into());
         }
+        let retention_days = raw.delivery.retention_days.unwrap_or(30);
+        if retention_days < 2 {
+            // Shorter, and a homeserver outage could replay events whose ids are forgotten.
+            err("delivery.retention_days", "must be at least 2".into());
+        }
         let heartbeat_secs = raw.delivery.heartbeat_secs.unwrap_or(60);
         if heartbeat_secs == 0 {
             err("delivery.heartbeat_secs", "must be at least 1".into());
@@ -522,6 +533,7 @@ impl Config {
             operators,
             max_attempts,
             heartbeat_secs,
+            retention_days,
             runtime: raw.runtime.kind.unwrap_or(RuntimeKind::Bwrap),
             allow_unsandboxed: raw.runtime.allow_unsandboxed.unwrap_or(false),
             uid_base: raw.runtime.uid_base.unwrap_or(600_000),

@@ -471,6 +471,28 @@ impl Store {
         Ok(true)
     }
 
+    /// Forgets what is older than `before_us` and no longer needed: seen event ids, the bodies
+    /// of delivered messages (the rows stay, for the counts), delivered reminders, sent posts,
+    /// recorded turn effects. The audit, usage, approvals and dead letters are kept. Returns the
+    /// rows touched.
+    pub fn prune(&self, before_us: i64) -> anyhow::Result<usize> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM seen_events WHERE received_us < ?1",
+            "UPDATE inbox SET body = '', hive_event = NULL
+             WHERE state = 'done' AND done_us < ?1 AND (body != '' OR hive_event IS NOT NULL)",
+            "DELETE FROM reminders WHERE delivered = 1 AND due_us < ?1",
+            "DELETE FROM outbox WHERE state = 'sent' AND sent_us < ?1",
+            "DELETE FROM tool_effects WHERE ts_us < ?1",
+        ] {
+            n += tx.execute(sql, [before_us])?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     pub fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
         let conn = self.lock();
         Ok(conn
@@ -585,6 +607,26 @@ mod tests {
         assert_eq!(s.agent_uid("b", 600_000).unwrap(), 600_001);
         assert_eq!(s.agent_uid("a", 600_000).unwrap(), 600_000, "stable");
         assert_eq!(s.agent_uid("c", 700_000).unwrap(), 700_000, "a raised base");
+    }
+
+    #[test]
+    fn prune_forgets_only_the_old_and_done() {
+        let s = Store::open_in_memory().unwrap();
+        ingest(&s, &[ev("$old", &["a"]), ev("$new", &["a"])]);
+        let old = s.take_next("a", 3).unwrap().0.unwrap();
+        s.ack(old.id).unwrap();
+        let later = now_us() + 1_000_000;
+        assert_eq!(
+            s.prune(later).unwrap(),
+            3,
+            "two seen ids, one delivered body"
+        );
+        assert!(!s.seen("$old").unwrap());
+        // The pending message is untouched, body and all; the counts are kept.
+        let next = s.take_next("a", 3).unwrap().0.unwrap();
+        assert_eq!(next.body, "body of $new");
+        assert_eq!(s.counts("a").unwrap().done, 1);
+        assert_eq!(s.prune(0).unwrap(), 0, "nothing before the epoch");
     }
 
     #[test]

@@ -196,43 +196,77 @@ fn to_sse(message: &Value) -> String {
         .collect()
 }
 
+/// One HTTP/1.1 request from the CLI, as far as the proxy looks at it.
+#[derive(Debug)]
+struct ProxyRequest {
+    line: String,
+    /// `x-api-key`, or the token of `authorization: Bearer …`.
+    key: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Why a request from the CLI was not read.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadError {
+    /// Its body is over [`MAX_REQUEST`]: the session has outgrown what the hive forwards.
+    TooLarge,
+    Bad(String),
+}
+
 /// Reads one HTTP/1.1 request (headers and a Content-Length body) from the CLI.
-async fn read_request(stream: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
+async fn read_request(stream: &mut TcpStream) -> Result<ProxyRequest, ReadError> {
+    let bad = |e: &dyn std::fmt::Display| ReadError::Bad(e.to_string());
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
     let mut length = 0usize;
+    let mut key = None;
     loop {
         let mut line = String::new();
-        let n = reader
+        let n = (&mut reader)
+            .take(16 * 1024)
             .read_line(&mut line)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| bad(&e))?;
         if n == 0 {
-            return Err("connection closed".into());
+            return Err(bad(&"connection closed"));
         }
         if head.len() > 64 * 1024 {
-            return Err("headers too large".into());
+            return Err(bad(&"headers too large"));
         }
         if line == "\r\n" || line == "\n" {
             break;
         }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().map_err(|_| "bad content-length")?;
+        if let Some((k, v)) = line.split_once(':') {
+            let v = v.trim();
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.parse().map_err(|_| bad(&"bad content-length"))?;
+            } else if k.eq_ignore_ascii_case("x-api-key") {
+                key = Some(v.to_owned());
+            } else if k.eq_ignore_ascii_case("authorization") {
+                key = v.strip_prefix("Bearer ").map(str::to_owned).or(key);
+            }
         }
         head.push_str(&line);
     }
     if length > MAX_REQUEST {
-        return Err("request too large".into());
+        return Err(ReadError::TooLarge);
     }
     let mut body = vec![0; length];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|e| e.to_string())?;
-    let request_line = head.lines().next().unwrap_or("").to_owned();
-    Ok((request_line, body))
+    reader.read_exact(&mut body).await.map_err(|e| bad(&e))?;
+    Ok(ProxyRequest {
+        line: head.lines().next().unwrap_or("").to_owned(),
+        key,
+        body,
+    })
+}
+
+/// What one proxied request came to, for the turn.
+#[derive(Debug, Default)]
+struct Proxied {
+    /// A budget refusal from the core.
+    budget: Option<String>,
+    /// The CLI sent a request the hive does not forward: its session is too large.
+    too_large: bool,
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) {
@@ -246,25 +280,46 @@ async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body:
 }
 
 /// Serves one request of the CLI: a Messages call goes to the core; anything else is 404.
-/// Returns a budget refusal if there was one.
+/// Only this turn's CLI knows `secret` (its `ANTHROPIC_API_KEY`): any other local process that
+/// finds the port is refused, and spends nothing.
 async fn proxy_one(
     mut stream: TcpStream,
+    secret: &str,
     tools: &mut Tools<'_>,
-) -> Result<Option<String>, BrainError> {
-    let (line, body) = match read_request(&mut stream).await {
+) -> Result<Proxied, BrainError> {
+    let req = match read_request(&mut stream).await {
         Ok(r) => r,
-        Err(e) => {
+        Err(ReadError::TooLarge) => {
+            respond(&mut stream, "413 Payload Too Large", "application/json", br#"{"type":"error","error":{"type":"request_too_large","message":"the session is larger than the hive forwards"}}"#).await;
+            return Ok(Proxied {
+                too_large: true,
+                ..Default::default()
+            });
+        }
+        Err(ReadError::Bad(e)) => {
             tracing::debug!(error = %e, "bad request from the CLI");
-            return Ok(None);
+            return Ok(Proxied::default());
         }
     };
+    let authentic = req.key.as_deref().is_some_and(|k| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            k.as_bytes(),
+            secret.as_bytes(),
+        ))
+    });
+    if !authentic {
+        tracing::warn!("refused a model request to the proxy without this turn's secret");
+        respond(&mut stream, "401 Unauthorized", "application/json", br#"{"type":"error","error":{"type":"authentication_error","message":"not this turn's client"}}"#).await;
+        return Ok(Proxied::default());
+    }
+    let (line, body) = (req.line, req.body);
     let path = line.split_whitespace().nth(1).unwrap_or("");
     if !line.starts_with("POST ")
         || !path.starts_with("/v1/messages")
         || path.contains("count_tokens")
     {
         respond(&mut stream, "404 Not Found", "application/json", br#"{"type":"error","error":{"type":"not_found_error","message":"not served by the hive"}}"#).await;
-        return Ok(None);
+        return Ok(Proxied::default());
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let streaming = request["stream"] == json!(true);
@@ -287,7 +342,7 @@ async fn proxy_one(
                 )
                 .await;
             }
-            Ok(None)
+            Ok(Proxied::default())
         }
         Err(e) => {
             let budget = (e.code == ErrorCode::Budget).then(|| e.message.clone());
@@ -299,13 +354,34 @@ async fn proxy_one(
                 err.to_string().as_bytes(),
             )
             .await;
-            Ok(budget)
+            Ok(Proxied {
+                budget,
+                ..Default::default()
+            })
         }
     }
 }
 
-impl Brain for ClaudeCode {
-    async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
+/// What one run of the CLI reported.
+struct CliRun {
+    mcp_status: Option<String>,
+    result: Option<Value>,
+    servers: Value,
+    budget: Option<String>,
+    /// The session outgrew what the hive forwards.
+    too_large: bool,
+    /// The run resumed an earlier session.
+    resumed: bool,
+}
+
+impl ClaudeCode {
+    /// Runs the CLI once for `msg`, resuming the agent's session unless `fresh`.
+    async fn run_cli(
+        &mut self,
+        msg: &Message,
+        tools: &mut Tools<'_>,
+        fresh: bool,
+    ) -> Result<CliRun, BrainError> {
         let proxy = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| BrainError::Failed(format!("cannot open the model proxy: {e}")))?;
@@ -313,13 +389,19 @@ impl Brain for ClaudeCode {
             .local_addr()
             .map_err(|e| BrainError::Failed(e.to_string()))?
             .port();
+        // Only this run's CLI gets it: the proxy serves nobody else on this machine.
+        let secret = crate::c0re::registration::random_secret(32);
         let mcp = self.state_dir.join(".hive-mcp.json");
         std::fs::write(&mcp, self.mcp_config().to_string())
             .map_err(|e| BrainError::Failed(format!("cannot write the MCP config: {e}")))?;
         let session_file = self.state_dir.join(SESSION_FILE);
-        let session = std::fs::read_to_string(&session_file)
-            .ok()
-            .map(|s| s.trim().to_owned());
+        let session = if fresh {
+            None
+        } else {
+            std::fs::read_to_string(&session_file)
+                .ok()
+                .map(|s| s.trim().to_owned())
+        };
         let mut cmd = tokio::process::Command::new(&self.cli);
         cmd.arg("--bare")
             .arg("-p")
@@ -339,22 +421,22 @@ impl Brain for ClaudeCode {
         if let Some(m) = &self.model {
             cmd.args(["--model", m]);
         }
-        let new_session = match &session {
+        let (new_session, resumed) = match &session {
             Some(id) if !id.is_empty() => {
                 cmd.args(["--resume", id]);
-                None
+                (None, true)
             }
             _ => {
                 let id = uuid_v4();
                 cmd.args(["--session-id", &id]);
-                Some(id)
+                (Some(id), false)
             }
         };
         super::harness_child(&mut cmd, &self.state_dir)
             .current_dir(&self.state_dir)
             .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
-            // A placeholder: the proxy ignores it, the core adds the real key.
-            .env("ANTHROPIC_API_KEY", "hive-proxy")
+            // Not a key: this run's secret for the proxy, which the core replaces by the key.
+            .env("ANTHROPIC_API_KEY", &secret)
             .env("ENABLE_TOOL_SEARCH", "false")
             .env("DISABLE_AUTOUPDATER", "1")
             .stdin(Stdio::null())
@@ -366,16 +448,23 @@ impl Brain for ClaudeCode {
             .map_err(|e| BrainError::Failed(format!("cannot start {}: {e}", self.cli.display())))?;
         let stdout = child.stdout.take().expect("stdout was piped");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut mcp_status, mut result, mut budget) =
-            (None::<String>, None::<Value>, None::<String>);
-        let mut servers = Value::Null;
+        let mut run = CliRun {
+            mcp_status: None,
+            result: None,
+            servers: Value::Null,
+            budget: None,
+            too_large: false,
+            resumed,
+        };
         loop {
             tokio::select! {
                 conn = proxy.accept() => {
-                    if let Ok((stream, _)) = conn
-                        && let Some(b) = proxy_one(stream, tools).await?
-                    {
-                        budget = Some(b);
+                    if let Ok((stream, _)) = conn {
+                        let p = proxy_one(stream, &secret, tools).await?;
+                        run.too_large |= p.too_large;
+                        if p.budget.is_some() {
+                            run.budget = p.budget;
+                        }
                     }
                 }
                 line = lines.next_line() => {
@@ -384,27 +473,70 @@ impl Brain for ClaudeCode {
                     match (ev["type"].as_str(), ev["subtype"].as_str()) {
                         (Some("system"), Some("init")) => {
                             tracing::info!(mcp_servers = %ev["mcp_servers"], "Claude Code started");
-                            servers = ev["mcp_servers"].clone();
-                            mcp_status = ev["mcp_servers"]
+                            run.servers = ev["mcp_servers"].clone();
+                            run.mcp_status = ev["mcp_servers"]
                                 .as_array()
                                 .and_then(|s| s.iter().find(|x| x["name"] == "hive"))
                                 .map(|x| x["status"].as_str().unwrap_or("").to_owned());
                         }
-                        (Some("result"), _) => result = Some(ev),
+                        (Some("result"), _) => run.result = Some(ev),
                         _ => {}
                     }
                 }
             }
         }
-        let _ = child.wait().await;
-        if let Some(id) = new_session {
-            let _ = std::fs::write(&session_file, id);
+        if let Err(e) = child.wait().await {
+            tracing::warn!(error = %e, "could not wait for Claude Code");
         }
-        if let Some(b) = budget {
+        if let Some(id) = new_session
+            && let Err(e) = std::fs::write(&session_file, id)
+        {
+            tracing::warn!(error = %e, "could not record the session; the next turn starts a new one");
+        }
+        Ok(run)
+    }
+}
+
+/// Whether a resumed run failed because its session cannot be resumed (too large for the hive
+/// to forward, or gone): then a new session is started.
+fn session_lost(run: &CliRun) -> bool {
+    if !run.resumed {
+        return false;
+    }
+    if run.too_large {
+        return true;
+    }
+    let text = run
+        .result
+        .as_ref()
+        .and_then(|r| r["result"].as_str())
+        .unwrap_or("");
+    run.result
+        .as_ref()
+        .is_some_and(|r| r["is_error"] == json!(true))
+        && (text.contains("No conversation found") || text.contains("session"))
+}
+
+impl Brain for ClaudeCode {
+    async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
+        let mut run = self.run_cli(msg, tools, false).await?;
+        let mut restarted = false;
+        if session_lost(&run) {
+            tracing::warn!("the session cannot be resumed; starting a new one");
+            run = self.run_cli(msg, tools, true).await?;
+            restarted = true;
+        }
+        if let Some(b) = run.budget {
             tools.stop_over_budget(&b).await?;
             return Ok(());
         }
-        match mcp_status.as_deref() {
+        if run.too_large {
+            return Err(BrainError::Failed(format!(
+                "Claude Code sent a request larger than the {} MiB the hive forwards",
+                MAX_REQUEST >> 20
+            )));
+        }
+        match run.mcp_status.as_deref() {
             Some("connected") => {}
             other => {
                 return Err(BrainError::Failed(format!(
@@ -413,12 +545,20 @@ impl Brain for ClaudeCode {
                 )));
             }
         }
-        let result =
-            result.ok_or_else(|| BrainError::Failed("Claude Code gave no result".into()))?;
-        let denied = [denials_note(&result), unconnected_note(&servers)]
-            .into_iter()
-            .flatten()
-            .reduce(|a, b| format!("{a}\n\n{b}"));
+        let result = run
+            .result
+            .ok_or_else(|| BrainError::Failed("Claude Code gave no result".into()))?;
+        let restart_note = restarted.then(|| {
+            "_(My previous session could not be resumed (it had grown too large, or was gone), so I started a new one: I do not remember our earlier conversation.)_".to_owned()
+        });
+        let notes = [
+            denials_note(&result),
+            unconnected_note(&run.servers),
+            restart_note,
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| format!("{a}\n\n{b}"));
         let text = result["result"].as_str().unwrap_or("").trim().to_owned();
         if result["is_error"] == json!(true) {
             return Err(BrainError::Failed(format!(
@@ -435,7 +575,7 @@ impl Brain for ClaudeCode {
                 .await?;
             return Ok(());
         }
-        let text = match denied {
+        let text = match notes {
             Some(note) if text.is_empty() => note,
             Some(note) => format!("{text}\n\n{note}"),
             None => text,
@@ -500,6 +640,86 @@ fn unconnected_note(servers: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The proxy serves only the client holding this turn's secret; a request over the limit
+    /// is marked as a session too large to resume.
+    #[tokio::test]
+    async fn the_proxy_serves_only_its_own_cli() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let send = |head: String, body: Vec<u8>| async move {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(head.as_bytes()).await.unwrap();
+            c.write_all(&body).await.unwrap();
+            c
+        };
+        let cases = [
+            (None, Some("hello")),
+            (Some("x-api-key: wrong"), Some("hello")),
+            (Some("x-api-key: s3cret"), Some("hello")),
+            (Some("authorization: Bearer s3cret"), Some("hello")),
+        ];
+        let mut keys = Vec::new();
+        for (header, body) in cases {
+            let body = body.unwrap().as_bytes().to_vec();
+            let head = format!(
+                "POST /v1/messages HTTP/1.1\r\n{}content-length: {}\r\n\r\n",
+                header.map(|h| format!("{h}\r\n")).unwrap_or_default(),
+                body.len()
+            );
+            let _client = send(head, body).await;
+            let (mut stream, _) = listener.accept().await.unwrap();
+            keys.push(read_request(&mut stream).await.unwrap().key);
+        }
+        assert_eq!(
+            keys,
+            [
+                None,
+                Some("wrong".into()),
+                Some("s3cret".into()),
+                Some("s3cret".into())
+            ]
+        );
+        let head = format!(
+            "POST /v1/messages HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+            MAX_REQUEST + 1
+        );
+        let _client = send(head, Vec::new()).await;
+        let (mut stream, _) = listener.accept().await.unwrap();
+        assert_eq!(
+            read_request(&mut stream).await.unwrap_err(),
+            ReadError::TooLarge
+        );
+    }
+
+    #[test]
+    fn a_lost_session_is_recognised() {
+        let run = |resumed, too_large, result: Option<Value>| CliRun {
+            mcp_status: None,
+            result,
+            servers: Value::Null,
+            budget: None,
+            too_large,
+            resumed,
+        };
+        let err = |t: &str| Some(json!({"is_error": true, "result": t}));
+        assert!(session_lost(&run(true, true, None)));
+        assert!(session_lost(&run(
+            true,
+            false,
+            err("No conversation found with session ID: x")
+        )));
+        assert!(
+            !session_lost(&run(false, true, None)),
+            "a new session is not retried"
+        );
+        assert!(!session_lost(&run(true, false, err("API Error: 500"))));
+        assert!(!session_lost(&run(
+            true,
+            false,
+            Some(json!({"result": "ok"}))
+        )));
+    }
 
     #[test]
     fn declared_servers_that_did_not_connect_are_named() {

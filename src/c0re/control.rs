@@ -93,6 +93,9 @@ impl Core {
                 now
             }
         };
+        // Event ids older than the retention are forgotten (`prune`): never take such an event
+        // for one the core missed.
+        let since_ms = since_ms.max(self.retention_horizon_us() / 1000);
         let mut accepted = 0;
         let rooms: Vec<OwnedRoomId> = self.rooms().all().cloned().collect();
         for room in rooms {
@@ -142,6 +145,29 @@ impl Core {
             }
         }
         Ok(accepted)
+    }
+
+    /// Before this, the core keeps nothing it no longer needs (`delivery.retention_days`, less a
+    /// day of margin for reconciliation).
+    fn retention_horizon_us(&self) -> i64 {
+        let days = i64::from(self.cfg().retention_days.saturating_sub(1));
+        now_us() - days * 86_400_000_000
+    }
+
+    /// Prunes the store at start and every six hours.
+    pub async fn prune_loop(self) {
+        loop {
+            let before = now_us() - i64::from(self.cfg().retention_days) * 86_400_000_000;
+            match self.store().prune(before) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned what the core no longer needs"),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "pruning the store failed"),
+            }
+            tokio::select! {
+                _ = self.cancel().cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(6 * 3600)) => {}
+            }
+        }
     }
 
     /// Serves `!hive …` commands from the control queue, one at a time, exactly once.

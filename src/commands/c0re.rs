@@ -200,6 +200,13 @@ pub async fn serve(
             Ok(())
         }
     });
+    tasks.spawn({
+        let c = core.clone();
+        async move {
+            c.prune_loop().await;
+            Ok(())
+        }
+    });
     tasks.spawn(core.clone().serve_control_socket());
     let pid_path = super::pid_file(data_dir, "c0re");
     crate::fsutil::write_atomic(&pid_path, std::process::id().to_string().as_bytes(), 0o644)?;
