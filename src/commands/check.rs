@@ -117,6 +117,7 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
                     }
                 );
             }
+            print_placements(&cfg, &dirs.data_dir, &specs);
             for s in &specs {
                 if let Some(why) = unpriced_dollar_budget(&cfg, s) {
                     ok = false;
@@ -149,5 +150,63 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Where each agent would run on this machine, and what running unsandboxed gives away.
+/// Refusals are warnings: the hive runs, those agents wait for a sandbox or the opt-in.
+fn print_placements(
+    cfg: &Config,
+    data_dir: &std::path::Path,
+    specs: &[crate::agent_spec::AgentSpec],
+) {
+    use crate::config::RuntimeKind;
+    use crate::runtime::placement::{Host, Placement, gives_away, own_code, place};
+    let host = Host {
+        sandbox: if cfg.runtime == RuntimeKind::Bwrap {
+            crate::runtime::bwrap::available()
+        } else {
+            Err(format!("runtime.kind = {:?}", cfg.runtime))
+        },
+        own_uids: crate::runtime::process::own_uids(data_dir),
+    };
+    println!(
+        "where agents run (sandbox here: {})",
+        match &host.sandbox {
+            Ok(()) => "yes".to_owned(),
+            Err(e) => format!("no: {e}"),
+        }
+    );
+    let mut unsandboxed = false;
+    for s in specs {
+        let p = place(
+            cfg.runtime,
+            cfg.allow_unsandboxed,
+            &host,
+            own_code(&s.brain).as_deref(),
+        );
+        let line = match &p {
+            Placement::Sandboxed => "sandboxed (bwrap)".to_owned(),
+            Placement::External => "started by someone else (external)".to_owned(),
+            Placement::Unsandboxed { own_uid: true } => {
+                unsandboxed = true;
+                "UNSANDBOXED, as a uid of its own".to_owned()
+            }
+            Placement::Unsandboxed { own_uid: false } => {
+                unsandboxed = true;
+                "UNSANDBOXED, as the hive's own user".to_owned()
+            }
+            Placement::Refused(why) => {
+                eprintln!("warning: {}: not started: {why}", s.name);
+                "NOT STARTED (see the warning)".to_owned()
+            }
+        };
+        println!("  {:<12} {line}", s.name.as_str());
+    }
+    if unsandboxed {
+        eprintln!(
+            "warning: agents run unsandboxed here: {}",
+            gives_away(&host)
+        );
     }
 }

@@ -89,6 +89,15 @@ impl Bwrap {
     }
 }
 
+/// Whether a sandbox can run here, without installing anything (`hive check`).
+pub fn available() -> Result<(), String> {
+    let bwrap = crate::fsutil::which("bwrap").ok_or_else(|| {
+        "bubblewrap is not installed (`hive up` installs it with apt when it runs as root)"
+            .to_owned()
+    })?;
+    probe(&bwrap).map_err(|e| format!("{e:#}"))
+}
+
 /// Runs `true` in a sandbox built like an agent's (every namespace unshared, no capabilities):
 /// a machine where that fails (no user namespaces, a container's seccomp) has no sandbox.
 fn probe(bwrap: &Path) -> anyhow::Result<()> {
