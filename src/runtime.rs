@@ -47,4 +47,8 @@ pub trait Runtime: Send + Sync {
     fn name(&self) -> &'static str;
     /// The command that starts `launch`'s harness (stdio and lifetime are the supervisor's).
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command>;
+    /// How the harness ended, said for a person (a wrapper may encode a signal in its code).
+    fn describe_exit(&self, status: std::process::ExitStatus) -> String {
+        status.to_string()
+    }
 }

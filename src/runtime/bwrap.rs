@@ -148,6 +148,16 @@ impl Runtime for Bwrap {
         "bwrap"
     }
 
+    /// bwrap exits with 128 + N when its child was killed by signal N.
+    fn describe_exit(&self, status: std::process::ExitStatus) -> String {
+        match status.code() {
+            Some(c) if c > 128 && c < 128 + 65 => {
+                format!("signal: {} (in its sandbox)", c - 128)
+            }
+            _ => status.to_string(),
+        }
+    }
+
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
         let config = std::fs::canonicalize(&launch.spec_dir)
             .with_context(|| format!("no config generation at {}", launch.spec_dir.display()))?;
@@ -217,5 +227,25 @@ impl Runtime for Bwrap {
             cmd.env(crate::brain::claude_code::CLI_ENV, CLAUDE_IN_SANDBOX);
         }
         Ok(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_signal_inside_the_sandbox_is_named() {
+        let b = Bwrap {
+            bwrap: PathBuf::from("/usr/bin/bwrap"),
+        };
+        let code = |c: i32| std::process::ExitStatus::from_raw(c << 8);
+        assert_eq!(b.describe_exit(code(137)), "signal: 9 (in its sandbox)");
+        assert_eq!(b.describe_exit(code(1)), "exit status: 1");
+        assert_eq!(
+            b.describe_exit(std::process::ExitStatus::from_raw(9)),
+            "signal: 9 (SIGKILL)"
+        );
     }
 }

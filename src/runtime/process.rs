@@ -416,7 +416,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_s
             }
             s = child.wait() => s,
         };
-        let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+        let status = status.map_or_else(|e| e.to_string(), |s| runtime.describe_exit(s));
         set_state(&core, &name, "crashed", None);
         if started.elapsed() > CRASH_WINDOW {
             backoff = Duration::from_millis(500);
