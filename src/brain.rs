@@ -256,15 +256,9 @@ pub(crate) fn harness_child<'c>(
     cmd: &'c mut tokio::process::Command,
     home: &Path,
 ) -> &'c mut tokio::process::Command {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
-    cmd.env_clear()
+    // The harness forks every child from its one thread, which lives as long as it does.
+    crate::runtime::tied::die_with_parent(cmd)
+        .env_clear()
         .env(
             "PATH",
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),

@@ -260,6 +260,18 @@ pub fn prepare_for_uid(data_dir: &Path, launch: &AgentLaunch, uid: u32) -> anyho
     Ok(())
 }
 
+/// A state dir an agent's own uid used (it ran unsandboxed before) is owned by root again for
+/// the sandbox, whose harness runs as root without capabilities and could not write it.
+fn own_state_as_root(state: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(state) {
+        Ok(m) if m.uid() != 0 && nix::unistd::geteuid().is_root() => {
+            chown_tree(state, Some(0), 0, None)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Owns every entry under `top` (itself included) by `uid`:`gid` without following symlinks;
 /// with `group_read`, directories become 0750 and files 0640 (0750 when executable).
 fn chown_tree(
@@ -356,7 +368,16 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_s
             },
             Placement::Unsandboxed { own_uid } => {
                 if *own_uid {
-                    launch.uid = entry.uid();
+                    // Never as root when a uid of its own was due: wait for a new config.
+                    let Some(uid) = entry.uid() else {
+                        tracing::error!(agent = %name, "no uid of its own was allocated; not started");
+                        set_state(&core, &name, "cannot-start", None);
+                        if !wait_for_new_config(&core, &name).await {
+                            return;
+                        }
+                        continue;
+                    };
+                    launch.uid = Some(uid);
                     launch.bin = runtimes.bin.clone();
                 }
                 &Process
@@ -378,6 +399,11 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_s
             }
         };
         refused_said = None;
+        if placement == Placement::Sandboxed
+            && let Err(e) = own_state_as_root(&launch.state_dir)
+        {
+            tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot give the agent's state back to the sandbox's user");
+        }
         if let Some(uid) = launch.uid
             && let Err(e) = prepare_for_uid(core.data_dir(), &launch, uid)
         {
