@@ -14,7 +14,7 @@ const PATTERN: &str = "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 fn leaky_py() -> String {
     format!(
         r#"#!/usr/bin/env python3
-import json, sys
+import json, os, sys
 m = json.load(sys.stdin)["message"]
 body = m["body"].strip()
 if body == "file":
@@ -22,8 +22,9 @@ if body == "file":
 elif body == "pattern":
     out = {{"reply": "try **{PATTERN}**"}}
 elif body == "token":
-    tokens = json.load(open("../../../appservice/tokens.json"))
-    out = {{"reply": "hs_token: " + tokens["hs_token"]}}
+    # The core's own token, as an agent that got hold of it would post it.
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = {{"reply": "hs_token: " + open(os.path.join(here, "token.txt")).read().strip()}}
 elif body == "send":
     out = {{"send": [{{"to": "operator", "body": "psst {PLANTED}"}}]}}
 else:
@@ -50,16 +51,15 @@ async fn secrets_never_reach_a_room() {
                 ),
             ),
         ],
-        // Unsandboxed as the hive's own user (the test dir is private to it): the agent can
-        // read the core's token, and the filter is what stops it.
-        &format!(
-            "[secrets]\nfiles = [{key_file:?}]\n[runtime]\nkind = \"process\"\nallow_unsandboxed = true\n"
-        ),
+        &format!("[secrets]\nfiles = [{key_file:?}]\n"),
     )
     .await;
     let script = hive.bots.join("leaky/leaky.py");
     std::fs::write(&script, leaky_py()).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // A sandboxed agent cannot read the core's token (tests/sandbox.rs): hand it one, as if it
+    // had got hold of it, to show the filter stops it anyway.
+    std::fs::write(hive.bots.join("leaky/token.txt"), hive.hs_token()).unwrap();
     hive.start_core();
     let hs_token = hive.hs_token();
     let op = hive.operator().await;

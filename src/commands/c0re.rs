@@ -57,7 +57,11 @@ fn runtimes(kind: RuntimeKind, data_dir: &Path) -> crate::runtime::Runtimes {
         Err(e) => (Err(e), None),
     };
     Runtimes {
-        host: Host { sandbox, own_uids },
+        host: Host {
+            sandbox,
+            own_uids,
+            as_root: nix::unistd::geteuid().is_root(),
+        },
         bwrap,
         bin,
     }

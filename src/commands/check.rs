@@ -169,6 +169,7 @@ fn print_placements(
             Err(format!("runtime.kind = {:?}", cfg.runtime))
         },
         own_uids: crate::runtime::process::own_uids(data_dir),
+        as_root: nix::unistd::geteuid().is_root(),
     };
     println!(
         "where agents run (sandbox here: {})",

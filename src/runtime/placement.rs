@@ -11,7 +11,8 @@
 //!   Claude Code without built-in tools) run unsandboxed without the opt-in.
 //! - Unsandboxed, an agent runs as a uid of its own whenever the OS allows it (the hive runs as
 //!   root and the agent's files are reachable by other uids), so nothing the core owns is
-//!   readable by it; else as the hive's own user, which the notices say plainly.
+//!   readable by it; else as the hive's own user, which the notices say plainly, but never as
+//!   root: a root hive that cannot give an agent a uid of its own does not start it.
 
 use crate::agent_spec::BrainSpec;
 use crate::config::{Config, RuntimeKind};
@@ -23,6 +24,8 @@ pub struct Host {
     pub sandbox: Result<(), String>,
     /// Agents can run as uids of their own, or why not.
     pub own_uids: Result<(), String>,
+    /// The hive runs as root: an agent without a uid of its own would be root.
+    pub as_root: bool,
 }
 
 /// Where one agent runs.
@@ -81,8 +84,13 @@ pub fn place(
             gives_away(host)
         ));
     }
-    Placement::Unsandboxed {
-        own_uid: host.own_uids.is_ok(),
+    match &host.own_uids {
+        Ok(()) => Placement::Unsandboxed { own_uid: true },
+        // Never an agent as root, whatever the opt-in says.
+        Err(why) if host.as_root => Placement::Refused(format!(
+            "{why_unsandboxed}, and it would run as root: {why}"
+        )),
+        Err(_) => Placement::Unsandboxed { own_uid: false },
     }
 }
 
@@ -121,6 +129,7 @@ mod tests {
         let host = |sandbox: Result<(), String>, uids: Result<(), String>| Host {
             sandbox,
             own_uids: uids,
+            as_root: false,
         };
         use Placement::*;
         use RuntimeKind::*;
@@ -193,6 +202,16 @@ mod tests {
             place(Process, false, &host(ok(), ok()), code),
             Refused(_)
         ));
+        // A root hive that cannot give an agent a uid of its own never runs it as root.
+        let root = Host {
+            as_root: true,
+            ..host(no("no bwrap"), no("/root is 0700"))
+        };
+        for (allow, code) in [(true, code), (false, None)] {
+            let p = place(Bwrap, allow, &root, code);
+            let Refused(why) = &p else { panic!("{p:?}") };
+            assert!(why.contains("it would run as root: /root is 0700"), "{why}");
+        }
     }
 
     #[test]
