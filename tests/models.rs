@@ -494,16 +494,24 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
                 format!("[brain]\nkind = \"anthropic\"\nmodel = \"m\"\n{servers}"),
             ),
         ],
-        // Local servers without auth.
+        // Local servers without auth. Unsandboxed, each agent on a uid of its own (the test is
+        // about the servers' environment and lifetime, which a sandbox's pid namespace hides).
         &format!(
             "[providers.openai]\nkind = \"openai\"\nbase_url = \"{base}/v1\"\n\
-             [providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{base}\"\n"
+             [providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{base}\"\n\
+             [runtime]\nkind = \"process\"\nallow_unsandboxed = true\n"
         ),
     )
     .await;
     for name in ["gpt", "claude"] {
         common::write_script(&hive.bots.join(name), "shout.py", common::SHOUT_PY);
     }
+    // Other uids must be able to enter the test's directory to reach their own files.
+    std::fs::set_permissions(
+        hive.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     hive.start_core();
     let op = hive.operator().await;
     for name in ["gpt", "claude"] {
@@ -529,7 +537,8 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
             })
             .await;
         let env = &seen.iter().rfind(|x| x.sender == me).unwrap().body;
-        let names: Vec<&str> = env.trim_start_matches("done: ").split(' ').collect();
+        let first = env.lines().next().unwrap_or_default();
+        let names: Vec<&str> = first.trim_start_matches("done: ").split(' ').collect();
         for wanted in ["HOME", "LANG", "MODE", "PATH"] {
             assert!(names.contains(&wanted), "{env}");
         }
