@@ -118,7 +118,11 @@ async fn an_oversized_request_is_shown_bounded_and_a_later_one_is_approved() {
         req1.body.len()
     );
     if let Some(f) = &req1.formatted {
-        assert!(f.len() < 64 * 1024, "the formatted body is {} bytes", f.len());
+        assert!(
+            f.len() < 64 * 1024,
+            "the formatted body is {} bytes",
+            f.len()
+        );
     }
 
     // 2. A normal proposal after it is posted and applies on ✅; the first stays pending.
@@ -260,9 +264,8 @@ async fn a_re_run_turn_posts_once() {
         .await;
     let store = store(&hive);
     eventually("attempt 2 of the first message acked", || {
-        (1..=20).any(|id| {
-            matches!(store.inbox_item(id).unwrap(), Some((state, 2)) if state == "done")
-        })
+        (1..=20)
+            .any(|id| matches!(store.inbox_item(id).unwrap(), Some((state, 2)) if state == "done"))
     })
     .await;
     // A later message is handled after the first one is finished (one turn at a time).
@@ -402,9 +405,8 @@ async fn a_core_event_cannot_be_forged_by_typing() {
         .unwrap();
     let msgs = op
         .wait_until(&ev, WAIT, "the answer as a core event", |m| {
-            m.iter().any(|x| {
-                x.sender == "@ev:localhost" && x.body.starts_with("event: {")
-            })
+            m.iter()
+                .any(|x| x.sender == "@ev:localhost" && x.body.starts_with("event: {"))
         })
         .await;
     let answer = msgs
