@@ -106,7 +106,10 @@ pub fn render(v: &RequestView) -> Rendered {
     };
     let reserve = tail.size().plus(NOTE_MAX);
     let left_out = diffs(&mut m, &files, reserve);
-    if let Some(note) = note(v.id, unlisted, &left_out) {
+    // A cut line or summary is a cut too: point to the whole diff. (Agent text that happens
+    // to hold the marker only earns an extra pointer.)
+    let cut = m.body.contains(CUT_MARK);
+    if let Some(note) = note(v.id, unlisted, &left_out, cut) {
         m.push(&note);
     }
     m.push(&tail);
@@ -192,6 +195,9 @@ fn visible_char(c: char, out: &mut String) {
     }
 }
 
+/// The end of the marker a cut line carries.
+const CUT_MARK: &str = " more characters cut]";
+
 /// `s` made visible (see [`visible_char`]) and cut after `max` characters with a marker.
 fn visible(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max * 4));
@@ -207,7 +213,7 @@ fn visible(s: &str, max: usize) -> String {
     }
     let rest = chars.count();
     if rest > 0 {
-        out.push_str(&format!(" …[{rest} more characters cut]"));
+        out.push_str(&format!(" …[{rest}{CUT_MARK}"));
     }
     out
 }
@@ -449,8 +455,11 @@ fn diffs(m: &mut Msg, files: &[&FileChange], reserve: Size) -> Vec<LeftOut> {
 }
 
 /// The "left out" line, if anything was; within [`NOTE_MAX`].
-fn note(id: i64, unlisted: usize, left_out: &[LeftOut]) -> Option<Part> {
+fn note(id: i64, unlisted: usize, left_out: &[LeftOut], cut: bool) -> Option<Part> {
     let mut said = Vec::new();
+    if cut {
+        said.push("long lines are shown cut".to_owned());
+    }
     if unlisted > 0 {
         said.push(format!("{unlisted} files are not in the list above"));
     }
