@@ -13,6 +13,7 @@ pub mod configrepo;
 pub mod fsutil;
 pub mod harness;
 pub mod homeserver;
+pub mod install;
 pub mod matrix;
 pub mod mcp;
 pub mod runtime;
