@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn the_pinned_cli_is_installed_only_when_needed() {
-        let some = vec!["hm1nd".to_owned()];
+        let some = ["hm1nd".to_owned()];
         for (agents, operators_cli, want) in [
             (&some[..], false, true),
             (&some[..], true, false),
