@@ -100,7 +100,15 @@ async fn install_locked(npm: &Path, dir: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let ticker = Ticker::start("Claude Code", started);
     let out = tokio::process::Command::new(npm)
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        // A pinned version's metadata never changes: npm's cache answers without asking the
+        // registry again when it can (a flaky registry connection costs minutes per package).
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--prefer-offline",
+            "--prefix",
+        ])
         .arg(dir)
         .arg(format!("{CLAUDE_CODE_PACKAGE}@{CLI_VERSION}"))
         .stdin(Stdio::null())

@@ -316,9 +316,10 @@ async fn hello_answers(repo: &Path, up: &Up) {
         .unwrap()
         .expect(".hive/operator.json is written before the ready line");
     let op = Operator::login(&creds).await;
-    // The rooms appear once hive-c0re is up, which may be after the ready line.
+    // The rooms appear once hive-c0re is up, which may be well after the ready line: the
+    // agents wait for the Claude Code install (minutes on a slow registry connection).
     let alias = RoomAliasId::parse("#agent-hello:localhost").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10 * 60);
+    let deadline = Instant::now() + Duration::from_secs(15 * 60);
     let room = loop {
         match op
             .client
