@@ -55,6 +55,15 @@ fn claude_bin(dir: &Path) -> PathBuf {
     dir.join("node_modules").join(".bin").join("claude")
 }
 
+/// The pinned CLI if it is already installed under `data_dir` (installs nothing): for `hive
+/// c0re`, which reuses what an earlier `hive up` installed.
+pub fn installed_claude_code(data_dir: &Path) -> Option<PathBuf> {
+    let dir = claude_code_dir(data_dir);
+    is_installed(&dir, CLI_VERSION)
+        .then(|| std::fs::canonicalize(claude_bin(&dir)).ok())
+        .flatten()
+}
+
 /// Installs the pinned Claude Code CLI into `<data_dir>/claude-code/<CLI_VERSION>/` with npm
 /// unless it is already there, and returns the CLI's path (canonical: the executable itself,
 /// not npm's `.bin` link). `Ok(None)`: `npm` is not on `PATH`, nothing was installed.
@@ -216,9 +225,11 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let dir = claude_code_dir(data.path());
         assert!(dir.ends_with(format!("claude-code/{CLI_VERSION}")));
+        assert_eq!(installed_claude_code(data.path()), None);
         install(&dir, CLI_VERSION, true);
-        let cli = ensure_claude_code(data.path()).await.unwrap();
-        assert_eq!(cli, Some(std::fs::canonicalize(claude_bin(&dir)).unwrap()));
+        let want = Some(std::fs::canonicalize(claude_bin(&dir)).unwrap());
+        assert_eq!(ensure_claude_code(data.path()).await.unwrap(), want);
+        assert_eq!(installed_claude_code(data.path()), want);
     }
 
     #[test]
