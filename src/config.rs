@@ -263,6 +263,9 @@ pub struct Config {
     pub providers: std::collections::BTreeMap<String, Provider>,
     /// Where `hive.toml` came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
+    /// The Claude Code CLI for `claude-code` agents: `HYPERHIVE_CLAUDE_CODE`, else the one
+    /// `hive up` installed (absolute).
+    pub claude_code: Option<PathBuf>,
 }
 
 /// One validation error, with the key it concerns.
@@ -551,6 +554,9 @@ impl Config {
                 .collect(),
             prices: raw.prices,
             providers,
+            claude_code: std::env::var_os(env::CLAUDE_CODE)
+                .map(PathBuf::from)
+                .map(|p| std::path::absolute(&p).unwrap_or(p)),
             source,
         })
     }

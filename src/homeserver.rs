@@ -139,17 +139,9 @@ async fn install_locked(layout: &Layout) -> anyhow::Result<()> {
         "--quiet",
     ])
     .arg(format!("matrix-synapse=={SYNAPSE_VERSION}"));
-    let progress = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            eprintln!(
-                "hive: … still installing Synapse ({} s)",
-                started.elapsed().as_secs()
-            );
-        }
-    });
+    let ticker = crate::install::Ticker::start("Synapse", started);
     let r = run_quiet(&mut pip, "install matrix-synapse").await;
-    progress.abort();
+    drop(ticker);
     r?;
     // Byte-compile once: Synapse starts about twice as fast with .pyc files.
     let _ = tokio::process::Command::new(layout.python())
@@ -167,9 +159,16 @@ async fn install_locked(layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The installed `matrix-synapse` version, from the package's metadata: `synapse.__version__`
+/// is a display string that gains the branch and commit (`1.163.2 (b=main,79f1ff4)`) when the
+/// venv lives inside a git work tree (the default `./.hive` of a clone), so it never equals the
+/// pinned version there and every start would reinstall.
 async fn installed_version(layout: &Layout) -> Option<String> {
     let out = tokio::process::Command::new(layout.python())
-        .args(["-c", "import synapse; print(synapse.__version__)"])
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('matrix-synapse'))",
+        ])
         .stderr(Stdio::null())
         .output()
         .await

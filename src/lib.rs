@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod harness;
 pub mod homeserver;
+pub mod install;
 pub mod logging;
 pub mod matrix;
 pub mod mcp;

@@ -21,6 +21,8 @@ pub struct AgentLaunch {
     /// Where the harness's programs are (`hive-agent`, `hive`, `claude`): beside the running
     /// `hive`, or copies in `<data>/bin` that an agent's own uid can reach.
     pub bin: Option<std::path::PathBuf>,
+    /// The Claude Code CLI on the host (`Config::claude_code`), for `claude-code` brains.
+    pub claude_code: Option<std::path::PathBuf>,
     pub name: AgentName,
     /// The bot's directory (`agent.toml`, `prompt.md`).
     pub spec_dir: PathBuf,

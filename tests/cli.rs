@@ -63,9 +63,17 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     .unwrap();
     let bots = Path::new(env!("CARGO_MANIFEST_DIR")).join("bots");
     let log = dir.path().join("up.log");
+    // The shipped lanes use Claude Code: the shared, cached CLI, not an install per run (the
+    // newcomer's install is tests/first_run.rs).
+    let cli = hyperhive::install::ensure_claude_code(common::venv().parent().unwrap())
+        .await
+        .unwrap();
     let up = || {
-        Command::new(HIVE)
-            .args(["up", "--config"])
+        let mut cmd = Command::new(HIVE);
+        if let Some(cli) = &cli {
+            cmd.env("HYPERHIVE_CLAUDE_CODE", cli);
+        }
+        cmd.args(["up", "--config"])
             .arg(&config)
             .env("HYPERHIVE_DATA_DIR", &data)
             .env("HYPERHIVE_BOTS_DIR", &bots)

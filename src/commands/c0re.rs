@@ -13,7 +13,12 @@ use crate::cli::HiveDirs;
 use crate::config::{Config, RuntimeKind};
 
 pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(config_path.as_deref())?;
+    let mut cfg = Config::load(config_path.as_deref())?;
+    // The CLI a former `hive up` installed, when the operator names none.
+    cfg.claude_code = cfg
+        .claude_code
+        .take()
+        .or_else(|| crate::install::installed_claude_code(&dirs.data_dir));
     crate::config::check_transport(&cfg)?;
     let specs = super::load_bots(&dirs.bots)?;
     prepare_data_dir(&cfg, &dirs.data_dir)?;
@@ -31,7 +36,11 @@ pub fn prepare_data_dir(cfg: &Config, data_dir: &Path) -> anyhow::Result<PathBuf
 
 /// What this machine allows agents: a sandbox (probed), uids of their own (root, a reachable
 /// data dir: then the harness's programs are copied where those uids reach them).
-fn runtimes(kind: RuntimeKind, data_dir: &Path) -> crate::runtime::Runtimes {
+fn runtimes(
+    kind: RuntimeKind,
+    data_dir: &Path,
+    claude_code: Option<&Path>,
+) -> crate::runtime::Runtimes {
     use crate::runtime::{Runtimes, bwrap::Bwrap, placement::Host, process};
     let (bwrap, sandbox) = if kind == RuntimeKind::Bwrap {
         match Bwrap::new() {
@@ -50,7 +59,7 @@ fn runtimes(kind: RuntimeKind, data_dir: &Path) -> crate::runtime::Runtimes {
         process::own_uids(data_dir)
     };
     let (own_uids, bin) = match own_uids {
-        Ok(()) => match process::install_bin(data_dir) {
+        Ok(()) => match process::install_bin(data_dir, claude_code) {
             Ok(bin) => (Ok(()), Some(bin)),
             Err(e) => (Err(format!("{e:#}")), None),
         },
@@ -168,7 +177,8 @@ pub async fn serve(
 
     let runtimes = {
         let data = data_dir.to_owned();
-        tokio::task::spawn_blocking(move || runtimes(runtime, &data)).await?
+        let cli = core.cfg().claude_code.clone();
+        tokio::task::spawn_blocking(move || runtimes(runtime, &data, cli.as_deref())).await?
     };
     let placements = placements_notice(&core, &runtimes);
     core.set_runtimes(std::sync::Arc::new(runtimes));

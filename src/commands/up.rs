@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::HiveDirs;
@@ -11,11 +12,16 @@ use crate::config::Config;
 use crate::homeserver::{self, Layout, Synapse};
 
 pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(config_path.as_deref())?;
+    let mut cfg = Config::load(config_path.as_deref())?;
     crate::config::check_transport(&cfg)?;
     let specs = super::load_bots(&dirs.bots)?;
     let registration = super::c0re::prepare_data_dir(&cfg, &dirs.data_dir)?;
     let cancel = super::shutdown_token()?;
+    // The Claude Code CLI installs while Synapse does (both take a while the first time).
+    let mut claude_code = AbortOnDrop(tokio::spawn(claude_code_cli(
+        dirs.data_dir.clone(),
+        crate::install::claude_code_agents(&specs),
+    )));
 
     let synapse_task = if cfg.embedded {
         let layout = Layout::new(&dirs.data_dir);
@@ -53,6 +59,18 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
         None
     };
 
+    if !claude_code.0.is_finished() {
+        eprintln!("hive: the agents start once Claude Code is installed…");
+    }
+    let claude_code = tokio::select! {
+        r = &mut claude_code.0 => r.context("the Claude Code install task failed")?,
+        _ = cancel.cancelled() => None,
+    };
+    // The installed CLI goes to the runtimes (the operator's own HYPERHIVE_CLAUDE_CODE wins).
+    if let Some(cli) = &claude_code {
+        tracing::info!(cli = %cli.display(), "Claude Code CLI for the claude-code agents");
+    }
+    cfg.claude_code = cfg.claude_code.take().or(claude_code);
     let result = super::c0re::serve(cfg, &dirs.data_dir, specs, cancel.clone()).await;
     cancel.cancel();
     if let Some(t) = synapse_task {
@@ -62,6 +80,50 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
     result?;
     eprintln!("hive: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Aborts the task when dropped (an early return must not leave an install running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether `hive up` installs the pinned CLI: some agent uses it and the operator named none of
+/// their own (`HYPERHIVE_CLAUDE_CODE`, which the runtimes pass on as it is).
+fn wants_pinned_cli(agents: &[String], operators_cli: bool) -> bool {
+    !agents.is_empty() && !operators_cli
+}
+
+/// The pinned Claude Code CLI for `agents`, installed into the data dir if need be. Never
+/// fails the hive: without it those agents say in their rooms that they cannot think, and this
+/// says why on stderr.
+async fn claude_code_cli(data_dir: PathBuf, agents: Vec<String>) -> Option<PathBuf> {
+    let operators_cli = std::env::var_os(crate::brain::claude_code::CLI_ENV).is_some();
+    if !wants_pinned_cli(&agents, operators_cli) {
+        return None;
+    }
+    let who = agents.join(", ");
+    match crate::install::ensure_claude_code(&data_dir).await {
+        Ok(Some(cli)) => Some(cli),
+        Ok(None) => {
+            eprintln!(
+                "hive: npm not found: {who} cannot run Claude Code; install Node.js/npm or set {}",
+                crate::brain::claude_code::CLI_ENV
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "hive: cannot install Claude Code {}: {e:#}\nhive: {who} cannot run Claude Code until it is installed (the next `hive up` tries again) or {} is set",
+                crate::brain::claude_code::CLI_VERSION,
+                crate::brain::claude_code::CLI_ENV
+            );
+            None
+        }
+    }
 }
 
 /// `<data>/synapse-extra.yaml`, if the operator wrote one, is loaded after the rendered config.
@@ -124,6 +186,28 @@ async fn supervise_synapse(
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_cli_is_installed_only_when_needed() {
+        let some = ["hm1nd".to_owned()];
+        for (agents, operators_cli, want) in [
+            (&some[..], false, true),
+            (&some[..], true, false),
+            (&[][..], false, false),
+            (&[][..], true, false),
+        ] {
+            assert_eq!(
+                wants_pinned_cli(agents, operators_cli),
+                want,
+                "{agents:?} operators_cli={operators_cli}"
+            );
         }
     }
 }

@@ -203,7 +203,9 @@ impl Runtime for Bwrap {
         // self-contained executable), read-only.
         let hive = std::env::current_exe().context("cannot find the hive executable")?;
         cmd.args(["--ro-bind", path_str(&hive)?, HIVE_IN_SANDBOX]);
-        let cli = std::env::var_os(crate::brain::claude_code::CLI_ENV)
+        let cli = launch
+            .claude_code
+            .as_deref()
             .and_then(|p| std::fs::canonicalize(p).ok());
         if let Some(cli) = &cli {
             cmd.args(["--ro-bind", path_str(cli)?, CLAUDE_IN_SANDBOX]);

@@ -53,14 +53,17 @@ pub fn harness_program(bin: Option<&Path>) -> anyhow::Result<(PathBuf, Vec<&'sta
 }
 
 /// Where the Claude Code CLI is for a harness: the copy in `bin` when there is one, else the
-/// core's own `HYPERHIVE_CLAUDE_CODE` (absolute: the harness runs in its state dir).
-fn claude_cli(bin: Option<&Path>) -> Option<PathBuf> {
-    if let Some(copy) = bin.map(|b| b.join("claude")).filter(|p| p.is_file()) {
+/// core's (absolute: the harness runs in its state dir).
+fn claude_cli(launch: &AgentLaunch) -> Option<PathBuf> {
+    if let Some(copy) = launch
+        .bin
+        .as_ref()
+        .map(|b| b.join("claude"))
+        .filter(|p| p.is_file())
+    {
         return Some(copy);
     }
-    std::env::var_os(crate::brain::claude_code::CLI_ENV)
-        .map(PathBuf::from)
-        .map(|p| std::path::absolute(&p).unwrap_or(p))
+    launch.claude_code.clone()
 }
 
 /// The harness's arguments and a scrubbed environment, for any runtime.
@@ -93,7 +96,7 @@ pub(crate) fn harness_args(
         cmd.env(crate::failpoint::ENV, fp);
     }
     // Where the Claude Code CLI is, for `claude-code` brains (no secret in it).
-    if let Some(cli) = claude_cli(launch.bin.as_deref()) {
+    if let Some(cli) = claude_cli(launch) {
         cmd.env(crate::brain::claude_code::CLI_ENV, cli);
     }
 }
@@ -180,7 +183,7 @@ pub fn own_uids(data_dir: &Path) -> Result<(), String> {
 
 /// Copies (hard links where it can) of the harness's programs into `<data>/bin`, which an
 /// agent's own uid can reach (the build's own directory may be private, e.g. under /root).
-pub fn install_bin(data_dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn install_bin(data_dir: &Path, claude_code: Option<&Path>) -> anyhow::Result<PathBuf> {
     let bin = data_dir.join("bin");
     std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))?;
@@ -190,9 +193,7 @@ pub fn install_bin(data_dir: &Path) -> anyhow::Result<PathBuf> {
     if small.is_file() {
         programs.push((small, "hive-agent"));
     }
-    if let Some(cli) = std::env::var_os(crate::brain::claude_code::CLI_ENV)
-        .and_then(|p| std::fs::canonicalize(p).ok())
-    {
+    if let Some(cli) = claude_code.and_then(|p| std::fs::canonicalize(p).ok()) {
         programs.push((cli, "claude"));
     }
     for (src, name) in programs {
@@ -354,6 +355,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_s
         let mut launch = AgentLaunch {
             uid: None,
             bin: None,
+            claude_code: cfg.claude_code.clone(),
             name: name.clone(),
             spec_dir: dirs.current(),
             socket_dir: Core::socket_dir(core.data_dir(), &name),
