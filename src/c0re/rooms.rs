@@ -263,19 +263,7 @@ impl Core {
         self.add_room(&plan.key, room, plan.role.clone());
         let swarm = self.swarm_plan();
         self.ensure_linked(&space, &swarm).await?;
-        let allowed = self
-            .agent(name)
-            .context("no such agent")?
-            .spec()
-            .allowed_recipients
-            .clone();
-        for other in allowed {
-            if self.agent(&other).is_some() {
-                let plan = self.inbox_plan(&other)?;
-                self.ensure_linked(&space, &plan).await?;
-            }
-        }
-        Ok(())
+        self.join_allowed_inboxes(&space, name).await
     }
 
     /// An approved config of `name` takes effect in the rooms at once: its display name and
@@ -310,6 +298,15 @@ impl Core {
                 .await
                 .with_context(|| format!("cannot update {name}'s inbox"))?;
         }
+        self.join_allowed_inboxes(&space, name).await
+    }
+
+    /// Makes `name` a member of the inboxes of every agent it may write to.
+    async fn join_allowed_inboxes(
+        &self,
+        space: &OwnedRoomId,
+        name: &AgentName,
+    ) -> anyhow::Result<()> {
         let allowed = self
             .agent(name)
             .context("no such agent")?
@@ -319,7 +316,7 @@ impl Core {
         for other in allowed {
             if self.agent(&other).is_some() {
                 let plan = self.inbox_plan(&other)?;
-                self.ensure_linked(&space, &plan).await?;
+                self.ensure_linked(space, &plan).await?;
             }
         }
         Ok(())
