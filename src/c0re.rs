@@ -357,7 +357,16 @@ impl Core {
         if let (Some(rt), Some(entry)) = (&runtimes, self.agent(name))
             && rt.host.own_uids.is_ok()
         {
-            match self.store().agent_uid(name.as_str(), self.cfg().uid_base) {
+            let in_use = |uid: u32| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .is_some()
+            };
+            match self
+                .store()
+                .agent_uid(name.as_str(), self.cfg().uid_base, in_use)
+            {
                 Ok(uid) => *entry.uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(uid),
                 Err(e) => {
                     tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot allocate the agent's uid")

@@ -172,7 +172,11 @@ impl ConfigRepo {
     }
 
     fn init(&self) -> anyhow::Result<()> {
-        crate::fsutil::private_dir(&self.dirs.root)?;
+        // Created private; an existing one keeps its mode (0711 while the agent has a uid of
+        // its own, which must reach its sockets and state through it).
+        if !self.dirs.root.is_dir() {
+            crate::fsutil::private_dir(&self.dirs.root)?;
+        }
         let repo = self.dirs.repo();
         if !repo.join("HEAD").is_file() {
             crate::fsutil::private_dir(&repo)?;

@@ -417,7 +417,13 @@ impl Store {
     }
 
     /// Agent `name`'s own uid: the one recorded, else the next free one from `base` (recorded).
-    pub fn agent_uid(&self, name: &str, base: u32) -> anyhow::Result<u32> {
+    /// `taken`: uids the system already uses (a user in /etc/passwd), skipped.
+    pub fn agent_uid(
+        &self,
+        name: &str,
+        base: u32,
+        taken: impl Fn(u32) -> bool,
+    ) -> anyhow::Result<u32> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let known: Option<u32> = tx
@@ -430,7 +436,10 @@ impl Store {
             None => {
                 let max: Option<u32> =
                     tx.query_row("SELECT MAX(uid) FROM agent_uids", [], |r| r.get(0))?;
-                let uid = max.map_or(base, |m| m.max(base - 1) + 1);
+                let mut uid = max.map_or(base, |m| m.max(base - 1) + 1);
+                while taken(uid) {
+                    uid = uid.checked_add(1).context("no uid left")?;
+                }
                 tx.execute(
                     "INSERT INTO agent_uids (name, uid) VALUES (?1, ?2)",
                     params![name, uid],
@@ -485,7 +494,10 @@ impl Store {
              WHERE state = 'done' AND done_us < ?1 AND (body != '' OR hive_event IS NOT NULL)",
             "DELETE FROM reminders WHERE delivered = 1 AND due_us < ?1",
             "DELETE FROM outbox WHERE state = 'sent' AND sent_us < ?1",
-            "DELETE FROM tool_effects WHERE ts_us < ?1",
+            // Only a finished message's: a message still waiting (an agent stopped for weeks)
+            // must not re-run effects it already had.
+            "DELETE FROM tool_effects WHERE ts_us < ?1
+             AND inbox_id IN (SELECT id FROM inbox WHERE state IN ('done', 'dead'))",
         ] {
             n += tx.execute(sql, [before_us])?;
         }
@@ -603,10 +615,20 @@ mod tests {
     #[test]
     fn agent_uids_are_stable_and_distinct() {
         let s = Store::open_in_memory().unwrap();
-        assert_eq!(s.agent_uid("a", 600_000).unwrap(), 600_000);
-        assert_eq!(s.agent_uid("b", 600_000).unwrap(), 600_001);
-        assert_eq!(s.agent_uid("a", 600_000).unwrap(), 600_000, "stable");
-        assert_eq!(s.agent_uid("c", 700_000).unwrap(), 700_000, "a raised base");
+        let free = |_| false;
+        assert_eq!(s.agent_uid("a", 600_000, free).unwrap(), 600_000);
+        assert_eq!(s.agent_uid("b", 600_000, free).unwrap(), 600_001);
+        assert_eq!(s.agent_uid("a", 600_000, free).unwrap(), 600_000, "stable");
+        assert_eq!(
+            s.agent_uid("c", 700_000, free).unwrap(),
+            700_000,
+            "a raised base"
+        );
+        // A uid the system uses is skipped.
+        assert_eq!(
+            s.agent_uid("d", 700_000, |u| u == 700_001).unwrap(),
+            700_002
+        );
     }
 
     #[test]

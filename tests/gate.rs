@@ -294,6 +294,16 @@ async fn a_re_run_turn_posts_once() {
         let bodies: Vec<&str> = msgs.iter().map(|x| x.body.as_str()).collect();
         assert_eq!(n, 1, "{what} posted {n} times: {bodies:#?}");
     }
+    // Once because the core answered the re-run from its record, not only because the
+    // homeserver deduplicated a transaction id: both calls of the first attempt were replayed.
+    let replayed = hive
+        .core_log()
+        .matches("answered as the first time, not done again")
+        .count();
+    assert!(
+        replayed >= 2,
+        "the re-run's calls were not answered from the record: {replayed}"
+    );
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 

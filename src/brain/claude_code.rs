@@ -200,7 +200,8 @@ fn to_sse(message: &Value) -> String {
 #[derive(Debug)]
 struct ProxyRequest {
     line: String,
-    /// `x-api-key`, or the token of `authorization: Bearer …`.
+    /// `x-api-key`, or the token of `authorization: Bearer …` (checked while reading).
+    #[cfg_attr(not(test), allow(dead_code))]
     key: Option<String>,
     body: Vec<u8>,
 }
@@ -210,11 +211,17 @@ struct ProxyRequest {
 enum ReadError {
     /// Its body is over [`MAX_REQUEST`]: the session has outgrown what the hive forwards.
     TooLarge,
+    /// Not this turn's client (no secret, or another).
+    Unauthorized,
     Bad(String),
 }
 
 /// Reads one HTTP/1.1 request (headers and a Content-Length body) from the CLI.
-async fn read_request(stream: &mut TcpStream) -> Result<ProxyRequest, ReadError> {
+/// With `secret`, a request without it is refused before its body is read.
+async fn read_request(
+    stream: &mut TcpStream,
+    secret: Option<&str>,
+) -> Result<ProxyRequest, ReadError> {
     let bad = |e: &dyn std::fmt::Display| ReadError::Bad(e.to_string());
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
@@ -250,6 +257,18 @@ async fn read_request(stream: &mut TcpStream) -> Result<ProxyRequest, ReadError>
     }
     if length > MAX_REQUEST {
         return Err(ReadError::TooLarge);
+    }
+    // Nothing is allocated for a client without this turn's secret.
+    if let Some(secret) = secret {
+        let authentic = key.as_deref().is_some_and(|k| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                k.as_bytes(),
+                secret.as_bytes(),
+            ))
+        });
+        if !authentic {
+            return Err(ReadError::Unauthorized);
+        }
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await.map_err(|e| bad(&e))?;
@@ -287,7 +306,14 @@ async fn proxy_one(
     secret: &str,
     tools: &mut Tools<'_>,
 ) -> Result<Proxied, BrainError> {
-    let req = match read_request(&mut stream).await {
+    // A client that sends nothing must not hold up the turn.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        read_request(&mut stream, Some(secret)),
+    )
+    .await
+    .unwrap_or_else(|_| Err(ReadError::Bad("no request within 30 s".into())));
+    let req = match read {
         Ok(r) => r,
         Err(ReadError::TooLarge) => {
             respond(&mut stream, "413 Payload Too Large", "application/json", br#"{"type":"error","error":{"type":"request_too_large","message":"the session is larger than the hive forwards"}}"#).await;
@@ -296,22 +322,16 @@ async fn proxy_one(
                 ..Default::default()
             });
         }
+        Err(ReadError::Unauthorized) => {
+            tracing::warn!("refused a model request to the proxy without this turn's secret");
+            respond(&mut stream, "401 Unauthorized", "application/json", br#"{"type":"error","error":{"type":"authentication_error","message":"not this turn's client"}}"#).await;
+            return Ok(Proxied::default());
+        }
         Err(ReadError::Bad(e)) => {
             tracing::debug!(error = %e, "bad request from the CLI");
             return Ok(Proxied::default());
         }
     };
-    let authentic = req.key.as_deref().is_some_and(|k| {
-        bool::from(subtle::ConstantTimeEq::ct_eq(
-            k.as_bytes(),
-            secret.as_bytes(),
-        ))
-    });
-    if !authentic {
-        tracing::warn!("refused a model request to the proxy without this turn's secret");
-        respond(&mut stream, "401 Unauthorized", "application/json", br#"{"type":"error","error":{"type":"authentication_error","message":"not this turn's client"}}"#).await;
-        return Ok(Proxied::default());
-    }
     let (line, body) = (req.line, req.body);
     let path = line.split_whitespace().nth(1).unwrap_or("");
     if !line.starts_with("POST ")
@@ -669,7 +689,7 @@ mod tests {
             );
             let _client = send(head, body).await;
             let (mut stream, _) = listener.accept().await.unwrap();
-            keys.push(read_request(&mut stream).await.unwrap().key);
+            keys.push(read_request(&mut stream, None).await.unwrap().key);
         }
         assert_eq!(
             keys,
@@ -687,8 +707,26 @@ mod tests {
         let _client = send(head, Vec::new()).await;
         let (mut stream, _) = listener.accept().await.unwrap();
         assert_eq!(
-            read_request(&mut stream).await.unwrap_err(),
+            read_request(&mut stream, None).await.unwrap_err(),
             ReadError::TooLarge
+        );
+        // With the secret: a wrong key is refused before the body is read.
+        let head = "POST /v1/messages HTTP/1.1\r\nx-api-key: wrong\r\ncontent-length: 5\r\n\r\n";
+        let _client = send(head.to_owned(), Vec::new()).await;
+        let (mut stream, _) = listener.accept().await.unwrap();
+        assert_eq!(
+            read_request(&mut stream, Some("s3cret")).await.unwrap_err(),
+            ReadError::Unauthorized
+        );
+        let head = "POST /v1/messages HTTP/1.1\r\nx-api-key: s3cret\r\ncontent-length: 5\r\n\r\n";
+        let _client = send(head.to_owned(), b"hello".to_vec()).await;
+        let (mut stream, _) = listener.accept().await.unwrap();
+        assert_eq!(
+            read_request(&mut stream, Some("s3cret"))
+                .await
+                .unwrap()
+                .body,
+            b"hello"
         );
     }
 

@@ -59,6 +59,7 @@ impl Core {
         sha: &str,
         summary: &str,
     ) -> Result<i64, RequestRefused> {
+        self.request_rate(requester)?;
         let (who, what, commit, why) = (
             requester.to_owned(),
             agent.to_owned(),
@@ -80,6 +81,7 @@ impl Core {
         name: &str,
         summary: &str,
     ) -> Result<i64, RequestRefused> {
+        self.request_rate(requester)?;
         if let Ok(n) = AgentName::parse(name)
             && self.agent(&n).is_some()
         {
@@ -93,6 +95,17 @@ impl Core {
             move |data, cfg| file_init_config(data, cfg, &who, &what, &why),
         )
         .await
+    }
+
+    /// An agent's requests count against its question rate (they too land in front of the
+    /// operators): a manager gone wrong cannot flood `#hive-approvals`.
+    fn request_rate(&self, requester: &str) -> Result<(), RequestRefused> {
+        match AgentName::parse(requester) {
+            Ok(agent) if self.agent(&agent).is_some() => self
+                .rate(&agent, super::limits::Kind::Question)
+                .map_err(|r| RequestRefused(r.to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// Runs a filing (git and sqlite: off the async workers), then wakes the approvals loop, or
@@ -324,7 +337,9 @@ impl Core {
         }
         // Reactions and redactions, strictly in order: a decision that cannot be handled now
         // (the homeserver is away) holds back the ones after it, so a ✓ can never overtake the
-        // ❌ before it.
+        // ❌ before it, and no apply starts while one is held (it may be the withdrawal or the
+        // cancellation of what would be applied).
+        let mut held = false;
         loop {
             let (item, dead) = self
                 .store()
@@ -355,6 +370,7 @@ impl Core {
                     again(Duration::from_micros(
                         crate::store::outbox_backoff_us(item.attempts) as u64,
                     ));
+                    held = true;
                     break;
                 }
             }
@@ -366,9 +382,11 @@ impl Core {
             )
             .await;
         }
-        for a in self.store().approvals_in(ApprovalState::Approved)? {
-            if self.store().start_apply(a.id)? {
-                self.apply(a).await;
+        if !held {
+            for a in self.store().approvals_in(ApprovalState::Approved)? {
+                if self.store().start_apply(a.id)? {
+                    self.apply(a).await;
+                }
             }
         }
         self.tell_outcomes()?;
@@ -806,6 +824,16 @@ impl Core {
             "format": "org.matrix.custom.html",
             "formatted_body": rendered.html,
         });
+        // What the operator approves must be what is applied: a request the secret filter would
+        // have to redact is not shown redacted, it is not posted at all.
+        if let Some(label) = self.secrets().find_in_content(&content) {
+            let e = anyhow::anyhow!(
+                "it shows {label}; a config must not carry a secret (`hive approvals --diff {}` shows it to you)",
+                a.id
+            );
+            self.refuse_posting(a, &e).await?;
+            return Ok(());
+        }
         let txn = format!("hh-approval-{}", a.id);
         let ev = self.send_raw(&room, None, &txn, &content).await?;
         self.store().set_request_event(a.id, ev.as_str())?;
@@ -865,7 +893,17 @@ impl Core {
     /// generation running and says why.
     async fn apply(&self, a: Approval) {
         self.react(&a, "⏳").await;
-        let result = tokio::task::block_in_place(|| self.apply_config(&a));
+        // A spawn's identity first: it must be a new account (nothing is applied otherwise).
+        let fresh = match (a.kind.as_str(), AgentName::parse(&a.agent)) {
+            ("init_config", Ok(name)) if self.agent(&name).is_none() => {
+                self.register_new_agent(&name).await
+            }
+            _ => Ok(()),
+        };
+        let result = match fresh {
+            Ok(()) => tokio::task::block_in_place(|| self.apply_config(&a)),
+            Err(e) => Err(e),
+        };
         match result {
             Ok(deploy) if a.kind == "init_config" => {
                 self.record_apply(&a, Ok(deploy));

@@ -442,7 +442,11 @@ impl Core {
             let text = String::from_utf8_lossy(&bytes);
             if !status.is_success() {
                 let head: String = text.chars().take(300).collect();
-                return Err(format!("the model server answered {status}: {head}"));
+                // What a server says may echo what it was sent (a gateway quoting the key).
+                return Err(format!(
+                    "the model server answered {status}: {}",
+                    self.secrets().redact(&head)
+                ));
             }
             if stream {
                 match provider.kind {

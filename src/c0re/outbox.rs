@@ -78,12 +78,31 @@ impl Core {
                     )?;
                     continue;
                 };
-                let content: serde_json::Value = serde_json::from_str(&post.row.content)?;
+                let content: serde_json::Value = match serde_json::from_str(&post.row.content) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Written by the core: cannot happen, but never stall the rest on it.
+                        tracing::error!(txn = %post.row.txn_id, error = %e, "an unreadable post in the outbox");
+                        self.store()
+                            .post_failed(post.id, &format!("unreadable: {e}"), true)?;
+                        continue;
+                    }
+                };
                 match self.send_raw(&room, None, &post.row.txn_id, &content).await {
                     Ok(_) => self.store().post_sent(post.id)?,
                     Err(e) => {
                         let permanent = super::approvals::is_permanent(&e);
                         tracing::warn!(txn = %post.row.txn_id, attempt = post.attempts + 1, permanent, error = %format!("{e:#}"), "a post the core owes failed");
+                        if permanent {
+                            self.notice(
+                                None,
+                                &format!(
+                                    "⚠️ The homeserver refused a message the core owed {}: {e:#}. It is kept in the outbox as failed.",
+                                    post.row.room_key
+                                ),
+                            )
+                            .await;
+                        }
                         self.store()
                             .post_failed(post.id, &format!("{e:#}"), permanent)?;
                         if !permanent {

@@ -183,14 +183,29 @@ fn visible_char(c: char, out: &mut String) {
         '\u{0}'..='\u{1f}' => out
             .push(char::from_u32(0x2400 + c as u32).expect("U+2400..U+241F are control pictures")),
         '\u{7f}' => out.push('␡'),
+        // Format characters and what renders as nothing (Unicode's Cf and
+        // Default_Ignorable_Code_Point), except the joiners emoji and scripts need: hidden text
+        // in a config must show.
         '\u{80}'..='\u{9f}'
+        | '\u{ad}'
+        | '\u{34f}'
         | '\u{61c}'
+        | '\u{115f}'..='\u{1160}'
+        | '\u{17b4}'..='\u{17b5}'
+        | '\u{180b}'..='\u{180f}'
         | '\u{200b}'
         | '\u{200e}'
         | '\u{200f}'
         | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{2069}'
-        | '\u{feff}' => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        | '\u{2060}'..='\u{206f}'
+        | '\u{3164}'
+        | '\u{fe00}'..='\u{fe0f}'
+        | '\u{feff}'
+        | '\u{ffa0}'
+        | '\u{fff0}'..='\u{fffb}'
+        | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0000}'..='\u{e0fff}' => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
         c => out.push(c),
     }
 }

@@ -47,6 +47,24 @@ impl Core {
         }
     }
 
+    /// Registers a spawned agent's identity, which must be new: an approved spawn never takes
+    /// over an account that exists already (the agents' namespace covers every local user but
+    /// the operators).
+    pub async fn register_new_agent(&self, name: &AgentName) -> anyhow::Result<()> {
+        let mut req = register::v3::Request::new();
+        req.username = Some(format!("{}{}", self.cfg().agent_prefix, name));
+        req.login_type = Some(register::LoginType::ApplicationService);
+        req.inhibit_login = true;
+        match self.client().send(req, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.errcode() == Some("M_USER_IN_USE") => anyhow::bail!(
+                "{} exists already on this homeserver: a spawn never takes over an account",
+                self.cfg().agent_user_id(name)
+            ),
+            Err(e) => Err(e).with_context(|| format!("cannot register agent {name}")),
+        }
+    }
+
     /// Registers `name` and sets its profile from its spec.
     async fn set_up_identity(&self, name: &AgentName) -> anyhow::Result<()> {
         let entry = self.agent(name).context("no such agent")?;

@@ -209,6 +209,8 @@ pub fn install_bin(data_dir: &Path, claude_code: Option<&Path>) -> anyhow::Resul
         }
         let tmp = bin.join(format!(".{name}.tmp"));
         let _ = std::fs::remove_file(&tmp);
+        // A hard link is the program itself (its mode is the build's, executable by all); a
+        // copy is made readable and executable by the agents' uids.
         if std::fs::hard_link(&src, &tmp).is_err() {
             std::fs::copy(&src, &tmp)
                 .with_context(|| format!("cannot copy {} into {}", src.display(), bin.display()))?;
@@ -217,8 +219,8 @@ pub fn install_bin(data_dir: &Path, claude_code: Option<&Path>) -> anyhow::Resul
                 .write(true)
                 .open(&tmp)?
                 .set_modified(modified)?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
         }
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
         std::fs::rename(&tmp, &dest)?;
     }
     Ok(bin)
@@ -261,40 +263,72 @@ pub fn prepare_for_uid(data_dir: &Path, launch: &AgentLaunch, uid: u32) -> anyho
     Ok(())
 }
 
-/// A state dir an agent's own uid used (it ran unsandboxed before) is owned by root again for
-/// the sandbox, whose harness runs as root without capabilities and could not write it.
-fn own_state_as_root(state: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::symlink_metadata(state) {
-        Ok(m) if m.uid() != 0 && nix::unistd::geteuid().is_root() => {
-            chown_tree(state, Some(0), 0, None)
-        }
-        _ => Ok(()),
+/// Before a sandboxed start: the agent's directory is the core's alone (0700: the harness is
+/// uid 0 outside its namespace, so nothing it leaves in its state dir may be reachable by other
+/// users), a state dir an agent's own uid used before is owned by root again (the sandbox's
+/// harness has no capability to write another uid's files), and no setuid or setgid bit
+/// survives in it. The sandbox and every process in it are gone by now (its pid namespace died
+/// with it), so nothing races the walk.
+fn prepare_for_sandbox(launch: &AgentLaunch) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
     }
+    if let Some(root) = launch.state_dir.parent() {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot chmod {}", root.display()))?;
+    }
+    if launch.state_dir.is_dir() {
+        chown_tree(&launch.state_dir, Some(0), 0, None)?;
+    }
+    Ok(())
+}
+
+/// Kills every process of `uid` (what an agent left running: a detached child could otherwise
+/// race the core's walk over its files). `kill(-1)` sent as that uid reaches exactly its
+/// processes.
+async fn kill_all_of(uid: u32) {
+    let mut cmd = tokio::process::Command::new("true");
+    cmd.uid(uid).gid(uid).stdin(Stdio::null());
+    // SAFETY: kill(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+            Ok(())
+        });
+    }
+    // Either way the processes got the signal; the helper itself may be among them.
+    let _ = cmd.status().await;
 }
 
 /// Owns every entry under `top` (itself included) by `uid`:`gid` without following symlinks;
-/// with `group_read`, directories become 0750 and files 0640 (0750 when executable).
+/// with `group_read`, directories become 0750 and files 0640 (0750 when executable). No
+/// setuid/setgid bit survives. A regular file with more than one link is left alone: it may be
+/// a hard link to a file outside (a host file an agent linked in), which must not change hands.
+/// Callers make sure no process of the tree's owner runs meanwhile.
 fn chown_tree(
     top: &Path,
     uid: Option<u32>,
     gid: u32,
     group_read: Option<()>,
 ) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(top)?;
+    if meta.is_file() && meta.nlink() > 1 {
+        tracing::warn!(path = %top.display(), "left a file with several links as it is");
+        return Ok(());
+    }
     std::os::unix::fs::lchown(top, uid, Some(gid))
         .with_context(|| format!("cannot chown {}", top.display()))?;
     if meta.file_type().is_symlink() {
         return Ok(());
     }
-    if group_read.is_some() {
-        let mode = if meta.is_dir() || meta.permissions().mode() & 0o100 != 0 {
-            0o750
-        } else {
-            0o640
-        };
-        std::fs::set_permissions(top, std::fs::Permissions::from_mode(mode))?;
-    }
+    let mode = meta.permissions().mode() & 0o7777;
+    let mode = match group_read {
+        Some(()) if meta.is_dir() || mode & 0o100 != 0 => 0o750,
+        Some(()) => 0o640,
+        None => mode & !0o6000,
+    };
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(mode))?;
     if meta.is_dir() {
         for e in std::fs::read_dir(top)? {
             chown_tree(&e?.path(), uid, gid, group_read)?;
@@ -401,15 +435,23 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_s
             }
         };
         refused_said = None;
-        if placement == Placement::Sandboxed
-            && let Err(e) = own_state_as_root(&launch.state_dir)
-        {
-            tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot give the agent's state back to the sandbox's user");
-        }
-        if let Some(uid) = launch.uid
-            && let Err(e) = prepare_for_uid(core.data_dir(), &launch, uid)
-        {
-            tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot prepare the agent's files for its uid");
+        let prepared = match (&placement, launch.uid) {
+            (Placement::Sandboxed, _) => prepare_for_sandbox(&launch),
+            (_, Some(uid)) => {
+                kill_all_of(uid).await;
+                prepare_for_uid(core.data_dir(), &launch, uid)
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = prepared {
+            // Never start an agent whose files are not as they must be.
+            tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot prepare the agent's files");
+            core.notice(None, &format!("🛑 cannot prepare **{name}**'s files: {e:#}. It starts again when a new config is approved.")).await;
+            set_state(&core, &name, "cannot-start", None);
+            if !wait_for_new_config(&core, &name).await {
+                return;
+            }
+            continue;
         }
         let (mut child, pump) = match spawn(runtime, &launch).await {
             Ok(c) => c,
