@@ -161,6 +161,10 @@ pub struct BenchArgs {
     /// Approval rounds (operator ✅ → apply started) for the approvals figures.
     #[arg(long, default_value_t = 30)]
     pub approvals: usize,
+    /// Round trips to one agent for the flood figures, idle and then as many while another
+    /// agent floods (0: no flood phase).
+    #[arg(long, default_value_t = 50)]
+    pub flood_messages: usize,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,

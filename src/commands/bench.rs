@@ -5,6 +5,9 @@
 //! uses). A matrix-sdk client is the operator. Per message it records: the send time, when the
 //! core's transaction endpoint received it (the homeserver floor) and when the harness got it
 //! (the hive path). Figures are reported with their ratio to the floor measured in the same run.
+//! Last, the same round trip while one more agent floods (see [`flood`]).
+
+mod flood;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +75,9 @@ pub struct Report {
     pub approve_to_apply_p50_ms: f64,
     pub approve_to_apply_p95_ms: f64,
     pub approve_added_p50_ms: f64,
+    /// The operator's round trip while one agent floods, next to idle (absent with
+    /// `--flood-messages 0`).
+    pub flood: Option<flood::FloodReport>,
 }
 
 fn pct(sorted: &[f64], p: usize) -> f64 {
@@ -201,6 +207,51 @@ fn proc_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 /// event id → time the harness received it (µs); counts every delivery to spot duplicates.
 type Deliveries = Arc<Mutex<HashMap<String, Vec<i64>>>>;
 
+/// One operator message, alone in flight, in ms from the client's send.
+struct RoundTrip {
+    /// The client's own send request (PUT …/send → 200).
+    send_ms: f64,
+    /// → the core's transaction endpoint has it (the homeserver floor).
+    floor_ms: f64,
+    /// → the harness has it (the hive path).
+    hive_ms: f64,
+}
+
+/// Sends `body` to `room` and waits until a harness has it (every other delivery meanwhile is
+/// skipped: the bench's harnesses only get what it sends them).
+async fn round_trip(
+    room: &matrix_sdk::Room,
+    body: String,
+    store: &Store,
+    rx: &mut mpsc::UnboundedReceiver<String>,
+    deliveries: &Deliveries,
+) -> anyhow::Result<RoundTrip> {
+    let t0 = now_us();
+    let ev = room
+        .send(RoomMessageEventContent::text_plain(body))
+        .await?
+        .response
+        .event_id;
+    let send_ms = (now_us() - t0) as f64 / 1000.0;
+    loop {
+        let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await?
+            .context("harness gone")?;
+        if got == ev.as_str() {
+            break;
+        }
+    }
+    let recv = store
+        .received_us(ev.as_str())?
+        .context("event not recorded by the core")?;
+    let harness = deliveries.lock().unwrap_or_else(|p| p.into_inner())[ev.as_str()][0];
+    Ok(RoundTrip {
+        send_ms,
+        floor_ms: (recv - t0) as f64 / 1000.0,
+        hive_ms: (harness - t0) as f64 / 1000.0,
+    })
+}
+
 async fn fake_harness(
     socket: PathBuf,
     name: String,
@@ -245,7 +296,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let bots = dir.join("bots");
     let silent = "[brain]\nkind = \"scripted\"\n[[brain.rules]]\nsilent = true\n";
     let names: Vec<String> = (0..args.agents).map(|i| format!("bench{i}")).collect();
-    for n in names.iter().chain(std::iter::once(&"idle".to_owned())) {
+    let extra = ["idle".to_owned(), flood::FLOODER.to_owned()];
+    for n in names.iter().chain(&extra) {
         std::fs::create_dir_all(bots.join(n))?;
         std::fs::write(bots.join(n).join("agent.toml"), silent)?;
     }
@@ -258,9 +310,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(
         &config,
         format!(
-            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[runtime]\nkind = \"external\"\n",
+            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[runtime]\nkind = \"external\"\n[limits]\nmessages_per_minute = {}\n",
             port(0)?,
-            port(1)?
+            port(1)?,
+            flood::MESSAGES_PER_MINUTE,
         ),
     )?;
     let cfg = Config::load(Some(&config))?;
@@ -428,27 +481,10 @@ async fn measure(
     let mut send_rtt = Vec::new();
     for i in 0..args.messages {
         let room = &rooms[i % rooms.len()];
-        let t0 = now_us();
-        let ev = room
-            .send(RoomMessageEventContent::text_plain(format!("latency {i}")))
-            .await?
-            .response
-            .event_id;
-        send_rtt.push((now_us() - t0) as f64 / 1000.0);
-        loop {
-            let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-                .await?
-                .context("harness gone")?;
-            if got == ev.as_str() {
-                break;
-            }
-        }
-        let recv = store
-            .received_us(ev.as_str())?
-            .context("event not recorded by the core")?;
-        let harness = deliveries.lock().unwrap_or_else(|p| p.into_inner())[ev.as_str()][0];
-        floor.push((recv - t0) as f64 / 1000.0);
-        hive.push((harness - t0) as f64 / 1000.0);
+        let t = round_trip(room, format!("latency {i}"), &store, &mut rx, &deliveries).await?;
+        send_rtt.push(t.send_ms);
+        floor.push(t.floor_ms);
+        hive.push(t.hive_ms);
     }
     floor.sort_by(f64::total_cmp);
     hive.sort_by(f64::total_cmp);
@@ -565,6 +601,7 @@ async fn measure(
         approve_to_apply_p50_ms: f64::NAN,
         approve_to_apply_p95_ms: f64::NAN,
         approve_added_p50_ms: f64::NAN,
+        flood: None,
     };
     let _ = idle.kill().await;
 
@@ -579,6 +616,33 @@ async fn measure(
     report.approve_to_apply_p50_ms = pct(&approve, 50);
     report.approve_to_apply_p95_ms = pct(&approve, 95);
     report.approve_added_p50_ms = pct(&approve, 50) - pct(&reaction_floor, 50);
+
+    // Flood: the operator's round trip to the last agent, idle and then while the flooder sends
+    // as fast as its rate limit lets it (after the approvals, so no earlier figure sees it).
+    if args.flood_messages > 0 {
+        let (room, agent) = (
+            rooms.last().expect("at least one agent"),
+            names.last().expect("at least one agent"),
+        );
+        eprintln!(
+            "bench: flood, {} messages to {agent} idle, then as many while {} floods",
+            args.flood_messages,
+            flood::FLOODER
+        );
+        report.flood = Some(
+            flood::Phase {
+                data,
+                store: &store,
+                room,
+                agent,
+                messages: args.flood_messages,
+                rx: &mut rx,
+                deliveries: &deliveries,
+            }
+            .run()
+            .await?,
+        );
+    }
     for h in harnesses {
         h.abort();
     }
@@ -649,6 +713,9 @@ fn print_report(r: &Report) {
         "  added by the hive at p50          {:>7.2}",
         r.approve_added_p50_ms
     );
+    if let Some(f) = &r.flood {
+        print_flood(f);
+    }
     println!();
     println!("resources");
     println!(
@@ -663,6 +730,43 @@ fn print_report(r: &Report) {
         "  idle CPU over 5 s (clock ticks) core {}, harness {}",
         r.core_idle_cpu_ticks, r.harness_idle_cpu_ticks
     );
+}
+
+fn print_flood(f: &flood::FloodReport) {
+    println!();
+    println!(
+        "round trip while one agent floods ({} messages to {}, ms)   p50      p95      p99",
+        f.messages, f.agent
+    );
+    println!(
+        "  idle (send → harness)                              {:>7.2}  {:>7.2}  {:>7.2}",
+        f.idle_p50_ms, f.idle_p95_ms, f.idle_p99_ms
+    );
+    println!(
+        "  one agent flooding                                 {:>7.2}  {:>7.2}  {:>7.2}",
+        f.flood_p50_ms, f.flood_p95_ms, f.flood_p99_ms
+    );
+    println!(
+        "  ratio flooding / idle                              {:>7.3}  {:>7.3}  {:>7.3}",
+        f.ratio_p50, f.ratio_p95, f.ratio_p99
+    );
+    println!(
+        "  (homeserver floor at p50: idle {:.2}, flooding {:.2})",
+        f.idle_floor_p50_ms, f.flood_floor_p50_ms
+    );
+    let s = &f.flooder;
+    println!(
+        "  flooder ({} messages/min): {} sends in {:.1} s, {} accepted, {} refused rate_limited, {} refused otherwise",
+        f.messages_per_minute,
+        s.total(),
+        f.flood_secs,
+        s.accepted,
+        s.rate_limited,
+        s.refused_other
+    );
+    if let Some(first) = &s.first_other {
+        println!("  first other refusal: {first}");
+    }
 }
 
 /// The Synapse venv shared with the tests: `~/.cache/hyperhive/synapse-<version>`.
