@@ -218,7 +218,7 @@ async fn canaries_never_reach_a_room_or_a_log() {
     assert!(raw.contains("oops"), "the crash log's line is there: {raw}");
     assert_clean("the raw container_crash event", &raw);
 
-    // (c) A request's summary holding the canary: the request shows a redaction.
+    // (c) A request's summary holding the canary: the request is not posted.
     let file = hive.dir.path().join("named.toml");
     std::fs::write(&file, echo_bot(&[])).unwrap();
     let out = hive
@@ -234,21 +234,35 @@ async fn canaries_never_reach_a_room_or_a_log() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // What the operator approves must be what is applied: a request that shows a secret is not
+    // shown redacted, it is not posted; it is cancelled and said (without the secret).
     let msgs = op
-        .wait_until(&approvals, WAIT, "request #1", |m| {
-            m.iter().any(|x| x.body.starts_with("Request #1: "))
+        .wait_until(&control, WAIT, "request #1 refused", |m| {
+            m.iter()
+                .any(|x| x.body.starts_with("🚫 Request #1 ") && x.body.contains("shows a secret"))
         })
         .await;
-    let req = msgs
+    let said = msgs
         .iter()
-        .find(|x| x.body.starts_with("Request #1: "))
+        .find(|x| x.body.starts_with("🚫 Request #1 "))
         .unwrap();
-    assert_clean("the request's body", &req.body);
+    assert_clean("the refusal", &said.body);
     assert_clean(
-        "the request's formatted body",
-        req.formatted.as_deref().unwrap_or_default(),
+        "the refusal's formatted body",
+        said.formatted.as_deref().unwrap_or_default(),
     );
-    assert!(req.body.contains("[redacted: "), "{}", req.body);
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    let a = store.approval(1).unwrap().unwrap();
+    assert_eq!(a.state, hyperhive::store::ApprovalState::Cancelled, "{a:?}");
+    assert!(a.request_event.is_none(), "never posted: {a:?}");
+    assert!(
+        !op.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|x| x.body.starts_with("Request #1: ")),
+        "the request was posted"
+    );
 
     // (d) Encoded in a reply: refused, and the agent is told.
     for ask in ["b64", "hex"] {
