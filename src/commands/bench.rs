@@ -714,7 +714,7 @@ fn print_report(r: &Report) {
         r.approve_added_p50_ms
     );
     if let Some(f) = &r.flood {
-        print_flood(f);
+        flood::print(f);
     }
     println!();
     println!("resources");
@@ -730,63 +730,6 @@ fn print_report(r: &Report) {
         "  idle CPU over 5 s (clock ticks) core {}, harness {}",
         r.core_idle_cpu_ticks, r.harness_idle_cpu_ticks
     );
-}
-
-fn print_flood(f: &flood::FloodReport) {
-    println!();
-    println!(
-        "round trip while one agent floods ({} messages to {}, ms)   p50      p95      p99",
-        f.messages, f.agent
-    );
-    let row = |label: &str, v: [f64; 3]| {
-        println!("  {label:<48} {:>8.2} {:>8.2} {:>8.2}", v[0], v[1], v[2]);
-    };
-    let ratio = |label: &str, v: &flood::Figures| {
-        println!(
-            "  {label:<48} {:>8.3} {:>8.3} {:>8.3}",
-            v.ratio_p50, v.ratio_p95, v.ratio_p99
-        );
-    };
-    let i = &f.idle;
-    row("idle (send → harness)", [i.p50_ms, i.p95_ms, i.p99_ms]);
-    let l = &f.flooding;
-    row(
-        "flooding, from its first send",
-        [l.p50_ms, l.p95_ms, l.p99_ms],
-    );
-    ratio("  ratio flooding / idle", l);
-    match (&f.limited, f.limited_after_secs) {
-        (Some(m), Some(after)) => {
-            row(
-                &format!("flooding, held by the limit (from {after:.1} s)"),
-                [m.p50_ms, m.p95_ms, m.p99_ms],
-            );
-            ratio("  ratio held / idle", m);
-        }
-        _ => println!(
-            "  (the limit was not reached within {} s of flooding)",
-            flood::LIMIT_WAIT.as_secs()
-        ),
-    }
-    println!(
-        "  (homeserver floor at p50: idle {:.2}, flooding {:.2}, held {:.2})",
-        i.floor_p50_ms,
-        l.floor_p50_ms,
-        f.limited.as_ref().map_or(f64::NAN, |m| m.floor_p50_ms)
-    );
-    let s = &f.flooder;
-    println!(
-        "  flooder ({} messages/min): {} sends in {:.1} s: {} accepted, {} refused rate_limited, {} refused otherwise",
-        f.messages_per_minute,
-        s.total(),
-        f.flood_secs,
-        s.accepted,
-        s.rate_limited,
-        s.refused_other
-    );
-    if let Some(first) = &s.first_other {
-        println!("  first other refusal: {first}");
-    }
 }
 
 /// The Synapse venv shared with the tests: `~/.cache/hyperhive/synapse-<version>`.
