@@ -714,7 +714,7 @@ fn print_report(r: &Report) {
         r.approve_added_p50_ms
     );
     if let Some(f) = &r.flood {
-        print_flood(f);
+        flood::print(f);
     }
     println!();
     println!("resources");
@@ -730,43 +730,6 @@ fn print_report(r: &Report) {
         "  idle CPU over 5 s (clock ticks) core {}, harness {}",
         r.core_idle_cpu_ticks, r.harness_idle_cpu_ticks
     );
-}
-
-fn print_flood(f: &flood::FloodReport) {
-    println!();
-    println!(
-        "round trip while one agent floods ({} messages to {}, ms)   p50      p95      p99",
-        f.messages, f.agent
-    );
-    println!(
-        "  idle (send → harness)                              {:>7.2}  {:>7.2}  {:>7.2}",
-        f.idle_p50_ms, f.idle_p95_ms, f.idle_p99_ms
-    );
-    println!(
-        "  one agent flooding                                 {:>7.2}  {:>7.2}  {:>7.2}",
-        f.flood_p50_ms, f.flood_p95_ms, f.flood_p99_ms
-    );
-    println!(
-        "  ratio flooding / idle                              {:>7.3}  {:>7.3}  {:>7.3}",
-        f.ratio_p50, f.ratio_p95, f.ratio_p99
-    );
-    println!(
-        "  (homeserver floor at p50: idle {:.2}, flooding {:.2})",
-        f.idle_floor_p50_ms, f.flood_floor_p50_ms
-    );
-    let s = &f.flooder;
-    println!(
-        "  flooder ({} messages/min): {} sends in {:.1} s, {} accepted, {} refused rate_limited, {} refused otherwise",
-        f.messages_per_minute,
-        s.total(),
-        f.flood_secs,
-        s.accepted,
-        s.rate_limited,
-        s.refused_other
-    );
-    if let Some(first) = &s.first_other {
-        println!("  first other refusal: {first}");
-    }
 }
 
 /// The Synapse venv shared with the tests: `~/.cache/hyperhive/synapse-<version>`.

@@ -64,34 +64,62 @@ impl Sends {
     }
 }
 
+/// One series' figures, next to the idle series of the same run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figures {
+    /// Operator send → the harness has the message.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    /// This series / the idle series, per percentile.
+    pub ratio_p50: f64,
+    pub ratio_p95: f64,
+    pub ratio_p99: f64,
+    /// Send → the core's transaction endpoint has it (the homeserver's part), at p50.
+    pub floor_p50_ms: f64,
+}
+
+impl Figures {
+    /// The figures of `s` (sorted) against `idle` (sorted).
+    pub fn of(s: &Series, idle: &Series) -> Self {
+        let ratio = |p| pct(&s.hive, p) / pct(&idle.hive, p);
+        Self {
+            p50_ms: pct(&s.hive, 50),
+            p95_ms: pct(&s.hive, 95),
+            p99_ms: pct(&s.hive, 99),
+            ratio_p50: ratio(50),
+            ratio_p95: ratio(95),
+            ratio_p99: ratio(99),
+            floor_p50_ms: pct(&s.floor, 50),
+        }
+    }
+}
+
 /// The flood phase's figures (`flood` in `--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FloodReport {
-    /// Round trips measured in each series (idle, then under flood).
+    /// Round trips measured in each series.
     pub messages: usize,
     /// The agent the operator's messages went to.
     pub agent: String,
     /// The flooder's limit, messages per minute (burst of as many).
     pub messages_per_minute: u32,
-    /// Operator send → the harness has the message, nobody flooding.
-    pub idle_p50_ms: f64,
-    pub idle_p95_ms: f64,
-    pub idle_p99_ms: f64,
-    /// The same while the flooder floods.
-    pub flood_p50_ms: f64,
-    pub flood_p95_ms: f64,
-    pub flood_p99_ms: f64,
-    /// Under flood / idle, per percentile.
-    pub ratio_p50: f64,
-    pub ratio_p95: f64,
-    pub ratio_p99: f64,
-    /// Send → the core's transaction endpoint has it (the homeserver's part), at p50.
-    pub idle_floor_p50_ms: f64,
-    pub flood_floor_p50_ms: f64,
+    /// Nobody flooding.
+    pub idle: Figures,
+    /// From the flooder's first answer on (while its burst lasts, every send is posted).
+    pub flooding: Figures,
+    /// From the core's first `rate_limited` refusal on (the flooder still sending); absent if
+    /// the limit was not reached within [`LIMIT_WAIT`].
+    pub limited: Option<Figures>,
+    /// The flooder's first answer → its first `rate_limited` refusal, seconds.
+    pub limited_after_secs: Option<f64>,
     /// How long the flooder flooded (its first answer → told to stop), seconds.
     pub flood_secs: f64,
     pub flooder: Sends,
 }
+
+/// How long the bench waits, after the flooding series, for the core to refuse the flooder.
+pub const LIMIT_WAIT: Duration = Duration::from_secs(120);
 
 /// One series of round trips: (send → core, send → harness), in ms, sorted.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -112,33 +140,12 @@ impl Series {
     }
 }
 
-/// The figures from both series (sorted) and the flooder's count.
-pub fn summarize(
-    agent: &str,
-    idle: &Series,
-    flood: &Series,
-    flooder: Sends,
-    flood_secs: f64,
-) -> FloodReport {
-    let ratio = |p| pct(&flood.hive, p) / pct(&idle.hive, p);
-    FloodReport {
-        messages: idle.hive.len().min(flood.hive.len()),
-        agent: agent.to_owned(),
-        messages_per_minute: MESSAGES_PER_MINUTE,
-        idle_p50_ms: pct(&idle.hive, 50),
-        idle_p95_ms: pct(&idle.hive, 95),
-        idle_p99_ms: pct(&idle.hive, 99),
-        flood_p50_ms: pct(&flood.hive, 50),
-        flood_p95_ms: pct(&flood.hive, 95),
-        flood_p99_ms: pct(&flood.hive, 99),
-        ratio_p50: ratio(50),
-        ratio_p95: ratio(95),
-        ratio_p99: ratio(99),
-        idle_floor_p50_ms: pct(&idle.floor, 50),
-        flood_floor_p50_ms: pct(&flood.floor, 50),
-        flood_secs,
-        flooder,
-    }
+/// What the flooder has had so far, shared with the bench while it runs.
+#[derive(Debug, Default)]
+struct Progress {
+    answers: AtomicU64,
+    rate_limited: AtomicU64,
+    stop: AtomicBool,
 }
 
 /// Everything the phase needs from the bench's run.
@@ -152,6 +159,8 @@ pub struct Phase<'a> {
     pub rx: &'a mut tokio::sync::mpsc::UnboundedReceiver<String>,
     pub deliveries: &'a Deliveries,
 }
+
+type Done = tokio::sync::oneshot::Receiver<anyhow::Result<Sends>>;
 
 impl Phase<'_> {
     async fn series(&mut self, label: &str) -> anyhow::Result<Series> {
@@ -171,16 +180,16 @@ impl Phase<'_> {
         Ok(s)
     }
 
-    /// Idle series, then the flooder starts, the series again under flood, the flooder stops.
+    /// Idle series; the flooder starts; the series again (flooding); once the core refuses the
+    /// flooder, the series a third time (limited); the flooder stops.
     pub async fn run(mut self) -> anyhow::Result<FloodReport> {
         let idle = self.series("idle").await?;
         let name = crate::agent_spec::AgentName::parse(FLOODER)?;
         let socket = crate::harness::socket_path(&crate::c0re::Core::socket_dir(self.data, &name));
-        let stop = Arc::new(AtomicBool::new(false));
-        let answers = Arc::new(AtomicU64::new(0));
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let progress = Arc::new(Progress::default());
+        let (done_tx, mut done) = tokio::sync::oneshot::channel();
         {
-            let (stop, answers) = (stop.clone(), answers.clone());
+            let progress = progress.clone();
             std::thread::Builder::new()
                 .name("bench-flooder".into())
                 .spawn(move || {
@@ -188,45 +197,142 @@ impl Phase<'_> {
                         .enable_all()
                         .build()
                         .context("cannot build the flooder's runtime")
-                        .and_then(|rt| rt.block_on(flooder(socket, &stop, &answers)));
+                        .and_then(|rt| rt.block_on(flooder(socket, &progress)));
                     // The receiver is gone only if the bench itself gave up already.
                     let _ = done_tx.send(result);
                 })
                 .context("cannot start the flooder's thread")?;
         }
-        // Measure only once the flood is on: the flooder has had its first answer.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut done_rx = done_rx;
-        while answers.load(Ordering::Relaxed) == 0 {
-            if Instant::now() > deadline {
-                stop.store(true, Ordering::Relaxed);
-                bail!("the flooder never got an answer from hive-c0re");
-            }
-            tokio::select! {
-                ended = &mut done_rx => {
-                    let why = match ended {
-                        Ok(Err(e)) => format!("{e:#}"),
-                        _ => "it stopped".into(),
-                    };
-                    bail!("the flooder ended before flooding: {why}");
-                }
-                () = tokio::time::sleep(Duration::from_millis(1)) => {}
-            }
-        }
-        let started = Instant::now();
-        let flood = self.series("under flood").await;
+        let measured = self.measure(&progress, &mut done).await;
+        progress.stop.store(true, Ordering::Relaxed);
+        let (flooding, limited, limited_after, started) = measured?;
         let flood_secs = started.elapsed().as_secs_f64();
-        stop.store(true, Ordering::Relaxed);
-        let sends = tokio::time::timeout(Duration::from_secs(30), done_rx)
+        let sends = tokio::time::timeout(Duration::from_secs(30), done)
             .await
             .context("the flooder did not stop")?
             .context("the flooder's thread died")??;
-        Ok(summarize(self.agent, &idle, &flood?, sends, flood_secs))
+        Ok(FloodReport {
+            messages: self.messages,
+            agent: self.agent.to_owned(),
+            messages_per_minute: MESSAGES_PER_MINUTE,
+            idle: Figures::of(&idle, &idle),
+            flooding: Figures::of(&flooding, &idle),
+            limited: limited.as_ref().map(|l| Figures::of(l, &idle)),
+            limited_after_secs: limited_after.map(|d| d.as_secs_f64()),
+            flood_secs,
+            flooder: sends,
+        })
+    }
+
+    /// The two series under flood: (flooding, limited, first answer → first refusal, when the
+    /// flood started).
+    async fn measure(
+        &mut self,
+        progress: &Progress,
+        done: &mut Done,
+    ) -> anyhow::Result<(Series, Option<Series>, Option<Duration>, Instant)> {
+        let answered = |p: &Progress| p.answers.load(Ordering::Relaxed) > 0;
+        if !wait_for(progress, done, Duration::from_secs(30), answered).await? {
+            bail!("the flooder never got an answer from hive-c0re");
+        }
+        let started = Instant::now();
+        let flooding = self.series("flooding").await?;
+        let refused = |p: &Progress| p.rate_limited.load(Ordering::Relaxed) > 0;
+        if !wait_for(progress, done, LIMIT_WAIT, refused).await? {
+            return Ok((flooding, None, None, started));
+        }
+        let limited_after = started.elapsed();
+        let limited = self.series("limited").await?;
+        Ok((flooding, Some(limited), Some(limited_after), started))
+    }
+}
+
+/// Waits up to `within` for `cond`; an error if the flooder ended meanwhile.
+async fn wait_for(
+    progress: &Progress,
+    done: &mut Done,
+    within: Duration,
+    cond: impl Fn(&Progress) -> bool,
+) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + within;
+    while !cond(progress) {
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::select! {
+            ended = &mut *done => {
+                let why = match ended {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    _ => "it stopped".into(),
+                };
+                bail!("the flooder ended before the bench was done: {why}");
+            }
+            () = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
+    }
+    Ok(true)
+}
+
+/// The phase's part of the text report.
+pub fn print(f: &FloodReport) {
+    println!();
+    println!(
+        "round trip while one agent floods ({} messages to {}, ms)   p50      p95      p99",
+        f.messages, f.agent
+    );
+    let row = |label: &str, v: [f64; 3]| {
+        println!("  {label:<48} {:>8.2} {:>8.2} {:>8.2}", v[0], v[1], v[2]);
+    };
+    let ratio = |label: &str, v: &Figures| {
+        println!(
+            "  {label:<48} {:>8.3} {:>8.3} {:>8.3}",
+            v.ratio_p50, v.ratio_p95, v.ratio_p99
+        );
+    };
+    let i = &f.idle;
+    row("idle (send → harness)", [i.p50_ms, i.p95_ms, i.p99_ms]);
+    let l = &f.flooding;
+    row(
+        "flooding, from its first send",
+        [l.p50_ms, l.p95_ms, l.p99_ms],
+    );
+    ratio("  ratio flooding / idle", l);
+    match (&f.limited, f.limited_after_secs) {
+        (Some(m), Some(after)) => {
+            row(
+                &format!("flooding, held by the limit (from {after:.1} s)"),
+                [m.p50_ms, m.p95_ms, m.p99_ms],
+            );
+            ratio("  ratio held / idle", m);
+        }
+        _ => println!(
+            "  (the limit was not reached within {} s of flooding)",
+            LIMIT_WAIT.as_secs()
+        ),
+    }
+    println!(
+        "  (homeserver floor at p50: idle {:.2}, flooding {:.2}, held {:.2})",
+        i.floor_p50_ms,
+        l.floor_p50_ms,
+        f.limited.as_ref().map_or(f64::NAN, |m| m.floor_p50_ms)
+    );
+    let s = &f.flooder;
+    println!(
+        "  flooder ({} messages/min): {} sends in {:.1} s: {} accepted, {} refused rate_limited, {} refused otherwise",
+        f.messages_per_minute,
+        s.total(),
+        f.flood_secs,
+        s.accepted,
+        s.rate_limited,
+        s.refused_other
+    );
+    if let Some(first) = &s.first_other {
+        println!("  first other refusal: {first}");
     }
 }
 
 /// The flooding harness: `hello`, then `send_message` to the operator until `stop`.
-async fn flooder(socket: PathBuf, stop: &AtomicBool, answers: &AtomicU64) -> anyhow::Result<Sends> {
+async fn flooder(socket: PathBuf, progress: &Progress) -> anyhow::Result<Sends> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut c = loop {
         match SocketClient::connect(&socket).await {
@@ -246,7 +352,7 @@ async fn flooder(socket: PathBuf, stop: &AtomicBool, answers: &AtomicU64) -> any
         other => bail!("hive-c0re did not welcome the flooder: {other:?}"),
     }
     let mut sends = Sends::default();
-    while !stop.load(Ordering::Relaxed) {
+    while !progress.stop.load(Ordering::Relaxed) {
         let answer = c
             .call(&Request::SendMessage {
                 to: "operator".into(),
@@ -254,7 +360,12 @@ async fn flooder(socket: PathBuf, stop: &AtomicBool, answers: &AtomicU64) -> any
             })
             .await?;
         sends.count(&answer);
-        answers.fetch_add(1, Ordering::Relaxed);
+        if sends.rate_limited > 0 {
+            progress
+                .rate_limited
+                .store(sends.rate_limited, Ordering::Relaxed);
+        }
+        progress.answers.fetch_add(1, Ordering::Relaxed);
     }
     Ok(sends)
 }
@@ -323,12 +434,12 @@ mod tests {
     }
 
     #[test]
-    fn ratios_are_flood_over_idle_per_percentile() {
+    fn ratios_are_the_series_over_idle_per_percentile() {
         let series = |hive: &[f64], floor: f64| Series {
             floor: vec![floor; hive.len()],
             hive: hive.to_vec(),
         };
-        /// (idle, flood) → (ratio p50, ratio p99)
+        /// (idle, series) → (ratio p50, ratio p99)
         type Case<'a> = (&'a [f64], &'a [f64], (f64, f64));
         let cases: &[Case] = &[
             (&[10.0, 10.0, 10.0], &[20.0, 20.0, 20.0], (2.0, 2.0)),
@@ -336,33 +447,20 @@ mod tests {
             (&[10.0, 20.0, 40.0], &[5.0, 10.0, 20.0], (0.5, 0.5)),
         ];
         for (idle, flood, (r50, r99)) in cases {
-            let r = summarize(
-                "bench0",
-                &series(idle, 1.0),
-                &series(flood, 2.0),
-                Sends::default(),
-                1.0,
-            );
+            let f = Figures::of(&series(flood, 2.0), &series(idle, 1.0));
             assert_eq!(
-                (r.ratio_p50, r.ratio_p99),
+                (f.ratio_p50, f.ratio_p99),
                 (*r50, *r99),
                 "{idle:?} {flood:?}"
             );
-            assert_eq!(r.messages, idle.len());
-            assert_eq!((r.idle_floor_p50_ms, r.flood_floor_p50_ms), (1.0, 2.0));
+            assert_eq!(f.p99_ms, flood[flood.len() - 1]);
+            assert_eq!(f.floor_p50_ms, 2.0);
         }
     }
 
     #[test]
     fn empty_series_give_no_figures() {
-        let r = summarize(
-            "bench0",
-            &Series::default(),
-            &Series::default(),
-            Sends::default(),
-            0.0,
-        );
-        assert_eq!(r.messages, 0);
-        assert!(r.idle_p50_ms.is_nan() && r.ratio_p50.is_nan() && r.flood_p99_ms.is_nan());
+        let f = Figures::of(&Series::default(), &Series::default());
+        assert!(f.p50_ms.is_nan() && f.ratio_p50.is_nan() && f.floor_p50_ms.is_nan());
     }
 }
