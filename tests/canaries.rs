@@ -156,7 +156,7 @@ async fn canaries_never_reach_a_room_or_a_log() {
     let hm1nd = op.join("agent-hm1nd").await;
     let crashy = op.join("agent-crashy").await;
     let encoder = op.join("agent-encoder").await;
-    let approvals = op.join("hive-approvals").await;
+    let _approvals = op.join("hive-approvals").await;
     let control = op.join("hive-c0re").await;
 
     // (a) Display name and description: the room's name and topic and the agent's display
