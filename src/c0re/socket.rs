@@ -217,6 +217,7 @@ impl Core {
                     message: "this socket serves tools only (list_tools, call_tool)".into(),
                 },
             };
+            throttle(&resp).await;
             write_line(&mut w, &resp).await?;
         }
     }
@@ -323,6 +324,26 @@ struct Conn {
     typing: Option<Typing>,
     /// Sends within the current turn, for stable transaction ids.
     sends: u32,
+}
+
+/// How long a refusal for a rate limit is held before it is answered: a harness that keeps
+/// calling after `rate_limited` (one request at a time on its socket) is slowed to a few calls
+/// a second instead of keeping the core busy.
+const RATE_LIMITED_PAUSE: Duration = Duration::from_millis(250);
+
+/// Holds back an answer that refuses for a rate limit.
+async fn throttle(resp: &Response) {
+    let limited = match resp {
+        Response::Error { code, .. } => *code == ErrorCode::RateLimited,
+        Response::ToolResult {
+            content,
+            is_error: true,
+        } => content.starts_with("rate limit:"),
+        _ => false,
+    };
+    if limited {
+        tokio::time::sleep(RATE_LIMITED_PAUSE).await;
+    }
 }
 
 /// Reads one line of at most `MAX_LINE` (+1, to detect overflow) bytes.
@@ -595,6 +616,7 @@ impl Conn {
                     Response::Done
                 }
             };
+            throttle(&resp).await;
             write_line(&mut w, &resp).await?;
         }
     }
