@@ -79,6 +79,16 @@ impl<'de> Deserialize<'de> for AgentName {
     }
 }
 
+/// Whether `name` is a model provider's name (declared in hive.toml `[providers.<name>]`,
+/// named by `provider = "<name>"`): `[a-z][a-z0-9_-]{0,31}`.
+pub fn is_provider_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
 /// The raw file, as serde reads it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -452,7 +462,7 @@ impl AgentSpec {
             _ => {}
         }
         if let Some(p) = raw.brain.provider()
-            && !crate::config::is_provider_name(p)
+            && !is_provider_name(p)
         {
             errors.push(SpecError::new(
                 file,

@@ -641,6 +641,20 @@ impl Config {
         ]
     }
 
+    /// Where agents run, in one line (`hive check`, `hive status`).
+    pub fn describe_runtime(&self) -> String {
+        let opt_in = if self.allow_unsandboxed {
+            "runtime.allow_unsandboxed = true: agents running code of their own run even without a sandbox"
+        } else {
+            "agents running code of their own are refused where no sandbox can run"
+        };
+        match self.runtime {
+            RuntimeKind::Bwrap => format!("bwrap (every agent sandboxed); {opt_in}"),
+            RuntimeKind::Process => format!("process (agents unsandboxed); {opt_in}"),
+            RuntimeKind::External => "external (harnesses started by someone else)".into(),
+        }
+    }
+
     /// A printable rendering of the resolved configuration (`hive check`).
     pub fn render(&self) -> String {
         let ops: Vec<String> = self.operators.iter().map(|o| o.to_string()).collect();
@@ -665,7 +679,7 @@ impl Config {
             ops.join(", "),
             self.max_attempts,
             self.heartbeat_secs,
-            crate::runtime::placement::describe(self),
+            self.describe_runtime(),
         )
     }
 }

@@ -54,7 +54,7 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
             cfg.listen
         ))
     );
-    println!("runtime     {}", crate::runtime::placement::describe(&cfg));
+    println!("runtime     {}", cfg.describe_runtime());
     let store = Store::open(&db)?;
     let now = crate::store::now_us();
     let day_start = now - now.rem_euclid(86_400_000_000);

@@ -28,8 +28,6 @@ use crate::agent_spec::BrainSpec;
 
 /// The largest key or token file the core reads.
 pub const MAX_KEY_FILE: u64 = 64 << 10;
-/// Longest provider name, in bytes.
-pub const MAX_PROVIDER_NAME: usize = 32;
 
 /// Which API a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -113,14 +111,8 @@ impl Provider {
     }
 }
 
-/// Whether `name` is a provider name: `[a-z][a-z0-9_-]{0,31}`.
-pub fn is_provider_name(name: &str) -> bool {
-    name.len() <= MAX_PROVIDER_NAME
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
+/// The provider-name rule lives with the agent's config, which names providers.
+pub use crate::agent_spec::is_provider_name;
 
 /// Whether `host` is loopback: `127.0.0.0/8`, `::1` or `localhost`.
 fn is_loopback(host: Host<&str>) -> bool {

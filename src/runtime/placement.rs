@@ -15,7 +15,7 @@
 //!   root: a root hive that cannot give an agent a uid of its own does not start it.
 
 use crate::agent_spec::BrainSpec;
-use crate::config::{Config, RuntimeKind};
+use crate::config::RuntimeKind;
 
 /// What this machine offers, found out at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,20 +101,6 @@ pub fn gives_away(host: &Host) -> String {
         Err(why) => format!(
             "it would run as the hive's own user ({why}): it could read the operator's password, the appservice tokens and the core's database, and act as any agent"
         ),
-    }
-}
-
-/// The runtime line of `hive check`.
-pub fn describe(cfg: &Config) -> String {
-    let opt_in = if cfg.allow_unsandboxed {
-        "runtime.allow_unsandboxed = true: agents running code of their own run even without a sandbox"
-    } else {
-        "agents running code of their own are refused where no sandbox can run"
-    };
-    match cfg.runtime {
-        RuntimeKind::Bwrap => format!("bwrap (every agent sandboxed); {opt_in}"),
-        RuntimeKind::Process => format!("process (agents unsandboxed); {opt_in}"),
-        RuntimeKind::External => "external (harnesses started by someone else)".into(),
     }
 }
 
