@@ -165,7 +165,10 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     let op = Operator::login(&creds).await;
     let hello = op.join("agent-hello").await;
     op.send(&hello, "ping").await;
-    op.wait_until(&hello, Duration::from_secs(30), "pong after restart", |m| {
+    // After a homeserver restart Synapse may hold events for the appservice until new traffic
+    // passes (docs/architecture.md): the heartbeat (60 s) and its reconcile recover them, so
+    // the wait covers one heartbeat.
+    op.wait_until(&hello, Duration::from_secs(90), "pong after restart", |m| {
         m.iter().filter(|x| x.body == "pong").count() >= 2
     })
     .await;
