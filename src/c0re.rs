@@ -365,7 +365,13 @@ impl Core {
             };
             match self
                 .store()
-                .agent_uid(name.as_str(), self.cfg().uid_base, in_use)
+                .agent_uid(
+                    name.as_str(),
+                    self.cfg()
+                        .uid_base
+                        .unwrap_or_else(|| crate::config::default_uid_base(self.data_dir())),
+                    in_use,
+                )
             {
                 Ok(uid) => *entry.uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(uid),
                 Err(e) => {

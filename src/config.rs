@@ -209,7 +209,8 @@ pub struct RawRuntime {
     /// default: such code could read whatever the hive's user can (docs/security.md).
     pub allow_unsandboxed: Option<bool>,
     /// First uid of the agents' own uids when the hive runs as root without a sandbox (each
-    /// agent gets `uid_base + n`, recorded in the core's database; default 600000).
+    /// agent gets `uid_base + n`, recorded in the core's database; default: a block of 100 in
+    /// 600000–999999 chosen by the data dir, so two hives on one host never share uids).
     pub uid_base: Option<u32>,
 }
 
@@ -244,8 +245,8 @@ pub struct Config {
     pub runtime: RuntimeKind,
     /// `runtime.allow_unsandboxed`: agents running code of their own may run without a sandbox.
     pub allow_unsandboxed: bool,
-    /// `runtime.uid_base`.
-    pub uid_base: u32,
+    /// `runtime.uid_base`; `None`: [`default_uid_base`] of the data dir.
+    pub uid_base: Option<u32>,
     /// `[limits]`: the rates the core holds every agent to.
     pub rates: crate::c0re::limits::RateLimits,
     /// `limits.model_calls_per_day` and `limits.model_tokens_per_day`.
@@ -539,7 +540,7 @@ impl Config {
             retention_days,
             runtime: raw.runtime.kind.unwrap_or(RuntimeKind::Bwrap),
             allow_unsandboxed: raw.runtime.allow_unsandboxed.unwrap_or(false),
-            uid_base: raw.runtime.uid_base.unwrap_or(600_000),
+            uid_base: raw.runtime.uid_base,
             managers,
             approvals_required,
             approver_min_power_level: raw.approvals.min_power_level.unwrap_or(100),
@@ -684,6 +685,19 @@ impl Config {
     }
 }
 
+/// The first of a hive's agent uids when hive.toml sets none: a block of 100 in 600000–999999
+/// chosen by the data dir, so two hives on one host (or two test hives at once) do not share
+/// uids (each kills its agents' leftover processes by uid before a start).
+pub fn default_uid_base(data_dir: &Path) -> u32 {
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data_dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    600_000 + (h % 4000) as u32 * 100
+}
+
 /// Whether `url`'s host is this machine's loopback (127.0.0.0/8, ::1, `localhost`).
 pub fn is_loopback_url(url: &Url) -> bool {
     match url.host() {
@@ -803,6 +817,17 @@ mod tests {
             ));
             assert_eq!(r.is_ok(), ok, "{url}: {r:?}");
         }
+    }
+
+    #[test]
+    fn default_uid_bases_differ_by_data_dir() {
+        let a = default_uid_base(Path::new("/srv/hive-a/.hive"));
+        let b = default_uid_base(Path::new("/srv/hive-b/.hive"));
+        assert_ne!(a, b);
+        for base in [a, b] {
+            assert!((600_000..1_000_000).contains(&base) && base % 100 == 0, "{base}");
+        }
+        assert_eq!(a, default_uid_base(Path::new("/srv/hive-a/.hive")), "stable");
     }
 
     #[test]
