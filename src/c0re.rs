@@ -363,16 +363,13 @@ impl Core {
                     .flatten()
                     .is_some()
             };
-            match self
-                .store()
-                .agent_uid(
-                    name.as_str(),
-                    self.cfg()
-                        .uid_base
-                        .unwrap_or_else(|| crate::config::default_uid_base(self.data_dir())),
-                    in_use,
-                )
-            {
+            match self.store().agent_uid(
+                name.as_str(),
+                self.cfg()
+                    .uid_base
+                    .unwrap_or_else(|| crate::config::default_uid_base(self.data_dir())),
+                in_use,
+            ) {
                 Ok(uid) => *entry.uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(uid),
                 Err(e) => {
                     tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot allocate the agent's uid")

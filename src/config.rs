@@ -825,9 +825,16 @@ mod tests {
         let b = default_uid_base(Path::new("/srv/hive-b/.hive"));
         assert_ne!(a, b);
         for base in [a, b] {
-            assert!((600_000..1_000_000).contains(&base) && base % 100 == 0, "{base}");
+            assert!(
+                (600_000..1_000_000).contains(&base) && base % 100 == 0,
+                "{base}"
+            );
         }
-        assert_eq!(a, default_uid_base(Path::new("/srv/hive-a/.hive")), "stable");
+        assert_eq!(
+            a,
+            default_uid_base(Path::new("/srv/hive-a/.hive")),
+            "stable"
+        );
     }
 
     #[test]
