@@ -28,6 +28,31 @@ fn wait_for(path: &Path, child: &mut std::process::Child, log: &Path) {
     }
 }
 
+/// A `hive up` that is killed if the test ends without stopping it (a failed assertion must
+/// not leave a hive holding its ports).
+struct Up(std::process::Child);
+
+impl std::ops::Deref for Up {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Up {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = sigterm_and_wait(&mut self.0);
+        }
+    }
+}
+
 fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -90,7 +115,7 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
             .unwrap()
     };
     let pid = data.join("run").join("c0re.pid");
-    let mut hive = up();
+    let mut hive = Up(up());
     wait_for(&pid, &mut hive, &log);
 
     let creds = OperatorCredentials::load(&data)
@@ -147,7 +172,7 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     );
 
     // Again: same tokens, same operator, same rooms.
-    let mut hive = up();
+    let mut hive = Up(up());
     wait_for(&pid, &mut hive, &log);
     assert_eq!(
         std::fs::read(data.join("appservice/tokens.json")).unwrap(),
