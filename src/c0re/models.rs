@@ -56,6 +56,60 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> ModelRefusal {
     }
 }
 
+/// Refuses a request that would make the provider reach out on the agent's behalf: its
+/// server-side tools (web search, web fetch, code execution: an Anthropic tool with a `type`,
+/// an OpenAI tool that is not a function) or content it fetches by URL (an Anthropic `source`
+/// of type `url`, an OpenAI `image_url` that is not a `data:` URI). A sandboxed agent has no
+/// network; the provider must not be one. A pure decision over the request body.
+fn reaches_only_the_model(
+    kind: ProviderKind,
+    body: &serde_json::Map<String, Value>,
+) -> Result<(), String> {
+    for tool in body
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let t = tool.get("type").and_then(Value::as_str);
+        let ok = match kind {
+            ProviderKind::Anthropic => t.is_none() || t == Some("custom"),
+            ProviderKind::Openai => t.is_none() || t == Some("function"),
+        };
+        if !ok {
+            return Err(format!(
+                "the provider's own tools are not offered through the hive ({})",
+                t.unwrap_or("?")
+            ));
+        }
+    }
+    // Every content block, at any depth (tool results nest them).
+    let mut stack: Vec<&Value> = body.get("messages").into_iter().collect();
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(a) => stack.extend(a),
+            Value::Object(o) => {
+                let url_source = o
+                    .get("source")
+                    .and_then(|s| s.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("url");
+                let image_url = o
+                    .get("image_url")
+                    .map(|i| i.get("url").unwrap_or(i))
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| !u.starts_with("data:"));
+                if url_source || image_url {
+                    return Err("content the provider would fetch by URL is not sent through the hive; send it inline".into());
+                }
+                stack.extend(o.values());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Whether `used` plus one more call stays within `limits` for this message and today.
 fn check_budget(
     limits: &ModelLimits,
@@ -354,6 +408,8 @@ impl Core {
                 body.insert(k.clone(), v.clone());
             }
         }
+        reaches_only_the_model(provider.kind, &body)
+            .map_err(|why| refuse(ErrorCode::NotAllowed, why))?;
         let model = match model {
             Some(m) => m.clone(),
             // No model configured (claude-code): the client's choice, within the provider's.
@@ -622,6 +678,86 @@ mod tests {
         let why = check_budget(&dollars, c(0.5), c(0.5)).unwrap_err();
         assert_eq!(why, "$0.5000 for this message (limit $0.5)");
         assert!(check_budget(&dollars, c(0.0), c(2.0)).is_err());
+    }
+
+    #[test]
+    fn requests_reach_only_the_model() {
+        use ProviderKind::*;
+        let body = |v: Value| v.as_object().unwrap().clone();
+        let cases = [
+            (
+                Anthropic,
+                json!({"tools": [{"name": "mcp__hive__x", "input_schema": {}}]}),
+                true,
+            ),
+            (
+                Anthropic,
+                json!({"tools": [{"type": "custom", "name": "x"}]}),
+                true,
+            ),
+            (
+                Anthropic,
+                json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+                false,
+            ),
+            (
+                Anthropic,
+                json!({"tools": [{"type": "code_execution_20250522", "name": "c"}]}),
+                false,
+            ),
+            (
+                Openai,
+                json!({"tools": [{"type": "function", "function": {"name": "x"}}]}),
+                true,
+            ),
+            (
+                Openai,
+                json!({"tools": [{"type": "web_search_preview"}]}),
+                false,
+            ),
+            (
+                Anthropic,
+                json!({"messages": [{"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "data": "AA=="}}]}]}),
+                true,
+            ),
+            (
+                Anthropic,
+                json!({"messages": [{"role": "user", "content": [
+                {"type": "document", "source": {"type": "url", "url": "https://x/y.pdf"}}]}]}),
+                false,
+            ),
+            (
+                Anthropic,
+                json!({"messages": [{"role": "user", "content": [{"type": "tool_result",
+                "content": [{"type": "image", "source": {"type": "url", "url": "http://10.0.0.1/"}}]}]}]}),
+                false,
+            ),
+            (
+                Openai,
+                json!({"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]}),
+                true,
+            ),
+            (
+                Openai,
+                json!({"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "http://169.254.169.254/"}}]}]}),
+                false,
+            ),
+            (
+                Openai,
+                json!({"messages": [{"role": "user", "content": "plain text"}]}),
+                true,
+            ),
+        ];
+        for (kind, b, ok) in cases {
+            assert_eq!(
+                reaches_only_the_model(kind, &body(b.clone())).is_ok(),
+                ok,
+                "{b}"
+            );
+        }
     }
 
     #[test]
