@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::process::Child;
 
@@ -270,14 +269,11 @@ impl Synapse {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no parent memory.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().context("cannot start Synapse")?;
+        // Dies with the hive, and only then: forked from the one long-lived spawner thread (a
+        // restart runs on a tokio worker, which may later end in the blocking pool).
+        let mut child = crate::runtime::tied::spawn(cmd)
+            .await
+            .context("cannot start Synapse")?;
         let health = url.join("health")?;
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(90);
