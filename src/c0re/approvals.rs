@@ -33,16 +33,7 @@ const MAX_SIGNAL_ATTEMPTS: u32 = 10;
 /// A request whose filing has not finished after this long was left by a filer that died.
 const STALE_FILING_US: i64 = 10 * 60 * 1_000_000;
 
-/// Whether a failed homeserver call will fail again the same way (the request is refused: too
-/// large, forbidden, malformed) rather than pass later (unreachable, overloaded, restarting).
-pub fn is_permanent(e: &anyhow::Error) -> bool {
-    match e.downcast_ref::<crate::matrix::MatrixError>() {
-        Some(m) => m
-            .status()
-            .is_some_and(|s| (400..500).contains(&s) && s != 429),
-        None => false,
-    }
-}
+use crate::matrix::client::is_permanent;
 
 /// Why a request was refused before it reached the operator.
 #[derive(Debug)]
@@ -993,9 +984,9 @@ impl Core {
             );
         }
         let n = repo.current().map_or(0, |(n, _)| n) + 1;
-        failpoint("apply-before-commit");
+        crate::failpoint::exit_at("apply-before-commit");
         repo.deploy(&a.sha, n, &files)?;
-        failpoint("apply-after-commit");
+        crate::failpoint::exit_at("apply-after-commit");
         let running = repo.load_current().map_err(|e| {
             anyhow::anyhow!(
                 "{}",
@@ -1243,10 +1234,6 @@ pub fn spawnable(cfg: &crate::config::Config, name: &AgentName) -> Result<(), St
         return Err(format!("{name} is an operator's name"));
     }
     Ok(())
-}
-
-fn failpoint(name: &str) {
-    crate::failpoint::exit_at(name);
 }
 
 #[cfg(test)]

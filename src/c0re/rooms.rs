@@ -33,6 +33,17 @@ struct RoomPlan {
 impl Core {
     /// Registers `name`'s virtual user (idempotent: an existing user is fine).
     pub async fn register_agent(&self, name: &AgentName) -> anyhow::Result<()> {
+        self.register(name, false).await
+    }
+
+    /// Registers a spawned agent's identity, which must be new: an approved spawn never takes
+    /// over an account that exists already (the agents' namespace covers every local user but
+    /// the operators).
+    pub async fn register_new_agent(&self, name: &AgentName) -> anyhow::Result<()> {
+        self.register(name, true).await
+    }
+
+    async fn register(&self, name: &AgentName, must_be_new: bool) -> anyhow::Result<()> {
         let mut req = register::v3::Request::new();
         req.username = Some(format!("{}{}", self.cfg().agent_prefix, name));
         req.login_type = Some(register::LoginType::ApplicationService);
@@ -42,25 +53,11 @@ impl Core {
                 tracing::info!(agent = %name, "registered agent identity");
                 Ok(())
             }
-            Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot register agent {name}")),
-        }
-    }
-
-    /// Registers a spawned agent's identity, which must be new: an approved spawn never takes
-    /// over an account that exists already (the agents' namespace covers every local user but
-    /// the operators).
-    pub async fn register_new_agent(&self, name: &AgentName) -> anyhow::Result<()> {
-        let mut req = register::v3::Request::new();
-        req.username = Some(format!("{}{}", self.cfg().agent_prefix, name));
-        req.login_type = Some(register::LoginType::ApplicationService);
-        req.inhibit_login = true;
-        match self.client().send(req, None).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.errcode() == Some("M_USER_IN_USE") => anyhow::bail!(
+            Err(e) if e.errcode() == Some("M_USER_IN_USE") && must_be_new => anyhow::bail!(
                 "{} exists already on this homeserver: a spawn never takes over an account",
                 self.cfg().agent_user_id(name)
             ),
+            Err(e) if e.errcode() == Some("M_USER_IN_USE") => Ok(()),
             Err(e) => Err(e).with_context(|| format!("cannot register agent {name}")),
         }
     }

@@ -336,12 +336,6 @@ impl Core {
                 json!({ "reminder_id": r.id, "text": r.text }),
                 &format!("hh-event-reminder-{}", r.id),
             )
-            // An agent removed since: the post goes to nobody and is dropped by the outbox.
-            .unwrap_or_else(|| crate::store::OutboxRow {
-                txn_id: format!("hh-event-reminder-{}", r.id),
-                room_key: format!("agent:{}", r.agent),
-                content: "{}".into(),
-            })
         })
     }
 }

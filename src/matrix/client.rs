@@ -50,6 +50,12 @@ impl MatrixError {
         }
     }
 
+    /// Will fail again the same way: the homeserver refused the request itself (too large,
+    /// forbidden, malformed), rather than being away or overloaded.
+    pub fn permanent(&self) -> bool {
+        matches!(self, MatrixError::Server { status, .. } if (400..500).contains(status) && *status != 429)
+    }
+
     /// Worth trying again: the homeserver is restarting or overloaded.
     fn transient(&self) -> bool {
         match self {
@@ -58,6 +64,13 @@ impl MatrixError {
             MatrixError::Protocol { .. } => false,
         }
     }
+}
+
+/// Whether a failed homeserver call, with whatever context it gathered on the way, will fail
+/// again the same way ([`MatrixError::permanent`]); anything else is worth trying later.
+pub fn is_permanent(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<MatrixError>()
+        .is_some_and(MatrixError::permanent)
 }
 
 /// Supplies the path-builder input a request type needs (ruma picks a path by spec version).

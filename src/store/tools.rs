@@ -42,10 +42,11 @@ impl Store {
     }
 
     /// Reminders due now: each marked delivered together with the post that delivers it (one
-    /// sqlite transaction), so a reminder is never marked done without its message owed.
+    /// sqlite transaction), so a reminder is never marked done without its message owed. Returns
+    /// how many were due.
     pub fn deliver_due_reminders(
         &self,
-        post: impl Fn(&Reminder) -> super::OutboxRow,
+        post: impl Fn(&Reminder) -> Option<super::OutboxRow>,
     ) -> anyhow::Result<usize> {
         let mut c = self.lock();
         let tx = c.transaction()?;
@@ -65,7 +66,10 @@ impl Store {
         };
         for r in &due {
             tx.execute("UPDATE reminders SET delivered = 1 WHERE id = ?1", [r.id])?;
-            super::outbox::insert(&tx, &post(r))?;
+            // `None`: its agent is gone; nobody to remind.
+            if let Some(row) = post(r) {
+                super::outbox::insert(&tx, &row)?;
+            }
         }
         tx.commit()?;
         Ok(due.len())
@@ -104,10 +108,12 @@ mod tests {
         s.add_reminder("a", "later", now_us() + 3_600_000_000)
             .unwrap();
         assert_eq!(s.pending_reminders("a").unwrap(), 2);
-        let post = |r: &Reminder| crate::store::OutboxRow {
-            txn_id: format!("hh-reminder-{}", r.id),
-            room_key: "agent:a".into(),
-            content: r.text.clone(),
+        let post = |r: &Reminder| {
+            Some(crate::store::OutboxRow {
+                txn_id: format!("hh-reminder-{}", r.id),
+                room_key: "agent:a".into(),
+                content: r.text.clone(),
+            })
         };
         assert_eq!(s.deliver_due_reminders(post).unwrap(), 1);
         assert_eq!(s.deliver_due_reminders(post).unwrap(), 0, "once");
