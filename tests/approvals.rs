@@ -6,11 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, TestHive};
+use common::{Operator, TestHive, react};
 use matrix_sdk::Room;
 use matrix_sdk::ruma::OwnedEventId;
-use matrix_sdk::ruma::events::reaction::ReactionEventContent;
-use matrix_sdk::ruma::events::relation::Annotation;
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -36,30 +34,11 @@ fn manager_bot() -> String {
         .to_owned()
 }
 
-async fn react(room: &Room, event: &OwnedEventId, key: &str) -> OwnedEventId {
-    room.send(ReactionEventContent::new(Annotation::new(
-        event.clone(),
-        key.to_owned(),
-    )))
-    .await
-    .unwrap()
-    .response
-    .event_id
-}
-
 /// The request message `#id` in the approvals room.
 async fn request_event(op: &Operator, approvals: &Room, id: u32) -> OwnedEventId {
-    let head = format!("Request #{id}: ");
-    let msgs = op
-        .wait_until(approvals, WAIT, &format!("request #{id}"), |m| {
-            m.iter().any(|x| x.body.starts_with(&head))
-        })
-        .await;
-    msgs.iter()
-        .find(|x| x.body.starts_with(&head))
-        .unwrap()
+    common::request_message(op, approvals, id, WAIT)
+        .await
         .event_id
-        .clone()
 }
 
 /// Pushes a forged reaction straight into hive-c0re's transaction endpoint, as the homeserver

@@ -100,26 +100,7 @@ async fn raw_event(op: &Operator, room: &Room, id: &matrix_sdk::ruma::OwnedEvent
 }
 
 async fn tools_client(hive: &TestHive, name: &str) -> SocketClient {
-    let path = hive.data.join("agents").join(name).join("sock/tools.sock");
-    let deadline = Instant::now() + WAIT;
-    let mut c = loop {
-        match SocketClient::connect(&path).await {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("{e:#}"),
-        }
-    };
-    let r = c
-        .call(&Request::Hello {
-            agent: name.into(),
-            pid: 1,
-        })
-        .await
-        .unwrap();
-    assert!(matches!(r, Response::Welcome { .. }), "{r:?}");
-    c
+    common::hello_socket(hive, name, "tools.sock", WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Operator, TestHive, echo_bot};
+use common::{Operator, TestHive, echo_bot, react};
 use matrix_sdk::Room;
-use matrix_sdk::ruma::OwnedEventId;
-use matrix_sdk::ruma::events::reaction::ReactionEventContent;
-use matrix_sdk::ruma::events::relation::Annotation;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -23,28 +20,9 @@ fn command_bot(script: &str) -> String {
     format!("[brain]\nkind = \"command\"\ncommand = [\"./{script}\"]\n")
 }
 
-async fn react(room: &Room, event: &OwnedEventId, key: &str) -> OwnedEventId {
-    room.send(ReactionEventContent::new(Annotation::new(
-        event.clone(),
-        key.to_owned(),
-    )))
-    .await
-    .unwrap()
-    .response
-    .event_id
-}
-
 /// The request message `#id` in the approvals room.
 async fn request_event(op: &Operator, approvals: &Room, id: u32) -> common::Seen {
-    let head = format!("Request #{id}: ");
-    let msgs = op
-        .wait_until(approvals, WAIT, &format!("request #{id}"), |m| {
-            m.iter().any(|x| x.body.starts_with(&head))
-        })
-        .await;
-    msgs.into_iter()
-        .find(|x| x.body.starts_with(&head))
-        .unwrap()
+    common::request_message(op, approvals, id, WAIT).await
 }
 
 fn run(hive: &TestHive, args: &[&str]) -> (i32, String) {

@@ -13,26 +13,7 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(45);
 
 async fn connect(hive: &TestHive, name: &str) -> SocketClient {
-    let path = hive.data.join("agents").join(name).join("sock/c0re.sock");
-    let deadline = std::time::Instant::now() + WAIT;
-    let mut c = loop {
-        match SocketClient::connect(&path).await {
-            Ok(c) => break c,
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("{e:#}"),
-        }
-    };
-    let r = c
-        .call(&Request::Hello {
-            agent: name.into(),
-            pid: 1,
-        })
-        .await
-        .unwrap();
-    assert!(matches!(r, Response::Welcome { .. }), "{r:?}");
-    c
+    common::hello_socket(hive, name, "c0re.sock", WAIT).await
 }
 
 async fn tool(c: &mut SocketClient, name: &str, arguments: serde_json::Value) -> (String, bool) {

@@ -576,3 +576,62 @@ impl Operator {
             .count()
     }
 }
+
+/// The operator reacts `key` to `event` in `room`; returns the reaction's event id.
+pub async fn react(room: &Room, event: &OwnedEventId, key: &str) -> OwnedEventId {
+    use matrix_sdk::ruma::events::reaction::ReactionEventContent;
+    use matrix_sdk::ruma::events::relation::Annotation;
+    room.send(ReactionEventContent::new(Annotation::new(
+        event.clone(),
+        key.to_owned(),
+    )))
+    .await
+    .unwrap()
+    .response
+    .event_id
+}
+
+/// Request `#id`'s message in the approvals room, once it is there.
+pub async fn request_message(op: &Operator, approvals: &Room, id: u32, timeout: Duration) -> Seen {
+    let head = format!("Request #{id}: ");
+    let msgs = op
+        .wait_until(approvals, timeout, &format!("request #{id}"), |m| {
+            m.iter().any(|x| x.body.starts_with(&head))
+        })
+        .await;
+    msgs.into_iter()
+        .find(|x| x.body.starts_with(&head))
+        .unwrap()
+}
+
+/// A connection to agent `name`'s socket `file` (`c0re.sock`, `tools.sock`) that said hello,
+/// waiting until the socket is there.
+pub async fn hello_socket(
+    hive: &TestHive,
+    name: &str,
+    file: &str,
+    timeout: Duration,
+) -> hyperhive::harness::client::SocketClient {
+    use hyperhive::harness::client::SocketClient;
+    use hyperhive::harness::protocol::{Request, Response};
+    let path = hive.data.join("agents").join(name).join("sock").join(file);
+    let deadline = Instant::now() + timeout;
+    let mut c = loop {
+        match SocketClient::connect(&path).await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    };
+    let r = c
+        .call(&Request::Hello {
+            agent: name.into(),
+            pid: 1,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Welcome { .. }), "{r:?}");
+    c
+}
