@@ -758,16 +758,6 @@ async fn providers_are_the_only_hosts_and_answers_are_capped() {
             "big",
             "the model's answer is larger than 8388608 bytes".to_owned(),
         ),
-        (
-            "lost",
-            "lost: brain.provider \"nowhere\" is not declared in hive.toml (no [providers.nowhere])"
-                .to_owned(),
-        ),
-        (
-            "idle",
-            "idle: no [providers.openai] in hive.toml: it cannot think until one is declared"
-                .to_owned(),
-        ),
     ];
     for (name, why) in &cases {
         let room = op.join(&format!("agent-{name}")).await;
@@ -779,6 +769,43 @@ async fn providers_are_the_only_hosts_and_answers_are_capped() {
             failure(name, why),
         )
         .await;
+    }
+    // A provider hive.toml does not grant: the agent cannot think, says so once, and its
+    // messages wait in the queue (none is handed out and lost).
+    let ungranted = [
+        (
+            "lost",
+            "brain.provider \"nowhere\" is not declared in hive.toml (no [providers.nowhere])",
+        ),
+        (
+            "idle",
+            "no [providers.openai] in hive.toml: it cannot think until one is declared",
+        ),
+    ];
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    for (name, why) in ungranted {
+        let room = op.join(&format!("agent-{name}")).await;
+        op.send(&room, "hello").await;
+        let notice = format!("⚠️ {name} cannot think right now: {why}. Messages wait in the queue");
+        op.wait_until(&room, WAIT, &format!("{name}'s notice"), |m| {
+            m.iter().any(|x| x.body.starts_with(&notice))
+        })
+        .await;
+        // (The notice may come before the message is queued: it is said when the harness asks.)
+        let deadline = std::time::Instant::now() + WAIT;
+        let queued = loop {
+            let q = store.counts(name).unwrap();
+            if q.pending + q.inflight + q.done + q.dead > 0 || std::time::Instant::now() > deadline
+            {
+                break q;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(
+            (queued.pending, queued.inflight, queued.dead),
+            (1, 0, 0),
+            "{name}: {queued:?}"
+        );
     }
     let asked = asked.0.lock().unwrap().clone();
     assert!(!asked.is_empty());

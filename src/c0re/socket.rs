@@ -599,20 +599,7 @@ impl Conn {
                 Request::Ack { id } => self.finish(id, None).await?,
                 Request::Fail { id, error } => self.finish(id, Some(error)).await?,
                 Request::BrainUnavailable { reason } => {
-                    if self
-                        .core
-                        .store()
-                        .set_brain_notice(self.name.as_str(), Some(&reason))?
-                    {
-                        let room = self.core.room(&format!("agent:{}", self.name));
-                        let text = format!(
-                            "⚠️ {} cannot think right now: {reason}. Messages wait in the queue until its brain can run.",
-                            self.name
-                        );
-                        self.core
-                            .post_as_agent_or_notice(&self.name, room, &text)
-                            .await;
-                    }
+                    self.cannot_think(&reason).await?;
                     Response::Done
                 }
             };
@@ -656,12 +643,48 @@ impl Conn {
         }
     }
 
+    /// Says in the agent's room, once per reason, that it cannot think; its messages wait.
+    async fn cannot_think(&self, reason: &str) -> anyhow::Result<()> {
+        if self
+            .core
+            .store()
+            .set_brain_notice(self.name.as_str(), Some(reason))?
+        {
+            let room = self.core.room(&format!("agent:{}", self.name));
+            let text = format!(
+                "⚠️ {} cannot think right now: {reason}. Messages wait in the queue until its brain can run.",
+                self.name
+            );
+            self.core
+                .post_as_agent_or_notice(&self.name, room, &text)
+                .await;
+        }
+        Ok(())
+    }
+
     /// Waits for the agent's next message. `None`: the harness hung up while waiting.
     async fn next(
         &mut self,
         reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
     ) -> anyhow::Result<Option<Response>> {
         let entry = self.core.agent(&self.name).context("agent vanished")?;
+        // A model brain whose provider hive.toml does not grant cannot think, whatever its
+        // harness could start: said once, and no message is handed out (they wait in the queue,
+        // as when the harness itself says its brain cannot run).
+        if let Err(why) = self.core.cfg().provider_for(&entry.spec().brain) {
+            self.cannot_think(&why.to_string()).await?;
+            tokio::select! {
+                _ = self.core.cancel().cancelled() => {
+                    return Ok(Some(Response::Error { code: ErrorCode::ShuttingDown, message: "hive-c0re is stopping".into() }));
+                }
+                r = reader.fill_buf() => {
+                    return Ok(match r {
+                        Ok([]) | Err(_) => None,
+                        Ok(_) => Some(Response::Error { code: ErrorCode::BadRequest, message: "one request at a time".into() }),
+                    });
+                }
+            }
+        }
         loop {
             let core = self.core.clone();
             let name = self.name.to_string();
