@@ -22,6 +22,7 @@ pub mod routing;
 pub mod secrets;
 pub mod server;
 pub mod socket;
+pub mod tasks;
 pub mod tools;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -378,17 +379,31 @@ impl Core {
         }
         let c = self.clone();
         let n = name.clone();
-        self.inner.tasks.spawn(async move {
-            if let Err(e) = c.serve_agent_socket(n.clone()).await {
-                tracing::error!(agent = %n, error = %format!("{e:#}"), "agent socket failed");
-            }
-        });
+        self.inner.tasks.spawn(tasks::supervised(
+            format!("{name}'s socket"),
+            tasks::Scope::Agent,
+            tasks::Policy::default(),
+            self.cancel().clone(),
+            tasks::Fatal::default(),
+            move || c.clone().serve_agent_socket(n.clone()),
+        ));
         if let Some(rt) = runtimes {
             let c = self.clone();
             let n = name.clone();
-            self.inner
-                .tasks
-                .spawn(async move { crate::runtime::process::supervise(c, rt, n).await });
+            self.inner.tasks.spawn(tasks::supervised(
+                format!("{name}'s supervisor"),
+                tasks::Scope::Agent,
+                tasks::Policy::default(),
+                self.cancel().clone(),
+                tasks::Fatal::default(),
+                move || {
+                    let (c, rt, n) = (c.clone(), rt.clone(), n.clone());
+                    async move {
+                        crate::runtime::process::supervise(c, rt, n).await;
+                        Ok(())
+                    }
+                },
+            ));
         }
     }
 

@@ -397,3 +397,33 @@ fn check_refuses_undeclared_providers_and_unreadable_keys() {
         "{err}"
     );
 }
+
+/// What a timed-out wait of the harness prints: the end of the core's log and of each agent's,
+/// not their beginnings.
+#[test]
+fn a_timed_out_wait_shows_the_tail_of_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let core: String = (0..100).map(|i| format!("core line {i}\n")).collect();
+    std::fs::write(dir.path().join("c0re.log"), core).unwrap();
+    let agent = dir.path().join("data/agents/hello");
+    std::fs::create_dir_all(&agent).unwrap();
+    let lines: String = (0..50).map(|i| format!("agent line {i}\n")).collect();
+    std::fs::write(agent.join("agent.log"), lines).unwrap();
+    let tail = common::logs_tail(dir.path());
+    assert!(
+        tail.contains("core line 99") && tail.contains("core line 40"),
+        "{tail}"
+    );
+    assert!(
+        !tail.contains("core line 39\n"),
+        "only the last 60 lines: {tail}"
+    );
+    assert!(
+        tail.contains("agent line 49") && !tail.contains("agent line 29\n"),
+        "{tail}"
+    );
+    assert!(
+        tail.contains("data/agents/hello/agent.log"),
+        "names the file: {tail}"
+    );
+}

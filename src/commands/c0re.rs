@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_spec::AgentSpec;
+use crate::c0re::tasks::{Fatal, Tasks};
 use crate::c0re::{Core, registration};
 use crate::cli::HiveDirs;
 use crate::config::{Config, RuntimeKind};
@@ -185,43 +186,29 @@ pub async fn serve(
     for name in core.agents().keys() {
         core.start_agent(name);
     }
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn({
+    let fatal = Fatal::default();
+    let mut tasks = Tasks::new(cancel.clone(), fatal.clone());
+    macro_rules! task {
+        ($name:literal, $run:ident) => {{
+            let c = core.clone();
+            tasks.spawn($name, move || {
+                let c = c.clone();
+                async move {
+                    c.$run().await;
+                    Ok(())
+                }
+            });
+        }};
+    }
+    task!("heartbeat", heartbeat_loop);
+    task!("control", control_loop);
+    task!("approvals", approvals_loop);
+    task!("outbox", outbox_loop);
+    task!("prune", prune_loop);
+    {
         let c = core.clone();
-        async move {
-            c.heartbeat_loop().await;
-            Ok(())
-        }
-    });
-    tasks.spawn({
-        let c = core.clone();
-        async move {
-            c.control_loop().await;
-            Ok(())
-        }
-    });
-    tasks.spawn({
-        let c = core.clone();
-        async move {
-            c.approvals_loop().await;
-            Ok(())
-        }
-    });
-    tasks.spawn({
-        let c = core.clone();
-        async move {
-            c.outbox_loop().await;
-            Ok(())
-        }
-    });
-    tasks.spawn({
-        let c = core.clone();
-        async move {
-            c.prune_loop().await;
-            Ok(())
-        }
-    });
-    tasks.spawn(core.clone().serve_control_socket());
+        tasks.spawn("control socket", move || c.clone().serve_control_socket());
+    }
     let pid_path = super::pid_file(data_dir, "c0re");
     crate::fsutil::write_atomic(&pid_path, std::process::id().to_string().as_bytes(), 0o644)?;
     let summary: Vec<String> = core
@@ -243,17 +230,29 @@ pub async fn serve(
     }
 
     cancel.cancelled().await;
-    while let Some(r) = tasks.join_next().await {
-        match r {
-            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "task ended with an error"),
-            Err(e) if e.is_panic() => tracing::error!(error = %e, "task panicked"),
-            _ => {}
-        }
-    }
+    let stopped = tasks.shutdown(SHUTDOWN).await;
     core.tasks().close();
-    core.tasks().wait().await;
+    if tokio::time::timeout(SHUTDOWN, core.tasks().wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            timeout_s = SHUTDOWN.as_secs(),
+            "agents' tasks did not stop in time"
+        );
+    }
     server.await??;
     let _ = std::fs::remove_file(&pid_path);
+    if let Err(e) = stopped {
+        tracing::error!(error = %format!("{e:#}"), "shutdown timed out");
+    }
+    if let Some(why) = fatal.get() {
+        anyhow::bail!("hive-c0re stopped because {why}");
+    }
     tracing::info!("hive-c0re stopped");
     Ok(())
 }
+
+/// How long a stop waits for the core's loops, and then for the agents' tasks (a harness in a
+/// turn is given its own grace by its supervisor, within this).
+const SHUTDOWN: Duration = Duration::from_secs(30);

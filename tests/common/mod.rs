@@ -265,7 +265,11 @@ impl TestHive {
             if let Some(s) = c.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "hive c0re did not exit");
+            assert!(
+                Instant::now() < deadline,
+                "hive c0re did not exit\n{}",
+                logs_tail(self.dir.path())
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -329,14 +333,16 @@ impl TestHive {
             }
             assert!(
                 Instant::now() < deadline,
-                "hive c0re did not stop within 30 s"
+                "hive c0re did not stop within 30 s\n{}",
+                logs_tail(self.dir.path())
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
+    /// The operator, logged in; a wait of theirs that times out prints this hive's logs.
     pub async fn operator(&self) -> Operator {
-        Operator::login(&self.operator).await
+        Operator::login(&self.operator).await.with_logs(self)
     }
 
     pub fn hs_token(&self) -> String {
@@ -387,6 +393,8 @@ pub struct Operator {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub ephemeral: Arc<Mutex<Vec<Ephemeral>>>,
     sync: tokio::task::JoinHandle<()>,
+    /// The test dir whose logs a timed-out wait prints (see [`logs_tail`]).
+    logs: Option<PathBuf>,
 }
 
 impl Drop for Operator {
@@ -490,7 +498,18 @@ impl Operator {
             seen,
             ephemeral,
             sync,
+            logs: None,
         }
+    }
+
+    /// A timed-out wait of this operator's prints the tail of `hive`'s core and agent logs.
+    pub fn with_logs(mut self, hive: &TestHive) -> Self {
+        self.logs = Some(hive.dir.path().to_owned());
+        self
+    }
+
+    fn logs(&self) -> String {
+        self.logs.as_deref().map(logs_tail).unwrap_or_default()
     }
 
     /// Joins the room behind `#alias:<server>` (the operator is invited to every hive room).
@@ -538,8 +557,9 @@ impl Operator {
                     .map(|m| format!("{}: {}", m.sender, m.body))
                     .collect();
                 panic!(
-                    "timed out waiting for {what}; room has:\n{}",
-                    bodies.join("\n")
+                    "timed out waiting for {what}; room has:\n{}\n{}",
+                    bodies.join("\n"),
+                    self.logs()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -560,7 +580,10 @@ impl Operator {
                 return seen;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; saw:\n{seen:#?}");
+                panic!(
+                    "timed out waiting for {what}; saw:\n{seen:#?}\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -622,7 +645,7 @@ pub async fn hello_socket(
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
-            Err(e) => panic!("{e:#}"),
+            Err(e) => panic!("{e:#}\n{}", logs_tail(hive.dir.path())),
         }
     };
     let r = c
@@ -634,4 +657,32 @@ pub async fn hello_socket(
         .unwrap();
     assert!(matches!(r, Response::Welcome { .. }), "{r:?}");
     c
+}
+
+/// The last lines of the core's log (`<test dir>/c0re.log`) and of every agent's
+/// (`<test dir>/data/agents/<name>/agent.log`), for a wait that timed out: what the hive was
+/// doing is the first thing the reader of a failure needs.
+pub fn logs_tail(dir: &Path) -> String {
+    fn tail(path: &Path, lines: usize) -> Option<String> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let all: Vec<&str> = text.lines().collect();
+        Some(all[all.len().saturating_sub(lines)..].join("\n"))
+    }
+    let mut out = String::new();
+    if let Some(t) = tail(&dir.join("c0re.log"), 60) {
+        out.push_str(&format!("--- the last of c0re.log ---\n{t}\n"));
+    }
+    let mut agents: Vec<PathBuf> = std::fs::read_dir(dir.join("data").join("agents"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("agent.log"))
+        .collect();
+    agents.sort();
+    for log in agents {
+        if let Some(t) = tail(&log, 20) {
+            out.push_str(&format!("--- the last of {} ---\n{t}\n", log.display()));
+        }
+    }
+    out
 }
