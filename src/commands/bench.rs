@@ -7,7 +7,11 @@
 //! (the hive path). Figures are reported with their ratio to the floor measured in the same run.
 //! Last, the same round trip while one more agent floods (see [`flood`]).
 
+mod approvals;
 mod flood;
+mod report;
+use approvals::approval_rounds;
+use report::{Report, pct, print_report};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +23,6 @@ use anyhow::{Context, bail};
 use matrix_sdk::Client;
 use matrix_sdk::ruma::RoomAliasId;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::cli::BenchArgs;
@@ -31,145 +34,6 @@ use crate::store::{Store, now_us};
 
 /// Concurrent senders per agent room during the burst.
 const SENDERS_PER_ROOM: usize = 4;
-
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub messages: usize,
-    pub agents: usize,
-    /// The client's own send request (PUT …/send → 200), for context.
-    pub send_p50_ms: f64,
-    /// Send → transaction received while no harness is connected (the homeserver alone).
-    pub quiet_floor_p50_ms: f64,
-    pub quiet_floor_p95_ms: f64,
-    pub quiet_floor_p99_ms: f64,
-    /// Hive path minus the quiet floor: everything the hive costs, its own homeserver traffic
-    /// (typing, receipts) included.
-    pub added_to_quiet_p50_ms: f64,
-    pub added_to_quiet_p99_ms: f64,
-    /// Send → transaction received while the hive works (same messages as the hive path).
-    pub floor_p50_ms: f64,
-    pub floor_p95_ms: f64,
-    pub floor_p99_ms: f64,
-    pub hive_p50_ms: f64,
-    pub hive_p95_ms: f64,
-    pub hive_p99_ms: f64,
-    pub added_p50_ms: f64,
-    pub added_p99_ms: f64,
-    pub ratio_p50: f64,
-    pub burst: usize,
-    pub homeserver_msgs_per_s: f64,
-    pub hive_msgs_per_s: f64,
-    pub throughput_ratio: f64,
-    pub delivered: usize,
-    pub duplicates: usize,
-    pub core_rss_mb: f64,
-    pub harness_rss_mb: f64,
-    pub core_idle_cpu_ticks: u64,
-    pub harness_idle_cpu_ticks: u64,
-    /// Approval rounds measured.
-    pub approvals: usize,
-    /// ✅ sent → the core's transaction endpoint has the reaction (the homeserver alone).
-    pub reaction_floor_p50_ms: f64,
-    pub reaction_floor_p95_ms: f64,
-    /// ✅ sent → the approval is `applying` (the rebuild starts).
-    pub approve_to_apply_p50_ms: f64,
-    pub approve_to_apply_p95_ms: f64,
-    pub approve_added_p50_ms: f64,
-    /// The operator's round trip while one agent floods, next to idle (absent with
-    /// `--flood-messages 0`).
-    pub flood: Option<flood::FloodReport>,
-}
-
-fn pct(sorted: &[f64], p: usize) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) * p).div_ceil(100).min(sorted.len() - 1)]
-}
-
-/// `args.approvals` rounds on agent `agent`: commit a change on its proposed side, file the
-/// request as `hive config propose` does, wait for it to be posted, then time the ✅.
-async fn approval_rounds(
-    args: &BenchArgs,
-    cfg: &Config,
-    data: &Path,
-    client: &Client,
-    agent: &str,
-    store: &Store,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    use matrix_sdk::ruma::events::reaction::ReactionEventContent;
-    use matrix_sdk::ruma::events::relation::Annotation;
-    let alias = RoomAliasId::parse(format!("#hive-approvals:{}", cfg.server_name))?;
-    let room = client
-        .join_room_by_id_or_alias((&*alias).into(), &[])
-        .await?;
-    let name = crate::agent_spec::AgentName::parse(agent)?;
-    let repo = crate::configrepo::ConfigRepo::new(data, &name);
-    let (mut floor, mut hive) = (Vec::new(), Vec::new());
-    for i in 0..args.approvals {
-        let toml =
-            format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nsilent = true\n# round {i}\n");
-        let sha = repo.commit_proposed(
-            &[crate::configrepo::ConfigFile {
-                path: "agent.toml".into(),
-                executable: false,
-                content: toml.into_bytes(),
-            }],
-            &format!("bench round {i}"),
-        )?;
-        let id =
-            crate::c0re::approvals::file_apply_commit(data, cfg, "bench", agent, &sha, "bench")?
-                .map_err(|e| anyhow::anyhow!("the bench's request was refused: {e}"))?;
-        anyhow::ensure!(
-            crate::c0re::control::wake_running_core(data),
-            "hive-c0re's control socket did not answer"
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let request = loop {
-            if let Some(ev) = store.approval(id)?.and_then(|a| a.request_event) {
-                break matrix_sdk::ruma::OwnedEventId::try_from(ev)?;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "request #{id} was never posted");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
-        let t0 = now_us();
-        let reaction = room
-            .send(ReactionEventContent::new(Annotation::new(
-                request,
-                "✅".into(),
-            )))
-            .await?
-            .response
-            .event_id;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let a = store.approval(id)?.context("request vanished")?;
-            match a.state {
-                crate::store::ApprovalState::Applied => break,
-                crate::store::ApprovalState::Failed => {
-                    bail!("request #{id} failed: {}", a.reason.unwrap_or_default())
-                }
-                _ => {}
-            }
-            anyhow::ensure!(Instant::now() < deadline, "request #{id} was never applied");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let recv = store
-            .received_us(reaction.as_str())?
-            .context("the reaction was not recorded")?;
-        let started = store
-            .audit_log(100)?
-            .into_iter()
-            .find(|e| e.approval_id == Some(id) && e.action == "apply-start")
-            .context("no apply-start in the audit trail")?
-            .ts_us;
-        floor.push((recv - t0) as f64 / 1000.0);
-        hive.push((started - t0) as f64 / 1000.0);
-    }
-    floor.sort_by(f64::total_cmp);
-    hive.sort_by(f64::total_cmp);
-    Ok((floor, hive))
-}
 
 /// Waits until the core has recorded `event_id`; returns when it received it.
 async fn wait_received(store: &Store, event_id: &str) -> anyhow::Result<i64> {
@@ -647,89 +511,6 @@ async fn measure(
         h.abort();
     }
     Ok(report)
-}
-
-fn print_report(r: &Report) {
-    println!(
-        "hyperhive bench — {} messages over {} agents, burst of {}",
-        r.messages, r.agents, r.burst
-    );
-    println!();
-    println!("latency (ms)                         p50      p95      p99");
-    println!(
-        "  homeserver floor, hive idle     {:>7.2}  {:>7.2}  {:>7.2}",
-        r.quiet_floor_p50_ms, r.quiet_floor_p95_ms, r.quiet_floor_p99_ms
-    );
-    println!(
-        "  homeserver floor (send → txn)   {:>7.2}  {:>7.2}  {:>7.2}",
-        r.floor_p50_ms, r.floor_p95_ms, r.floor_p99_ms
-    );
-    println!(
-        "  hive path (send → harness)      {:>7.2}  {:>7.2}  {:>7.2}",
-        r.hive_p50_ms, r.hive_p95_ms, r.hive_p99_ms
-    );
-    println!(
-        "  added by the hive               {:>7.2}           {:>7.2}",
-        r.added_p50_ms, r.added_p99_ms
-    );
-    println!(
-        "  added vs the idle floor         {:>7.2}           {:>7.2}",
-        r.added_to_quiet_p50_ms, r.added_to_quiet_p99_ms
-    );
-    println!("  ratio hive / floor at p50       {:>7.3}", r.ratio_p50);
-    println!(
-        "  (the client's send request alone: p50 {:.2})",
-        r.send_p50_ms
-    );
-    println!();
-    println!("throughput (burst)");
-    println!(
-        "  homeserver → appservice         {:>8.1} msg/s",
-        r.homeserver_msgs_per_s
-    );
-    println!(
-        "  through hive-c0re to harnesses  {:>8.1} msg/s  ({:.1}% of the homeserver's rate)",
-        r.hive_msgs_per_s,
-        r.throughput_ratio * 100.0
-    );
-    println!(
-        "  delivered {} of {}, duplicates {}",
-        r.delivered, r.burst, r.duplicates
-    );
-    println!();
-    println!(
-        "approvals ({} rounds, ms)                p50      p95",
-        r.approvals
-    );
-    println!(
-        "  homeserver: ✅ sent → txn          {:>7.2}  {:>7.2}",
-        r.reaction_floor_p50_ms, r.reaction_floor_p95_ms
-    );
-    println!(
-        "  hive: ✅ sent → apply started      {:>7.2}  {:>7.2}",
-        r.approve_to_apply_p50_ms, r.approve_to_apply_p95_ms
-    );
-    println!(
-        "  added by the hive at p50          {:>7.2}",
-        r.approve_added_p50_ms
-    );
-    if let Some(f) = &r.flood {
-        flood::print(f);
-    }
-    println!();
-    println!("resources");
-    println!(
-        "  hive-c0re RSS                   {:>8.1} MB",
-        r.core_rss_mb
-    );
-    println!(
-        "  idle harness RSS                {:>8.1} MB",
-        r.harness_rss_mb
-    );
-    println!(
-        "  idle CPU over 5 s (clock ticks) core {}, harness {}",
-        r.core_idle_cpu_ticks, r.harness_idle_cpu_ticks
-    );
 }
 
 /// The Synapse venv shared with the tests: `~/.cache/hyperhive/synapse-<version>`.
