@@ -11,6 +11,7 @@
 pub mod approvals;
 pub mod control;
 pub mod effects;
+pub mod ingest;
 pub mod limits;
 pub mod models;
 pub mod outbound;
@@ -25,7 +26,9 @@ pub mod socket;
 pub mod tasks;
 pub mod tools;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+pub(crate) use ingest::RecentTxns;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -36,9 +39,9 @@ use tokio_util::sync::CancellationToken;
 use crate::agent_spec::{AgentName, AgentSpec};
 use crate::config::Config;
 use crate::matrix::AsClient;
-use crate::store::{Enqueue, Store};
+use crate::store::Store;
 use registration::Tokens;
-use routing::{RoomRole, SenderKind, TimelineEvent};
+use routing::RoomRole;
 
 /// The queue name of the core's own commands (`!hive …`); never a valid agent name.
 pub const CONTROL_QUEUE: &str = "!c0re";
@@ -129,99 +132,6 @@ struct Inner {
     tasks: tokio_util::task::TaskTracker,
 }
 
-/// The last transactions answered, as (txn id, digest of the body): a re-sent transaction is
-/// answered at once without touching sqlite. The body is part of the key because Synapse
-/// restarts its txn ids after a restart (synapse#14556): a reused id with new events must go
-/// through. Bounded: this is a shortcut, the event-id dedupe in sqlite is the guarantee.
-#[derive(Default)]
-pub(crate) struct RecentTxns {
-    set: HashSet<(String, [u8; 20])>,
-    order: std::collections::VecDeque<(String, [u8; 20])>,
-}
-
-impl RecentTxns {
-    const CAPACITY: usize = 1024;
-
-    pub(crate) fn key(txn_id: &str, body: &[u8]) -> (String, [u8; 20]) {
-        use sha1::Digest;
-        (txn_id.to_owned(), sha1::Sha1::digest(body).into())
-    }
-
-    /// Records `key`; false if it was already there.
-    pub(crate) fn insert(&mut self, key: (String, [u8; 20])) -> bool {
-        if !self.set.insert(key.clone()) {
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > Self::CAPACITY
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        true
-    }
-
-    pub(crate) fn contains(&self, key: &(String, [u8; 20])) -> bool {
-        self.set.contains(key)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn remove(&mut self, key: &(String, [u8; 20])) {
-        if self.set.remove(key) {
-            self.order.retain(|k| k != key);
-        }
-    }
-}
-
-/// Every secret the hive knows, labelled: the appservice tokens, the homeserver's registration
-/// secret, the operator's password, every provider's key or token file, `secrets.files`. Files
-/// are read bounded (a regular file of at most 64 KiB); one that cannot be read is logged and
-/// not guarded. (`_specs`: keys are no longer per agent, they are hive.toml's providers'.)
-fn known_secrets(cfg: &Config, data_dir: &Path, tokens: &Tokens) -> Vec<(String, String)> {
-    let mut known = vec![
-        (
-            "the appservice's as_token".to_owned(),
-            tokens.as_token.clone(),
-        ),
-        (
-            "the appservice's hs_token".to_owned(),
-            tokens.hs_token.clone(),
-        ),
-    ];
-    if let Ok(s) = crate::homeserver::Layout::new(data_dir).shared_secret() {
-        known.push(("the homeserver's registration secret".into(), s));
-    }
-    if let Ok(Some(op)) = crate::homeserver::OperatorCredentials::load(data_dir) {
-        known.push(("the operator's password".into(), op.password));
-    }
-    let mut files: Vec<(String, PathBuf)> = cfg
-        .secret_files
-        .iter()
-        .map(|p| (format!("a secret from {}", p.display()), p.clone()))
-        .collect();
-    for p in cfg.providers.values() {
-        use crate::config::Credential;
-        match &p.credential {
-            Credential::ApiKey(f) => {
-                files.push((format!("[providers.{}]'s API key", p.name), f.clone()))
-            }
-            Credential::OauthToken(f) => {
-                files.push((format!("[providers.{}]'s OAuth token", p.name), f.clone()))
-            }
-            Credential::None => {}
-        }
-    }
-    for (label, path) in files {
-        match crate::config::read_bounded(&path, crate::config::MAX_KEY_FILE) {
-            Ok(v) => known.push((label, v)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read a secret file; it is not guarded")
-            }
-        }
-    }
-    known
-}
-
 /// The hive's rooms, both ways round.
 #[derive(Debug, Default, Clone)]
 pub struct RoomMap {
@@ -259,7 +169,7 @@ impl Core {
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
         let tokens = Tokens::load(data_dir)?;
-        let secrets = secrets::SecretFilter::new(known_secrets(&cfg, data_dir, &tokens));
+        let secrets = secrets::SecretFilter::new(secrets::known(&cfg, data_dir, &tokens));
         crate::logging::guard_secrets(secrets.clone());
         let limiter = limits::Limiter::new(cfg.rates);
         let store = Store::open(&data_dir.join("c0re.db"))?;
@@ -491,93 +401,6 @@ impl Core {
         data_dir.join("agents").join(name.as_str()).join("sock")
     }
 
-    fn sender_kind(&self, user: &UserId) -> SenderKind {
-        if user == self.inner.bot {
-            SenderKind::Bot
-        } else if self.inner.cfg.is_operator(user) {
-            SenderKind::Operator
-        } else {
-            match self.inner.cfg.agent_of(user) {
-                Some(name) if self.agent(&name).is_some() => SenderKind::Agent(name),
-                _ => SenderKind::Other,
-            }
-        }
-    }
-
-    /// Accepts events from the homeserver (a transaction, or timeline reconciliation): routes
-    /// them, then records and enqueues them in one sqlite transaction, deduplicated by event id.
-    /// Wakes the agents that got something. Nothing slow happens here.
-    pub fn accept(&self, events: &[TimelineEvent], received_us: i64) -> anyhow::Result<()> {
-        let rooms = self.rooms();
-        let agent_ids = self.agent_ids();
-        let mut seen = Vec::with_capacity(events.len());
-        let mut routed = Vec::new();
-        for ev in events {
-            seen.push((ev.event_id.clone(), ev.room_id.clone()));
-            if ev.kind == control::HEARTBEAT_TYPE && ev.sender == self.inner.bot {
-                self.inner.heartbeat.notify_waiters();
-                continue;
-            }
-            let role = rooms.role(&ev.room_id);
-            if role == RoomRole::Approvals && ev.kind == "m.room.power_levels" {
-                // Before any reaction behind it is judged.
-                *self
-                    .inner
-                    .approvals_power
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
-            }
-            let sender = self.sender_kind(&ev.sender);
-            let mut targets: Vec<String> = routing::route(ev, &role, &sender, &agent_ids)
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
-            if routing::control_command(ev, &role, &sender).is_some() {
-                targets.push(CONTROL_QUEUE.to_owned());
-            }
-            if sender != SenderKind::Bot
-                && let Some(signal) = routing::approval_signal(ev, &role)
-            {
-                routed.push(Enqueue {
-                    event_id: ev.event_id.clone(),
-                    room_id: ev.room_id.clone(),
-                    sender: ev.sender.to_string(),
-                    body: signal.to_string(),
-                    origin_ts: ev.origin_server_ts,
-                    agents: vec![APPROVALS_QUEUE.to_owned()],
-                    hive_event: None,
-                });
-            }
-            if !targets.is_empty() {
-                // Only the core's own messages carry a core event to the agent.
-                let hive_event = (sender == SenderKind::Bot)
-                    .then(|| ev.content.get(routing::HIVE_EVENT_KEY))
-                    .flatten()
-                    .map(|e| e.to_string());
-                routed.push(Enqueue {
-                    event_id: ev.event_id.clone(),
-                    room_id: ev.room_id.clone(),
-                    sender: ev.sender.to_string(),
-                    body: ev.body().unwrap_or_default().to_owned(),
-                    origin_ts: ev.origin_server_ts,
-                    agents: targets,
-                    hive_event,
-                });
-            }
-        }
-        let woken = self.inner.store.ingest(&seen, &routed, received_us)?;
-        for name in woken {
-            if name == CONTROL_QUEUE {
-                self.inner.control_notify.notify_one();
-            } else if name == APPROVALS_QUEUE {
-                self.inner.approvals_notify.notify_one();
-            } else if let Some(a) = AgentName::parse(&name).ok().and_then(|n| self.agent(&n)) {
-                a.notify.notify_one();
-            }
-        }
-        Ok(())
-    }
-
     pub fn hs_token(&self) -> &str {
         &self.inner.tokens.hs_token
     }
@@ -593,37 +416,5 @@ impl Core {
 
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RecentTxns;
-
-    #[test]
-    fn recent_txns_key_on_id_and_body() {
-        let mut r = RecentTxns::default();
-        assert!(r.insert(RecentTxns::key("1", b"a")));
-        assert!(
-            !r.insert(RecentTxns::key("1", b"a")),
-            "a re-send is recognised"
-        );
-        assert!(
-            r.insert(RecentTxns::key("1", b"b")),
-            "a reused id with new events is not"
-        );
-        r.remove(&RecentTxns::key("1", b"a"));
-        assert!(
-            r.insert(RecentTxns::key("1", b"a")),
-            "a forgotten txn is accepted again"
-        );
-        for i in 0..RecentTxns::CAPACITY {
-            r.insert(RecentTxns::key(&i.to_string(), b"x"));
-        }
-        assert!(r.set.len() <= RecentTxns::CAPACITY && r.order.len() == r.set.len());
-        assert!(
-            r.insert(RecentTxns::key("1", b"b")),
-            "old entries are evicted"
-        );
     }
 }
