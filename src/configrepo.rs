@@ -75,18 +75,64 @@ impl AgentDirs {
     }
 }
 
+/// Why a config commit is refused, or could not be read. Every variant but [`Self::Git`] is
+/// about the commit itself (told to whoever named it); `Git` is the repository failing.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(
+        "{0:?} is not a full commit sha (40 lowercase hex digits); name commits by sha, never by branch or tag"
+    )]
+    NotASha(String),
+    #[error("{path:?}: {why}")]
+    BadPath { path: String, why: String },
+    #[error("a path is not UTF-8")]
+    PathNotUtf8,
+    #[error("{0} is a symlink; symlinks are refused")]
+    Symlink(String),
+    #[error("{0} is a submodule; refused")]
+    Submodule(String),
+    #[error("{path}: unsupported entry ({mode} {kind})")]
+    Unsupported {
+        path: String,
+        mode: String,
+        kind: String,
+    },
+    #[error("{0} is larger than {MAX_FILE} bytes")]
+    TooLarge(String),
+    #[error("more than {MAX_FILES} files")]
+    TooManyFiles,
+    #[error("{0} is a binary file; config files must be text")]
+    Binary(String),
+    #[error("the commit has no agent.toml")]
+    NoAgentToml,
+    #[error("agent.toml is not UTF-8")]
+    AgentTomlNotUtf8,
+    /// `agent.toml` does not validate: each error as `key: message`, joined by `; `.
+    #[error("{0}")]
+    Spec(String),
+    #[error("unexpected git ls-tree output")]
+    Listing,
+    #[error("{0}")]
+    Git(String),
+}
+
+impl CommitError {
+    /// Whether the commit is at fault (as opposed to the repository).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Git(_))
+    }
+}
+
 /// A full commit id: 40 lowercase hex digits. Requests name commits this way, never by a branch
 /// or tag name.
-pub fn parse_sha(s: &str) -> Result<String, String> {
+pub fn parse_sha(s: &str) -> Result<String, CommitError> {
     if s.len() == 40
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         Ok(s.to_owned())
     } else {
-        Err(format!(
-            "{s:?} is not a full commit sha (40 lowercase hex digits); name commits by sha, never by branch or tag"
-        ))
+        Err(CommitError::NotASha(s.to_owned()))
     }
 }
 
@@ -100,16 +146,20 @@ pub struct ConfigFile {
 }
 
 /// Checks a path from a git tree: relative, no `.`/`..`/empty components, printable.
-fn check_path(path: &str) -> Result<(), String> {
+fn check_path(path: &str) -> Result<(), CommitError> {
+    let bad = |why: String| CommitError::BadPath {
+        path: path.to_owned(),
+        why,
+    };
     if path.is_empty() || path.starts_with('/') {
-        return Err(format!("{path:?}: not a relative path"));
+        return Err(bad("not a relative path".into()));
     }
     for c in path.split('/') {
         if c.is_empty() || c == "." || c == ".." || c.starts_with(".git") {
-            return Err(format!("{path:?}: forbidden path component {c:?}"));
+            return Err(bad(format!("forbidden path component {c:?}")));
         }
         if c.chars().any(|ch| ch.is_control()) {
-            return Err(format!("{path:?}: control character in path"));
+            return Err(bad("control character in path".into()));
         }
     }
     Ok(())
@@ -323,45 +373,48 @@ impl ConfigRepo {
     /// The files of commit `sha` (which must be in the core's repo), checked: regular files only
     /// (no symlinks, no submodules), text only (UTF-8, no NUL), safe paths, bounded sizes, an
     /// `agent.toml`.
-    pub fn read_commit(&self, sha: &str) -> Result<Vec<ConfigFile>, String> {
+    pub fn read_commit(&self, sha: &str) -> Result<Vec<ConfigFile>, CommitError> {
         let sha = parse_sha(sha)?;
+        let git_failed = |e: anyhow::Error| CommitError::Git(format!("{e:#}"));
         let listing = git(
             &self.dirs.repo(),
             &["ls-tree", "-r", "-z", "--full-tree", "-l", &sha],
             None,
         )
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(git_failed)?;
         let mut files = Vec::new();
         for entry in listing.split(|b| *b == 0).filter(|e| !e.is_empty()) {
-            let entry = std::str::from_utf8(entry).map_err(|_| "a path is not UTF-8".to_owned())?;
+            let entry = std::str::from_utf8(entry).map_err(|_| CommitError::PathNotUtf8)?;
             // "<mode> <type> <oid> <size>\t<path>"
-            let (meta, path) = entry
-                .split_once('\t')
-                .ok_or("unexpected git ls-tree output")?;
+            let (meta, path) = entry.split_once('\t').ok_or(CommitError::Listing)?;
             let parts: Vec<&str> = meta.split_whitespace().collect();
             let [mode, kind, oid, size] = parts[..] else {
-                return Err("unexpected git ls-tree output".into());
+                return Err(CommitError::Listing);
             };
             check_path(path)?;
             match (mode, kind) {
                 ("100644" | "100755", "blob") => {}
-                ("120000", _) => return Err(format!("{path} is a symlink; symlinks are refused")),
-                ("160000", _) => return Err(format!("{path} is a submodule; refused")),
-                _ => return Err(format!("{path}: unsupported entry ({mode} {kind})")),
+                ("120000", _) => return Err(CommitError::Symlink(path.to_owned())),
+                ("160000", _) => return Err(CommitError::Submodule(path.to_owned())),
+                _ => {
+                    return Err(CommitError::Unsupported {
+                        path: path.to_owned(),
+                        mode: mode.to_owned(),
+                        kind: kind.to_owned(),
+                    });
+                }
             }
-            let size: u64 = size.parse().map_err(|_| "bad size".to_owned())?;
+            let size: u64 = size.parse().map_err(|_| CommitError::Listing)?;
             if size > MAX_FILE {
-                return Err(format!("{path} is larger than {MAX_FILE} bytes"));
+                return Err(CommitError::TooLarge(path.to_owned()));
             }
             if files.len() >= MAX_FILES {
-                return Err(format!("more than {MAX_FILES} files"));
+                return Err(CommitError::TooManyFiles);
             }
-            let content = git(&self.dirs.repo(), &["cat-file", "blob", oid], None)
-                .map_err(|e| format!("{e:#}"))?;
+            let content =
+                git(&self.dirs.repo(), &["cat-file", "blob", oid], None).map_err(git_failed)?;
             if is_binary(&content) {
-                return Err(format!(
-                    "{path} is a binary file; config files must be text"
-                ));
+                return Err(CommitError::Binary(path.to_owned()));
             }
             files.push(ConfigFile {
                 path: path.to_owned(),
@@ -370,18 +423,18 @@ impl ConfigRepo {
             });
         }
         if !files.iter().any(|f| f.path == "agent.toml") {
-            return Err("the commit has no agent.toml".into());
+            return Err(CommitError::NoAgentToml);
         }
         Ok(files)
     }
 
     /// Validates the commit's `agent.toml` (and reads its prompt) as the agent's spec.
-    pub fn parse_spec(&self, files: &[ConfigFile]) -> Result<AgentSpec, String> {
+    pub fn parse_spec(&self, files: &[ConfigFile]) -> Result<AgentSpec, CommitError> {
         let toml = files
             .iter()
             .find(|f| f.path == "agent.toml")
-            .ok_or("the commit has no agent.toml")?;
-        let text = std::str::from_utf8(&toml.content).map_err(|_| "agent.toml is not UTF-8")?;
+            .ok_or(CommitError::NoAgentToml)?;
+        let text = std::str::from_utf8(&toml.content).map_err(|_| CommitError::AgentTomlNotUtf8)?;
         let prompt = files
             .iter()
             .find(|f| f.path == "prompt.md")
@@ -393,10 +446,12 @@ impl ConfigRepo {
                 s
             })
             .map_err(|errs| {
-                errs.iter()
-                    .map(|e| format!("{}: {}", e.key, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                CommitError::Spec(
+                    errs.iter()
+                        .map(|e| format!("{}: {}", e.key, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
             })
     }
 

@@ -1137,7 +1137,7 @@ fn file_request(
     }
     let sha = match parse_sha(sha) {
         Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(e.to_string())),
     };
     let repo = ConfigRepo::new(data_dir, &name);
     if kind == "apply_commit" && !repo.exists() {
@@ -1156,7 +1156,7 @@ fn file_request(
     let checked = (|| -> Result<(), String> {
         repo.snapshot(&sha, &id.to_string())
             .map_err(|e| format!("{e:#}"))?;
-        let files = repo.read_commit(&sha)?;
+        let files = repo.read_commit(&sha).map_err(|e| e.to_string())?;
         let spec = repo
             .parse_spec(&files)
             .map_err(|e| format!("its agent.toml does not validate: {e}"))?;

@@ -204,7 +204,7 @@ fn refuses_symlinks_and_hostile_paths() {
         secret.to_str().unwrap().as_bytes(),
     );
     repo.snapshot(&sha, "8").unwrap();
-    let err = repo.read_commit(&sha).unwrap_err();
+    let err = repo.read_commit(&sha).unwrap_err().to_string();
     assert!(err.contains("agent.toml is a symlink"), "{err}");
 
     for bad in [
@@ -241,7 +241,7 @@ fn refuses_binary_files() {
             content: content.to_vec(),
         };
         let sha = repo.commit_proposed(&[f], what).unwrap();
-        let err = repo.read_commit(&sha).unwrap_err();
+        let err = repo.read_commit(&sha).unwrap_err().to_string();
         assert_eq!(
             err, "logo.png is a binary file; config files must be text",
             "{what}"
@@ -253,7 +253,7 @@ fn refuses_binary_files() {
     let sha = repo
         .commit_proposed(&[file("notes.md", "a\tb\r\nünï ✅\n")], "text")
         .unwrap();
-    let err = repo.read_commit(&sha).unwrap_err();
+    let err = repo.read_commit(&sha).unwrap_err().to_string();
     assert!(
         err.contains("logo.png"),
         "the earlier binary is still there: {err}"
@@ -271,7 +271,7 @@ fn an_invalid_agent_toml_cannot_be_applied() {
         .unwrap();
     repo.snapshot(&sha, "9").unwrap();
     let files = repo.read_commit(&sha).unwrap();
-    let err = repo.parse_spec(&files).unwrap_err();
+    let err = repo.parse_spec(&files).unwrap_err().to_string();
     assert!(err.contains("brain"), "{err}");
 }
 
