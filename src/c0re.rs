@@ -4,13 +4,13 @@
 //! - [`server`]: the HTTP endpoints the homeserver pushes to (transactions, queries, ping).
 //! - [`routing`]: pure rules for which agent an event is for.
 //! - [`rooms`]: the space and rooms, created idempotently by alias and repaired at start.
-//! - [`socket`]: the per-agent unix socket and the delivery loop.
+//! - [`agents`]: the per-agent unix sockets, each connection's requests, the tools.
 //! - [`outbound`]: sending as an agent, under its policy.
 //! - [`control`]: heartbeat, timeline reconciliation, `!hive` commands, notices.
 
+pub mod agents;
 pub mod approvals;
 pub mod control;
-pub mod effects;
 pub mod ingest;
 pub mod limits;
 pub mod models;
@@ -22,9 +22,7 @@ pub mod rooms;
 pub mod routing;
 pub mod secrets;
 pub mod server;
-pub mod socket;
 pub mod tasks;
-pub mod tools;
 
 pub(crate) use ingest::RecentTxns;
 
@@ -67,7 +65,7 @@ pub struct AgentEntry {
     /// The agent's own uid, when the hive can give it one (root, unsandboxed).
     uid: Mutex<Option<u32>>,
     /// The message its harness is handling now, and that turn's side-effecting calls.
-    pub turn: Mutex<Option<effects::TurnCalls>>,
+    pub turn: Mutex<Option<agents::effects::TurnCalls>>,
 }
 
 impl AgentEntry {

@@ -4,11 +4,20 @@
 //! A [`Bucket`] is a token bucket as a pure state machine over an [`Instant`] the caller passes
 //! in (tests use fake time): it holds at most `burst` tokens, refills `count` tokens every
 //! `per`, and each action takes one. A [`Limiter`] keeps one bucket per (key, [`Kind`]).
+//!
+//! Budgets, decided here as pure functions over what was used: [`check_reminder`] (pending
+//! reminders and their size) and a model brain's [`check_budget`] (calls, tokens and dollars per
+//! message and per day, under the hive's ceilings: [`under_ceilings`]); the store's usage is read
+//! around them by the caller.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::models::DEFAULT_CALLS_PER_MESSAGE;
+use crate::agent_spec::ModelLimits;
+use crate::store::Usage;
 
 /// Reminders an agent may have pending at once (`remind` is refused beyond this).
 pub const MAX_PENDING_REMINDERS: usize = 200;
@@ -242,18 +251,116 @@ impl<K: Eq + Hash> Limiter<K> {
     }
 }
 
+/// Why one more reminder is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReminderRefused {
+    #[error("{pending} reminders are pending, the most allowed is {MAX_PENDING_REMINDERS}")]
+    TooMany { pending: usize },
+    #[error("the reminder text is {len} bytes, the most allowed is {MAX_REMINDER_TEXT}")]
+    TooLong { len: usize },
+}
+
 /// Whether an agent with `pending` reminders may set one more with `text`.
-pub fn check_reminder(pending: usize, text: &str) -> Result<(), String> {
+pub fn check_reminder(pending: usize, text: &str) -> Result<(), ReminderRefused> {
     if pending >= MAX_PENDING_REMINDERS {
-        return Err(format!(
-            "{pending} reminders are pending, the most allowed is {MAX_PENDING_REMINDERS}"
-        ));
+        return Err(ReminderRefused::TooMany { pending });
     }
     if text.len() > MAX_REMINDER_TEXT {
-        return Err(format!(
-            "the reminder text is {} bytes, the most allowed is {MAX_REMINDER_TEXT}",
-            text.len()
-        ));
+        return Err(ReminderRefused::TooLong { len: text.len() });
+    }
+    Ok(())
+}
+
+/// An agent's model limits under the hive's daily ceilings (`[limits]` model_calls_per_day and
+/// model_tokens_per_day): the smaller of the two, the hive's where the agent sets none. Whatever
+/// an (approved) agent config asks, the hive's ceilings hold.
+pub fn under_ceilings(agent: &ModelLimits, calls_per_day: u64, tokens_per_day: u64) -> ModelLimits {
+    ModelLimits {
+        calls_per_day: Some(
+            agent
+                .calls_per_day
+                .map_or(calls_per_day, |n| n.min(calls_per_day)),
+        ),
+        tokens_per_day: Some(
+            agent
+                .tokens_per_day
+                .map_or(tokens_per_day, |n| n.min(tokens_per_day)),
+        ),
+        ..agent.clone()
+    }
+}
+
+/// Which model budget one more call would exceed (the text follows "over budget: ").
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OverBudget {
+    #[error("{used} model calls for this message (limit {limit})")]
+    CallsPerMessage { used: u64, limit: u64 },
+    #[error("{used} tokens for this message (limit {limit})")]
+    TokensPerMessage { used: u64, limit: u64 },
+    #[error("{used} model calls today (limit {limit})")]
+    CallsPerDay { used: u64, limit: u64 },
+    #[error("{used} tokens today (limit {limit})")]
+    TokensPerDay { used: u64, limit: u64 },
+    #[error("${used:.4} for this message (limit ${limit})")]
+    UsdPerMessage { used: f64, limit: f64 },
+    #[error("${used:.4} today (limit ${limit})")]
+    UsdPerDay { used: f64, limit: f64 },
+}
+
+/// Whether one more model call stays within `limits`, given what this message (`turn`) and
+/// today (`day`, UTC) used so far. A budget is spent once the usage reaches it: the call that
+/// would start beyond it is refused. Checked in this order: calls, then tokens for the message
+/// (calls default to [`DEFAULT_CALLS_PER_MESSAGE`]); calls, then tokens today; dollars for the
+/// message, then today (only priced calls count in dollars).
+pub fn check_budget(limits: &ModelLimits, turn: Usage, day: Usage) -> Result<(), OverBudget> {
+    let per_msg = limits
+        .calls_per_message
+        .unwrap_or(DEFAULT_CALLS_PER_MESSAGE);
+    if turn.calls >= per_msg {
+        return Err(OverBudget::CallsPerMessage {
+            used: turn.calls,
+            limit: per_msg,
+        });
+    }
+    if let Some(limit) = limits.tokens_per_message
+        && turn.tokens >= limit
+    {
+        return Err(OverBudget::TokensPerMessage {
+            used: turn.tokens,
+            limit,
+        });
+    }
+    if let Some(limit) = limits.calls_per_day
+        && day.calls >= limit
+    {
+        return Err(OverBudget::CallsPerDay {
+            used: day.calls,
+            limit,
+        });
+    }
+    if let Some(limit) = limits.tokens_per_day
+        && day.tokens >= limit
+    {
+        return Err(OverBudget::TokensPerDay {
+            used: day.tokens,
+            limit,
+        });
+    }
+    if let Some(limit) = limits.usd_per_message
+        && turn.cost_usd >= limit
+    {
+        return Err(OverBudget::UsdPerMessage {
+            used: turn.cost_usd,
+            limit,
+        });
+    }
+    if let Some(limit) = limits.usd_per_day
+        && day.cost_usd >= limit
+    {
+        return Err(OverBudget::UsdPerDay {
+            used: day.cost_usd,
+            limit,
+        });
     }
     Ok(())
 }
@@ -521,7 +628,174 @@ mod tests {
                 text.len()
             );
         }
-        let e = check_reminder(0, &long).expect_err("too long");
+        let e = check_reminder(0, &long).expect_err("too long").to_string();
         assert!(e.contains("4001 bytes") && e.contains("4000"), "{e}");
+        let e = check_reminder(MAX_PENDING_REMINDERS, "x")
+            .expect_err("too many")
+            .to_string();
+        assert_eq!(e, "200 reminders are pending, the most allowed is 200");
+    }
+
+    fn usage(calls: u64, tokens: u64, cost_usd: f64) -> Usage {
+        Usage {
+            calls,
+            tokens,
+            cost_usd,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn budgets() {
+        struct Case {
+            name: &'static str,
+            limits: ModelLimits,
+            turn: Usage,
+            day: Usage,
+            want: Result<(), &'static str>,
+        }
+        let counted = ModelLimits {
+            calls_per_message: Some(2),
+            tokens_per_message: Some(100),
+            calls_per_day: Some(10),
+            tokens_per_day: Some(1000),
+            ..Default::default()
+        };
+        let dollars = ModelLimits {
+            usd_per_message: Some(0.5),
+            usd_per_day: Some(2.0),
+            ..Default::default()
+        };
+        let cases = [
+            Case {
+                name: "no limits: the default 8 calls a message, nothing else",
+                limits: ModelLimits::default(),
+                turn: usage(7, 10_000_000, 100.0),
+                day: usage(100_000, 0, 0.0),
+                want: Ok(()),
+            },
+            Case {
+                name: "no limits: the ninth call of a message",
+                limits: ModelLimits::default(),
+                turn: usage(8, 0, 0.0),
+                day: usage(0, 0, 0.0),
+                want: Err("8 model calls for this message (limit 8)"),
+            },
+            Case {
+                name: "just under every counted limit",
+                limits: counted.clone(),
+                turn: usage(1, 99, 0.0),
+                day: usage(9, 999, 0.0),
+                want: Ok(()),
+            },
+            Case {
+                name: "calls for the message reached",
+                limits: counted.clone(),
+                turn: usage(2, 0, 0.0),
+                day: usage(0, 0, 0.0),
+                want: Err("2 model calls for this message (limit 2)"),
+            },
+            Case {
+                name: "tokens for the message reached",
+                limits: counted.clone(),
+                turn: usage(0, 100, 0.0),
+                day: usage(0, 0, 0.0),
+                want: Err("100 tokens for this message (limit 100)"),
+            },
+            Case {
+                name: "calls today reached",
+                limits: counted.clone(),
+                turn: usage(0, 0, 0.0),
+                day: usage(10, 0, 0.0),
+                want: Err("10 model calls today (limit 10)"),
+            },
+            Case {
+                name: "tokens today reached",
+                limits: counted.clone(),
+                turn: usage(0, 0, 0.0),
+                day: usage(0, 1000, 0.0),
+                want: Err("1000 tokens today (limit 1000)"),
+            },
+            Case {
+                name: "the message's budget is said before the day's",
+                limits: counted.clone(),
+                turn: usage(2, 100, 0.0),
+                day: usage(10, 1000, 0.0),
+                want: Err("2 model calls for this message (limit 2)"),
+            },
+            Case {
+                name: "just under the dollars",
+                limits: dollars.clone(),
+                turn: usage(0, 0, 0.49),
+                day: usage(0, 0, 1.99),
+                want: Ok(()),
+            },
+            Case {
+                name: "dollars for the message reached",
+                limits: dollars.clone(),
+                turn: usage(0, 0, 0.5),
+                day: usage(0, 0, 0.5),
+                want: Err("$0.5000 for this message (limit $0.5)"),
+            },
+            Case {
+                name: "dollars today reached",
+                limits: dollars.clone(),
+                turn: usage(0, 0, 0.0),
+                day: usage(0, 0, 2.0),
+                want: Err("$2.0000 today (limit $2)"),
+            },
+        ];
+        for c in cases {
+            let got = check_budget(&c.limits, c.turn, c.day).map_err(|e| e.to_string());
+            assert_eq!(got, c.want.map_err(str::to_owned), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn the_hive_ceilings_hold() {
+        struct Case {
+            name: &'static str,
+            agent: (Option<u64>, Option<u64>),
+            want: (Option<u64>, Option<u64>),
+        }
+        let cases = [
+            Case {
+                name: "no limits of its own: the hive's",
+                agent: (None, None),
+                want: (Some(2000), Some(20_000_000)),
+            },
+            Case {
+                name: "tighter limits of its own stay",
+                agent: (Some(10), Some(1000)),
+                want: (Some(10), Some(1000)),
+            },
+            Case {
+                name: "looser limits of its own are cut to the hive's",
+                agent: (Some(5000), Some(u64::MAX)),
+                want: (Some(2000), Some(20_000_000)),
+            },
+        ];
+        for c in cases {
+            let agent = ModelLimits {
+                calls_per_day: c.agent.0,
+                tokens_per_day: c.agent.1,
+                calls_per_message: Some(3),
+                usd_per_day: Some(1.0),
+                ..Default::default()
+            };
+            let got = under_ceilings(&agent, 2000, 20_000_000);
+            assert_eq!(
+                (got.calls_per_day, got.tokens_per_day),
+                c.want,
+                "{}",
+                c.name
+            );
+            assert_eq!(
+                (got.calls_per_message, got.usd_per_day),
+                (Some(3), Some(1.0)),
+                "{}: the rest is the agent's",
+                c.name
+            );
+        }
     }
 }

@@ -30,10 +30,20 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// Whether `from` may message agent `to` (an agent of this hive): never itself, and only the
+/// agents in its `allowed_recipients`. What [`check_recipient`] decides once `to` is known to be
+/// an agent; `list_agents` shows it.
+pub fn may_message(from: &AgentSpec, to: &AgentName) -> bool {
+    *to != from.name && from.allowed_recipients.contains(to)
+}
+
 /// The policy for `send_message(to, …)` from `from`: a pure decision.
 ///
 /// `to` is `operator`, an operator's Matrix ID, an agent's name or an agent's Matrix ID. Operators
-/// are always allowed; agents only if they are in `allowed_recipients`.
+/// are always allowed (`operator` is the first configured one); a Matrix ID must be an operator's
+/// or an agent's of this hive; an agent must exist, must not be the sender itself, and must be in
+/// the sender's `allowed_recipients` ([`may_message`]). Unknown recipients are refused with
+/// `unknown_recipient`, agents the sender may not message with `not_allowed`.
 pub fn check_recipient(
     from: &AgentSpec,
     to: &str,
@@ -330,21 +340,106 @@ mod tests {
         let exists = |n: &AgentName| agents.contains(&n.as_str());
         let echo = spec("echo", &["argus"]);
         let n = |s: &str| AgentName::parse(s).unwrap();
-        let cases: Vec<(&str, Result<Target, ErrorCode>)> = vec![
-            ("argus", Ok(Target::Agent(n("argus")))),
-            ("@argus:hs", Ok(Target::Agent(n("argus")))),
-            ("operator", Ok(Target::Operator(ops[0].clone()))),
-            ("@op:hs", Ok(Target::Operator(ops[0].clone()))),
-            ("iris", Err(ErrorCode::NotAllowed)),
-            ("echo", Err(ErrorCode::NotAllowed)),
-            ("ghost", Err(ErrorCode::UnknownRecipient)),
-            ("../argus", Err(ErrorCode::UnknownRecipient)),
-            ("@argus:elsewhere", Err(ErrorCode::UnknownRecipient)),
-            ("@not a user", Err(ErrorCode::UnknownRecipient)),
+        struct Case {
+            name: &'static str,
+            to: &'static str,
+            want: Result<Target, ErrorCode>,
+        }
+        let cases = [
+            Case {
+                name: "an allowed agent by name",
+                to: "argus",
+                want: Ok(Target::Agent(n("argus"))),
+            },
+            Case {
+                name: "an allowed agent by Matrix ID",
+                to: "@argus:hs",
+                want: Ok(Target::Agent(n("argus"))),
+            },
+            Case {
+                name: "the operator",
+                to: "operator",
+                want: Ok(Target::Operator(ops[0].clone())),
+            },
+            Case {
+                name: "an operator by Matrix ID",
+                to: "@op:hs",
+                want: Ok(Target::Operator(ops[0].clone())),
+            },
+            Case {
+                name: "an agent not in allowed_recipients",
+                to: "iris",
+                want: Err(ErrorCode::NotAllowed),
+            },
+            Case {
+                name: "itself",
+                to: "echo",
+                want: Err(ErrorCode::NotAllowed),
+            },
+            Case {
+                name: "no such agent",
+                to: "ghost",
+                want: Err(ErrorCode::UnknownRecipient),
+            },
+            Case {
+                name: "not an agent name",
+                to: "../argus",
+                want: Err(ErrorCode::UnknownRecipient),
+            },
+            Case {
+                name: "a user of another server",
+                to: "@argus:elsewhere",
+                want: Err(ErrorCode::UnknownRecipient),
+            },
+            Case {
+                name: "not a Matrix ID",
+                to: "@not a user",
+                want: Err(ErrorCode::UnknownRecipient),
+            },
         ];
-        for (to, want) in cases {
-            let got = check_recipient(&echo, to, &ops, agent_of, exists).map_err(|r| r.code);
-            assert_eq!(got, want, "{to}");
+        for c in cases {
+            let got = check_recipient(&echo, c.to, &ops, agent_of, exists).map_err(|r| r.code);
+            assert_eq!(got, c.want, "{}", c.name);
+        }
+        let none = check_recipient(&echo, "operator", &[], agent_of, exists)
+            .expect_err("a hive without operators");
+        assert_eq!(none.message, "the hive has no operator configured");
+        let refused = check_recipient(&echo, "iris", &ops, agent_of, exists)
+            .expect_err("iris is not allowed");
+        assert_eq!(
+            refused.message,
+            "echo may not message iris: not in its allowed_recipients"
+        );
+    }
+
+    #[test]
+    fn whom_an_agent_may_message() {
+        let n = |s: &str| AgentName::parse(s).unwrap();
+        let echo = spec("echo", &["argus"]);
+        struct Case {
+            name: &'static str,
+            to: &'static str,
+            want: bool,
+        }
+        let cases = [
+            Case {
+                name: "in allowed_recipients",
+                to: "argus",
+                want: true,
+            },
+            Case {
+                name: "not in allowed_recipients",
+                to: "iris",
+                want: false,
+            },
+            Case {
+                name: "never itself",
+                to: "echo",
+                want: false,
+            },
+        ];
+        for c in cases {
+            assert_eq!(may_message(&echo, &n(c.to)), c.want, "{}", c.name);
         }
     }
 

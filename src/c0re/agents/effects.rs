@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::Core;
 use crate::agent_spec::AgentName;
+use crate::c0re::Core;
 use crate::harness::protocol::Response;
 
 /// What a call does to whom, or `None` when it changes nothing (reads) or is idempotent by
@@ -73,6 +73,21 @@ fn digest(key: &str) -> String {
         .collect()
 }
 
+/// The Matrix transaction id of one side-effecting call: the same in every attempt of the turn
+/// (so the homeserver drops a second send), different for every other call.
+pub fn effect_txn(agent: &AgentName, inbox_id: i64, key: &str, occurrence: u32) -> String {
+    format!("hh-{agent}-{inbox_id}-{}-{occurrence}", digest(key))
+}
+
+/// Whether an answer is recorded for a re-run: a success only. A refusal changed nothing, so a
+/// re-run may try again (and may be allowed this time).
+pub fn is_recorded(response: &Response) -> bool {
+    !matches!(
+        response,
+        Response::Error { .. } | Response::ToolResult { is_error: true, .. }
+    )
+}
+
 impl Core {
     /// Names a side-effecting call of `agent`'s current turn. `None` outside a turn (no message
     /// in flight) or for calls that change nothing.
@@ -88,14 +103,20 @@ impl Core {
             .store()
             .tool_effect(agent.as_str(), inbox_id, &key, occurrence)
         {
-            Ok(r) => r.and_then(|text| serde_json::from_str(&text).ok()),
+            Ok(r) => r.and_then(|text| match serde_json::from_str(&text) {
+                Ok(response) => Some(response),
+                Err(e) => {
+                    tracing::error!(%agent, key, occurrence, error = %e, "a turn's recorded effect does not parse; the call runs again");
+                    None
+                }
+            }),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot read a turn's recorded effects");
                 None
             }
         };
         Some(Effect {
-            txn: format!("hh-{agent}-{inbox_id}-{}-{occurrence}", digest(&key)),
+            txn: effect_txn(agent, inbox_id, &key, occurrence),
             inbox_id,
             key,
             occurrence,
@@ -144,11 +165,9 @@ impl Core {
         }
         let txn = effect.as_ref().map_or(fallback_txn, |e| e.txn.clone());
         let response = run(txn).await;
-        let ok = !matches!(
-            response,
-            Response::Error { .. } | Response::ToolResult { is_error: true, .. }
-        );
-        if ok && let Some(e) = &effect {
+        if is_recorded(&response)
+            && let Some(e) = &effect
+        {
             self.record_effect(agent, e, &response);
         }
         response
@@ -162,36 +181,152 @@ mod tests {
 
     #[test]
     fn which_calls_are_effects() {
+        struct Case {
+            name: &'static str,
+            tool: &'static str,
+            args: Value,
+            want: Option<&'static str>,
+        }
         let cases = [
-            ("reply", json!({"body": "x"}), Some("reply")),
-            (
-                "send_message",
-                json!({"to": " argus ", "body": "x"}),
-                Some("send_message:argus"),
-            ),
-            (
-                "ask_operator",
-                json!({"question": "?"}),
-                Some("ask_operator"),
-            ),
-            ("remind", json!({"in_secs": 5, "text": "t"}), Some("remind")),
-            (
-                "request_apply_commit",
-                json!({"agent": "echo", "sha": "ab", "summary": "s"}),
-                Some("request_apply_commit:echo:ab"),
-            ),
-            (
-                "request_init_config",
-                json!({"name": "n"}),
-                Some("request_init_config:n"),
-            ),
-            ("read_notes", json!({}), None),
-            ("write_notes", json!({"notes": "n"}), None),
-            ("list_agents", json!({}), None),
-            ("no_such_tool", json!({}), None),
+            Case {
+                name: "a reply is one effect per turn call",
+                tool: "reply",
+                args: json!({"body": "x"}),
+                want: Some("reply"),
+            },
+            Case {
+                name: "a send is keyed by its recipient, trimmed",
+                tool: "send_message",
+                args: json!({"to": " argus ", "body": "x"}),
+                want: Some("send_message:argus"),
+            },
+            Case {
+                name: "a question",
+                tool: "ask_operator",
+                args: json!({"question": "?"}),
+                want: Some("ask_operator"),
+            },
+            Case {
+                name: "a reminder",
+                tool: "remind",
+                args: json!({"in_secs": 5, "text": "t"}),
+                want: Some("remind"),
+            },
+            Case {
+                name: "an apply request is keyed by agent and sha",
+                tool: "request_apply_commit",
+                args: json!({"agent": "echo", "sha": "ab", "summary": "s"}),
+                want: Some("request_apply_commit:echo:ab"),
+            },
+            Case {
+                name: "a spawn request is keyed by the name",
+                tool: "request_init_config",
+                args: json!({"name": "n"}),
+                want: Some("request_init_config:n"),
+            },
+            Case {
+                name: "reading notes changes nothing",
+                tool: "read_notes",
+                args: json!({}),
+                want: None,
+            },
+            Case {
+                name: "writing notes is idempotent by itself",
+                tool: "write_notes",
+                args: json!({"notes": "n"}),
+                want: None,
+            },
+            Case {
+                name: "listing agents changes nothing",
+                tool: "list_agents",
+                args: json!({}),
+                want: None,
+            },
+            Case {
+                name: "an unknown tool is no effect",
+                tool: "no_such_tool",
+                args: json!({}),
+                want: None,
+            },
         ];
-        for (tool, args, want) in cases {
-            assert_eq!(effect_key(tool, &args).as_deref(), want, "{tool}");
+        for c in cases {
+            assert_eq!(effect_key(c.tool, &c.args).as_deref(), c.want, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn which_answers_are_recorded() {
+        use crate::harness::protocol::ErrorCode;
+        struct Case {
+            name: &'static str,
+            response: Response,
+            want: bool,
+        }
+        let cases = [
+            Case {
+                name: "a message sent",
+                response: Response::Sent {
+                    event_id: "$e".into(),
+                },
+                want: true,
+            },
+            Case {
+                name: "a request filed",
+                response: Response::Requested { approval_id: 3 },
+                want: true,
+            },
+            Case {
+                name: "a tool that worked",
+                response: Response::ToolResult {
+                    content: "sent ($e)".into(),
+                    is_error: false,
+                },
+                want: true,
+            },
+            Case {
+                name: "a tool that failed changed nothing",
+                response: Response::ToolResult {
+                    content: "rate limit: …".into(),
+                    is_error: true,
+                },
+                want: false,
+            },
+            Case {
+                name: "a refusal changed nothing",
+                response: Response::Error {
+                    code: ErrorCode::NotAllowed,
+                    message: "no".into(),
+                },
+                want: false,
+            },
+        ];
+        for c in cases {
+            assert_eq!(is_recorded(&c.response), c.want, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn transaction_ids_name_the_call() {
+        let echo = AgentName::parse("echo").expect("a valid name");
+        let txn = effect_txn(&echo, 7, "reply", 1);
+        assert_eq!(txn, format!("hh-echo-7-{}-1", digest("reply")));
+        assert_eq!(
+            txn,
+            effect_txn(&echo, 7, "reply", 1),
+            "stable across attempts"
+        );
+        for other in [
+            effect_txn(&echo, 8, "reply", 1),
+            effect_txn(&echo, 7, "send_message:argus", 1),
+            effect_txn(&echo, 7, "reply", 2),
+            effect_txn(
+                &AgentName::parse("argus").expect("a valid name"),
+                7,
+                "reply",
+                1,
+            ),
+        ] {
+            assert_ne!(txn, other);
         }
     }
 
