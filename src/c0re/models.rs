@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Core;
-use crate::agent_spec::{AgentName, BrainSpec, ModelLimits};
+use crate::agent_spec::{AgentName, BrainSpec};
 use crate::config::{Credential, Provider, ProviderKind, read_key_file};
 use crate::harness::protocol::ErrorCode;
 
@@ -106,55 +106,6 @@ fn reaches_only_the_model(
             }
             _ => {}
         }
-    }
-    Ok(())
-}
-
-/// Whether `used` plus one more call stays within `limits` for this message and today.
-fn check_budget(
-    limits: &ModelLimits,
-    turn: crate::store::Usage,
-    day: crate::store::Usage,
-) -> Result<(), String> {
-    let per_msg = limits
-        .calls_per_message
-        .unwrap_or(DEFAULT_CALLS_PER_MESSAGE);
-    if turn.calls >= per_msg {
-        return Err(format!(
-            "{} model calls for this message (limit {per_msg})",
-            turn.calls
-        ));
-    }
-    if let Some(max) = limits.tokens_per_message
-        && turn.tokens >= max
-    {
-        return Err(format!(
-            "{} tokens for this message (limit {max})",
-            turn.tokens
-        ));
-    }
-    if let Some(max) = limits.calls_per_day
-        && day.calls >= max
-    {
-        return Err(format!("{} model calls today (limit {max})", day.calls));
-    }
-    if let Some(max) = limits.tokens_per_day
-        && day.tokens >= max
-    {
-        return Err(format!("{} tokens today (limit {max})", day.tokens));
-    }
-    if let Some(max) = limits.usd_per_message
-        && turn.cost_usd >= max
-    {
-        return Err(format!(
-            "${:.4} for this message (limit ${max})",
-            turn.cost_usd
-        ));
-    }
-    if let Some(max) = limits.usd_per_day
-        && day.cost_usd >= max
-    {
-        return Err(format!("${:.4} today (limit ${max})", day.cost_usd));
     }
     Ok(())
 }
@@ -370,24 +321,12 @@ impl Core {
                 .map_err(|e| refuse(ErrorCode::Internal, format!("{e:#}")))?,
         );
         // The hive's daily ceilings hold whatever the agent's (approved) config asks.
-        let limits = &ModelLimits {
-            calls_per_day: Some(
-                limits
-                    .calls_per_day
-                    .map_or(self.cfg().model_calls_per_day, |n| {
-                        n.min(self.cfg().model_calls_per_day)
-                    }),
-            ),
-            tokens_per_day: Some(
-                limits
-                    .tokens_per_day
-                    .map_or(self.cfg().model_tokens_per_day, |n| {
-                        n.min(self.cfg().model_tokens_per_day)
-                    }),
-            ),
-            ..limits.clone()
-        };
-        check_budget(limits, turn, day)
+        let limits = &super::limits::under_ceilings(
+            limits,
+            self.cfg().model_calls_per_day,
+            self.cfg().model_tokens_per_day,
+        );
+        super::limits::check_budget(limits, turn, day)
             .map_err(|why| refuse(ErrorCode::Budget, format!("over budget: {why}")))?;
         let secret = match provider.credential.file() {
             None => None,
@@ -591,7 +530,6 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Usage;
 
     #[test]
     fn endpoints_append_path_segments() {
@@ -637,47 +575,6 @@ mod tests {
         let odd = append_segments(&base, &["a?b", "#c", ".."]).unwrap();
         assert_eq!(odd.host_str(), Some("api.example"));
         assert_eq!((odd.query(), odd.fragment()), (None, None));
-    }
-
-    #[test]
-    fn budgets() {
-        let none = ModelLimits::default();
-        let u = |calls, tokens| Usage {
-            calls,
-            tokens,
-            ..Default::default()
-        };
-        assert!(check_budget(&none, u(7, 0), u(100, 0)).is_ok());
-        assert!(check_budget(&none, u(8, 0), u(0, 0)).is_err());
-        let l = ModelLimits {
-            calls_per_message: Some(2),
-            tokens_per_message: Some(100),
-            calls_per_day: Some(10),
-            tokens_per_day: Some(1000),
-            ..Default::default()
-        };
-        assert!(check_budget(&l, u(1, 99), u(9, 999)).is_ok());
-        for (t, d) in [
-            (u(2, 0), u(0, 0)),
-            (u(0, 100), u(0, 0)),
-            (u(0, 0), u(10, 0)),
-            (u(0, 0), u(0, 1000)),
-        ] {
-            assert!(check_budget(&l, t, d).is_err(), "{t:?} {d:?}");
-        }
-        let dollars = ModelLimits {
-            usd_per_message: Some(0.5),
-            usd_per_day: Some(2.0),
-            ..Default::default()
-        };
-        let c = |cost_usd| Usage {
-            cost_usd,
-            ..Default::default()
-        };
-        assert!(check_budget(&dollars, c(0.49), c(1.99)).is_ok());
-        let why = check_budget(&dollars, c(0.5), c(0.5)).unwrap_err();
-        assert_eq!(why, "$0.5000 for this message (limit $0.5)");
-        assert!(check_budget(&dollars, c(0.0), c(2.0)).is_err());
     }
 
     #[test]
