@@ -8,6 +8,7 @@
 //! - [`outbound`]: sending as an agent, under its policy.
 //! - [`control`]: heartbeat, timeline reconciliation, `!hive` commands, notices.
 
+pub mod agents;
 pub mod approvals;
 pub mod control;
 pub mod effects;
@@ -388,7 +389,7 @@ impl Core {
             let n = name.clone();
             self.inner
                 .tasks
-                .spawn(async move { crate::runtime::process::supervise(c, rt, n).await });
+                .spawn(async move { crate::c0re::agents::supervisor::supervise(c, rt, n).await });
         }
     }
 

@@ -4,10 +4,7 @@
 //! It holds no token of any kind. When the core goes away (restart, upgrade) it reconnects with
 //! backoff; the message it was working on is redelivered by the core.
 
-pub mod client;
-pub mod protocol;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent_spec::AgentSpec;
 use crate::brain::{AnyBrain, Brain, BrainError, Tools};
-use client::SocketClient;
-use protocol::{ErrorCode, Request, Response};
+use crate::wire::client::SocketClient;
+use crate::wire::protocol::{ErrorCode, Request, Response};
 
 pub struct HarnessOptions {
     pub spec: AgentSpec,
@@ -117,9 +114,4 @@ async fn session(
             other => tracing::warn!(id = msg.id, answer = ?other, "unexpected answer to ack"),
         }
     }
-}
-
-/// Where an agent's harness finds its socket, given the socket directory.
-pub fn socket_path(socket_dir: &Path) -> PathBuf {
-    socket_dir.join(protocol::SOCKET_NAME)
 }

@@ -207,7 +207,7 @@ pub fn render_config(
     if !secret_path.exists() {
         crate::fsutil::write_private(
             &secret_path,
-            crate::c0re::registration::random_secret(48).as_bytes(),
+            crate::proc::random_secret(48).as_bytes(),
         )?;
     }
     let q =
@@ -271,7 +271,7 @@ impl Synapse {
             .kill_on_drop(true);
         // Dies with the hive, and only then: forked from the one long-lived spawner thread (a
         // restart runs on a tokio worker, which may later end in the blocking pool).
-        let mut child = crate::runtime::tied::spawn(cmd)
+        let mut child = crate::proc::spawn_tied(cmd)
             .await
             .context("cannot start Synapse")?;
         let health = url.join("health")?;
@@ -319,7 +319,7 @@ impl Synapse {
 
     /// SIGTERM, then SIGKILL after 15 s.
     pub async fn stop(mut self) {
-        crate::runtime::process::stop_child(&mut self.child, Duration::from_secs(15)).await;
+        crate::proc::stop(&mut self.child, Duration::from_secs(15)).await;
     }
 }
 
@@ -365,7 +365,7 @@ pub async fn ensure_operator(
         .iter()
         .find(|o| o.server_name() == cfg.server_name)
         .context("no operator on this hive's own server to create (operators.users)")?;
-    let password = crate::c0re::registration::random_secret(32);
+    let password = crate::proc::random_secret(32);
     register_user(
         &cfg.homeserver_url,
         &layout.shared_secret()?,

@@ -7,7 +7,6 @@ pub mod bwrap;
 pub mod log;
 pub mod placement;
 pub mod process;
-pub mod tied;
 
 use std::path::PathBuf;
 

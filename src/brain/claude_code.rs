@@ -20,14 +20,14 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{Brain, BrainError, Tools};
 use crate::agent_spec::{AgentSpec, BrainSpec};
-use crate::harness::protocol::{ErrorCode, Message, TOOLS_SOCKET_NAME};
+use crate::wire::protocol::{ErrorCode, Message, TOOLS_SOCKET_NAME};
 
 /// The Claude Code release hyperhive is tested with (`npm install @anthropic-ai/claude-code@…`).
 pub const CLI_VERSION: &str = "2.1.330";
 /// Environment variable naming the CLI (the runtime passes it through to the harness).
 pub const CLI_ENV: &str = crate::config::env::CLAUDE_CODE;
 const SESSION_FILE: &str = "claude-session";
-const MAX_REQUEST: usize = crate::harness::protocol::MAX_MODEL_REQUEST;
+const MAX_REQUEST: usize = crate::wire::protocol::MAX_MODEL_REQUEST;
 
 /// A declared MCP server: name, program, arguments, environment.
 type DeclaredServer = (
@@ -410,7 +410,7 @@ impl ClaudeCode {
             .map_err(|e| BrainError::Failed(e.to_string()))?
             .port();
         // Only this run's CLI gets it: the proxy serves nobody else on this machine.
-        let secret = crate::c0re::registration::random_secret(32);
+        let secret = crate::proc::random_secret(32);
         let mcp = self.state_dir.join(".hive-mcp.json");
         std::fs::write(&mcp, self.mcp_config().to_string())
             .map_err(|e| BrainError::Failed(format!("cannot write the MCP config: {e}")))?;
@@ -452,7 +452,7 @@ impl ClaudeCode {
                 (Some(id), false)
             }
         };
-        super::harness_child(&mut cmd, &self.state_dir)
+        crate::proc::harness_child(&mut cmd, &self.state_dir)
             .current_dir(&self.state_dir)
             .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
             // Not a key: this run's secret for the proxy, which the core replaces by the key.

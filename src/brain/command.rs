@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Brain, BrainError, Tools};
 use crate::agent_spec::AgentSpec;
-use crate::harness::protocol::Message;
+use crate::wire::protocol::Message;
 
 /// Largest stdout accepted from the program.
 const MAX_OUTPUT: usize = 1 << 20;
@@ -117,7 +117,7 @@ impl Command {
         })
         .map_err(|e| BrainError::Failed(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(&self.program);
-        let mut child = super::harness_child(&mut cmd, &self.state_dir)
+        let mut child = crate::proc::harness_child(&mut cmd, &self.state_dir)
             .args(&self.args)
             .current_dir(&self.state_dir)
             .env("HYPERHIVE_AGENT", &self.agent)

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{BrainError, Tools};
 use crate::agent_spec::AgentSpec;
-use crate::harness::protocol::{ErrorCode, Message, ToolInfo};
+use crate::wire::protocol::{ErrorCode, Message, ToolInfo};
 
 /// One agent's model brain, whatever the API.
 pub struct ModelBrain {
@@ -39,7 +39,7 @@ impl ModelBrain {
             .brain
             .limits()
             .and_then(|l| l.calls_per_message)
-            .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE);
+            .unwrap_or(crate::wire::protocol::DEFAULT_CALLS_PER_MESSAGE);
         Self {
             agent: spec.name.to_string(),
             prompt: spec.prompt.clone(),

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::Core;
 use crate::agent_spec::AgentName;
-use crate::harness::protocol::Response;
+use crate::wire::protocol::Response;
 
 /// What a call does to whom, or `None` when it changes nothing (reads) or is idempotent by
 /// itself (`write_notes` replaces the notes). A pure function; the table is in the tests.

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::Core;
 use crate::agent_spec::{AgentName, AgentSpec};
-use crate::harness::protocol::ErrorCode;
+use crate::wire::protocol::ErrorCode;
 use crate::matrix::markdown;
 
 /// Where an agent's `send_message` goes, once policy allowed it.

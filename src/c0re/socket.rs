@@ -17,13 +17,13 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::Core;
 use crate::agent_spec::AgentName;
-use crate::harness::protocol::{
+use crate::wire::protocol::{
     ErrorCode, Message, Request, Response, SOCKET_NAME, TOOLS_SOCKET_NAME,
 };
 use crate::store::InboxItem;
 
 /// Largest request line accepted from a harness (the same limit the harness sends within).
-const MAX_LINE: usize = crate::harness::protocol::MAX_FRAME;
+const MAX_LINE: usize = crate::wire::protocol::MAX_FRAME;
 /// `tools.sock` connections one agent may hold at once (each `hive mcp` holds one).
 const MAX_TOOLS_CONNECTIONS: usize = 8;
 /// A connection must say hello within this.
@@ -241,10 +241,10 @@ impl Core {
     }
 
     /// The tools `name` may call, as the wire protocol describes them.
-    fn tool_infos(&self, name: &AgentName) -> Vec<crate::harness::protocol::ToolInfo> {
+    fn tool_infos(&self, name: &AgentName) -> Vec<crate::wire::protocol::ToolInfo> {
         self.tools_for(name)
             .into_iter()
-            .map(|t| crate::harness::protocol::ToolInfo {
+            .map(|t| crate::wire::protocol::ToolInfo {
                 name: t.name.to_owned(),
                 description: t.description.to_owned(),
                 input_schema: t.input_schema,

@@ -19,7 +19,7 @@ use rmcp::service::{RoleClient, RunningService};
 use serde_json::Value;
 
 use crate::agent_spec::AgentSpec;
-use crate::harness::protocol::ToolInfo;
+use crate::wire::protocol::ToolInfo;
 
 /// Starting a server and listing its tools.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -200,7 +200,7 @@ impl DeclaredServers {
 
 async fn start(d: &Declared, state_dir: &Path) -> Result<Running, String> {
     let mut cmd = tokio::process::Command::new(&d.program);
-    crate::brain::harness_child(&mut cmd, state_dir)
+    crate::proc::harness_child(&mut cmd, state_dir)
         .args(&d.args)
         .current_dir(state_dir)
         .envs(&d.env)

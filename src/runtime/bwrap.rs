@@ -90,12 +90,13 @@ impl Bwrap {
 }
 
 /// Whether a sandbox can run here, without installing anything (`hive check`).
-pub fn available() -> Result<(), String> {
+pub fn available() -> Result<(), super::placement::Lacking> {
     let bwrap = crate::fsutil::which("bwrap").ok_or_else(|| {
-        "bubblewrap is not installed (`hive up` installs it with apt when it runs as root)"
-            .to_owned()
+        super::placement::Lacking::new(
+            "bubblewrap is not installed (`hive up` installs it with apt when it runs as root)",
+        )
     })?;
-    probe(&bwrap).map_err(|e| format!("{e:#}"))
+    Ok(probe(&bwrap)?)
 }
 
 /// Runs `true` in a sandbox built like an agent's (every namespace unshared, no capabilities):

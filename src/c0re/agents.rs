@@ -1,0 +1,3 @@
+//! The core's side of its agents.
+
+pub mod supervisor;
