@@ -111,9 +111,7 @@ impl<'a> Tools<'a> {
     }
 
     /// The hive's tools this agent may call, with their JSON Schemas.
-    pub async fn list_tools(
-        &mut self,
-    ) -> Result<Vec<ToolInfo>, BrainError> {
+    pub async fn list_tools(&mut self) -> Result<Vec<ToolInfo>, BrainError> {
         match self
             .client
             .call(&Request::ListTools {})
@@ -142,9 +140,7 @@ impl<'a> Tools<'a> {
             .await
             .map_err(BrainError::Connection)?
         {
-            Response::ToolResult { content, is_error } => {
-                Ok((content, is_error))
-            }
+            Response::ToolResult { content, is_error } => Ok((content, is_error)),
             Response::Error { message, .. } => Ok((message, true)),
             other => Err(BrainError::Failed(format!(
                 "unexpected answer to call_tool: {other:?}"
@@ -164,9 +160,7 @@ impl<'a> Tools<'a> {
             .map_err(BrainError::Connection)?
         {
             Response::ModelResponse { body } => Ok(Ok(body)),
-            Response::Error { code, message } => {
-                Ok(Err(ToolError { code, message }))
-            }
+            Response::Error { code, message } => Ok(Err(ToolError { code, message })),
             other => Err(BrainError::Failed(format!(
                 "unexpected answer to model: {other:?}"
             ))),
@@ -206,8 +200,9 @@ pub enum AnyBrain {
 }
 
 impl AnyBrain {
-    /// Builds the agent's brain, or says plainly why it cannot run.
-    pub fn build(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> Result<Self, String> {
+    /// Builds the agent's brain, or says plainly why it cannot run (the harness says it once
+    /// in the agent's room; nobody branches on it).
+    pub fn build(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> anyhow::Result<Self> {
         match &spec.brain {
             BrainSpec::Scripted { rules } => Ok(AnyBrain::Scripted(scripted::Scripted::new(
                 spec.name.to_string(),
@@ -228,7 +223,7 @@ impl AnyBrain {
                 claude_code::ClaudeCode::new(spec, state_dir, socket).map(AnyBrain::ClaudeCode)
             }
             #[allow(unreachable_patterns)]
-            other => Err(format!(
+            other => Err(anyhow::anyhow!(
                 "its brain is `{}`, which this build of hyperhive cannot run yet",
                 other.kind()
             )),

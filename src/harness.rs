@@ -2,7 +2,8 @@
 //! takes one message at a time, runs one brain turn, acks.
 //!
 //! It holds no token of any kind. When the core goes away (restart, upgrade) it reconnects with
-//! backoff; the message it was working on is redelivered by the core.
+//! backoff; the message it was working on is redelivered by the core. The socket's protocol and
+//! client are [`crate::wire`]'s, shared with the core and `hive mcp`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,7 +49,7 @@ pub async fn run(opts: HarnessOptions, cancel: CancellationToken) -> anyhow::Res
 /// One connection's worth of work. `Ok` means stop for good; `Err` means reconnect.
 async fn session(
     opts: &HarnessOptions,
-    brain: &mut Result<AnyBrain, String>,
+    brain: &mut anyhow::Result<AnyBrain>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut client = SocketClient::connect(&opts.socket).await?;
@@ -66,14 +67,11 @@ async fn session(
     }
     let brain = match brain {
         Ok(b) => b,
-        Err(reason) => {
+        Err(e) => {
             // Say it once (the core dedupes), keep the queue intact, and wait to be stopped.
+            let reason = format!("{e:#}");
             tracing::error!(reason = %reason, "brain cannot run");
-            client
-                .call(&Request::BrainUnavailable {
-                    reason: reason.clone(),
-                })
-                .await?;
+            client.call(&Request::BrainUnavailable { reason }).await?;
             cancel.cancelled().await;
             return Ok(());
         }

@@ -243,7 +243,10 @@ impl History {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "history.json is unreadable; starting afresh");
-                    let _ = std::fs::rename(&path, path.with_extension("json.bad"));
+                    let aside = path.with_extension("json.bad");
+                    if let Err(e) = std::fs::rename(&path, &aside) {
+                        tracing::warn!(error = %e, path = %aside.display(), "cannot keep the unreadable history aside");
+                    }
                     Default::default()
                 }
             },

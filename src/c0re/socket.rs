@@ -17,10 +17,10 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::Core;
 use crate::agent_spec::AgentName;
+use crate::store::InboxItem;
 use crate::wire::protocol::{
     ErrorCode, Message, Request, Response, SOCKET_NAME, TOOLS_SOCKET_NAME,
 };
-use crate::store::InboxItem;
 
 /// Largest request line accepted from a harness (the same limit the harness sends within).
 const MAX_LINE: usize = crate::wire::protocol::MAX_FRAME;

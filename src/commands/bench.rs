@@ -24,10 +24,10 @@ use tokio::sync::mpsc;
 
 use crate::cli::BenchArgs;
 use crate::config::Config;
-use crate::wire::client::SocketClient;
-use crate::wire::protocol::{Request, Response};
 use crate::homeserver::{self, Layout, Synapse};
 use crate::store::{Store, now_us};
+use crate::wire::client::SocketClient;
+use crate::wire::protocol::{Request, Response};
 
 /// Concurrent senders per agent room during the burst.
 const SENDERS_PER_ROOM: usize = 4;

@@ -6,7 +6,7 @@
 //! own that can reach only its own files (see [`own_uids`]).
 //!
 //! A runtime builds a command and nothing more: starting it, tying it to the core and
-//! restarting it are the supervisor's (`crate::c0re::agents::supervisor`).
+//! restarting it are the supervisor's (the core's `c0re/agents/supervisor.rs`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -95,7 +95,12 @@ impl Runtime for Process {
 
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
         let mut cmd = harness_command(launch.bin.as_deref())?;
-        harness_args(&mut cmd, &launch.spec_dir, launch, &crate::proc::host_path());
+        harness_args(
+            &mut cmd,
+            &launch.spec_dir,
+            launch,
+            &crate::proc::host_path(),
+        );
         cmd.current_dir(&launch.state_dir);
         if let Some(uid) = launch.uid {
             // std drops supplementary groups too (setgroups(0)) before setuid.
@@ -277,4 +282,3 @@ fn chown_tree(
     }
     Ok(())
 }
-

@@ -266,8 +266,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
             }
             Ok(Err(e)) => tracing::warn!(agent = %name, error = %e, "the agent's log pump failed"),
         }
-        let last =
-            log::tail(&launch.log, 5, 64 << 10).unwrap_or_else(|e| format!("(no log: {e})"));
+        let last = log::tail(&launch.log, 5, 64 << 10).unwrap_or_else(|e| format!("(no log: {e})"));
         tracing::warn!(agent = %name, %status, "agent exited unexpectedly");
         core.report_crash(&name, &status, &last).await;
         match after {
@@ -368,9 +367,7 @@ mod tests {
             let got: Vec<AfterCrash> = case
                 .crashes
                 .iter()
-                .map(|&(at, ran)| {
-                    h.crashed(t0 + Duration::from_secs(at), Duration::from_secs(ran))
-                })
+                .map(|&(at, ran)| h.crashed(t0 + Duration::from_secs(at), Duration::from_secs(ran)))
                 .collect();
             assert_eq!(got, case.want, "{}", case.name);
         }

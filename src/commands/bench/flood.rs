@@ -18,9 +18,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::{Deliveries, pct, round_trip};
+use crate::store::Store;
 use crate::wire::client::SocketClient;
 use crate::wire::protocol::{ErrorCode, Request, Response};
-use crate::store::Store;
 
 /// The flooding agent's name.
 pub const FLOODER: &str = "flood";
