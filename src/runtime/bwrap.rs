@@ -227,7 +227,7 @@ impl Runtime for Bwrap {
             std::ffi::OsStr::new(SANDBOX_PATH),
         );
         if cli.is_some() {
-            cmd.env(crate::brain::claude_code::CLI_ENV, CLAUDE_IN_SANDBOX);
+            cmd.env(crate::config::env::CLAUDE_CODE, CLAUDE_IN_SANDBOX);
         }
         Ok(cmd)
     }

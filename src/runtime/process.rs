@@ -53,7 +53,9 @@ fn claude_cli(launch: &AgentLaunch) -> Option<PathBuf> {
     launch.claude_code.clone()
 }
 
-/// The harness's arguments and a scrubbed environment, for any runtime.
+/// The harness's arguments and its environment, for any runtime: the scrubbed one
+/// ([`crate::proc::scrub_env`], `HOME` its state dir, `PATH` the runtime's), `RUST_LOG`, in
+/// debug builds the tests' failpoint, and where the Claude Code CLI is.
 pub(crate) fn harness_args(
     cmd: &mut tokio::process::Command,
     bot: &std::path::Path,
@@ -80,7 +82,7 @@ pub(crate) fn harness_args(
     }
     // Where the Claude Code CLI is, for `claude-code` brains (no secret in it).
     if let Some(cli) = claude_cli(launch) {
-        cmd.env(crate::brain::claude_code::CLI_ENV, cli);
+        cmd.env(crate::config::env::CLAUDE_CODE, cli);
     }
 }
 
