@@ -15,8 +15,8 @@ use std::future::Future;
 use std::path::Path;
 
 use crate::agent_spec::{AgentSpec, BrainSpec};
-use crate::harness::client::{SocketClient, ToolError};
-use crate::harness::protocol::{Message, Request};
+use crate::wire::client::{SocketClient, ToolError};
+use crate::wire::protocol::{Message, Request, Response, ToolInfo};
 
 /// Why a turn did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -111,16 +111,14 @@ impl<'a> Tools<'a> {
     }
 
     /// The hive's tools this agent may call, with their JSON Schemas.
-    pub async fn list_tools(
-        &mut self,
-    ) -> Result<Vec<crate::harness::protocol::ToolInfo>, BrainError> {
+    pub async fn list_tools(&mut self) -> Result<Vec<ToolInfo>, BrainError> {
         match self
             .client
             .call(&Request::ListTools {})
             .await
             .map_err(BrainError::Connection)?
         {
-            crate::harness::protocol::Response::Tools { tools } => Ok(tools),
+            Response::Tools { tools } => Ok(tools),
             other => Err(BrainError::Failed(format!(
                 "unexpected answer to list_tools: {other:?}"
             ))),
@@ -142,10 +140,8 @@ impl<'a> Tools<'a> {
             .await
             .map_err(BrainError::Connection)?
         {
-            crate::harness::protocol::Response::ToolResult { content, is_error } => {
-                Ok((content, is_error))
-            }
-            crate::harness::protocol::Response::Error { message, .. } => Ok((message, true)),
+            Response::ToolResult { content, is_error } => Ok((content, is_error)),
+            Response::Error { message, .. } => Ok((message, true)),
             other => Err(BrainError::Failed(format!(
                 "unexpected answer to call_tool: {other:?}"
             ))),
@@ -163,10 +159,8 @@ impl<'a> Tools<'a> {
             .await
             .map_err(BrainError::Connection)?
         {
-            crate::harness::protocol::Response::ModelResponse { body } => Ok(Ok(body)),
-            crate::harness::protocol::Response::Error { code, message } => {
-                Ok(Err(ToolError { code, message }))
-            }
+            Response::ModelResponse { body } => Ok(Ok(body)),
+            Response::Error { code, message } => Ok(Err(ToolError { code, message })),
             other => Err(BrainError::Failed(format!(
                 "unexpected answer to model: {other:?}"
             ))),
@@ -206,8 +200,9 @@ pub enum AnyBrain {
 }
 
 impl AnyBrain {
-    /// Builds the agent's brain, or says plainly why it cannot run.
-    pub fn build(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> Result<Self, String> {
+    /// Builds the agent's brain, or says plainly why it cannot run (the harness says it once
+    /// in the agent's room; nobody branches on it).
+    pub fn build(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> anyhow::Result<Self> {
         match &spec.brain {
             BrainSpec::Scripted { rules } => Ok(AnyBrain::Scripted(scripted::Scripted::new(
                 spec.name.to_string(),
@@ -228,7 +223,7 @@ impl AnyBrain {
                 claude_code::ClaudeCode::new(spec, state_dir, socket).map(AnyBrain::ClaudeCode)
             }
             #[allow(unreachable_patterns)]
-            other => Err(format!(
+            other => Err(anyhow::anyhow!(
                 "its brain is `{}`, which this build of hyperhive cannot run yet",
                 other.kind()
             )),
@@ -246,25 +241,6 @@ impl Brain for AnyBrain {
             AnyBrain::ClaudeCode(b) => b.turn(msg, tools).await,
         }
     }
-}
-
-/// Everything a harness starts (command brains, the Claude Code CLI, declared MCP servers):
-/// its environment cleared, then only `PATH`, `HOME` (the agent's state dir) and `LANG`; and it
-/// gets SIGTERM if the harness dies (PR_SET_PDEATHSIG: the harness runs one thread, which every
-/// child is spawned from, so the signal means the harness is gone).
-pub(crate) fn harness_child<'c>(
-    cmd: &'c mut tokio::process::Command,
-    home: &Path,
-) -> &'c mut tokio::process::Command {
-    // The harness forks every child from its one thread, which lives as long as it does.
-    crate::runtime::tied::die_with_parent(cmd)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
-        .env("HOME", home)
-        .env("LANG", "C.UTF-8")
 }
 
 /// A message as a model sees it: `<sender> wrote:\n<body>`; a core event says so and carries

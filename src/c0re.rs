@@ -307,7 +307,7 @@ impl Core {
                 move || {
                     let (c, rt, n) = (c.clone(), rt.clone(), n.clone());
                     async move {
-                        crate::runtime::process::supervise(c, rt, n).await;
+                        agents::supervisor::supervise(c, rt, n).await;
                         Ok(())
                     }
                 },

@@ -24,6 +24,7 @@ pub fn exit_at(name: &str) {
         eprintln!("failpoint {name}: exiting");
         std::process::exit(101);
     }
+    // Release builds: no failpoints, and `name` is unused.
     #[cfg(not(debug_assertions))]
     let _ = name;
 }
@@ -36,6 +37,7 @@ pub fn fails(name: &str) -> bool {
         static CALLS: AtomicU32 = AtomicU32::new(0);
         return CALLS.fetch_add(1, Ordering::SeqCst) < times;
     }
+    // Release builds: no failpoints, and `name` is unused.
     #[cfg(not(debug_assertions))]
     let _ = name;
     false

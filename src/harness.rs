@@ -2,12 +2,10 @@
 //! takes one message at a time, runs one brain turn, acks.
 //!
 //! It holds no token of any kind. When the core goes away (restart, upgrade) it reconnects with
-//! backoff; the message it was working on is redelivered by the core.
+//! backoff; the message it was working on is redelivered by the core. The socket's protocol and
+//! client are [`crate::wire`]'s, shared with the core and `hive mcp`.
 
-pub mod client;
-pub mod protocol;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent_spec::AgentSpec;
 use crate::brain::{AnyBrain, Brain, BrainError, Tools};
-use client::SocketClient;
-use protocol::{ErrorCode, Request, Response};
+use crate::wire::client::SocketClient;
+use crate::wire::protocol::{ErrorCode, Request, Response};
 
 pub struct HarnessOptions {
     pub spec: AgentSpec,
@@ -51,7 +49,7 @@ pub async fn run(opts: HarnessOptions, cancel: CancellationToken) -> anyhow::Res
 /// One connection's worth of work. `Ok` means stop for good; `Err` means reconnect.
 async fn session(
     opts: &HarnessOptions,
-    brain: &mut Result<AnyBrain, String>,
+    brain: &mut anyhow::Result<AnyBrain>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut client = SocketClient::connect(&opts.socket).await?;
@@ -69,14 +67,11 @@ async fn session(
     }
     let brain = match brain {
         Ok(b) => b,
-        Err(reason) => {
+        Err(e) => {
             // Say it once (the core dedupes), keep the queue intact, and wait to be stopped.
+            let reason = format!("{e:#}");
             tracing::error!(reason = %reason, "brain cannot run");
-            client
-                .call(&Request::BrainUnavailable {
-                    reason: reason.clone(),
-                })
-                .await?;
+            client.call(&Request::BrainUnavailable { reason }).await?;
             cancel.cancelled().await;
             return Ok(());
         }
@@ -117,9 +112,4 @@ async fn session(
             other => tracing::warn!(id = msg.id, answer = ?other, "unexpected answer to ack"),
         }
     }
-}
-
-/// Where an agent's harness finds its socket, given the socket directory.
-pub fn socket_path(socket_dir: &Path) -> PathBuf {
-    socket_dir.join(protocol::SOCKET_NAME)
 }

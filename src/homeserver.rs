@@ -142,7 +142,8 @@ async fn install_locked(layout: &Layout) -> anyhow::Result<()> {
     let r = run_quiet(&mut pip, "install matrix-synapse").await;
     drop(ticker);
     r?;
-    // Byte-compile once: Synapse starts about twice as fast with .pyc files.
+    // Byte-compile once: Synapse starts about twice as fast with .pyc files. Best effort: a
+    // venv without them only starts slower, so a failure is not worth stopping `hive up` for.
     let _ = tokio::process::Command::new(layout.python())
         .args(["-m", "compileall", "-q"])
         .arg(layout.venv.join("lib"))
@@ -205,10 +206,7 @@ pub fn render_config(
     crate::fsutil::private_dir(&layout.dir)?;
     let secret_path = layout.shared_secret_path();
     if !secret_path.exists() {
-        crate::fsutil::write_private(
-            &secret_path,
-            crate::c0re::registration::random_secret(48).as_bytes(),
-        )?;
+        crate::fsutil::write_private(&secret_path, crate::proc::random_secret(48).as_bytes())?;
     }
     let q =
         |p: &Path| serde_json::to_string(&p.display().to_string()).expect("a string serialises");
@@ -271,7 +269,7 @@ impl Synapse {
             .kill_on_drop(true);
         // Dies with the hive, and only then: forked from the one long-lived spawner thread (a
         // restart runs on a tokio worker, which may later end in the blocking pool).
-        let mut child = crate::runtime::tied::spawn(cmd)
+        let mut child = crate::proc::spawn_tied(cmd)
             .await
             .context("cannot start Synapse")?;
         let health = url.join("health")?;
@@ -294,6 +292,7 @@ impl Synapse {
                 break;
             }
             if Instant::now() > deadline {
+                // Fire and forget: it may have died meanwhile; the error below says what matters.
                 let _ = child.kill().await;
                 bail!(
                     "Synapse did not become healthy within 90 s; see {}",
@@ -319,7 +318,7 @@ impl Synapse {
 
     /// SIGTERM, then SIGKILL after 15 s.
     pub async fn stop(mut self) {
-        crate::runtime::process::stop_child(&mut self.child, Duration::from_secs(15)).await;
+        crate::proc::stop(&mut self.child, Duration::from_secs(15)).await;
     }
 }
 
@@ -365,7 +364,7 @@ pub async fn ensure_operator(
         .iter()
         .find(|o| o.server_name() == cfg.server_name)
         .context("no operator on this hive's own server to create (operators.users)")?;
-    let password = crate::c0re::registration::random_secret(32);
+    let password = crate::proc::random_secret(32);
     register_user(
         &cfg.homeserver_url,
         &layout.shared_secret()?,

@@ -18,5 +18,7 @@ pub mod install;
 pub mod logging;
 pub mod matrix;
 pub mod mcp;
+pub mod proc;
 pub mod runtime;
 pub mod store;
+pub mod wire;

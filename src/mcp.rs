@@ -19,8 +19,8 @@ use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use tokio::sync::Mutex;
 
-use crate::harness::client::SocketClient;
-use crate::harness::protocol::{Request, Response, ToolInfo};
+use crate::wire::client::SocketClient;
+use crate::wire::protocol::{Request, Response, ToolInfo};
 
 #[derive(Clone)]
 struct HiveTools {

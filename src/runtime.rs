@@ -1,13 +1,17 @@
-//! Runtimes run agents' harnesses: `process` (supervised local children), `bwrap` (the same,
+//! Runtimes say how agents' harnesses start: `process` (a local child), `bwrap` (the same,
 //! inside a bubblewrap sandbox) and `external` (someone else starts the harness; the core only
-//! serves its socket). Supervision (restart with backoff, crash reports, crash loops, restart on
-//! a new config) is shared: a runtime only says how to start one harness.
+//! serves its socket). Where an agent runs is a pure decision ([`placement`]); its output goes
+//! to a rotating log ([`log`]).
+//!
+//! A runtime builds a command and nothing more: it never imports the core. Supervision
+//! (starting the child tied to the core, restart with backoff, crash reports, crash loops,
+//! restart on a new config) is the core's, in `c0re/agents/supervisor.rs`, the same for every
+//! runtime.
 
 pub mod bwrap;
 pub mod log;
 pub mod placement;
 pub mod process;
-pub mod tied;
 
 use std::path::PathBuf;
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{Operator, TestHive, echo_bot};
-use hyperhive::harness::client::SocketClient;
-use hyperhive::harness::protocol::{Request, Response};
+use hyperhive::wire::client::SocketClient;
+use hyperhive::wire::protocol::{Request, Response};
 use matrix_sdk::Room;
 use matrix_sdk::ruma::events::StateEventType;
 use serde_json::json;

@@ -5,7 +5,7 @@
 //! depth and size, TOML built from them, with the real keys mixed in) and mutations of valid
 //! input (bytes inserted, deleted or replaced, lines duplicated or dropped, numbers made huge,
 //! unicode spliced in):
-//! - (a) the socket protocol: `serde_json::from_str::<harness::protocol::Request>`; valid frames
+//! - (a) the socket protocol: `serde_json::from_str::<wire::protocol::Request>`; valid frames
 //!   round-trip exactly;
 //! - (b) `agent.toml`: `AgentSpec::parse`, also on mutations of the shipped `bots/*/agent.toml`
 //!   (which must themselves parse);
@@ -32,7 +32,7 @@ use std::sync::LazyLock;
 use hyperhive::agent_spec::{AgentName, AgentSpec};
 use hyperhive::c0re::routing::{self, RoomRole, SenderKind, TimelineEvent};
 use hyperhive::config::{Config, RawConfig};
-use hyperhive::harness::protocol::Request;
+use hyperhive::wire::protocol::Request;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::test_runner::FileFailurePersistence;

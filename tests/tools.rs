@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{TestHive, echo_bot};
-use hyperhive::harness::client::SocketClient;
-use hyperhive::harness::protocol::{Request, Response};
+use hyperhive::wire::client::SocketClient;
+use hyperhive::wire::protocol::{Request, Response};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(45);

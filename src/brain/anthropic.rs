@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::model::ModelBrain;
 use super::{Brain, BrainError, Tools};
-use crate::harness::protocol::Message;
+use crate::wire::protocol::Message;
 
 pub struct Anthropic(pub ModelBrain);
 

@@ -5,9 +5,10 @@
 //! session per agent kept in its state dir and resumed across turns and rebuilds.
 //!
 //! The CLI never gets a key: `ANTHROPIC_BASE_URL` points at a loopback proxy inside this
-//! harness, which hands each Messages request to hive-c0re (the `model` socket request; the core
-//! adds the key, enforces budgets, records usage) and answers the CLI, re-streaming the reply as
-//! server-sent events when it asked for a stream. What the CLI reports is checked rather than
+//! harness ([`proxy`], one per run, serving only the run's own CLI), which hands each Messages
+//! request to hive-c0re (the `model` socket request; the core adds the key, enforces budgets,
+//! records usage) and answers the CLI, re-streaming the reply as server-sent events when it
+//! asked for a stream. What the CLI reports is checked rather than
 //! its exit status: the hive MCP server must be `connected`, and a result with `is_error` fails
 //! the turn.
 
@@ -15,19 +16,21 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{Brain, BrainError, Tools};
 use crate::agent_spec::{AgentSpec, BrainSpec};
-use crate::harness::protocol::{ErrorCode, Message, TOOLS_SOCKET_NAME};
+use crate::wire::protocol::Message;
+
+mod proxy;
+
+use proxy::{MAX_REQUEST, Proxy};
 
 /// The Claude Code release hyperhive is tested with (`npm install @anthropic-ai/claude-code@…`).
 pub const CLI_VERSION: &str = "2.1.330";
 /// Environment variable naming the CLI (the runtime passes it through to the harness).
 pub const CLI_ENV: &str = crate::config::env::CLAUDE_CODE;
 const SESSION_FILE: &str = "claude-session";
-const MAX_REQUEST: usize = crate::harness::protocol::MAX_MODEL_REQUEST;
 
 /// A declared MCP server: name, program, arguments, environment.
 type DeclaredServer = (
@@ -53,7 +56,8 @@ pub struct ClaudeCode {
 }
 
 impl ClaudeCode {
-    pub fn new(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> Result<Self, String> {
+    /// The brain for `spec`, or why it cannot run here (said in the agent's room).
+    pub fn new(spec: &AgentSpec, state_dir: &Path, socket: &Path) -> anyhow::Result<Self> {
         let BrainSpec::ClaudeCode {
             model,
             max_turns,
@@ -62,29 +66,26 @@ impl ClaudeCode {
             ..
         } = &spec.brain
         else {
-            return Err("not a claude-code brain".into());
+            anyhow::bail!("not a claude-code brain");
         };
         let cli = std::env::var_os(CLI_ENV)
             .map(PathBuf::from)
             .or_else(|| crate::fsutil::which("claude"))
             .ok_or_else(|| {
-                format!(
+                anyhow::anyhow!(
                     "the Claude Code CLI is not installed (npm install @anthropic-ai/claude-code@{CLI_VERSION}, then set {CLI_ENV} or put `claude` on PATH)"
                 )
             })?;
         if !cli.is_file() {
-            return Err(format!(
+            anyhow::bail!(
                 "the Claude Code CLI is not at {} (inside this agent's runtime)",
                 cli.display()
-            ));
+            );
         }
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe()?;
         let hive = exe.with_file_name("hive");
         if !hive.is_file() {
-            return Err(format!(
-                "`hive` (for hive mcp) is not beside {}",
-                exe.display()
-            ));
+            anyhow::bail!("`hive` (for hive mcp) is not beside {}", exe.display());
         }
         Ok(Self {
             agent: spec.name.to_string(),
@@ -92,7 +93,7 @@ impl ClaudeCode {
             max_turns: max_turns.unwrap_or(8),
             prompt: spec.prompt.clone(),
             state_dir: state_dir.to_owned(),
-            tools_socket: socket.with_file_name(TOOLS_SOCKET_NAME),
+            tools_socket: crate::wire::tools_socket_path(socket),
             builtin_tools: builtin_tools.clone(),
             cli,
             hive,
@@ -135,253 +136,6 @@ impl ClaudeCode {
     }
 }
 
-fn uuid_v4() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// A Messages API reply as the SSE events a streaming client expects.
-fn to_sse(message: &Value) -> String {
-    let mut start = message.clone();
-    start["content"] = json!([]);
-    start["stop_reason"] = Value::Null;
-    let mut events = vec![json!({"type": "message_start", "message": start})];
-    for (i, block) in message["content"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        match block["type"].as_str() {
-            Some("tool_use") => {
-                let mut head = block.clone();
-                head["input"] = json!({});
-                events.push(
-                    json!({"type": "content_block_start", "index": i, "content_block": head}),
-                );
-                events.push(json!({"type": "content_block_delta", "index": i,
-                    "delta": {"type": "input_json_delta", "partial_json": block["input"].to_string()}}));
-            }
-            Some("text") => {
-                events.push(json!({"type": "content_block_start", "index": i,
-                    "content_block": {"type": "text", "text": ""}}));
-                events.push(json!({"type": "content_block_delta", "index": i,
-                    "delta": {"type": "text_delta", "text": block["text"]}}));
-            }
-            _ => {
-                events.push(
-                    json!({"type": "content_block_start", "index": i, "content_block": block}),
-                );
-            }
-        }
-        events.push(json!({"type": "content_block_stop", "index": i}));
-    }
-    events.push(json!({"type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": Value::Null},
-        "usage": {"output_tokens": message["usage"]["output_tokens"]}}));
-    events.push(json!({"type": "message_stop"}));
-    events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
-        .collect()
-}
-
-/// One HTTP/1.1 request from the CLI, as far as the proxy looks at it.
-#[derive(Debug)]
-struct ProxyRequest {
-    line: String,
-    /// `x-api-key`, or the token of `authorization: Bearer …` (checked while reading).
-    #[cfg_attr(not(test), allow(dead_code))]
-    key: Option<String>,
-    body: Vec<u8>,
-}
-
-/// Why a request from the CLI was not read.
-#[derive(Debug, PartialEq, Eq)]
-enum ReadError {
-    /// Its body is over [`MAX_REQUEST`]: the session has outgrown what the hive forwards.
-    TooLarge,
-    /// Not this turn's client (no secret, or another).
-    Unauthorized,
-    Bad(String),
-}
-
-/// Reads one HTTP/1.1 request (headers and a Content-Length body) from the CLI.
-/// With `secret`, a request without it is refused before its body is read.
-async fn read_request(
-    stream: &mut TcpStream,
-    secret: Option<&str>,
-) -> Result<ProxyRequest, ReadError> {
-    let bad = |e: &dyn std::fmt::Display| ReadError::Bad(e.to_string());
-    let mut reader = BufReader::new(stream);
-    let mut head = String::new();
-    let mut length = 0usize;
-    let mut key = None;
-    loop {
-        let mut line = String::new();
-        let n = (&mut reader)
-            .take(16 * 1024)
-            .read_line(&mut line)
-            .await
-            .map_err(|e| bad(&e))?;
-        if n == 0 {
-            return Err(bad(&"connection closed"));
-        }
-        if head.len() > 64 * 1024 {
-            return Err(bad(&"headers too large"));
-        }
-        if line == "\r\n" || line == "\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let v = v.trim();
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.parse().map_err(|_| bad(&"bad content-length"))?;
-            } else if k.eq_ignore_ascii_case("x-api-key") {
-                key = Some(v.to_owned());
-            } else if k.eq_ignore_ascii_case("authorization") {
-                key = v.strip_prefix("Bearer ").map(str::to_owned).or(key);
-            }
-        }
-        head.push_str(&line);
-    }
-    if length > MAX_REQUEST {
-        return Err(ReadError::TooLarge);
-    }
-    // Nothing is allocated for a client without this turn's secret.
-    if let Some(secret) = secret {
-        let authentic = key.as_deref().is_some_and(|k| {
-            bool::from(subtle::ConstantTimeEq::ct_eq(
-                k.as_bytes(),
-                secret.as_bytes(),
-            ))
-        });
-        if !authentic {
-            return Err(ReadError::Unauthorized);
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).await.map_err(|e| bad(&e))?;
-    Ok(ProxyRequest {
-        line: head.lines().next().unwrap_or("").to_owned(),
-        key,
-        body,
-    })
-}
-
-/// What one proxied request came to, for the turn.
-#[derive(Debug, Default)]
-struct Proxied {
-    /// A budget refusal from the core.
-    budget: Option<String>,
-    /// The CLI sent a request the hive does not forward: its session is too large.
-    too_large: bool,
-}
-
-async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body).await;
-    let _ = stream.shutdown().await;
-}
-
-/// Serves one request of the CLI: a Messages call goes to the core; anything else is 404.
-/// Only this turn's CLI knows `secret` (its `ANTHROPIC_API_KEY`): any other local process that
-/// finds the port is refused, and spends nothing.
-async fn proxy_one(
-    mut stream: TcpStream,
-    secret: &str,
-    tools: &mut Tools<'_>,
-) -> Result<Proxied, BrainError> {
-    // A client that sends nothing must not hold up the turn.
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        read_request(&mut stream, Some(secret)),
-    )
-    .await
-    .unwrap_or_else(|_| Err(ReadError::Bad("no request within 30 s".into())));
-    let req = match read {
-        Ok(r) => r,
-        Err(ReadError::TooLarge) => {
-            respond(&mut stream, "413 Payload Too Large", "application/json", br#"{"type":"error","error":{"type":"request_too_large","message":"the session is larger than the hive forwards"}}"#).await;
-            return Ok(Proxied {
-                too_large: true,
-                ..Default::default()
-            });
-        }
-        Err(ReadError::Unauthorized) => {
-            tracing::warn!("refused a model request to the proxy without this turn's secret");
-            respond(&mut stream, "401 Unauthorized", "application/json", br#"{"type":"error","error":{"type":"authentication_error","message":"not this turn's client"}}"#).await;
-            return Ok(Proxied::default());
-        }
-        Err(ReadError::Bad(e)) => {
-            tracing::debug!(error = %e, "bad request from the CLI");
-            return Ok(Proxied::default());
-        }
-    };
-    let (line, body) = (req.line, req.body);
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    if !line.starts_with("POST ")
-        || !path.starts_with("/v1/messages")
-        || path.contains("count_tokens")
-    {
-        respond(&mut stream, "404 Not Found", "application/json", br#"{"type":"error","error":{"type":"not_found_error","message":"not served by the hive"}}"#).await;
-        return Ok(Proxied::default());
-    }
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let streaming = request["stream"] == json!(true);
-    match tools.model(request).await? {
-        Ok(message) => {
-            if streaming {
-                respond(
-                    &mut stream,
-                    "200 OK",
-                    "text/event-stream",
-                    to_sse(&message).as_bytes(),
-                )
-                .await;
-            } else {
-                respond(
-                    &mut stream,
-                    "200 OK",
-                    "application/json",
-                    message.to_string().as_bytes(),
-                )
-                .await;
-            }
-            Ok(Proxied::default())
-        }
-        Err(e) => {
-            let budget = (e.code == ErrorCode::Budget).then(|| e.message.clone());
-            let err = json!({"type": "error", "error": {"type": "invalid_request_error", "message": e.message}});
-            respond(
-                &mut stream,
-                "400 Bad Request",
-                "application/json",
-                err.to_string().as_bytes(),
-            )
-            .await;
-            Ok(Proxied {
-                budget,
-                ..Default::default()
-            })
-        }
-    }
-}
-
 /// What one run of the CLI reported.
 struct CliRun {
     mcp_status: Option<String>,
@@ -402,15 +156,7 @@ impl ClaudeCode {
         tools: &mut Tools<'_>,
         fresh: bool,
     ) -> Result<CliRun, BrainError> {
-        let proxy = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| BrainError::Failed(format!("cannot open the model proxy: {e}")))?;
-        let port = proxy
-            .local_addr()
-            .map_err(|e| BrainError::Failed(e.to_string()))?
-            .port();
-        // Only this run's CLI gets it: the proxy serves nobody else on this machine.
-        let secret = crate::c0re::registration::random_secret(32);
+        let proxy = Proxy::open().await?;
         let mcp = self.state_dir.join(".hive-mcp.json");
         std::fs::write(&mcp, self.mcp_config().to_string())
             .map_err(|e| BrainError::Failed(format!("cannot write the MCP config: {e}")))?;
@@ -447,16 +193,16 @@ impl ClaudeCode {
                 (None, true)
             }
             _ => {
-                let id = uuid_v4();
+                let id = crate::proc::uuid_v4();
                 cmd.args(["--session-id", &id]);
                 (Some(id), false)
             }
         };
-        super::harness_child(&mut cmd, &self.state_dir)
+        crate::proc::harness_child(&mut cmd, &self.state_dir)
             .current_dir(&self.state_dir)
-            .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
+            .env("ANTHROPIC_BASE_URL", proxy.base_url())
             // Not a key: this run's secret for the proxy, which the core replaces by the key.
-            .env("ANTHROPIC_API_KEY", &secret)
+            .env("ANTHROPIC_API_KEY", proxy.secret())
             .env("ENABLE_TOOL_SEARCH", "false")
             .env("DISABLE_AUTOUPDATER", "1")
             .stdin(Stdio::null())
@@ -479,8 +225,8 @@ impl ClaudeCode {
         loop {
             tokio::select! {
                 conn = proxy.accept() => {
-                    if let Ok((stream, _)) = conn {
-                        let p = proxy_one(stream, &secret, tools).await?;
+                    if let Ok(stream) = conn {
+                        let p = proxy.serve(stream, tools).await?;
                         run.too_large |= p.too_large;
                         if p.budget.is_some() {
                             run.budget = p.budget;
@@ -660,75 +406,6 @@ fn unconnected_note(servers: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The proxy serves only the client holding this turn's secret; a request over the limit
-    /// is marked as a session too large to resume.
-    #[tokio::test]
-    async fn the_proxy_serves_only_its_own_cli() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let send = |head: String, body: Vec<u8>| async move {
-            let mut c = TcpStream::connect(addr).await.unwrap();
-            c.write_all(head.as_bytes()).await.unwrap();
-            c.write_all(&body).await.unwrap();
-            c
-        };
-        let cases = [
-            (None, Some("hello")),
-            (Some("x-api-key: wrong"), Some("hello")),
-            (Some("x-api-key: s3cret"), Some("hello")),
-            (Some("authorization: Bearer s3cret"), Some("hello")),
-        ];
-        let mut keys = Vec::new();
-        for (header, body) in cases {
-            let body = body.unwrap().as_bytes().to_vec();
-            let head = format!(
-                "POST /v1/messages HTTP/1.1\r\n{}content-length: {}\r\n\r\n",
-                header.map(|h| format!("{h}\r\n")).unwrap_or_default(),
-                body.len()
-            );
-            let _client = send(head, body).await;
-            let (mut stream, _) = listener.accept().await.unwrap();
-            keys.push(read_request(&mut stream, None).await.unwrap().key);
-        }
-        assert_eq!(
-            keys,
-            [
-                None,
-                Some("wrong".into()),
-                Some("s3cret".into()),
-                Some("s3cret".into())
-            ]
-        );
-        let head = format!(
-            "POST /v1/messages HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
-            MAX_REQUEST + 1
-        );
-        let _client = send(head, Vec::new()).await;
-        let (mut stream, _) = listener.accept().await.unwrap();
-        assert_eq!(
-            read_request(&mut stream, None).await.unwrap_err(),
-            ReadError::TooLarge
-        );
-        // With the secret: a wrong key is refused before the body is read.
-        let head = "POST /v1/messages HTTP/1.1\r\nx-api-key: wrong\r\ncontent-length: 5\r\n\r\n";
-        let _client = send(head.to_owned(), Vec::new()).await;
-        let (mut stream, _) = listener.accept().await.unwrap();
-        assert_eq!(
-            read_request(&mut stream, Some("s3cret")).await.unwrap_err(),
-            ReadError::Unauthorized
-        );
-        let head = "POST /v1/messages HTTP/1.1\r\nx-api-key: s3cret\r\ncontent-length: 5\r\n\r\n";
-        let _client = send(head.to_owned(), b"hello".to_vec()).await;
-        let (mut stream, _) = listener.accept().await.unwrap();
-        assert_eq!(
-            read_request(&mut stream, Some("s3cret"))
-                .await
-                .unwrap()
-                .body,
-            b"hello"
-        );
-    }
 
     #[test]
     fn a_lost_session_is_recognised() {

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Brain, BrainError, Tools};
 use crate::agent_spec::AgentSpec;
-use crate::harness::protocol::Message;
+use crate::wire::protocol::Message;
 
 /// Largest stdout accepted from the program.
 const MAX_OUTPUT: usize = 1 << 20;
@@ -89,15 +89,17 @@ impl Command {
         argv: &[String],
         timeout_secs: u64,
         state_dir: &Path,
-    ) -> Result<Self, String> {
-        let (first, args) = argv.split_first().ok_or("its command is empty")?;
+    ) -> anyhow::Result<Self> {
+        let (first, args) = argv
+            .split_first()
+            .ok_or_else(|| anyhow::anyhow!("its command is empty"))?;
         let program = if first.contains('/') {
             spec.dir.join(first)
         } else {
             PathBuf::from(first)
         };
         if first.contains('/') && !program.is_file() {
-            return Err(format!("its command {} does not exist", program.display()));
+            anyhow::bail!("its command {} does not exist", program.display());
         }
         Ok(Self {
             agent: spec.name.to_string(),
@@ -117,7 +119,7 @@ impl Command {
         })
         .map_err(|e| BrainError::Failed(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(&self.program);
-        let mut child = super::harness_child(&mut cmd, &self.state_dir)
+        let mut child = crate::proc::harness_child(&mut cmd, &self.state_dir)
             .args(&self.args)
             .current_dir(&self.state_dir)
             .env("HYPERHIVE_AGENT", &self.agent)
@@ -161,13 +163,22 @@ impl Command {
                 self.program.display()
             )));
         }
-        parse_output(&out.stdout).map_err(BrainError::Failed)
+        parse_output(&out.stdout).map_err(|e| BrainError::Failed(e.to_string()))
     }
 }
 
-pub fn parse_output(stdout: &[u8]) -> Result<Output, String> {
-    let text =
-        std::str::from_utf8(stdout).map_err(|_| "the command's output is not UTF-8".to_owned())?;
+/// Why a command brain's output was not understood (the turn fails with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("the command's output is not UTF-8")]
+    NotUtf8,
+    #[error("the command's output is not the expected JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+}
+
+/// The program's stdout as actions: empty is no action, anything else one JSON [`Output`].
+pub fn parse_output(stdout: &[u8]) -> Result<Output, OutputError> {
+    let text = std::str::from_utf8(stdout).map_err(|_| OutputError::NotUtf8)?;
     if text.trim().is_empty() {
         return Ok(Output {
             reply: None,
@@ -177,8 +188,7 @@ pub fn parse_output(stdout: &[u8]) -> Result<Output, String> {
             ask_operator: Vec::new(),
         });
     }
-    serde_json::from_str(text.trim())
-        .map_err(|e| format!("the command's output is not the expected JSON: {e}"))
+    serde_json::from_str(text.trim()).map_err(OutputError::NotJson)
 }
 
 impl Brain for Command {
@@ -268,6 +278,7 @@ mod tests {
         assert!(
             parse_output(b"hello")
                 .unwrap_err()
+                .to_string()
                 .contains("expected JSON")
         );
         assert!(parse_output(br#"{"reply":"x","rm":"-rf"}"#).is_err());

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{BrainError, Tools};
 use crate::agent_spec::AgentSpec;
-use crate::harness::protocol::{ErrorCode, Message, ToolInfo};
+use crate::wire::protocol::{ErrorCode, Message, ToolInfo};
 
 /// One agent's model brain, whatever the API.
 pub struct ModelBrain {
@@ -39,7 +39,7 @@ impl ModelBrain {
             .brain
             .limits()
             .and_then(|l| l.calls_per_message)
-            .unwrap_or(crate::c0re::models::DEFAULT_CALLS_PER_MESSAGE);
+            .unwrap_or(crate::wire::protocol::DEFAULT_CALLS_PER_MESSAGE);
         Self {
             agent: spec.name.to_string(),
             prompt: spec.prompt.clone(),
@@ -243,7 +243,10 @@ impl History {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "history.json is unreadable; starting afresh");
-                    let _ = std::fs::rename(&path, path.with_extension("json.bad"));
+                    let aside = path.with_extension("json.bad");
+                    if let Err(e) = std::fs::rename(&path, &aside) {
+                        tracing::warn!(error = %e, path = %aside.display(), "cannot keep the unreadable history aside");
+                    }
                     Default::default()
                 }
             },

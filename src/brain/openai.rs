@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::model::ModelBrain;
 use super::{Brain, BrainError, Tools};
-use crate::harness::protocol::{Message, ToolInfo};
+use crate::wire::protocol::{Message, ToolInfo};
 
 pub struct OpenAi(pub ModelBrain);
 

@@ -3,7 +3,7 @@
 
 use super::{Brain, BrainError, Tools, render_template};
 use crate::agent_spec::ScriptRule;
-use crate::harness::protocol::Message;
+use crate::wire::protocol::Message;
 
 pub struct Scripted {
     agent: String,

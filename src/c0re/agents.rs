@@ -15,6 +15,7 @@
 pub mod effects;
 pub mod session;
 pub mod socket;
+pub mod supervisor;
 pub mod tools;
 mod typing;
 

@@ -14,10 +14,10 @@ mod stream;
 pub use stream::{StreamError, assemble_anthropic_stream, assemble_stream};
 
 use crate::config::{Credential, Provider, ProviderKind, read_key_file};
-use crate::harness::protocol::ErrorCode;
+use crate::wire::protocol::ErrorCode;
 
 /// Model calls per message when `limits.calls_per_message` is not set.
-pub const DEFAULT_CALLS_PER_MESSAGE: u64 = 8;
+pub use crate::wire::protocol::DEFAULT_CALLS_PER_MESSAGE;
 /// Request fields a harness may set; everything else (model, keys, endpoints) is the core's.
 const ALLOWED_FIELDS: &[&str] = &[
     "messages",

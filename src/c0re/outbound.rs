@@ -10,8 +10,8 @@ use serde_json::json;
 
 use super::Core;
 use crate::agent_spec::{AgentName, AgentSpec};
-use crate::harness::protocol::ErrorCode;
 use crate::matrix::markdown;
+use crate::wire::protocol::ErrorCode;
 
 /// Where an agent's `send_message` goes, once policy allowed it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -25,9 +24,8 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-pub fn random_secret(len: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), len)
-}
+/// The one copy is [`crate::proc::random_secret`]; callers in the core still name it here.
+pub use crate::proc::random_secret;
 
 impl Tokens {
     pub fn path(data_dir: &Path) -> PathBuf {

@@ -27,10 +27,10 @@ use tokio::sync::mpsc;
 
 use crate::cli::BenchArgs;
 use crate::config::Config;
-use crate::harness::client::SocketClient;
-use crate::harness::protocol::{Request, Response};
 use crate::homeserver::{self, Layout, Synapse};
 use crate::store::{Store, now_us};
+use crate::wire::client::SocketClient;
+use crate::wire::protocol::{Request, Response};
 
 /// Concurrent senders per agent room during the burst.
 const SENDERS_PER_ROOM: usize = 4;
@@ -221,7 +221,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         core.id().context("core has no pid")?,
     )
     .await;
-    crate::runtime::process::stop_child(&mut core, Duration::from_secs(10)).await;
+    crate::proc::stop(&mut core, Duration::from_secs(10)).await;
     synapse.stop().await;
     let report = result?;
     if args.json {
@@ -318,7 +318,7 @@ async fn measure(
     let mut harnesses = Vec::new();
     for n in names {
         let name = crate::agent_spec::AgentName::parse(n)?;
-        let socket = crate::harness::socket_path(&crate::c0re::Core::socket_dir(data, &name));
+        let socket = crate::wire::socket_path(&crate::c0re::Core::socket_dir(data, &name));
         harnesses.push(tokio::spawn(fake_harness(
             socket,
             n.clone(),
@@ -418,7 +418,7 @@ async fn measure(
         .arg("--bot")
         .arg(bots.join("idle"))
         .arg("--socket")
-        .arg(crate::harness::socket_path(&crate::c0re::Core::socket_dir(
+        .arg(crate::wire::socket_path(&crate::c0re::Core::socket_dir(
             data, &idle_name,
         )))
         .arg("--state")

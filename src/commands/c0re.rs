@@ -42,27 +42,28 @@ fn runtimes(
     data_dir: &Path,
     claude_code: Option<&Path>,
 ) -> crate::runtime::Runtimes {
-    use crate::runtime::{Runtimes, bwrap::Bwrap, placement::Host, process};
+    use crate::runtime::placement::{Host, Lacking};
+    use crate::runtime::{Runtimes, bwrap::Bwrap, process};
     let (bwrap, sandbox) = if kind == RuntimeKind::Bwrap {
         match Bwrap::new() {
             Ok(b) => (Some(b), Ok(())),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "no sandbox can run here");
-                (None, Err(format!("{e:#}")))
+                (None, Err(e.into()))
             }
         }
     } else {
-        (None, Err(format!("runtime.kind = {kind:?}")))
+        (None, Err(format!("runtime.kind = {kind:?}").into()))
     };
     let own_uids = if kind == RuntimeKind::External {
-        Err("the external runtime starts no harness".to_owned())
+        Err(Lacking::new("the external runtime starts no harness"))
     } else {
         process::own_uids(data_dir)
     };
     let (own_uids, bin) = match own_uids {
         Ok(()) => match process::install_bin(data_dir, claude_code) {
             Ok(bin) => (Ok(()), Some(bin)),
-            Err(e) => (Err(format!("{e:#}")), None),
+            Err(e) => (Err(e.into()), None),
         },
         Err(e) => (Err(e), None),
     };

@@ -166,7 +166,7 @@ fn print_placements(
         sandbox: if cfg.runtime == RuntimeKind::Bwrap {
             crate::runtime::bwrap::available()
         } else {
-            Err(format!("runtime.kind = {:?}", cfg.runtime))
+            Err(format!("runtime.kind = {:?}", cfg.runtime).into())
         },
         own_uids: crate::runtime::process::own_uids(data_dir),
         as_root: nix::unistd::geteuid().is_root(),

@@ -2,9 +2,9 @@
 //! client, for the brains that run the model loop in the harness (`openai`, `anthropic`).
 //! (`claude-code` hands the same declarations to the CLI, which is its own MCP client.)
 //!
-//! Each server is a child of the harness, inside the agent's runtime: its working directory is
-//! the agent's state dir, its environment holds only `PATH`, `HOME`, `LANG` and the `env` its
-//! declaration gives. Its tools are offered to the model as `mcp__<server>__<tool>`, the names
+//! Each server is a child of the harness, inside the agent's runtime
+//! ([`crate::proc::harness_child`]): its working directory is the agent's state dir, its
+//! environment holds only `PATH`, `HOME`, `LANG` and the `env` its declaration gives. Its tools are offered to the model as `mcp__<server>__<tool>`, the names
 //! Claude Code uses. A server that does not start, or dies, is left out of the turn (the model
 //! is told which and why) and started again on the next turn.
 
@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use anyhow::{anyhow, bail};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ContentBlock};
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::Value;
 
 use crate::agent_spec::AgentSpec;
-use crate::harness::protocol::ToolInfo;
+use crate::wire::protocol::ToolInfo;
 
 /// Starting a server and listing its tools.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,7 +112,7 @@ impl DeclaredServers {
                     self.failed.remove(&d.name);
                     continue;
                 }
-                Ok(Err(why)) => why,
+                Ok(Err(e)) => format!("{e:#}"),
                 Err(_) => format!("it did not start within {}s", START_TIMEOUT.as_secs()),
             };
             tracing::warn!(server = %d.name, %why, "MCP server unavailable");
@@ -198,9 +199,11 @@ impl DeclaredServers {
     }
 }
 
-async fn start(d: &Declared, state_dir: &Path) -> Result<Running, String> {
+/// Starts one declared server and lists its tools; the error says why not, for the model and
+/// the log (nobody branches on it).
+async fn start(d: &Declared, state_dir: &Path) -> anyhow::Result<Running> {
     let mut cmd = tokio::process::Command::new(&d.program);
-    crate::brain::harness_child(&mut cmd, state_dir)
+    crate::proc::harness_child(&mut cmd, state_dir)
         .args(&d.args)
         .current_dir(state_dir)
         .envs(&d.env)
@@ -210,18 +213,18 @@ async fn start(d: &Declared, state_dir: &Path) -> Result<Running, String> {
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", d.program.display()))?;
+        .map_err(|e| anyhow!("cannot run {}: {e}", d.program.display()))?;
     let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
-        return Err("no pipes to the server".into());
+        bail!("no pipes to the server");
     };
     let service =
         ().serve((stdout, stdin))
             .await
-            .map_err(|e| format!("the MCP handshake failed: {e}"))?;
+            .map_err(|e| anyhow!("the MCP handshake failed: {e}"))?;
     let listed = service
         .list_all_tools()
         .await
-        .map_err(|e| format!("tools/list failed: {e}"))?;
+        .map_err(|e| anyhow!("tools/list failed: {e}"))?;
     let mut tools = Vec::new();
     for t in listed {
         let full = format!("mcp__{}__{}", d.name, t.name);

@@ -90,12 +90,13 @@ impl Bwrap {
 }
 
 /// Whether a sandbox can run here, without installing anything (`hive check`).
-pub fn available() -> Result<(), String> {
+pub fn available() -> Result<(), super::placement::Lacking> {
     let bwrap = crate::fsutil::which("bwrap").ok_or_else(|| {
-        "bubblewrap is not installed (`hive up` installs it with apt when it runs as root)"
-            .to_owned()
+        super::placement::Lacking::new(
+            "bubblewrap is not installed (`hive up` installs it with apt when it runs as root)",
+        )
     })?;
-    probe(&bwrap).map_err(|e| format!("{e:#}"))
+    Ok(probe(&bwrap)?)
 }
 
 /// Runs `true` in a sandbox built like an agent's (every namespace unshared, no capabilities):
@@ -226,7 +227,7 @@ impl Runtime for Bwrap {
             std::ffi::OsStr::new(SANDBOX_PATH),
         );
         if cli.is_some() {
-            cmd.env(crate::brain::claude_code::CLI_ENV, CLAUDE_IN_SANDBOX);
+            cmd.env(crate::config::env::CLAUDE_CODE, CLAUDE_IN_SANDBOX);
         }
         Ok(cmd)
     }

@@ -17,13 +17,38 @@
 use crate::agent_spec::BrainSpec;
 use crate::config::RuntimeKind;
 
+/// Why this machine lacks something (a sandbox, uids of its own for agents), said for a
+/// person: it is shown in notices and by `hive check`, never branched on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Lacking(String);
+
+impl Lacking {
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
+impl From<String> for Lacking {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
+
+impl From<anyhow::Error> for Lacking {
+    /// The whole chain, as `{:#}` shows it.
+    fn from(e: anyhow::Error) -> Self {
+        Self(format!("{e:#}"))
+    }
+}
+
 /// What this machine offers, found out at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     /// A bubblewrap sandbox can run, or why not.
-    pub sandbox: Result<(), String>,
+    pub sandbox: Result<(), Lacking>,
     /// Agents can run as uids of their own, or why not.
-    pub own_uids: Result<(), String>,
+    pub own_uids: Result<(), Lacking>,
     /// The hive runs as root: an agent without a uid of its own would be root.
     pub as_root: bool,
 }
@@ -111,8 +136,8 @@ mod tests {
     #[test]
     fn placement_table() {
         let ok = || Ok(());
-        let no = |w: &str| Err(w.to_owned());
-        let host = |sandbox: Result<(), String>, uids: Result<(), String>| Host {
+        let no = |w: &str| Err(Lacking::new(w));
+        let host = |sandbox: Result<(), Lacking>, uids: Result<(), Lacking>| Host {
             sandbox,
             own_uids: uids,
             as_root: false,

@@ -1,33 +1,20 @@
-//! Supervision for every runtime, and the `process` runtime: each agent's harness is a child of
-//! hive-c0re, restarted with backoff when it dies. Its environment is cleared (no token or key
-//! of the core's leaks into it), its working directory and HOME are its state dir, it dies with
-//! the core (PR_SET_PDEATHSIG, from the spawner thread: [`super::tied`]), and when the hive runs
-//! as root it runs as a uid of its own that can reach only its own files (see [`own_uids`]).
+//! The `process` runtime, and what every runtime shares about the harness: its program
+//! ([`harness_command`]), its arguments and scrubbed environment ([`harness_args`]: no token or
+//! key of the core's leaks into it), and the files an agent may touch before it starts
+//! ([`prepare_for_uid`], [`prepare_for_sandbox`]). Unsandboxed, the harness's working
+//! directory and HOME are its state dir, and when the hive runs as root it runs as a uid of its
+//! own that can reach only its own files (see [`own_uids`]).
 //!
-//! Where each agent runs is decided again at every start ([`super::placement::place`]), so an
-//! approved config that adds code of the agent's own moves it into the sandbox or refuses it.
+//! A runtime builds a command and nothing more: starting it, tying it to the core and
+//! restarting it are the supervisor's (the core's `c0re/agents/supervisor.rs`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::process::Child;
 
-use std::sync::Arc;
-
-use super::placement::Placement;
-use super::{AgentLaunch, Runtime, Runtimes};
-use crate::c0re::Core;
-
-/// Crashes within [`CRASH_WINDOW`] that make a crash loop: the agent is stopped and reported.
-const CRASH_LIMIT: usize = 5;
-const CRASH_WINDOW: Duration = Duration::from_secs(60);
-/// How long a harness gets to finish its turn after SIGTERM.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+use super::placement::Lacking;
+use super::{AgentLaunch, Runtime};
 
 /// The harness program: `hive-agent` beside the running `hive` (or in `bin`, the copies an
 /// agent's own uid can reach; small, no Matrix client linked), else `hive agent`.
@@ -66,7 +53,9 @@ fn claude_cli(launch: &AgentLaunch) -> Option<PathBuf> {
     launch.claude_code.clone()
 }
 
-/// The harness's arguments and a scrubbed environment, for any runtime.
+/// The harness's arguments and its environment, for any runtime: the scrubbed one
+/// ([`crate::proc::scrub_env`], `HOME` its state dir, `PATH` the runtime's), `RUST_LOG`, in
+/// debug builds the tests' failpoint, and where the Claude Code CLI is.
 pub(crate) fn harness_args(
     cmd: &mut tokio::process::Command,
     bot: &std::path::Path,
@@ -78,17 +67,13 @@ pub(crate) fn harness_args(
         .arg("--name")
         .arg(launch.name.as_str())
         .arg("--socket")
-        .arg(crate::harness::socket_path(&launch.socket_dir))
+        .arg(crate::wire::socket_path(&launch.socket_dir))
         .arg("--state")
-        .arg(&launch.state_dir)
-        .env_clear()
-        .env("PATH", path_var)
-        .env("HOME", &launch.state_dir)
-        .env("LANG", "C.UTF-8")
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        );
+        .arg(&launch.state_dir);
+    crate::proc::scrub_env(cmd, path_var, &launch.state_dir).env(
+        "RUST_LOG",
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+    );
     // Debug builds: the tests' failpoints reach the harness too.
     if cfg!(debug_assertions)
         && let Some(fp) = std::env::var_os(crate::failpoint::ENV)
@@ -97,7 +82,7 @@ pub(crate) fn harness_args(
     }
     // Where the Claude Code CLI is, for `claude-code` brains (no secret in it).
     if let Some(cli) = claude_cli(launch) {
-        cmd.env(crate::brain::claude_code::CLI_ENV, cli);
+        cmd.env(crate::config::env::CLAUDE_CODE, cli);
     }
 }
 
@@ -112,8 +97,12 @@ impl Runtime for Process {
 
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
         let mut cmd = harness_command(launch.bin.as_deref())?;
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-        harness_args(&mut cmd, &launch.spec_dir, launch, &path);
+        harness_args(
+            &mut cmd,
+            &launch.spec_dir,
+            launch,
+            &crate::proc::host_path(),
+        );
         cmd.current_dir(&launch.state_dir);
         if let Some(uid) = launch.uid {
             // std drops supplementary groups too (setgroups(0)) before setuid.
@@ -123,58 +112,32 @@ impl Runtime for Process {
     }
 }
 
-/// `agent.log` rotates past this size (the harness's output goes through the core).
-const LOG_MAX_BYTES: u64 = 10 << 20;
-/// Rotated logs kept (`agent.log.1` …).
-const LOG_KEEP: usize = 3;
-
-/// Starts a harness, its stdout and stderr piped through the core into its rotating log.
-async fn spawn(
-    runtime: &dyn Runtime,
-    launch: &AgentLaunch,
-) -> anyhow::Result<(Child, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    std::fs::create_dir_all(&launch.state_dir)
-        .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
-    let log = super::log::RotatingLog::open(&launch.log, LOG_MAX_BYTES, LOG_KEEP)
-        .with_context(|| format!("cannot open {}", launch.log.display()))?;
-    let (rx, out, err) = super::log::output_pipe()?;
-    let mut cmd = runtime.command(launch)?;
-    cmd.stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .kill_on_drop(true);
-    let child = super::tied::spawn(cmd).await.with_context(|| {
-        format!(
-            "cannot start the agent harness ({} runtime)",
-            runtime.name()
-        )
-    })?;
-    // (The command, and with it our copy of the pipe's write end, is gone: EOF comes when the
-    // harness and its children close theirs.)
-    Ok((child, tokio::spawn(super::log::pump(rx, log))))
-}
-
 /// Whether agents can run as uids of their own here: the hive runs as root, and the data dir
 /// is reachable by other uids (every directory above it can be entered by others).
-pub fn own_uids(data_dir: &Path) -> Result<(), String> {
+pub fn own_uids(data_dir: &Path) -> Result<(), Lacking> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(
-            "the hive does not run as root, so it cannot give agents uids of their own".into(),
-        );
+        return Err(Lacking::new(
+            "the hive does not run as root, so it cannot give agents uids of their own",
+        ));
     }
     let mut at = data_dir.parent();
     while let Some(dir) = at {
         match std::fs::metadata(dir) {
             Ok(m) if m.permissions().mode() & 0o001 == 0 => {
-                return Err(format!(
+                return Err(Lacking::new(format!(
                     "the data dir {} is inside {} (mode {:o}), which other uids cannot enter; use a data dir outside it",
                     data_dir.display(),
                     dir.display(),
                     m.permissions().mode() & 0o777
-                ));
+                )));
             }
             Ok(_) => {}
-            Err(e) => return Err(format!("cannot inspect {}: {e}", dir.display())),
+            Err(e) => {
+                return Err(Lacking::new(format!(
+                    "cannot inspect {}: {e}",
+                    dir.display()
+                )));
+            }
         }
         at = dir.parent();
     }
@@ -208,6 +171,8 @@ pub fn install_bin(data_dir: &Path, claude_code: Option<&Path>) -> anyhow::Resul
             continue;
         }
         let tmp = bin.join(format!(".{name}.tmp"));
+        // Best-effort cleanup of a leftover from an interrupted copy: usually there is none,
+        // and one that cannot be removed fails the link or copy below, which is reported.
         let _ = std::fs::remove_file(&tmp);
         // A hard link is the program itself (its mode is the build's, executable by all); a
         // copy is made readable and executable by the agents' uids.
@@ -269,7 +234,7 @@ pub fn prepare_for_uid(data_dir: &Path, launch: &AgentLaunch, uid: u32) -> anyho
 /// harness has no capability to write another uid's files), and no setuid or setgid bit
 /// survives in it. The sandbox and every process in it are gone by now (its pid namespace died
 /// with it), so nothing races the walk.
-fn prepare_for_sandbox(launch: &AgentLaunch) -> anyhow::Result<()> {
+pub fn prepare_for_sandbox(launch: &AgentLaunch) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
@@ -281,23 +246,6 @@ fn prepare_for_sandbox(launch: &AgentLaunch) -> anyhow::Result<()> {
         chown_tree(&launch.state_dir, Some(0), 0, None)?;
     }
     Ok(())
-}
-
-/// Kills every process of `uid` (what an agent left running: a detached child could otherwise
-/// race the core's walk over its files). `kill(-1)` sent as that uid reaches exactly its
-/// processes.
-async fn kill_all_of(uid: u32) {
-    let mut cmd = tokio::process::Command::new("true");
-    cmd.uid(uid).gid(uid).stdin(Stdio::null());
-    // SAFETY: kill(2) is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-            Ok(())
-        });
-    }
-    // Either way the processes got the signal; the helper itself may be among them.
-    let _ = cmd.status().await;
 }
 
 /// Owns every entry under `top` (itself included) by `uid`:`gid` without following symlinks;
@@ -335,199 +283,4 @@ fn chown_tree(
         }
     }
     Ok(())
-}
-
-/// Asks a child to stop (SIGTERM), then kills it after the grace period.
-pub async fn stop_child(child: &mut Child, grace: Duration) {
-    if let Some(pid) = child.id() {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-    }
-    if tokio::time::timeout(grace, child.wait()).await.is_err() {
-        tracing::warn!("child did not stop in time; killing it");
-        let _ = child.kill().await;
-    }
-}
-
-/// Records an agent's state; a store that cannot is logged (the state is only a display).
-fn set_state(core: &Core, name: &crate::agent_spec::AgentName, state: &str, pid: Option<u32>) {
-    if let Err(e) = core.store().set_agent_state(name.as_str(), state, pid) {
-        tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record agent state");
-    }
-}
-
-/// Waits for an approved config (`restart`) or shutdown; false on shutdown.
-async fn wait_for_new_config(core: &Core, name: &crate::agent_spec::AgentName) -> bool {
-    let Some(entry) = core.agent(name) else {
-        return false;
-    };
-    tokio::select! {
-        _ = core.cancel().cancelled() => false,
-        _ = entry.restart.notified() => true,
-    }
-}
-
-/// Supervises one agent until the core stops: decides where it runs from its current config
-/// (again at every start), starts it, restarts it after a crash with backoff, stops a crash
-/// loop until a new config is approved, restarts it on an approved config.
-pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_spec::AgentName) {
-    let mut crashes: Vec<Instant> = Vec::new();
-    let mut backoff = Duration::from_millis(500);
-    let mut refused_said: Option<String> = None;
-    loop {
-        let Some(entry) = core.agent(&name) else {
-            return;
-        };
-        let spec = entry.spec();
-        let cfg = core.cfg();
-        let placement = super::placement::place(
-            cfg.runtime,
-            cfg.allow_unsandboxed,
-            &runtimes.host,
-            super::placement::own_code(&spec.brain).as_deref(),
-        );
-        let dirs = crate::configrepo::AgentDirs::new(core.data_dir(), &name);
-        let mut launch = AgentLaunch {
-            uid: None,
-            bin: None,
-            claude_code: cfg.claude_code.clone(),
-            name: name.clone(),
-            spec_dir: dirs.current(),
-            socket_dir: Core::socket_dir(core.data_dir(), &name),
-            state_dir: dirs.state(),
-            log: dirs.log(),
-        };
-        let runtime: &dyn Runtime = match &placement {
-            Placement::External => return,
-            Placement::Sandboxed => match &runtimes.bwrap {
-                Some(b) => b,
-                None => unreachable!("placed in a sandbox only when one can run"),
-            },
-            Placement::Unsandboxed { own_uid } => {
-                if *own_uid {
-                    // Never as root when a uid of its own was due: wait for a new config.
-                    let Some(uid) = entry.uid() else {
-                        tracing::error!(agent = %name, "no uid of its own was allocated; not started");
-                        set_state(&core, &name, "cannot-start", None);
-                        if !wait_for_new_config(&core, &name).await {
-                            return;
-                        }
-                        continue;
-                    };
-                    launch.uid = Some(uid);
-                    launch.bin = runtimes.bin.clone();
-                }
-                &Process
-            }
-            Placement::Refused(why) => {
-                tracing::warn!(agent = %name, reason = %why, "not starting the agent");
-                set_state(&core, &name, "refused", None);
-                if refused_said.as_deref() != Some(why.as_str()) {
-                    let text = format!("🛑 **{name}** is not started: {why}.");
-                    core.notice(None, &text).await;
-                    core.post_as_agent_or_notice(&name, core.room(&format!("agent:{name}")), &text)
-                        .await;
-                    refused_said = Some(why.clone());
-                }
-                if !wait_for_new_config(&core, &name).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        refused_said = None;
-        let prepared = match (&placement, launch.uid) {
-            (Placement::Sandboxed, _) => prepare_for_sandbox(&launch),
-            (_, Some(uid)) => {
-                kill_all_of(uid).await;
-                prepare_for_uid(core.data_dir(), &launch, uid)
-            }
-            _ => Ok(()),
-        };
-        if let Err(e) = prepared {
-            // Never start an agent whose files are not as they must be.
-            tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot prepare the agent's files");
-            core.notice(None, &format!("🛑 cannot prepare **{name}**'s files: {e:#}. It starts again when a new config is approved.")).await;
-            set_state(&core, &name, "cannot-start", None);
-            if !wait_for_new_config(&core, &name).await {
-                return;
-            }
-            continue;
-        }
-        let (mut child, pump) = match spawn(runtime, &launch).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot start agent");
-                core.notice(None, &format!("🛑 cannot start **{name}**: {e:#}. It starts again when a new config is approved."))
-                    .await;
-                set_state(&core, &name, "cannot-start", None);
-                if !wait_for_new_config(&core, &name).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let pid = child.id();
-        tracing::info!(agent = %name, pid, runtime = runtime.name(), uid = launch.uid, "agent started");
-        set_state(&core, &name, "running", pid);
-        let started = Instant::now();
-        let status = tokio::select! {
-            _ = core.cancel().cancelled() => {
-                stop_child(&mut child, STOP_GRACE).await;
-                set_state(&core, &name, "stopped", None);
-                return;
-            }
-            _ = entry.restart.notified() => {
-                // A new config generation: SIGTERM lets the harness finish its turn first.
-                tracing::info!(agent = %name, "restarting on its new config");
-                stop_child(&mut child, STOP_GRACE).await;
-                backoff = Duration::from_millis(500);
-                crashes.clear();
-                continue;
-            }
-            s = child.wait() => s,
-        };
-        let status = status.map_or_else(|e| e.to_string(), |s| runtime.describe_exit(s));
-        set_state(&core, &name, "crashed", None);
-        if started.elapsed() > CRASH_WINDOW {
-            backoff = Duration::from_millis(500);
-        }
-        crashes.retain(|t| t.elapsed() < CRASH_WINDOW);
-        crashes.push(Instant::now());
-        // The harness's last words are in the pipe still: let them reach the log (a child of
-        // its that lives on may hold the pipe open, so not for long).
-        match tokio::time::timeout(Duration::from_secs(2), pump).await {
-            Ok(Ok(Ok(()))) | Err(_) => {}
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(agent = %name, error = %e, "writing the agent's log failed")
-            }
-            Ok(Err(e)) => tracing::warn!(agent = %name, error = %e, "the agent's log pump failed"),
-        }
-        let last =
-            super::log::tail(&launch.log, 5, 64 << 10).unwrap_or_else(|e| format!("(no log: {e})"));
-        tracing::warn!(agent = %name, %status, "agent exited unexpectedly");
-        core.report_crash(&name, &status, &last).await;
-        if crashes.len() >= CRASH_LIMIT {
-            core.notice(None, &format!("🛑 **{name}** crashed {CRASH_LIMIT} times in {} s ({status}); stopped until a new config is approved. Last log lines:\n```\n{last}\n```", CRASH_WINDOW.as_secs())).await;
-            set_state(&core, &name, "crash-loop", None);
-            if !wait_for_new_config(&core, &name).await {
-                return;
-            }
-            crashes.clear();
-            backoff = Duration::from_millis(500);
-            continue;
-        }
-        core.notice(
-            None,
-            &format!(
-                "💥 **{name}** exited ({status}); restarting in {} ms.",
-                backoff.as_millis()
-            ),
-        )
-        .await;
-        tokio::select! {
-            _ = core.cancel().cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
-    }
 }

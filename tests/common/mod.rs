@@ -634,9 +634,9 @@ pub async fn hello_socket(
     name: &str,
     file: &str,
     timeout: Duration,
-) -> hyperhive::harness::client::SocketClient {
-    use hyperhive::harness::client::SocketClient;
-    use hyperhive::harness::protocol::{Request, Response};
+) -> hyperhive::wire::client::SocketClient {
+    use hyperhive::wire::client::SocketClient;
+    use hyperhive::wire::protocol::{Request, Response};
     let path = hive.data.join("agents").join(name).join("sock").join(file);
     let deadline = Instant::now() + timeout;
     let mut c = loop {

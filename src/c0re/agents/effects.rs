@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
-use crate::harness::protocol::Response;
+use crate::wire::protocol::Response;
 
 /// What a call does to whom, or `None` when it changes nothing (reads) or is idempotent by
 /// itself (`write_notes` replaces the notes). A pure function; the table is in the tests.
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn which_answers_are_recorded() {
-        use crate::harness::protocol::ErrorCode;
+        use crate::wire::protocol::ErrorCode;
         struct Case {
             name: &'static str,
             response: Response,

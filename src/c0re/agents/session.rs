@@ -26,7 +26,7 @@ use super::typing::Typing;
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::c0re::approvals::RequestRefused;
-use crate::harness::protocol::{ErrorCode, Message, Request, Response};
+use crate::wire::protocol::{ErrorCode, Message, Request, Response};
 use crate::store::InboxItem;
 
 /// Which socket a request came in on.

@@ -21,10 +21,10 @@ use super::AgentState;
 use super::session::{self, Admission, Session, Socket, Step};
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
-use crate::harness::protocol::{ErrorCode, Request, Response, SOCKET_NAME, TOOLS_SOCKET_NAME};
+use crate::wire::protocol::{ErrorCode, Request, Response, SOCKET_NAME, TOOLS_SOCKET_NAME};
 
 /// Largest request line accepted from a harness (the same limit the harness sends within).
-const MAX_LINE: usize = crate::harness::protocol::MAX_FRAME;
+const MAX_LINE: usize = crate::wire::protocol::MAX_FRAME;
 /// `tools.sock` connections one agent may hold at once (each `hive mcp` holds one).
 const MAX_TOOLS_CONNECTIONS: usize = 8;
 /// A connection must say hello within this.

@@ -12,7 +12,7 @@ use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::c0re::limits;
 use crate::c0re::outbound::{Refusal, may_message};
-use crate::harness::protocol::{Response, ToolInfo};
+use crate::wire::protocol::{Response, ToolInfo};
 
 /// Largest notes an agent may keep.
 const MAX_NOTES: usize = 64 * 1024;

@@ -18,9 +18,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::{Deliveries, pct, round_trip};
-use crate::harness::client::SocketClient;
-use crate::harness::protocol::{ErrorCode, Request, Response};
 use crate::store::Store;
+use crate::wire::client::SocketClient;
+use crate::wire::protocol::{ErrorCode, Request, Response};
 
 /// The flooding agent's name.
 pub const FLOODER: &str = "flood";
@@ -185,7 +185,7 @@ impl Phase<'_> {
     pub async fn run(mut self) -> anyhow::Result<FloodReport> {
         let idle = self.series("idle").await?;
         let name = crate::agent_spec::AgentName::parse(FLOODER)?;
-        let socket = crate::harness::socket_path(&crate::c0re::Core::socket_dir(self.data, &name));
+        let socket = crate::wire::socket_path(&crate::c0re::Core::socket_dir(self.data, &name));
         let progress = Arc::new(Progress::default());
         let (done_tx, mut done) = tokio::sync::oneshot::channel();
         {

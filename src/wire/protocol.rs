@@ -19,6 +19,10 @@ pub const MAX_MODEL_REQUEST: usize = 16 << 20;
 /// limit for both sides, so a request the harness may send is one the core reads.
 pub const MAX_FRAME: usize = MAX_MODEL_REQUEST + (64 << 10);
 
+/// Model calls one message may make unless the agent's `[brain.limits] calls_per_message` says
+/// otherwise: the core enforces it, and a model brain stops its loop there too.
+pub const DEFAULT_CALLS_PER_MESSAGE: u64 = 8;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {

@@ -1,4 +1,4 @@
-//! The harness's side of the socket: one request, one response.
+//! The harness's side of the socket (and `hive mcp`'s): one request, one response.
 
 use std::path::Path;
 

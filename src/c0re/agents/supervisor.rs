@@ -1,0 +1,391 @@
+//! Supervision, for every runtime that starts harnesses: each agent's harness is a child of
+//! hive-c0re, restarted with backoff when it dies, stopped when it crash-loops, restarted on an
+//! approved config. What its state is goes to the store; crashes and refusals are said in the
+//! rooms.
+//!
+//! Where each agent runs is decided again at every start ([`placement::place`]), so an
+//! approved config that adds code of the agent's own moves it into the sandbox or refuses it.
+//! The runtime only builds the command ([`Runtime::command`]); the child is started here, tied
+//! to the core ([`crate::proc::spawn_tied`]), its output piped into its rotating log.
+//!
+//! How a crash is answered is a pure decision ([`CrashHistory::crashed`], a table test below):
+//! restart after a backoff that doubles up to a minute (reset after a minute of running), or,
+//! at [`CRASH_LIMIT`] crashes within [`CRASH_WINDOW`], stop until a new config is approved.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::process::Child;
+
+use crate::agent_spec::AgentName;
+use crate::c0re::Core;
+use crate::runtime::placement::{self, Placement};
+use crate::runtime::process::{Process, prepare_for_sandbox, prepare_for_uid};
+use crate::runtime::{AgentLaunch, Runtime, Runtimes, log};
+
+/// Crashes within [`CRASH_WINDOW`] that make a crash loop: the agent is stopped and reported.
+pub const CRASH_LIMIT: usize = 5;
+pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// How long a harness gets to finish its turn after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The first restart's delay, and the delay again after a calm minute.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest delay before a restart.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// `agent.log` rotates past this size (the harness's output goes through the core).
+const LOG_MAX_BYTES: u64 = 10 << 20;
+/// Rotated logs kept (`agent.log.1` …).
+const LOG_KEEP: usize = 3;
+
+/// What to do after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCrash {
+    /// Start it again after this delay.
+    Restart { after: Duration },
+    /// It crashed [`CRASH_LIMIT`] times within [`CRASH_WINDOW`]: stop until a new config.
+    CrashLoop,
+}
+
+/// One agent's recent crashes and its next backoff.
+#[derive(Debug, Clone)]
+pub struct CrashHistory {
+    crashes: Vec<Instant>,
+    backoff: Duration,
+}
+
+impl Default for CrashHistory {
+    fn default() -> Self {
+        Self {
+            crashes: Vec::new(),
+            backoff: FIRST_BACKOFF,
+        }
+    }
+}
+
+impl CrashHistory {
+    /// A fresh start (a new config): no crashes remembered, the first backoff.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// A crash at `now` of a harness that had run for `ran_for`: restart after the current
+    /// backoff (which then doubles, up to [`MAX_BACKOFF`]; a harness that ran longer than
+    /// [`CRASH_WINDOW`] starts again from [`FIRST_BACKOFF`]), or a crash loop at the
+    /// [`CRASH_LIMIT`]th crash within the window (and the history starts afresh).
+    pub fn crashed(&mut self, now: Instant, ran_for: Duration) -> AfterCrash {
+        if ran_for > CRASH_WINDOW {
+            self.backoff = FIRST_BACKOFF;
+        }
+        self.crashes
+            .retain(|t| now.saturating_duration_since(*t) < CRASH_WINDOW);
+        self.crashes.push(now);
+        if self.crashes.len() >= CRASH_LIMIT {
+            self.reset();
+            return AfterCrash::CrashLoop;
+        }
+        let after = self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        AfterCrash::Restart { after }
+    }
+}
+
+/// Starts a harness, its stdout and stderr piped through the core into its rotating log.
+async fn spawn(
+    runtime: &dyn Runtime,
+    launch: &AgentLaunch,
+) -> anyhow::Result<(Child, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    std::fs::create_dir_all(&launch.state_dir)
+        .with_context(|| format!("cannot create {}", launch.state_dir.display()))?;
+    let log = log::RotatingLog::open(&launch.log, LOG_MAX_BYTES, LOG_KEEP)
+        .with_context(|| format!("cannot open {}", launch.log.display()))?;
+    let (rx, out, err) = log::output_pipe()?;
+    let mut cmd = runtime.command(launch)?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true);
+    let child = crate::proc::spawn_tied(cmd).await.with_context(|| {
+        format!(
+            "cannot start the agent harness ({} runtime)",
+            runtime.name()
+        )
+    })?;
+    // (The command, and with it our copy of the pipe's write end, is gone: EOF comes when the
+    // harness and its children close theirs.)
+    Ok((child, tokio::spawn(log::pump(rx, log))))
+}
+
+/// Records an agent's state; a store that cannot is logged (the state is only a display).
+fn set_state(core: &Core, name: &AgentName, state: &str, pid: Option<u32>) {
+    if let Err(e) = core.store().set_agent_state(name.as_str(), state, pid) {
+        tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record agent state");
+    }
+}
+
+/// Waits for an approved config (`restart`) or shutdown; false on shutdown.
+async fn wait_for_new_config(core: &Core, name: &AgentName) -> bool {
+    let Some(entry) = core.agent(name) else {
+        return false;
+    };
+    tokio::select! {
+        _ = core.cancel().cancelled() => false,
+        _ = entry.restart.notified() => true,
+    }
+}
+
+/// Supervises one agent until the core stops: decides where it runs from its current config
+/// (again at every start), starts it, restarts it after a crash with backoff, stops a crash
+/// loop until a new config is approved, restarts it on an approved config.
+pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
+    let mut history = CrashHistory::default();
+    let mut refused_said: Option<String> = None;
+    loop {
+        let Some(entry) = core.agent(&name) else {
+            return;
+        };
+        let spec = entry.spec();
+        let cfg = core.cfg();
+        let placement = placement::place(
+            cfg.runtime,
+            cfg.allow_unsandboxed,
+            &runtimes.host,
+            placement::own_code(&spec.brain).as_deref(),
+        );
+        let dirs = crate::configrepo::AgentDirs::new(core.data_dir(), &name);
+        let mut launch = AgentLaunch {
+            uid: None,
+            bin: None,
+            claude_code: cfg.claude_code.clone(),
+            name: name.clone(),
+            spec_dir: dirs.current(),
+            socket_dir: Core::socket_dir(core.data_dir(), &name),
+            state_dir: dirs.state(),
+            log: dirs.log(),
+        };
+        let runtime: &dyn Runtime = match &placement {
+            Placement::External => return,
+            Placement::Sandboxed => match &runtimes.bwrap {
+                Some(b) => b,
+                None => unreachable!("placed in a sandbox only when one can run"),
+            },
+            Placement::Unsandboxed { own_uid } => {
+                if *own_uid {
+                    // Never as root when a uid of its own was due: wait for a new config.
+                    let Some(uid) = entry.uid() else {
+                        tracing::error!(agent = %name, "no uid of its own was allocated; not started");
+                        set_state(&core, &name, "cannot-start", None);
+                        if !wait_for_new_config(&core, &name).await {
+                            return;
+                        }
+                        continue;
+                    };
+                    launch.uid = Some(uid);
+                    launch.bin = runtimes.bin.clone();
+                }
+                &Process
+            }
+            Placement::Refused(why) => {
+                tracing::warn!(agent = %name, reason = %why, "not starting the agent");
+                set_state(&core, &name, "refused", None);
+                if refused_said.as_deref() != Some(why.as_str()) {
+                    let text = format!("🛑 **{name}** is not started: {why}.");
+                    core.notice(None, &text).await;
+                    core.post_as_agent_or_notice(&name, core.room(&format!("agent:{name}")), &text)
+                        .await;
+                    refused_said = Some(why.clone());
+                }
+                if !wait_for_new_config(&core, &name).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        refused_said = None;
+        let prepared = match (&placement, launch.uid) {
+            (Placement::Sandboxed, _) => prepare_for_sandbox(&launch),
+            (_, Some(uid)) => {
+                crate::proc::kill_all_of_uid(uid).await;
+                prepare_for_uid(core.data_dir(), &launch, uid)
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = prepared {
+            // Never start an agent whose files are not as they must be.
+            tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot prepare the agent's files");
+            core.notice(None, &format!("🛑 cannot prepare **{name}**'s files: {e:#}. It starts again when a new config is approved.")).await;
+            set_state(&core, &name, "cannot-start", None);
+            if !wait_for_new_config(&core, &name).await {
+                return;
+            }
+            continue;
+        }
+        let (mut child, pump) = match spawn(runtime, &launch).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot start agent");
+                core.notice(None, &format!("🛑 cannot start **{name}**: {e:#}. It starts again when a new config is approved."))
+                    .await;
+                set_state(&core, &name, "cannot-start", None);
+                if !wait_for_new_config(&core, &name).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let pid = child.id();
+        tracing::info!(agent = %name, pid, runtime = runtime.name(), uid = launch.uid, "agent started");
+        set_state(&core, &name, "running", pid);
+        let started = Instant::now();
+        let status = tokio::select! {
+            _ = core.cancel().cancelled() => {
+                crate::proc::stop(&mut child, STOP_GRACE).await;
+                set_state(&core, &name, "stopped", None);
+                return;
+            }
+            _ = entry.restart.notified() => {
+                // A new config generation: SIGTERM lets the harness finish its turn first.
+                tracing::info!(agent = %name, "restarting on its new config");
+                crate::proc::stop(&mut child, STOP_GRACE).await;
+                history.reset();
+                continue;
+            }
+            s = child.wait() => s,
+        };
+        let status = status.map_or_else(|e| e.to_string(), |s| runtime.describe_exit(s));
+        set_state(&core, &name, "crashed", None);
+        let after = history.crashed(Instant::now(), started.elapsed());
+        // The harness's last words are in the pipe still: let them reach the log (a child of
+        // its that lives on may hold the pipe open, so not for long).
+        match tokio::time::timeout(Duration::from_secs(2), pump).await {
+            Ok(Ok(Ok(()))) | Err(_) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(agent = %name, error = %e, "writing the agent's log failed")
+            }
+            Ok(Err(e)) => tracing::warn!(agent = %name, error = %e, "the agent's log pump failed"),
+        }
+        let last = log::tail(&launch.log, 5, 64 << 10).unwrap_or_else(|e| format!("(no log: {e})"));
+        tracing::warn!(agent = %name, %status, "agent exited unexpectedly");
+        core.report_crash(&name, &status, &last).await;
+        match after {
+            AfterCrash::CrashLoop => {
+                core.notice(None, &format!("🛑 **{name}** crashed {CRASH_LIMIT} times in {} s ({status}); stopped until a new config is approved. Last log lines:\n```\n{last}\n```", CRASH_WINDOW.as_secs())).await;
+                set_state(&core, &name, "crash-loop", None);
+                if !wait_for_new_config(&core, &name).await {
+                    return;
+                }
+            }
+            AfterCrash::Restart { after } => {
+                core.notice(
+                    None,
+                    &format!(
+                        "💥 **{name}** exited ({status}); restarting in {} ms.",
+                        after.as_millis()
+                    ),
+                )
+                .await;
+                tokio::select! {
+                    _ = core.cancel().cancelled() => return,
+                    _ = tokio::time::sleep(after) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How a run of crashes is answered: each step is (seconds since the first crash, seconds
+    /// the harness had run) → what follows.
+    #[test]
+    fn crash_table() {
+        struct Case {
+            name: &'static str,
+            crashes: &'static [(u64, u64)],
+            want: Vec<AfterCrash>,
+        }
+        const fn restart(ms: u64) -> AfterCrash {
+            AfterCrash::Restart {
+                after: Duration::from_millis(ms),
+            }
+        }
+        use AfterCrash::CrashLoop;
+        let cases = [
+            Case {
+                name: "one crash restarts after the first backoff",
+                crashes: &[(0, 1)],
+                want: vec![restart(500)],
+            },
+            Case {
+                name: "the backoff doubles, and the fifth crash in a minute is a loop",
+                crashes: &[(0, 1), (2, 1), (5, 1), (9, 1), (14, 1)],
+                want: vec![
+                    restart(500),
+                    restart(1000),
+                    restart(2000),
+                    restart(4000),
+                    CrashLoop,
+                ],
+            },
+            Case {
+                name: "after a loop the history starts afresh",
+                crashes: &[(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (5, 1)],
+                want: vec![
+                    restart(500),
+                    restart(1000),
+                    restart(2000),
+                    restart(4000),
+                    CrashLoop,
+                    restart(500),
+                ],
+            },
+            Case {
+                name: "crashes older than the window are forgotten",
+                crashes: &[(0, 1), (30, 1), (61, 1), (62, 1), (63, 1), (64, 1)],
+                want: vec![
+                    restart(500),
+                    restart(1000),
+                    restart(2000),
+                    restart(4000),
+                    restart(8000),
+                    CrashLoop,
+                ],
+            },
+            Case {
+                name: "a calm minute of running resets the backoff",
+                crashes: &[(0, 1), (2, 1), (200, 120)],
+                want: vec![restart(500), restart(1000), restart(500)],
+            },
+        ];
+        for case in cases {
+            let t0 = Instant::now();
+            let mut h = CrashHistory::default();
+            let got: Vec<AfterCrash> = case
+                .crashes
+                .iter()
+                .map(|&(at, ran)| h.crashed(t0 + Duration::from_secs(at), Duration::from_secs(ran)))
+                .collect();
+            assert_eq!(got, case.want, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn the_backoff_stops_growing_at_a_minute() {
+        let t0 = Instant::now();
+        let mut h = CrashHistory::default();
+        let mut last = Duration::ZERO;
+        // One crash every 20 s: never five in a window, the backoff keeps doubling.
+        for i in 0..12 {
+            if let AfterCrash::Restart { after } =
+                h.crashed(t0 + Duration::from_secs(i * 20), Duration::from_secs(1))
+            {
+                last = after;
+            }
+        }
+        assert_eq!(last, MAX_BACKOFF);
+    }
+}
