@@ -11,10 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod agent_state;
 mod approvals;
 mod outbox;
 mod questions;
 mod tools;
+pub use agent_state::{AgentState, UnknownState};
 pub use approvals::{
     Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
 };
@@ -406,12 +408,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn set_agent_state(&self, name: &str, state: &str, pid: Option<u32>) -> anyhow::Result<()> {
+    pub fn set_agent_state(
+        &self,
+        name: &str,
+        state: AgentState,
+        pid: Option<u32>,
+    ) -> anyhow::Result<()> {
         let conn = self.lock();
         conn.execute(
             "INSERT INTO agents (name, state, pid, updated_us) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(name) DO UPDATE SET state = ?2, pid = ?3, updated_us = ?4",
-            params![name, state, pid, now_us()],
+            params![name, state.as_str(), pid, now_us()],
         )?;
         Ok(())
     }

@@ -26,8 +26,8 @@ use super::typing::Typing;
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::c0re::approvals::RequestRefused;
-use crate::wire::protocol::{ErrorCode, Message, Request, Response};
 use crate::store::InboxItem;
+use crate::wire::protocol::{ErrorCode, Message, Request, Response};
 
 /// Which socket a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,11 +228,9 @@ impl Session {
     /// `hello`: the harness is connected (recorded with its pid).
     fn hello(&mut self, pid: u32) -> anyhow::Result<Response> {
         self.greeted = true;
-        self.core.store().set_agent_state(
-            self.name.as_str(),
-            AgentState::Connected.as_str(),
-            Some(pid),
-        )?;
+        self.core
+            .store()
+            .set_agent_state(self.name.as_str(), AgentState::Connected, Some(pid))?;
         let entry = self.core.agent(&self.name).context("agent vanished")?;
         tracing::info!(agent = %self.name, pid, "harness connected");
         Ok(Response::Welcome {

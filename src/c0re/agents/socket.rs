@@ -216,9 +216,9 @@ async fn serve_connection(core: &Core, name: &AgentName, stream: UnixStream) -> 
     session.leave().await;
     *entry.connected.lock().unwrap_or_else(|p| p.into_inner()) = false;
     entry.notify.notify_one();
-    if let Err(e) =
-        core.store()
-            .set_agent_state(name.as_str(), AgentState::Disconnected.as_str(), None)
+    if let Err(e) = core
+        .store()
+        .set_agent_state(name.as_str(), AgentState::Disconnected, None)
     {
         tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record agent state");
     }

@@ -24,6 +24,7 @@ use crate::c0re::Core;
 use crate::runtime::placement::{self, Placement};
 use crate::runtime::process::{Process, prepare_for_sandbox, prepare_for_uid};
 use crate::runtime::{AgentLaunch, Runtime, Runtimes, log};
+use crate::store::AgentState;
 
 /// Crashes within [`CRASH_WINDOW`] that make a crash loop: the agent is stopped and reported.
 pub const CRASH_LIMIT: usize = 5;
@@ -119,7 +120,7 @@ async fn spawn(
 }
 
 /// Records an agent's state; a store that cannot is logged (the state is only a display).
-fn set_state(core: &Core, name: &AgentName, state: &str, pid: Option<u32>) {
+fn set_state(core: &Core, name: &AgentName, state: AgentState, pid: Option<u32>) {
     if let Err(e) = core.store().set_agent_state(name.as_str(), state, pid) {
         tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record agent state");
     }
@@ -176,7 +177,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                     // Never as root when a uid of its own was due: wait for a new config.
                     let Some(uid) = entry.uid() else {
                         tracing::error!(agent = %name, "no uid of its own was allocated; not started");
-                        set_state(&core, &name, "cannot-start", None);
+                        set_state(&core, &name, AgentState::CannotStart, None);
                         if !wait_for_new_config(&core, &name).await {
                             return;
                         }
@@ -189,7 +190,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
             }
             Placement::Refused(why) => {
                 tracing::warn!(agent = %name, reason = %why, "not starting the agent");
-                set_state(&core, &name, "refused", None);
+                set_state(&core, &name, AgentState::Refused, None);
                 if refused_said.as_deref() != Some(why.as_str()) {
                     let text = format!("🛑 **{name}** is not started: {why}.");
                     core.notice(None, &text).await;
@@ -216,7 +217,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
             // Never start an agent whose files are not as they must be.
             tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot prepare the agent's files");
             core.notice(None, &format!("🛑 cannot prepare **{name}**'s files: {e:#}. It starts again when a new config is approved.")).await;
-            set_state(&core, &name, "cannot-start", None);
+            set_state(&core, &name, AgentState::CannotStart, None);
             if !wait_for_new_config(&core, &name).await {
                 return;
             }
@@ -228,7 +229,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                 tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot start agent");
                 core.notice(None, &format!("🛑 cannot start **{name}**: {e:#}. It starts again when a new config is approved."))
                     .await;
-                set_state(&core, &name, "cannot-start", None);
+                set_state(&core, &name, AgentState::CannotStart, None);
                 if !wait_for_new_config(&core, &name).await {
                     return;
                 }
@@ -237,12 +238,12 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
         };
         let pid = child.id();
         tracing::info!(agent = %name, pid, runtime = runtime.name(), uid = launch.uid, "agent started");
-        set_state(&core, &name, "running", pid);
+        set_state(&core, &name, AgentState::Running, pid);
         let started = Instant::now();
         let status = tokio::select! {
             _ = core.cancel().cancelled() => {
                 crate::proc::stop(&mut child, STOP_GRACE).await;
-                set_state(&core, &name, "stopped", None);
+                set_state(&core, &name, AgentState::Stopped, None);
                 return;
             }
             _ = entry.restart.notified() => {
@@ -255,7 +256,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
             s = child.wait() => s,
         };
         let status = status.map_or_else(|e| e.to_string(), |s| runtime.describe_exit(s));
-        set_state(&core, &name, "crashed", None);
+        set_state(&core, &name, AgentState::Crashed, None);
         let after = history.crashed(Instant::now(), started.elapsed());
         // The harness's last words are in the pipe still: let them reach the log (a child of
         // its that lives on may hold the pipe open, so not for long).
@@ -272,7 +273,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
         match after {
             AfterCrash::CrashLoop => {
                 core.notice(None, &format!("🛑 **{name}** crashed {CRASH_LIMIT} times in {} s ({status}); stopped until a new config is approved. Last log lines:\n```\n{last}\n```", CRASH_WINDOW.as_secs())).await;
-                set_state(&core, &name, "crash-loop", None);
+                set_state(&core, &name, AgentState::CrashLoop, None);
                 if !wait_for_new_config(&core, &name).await {
                     return;
                 }
