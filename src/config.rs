@@ -14,7 +14,9 @@ use url::Url;
 use crate::agent_spec::AgentName;
 
 mod providers;
+mod rates;
 mod raw;
+pub use rates::{BadRate, Kind, Rate, RateLimits};
 mod validate;
 pub use providers::{
     Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider, check_base_url,
@@ -117,7 +119,7 @@ pub struct Config {
     /// `runtime.uid_base`; `None`: [`default_uid_base`] of the data dir.
     pub uid_base: Option<u32>,
     /// `[limits]`: the rates the core holds every agent to.
-    pub rates: crate::c0re::limits::RateLimits,
+    pub rates: RateLimits,
     /// `limits.model_calls_per_day` and `limits.model_tokens_per_day`.
     pub model_calls_per_day: u64,
     pub model_tokens_per_day: u64,

@@ -18,5 +18,6 @@ pub mod socket;
 pub mod supervisor;
 pub mod tools;
 mod typing;
+mod wait;
 
 pub use crate::store::{AgentState, UnknownState};

@@ -15,7 +15,9 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::models::DEFAULT_CALLS_PER_MESSAGE;
+use crate::wire::protocol::DEFAULT_CALLS_PER_MESSAGE;
+pub use crate::config::{BadRate, Kind, Rate, RateLimits};
+
 use crate::agent_spec::ModelLimits;
 use crate::store::Usage;
 
@@ -23,68 +25,6 @@ use crate::store::Usage;
 pub const MAX_PENDING_REMINDERS: usize = 200;
 /// Longest reminder text, in bytes.
 pub const MAX_REMINDER_TEXT: usize = 4000;
-
-/// `count` actions per `per`, with bursts of up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-    pub burst: u32,
-}
-
-impl Rate {
-    pub const fn per_minute(count: u32, burst: u32) -> Self {
-        Self {
-            count,
-            per: Duration::from_secs(60),
-            burst,
-        }
-    }
-
-    pub const fn per_hour(count: u32, burst: u32) -> Self {
-        Self {
-            count,
-            per: Duration::from_secs(3600),
-            burst,
-        }
-    }
-
-    /// Why this rate is unusable, if it is (for config validation): a zero count, burst or
-    /// period would refuse everything or nothing.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.count == 0 {
-            return Err("the count must be at least 1".into());
-        }
-        if self.burst == 0 {
-            return Err("the burst must be at least 1".into());
-        }
-        if self.per.is_zero() {
-            return Err("the period must be longer than zero".into());
-        }
-        Ok(())
-    }
-
-    /// Seconds for one token to come back. Degenerate rates are clamped (a zero count acts as
-    /// one per period) so that nothing here divides by zero; [`Rate::validate`] refuses them.
-    fn secs_per_token(&self) -> f64 {
-        self.per.as_secs_f64() / f64::from(self.count.max(1))
-    }
-
-    fn burst(&self) -> f64 {
-        f64::from(self.burst.max(1))
-    }
-
-    /// "minute", "hour", or the period in seconds.
-    fn period(&self) -> String {
-        match self.per.as_secs() {
-            1 => "second".into(),
-            60 => "minute".into(),
-            3600 => "hour".into(),
-            86400 => "day".into(),
-            s => format!("{s} s"),
-        }
-    }
-}
 
 /// Rounding slack: a token that is 1 - 1e-9 full is a token (float sums of refills).
 const EPSILON: f64 = 1e-9;
@@ -100,7 +40,7 @@ impl Bucket {
     /// A bucket with a full burst available.
     pub fn full(rate: &Rate, now: Instant) -> Self {
         Self {
-            tokens: rate.burst(),
+            tokens: rate.burst_tokens(),
             at: now,
         }
     }
@@ -131,7 +71,7 @@ impl Bucket {
     pub fn is_full(&self, rate: &Rate, now: Instant) -> bool {
         let mut b = self.clone();
         b.refill(rate, now);
-        b.tokens + EPSILON >= rate.burst()
+        b.tokens + EPSILON >= rate.burst_tokens()
     }
 
     fn refill(&mut self, rate: &Rate, now: Instant) {
@@ -139,57 +79,8 @@ impl Bucket {
             return;
         };
         self.tokens =
-            (self.tokens + elapsed.as_secs_f64() / rate.secs_per_token()).min(rate.burst());
+            (self.tokens + elapsed.as_secs_f64() / rate.secs_per_token()).min(rate.burst_tokens());
         self.at = now;
-    }
-}
-
-/// What is being limited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// `send_message` and replies.
-    Message,
-    /// `ask_operator`.
-    Question,
-    /// `remind`.
-    Reminder,
-}
-
-impl Kind {
-    fn noun(self) -> &'static str {
-        match self {
-            Kind::Message => "messages",
-            Kind::Question => "questions to the operator",
-            Kind::Reminder => "reminders",
-        }
-    }
-}
-
-/// Every limit of one agent. The defaults are far above what a working agent does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    pub messages: Rate,
-    pub questions: Rate,
-    pub reminders: Rate,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            messages: Rate::per_minute(120, 120),
-            questions: Rate::per_hour(30, 10),
-            reminders: Rate::per_hour(120, 60),
-        }
-    }
-}
-
-impl RateLimits {
-    pub fn of(&self, kind: Kind) -> &Rate {
-        match kind {
-            Kind::Message => &self.messages,
-            Kind::Question => &self.questions,
-            Kind::Reminder => &self.reminders,
-        }
     }
 }
 

@@ -227,7 +227,7 @@ impl Config {
             }
         }
         let rates = {
-            use crate::c0re::limits::{Rate, RateLimits};
+            use crate::config::{Rate, RateLimits};
             let d = RateLimits::default();
             let l = &raw.limits;
             let r = RateLimits {
@@ -247,7 +247,7 @@ impl Config {
                 ("limits.reminders_per_hour", &r.reminders),
             ] {
                 if let Err(e) = rate.validate() {
-                    err(key, e);
+                    err(key, e.to_string());
                 }
             }
             r

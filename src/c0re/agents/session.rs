@@ -21,7 +21,7 @@ use tokio::io::AsyncBufRead;
 
 use super::AgentState;
 use super::effects::TurnCalls;
-use super::socket::{self, Wake};
+use super::wait::{self, Wake};
 use super::typing::Typing;
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
@@ -433,7 +433,7 @@ impl Session {
         if let Err(why) = self.core.cfg().provider_for(&entry.spec().brain) {
             self.cannot_think(&why.to_string()).await?;
             loop {
-                if let Some(end) = socket::wait(reader, self.core.cancel(), None)
+                if let Some(end) = wait::wait(reader, self.core.cancel(), None)
                     .await
                     .ends_next()
                 {
@@ -459,7 +459,7 @@ impl Session {
                 self.inflight = Some(item);
                 return Ok(Some(Response::Message(msg)));
             }
-            if let Some(end) = socket::wait(reader, self.core.cancel(), Some(&entry.notify))
+            if let Some(end) = wait::wait(reader, self.core.cancel(), Some(&entry.notify))
                 .await
                 .ends_next()
             {
@@ -508,7 +508,7 @@ impl Session {
         }
         if let Some(item) = self.inflight.take() {
             tracing::warn!(agent = %self.name, event_id = %item.event_id, "harness left mid-turn; the message will be delivered again");
-            socket::release_until_done(&self.core, &self.name, item.id).await;
+            wait::release_until_done(&self.core, &self.name, item.id).await;
         }
         self.stop_typing(None).await;
     }

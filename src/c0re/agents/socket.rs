@@ -12,10 +12,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use super::AgentState;
 use super::session::{self, Admission, Session, Socket, Step};
@@ -294,62 +292,6 @@ async fn serve_harness(
     }
 }
 
-/// What ended a wait for the agent's next message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wake {
-    /// The agent's queue got a message.
-    Notified,
-    /// The core is shutting down.
-    Stopping,
-    /// The harness hung up.
-    HungUp,
-    /// The harness sent something while it should wait (one request at a time).
-    SpokeOutOfTurn,
-}
-
-/// Waits for `notify` (none: only for the rest), shutdown or the harness. The harness sends
-/// nothing while it waits: readable means it hung up, or broke the one-request rule.
-pub(super) async fn wait(
-    reader: &mut (impl AsyncBufRead + Unpin),
-    cancel: &CancellationToken,
-    notify: Option<&Notify>,
-) -> Wake {
-    let notified = async {
-        match notify {
-            Some(n) => n.notified().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = notified => Wake::Notified,
-        _ = cancel.cancelled() => Wake::Stopping,
-        r = reader.fill_buf() => match r {
-            Ok([]) | Err(_) => Wake::HungUp,
-            Ok(_) => Wake::SpokeOutOfTurn,
-        },
-    }
-}
-
-/// Puts a message back in its queue, retrying while the store fails (it must not stay in
-/// flight: nothing would deliver it until a restart).
-pub(super) async fn release_until_done(core: &Core, name: &AgentName, id: i64) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match core.store().release(id) {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::error!(agent = %name, id, error = %format!("{e:#}"), "cannot put a message back; retrying");
-                tokio::select! {
-                    // At the next start every in-flight message is put back anyway.
-                    _ = core.cancel().cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
 fn too_large() -> Response {
     Response::Error {
         code: ErrorCode::BadRequest,
@@ -472,27 +414,5 @@ mod tests {
         for c in cases {
             assert_eq!(is_rate_limited(&c.response), c.want, "{}", c.name);
         }
-    }
-
-    #[tokio::test]
-    async fn a_wait_ends_on_what_happens_first() {
-        let cancel = CancellationToken::new();
-        let notify = Notify::new();
-        // A harness that hung up: end of stream.
-        let mut gone: &[u8] = &[];
-        assert_eq!(wait(&mut gone, &cancel, Some(&notify)).await, Wake::HungUp);
-        // A harness that sent a request while it should wait.
-        let mut eager: &[u8] = b"{}";
-        assert_eq!(wait(&mut eager, &cancel, None).await, Wake::SpokeOutOfTurn);
-        // A message arrived (the harness is quiet: a reader that never becomes readable).
-        let (mut quiet, _keep) = tokio::io::duplex(64);
-        let mut quiet = BufReader::new(&mut quiet);
-        notify.notify_one();
-        assert_eq!(
-            wait(&mut quiet, &cancel, Some(&notify)).await,
-            Wake::Notified
-        );
-        cancel.cancel();
-        assert_eq!(wait(&mut quiet, &cancel, None).await, Wake::Stopping);
     }
 }
