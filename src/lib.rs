@@ -20,5 +20,6 @@ pub mod matrix;
 pub mod mcp;
 pub mod proc;
 pub mod runtime;
+pub mod secrets;
 pub mod store;
 pub mod wire;

@@ -7,7 +7,7 @@ use std::sync::RwLock;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::c0re::secrets::SecretFilter;
+use crate::secrets::SecretFilter;
 
 /// The filter log lines pass through: set once by the core ([`guard_secrets`]). Logging is
 /// process-wide, so this is too.

@@ -15,8 +15,8 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::wire::protocol::DEFAULT_CALLS_PER_MESSAGE;
 pub use crate::config::{BadRate, Kind, Rate, RateLimits};
+use crate::wire::protocol::DEFAULT_CALLS_PER_MESSAGE;
 
 use crate::agent_spec::ModelLimits;
 use crate::store::Usage;

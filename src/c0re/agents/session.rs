@@ -21,8 +21,8 @@ use tokio::io::AsyncBufRead;
 
 use super::AgentState;
 use super::effects::TurnCalls;
-use super::wait::{self, Wake};
 use super::typing::Typing;
+use super::wait::{self, Wake};
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::c0re::approvals::RequestRefused;
