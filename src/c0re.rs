@@ -16,7 +16,6 @@ pub mod models;
 pub mod outbound;
 pub mod outbox;
 pub mod registration;
-pub mod request;
 pub mod rooms;
 pub mod routing;
 pub mod secrets;

@@ -16,6 +16,8 @@ use ruma::serde::Raw;
 use ruma::{OwnedTransactionId, UserId};
 use serde_json::json;
 
+pub mod text;
+
 use super::{APPROVALS_QUEUE, Core};
 use crate::agent_spec::AgentName;
 use crate::configrepo::{ConfigRepo, parse_sha};
@@ -797,7 +799,7 @@ impl Core {
                 return Ok(());
             }
         };
-        let rendered = super::request::render(&super::request::RequestView {
+        let rendered = text::render(&text::RequestView {
             id: a.id,
             spawn: a.kind == "init_config",
             requester: &a.requester,
