@@ -105,12 +105,10 @@ struct Inner {
     /// Transactions already answered in this run (the durable dedupe is by event id).
     txns: Mutex<RecentTxns>,
     control_notify: Notify,
-    /// Wakes the approvals loop: a reaction arrived, a request was filed, an apply finished.
-    approvals_notify: Notify,
+    /// The approvals service: what wakes its loop, the approvals room's power levels.
+    approvals: approvals::Approvals,
     /// Wakes the outbox loop: a post was recorded.
     outbox_notify: Notify,
-    /// The approvals room's power levels, as last fetched (cleared when they change).
-    approvals_power: Mutex<Option<(std::time::Instant, serde_json::Value)>>,
     heartbeat: Notify,
     /// Set once the rooms are known; transactions before that are refused (and re-sent).
     ready: std::sync::atomic::AtomicBool,
@@ -278,9 +276,8 @@ impl Core {
                 rooms: RwLock::new(RoomMap::default()),
                 txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
-                approvals_notify: Notify::new(),
+                approvals: approvals::Approvals::new(),
                 outbox_notify: Notify::new(),
-                approvals_power: Mutex::new(None),
                 heartbeat: Notify::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,
@@ -505,11 +502,7 @@ impl Core {
             let role = rooms.role(&ev.room_id);
             if role == RoomRole::Approvals && ev.kind == "m.room.power_levels" {
                 // Before any reaction behind it is judged.
-                *self
-                    .inner
-                    .approvals_power
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
+                self.inner.approvals.power_levels_changed();
             }
             let sender = self.sender_kind(&ev.sender);
             let mut targets: Vec<String> = routing::route(ev, &role, &sender, &agent_ids)
@@ -554,7 +547,7 @@ impl Core {
             if name == CONTROL_QUEUE {
                 self.inner.control_notify.notify_one();
             } else if name == APPROVALS_QUEUE {
-                self.inner.approvals_notify.notify_one();
+                self.inner.approvals.wake();
             } else if let Some(a) = AgentName::parse(&name).ok().and_then(|n| self.agent(&n)) {
                 a.notify.notify_one();
             }

@@ -16,7 +16,8 @@ mod outbox;
 mod questions;
 mod tools;
 pub use approvals::{
-    Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
+    Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
+    VoteOutcome, reverts, tally,
 };
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::Question;
