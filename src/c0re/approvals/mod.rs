@@ -31,7 +31,7 @@ use super::routing::ApprovalSignal;
 use super::{APPROVALS_QUEUE, Core, outbound, registration};
 use crate::agent_spec::AgentName;
 use crate::matrix::client::is_permanent;
-use crate::store::{Approval, ApprovalKind, ApprovalState, Audit};
+use crate::store::{Approval, ApprovalState, Audit};
 use decide::{Action, PowerLevels};
 
 mod apply;
@@ -235,21 +235,7 @@ impl Core {
     fn tell_outcomes(&self) -> anyhow::Result<()> {
         let mut told = false;
         for a in self.store().untold_outcomes()? {
-            let text = match a.state {
-                ApprovalState::Applied if a.kind == ApprovalKind::InitConfig => {
-                    format!("{} is spawned", a.agent)
-                }
-                ApprovalState::Applied => {
-                    format!("applied as deploy/{}", a.deploy.unwrap_or_default())
-                }
-                state => format!(
-                    "{state}{}",
-                    a.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ),
-            };
+            let text = text::outcome(&a);
             let post = AgentName::parse(&a.requester)
                 .ok()
                 .filter(|n| self.agent(n).is_some())

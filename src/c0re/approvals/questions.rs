@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::filing::{Refusal, check_question};
 use crate::agent_spec::AgentName;
-use crate::c0re::{Core, outbound, routing};
+use crate::c0re::{Core, outbound};
 use crate::matrix::client::is_permanent;
 use crate::store::Question;
 
@@ -106,24 +106,7 @@ impl Core {
 
     async fn post_question(&self, q: &Question) -> anyhow::Result<()> {
         let room = self.room("approvals").context("no approvals room")?;
-        let choices: Vec<String> = q
-            .options
-            .iter()
-            .enumerate()
-            .map(|(i, o)| format!("{} {o}", routing::keycap(i)))
-            .collect();
-        let how = if choices.is_empty() {
-            "Reply in this thread to answer.".to_owned()
-        } else {
-            format!("React {} — or reply in this thread.", choices.join(" · "))
-        };
-        let text = format!(
-            "**Question #{}** from **{}**:\n\n> {}\n\n{how} Expires at {} (unix time).",
-            q.id,
-            q.agent,
-            q.question.replace('\n', "\n> "),
-            q.expires_us / 1_000_000
-        );
+        let text = super::text::question(q);
         let content = outbound::message_content(&text, None, None, false);
         let ev = self
             .send_raw(&room, None, &format!("hh-question-{}", q.id), &content)

@@ -70,10 +70,10 @@ impl Core {
         Ok(())
     }
 
-    /// Gathers the facts of one signal, decides, and carries out the outcome.
+    /// Gathers the facts of one signal (event `event_id`), decides, and carries out the outcome.
     pub(super) async fn handle_signal(
         &self,
-        reaction: &str,
+        event_id: &str,
         sender: &str,
         signal: &ApprovalSignal,
     ) -> anyhow::Result<()> {
@@ -112,7 +112,7 @@ impl Core {
             } => {
                 let voted = self.store().vote(
                     request.id,
-                    reaction,
+                    event_id,
                     sender.as_str(),
                     verdict,
                     self.cfg().approvals_required,
