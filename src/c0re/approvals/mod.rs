@@ -13,10 +13,11 @@
 //! levels), asks [`decide`] what they mean, and carries out its [`decide::Outcome`].
 //! - [`decide`]: pure — who may vote, what a reaction means, when a request is decided or
 //!   expires; the rules in its doc comment, a table of cases beside it.
+//! - `signals`: one queued signal carried from its facts to its effect (and dead letters).
 //! - [`filing`]: what is checked before an operator is asked; the request's row and message.
 //! - [`questions`]: agents' questions for the operators.
-//! - [`apply`]: an approved request applied once: the new config, the restart or the spawn.
-//! - [`text`]: the request as the operator reads it (snapshot-tested).
+//! - `apply`: an approved request applied once: the new config, the restart or the spawn.
+//! - [`text`]: the request as the operator reads it, a question, an outcome (snapshot-tested).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
