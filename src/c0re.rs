@@ -17,7 +17,6 @@ pub mod models;
 pub mod outbound;
 pub mod outbox;
 pub mod registration;
-pub mod request;
 pub mod rooms;
 pub mod routing;
 pub mod secrets;
@@ -108,12 +107,10 @@ struct Inner {
     /// Transactions already answered in this run (the durable dedupe is by event id).
     txns: Mutex<RecentTxns>,
     control_notify: Notify,
-    /// Wakes the approvals loop: a reaction arrived, a request was filed, an apply finished.
-    approvals_notify: Notify,
+    /// The approvals service: what wakes its loop, the approvals room's power levels.
+    approvals: approvals::Approvals,
     /// Wakes the outbox loop: a post was recorded.
     outbox_notify: Notify,
-    /// The approvals room's power levels, as last fetched (cleared when they change).
-    approvals_power: Mutex<Option<(std::time::Instant, serde_json::Value)>>,
     heartbeat: Notify,
     /// Set once the rooms are known; transactions before that are refused (and re-sent).
     ready: std::sync::atomic::AtomicBool,
@@ -188,9 +185,8 @@ impl Core {
                 rooms: RwLock::new(RoomMap::default()),
                 txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
-                approvals_notify: Notify::new(),
+                approvals: approvals::Approvals::new(),
                 outbox_notify: Notify::new(),
-                approvals_power: Mutex::new(None),
                 heartbeat: Notify::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,

@@ -18,7 +18,8 @@ mod questions;
 mod tools;
 pub use agent_state::{AgentState, UnknownState};
 pub use approvals::{
-    Approval, ApprovalState, Audit, AuditEntry, NewApproval, Verdict, VoteOutcome,
+    Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
+    VoteOutcome, reverts, tally,
 };
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::Question;

@@ -87,11 +87,7 @@ impl Core {
             let role = rooms.role(&ev.room_id);
             if role == RoomRole::Approvals && ev.kind == "m.room.power_levels" {
                 // Before any reaction behind it is judged.
-                *self
-                    .inner
-                    .approvals_power
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = None;
+                self.inner.approvals.power_levels_changed();
             }
             let sender = self.sender_kind(&ev.sender);
             let mut targets: Vec<String> = routing::route(ev, &role, &sender, &agent_ids)
@@ -136,7 +132,7 @@ impl Core {
             if name == CONTROL_QUEUE {
                 self.inner.control_notify.notify_one();
             } else if name == APPROVALS_QUEUE {
-                self.inner.approvals_notify.notify_one();
+                self.inner.approvals.wake();
             } else if let Some(a) = AgentName::parse(&name).ok().and_then(|n| self.agent(&n)) {
                 a.notify.notify_one();
             }

@@ -1,7 +1,7 @@
 //! Which agents an inbound event is for: a pure function over data, with its table of cases.
 
 use ruma::OwnedUserId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::agent_spec::AgentName;
 
@@ -169,9 +169,62 @@ pub fn option_of(key: &str) -> Option<usize> {
     }
 }
 
-/// A reaction, redaction or thread reply in `#hive-approvals`, as the JSON the approvals queue carries.
-/// Everything else in that room is nothing to the core.
-pub fn approval_signal(ev: &TimelineEvent, room: &RoomRole) -> Option<serde_json::Value> {
+/// A reaction, redaction or thread reply in `#hive-approvals`: the one value the approvals loop
+/// acts on. It is typed from here to `approvals::decide`; only the `!approvals` queue stores it
+/// as text (`inbox.body`), written with `Display` and read back with `FromStr`. The stored text
+/// is a JSON object with its keys in order (`{"key":"✅","kind":"reaction","target":"$req"}`):
+/// data dirs written before this type existed read back the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ApprovalSignal {
+    /// Reaction `key` on event `target` (a request, or a question).
+    Reaction { target: String, key: String },
+    /// A reply in the thread of event `target` (an answer, if `target` is a question).
+    Reply { target: String, body: String },
+    /// The redaction of event `redacts` (a request, or a counted vote).
+    Redaction { redacts: String },
+}
+
+impl ApprovalSignal {
+    /// What the signal is, as said in a notice ("reaction").
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Reaction { .. } => "reaction",
+            Self::Reply { .. } => "reply",
+            Self::Redaction { .. } => "redaction",
+        }
+    }
+
+    /// The event it is about: what was reacted to, replied to or redacted.
+    pub fn target(&self) -> &str {
+        match self {
+            Self::Reaction { target, .. } | Self::Reply { target, .. } => target,
+            Self::Redaction { redacts } => redacts,
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalSignal {
+    /// The stored text: through a `Value`, whose map keeps its keys sorted, as the queue's
+    /// rows have always been written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = serde_json::to_value(self).expect("a signal is plain strings: it serialises");
+        write!(f, "{v}")
+    }
+}
+
+impl std::str::FromStr for ApprovalSignal {
+    type Err = serde_json::Error;
+
+    /// Reads a stored signal back; anything else (an unknown kind, a missing field) is an
+    /// error for the caller to show, never a default.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_str(s)
+    }
+}
+
+/// The approvals signal `ev` is, if it is one. Everything else in that room is nothing to the core.
+pub fn approval_signal(ev: &TimelineEvent, room: &RoomRole) -> Option<ApprovalSignal> {
     if *room != RoomRole::Approvals {
         return None;
     }
@@ -181,11 +234,10 @@ pub fn approval_signal(ev: &TimelineEvent, room: &RoomRole) -> Option<serde_json
             if rel.get("rel_type")?.as_str()? != "m.annotation" {
                 return None;
             }
-            Some(serde_json::json!({
-                "kind": "reaction",
-                "target": rel.get("event_id")?.as_str()?,
-                "key": rel.get("key")?.as_str()?,
-            }))
+            Some(ApprovalSignal::Reaction {
+                target: rel.get("event_id")?.as_str()?.to_owned(),
+                key: rel.get("key")?.as_str()?.to_owned(),
+            })
         }
         "m.room.message" => {
             // A reply in a question's thread is an answer.
@@ -193,11 +245,10 @@ pub fn approval_signal(ev: &TimelineEvent, room: &RoomRole) -> Option<serde_json
             if rel.get("rel_type")?.as_str()? != "m.thread" || ev.is_edit() {
                 return None;
             }
-            Some(serde_json::json!({
-                "kind": "reply",
-                "target": rel.get("event_id")?.as_str()?,
-                "body": ev.body()?,
-            }))
+            Some(ApprovalSignal::Reply {
+                target: rel.get("event_id")?.as_str()?.to_owned(),
+                body: ev.body()?.to_owned(),
+            })
         }
         "m.room.redaction" => {
             let redacts = ev
@@ -206,7 +257,7 @@ pub fn approval_signal(ev: &TimelineEvent, room: &RoomRole) -> Option<serde_json
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
                 .or_else(|| ev.redacts.clone())?;
-            Some(serde_json::json!({ "kind": "redaction", "redacts": redacts }))
+            Some(ApprovalSignal::Redaction { redacts })
         }
         _ => None,
     }
@@ -260,7 +311,10 @@ mod tests {
         );
         assert_eq!(
             approval_signal(&r, &RoomRole::Approvals).unwrap(),
-            json!({"kind": "reaction", "target": "$req", "key": "✅"})
+            ApprovalSignal::Reaction {
+                target: "$req".into(),
+                key: "✅".into()
+            }
         );
         assert!(approval_signal(&r, &RoomRole::Control).is_none());
         assert_eq!(option_of(&keycap(0)), Some(0));
@@ -274,13 +328,92 @@ mod tests {
         );
         assert_eq!(
             approval_signal(&reply, &RoomRole::Approvals).unwrap(),
-            json!({"kind": "reply", "target": "$q", "body": "later"})
+            ApprovalSignal::Reply {
+                target: "$q".into(),
+                body: "later".into()
+            }
         );
         let red = ev("m.room.redaction", json!({"redacts": "$r"}));
         assert_eq!(
             approval_signal(&red, &RoomRole::Approvals).unwrap(),
-            json!({"kind": "redaction", "redacts": "$r"})
+            ApprovalSignal::Redaction {
+                redacts: "$r".into()
+            }
         );
+        // A redaction in a room version before 11 names its event at the top level.
+        let mut old = ev("m.room.redaction", json!({}));
+        old.redacts = Some("$old".into());
+        assert_eq!(
+            approval_signal(&old, &RoomRole::Approvals)
+                .unwrap()
+                .target(),
+            "$old"
+        );
+    }
+
+    /// The `!approvals` queue's stored text: exactly what was stored before the signal had a
+    /// type (the JSON of `json!`, keys sorted), read back to the same value; and a row that is
+    /// not a signal is an error, never a default.
+    #[test]
+    fn approval_signals_stored_as_before() {
+        struct Case {
+            name: &'static str,
+            signal: ApprovalSignal,
+            stored: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "reaction",
+                signal: ApprovalSignal::Reaction {
+                    target: "$req".into(),
+                    key: "✅".into(),
+                },
+                stored: r#"{"key":"✅","kind":"reaction","target":"$req"}"#,
+            },
+            Case {
+                name: "reply",
+                signal: ApprovalSignal::Reply {
+                    target: "$q".into(),
+                    body: "later \"quoted\"".into(),
+                },
+                stored: r#"{"body":"later \"quoted\"","kind":"reply","target":"$q"}"#,
+            },
+            Case {
+                name: "redaction",
+                signal: ApprovalSignal::Redaction {
+                    redacts: "$r".into(),
+                },
+                stored: r#"{"kind":"redaction","redacts":"$r"}"#,
+            },
+        ];
+        for c in cases {
+            assert_eq!(c.signal.to_string(), c.stored, "{}", c.name);
+            let back: ApprovalSignal = c.stored.parse().expect(c.name);
+            assert_eq!(back, c.signal, "{}", c.name);
+            // The same JSON as the untyped code wrote, key by key.
+            let old = match &c.signal {
+                ApprovalSignal::Reaction { target, key } => {
+                    json!({"kind": "reaction", "target": target, "key": key})
+                }
+                ApprovalSignal::Reply { target, body } => {
+                    json!({"kind": "reply", "target": target, "body": body})
+                }
+                ApprovalSignal::Redaction { redacts } => {
+                    json!({"kind": "redaction", "redacts": redacts})
+                }
+            };
+            assert_eq!(old.to_string(), c.stored, "{}", c.name);
+        }
+        for bad in [
+            "",
+            "null",
+            "{}",
+            r#"{"kind":"vote","target":"$x"}"#,
+            r#"{"kind":"reaction","target":"$x"}"#,
+            r#"{"kind":"redaction"}"#,
+        ] {
+            assert!(bad.parse::<ApprovalSignal>().is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

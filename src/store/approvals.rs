@@ -17,63 +17,15 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, now_us};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApprovalState {
-    Pending,
-    Approved,
-    Applying,
-    Applied,
-    Failed,
-    Denied,
-    Expired,
-    Cancelled,
-}
+mod queries;
+mod rules;
 
-impl ApprovalState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Applying => "applying",
-            Self::Applied => "applied",
-            Self::Failed => "failed",
-            Self::Denied => "denied",
-            Self::Expired => "expired",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(s: &str) -> rusqlite::Result<Self> {
-        Ok(match s {
-            "pending" => Self::Pending,
-            "approved" => Self::Approved,
-            "applying" => Self::Applying,
-            "applied" => Self::Applied,
-            "failed" => Self::Failed,
-            "denied" => Self::Denied,
-            "expired" => Self::Expired,
-            "cancelled" => Self::Cancelled,
-            other => {
-                return Err(rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    format!("unknown approval state {other:?}").into(),
-                ));
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for ApprovalState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use rules::{ApprovalKind, ApprovalState, Ballot, Verdict, VoteOutcome, reverts, tally};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {
     pub id: i64,
-    pub kind: String,
+    pub kind: ApprovalKind,
     pub agent: String,
     pub sha: String,
     pub requester: String,
@@ -92,23 +44,13 @@ pub struct Approval {
     pub outcome_told: bool,
 }
 
-impl ApprovalState {
-    /// Whether nothing can happen to a request in this state any more.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Self::Applied | Self::Failed | Self::Denied | Self::Expired | Self::Cancelled
-        )
-    }
-}
-
 const COLUMNS: &str = "id, kind, agent, sha, requester, summary, state, required, created_us, \
                        expires_us, request_event, decided_us, reason, deploy, complete, outcome_told";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
         id: r.get(0)?,
-        kind: r.get(1)?,
+        kind: ApprovalKind::parse(&r.get::<_, String>(1)?)?,
         agent: r.get(2)?,
         sha: r.get(3)?,
         requester: r.get(4)?,
@@ -127,38 +69,13 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Approval> {
 }
 
 pub struct NewApproval<'a> {
-    pub kind: &'a str,
+    pub kind: ApprovalKind,
     pub agent: &'a str,
     pub sha: &'a str,
     pub requester: &'a str,
     pub summary: &'a str,
     pub required: u32,
     pub ttl_us: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Approve,
-    Deny,
-}
-
-/// What one counted reaction did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VoteOutcome {
-    /// This reaction event was counted before (a duplicated transaction).
-    Duplicate,
-    /// The request is no longer open.
-    Closed(ApprovalState),
-    /// The request's time ran out (it is now `expired`).
-    Expired,
-    /// This operator's ✓ is already counted.
-    AlreadyVoted,
-    /// Counted; more approvals are needed.
-    Counted { approvals: u32, required: u32 },
-    /// The request is now `approved`.
-    Approved,
-    /// The request is now `denied`.
-    Denied,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +149,7 @@ impl Store {
                                     expires_us, complete, outcome_told)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 0)",
             params![
-                new.kind,
+                new.kind.as_str(),
                 new.agent,
                 new.sha,
                 new.requester,
@@ -247,7 +164,7 @@ impl Store {
             &tx,
             &Audit {
                 actor: new.requester,
-                action: new.kind,
+                action: new.kind.as_str(),
                 approval_id: Some(id),
                 agent: Some(new.agent),
                 sha: Some(new.sha),
@@ -257,60 +174,6 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(id)
-    }
-
-    pub fn approval(&self, id: i64) -> anyhow::Result<Option<Approval>> {
-        Ok(get(&self.lock(), id)?)
-    }
-
-    pub fn approval_by_request_event(&self, event_id: &str) -> anyhow::Result<Option<Approval>> {
-        Ok(self
-            .lock()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM approvals WHERE request_event = ?1"),
-                [event_id],
-                row,
-            )
-            .optional()?)
-    }
-
-    /// The request a counted reaction was on.
-    pub fn approval_of_vote(&self, reaction_event: &str) -> anyhow::Result<Option<Approval>> {
-        let c = self.lock();
-        let id: Option<i64> = c
-            .query_row(
-                "SELECT approval_id FROM approval_votes WHERE reaction_event = ?1",
-                [reaction_event],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(match id {
-            Some(id) => get(&c, id)?,
-            None => None,
-        })
-    }
-
-    /// The newest `limit` requests, newest first.
-    pub fn approvals(&self, limit: usize) -> anyhow::Result<Vec<Approval>> {
-        let c = self.lock();
-        let mut st = c.prepare(&format!(
-            "SELECT {COLUMNS} FROM approvals ORDER BY id DESC LIMIT ?1"
-        ))?;
-        let v = st
-            .query_map([limit as i64], row)?
-            .collect::<Result<_, _>>()?;
-        Ok(v)
-    }
-
-    pub fn approvals_in(&self, state: ApprovalState) -> anyhow::Result<Vec<Approval>> {
-        let c = self.lock();
-        let mut st = c.prepare(&format!(
-            "SELECT {COLUMNS} FROM approvals WHERE state = ?1 ORDER BY id"
-        ))?;
-        let v = st
-            .query_map([state.as_str()], row)?
-            .collect::<Result<_, _>>()?;
-        Ok(v)
     }
 
     /// Filing is done (the commit is snapshotted and valid): the request may be posted.
@@ -338,17 +201,6 @@ impl Store {
         Ok(stale)
     }
 
-    /// Requests that ended and whose requester was not told yet.
-    pub fn untold_outcomes(&self) -> anyhow::Result<Vec<Approval>> {
-        let c = self.lock();
-        let mut st = c.prepare(&format!(
-            "SELECT {COLUMNS} FROM approvals WHERE outcome_told = 0
-             AND state IN ('applied', 'failed', 'denied', 'expired', 'cancelled') ORDER BY id"
-        ))?;
-        let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
-        Ok(v)
-    }
-
     /// Records that request `id`'s requester is told (with the post that tells it, in the same
     /// transaction; `None`: nobody to tell). True once.
     pub fn tell_outcome(&self, id: i64, post: Option<&super::OutboxRow>) -> anyhow::Result<bool> {
@@ -365,18 +217,6 @@ impl Store {
         Ok(first)
     }
 
-    /// Complete pending requests whose message is not posted yet (filed by the CLI, or the core
-    /// stopped between filing and posting).
-    pub fn unposted_approvals(&self) -> anyhow::Result<Vec<Approval>> {
-        let c = self.lock();
-        let mut st = c.prepare(&format!(
-            "SELECT {COLUMNS} FROM approvals WHERE request_event IS NULL AND state = 'pending'
-             AND complete = 1 ORDER BY id"
-        ))?;
-        let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
-        Ok(v)
-    }
-
     pub fn set_request_event(&self, id: i64, event_id: &str) -> anyhow::Result<()> {
         self.lock().execute(
             "UPDATE approvals SET request_event = ?2 WHERE id = ?1 AND request_event IS NULL",
@@ -387,7 +227,9 @@ impl Store {
 
     /// Counts one operator reaction. The caller has checked who the voter is. `required` is the
     /// hive's configured number of approvals: a request needs at least that many, whatever was
-    /// recorded when it was filed (a filer's own `--config` can never lower it).
+    /// recorded when it was filed (a filer's own `--config` can never lower it). The facts are
+    /// read and the transition written in one immediate transaction; what they mean is
+    /// [`tally`]'s.
     pub fn vote(
         &self,
         approval_id: i64,
@@ -411,74 +253,69 @@ impl Store {
         }
         let a =
             get(&tx, approval_id)?.ok_or_else(|| anyhow::anyhow!("no approval {approval_id}"))?;
-        if a.state != ApprovalState::Pending {
-            return Ok(VoteOutcome::Closed(a.state));
-        }
+        let already_approved: bool = tx
+            .query_row(
+                "SELECT 1 FROM approval_votes WHERE approval_id = ?1 AND voter = ?2
+                 AND verdict = 'approve' AND withdrawn = 0",
+                params![a.id, voter],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
         let now = now_us();
-        if now >= a.expires_us {
-            tx.execute(
-                "UPDATE approvals SET state = 'expired', decided_us = ?2, reason = 'expired'
-                 WHERE id = ?1 AND state = 'pending'",
-                params![a.id, now],
-            )?;
-            tx.commit()?;
-            return Ok(VoteOutcome::Expired);
-        }
-        let verdict_str = match verdict {
-            Verdict::Approve => "approve",
-            Verdict::Deny => "deny",
-        };
-        if verdict == Verdict::Approve {
-            let already: bool = tx
-                .query_row(
-                    "SELECT 1 FROM approval_votes WHERE approval_id = ?1 AND voter = ?2
-                     AND verdict = 'approve' AND withdrawn = 0",
-                    params![a.id, voter],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            if already {
-                return Ok(VoteOutcome::AlreadyVoted);
+        let outcome = tally(&Ballot {
+            duplicate: false,
+            state: a.state,
+            expires_us: a.expires_us,
+            now_us: now,
+            verdict,
+            already_approved,
+            approvals: approvals_count(&tx, a.id)?,
+            filed_required: a.required,
+            hive_required: required,
+        });
+        match &outcome {
+            VoteOutcome::Duplicate | VoteOutcome::Closed(_) | VoteOutcome::AlreadyVoted => {
+                return Ok(outcome);
             }
+            VoteOutcome::Expired => {
+                tx.execute(
+                    "UPDATE approvals SET state = 'expired', decided_us = ?2, reason = 'expired'
+                     WHERE id = ?1 AND state = 'pending'",
+                    params![a.id, now],
+                )?;
+                tx.commit()?;
+                return Ok(outcome);
+            }
+            VoteOutcome::Counted { .. } | VoteOutcome::Approved | VoteOutcome::Denied => {}
         }
         tx.execute(
             "INSERT INTO approval_votes (reaction_event, approval_id, voter, verdict, ts_us)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![reaction_event, a.id, voter, verdict_str, now],
+            params![reaction_event, a.id, voter, verdict.as_str(), now],
         )?;
-        let outcome = match verdict {
-            Verdict::Deny => {
+        match &outcome {
+            VoteOutcome::Denied => {
                 tx.execute(
                     "UPDATE approvals SET state = 'denied', decided_us = ?2, reason = ?3
                      WHERE id = ?1 AND state = 'pending'",
                     params![a.id, now, format!("denied by {voter}")],
                 )?;
-                VoteOutcome::Denied
             }
-            Verdict::Approve => {
-                let n = approvals_count(&tx, a.id)?;
-                let required = a.required.max(required);
-                if n >= required {
-                    tx.execute(
-                        "UPDATE approvals SET state = 'approved', decided_us = ?2
-                         WHERE id = ?1 AND state = 'pending'",
-                        params![a.id, now],
-                    )?;
-                    VoteOutcome::Approved
-                } else {
-                    VoteOutcome::Counted {
-                        approvals: n,
-                        required,
-                    }
-                }
+            VoteOutcome::Approved => {
+                tx.execute(
+                    "UPDATE approvals SET state = 'approved', decided_us = ?2
+                     WHERE id = ?1 AND state = 'pending'",
+                    params![a.id, now],
+                )?;
             }
-        };
+            _ => {}
+        }
         insert_audit(
             &tx,
             &Audit {
                 actor: voter,
-                action: verdict_str,
+                action: verdict.as_str(),
                 approval_id: Some(a.id),
                 agent: Some(&a.agent),
                 sha: Some(&a.sha),
@@ -495,8 +332,8 @@ impl Store {
     }
 
     /// A counted reaction was redacted. Before the action starts, a withdrawn ✓ takes an
-    /// `approved` request back to `pending` if it no longer has enough approvals. Returns the
-    /// request and whether it went back.
+    /// `approved` request back to `pending` if it no longer has enough approvals
+    /// ([`reverts`]). Returns the request and whether it went back.
     pub fn withdraw_vote(
         &self,
         reaction_event: &str,
@@ -516,16 +353,19 @@ impl Store {
         let Some((id, verdict)) = vote else {
             return Ok(None);
         };
+        let verdict = Verdict::parse(&verdict)?;
         tx.execute(
             "UPDATE approval_votes SET withdrawn = 1 WHERE reaction_event = ?1",
             [reaction_event],
         )?;
         let a = get(&tx, id)?.ok_or_else(|| anyhow::anyhow!("vote without approval {id}"))?;
         let mut reverted = false;
-        if verdict == "approve"
-            && a.state == ApprovalState::Approved
-            && approvals_count(&tx, id)? < a.required.max(required)
-        {
+        if reverts(
+            verdict,
+            a.state,
+            approvals_count(&tx, id)?,
+            a.required.max(required),
+        ) {
             reverted = tx.execute(
                 "UPDATE approvals SET state = 'pending', decided_us = NULL
                  WHERE id = ?1 AND state = 'approved'",
@@ -674,245 +514,7 @@ impl Store {
         tx.commit()?;
         Ok(due)
     }
-
-    /// When the next pending request expires.
-    pub fn next_expiry(&self) -> anyhow::Result<Option<i64>> {
-        Ok(self.lock().query_row(
-            "SELECT MIN(expires_us) FROM approvals WHERE state = 'pending'",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
-    pub fn audit(&self, a: &Audit<'_>) -> anyhow::Result<()> {
-        insert_audit(&self.lock(), a)?;
-        Ok(())
-    }
-
-    /// The audit trail, oldest first (the last `limit` entries).
-    pub fn audit_log(&self, limit: usize) -> anyhow::Result<Vec<AuditEntry>> {
-        let c = self.lock();
-        let mut st = c.prepare(
-            "SELECT ts_us, actor, action, approval_id, agent, sha, outcome, detail FROM
-             (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
-        )?;
-        let v = st
-            .query_map([limit as i64], |r| {
-                Ok(AuditEntry {
-                    ts_us: r.get(0)?,
-                    actor: r.get(1)?,
-                    action: r.get(2)?,
-                    approval_id: r.get(3)?,
-                    agent: r.get(4)?,
-                    sha: r.get(5)?,
-                    outcome: r.get(6)?,
-                    detail: r.get(7)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(v)
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
-
-    fn file(store: &Store, required: u32, ttl_us: i64) -> i64 {
-        let id = store
-            .create_approval(&NewApproval {
-                kind: "apply_commit",
-                agent: "echo",
-                sha: SHA,
-                requester: "hm1nd",
-                summary: "make it better",
-                required,
-                ttl_us,
-            })
-            .unwrap();
-        assert!(store.complete_approval(id).unwrap());
-        store.set_request_event(id, &format!("$req{id}")).unwrap();
-        id
-    }
-
-    const HOUR: i64 = 3_600_000_000;
-
-    #[test]
-    fn one_approval_applies_once() {
-        let s = Store::open_in_memory().unwrap();
-        let id = file(&s, 1, HOUR);
-        assert_eq!(
-            s.vote(id, "$r1", "@op:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Approved
-        );
-        // The same reaction again (duplicated transaction), a second operator, a ❌ after ✓.
-        assert_eq!(
-            s.vote(id, "$r1", "@op:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Duplicate
-        );
-        assert_eq!(
-            s.vote(id, "$r2", "@op2:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Closed(ApprovalState::Approved)
-        );
-        assert_eq!(
-            s.vote(id, "$r3", "@op2:x", Verdict::Deny, 1).unwrap(),
-            VoteOutcome::Closed(ApprovalState::Approved)
-        );
-        assert!(s.start_apply(id).unwrap());
-        assert!(!s.start_apply(id).unwrap(), "the apply starts once");
-        assert!(s.finish_apply(id, Ok(2)).unwrap());
-        assert!(!s.finish_apply(id, Err("again")).unwrap());
-        let a = s.approval(id).unwrap().unwrap();
-        assert_eq!((a.state, a.deploy), (ApprovalState::Applied, Some(2)));
-        let log = s.audit_log(100).unwrap();
-        let outcomes: Vec<&str> = log.iter().map(|e| e.outcome.as_str()).collect();
-        assert_eq!(outcomes, ["requested", "approved", "applying", "applied"]);
-    }
-
-    #[test]
-    fn deny_wins_and_approve_after_deny_is_ignored() {
-        let s = Store::open_in_memory().unwrap();
-        let id = file(&s, 1, HOUR);
-        assert_eq!(
-            s.vote(id, "$d", "@op:x", Verdict::Deny, 1).unwrap(),
-            VoteOutcome::Denied
-        );
-        assert_eq!(
-            s.vote(id, "$a", "@op:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Closed(ApprovalState::Denied)
-        );
-        assert!(!s.start_apply(id).unwrap());
-    }
-
-    #[test]
-    fn m_of_n_and_withdrawal() {
-        let s = Store::open_in_memory().unwrap();
-        let id = file(&s, 2, HOUR);
-        assert_eq!(
-            s.vote(id, "$a1", "@op:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Counted {
-                approvals: 1,
-                required: 2
-            }
-        );
-        // The same operator reacting twice (✅ then ✓) counts once.
-        assert_eq!(
-            s.vote(id, "$a1b", "@op:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::AlreadyVoted
-        );
-        assert_eq!(
-            s.vote(id, "$a2", "@op2:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Approved
-        );
-        // A ✓ redacted before the action starts withdraws it.
-        let (a, reverted) = s.withdraw_vote("$a2", "@op2:x", 1).unwrap().unwrap();
-        assert!(reverted);
-        assert_eq!(a.state, ApprovalState::Pending);
-        assert!(!s.start_apply(id).unwrap());
-        assert!(
-            s.withdraw_vote("$a2", "@op2:x", 1).unwrap().is_none(),
-            "once"
-        );
-        assert_eq!(
-            s.vote(id, "$a3", "@op2:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Approved
-        );
-        assert!(s.start_apply(id).unwrap());
-        // Once applying, a withdrawal changes nothing.
-        let (a, reverted) = s.withdraw_vote("$a3", "@op2:x", 1).unwrap().unwrap();
-        assert!(!reverted);
-        assert_eq!(a.state, ApprovalState::Applying);
-    }
-
-    #[test]
-    fn the_hives_required_count_is_a_floor() {
-        let s = Store::open_in_memory().unwrap();
-        // Filed with required = 1 (a filer's own config), decided with the hive's 2.
-        let id = file(&s, 1, HOUR);
-        assert_eq!(
-            s.vote(id, "$a1", "@op:x", Verdict::Approve, 2).unwrap(),
-            VoteOutcome::Counted {
-                approvals: 1,
-                required: 2
-            }
-        );
-        assert_eq!(
-            s.vote(id, "$a2", "@op2:x", Verdict::Approve, 2).unwrap(),
-            VoteOutcome::Approved
-        );
-        let (a, reverted) = s.withdraw_vote("$a2", "@op2:x", 2).unwrap().unwrap();
-        assert!(reverted, "below the hive's count again: {a:?}");
-    }
-
-    #[test]
-    fn incomplete_requests_are_not_posted_and_outcomes_are_told_once() {
-        let s = Store::open_in_memory().unwrap();
-        let id = s
-            .create_approval(&NewApproval {
-                kind: "apply_commit",
-                agent: "echo",
-                sha: SHA,
-                requester: "hm1nd",
-                summary: "s",
-                required: 1,
-                ttl_us: HOUR,
-            })
-            .unwrap();
-        assert!(s.unposted_approvals().unwrap().is_empty(), "not complete");
-        assert!(
-            s.cancel_stale_filings(HOUR).unwrap().is_empty(),
-            "still young"
-        );
-        assert!(s.complete_approval(id).unwrap());
-        assert_eq!(s.unposted_approvals().unwrap().len(), 1);
-        let stale = s
-            .create_approval(&NewApproval {
-                kind: "apply_commit",
-                agent: "echo",
-                sha: SHA,
-                requester: "hm1nd",
-                summary: "s",
-                required: 1,
-                ttl_us: HOUR,
-            })
-            .unwrap();
-        let cancelled = s.cancel_stale_filings(-1).unwrap();
-        assert_eq!(cancelled.iter().map(|a| a.id).collect::<Vec<_>>(), [stale]);
-        assert!(s.untold_outcomes().unwrap().iter().any(|a| a.id == stale));
-        let post = crate::store::OutboxRow {
-            txn_id: "hh-outcome".into(),
-            room_key: "agent:hm1nd".into(),
-            content: "{}".into(),
-        };
-        assert!(s.tell_outcome(stale, Some(&post)).unwrap());
-        assert!(!s.tell_outcome(stale, Some(&post)).unwrap(), "once");
-        assert!(s.untold_outcomes().unwrap().is_empty());
-        assert_eq!(s.due_posts(10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn expiry_and_cancel() {
-        let s = Store::open_in_memory().unwrap();
-        let gone = file(&s, 1, -1);
-        assert_eq!(
-            s.vote(gone, "$x", "@op:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Expired
-        );
-        let later = file(&s, 1, -1);
-        let expired = s.expire_due().unwrap();
-        assert_eq!(
-            expired.iter().map(|a| a.id).collect::<Vec<_>>(),
-            vec![later]
-        );
-        let id = file(&s, 1, HOUR);
-        assert!(s.next_expiry().unwrap().is_some());
-        assert!(s.cancel_approval(id, "@op:x", "request redacted").unwrap());
-        assert!(!s.cancel_approval(id, "@op:x", "again").unwrap());
-        assert_eq!(
-            s.vote(id, "$y", "@op:x", Verdict::Approve, 1).unwrap(),
-            VoteOutcome::Closed(ApprovalState::Cancelled)
-        );
-    }
-}
+mod tests;

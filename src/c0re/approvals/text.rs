@@ -1,4 +1,6 @@
-//! The request message in `#hive-approvals`: what an operator reads before reacting ✅.
+//! The request message in `#hive-approvals`: what an operator reads before reacting ✅ (and,
+//! at the end, an agent's question as posted there and a request's outcome as its requester
+//! is told).
 //!
 //! Pure: a [`RequestView`] in, the plain `body` and the HTML `formatted_body` out. Everything
 //! an agent wrote (requester, agent, summary, paths, file contents) is shown as text, never
@@ -17,8 +19,10 @@
 //! within [`BODY_MAX`] and the html within [`HTML_MAX`] (a Matrix event is at most 64 KiB), and
 //! whatever is left out is said, with `hive approvals --diff <id>`. Nothing is cut silently.
 
+use crate::c0re::routing::keycap;
 use crate::configrepo::FileChange;
 use crate::matrix::markdown::escape;
+use crate::store::{Approval, ApprovalKind, ApprovalState, Question};
 
 /// Largest plain body.
 pub const BODY_MAX: usize = 24 * 1024;
@@ -509,6 +513,50 @@ fn note(id: i64, unlisted: usize, left_out: &[LeftOut], cut: bool) -> Option<Par
     })
 }
 
+/// An agent's question as posted in `#hive-approvals` (Markdown, for `message_content`): the
+/// question quoted, each option with its keycap, how to answer, and when it expires.
+pub fn question(q: &Question) -> String {
+    let choices: Vec<String> = q
+        .options
+        .iter()
+        .enumerate()
+        .map(|(i, o)| format!("{} {o}", keycap(i)))
+        .collect();
+    let how = if choices.is_empty() {
+        "Reply in this thread to answer.".to_owned()
+    } else {
+        format!("React {} — or reply in this thread.", choices.join(" · "))
+    };
+    format!(
+        "**Question #{}** from **{}**:\n\n> {}\n\n{how} Expires at {} (unix time).",
+        q.id,
+        q.agent,
+        q.question.replace('\n', "\n> "),
+        q.expires_us / 1_000_000
+    )
+}
+
+/// How a request ended, as its requesting agent is told (`approval_outcome`'s `detail`).
+pub fn outcome(a: &Approval) -> String {
+    match a.state {
+        ApprovalState::Applied if a.kind == ApprovalKind::InitConfig => {
+            format!("{} is spawned", a.agent)
+        }
+        ApprovalState::Applied => match a.deploy {
+            Some(deploy) => format!("applied as deploy/{deploy}"),
+            // `finish_apply` writes both at once: never without a deploy.
+            None => "applied".to_owned(),
+        },
+        state => format!(
+            "{state}{}",
+            a.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,6 +797,85 @@ mod tests {
             "{}",
             r.html
         );
+    }
+
+    fn asked(options: &[&str]) -> Question {
+        Question {
+            id: 4,
+            agent: "echo".into(),
+            question: "Which colour?\nThink first.".into(),
+            options: options.iter().map(|o| (*o).to_owned()).collect(),
+            state: "pending".into(),
+            expires_us: 1_700_000_000_000_000,
+            request_event: None,
+            answer: None,
+            answered_by: None,
+        }
+    }
+
+    #[test]
+    fn snapshots_of_questions() {
+        insta::assert_snapshot!("question_with_options", question(&asked(&["red", "blue"])));
+        insta::assert_snapshot!("question_without_options", question(&asked(&[])));
+    }
+
+    #[test]
+    fn outcomes_as_the_requester_reads_them() {
+        let ended = |kind, state, deploy, reason: Option<&str>| Approval {
+            id: 1,
+            kind,
+            agent: "echo".into(),
+            sha: "0123456789abcdef0123456789abcdef01234567".into(),
+            requester: "hm1nd".into(),
+            summary: "s".into(),
+            state,
+            required: 1,
+            created_us: 0,
+            expires_us: 0,
+            request_event: None,
+            decided_us: None,
+            reason: reason.map(str::to_owned),
+            deploy,
+            complete: true,
+            outcome_told: false,
+        };
+        use ApprovalKind::{ApplyCommit, InitConfig};
+        use ApprovalState::{Applied, Cancelled, Denied, Expired, Failed};
+        let cases = [
+            (
+                "spawned",
+                ended(InitConfig, Applied, Some(1), None),
+                "echo is spawned",
+            ),
+            (
+                "applied",
+                ended(ApplyCommit, Applied, Some(3), None),
+                "applied as deploy/3",
+            ),
+            (
+                "denied",
+                ended(ApplyCommit, Denied, None, Some("denied by @op:hs")),
+                "denied: denied by @op:hs",
+            ),
+            (
+                "failed",
+                ended(ApplyCommit, Failed, None, Some("no room")),
+                "failed: no room",
+            ),
+            (
+                "expired",
+                ended(ApplyCommit, Expired, None, Some("expired")),
+                "expired: expired",
+            ),
+            (
+                "cancelled without a reason",
+                ended(InitConfig, Cancelled, None, None),
+                "cancelled",
+            ),
+        ];
+        for (name, a, want) in cases {
+            assert_eq!(outcome(&a), want, "{name}");
+        }
     }
 
     #[test]
