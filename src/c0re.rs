@@ -23,9 +23,10 @@ pub mod secrets;
 pub mod server;
 pub mod tasks;
 
+pub use agents::registry::{AgentEntry, Agents};
 pub(crate) use ingest::RecentTxns;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -51,49 +52,6 @@ pub struct Core {
     inner: Arc<Inner>,
 }
 
-pub struct AgentEntry {
-    /// The config the agent runs now; replaced when an approved commit is applied.
-    spec: RwLock<Arc<AgentSpec>>,
-    pub user_id: OwnedUserId,
-    /// Woken when the agent's queue gets a message (no polling anywhere).
-    pub notify: Notify,
-    /// Whether a harness is connected now.
-    pub connected: Mutex<bool>,
-    /// Asks the runtime to restart the agent (after its in-flight turn) on its current config.
-    pub restart: Notify,
-    /// The agent's own uid, when the hive can give it one (root, unsandboxed).
-    uid: Mutex<Option<u32>>,
-    /// The message its harness is handling now, and that turn's side-effecting calls.
-    pub turn: Mutex<Option<agents::effects::TurnCalls>>,
-}
-
-impl AgentEntry {
-    fn new(cfg: &Config, spec: AgentSpec) -> Self {
-        Self {
-            user_id: cfg.agent_user_id(&spec.name),
-            spec: RwLock::new(Arc::new(spec)),
-            notify: Notify::new(),
-            connected: Mutex::new(false),
-            restart: Notify::new(),
-            uid: Mutex::new(None),
-            turn: Mutex::new(None),
-        }
-    }
-
-    /// The agent's own uid, if it has one.
-    pub fn uid(&self) -> Option<u32> {
-        *self.uid.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn spec(&self) -> Arc<AgentSpec> {
-        self.spec.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn set_spec(&self, spec: AgentSpec) {
-        *self.spec.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(spec);
-    }
-}
-
 struct Inner {
     cfg: Config,
     data_dir: PathBuf,
@@ -101,8 +59,8 @@ struct Inner {
     client: AsClient,
     tokens: Tokens,
     bot: OwnedUserId,
-    /// Every agent; grows when a spawn is approved.
-    agents: RwLock<BTreeMap<AgentName, Arc<AgentEntry>>>,
+    /// Every agent, their runtimes, tasks and rates; grows when a spawn is approved.
+    agents: Agents,
     rooms: RwLock<RoomMap>,
     /// Transactions already answered in this run (the durable dedupe is by event id).
     txns: Mutex<RecentTxns>,
@@ -117,14 +75,8 @@ struct Inner {
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
-    /// Every agent's rates (messages, questions, reminders).
-    limiter: limits::Limiter<AgentName>,
     /// HTTP client for model calls (agents' brains), made on first use.
     model_http: std::sync::OnceLock<reqwest::Client>,
-    /// How agents' harnesses are started and what the machine allows (set once at start).
-    runtimes: RwLock<Option<Arc<crate::runtime::Runtimes>>>,
-    /// Every agent's socket server and supervisor; waited for at shutdown.
-    tasks: tokio_util::task::TaskTracker,
 }
 
 /// The hive's rooms, both ways round.
@@ -166,13 +118,15 @@ impl Core {
         let tokens = Tokens::load(data_dir)?;
         let secrets = secrets::SecretFilter::new(secrets::known(&cfg, data_dir, &tokens));
         crate::logging::guard_secrets(secrets.clone());
-        let limiter = limits::Limiter::new(cfg.rates);
         let store = Store::open(&data_dir.join("c0re.db"))?;
         let client = AsClient::new(&cfg.homeserver_url, tokens.as_token.clone())?;
-        let agents: BTreeMap<AgentName, Arc<AgentEntry>> = specs
-            .into_iter()
-            .map(|spec| (spec.name.clone(), Arc::new(AgentEntry::new(&cfg, spec))))
-            .collect();
+        let agents = Agents::new(
+            specs
+                .into_iter()
+                .map(|spec| (cfg.agent_user_id(&spec.name), spec))
+                .collect(),
+            cfg.rates,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 bot: cfg.bot_user_id(),
@@ -181,7 +135,7 @@ impl Core {
                 store,
                 client,
                 tokens,
-                agents: RwLock::new(agents),
+                agents,
                 rooms: RwLock::new(RoomMap::default()),
                 txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
@@ -190,11 +144,8 @@ impl Core {
                 heartbeat: Notify::new(),
                 ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,
-                runtimes: RwLock::new(None),
                 secrets,
-                limiter,
                 model_http: std::sync::OnceLock::new(),
-                tasks: tokio_util::task::TaskTracker::new(),
             }),
         })
     }
@@ -227,97 +178,6 @@ impl Core {
         &self.inner.secrets
     }
 
-    /// Counts one `kind` action of `agent` against its rate; the refusal says when to retry.
-    pub fn rate(&self, agent: &AgentName, kind: limits::Kind) -> Result<(), limits::Refused> {
-        self.inner
-            .limiter
-            .check(agent.clone(), kind, std::time::Instant::now())
-    }
-
-    pub fn set_runtimes(&self, runtimes: Arc<crate::runtime::Runtimes>) {
-        *self
-            .inner
-            .runtimes
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(runtimes);
-    }
-
-    pub fn runtimes(&self) -> Option<Arc<crate::runtime::Runtimes>> {
-        self.inner
-            .runtimes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
-        &self.inner.tasks
-    }
-
-    /// Serves `name`'s socket and, unless the runtime is external, starts and supervises its
-    /// harness. Where the agent may have a uid of its own, it gets one (recorded in the store:
-    /// the same uid at every start).
-    pub fn start_agent(&self, name: &AgentName) {
-        let runtimes = self.runtimes();
-        if let (Some(rt), Some(entry)) = (&runtimes, self.agent(name))
-            && rt.host.own_uids.is_ok()
-        {
-            let in_use = |uid: u32| {
-                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .is_some()
-            };
-            match self.store().agent_uid(
-                name.as_str(),
-                self.cfg()
-                    .uid_base
-                    .unwrap_or_else(|| crate::config::default_uid_base(self.data_dir())),
-                in_use,
-            ) {
-                Ok(uid) => *entry.uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(uid),
-                Err(e) => {
-                    tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot allocate the agent's uid")
-                }
-            }
-        }
-        let c = self.clone();
-        let n = name.clone();
-        self.inner.tasks.spawn(tasks::supervised(
-            format!("{name}'s socket"),
-            tasks::Scope::Agent,
-            tasks::Policy::default(),
-            self.cancel().clone(),
-            tasks::Fatal::default(),
-            move || c.clone().serve_agent_socket(n.clone()),
-        ));
-        if let Some(rt) = runtimes {
-            let c = self.clone();
-            let n = name.clone();
-            self.inner.tasks.spawn(tasks::supervised(
-                format!("{name}'s supervisor"),
-                tasks::Scope::Agent,
-                tasks::Policy::default(),
-                self.cancel().clone(),
-                tasks::Fatal::default(),
-                move || {
-                    let (c, rt, n) = (c.clone(), rt.clone(), n.clone());
-                    async move {
-                        agents::supervisor::supervise(c, rt, n).await;
-                        Ok(())
-                    }
-                },
-            ));
-        }
-    }
-
-    /// A spawned agent's first start: identity, rooms, socket, harness.
-    pub async fn bring_up(&self, name: &AgentName) -> anyhow::Result<()> {
-        self.set_up_new_agent(name).await?;
-        self.start_agent(name);
-        Ok(())
-    }
-
     /// Records one more room (a spawned agent's inbox).
     pub fn add_room(&self, key: &str, room: OwnedRoomId, role: RoomRole) {
         self.inner
@@ -327,46 +187,9 @@ impl Core {
             .insert(key, room, role);
     }
 
-    /// A snapshot of every agent.
-    pub fn agents(&self) -> BTreeMap<AgentName, Arc<AgentEntry>> {
-        self.inner
-            .agents
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn agent(&self, name: &AgentName) -> Option<Arc<AgentEntry>> {
-        self.inner
-            .agents
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-    }
-
-    /// Adds a new agent (an approved spawn). False if it exists already.
-    pub fn add_agent(&self, spec: AgentSpec) -> bool {
-        let mut agents = self.inner.agents.write().unwrap_or_else(|p| p.into_inner());
-        if agents.contains_key(&spec.name) {
-            return false;
-        }
-        agents.insert(
-            spec.name.clone(),
-            Arc::new(AgentEntry::new(&self.inner.cfg, spec)),
-        );
-        true
-    }
-
-    /// (name, user id) of every agent, for routing.
-    fn agent_ids(&self) -> Vec<(AgentName, OwnedUserId)> {
-        self.inner
-            .agents
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(n, e)| (n.clone(), e.user_id.clone()))
-            .collect()
+    /// Every agent, their runtimes, tasks and rates.
+    pub fn agents(&self) -> &Agents {
+        &self.inner.agents
     }
 
     pub fn rooms(&self) -> RoomMap {

@@ -13,6 +13,7 @@
 //! and `!hive status`).
 
 pub mod effects;
+pub mod registry;
 pub mod session;
 pub mod socket;
 pub mod supervisor;
@@ -21,3 +22,73 @@ mod typing;
 mod wait;
 
 pub use crate::store::{AgentState, UnknownState};
+
+use crate::agent_spec::AgentName;
+use crate::c0re::Core;
+
+/// An agent's life: its socket served, its harness started and supervised.
+impl Core {
+    /// Serves `name`'s socket and, unless the runtime is external, starts and supervises its
+    /// harness. Where the agent may have a uid of its own, it gets one (recorded in the store:
+    /// the same uid at every start).
+    pub fn start_agent(&self, name: &AgentName) {
+        let runtimes = self.agents().runtimes();
+        if let (Some(rt), Some(entry)) = (&runtimes, self.agents().get(name))
+            && rt.host.own_uids.is_ok()
+        {
+            let in_use = |uid: u32| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .is_some()
+            };
+            match self.store().agent_uid(
+                name.as_str(),
+                self.cfg()
+                    .uid_base
+                    .unwrap_or_else(|| crate::config::default_uid_base(self.data_dir())),
+                in_use,
+            ) {
+                Ok(uid) => entry.set_uid(uid),
+                Err(e) => {
+                    tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot allocate the agent's uid")
+                }
+            }
+        }
+        let c = self.clone();
+        let n = name.clone();
+        self.agents().tasks().spawn(crate::c0re::tasks::supervised(
+            format!("{name}'s socket"),
+            crate::c0re::tasks::Scope::Agent,
+            crate::c0re::tasks::Policy::default(),
+            self.cancel().clone(),
+            crate::c0re::tasks::Fatal::default(),
+            move || c.clone().serve_agent_socket(n.clone()),
+        ));
+        if let Some(rt) = runtimes {
+            let c = self.clone();
+            let n = name.clone();
+            self.agents().tasks().spawn(crate::c0re::tasks::supervised(
+                format!("{name}'s supervisor"),
+                crate::c0re::tasks::Scope::Agent,
+                crate::c0re::tasks::Policy::default(),
+                self.cancel().clone(),
+                crate::c0re::tasks::Fatal::default(),
+                move || {
+                    let (c, rt, n) = (c.clone(), rt.clone(), n.clone());
+                    async move {
+                        supervisor::supervise(c, rt, n).await;
+                        Ok(())
+                    }
+                },
+            ));
+        }
+    }
+
+    /// A spawned agent's first start: identity, rooms, socket, harness.
+    pub async fn bring_up(&self, name: &AgentName) -> anyhow::Result<()> {
+        self.set_up_new_agent(name).await?;
+        self.start_agent(name);
+        Ok(())
+    }
+}

@@ -226,7 +226,7 @@ impl Core {
         let mut out = String::from(
             "| agent | brain | state | queued | done | dead |\n|---|---|---|---|---|---|\n",
         );
-        for (name, entry) in self.agents() {
+        for (name, entry) in self.agents().all() {
             let c = self.store().counts(name.as_str())?;
             let state = states.get(name.as_str()).map_or("unknown", String::as_str);
             writeln!(
@@ -261,7 +261,7 @@ impl Core {
         room: Option<OwnedRoomId>,
         text: &str,
     ) {
-        let (Some(room), Some(entry)) = (room.clone(), self.agent(name)) else {
+        let (Some(room), Some(entry)) = (room.clone(), self.agents().get(name)) else {
             return self.notice(room, text).await;
         };
         let content = super::outbound::message_content(text, None, None, true);

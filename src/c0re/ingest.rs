@@ -64,7 +64,7 @@ impl Core {
             SenderKind::Operator
         } else {
             match self.inner.cfg.agent_of(user) {
-                Some(name) if self.agent(&name).is_some() => SenderKind::Agent(name),
+                Some(name) if self.agents().get(&name).is_some() => SenderKind::Agent(name),
                 _ => SenderKind::Other,
             }
         }
@@ -75,7 +75,7 @@ impl Core {
     /// Wakes the agents that got something. Nothing slow happens here.
     pub fn accept(&self, events: &[TimelineEvent], received_us: i64) -> anyhow::Result<()> {
         let rooms = self.rooms();
-        let agent_ids = self.agent_ids();
+        let agent_ids = self.agents().ids();
         let mut seen = Vec::with_capacity(events.len());
         let mut routed = Vec::new();
         for ev in events {
@@ -133,7 +133,10 @@ impl Core {
                 self.inner.control_notify.notify_one();
             } else if name == APPROVALS_QUEUE {
                 self.inner.approvals.wake();
-            } else if let Some(a) = AgentName::parse(&name).ok().and_then(|n| self.agent(&n)) {
+            } else if let Some(a) = AgentName::parse(&name)
+                .ok()
+                .and_then(|n| self.agents().get(&n))
+            {
                 a.notify.notify_one();
             }
         }

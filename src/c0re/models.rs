@@ -183,7 +183,8 @@ impl Core {
         request: &Value,
     ) -> Result<Value, ModelRefusal> {
         let entry = self
-            .agent(agent)
+            .agents()
+            .get(agent)
             .ok_or_else(|| refuse(ErrorCode::Internal, "unknown agent"))?;
         let spec = entry.spec();
         let (model, stream, limits) = match &spec.brain {

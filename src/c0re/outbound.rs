@@ -203,11 +203,12 @@ impl Core {
         body: &str,
         txn_id: &str,
     ) -> Result<OwnedEventId, Refusal> {
-        let entry = self.agent(from).ok_or_else(|| Refusal {
+        let entry = self.agents().get(from).ok_or_else(|| Refusal {
             code: ErrorCode::Internal,
             message: format!("unknown agent {from}"),
         })?;
-        self.rate(from, crate::c0re::limits::Kind::Message)
+        self.agents()
+            .rate(from, crate::c0re::limits::Kind::Message)
             .map_err(|r| Refusal {
                 code: ErrorCode::RateLimited,
                 message: r.to_string(),
@@ -217,11 +218,14 @@ impl Core {
             to,
             &self.cfg().operators,
             |u| self.cfg().agent_of(u),
-            |n| self.agent(n).is_some(),
+            |n| self.agents().get(n).is_some(),
         )?;
         let (room, mention, label) = match &target {
             Target::Agent(n) => {
-                let to_entry = self.agent(n).expect("policy checked the agent exists");
+                let to_entry = self
+                    .agents()
+                    .get(n)
+                    .expect("policy checked the agent exists");
                 (
                     self.room(&format!("agent:{n}")),
                     to_entry.user_id.clone(),
@@ -258,11 +262,12 @@ impl Core {
         body: &str,
         txn_id: &str,
     ) -> Result<OwnedEventId, Refusal> {
-        let entry = self.agent(from).ok_or_else(|| Refusal {
+        let entry = self.agents().get(from).ok_or_else(|| Refusal {
             code: ErrorCode::Internal,
             message: format!("unknown agent {from}"),
         })?;
-        self.rate(from, crate::c0re::limits::Kind::Message)
+        self.agents()
+            .rate(from, crate::c0re::limits::Kind::Message)
             .map_err(|r| Refusal {
                 code: ErrorCode::RateLimited,
                 message: r.to_string(),

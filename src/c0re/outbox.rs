@@ -26,7 +26,7 @@ impl Core {
         txn_id: &str,
     ) -> Option<OutboxRow> {
         let name = crate::agent_spec::AgentName::parse(agent).ok()?;
-        self.agent(&name)?;
+        self.agents().get(&name)?;
         let mut content = super::outbound::message_content(text, None, None, true);
         let mut event = data;
         event["kind"] = json!(kind);

@@ -64,7 +64,7 @@ impl Core {
 
     /// Registers `name` and sets its profile from its spec.
     async fn set_up_identity(&self, name: &AgentName) -> anyhow::Result<()> {
-        let entry = self.agent(name).context("no such agent")?;
+        let entry = self.agents().get(name).context("no such agent")?;
         self.register_agent(name).await?;
         let spec = entry.spec();
         // The per-field profile endpoints are deprecated in favour of `set_profile_field`, which
@@ -95,7 +95,7 @@ impl Core {
 
     /// The inbox of `name`: the agent and every agent allowed to write to it.
     fn inbox_plan(&self, name: &AgentName) -> anyhow::Result<RoomPlan> {
-        let agents = self.agents();
+        let agents = self.agents().all();
         let entry = agents.get(name).context("no such agent")?;
         let mut members = vec![name.clone()];
         members.extend(
@@ -129,7 +129,7 @@ impl Core {
             role: RoomRole::Swarm,
             space: false,
             federate: false,
-            agents: self.agents().keys().cloned().collect(),
+            agents: self.agents().all().keys().cloned().collect(),
         }
     }
 
@@ -156,7 +156,7 @@ impl Core {
 
     /// Registers every agent, sets profiles, creates or repairs every room.
     pub async fn setup(&self) -> anyhow::Result<()> {
-        for name in self.agents().keys() {
+        for name in self.agents().all().keys() {
             self.set_up_identity(name).await?;
         }
         let hive = self.cfg().hive_name.clone();
@@ -183,7 +183,7 @@ impl Core {
             },
             self.swarm_plan(),
         ];
-        for name in self.agents().keys() {
+        for name in self.agents().all().keys() {
             plans.push(self.inbox_plan(name)?);
         }
         let space_plan = RoomPlan {
@@ -323,13 +323,14 @@ impl Core {
         name: &AgentName,
     ) -> anyhow::Result<()> {
         let allowed = self
-            .agent(name)
+            .agents()
+            .get(name)
             .context("no such agent")?
             .spec()
             .allowed_recipients
             .clone();
         for other in allowed {
-            if self.agent(&other).is_some() {
+            if self.agents().get(&other).is_some() {
                 let plan = self.inbox_plan(&other)?;
                 self.ensure_linked(space, &plan).await?;
             }
@@ -451,7 +452,7 @@ impl Core {
             }
         }
         for name in &plan.agents {
-            let Some(entry) = self.agent(name) else {
+            let Some(entry) = self.agents().get(name) else {
                 continue;
             };
             match state.get(entry.user_id.as_str()).map(String::as_str) {

@@ -167,7 +167,7 @@ async fn query_user(
     let known = ruma::UserId::parse(&user_id)
         .ok()
         .and_then(|u| core.cfg().agent_of(&u))
-        .filter(|n: &AgentName| core.agent(n).is_some());
+        .filter(|n: &AgentName| core.agents().get(n).is_some());
     match known {
         Some(name) => match core.register_agent(&name).await {
             Ok(()) => axum::Json(json!({})).into_response(),

@@ -84,7 +84,7 @@ fn placements_notice(core: &Core, rt: &crate::runtime::Runtimes) -> Option<Strin
     use crate::runtime::placement::{Placement, gives_away, own_code, place};
     let cfg = core.cfg();
     let mut lines = Vec::new();
-    for (name, entry) in core.agents() {
+    for (name, entry) in core.agents().all() {
         let spec = entry.spec();
         match place(
             cfg.runtime,
@@ -183,8 +183,8 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || runtimes(runtime, &data, cli.as_deref())).await?
     };
     let placements = placements_notice(&core, &runtimes);
-    core.set_runtimes(std::sync::Arc::new(runtimes));
-    for name in core.agents().keys() {
+    core.agents().set_runtimes(std::sync::Arc::new(runtimes));
+    for name in core.agents().all().keys() {
         core.start_agent(name);
     }
     let fatal = Fatal::default();
@@ -214,13 +214,17 @@ pub async fn serve(
     crate::fsutil::write_atomic(&pid_path, std::process::id().to_string().as_bytes(), 0o644)?;
     let summary: Vec<String> = core
         .agents()
+        .all()
         .iter()
         .map(|(n, e)| format!("{n} ({})", e.user_id))
         .collect();
     tracing::info!(agents = %summary.join(", "), "hive-c0re ready");
     core.notice(
         None,
-        &format!("🐝 hive-c0re is up with {} agents.", core.agents().len()),
+        &format!(
+            "🐝 hive-c0re is up with {} agents.",
+            core.agents().all().len()
+        ),
     )
     .await;
     for note in drift {
@@ -232,8 +236,8 @@ pub async fn serve(
 
     cancel.cancelled().await;
     let stopped = tasks.shutdown(SHUTDOWN).await;
-    core.tasks().close();
-    if tokio::time::timeout(SHUTDOWN, core.tasks().wait())
+    core.agents().tasks().close();
+    if tokio::time::timeout(SHUTDOWN, core.agents().tasks().wait())
         .await
         .is_err()
     {

@@ -93,7 +93,7 @@ impl Core {
     /// in flight) or for calls that change nothing.
     pub fn begin_effect(&self, agent: &AgentName, tool: &str, args: &Value) -> Option<Effect> {
         let key = effect_key(tool, args)?;
-        let entry = self.agent(agent)?;
+        let entry = self.agents().get(agent)?;
         let (inbox_id, occurrence) = {
             let mut turn = entry.turn.lock().unwrap_or_else(|p| p.into_inner());
             let t = turn.as_mut()?;

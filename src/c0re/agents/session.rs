@@ -231,7 +231,11 @@ impl Session {
         self.core
             .store()
             .set_agent_state(self.name.as_str(), AgentState::Connected, Some(pid))?;
-        let entry = self.core.agent(&self.name).context("agent vanished")?;
+        let entry = self
+            .core
+            .agents()
+            .get(&self.name)
+            .context("agent vanished")?;
         tracing::info!(agent = %self.name, pid, "harness connected");
         Ok(Response::Welcome {
             agent: self.name.to_string(),
@@ -426,7 +430,11 @@ impl Session {
         &mut self,
         reader: &mut (impl AsyncBufRead + Unpin),
     ) -> anyhow::Result<Option<Response>> {
-        let entry = self.core.agent(&self.name).context("agent vanished")?;
+        let entry = self
+            .core
+            .agents()
+            .get(&self.name)
+            .context("agent vanished")?;
         // A model brain whose provider hive.toml does not grant cannot think, whatever its
         // harness could start: said once, and no message is handed out (they wait in the queue,
         // as when the harness itself says its brain cannot run).
@@ -475,7 +483,7 @@ impl Session {
                 .response()
                 .expect("a refusal has a response"));
         };
-        if let Some(entry) = self.core.agent(&self.name) {
+        if let Some(entry) = self.core.agents().get(&self.name) {
             *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         match &failure {
@@ -503,7 +511,7 @@ impl Session {
     /// The connection is gone: the turn's message (if any) goes back to the queue, its typing
     /// notice is withdrawn.
     pub(super) async fn leave(&mut self) {
-        if let Some(entry) = self.core.agent(&self.name) {
+        if let Some(entry) = self.core.agents().get(&self.name) {
             *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         if let Some(item) = self.inflight.take() {
@@ -553,7 +561,8 @@ pub(super) async fn tools_request(core: &Core, name: &AgentName, req: Request) -
         Request::Hello { agent, .. } => Response::Welcome {
             agent,
             user_id: core
-                .agent(name)
+                .agents()
+                .get(name)
                 .map(|e| e.user_id.to_string())
                 .unwrap_or_default(),
         },

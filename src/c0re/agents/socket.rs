@@ -56,7 +56,7 @@ impl Core {
         // An agent with a uid of its own reaches its sockets through their group, and nobody
         // else's: the directory stays the core's (root:<gid> 0750, so the agent can plant
         // nothing in it), the sockets root:<gid> 0660.
-        if let Some(gid) = self.agent(&name).and_then(|e| e.uid()) {
+        if let Some(gid) = self.agents().get(&name).and_then(|e| e.uid()) {
             let share = |p: &std::path::Path, mode: u32| -> anyhow::Result<()> {
                 std::os::unix::fs::lchown(p, None, Some(gid))
                     .with_context(|| format!("cannot chgrp {}", p.display()))?;
@@ -193,7 +193,7 @@ async fn serve_tools_connection(
 /// A harness connection on `c0re.sock`: claims the agent (one harness at a time), serves it,
 /// and on the way out puts a message in flight back and records the agent disconnected.
 async fn serve_connection(core: &Core, name: &AgentName, stream: UnixStream) -> anyhow::Result<()> {
-    let entry = core.agent(name).context("agent vanished")?;
+    let entry = core.agents().get(name).context("agent vanished")?;
     let busy = {
         let mut connected = entry.connected.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *connected, true)

@@ -128,7 +128,7 @@ fn set_state(core: &Core, name: &AgentName, state: AgentState, pid: Option<u32>)
 
 /// Waits for an approved config (`restart`) or shutdown; false on shutdown.
 async fn wait_for_new_config(core: &Core, name: &AgentName) -> bool {
-    let Some(entry) = core.agent(name) else {
+    let Some(entry) = core.agents().get(name) else {
         return false;
     };
     tokio::select! {
@@ -144,7 +144,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
     let mut history = CrashHistory::default();
     let mut refused_said: Option<String> = None;
     loop {
-        let Some(entry) = core.agent(&name) else {
+        let Some(entry) = core.agents().get(&name) else {
             return;
         };
         let spec = entry.spec();

@@ -404,7 +404,7 @@ impl Core {
             .pending_reminders(agent.as_str())
             .map_err(ToolError::Store)?;
         limits::check_reminder(pending, &a.text)?;
-        self.rate(agent, limits::Kind::Reminder)?;
+        self.agents().rate(agent, limits::Kind::Reminder)?;
         let due = crate::store::now_us() + (a.in_secs as i64) * 1_000_000;
         let id = self
             .store()
@@ -417,9 +417,10 @@ impl Core {
     /// `list_agents`: every agent, and whether `agent` may message it (the recipient policy's
     /// answer, [`may_message`]).
     fn list_agents(&self, agent: &AgentName) -> String {
-        let me = self.agent(agent).map(|e| e.spec());
+        let me = self.agents().get(agent).map(|e| e.spec());
         let list: Vec<Value> = self
             .agents()
+            .all()
             .iter()
             .map(|(n, e)| {
                 let s = e.spec();

@@ -57,7 +57,7 @@ impl Typing {
     /// room or the agent is unknown: no notice.
     pub(super) fn start(core: &Core, name: &AgentName, item: &InboxItem) -> Option<Typing> {
         let room = RoomId::parse(&item.room_id).ok()?;
-        let user = core.agent(name).map(|e| e.user_id.clone())?;
+        let user = core.agents().get(name).map(|e| e.user_id.clone())?;
         let core = core.clone();
         let shown = Arc::new(AtomicBool::new(false));
         let flag = shown.clone();
@@ -95,7 +95,7 @@ impl Typing {
     /// read (see [`after_turn`]).
     pub(super) async fn stop(self, core: &Core, name: &AgentName, done: Option<&InboxItem>) {
         self.handle.abort();
-        let Some(user) = core.agent(name).map(|e| e.user_id.clone()) else {
+        let Some(user) = core.agents().get(name).map(|e| e.user_id.clone()) else {
             return;
         };
         let shown = self.shown.load(Ordering::SeqCst);

@@ -19,7 +19,7 @@ impl Core {
         self.react(&a, "⏳").await;
         // A spawn's identity first: it must be a new account (nothing is applied otherwise).
         let fresh = match (a.kind, AgentName::parse(&a.agent)) {
-            (ApprovalKind::InitConfig, Ok(name)) if self.agent(&name).is_none() => {
+            (ApprovalKind::InitConfig, Ok(name)) if self.agents().get(&name).is_none() => {
                 self.register_new_agent(&name).await
             }
             _ => Ok(()),
@@ -97,7 +97,7 @@ impl Core {
 
     fn apply_config(&self, a: &Approval) -> anyhow::Result<i64> {
         let name = AgentName::parse(&a.agent)?;
-        let entry = self.agent(&name);
+        let entry = self.agents().get(&name);
         match (a.kind, &entry) {
             (ApprovalKind::InitConfig, Some(_)) => anyhow::bail!("{name} already exists"),
             (ApprovalKind::ApplyCommit, None) => {
@@ -114,7 +114,7 @@ impl Core {
         grantable(self.cfg(), &spec)?;
         for r in &spec.allowed_recipients {
             anyhow::ensure!(
-                self.agent(r).is_some(),
+                self.agents().get(r).is_some(),
                 "allowed_recipients: {r} is not an agent of this hive"
             );
         }
@@ -137,7 +137,8 @@ impl Core {
                 entry.restart.notify_one();
             }
             None => {
-                self.add_agent(running);
+                self.agents()
+                    .add(self.cfg().agent_user_id(&running.name), running);
             }
         }
         Ok(n as i64)
@@ -160,7 +161,8 @@ impl Core {
                             n
                         }
                     };
-                    if let (Some(entry), Ok(spec)) = (self.agent(&name), repo.load_current()) {
+                    if let (Some(entry), Ok(spec)) = (self.agents().get(&name), repo.load_current())
+                    {
                         entry.set_spec(spec);
                     }
                     Ok(n as i64)

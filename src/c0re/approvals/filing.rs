@@ -119,7 +119,7 @@ impl Core {
     ) -> Result<i64, RequestRefused> {
         self.request_rate(requester)?;
         if let Ok(n) = AgentName::parse(name)
-            && self.agent(&n).is_some()
+            && self.agents().get(&n).is_some()
         {
             return Err(Refusal::AlreadyAnAgent(n).into());
         }
@@ -135,8 +135,8 @@ impl Core {
     /// operators): a manager gone wrong cannot flood `#hive-approvals`.
     fn request_rate(&self, requester: &str) -> Result<(), Refusal> {
         match AgentName::parse(requester) {
-            Ok(agent) if self.agent(&agent).is_some() => {
-                Ok(self.rate(&agent, limits::Kind::Question)?)
+            Ok(agent) if self.agents().get(&agent).is_some() => {
+                Ok(self.agents().rate(&agent, limits::Kind::Question)?)
             }
             _ => Ok(()),
         }

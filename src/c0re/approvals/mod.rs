@@ -239,7 +239,7 @@ impl Core {
             let text = text::outcome(&a);
             let post = AgentName::parse(&a.requester)
                 .ok()
-                .filter(|n| self.agent(n).is_some())
+                .filter(|n| self.agents().get(n).is_some())
                 .and_then(|_| {
                     self.core_event(
                         &a.requester,

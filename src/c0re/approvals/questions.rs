@@ -48,7 +48,8 @@ impl Core {
         ttl_secs: Option<u64>,
     ) -> Result<i64, AskError> {
         check_question(question, options)?;
-        self.rate(agent, crate::c0re::limits::Kind::Question)
+        self.agents()
+            .rate(agent, crate::c0re::limits::Kind::Question)
             .map_err(Refusal::from)?;
         let ttl = ttl_secs.unwrap_or(3600).clamp(1, 7 * 86_400);
         let id = self

@@ -216,7 +216,9 @@ impl Core {
         let cfg = self.cfg();
         let mut sender = Sender {
             user,
-            agent: cfg.agent_of(user).filter(|n| self.agent(n).is_some()),
+            agent: cfg
+                .agent_of(user)
+                .filter(|n| self.agents().get(n).is_some()),
             local: user.server_name() == cfg.server_name,
             operator: cfg.is_operator(user),
             power: None,
