@@ -163,7 +163,9 @@ impl Core {
     }
 
     async fn post_question(&self, q: &crate::store::Question) -> anyhow::Result<()> {
-        let room = self.room("approvals").context("no approvals room")?;
+        let room = self
+            .room(&super::rooms::RoomKey::Approvals)
+            .context("no approvals room")?;
         let choices: Vec<String> = q
             .options
             .iter()
@@ -459,7 +461,7 @@ impl Core {
                 a.id
             ));
         }
-        match self.room("approvals") {
+        match self.room(&super::rooms::RoomKey::Approvals) {
             Some(room) => self.notice(Some(room), &text).await,
             None => self.notice(None, &text).await,
         }
@@ -589,7 +591,9 @@ impl Core {
                 if crate::failpoint::fails("power-levels") {
                     anyhow::bail!("failpoint power-levels: the homeserver is away");
                 }
-                let room = self.room("approvals").context("no approvals room")?;
+                let room = self
+                    .room(&super::rooms::RoomKey::Approvals)
+                    .context("no approvals room")?;
                 let pl = self.power_levels(&room).await?;
                 *self
                     .inner
@@ -785,7 +789,9 @@ impl Core {
     /// snapshot (`request::render`: agent text as text, every file's stat, agent.toml first,
     /// bounded); a request whose changes cannot be shown is not posted (the error fails it).
     async fn post_request(&self, a: &Approval) -> anyhow::Result<()> {
-        let room = self.room("approvals").context("no approvals room")?;
+        let room = self
+            .room(&super::rooms::RoomKey::Approvals)
+            .context("no approvals room")?;
         let name = AgentName::parse(&a.agent)?;
         let repo = ConfigRepo::new(self.data_dir(), &name);
         let changes = match tokio::task::block_in_place(|| repo.changes(&a.sha)) {
@@ -844,7 +850,7 @@ impl Core {
     /// Posts `text` as a notice in the thread of event `root` in `#hive-approvals` (a request
     /// or a question). False if there is no such thread to post in yet.
     async fn in_approvals_thread(&self, root: Option<&str>, text: &str) -> bool {
-        let (Some(room), Some(root)) = (self.room("approvals"), root) else {
+        let (Some(room), Some(root)) = (self.room(&super::rooms::RoomKey::Approvals), root) else {
             return false;
         };
         let mut content = super::outbound::message_content(text, None, None, true);
@@ -863,7 +869,10 @@ impl Core {
 
     /// The core's own reaction on a request (⏳ ✅ ❌), showing its state at a glance.
     async fn react(&self, a: &Approval, key: &str) {
-        let (Some(room), Some(req)) = (self.room("approvals"), a.request_event.clone()) else {
+        let (Some(room), Some(req)) = (
+            self.room(&super::rooms::RoomKey::Approvals),
+            a.request_event.clone(),
+        ) else {
             return;
         };
         let content = json!({ "m.relates_to": {

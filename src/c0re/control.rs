@@ -49,7 +49,7 @@ impl Core {
                 _ = self.cancel().cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let Some(room) = self.room("c0re") else {
+            let Some(room) = self.room(&super::rooms::RoomKey::Control) else {
                 continue;
             };
             let arrived = self.inner.heartbeat.notified();

@@ -650,7 +650,9 @@ impl Conn {
             .store()
             .set_brain_notice(self.name.as_str(), Some(reason))?
         {
-            let room = self.core.room(&format!("agent:{}", self.name));
+            let room = self
+                .core
+                .room(&super::rooms::RoomKey::Inbox(self.name.clone()));
             let text = format!(
                 "⚠️ {} cannot think right now: {reason}. Messages wait in the queue until its brain can run.",
                 self.name

@@ -424,8 +424,12 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: crate::agent_s
                 if refused_said.as_deref() != Some(why.as_str()) {
                     let text = format!("🛑 **{name}** is not started: {why}.");
                     core.notice(None, &text).await;
-                    core.post_as_agent_or_notice(&name, core.room(&format!("agent:{name}")), &text)
-                        .await;
+                    core.post_as_agent_or_notice(
+                        &name,
+                        core.room(&crate::c0re::rooms::RoomKey::Inbox(name.clone())),
+                        &text,
+                    )
+                    .await;
                     refused_said = Some(why.clone());
                 }
                 if !wait_for_new_config(&core, &name).await {
