@@ -39,6 +39,7 @@ use crate::config::Config;
 use crate::matrix::AsClient;
 use crate::store::Store;
 use registration::Tokens;
+use rooms::RoomKey;
 use routing::RoomRole;
 
 /// The queue name of the core's own commands (`!hive …`); never a valid agent name.
@@ -79,20 +80,20 @@ struct Inner {
     model_http: std::sync::OnceLock<reqwest::Client>,
 }
 
-/// The hive's rooms, both ways round.
+/// The hive's rooms, both ways round: by the part each plays, and each room's role.
 #[derive(Debug, Default, Clone)]
 pub struct RoomMap {
-    by_key: HashMap<String, OwnedRoomId>,
+    by_key: HashMap<RoomKey, OwnedRoomId>,
     roles: HashMap<OwnedRoomId, RoomRole>,
 }
 
 impl RoomMap {
-    pub fn insert(&mut self, key: &str, room: OwnedRoomId, role: RoomRole) {
-        self.by_key.insert(key.to_owned(), room.clone());
-        self.roles.insert(room, role);
+    pub fn insert(&mut self, key: RoomKey, room: OwnedRoomId) {
+        self.roles.insert(room.clone(), key.role());
+        self.by_key.insert(key, room);
     }
 
-    pub fn get(&self, key: &str) -> Option<&OwnedRoomId> {
+    pub fn get(&self, key: &RoomKey) -> Option<&OwnedRoomId> {
         self.by_key.get(key)
     }
 
@@ -179,12 +180,12 @@ impl Core {
     }
 
     /// Records one more room (a spawned agent's inbox).
-    pub fn add_room(&self, key: &str, room: OwnedRoomId, role: RoomRole) {
+    pub fn add_room(&self, key: RoomKey, room: OwnedRoomId) {
         self.inner
             .rooms
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, room, role);
+            .insert(key, room);
     }
 
     /// Every agent, their runtimes, tasks and rates.
@@ -200,7 +201,7 @@ impl Core {
             .clone()
     }
 
-    pub fn room(&self, key: &str) -> Option<OwnedRoomId> {
+    pub fn room(&self, key: &RoomKey) -> Option<OwnedRoomId> {
         self.inner
             .rooms
             .read()

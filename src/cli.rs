@@ -169,3 +169,24 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn hive_help() {
+        // `[env: …]` would show the value of a variable set where the tests run.
+        let mut cmd = Cli::command().mut_arg("config", |a| a.hide_env_values(true));
+        let help = cmd.render_help().to_string();
+        assert!(!help.contains('\u{1b}'), "no ANSI: {help:?}");
+        insta::assert_snapshot!("hive_help", help);
+    }
+}

@@ -1,31 +1,27 @@
-//! The core's own duties: start-up ping, heartbeat, timeline reconciliation, `!hive` commands
-//! and notices to the operator.
+//! The core's own duties: start-up ping, heartbeat, timeline reconciliation, `!hive` commands,
+//! pruning, notices to the operator and the local control socket.
+//!
+//! - [`commands`]: the `!hive …` command enum, parsed once (pure; its doc comments the help).
+//! - [`heartbeat`]: the heartbeat loop; whether a beat means the homeserver holds events back.
+//! - [`reconcile`]: reading timelines after downtime; the horizon and the missing events.
+
+pub mod commands;
+pub mod heartbeat;
+pub mod reconcile;
+
+pub use heartbeat::HEARTBEAT_TYPE;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use ruma::api::Direction;
 use ruma::api::client::appservice::request_ping;
-use ruma::api::client::message::get_message_events;
-use ruma::events::MessageLikeEventType;
-use ruma::serde::Raw;
-use ruma::{OwnedRoomId, OwnedTransactionId, RoomId, UInt};
+use ruma::{OwnedRoomId, RoomId};
 use serde_json::json;
 
-use super::routing::TimelineEvent;
 use super::{CONTROL_QUEUE, Core};
 use crate::agent_spec::AgentName;
 use crate::store::{InboxItem, now_us};
-
-/// A custom, invisible event the core sends itself through `#hive-c0re`.
-pub const HEARTBEAT_TYPE: &str = "org.hyperhive.heartbeat";
-
-/// How long a heartbeat may take to come back before the core reconciles timelines.
-const HEARTBEAT_GRACE: Duration = Duration::from_secs(10);
-
-/// Pages of history (100 events each) read per room when reconciling: 10,000 events. Beyond
-/// that the operator is told that older events of the room were not read.
-const RECONCILE_PAGES: usize = 100;
+use commands::HiveCommand;
 
 impl Core {
     /// Asks the homeserver to ping us now: transactions it queued while we were down are sent
@@ -38,120 +34,6 @@ impl Core {
             "homeserver reached the appservice"
         );
         Ok(())
-    }
-
-    /// Periodic heartbeat through `#hive-c0re`. When it does not come back in a transaction
-    /// within the grace period, the homeserver is holding events back: reconcile timelines.
-    pub async fn heartbeat_loop(self) {
-        let every = Duration::from_secs(self.cfg().heartbeat_secs);
-        loop {
-            tokio::select! {
-                _ = self.cancel().cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            let Some(room) = self.room("c0re") else {
-                continue;
-            };
-            let arrived = self.inner.heartbeat.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
-            let txn = format!("hh-heartbeat-{}", now_us());
-            let req = ruma::api::client::message::send_message_event::v3::Request::new_raw(
-                room,
-                OwnedTransactionId::from(txn),
-                MessageLikeEventType::from(HEARTBEAT_TYPE),
-                Raw::from_json(
-                    serde_json::value::to_raw_value(&json!({ "ts": now_us() / 1000 }))
-                        .expect("json serialises"),
-                ),
-            );
-            if let Err(e) = self.client().send(req, None).await {
-                tracing::warn!(error = %e, "heartbeat could not be sent");
-                continue;
-            }
-            tokio::select! {
-                _ = self.cancel().cancelled() => return,
-                _ = &mut arrived => {}
-                _ = tokio::time::sleep(HEARTBEAT_GRACE) => {
-                    tracing::warn!("heartbeat did not come back; reconciling timelines");
-                    if let Err(e) = self.reconcile().await {
-                        tracing::warn!(error = %format!("{e:#}"), "reconciliation failed");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads recent history of every hive room and accepts what the homeserver has but the core
-    /// never received. Only events since the hive first started are considered.
-    pub async fn reconcile(&self) -> anyhow::Result<usize> {
-        let since_ms: i64 = match self.store().meta("since_ms")? {
-            Some(v) => v.parse()?,
-            None => {
-                let now = now_us() / 1000;
-                self.store().set_meta("since_ms", &now.to_string())?;
-                now
-            }
-        };
-        // Event ids older than the retention are forgotten (`prune`): never take such an event
-        // for one the core missed.
-        let since_ms = since_ms.max(self.retention_horizon_us() / 1000);
-        let mut accepted = 0;
-        let rooms: Vec<OwnedRoomId> = self.rooms().all().cloned().collect();
-        for room in rooms {
-            let mut missing = Vec::new();
-            let mut from: Option<String> = None;
-            let mut complete = false;
-            'pages: for _ in 0..RECONCILE_PAGES {
-                let mut req =
-                    get_message_events::v3::Request::new(room.clone(), Direction::Backward);
-                req.from = from.clone();
-                req.limit = UInt::from(100u32);
-                let resp = self.client().send(req, None).await?;
-                for raw in &resp.chunk {
-                    let Ok(ev) = raw.deserialize_as_unchecked::<TimelineEvent>() else {
-                        continue;
-                    };
-                    if ev.origin_server_ts < since_ms || self.store().seen(&ev.event_id)? {
-                        complete = true;
-                        break 'pages;
-                    }
-                    missing.push(ev);
-                }
-                match resp.end {
-                    Some(end) if !resp.chunk.is_empty() => from = Some(end),
-                    _ => {
-                        complete = true;
-                        break;
-                    }
-                }
-            }
-            if !complete {
-                tracing::error!(room = %room, read = missing.len(), "reconcile stopped before reaching known history");
-                self.notice(
-                    None,
-                    &format!(
-                        "⚠️ Catching up on {room} after an outage, I read the newest {} events the homeserver had not pushed and stopped there: older ones in that room were not delivered.",
-                        missing.len()
-                    ),
-                )
-                .await;
-            }
-            if !missing.is_empty() {
-                missing.reverse();
-                tracing::warn!(room = %room, events = missing.len(), "accepting events the homeserver never pushed");
-                accepted += missing.len();
-                self.accept(&missing, now_us())?;
-            }
-        }
-        Ok(accepted)
-    }
-
-    /// Before this, the core keeps nothing it no longer needs (`delivery.retention_days`, less a
-    /// day of margin for reconciliation).
-    fn retention_horizon_us(&self) -> i64 {
-        let days = i64::from(self.cfg().retention_days.saturating_sub(1));
-        now_us() - days * 86_400_000_000
     }
 
     /// Prunes the store at start and every six hours.
@@ -189,14 +71,13 @@ impl Core {
                     _ = self.inner.control_notify.notified() => continue,
                 }
             };
-            let command = item
-                .body
-                .trim()
-                .strip_prefix("!hive")
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            let answer = self.run_command(&command);
+            // The body was recognised as a command by `routing::control_command`; the words
+            // after `!hive` are parsed here, once.
+            let args = super::routing::command_args(&item.body).unwrap_or("");
+            let answer = match commands::parse(args) {
+                Ok(command) => self.run_command(&command),
+                Err(usage) => usage.to_string(),
+            };
             let room = RoomId::parse(&item.room_id).ok();
             self.notice(room, &answer).await;
             if let Err(e) = self.store().ack(item.id) {
@@ -205,13 +86,13 @@ impl Core {
         }
     }
 
-    fn run_command(&self, command: &str) -> String {
-        match command.split_whitespace().next().unwrap_or("help") {
-            "status" => self
+    /// The answer to one command.
+    fn run_command(&self, command: &HiveCommand) -> String {
+        match command {
+            HiveCommand::Status => self
                 .status_text()
                 .unwrap_or_else(|e| format!("status unavailable: {e:#}")),
-            "help" | "" => "Commands: `!hive status` (agents, queues), `!hive help`.".into(),
-            other => format!("Unknown command `{other}`. `!hive help` lists commands."),
+            HiveCommand::Help => commands::help_text(),
         }
     }
 
@@ -283,10 +164,13 @@ impl Core {
     /// An agent's process exited unexpectedly: a `container_crash` for each manager, and a
     /// line in `#hive-c0re`.
     pub async fn report_crash(&self, agent: &AgentName, status: &str, last_lines: &str) {
-        let sha = crate::configrepo::ConfigRepo::new(self.data_dir(), agent)
-            .current()
-            .map(|(_, sha)| sha)
-            .unwrap_or_default();
+        let sha = match crate::configrepo::ConfigRepo::new(self.data_dir(), agent).current() {
+            Some((_, sha)) => sha,
+            None => {
+                tracing::warn!(agent = %agent, "the crashed agent has no current config commit");
+                String::new()
+            }
+        };
         let text = format!(
             "container_crash: **{agent}** exited ({status}) on config `{sha}`. Last log lines:\n```\n{last_lines}\n```"
         );
@@ -333,7 +217,7 @@ impl Core {
         if let Some(dir) = path.parent() {
             crate::fsutil::private_dir(dir)?;
         }
-        let _ = std::fs::remove_file(&path);
+        remove_stale_socket(&path);
         let listener = tokio::net::UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         loop {
@@ -360,12 +244,23 @@ impl Core {
                         }
                         _ => "error: unknown request\n",
                     };
-                    let _ = w.write_all(answer.as_bytes()).await;
+                    if let Err(e) = w.write_all(answer.as_bytes()).await {
+                        tracing::debug!(error = %e, "the control socket's client left before its answer");
+                    }
                 }
             });
         }
-        let _ = std::fs::remove_file(&path);
+        remove_stale_socket(&path);
         Ok(())
+    }
+}
+
+/// Removes the control socket a previous run left behind (or this run's, at shutdown).
+fn remove_stale_socket(path: &std::path::Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove the control socket");
     }
 }
 

@@ -33,7 +33,7 @@ impl Core {
         content[super::routing::HIVE_EVENT_KEY] = event;
         Some(OutboxRow {
             txn_id: txn_id.to_owned(),
-            room_key: format!("agent:{name}"),
+            room_key: super::rooms::RoomKey::Inbox(name).to_string(),
             content: content.to_string(),
         })
     }
@@ -68,7 +68,10 @@ impl Core {
                 return Ok(());
             }
             for post in &due {
-                let Some(room) = self.room(&post.row.room_key) else {
+                let Some(room) = super::rooms::RoomKey::parse(&post.row.room_key)
+                    .ok()
+                    .and_then(|key| self.room(&key))
+                else {
                     // Rooms are set up before this loop runs; a room that vanished (an agent
                     // removed by hand) cannot take the post.
                     self.store().post_failed(

@@ -18,13 +18,79 @@ use super::{Core, RoomMap};
 use crate::agent_spec::AgentName;
 use crate::matrix::MatrixError;
 
+/// A room the core knows by the part it plays. Its string form ([`RoomKey::as_str`]) is the key
+/// written to sqlite (`rooms.key`, `outbox.room_key`): `space`, `c0re`, `approvals`, `swarm`,
+/// `agent:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RoomKey {
+    /// The hive's space, holding every other room.
+    Space,
+    /// `#hive-c0re`: notices, heartbeats, `!hive` commands.
+    Control,
+    /// `#hive-approvals`: requests that wait for an operator.
+    Approvals,
+    /// `#hive-swarm`: a human's message there reaches every agent.
+    Swarm,
+    /// An agent's inbox.
+    Inbox(AgentName),
+}
+
+/// A stored room key that names no room the hive has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a room key (space, c0re, approvals, swarm or agent:<name>)")]
+pub struct UnknownRoomKey(String);
+
+impl RoomKey {
+    /// The stored form.
+    pub fn as_str(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            RoomKey::Space => "space".into(),
+            RoomKey::Control => "c0re".into(),
+            RoomKey::Approvals => "approvals".into(),
+            RoomKey::Swarm => "swarm".into(),
+            RoomKey::Inbox(name) => format!("agent:{name}").into(),
+        }
+    }
+
+    /// Reads a stored key back.
+    pub fn parse(key: &str) -> Result<Self, UnknownRoomKey> {
+        match key {
+            "space" => Ok(RoomKey::Space),
+            "c0re" => Ok(RoomKey::Control),
+            "approvals" => Ok(RoomKey::Approvals),
+            "swarm" => Ok(RoomKey::Swarm),
+            _ => key
+                .strip_prefix("agent:")
+                .and_then(|n| AgentName::parse(n).ok())
+                .map(RoomKey::Inbox)
+                .ok_or_else(|| UnknownRoomKey(key.to_owned())),
+        }
+    }
+
+    /// The role the room plays in routing.
+    pub fn role(&self) -> RoomRole {
+        match self {
+            RoomKey::Space => RoomRole::Space,
+            RoomKey::Control => RoomRole::Control,
+            RoomKey::Approvals => RoomRole::Approvals,
+            RoomKey::Swarm => RoomRole::Swarm,
+            RoomKey::Inbox(name) => RoomRole::Inbox(name.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for RoomKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
 /// One room the hive wants, and who belongs in it.
 struct RoomPlan {
-    key: String,
+    key: RoomKey,
     alias_local: String,
     name: String,
     topic: String,
-    role: RoomRole,
     space: bool,
     federate: bool,
     agents: Vec<AgentName>,
@@ -106,14 +172,13 @@ impl Core {
         );
         let spec = entry.spec();
         Ok(RoomPlan {
-            key: format!("agent:{name}"),
+            key: RoomKey::Inbox(name.clone()),
             alias_local: format!("agent-{name}"),
             name: spec.display_name.clone(),
             topic: spec
                 .description
                 .clone()
                 .unwrap_or_else(|| format!("{name}'s inbox: write here to talk to {name}")),
-            role: RoomRole::Inbox(name.clone()),
             space: false,
             federate: false,
             agents: members,
@@ -122,11 +187,10 @@ impl Core {
 
     fn swarm_plan(&self) -> RoomPlan {
         RoomPlan {
-            key: "swarm".into(),
+            key: RoomKey::Swarm,
             alias_local: "hive-swarm".into(),
             name: "SW4RM".into(),
             topic: format!("{}: broadcast to every agent", self.cfg().hive_name),
-            role: RoomRole::Swarm,
             space: false,
             federate: false,
             agents: self.agents().all().keys().cloned().collect(),
@@ -162,21 +226,19 @@ impl Core {
         let hive = self.cfg().hive_name.clone();
         let mut plans = vec![
             RoomPlan {
-                key: "c0re".into(),
+                key: RoomKey::Control,
                 alias_local: "hive-c0re".into(),
                 name: "c0re".into(),
                 topic: format!("{hive}: operator control. `!hive help` lists commands."),
-                role: RoomRole::Control,
                 space: false,
                 federate: false,
                 agents: Vec::new(),
             },
             RoomPlan {
-                key: "approvals".into(),
+                key: RoomKey::Approvals,
                 alias_local: "hive-approvals".into(),
                 name: "Y3R C4LL (approvals)".into(),
                 topic: format!("{hive}: requests that wait for an operator's ✓"),
-                role: RoomRole::Approvals,
                 space: false,
                 federate: false,
                 agents: Vec::new(),
@@ -187,26 +249,25 @@ impl Core {
             plans.push(self.inbox_plan(name)?);
         }
         let space_plan = RoomPlan {
-            key: "space".into(),
+            key: RoomKey::Space,
             alias_local: "hive-space".into(),
             name: hive.clone(),
             topic: format!("{hive}: the hive's rooms"),
-            role: RoomRole::Space,
             space: true,
             federate: false,
             agents: Vec::new(),
         };
         let mut map = RoomMap::default();
         let space = self.ensure_room(&space_plan).await?;
-        map.insert(&space_plan.key, space.clone(), space_plan.role.clone());
+        map.insert(space_plan.key.clone(), space.clone());
         for plan in &plans {
             let room = self.ensure_linked(&space, plan).await?;
-            if plan.role == RoomRole::Approvals {
+            if plan.key == RoomKey::Approvals {
                 self.lock_down(&room)
                     .await
                     .context("cannot lock down the approvals room")?;
             }
-            map.insert(&plan.key, room, plan.role.clone());
+            map.insert(plan.key.clone(), room);
         }
         self.set_rooms(map);
         Ok(())
@@ -271,11 +332,11 @@ impl Core {
     pub async fn set_up_new_agent(&self, name: &AgentName) -> anyhow::Result<()> {
         self.set_up_identity(name).await?;
         let space = self
-            .room("space")
+            .room(&RoomKey::Space)
             .context("the hive's rooms are not set up")?;
         let plan = self.inbox_plan(name)?;
         let room = self.ensure_linked(&space, &plan).await?;
-        self.add_room(&plan.key, room, plan.role.clone());
+        self.add_room(plan.key.clone(), room);
         let swarm = self.swarm_plan();
         self.ensure_linked(&space, &swarm).await?;
         self.join_allowed_inboxes(&space, name).await
@@ -288,7 +349,7 @@ impl Core {
     pub async fn refresh_agent(&self, name: &AgentName) -> anyhow::Result<()> {
         self.set_up_identity(name).await?;
         let space = self
-            .room("space")
+            .room(&RoomKey::Space)
             .context("the hive's rooms are not set up")?;
         let plan = self.inbox_plan(name)?;
         let room = self.ensure_linked(&space, &plan).await?;
@@ -359,7 +420,7 @@ impl Core {
             .await
             .with_context(|| format!("cannot repair members of {alias}"))?;
         self.store()
-            .set_room(&plan.key, alias.as_str(), room_id.as_str())?;
+            .set_room(&plan.key.as_str(), alias.as_str(), room_id.as_str())?;
         Ok(room_id)
     }
 
@@ -397,7 +458,7 @@ impl Core {
             serde_json::value::to_raw_value(&creation).expect("json map serialises"),
         ));
         // Room version 12: the creator (the bot) must not appear in the users map.
-        let pl = if plan.role == RoomRole::Approvals {
+        let pl = if plan.key == RoomKey::Approvals {
             // Only operators may post, react or redact here; the core's allow-list is checked
             // as well (power levels alone have been lost in federated rooms).
             json!({
@@ -489,6 +550,102 @@ impl Core {
                 Ok(())
             }
             Err(e) => Err(e).with_context(|| format!("cannot invite {user} to {room}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_keys_keep_their_stored_form() {
+        struct Case {
+            name: &'static str,
+            stored: &'static str,
+            want: Result<RoomKey, ()>,
+            role: Option<RoomRole>,
+        }
+        let echo = AgentName::parse("echo").expect("a valid name");
+        let cases = [
+            Case {
+                name: "space",
+                stored: "space",
+                want: Ok(RoomKey::Space),
+                role: Some(RoomRole::Space),
+            },
+            Case {
+                name: "control",
+                stored: "c0re",
+                want: Ok(RoomKey::Control),
+                role: Some(RoomRole::Control),
+            },
+            Case {
+                name: "approvals",
+                stored: "approvals",
+                want: Ok(RoomKey::Approvals),
+                role: Some(RoomRole::Approvals),
+            },
+            Case {
+                name: "swarm",
+                stored: "swarm",
+                want: Ok(RoomKey::Swarm),
+                role: Some(RoomRole::Swarm),
+            },
+            Case {
+                name: "an inbox",
+                stored: "agent:echo",
+                want: Ok(RoomKey::Inbox(echo.clone())),
+                role: Some(RoomRole::Inbox(echo.clone())),
+            },
+            Case {
+                name: "an inbox of no valid name",
+                stored: "agent:Not A Name",
+                want: Err(()),
+                role: None,
+            },
+            Case {
+                name: "an inbox without a name",
+                stored: "agent:",
+                want: Err(()),
+                role: None,
+            },
+            Case {
+                name: "the alias is not the key",
+                stored: "hive-c0re",
+                want: Err(()),
+                role: None,
+            },
+            Case {
+                name: "keys are case-sensitive",
+                stored: "Swarm",
+                want: Err(()),
+                role: None,
+            },
+            Case {
+                name: "empty",
+                stored: "",
+                want: Err(()),
+                role: None,
+            },
+        ];
+        for c in cases {
+            let got = RoomKey::parse(c.stored);
+            match (&got, &c.want) {
+                (Ok(key), Ok(want)) => {
+                    assert_eq!(key, want, "{}", c.name);
+                    assert_eq!(key.to_string(), c.stored, "{}: round trip", c.name);
+                    assert_eq!(Some(key.role()), c.role, "{}", c.name);
+                }
+                (Err(e), Err(())) => {
+                    assert!(
+                        e.to_string().contains(&format!("{:?}", c.stored)),
+                        "{}",
+                        c.name
+                    )
+                }
+                _ => panic!("{}: got {got:?}, want {:?}", c.name, c.want),
+            }
         }
     }
 }

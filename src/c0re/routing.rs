@@ -136,9 +136,14 @@ pub fn control_command(ev: &TimelineEvent, room: &RoomRole, sender: &SenderKind)
     {
         return None;
     }
-    let body = ev.body()?.trim();
-    let rest = body.strip_prefix("!hive")?;
-    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim().to_owned())
+    command_args(ev.body()?).map(str::to_owned)
+}
+
+/// The words after `!hive` in a command's body (trimmed), if the body is one: `!hive` alone
+/// or followed by whitespace. The control loop parses them (`control::commands::parse`).
+pub fn command_args(body: &str) -> Option<&str> {
+    let rest = body.trim().strip_prefix("!hive")?;
+    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim())
 }
 
 /// What an operator's reaction key means for an approval request. Variation selectors are

@@ -26,6 +26,7 @@ use super::wait::{self, Wake};
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::c0re::approvals::RequestRefused;
+use crate::c0re::rooms::RoomKey;
 use crate::store::InboxItem;
 use crate::wire::protocol::{ErrorCode, Message, Request, Response};
 
@@ -412,7 +413,7 @@ impl Session {
             .store()
             .set_brain_notice(self.name.as_str(), Some(reason))?
         {
-            let room = self.core.room(&format!("agent:{}", self.name));
+            let room = self.core.room(&RoomKey::Inbox(self.name.clone()));
             let text = format!(
                 "⚠️ {} cannot think right now: {reason}. Messages wait in the queue until its brain can run.",
                 self.name

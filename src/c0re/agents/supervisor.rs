@@ -21,6 +21,7 @@ use tokio::process::Child;
 
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
+use crate::c0re::rooms::RoomKey;
 use crate::runtime::placement::{self, Placement};
 use crate::runtime::process::{Process, prepare_for_sandbox, prepare_for_uid};
 use crate::runtime::{AgentLaunch, Runtime, Runtimes, log};
@@ -194,8 +195,12 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                 if refused_said.as_deref() != Some(why.as_str()) {
                     let text = format!("🛑 **{name}** is not started: {why}.");
                     core.notice(None, &text).await;
-                    core.post_as_agent_or_notice(&name, core.room(&format!("agent:{name}")), &text)
-                        .await;
+                    core.post_as_agent_or_notice(
+                        &name,
+                        core.room(&RoomKey::Inbox(name.clone())),
+                        &text,
+                    )
+                    .await;
                     refused_said = Some(why.clone());
                 }
                 if !wait_for_new_config(&core, &name).await {

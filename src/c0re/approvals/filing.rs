@@ -14,6 +14,7 @@ use super::text;
 use crate::agent_spec::{AgentName, NameError};
 use crate::c0re::Core;
 use crate::c0re::limits;
+use crate::c0re::rooms::RoomKey;
 use crate::config::{Config, ProviderRefusal};
 use crate::configrepo::{CommitError, ConfigRepo, parse_sha};
 use crate::store::{Approval, ApprovalKind, NewApproval};
@@ -194,7 +195,9 @@ impl Core {
     /// snapshot (`text::render`: agent text as text, every file's stat, agent.toml first,
     /// bounded); a request whose changes cannot be shown is not posted (the error fails it).
     pub(super) async fn post_request(&self, a: &Approval) -> anyhow::Result<()> {
-        let room = self.room("approvals").context("no approvals room")?;
+        let room = self
+            .room(&RoomKey::Approvals)
+            .context("no approvals room")?;
         let name = AgentName::parse(&a.agent)?;
         let repo = ConfigRepo::new(self.data_dir(), &name);
         let changes = match tokio::task::block_in_place(|| repo.changes(&a.sha)) {

@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use super::routing::ApprovalSignal;
 use super::{APPROVALS_QUEUE, Core, outbound, registration};
 use crate::agent_spec::AgentName;
+use crate::c0re::rooms::RoomKey;
 use crate::matrix::client::is_permanent;
 use crate::store::{Approval, ApprovalState, Audit};
 use decide::{Action, PowerLevels};
@@ -293,7 +294,7 @@ impl Core {
     /// Posts `text` as a notice in the thread of event `root` in `#hive-approvals` (a request
     /// or a question). False if there is no such thread to post in yet.
     pub(super) async fn in_approvals_thread(&self, root: Option<&str>, text: &str) -> bool {
-        let (Some(room), Some(root)) = (self.room("approvals"), root) else {
+        let (Some(room), Some(root)) = (self.room(&RoomKey::Approvals), root) else {
             return false;
         };
         let mut content = outbound::message_content(text, None, None, true);
@@ -312,7 +313,8 @@ impl Core {
 
     /// The core's own reaction on a request (⏳ ✅ ❌), showing its state at a glance.
     pub(super) async fn react(&self, a: &Approval, key: &str) {
-        let (Some(room), Some(req)) = (self.room("approvals"), a.request_event.clone()) else {
+        let (Some(room), Some(req)) = (self.room(&RoomKey::Approvals), a.request_event.clone())
+        else {
             return;
         };
         let content = json!({ "m.relates_to": {

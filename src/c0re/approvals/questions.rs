@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::filing::{Refusal, check_question};
 use crate::agent_spec::AgentName;
+use crate::c0re::rooms::RoomKey;
 use crate::c0re::{Core, outbound};
 use crate::matrix::client::is_permanent;
 use crate::store::Question;
@@ -106,7 +107,9 @@ impl Core {
     }
 
     async fn post_question(&self, q: &Question) -> anyhow::Result<()> {
-        let room = self.room("approvals").context("no approvals room")?;
+        let room = self
+            .room(&RoomKey::Approvals)
+            .context("no approvals room")?;
         let text = super::text::question(q);
         let content = outbound::message_content(&text, None, None, false);
         let ev = self

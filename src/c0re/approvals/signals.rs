@@ -8,6 +8,7 @@ use ruma::UserId;
 
 use super::decide::{self, Action, Outcome, PowerLevels, Sender, Standing};
 use crate::c0re::Core;
+use crate::c0re::rooms::RoomKey;
 use crate::c0re::routing::ApprovalSignal;
 use crate::store::{Approval, InboxItem, VoteOutcome};
 
@@ -25,7 +26,7 @@ impl Core {
             "☠️ an event from {} ({}) in the approvals queue could not be read ({e}); it is kept as a dead letter.",
             item.sender, item.event_id
         );
-        self.notice(self.room("approvals"), &text).await;
+        self.notice(self.room(&RoomKey::Approvals), &text).await;
         Ok(())
     }
 
@@ -63,7 +64,7 @@ impl Core {
                 a.id
             ));
         }
-        match self.room("approvals") {
+        match self.room(&RoomKey::Approvals) {
             Some(room) => self.notice(Some(room), &text).await,
             None => self.notice(None, &text).await,
         }
@@ -244,7 +245,9 @@ impl Core {
                 if crate::failpoint::fails("power-levels") {
                     anyhow::bail!("failpoint power-levels: the homeserver is away");
                 }
-                let room = self.room("approvals").context("no approvals room")?;
+                let room = self
+                    .room(&RoomKey::Approvals)
+                    .context("no approvals room")?;
                 let pl = PowerLevels::from_content(&self.power_levels(&room).await?);
                 self.inner.approvals.cache_power_levels(pl.clone());
                 pl
