@@ -25,12 +25,12 @@ pub mod tasks;
 
 pub use agents::registry::{AgentEntry, Agents};
 pub(crate) use ingest::RecentTxns;
+pub use rooms::{RoomMap, Rooms};
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use ruma::{OwnedUserId, UserId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +39,6 @@ use crate::config::Config;
 use crate::matrix::AsClient;
 use crate::store::Store;
 use registration::Tokens;
-use rooms::RoomKey;
-use routing::RoomRole;
 
 /// The queue name of the core's own commands (`!hive …`); never a valid agent name.
 pub const CONTROL_QUEUE: &str = "!c0re";
@@ -62,7 +60,8 @@ struct Inner {
     bot: OwnedUserId,
     /// Every agent, their runtimes, tasks and rates; grows when a spawn is approved.
     agents: Agents,
-    rooms: RwLock<RoomMap>,
+    /// The hive's rooms by the part each plays, and whether they are known yet.
+    rooms: Rooms,
     /// Transactions already answered in this run (the durable dedupe is by event id).
     txns: Mutex<RecentTxns>,
     control_notify: Notify,
@@ -71,42 +70,11 @@ struct Inner {
     /// Wakes the outbox loop: a post was recorded.
     outbox_notify: Notify,
     heartbeat: Notify,
-    /// Set once the rooms are known; transactions before that are refused (and re-sent).
-    ready: std::sync::atomic::AtomicBool,
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
     /// HTTP client for model calls (agents' brains), made on first use.
     model_http: std::sync::OnceLock<reqwest::Client>,
-}
-
-/// The hive's rooms, both ways round: by the part each plays, and each room's role.
-#[derive(Debug, Default, Clone)]
-pub struct RoomMap {
-    by_key: HashMap<RoomKey, OwnedRoomId>,
-    roles: HashMap<OwnedRoomId, RoomRole>,
-}
-
-impl RoomMap {
-    pub fn insert(&mut self, key: RoomKey, room: OwnedRoomId) {
-        self.roles.insert(room.clone(), key.role());
-        self.by_key.insert(key, room);
-    }
-
-    pub fn get(&self, key: &RoomKey) -> Option<&OwnedRoomId> {
-        self.by_key.get(key)
-    }
-
-    pub fn role(&self, room: &str) -> RoomRole {
-        self.roles
-            .iter()
-            .find(|(id, _)| id.as_str() == room)
-            .map_or(RoomRole::Other, |(_, r)| r.clone())
-    }
-
-    pub fn all(&self) -> impl Iterator<Item = &OwnedRoomId> {
-        self.by_key.values()
-    }
 }
 
 impl Core {
@@ -137,13 +105,12 @@ impl Core {
                 client,
                 tokens,
                 agents,
-                rooms: RwLock::new(RoomMap::default()),
+                rooms: Rooms::default(),
                 txns: Mutex::new(RecentTxns::default()),
                 control_notify: Notify::new(),
                 approvals: approvals::Approvals::new(),
                 outbox_notify: Notify::new(),
                 heartbeat: Notify::new(),
-                ready: std::sync::atomic::AtomicBool::new(false),
                 cancel,
                 secrets,
                 model_http: std::sync::OnceLock::new(),
@@ -179,39 +146,19 @@ impl Core {
         &self.inner.secrets
     }
 
-    /// Records one more room (a spawned agent's inbox).
-    pub fn add_room(&self, key: RoomKey, room: OwnedRoomId) {
-        self.inner
-            .rooms
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, room);
-    }
-
     /// Every agent, their runtimes, tasks and rates.
     pub fn agents(&self) -> &Agents {
         &self.inner.agents
     }
 
-    pub fn rooms(&self) -> RoomMap {
-        self.inner
-            .rooms
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The hive's rooms.
+    pub fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
     }
 
-    pub fn room(&self, key: &RoomKey) -> Option<OwnedRoomId> {
-        self.inner
-            .rooms
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
-    }
-
-    fn set_rooms(&self, map: RoomMap) {
-        *self.inner.rooms.write().unwrap_or_else(|p| p.into_inner()) = map;
+    /// The approvals service (its wake-up, the power levels it last read).
+    pub fn approvals(&self) -> &approvals::Approvals {
+        &self.inner.approvals
     }
 
     /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).
@@ -221,18 +168,5 @@ impl Core {
 
     pub fn hs_token(&self) -> &str {
         &self.inner.tokens.hs_token
-    }
-}
-
-impl Core {
-    /// Rooms are known: transactions can be routed from now on.
-    pub fn set_ready(&self) {
-        self.inner
-            .ready
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(std::sync::atomic::Ordering::Acquire)
     }
 }

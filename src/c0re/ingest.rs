@@ -74,7 +74,7 @@ impl Core {
     /// them, then records and enqueues them in one sqlite transaction, deduplicated by event id.
     /// Wakes the agents that got something. Nothing slow happens here.
     pub fn accept(&self, events: &[TimelineEvent], received_us: i64) -> anyhow::Result<()> {
-        let rooms = self.rooms();
+        let rooms = self.rooms().snapshot();
         let agent_ids = self.agents().ids();
         let mut seen = Vec::with_capacity(events.len());
         let mut routed = Vec::new();
@@ -87,7 +87,7 @@ impl Core {
             let role = rooms.role(&ev.room_id);
             if role == RoomRole::Approvals && ev.kind == "m.room.power_levels" {
                 // Before any reaction behind it is judged.
-                self.inner.approvals.power_levels_changed();
+                self.approvals().power_levels_changed();
             }
             let sender = self.sender_kind(&ev.sender);
             let mut targets: Vec<String> = routing::route(ev, &role, &sender, &agent_ids)
@@ -132,7 +132,7 @@ impl Core {
             if name == CONTROL_QUEUE {
                 self.inner.control_notify.notify_one();
             } else if name == APPROVALS_QUEUE {
-                self.inner.approvals.wake();
+                self.approvals().wake();
             } else if let Some(a) = AgentName::parse(&name)
                 .ok()
                 .and_then(|n| self.agents().get(&n))

@@ -184,7 +184,7 @@ impl Core {
     /// A notice from the core in `#hive-c0re` (or another room). Failures are logged, not raised:
     /// a notice that cannot be posted must not stop what it reports on.
     pub async fn notice(&self, room: Option<OwnedRoomId>, text: &str) {
-        let Some(room) = room.or_else(|| self.room(&super::rooms::RoomKey::Control)) else {
+        let Some(room) = room.or_else(|| self.rooms().get(&super::rooms::RoomKey::Control)) else {
             tracing::warn!(text, "no room to post a notice in yet");
             return;
         };
@@ -227,13 +227,14 @@ impl Core {
                     .get(n)
                     .expect("policy checked the agent exists");
                 (
-                    self.room(&super::rooms::RoomKey::Inbox(n.clone())),
+                    self.rooms().get(&super::rooms::RoomKey::Inbox(n.clone())),
                     to_entry.user_id.clone(),
                     to_entry.spec().display_name.clone(),
                 )
             }
             Target::Operator(op) => (
-                self.room(&super::rooms::RoomKey::Inbox(from.clone())),
+                self.rooms()
+                    .get(&super::rooms::RoomKey::Inbox(from.clone())),
                 op.clone(),
                 op.localpart().to_owned(),
             ),

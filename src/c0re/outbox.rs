@@ -70,7 +70,7 @@ impl Core {
             for post in &due {
                 let Some(room) = super::rooms::RoomKey::parse(&post.row.room_key)
                     .ok()
-                    .and_then(|key| self.room(&key))
+                    .and_then(|key| self.rooms().get(&key))
                 else {
                     // Rooms are set up before this loop runs; a room that vanished (an agent
                     // removed by hand) cannot take the post.

@@ -13,10 +13,13 @@ use ruma::serde::Raw;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, UserId};
 use serde_json::json;
 
+use super::Core;
 use super::routing::RoomRole;
-use super::{Core, RoomMap};
 use crate::agent_spec::AgentName;
 use crate::matrix::MatrixError;
+
+mod map;
+pub use map::{RoomMap, Rooms};
 
 /// A room the core knows by the part it plays. Its string form ([`RoomKey::as_str`]) is the key
 /// written to sqlite (`rooms.key`, `outbox.room_key`): `space`, `c0re`, `approvals`, `swarm`,
@@ -269,7 +272,7 @@ impl Core {
             }
             map.insert(plan.key.clone(), room);
         }
-        self.set_rooms(map);
+        self.rooms().set(map);
         Ok(())
     }
 
@@ -332,11 +335,12 @@ impl Core {
     pub async fn set_up_new_agent(&self, name: &AgentName) -> anyhow::Result<()> {
         self.set_up_identity(name).await?;
         let space = self
-            .room(&RoomKey::Space)
+            .rooms()
+            .get(&RoomKey::Space)
             .context("the hive's rooms are not set up")?;
         let plan = self.inbox_plan(name)?;
         let room = self.ensure_linked(&space, &plan).await?;
-        self.add_room(plan.key.clone(), room);
+        self.rooms().add(plan.key.clone(), room);
         let swarm = self.swarm_plan();
         self.ensure_linked(&space, &swarm).await?;
         self.join_allowed_inboxes(&space, name).await
@@ -349,7 +353,8 @@ impl Core {
     pub async fn refresh_agent(&self, name: &AgentName) -> anyhow::Result<()> {
         self.set_up_identity(name).await?;
         let space = self
-            .room(&RoomKey::Space)
+            .rooms()
+            .get(&RoomKey::Space)
             .context("the hive's rooms are not set up")?;
         let plan = self.inbox_plan(name)?;
         let room = self.ensure_linked(&space, &plan).await?;

@@ -176,7 +176,7 @@ async fn transaction(
             );
         }
     };
-    if !core.is_ready() {
+    if !core.rooms().is_ready() {
         // Not knowing the rooms yet, the core could not route; Synapse will send it again.
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

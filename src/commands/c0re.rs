@@ -167,7 +167,7 @@ pub async fn serve(
             Err(e) => return Err(e.context("cannot set up the hive's rooms")),
         }
     }
-    core.set_ready();
+    core.rooms().set_ready();
     if let Err(e) = core.ping_homeserver().await {
         tracing::warn!(error = %format!("{e:#}"), "the homeserver could not ping hive-c0re; check the registration's url");
     }

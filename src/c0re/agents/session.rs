@@ -413,7 +413,7 @@ impl Session {
             .store()
             .set_brain_notice(self.name.as_str(), Some(reason))?
         {
-            let room = self.core.room(&RoomKey::Inbox(self.name.clone()));
+            let room = self.core.rooms().get(&RoomKey::Inbox(self.name.clone()));
             let text = format!(
                 "⚠️ {} cannot think right now: {reason}. Messages wait in the queue until its brain can run.",
                 self.name

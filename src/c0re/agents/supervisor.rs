@@ -197,7 +197,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                     core.notice(None, &text).await;
                     core.post_as_agent_or_notice(
                         &name,
-                        core.room(&RoomKey::Inbox(name.clone())),
+                        core.rooms().get(&RoomKey::Inbox(name.clone())),
                         &text,
                     )
                     .await;

@@ -196,7 +196,8 @@ impl Core {
     /// bounded); a request whose changes cannot be shown is not posted (the error fails it).
     pub(super) async fn post_request(&self, a: &Approval) -> anyhow::Result<()> {
         let room = self
-            .room(&RoomKey::Approvals)
+            .rooms()
+            .get(&RoomKey::Approvals)
             .context("no approvals room")?;
         let name = AgentName::parse(&a.agent)?;
         let repo = ConfigRepo::new(self.data_dir(), &name);

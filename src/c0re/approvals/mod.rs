@@ -101,7 +101,7 @@ impl Approvals {
 impl Core {
     /// Wakes the approvals loop (the CLI filed a request).
     pub fn wake_approvals(&self) {
-        self.inner.approvals.wake();
+        self.approvals().wake();
     }
 
     /// The approvals loop: posts filed requests, counts reactions, expires, applies. One at a
@@ -142,7 +142,7 @@ impl Core {
             let sleep = retry.map_or(sleep, |r| r.min(sleep));
             tokio::select! {
                 _ = self.cancel().cancelled() => return,
-                _ = self.inner.approvals.notify.notified() => {}
+                _ = self.approvals().notify.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
@@ -294,7 +294,7 @@ impl Core {
     /// Posts `text` as a notice in the thread of event `root` in `#hive-approvals` (a request
     /// or a question). False if there is no such thread to post in yet.
     pub(super) async fn in_approvals_thread(&self, root: Option<&str>, text: &str) -> bool {
-        let (Some(room), Some(root)) = (self.room(&RoomKey::Approvals), root) else {
+        let (Some(room), Some(root)) = (self.rooms().get(&RoomKey::Approvals), root) else {
             return false;
         };
         let mut content = outbound::message_content(text, None, None, true);
@@ -313,8 +313,10 @@ impl Core {
 
     /// The core's own reaction on a request (⏳ ✅ ❌), showing its state at a glance.
     pub(super) async fn react(&self, a: &Approval, key: &str) {
-        let (Some(room), Some(req)) = (self.room(&RoomKey::Approvals), a.request_event.clone())
-        else {
+        let (Some(room), Some(req)) = (
+            self.rooms().get(&RoomKey::Approvals),
+            a.request_event.clone(),
+        ) else {
             return;
         };
         let content = json!({ "m.relates_to": {

@@ -108,7 +108,8 @@ impl Core {
 
     async fn post_question(&self, q: &Question) -> anyhow::Result<()> {
         let room = self
-            .room(&RoomKey::Approvals)
+            .rooms()
+            .get(&RoomKey::Approvals)
             .context("no approvals room")?;
         let text = super::text::question(q);
         let content = outbound::message_content(&text, None, None, false);

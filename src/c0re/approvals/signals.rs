@@ -26,7 +26,8 @@ impl Core {
             "☠️ an event from {} ({}) in the approvals queue could not be read ({e}); it is kept as a dead letter.",
             item.sender, item.event_id
         );
-        self.notice(self.room(&RoomKey::Approvals), &text).await;
+        self.notice(self.rooms().get(&RoomKey::Approvals), &text)
+            .await;
         Ok(())
     }
 
@@ -64,7 +65,7 @@ impl Core {
                 a.id
             ));
         }
-        match self.room(&RoomKey::Approvals) {
+        match self.rooms().get(&RoomKey::Approvals) {
             Some(room) => self.notice(Some(room), &text).await,
             None => self.notice(None, &text).await,
         }
@@ -239,17 +240,18 @@ impl Core {
 
     /// `user`'s power level in the approvals room: from the cache, or fetched (and cached).
     async fn power_level_in_approvals(&self, user: &UserId) -> anyhow::Result<i64> {
-        let pl = match self.inner.approvals.cached_power_levels() {
+        let pl = match self.approvals().cached_power_levels() {
             Some(pl) => pl,
             None => {
                 if crate::failpoint::fails("power-levels") {
                     anyhow::bail!("failpoint power-levels: the homeserver is away");
                 }
                 let room = self
-                    .room(&RoomKey::Approvals)
+                    .rooms()
+                    .get(&RoomKey::Approvals)
                     .context("no approvals room")?;
                 let pl = PowerLevels::from_content(&self.power_levels(&room).await?);
-                self.inner.approvals.cache_power_levels(pl.clone());
+                self.approvals().cache_power_levels(pl.clone());
                 pl
             }
         };

@@ -75,7 +75,7 @@ impl Core {
 
     /// Sends one heartbeat and waits for it; `None` on shutdown.
     async fn beat(&self) -> Option<Beat> {
-        let Some(room) = self.room(&RoomKey::Control) else {
+        let Some(room) = self.rooms().get(&RoomKey::Control) else {
             return Some(Beat::NoRoom);
         };
         let arrived = self.inner.heartbeat.notified();

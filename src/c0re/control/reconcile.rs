@@ -85,7 +85,7 @@ impl Core {
         };
         let horizon = horizon_ms(first_start_ms, now_us() / 1000, self.cfg().retention_days);
         let mut accepted = 0;
-        let rooms: Vec<OwnedRoomId> = self.rooms().all().cloned().collect();
+        let rooms: Vec<OwnedRoomId> = self.rooms().snapshot().all().cloned().collect();
         for room in rooms {
             let (mut missing, complete) = self.missing_in(&room, horizon).await?;
             if !complete {

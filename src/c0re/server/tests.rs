@@ -184,7 +184,7 @@ async fn every_endpoint_wants_the_token() {
 #[tokio::test]
 async fn a_transaction_is_persisted_and_answered() {
     let t = test_core();
-    t.core.set_ready();
+    t.core.rooms().set_ready();
     let auth = format!("Bearer {}", t.token);
     let body = json!({ "events": [event("$one"), {"not": "an event"}, 7] }).to_string();
     let (status, v) = call(
@@ -218,7 +218,7 @@ async fn a_transaction_before_the_rooms_are_known_is_sent_again() {
 #[tokio::test]
 async fn a_malformed_transaction_is_400() {
     let t = test_core();
-    t.core.set_ready();
+    t.core.rooms().set_ready();
     let auth = format!("Bearer {}", t.token);
     for body in [
         "",
@@ -237,7 +237,7 @@ async fn a_malformed_transaction_is_400() {
 #[tokio::test]
 async fn body_limits() {
     let t = test_core();
-    t.core.set_ready();
+    t.core.rooms().set_ready();
     let auth = format!("Bearer {}", t.token);
     // Bigger than axum's default limit, within the transaction's: accepted.
     let pad = "x".repeat(3 << 20);
