@@ -20,7 +20,7 @@ pub use rates::{BadRate, Kind, Rate, RateLimits};
 mod validate;
 pub use providers::{
     Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider, check_base_url,
-    is_provider_name, read_bounded, read_key_file,
+    is_provider_name, read_key_file,
 };
 pub use raw::*;
 pub use validate::ConfigError;

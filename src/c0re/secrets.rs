@@ -46,7 +46,10 @@ pub fn known(
         }
     }
     for (label, path) in files {
-        match crate::config::read_bounded(&path, crate::config::MAX_KEY_FILE) {
+        match crate::fsutil::read_bounded(&path, crate::config::MAX_KEY_FILE).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", path.display()))
+        }) {
             Ok(v) => known.push((label, v)),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read a secret file; it is not guarded")

@@ -48,7 +48,7 @@ fn unreadable_keys(cfg: &Config) -> Vec<(String, String)> {
             let file = p.credential.file()?;
             read_key_file(file)
                 .err()
-                .map(|why| (format!("providers.{}.{field}", p.name), why))
+                .map(|why| (format!("providers.{}.{field}", p.name), format!("{why:#}")))
         })
         .collect()
 }

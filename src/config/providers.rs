@@ -16,7 +16,6 @@
 //! (used by `hive check`, by the core at every model call, and when a config is approved).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -125,34 +124,46 @@ fn is_loopback(host: Host<&str>) -> bool {
     }
 }
 
+/// Why a provider's `base_url` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BadBaseUrl {
+    #[error("{0:?} is not a URL: {1}")]
+    NotAUrl(String, url::ParseError),
+    #[error("{0:?} has no host")]
+    NoHost(String),
+    #[error(
+        "{0:?} is plain http to a host that is not loopback: use https (http only to 127.0.0.0/8, ::1 or localhost)"
+    )]
+    PlainHttp(String),
+    #[error("{0:?} is {1}:, not an http(s) URL")]
+    Scheme(String, String),
+    #[error("{0:?} has a query (`?`): give the base URL only")]
+    Query(String),
+    #[error("{0:?} has a fragment (`#`): give the base URL only")]
+    Fragment(String),
+    #[error("{0:?} has user info: put the credential in api_key_file, not in the URL")]
+    UserInfo(String),
+}
+
 /// Checks one provider's `base_url`: the reason it is refused, if it is.
-pub fn check_base_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    let host = url.host().ok_or_else(|| format!("{text:?} has no host"))?;
+pub fn check_base_url(text: &str) -> Result<Url, BadBaseUrl> {
+    let t = || text.to_owned();
+    let url = Url::parse(text).map_err(|e| BadBaseUrl::NotAUrl(t(), e))?;
+    let host = url.host().ok_or_else(|| BadBaseUrl::NoHost(t()))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(host) => {}
-        "http" => {
-            return Err(format!(
-                "{text:?} is plain http to a host that is not loopback: use https (http only to 127.0.0.0/8, ::1 or localhost)"
-            ));
-        }
-        other => return Err(format!("{text:?} is {other}:, not an http(s) URL")),
+        "http" => return Err(BadBaseUrl::PlainHttp(t())),
+        other => return Err(BadBaseUrl::Scheme(t(), other.to_owned())),
     }
     if url.query().is_some() {
-        return Err(format!(
-            "{text:?} has a query (`?`): give the base URL only"
-        ));
+        return Err(BadBaseUrl::Query(t()));
     }
     if url.fragment().is_some() {
-        return Err(format!(
-            "{text:?} has a fragment (`#`): give the base URL only"
-        ));
+        return Err(BadBaseUrl::Fragment(t()));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "{text:?} has user info: put the credential in api_key_file, not in the URL"
-        ));
+        return Err(BadBaseUrl::UserInfo(t()));
     }
     Ok(url)
 }
@@ -189,7 +200,7 @@ pub(super) fn validate(
         ) {
             Ok(u) => Some(u),
             Err(why) => {
-                err("base_url", why);
+                err("base_url", why.to_string());
                 None
             }
         };
@@ -330,43 +341,9 @@ fn brain_provider(brain: &BrainSpec) -> Option<(ProviderKind, Option<&str>)> {
 }
 
 /// Reads a key or token file, bounded: a regular file of at most [`MAX_KEY_FILE`] bytes,
-/// UTF-8, trimmed, not empty.
-pub fn read_key_file(path: &Path) -> Result<String, String> {
-    let text = read_bounded(path, MAX_KEY_FILE)?;
-    let key = text.trim();
-    if key.is_empty() {
-        return Err(format!("{} is empty", path.display()));
-    }
-    Ok(key.to_owned())
-}
-
-/// Reads a regular file of at most `max` bytes as UTF-8 (a FIFO, a device or a huge file is
-/// refused before it is read whole).
-pub fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    if meta.len() > max {
-        return Err(format!("{shown} is larger than {max} bytes"));
-    }
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    // The file may have changed since the first look: check what was opened, read at most max.
-    let opened = file
-        .metadata()
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if !opened.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if bytes.len() as u64 > max {
-        return Err(format!("{shown} is larger than {max} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8"))
+/// UTF-8, trimmed, not empty ([`crate::fsutil::read_secret`]).
+pub fn read_key_file(path: &Path) -> anyhow::Result<String> {
+    crate::fsutil::read_secret(path, MAX_KEY_FILE)
 }
 
 #[cfg(test)]
@@ -631,7 +608,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ok = dir.path().join("ok.key");
         std::fs::write(&ok, "  sk-test-123\n").unwrap();
-        assert_eq!(read_key_file(&ok).as_deref(), Ok("sk-test-123"));
+        assert_eq!(read_key_file(&ok).expect("read"), "sk-test-123");
         let big = dir.path().join("big.key");
         std::fs::write(&big, vec![b'k'; MAX_KEY_FILE as usize + 1]).unwrap();
         let empty = dir.path().join("empty.key");
@@ -639,14 +616,17 @@ mod tests {
         let binary = dir.path().join("bin.key");
         std::fs::write(&binary, [0xff, 0xfe]).unwrap();
         for (path, why) in [
-            (big, "larger than 65536 bytes"),
+            (big, "limit of 65536"),
             (empty, "is empty"),
             (binary, "not UTF-8"),
             (dir.path().join("missing"), "cannot read"),
             (dir.path().to_owned(), "not a regular file"),
             (PathBuf::from("/dev/zero"), "not a regular file"),
         ] {
-            let e = read_key_file(&path).expect_err(&path.display().to_string());
+            let e = format!(
+                "{:#}",
+                read_key_file(&path).expect_err(&path.display().to_string())
+            );
             assert!(e.contains(why), "{}: {e}", path.display());
         }
     }

@@ -344,7 +344,7 @@ impl Session {
             Ok(approval_id) => Response::Requested { approval_id },
             Err(r) => Response::Error {
                 code: ErrorCode::Refused,
-                message: r.0,
+                message: r.to_string(),
             },
         }
     }
@@ -384,9 +384,9 @@ impl Session {
         core.once(me, "ask_operator", &json!({}), String::new(), |_| async {
             match core.ask_operator(me, &question, &options, ttl_secs) {
                 Ok(question_id) => Response::Asked { question_id },
-                Err(message) => Response::Error {
+                Err(e) => Response::Error {
                     code: ErrorCode::BadRequest,
-                    message,
+                    message: e.to_string(),
                 },
             }
         })

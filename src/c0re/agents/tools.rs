@@ -358,7 +358,7 @@ impl Core {
                 let a: AskArgs = args(name, v)?;
                 let id = self
                     .ask_operator(agent, &a.question, &a.options, a.ttl_secs)
-                    .map_err(ToolError::Refused)?;
+                    .map_err(|e| ToolError::Refused(e.to_string()))?;
                 Ok(format!(
                     "asked (question #{id}); the answer will arrive as a message"
                 ))
@@ -376,7 +376,7 @@ impl Core {
                 let id = self
                     .request_apply_commit(agent.as_str(), &a.agent, &a.sha, &a.summary)
                     .await
-                    .map_err(|r| ToolError::Refused(r.0))?;
+                    .map_err(|r| ToolError::Refused(r.to_string()))?;
                 Ok(format!(
                     "requested (approval #{id}); the outcome will arrive as a message"
                 ))
@@ -386,7 +386,7 @@ impl Core {
                 let id = self
                     .request_init_config(agent.as_str(), &a.name, &a.summary)
                     .await
-                    .map_err(|r| ToolError::Refused(r.0))?;
+                    .map_err(|r| ToolError::Refused(r.to_string()))?;
                 Ok(format!(
                     "requested (approval #{id}); the outcome will arrive as a message"
                 ))

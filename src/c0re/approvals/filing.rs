@@ -76,13 +76,14 @@ pub enum Refusal {
 /// Why a request was refused before it reached the operator, as its requester reads it (the
 /// socket's and the tool's answer): a [`Refusal`], or the internal failure that stopped the
 /// filing.
-#[derive(Debug)]
-pub struct RequestRefused(pub String);
-
-impl From<Refusal> for RequestRefused {
-    fn from(r: Refusal) -> Self {
-        Self(r.to_string())
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum RequestRefused {
+    /// The request itself was refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The filing failed inside the core (the store, the config repo, a task).
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
 }
 
 impl Core {
@@ -155,8 +156,8 @@ impl Core {
         let (data, cfg) = (self.data_dir().to_owned(), self.cfg().clone());
         let filed = tokio::task::spawn_blocking(move || filing(&data, &cfg))
             .await
-            .map_err(|e| RequestRefused(e.to_string()))?
-            .map_err(|e| RequestRefused(format!("{e:#}")))?;
+            .map_err(|e| RequestRefused::Failed(e.into()))?
+            .map_err(RequestRefused::Failed)?;
         match filed {
             Ok(id) => {
                 self.wake_approvals();

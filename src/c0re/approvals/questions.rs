@@ -27,21 +27,9 @@ pub enum AskError {
 impl Core {
     /// An agent's question for the operators: posted in `#hive-approvals`; the answer (an
     /// option's keycap reaction or a reply in the thread), or the timeout, comes back to the
-    /// agent as an `operator_answer` message. The error is the text the agent reads (the
+    /// agent as an `operator_answer` message. The error's text is what the agent reads (the
     /// socket's and the tool's answer): a [`Refusal`], or the store's failure.
     pub fn ask_operator(
-        &self,
-        agent: &AgentName,
-        question: &str,
-        options: &[String],
-        ttl_secs: Option<u64>,
-    ) -> Result<i64, String> {
-        self.ask(agent, question, options, ttl_secs)
-            .map_err(|e| e.to_string())
-    }
-
-    /// [`Core::ask_operator`], typed.
-    pub fn ask(
         &self,
         agent: &AgentName,
         question: &str,
