@@ -22,7 +22,7 @@ pub use approvals::{
     VoteOutcome, reverts, tally,
 };
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
-pub use questions::Question;
+pub use questions::{Question, QuestionState};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 
 const MIGRATIONS: &[(&str, &str)] = &[

@@ -4,13 +4,50 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, now_us};
 
+/// Where a question is: open, or closed once (answered, or expired unanswered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuestionState {
+    Pending,
+    Answered,
+    Expired,
+}
+
+impl QuestionState {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Answered => "answered",
+            Self::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> rusqlite::Result<Self> {
+        [Self::Pending, Self::Answered, Self::Expired]
+            .into_iter()
+            .find(|q| q.as_str() == s)
+            .ok_or_else(|| bad_column(4, format!("unknown question state {s:?}")))
+    }
+}
+
+impl std::fmt::Display for QuestionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored value that does not parse: an error, never a default.
+fn bad_column(i: usize, why: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, why.into())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question {
     pub id: i64,
     pub agent: String,
     pub question: String,
     pub options: Vec<String>,
-    pub state: String,
+    pub state: QuestionState,
     pub expires_us: i64,
     pub request_event: Option<String>,
     pub answer: Option<String>,
@@ -26,8 +63,9 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Question> {
         id: r.get(0)?,
         agent: r.get(1)?,
         question: r.get(2)?,
-        options: serde_json::from_str(&options).unwrap_or_default(),
-        state: r.get(4)?,
+        options: serde_json::from_str(&options)
+            .map_err(|e| bad_column(3, format!("options {options:?}: {e}")))?,
+        state: QuestionState::parse(&r.get::<_, String>(4)?)?,
         expires_us: r.get(5)?,
         request_event: r.get(6)?,
         answer: r.get(7)?,
@@ -111,18 +149,18 @@ impl Store {
         Ok(answered)
     }
 
-    /// Closes an open question as `state` (`expired`) with the post that tells its agent.
+    /// Closes an open question as `state` (`Expired`) with the post that tells its agent.
     pub fn close_question(
         &self,
         id: i64,
-        state: &str,
+        state: QuestionState,
         tell: Option<&super::OutboxRow>,
     ) -> anyhow::Result<bool> {
         let mut c = self.lock();
         let tx = c.transaction()?;
         let closed = tx.execute(
             "UPDATE questions SET state = ?2, decided_us = ?3 WHERE id = ?1 AND state = 'pending'",
-            params![id, state, now_us()],
+            params![id, state.as_str(), now_us()],
         )? == 1;
         if closed && let Some(row) = tell {
             super::outbox::insert(&tx, row)?;
@@ -214,5 +252,33 @@ mod tests {
             ["a1", "e1"],
             "each change together with its post, once"
         );
+    }
+
+    #[test]
+    fn a_stored_question_that_does_not_parse_is_an_error() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s
+            .create_question("argus", "ok?", &[], 3_600_000_000)
+            .unwrap();
+        s.set_question_event(id, "$q").unwrap();
+        let q = s.question_by_event("$q").unwrap().expect("stored");
+        assert_eq!(q.state, QuestionState::Pending);
+        // (The schema's CHECK already keeps an unknown state out.)
+        for (column, value) in [("options", "not json"), ("options", "{\"a\": 1}")] {
+            s.lock()
+                .execute(
+                    &format!("UPDATE questions SET {column} = ?1 WHERE id = ?2"),
+                    params![value, id],
+                )
+                .unwrap();
+            let e = s.question_by_event("$q").expect_err(column);
+            assert!(format!("{e:#}").contains("options \""), "{value}: {e:#}");
+            s.lock()
+                .execute(
+                    "UPDATE questions SET state = 'pending', options = '[]' WHERE id = ?1",
+                    [id],
+                )
+                .unwrap();
+        }
     }
 }

@@ -157,7 +157,7 @@ impl Core {
             &format!("hh-event-question-{}", q.id),
         );
         self.store()
-            .close_question(q.id, "expired", tell.as_ref())?;
+            .close_question(q.id, crate::store::QuestionState::Expired, tell.as_ref())?;
         self.wake_outbox();
         Ok(())
     }

@@ -805,7 +805,7 @@ mod tests {
             agent: "echo".into(),
             question: "Which colour?\nThink first.".into(),
             options: options.iter().map(|o| (*o).to_owned()).collect(),
-            state: "pending".into(),
+            state: crate::store::QuestionState::Pending,
             expires_us: 1_700_000_000_000_000,
             request_event: None,
             answer: None,

@@ -129,7 +129,7 @@ fn question() -> Question {
         agent: "echo".into(),
         question: "which?".into(),
         options: vec!["red".into(), "blue".into()],
-        state: "pending".into(),
+        state: crate::store::QuestionState::Pending,
         expires_us: 1,
         request_event: Some("$q".into()),
         answer: None,
