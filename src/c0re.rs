@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ruma::{OwnedUserId, UserId};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_spec::{AgentName, AgentSpec};
@@ -64,12 +63,12 @@ struct Inner {
     rooms: Rooms,
     /// Transactions already answered in this run (the durable dedupe is by event id).
     txns: Mutex<RecentTxns>,
-    control_notify: Notify,
     /// The approvals service: what wakes its loop, the approvals room's power levels.
     approvals: approvals::Approvals,
-    /// Wakes the outbox loop: a post was recorded.
-    outbox_notify: Notify,
-    heartbeat: Notify,
+    /// What wakes the control loop and the heartbeat.
+    control: control::Control,
+    /// What wakes the outbox's sender.
+    outbox: outbox::Outbox,
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
@@ -107,10 +106,9 @@ impl Core {
                 agents,
                 rooms: Rooms::default(),
                 txns: Mutex::new(RecentTxns::default()),
-                control_notify: Notify::new(),
                 approvals: approvals::Approvals::new(),
-                outbox_notify: Notify::new(),
-                heartbeat: Notify::new(),
+                control: control::Control::default(),
+                outbox: outbox::Outbox::default(),
                 cancel,
                 secrets,
                 model_http: std::sync::OnceLock::new(),
@@ -159,6 +157,16 @@ impl Core {
     /// The approvals service (its wake-up, the power levels it last read).
     pub fn approvals(&self) -> &approvals::Approvals {
         &self.inner.approvals
+    }
+
+    /// What wakes the control loop and the heartbeat.
+    pub fn control(&self) -> &control::Control {
+        &self.inner.control
+    }
+
+    /// What wakes the outbox's sender.
+    pub fn outbox(&self) -> &outbox::Outbox {
+        &self.inner.outbox
     }
 
     /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).

@@ -328,6 +328,16 @@ impl Store {
     }
 
     /// At start-up: every turn that was running when the core stopped is pending again.
+    /// Puts queue `agent`'s in-flight messages back to pending: for a loop of the core's own
+    /// (`!c0re`) that starts again after a panic, when no run of it can hold one any more.
+    pub fn release_inflight(&self, agent: &str) -> anyhow::Result<usize> {
+        let conn = self.lock();
+        Ok(conn.execute(
+            "UPDATE inbox SET state = 'pending' WHERE state = 'inflight' AND agent = ?1",
+            [agent],
+        )?)
+    }
+
     pub fn release_all_inflight(&self) -> anyhow::Result<usize> {
         let conn = self.lock();
         Ok(conn.execute(
@@ -618,6 +628,24 @@ mod tests {
         let again = s.take_next("a", 3).unwrap().0.unwrap();
         assert_eq!((again.event_id.as_str(), again.attempts), ("$1", 2));
         assert!(s.seen("$1").unwrap());
+    }
+
+    #[test]
+    fn a_restarted_loop_gets_its_queue_back_in_order() {
+        let s = Store::open_in_memory().unwrap();
+        ingest(
+            &s,
+            &[ev("$x", &["!c0re"]), ev("$y", &["!c0re"]), ev("$z", &["a"])],
+        );
+        let first = s.take_next("!c0re", 3).unwrap().0.unwrap();
+        assert_eq!(first.event_id, "$x");
+        s.take_next("a", 3).unwrap().0.unwrap();
+        // The run holding $x is gone: $x comes back first, and an agent's turn is untouched.
+        assert_eq!(s.release_inflight("!c0re").unwrap(), 1);
+        let again = s.take_next("!c0re", 3).unwrap().0.unwrap();
+        assert_eq!((again.event_id.as_str(), again.attempts), ("$x", 2));
+        assert_eq!(s.release_inflight("!c0re").unwrap(), 1);
+        assert_eq!(s.counts("a").unwrap().inflight, 1);
     }
 
     #[test]

@@ -11,6 +11,25 @@ pub mod reconcile;
 
 pub use heartbeat::HEARTBEAT_TYPE;
 
+/// What wakes the control side: a `!hive` command queued, a heartbeat come back.
+#[derive(Default)]
+pub struct Control {
+    commands: tokio::sync::Notify,
+    heartbeat: tokio::sync::Notify,
+}
+
+impl Control {
+    /// A `!hive` command was queued.
+    pub fn command_queued(&self) {
+        self.commands.notify_one();
+    }
+
+    /// The core's own heartbeat came back from the homeserver.
+    pub fn heartbeat_seen(&self) {
+        self.heartbeat.notify_waiters();
+    }
+}
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -54,6 +73,11 @@ impl Core {
 
     /// Serves `!hive …` commands from the control queue, one at a time, exactly once.
     pub async fn control_loop(self) {
+        // A run before this one (which panicked) may have left its command in flight: nothing
+        // else would ever answer it. Only one control loop runs at a time.
+        if let Err(e) = self.store().release_inflight(CONTROL_QUEUE) {
+            tracing::error!(error = %format!("{e:#}"), "could not put back an interrupted command");
+        }
         loop {
             let (item, _) = match self
                 .store()
@@ -68,7 +92,7 @@ impl Core {
             let Some(item) = item else {
                 tokio::select! {
                     _ = self.cancel().cancelled() => return,
-                    _ = self.inner.control_notify.notified() => continue,
+                    _ = self.control().commands.notified() => continue,
                 }
             };
             // The body was recognised as a command by `routing::control_command`; the words

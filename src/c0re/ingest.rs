@@ -81,7 +81,7 @@ impl Core {
         for ev in events {
             seen.push((ev.event_id.clone(), ev.room_id.clone()));
             if ev.kind == control::HEARTBEAT_TYPE && ev.sender == self.inner.bot {
-                self.inner.heartbeat.notify_waiters();
+                self.control().heartbeat_seen();
                 continue;
             }
             let role = rooms.role(&ev.room_id);
@@ -130,7 +130,7 @@ impl Core {
         let woken = self.inner.store.ingest(&seen, &routed, received_us)?;
         for name in woken {
             if name == CONTROL_QUEUE {
-                self.inner.control_notify.notify_one();
+                self.control().command_queued();
             } else if name == APPROVALS_QUEUE {
                 self.approvals().wake();
             } else if let Some(a) = AgentName::parse(&name)

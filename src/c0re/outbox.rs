@@ -13,6 +13,12 @@ use crate::store::OutboxRow;
 /// Posts sent per round (a backlog after an outage drains in rounds, the loop stays responsive).
 const BATCH: usize = 50;
 
+/// The outbox's sender: what wakes it (the posts themselves are in the store).
+#[derive(Default)]
+pub struct Outbox {
+    wake: tokio::sync::Notify,
+}
+
 impl Core {
     /// The post that hands `agent` a core event: a notice in its inbox (visible to the
     /// operator) whose `org.hyperhive.event` the agent receives as structured data. `None` when
@@ -40,7 +46,7 @@ impl Core {
 
     /// Wakes the outbox loop: something was recorded to post.
     pub fn wake_outbox(&self) {
-        self.inner.outbox_notify.notify_one();
+        self.outbox().wake.notify_one();
     }
 
     /// Sends what the outbox holds, until shutdown.
@@ -55,7 +61,7 @@ impl Core {
             });
             tokio::select! {
                 _ = self.cancel().cancelled() => return,
-                _ = self.inner.outbox_notify.notified() => {}
+                _ = self.outbox().wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
@@ -68,10 +74,17 @@ impl Core {
                 return Ok(());
             }
             for post in &due {
-                let Some(room) = super::rooms::RoomKey::parse(&post.row.room_key)
-                    .ok()
-                    .and_then(|key| self.rooms().get(&key))
-                else {
+                let key = match super::rooms::RoomKey::parse(&post.row.room_key) {
+                    Ok(key) => key,
+                    Err(e) => {
+                        // Written by this core from a RoomKey: a row that does not parse is
+                        // damaged, and said as such.
+                        tracing::error!(id = post.id, error = %e, "an outbox post names no room");
+                        self.store().post_failed(post.id, &e.to_string(), true)?;
+                        continue;
+                    }
+                };
+                let Some(room) = self.rooms().get(&key) else {
                     // Rooms are set up before this loop runs; a room that vanished (an agent
                     // removed by hand) cannot take the post.
                     self.store().post_failed(

@@ -9,11 +9,17 @@
 //!   the durable store, so a restart picks up where the last one stopped.
 //! - Past that budget a task of the hive ([`Scope::Hive`]) stops the hive loudly (the cancel
 //!   token fires and `hive c0re` exits non-zero naming the task); a task of one agent
-//!   ([`Scope::Agent`]) gives up and says so, and the rest of the hive goes on.
+//!   ([`Scope::Agent`]) is given up on (logged as an error), and the rest of the hive goes on.
+//! - A **critical** task ([`Tasks::spawn_critical`]: the approvals gate, the appservice
+//!   endpoint) has no restart budget: its first end stops the hive. A restart could only hide a
+//!   broken invariant where a wrong guess would approve something, and a new start recovers
+//!   in the order the code was written for (in-flight signals put back, interrupted applies
+//!   finished from git), so the gate fails closed.
 //!
 //! [`Tasks::shutdown`] waits for them after the cancel token fired, at most a timeout, and names
 //! the ones that did not finish in time (they are aborted).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -149,11 +155,15 @@ pub async fn supervised<F, Fut>(
         match next {
             Next::Done | Next::GiveUp => return,
             Next::StopHive => {
-                fatal.set(format!(
-                    "the {name} task ended {} times in {} s (last: {exit:?})",
-                    policy.restarts + 1,
-                    policy.window.as_secs()
-                ));
+                fatal.set(if policy.restarts == 0 {
+                    format!("the {name} task, which may not restart, ended ({exit:?})")
+                } else {
+                    format!(
+                        "the {name} task ended {} times in {} s (last: {exit:?})",
+                        policy.restarts + 1,
+                        policy.window.as_secs()
+                    )
+                });
                 cancel.cancel();
                 return;
             }
@@ -179,6 +189,8 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 pub struct Tasks {
     set: JoinSet<()>,
     names: Vec<String>,
+    /// The tasks not finished yet, by name.
+    running: Arc<Mutex<BTreeSet<String>>>,
     cancel: CancellationToken,
     fatal: Fatal,
     policy: Policy,
@@ -193,6 +205,7 @@ impl Tasks {
         Self {
             set: JoinSet::new(),
             names: Vec::new(),
+            running: Arc::default(),
             cancel,
             fatal,
             policy,
@@ -205,16 +218,50 @@ impl Tasks {
         F: Fn() -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
+        self.start(name, self.policy, make);
+    }
+
+    /// Starts `name` with no restart budget: its first end (an error, a panic, or returning
+    /// before the hive stops) stops the hive.
+    pub fn spawn_critical<F, Fut>(&mut self, name: &str, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let policy = Policy {
+            restarts: 0,
+            ..self.policy
+        };
+        self.start(name, policy, make);
+    }
+
+    fn start<F, Fut>(&mut self, name: &str, policy: Policy, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         let name = name.to_owned();
         self.names.push(name.clone());
-        self.set.spawn(supervised(
-            name,
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone());
+        let running = self.running.clone();
+        let run = supervised(
+            name.clone(),
             Scope::Hive,
-            self.policy,
+            policy,
             self.cancel.clone(),
             self.fatal.clone(),
             make,
-        ));
+        );
+        self.set.spawn(async move {
+            run.await;
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+        });
     }
 
     /// The names of the tasks started, in order.
@@ -230,11 +277,18 @@ impl Tasks {
         })
         .await;
         if waited.is_err() {
-            let left = self.set.len();
+            let left: Vec<String> = self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect();
             self.set.abort_all();
             anyhow::bail!(
-                "{left} of the core's tasks ({}) did not stop within {} s; aborted",
-                self.names.join(", "),
+                "{} of the core's tasks ({}) did not stop within {} s; aborted",
+                left.len(),
+                left.join(", "),
                 timeout.as_secs()
             );
         }
@@ -380,6 +434,39 @@ mod tests {
             .shutdown(Duration::from_millis(200))
             .await
             .expect_err("one task did not stop");
-        assert!(err.to_string().contains("1 of the core's tasks"), "{err}");
+        assert!(
+            err.to_string().contains("1 of the core's tasks (stubborn)"),
+            "names only the task still running: {err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_critical_task_stops_the_hive_at_its_first_end() {
+        let cancel = CancellationToken::new();
+        let fatal = Fatal::default();
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r = runs.clone();
+        let mut tasks = Tasks::with_policy(cancel.clone(), fatal.clone(), QUICK);
+        tasks.spawn_critical("gate", move || {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                anyhow::bail!("an invariant broke")
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(600), cancel.cancelled())
+            .await
+            .expect("the hive was stopped");
+        tasks.shutdown(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "never restarted"
+        );
+        let why = fatal.get().expect("the reason is kept");
+        assert!(
+            why.contains("gate") && why.contains("an invariant broke"),
+            "{why}"
+        );
     }
 }

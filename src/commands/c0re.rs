@@ -143,13 +143,27 @@ pub async fn serve(
             "turns interrupted by the last stop will be delivered again"
         );
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, "hive-c0re listening for the homeserver");
-    let server = axum::serve(listener, crate::c0re::server::router(core.clone()))
-        .with_graceful_shutdown(cancel.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await.context("appservice endpoint failed") });
+    let fatal = Fatal::default();
+    let mut tasks = Tasks::new(cancel.clone(), fatal.clone());
+    // The homeserver's only way in: without it nothing is routed and nothing approved.
+    tasks.spawn_critical("appservice endpoint", {
+        let (core, cancel) = (core.clone(), cancel.clone());
+        move || {
+            let listener = listener.try_clone();
+            let (core, cancel) = (core.clone(), cancel.clone());
+            async move {
+                let listener = tokio::net::TcpListener::from_std(listener?)?;
+                axum::serve(listener, crate::c0re::server::router(core))
+                    .with_graceful_shutdown(cancel.cancelled_owned())
+                    .await
+                    .context("appservice endpoint failed")
+            }
+        }
+    });
 
     // Rooms first: events are routed by the room they are in.
     let mut delay = Duration::from_millis(250);
@@ -159,7 +173,7 @@ pub async fn serve(
             Err(e) if delay < Duration::from_secs(30) => {
                 tracing::warn!(error = %format!("{e:#}"), "room set-up failed; retrying");
                 tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
+                    _ = cancel.cancelled() => return stopped_because(&fatal),
                     _ = tokio::time::sleep(delay) => {}
                 }
                 delay *= 2;
@@ -187,12 +201,10 @@ pub async fn serve(
     for name in core.agents().all().keys() {
         core.start_agent(name);
     }
-    let fatal = Fatal::default();
-    let mut tasks = Tasks::new(cancel.clone(), fatal.clone());
     macro_rules! task {
-        ($name:literal, $run:ident) => {{
+        ($spawn:ident, $name:literal, $run:ident) => {{
             let c = core.clone();
-            tasks.spawn($name, move || {
+            tasks.$spawn($name, move || {
                 let c = c.clone();
                 async move {
                     c.$run().await;
@@ -201,11 +213,12 @@ pub async fn serve(
             });
         }};
     }
-    task!("heartbeat", heartbeat_loop);
-    task!("control", control_loop);
-    task!("approvals", approvals_loop);
-    task!("outbox", outbox_loop);
-    task!("prune", prune_loop);
+    task!(spawn, "heartbeat", heartbeat_loop);
+    task!(spawn, "control", control_loop);
+    // The gate fails closed: a panic in it stops the hive (c0re/tasks.rs).
+    task!(spawn_critical, "approvals", approvals_loop);
+    task!(spawn, "outbox", outbox_loop);
+    task!(spawn, "prune", prune_loop);
     {
         let c = core.clone();
         tasks.spawn("control socket", move || c.clone().serve_control_socket());
@@ -246,18 +259,27 @@ pub async fn serve(
             "agents' tasks did not stop in time"
         );
     }
-    server.await??;
-    let _ = std::fs::remove_file(&pid_path);
+    if let Err(e) = std::fs::remove_file(&pid_path) {
+        // Only `hive status` reads it; a stale one names a pid that is gone.
+        tracing::warn!(path = %pid_path.display(), error = %e, "could not remove the pid file");
+    }
     if let Err(e) = stopped {
         tracing::error!(error = %format!("{e:#}"), "shutdown timed out");
     }
-    if let Some(why) = fatal.get() {
-        anyhow::bail!("hive-c0re stopped because {why}");
-    }
+    stopped_because(&fatal)?;
     tracing::info!("hive-c0re stopped");
     Ok(())
 }
 
-/// How long a stop waits for the core's loops, and then for the agents' tasks (a harness in a
-/// turn is given its own grace by its supervisor, within this).
+/// `Ok` for a stop that was asked for; the task that stopped the hive, if one did.
+fn stopped_because(fatal: &Fatal) -> anyhow::Result<()> {
+    match fatal.get() {
+        Some(why) => anyhow::bail!("hive-c0re stopped because {why}"),
+        None => Ok(()),
+    }
+}
+
+/// How long a stop waits for the core's loops (the endpoint's drain included), and then as long
+/// again for the agents' tasks (a harness in a turn is given its own grace by its supervisor,
+/// within this).
 const SHUTDOWN: Duration = Duration::from_secs(30);

@@ -168,7 +168,8 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
             log: dirs.log(),
         };
         let runtime: &dyn Runtime = match &placement {
-            Placement::External => return,
+            // Someone else starts it; this task only ends with the hive.
+            Placement::External => return core.cancel().cancelled().await,
             Placement::Sandboxed => match &runtimes.bwrap {
                 Some(b) => b,
                 None => unreachable!("placed in a sandbox only when one can run"),

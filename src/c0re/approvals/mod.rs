@@ -128,14 +128,29 @@ impl Core {
                     ))
                 }
             };
-            let next_expiry = [
-                self.store().next_expiry().ok().flatten(),
-                self.store().next_question_expiry().ok().flatten(),
-                self.store().next_reminder().ok().flatten(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let next = [
+                self.store().next_expiry(),
+                self.store().next_question_expiry(),
+                self.store().next_reminder(),
+            ];
+            let mut unknown = false;
+            let next_expiry = next
+                .into_iter()
+                .filter_map(|r| {
+                    r.unwrap_or_else(|e| {
+                        // Not "nothing is due": look again soon.
+                        tracing::error!(error = %format!("{e:#}"), "cannot read when the next expiry is");
+                        unknown = true;
+                        None
+                    })
+                })
+                .min();
+            let next_expiry = if unknown {
+                let soon = crate::store::now_us() + 5_000_000;
+                Some(next_expiry.map_or(soon, |t| t.min(soon)))
+            } else {
+                next_expiry
+            };
             let sleep = next_expiry.map_or(Duration::from_secs(3600), |t| {
                 Duration::from_micros((t - crate::store::now_us()).max(0) as u64 + 1000)
             });

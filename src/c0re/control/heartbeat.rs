@@ -78,7 +78,7 @@ impl Core {
         let Some(room) = self.rooms().get(&RoomKey::Control) else {
             return Some(Beat::NoRoom);
         };
-        let arrived = self.inner.heartbeat.notified();
+        let arrived = self.control().heartbeat.notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
         let txn = format!("hh-heartbeat-{}", now_us());
