@@ -42,7 +42,7 @@ use git::{APPLIED, PROPOSED, TempIndex, git, git_indexed, git_str, git_str_in};
 mod tests;
 
 /// Largest file accepted in a config commit.
-const MAX_FILE: u64 = 1 << 20;
+pub const MAX_FILE: u64 = 1 << 20;
 /// Most files accepted in a config commit.
 const MAX_FILES: usize = 64;
 
@@ -146,7 +146,7 @@ pub struct ConfigFile {
 }
 
 /// Checks a path from a git tree: relative, no `.`/`..`/empty components, printable.
-fn check_path(path: &str) -> Result<(), CommitError> {
+pub fn check_path(path: &str) -> Result<(), CommitError> {
     let bad = |why: String| CommitError::BadPath {
         path: path.to_owned(),
         why,
@@ -166,7 +166,7 @@ fn check_path(path: &str) -> Result<(), CommitError> {
 }
 
 /// Whether `content` is not text a reviewer can read: not UTF-8, or holding a NUL.
-fn is_binary(content: &[u8]) -> bool {
+pub fn is_binary(content: &[u8]) -> bool {
     content.contains(&0) || std::str::from_utf8(content).is_err()
 }
 
@@ -538,6 +538,35 @@ impl ConfigRepo {
         std::os::unix::fs::symlink(rel, &tmp)?;
         std::fs::rename(&tmp, self.dirs.current())?;
         Ok(())
+    }
+
+    /// The proposed side's tip (the `proposed` branch, else the applied commit).
+    pub fn proposed(&self) -> anyhow::Result<Option<String>> {
+        self.proposed_tip()
+    }
+
+    /// Every deploy, oldest first: its number and the commit its `deploy/<n>` tag names.
+    pub fn deploys(&self) -> anyhow::Result<Vec<(u64, String)>> {
+        if !self.exists() {
+            return Ok(Vec::new());
+        }
+        let out = git::git_str(
+            &self.dirs.repo(),
+            &[
+                "for-each-ref",
+                "--format=%(refname:strip=2) %(objectname)",
+                "refs/tags/deploy",
+            ],
+        )?;
+        let mut deploys: Vec<(u64, String)> = out
+            .lines()
+            .filter_map(|l| {
+                let (tag, sha) = l.split_once(' ')?;
+                Some((tag.strip_prefix("deploy/")?.parse().ok()?, sha.to_owned()))
+            })
+            .collect();
+        deploys.sort();
+        Ok(deploys)
     }
 
     /// The deploy number and sha `current` points at.

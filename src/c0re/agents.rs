@@ -12,6 +12,7 @@
 //! [`AgentState`] is what the store records about an agent's harness (shown by `hive status`
 //! and `!hive status`).
 
+pub mod config_tools;
 pub mod effects;
 pub mod registry;
 pub mod session;

@@ -25,6 +25,8 @@ pub fn effect_key(tool: &str, args: &Value) -> Option<String> {
         "remind" => Some("remind".into()),
         "request_apply_commit" => Some(format!("request_apply_commit:{}:{}", s("agent"), s("sha"))),
         "request_init_config" => Some(format!("request_init_config:{}", s("name"))),
+        // A commit on the proposed side: a re-run turn gets the first commit's sha back.
+        "write_config" => Some(format!("write_config:{}", s("agent"))),
         _ => None,
     }
 }
@@ -223,6 +225,18 @@ mod tests {
                 tool: "request_init_config",
                 args: json!({"name": "n"}),
                 want: Some("request_init_config:n"),
+            },
+            Case {
+                name: "a config commit is keyed by the agent whose config it is",
+                tool: "write_config",
+                args: json!({"agent": "echo", "files": [], "message": "m"}),
+                want: Some("write_config:echo"),
+            },
+            Case {
+                name: "reading a config changes nothing",
+                tool: "read_config",
+                args: json!({"agent": "echo"}),
+                want: None,
             },
             Case {
                 name: "reading notes changes nothing",

@@ -128,6 +128,9 @@ pub fn catalog() -> Vec<ToolSpec> {
             managers_only: true,
         },
     ]
+    .into_iter()
+    .chain(super::config_tools::catalog())
+    .collect()
 }
 
 #[derive(Deserialize)]
@@ -381,6 +384,9 @@ impl Core {
                     "requested (approval #{id}); the outcome will arrive as a message"
                 ))
             }
+            "read_config" | "write_config" | "config_diff" | "config_log" => {
+                self.config_tool(agent, name, v).await
+            }
             "request_init_config" => {
                 let a: InitArgs = args(name, v)?;
                 let id = self
@@ -466,12 +472,14 @@ mod tests {
             assert_eq!(t.input_schema["additionalProperties"], false, "{}", t.name);
             assert!(!t.description.is_empty());
         }
-        assert!(
-            tools
-                .iter()
-                .filter(|t| t.managers_only)
-                .all(|t| t.name.starts_with("request_"))
-        );
+        // What only a manager may do: ask for approvals, and read or write another's config.
+        for t in &tools {
+            let privileged = t.name.starts_with("request_") || t.name.contains("config");
+            assert_eq!(t.managers_only, privileged, "{}", t.name);
+        }
+        let names = |m| offered(m).into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert!(names(true).contains(&"write_config"));
+        assert!(!names(false).iter().any(|n| n.contains("config")));
     }
 
     #[test]

@@ -375,7 +375,7 @@ fn check_commit(cfg: &Config, repo: &ConfigRepo, sha: &str, id: &str) -> Result<
 /// What an agent's config may not grant itself, checked against the hive's config (the
 /// operator's): a model provider hive.toml does not declare, of another kind, or a model it
 /// does not allow. (An agent with no provider at all is not refused: it says it cannot think.)
-pub(super) fn grantable(cfg: &Config, spec: &crate::agent_spec::AgentSpec) -> Result<(), Refusal> {
+pub fn grantable(cfg: &Config, spec: &crate::agent_spec::AgentSpec) -> Result<(), Refusal> {
     match cfg.provider_for(&spec.brain) {
         Ok(_) => Ok(()),
         Err(e) if e.is_warning() => Ok(()),

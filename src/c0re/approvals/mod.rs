@@ -44,7 +44,7 @@ mod signals;
 pub mod text;
 
 pub use filing::{
-    MAX_SUMMARY, Refusal, RequestRefused, file_apply_commit, file_init_config, spawnable,
+    MAX_SUMMARY, Refusal, RequestRefused, file_apply_commit, file_init_config, grantable, spawnable,
 };
 pub use questions::AskError;
 

@@ -50,6 +50,31 @@ impl Store {
         Ok(v)
     }
 
+    /// Every request about `agent`, oldest first.
+    pub fn approvals_of(&self, agent: &str) -> anyhow::Result<Vec<Approval>> {
+        let c = self.lock();
+        let mut st = c.prepare(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE agent = ?1 ORDER BY id"
+        ))?;
+        let v = st.query_map([agent], row)?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Who voted to approve request `id` (a vote withdrawn since is still in the trail, and
+    /// said as such by `withdrawn`).
+    pub fn approvers(&self, id: i64) -> anyhow::Result<Vec<(String, bool)>> {
+        let c = self.lock();
+        let mut st = c.prepare(
+            "SELECT actor, EXISTS (SELECT 1 FROM audit w WHERE w.approval_id = a.approval_id
+                 AND w.actor = a.actor AND w.action = 'withdraw' AND w.id > a.id)
+             FROM audit a WHERE approval_id = ?1 AND action = 'approve' ORDER BY id",
+        )?;
+        let v = st
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
     pub fn approvals_in(&self, state: ApprovalState) -> anyhow::Result<Vec<Approval>> {
         let c = self.lock();
         let mut st = c.prepare(&format!(

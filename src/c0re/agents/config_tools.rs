@@ -1,0 +1,537 @@
+//! The managers' config tools: `read_config`, `write_config`, `config_diff`, `config_log`.
+//! A manager reads and edits another agent's config on that agent's **proposed** side (a
+//! branch of the agent's config repo, owned by the core); nothing it writes runs until it files
+//! `request_apply_commit` with the sha and an operator approves. Every call is in the audit.
+//!
+//! `write_config` takes the files to replace (a path and its text each; other files stay as they
+//! are), checks them ([`check_files`]: safe relative paths, text, bounded sizes and counts), lays
+//! them over the proposed tree and validates the result as `hive check` would (`agent.toml`
+//! parsed, every error named by its key; its brain's provider granted by hive.toml), then
+//! commits on the proposed side. It answers the full sha and the diff against the applied
+//! config. What the tools answer passes the secret filter: a manager never reads a secret out of
+//! a config.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::tools::{ToolError, ToolSpec};
+use crate::agent_spec::AgentName;
+use crate::c0re::Core;
+use crate::configrepo::{self, CommitError, ConfigFile, ConfigRepo};
+use crate::store::Audit;
+
+/// Most files one `write_config` may write.
+pub const MAX_WRITE_FILES: usize = 32;
+/// Longest commit message, in bytes.
+pub const MAX_MESSAGE: usize = 2000;
+/// Largest answer a config tool gives (a model reads it; the socket carries it in one frame).
+pub const MAX_ANSWER: usize = 4 << 20;
+
+/// The config tools, managers only.
+pub fn catalog() -> Vec<ToolSpec> {
+    let agent = json!({ "type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$" });
+    vec![
+        ToolSpec {
+            name: "read_config",
+            description: "Managers only: read `agent`'s config: the applied files and sha (what it runs), and the proposed files and sha (what was committed since, if anything).",
+            input_schema: json!({
+                "type": "object",
+                "properties": { "agent": agent },
+                "required": ["agent"],
+                "additionalProperties": false
+            }),
+            managers_only: true,
+        },
+        ToolSpec {
+            name: "write_config",
+            description: "Managers only: write files into `agent`'s proposed config (each replaces the file at its path; other files stay) and commit them with `message`. agent.toml is validated as `hive check` does. Answers the commit's full sha and its diff against the applied config; file the sha with request_apply_commit for an operator to approve.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "agent": agent,
+                    "files": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_WRITE_FILES,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "path": { "type": "string", "description": "relative, e.g. agent.toml or prompt.md" },
+                                "content": { "type": "string" },
+                                "executable": { "type": "boolean" }
+                            },
+                            "required": ["path", "content"],
+                            "additionalProperties": false
+                        }
+                    },
+                    "message": { "type": "string" }
+                },
+                "required": ["agent", "files", "message"],
+                "additionalProperties": false
+            }),
+            managers_only: true,
+        },
+        ToolSpec {
+            name: "config_diff",
+            description: "Managers only: the diff of commit `sha` (default: the proposed tip) of `agent`'s config against the applied config.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "agent": agent,
+                    "sha": { "type": "string", "pattern": "^[0-9a-f]{40}$" }
+                },
+                "required": ["agent"],
+                "additionalProperties": false
+            }),
+            managers_only: true,
+        },
+        ToolSpec {
+            name: "config_log",
+            description: "Managers only: `agent`'s deploys (number and sha) and every request about it: who asked, its state, which deploy it became, who approved.",
+            input_schema: json!({
+                "type": "object",
+                "properties": { "agent": agent },
+                "required": ["agent"],
+                "additionalProperties": false
+            }),
+            managers_only: true,
+        },
+    ]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileArg {
+    pub path: String,
+    pub content: String,
+    #[serde(default)]
+    pub executable: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentArgs {
+    agent: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteArgs {
+    agent: String,
+    files: Vec<FileArg>,
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffArgs {
+    agent: String,
+    sha: Option<String>,
+}
+
+/// Why a `write_config` is refused before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteRefused {
+    #[error("no files to write")]
+    NoFiles,
+    #[error("at most {MAX_WRITE_FILES} files at once")]
+    TooManyFiles,
+    #[error("{0} is given twice")]
+    Twice(String),
+    #[error("the commit message must be 1 to {MAX_MESSAGE} bytes")]
+    Message,
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("{0:#}")]
+    Repo(anyhow::Error),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Checks what a manager asks to write, before the repo is touched: at least one file and at
+/// most [`MAX_WRITE_FILES`], each path safe (relative, no `.`/`..`/`.git`, printable) and given
+/// once, each content text (no NUL) within the repo's file size, a message of sensible length.
+pub fn check_files(files: &[FileArg], message: &str) -> Result<Vec<ConfigFile>, WriteRefused> {
+    if files.is_empty() {
+        return Err(WriteRefused::NoFiles);
+    }
+    if files.len() > MAX_WRITE_FILES {
+        return Err(WriteRefused::TooManyFiles);
+    }
+    if message.trim().is_empty() || message.len() > MAX_MESSAGE {
+        return Err(WriteRefused::Message);
+    }
+    let mut out: Vec<ConfigFile> = Vec::with_capacity(files.len());
+    for f in files {
+        configrepo::check_path(&f.path)?;
+        if out.iter().any(|o| o.path == f.path) {
+            return Err(WriteRefused::Twice(f.path.clone()));
+        }
+        if f.content.len() as u64 > configrepo::MAX_FILE {
+            return Err(CommitError::TooLarge(f.path.clone()).into());
+        }
+        if configrepo::is_binary(f.content.as_bytes()) {
+            return Err(CommitError::Binary(f.path.clone()).into());
+        }
+        out.push(ConfigFile {
+            path: f.path.clone(),
+            executable: f.executable,
+            content: f.content.clone().into_bytes(),
+        });
+    }
+    Ok(out)
+}
+
+/// `base` with `files` laid over it (a file replaces the one at its path).
+fn overlay(mut base: Vec<ConfigFile>, files: &[ConfigFile]) -> Vec<ConfigFile> {
+    for f in files {
+        match base.iter_mut().find(|b| b.path == f.path) {
+            Some(b) => *b = f.clone(),
+            None => base.push(f.clone()),
+        }
+    }
+    base.sort_by(|a, b| a.path.cmp(&b.path));
+    base
+}
+
+fn files_json(files: &[ConfigFile]) -> Value {
+    Value::Array(
+        files
+            .iter()
+            .map(|f| {
+                json!({
+                    "path": f.path,
+                    "executable": f.executable,
+                    "content": String::from_utf8_lossy(&f.content),
+                })
+            })
+            .collect(),
+    )
+}
+
+impl Core {
+    /// Runs one config tool for manager `by` (already checked to be a manager). The answer is
+    /// JSON text, through the secret filter.
+    pub(super) async fn config_tool(
+        &self,
+        by: &AgentName,
+        tool: &str,
+        v: &Value,
+    ) -> Result<String, ToolError> {
+        let agent = match tool {
+            "read_config" | "config_log" => args::<AgentArgs>(tool, v)?.agent,
+            "write_config" => args::<WriteArgs>(tool, v)?.agent,
+            "config_diff" => args::<DiffArgs>(tool, v)?.agent,
+            other => return Err(ToolError::NoTool(other.to_owned())),
+        };
+        let name = self.agent_named(&agent)?;
+        let (core, by, tool, v) = (self.clone(), by.clone(), tool.to_owned(), v.clone());
+        let answer =
+            tokio::task::spawn_blocking(move || core.config_blocking(&by, &name, &tool, &v))
+                .await
+                .map_err(|e| ToolError::Store(e.into()))??;
+        if answer.len() > MAX_ANSWER {
+            return Err(ToolError::Refused(format!(
+                "the answer would be {} bytes, more than the {MAX_ANSWER} a tool answers; read the diff (config_diff) instead",
+                answer.len()
+            )));
+        }
+        Ok(self.secrets().redact(&answer))
+    }
+
+    /// `agent` as an agent of this hive (a name that is none is refused before any path is made).
+    fn agent_named(&self, agent: &str) -> Result<AgentName, ToolError> {
+        AgentName::parse(agent)
+            .ok()
+            .filter(|n| self.agents().get(n).is_some())
+            .ok_or_else(|| ToolError::Refused(format!("{agent:?} is not an agent of this hive")))
+    }
+
+    fn config_blocking(
+        &self,
+        by: &AgentName,
+        name: &AgentName,
+        tool: &str,
+        v: &Value,
+    ) -> Result<String, ToolError> {
+        let repo = ConfigRepo::new(self.data_dir(), name);
+        let git = |e: anyhow::Error| ToolError::Refused(format!("{e:#}"));
+        let (answer, sha, outcome) = match tool {
+            "read_config" => {
+                let applied = repo.applied().map_err(git)?;
+                let proposed = repo.proposed().map_err(git)?;
+                let read = |sha: &Option<String>| -> Result<Value, ToolError> {
+                    match sha {
+                        Some(s) => Ok(files_json(
+                            &repo
+                                .read_commit(s)
+                                .map_err(|e| ToolError::Refused(e.to_string()))?,
+                        )),
+                        None => Ok(Value::Null),
+                    }
+                };
+                let same = proposed == applied;
+                let answer = json!({
+                    "agent": name.as_str(),
+                    "applied_sha": applied,
+                    "deploy": repo.current().map(|(n, _)| n),
+                    "applied": read(&applied)?,
+                    "proposed_sha": proposed,
+                    "proposed": if same { Value::String("the same as applied".into()) } else { read(&proposed)? },
+                });
+                (answer, None, "read".to_owned())
+            }
+            "write_config" => {
+                let a: WriteArgs = args(tool, v)?;
+                let (sha, diff) = self
+                    .write_config(&repo, &a.files, &a.message)
+                    .map_err(|e| ToolError::Refused(e.to_string()))?;
+                // Committed: the answer must not fail now, so a diff too large is only named.
+                let diff = if diff.len() > MAX_ANSWER / 2 {
+                    format!(
+                        "(the diff is {} bytes, too large to answer here)",
+                        diff.len()
+                    )
+                } else {
+                    diff
+                };
+                let answer = json!({ "agent": name.as_str(), "sha": sha, "diff": diff,
+                    "next": format!("request_apply_commit(agent = \"{name}\", sha = \"{sha}\", summary = …) asks an operator to apply it") });
+                (answer, Some(sha), "committed".to_owned())
+            }
+            "config_diff" => {
+                let a: DiffArgs = args(tool, v)?;
+                let sha = match a.sha {
+                    Some(s) => s,
+                    None => repo
+                        .proposed()
+                        .map_err(git)?
+                        .ok_or_else(|| ToolError::Refused(format!("{name} has no config yet")))?,
+                };
+                let diff = repo.diff(&sha).map_err(git)?;
+                (
+                    json!({ "agent": name.as_str(), "sha": sha, "diff": diff }),
+                    Some(sha),
+                    "read".to_owned(),
+                )
+            }
+            "config_log" => {
+                let deploys: Vec<Value> = repo
+                    .deploys()
+                    .map_err(git)?
+                    .into_iter()
+                    .map(
+                        |(n, sha)| json!({ "deploy": n, "tag": format!("deploy/{n}"), "sha": sha }),
+                    )
+                    .collect();
+                let mut requests = Vec::new();
+                for a in self
+                    .store()
+                    .approvals_of(name.as_str())
+                    .map_err(ToolError::Store)?
+                {
+                    let approvers = self.store().approvers(a.id).map_err(ToolError::Store)?;
+                    requests.push(json!({
+                        "id": a.id,
+                        "kind": a.kind.as_str(),
+                        "sha": a.sha,
+                        "requester": a.requester,
+                        "summary": a.summary,
+                        "state": a.state.as_str(),
+                        "deploy": a.deploy,
+                        "approved_by": approvers.iter().filter(|(_, w)| !w).map(|(u, _)| u).collect::<Vec<_>>(),
+                        "reason": a.reason,
+                    }));
+                }
+                (
+                    json!({ "agent": name.as_str(), "deploys": deploys, "requests": requests }),
+                    None,
+                    "read".to_owned(),
+                )
+            }
+            other => return Err(ToolError::NoTool(other.to_owned())),
+        };
+        self.store()
+            .audit(&Audit {
+                actor: by.as_str(),
+                action: tool,
+                approval_id: None,
+                agent: Some(name.as_str()),
+                sha: sha.as_deref(),
+                outcome: &outcome,
+                detail: None,
+            })
+            .map_err(ToolError::Store)?;
+        Ok(serde_json::to_string_pretty(&answer).expect("json serialises"))
+    }
+
+    /// Checks, validates and commits `files` on `repo`'s proposed side; the sha and its diff
+    /// against the applied config.
+    fn write_config(
+        &self,
+        repo: &ConfigRepo,
+        files: &[FileArg],
+        message: &str,
+    ) -> Result<(String, String), WriteRefused> {
+        let files = check_files(files, message)?;
+        let base = match repo.proposed().map_err(WriteRefused::Repo)? {
+            Some(tip) => repo.read_commit(&tip)?,
+            None => Vec::new(),
+        };
+        let tree = overlay(base, &files);
+        // As `hive check` validates it: every key's error, then what hive.toml grants.
+        let spec = repo.parse_spec(&tree)?;
+        crate::c0re::approvals::grantable(self.cfg(), &spec)
+            .map_err(|r| WriteRefused::Refused(r.to_string()))?;
+        let sha = repo
+            .commit_proposed(&files, message)
+            .map_err(WriteRefused::Repo)?;
+        let diff = repo.diff(&sha).map_err(WriteRefused::Repo)?;
+        Ok((sha, diff))
+    }
+}
+
+fn args<T: serde::de::DeserializeOwned>(tool: &str, v: &Value) -> Result<T, ToolError> {
+    let v = if v.is_null() { json!({}) } else { v.clone() };
+    serde_json::from_value(v).map_err(|source| ToolError::BadArguments {
+        tool: tool.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(path: &str, content: &str) -> FileArg {
+        FileArg {
+            path: path.into(),
+            content: content.into(),
+            executable: false,
+        }
+    }
+
+    #[test]
+    fn what_a_manager_may_write() {
+        struct Case {
+            name: &'static str,
+            files: Vec<FileArg>,
+            message: &'static str,
+            refused: Option<&'static str>,
+        }
+        let big = "x".repeat(configrepo::MAX_FILE as usize + 1);
+        let cases = [
+            Case {
+                name: "a prompt and an agent.toml",
+                files: vec![
+                    f("agent.toml", "[brain]\nkind = \"scripted\"\n"),
+                    f("prompt.md", "hi"),
+                ],
+                message: "give it a prompt",
+                refused: None,
+            },
+            Case {
+                name: "a file in a subdirectory",
+                files: vec![f("tools/run.sh", "echo hi\n")],
+                message: "a tool",
+                refused: None,
+            },
+            Case {
+                name: "nothing",
+                files: vec![],
+                message: "empty",
+                refused: Some("no files"),
+            },
+            Case {
+                name: "out of the repo",
+                files: vec![f("../x", "x")],
+                message: "escape",
+                refused: Some("forbidden path component"),
+            },
+            Case {
+                name: "absolute",
+                files: vec![f("/etc/passwd", "x")],
+                message: "escape",
+                refused: Some("not a relative path"),
+            },
+            Case {
+                name: "into git's own files",
+                files: vec![f(".git/config", "x")],
+                message: "escape",
+                refused: Some("forbidden path component"),
+            },
+            Case {
+                name: "a control character in a path",
+                files: vec![f("a\nb", "x")],
+                message: "odd",
+                refused: Some("control character"),
+            },
+            Case {
+                name: "the same path twice",
+                files: vec![f("prompt.md", "a"), f("prompt.md", "b")],
+                message: "twice",
+                refused: Some("given twice"),
+            },
+            Case {
+                name: "binary content",
+                files: vec![f("blob", "a\0b")],
+                message: "binary",
+                refused: Some("binary file"),
+            },
+            Case {
+                name: "too large",
+                files: vec![f("big.md", &big)],
+                message: "big",
+                refused: Some("larger than"),
+            },
+            Case {
+                name: "no message",
+                files: vec![f("prompt.md", "a")],
+                message: "  ",
+                refused: Some("commit message"),
+            },
+        ];
+        for c in cases {
+            let got = check_files(&c.files, c.message);
+            match (c.refused, got) {
+                (None, Ok(files)) => assert_eq!(files.len(), c.files.len(), "{}", c.name),
+                (Some(want), Err(e)) => {
+                    assert!(e.to_string().contains(want), "{}: {e}", c.name)
+                }
+                (want, got) => panic!("{}: wanted {want:?}, got {got:?}", c.name),
+            }
+        }
+        let many: Vec<FileArg> = (0..=MAX_WRITE_FILES)
+            .map(|i| f(&format!("f{i}"), "x"))
+            .collect();
+        assert!(matches!(
+            check_files(&many, "many"),
+            Err(WriteRefused::TooManyFiles)
+        ));
+    }
+
+    #[test]
+    fn written_files_replace_theirs_and_keep_the_rest() {
+        let file = |p: &str, c: &str| ConfigFile {
+            path: p.into(),
+            executable: false,
+            content: c.as_bytes().to_vec(),
+        };
+        let tree = overlay(
+            vec![file("agent.toml", "old"), file("prompt.md", "keep")],
+            &[file("agent.toml", "new"), file("a.md", "added")],
+        );
+        let got: Vec<(&str, &[u8])> = tree
+            .iter()
+            .map(|f| (f.path.as_str(), &f.content[..]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.md", &b"added"[..]),
+                ("agent.toml", b"new"),
+                ("prompt.md", b"keep")
+            ]
+        );
+    }
+}
