@@ -43,6 +43,9 @@ mod tests;
 
 /// Largest file accepted in a config commit.
 pub const MAX_FILE: u64 = 1 << 20;
+/// Longest path in a config, and longest name in it (what a filesystem takes).
+const MAX_PATH: usize = 1024;
+const MAX_NAME: usize = 255;
 /// Most files accepted in a config commit.
 const MAX_FILES: usize = 64;
 
@@ -154,9 +157,15 @@ pub fn check_path(path: &str) -> Result<(), CommitError> {
     if path.is_empty() || path.starts_with('/') {
         return Err(bad("not a relative path".into()));
     }
+    if path.len() > MAX_PATH {
+        return Err(bad(format!("longer than {MAX_PATH} bytes")));
+    }
     for c in path.split('/') {
         if c.is_empty() || c == "." || c == ".." || c.starts_with(".git") {
             return Err(bad(format!("forbidden path component {c:?}")));
+        }
+        if c.len() > MAX_NAME {
+            return Err(bad(format!("a name longer than {MAX_NAME} bytes")));
         }
         if c.chars().any(|ch| ch.is_control()) {
             return Err(bad("control character in path".into()));
@@ -256,6 +265,69 @@ impl ConfigRepo {
     /// with the given paths replaced, built in a temporary index. Fails, changing nothing, if
     /// the branch moved meanwhile.
     pub fn commit_proposed(&self, files: &[ConfigFile], message: &str) -> anyhow::Result<String> {
+        let (sha, old, _) = self.make_proposed_commit(files, message)?;
+        self.move_proposed(&sha, old.as_deref())?;
+        Ok(sha)
+    }
+
+    /// [`Self::commit_proposed`], with the whole new tree read back from the object store
+    /// ([`Self::read_commit`]: counts, paths, text, an `agent.toml`) and given to `check` before
+    /// the branch moves: what is checked is exactly what is committed, and nothing moves unless
+    /// both pass. The new commit is `(sha, parent)`.
+    pub fn commit_proposed_checked<E>(
+        &self,
+        files: &[ConfigFile],
+        message: &str,
+        check: impl FnOnce(&[ConfigFile], &[ConfigFile]) -> Result<(), E>,
+    ) -> Result<String, E>
+    where
+        E: From<CommitError> + From<anyhow::Error>,
+    {
+        let (sha, old, parent) = self.make_proposed_commit(files, message)?;
+        let tree = self.read_commit_any(&sha)?;
+        let before = match &parent {
+            Some(p) => self.read_commit_any(p)?,
+            None => Vec::new(),
+        };
+        check(&before, &tree)?;
+        self.move_proposed(&sha, old.as_deref())?;
+        Ok(sha)
+    }
+
+    /// Moves the `proposed` branch to `sha` if it is still at `old` (none: must not exist yet).
+    fn move_proposed(&self, sha: &str, old: Option<&str>) -> anyhow::Result<()> {
+        git(
+            &self.dirs.repo(),
+            &[
+                "update-ref",
+                "-m",
+                "commit_proposed",
+                PROPOSED,
+                sha,
+                old.unwrap_or(""),
+            ],
+            None,
+        )
+        .with_context(|| format!("{}'s proposed branch moved meanwhile", self.name))?;
+        Ok(())
+    }
+
+    /// A commit's files as [`Self::read_commit`] reads them, without requiring an `agent.toml`
+    /// (the checks of [`Self::commit_proposed_checked`] decide that).
+    fn read_commit_any(&self, sha: &str) -> Result<Vec<ConfigFile>, CommitError> {
+        match self.read_commit(sha) {
+            Err(CommitError::NoAgentToml) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// The commit object for [`Self::commit_proposed`], the branch untouched: its sha, the
+    /// branch's value it was built on (for the swap), and its parent.
+    fn make_proposed_commit(
+        &self,
+        files: &[ConfigFile],
+        message: &str,
+    ) -> anyhow::Result<(String, Option<String>, Option<String>)> {
         for f in files {
             check_path(&f.path).map_err(|e| anyhow::anyhow!(e))?;
             if f.content.len() as u64 > MAX_FILE {
@@ -298,21 +370,7 @@ impl ConfigRepo {
             args.extend(["-p", p.as_str()]);
         }
         let sha = git_str_in(&repo, &args, message.as_bytes())?;
-        // Compare-and-swap: an empty old value means "must not exist yet".
-        git(
-            &repo,
-            &[
-                "update-ref",
-                "-m",
-                "commit_proposed",
-                PROPOSED,
-                &sha,
-                old.as_deref().unwrap_or(""),
-            ],
-            None,
-        )
-        .with_context(|| format!("{}'s proposed branch moved meanwhile", self.name))?;
-        Ok(sha)
+        Ok((sha, old, parent))
     }
 
     /// Moves the `proposed` branch to commit `sha` (already in the core's repo), e.g. to base

@@ -147,6 +147,15 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
         "{diff}"
     );
     assert!(diff.contains("second edition"), "{diff}");
+    // The same files again change nothing: no second commit.
+    let (text, err) = tool(
+        &mut hm1nd,
+        "write_config",
+        json!({"agent": "echo", "message": "again",
+               "files": [{"path": "agent.toml", "content": scripted("v2")}]}),
+    )
+    .await;
+    assert!(err && text.contains("nothing to commit"), "{text}");
     let (text, err) = tool(&mut hm1nd, "config_diff", json!({"agent": "echo"})).await;
     assert!(
         !err && text.contains(&sha) && text.contains("v2: {body}"),
@@ -238,5 +247,21 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
         calls.iter().any(|(a, _)| a == "config_log")
             && calls.iter().any(|(a, _)| a == "config_diff"),
         "{calls:?}"
+    );
+    let refused = |actor: &str, why: &str| {
+        store.audit_log(1000).unwrap().iter().any(|e| {
+            e.actor == actor
+                && e.action == "write_config"
+                && e.outcome == "refused"
+                && e.detail.as_deref().is_some_and(|d| d.contains(why))
+        })
+    };
+    assert!(
+        refused("hm1nd", "forbidden path component"),
+        "a refused write is audited"
+    );
+    assert!(
+        refused("alice", "managers only"),
+        "a non-manager's attempt is audited"
     );
 }

@@ -143,9 +143,13 @@ pub enum WriteRefused {
     #[error(transparent)]
     Commit(#[from] CommitError),
     #[error("{0:#}")]
-    Repo(anyhow::Error),
+    Repo(#[from] anyhow::Error),
     #[error("{0}")]
     Refused(String),
+    #[error("the files are the same as the proposed ones: nothing to commit")]
+    NothingChanges,
+    #[error("{0} holds a control character; config files are text")]
+    Control(String),
 }
 
 /// Checks what a manager asks to write, before the repo is touched: at least one file and at
@@ -173,6 +177,12 @@ pub fn check_files(files: &[FileArg], message: &str) -> Result<Vec<ConfigFile>, 
         if configrepo::is_binary(f.content.as_bytes()) {
             return Err(CommitError::Binary(f.path.clone()).into());
         }
+        if f.content
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(WriteRefused::Control(f.path.clone()));
+        }
         out.push(ConfigFile {
             path: f.path.clone(),
             executable: f.executable,
@@ -180,18 +190,6 @@ pub fn check_files(files: &[FileArg], message: &str) -> Result<Vec<ConfigFile>, 
         });
     }
     Ok(out)
-}
-
-/// `base` with `files` laid over it (a file replaces the one at its path).
-fn overlay(mut base: Vec<ConfigFile>, files: &[ConfigFile]) -> Vec<ConfigFile> {
-    for f in files {
-        match base.iter_mut().find(|b| b.path == f.path) {
-            Some(b) => *b = f.clone(),
-            None => base.push(f.clone()),
-        }
-    }
-    base.sort_by(|a, b| a.path.cmp(&b.path));
-    base
 }
 
 fn files_json(files: &[ConfigFile]) -> Value {
@@ -209,15 +207,79 @@ fn files_json(files: &[ConfigFile]) -> Value {
     )
 }
 
+/// How many deploys and requests `config_log` lists (the newest; the rest are counted).
+pub const LOG_LIMIT: usize = 50;
+
+/// A config tool's answer before it is written out, and what the audit records of it.
+struct Answer {
+    json: Value,
+    sha: Option<String>,
+    outcome: &'static str,
+}
+
 impl Core {
-    /// Runs one config tool for manager `by` (already checked to be a manager). The answer is
-    /// JSON text, through the secret filter.
+    /// Runs one config tool for manager `by` (already checked to be a manager). Every call is
+    /// audited, refused ones too; the answer, and an error's text, pass the secret filter, and
+    /// the data dir's path is not shown.
     pub(super) async fn config_tool(
         &self,
         by: &AgentName,
         tool: &str,
         v: &Value,
     ) -> Result<String, ToolError> {
+        let target = v
+            .get("agent")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let result = self.config_call(tool, v).await;
+        let (sha, outcome, detail) = match &result {
+            Ok(a) => (a.sha.clone(), a.outcome, None),
+            Err(e) => (None, "refused", Some(self.shown(&e.to_string()))),
+        };
+        if let Err(e) = self.store().audit(&Audit {
+            actor: by.as_str(),
+            action: tool,
+            approval_id: None,
+            agent: Some(&self.shown(&target)),
+            sha: sha.as_deref(),
+            outcome,
+            detail: detail.as_deref(),
+        }) {
+            // The call already happened (a commit cannot be taken back): said loudly, not hidden.
+            tracing::error!(agent = %by, tool, error = %format!("{e:#}"), "could not audit a config tool call");
+        }
+        match result {
+            Ok(mut a) => {
+                self.secrets().redact_json(&mut a.json);
+                let mut text = serde_json::to_string_pretty(&a.json).expect("json serialises");
+                if text.len() > MAX_ANSWER {
+                    if a.outcome == "committed" {
+                        // Committed: the answer must not fail now; the diff is only named.
+                        a.json["diff"] = json!(format!(
+                            "(the diff is too large to answer here; config_diff shows it in parts of the files)"
+                        ));
+                        text = serde_json::to_string_pretty(&a.json).expect("json serialises");
+                    } else {
+                        return Err(ToolError::Refused(format!(
+                            "the answer would be {} bytes, more than the {MAX_ANSWER} a tool answers; read the diff (config_diff) instead",
+                            text.len()
+                        )));
+                    }
+                }
+                Ok(text)
+            }
+            Err(e) => Err(ToolError::Refused(self.shown(&e.to_string()))),
+        }
+    }
+
+    /// `text` as a manager may read it: secrets redacted, the data dir's path left out.
+    fn shown(&self, text: &str) -> String {
+        let data = self.data_dir().display().to_string();
+        self.secrets().redact(&text.replace(&data, "<data dir>"))
+    }
+
+    async fn config_call(&self, tool: &str, v: &Value) -> Result<Answer, ToolError> {
         let agent = match tool {
             "read_config" | "config_log" => args::<AgentArgs>(tool, v)?.agent,
             "write_config" => args::<WriteArgs>(tool, v)?.agent,
@@ -225,18 +287,10 @@ impl Core {
             other => return Err(ToolError::NoTool(other.to_owned())),
         };
         let name = self.agent_named(&agent)?;
-        let (core, by, tool, v) = (self.clone(), by.clone(), tool.to_owned(), v.clone());
-        let answer =
-            tokio::task::spawn_blocking(move || core.config_blocking(&by, &name, &tool, &v))
-                .await
-                .map_err(|e| ToolError::Store(e.into()))??;
-        if answer.len() > MAX_ANSWER {
-            return Err(ToolError::Refused(format!(
-                "the answer would be {} bytes, more than the {MAX_ANSWER} a tool answers; read the diff (config_diff) instead",
-                answer.len()
-            )));
-        }
-        Ok(self.secrets().redact(&answer))
+        let (core, tool, v) = (self.clone(), tool.to_owned(), v.clone());
+        tokio::task::spawn_blocking(move || core.config_blocking(&name, &tool, &v))
+            .await
+            .map_err(|e| ToolError::Store(e.into()))?
     }
 
     /// `agent` as an agent of this hive (a name that is none is refused before any path is made).
@@ -249,87 +303,87 @@ impl Core {
 
     fn config_blocking(
         &self,
-        by: &AgentName,
         name: &AgentName,
         tool: &str,
         v: &Value,
-    ) -> Result<String, ToolError> {
+    ) -> Result<Answer, ToolError> {
         let repo = ConfigRepo::new(self.data_dir(), name);
         let git = |e: anyhow::Error| ToolError::Refused(format!("{e:#}"));
-        let (answer, sha, outcome) = match tool {
+        let read = |sha: &Option<String>| -> Result<Value, ToolError> {
+            match sha {
+                Some(s) => Ok(files_json(
+                    &repo
+                        .read_commit(s)
+                        .map_err(|e| ToolError::Refused(e.to_string()))?,
+                )),
+                None => Ok(Value::Null),
+            }
+        };
+        Ok(match tool {
             "read_config" => {
                 let applied = repo.applied().map_err(git)?;
                 let proposed = repo.proposed().map_err(git)?;
-                let read = |sha: &Option<String>| -> Result<Value, ToolError> {
-                    match sha {
-                        Some(s) => Ok(files_json(
-                            &repo
-                                .read_commit(s)
-                                .map_err(|e| ToolError::Refused(e.to_string()))?,
-                        )),
-                        None => Ok(Value::Null),
-                    }
-                };
                 let same = proposed == applied;
-                let answer = json!({
-                    "agent": name.as_str(),
-                    "applied_sha": applied,
-                    "deploy": repo.current().map(|(n, _)| n),
-                    "applied": read(&applied)?,
-                    "proposed_sha": proposed,
-                    "proposed": if same { Value::String("the same as applied".into()) } else { read(&proposed)? },
-                });
-                (answer, None, "read".to_owned())
+                Answer {
+                    json: json!({
+                        "agent": name.as_str(),
+                        "applied_sha": applied,
+                        "deploy": repo.current().map(|(n, _)| n),
+                        "applied": read(&applied)?,
+                        "proposed_sha": proposed,
+                        "proposed": if same { Value::String("the same as applied".into()) } else { read(&proposed)? },
+                    }),
+                    sha: None,
+                    outcome: "read",
+                }
             }
             "write_config" => {
                 let a: WriteArgs = args(tool, v)?;
-                let (sha, diff) = self
+                let sha = self
                     .write_config(&repo, &a.files, &a.message)
                     .map_err(|e| ToolError::Refused(e.to_string()))?;
-                // Committed: the answer must not fail now, so a diff too large is only named.
-                let diff = if diff.len() > MAX_ANSWER / 2 {
-                    format!(
-                        "(the diff is {} bytes, too large to answer here)",
-                        diff.len()
-                    )
-                } else {
-                    diff
-                };
-                let answer = json!({ "agent": name.as_str(), "sha": sha, "diff": diff,
-                    "next": format!("request_apply_commit(agent = \"{name}\", sha = \"{sha}\", summary = …) asks an operator to apply it") });
-                (answer, Some(sha), "committed".to_owned())
+                // Committed: nothing may fail from here on (a re-run would commit again).
+                let diff = repo.diff(&sha).unwrap_or_else(|e| {
+                    format!("(the diff could not be read: {e:#}; config_diff shows it)")
+                });
+                Answer {
+                    json: json!({ "agent": name.as_str(), "sha": sha, "diff": diff,
+                        "next": format!("request_apply_commit(agent = \"{name}\", sha = \"{sha}\", summary = …) asks an operator to apply it") }),
+                    sha: Some(sha),
+                    outcome: "committed",
+                }
             }
             "config_diff" => {
                 let a: DiffArgs = args(tool, v)?;
-                let sha = match a.sha {
-                    Some(s) => s,
-                    None => repo
-                        .proposed()
-                        .map_err(git)?
-                        .ok_or_else(|| ToolError::Refused(format!("{name} has no config yet")))?,
-                };
+                let sha =
+                    match a.sha {
+                        Some(s) => configrepo::parse_sha(&s)
+                            .map_err(|e| ToolError::Refused(e.to_string()))?,
+                        None => repo.proposed().map_err(git)?.ok_or_else(|| {
+                            ToolError::Refused(format!("{name} has no config yet"))
+                        })?,
+                    };
                 let diff = repo.diff(&sha).map_err(git)?;
-                (
-                    json!({ "agent": name.as_str(), "sha": sha, "diff": diff }),
-                    Some(sha),
-                    "read".to_owned(),
-                )
+                Answer {
+                    json: json!({ "agent": name.as_str(), "sha": sha, "diff": diff }),
+                    sha: Some(sha),
+                    outcome: "read",
+                }
             }
             "config_log" => {
-                let deploys: Vec<Value> = repo
-                    .deploys()
-                    .map_err(git)?
-                    .into_iter()
+                let all = repo.deploys().map_err(git)?;
+                let deploys: Vec<Value> = newest(&all)
+                    .iter()
                     .map(
                         |(n, sha)| json!({ "deploy": n, "tag": format!("deploy/{n}"), "sha": sha }),
                     )
                     .collect();
-                let mut requests = Vec::new();
-                for a in self
+                let approvals = self
                     .store()
                     .approvals_of(name.as_str())
-                    .map_err(ToolError::Store)?
-                {
+                    .map_err(ToolError::Store)?;
+                let mut requests = Vec::new();
+                for a in newest(&approvals) {
                     let approvers = self.store().approvers(a.id).map_err(ToolError::Store)?;
                     requests.push(json!({
                         "id": a.id,
@@ -339,56 +393,63 @@ impl Core {
                         "summary": a.summary,
                         "state": a.state.as_str(),
                         "deploy": a.deploy,
-                        "approved_by": approvers.iter().filter(|(_, w)| !w).map(|(u, _)| u).collect::<Vec<_>>(),
+                        "approved_by": approvers,
                         "reason": a.reason,
                     }));
                 }
-                (
-                    json!({ "agent": name.as_str(), "deploys": deploys, "requests": requests }),
-                    None,
-                    "read".to_owned(),
-                )
+                Answer {
+                    json: json!({
+                        "agent": name.as_str(),
+                        "deploys": deploys,
+                        "earlier_deploys": all.len() - deploys.len(),
+                        "requests": requests,
+                        "earlier_requests": approvals.len() - requests.len(),
+                    }),
+                    sha: None,
+                    outcome: "read",
+                }
             }
             other => return Err(ToolError::NoTool(other.to_owned())),
-        };
-        self.store()
-            .audit(&Audit {
-                actor: by.as_str(),
-                action: tool,
-                approval_id: None,
-                agent: Some(name.as_str()),
-                sha: sha.as_deref(),
-                outcome: &outcome,
-                detail: None,
-            })
-            .map_err(ToolError::Store)?;
-        Ok(serde_json::to_string_pretty(&answer).expect("json serialises"))
+        })
     }
 
-    /// Checks, validates and commits `files` on `repo`'s proposed side; the sha and its diff
-    /// against the applied config.
+    /// Checks `files`, then commits them on `repo`'s proposed side if the whole new tree, as
+    /// committed, validates as `hive check` would and changes something. The new sha.
     fn write_config(
         &self,
         repo: &ConfigRepo,
         files: &[FileArg],
         message: &str,
-    ) -> Result<(String, String), WriteRefused> {
+    ) -> Result<String, WriteRefused> {
         let files = check_files(files, message)?;
-        let base = match repo.proposed().map_err(WriteRefused::Repo)? {
-            Some(tip) => repo.read_commit(&tip)?,
-            None => Vec::new(),
-        };
-        let tree = overlay(base, &files);
-        // As `hive check` validates it: every key's error, then what hive.toml grants.
-        let spec = repo.parse_spec(&tree)?;
-        crate::c0re::approvals::grantable(self.cfg(), &spec)
-            .map_err(|r| WriteRefused::Refused(r.to_string()))?;
-        let sha = repo
-            .commit_proposed(&files, message)
-            .map_err(WriteRefused::Repo)?;
-        let diff = repo.diff(&sha).map_err(WriteRefused::Repo)?;
-        Ok((sha, diff))
+        repo.commit_proposed_checked(&files, message, |before, tree| {
+            if same_tree(before, tree) {
+                return Err(WriteRefused::NothingChanges);
+            }
+            // As `hive check` validates it: every key's error, then what hive.toml grants.
+            let spec = repo.parse_spec(tree)?;
+            crate::c0re::approvals::grantable(self.cfg(), &spec)
+                .map_err(|r| WriteRefused::Refused(r.to_string()))
+        })
     }
+}
+
+/// The newest [`LOG_LIMIT`] of `all` (oldest first).
+fn newest<T>(all: &[T]) -> &[T] {
+    &all[all.len().saturating_sub(LOG_LIMIT)..]
+}
+
+/// Whether two trees hold the same files, modes and contents.
+fn same_tree(a: &[ConfigFile], b: &[ConfigFile]) -> bool {
+    let key = |t: &[ConfigFile]| {
+        let mut v: Vec<(String, bool, Vec<u8>)> = t
+            .iter()
+            .map(|f| (f.path.clone(), f.executable, f.content.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    key(a) == key(b)
 }
 
 fn args<T: serde::de::DeserializeOwned>(tool: &str, v: &Value) -> Result<T, ToolError> {
@@ -479,6 +540,18 @@ mod tests {
                 refused: Some("binary file"),
             },
             Case {
+                name: "a control character in a text",
+                files: vec![f("prompt.md", "bell \u{7} here")],
+                message: "odd",
+                refused: Some("control character"),
+            },
+            Case {
+                name: "tabs and line ends are text",
+                files: vec![f("prompt.md", "a\tb\r\nc\n")],
+                message: "fine",
+                refused: None,
+            },
+            Case {
                 name: "too large",
                 files: vec![f("big.md", &big)],
                 message: "big",
@@ -511,27 +584,36 @@ mod tests {
     }
 
     #[test]
-    fn written_files_replace_theirs_and_keep_the_rest() {
-        let file = |p: &str, c: &str| ConfigFile {
+    fn a_tree_is_the_same_by_paths_modes_and_contents() {
+        let file = |p: &str, c: &str, x: bool| ConfigFile {
             path: p.into(),
-            executable: false,
+            executable: x,
             content: c.as_bytes().to_vec(),
         };
-        let tree = overlay(
-            vec![file("agent.toml", "old"), file("prompt.md", "keep")],
-            &[file("agent.toml", "new"), file("a.md", "added")],
-        );
-        let got: Vec<(&str, &[u8])> = tree
-            .iter()
-            .map(|f| (f.path.as_str(), &f.content[..]))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("a.md", &b"added"[..]),
-                ("agent.toml", b"new"),
-                ("prompt.md", b"keep")
+        let a = [
+            file("agent.toml", "t", false),
+            file("prompt.md", "p", false),
+        ];
+        let reordered = [
+            file("prompt.md", "p", false),
+            file("agent.toml", "t", false),
+        ];
+        assert!(same_tree(&a, &reordered));
+        assert!(!same_tree(&a, &[file("agent.toml", "t", false)]));
+        assert!(!same_tree(
+            &a,
+            &[file("agent.toml", "t", false), file("prompt.md", "p", true)]
+        ));
+        assert!(!same_tree(
+            &a,
+            &[
+                file("agent.toml", "t", false),
+                file("prompt.md", "q", false)
             ]
-        );
+        ));
+        let many: Vec<usize> = (0..LOG_LIMIT + 7).collect();
+        assert_eq!(newest(&many).len(), LOG_LIMIT);
+        assert_eq!(newest(&many)[0], 7, "the newest are kept, oldest first");
+        assert_eq!(newest(&many[..3]), &[0, 1, 2]);
     }
 }

@@ -26,7 +26,16 @@ pub fn effect_key(tool: &str, args: &Value) -> Option<String> {
         "request_apply_commit" => Some(format!("request_apply_commit:{}:{}", s("agent"), s("sha"))),
         "request_init_config" => Some(format!("request_init_config:{}", s("name"))),
         // A commit on the proposed side: a re-run turn gets the first commit's sha back.
-        "write_config" => Some(format!("write_config:{}", s("agent"))),
+        // Keyed by what it writes too: a re-run turn writing something else is not answered
+        // with the first commit.
+        "write_config" => {
+            let what = |k: &str| args.get(k).map(Value::to_string).unwrap_or_default();
+            Some(format!(
+                "write_config:{}:{}",
+                s("agent"),
+                digest(&format!("{}\0{}", what("files"), what("message")))
+            ))
+        }
         _ => None,
     }
 }
@@ -227,10 +236,10 @@ mod tests {
                 want: Some("request_init_config:n"),
             },
             Case {
-                name: "a config commit is keyed by the agent whose config it is",
+                name: "a config commit is keyed by the agent and what it writes",
                 tool: "write_config",
                 args: json!({"agent": "echo", "files": [], "message": "m"}),
-                want: Some("write_config:echo"),
+                want: Some("write_config:echo:1194b557024f"),
             },
             Case {
                 name: "reading a config changes nothing",
@@ -263,6 +272,26 @@ mod tests {
                 want: None,
             },
         ];
+        let key = |files: Value, message: &str| {
+            effect_key(
+                "write_config",
+                &json!({"agent": "echo", "files": files, "message": message}),
+            )
+        };
+        assert_eq!(
+            key(json!([{"path": "a", "content": "x"}]), "m"),
+            key(json!([{"path": "a", "content": "x"}]), "m")
+        );
+        assert_ne!(
+            key(json!([{"path": "a", "content": "x"}]), "m"),
+            key(json!([{"path": "a", "content": "y"}]), "m"),
+            "other content, another key"
+        );
+        assert_ne!(
+            key(json!([]), "m"),
+            key(json!([]), "n"),
+            "another message, another key"
+        );
         for c in cases {
             assert_eq!(effect_key(c.tool, &c.args).as_deref(), c.want, "{}", c.name);
         }

@@ -334,8 +334,22 @@ impl Core {
         let Some(spec) = catalog().into_iter().find(|t| t.name == name) else {
             return Err(ToolError::NoTool(name.to_owned()));
         };
-        if spec.managers_only {
-            self.require_manager(agent, name)?;
+        if spec.managers_only
+            && let Err(refused) = self.require_manager(agent, name)
+        {
+            // A non-manager reaching for a manager's tool is worth a line in the audit.
+            if let Err(e) = self.store().audit(&crate::store::Audit {
+                actor: agent.as_str(),
+                action: name,
+                approval_id: None,
+                agent: v.get("agent").and_then(Value::as_str),
+                sha: None,
+                outcome: "refused",
+                detail: Some(&refused.to_string()),
+            }) {
+                tracing::error!(%agent, tool = name, error = %format!("{e:#}"), "could not audit a refused call");
+            }
+            return Err(refused.into());
         }
         match name {
             "send_message" => {

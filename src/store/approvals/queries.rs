@@ -60,17 +60,15 @@ impl Store {
         Ok(v)
     }
 
-    /// Who voted to approve request `id` (a vote withdrawn since is still in the trail, and
-    /// said as such by `withdrawn`).
-    pub fn approvers(&self, id: i64) -> anyhow::Result<Vec<(String, bool)>> {
+    /// Who approved request `id` and has not withdrawn it, in the order they voted.
+    pub fn approvers(&self, id: i64) -> anyhow::Result<Vec<String>> {
         let c = self.lock();
         let mut st = c.prepare(
-            "SELECT actor, EXISTS (SELECT 1 FROM audit w WHERE w.approval_id = a.approval_id
-                 AND w.actor = a.actor AND w.action = 'withdraw' AND w.id > a.id)
-             FROM audit a WHERE approval_id = ?1 AND action = 'approve' ORDER BY id",
+            "SELECT voter FROM approval_votes
+             WHERE approval_id = ?1 AND verdict = 'approve' AND withdrawn = 0 ORDER BY ts_us",
         )?;
         let v = st
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([id], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(v)
     }
