@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{TestHive, echo_bot, react, request_message};
 use hyperhive::wire::client::SocketClient;
-use hyperhive::wire::protocol::{Request, Response};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -18,18 +17,8 @@ fn scripted(version: &str) -> String {
     format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
 }
 
-async fn tool(c: &mut SocketClient, name: &str, arguments: Value) -> (String, bool) {
-    match c
-        .call(&Request::CallTool {
-            name: name.into(),
-            arguments,
-        })
-        .await
-        .unwrap()
-    {
-        Response::ToolResult { content, is_error } => (content, is_error),
-        other => panic!("unexpected {other:?}"),
-    }
+async fn tool(c: &mut SocketClient, name: &str, arguments: serde_json::Value) -> (String, bool) {
+    common::call_tool(c, name, arguments).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,17 +17,7 @@ async fn connect(hive: &TestHive, name: &str) -> SocketClient {
 }
 
 async fn tool(c: &mut SocketClient, name: &str, arguments: serde_json::Value) -> (String, bool) {
-    match c
-        .call(&Request::CallTool {
-            name: name.into(),
-            arguments,
-        })
-        .await
-        .unwrap()
-    {
-        Response::ToolResult { content, is_error } => (content, is_error),
-        other => panic!("unexpected {other:?}"),
-    }
+    common::call_tool(c, name, arguments).await
 }
 
 async fn tool_names(c: &mut SocketClient) -> Vec<String> {

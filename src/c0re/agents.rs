@@ -18,6 +18,7 @@ pub mod registry;
 pub mod session;
 pub mod socket;
 pub mod supervisor;
+pub mod tool_spec;
 pub mod tools;
 mod typing;
 mod wait;

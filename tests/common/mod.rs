@@ -686,3 +686,23 @@ pub fn logs_tail(dir: &Path) -> String {
     }
     out
 }
+
+/// Calls tool `name` on a connection that said hello; (result text, whether it is an error).
+pub async fn call_tool(
+    c: &mut hyperhive::wire::client::SocketClient,
+    name: &str,
+    arguments: serde_json::Value,
+) -> (String, bool) {
+    use hyperhive::wire::protocol::{Request, Response};
+    match c
+        .call(&Request::CallTool {
+            name: name.into(),
+            arguments,
+        })
+        .await
+        .unwrap()
+    {
+        Response::ToolResult { content, is_error } => (content, is_error),
+        other => panic!("unexpected {other:?}"),
+    }
+}

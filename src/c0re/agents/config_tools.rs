@@ -14,7 +14,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::tools::{ToolError, ToolSpec};
+use super::tool_spec::{ToolError, ToolSpec, args};
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::configrepo::{self, CommitError, ConfigFile, ConfigRepo};
@@ -450,14 +450,6 @@ fn same_tree(a: &[ConfigFile], b: &[ConfigFile]) -> bool {
         v
     };
     key(a) == key(b)
-}
-
-fn args<T: serde::de::DeserializeOwned>(tool: &str, v: &Value) -> Result<T, ToolError> {
-    let v = if v.is_null() { json!({}) } else { v.clone() };
-    serde_json::from_value(v).map_err(|source| ToolError::BadArguments {
-        tool: tool.to_owned(),
-        source,
-    })
 }
 
 #[cfg(test)]
