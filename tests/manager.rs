@@ -215,6 +215,26 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     assert_eq!(request["deploy"], 2);
     assert_eq!(request["approved_by"], json!([hive.operator.user_id]));
 
+    // get_logs: a manager reads echo's log; alice only her own.
+    let (text, err) = tool(
+        &mut hm1nd,
+        "get_logs",
+        json!({"agent": "echo", "lines": 20}),
+    )
+    .await;
+    assert!(!err && !text.trim().is_empty(), "{text}");
+    assert!(text.lines().count() <= 20, "{text}");
+    assert!(
+        !text.contains(hive.data.to_str().unwrap()),
+        "no host path: {text}"
+    );
+    let (text, err) = tool(&mut alice, "get_logs", json!({"agent": "echo"})).await;
+    assert!(err && text.contains("its own log only"), "{text}");
+    let (text, err) = tool(&mut alice, "get_logs", json!({"agent": "alice"})).await;
+    assert!(!err, "{text}");
+    let (text, err) = tool(&mut hm1nd, "get_logs", json!({"agent": "../../etc"})).await;
+    assert!(err && text.contains("not an agent of this hive"), "{text}");
+
     // The audit has every call of the manager's.
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     let calls: Vec<(String, String)> = store

@@ -14,6 +14,7 @@
 
 pub mod config_tools;
 pub mod effects;
+pub mod logs;
 pub mod registry;
 pub mod session;
 pub mod socket;

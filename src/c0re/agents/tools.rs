@@ -87,6 +87,20 @@ pub fn catalog() -> Vec<ToolSpec> {
             managers_only: false,
         },
         ToolSpec {
+            name: "get_logs",
+            description: "The last `lines` lines (default 100, at most 500) of `agent`'s log: the harness's output, secrets redacted. Your own log always; another agent's only if you are a manager.",
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "agent": { "type": "string" },
+                    "lines": { "type": "integer", "minimum": 1, "maximum": super::logs::MAX_LINES }
+                },
+                "required": ["agent"],
+                "additionalProperties": false
+            }),
+            managers_only: false,
+        },
+        ToolSpec {
             name: "request_apply_commit",
             description: "Managers only: ask the operators to apply commit `sha` (full 40-hex sha, from the agent's proposed config repo) to `agent`. The outcome arrives later as an `approval_outcome:` message.",
             input_schema: json!({
@@ -152,6 +166,13 @@ struct AskArgs {
 struct RemindArgs {
     in_secs: u64,
     text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsArgs {
+    agent: String,
+    lines: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +357,13 @@ impl Core {
                 Ok(format!(
                     "requested (approval #{id}); the outcome will arrive as a message"
                 ))
+            }
+            "get_logs" => {
+                let a: LogsArgs = args(name, v)?;
+                let (core, agent) = (self.clone(), agent.clone());
+                tokio::task::spawn_blocking(move || core.get_logs(&agent, &a.agent, a.lines))
+                    .await
+                    .map_err(|e| ToolError::Store(e.into()))?
             }
             "read_config" | "write_config" | "config_diff" | "config_log" => {
                 self.config_tool(agent, name, v).await

@@ -1,0 +1,132 @@
+//! `get_logs`: the end of an agent's log (`agents/<name>/agent.log`, the harness's output as the
+//! core copied it), through the secret filter. A manager may read any agent's, every agent its
+//! own ([`may_read_logs`]); each read is in the audit.
+
+use crate::agent_spec::AgentName;
+use crate::c0re::Core;
+use crate::configrepo::AgentDirs;
+use crate::store::Audit;
+
+use super::tool_spec::ToolError;
+
+/// Lines `get_logs` answers when none are asked for, and at most.
+pub const DEFAULT_LINES: usize = 100;
+pub const MAX_LINES: usize = 500;
+/// The most of the log's end that is read (a line is rarely this long).
+const MAX_BYTES: u64 = 256 << 10;
+
+/// Whether `caller` may read `target`'s log: its own, or any when it is a manager.
+pub fn may_read_logs(managers: &[AgentName], caller: &AgentName, target: &AgentName) -> bool {
+    caller == target || managers.contains(caller)
+}
+
+impl Core {
+    /// The last `lines` lines of `agent`'s log, for `caller`.
+    pub(super) fn get_logs(
+        &self,
+        caller: &AgentName,
+        agent: &str,
+        lines: Option<usize>,
+    ) -> Result<String, ToolError> {
+        let result = self.read_logs(caller, agent, lines);
+        let (outcome, detail) = match &result {
+            Ok(_) => ("read", None),
+            Err(e) => ("refused", Some(e.to_string())),
+        };
+        if let Err(e) = self.store().audit(&Audit {
+            actor: caller.as_str(),
+            action: "get_logs",
+            approval_id: None,
+            agent: Some(&self.secrets().redact(agent)),
+            sha: None,
+            outcome,
+            detail: detail.as_deref(),
+        }) {
+            tracing::error!(agent = %caller, error = %format!("{e:#}"), "could not audit a get_logs call");
+        }
+        result
+    }
+
+    fn read_logs(
+        &self,
+        caller: &AgentName,
+        agent: &str,
+        lines: Option<usize>,
+    ) -> Result<String, ToolError> {
+        let target = AgentName::parse(agent)
+            .ok()
+            .filter(|n| self.agents().get(n).is_some())
+            .ok_or_else(|| ToolError::Refused(format!("{agent:?} is not an agent of this hive")))?;
+        if !may_read_logs(&self.cfg().managers, caller, &target) {
+            return Err(ToolError::Refused(format!(
+                "{caller} may read its own log only: another agent's is for managers (approvals.managers in hive.toml)"
+            )));
+        }
+        let lines = lines.unwrap_or(DEFAULT_LINES).clamp(1, MAX_LINES);
+        let path = AgentDirs::new(self.data_dir(), &target).log();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_file() => {}
+            Ok(_) => {
+                return Err(ToolError::Refused(format!(
+                    "{target}'s log is not a regular file"
+                )));
+            }
+            Err(_) => return Ok(format!("({target} has no log yet)")),
+        }
+        let text = crate::runtime::log::tail(&path, lines, MAX_BYTES)
+            .map_err(|e| ToolError::Refused(format!("cannot read {target}'s log: {e}")))?;
+        let data = self.data_dir().display().to_string();
+        Ok(self.secrets().redact(&text.replace(&data, "<data dir>")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_may_read_whose_logs() {
+        let n = |s: &str| AgentName::parse(s).unwrap();
+        let managers = [n("hm1nd")];
+        struct Case {
+            name: &'static str,
+            caller: &'static str,
+            target: &'static str,
+            want: bool,
+        }
+        let cases = [
+            Case {
+                name: "an agent its own",
+                caller: "echo",
+                target: "echo",
+                want: true,
+            },
+            Case {
+                name: "an agent another's",
+                caller: "echo",
+                target: "argus",
+                want: false,
+            },
+            Case {
+                name: "a manager another's",
+                caller: "hm1nd",
+                target: "echo",
+                want: true,
+            },
+            Case {
+                name: "a manager its own",
+                caller: "hm1nd",
+                target: "hm1nd",
+                want: true,
+            },
+        ];
+        for c in cases {
+            assert_eq!(
+                may_read_logs(&managers, &n(c.caller), &n(c.target)),
+                c.want,
+                "{}",
+                c.name
+            );
+        }
+    }
+}
