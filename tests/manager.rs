@@ -5,20 +5,17 @@
 
 mod common;
 
+use common::call_tool as tool;
+
 use std::time::Duration;
 
 use common::{TestHive, echo_bot, react, request_message};
-use hyperhive::wire::client::SocketClient;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(45);
 
 fn scripted(version: &str) -> String {
     format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
-}
-
-async fn tool(c: &mut SocketClient, name: &str, arguments: serde_json::Value) -> (String, bool) {
-    common::call_tool(c, name, arguments).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::call_tool as tool;
+
 use std::time::Duration;
 
 use common::{TestHive, echo_bot};
@@ -14,10 +16,6 @@ const WAIT: Duration = Duration::from_secs(45);
 
 async fn connect(hive: &TestHive, name: &str) -> SocketClient {
     common::hello_socket(hive, name, "c0re.sock", WAIT).await
-}
-
-async fn tool(c: &mut SocketClient, name: &str, arguments: serde_json::Value) -> (String, bool) {
-    common::call_tool(c, name, arguments).await
 }
 
 async fn tool_names(c: &mut SocketClient) -> Vec<String> {

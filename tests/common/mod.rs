@@ -663,10 +663,9 @@ pub async fn hello_socket(
 /// (`<test dir>/data/agents/<name>/agent.log`), for a wait that timed out: what the hive was
 /// doing is the first thing the reader of a failure needs.
 pub fn logs_tail(dir: &Path) -> String {
+    // The same reader `get_logs` and crash reports use: the end of the file only.
     fn tail(path: &Path, lines: usize) -> Option<String> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let all: Vec<&str> = text.lines().collect();
-        Some(all[all.len().saturating_sub(lines)..].join("\n"))
+        hyperhive::runtime::log::tail(path, lines, 1 << 20).ok()
     }
     let mut out = String::new();
     if let Some(t) = tail(&dir.join("c0re.log"), 60) {

@@ -18,7 +18,6 @@ use super::tool_spec::{ToolError, ToolSpec, args};
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::configrepo::{self, CommitError, ConfigFile, ConfigRepo};
-use crate::store::Audit;
 
 /// Most files one `write_config` may write.
 pub const MAX_WRITE_FILES: usize = 32;
@@ -233,21 +232,16 @@ impl Core {
             .unwrap_or("")
             .to_owned();
         let result = self.config_call(tool, v).await;
-        let (sha, outcome, detail) = match &result {
-            Ok(a) => (a.sha.clone(), a.outcome, None),
-            Err(e) => (None, "refused", Some(self.shown(&e.to_string()))),
-        };
-        if let Err(e) = self.store().audit(&Audit {
-            actor: by.as_str(),
-            action: tool,
-            approval_id: None,
-            agent: Some(&self.shown(&target)),
-            sha: sha.as_deref(),
-            outcome,
-            detail: detail.as_deref(),
-        }) {
-            // The call already happened (a commit cannot be taken back): said loudly, not hidden.
-            tracing::error!(agent = %by, tool, error = %format!("{e:#}"), "could not audit a config tool call");
+        match &result {
+            Ok(a) => self.audit_call(by, tool, Some(&target), a.sha.as_deref(), a.outcome, None),
+            Err(e) => self.audit_call(
+                by,
+                tool,
+                Some(&target),
+                None,
+                "refused",
+                Some(&e.to_string()),
+            ),
         }
         match result {
             Ok(mut a) => {
@@ -256,9 +250,9 @@ impl Core {
                 if text.len() > MAX_ANSWER {
                     if a.outcome == "committed" {
                         // Committed: the answer must not fail now; the diff is only named.
-                        a.json["diff"] = json!(format!(
+                        a.json["diff"] = json!(
                             "(the diff is too large to answer here; config_diff shows it in parts of the files)"
-                        ));
+                        );
                         text = serde_json::to_string_pretty(&a.json).expect("json serialises");
                     } else {
                         return Err(ToolError::Refused(format!(
@@ -273,12 +267,6 @@ impl Core {
         }
     }
 
-    /// `text` as a manager may read it: secrets redacted, the data dir's path left out.
-    fn shown(&self, text: &str) -> String {
-        let data = self.data_dir().display().to_string();
-        self.secrets().redact(&text.replace(&data, "<data dir>"))
-    }
-
     async fn config_call(&self, tool: &str, v: &Value) -> Result<Answer, ToolError> {
         let agent = match tool {
             "read_config" | "config_log" => args::<AgentArgs>(tool, v)?.agent,
@@ -291,14 +279,6 @@ impl Core {
         tokio::task::spawn_blocking(move || core.config_blocking(&name, &tool, &v))
             .await
             .map_err(|e| ToolError::Store(e.into()))?
-    }
-
-    /// `agent` as an agent of this hive (a name that is none is refused before any path is made).
-    fn agent_named(&self, agent: &str) -> Result<AgentName, ToolError> {
-        AgentName::parse(agent)
-            .ok()
-            .filter(|n| self.agents().get(n).is_some())
-            .ok_or_else(|| ToolError::Refused(format!("{agent:?} is not an agent of this hive")))
     }
 
     fn config_blocking(

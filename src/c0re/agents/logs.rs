@@ -5,7 +5,6 @@
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::configrepo::AgentDirs;
-use crate::store::Audit;
 
 use super::tool_spec::ToolError;
 
@@ -29,20 +28,16 @@ impl Core {
         lines: Option<usize>,
     ) -> Result<String, ToolError> {
         let result = self.read_logs(caller, agent, lines);
-        let (outcome, detail) = match &result {
-            Ok(_) => ("read", None),
-            Err(e) => ("refused", Some(e.to_string())),
-        };
-        if let Err(e) = self.store().audit(&Audit {
-            actor: caller.as_str(),
-            action: "get_logs",
-            approval_id: None,
-            agent: Some(&self.secrets().redact(agent)),
-            sha: None,
-            outcome,
-            detail: detail.as_deref(),
-        }) {
-            tracing::error!(agent = %caller, error = %format!("{e:#}"), "could not audit a get_logs call");
+        match &result {
+            Ok(_) => self.audit_call(caller, "get_logs", Some(agent), None, "read", None),
+            Err(e) => self.audit_call(
+                caller,
+                "get_logs",
+                Some(agent),
+                None,
+                "refused",
+                Some(&e.to_string()),
+            ),
         }
         result
     }
@@ -53,10 +48,7 @@ impl Core {
         agent: &str,
         lines: Option<usize>,
     ) -> Result<String, ToolError> {
-        let target = AgentName::parse(agent)
-            .ok()
-            .filter(|n| self.agents().get(n).is_some())
-            .ok_or_else(|| ToolError::Refused(format!("{agent:?} is not an agent of this hive")))?;
+        let target = self.agent_named(agent)?;
         if !may_read_logs(&self.cfg().managers, caller, &target) {
             return Err(ToolError::Refused(format!(
                 "{caller} may read its own log only: another agent's is for managers (approvals.managers in hive.toml)"
@@ -75,8 +67,7 @@ impl Core {
         }
         let text = crate::runtime::log::tail(&path, lines, MAX_BYTES)
             .map_err(|e| ToolError::Refused(format!("cannot read {target}'s log: {e}")))?;
-        let data = self.data_dir().display().to_string();
-        Ok(self.secrets().redact(&text.replace(&data, "<data dir>")))
+        Ok(self.shown(&text))
     }
 }
 

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::agent_spec::AgentName;
+use crate::c0re::Core;
 use crate::c0re::limits;
 use crate::c0re::outbound::Refusal;
 
@@ -70,4 +71,47 @@ pub(super) fn args<T: serde::de::DeserializeOwned>(tool: &str, v: &Value) -> Res
         tool: tool.to_owned(),
         source,
     })
+}
+
+impl Core {
+    /// `text` as an agent may read it: secrets redacted, the data dir's path left out.
+    pub(super) fn shown(&self, text: &str) -> String {
+        let data = self.data_dir().display().to_string();
+        self.secrets().redact(&text.replace(&data, "<data dir>"))
+    }
+
+    /// `agent` as an agent of this hive (a name that is none is refused before any path is made).
+    pub(super) fn agent_named(&self, agent: &str) -> Result<AgentName, ToolError> {
+        AgentName::parse(agent)
+            .ok()
+            .filter(|n| self.agents().get(n).is_some())
+            .ok_or_else(|| ToolError::Refused(format!("{agent:?} is not an agent of this hive")))
+    }
+
+    /// One tool call in the audit: `target` and `detail` as [`Core::shown`] makes them. A store
+    /// that cannot record it is said loudly (the call already happened: a commit cannot be
+    /// taken back), never hidden.
+    pub(super) fn audit_call(
+        &self,
+        actor: &AgentName,
+        tool: &str,
+        target: Option<&str>,
+        sha: Option<&str>,
+        outcome: &str,
+        detail: Option<&str>,
+    ) {
+        let target = target.map(|t| self.shown(t));
+        let detail = detail.map(|d| self.shown(d));
+        if let Err(e) = self.store().audit(&crate::store::Audit {
+            actor: actor.as_str(),
+            action: tool,
+            approval_id: None,
+            agent: target.as_deref(),
+            sha,
+            outcome,
+            detail: detail.as_deref(),
+        }) {
+            tracing::error!(agent = %actor, tool, error = %format!("{e:#}"), "could not audit a tool call");
+        }
+    }
 }

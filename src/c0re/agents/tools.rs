@@ -298,17 +298,15 @@ impl Core {
             && let Err(refused) = self.require_manager(agent, name)
         {
             // A non-manager reaching for a manager's tool is worth a line in the audit.
-            if let Err(e) = self.store().audit(&crate::store::Audit {
-                actor: agent.as_str(),
-                action: name,
-                approval_id: None,
-                agent: v.get("agent").and_then(Value::as_str),
-                sha: None,
-                outcome: "refused",
-                detail: Some(&refused.to_string()),
-            }) {
-                tracing::error!(%agent, tool = name, error = %format!("{e:#}"), "could not audit a refused call");
-            }
+            let target = v.get("agent").and_then(Value::as_str);
+            self.audit_call(
+                agent,
+                name,
+                target,
+                None,
+                "refused",
+                Some(&refused.to_string()),
+            );
             return Err(refused.into());
         }
         match name {
