@@ -11,6 +11,7 @@
 pub mod agents;
 pub mod approvals;
 pub mod control;
+pub mod events;
 pub mod ingest;
 pub mod limits;
 pub mod models;

@@ -373,9 +373,10 @@ async fn bad_proposals_are_refused_with_the_reason() {
 }
 
 /// An agent's process dies: the manager gets a `container_crash` in its inbox (and its harness
-/// receives it like any message); the operator sees a line in #hive-c0re.
+/// receives it like any message); the operator sees a line in #hive-c0re. The message that
+/// killed it every time is given up at last: the manager gets a `dead_letter`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_reaches_the_manager() {
+async fn a_crash_and_its_dead_letter_reach_the_manager() {
     let mut hive = TestHive::new(&[
         ("hm1nd", scripted("hm1nd got")),
         (
@@ -390,7 +391,7 @@ async fn a_crash_reaches_the_manager() {
     let hm1nd = op.join("agent-hm1nd").await;
     let crashy = op.join("agent-crashy").await;
     let control = op.join("hive-c0re").await;
-    op.send(&crashy, "boom").await;
+    let boom = op.send(&crashy, "boom").await;
     let repo = hyperhive::configrepo::ConfigRepo::new(
         &hive.data,
         &hyperhive::agent_spec::AgentName::parse("crashy").unwrap(),
@@ -414,6 +415,23 @@ async fn a_crash_reaches_the_manager() {
         m.iter().any(|x| x.body.contains("**crashy** exited"))
     })
     .await;
+    // Each delivery of "boom" kills the harness again: after delivery.max_attempts (3) the
+    // message is dead-lettered, and the manager is told which.
+    let msgs = op
+        .wait_until(&hm1nd, Duration::from_secs(60), "the dead letter", |m| {
+            m.iter().any(|x| x.body.starts_with("dead_letter: message"))
+        })
+        .await;
+    let dead = msgs
+        .iter()
+        .find(|x| x.body.starts_with("dead_letter: message"))
+        .unwrap();
+    assert_eq!(
+        dead.body,
+        format!(
+            "dead_letter: message {boom} from @operator:localhost to **crashy** was given up after 3 deliveries."
+        )
+    );
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 

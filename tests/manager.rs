@@ -30,6 +30,7 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     let op = hive.operator().await;
     let echo = op.join("agent-echo").await;
     let approvals = op.join("hive-approvals").await;
+    let hm1nd_room = op.join("agent-hm1nd").await;
     op.send(&echo, "hello").await;
     op.wait_until(&echo, WAIT, "v1 answer", |m| {
         m.iter().any(|x| x.body == "v1: hello")
@@ -181,6 +182,13 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     op.wait_until(&approvals, WAIT, "applied", |m| {
         m.iter()
             .any(|x| x.body.starts_with("✅ Applied") && x.body.contains("deploy/2"))
+    })
+    .await;
+    // The managers learn it took effect: a config_applied event in hm1nd's inbox.
+    let applied_text =
+        format!("config_applied: **echo** runs config `{sha}` as deploy/2 (request #1).");
+    op.wait_until(&hm1nd_room, WAIT, "config_applied", |m| {
+        m.iter().any(|x| x.body == applied_text)
     })
     .await;
     op.send(&echo, "again").await;

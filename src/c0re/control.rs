@@ -35,11 +35,10 @@ use std::time::Duration;
 
 use ruma::api::client::appservice::request_ping;
 use ruma::{OwnedRoomId, RoomId};
-use serde_json::json;
 
 use super::{CONTROL_QUEUE, Core};
 use crate::agent_spec::AgentName;
-use crate::store::{InboxItem, now_us};
+use crate::store::now_us;
 use commands::HiveCommand;
 
 impl Core {
@@ -148,16 +147,6 @@ impl Core {
         Ok(out)
     }
 
-    /// Tells the operator a message was dead-lettered.
-    pub async fn dead_letter_notice(&self, item: &InboxItem) {
-        tracing::warn!(agent = %item.agent, event_id = %item.event_id, attempts = item.attempts, "message dead-lettered");
-        let text = format!(
-            "☠️ dead letter: message {} from {} to **{}** was given up after {} deliveries. It stays in the queue database for inspection.",
-            item.event_id, item.sender, item.agent, item.attempts
-        );
-        self.notice(None, &text).await;
-    }
-
     /// Posts `text` as the agent itself (so it appears in its own voice in its room); falls back
     /// to a notice from the core.
     pub async fn post_as_agent_or_notice(
@@ -180,48 +169,6 @@ impl Core {
         {
             tracing::warn!(error = %format!("{e:#}"), "could not post as agent; posting as the core");
             self.notice(Some(room), text).await;
-        }
-    }
-}
-
-impl Core {
-    /// An agent's process exited unexpectedly: a `container_crash` for each manager, and a
-    /// line in `#hive-c0re`.
-    pub async fn report_crash(&self, agent: &AgentName, status: &str, last_lines: &str) {
-        let sha = match crate::configrepo::ConfigRepo::new(self.data_dir(), agent).current() {
-            Some((_, sha)) => sha,
-            None => {
-                tracing::warn!(agent = %agent, "the crashed agent has no current config commit");
-                String::new()
-            }
-        };
-        let text = format!(
-            "container_crash: **{agent}** exited ({status}) on config `{sha}`. Last log lines:\n```\n{last_lines}\n```"
-        );
-        let id = crate::c0re::registration::random_secret(12);
-        let mut owed = false;
-        for m in &self.cfg().managers {
-            if m == agent {
-                continue;
-            }
-            let Some(post) = self.core_event(
-                m.as_str(),
-                "container_crash",
-                &text,
-                json!({ "agent": agent.as_str(), "status": status, "sha": sha, "last_lines": last_lines }),
-                &format!("hh-event-crash-{m}-{id}"),
-            ) else {
-                continue;
-            };
-            match self.store().enqueue_post(&post) {
-                Ok(()) => owed = true,
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), manager = %m, "could not record a crash report")
-                }
-            }
-        }
-        if owed {
-            self.wake_outbox();
         }
     }
 }

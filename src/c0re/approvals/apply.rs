@@ -31,6 +31,7 @@ impl Core {
         match result {
             Ok(deploy) if a.kind == ApprovalKind::InitConfig => {
                 self.record_apply(&a, Ok(deploy));
+                self.tell_applied(&a, deploy);
                 let name = AgentName::parse(&a.agent).expect("validated at request time");
                 match self.bring_up(&name).await {
                     Ok(()) => {
@@ -51,6 +52,7 @@ impl Core {
             }
             Ok(deploy) => {
                 self.record_apply(&a, Ok(deploy));
+                self.tell_applied(&a, deploy);
                 if let Ok(name) = AgentName::parse(&a.agent)
                     && let Err(e) = self.refresh_agent(&name).await
                 {
@@ -93,6 +95,21 @@ impl Core {
         if let Err(e) = self.store().finish_apply(a.id, result) {
             tracing::error!(id = a.id, error = %format!("{e:#}"), "could not record the end of an apply; it is finished at the next start");
         }
+    }
+
+    /// The managers learn that `a` took effect as `deploy` (a `config_applied` event; the
+    /// same approval is one event, however often this runs).
+    fn tell_applied(&self, a: &Approval, deploy: i64) {
+        let Ok(agent) = AgentName::parse(&a.agent) else {
+            return;
+        };
+        self.tell_managers(&crate::c0re::events::ManagerEvent::Applied {
+            agent,
+            sha: a.sha.clone(),
+            deploy,
+            approval_id: a.id,
+            spawned: a.kind == ApprovalKind::InitConfig,
+        });
     }
 
     fn apply_config(&self, a: &Approval) -> anyhow::Result<i64> {
@@ -170,6 +187,7 @@ impl Core {
                 match finished {
                     Ok(n) => {
                         self.store().finish_apply(a.id, Ok(n))?;
+                        self.tell_applied(&a, n);
                         self.react(&a, "✅").await;
                         self.thread(
                             &a,
