@@ -165,6 +165,11 @@ pub struct BenchArgs {
     /// agent floods (0: no flood phase).
     #[arg(long, default_value_t = 50)]
     pub flood_messages: usize,
+    /// Kills of one agent's harness for the crash figures (harness killed → the manager has
+    /// the `container_crash`), at most 4; 0: no crash phase. The phase restarts the hive on
+    /// the default runtime, so that the core starts (and reports) the harnesses.
+    #[arg(long, default_value_t = 3)]
+    pub crashes: usize,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -244,6 +244,39 @@ impl Store {
             .optional()?)
     }
 
+    /// When message `event_id` was first handed to its agent's harness (`hive bench`).
+    pub fn delivered_us(&self, event_id: &str) -> anyhow::Result<Option<i64>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT delivered_us FROM inbox WHERE event_id = ?1 AND delivered_us IS NOT NULL",
+                [event_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// When the first core event of `kind` queued for `agent` at or after `since_us` was handed
+    /// to its harness, once it was (`hive bench`).
+    pub fn event_delivered_since(
+        &self,
+        agent: &str,
+        kind: &str,
+        since_us: i64,
+    ) -> anyhow::Result<Option<i64>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT delivered_us FROM inbox
+                 WHERE agent = ?1 AND enqueued_us >= ?2 AND delivered_us IS NOT NULL
+                   AND json_extract(hive_event, '$.kind') = ?3
+                 ORDER BY id LIMIT 1",
+                params![agent, since_us, kind],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The oldest undelivered message of `agent`, moved to `inflight` with one more attempt.
     /// Messages that already used `max_attempts` are dead-lettered and returned in `dead`.
     pub fn take_next(
@@ -612,6 +645,47 @@ mod tests {
         assert_eq!(dead[0].event_id, "$1");
         assert_eq!(next.unwrap().event_id, "$2");
         assert_eq!(s.counts("a").unwrap().dead, 1);
+    }
+
+    #[test]
+    fn delivery_times_of_messages_and_core_events() {
+        let s = Store::open_in_memory().unwrap();
+        let before = now_us();
+        let mut crash = ev("$crash", &["m"]);
+        crash.hive_event = Some(r#"{"kind":"container_crash","agent":"w"}"#.into());
+        ingest(&s, &[ev("$plain", &["m"]), crash]);
+        // Nothing is delivered yet.
+        assert_eq!(s.delivered_us("$plain").unwrap(), None);
+        assert_eq!(
+            s.event_delivered_since("m", "container_crash", before)
+                .unwrap(),
+            None
+        );
+        let first = s.take_next("m", 3).unwrap().0.unwrap();
+        assert_eq!(first.event_id, "$plain");
+        assert!(s.delivered_us("$plain").unwrap().is_some());
+        s.ack(first.id).unwrap();
+        s.take_next("m", 3).unwrap().0.unwrap();
+        let at = s
+            .event_delivered_since("m", "container_crash", before)
+            .unwrap()
+            .expect("the crash report was delivered");
+        assert!(at >= before);
+        // Another kind, another agent, or a later start finds nothing.
+        assert_eq!(
+            s.event_delivered_since("m", "dead_letter", before).unwrap(),
+            None
+        );
+        assert_eq!(
+            s.event_delivered_since("x", "container_crash", before)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.event_delivered_since("m", "container_crash", now_us() + 1)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

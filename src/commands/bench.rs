@@ -8,6 +8,7 @@
 //! Last, the same round trip while one more agent floods (see [`flood`]).
 
 mod approvals;
+mod crash;
 mod flood;
 mod report;
 use approvals::approval_rounds;
@@ -66,6 +67,26 @@ fn proc_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let rest = &stat[stat.rfind(')').context("bad stat")? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// The operator, logged in.
+async fn login(creds: &homeserver::OperatorCredentials) -> anyhow::Result<Client> {
+    let client = Client::builder()
+        .homeserver_url(&creds.homeserver)
+        .build()
+        .await?;
+    let localpart = creds
+        .user_id
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    client
+        .matrix_auth()
+        .login_username(localpart, &creds.password)
+        .send()
+        .await?;
+    Ok(client)
 }
 
 /// event id → time the harness received it (µs); counts every delivery to spot duplicates.
@@ -160,7 +181,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let bots = dir.join("bots");
     let silent = "[brain]\nkind = \"scripted\"\n[[brain.rules]]\nsilent = true\n";
     let names: Vec<String> = (0..args.agents).map(|i| format!("bench{i}")).collect();
-    let extra = ["idle".to_owned(), flood::FLOODER.to_owned()];
+    let extra = [
+        "idle".to_owned(),
+        flood::FLOODER.to_owned(),
+        crash::MANAGER.to_owned(),
+        crash::CRASHER.to_owned(),
+    ];
     for n in names.iter().chain(&extra) {
         std::fs::create_dir_all(bots.join(n))?;
         std::fs::write(bots.join(n).join("agent.toml"), silent)?;
@@ -198,19 +224,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let synapse = Synapse::start(&layout, &configs, &cfg.homeserver_url).await?;
     let creds = homeserver::ensure_operator(&data, &layout, &cfg).await?;
     let exe = std::env::current_exe()?;
-    let mut core = tokio::process::Command::new(&exe)
-        .arg("c0re")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--bots")
-        .arg(&bots)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("c0re.log"))?)
-        .kill_on_drop(true)
-        .spawn()?;
+    let start_core = |log: &str| -> anyhow::Result<tokio::process::Child> {
+        Ok(tokio::process::Command::new(&exe)
+            .arg("c0re")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--bots")
+            .arg(&bots)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(log))?)
+            .kill_on_drop(true)
+            .spawn()?)
+    };
+    let mut core = start_core("c0re.log")?;
     let result = measure(
         &args,
         &cfg,
@@ -222,8 +251,49 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     )
     .await;
     crate::proc::stop(&mut core, Duration::from_secs(10)).await;
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            synapse.stop().await;
+            return Err(e);
+        }
+    };
+    // The crash phase: the same hive, its harnesses started by the core (see `crash`).
+    if args.crashes > 0 {
+        eprintln!(
+            "bench: crashes, {} kills of {}'s harness, next to {} messages to {}",
+            args.crashes.min(crash::MAX_CRASHES),
+            crash::CRASHER,
+            args.flood_messages.max(10),
+            crash::MANAGER
+        );
+        std::fs::write(
+            &config,
+            crash::crash_config(&std::fs::read_to_string(&config)?),
+        )?;
+        let phase = async {
+            let mut core = start_core("c0re-crash.log")?;
+            let client = login(&creds).await?;
+            let r = crash::run(
+                &cfg,
+                &data,
+                &client,
+                args.flood_messages.max(10),
+                args.crashes,
+            )
+            .await;
+            crate::proc::stop(&mut core, Duration::from_secs(10)).await;
+            r.with_context(|| format!("see {}", dir.join("c0re-crash.log").display()))
+        };
+        match phase.await {
+            Ok(r) => report.crash = Some(r),
+            Err(e) => {
+                synapse.stop().await;
+                return Err(e);
+            }
+        }
+    }
     synapse.stop().await;
-    let report = result?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -253,21 +323,7 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let client = Client::builder()
-        .homeserver_url(&creds.homeserver)
-        .build()
-        .await?;
-    let localpart = creds
-        .user_id
-        .trim_start_matches('@')
-        .split(':')
-        .next()
-        .unwrap_or_default();
-    client
-        .matrix_auth()
-        .login_username(localpart, &creds.password)
-        .send()
-        .await?;
+    let client = login(creds).await?;
     let mut rooms = Vec::new();
     for n in names {
         let alias = RoomAliasId::parse(format!("#agent-{n}:{}", cfg.server_name))?;
@@ -466,6 +522,7 @@ async fn measure(
         approve_to_apply_p95_ms: f64::NAN,
         approve_added_p50_ms: f64::NAN,
         flood: None,
+        crash: None,
     };
     let _ = idle.kill().await;
 

@@ -166,6 +166,9 @@ pub(super) struct Session {
     typing: Option<Typing>,
     /// Sends within the current turn, for stable transaction ids.
     sends: u32,
+    /// The harness's pid as the kernel gives it (`SO_PEERCRED`, in the core's pid namespace):
+    /// recorded instead of the pid `hello` claims, which inside a sandbox is its own namespace's.
+    pub(super) peer_pid: Option<u32>,
 }
 
 impl Session {
@@ -177,6 +180,7 @@ impl Session {
             inflight: None,
             typing: None,
             sends: 0,
+            peer_pid: None,
         }
     }
 
@@ -226,9 +230,10 @@ impl Session {
         Ok(Step::Answer(resp))
     }
 
-    /// `hello`: the harness is connected (recorded with its pid).
+    /// `hello`: the harness is connected (recorded with its pid, the kernel's where known).
     fn hello(&mut self, pid: u32) -> anyhow::Result<Response> {
         self.greeted = true;
+        let pid = self.peer_pid.unwrap_or(pid);
         self.core
             .store()
             .set_agent_state(self.name.as_str(), AgentState::Connected, Some(pid))?;

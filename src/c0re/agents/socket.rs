@@ -208,6 +208,11 @@ async fn serve_connection(core: &Core, name: &AgentName, stream: UnixStream) -> 
         return Ok(());
     }
     let mut session = Session::new(core.clone(), name.clone());
+    session.peer_pid = stream
+        .peer_cred()
+        .ok()
+        .and_then(|c| c.pid())
+        .and_then(|p| u32::try_from(p).ok());
     let result = serve_harness(core, name, &mut session, stream).await;
     // The harness is gone: whatever it was doing goes back to the queue, and the agent is
     // free for its next harness whatever fails below.

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::flood;
+use super::{crash, flood};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -50,6 +50,9 @@ pub struct Report {
     /// The operator's round trip while one agent floods, next to idle (absent with
     /// `--flood-messages 0`).
     pub flood: Option<flood::FloodReport>,
+    /// A harness killed → the manager has the `container_crash`, next to an operator's message
+    /// to the manager (absent with `--crashes 0`).
+    pub crash: Option<crash::CrashReport>,
 }
 
 pub(super) fn pct(sorted: &[f64], p: usize) -> f64 {
@@ -125,6 +128,9 @@ pub(super) fn print_report(r: &Report) {
     );
     if let Some(f) = &r.flood {
         flood::print(f);
+    }
+    if let Some(c) = &r.crash {
+        crash::print(c);
     }
     println!();
     println!("resources");
