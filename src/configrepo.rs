@@ -34,8 +34,10 @@ use crate::agent_spec::{AgentName, AgentSpec};
 
 mod changes;
 mod git;
+mod rollback;
 
 pub use changes::{ChangeKind, FileChange};
+pub use rollback::{OnApplied, abandoned_ref};
 use git::{APPLIED, PROPOSED, TempIndex, git, git_indexed, git_str, git_str_in};
 
 #[cfg(test)]
