@@ -37,8 +37,8 @@ mod git;
 mod rollback;
 
 pub use changes::{ChangeKind, FileChange};
-pub use rollback::{OnApplied, abandoned_ref};
 use git::{APPLIED, PROPOSED, TempIndex, git, git_indexed, git_str, git_str_in};
+pub use rollback::{OnApplied, abandoned_ref};
 
 #[cfg(test)]
 mod tests;

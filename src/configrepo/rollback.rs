@@ -34,7 +34,10 @@ impl ConfigRepo {
     pub fn tree_of(&self, sha: &str) -> anyhow::Result<String> {
         let sha = parse_sha(sha).map_err(|e| anyhow::anyhow!(e))?;
         self.require_commit(&sha)?;
-        git_str(&self.dirs.repo(), &["rev-parse", &format!("{sha}^{{tree}}")])
+        git_str(
+            &self.dirs.repo(),
+            &["rev-parse", &format!("{sha}^{{tree}}")],
+        )
     }
 
     /// Commits `source`'s tree, unchanged, on top of the applied commit with `message`, and
@@ -111,9 +114,12 @@ mod tests {
     }
 
     fn ref_of(repo: &ConfigRepo, name: &str) -> Option<String> {
-        git_str(&repo.dirs.repo(), &["rev-parse", "--verify", "--quiet", name])
-            .ok()
-            .filter(|s| !s.is_empty())
+        git_str(
+            &repo.dirs.repo(),
+            &["rev-parse", "--verify", "--quiet", name],
+        )
+        .ok()
+        .filter(|s| !s.is_empty())
     }
 
     #[test]
@@ -143,8 +149,12 @@ mod tests {
     #[test]
     fn unapplied_proposals_are_named_and_kept() {
         let (_tmp, repo, v1, _v2) = deployed_twice();
-        let a = repo.commit_proposed(&[file("prompt.md", "a")], "a").unwrap();
-        let b = repo.commit_proposed(&[file("prompt.md", "b")], "b").unwrap();
+        let a = repo
+            .commit_proposed(&[file("prompt.md", "a")], "a")
+            .unwrap();
+        let b = repo
+            .commit_proposed(&[file("prompt.md", "b")], "b")
+            .unwrap();
         let back = repo.commit_tree_on_applied(&v1, "rollback").unwrap();
         assert_eq!(back.abandoned, [b.clone(), a.clone()], "newest first");
         assert_eq!(ref_of(&repo, &abandoned_ref(&b)), Some(b.clone()));

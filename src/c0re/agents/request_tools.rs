@@ -291,10 +291,13 @@ mod tests {
         .expect("files are accepted");
         assert_eq!(init.files.len(), 1);
         assert!(
-            args::<InitArgs>("request_init_config", &json!({"name": "bob", "summary": "s"}))
-                .expect("files are optional")
-                .files
-                .is_empty()
+            args::<InitArgs>(
+                "request_init_config",
+                &json!({"name": "bob", "summary": "s"})
+            )
+            .expect("files are optional")
+            .files
+            .is_empty()
         );
     }
 }

@@ -361,9 +361,7 @@ impl Core {
             "read_config" | "write_config" | "config_diff" | "config_log" => {
                 self.config_tool(agent, name, v).await
             }
-            "request_init_config" | "request_rollback" => {
-                self.request_tool(agent, name, v).await
-            }
+            "request_init_config" | "request_rollback" => self.request_tool(agent, name, v).await,
             other => Err(ToolError::NoTool(other.to_owned())),
         }
     }

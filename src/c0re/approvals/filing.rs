@@ -72,16 +72,16 @@ pub enum Refusal {
     #[error("at most {MAX_OPTIONS} options, each 1 to {MAX_OPTION} bytes")]
     Options,
     /// A rollback to a deploy the agent never had.
-    #[error("{agent} has no deploy/{deploy}; its latest is deploy/{latest} (config_log lists them)")]
+    #[error(
+        "{agent} has no deploy/{deploy}; its latest is deploy/{latest} (config_log lists them)"
+    )]
     UnknownDeploy {
         agent: AgentName,
         deploy: u64,
         latest: u64,
     },
     /// A rollback to the files the agent runs already.
-    #[error(
-        "deploy/{deploy} has the same files as {agent}'s applied config: nothing to roll back"
-    )]
+    #[error("deploy/{deploy} has the same files as {agent}'s applied config: nothing to roll back")]
     NothingToRollBack { agent: AgentName, deploy: u64 },
 }
 

@@ -15,6 +15,8 @@
 //! leave the proposed side, are kept reachable and are named in the answer. Used by the core
 //! (`request_rollback`, managers only) and by `hive config rollback` (operators).
 
+use anyhow::Context;
+
 use super::filing::{Refusal, RequestRefused, check_summary, file_request, grantable};
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
@@ -102,9 +104,15 @@ pub fn file_rollback(
         Ok(sha) => sha.to_owned(),
         Err(e) => return Ok(Err(e)),
     };
-    let applied = repo.applied()?.unwrap_or_default();
-    if let Err(e) = check_trees(&name, deploy, &repo.tree_of(&target)?, &repo.tree_of(&applied)?)
-    {
+    let applied = repo
+        .applied()?
+        .with_context(|| format!("{name} has no applied config"))?;
+    if let Err(e) = check_trees(
+        &name,
+        deploy,
+        &repo.tree_of(&target)?,
+        &repo.tree_of(&applied)?,
+    ) {
         return Ok(Err(e));
     }
     // The old config as hive.toml grants things now, before anything moves.

@@ -30,18 +30,14 @@ fn which_rollbacks_are_refused() {
             deploys: vec![(1, "aaa"), (2, "bbb")],
             n: 2,
             trees: ("t2", "t2"),
-            want: Err(
-                "deploy/2 has the same files as echo's applied config: nothing to roll back",
-            ),
+            want: Err("deploy/2 has the same files as echo's applied config: nothing to roll back"),
         },
         Case {
             name: "an earlier deploy with the applied files (rolled back already)",
             deploys: vec![(1, "aaa"), (2, "bbb"), (3, "ccc")],
             n: 1,
             trees: ("t1", "t1"),
-            want: Err(
-                "deploy/1 has the same files as echo's applied config: nothing to roll back",
-            ),
+            want: Err("deploy/1 has the same files as echo's applied config: nothing to roll back"),
         },
         Case {
             name: "a deploy that never was",
@@ -96,7 +92,9 @@ fn hive() -> (tempfile::TempDir, std::path::PathBuf, Config, ConfigRepo) {
     let data = tmp.path().join("data");
     let repo = ConfigRepo::new(&data, &n("echo"));
     repo.seed(&bot).unwrap();
-    let v2 = repo.commit_proposed(&[file("prompt.md", "v2")], "v2").unwrap();
+    let v2 = repo
+        .commit_proposed(&[file("prompt.md", "v2")], "v2")
+        .unwrap();
     let files = repo.read_commit(&v2).unwrap();
     repo.deploy(&v2, 2, &files).unwrap();
     let cfg = Config::validate(toml::from_str("").unwrap(), None).unwrap();
@@ -108,7 +106,9 @@ fn a_rollback_is_filed_as_a_commit_of_the_old_tree() {
     let (_tmp, data, cfg, repo) = hive();
     let v1 = repo.deploys().unwrap()[0].1.clone();
     let v2 = repo.applied().unwrap().unwrap();
-    let unapplied = repo.commit_proposed(&[file("prompt.md", "wip")], "wip").unwrap();
+    let unapplied = repo
+        .commit_proposed(&[file("prompt.md", "wip")], "wip")
+        .unwrap();
 
     let r = file_rollback(&data, &cfg, "hm1nd", "echo", 1, "v2 is broken")
         .unwrap()
@@ -144,7 +144,11 @@ fn refused_rollbacks_change_nothing() {
             .expect_err("refused");
         assert!(got.to_string().contains(want), "{agent} {deploy}: {got}");
     }
-    assert_eq!(repo.proposed().unwrap(), before, "the proposed branch stayed");
+    assert_eq!(
+        repo.proposed().unwrap(),
+        before,
+        "the proposed branch stayed"
+    );
     let store = crate::store::Store::open(&data.join("c0re.db")).unwrap();
     assert!(store.approvals(10).unwrap().is_empty(), "no request filed");
 }
