@@ -63,6 +63,22 @@ pub struct McpArgs {
 pub enum ConfigCommand {
     /// Commit a change to an agent's proposed config and ask the operators to approve it.
     Propose(ProposeArgs),
+    /// Ask the operators to roll an agent back to an earlier deploy (its files again, as a new
+    /// commit on the applied config).
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The agent.
+    pub agent: String,
+    /// The deploy to roll back to: N of the tag deploy/N (`hive approvals` shows them).
+    pub deploy: u64,
+    /// One line saying why (shown in the request after "rollback to deploy/N").
+    #[arg(long, short = 'm')]
+    pub summary: Option<String>,
+    #[command(flatten)]
+    pub dirs: HiveDirs,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod bench;
 pub mod c0re;
 pub mod check;
+pub mod rollback;
 pub mod status;
 pub mod up;
 pub mod usage;
@@ -29,6 +30,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args).await,
         Command::Config(crate::cli::ConfigCommand::Propose(args)) => {
             approvals::propose(config_path, args)
+        }
+        Command::Config(crate::cli::ConfigCommand::Rollback(args)) => {
+            rollback::run(config_path, args)
         }
         Command::Approvals(args) => approvals::list(args),
         Command::Audit(args) => approvals::audit(args),
@@ -60,6 +64,7 @@ fn absolute_paths(mut cli: Cli) -> anyhow::Result<Cli> {
             a.file = a.file.as_deref().map(abs).transpose()?;
             a.prompt = a.prompt.as_deref().map(abs).transpose()?;
         }
+        C::Config(crate::cli::ConfigCommand::Rollback(a)) => dirs(&mut a.dirs)?,
         C::Approvals(a) => dirs(&mut a.dirs)?,
         C::Audit(a) => dirs(&mut a.dirs)?,
         C::Usage(a) => dirs(&mut a.dirs)?,

@@ -34,9 +34,11 @@ use crate::agent_spec::{AgentName, AgentSpec};
 
 mod changes;
 mod git;
+mod rollback;
 
 pub use changes::{ChangeKind, FileChange};
 use git::{APPLIED, PROPOSED, TempIndex, git, git_indexed, git_str, git_str_in};
+pub use rollback::{OnApplied, abandoned_ref};
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ pub mod config_tools;
 pub mod effects;
 pub mod logs;
 pub mod registry;
+pub mod request_tools;
 pub mod session;
 pub mod socket;
 pub mod supervisor;

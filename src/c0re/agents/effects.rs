@@ -25,6 +25,11 @@ pub fn effect_key(tool: &str, args: &Value) -> Option<String> {
         "remind" => Some("remind".into()),
         "request_apply_commit" => Some(format!("request_apply_commit:{}:{}", s("agent"), s("sha"))),
         "request_init_config" => Some(format!("request_init_config:{}", s("name"))),
+        "request_rollback" => Some(format!(
+            "request_rollback:{}:{}",
+            s("agent"),
+            args.get("deploy").map(Value::to_string).unwrap_or_default()
+        )),
         // A commit on the proposed side: a re-run turn gets the first commit's sha back.
         // Keyed by what it writes too: a re-run turn writing something else is not answered
         // with the first commit.
@@ -234,6 +239,12 @@ mod tests {
                 tool: "request_init_config",
                 args: json!({"name": "n"}),
                 want: Some("request_init_config:n"),
+            },
+            Case {
+                name: "a rollback request is keyed by agent and deploy",
+                tool: "request_rollback",
+                args: json!({"agent": "echo", "deploy": 2}),
+                want: Some("request_rollback:echo:2"),
             },
             Case {
                 name: "a config commit is keyed by the agent and what it writes",

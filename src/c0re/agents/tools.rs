@@ -117,11 +117,12 @@ pub fn catalog() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "request_init_config",
-            description: "Managers only: ask the operators to spawn a new agent `name` from the template. The outcome arrives later as an `approval_outcome:` message.",
+            description: "Managers only: ask the operators to spawn a new agent `name` from the template, with `files` (optional, as write_config takes them, e.g. its agent.toml and prompt.md) laid over it. The outcome arrives later as an `approval_outcome:` message.",
             input_schema: json!({
                 "type": "object",
                 "properties": {
                     "name": { "type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$" },
+                    "files": super::request_tools::init_files_schema(),
                     "summary": { "type": "string" }
                 },
                 "required": ["name", "summary"],
@@ -132,6 +133,7 @@ pub fn catalog() -> Vec<ToolSpec> {
     ]
     .into_iter()
     .chain(super::config_tools::catalog())
+    .chain(super::request_tools::catalog())
     .collect()
 }
 
@@ -180,13 +182,6 @@ struct LogsArgs {
 struct ApplyArgs {
     agent: String,
     sha: String,
-    summary: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InitArgs {
-    name: String,
     summary: String,
 }
 
@@ -366,16 +361,7 @@ impl Core {
             "read_config" | "write_config" | "config_diff" | "config_log" => {
                 self.config_tool(agent, name, v).await
             }
-            "request_init_config" => {
-                let a: InitArgs = args(name, v)?;
-                let id = self
-                    .request_init_config(agent.as_str(), &a.name, &a.summary)
-                    .await
-                    .map_err(|r| ToolError::Refused(r.to_string()))?;
-                Ok(format!(
-                    "requested (approval #{id}); the outcome will arrive as a message"
-                ))
-            }
+            "request_init_config" | "request_rollback" => self.request_tool(agent, name, v).await,
             other => Err(ToolError::NoTool(other.to_owned())),
         }
     }

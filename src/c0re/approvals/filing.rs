@@ -16,7 +16,7 @@ use crate::c0re::Core;
 use crate::c0re::limits;
 use crate::c0re::rooms::RoomKey;
 use crate::config::{Config, ProviderRefusal};
-use crate::configrepo::{CommitError, ConfigRepo, parse_sha};
+use crate::configrepo::{CommitError, ConfigFile, ConfigRepo, parse_sha};
 use crate::store::{Approval, ApprovalKind, NewApproval};
 
 /// Most bytes of a request's summary (it is shown in the request; the config carries the rest).
@@ -71,6 +71,18 @@ pub enum Refusal {
     Question,
     #[error("at most {MAX_OPTIONS} options, each 1 to {MAX_OPTION} bytes")]
     Options,
+    /// A rollback to a deploy the agent never had.
+    #[error(
+        "{agent} has no deploy/{deploy}; its latest is deploy/{latest} (config_log lists them)"
+    )]
+    UnknownDeploy {
+        agent: AgentName,
+        deploy: u64,
+        latest: u64,
+    },
+    /// A rollback to the files the agent runs already.
+    #[error("deploy/{deploy} has the same files as {agent}'s applied config: nothing to roll back")]
+    NothingToRollBack { agent: AgentName, deploy: u64 },
 }
 
 /// Why a request was refused before it reached the operator, as its requester reads it (the
@@ -119,6 +131,19 @@ impl Core {
         name: &str,
         summary: &str,
     ) -> Result<i64, RequestRefused> {
+        self.request_init_config_from(requester, name, Vec::new(), summary)
+            .await
+    }
+
+    /// [`Self::request_init_config`] with `files` (checked by the tool as `write_config` checks
+    /// them) laid over the template.
+    pub async fn request_init_config_from(
+        &self,
+        requester: &str,
+        name: &str,
+        files: Vec<ConfigFile>,
+        summary: &str,
+    ) -> Result<i64, RequestRefused> {
         self.request_rate(requester)?;
         if let Ok(n) = AgentName::parse(name)
             && self.agents().get(&n).is_some()
@@ -128,14 +153,14 @@ impl Core {
         let (who, what, why) = (requester.to_owned(), name.to_owned(), summary.to_owned());
         self.file(
             &format!("{requester}'s request to spawn `{name}`"),
-            move |data, cfg| file_init_config(data, cfg, &who, &what, &why),
+            move |data, cfg| file_init_config(data, cfg, &who, &what, &why, &files),
         )
         .await
     }
 
     /// An agent's requests count against its question rate (they too land in front of the
     /// operators): a manager gone wrong cannot flood `#hive-approvals`.
-    fn request_rate(&self, requester: &str) -> Result<(), Refusal> {
+    pub(super) fn request_rate(&self, requester: &str) -> Result<(), Refusal> {
         match AgentName::parse(requester) {
             Ok(agent) if self.agents().get(&agent).is_some() => {
                 Ok(self.agents().rate(&agent, limits::Kind::Question)?)
@@ -146,13 +171,13 @@ impl Core {
 
     /// Runs a filing (git and sqlite: off the async workers), then wakes the approvals loop, or
     /// says in `#hive-c0re` why `what` was refused.
-    async fn file(
+    pub(super) async fn file<T: Send + 'static>(
         &self,
         what: &str,
-        filing: impl FnOnce(&std::path::Path, &Config) -> anyhow::Result<Result<i64, Refusal>>
+        filing: impl FnOnce(&std::path::Path, &Config) -> anyhow::Result<Result<T, Refusal>>
         + Send
         + 'static,
-    ) -> Result<i64, RequestRefused> {
+    ) -> Result<T, RequestRefused> {
         let (data, cfg) = (self.data_dir().to_owned(), self.cfg().clone());
         let filed = tokio::task::spawn_blocking(move || filing(&data, &cfg))
             .await
@@ -268,14 +293,16 @@ pub fn file_apply_commit(
     )
 }
 
-/// Seeds a new agent's proposed config from the built-in template and files an `init_config`
-/// request for it. Used by the core for a manager's `request_init_config`.
+/// Seeds a new agent's proposed config from the built-in template with `files` laid over it
+/// (none: the template alone), validated as `write_config` validates, and files an
+/// `init_config` request for it. Used by the core for a manager's `request_init_config`.
 pub fn file_init_config(
     data_dir: &std::path::Path,
     cfg: &Config,
     requester: &str,
     name: &str,
     summary: &str,
+    files: &[ConfigFile],
 ) -> anyhow::Result<Result<i64, Refusal>> {
     let name = match AgentName::parse(name) {
         Ok(n) => n,
@@ -288,10 +315,19 @@ pub fn file_init_config(
     if repo.exists() {
         return Ok(Err(Refusal::AlreadyAnAgent(name)));
     }
-    let sha = repo.commit_proposed(
-        &crate::configrepo::template(&name, requester, summary),
-        &format!("init {name} from the template: {summary}"),
-    )?;
+    let tree = super::spawn_files::seed_tree(
+        crate::configrepo::template(&name, requester, summary),
+        files,
+    );
+    let sha = match super::spawn_files::commit_seed(
+        cfg,
+        &repo,
+        &tree,
+        &super::spawn_files::seed_message(&name, summary, !files.is_empty()),
+    )? {
+        Ok(sha) => sha,
+        Err(refused) => return Ok(Err(refused)),
+    };
     file_request(
         data_dir,
         cfg,
@@ -304,7 +340,7 @@ pub fn file_init_config(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn file_request(
+pub(super) fn file_request(
     data_dir: &std::path::Path,
     cfg: &Config,
     kind: ApprovalKind,
@@ -384,7 +420,7 @@ pub fn grantable(cfg: &Config, spec: &crate::agent_spec::AgentSpec) -> Result<()
 }
 
 /// A request's summary: one short text, shown to the operators as written.
-fn check_summary(summary: &str) -> Result<(), Refusal> {
+pub(super) fn check_summary(summary: &str) -> Result<(), Refusal> {
     if summary.len() > MAX_SUMMARY {
         return Err(Refusal::Summary(summary.len()));
     }

@@ -40,13 +40,16 @@ mod apply;
 pub mod decide;
 pub mod filing;
 pub mod questions;
+pub mod rollback;
 mod signals;
+mod spawn_files;
 pub mod text;
 
 pub use filing::{
     MAX_SUMMARY, Refusal, RequestRefused, file_apply_commit, file_init_config, grantable, spawnable,
 };
 pub use questions::AskError;
+pub use rollback::{Rollback, file_rollback};
 
 /// How long the approvals room's power levels are trusted from the cache. A power-level event
 /// in that room clears the cache at once (`Core::accept`); this bounds it regardless.
