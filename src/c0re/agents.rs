@@ -14,6 +14,8 @@
 
 pub mod config_tools;
 pub mod effects;
+pub mod lifecycle;
+mod listing;
 pub mod logs;
 pub mod registry;
 pub mod session;
