@@ -29,7 +29,8 @@ pub fn run(config_path: Option<PathBuf>, args: LogsArgs) -> anyhow::Result<ExitC
     }
     let cfg = Config::load(config_path.as_deref())?;
     let tokens = Tokens::load(data)?;
-    let filter = crate::secrets::SecretFilter::new(crate::c0re::secrets::known(&cfg, data, &tokens));
+    let filter =
+        crate::secrets::SecretFilter::new(crate::c0re::secrets::known(&cfg, data, &tokens));
     let log = dirs.log();
     match tail_of(&log, args.lines, MAX_BYTES) {
         Ok(Some(text)) => {

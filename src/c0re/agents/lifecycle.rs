@@ -210,6 +210,11 @@ impl Control {
         }
     }
 
+    /// Whether a harness process of the supervisor's runs.
+    pub fn alive(&self) -> bool {
+        *self.alive.borrow()
+    }
+
     /// The supervisor says whether a harness process runs.
     pub fn set_alive(&self, alive: bool) {
         self.alive.send_replace(alive);

@@ -53,21 +53,35 @@ impl Shown {
     }
 }
 
+/// The facts the state shown is drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    pub wanted: Wanted,
+    /// The harness state the store records, if any.
+    pub stored: Option<AgentState>,
+    /// A harness process of the core's runs.
+    pub alive: bool,
+    /// A harness is connected on `c0re.sock`.
+    pub connected: bool,
+    /// Its turn is handling a message.
+    pub turn: bool,
+}
+
 /// The state shown for an agent. The rules, in order:
-/// - stopped by a manager: `stopping` while its harness is still connected, then `stopped`;
+/// - stopped by a manager: `stopping` while its harness process still runs, then `stopped`;
 /// - a turn in flight: `thinking`; a harness connected: `idle`;
 /// - otherwise what the store recorded: `crashed`, `crash-loop`, `cannot-start`, `refused`,
 ///   `stopped`; a started process (or nothing recorded yet) is `starting`; a connection that
 ///   ended is `disconnected`.
-pub fn shown(wanted: Wanted, stored: Option<AgentState>, connected: bool, turn: bool) -> Shown {
-    match (wanted, connected, turn) {
-        (Wanted::Stopped, true, _) => return Shown::Stopping,
-        (Wanted::Stopped, false, _) => return Shown::Stopped,
-        (_, _, true) => return Shown::Thinking,
-        (_, true, false) => return Shown::Idle,
+pub fn shown(f: Facts) -> Shown {
+    match (f.wanted, f.alive, f.connected, f.turn) {
+        (Wanted::Stopped, true, _, _) => return Shown::Stopping,
+        (Wanted::Stopped, false, _, _) => return Shown::Stopped,
+        (_, _, _, true) => return Shown::Thinking,
+        (_, _, true, false) => return Shown::Idle,
         _ => {}
     }
-    match stored {
+    match f.stored {
         Some(AgentState::Crashed) => Shown::Crashed,
         Some(AgentState::CrashLoop) => Shown::CrashLoop,
         Some(AgentState::CannotStart) => Shown::CannotStart,
@@ -93,7 +107,13 @@ impl Core {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some();
-        let state = shown(entry.control.wanted(), stored, connected, turn);
+        let state = shown(Facts {
+            wanted: entry.control.wanted(),
+            stored,
+            alive: entry.control.alive(),
+            connected,
+            turn,
+        });
         let logged = |what: &str, e: anyhow::Error| {
             tracing::warn!(agent = %name, error = %format!("{e:#}"), "list_agents cannot read {what}");
             Value::Null
@@ -150,6 +170,7 @@ mod tests {
             turn,
             want,
         };
+        // (A connected harness is a live process here; the last rows show them apart.)
         let cases = [
             case(
                 "connected, no turn",
@@ -265,12 +286,31 @@ mod tests {
             ),
         ];
         for c in cases {
-            assert_eq!(
-                shown(c.wanted, c.stored, c.connected, c.turn),
-                c.want,
-                "{}",
-                c.name
-            );
+            let f = Facts {
+                wanted: c.wanted,
+                stored: c.stored,
+                alive: c.connected,
+                connected: c.connected,
+                turn: c.turn,
+            };
+            assert_eq!(shown(f), c.want, "{}", c.name);
         }
+        let stopped = |alive, connected| Facts {
+            wanted: Stopped,
+            stored: Some(S::Connected),
+            alive,
+            connected,
+            turn: false,
+        };
+        assert_eq!(
+            shown(stopped(true, false)),
+            Shown::Stopping,
+            "stopped, its process not yet gone"
+        );
+        assert_eq!(
+            shown(stopped(false, true)),
+            Shown::Stopped,
+            "stopped, the process gone before its connection is seen closed"
+        );
     }
 }

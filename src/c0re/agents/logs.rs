@@ -91,9 +91,9 @@ impl Core {
             Err(LogRead::NotAFile) => Err(ToolError::Refused(format!(
                 "{target}'s log is not a regular file"
             ))),
-            Err(LogRead::Io(e)) => Err(ToolError::Refused(self.shown(&format!(
-                "cannot read {target}'s log: {e}"
-            )))),
+            Err(LogRead::Io(e)) => Err(ToolError::Refused(
+                self.shown(&format!("cannot read {target}'s log: {e}")),
+            )),
         }
     }
 }
@@ -108,11 +108,17 @@ mod tests {
         let log = dir.path().join("agent.log");
         assert!(matches!(tail_of(&log, 10, 1 << 20), Ok(None)), "no log yet");
         std::fs::write(&log, "one\ntwo\nthree\n").unwrap();
-        assert_eq!(tail_of(&log, 2, 1 << 20).unwrap().as_deref(), Some("two\nthree"));
+        assert_eq!(
+            tail_of(&log, 2, 1 << 20).unwrap().as_deref(),
+            Some("two\nthree")
+        );
         let link = dir.path().join("linked.log");
         std::os::unix::fs::symlink(&log, &link).unwrap();
         assert!(matches!(tail_of(&link, 2, 1 << 20), Err(LogRead::NotAFile)));
-        assert!(matches!(tail_of(dir.path(), 2, 1 << 20), Err(LogRead::NotAFile)));
+        assert!(matches!(
+            tail_of(dir.path(), 2, 1 << 20),
+            Err(LogRead::NotAFile)
+        ));
     }
 
     #[test]
