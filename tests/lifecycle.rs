@@ -187,6 +187,36 @@ async fn a_manager_stops_starts_and_restarts_an_agent() {
         "answered once"
     );
 
+    // A crash is remembered: list_agents shows when and how.
+    let pid: i32 = hive
+        .core_log()
+        .lines()
+        .rev()
+        .find(|l| l.contains("agent started") && l.contains("agent=echo"))
+        .and_then(|l| l.split("pid=").nth(1))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the core logs the harness's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let crash = loop {
+        let entry = listed(&mut hm1nd, "echo").await;
+        if !entry["last_crash"].is_null() {
+            break entry["last_crash"].clone();
+        }
+        assert!(Instant::now() < deadline, "no crash recorded: {entry}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        crash["status"].as_str().is_some_and(|s| !s.is_empty()) && crash["at"].is_string(),
+        "{crash}"
+    );
+    until_state(&mut hm1nd, "echo", "idle").await;
+
     // Every call is in the audit, refused ones too.
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     let audit: Vec<(String, String, String)> = store
