@@ -10,7 +10,7 @@
 //!
 //! A manager's `stop` (`lifecycle.rs`) is watched here too: the harness is stopped as at shutdown
 //! and not started again until `start`, also across restarts of the core (what is wanted is in
-//! the store, read here at the start).
+//! the store, read by `Core::start_agent` before anything of the agent runs).
 //!
 //! How a crash is answered is a pure decision ([`CrashHistory::crashed`], a table test below):
 //! restart after a backoff that doubles up to a minute (reset after a minute of running), or,
@@ -165,14 +165,6 @@ async fn wait_while_stopped(core: &Core, entry: &AgentEntry) -> bool {
 pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
     let mut history = CrashHistory::default();
     let mut refused_said: Option<String> = None;
-    if let Some(entry) = core.agents().get(&name) {
-        match core.store().wanted(name.as_str()) {
-            Ok(wanted) => entry.control.set_wanted(wanted),
-            Err(e) => {
-                tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot read whether the agent was stopped; it is started")
-            }
-        }
-    }
     loop {
         let Some(entry) = core.agents().get(&name) else {
             return;
