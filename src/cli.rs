@@ -44,6 +44,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// Model usage per agent and day: turns, calls, tokens and cost (from hive.toml's [prices]).
     Usage(UsageArgs),
+    /// Print the end of an agent's log (its harness's output), secrets redacted. Reads files only:
+    /// the core need not run.
+    Logs(LogsArgs),
     /// Serve the hive's tools to one agent's model as a stdio MCP server (for Claude Code and
     /// other MCP clients; each call goes to hive-c0re over the agent's tools socket).
     Mcp(McpArgs),
@@ -130,6 +133,17 @@ pub struct UsageArgs {
     /// List the newest N turns (one inbound message each) instead of days.
     #[arg(long, value_name = "N")]
     pub turns: Option<usize>,
+    #[command(flatten)]
+    pub dirs: HiveDirs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The agent.
+    pub agent: String,
+    /// How many lines, from the end.
+    #[arg(long, default_value_t = 100)]
+    pub lines: usize,
     #[command(flatten)]
     pub dirs: HiveDirs,
 }

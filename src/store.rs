@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod agent_state;
 mod approvals;
+mod lifecycle;
 mod outbox;
 mod questions;
 mod tools;
@@ -21,6 +22,7 @@ pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
     VoteOutcome, reverts, tally,
 };
+pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::{Question, QuestionState};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
@@ -47,6 +49,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "007_outbox",
         include_str!("store/migrations/007_outbox.sql"),
+    ),
+    (
+        "008_lifecycle",
+        include_str!("store/migrations/008_lifecycle.sql"),
     ),
 ];
 

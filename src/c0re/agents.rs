@@ -14,6 +14,8 @@
 
 pub mod config_tools;
 pub mod effects;
+pub mod lifecycle;
+mod listing;
 pub mod logs;
 pub mod registry;
 pub mod request_tools;
@@ -36,6 +38,16 @@ impl Core {
     /// harness. Where the agent may have a uid of its own, it gets one (recorded in the store:
     /// the same uid at every start).
     pub fn start_agent(&self, name: &AgentName) {
+        // Whether a manager stopped it (kept across restarts), before its socket or supervisor
+        // runs: no tool call sees the default meanwhile.
+        if let Some(entry) = self.agents().get(name) {
+            match self.store().wanted(name.as_str()) {
+                Ok(wanted) => entry.control.set_wanted(wanted),
+                Err(e) => {
+                    tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot read whether the agent was stopped; it is started")
+                }
+            }
+        }
         let runtimes = self.agents().runtimes();
         if let (Some(rt), Some(entry)) = (&runtimes, self.agents().get(name))
             && rt.host.own_uids.is_ok()

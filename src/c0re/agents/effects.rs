@@ -30,6 +30,9 @@ pub fn effect_key(tool: &str, args: &Value) -> Option<String> {
             s("agent"),
             args.get("deploy").map(Value::to_string).unwrap_or_default()
         )),
+        // A re-run turn does not restart the agent a second time (`stop` and `start` are
+        // idempotent by themselves).
+        "restart" => Some(format!("restart:{}", s("agent"))),
         // A commit on the proposed side: a re-run turn gets the first commit's sha back.
         // Keyed by what it writes too: a re-run turn writing something else is not answered
         // with the first commit.
@@ -268,6 +271,18 @@ mod tests {
                 name: "writing notes is idempotent by itself",
                 tool: "write_notes",
                 args: json!({"notes": "n"}),
+                want: None,
+            },
+            Case {
+                name: "a restart is keyed by the agent",
+                tool: "restart",
+                args: json!({"agent": "echo"}),
+                want: Some("restart:echo"),
+            },
+            Case {
+                name: "a stop is idempotent by itself",
+                tool: "stop",
+                args: json!({"agent": "echo"}),
                 want: None,
             },
             Case {

@@ -1,6 +1,7 @@
 //! `get_logs`: the end of an agent's log (`agents/<name>/agent.log`, the harness's output as the
 //! core copied it), through the secret filter. A manager may read any agent's, every agent its
-//! own ([`may_read_logs`]); each read is in the audit.
+//! own ([`may_read_logs`]); each read is in the audit. The operator's `hive logs` reads the same
+//! way ([`tail_of`]).
 
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
@@ -13,6 +14,34 @@ pub const DEFAULT_LINES: usize = 100;
 pub const MAX_LINES: usize = 500;
 /// The most of the log's end that is read (a line is rarely this long).
 const MAX_BYTES: u64 = 256 << 10;
+
+/// Why a log cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogRead {
+    /// Something else than a regular file is where the log should be (a symlink planted there).
+    #[error("the log is not a regular file")]
+    NotAFile,
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+/// The last `lines` lines of the log at `path` (at most its last `max_bytes`); `None` when there
+/// is no log yet. A log that is not a regular file is refused, never followed.
+pub fn tail_of(
+    path: &std::path::Path,
+    lines: usize,
+    max_bytes: u64,
+) -> Result<Option<String>, LogRead> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(_) => return Err(LogRead::NotAFile),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LogRead::Io(e)),
+    }
+    crate::runtime::log::tail(path, lines, max_bytes)
+        .map(Some)
+        .map_err(LogRead::Io)
+}
 
 /// Whether `caller` may read `target`'s log: its own, or any when it is a manager.
 pub fn may_read_logs(managers: &[AgentName], caller: &AgentName, target: &AgentName) -> bool {
@@ -56,24 +85,41 @@ impl Core {
         }
         let lines = lines.unwrap_or(DEFAULT_LINES).clamp(1, MAX_LINES);
         let path = AgentDirs::new(self.data_dir(), &target).log();
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_file() => {}
-            Ok(_) => {
-                return Err(ToolError::Refused(format!(
-                    "{target}'s log is not a regular file"
-                )));
-            }
-            Err(_) => return Ok(format!("({target} has no log yet)")),
+        match tail_of(&path, lines, MAX_BYTES) {
+            Ok(Some(text)) => Ok(self.shown(&text)),
+            Ok(None) => Ok(format!("({target} has no log yet)")),
+            Err(LogRead::NotAFile) => Err(ToolError::Refused(format!(
+                "{target}'s log is not a regular file"
+            ))),
+            Err(LogRead::Io(e)) => Err(ToolError::Refused(
+                self.shown(&format!("cannot read {target}'s log: {e}")),
+            )),
         }
-        let text = crate::runtime::log::tail(&path, lines, MAX_BYTES)
-            .map_err(|e| ToolError::Refused(format!("cannot read {target}'s log: {e}")))?;
-        Ok(self.shown(&text))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_is_read_from_its_end_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        assert!(matches!(tail_of(&log, 10, 1 << 20), Ok(None)), "no log yet");
+        std::fs::write(&log, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(
+            tail_of(&log, 2, 1 << 20).unwrap().as_deref(),
+            Some("two\nthree")
+        );
+        let link = dir.path().join("linked.log");
+        std::os::unix::fs::symlink(&log, &link).unwrap();
+        assert!(matches!(tail_of(&link, 2, 1 << 20), Err(LogRead::NotAFile)));
+        assert!(matches!(
+            tail_of(dir.path(), 2, 1 << 20),
+            Err(LogRead::NotAFile)
+        ));
+    }
 
     #[test]
     fn who_may_read_whose_logs() {

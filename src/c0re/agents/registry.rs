@@ -30,6 +30,8 @@ pub struct AgentEntry {
     uid: Mutex<Option<u32>>,
     /// The message its harness is handling now, and that turn's side-effecting calls.
     pub turn: Mutex<Option<TurnCalls>>,
+    /// What a manager wants of its harness (`stop`/`start`), watched by its supervisor.
+    pub control: super::lifecycle::Control,
 }
 
 impl AgentEntry {
@@ -42,6 +44,7 @@ impl AgentEntry {
             restart: Notify::new(),
             uid: Mutex::new(None),
             turn: Mutex::new(None),
+            control: Default::default(),
         }
     }
 

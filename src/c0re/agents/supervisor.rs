@@ -8,6 +8,10 @@
 //! The runtime only builds the command ([`Runtime::command`]); the child is started here, tied
 //! to the core ([`crate::proc::spawn_tied`]), its output piped into its rotating log.
 //!
+//! A manager's `stop` (`lifecycle.rs`) is watched here too: the harness is stopped as at shutdown
+//! and not started again until `start`, also across restarts of the core (what is wanted is in
+//! the store, read by `Core::start_agent` before anything of the agent runs).
+//!
 //! How a crash is answered is a pure decision ([`CrashHistory::crashed`], a table test below):
 //! restart after a backoff that doubles up to a minute (reset after a minute of running), or,
 //! at [`CRASH_LIMIT`] crashes within [`CRASH_WINDOW`], stop until a new config is approved.
@@ -25,7 +29,9 @@ use crate::c0re::rooms::RoomKey;
 use crate::runtime::placement::{self, Placement};
 use crate::runtime::process::{Process, prepare_for_sandbox, prepare_for_uid};
 use crate::runtime::{AgentLaunch, Runtime, Runtimes, log};
-use crate::store::AgentState;
+use crate::store::{AgentState, Wanted};
+
+use super::registry::AgentEntry;
 
 /// Crashes within [`CRASH_WINDOW`] that make a crash loop: the agent is stopped and reported.
 pub const CRASH_LIMIT: usize = 5;
@@ -127,7 +133,8 @@ fn set_state(core: &Core, name: &AgentName, state: AgentState, pid: Option<u32>)
     }
 }
 
-/// Waits for an approved config (`restart`) or shutdown; false on shutdown.
+/// Waits for an approved config or a manager's `start` (`restart`), a manager's `stop` (the
+/// loop then keeps it stopped), or shutdown; false on shutdown.
 async fn wait_for_new_config(core: &Core, name: &AgentName) -> bool {
     let Some(entry) = core.agents().get(name) else {
         return false;
@@ -135,6 +142,20 @@ async fn wait_for_new_config(core: &Core, name: &AgentName) -> bool {
     tokio::select! {
         _ = core.cancel().cancelled() => false,
         _ = entry.restart.notified() => true,
+        _ = entry.control.until_wanted(Wanted::Stopped) => true,
+    }
+}
+
+/// A manager stopped the agent: waits for its `start`; false on shutdown. A config approved
+/// meanwhile is taken when it starts (its restart signal is consumed here, so it does not stop
+/// the fresh harness again).
+async fn wait_while_stopped(core: &Core, entry: &AgentEntry) -> bool {
+    loop {
+        tokio::select! {
+            _ = core.cancel().cancelled() => return false,
+            _ = entry.control.until_wanted(Wanted::Running) => return true,
+            _ = entry.restart.notified() => {}
+        }
     }
 }
 
@@ -148,6 +169,16 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
         let Some(entry) = core.agents().get(&name) else {
             return;
         };
+        if entry.control.wanted() == Wanted::Stopped {
+            tracing::info!(agent = %name, "stopped by a manager; waiting for start");
+            set_state(&core, &name, AgentState::Stopped, None);
+            if !wait_while_stopped(&core, &entry).await {
+                return;
+            }
+            tracing::info!(agent = %name, "started by a manager");
+            history.reset();
+            continue;
+        }
         let spec = entry.spec();
         let cfg = core.cfg();
         let placement = placement::place(
@@ -245,24 +276,39 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
         let pid = child.id();
         tracing::info!(agent = %name, pid, runtime = runtime.name(), uid = launch.uid, "agent started");
         set_state(&core, &name, AgentState::Running, pid);
+        entry.control.set_alive(true);
         let started = Instant::now();
         let status = tokio::select! {
             _ = core.cancel().cancelled() => {
                 crate::proc::stop(&mut child, STOP_GRACE).await;
+                entry.control.set_alive(false);
                 set_state(&core, &name, AgentState::Stopped, None);
                 return;
             }
             _ = entry.restart.notified() => {
-                // A new config generation: SIGTERM lets the harness finish its turn first.
-                tracing::info!(agent = %name, "restarting on its new config");
+                // A new config generation (or a manager's restart): SIGTERM lets the harness
+                // finish its turn first.
+                tracing::info!(agent = %name, "restarting");
                 crate::proc::stop(&mut child, STOP_GRACE).await;
+                entry.control.set_alive(false);
                 history.reset();
+                continue;
+            }
+            _ = entry.control.until_wanted(Wanted::Stopped) => {
+                // A manager's stop: as at shutdown; the loop's top keeps it stopped.
+                tracing::info!(agent = %name, "stopping, as a manager asked");
+                crate::proc::stop(&mut child, STOP_GRACE).await;
+                entry.control.set_alive(false);
                 continue;
             }
             s = child.wait() => s,
         };
+        entry.control.set_alive(false);
         let status = status.map_or_else(|e| e.to_string(), |s| runtime.describe_exit(s));
         set_state(&core, &name, AgentState::Crashed, None);
+        if let Err(e) = core.store().record_crash(name.as_str(), &status) {
+            tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record the crash");
+        }
         let after = history.crashed(Instant::now(), started.elapsed());
         // The harness's last words are in the pipe still: let them reach the log (a child of
         // its that lives on may hold the pipe open, so not for long).
@@ -296,6 +342,9 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                 tokio::select! {
                     _ = core.cancel().cancelled() => return,
                     _ = tokio::time::sleep(after) => {}
+                    // A manager's restart comes now, not after the backoff; a stop is kept.
+                    _ = entry.restart.notified() => history.reset(),
+                    _ = entry.control.until_wanted(Wanted::Stopped) => {}
                 }
             }
         }

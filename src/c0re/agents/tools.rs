@@ -82,7 +82,7 @@ pub fn catalog() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "list_agents",
-            description: "List the hive's agents: name, display name, description, and whether you may message them.",
+            description: "List the hive's agents: name, display name, description, whether you may message them, and each one's state (idle, thinking, starting, stopping, stopped, crashed, crash-loop, cannot-start, refused, disconnected), current turn, queue (messages waiting) and last crash.",
             input_schema: json!({ "type": "object", "properties": {}, "additionalProperties": false }),
             managers_only: false,
         },
@@ -134,6 +134,7 @@ pub fn catalog() -> Vec<ToolSpec> {
     .into_iter()
     .chain(super::config_tools::catalog())
     .chain(super::request_tools::catalog())
+    .chain(super::lifecycle::catalog())
     .collect()
 }
 
@@ -361,6 +362,7 @@ impl Core {
             "read_config" | "write_config" | "config_diff" | "config_log" => {
                 self.config_tool(agent, name, v).await
             }
+            "stop" | "start" | "restart" => self.lifecycle_tool(agent, name, v).await,
             "request_init_config" | "request_rollback" => self.request_tool(agent, name, v).await,
             other => Err(ToolError::NoTool(other.to_owned())),
         }
@@ -385,22 +387,35 @@ impl Core {
         Ok(format!("reminder #{id} set for {} s from now", a.in_secs))
     }
 
-    /// `list_agents`: every agent, and whether `agent` may message it (the recipient policy's
-    /// answer, [`may_message`]).
+    /// `list_agents`: every agent, whether `agent` may message it (the recipient policy's
+    /// answer, [`may_message`]), and its life (`listing.rs`: state, current turn, queue, last
+    /// crash).
     fn list_agents(&self, agent: &AgentName) -> String {
         let me = self.agents().get(agent).map(|e| e.spec());
+        let stored = self.store().agent_states().unwrap_or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "list_agents cannot read the agents' states");
+            Vec::new()
+        });
         let list: Vec<Value> = self
             .agents()
             .all()
             .iter()
             .map(|(n, e)| {
                 let s = e.spec();
-                json!({
+                let mut v = json!({
                     "name": n.as_str(),
                     "display_name": s.display_name,
                     "description": s.description,
                     "may_message": me.as_ref().is_some_and(|m| may_message(m, n)),
-                })
+                });
+                let state = stored
+                    .iter()
+                    .find(|(name, _, _)| name == n.as_str())
+                    .and_then(|(_, st, _)| st.parse().ok());
+                if let Some(o) = v.as_object_mut() {
+                    o.extend(self.life_fields(n, e, state));
+                }
+                v
             })
             .collect();
         serde_json::to_string(&list).expect("json serialises")
@@ -437,10 +452,24 @@ mod tests {
             assert_eq!(t.input_schema["additionalProperties"], false, "{}", t.name);
             assert!(!t.description.is_empty());
         }
-        // What only a manager may do: ask for approvals, and read or write another's config.
+        // What only a manager may do: ask for approvals, read or write another's config, stop
+        // and start agents.
+        let privileged = [
+            "request_apply_commit",
+            "request_init_config",
+            "read_config",
+            "write_config",
+            "config_diff",
+            "config_log",
+            "stop",
+            "start",
+            "restart",
+        ];
         for t in &tools {
-            let privileged = t.name.starts_with("request_") || t.name.contains("config");
-            assert_eq!(t.managers_only, privileged, "{}", t.name);
+            assert_eq!(t.managers_only, privileged.contains(&t.name), "{}", t.name);
+        }
+        for p in privileged {
+            assert!(tools.iter().any(|t| t.name == p), "{p} is in the catalog");
         }
         let names = |m| offered(m).into_iter().map(|t| t.name).collect::<Vec<_>>();
         assert!(names(true).contains(&"write_config"));
