@@ -457,6 +457,7 @@ mod tests {
         let privileged = [
             "request_apply_commit",
             "request_init_config",
+            "request_rollback",
             "read_config",
             "write_config",
             "config_diff",
