@@ -132,6 +132,7 @@ pub fn catalog() -> Vec<ToolSpec> {
     ]
     .into_iter()
     .chain(super::config_tools::catalog())
+    .chain(super::recv::catalog())
     .collect()
 }
 
@@ -366,6 +367,7 @@ impl Core {
             "read_config" | "write_config" | "config_diff" | "config_log" => {
                 self.config_tool(agent, name, v).await
             }
+            "recv" => self.recv_tool(agent, v).await,
             "request_init_config" => {
                 let a: InitArgs = args(name, v)?;
                 let id = self
