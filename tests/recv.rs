@@ -3,7 +3,8 @@
 //! `hive mcp` calls it for Claude Code) pulls them into the turn; after the ack they are never
 //! delivered again; a harness that dies mid-turn and a core killed mid-turn both give the pulled
 //! messages back instead of losing them. Out-of-range arguments and calls outside a turn are
-//! refused, and every call is in the audit.
+//! refused; a core event comes with its data, told apart from a person; every call is in the
+//! audit.
 
 mod common;
 
@@ -227,7 +228,7 @@ async fn recv_pulls_into_the_turn_exactly_once_across_crashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recv_is_bounded_and_only_within_a_turn() {
+async fn recv_is_bounded_only_within_a_turn_and_tells_core_events_apart() {
     let hive = external_hive().await;
     let op = hive.operator().await;
     let room = op.join("agent-echo").await;
@@ -259,6 +260,24 @@ async fn recv_is_bounded_and_only_within_a_turn() {
     // Nothing was taken by the refusals: two is still there, for a call over c0re.sock too.
     let (got, waiting) = recv(&mut h, json!({"wait_secs": 40, "max": 32})).await;
     assert_eq!((bodies(&got), waiting), (vec!["two"], 0));
+    assert!(got[0].get("event").is_none());
+    // A core event is pulled with its data, and told apart from a person's words.
+    let (text, err) = tool(
+        &mut t,
+        "remind",
+        json!({"in_secs": 1, "text": "look again"}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    let (got, _) = recv(&mut t, json!({"wait_secs": 40})).await;
+    assert_eq!(bodies(&got), ["reminder: look again"]);
+    assert_eq!(got[0]["event"]["kind"], "reminder");
+    assert_eq!(got[0]["event"]["text"], "look again");
+    let text = got[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("hive-c0re (the hive itself, not a person) reports a `reminder` event:"),
+        "{text}"
+    );
     ack(&mut h, one.id).await;
     let (text, err) = tool(&mut t, "recv", json!({})).await;
     assert!(

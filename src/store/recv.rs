@@ -100,21 +100,35 @@ fn item(r: &Row<'_>) -> rusqlite::Result<InboxItem> {
 }
 
 impl Store {
-    /// Moves `agent`'s oldest pending messages into the turn handling message `turn`, under
-    /// `limits` ([`pull_step`]), in one transaction. [`Pull::TurnOver`] when `turn` is not a
-    /// turn of `agent` in flight.
+    /// Which delivery of message `turn` is running as a turn of `agent` (`None`: no such turn
+    /// in flight). A pull names it, so a pull that outlived its attempt cannot reach the next.
+    pub fn turn_attempt(&self, agent: &str, turn: i64) -> anyhow::Result<Option<u32>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT attempts FROM inbox WHERE id = ?1 AND agent = ?2 AND state = 'inflight' AND turn_id IS NULL",
+                params![turn, agent],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Moves `agent`'s oldest pending messages into the turn handling delivery `attempt` of
+    /// message `turn`, under `limits` ([`pull_step`]), in one transaction. [`Pull::TurnOver`]
+    /// when that is not a turn of `agent` in flight (it ended, or a later delivery runs now).
     pub fn pull_into_turn(
         &self,
         agent: &str,
         turn: i64,
+        attempt: u32,
         limits: &PullLimits,
     ) -> anyhow::Result<Pull> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let live = tx
             .query_row(
-                "SELECT 1 FROM inbox WHERE id = ?1 AND agent = ?2 AND state = 'inflight' AND turn_id IS NULL",
-                params![turn, agent],
+                "SELECT 1 FROM inbox WHERE id = ?1 AND agent = ?2 AND state = 'inflight' AND turn_id IS NULL AND attempts = ?3",
+                params![turn, agent, attempt],
                 |_| Ok(()),
             )
             .optional()?

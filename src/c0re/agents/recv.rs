@@ -109,6 +109,20 @@ pub fn check_recv(wait_secs: Option<u64>, max: Option<u64>) -> Result<RecvBounds
     })
 }
 
+/// Hands a wake-up of the agent's queue on when dropped, if one was taken.
+struct PassOn<'a> {
+    notify: &'a tokio::sync::Notify,
+    took: bool,
+}
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        if self.took {
+            self.notify.notify_one();
+        }
+    }
+}
+
 impl Core {
     /// `recv` for `agent`, audited whatever its outcome.
     pub(super) async fn recv_tool(
@@ -141,6 +155,28 @@ impl Core {
             max_bytes: MAX_PULL_BYTES,
             max_attempts: self.cfg().max_attempts,
         };
+        // The turn is pinned, message and delivery, when the call starts: a wait that outlives
+        // it (the harness died meanwhile) pulls nothing into the next turn or a re-run.
+        let no_turn = || ToolError::from(RecvRefused::NoTurn(agent.clone()));
+        let turn = entry
+            .turn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|t| t.inbox_id)
+            .ok_or_else(no_turn)?;
+        let attempt = self
+            .store()
+            .turn_attempt(agent.as_str(), turn)
+            .map_err(ToolError::Store)?
+            .ok_or_else(no_turn)?;
+        // A wake-up this call took from the agent's queue is handed on when it returns: the
+        // delivery loop waits on the same `Notify`, and must not miss a message because a recv
+        // that ended without it was woken instead.
+        let mut woken = PassOn {
+            notify: &entry.notify,
+            took: false,
+        };
         let deadline = tokio::time::Instant::now() + bounds.wait;
         loop {
             // Listening before looking: a message queued between the look and the wait still
@@ -148,16 +184,9 @@ impl Core {
             let notified = entry.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let turn = entry
-                .turn
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(|t| t.inbox_id)
-                .ok_or_else(|| RecvRefused::NoTurn(agent.clone()))?;
             let (core, name) = (self.clone(), agent.to_string());
             let pull = tokio::task::spawn_blocking(move || {
-                core.store().pull_into_turn(&name, turn, &limits)
+                core.store().pull_into_turn(&name, turn, attempt, &limits)
             })
             .await
             .map_err(|e| ToolError::Store(e.into()))?
@@ -168,7 +197,7 @@ impl Core {
                 waiting,
             } = pull
             else {
-                return Err(RecvRefused::NoTurn(agent.clone()).into());
+                return Err(no_turn());
             };
             for d in &dead {
                 self.dead_letter_notice(d).await;
@@ -181,7 +210,7 @@ impl Core {
                 return Ok((self.recv_answer(&taken, waiting), ids));
             }
             tokio::select! {
-                _ = &mut notified => {}
+                _ = &mut notified => woken.took = true,
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = self.cancel().cancelled() => return Err(RecvRefused::Stopping.into()),
             }
@@ -283,6 +312,28 @@ mod tests {
         assert_eq!(p["wait_secs"]["maximum"], MAX_WAIT_SECS);
         assert_eq!(p["max"]["maximum"], MAX_PULL);
         assert!(spec.input_schema.get("required").is_none(), "both optional");
+    }
+
+    #[test]
+    fn a_wake_up_taken_is_handed_on() {
+        use std::future::Future;
+        // Whether a wait on `notify` would end at once (a wake-up is stored for it).
+        let ready = |notify: &tokio::sync::Notify| {
+            let mut wait = std::pin::pin!(notify.notified());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            wait.as_mut().poll(&mut cx).is_ready()
+        };
+        let notify = tokio::sync::Notify::new();
+        drop(PassOn {
+            notify: &notify,
+            took: false,
+        });
+        assert!(!ready(&notify), "nothing taken, nothing handed on");
+        drop(PassOn {
+            notify: &notify,
+            took: true,
+        });
+        assert!(ready(&notify), "the delivery loop is woken in its place");
     }
 
     #[test]

@@ -42,6 +42,14 @@ fn pulled(p: Pull) -> (Vec<String>, Vec<String>, u64) {
     }
 }
 
+/// A pull into the delivery of `turn` running now.
+fn pull(s: &Store, agent: &str, turn: i64, limits: &PullLimits) -> anyhow::Result<Pull> {
+    match s.turn_attempt(agent, turn)? {
+        Some(attempt) => s.pull_into_turn(agent, turn, attempt, limits),
+        None => Ok(Pull::TurnOver),
+    }
+}
+
 fn counts(s: &Store) -> (u64, u64, u64, u64) {
     let QueueCounts {
         pending,
@@ -149,14 +157,14 @@ fn a_completed_turn_takes_its_pulled_messages_with_it() {
     ingest(&s, &[ev("$1", "one"), ev("$2", "two"), ev("$3", "three")]);
     let turn = s.take_next("a", 3).unwrap().0.unwrap();
     assert_eq!(
-        pulled(s.pull_into_turn("a", turn.id, &LIMITS).unwrap()),
+        pulled(pull(&s, "a", turn.id, &LIMITS).unwrap()),
         (vec!["$2".into(), "$3".into()], vec![], 0)
     );
     assert_eq!(s.pulled_by(turn.id).unwrap().len(), 2);
     assert_eq!(counts(&s), (0, 3, 0, 0));
     // Nothing more to pull; a later message is pulled on its own.
     assert_eq!(
-        pulled(s.pull_into_turn("a", turn.id, &LIMITS).unwrap()),
+        pulled(pull(&s, "a", turn.id, &LIMITS).unwrap()),
         (vec![], vec![], 0)
     );
     assert!(s.ack(turn.id).unwrap());
@@ -164,10 +172,7 @@ fn a_completed_turn_takes_its_pulled_messages_with_it() {
     assert!(s.pulled_by(turn.id).unwrap().is_empty());
     // Never delivered again: no turn, and a finished turn pulls nothing.
     assert!(s.take_next("a", 3).unwrap().0.is_none());
-    assert_eq!(
-        s.pull_into_turn("a", turn.id, &LIMITS).unwrap(),
-        Pull::TurnOver
-    );
+    assert_eq!(pull(&s, "a", turn.id, &LIMITS).unwrap(), Pull::TurnOver);
     assert!(!s.ack(turn.id).unwrap(), "a second ack changes nothing");
     assert_eq!(counts(&s), (0, 0, 3, 0));
 }
@@ -181,7 +186,7 @@ fn a_crash_mid_turn_redelivers_what_it_pulled_and_a_completed_rerun_ends_it_once
         ingest(&s, &[ev("$1", "one"), ev("$2", "two"), ev("$3", "three")]);
         let turn = s.take_next("a", 3).unwrap().0.unwrap();
         assert_eq!(
-            pulled(s.pull_into_turn("a", turn.id, &LIMITS).unwrap()).0,
+            pulled(pull(&s, "a", turn.id, &LIMITS).unwrap()).0,
             ["$2", "$3"]
         );
         turn.id
@@ -193,7 +198,7 @@ fn a_crash_mid_turn_redelivers_what_it_pulled_and_a_completed_rerun_ends_it_once
     // The turn's message comes first again; the re-run pulls the same two, second delivery.
     let again = s.take_next("a", 3).unwrap().0.unwrap();
     assert_eq!((again.id, again.attempts), (turn, 2));
-    let Pull::Pulled { taken, .. } = s.pull_into_turn("a", turn, &LIMITS).unwrap() else {
+    let Pull::Pulled { taken, .. } = pull(&s, "a", turn, &LIMITS).unwrap() else {
         panic!("the turn is in flight");
     };
     let got: Vec<_> = taken
@@ -216,7 +221,7 @@ fn a_harness_gone_mid_turn_puts_the_pulled_back_in_order() {
     ingest(&s, &[ev("$1", "one"), ev("$2", "two"), ev("$3", "three")]);
     let turn = s.take_next("a", 3).unwrap().0.unwrap();
     assert_eq!(
-        pulled(s.pull_into_turn("a", turn.id, &LIMITS).unwrap()).0,
+        pulled(pull(&s, "a", turn.id, &LIMITS).unwrap()).0,
         ["$2", "$3"]
     );
     s.release(turn.id).unwrap();
@@ -235,7 +240,7 @@ fn a_failed_turn_leaves_its_pulled_messages_pending() {
     let s = Store::open_in_memory().unwrap();
     ingest(&s, &[ev("$1", "one"), ev("$2", "two")]);
     let turn = s.take_next("a", 3).unwrap().0.unwrap();
-    pulled(s.pull_into_turn("a", turn.id, &LIMITS).unwrap());
+    pulled(pull(&s, "a", turn.id, &LIMITS).unwrap());
     assert!(s.fail(turn.id, "the brain gave up").unwrap());
     assert_eq!(counts(&s), (1, 0, 0, 1));
     let next = s.take_next("a", 3).unwrap().0.unwrap();
@@ -252,23 +257,47 @@ fn only_a_turn_in_flight_of_the_same_agent_pulls() {
     let turn = s.take_next("a", 3).unwrap().0.unwrap();
     // b's queue is not a's, and a's turn is no turn of b's.
     assert_eq!(
-        s.pull_into_turn("b", turn.id, &LIMITS).unwrap(),
+        s.pull_into_turn("b", turn.id, 1, &LIMITS).unwrap(),
         Pull::TurnOver
     );
     // A pending message is no turn; a pulled message is none either.
-    assert_eq!(s.pull_into_turn("a", 2, &LIMITS).unwrap(), Pull::TurnOver);
+    assert_eq!(
+        s.pull_into_turn("a", 2, 0, &LIMITS).unwrap(),
+        Pull::TurnOver
+    );
     let one = PullLimits { max: 1, ..LIMITS };
     assert_eq!(
-        pulled(s.pull_into_turn("a", turn.id, &one).unwrap()),
+        pulled(pull(&s, "a", turn.id, &one).unwrap()),
         (vec!["$2".into()], vec![], 1),
         "max 1: one taken, one waiting"
     );
     let pulled_id = s.pulled_by(turn.id).unwrap()[0];
     assert_eq!(
-        s.pull_into_turn("a", pulled_id, &LIMITS).unwrap(),
+        s.pull_into_turn("a", pulled_id, 1, &LIMITS).unwrap(),
         Pull::TurnOver
     );
     assert_eq!(s.counts("b").unwrap().pending, 1);
+}
+
+#[test]
+fn a_pull_that_outlived_its_attempt_takes_nothing() {
+    let s = Store::open_in_memory().unwrap();
+    ingest(&s, &[ev("$1", "one"), ev("$2", "two")]);
+    let first = s.take_next("a", 3).unwrap().0.unwrap();
+    assert_eq!(s.turn_attempt("a", first.id).unwrap(), Some(1));
+    s.release(first.id).unwrap();
+    assert_eq!(s.turn_attempt("a", first.id).unwrap(), None, "no turn now");
+    let again = s.take_next("a", 3).unwrap().0.unwrap();
+    assert_eq!(again.id, first.id);
+    // A recv of the first attempt, still waiting, finds its turn over: the re-run is another.
+    assert_eq!(
+        s.pull_into_turn("a", first.id, 1, &LIMITS).unwrap(),
+        Pull::TurnOver
+    );
+    assert_eq!(
+        pulled(s.pull_into_turn("a", first.id, 2, &LIMITS).unwrap()).0,
+        ["$2"]
+    );
 }
 
 #[test]
@@ -283,7 +312,7 @@ fn a_pull_dead_letters_what_used_its_deliveries() {
     for attempt in 1..=2 {
         let turn = s.take_next("a", 2).unwrap().0.unwrap();
         assert_eq!((turn.event_id.as_str(), turn.attempts), ("$1", attempt));
-        let (taken, dead, _) = pulled(s.pull_into_turn("a", turn.id, &two).unwrap());
+        let (taken, dead, _) = pulled(pull(&s, "a", turn.id, &two).unwrap());
         assert_eq!((taken.len(), dead.len()), (2, 0), "attempt {attempt}");
         s.release(turn.id).unwrap();
     }
@@ -301,15 +330,12 @@ fn a_pull_dead_letters_what_used_its_deliveries() {
     let one = PullLimits { max: 1, ..two };
     for _ in 0..2 {
         let turn = s.take_next("a", 10).unwrap().0.unwrap();
-        assert_eq!(
-            pulled(s.pull_into_turn("a", turn.id, &one).unwrap()).0,
-            ["$2"]
-        );
+        assert_eq!(pulled(pull(&s, "a", turn.id, &one).unwrap()).0, ["$2"]);
         s.release(turn.id).unwrap();
     }
     let turn = s.take_next("a", 10).unwrap().0.unwrap();
     assert_eq!(
-        pulled(s.pull_into_turn("a", turn.id, &one).unwrap()),
+        pulled(pull(&s, "a", turn.id, &one).unwrap()),
         (vec!["$3".into()], vec!["$2".into()], 0)
     );
     assert!(s.ack(turn.id).unwrap());
@@ -335,12 +361,12 @@ fn a_pull_is_bounded_in_bytes() {
         ..LIMITS
     };
     assert_eq!(
-        pulled(s.pull_into_turn("a", turn.id, &small).unwrap()),
+        pulled(pull(&s, "a", turn.id, &small).unwrap()),
         (vec!["$2".into()], vec![], 2),
         "the second big body would pass 1000 bytes: it and what follows wait, in order"
     );
     assert_eq!(
-        pulled(s.pull_into_turn("a", turn.id, &small).unwrap()).0,
+        pulled(pull(&s, "a", turn.id, &small).unwrap()).0,
         ["$3", "$4"]
     );
 }
