@@ -12,7 +12,7 @@ use common::call_tool as tool;
 
 use std::time::{Duration, Instant};
 
-use common::{TestHive, echo_bot};
+use common::{Ephemeral, TestHive, echo_bot};
 use hyperhive::store::{QueueCounts, Store};
 use hyperhive::wire::client::SocketClient;
 use hyperhive::wire::protocol::{Message, Request, Response};
@@ -136,7 +136,7 @@ async fn recv_pulls_into_the_turn_exactly_once_across_crashes() {
         "the turn's message and its two pulled"
     );
     // What passes the secret filter on the way.
-    op.send(&room, &format!("the key is {PATTERN}")).await;
+    let key = op.send(&room, &format!("the key is {PATTERN}")).await;
     let (got, waiting) = recv(&mut t, json!({"wait_secs": 40, "max": 1})).await;
     assert_eq!(waiting, 0);
     let body = got[0]["body"].as_str().unwrap();
@@ -147,6 +147,12 @@ async fn recv_pulls_into_the_turn_exactly_once_across_crashes() {
     assert!(!got[0]["text"].as_str().unwrap().contains(PATTERN));
     ack(&mut h, one.id).await;
     assert_eq!(counts(&hive).done, 4, "the turn and its three pulled");
+    // echo read up to the newest message it pulled (a receipt covers what came before).
+    let (rid, echo) = (room.room_id().to_owned(), "@echo:localhost".to_owned());
+    op.wait_ephemeral(WAIT, "echo's receipt on the last message it pulled", |e| {
+        e.contains(&Ephemeral::Read(rid.clone(), echo.clone(), key.clone()))
+    })
+    .await;
 
     // Never delivered again: the next turn is the next new message, and it has nothing to pull.
     op.send(&room, "four").await;

@@ -183,6 +183,21 @@ impl Store {
         })
     }
 
+    /// The newest message the finished turn of `turn` pulled from `room`, if any (for its read
+    /// receipt: the turn read up to it).
+    pub fn last_pulled_done(&self, turn: i64, room: &str) -> anyhow::Result<Option<InboxItem>> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT id, agent, event_id, room_id, sender, body, origin_ts, attempts, hive_event
+                 FROM inbox WHERE turn_id = ?1 AND room_id = ?2 AND state = 'done'
+                 ORDER BY id DESC LIMIT 1",
+                params![turn, room],
+                item,
+            )
+            .optional()?)
+    }
+
     /// The ids of the messages the turn handling `turn` pulled and still holds, oldest first.
     pub fn pulled_by(&self, turn: i64) -> anyhow::Result<Vec<i64>> {
         let conn = self.lock();

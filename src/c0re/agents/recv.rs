@@ -217,6 +217,18 @@ impl Core {
         }
     }
 
+    /// What a finished turn of `turn` read up to in its room: the newest message it pulled
+    /// from there, else its own (the read receipt names it; receipts are cumulative).
+    pub(super) fn read_up_to(&self, turn: InboxItem) -> InboxItem {
+        match self.store().last_pulled_done(turn.id, &turn.room_id) {
+            Ok(pulled) => pulled.unwrap_or(turn),
+            Err(e) => {
+                tracing::warn!(agent = %turn.agent, error = %format!("{e:#}"), "cannot tell what the turn pulled; marking its own message read");
+                turn
+            }
+        }
+    }
+
     /// The pulled messages as the brain reads them, every string through the secret filter.
     fn recv_answer(&self, taken: &[InboxItem], waiting: u64) -> String {
         let messages: Vec<Value> = taken

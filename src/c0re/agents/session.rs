@@ -505,7 +505,8 @@ impl Session {
                     .await;
             }
         }
-        self.stop_typing(Some(&item)).await;
+        let read = self.core.read_up_to(item);
+        self.stop_typing(Some(&read)).await;
         Ok(Response::Done)
     }
 

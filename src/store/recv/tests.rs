@@ -167,8 +167,19 @@ fn a_completed_turn_takes_its_pulled_messages_with_it() {
         pulled(pull(&s, "a", turn.id, &LIMITS).unwrap()),
         (vec![], vec![], 0)
     );
+    assert_eq!(
+        s.last_pulled_done(turn.id, "!r:x").unwrap(),
+        None,
+        "not done yet"
+    );
     assert!(s.ack(turn.id).unwrap());
     assert_eq!(counts(&s), (0, 0, 3, 0), "all three done in the ack");
+    let read = s.last_pulled_done(turn.id, "!r:x").unwrap().unwrap();
+    assert_eq!(
+        read.event_id, "$3",
+        "the turn read up to the newest it pulled"
+    );
+    assert_eq!(s.last_pulled_done(turn.id, "!other:x").unwrap(), None);
     assert!(s.pulled_by(turn.id).unwrap().is_empty());
     // Never delivered again: no turn, and a finished turn pulls nothing.
     assert!(s.take_next("a", 3).unwrap().0.is_none());
