@@ -16,6 +16,7 @@ mod approvals;
 mod lifecycle;
 mod outbox;
 mod questions;
+mod recv;
 mod tools;
 pub use agent_state::{AgentState, UnknownState};
 pub use approvals::{
@@ -25,6 +26,7 @@ pub use approvals::{
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::{Question, QuestionState};
+pub use recv::{Pull, PullLimits, PullStep, pull_step};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -54,6 +56,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "008_lifecycle",
         include_str!("store/migrations/008_lifecycle.sql"),
     ),
+    ("009_recv", include_str!("store/migrations/009_recv.sql")),
 ];
 
 /// Microseconds since the Unix epoch.
@@ -338,31 +341,48 @@ impl Store {
         Ok((item, dead))
     }
 
-    /// The harness finished the turn: the message is done. Idempotent.
+    /// The harness finished the turn: the message is done, and the messages the turn pulled
+    /// (`recv`) with it, in one transaction. Idempotent.
     pub fn ack(&self, id: i64) -> anyhow::Result<bool> {
-        let conn = self.lock();
-        Ok(conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let now = now_us();
+        let acked = tx.execute(
             "UPDATE inbox SET state = 'done', done_us = ?2 WHERE id = ?1 AND state = 'inflight'",
-            params![id, now_us()],
-        )? == 1)
+            params![id, now],
+        )? == 1;
+        if acked {
+            recv::pulled_done(&tx, id, now)?;
+        }
+        tx.commit()?;
+        Ok(acked)
     }
 
-    /// The turn failed for good (the brain refused it): dead-letter with the reason.
+    /// The turn failed for good (the brain refused it): dead-letter with the reason. What the
+    /// turn pulled is pending again: a message is not dead for another one's failure.
     pub fn fail(&self, id: i64, reason: &str) -> anyhow::Result<bool> {
-        let conn = self.lock();
-        Ok(conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let failed = tx.execute(
             "UPDATE inbox SET state = 'dead', done_us = ?2, error = ?3 WHERE id = ?1 AND state = 'inflight'",
             params![id, now_us(), reason],
-        )? == 1)
+        )? == 1;
+        recv::pulled_back(&tx, id)?;
+        tx.commit()?;
+        Ok(failed)
     }
 
-    /// The harness went away mid-turn: the message goes back to the head of its queue.
+    /// The harness went away mid-turn: the message goes back to the head of its queue, and
+    /// what the turn pulled goes back with it.
     pub fn release(&self, id: i64) -> anyhow::Result<()> {
-        let conn = self.lock();
-        conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE inbox SET state = 'pending' WHERE id = ?1 AND state = 'inflight'",
             [id],
         )?;
+        recv::pulled_back(&tx, id)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -372,7 +392,7 @@ impl Store {
     pub fn release_inflight(&self, agent: &str) -> anyhow::Result<usize> {
         let conn = self.lock();
         Ok(conn.execute(
-            "UPDATE inbox SET state = 'pending' WHERE state = 'inflight' AND agent = ?1",
+            "UPDATE inbox SET state = 'pending', turn_id = NULL WHERE state = 'inflight' AND agent = ?1",
             [agent],
         )?)
     }
@@ -380,7 +400,7 @@ impl Store {
     pub fn release_all_inflight(&self) -> anyhow::Result<usize> {
         let conn = self.lock();
         Ok(conn.execute(
-            "UPDATE inbox SET state = 'pending' WHERE state = 'inflight'",
+            "UPDATE inbox SET state = 'pending', turn_id = NULL WHERE state = 'inflight'",
             [],
         )?)
     }

@@ -7,6 +7,7 @@
 //!   admitted first by a pure rule ([`session::admit`]).
 //! - [`tools`]: the hive's tool catalog and each tool's execution under the caller's policy.
 //! - [`effects`]: exactly once for a turn's side effects (a re-run turn gets the first answer).
+//! - [`recv`]: a running turn pulls further messages from its inbox, delivered by that turn.
 //! - `typing`: the typing notice and read receipt around a turn (a courtesy; failures logged).
 //!
 //! [`AgentState`] is what the store records about an agent's harness (shown by `hive status`
@@ -17,6 +18,7 @@ pub mod effects;
 pub mod lifecycle;
 mod listing;
 pub mod logs;
+pub mod recv;
 pub mod registry;
 pub mod request_tools;
 pub mod session;

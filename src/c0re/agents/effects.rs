@@ -292,6 +292,12 @@ mod tests {
                 want: None,
             },
             Case {
+                name: "pulling the inbox is no recorded effect: a re-run turn pulls again",
+                tool: "recv",
+                args: json!({"wait_secs": 5}),
+                want: None,
+            },
+            Case {
                 name: "an unknown tool is no effect",
                 tool: "no_such_tool",
                 args: json!({}),

@@ -126,7 +126,7 @@ pub fn turn_txn(agent: &AgentName, inbox_id: i64, sends: u32) -> Option<String> 
 
 /// The message handed to the harness for `item`. A core event that does not parse (it was
 /// written by the core itself) is logged and left out; the text is still delivered.
-fn message_of(item: &InboxItem) -> Message {
+pub(super) fn message_of(item: &InboxItem) -> Message {
     let event = item
         .hive_event
         .as_deref()
@@ -510,7 +510,8 @@ impl Session {
                     .await;
             }
         }
-        self.stop_typing(Some(&item)).await;
+        let read = self.core.read_up_to(item);
+        self.stop_typing(Some(&read)).await;
         Ok(Response::Done)
     }
 

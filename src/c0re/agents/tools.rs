@@ -135,6 +135,7 @@ pub fn catalog() -> Vec<ToolSpec> {
     .chain(super::config_tools::catalog())
     .chain(super::request_tools::catalog())
     .chain(super::lifecycle::catalog())
+    .chain(super::recv::catalog())
     .collect()
 }
 
@@ -364,6 +365,7 @@ impl Core {
             }
             "stop" | "start" | "restart" => self.lifecycle_tool(agent, name, v).await,
             "request_init_config" | "request_rollback" => self.request_tool(agent, name, v).await,
+            "recv" => self.recv_tool(agent, v).await,
             other => Err(ToolError::NoTool(other.to_owned())),
         }
     }
