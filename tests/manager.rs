@@ -164,6 +164,15 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     })
     .await;
 
+    // A request for a commit the repo does not have is refused (and audited, below).
+    let (text, err) = tool(
+        &mut hm1nd,
+        "request_apply_commit",
+        json!({"agent": "echo", "sha": "0".repeat(40), "summary": "no such commit"}),
+    )
+    .await;
+    assert!(err, "{text}");
+
     // File it; the operator approves; echo runs exactly that sha.
     let (text, err) = tool(
         &mut hm1nd,
@@ -277,5 +286,14 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     assert!(
         refused("alice", "managers only"),
         "a non-manager's attempt is audited"
+    );
+    assert!(
+        store.audit_log(1000).unwrap().iter().any(|e| {
+            e.actor == "hm1nd"
+                && e.action == "request_apply_commit"
+                && e.outcome == "refused"
+                && e.sha.as_deref() == Some("0".repeat(40).as_str())
+        }),
+        "a refused request is audited"
     );
 }

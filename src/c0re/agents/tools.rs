@@ -345,10 +345,23 @@ impl Core {
             }
             "request_apply_commit" => {
                 let a: ApplyArgs = args(name, v)?;
+                // A filed request is audited by the store with its row; a refusal before
+                // there is one is audited here.
                 let id = self
                     .request_apply_commit(agent.as_str(), &a.agent, &a.sha, &a.summary)
                     .await
-                    .map_err(|r| ToolError::Refused(r.to_string()))?;
+                    .map_err(|r| {
+                        let why = r.to_string();
+                        self.audit_call(
+                            agent,
+                            name,
+                            Some(&a.agent),
+                            Some(&a.sha),
+                            "refused",
+                            Some(&why),
+                        );
+                        ToolError::Refused(why)
+                    })?;
                 Ok(format!(
                     "requested (approval #{id}); the outcome will arrive as a message"
                 ))
