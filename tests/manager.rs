@@ -164,7 +164,8 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     })
     .await;
 
-    // A request for a commit the repo does not have is refused (and audited, below).
+    // A request for a commit the repo does not have is refused (and audited, below); its
+    // number, #1, is spent.
     let (text, err) = tool(
         &mut hm1nd,
         "request_apply_commit",
@@ -181,7 +182,7 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     )
     .await;
     assert!(!err, "{text}");
-    let req = request_message(&op, &approvals, 1, WAIT).await;
+    let req = request_message(&op, &approvals, 2, WAIT).await;
     assert!(
         req.body.contains("echo answers v2") && req.body.contains("v2: {body}"),
         "{}",
@@ -195,7 +196,7 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     .await;
     // The managers learn it took effect: a config_applied event in hm1nd's inbox.
     let applied_text =
-        format!("config_applied: **echo** runs config `{sha}` as deploy/2 (request #1).");
+        format!("config_applied: **echo** runs config `{sha}` as deploy/2 (request #2).");
     op.wait_until(&hm1nd_room, WAIT, "config_applied", |m| {
         m.iter().any(|x| x.body == applied_text)
     })
@@ -223,8 +224,16 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
         .map(|d| (d["deploy"].as_u64().unwrap(), d["sha"].as_str().unwrap()))
         .collect();
     assert_eq!(deploys, [(1, applied.as_str()), (2, sha.as_str())]);
-    let request = &log["requests"][0];
-    assert_eq!(request["state"], "applied");
+    let requests = log["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests.iter().any(|r| r["state"] == "cancelled"),
+        "the refused request: {requests:?}"
+    );
+    let request = requests
+        .iter()
+        .find(|r| r["state"] == "applied")
+        .expect("the applied request");
     assert_eq!(request["requester"], "hm1nd");
     assert_eq!(request["deploy"], 2);
     assert_eq!(request["approved_by"], json!([hive.operator.user_id]));
