@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod agent_state;
 mod approvals;
+mod kept;
 mod outbox;
 mod questions;
 mod tools;
@@ -21,6 +22,7 @@ pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
     VoteOutcome, reverts, tally,
 };
+pub use kept::KeptAgent;
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::{Question, QuestionState};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
@@ -48,6 +50,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "007_outbox",
         include_str!("store/migrations/007_outbox.sql"),
     ),
+    ("008_kept", include_str!("store/migrations/008_kept.sql")),
 ];
 
 /// Microseconds since the Unix epoch.
@@ -471,7 +474,11 @@ impl Store {
 
     pub fn agent_states(&self) -> anyhow::Result<Vec<(String, String, Option<u32>)>> {
         let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT name, state, pid FROM agents ORDER BY name")?;
+        // A kept agent shows as kept, whatever its harness said last.
+        let mut stmt = conn.prepare(
+            "SELECT a.name, CASE WHEN k.name IS NULL THEN a.state ELSE 'kept' END, a.pid
+             FROM agents a LEFT JOIN kept_agents k ON k.name = a.name ORDER BY a.name",
+        )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

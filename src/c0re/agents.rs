@@ -14,6 +14,7 @@
 
 pub mod config_tools;
 pub mod effects;
+pub mod kept_tools;
 pub mod logs;
 pub mod registry;
 pub mod session;
@@ -58,13 +59,24 @@ impl Core {
                 }
             }
         }
+        // The agent's tasks end with the hive, or when it leaves the registry (destroyed).
+        let ends = self.cancel().child_token();
+        if let Some(entry) = self.agents().get(name) {
+            let (removed, ends) = (entry.removed().clone(), ends.clone());
+            self.agents().tasks().spawn(async move {
+                tokio::select! {
+                    _ = removed.cancelled() => ends.cancel(),
+                    _ = ends.cancelled() => {}
+                }
+            });
+        }
         let c = self.clone();
         let n = name.clone();
         self.agents().tasks().spawn(crate::c0re::tasks::supervised(
             format!("{name}'s socket"),
             crate::c0re::tasks::Scope::Agent,
             crate::c0re::tasks::Policy::default(),
-            self.cancel().clone(),
+            ends.clone(),
             crate::c0re::tasks::Fatal::default(),
             move || c.clone().serve_agent_socket(n.clone()),
         ));
@@ -75,7 +87,7 @@ impl Core {
                 format!("{name}'s supervisor"),
                 crate::c0re::tasks::Scope::Agent,
                 crate::c0re::tasks::Policy::default(),
-                self.cancel().clone(),
+                ends.clone(),
                 crate::c0re::tasks::Fatal::default(),
                 move || {
                     let (c, rt, n) = (c.clone(), rt.clone(), n.clone());

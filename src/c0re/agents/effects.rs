@@ -25,6 +25,7 @@ pub fn effect_key(tool: &str, args: &Value) -> Option<String> {
         "remind" => Some("remind".into()),
         "request_apply_commit" => Some(format!("request_apply_commit:{}:{}", s("agent"), s("sha"))),
         "request_init_config" => Some(format!("request_init_config:{}", s("name"))),
+        "destroy" | "revive" | "purge" => Some(format!("{tool}:{}", s("agent"))),
         // A commit on the proposed side: a re-run turn gets the first commit's sha back.
         // Keyed by what it writes too: a re-run turn writing something else is not answered
         // with the first commit.
@@ -234,6 +235,12 @@ mod tests {
                 tool: "request_init_config",
                 args: json!({"name": "n"}),
                 want: Some("request_init_config:n"),
+            },
+            Case {
+                name: "a destroy, revive or purge is keyed by the agent",
+                tool: "purge",
+                args: json!({"agent": "echo", "summary": "s"}),
+                want: Some("purge:echo"),
             },
             Case {
                 name: "a config commit is keyed by the agent and what it writes",

@@ -132,6 +132,7 @@ pub fn catalog() -> Vec<ToolSpec> {
     ]
     .into_iter()
     .chain(super::config_tools::catalog())
+    .chain(super::kept_tools::catalog())
     .collect()
 }
 
@@ -366,6 +367,7 @@ impl Core {
             "read_config" | "write_config" | "config_diff" | "config_log" => {
                 self.config_tool(agent, name, v).await
             }
+            "destroy" | "revive" | "purge" => self.kept_tool(agent, name, v).await,
             "request_init_config" => {
                 let a: InitArgs = args(name, v)?;
                 let id = self
@@ -416,6 +418,7 @@ impl Core {
                     "may_message": me.as_ref().is_some_and(|m| may_message(m, n)),
                 })
             })
+            .chain(self.kept_listed())
             .collect();
         serde_json::to_string(&list).expect("json serialises")
     }
@@ -451,9 +454,12 @@ mod tests {
             assert_eq!(t.input_schema["additionalProperties"], false, "{}", t.name);
             assert!(!t.description.is_empty());
         }
-        // What only a manager may do: ask for approvals, and read or write another's config.
+        // What only a manager may do: ask for approvals, read or write another's config, and
+        // ask for an agent's destroy, revive or purge.
         for t in &tools {
-            let privileged = t.name.starts_with("request_") || t.name.contains("config");
+            let privileged = t.name.starts_with("request_")
+                || t.name.contains("config")
+                || super::super::kept_tools::KEPT_TOOLS.contains(&t.name);
             assert_eq!(t.managers_only, privileged, "{}", t.name);
         }
         let names = |m| offered(m).into_iter().map(|t| t.name).collect::<Vec<_>>();

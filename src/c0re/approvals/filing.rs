@@ -71,6 +71,9 @@ pub enum Refusal {
     Question,
     #[error("at most {MAX_OPTIONS} options, each 1 to {MAX_OPTION} bytes")]
     Options,
+    /// A destroy, revive or purge that cannot be asked for.
+    #[error(transparent)]
+    Kept(#[from] super::kept::KeptRefusal),
 }
 
 /// Why a request was refused before it reached the operator, as its requester reads it (the
@@ -135,7 +138,7 @@ impl Core {
 
     /// An agent's requests count against its question rate (they too land in front of the
     /// operators): a manager gone wrong cannot flood `#hive-approvals`.
-    fn request_rate(&self, requester: &str) -> Result<(), Refusal> {
+    pub(super) fn request_rate(&self, requester: &str) -> Result<(), Refusal> {
         match AgentName::parse(requester) {
             Ok(agent) if self.agents().get(&agent).is_some() => {
                 Ok(self.agents().rate(&agent, limits::Kind::Question)?)
@@ -146,7 +149,7 @@ impl Core {
 
     /// Runs a filing (git and sqlite: off the async workers), then wakes the approvals loop, or
     /// says in `#hive-c0re` why `what` was refused.
-    async fn file(
+    pub(super) async fn file(
         &self,
         what: &str,
         filing: impl FnOnce(&std::path::Path, &Config) -> anyhow::Result<Result<i64, Refusal>>
@@ -196,6 +199,9 @@ impl Core {
     /// snapshot (`text::render`: agent text as text, every file's stat, agent.toml first,
     /// bounded); a request whose changes cannot be shown is not posted (the error fails it).
     pub(super) async fn post_request(&self, a: &Approval) -> anyhow::Result<()> {
+        if a.kind.is_kept_state() {
+            return self.post_kept_request(a).await;
+        }
         let room = self
             .rooms()
             .get(&RoomKey::Approvals)
