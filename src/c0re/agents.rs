@@ -62,13 +62,7 @@ impl Core {
         // The agent's tasks end with the hive, or when it leaves the registry (destroyed).
         let ends = self.cancel().child_token();
         if let Some(entry) = self.agents().get(name) {
-            let (removed, ends) = (entry.removed().clone(), ends.clone());
-            self.agents().tasks().spawn(async move {
-                tokio::select! {
-                    _ = removed.cancelled() => ends.cancel(),
-                    _ = ends.cancelled() => {}
-                }
-            });
+            entry.tie_tasks(ends.clone());
         }
         let c = self.clone();
         let n = name.clone();

@@ -33,9 +33,11 @@ pub struct AgentEntry {
     uid: Mutex<Option<u32>>,
     /// The message its harness is handling now, and that turn's side-effecting calls.
     pub turn: Mutex<Option<TurnCalls>>,
-    /// Cancelled when the agent leaves the registry (destroyed): its socket and supervisor
-    /// tasks end for good instead of being restarted.
+    /// Cancelled when the agent leaves the registry (destroyed): its socket closes.
     removed: CancellationToken,
+    /// What its tasks' supervision waits on ([`AgentEntry::tie_tasks`]): cancelled on removal
+    /// before `removed`, so a task that ends then is not restarted.
+    tasks: Mutex<Option<CancellationToken>>,
 }
 
 impl AgentEntry {
@@ -49,7 +51,13 @@ impl AgentEntry {
             uid: Mutex::new(None),
             turn: Mutex::new(None),
             removed: CancellationToken::new(),
+            tasks: Mutex::new(None),
         }
+    }
+
+    /// `tasks` ends the agent's supervised tasks: cancelled when it leaves the registry.
+    pub fn tie_tasks(&self, tasks: CancellationToken) {
+        *self.tasks.lock().unwrap_or_else(|p| p.into_inner()) = Some(tasks);
     }
 
     /// Cancelled once the agent has left the registry.
@@ -133,6 +141,9 @@ impl Agents {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name)?;
+        if let Some(tasks) = entry.tasks.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tasks.cancel();
+        }
         entry.removed.cancel();
         Some(entry)
     }
@@ -209,7 +220,10 @@ mod tests {
         assert_eq!(agents.all().len(), 2);
         first.set_uid(600_001);
         assert_eq!(agents.get(&a).unwrap().uid(), Some(600_001));
+        let tasks = CancellationToken::new();
+        first.tie_tasks(tasks.clone());
         let removed = agents.remove(&a).expect("a was there");
+        assert!(tasks.is_cancelled(), "its tasks end");
         assert!(Arc::ptr_eq(&first, &removed));
         assert!(first.removed().is_cancelled(), "its tasks are told");
         assert!(agents.get(&a).is_none() && agents.remove(&a).is_none());
