@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod bench;
 pub mod c0re;
 pub mod check;
+pub mod kept;
 pub mod status;
 pub mod up;
 pub mod usage;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Approvals(args) => approvals::list(args),
         Command::Audit(args) => approvals::audit(args),
         Command::Usage(args) => usage::run(args),
+        Command::Kept(args) => kept::run(config_path, args),
         Command::Mcp(args) => {
             crate::mcp::serve(&args.socket, &args.name).await?;
             Ok(ExitCode::SUCCESS)
@@ -63,6 +65,7 @@ fn absolute_paths(mut cli: Cli) -> anyhow::Result<Cli> {
         C::Approvals(a) => dirs(&mut a.dirs)?,
         C::Audit(a) => dirs(&mut a.dirs)?,
         C::Usage(a) => dirs(&mut a.dirs)?,
+        C::Kept(a) => dirs(&mut a.dirs)?,
         C::Agent(a) => {
             a.bot = abs(&a.bot)?;
             a.socket = abs(&a.socket)?;

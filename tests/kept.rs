@@ -359,4 +359,33 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     // Nothing is left to purge.
     let (text, err) = tool(&mut hm1nd, "purge", json!({"agent": "echo"})).await;
     assert!(err && text.contains("only a destroyed agent"), "{text}");
+
+    // The operator files the same requests from the command line.
+    let run = |args: &[&str]| {
+        let out = hive.hive(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&["kept", "purge", "echo"]);
+    assert!(
+        code == Some(2) && text.contains("only a destroyed agent"),
+        "{text}"
+    );
+    let (code, text) = run(&["kept", "destroy", ".."]);
+    assert!(
+        code == Some(2) && text.contains("must start with"),
+        "{text}"
+    );
+    let (code, text) = run(&["kept", "destroy", "alice", "-m", "from the cli"]);
+    assert!(code == Some(0) && text.contains("request #5"), "{text}");
+    let req = request_message(&op, &approvals, 5, WAIT).await;
+    assert!(
+        req.body.contains("asks to destroy alice") && req.body.contains("from the cli"),
+        "{}",
+        req.body
+    );
 }
