@@ -248,6 +248,63 @@ mod tests {
         assert_eq!(state(&s, id), ApprovalState::Cancelled);
     }
 
+    /// Migration 008 rebuilds the approvals table: a store from before keeps its requests and
+    /// their votes (whose reference to the table holds).
+    #[test]
+    fn requests_and_votes_survive_the_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c0re.db");
+        {
+            let mut c = rusqlite::Connection::open(&path).unwrap();
+            c.pragma_update(None, "foreign_keys", true).unwrap();
+            let before = super::super::MIGRATIONS
+                .iter()
+                .position(|(n, _)| *n == "008_kept")
+                .expect("migration 008 is listed");
+            for (i, (_, sql)) in super::super::MIGRATIONS[..before].iter().enumerate() {
+                let tx = c.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", i + 1).unwrap();
+                tx.commit().unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO approvals (kind, agent, sha, requester, summary, state, required,
+                                        created_us, expires_us, request_event, complete)
+                 VALUES ('apply_commit', 'echo', 'abc', 'hm1nd', 's', 'applied', 1, 1, 2, '$e', 1);
+                 INSERT INTO approval_votes (reaction_event, approval_id, voter, verdict, ts_us)
+                 VALUES ('$r', 1, '@op:x', 'approve', 3);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let a = s.approval(1).unwrap().expect("the request survives");
+        assert_eq!(
+            (a.kind, a.state),
+            (ApprovalKind::ApplyCommit, ApprovalState::Applied)
+        );
+        assert_eq!(
+            s.approval_by_request_event("$e").unwrap().map(|a| a.id),
+            Some(1)
+        );
+        assert_eq!(s.approval_of_vote("$r").unwrap().map(|a| a.id), Some(1));
+        let c = s.lock();
+        let bad: i64 = c
+            .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(bad, 0, "every vote still names its request");
+        assert!(
+            c.execute(
+                "INSERT INTO approval_votes (reaction_event, approval_id, voter, verdict, ts_us)
+                 VALUES ('$r2', 99, '@op:x', 'approve', 3)",
+                [],
+            )
+            .is_err(),
+            "the reference is enforced"
+        );
+    }
+
     #[test]
     fn keeping_an_agent_dead_letters_its_queue_and_shows_it_kept() {
         let s = Store::open_in_memory().unwrap();
