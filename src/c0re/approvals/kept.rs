@@ -297,7 +297,7 @@ impl Core {
     }
 
     /// `user` (an agent's identity, asserted by the appservice) leaves every room it has
-    /// joined or is invited to. Returns how many it left.
+    /// joined (the core joins agents right after inviting them). Returns how many it left.
     async fn leave_rooms(&self, user: &UserId) -> anyhow::Result<usize> {
         let joined = self
             .client()
