@@ -50,6 +50,29 @@ pub enum Command {
     /// Serve the hive's tools to one agent's model as a stdio MCP server (for Claude Code and
     /// other MCP clients; each call goes to hive-c0re over the agent's tools socket).
     Mcp(McpArgs),
+    /// Ask the operators to destroy, revive or purge an agent (its kept state; docs/approvals.md).
+    Kept(KeptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeptArgs {
+    /// destroy (stop it, keep its state), revive (bring a kept agent back) or purge (remove a
+    /// kept agent's state, after a second confirmation in the request's thread).
+    pub action: KeptAction,
+    /// The agent.
+    pub agent: String,
+    /// One line saying why (shown in the request).
+    #[arg(long, short = 'm')]
+    pub summary: Option<String>,
+    #[command(flatten)]
+    pub dirs: HiveDirs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeptAction {
+    Destroy,
+    Revive,
+    Purge,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ pub mod c0re;
 pub mod check;
 pub mod logs;
 pub mod rollback;
+pub mod kept;
 pub mod status;
 pub mod up;
 pub mod usage;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => approvals::audit(args),
         Command::Usage(args) => usage::run(args),
         Command::Logs(args) => logs::run(config_path, args),
+        Command::Kept(args) => kept::run(config_path, args),
         Command::Mcp(args) => {
             crate::mcp::serve(&args.socket, &args.name).await?;
             Ok(ExitCode::SUCCESS)
@@ -71,6 +73,7 @@ fn absolute_paths(mut cli: Cli) -> anyhow::Result<Cli> {
         C::Audit(a) => dirs(&mut a.dirs)?,
         C::Usage(a) => dirs(&mut a.dirs)?,
         C::Logs(a) => dirs(&mut a.dirs)?,
+        C::Kept(a) => dirs(&mut a.dirs)?,
         C::Agent(a) => {
             a.bot = abs(&a.bot)?;
             a.socket = abs(&a.socket)?;

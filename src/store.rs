@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 mod agent_state;
 mod approvals;
 mod lifecycle;
+mod kept;
 mod outbox;
 mod questions;
 mod recv;
@@ -24,6 +25,7 @@ pub use approvals::{
     VoteOutcome, reverts, tally,
 };
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
+pub use kept::KeptAgent;
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
@@ -57,6 +59,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("store/migrations/008_lifecycle.sql"),
     ),
     ("009_recv", include_str!("store/migrations/009_recv.sql")),
+    ("010_kept", include_str!("store/migrations/010_kept.sql")),
 ];
 
 /// Microseconds since the Unix epoch.
@@ -530,7 +533,11 @@ impl Store {
 
     pub fn agent_states(&self) -> anyhow::Result<Vec<(String, String, Option<u32>)>> {
         let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT name, state, pid FROM agents ORDER BY name")?;
+        // A kept agent shows as kept, whatever its harness said last.
+        let mut stmt = conn.prepare(
+            "SELECT a.name, CASE WHEN k.name IS NULL THEN a.state ELSE 'kept' END, a.pid
+             FROM agents a LEFT JOIN kept_agents k ON k.name = a.name ORDER BY a.name",
+        )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

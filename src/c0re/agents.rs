@@ -17,6 +17,7 @@ pub mod config_tools;
 pub mod effects;
 pub mod lifecycle;
 mod listing;
+pub mod kept_tools;
 pub mod logs;
 pub mod recv;
 pub mod registry;
@@ -73,13 +74,18 @@ impl Core {
                 }
             }
         }
+        // The agent's tasks end with the hive, or when it leaves the registry (destroyed).
+        let ends = self.cancel().child_token();
+        if let Some(entry) = self.agents().get(name) {
+            entry.tie_tasks(ends.clone());
+        }
         let c = self.clone();
         let n = name.clone();
         self.agents().tasks().spawn(crate::c0re::tasks::supervised(
             format!("{name}'s socket"),
             crate::c0re::tasks::Scope::Agent,
             crate::c0re::tasks::Policy::default(),
-            self.cancel().clone(),
+            ends.clone(),
             crate::c0re::tasks::Fatal::default(),
             move || c.clone().serve_agent_socket(n.clone()),
         ));
@@ -90,7 +96,7 @@ impl Core {
                 format!("{name}'s supervisor"),
                 crate::c0re::tasks::Scope::Agent,
                 crate::c0re::tasks::Policy::default(),
-                self.cancel().clone(),
+                ends.clone(),
                 crate::c0re::tasks::Fatal::default(),
                 move || {
                     let (c, rt, n) = (c.clone(), rt.clone(), n.clone());

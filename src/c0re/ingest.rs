@@ -138,6 +138,11 @@ impl Core {
                 .and_then(|n| self.agents().get(&n))
             {
                 a.notify.notify_one();
+            } else {
+                // Not an agent of the hive now: if it is kept, what reached it is a dead letter.
+                if let Err(e) = self.dead_letter_kept(&name) {
+                    tracing::error!(agent = %name, error = %format!("{e:#}"), "could not dead-letter a message for a kept agent");
+                }
             }
         }
         Ok(())

@@ -219,7 +219,8 @@ impl Core {
             &self.cfg().operators,
             |u| self.cfg().agent_of(u),
             |n| self.agents().get(n).is_some(),
-        )?;
+        )
+        .map_err(|r| self.kept_recipient(to, r))?;
         let (room, mention, label) = match &target {
             Target::Agent(n) => {
                 let to_entry = self

@@ -136,6 +136,10 @@ pub async fn serve(
         tracing::warn!("{note}");
     }
     let core = Core::new(cfg, data_dir, specs, cancel.clone())?;
+    // Kept (destroyed) agents are neither set up nor started.
+    for name in core.drop_kept_agents()? {
+        tracing::info!(agent = %name, "kept: not started");
+    }
     let released = core.store().release_all_inflight()?;
     if released > 0 {
         tracing::warn!(

@@ -99,6 +99,7 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
     let open: Vec<_> = [
         ApprovalState::Pending,
         ApprovalState::Approved,
+        ApprovalState::Confirming,
         ApprovalState::Applying,
     ]
     .into_iter()

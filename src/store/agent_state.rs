@@ -21,11 +21,13 @@ pub enum AgentState {
     CannotStart,
     /// The runtime refused to run it (e.g. unsandboxed without the opt-in).
     Refused,
+    /// Destroyed, its state kept on disk until a revive or a purge.
+    Kept,
 }
 
 impl AgentState {
     /// Every state, for tests and listings.
-    pub const ALL: [AgentState; 8] = [
+    pub const ALL: [AgentState; 9] = [
         AgentState::Connected,
         AgentState::Disconnected,
         AgentState::Running,
@@ -34,6 +36,7 @@ impl AgentState {
         AgentState::CrashLoop,
         AgentState::CannotStart,
         AgentState::Refused,
+        AgentState::Kept,
     ];
 
     /// The stored form.
@@ -47,6 +50,7 @@ impl AgentState {
             AgentState::CrashLoop => "crash-loop",
             AgentState::CannotStart => "cannot-start",
             AgentState::Refused => "refused",
+            AgentState::Kept => "kept",
         }
     }
 }
@@ -124,6 +128,11 @@ mod tests {
                 name: "refused",
                 stored: "refused",
                 want: Ok(AgentState::Refused),
+            },
+            Case {
+                name: "kept",
+                stored: "kept",
+                want: Ok(AgentState::Kept),
             },
             Case {
                 name: "case matters",

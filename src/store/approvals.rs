@@ -7,6 +7,11 @@
 //!    ├──❌──► denied
 //!    ├──ttl──► expired                (the core's clock)
 //!    └──request redacted──► cancelled (also from approved)
+//!
+//! a purge, once approved (store/kept.rs):
+//! approved ──► confirming ──operator's `purge <name>` in the thread──► applying
+//!                  ├──ttl──► expired
+//!                  └──request redacted──► cancelled
 //! ```
 //!
 //! Every transition is one `UPDATE … WHERE state = <from>` inside an immediate transaction, so it
@@ -101,7 +106,7 @@ pub struct Audit<'a> {
     pub detail: Option<&'a str>,
 }
 
-fn insert_audit(c: &rusqlite::Connection, a: &Audit<'_>) -> rusqlite::Result<()> {
+pub(super) fn insert_audit(c: &rusqlite::Connection, a: &Audit<'_>) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO audit (ts_us, actor, action, approval_id, agent, sha, outcome, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -119,7 +124,7 @@ fn insert_audit(c: &rusqlite::Connection, a: &Audit<'_>) -> rusqlite::Result<()>
     Ok(())
 }
 
-fn get(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Approval>> {
+pub(super) fn get(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Approval>> {
     c.query_row(
         &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
         [id],
@@ -395,7 +400,7 @@ impl Store {
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
             "UPDATE approvals SET state = 'cancelled', decided_us = ?2, reason = ?3
-             WHERE id = ?1 AND state IN ('pending', 'approved')",
+             WHERE id = ?1 AND state IN ('pending', 'approved', 'confirming')",
             params![id, now_us(), reason],
         )?;
         if n == 1 {
@@ -488,14 +493,15 @@ impl Store {
         let now = now_us();
         let due: Vec<Approval> = {
             let mut st = tx.prepare(&format!(
-                "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_us <= ?1"
+                "SELECT {COLUMNS} FROM approvals WHERE state IN ('pending', 'confirming')
+                 AND expires_us <= ?1"
             ))?;
             st.query_map([now], row)?.collect::<Result<_, _>>()?
         };
         for a in &due {
             tx.execute(
                 "UPDATE approvals SET state = 'expired', decided_us = ?2, reason = 'expired'
-                 WHERE id = ?1 AND state = 'pending'",
+                 WHERE id = ?1 AND state IN ('pending', 'confirming')",
                 params![a.id, now],
             )?;
             insert_audit(

@@ -33,6 +33,7 @@ pub fn effect_key(tool: &str, args: &Value) -> Option<String> {
         // A re-run turn does not restart the agent a second time (`stop` and `start` are
         // idempotent by themselves).
         "restart" => Some(format!("restart:{}", s("agent"))),
+        "destroy" | "revive" | "purge" => Some(format!("{tool}:{}", s("agent"))),
         // A commit on the proposed side: a re-run turn gets the first commit's sha back.
         // Keyed by what it writes too: a re-run turn writing something else is not answered
         // with the first commit.
@@ -248,6 +249,12 @@ mod tests {
                 tool: "request_rollback",
                 args: json!({"agent": "echo", "deploy": 2}),
                 want: Some("request_rollback:echo:2"),
+            },
+            Case {
+                name: "a destroy, revive or purge is keyed by the agent",
+                tool: "purge",
+                args: json!({"agent": "echo", "summary": "s"}),
+                want: Some("purge:echo"),
             },
             Case {
                 name: "a config commit is keyed by the agent and what it writes",

@@ -10,8 +10,7 @@ use crate::store::{AgentState, Wanted};
 
 use super::registry::AgentEntry;
 
-/// An agent's state as `list_agents` shows it. (Room is left for more, such as a destroyed
-/// agent's kept state.)
+/// An agent's state as `list_agents` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shown {
     /// Connected, waiting for a message.
@@ -34,6 +33,9 @@ pub enum Shown {
     Refused,
     /// No harness is connected, and none is known to be starting (an external harness gone).
     Disconnected,
+    /// Destroyed by an approved request: stopped, out of its rooms, its state kept until a
+    /// revive or a purge.
+    Kept,
 }
 
 impl Shown {
@@ -49,6 +51,7 @@ impl Shown {
             Shown::CannotStart => "cannot-start",
             Shown::Refused => "refused",
             Shown::Disconnected => "disconnected",
+            Shown::Kept => "kept",
         }
     }
 }
@@ -89,6 +92,7 @@ pub fn shown(f: Facts) -> Shown {
         Some(AgentState::Stopped) => Shown::Stopped,
         Some(AgentState::Running) | None => Shown::Starting,
         Some(AgentState::Connected | AgentState::Disconnected) => Shown::Disconnected,
+        Some(AgentState::Kept) => Shown::Kept,
     }
 }
 
@@ -172,6 +176,14 @@ mod tests {
         };
         // (A connected harness is a live process here; the last rows show them apart.)
         let cases = [
+            case(
+                "destroyed: kept",
+                Running,
+                Some(S::Kept),
+                false,
+                false,
+                Shown::Kept,
+            ),
             case(
                 "connected, no turn",
                 Running,

@@ -1,13 +1,16 @@
 //! Every agent of the hive, owned in one place: each agent's entry (the config it runs now,
 //! what wakes its delivery loop, its uid, the turn in flight), how harnesses are started on
-//! this machine, the agents' tasks and their rates. [`Agents`] grows when a spawn is approved;
-//! an entry is never replaced, so an `Arc<AgentEntry>` handed out stays the agent's.
+//! this machine, the agents' tasks and their rates. [`Agents`] grows when a spawn is approved
+//! and shrinks when a destroy is ([`Agents::remove`]: its tasks are told to end); an entry is
+//! never replaced, so an `Arc<AgentEntry>` handed out stays the agent's (a revived agent gets
+//! a new one).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use ruma::OwnedUserId;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent_spec::{AgentName, AgentSpec};
@@ -32,6 +35,11 @@ pub struct AgentEntry {
     pub turn: Mutex<Option<TurnCalls>>,
     /// What a manager wants of its harness (`stop`/`start`), watched by its supervisor.
     pub control: super::lifecycle::Control,
+    /// Cancelled when the agent leaves the registry (destroyed): its socket closes.
+    removed: CancellationToken,
+    /// What its tasks' supervision waits on ([`AgentEntry::tie_tasks`]): cancelled on removal
+    /// before `removed`, so a task that ends then is not restarted.
+    tasks: Mutex<Option<CancellationToken>>,
 }
 
 impl AgentEntry {
@@ -45,7 +53,19 @@ impl AgentEntry {
             uid: Mutex::new(None),
             turn: Mutex::new(None),
             control: Default::default(),
+            removed: CancellationToken::new(),
+            tasks: Mutex::new(None),
         }
+    }
+
+    /// `tasks` ends the agent's supervised tasks: cancelled when it leaves the registry.
+    pub fn tie_tasks(&self, tasks: CancellationToken) {
+        *self.tasks.lock().unwrap_or_else(|p| p.into_inner()) = Some(tasks);
+    }
+
+    /// Cancelled once the agent has left the registry.
+    pub fn removed(&self) -> &CancellationToken {
+        &self.removed
     }
 
     /// The agent's own uid, if it has one.
@@ -114,6 +134,21 @@ impl Agents {
         }
         map.insert(spec.name.clone(), Arc::new(AgentEntry::new(user_id, spec)));
         true
+    }
+
+    /// Takes `name` out of the registry (an approved destroy, or a kept agent at start) and
+    /// tells its tasks to end. Returns its entry, if it was there.
+    pub fn remove(&self, name: &AgentName) -> Option<Arc<AgentEntry>> {
+        let entry = self
+            .map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)?;
+        if let Some(tasks) = entry.tasks.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tasks.cancel();
+        }
+        entry.removed.cancel();
+        Some(entry)
     }
 
     /// (name, user id) of every agent, for routing.
@@ -188,5 +223,17 @@ mod tests {
         assert_eq!(agents.all().len(), 2);
         first.set_uid(600_001);
         assert_eq!(agents.get(&a).unwrap().uid(), Some(600_001));
+        let tasks = CancellationToken::new();
+        first.tie_tasks(tasks.clone());
+        let removed = agents.remove(&a).expect("a was there");
+        assert!(tasks.is_cancelled(), "its tasks end");
+        assert!(Arc::ptr_eq(&first, &removed));
+        assert!(first.removed().is_cancelled(), "its tasks are told");
+        assert!(agents.get(&a).is_none() && agents.remove(&a).is_none());
+        assert!(
+            agents.add(user("a"), spec("a")),
+            "a revived agent is a new entry"
+        );
+        assert!(!agents.get(&a).unwrap().removed().is_cancelled());
     }
 }

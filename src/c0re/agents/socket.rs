@@ -69,10 +69,16 @@ impl Core {
         }
         tracing::debug!(agent = %name, path = %path.display(), "agent socket ready");
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_TOOLS_CONNECTIONS));
+        // A destroyed agent's socket closes (its entry leaves the registry).
+        let removed = self
+            .agents()
+            .get(&name)
+            .map_or_else(Default::default, |e| e.removed().clone());
         let mut backoff = Duration::from_millis(50);
         loop {
             let accepted = tokio::select! {
                 _ = self.cancel().cancelled() => break,
+                _ = removed.cancelled() => break,
                 r = listener.accept() => r.map(|(s, _)| (s, false)),
                 r = tools.accept() => r.map(|(s, _)| (s, true)),
             };

@@ -165,8 +165,15 @@ async fn wait_while_stopped(core: &Core, entry: &AgentEntry) -> bool {
 pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
     let mut history = CrashHistory::default();
     let mut refused_said: Option<String> = None;
+    // Only the entry it was started for: a destroyed agent's supervisor ends, even if the
+    // agent was revived (a new entry, with a supervisor of its own) in the meantime.
+    let mine = core.agents().get(&name);
     loop {
-        let Some(entry) = core.agents().get(&name) else {
+        let Some(entry) = core
+            .agents()
+            .get(&name)
+            .filter(|e| mine.as_ref().is_some_and(|m| Arc::ptr_eq(m, e)))
+        else {
             return;
         };
         if entry.control.wanted() == Wanted::Stopped {

@@ -136,6 +136,7 @@ pub fn catalog() -> Vec<ToolSpec> {
     .chain(super::request_tools::catalog())
     .chain(super::lifecycle::catalog())
     .chain(super::recv::catalog())
+    .chain(super::kept_tools::catalog())
     .collect()
 }
 
@@ -379,6 +380,7 @@ impl Core {
             "stop" | "start" | "restart" => self.lifecycle_tool(agent, name, v).await,
             "request_init_config" | "request_rollback" => self.request_tool(agent, name, v).await,
             "recv" => self.recv_tool(agent, v).await,
+            "destroy" | "revive" | "purge" => self.kept_tool(agent, name, v).await,
             other => Err(ToolError::NoTool(other.to_owned())),
         }
     }
@@ -432,6 +434,7 @@ impl Core {
                 }
                 v
             })
+            .chain(self.kept_listed())
             .collect();
         serde_json::to_string(&list).expect("json serialises")
     }
@@ -480,6 +483,9 @@ mod tests {
             "stop",
             "start",
             "restart",
+            "destroy",
+            "revive",
+            "purge",
         ];
         for t in &tools {
             assert_eq!(t.managers_only, privileged.contains(&t.name), "{}", t.name);

@@ -16,6 +16,9 @@ impl Core {
     /// `applied`, restarts the agent after its in-flight turn. A failure leaves the previous
     /// generation running and says why.
     pub(super) async fn apply(&self, a: Approval) {
+        if a.kind.is_kept_state() {
+            return self.apply_kept(a).await;
+        }
         self.react(&a, "⏳").await;
         // A spawn's identity first: it must be a new account (nothing is applied otherwise).
         let fresh = match (a.kind, AgentName::parse(&a.agent)) {
@@ -91,7 +94,7 @@ impl Core {
     /// `applying` → `applied`/`failed` in the store. The config is already switched (or not):
     /// a store that cannot record it is said loudly; at the next start `recover_applying`
     /// finishes the record from git, which is the commit point.
-    fn record_apply(&self, a: &Approval, result: Result<i64, &str>) {
+    pub(super) fn record_apply(&self, a: &Approval, result: Result<i64, &str>) {
         if let Err(e) = self.store().finish_apply(a.id, result) {
             tracing::error!(id = a.id, error = %format!("{e:#}"), "could not record the end of an apply; it is finished at the next start");
         }
@@ -123,6 +126,7 @@ impl Core {
             // Checked again with the hive's config as it is now.
             (ApprovalKind::InitConfig, None) => spawnable(self.cfg(), &name)?,
             (ApprovalKind::ApplyCommit, Some(_)) => {}
+            (kind, _) => anyhow::bail!("a {kind} request applies no config"),
         }
         let repo = ConfigRepo::new(self.data_dir(), &name);
         let files = repo.read_commit(&a.sha).map_err(|e| anyhow::anyhow!(e))?;
@@ -165,6 +169,10 @@ impl Core {
     /// (`applied` moved), finish it; otherwise nothing changed: mark it failed. Never run twice.
     pub(super) async fn recover_applying(&self) -> anyhow::Result<()> {
         for a in self.store().approvals_in(ApprovalState::Applying)? {
+            if a.kind.is_kept_state() {
+                self.recover_kept(&a).await?;
+                continue;
+            }
             let name = AgentName::parse(&a.agent)?;
             let repo = ConfigRepo::new(self.data_dir(), &name);
             if repo.applied()?.as_deref() == Some(a.sha.as_str()) {

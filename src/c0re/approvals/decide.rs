@@ -21,6 +21,9 @@
 //!   `approvals.required` (the hive's count is a floor a filer cannot lower);
 //! - a reply in a question's thread: from an approver, a non-empty reply answers it; from
 //!   anyone else it is reported. A reply anywhere else means nothing;
+//! - a reply `purge <name>` in a purge request's thread: from an approver, while the purge
+//!   waits for it, it is the second confirmation; from anyone else it is reported
+//!   (`kept::confirm`);
 //! - a redaction of a request: from an approver it cancels the request, from anyone else it is
 //!   reported. A redaction of anything else withdraws the vote it was, if it was one: only the
 //!   reaction's sender (or a room moderator) can redact it. A withdrawn ✓ takes an approved
@@ -145,6 +148,8 @@ pub enum Action {
     Approve,
     Deny,
     Cancel,
+    /// A purge's second confirmation.
+    Confirm,
 }
 
 impl Action {
@@ -154,6 +159,7 @@ impl Action {
             Self::Approve => "approve",
             Self::Deny => "deny",
             Self::Cancel => "cancel",
+            Self::Confirm => "confirm",
         }
     }
 }
@@ -210,6 +216,8 @@ pub enum Outcome<'a> {
     Cancel { request: &'a Approval },
     /// A redaction of something that is not a request: the vote it was, if any, is withdrawn.
     Withdraw { reaction: &'a str },
+    /// An approver's second confirmation of a purge waiting for it.
+    Confirm { request: &'a Approval },
 }
 
 /// Decides one signal (module doc). Returns [`Outcome::NeedsStanding`] when the answer turns
@@ -270,7 +278,10 @@ pub fn decide<'a>(facts: &Facts<'a>) -> Outcome<'a> {
         }
         ApprovalSignal::Reply { body, .. } => {
             let Some(q) = facts.question else {
-                return Outcome::Nothing;
+                return match facts.request {
+                    Some(a) => super::kept::confirm::confirmation(a, body, who()),
+                    None => Outcome::Nothing,
+                };
             };
             match who() {
                 None => Outcome::NeedsStanding,

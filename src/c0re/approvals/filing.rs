@@ -83,6 +83,9 @@ pub enum Refusal {
     /// A rollback to the files the agent runs already.
     #[error("deploy/{deploy} has the same files as {agent}'s applied config: nothing to roll back")]
     NothingToRollBack { agent: AgentName, deploy: u64 },
+    /// A destroy, revive or purge that cannot be asked for.
+    #[error(transparent)]
+    Kept(#[from] super::kept::KeptRefusal),
 }
 
 /// Why a request was refused before it reached the operator, as its requester reads it (the
@@ -221,6 +224,9 @@ impl Core {
     /// snapshot (`text::render`: agent text as text, every file's stat, agent.toml first,
     /// bounded); a request whose changes cannot be shown is not posted (the error fails it).
     pub(super) async fn post_request(&self, a: &Approval) -> anyhow::Result<()> {
+        if a.kind.is_kept_state() {
+            return self.post_kept_request(a).await;
+        }
         let room = self
             .rooms()
             .get(&RoomKey::Approvals)

@@ -17,6 +17,7 @@
 //! - [`filing`]: what is checked before an operator is asked; the request's row and message.
 //! - [`questions`]: agents' questions for the operators.
 //! - `apply`: an approved request applied once: the new config, the restart or the spawn.
+//! - [`kept`]: destroy, revive and purge (with its second confirmation).
 //! - [`text`]: the request as the operator reads it, a question, an outcome (snapshot-tested).
 
 use std::sync::Mutex;
@@ -39,6 +40,7 @@ use decide::{Action, PowerLevels};
 mod apply;
 pub mod decide;
 pub mod filing;
+pub mod kept;
 pub mod questions;
 pub mod rollback;
 mod signals;
@@ -242,7 +244,9 @@ impl Core {
         }
         if !held {
             for a in self.store().approvals_in(ApprovalState::Approved)? {
-                if self.store().start_apply(a.id)? {
+                if a.kind == crate::store::ApprovalKind::Purge {
+                    self.ask_purge_confirmation(&a).await?;
+                } else if self.store().start_apply(a.id)? {
                     self.apply(a).await;
                 }
             }

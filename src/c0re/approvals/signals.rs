@@ -137,6 +137,7 @@ impl Core {
                     .await;
                 }
             }
+            Outcome::Confirm { request } => self.confirmed(request, &sender, event_id).await?,
             Outcome::Withdraw { reaction } => {
                 if let Some((a, reverted)) = self.store().withdraw_vote(
                     reaction,

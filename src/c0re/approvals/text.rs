@@ -24,6 +24,9 @@ use crate::configrepo::FileChange;
 use crate::matrix::markdown::escape;
 use crate::store::{Approval, ApprovalKind, ApprovalState, Question};
 
+mod kept;
+pub use kept::{KeptView, render_kept};
+
 /// Largest plain body.
 pub const BODY_MAX: usize = 24 * 1024;
 /// Largest `formatted_body`.
@@ -541,6 +544,15 @@ pub fn outcome(a: &Approval) -> String {
     match a.state {
         ApprovalState::Applied if a.kind == ApprovalKind::InitConfig => {
             format!("{} is spawned", a.agent)
+        }
+        ApprovalState::Applied if a.kind == ApprovalKind::Destroy => {
+            format!("{} is destroyed; its state is kept", a.agent)
+        }
+        ApprovalState::Applied if a.kind == ApprovalKind::Revive => {
+            format!("{} is revived", a.agent)
+        }
+        ApprovalState::Applied if a.kind == ApprovalKind::Purge => {
+            format!("{}'s kept state is purged", a.agent)
         }
         ApprovalState::Applied => match a.deploy {
             Some(deploy) => format!("applied as deploy/{deploy}"),

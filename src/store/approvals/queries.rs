@@ -110,7 +110,7 @@ impl Store {
     /// When the next pending request expires.
     pub fn next_expiry(&self) -> anyhow::Result<Option<i64>> {
         Ok(self.lock().query_row(
-            "SELECT MIN(expires_us) FROM approvals WHERE state = 'pending'",
+            "SELECT MIN(expires_us) FROM approvals WHERE state IN ('pending', 'confirming')",
             [],
             |r| r.get(0),
         )?)

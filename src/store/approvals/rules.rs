@@ -7,6 +7,8 @@
 pub enum ApprovalState {
     Pending,
     Approved,
+    /// A purge, approved, waiting for the operator's second confirmation in its thread.
+    Confirming,
     Applying,
     Applied,
     Failed,
@@ -20,6 +22,7 @@ impl ApprovalState {
         match self {
             Self::Pending => "pending",
             Self::Approved => "approved",
+            Self::Confirming => "confirming",
             Self::Applying => "applying",
             Self::Applied => "applied",
             Self::Failed => "failed",
@@ -33,6 +36,7 @@ impl ApprovalState {
         Ok(match s {
             "pending" => Self::Pending,
             "approved" => Self::Approved,
+            "confirming" => Self::Confirming,
             "applying" => Self::Applying,
             "applied" => Self::Applied,
             "failed" => Self::Failed,
@@ -97,6 +101,12 @@ pub enum ApprovalKind {
     ApplyCommit,
     /// Spawn a new agent from a config seeded from the template.
     InitConfig,
+    /// Stop an agent and keep its state (`c0re::approvals::kept`).
+    Destroy,
+    /// Bring a kept agent back on its last applied config.
+    Revive,
+    /// Remove a kept agent's state, after a second confirmation.
+    Purge,
 }
 
 impl ApprovalKind {
@@ -105,6 +115,9 @@ impl ApprovalKind {
         match self {
             Self::ApplyCommit => "apply_commit",
             Self::InitConfig => "init_config",
+            Self::Destroy => "destroy",
+            Self::Revive => "revive",
+            Self::Purge => "purge",
         }
     }
 
@@ -112,12 +125,23 @@ impl ApprovalKind {
         match s {
             "apply_commit" => Ok(Self::ApplyCommit),
             "init_config" => Ok(Self::InitConfig),
+            "destroy" => Ok(Self::Destroy),
+            "revive" => Ok(Self::Revive),
+            "purge" => Ok(Self::Purge),
             other => Err(rusqlite::Error::FromSqlConversionFailure(
                 1,
                 rusqlite::types::Type::Text,
                 format!("unknown approval kind {other:?}").into(),
             )),
         }
+    }
+}
+
+impl ApprovalKind {
+    /// Whether the request is about an agent's life (destroy, revive, purge) rather than a
+    /// config: its sha is the applied one at filing, and it changes no config.
+    pub fn is_kept_state(self) -> bool {
+        matches!(self, Self::Destroy | Self::Revive | Self::Purge)
     }
 }
 

@@ -148,6 +148,7 @@ enum Want {
     Vote(Verdict),
     Cancel,
     Withdraw(&'static str),
+    Confirm,
 }
 
 fn want_of(o: &Outcome<'_>) -> (Want, Option<String>) {
@@ -165,6 +166,7 @@ fn want_of(o: &Outcome<'_>) -> (Want, Option<String>) {
         Outcome::Answer { answer, .. } => (Want::Answer(""), Some(answer.clone())),
         Outcome::Vote { verdict, .. } => (Want::Vote(*verdict), None),
         Outcome::Cancel { .. } => (Want::Cancel, None),
+        Outcome::Confirm { .. } => (Want::Confirm, None),
         Outcome::Withdraw { reaction } => (Want::Withdraw(""), Some((*reaction).to_owned())),
     }
 }
