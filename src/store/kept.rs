@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(state(&s, id), ApprovalState::Cancelled);
     }
 
-    /// Migration 008 rebuilds the approvals table: a store from before keeps its requests and
+    /// Migration 010 rebuilds the approvals table: a store from before keeps its requests and
     /// their votes (whose reference to the table holds).
     #[test]
     fn requests_and_votes_survive_the_rebuild() {
@@ -263,8 +263,8 @@ mod tests {
             c.pragma_update(None, "foreign_keys", true).unwrap();
             let before = super::super::MIGRATIONS
                 .iter()
-                .position(|(n, _)| *n == "008_kept")
-                .expect("migration 008 is listed");
+                .position(|(n, _)| *n == "010_kept")
+                .expect("migration 010 is listed");
             for (i, (_, sql)) in super::super::MIGRATIONS[..before].iter().enumerate() {
                 let tx = c.transaction().unwrap();
                 tx.execute_batch(sql).unwrap();
