@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod agent_state;
 mod approvals;
-mod lifecycle;
 mod kept;
+mod lifecycle;
 mod outbox;
 mod questions;
 mod recv;
@@ -24,8 +24,8 @@ pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
     VoteOutcome, reverts, tally,
 };
-pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use kept::KeptAgent;
+pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};

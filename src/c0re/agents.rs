@@ -15,9 +15,9 @@
 
 pub mod config_tools;
 pub mod effects;
+pub mod kept_tools;
 pub mod lifecycle;
 mod listing;
-pub mod kept_tools;
 pub mod logs;
 pub mod recv;
 pub mod registry;
