@@ -12,10 +12,6 @@ use matrix_sdk::ruma::OwnedEventId;
 
 const WAIT: Duration = Duration::from_secs(45);
 
-fn scripted(version: &str) -> String {
-    format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
-}
-
 /// A command bot that files `request_apply_commit` for echo when told `apply <sha>`.
 const MANAGER_PY: &str = r#"#!/usr/bin/env python3
 import json, sys
@@ -72,11 +68,11 @@ fn run(hive: &TestHive, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// Proposes `scripted(version)` as echo's agent.toml (`hive config propose`, as a human does),
+/// Proposes `common::scripted(version)` as echo's agent.toml (`hive config propose`, as a human does),
 /// with `extra` arguments; asserts it was filed and returns what the command printed.
 fn propose(hive: &TestHive, version: &str, extra: &[&str]) -> String {
     let file = hive.dir.path().join(format!("{version}.toml"));
-    std::fs::write(&file, scripted(version)).unwrap();
+    std::fs::write(&file, common::scripted(version)).unwrap();
     let mut args = vec![
         "config",
         "propose",
@@ -103,7 +99,7 @@ fn audit_applied(hive: &TestHive, id: i64) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_reactions_decide_and_forgeries_do_nothing() {
     let mut hive = TestHive::new(&[
-        ("echo", scripted("v1")),
+        ("echo", common::scripted("v1")),
         ("hm1nd", manager_bot()),
         ("rogue", manager_bot()),
     ])
@@ -179,7 +175,7 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
             &[hyperhive::configrepo::ConfigFile {
                 path: "agent.toml".into(),
                 executable: false,
-                content: scripted("v3").into_bytes(),
+                content: common::scripted("v3").into_bytes(),
             }],
             "v3",
         )
@@ -303,7 +299,7 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_proposals_are_refused_with_the_reason() {
-    let mut hive = TestHive::new(&[("echo", scripted("v1"))]).await;
+    let mut hive = TestHive::new(&[("echo", common::scripted("v1"))]).await;
     hive.start_core();
     let op = hive.operator().await;
     let control = op.join("hive-c0re").await;
@@ -378,7 +374,7 @@ async fn bad_proposals_are_refused_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_and_its_dead_letter_reach_the_manager() {
     let mut hive = TestHive::new(&[
-        ("hm1nd", scripted("hm1nd got")),
+        ("hm1nd", common::scripted("hm1nd got")),
         (
             "crashy",
             "[brain]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"kill -9 $PPID\"]\n"
@@ -439,7 +435,7 @@ async fn a_crash_and_its_dead_letter_reach_the_manager() {
 /// marks the first failed (nothing changed) and finishes the second, never running either twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_apply_neither_loses_nor_repeats_it() {
-    let mut hive = TestHive::new(&[("echo", scripted("v1"))]).await;
+    let mut hive = TestHive::new(&[("echo", common::scripted("v1"))]).await;
     let cases = [
         ("apply-before-commit", "v2", 1, "v1", "nothing was changed"),
         (
@@ -491,7 +487,8 @@ async fn a_restart_mid_apply_neither_loses_nor_repeats_it() {
 /// answers. Its config is versioned like any other (deploy/1), and a restart keeps it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spawn_request_creates_an_answering_agent() {
-    let mut hive = TestHive::new(&[("echo", scripted("v1")), ("hm1nd", manager_bot())]).await;
+    let mut hive =
+        TestHive::new(&[("echo", common::scripted("v1")), ("hm1nd", manager_bot())]).await;
     let p = hive.bots.join("hm1nd").join("manager.py");
     std::fs::write(&p, MANAGER_PY).unwrap();
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -648,7 +645,7 @@ async fn ask_operator_round_trips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_withdrawals_edits_and_cancels() {
     let mut hive = TestHive::with_config(
-        &[("echo", scripted("v1"))],
+        &[("echo", common::scripted("v1"))],
         "[operators]\nusers = [\"@operator:localhost\", \"@second:localhost\"]\n[approvals]\nrequired = 2\n",
     )
     .await;
@@ -765,7 +762,7 @@ async fn two_operators_withdrawals_edits_and_cancels() {
 /// and leaves the previous config running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_apply_keeps_the_previous_config() {
-    let mut hive = TestHive::new(&[("echo", scripted("v1"))]).await;
+    let mut hive = TestHive::new(&[("echo", common::scripted("v1"))]).await;
     hive.start_core();
     let op = hive.operator().await;
     let echo = op.join("agent-echo").await;
@@ -780,7 +777,7 @@ async fn a_failed_apply_keeps_the_previous_config() {
             &[hyperhive::configrepo::ConfigFile {
                 path: "agent.toml".into(),
                 executable: false,
-                content: scripted(version).into_bytes(),
+                content: common::scripted(version).into_bytes(),
             }],
             version,
         )
@@ -830,7 +827,7 @@ async fn a_failed_apply_keeps_the_previous_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_threshold_and_expiry() {
     let mut hive = TestHive::with_config(
-        &[("echo", scripted("v1"))],
+        &[("echo", common::scripted("v1"))],
         "[approvals]\nmin_power_level = 101\nttl_secs = 4\n",
     )
     .await;

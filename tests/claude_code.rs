@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,26 +18,6 @@ use serde_json::{Value, json};
 const GHOST: &str = "\n\n_(These MCP servers of mine did not connect, so I worked without their tools: `ghost` (failed).)_";
 const WAIT: Duration = Duration::from_secs(90);
 const KEY: &str = "hh-test-claude-key-0a9b8c7d6e";
-
-/// The pinned CLI, installed from npm into the shared cache on first use by `hive up`'s own
-/// installer. No npm is a failure: set `HYPERHIVE_SKIP_CLAUDE_CODE=1` to skip instead.
-fn cli() -> Option<PathBuf> {
-    let cache = common::venv().parent().unwrap().to_owned();
-    let installed = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(hyperhive::install::ensure_claude_code(&cache))
-    })
-    .unwrap_or_else(|e| panic!("cannot install the Claude Code CLI: {e:#}"));
-    if installed.is_none() {
-        assert_eq!(
-            std::env::var("HYPERHIVE_SKIP_CLAUDE_CODE").as_deref(),
-            Ok("1"),
-            "npm is not on PATH, so the Claude Code CLI cannot be installed; install Node.js/npm \
-             (or set HYPERHIVE_SKIP_CLAUDE_CODE=1 to skip these tests)"
-        );
-        eprintln!("SKIPPED: npm is unavailable and HYPERHIVE_SKIP_CLAUDE_CODE=1");
-    }
-    installed
-}
 
 type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
 type Prompts = Arc<Mutex<std::collections::HashSet<String>>>;
@@ -145,7 +124,9 @@ async fn claude_code_cli_in_the_bwrap_sandbox() {
 }
 
 async fn round_trip(runtime: &str) {
-    let Some(cli) = cli() else { return };
+    let Some(cli) = common::claude_code_cli() else {
+        return;
+    };
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
         .route("/v1/messages", axum::routing::post(messages))

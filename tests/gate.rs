@@ -12,10 +12,6 @@ use matrix_sdk::Room;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn scripted(version: &str) -> String {
-    format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
-}
-
 fn command_bot(script: &str) -> String {
     format!("[brain]\nkind = \"command\"\ncommand = [\"./{script}\"]\n")
 }
@@ -59,7 +55,7 @@ async fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_request_is_shown_bounded_and_a_later_one_is_approved() {
-    let mut hive = TestHive::new(&[("echo", scripted("v1"))]).await;
+    let mut hive = TestHive::new(&[("echo", common::scripted("v1"))]).await;
     hive.start_core();
     let op = hive.operator().await;
     let echo = op.join("agent-echo").await;
@@ -105,7 +101,7 @@ async fn an_oversized_request_is_shown_bounded_and_a_later_one_is_approved() {
 
     // 2. A normal proposal after it is posted and applies on ✅; the first stays pending.
     let v2 = hive.dir.path().join("v2.toml");
-    std::fs::write(&v2, scripted("v2")).unwrap();
+    std::fs::write(&v2, common::scripted("v2")).unwrap();
     let (code, out) = run(
         &hive,
         &[
@@ -168,14 +164,14 @@ async fn an_oversized_request_is_shown_bounded_and_a_later_one_is_approved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deny_during_a_homeserver_blip_still_denies() {
-    let mut hive = TestHive::new(&[("echo", scripted("v1"))]).await;
+    let mut hive = TestHive::new(&[("echo", common::scripted("v1"))]).await;
     hive.start_core_env(&[("HYPERHIVE_FAILPOINT", "power-levels:3")]);
     let op = hive.operator().await;
     let echo = op.join("agent-echo").await;
     let approvals = op.join("hive-approvals").await;
     let control = op.join("hive-c0re").await;
     let v2 = hive.dir.path().join("v2.toml");
-    std::fs::write(&v2, scripted("v2")).unwrap();
+    std::fs::write(&v2, common::scripted("v2")).unwrap();
     let (code, out) = run(
         &hive,
         &["config", "propose", "echo", "--file", v2.to_str().unwrap()],

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,10 +31,6 @@ const CRASHING: &str = r#"[brain]
 kind = "command"
 command = ["sh", "-c", "echo 'echo ran out of cheese' >&2; kill -9 $PPID"]
 "#;
-
-fn scripted(version: &str) -> String {
-    format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
-}
 
 /// echo v1: passes `ask hm1nd <text>` on to hm1nd, answers everything else `v1: …`.
 const ECHO_V1: &str = r#"allowed_recipients = ["hm1nd"]
@@ -191,7 +186,7 @@ fn decide(c: &Conversation) -> Step {
             Some(("get_logs", log)) if log.contains(MARKER) => Step::Use(
                 "write_config",
                 json!({"agent": agent, "message": format!("{agent}: a scripted brain again (it crashed: {MARKER})"),
-                       "files": [{"path": "agent.toml", "content": scripted("fixed")}]}),
+                       "files": [{"path": "agent.toml", "content": common::scripted("fixed")}]}),
             ),
             Some(("get_logs", log)) => fail(format!("the log does not say why: {log}")),
             Some(("write_config", _)) => match written_sha(c) {
@@ -317,31 +312,11 @@ enum Lane {
     Anthropic,
 }
 
-/// The pinned CLI, installed from npm into the shared cache on first use by `hive up`'s own
-/// installer. No npm is a failure: set `HYPERHIVE_SKIP_CLAUDE_CODE=1` to skip instead.
-fn cli() -> Option<PathBuf> {
-    let cache = common::venv().parent().unwrap().to_owned();
-    let installed = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(hyperhive::install::ensure_claude_code(&cache))
-    })
-    .unwrap_or_else(|e| panic!("cannot install the Claude Code CLI: {e:#}"));
-    if installed.is_none() {
-        assert_eq!(
-            std::env::var("HYPERHIVE_SKIP_CLAUDE_CODE").as_deref(),
-            Ok("1"),
-            "npm is not on PATH, so the Claude Code CLI cannot be installed; install Node.js/npm \
-             (or set HYPERHIVE_SKIP_CLAUDE_CODE=1 to skip these tests)"
-        );
-        eprintln!("SKIPPED: npm is unavailable and HYPERHIVE_SKIP_CLAUDE_CODE=1");
-    }
-    installed
-}
-
 /// A hive whose hm1nd is `lane`'s brain on the local model server, with echo on `echo`; the
 /// core started; `None` when the lane cannot run here (no CLI, and skipping was asked for).
 async fn hive_with(lane: Lane, echo: &str) -> Option<(TestHive, Server, tempfile::TempDir)> {
     let cli = match lane {
-        Lane::ClaudeCode => Some(cli()?),
+        Lane::ClaudeCode => Some(common::claude_code_cli()?),
         Lane::Anthropic => None,
     };
     let server = Server::default();

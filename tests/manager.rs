@@ -14,14 +14,10 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(45);
 
-fn scripted(version: &str) -> String {
-    format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
     let mut hive = TestHive::new(&[
-        ("echo", scripted("v1")),
+        ("echo", common::scripted("v1")),
         ("hm1nd", echo_bot(&[])),
         ("alice", echo_bot(&[])),
     ])
@@ -119,7 +115,7 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
         &mut hm1nd,
         "write_config",
         json!({"agent": "echo", "message": "echo answers v2",
-               "files": [{"path": "agent.toml", "content": scripted("v2")},
+               "files": [{"path": "agent.toml", "content": common::scripted("v2")},
                          {"path": "prompt.md", "content": "You are echo, second edition."}]}),
     )
     .await;
@@ -139,7 +135,7 @@ async fn the_manager_reads_writes_and_files_a_config_the_operator_approves() {
         &mut hm1nd,
         "write_config",
         json!({"agent": "echo", "message": "again",
-               "files": [{"path": "agent.toml", "content": scripted("v2")}]}),
+               "files": [{"path": "agent.toml", "content": common::scripted("v2")}]}),
     )
     .await;
     assert!(err && text.contains("nothing to commit"), "{text}");

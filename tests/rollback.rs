@@ -16,14 +16,10 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(45);
 
-fn scripted(version: &str) -> String {
-    format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_rolls_back_and_spawns_from_its_own_files() {
     let mut hive = TestHive::new(&[
-        ("echo", scripted("v1")),
+        ("echo", common::scripted("v1")),
         ("hm1nd", echo_bot(&[])),
         ("alice", echo_bot(&[])),
     ])
@@ -50,7 +46,7 @@ async fn a_manager_rolls_back_and_spawns_from_its_own_files() {
         &mut hm1nd,
         "write_config",
         json!({"agent": "echo", "message": "echo answers v2",
-               "files": [{"path": "agent.toml", "content": scripted("v2")}]}),
+               "files": [{"path": "agent.toml", "content": common::scripted("v2")}]}),
     )
     .await;
     assert!(!err, "{text}");
@@ -108,7 +104,7 @@ async fn a_manager_rolls_back_and_spawns_from_its_own_files() {
         &mut hm1nd,
         "write_config",
         json!({"agent": "echo", "message": "a v3 nobody asked for",
-               "files": [{"path": "agent.toml", "content": scripted("v3")}]}),
+               "files": [{"path": "agent.toml", "content": common::scripted("v3")}]}),
     )
     .await;
     assert!(!err, "{text}");

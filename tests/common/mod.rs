@@ -705,3 +705,28 @@ pub async fn call_tool(
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// A scripted agent that answers every message `<version>: <body>`, as a config names it.
+pub fn scripted(version: &str) -> String {
+    format!("[brain]\nkind = \"scripted\"\n[[brain.rules]]\nreply = \"{version}: {{body}}\"\n")
+}
+
+/// The pinned CLI, installed from npm into the shared cache on first use by `hive up`'s own
+/// installer. No npm is a failure: set `HYPERHIVE_SKIP_CLAUDE_CODE=1` to skip instead.
+pub fn claude_code_cli() -> Option<PathBuf> {
+    let cache = venv().parent().unwrap().to_owned();
+    let installed = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(hyperhive::install::ensure_claude_code(&cache))
+    })
+    .unwrap_or_else(|e| panic!("cannot install the Claude Code CLI: {e:#}"));
+    if installed.is_none() {
+        assert_eq!(
+            std::env::var("HYPERHIVE_SKIP_CLAUDE_CODE").as_deref(),
+            Ok("1"),
+            "npm is not on PATH, so the Claude Code CLI cannot be installed; install Node.js/npm \
+             (or set HYPERHIVE_SKIP_CLAUDE_CODE=1 to skip these tests)"
+        );
+        eprintln!("SKIPPED: npm is unavailable and HYPERHIVE_SKIP_CLAUDE_CODE=1");
+    }
+    installed
+}
