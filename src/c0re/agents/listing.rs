@@ -96,11 +96,18 @@ pub fn shown(f: Facts) -> Shown {
     }
 }
 
+/// Whether `caller` is shown `subject`'s current turn (the message's sender and event id): a
+/// manager sees every agent's, every agent its own; the rest see only that it is `thinking`.
+pub fn sees_turn(caller_is_manager: bool, caller: &AgentName, subject: &AgentName) -> bool {
+    caller_is_manager || caller == subject
+}
+
 impl Core {
     /// `list_agents`' fields about `name`'s life: `state`, `current_turn`, `queue` (messages
     /// waiting), `last_crash`. A store that cannot answer shows `null` and is logged.
     pub(super) fn life_fields(
         &self,
+        caller: &AgentName,
         name: &AgentName,
         entry: &AgentEntry,
         stored: Option<AgentState>,
@@ -122,8 +129,9 @@ impl Core {
             tracing::warn!(agent = %name, error = %format!("{e:#}"), "list_agents cannot read {what}");
             Value::Null
         };
+        let shown_turn = sees_turn(self.cfg().managers.contains(caller), caller, name);
         let current_turn = match self.store().inflight_turn(name.as_str()) {
-            Ok(Some(t)) if turn => json!({
+            Ok(Some(t)) if turn && shown_turn => json!({
                 "event_id": t.event_id,
                 "sender": t.sender,
                 "since": crate::store::utc(t.since_us),
@@ -153,6 +161,49 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_sees_a_turn() {
+        let n = |s: &str| AgentName::parse(s).expect("a valid name");
+        struct Case {
+            name: &'static str,
+            manager: bool,
+            caller: &'static str,
+            subject: &'static str,
+            want: bool,
+        }
+        let cases = [
+            Case {
+                name: "a manager sees another's turn",
+                manager: true,
+                caller: "hm1nd",
+                subject: "echo",
+                want: true,
+            },
+            Case {
+                name: "an agent sees its own",
+                manager: false,
+                caller: "echo",
+                subject: "echo",
+                want: true,
+            },
+            Case {
+                name: "an agent does not see another's",
+                manager: false,
+                caller: "alice",
+                subject: "echo",
+                want: false,
+            },
+        ];
+        for c in cases {
+            assert_eq!(
+                sees_turn(c.manager, &n(c.caller), &n(c.subject)),
+                c.want,
+                "{}",
+                c.name
+            );
+        }
+    }
 
     #[test]
     fn the_state_shown() {

@@ -430,7 +430,7 @@ impl Core {
                     .find(|(name, _, _)| name == n.as_str())
                     .and_then(|(_, st, _)| st.parse().ok());
                 if let Some(o) = v.as_object_mut() {
-                    o.extend(self.life_fields(n, e, state));
+                    o.extend(self.life_fields(agent, n, e, state));
                 }
                 v
             })
