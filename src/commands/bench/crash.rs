@@ -46,13 +46,14 @@ pub struct CrashReport {
 }
 
 /// What the bench's hive.toml becomes for this phase: `base` without its `[runtime]` section
-/// (the default runtime, which starts harnesses) and with [`MANAGER`] as the manager.
+/// (the default runtime, which starts harnesses) and with [`MANAGER`] as the only manager (an
+/// `[approvals]` section of its own is replaced: a table may not be declared twice).
 pub fn crash_config(base: &str) -> String {
     let mut out = String::new();
     let mut skipping = false;
     for line in base.lines() {
         if line.starts_with('[') {
-            skipping = line.trim() == "[runtime]";
+            skipping = matches!(line.trim(), "[runtime]" | "[approvals]");
         }
         if !skipping {
             out.push_str(line);
@@ -197,6 +198,11 @@ mod tests {
             Case {
                 name: "the runtime last",
                 base: "[homeserver]\nport = 1\n[runtime]\nkind = \"external\"\n",
+                want: "[homeserver]\nport = 1\n[approvals]\nmanagers = [\"keeper\"]\n",
+            },
+            Case {
+                name: "an approvals section of its own is replaced",
+                base: "[approvals]\nmanagers = [\"boss\"]\n[homeserver]\nport = 1\n",
                 want: "[homeserver]\nport = 1\n[approvals]\nmanagers = [\"keeper\"]\n",
             },
             Case {
