@@ -22,6 +22,8 @@ pub struct OnApplied {
     /// Proposed commits that were not applied and are no longer on the proposed side, newest
     /// first (kept under `refs/abandoned/`).
     pub abandoned: Vec<String>,
+    /// Where the proposed branch was before (to put it back if the request is refused).
+    pub previous: Option<String>,
 }
 
 /// The ref that keeps an abandoned proposed tip (and so its ancestors) reachable.
@@ -73,7 +75,17 @@ impl ConfigRepo {
             sha,
             parent,
             abandoned,
+            previous: old,
         })
+    }
+
+    /// Puts the proposed branch back where it was before `made`, if it has not moved since (a
+    /// rollback the core refused leaves the manager's proposed commits as they were).
+    pub fn restore_proposed(&self, made: &OnApplied) -> anyhow::Result<()> {
+        match &made.previous {
+            Some(previous) => self.move_proposed(previous, Some(&made.sha)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -144,6 +156,25 @@ mod tests {
         repo.deploy(&back.sha, 3, &files).unwrap();
         assert_eq!(repo.load_current().unwrap().prompt.as_deref(), Some("v1"));
         assert_eq!(repo.deploys().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_refused_rollback_puts_the_proposed_branch_back() {
+        let (_tmp, repo, v1, _v2) = deployed_twice();
+        let a = repo
+            .commit_proposed(&[file("prompt.md", "a")], "a")
+            .unwrap();
+        let back = repo.commit_tree_on_applied(&v1, "rollback").unwrap();
+        assert_eq!(back.previous.as_deref(), Some(a.as_str()));
+        repo.restore_proposed(&back).unwrap();
+        assert_eq!(ref_of(&repo, "refs/heads/proposed"), Some(a.clone()));
+        // Not when the branch moved on since: then it stays where it is.
+        let again = repo.commit_tree_on_applied(&v1, "rollback").unwrap();
+        let c = repo
+            .commit_proposed(&[file("prompt.md", "c")], "c")
+            .unwrap();
+        assert!(repo.restore_proposed(&again).is_err());
+        assert_eq!(ref_of(&repo, "refs/heads/proposed"), Some(c));
     }
 
     #[test]

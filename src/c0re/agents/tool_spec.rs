@@ -80,6 +80,16 @@ impl Core {
         self.secrets().redact(&text.replace(&data, "<data dir>"))
     }
 
+    /// Every string in `v` as [`Core::shown`] makes it (keys are the core's own).
+    pub(super) fn shown_json(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => *s = self.shown(s),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.shown_json(i)),
+            Value::Object(map) => map.values_mut().for_each(|i| self.shown_json(i)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
     /// `agent` as an agent of this hive (a name that is none is refused before any path is made).
     pub(super) fn agent_named(&self, agent: &str) -> Result<AgentName, ToolError> {
         AgentName::parse(agent)

@@ -342,7 +342,7 @@ impl Core {
             }
             "list_agents" => {
                 let _: NoArgs = args(name, v)?;
-                Ok(self.list_agents(agent))
+                self.list_agents(agent)
             }
             "request_apply_commit" => {
                 let a: ApplyArgs = args(name, v)?;
@@ -407,13 +407,11 @@ impl Core {
     /// `list_agents`: every agent, whether `agent` may message it (the recipient policy's
     /// answer, [`may_message`]), and its life (`listing.rs`: state, current turn, queue, last
     /// crash).
-    fn list_agents(&self, agent: &AgentName) -> String {
+    fn list_agents(&self, agent: &AgentName) -> Result<String, ToolError> {
         let me = self.agents().get(agent).map(|e| e.spec());
-        let stored = self.store().agent_states().unwrap_or_else(|e| {
-            tracing::warn!(error = %format!("{e:#}"), "list_agents cannot read the agents' states");
-            Vec::new()
-        });
-        let list: Vec<Value> = self
+        // Without the stored states every agent would look as if starting: say it failed.
+        let stored = self.store().agent_states().map_err(ToolError::Store)?;
+        let mut list: Value = self
             .agents()
             .all()
             .iter()
@@ -436,7 +434,9 @@ impl Core {
             })
             .chain(self.kept_listed())
             .collect();
-        serde_json::to_string(&list).expect("json serialises")
+        // Names, descriptions and crash statuses as an agent may read them.
+        self.shown_json(&mut list);
+        Ok(serde_json::to_string(&list).expect("json serialises"))
     }
 
     /// Hands due reminders to the outbox (each marked delivered with its post, at once);

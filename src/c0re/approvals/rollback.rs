@@ -137,8 +137,15 @@ pub fn file_rollback(
         name.as_str(),
         &made.sha,
         &summary,
-    )?;
-    Ok(filed.map(|id| Rollback {
+    );
+    if !matches!(filed, Ok(Ok(_))) {
+        // Refused or failed: the proposed side is as the manager left it (the rollback commit
+        // stays in the repo, unreferenced by the branch).
+        if let Err(e) = repo.restore_proposed(&made) {
+            tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not put the proposed branch back after a refused rollback");
+        }
+    }
+    Ok(filed?.map(|id| Rollback {
         id,
         agent: name,
         deploy,
