@@ -101,7 +101,7 @@ pub enum Plan {
     Stop,
     /// Record it running; the supervisor starts it.
     Start,
-    /// It waits for a new config (a crash loop, a failed start, a refusal): start it again now.
+    /// It waits (a crash's backoff, a crash loop, a failed start, a refusal): start it again now.
     Wake,
     /// Stop the running harness after its turn and start it afresh, crash history forgotten.
     Restart,
@@ -133,13 +133,18 @@ pub enum Refusal {
 ///   would be cut off and re-run); `start` of itself finds it running;
 /// - under the external runtime the core starts no harness, so it cannot stop or start one;
 /// - `stop`: a stopped agent stays as it is; any other is stopped (also one crash-looping);
-/// - `start`: a stopped agent is started; one waiting for a new config (crash loop, failed start,
-///   refused) is started again now; a running one is left as it is;
+/// - `start`: a stopped agent is started; one waiting (a crash's backoff, a crash loop, a failed
+///   start, a refusal) is started again now; a running one is left as it is;
 /// - `restart`: a stopped agent is started; any other is stopped and started afresh.
 pub fn decide(agent: &AgentName, action: Action, f: Facts) -> Result<Plan, Refusal> {
-    let waits_for_config = matches!(
+    let waits = matches!(
         f.stored,
-        Some(AgentState::CrashLoop | AgentState::CannotStart | AgentState::Refused)
+        Some(
+            AgentState::Crashed
+                | AgentState::CrashLoop
+                | AgentState::CannotStart
+                | AgentState::Refused
+        )
     );
     match action {
         Action::Stop | Action::Restart if f.itself => {
@@ -160,7 +165,7 @@ pub fn decide(agent: &AgentName, action: Action, f: Facts) -> Result<Plan, Refus
         (Action::Stop, Wanted::Stopped) => Plan::Already(Wanted::Stopped),
         (Action::Stop, Wanted::Running) => Plan::Stop,
         (Action::Start | Action::Restart, Wanted::Stopped) => Plan::Start,
-        (Action::Start, Wanted::Running) if waits_for_config => Plan::Wake,
+        (Action::Start, Wanted::Running) if waits => Plan::Wake,
         (Action::Start, Wanted::Running) => Plan::Already(Wanted::Running),
         (Action::Restart, Wanted::Running) => Plan::Restart,
     })
@@ -393,6 +398,13 @@ mod tests {
                 Stopped,
                 Some(S::Stopped),
                 Ok(Plan::Start),
+            ),
+            case(
+                "start one in a crash's backoff now",
+                Start,
+                Running,
+                Some(S::Crashed),
+                Ok(Plan::Wake),
             ),
             case(
                 "start a crash loop again",
