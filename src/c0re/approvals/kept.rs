@@ -78,6 +78,10 @@ pub enum KeptRefusal {
     NotKept(AgentName, &'static str),
     #[error("{0} is a manager (approvals.managers): a request cannot destroy it")]
     Manager(AgentName),
+    #[error("{0}'s directory is gone already: it is purged, and no longer kept")]
+    AlreadyPurged(AgentName),
+    #[error("{0} is kept (destroyed): revive it first")]
+    Kept(AgentName),
 }
 
 /// What the hive knows about the agent a request names.
@@ -111,9 +115,14 @@ pub fn check_kept_request(
     }
 }
 
-/// Files a destroy, revive or purge request for `agent` (its sha: the applied config now).
-/// The outer error is an internal failure; the inner one a refusal with its reason. Used by
-/// the core (a manager's tool) and by `hive agent` (the operator).
+/// Files a destroy, revive or purge request for `agent`. A destroy's or a revive's sha is the
+/// applied config now (an error reading it is said, not taken for "not an agent"); a purge's
+/// is the kept row's (the config it ran when destroyed: a purge that failed halfway, its
+/// config repo gone, can be filed again), and the purge is tied to the destroy that kept it
+/// (`Store::tie_purge`). A kept agent whose directory is gone already is purged: it is no
+/// longer kept, and the refusal says so. The outer error is an internal failure; the inner one
+/// a refusal with its reason. Used by the core (a manager's tool) and by `hive kept` (the
+/// operator).
 pub fn file_kept(
     data_dir: &std::path::Path,
     cfg: &Config,
@@ -130,18 +139,38 @@ pub fn file_kept(
         return Ok(Err(Refusal::Summary(summary.len())));
     }
     let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
-    let repo = ConfigRepo::new(data_dir, &name);
-    let applied = repo.applied().ok().flatten();
+    let kept = store.kept_agent(name.as_str())?;
+    let applied = if kind == KeptKind::Purge {
+        None
+    } else {
+        ConfigRepo::new(data_dir, &name)
+            .applied()
+            .with_context(|| format!("cannot read {name}'s applied config"))?
+    };
     let facts = KeptFacts {
         has_config: applied.is_some(),
-        kept: store.kept_agent(name.as_str())?.is_some(),
+        kept: kept.is_some(),
         manager: cfg.managers.contains(&name),
     };
     if let Err(e) = check_kept_request(kind, &name, facts) {
         return Ok(Err(e.into()));
     }
-    let Some(sha) = applied else {
-        return Ok(Err(KeptRefusal::NotAnAgent(name).into()));
+    let (sha, destroy_id) = match (kind, kept) {
+        (KeptKind::Purge, Some(k)) => {
+            let root = crate::configrepo::AgentDirs::new(data_dir, &name).root;
+            if purge::Entry::of(&root).with_context(|| format!("cannot look at agents/{name}"))?
+                == purge::Entry::Missing
+            {
+                store.unkeep_agent(name.as_str())?;
+                store.forget_agent_state(name.as_str())?;
+                return Ok(Err(KeptRefusal::AlreadyPurged(name).into()));
+            }
+            (k.sha, Some(k.approval_id))
+        }
+        _ => match applied {
+            Some(sha) => (sha, None),
+            None => return Ok(Err(KeptRefusal::NotAnAgent(name).into())),
+        },
     };
     let id = store.create_approval(&NewApproval {
         kind: kind.approval_kind(),
@@ -152,9 +181,25 @@ pub fn file_kept(
         required: cfg.approvals_required,
         ttl_us: (cfg.approval_ttl_secs as i64).saturating_mul(1_000_000),
     })?;
+    if let Some(d) = destroy_id {
+        store.tie_purge(id, d)?;
+    }
     // Nothing to snapshot: the request is complete as filed.
     store.complete_approval(id)?;
     Ok(Ok(id))
+}
+
+/// A config request (spawn, apply, rollback) for `name` is refused while it is kept: a spawn
+/// cannot reuse a kept name, and a kept agent's config changes only after a revive. The outer
+/// error is the store's.
+pub fn refuse_kept(
+    store: &crate::store::Store,
+    name: &AgentName,
+) -> anyhow::Result<Result<(), Refusal>> {
+    Ok(match store.kept_agent(name.as_str())? {
+        Some(_) => Err(KeptRefusal::Kept(name.clone()).into()),
+        None => Ok(()),
+    })
 }
 
 impl Core {
