@@ -136,8 +136,10 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     assert!(store.approval(1).unwrap().is_none(), "nothing was filed");
     assert!(echo_dir.join("config.git").is_dir());
 
-    // 1. destroy → ✅: echo leaves its inbox, its directory stays, nothing reaches it.
+    // 1. destroy → ✅: echo leaves its inbox, its directory stays, nothing reaches it, and its
+    // open connections end.
     wait_membership(&op, &echo, echo_user, "join").await;
+    let mut echo_tools = common::hello_socket(&hive, "echo", "tools.sock", WAIT).await;
     let (text, err) = tool(
         &mut hm1nd,
         "destroy",
@@ -157,6 +159,13 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     })
     .await;
     wait_membership(&op, &echo, echo_user, "leave").await;
+    let after = tokio::time::timeout(
+        WAIT,
+        echo_tools.call(&hyperhive::wire::protocol::Request::ListTools {}),
+    )
+    .await
+    .expect("a destroyed agent's tools connection does not hang");
+    assert!(after.is_err(), "its tools connection is closed: {after:?}");
     assert!(
         echo_dir.join("config.git").is_dir() && echo_dir.join("agent.log").is_file(),
         "its state is kept"

@@ -100,6 +100,16 @@ impl Store {
         Ok(st.query_map([], kept_row)?.collect::<Result<_, _>>()?)
     }
 
+    /// The uid recorded for `name`, if it was ever given one of its own (`Store::agent_uid`).
+    pub fn recorded_uid(&self, name: &str) -> anyhow::Result<Option<u32>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT uid FROM agent_uids WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     /// A purge's agent has no harness state left to show (its directory is gone), nor a
     /// wanted state or a crash to remember: a new agent of that name starts afresh.
     pub fn forget_agent_state(&self, name: &str) -> anyhow::Result<()> {
@@ -547,5 +557,8 @@ mod tests {
         assert_eq!(s.agent_states().unwrap()[0].1, "running");
         s.forget_agent_state("echo").unwrap();
         assert!(s.agent_states().unwrap().is_empty());
+        assert_eq!(s.recorded_uid("echo").unwrap(), None, "never given a uid");
+        let uid = s.agent_uid("echo", 600_000, |_| false).unwrap();
+        assert_eq!(s.recorded_uid("echo").unwrap(), Some(uid));
     }
 }

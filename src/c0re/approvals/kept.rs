@@ -78,6 +78,10 @@ pub enum KeptRefusal {
     NotKept(AgentName, &'static str),
     #[error("{0} is a manager (approvals.managers): a request cannot destroy it")]
     Manager(AgentName),
+    #[error(
+        "{0}'s harness is started by someone else (runtime = \"external\" in hive.toml): the core cannot stop it, so it cannot destroy it"
+    )]
+    External(AgentName),
     #[error("{0}'s directory is gone already: it is purged, and no longer kept")]
     AlreadyPurged(AgentName),
     #[error("{0} is kept (destroyed): revive it first")]
@@ -93,11 +97,14 @@ pub struct KeptFacts {
     pub kept: bool,
     /// It is listed in `approvals.managers`.
     pub manager: bool,
+    /// The hive's runtime is `external`: the core starts (and can stop) no harness.
+    pub external: bool,
 }
 
 /// Whether `kind` may be asked for `name`:
 /// - destroy: an agent of the hive (an applied config), not kept already, not a manager (the
-///   hive's managers are the operator's choice, in hive.toml);
+///   hive's managers are the operator's choice, in hive.toml), not under the external runtime
+///   (the core cannot stop a harness someone else started: it would run on, unrouted);
 /// - revive: a kept agent;
 /// - purge: a kept agent, never a running one (destroy it first).
 pub fn check_kept_request(
@@ -109,6 +116,7 @@ pub fn check_kept_request(
         KeptKind::Destroy if !f.has_config => Err(KeptRefusal::NotAnAgent(name.clone())),
         KeptKind::Destroy if f.kept => Err(KeptRefusal::AlreadyKept(name.clone())),
         KeptKind::Destroy if f.manager => Err(KeptRefusal::Manager(name.clone())),
+        KeptKind::Destroy if f.external => Err(KeptRefusal::External(name.clone())),
         KeptKind::Revive if !f.kept => Err(KeptRefusal::NotKept(name.clone(), "revived")),
         KeptKind::Purge if !f.kept => Err(KeptRefusal::NotKept(name.clone(), "purged")),
         _ => Ok(()),
@@ -151,6 +159,7 @@ pub fn file_kept(
         has_config: applied.is_some(),
         kept: kept.is_some(),
         manager: cfg.managers.contains(&name),
+        external: cfg.runtime == crate::config::RuntimeKind::External,
     };
     if let Err(e) = check_kept_request(kind, &name, facts) {
         return Ok(Err(e.into()));
@@ -291,6 +300,9 @@ impl Core {
             !self.cfg().managers.contains(&name),
             "{name} is a manager (approvals.managers)"
         );
+        if self.cfg().runtime == crate::config::RuntimeKind::External {
+            return Err(KeptRefusal::External(name).into());
+        }
         let repo = ConfigRepo::new(self.data_dir(), &name);
         let deploy = repo.current().map_or(0, |(n, _)| n as i64);
         let sha = repo.applied()?.unwrap_or_else(|| a.sha.clone());
@@ -429,6 +441,13 @@ impl Core {
         let deploy = ConfigRepo::new(self.data_dir(), &name)
             .current()
             .map_or(0, |(n, _)| n as i64);
+        // Nothing of its own uid may still run (and write) while its directory is removed.
+        if let Some(rt) = self.agents().runtimes()
+            && rt.host.own_uids.is_ok()
+            && let Some(uid) = self.store().recorded_uid(name.as_str())?
+        {
+            crate::proc::kill_all_of_uid(uid).await;
+        }
         let data = self.data_dir().to_owned();
         tokio::task::block_in_place(|| purge::purge_agent_dir(&data, name.as_str()))
             .map_err(|e| anyhow::anyhow!(self.shown_path(&e.to_string())))?;

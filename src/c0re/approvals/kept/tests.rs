@@ -15,6 +15,7 @@ fn kept_request_table() {
         has_config: true,
         kept: false,
         manager: false,
+        external: false,
     };
     let kept = KeptFacts {
         kept: true,
@@ -52,6 +53,24 @@ fn kept_request_table() {
             want: Err(KeptRefusal::Manager(echo.clone())),
         },
         Case {
+            name: "nor one whose harness someone else started (runtime external)",
+            kind: KeptKind::Destroy,
+            facts: KeptFacts {
+                external: true,
+                ..running
+            },
+            want: Err(KeptRefusal::External(echo.clone())),
+        },
+        Case {
+            name: "under the external runtime a kept agent can still be purged",
+            kind: KeptKind::Purge,
+            facts: KeptFacts {
+                external: true,
+                ..kept
+            },
+            want: Ok(()),
+        },
+        Case {
             name: "a kept agent can be revived",
             kind: KeptKind::Revive,
             facts: kept,
@@ -82,6 +101,7 @@ fn kept_request_table() {
                 has_config: false,
                 kept: false,
                 manager: false,
+                external: false,
             },
             want: Err(KeptRefusal::NotKept(echo.clone(), "purged")),
         },
