@@ -8,8 +8,8 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::approvals::{approvals_count, get, insert_audit};
 use super::ApprovalState;
+use super::approvals::{approvals_count, get, insert_audit};
 use super::{Audit, Store, now_us};
 
 /// One kept agent.

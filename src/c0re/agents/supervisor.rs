@@ -415,10 +415,8 @@ mod tests {
             .expect("a scripted agent parses")
         };
         let user: ruma::OwnedUserId = "@echo:hive.test".try_into().unwrap();
-        let agents = super::super::registry::Agents::new(
-            vec![(user, spec(&name))],
-            Default::default(),
-        );
+        let agents =
+            super::super::registry::Agents::new(vec![(user, spec(&name))], Default::default());
         (agents, name)
     }
 
@@ -443,12 +441,9 @@ mod tests {
             .unwrap();
         assert!(!ended, "a removed agent's supervisor ends");
         assert!(
-            !tokio::time::timeout(
-                Duration::from_secs(5),
-                wait_for_new_config(&hive, &entry)
-            )
-            .await
-            .expect("ends at once"),
+            !tokio::time::timeout(Duration::from_secs(5), wait_for_new_config(&hive, &entry))
+                .await
+                .expect("ends at once"),
             "nor does it wait for a new config"
         );
     }

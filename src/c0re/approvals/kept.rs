@@ -34,6 +34,7 @@ use crate::store::{Approval, ApprovalKind, NewApproval};
 
 pub mod confirm;
 pub mod purge;
+mod revive;
 
 /// A request about an agent's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,7 +281,8 @@ impl Core {
                     .await;
             }
             Err(e) => {
-                let reason = format!("{e:#}");
+                // Said without the data dir's path, as a purge's error is.
+                let reason = self.shown_path(&format!("{e:#}"));
                 self.record_apply(&a, Err(&reason));
                 self.react(&a, "❌").await;
                 self.thread(&a, &format!("❌ {} failed: {reason}", a.kind))
@@ -348,7 +350,10 @@ impl Core {
             Ok(n) => format!("its identity left {n} rooms"),
             Err(e) => {
                 tracing::error!(agent = %name, error = %format!("{e:#}"), "a kept agent could not leave its rooms");
-                format!("but its identity could not leave its rooms ({e:#})")
+                format!(
+                    "but its identity could not leave its rooms ({})",
+                    self.shown_path(&format!("{e:#}"))
+                )
             }
         }
     }
@@ -375,57 +380,6 @@ impl Core {
         Ok(left)
     }
 
-    /// Revives a kept agent on its last applied config. Returns its deploy number and what to
-    /// say.
-    async fn revive(&self, a: &Approval) -> anyhow::Result<(i64, String)> {
-        let name = AgentName::parse(&a.agent)?;
-        anyhow::ensure!(
-            self.store().kept_agent(name.as_str())?.is_some(),
-            "{name} is not kept"
-        );
-        anyhow::ensure!(
-            self.agents().get(&name).is_none(),
-            "{name} is running already"
-        );
-        let repo = ConfigRepo::new(self.data_dir(), &name);
-        let spec = tokio::task::block_in_place(|| repo.load_current()).map_err(|e| {
-            anyhow::anyhow!(
-                "its last applied config does not load: {}",
-                e.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
-        // The hive's config as it is now decides what it may use.
-        grantable(self.cfg(), &spec)?;
-        for r in &spec.allowed_recipients {
-            anyhow::ensure!(
-                self.agents().get(r).is_some(),
-                "allowed_recipients: {r} is not a running agent of this hive"
-            );
-        }
-        let deploy = repo.current().map_or(0, |(n, _)| n as i64);
-        self.store().unkeep_agent(name.as_str())?;
-        // Revived is running, whatever a manager's `stop` said before the destroy.
-        self.store().set_wanted(
-            name.as_str(),
-            crate::store::Wanted::Running,
-            &format!("revive #{}", a.id),
-        )?;
-        self.agents()
-            .add(self.cfg().agent_user_id(&spec.name), spec);
-        self.bring_up(&name).await?;
-        // Its inbox's name and topic as its config has them (the topic said "kept").
-        self.refresh_agent(&name).await?;
-        Ok((
-            deploy,
-            format!(
-                "🐝 **{name}** is revived on deploy/{deploy}: its identity rejoined its rooms and its harness starts"
-            ),
-        ))
-    }
-
     /// Purges a kept agent's directory (`purge::purge_agent_dir`). Returns its last deploy
     /// number and what to say.
     async fn purge(&self, a: &Approval) -> anyhow::Result<(i64, String)> {
@@ -449,14 +403,19 @@ impl Core {
             crate::proc::kill_all_of_uid(uid).await;
         }
         let data = self.data_dir().to_owned();
-        tokio::task::block_in_place(|| purge::purge_agent_dir(&data, name.as_str()))
-            .map_err(|e| anyhow::anyhow!(self.shown_path(&e.to_string())))?;
+        let said =
+            match tokio::task::block_in_place(|| purge::purge_agent_dir(&data, name.as_str())) {
+                Ok(_) => format!("🧹 **{name}**'s kept state is purged: agents/{name} is removed"),
+                // Gone already (removed by hand, or by a purge that stopped after the removal):
+                // purged all the same.
+                Err(purge::PurgeError::Refused(purge::PurgeRefused::Missing(_))) => {
+                    format!("🧹 **{name}**'s kept state is purged: agents/{name} was gone already")
+                }
+                Err(e) => anyhow::bail!(self.shown_path(&e.to_string())),
+            };
         self.store().unkeep_agent(name.as_str())?;
         self.store().forget_agent_state(name.as_str())?;
-        Ok((
-            deploy,
-            format!("🧹 **{name}**'s kept state is purged: agents/{name} is removed"),
-        ))
+        Ok((deploy, said))
     }
 
     /// `text` without the data dir's path.
