@@ -24,7 +24,7 @@ pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
     VoteOutcome, reverts, tally,
 };
-pub use kept::KeptAgent;
+pub use kept::{Confirmation, KeptAgent};
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use questions::{Question, QuestionState};
@@ -60,6 +60,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
     ("009_recv", include_str!("store/migrations/009_recv.sql")),
     ("010_kept", include_str!("store/migrations/010_kept.sql")),
+    (
+        "011_purge_of",
+        include_str!("store/migrations/011_purge_of.sql"),
+    ),
 ];
 
 /// Microseconds since the Unix epoch.
@@ -291,6 +295,8 @@ impl Store {
 
     /// The oldest undelivered message of `agent`, moved to `inflight` with one more attempt.
     /// Messages that already used `max_attempts` are dead-lettered and returned in `dead`.
+    /// Nothing is taken for a kept agent: a message ingested between its destroy's commit point
+    /// and its leaving the registry is never delivered to the departing harness.
     pub fn take_next(
         &self,
         agent: &str,
@@ -303,7 +309,9 @@ impl Store {
             let row = tx
                 .query_row(
                     "SELECT id, agent, event_id, room_id, sender, body, origin_ts, attempts, hive_event
-                     FROM inbox WHERE agent = ?1 AND state = 'pending' ORDER BY id LIMIT 1",
+                     FROM inbox WHERE agent = ?1 AND state = 'pending'
+                       AND NOT EXISTS (SELECT 1 FROM kept_agents WHERE name = ?1)
+                     ORDER BY id LIMIT 1",
                     [agent],
                     |r| {
                         Ok(InboxItem {

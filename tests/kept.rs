@@ -136,8 +136,10 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     assert!(store.approval(1).unwrap().is_none(), "nothing was filed");
     assert!(echo_dir.join("config.git").is_dir());
 
-    // 1. destroy → ✅: echo leaves its inbox, its directory stays, nothing reaches it.
+    // 1. destroy → ✅: echo leaves its inbox, its directory stays, nothing reaches it, and its
+    // open connections end.
     wait_membership(&op, &echo, echo_user, "join").await;
+    let mut echo_tools = common::hello_socket(&hive, "echo", "tools.sock", WAIT).await;
     let (text, err) = tool(
         &mut hm1nd,
         "destroy",
@@ -157,6 +159,13 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     })
     .await;
     wait_membership(&op, &echo, echo_user, "leave").await;
+    let after = tokio::time::timeout(
+        WAIT,
+        echo_tools.call(&hyperhive::wire::protocol::Request::ListTools {}),
+    )
+    .await
+    .expect("a destroyed agent's tools connection does not hang");
+    assert!(after.is_err(), "its tools connection is closed: {after:?}");
     assert!(
         echo_dir.join("config.git").is_dir() && echo_dir.join("agent.log").is_file(),
         "its state is kept"
@@ -213,10 +222,11 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
         "a kept agent answers nothing"
     );
 
-    // A restart keeps it kept: not started, no socket, still out of its rooms.
+    // A restart keeps it kept: not started, no socket, still out of its rooms. (The restarted
+    // core fails its first revive's bring-up: a homeserver blip.)
     drop((hm1nd, alice));
     assert!(hive.stop_core().success());
-    hive.start_core();
+    hive.start_core_env(&[("HYPERHIVE_FAILPOINT", "revive-bring-up:1")]);
     let mut hm1nd = common::hello_socket(&hive, "hm1nd", "tools.sock", WAIT).await;
     assert!(
         !echo_dir.join("sock").join("c0re.sock").exists(),
@@ -225,10 +235,41 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     assert_eq!(membership(&op, &echo, echo_user).await, "leave");
     assert!(store.kept_agent("echo").unwrap().is_some());
 
-    // 2. revive → ✅: echo rejoins and answers on its config.
+    // A revive that fails is undone whole: echo stays kept, out of the registry and its rooms.
     let (text, err) = tool(&mut hm1nd, "revive", json!({"agent": "echo"})).await;
     assert!(!err && text.contains("approval #2"), "{text}");
     let req = request_message(&op, &approvals, 2, WAIT).await;
+    react(&approvals, &req.event_id, "✅").await;
+    op.wait_until(&approvals, WAIT, "the revive failed", |m| {
+        m.iter()
+            .any(|x| x.body.contains("❌ revive failed") && x.body.contains("it stays kept"))
+    })
+    .await;
+    assert_eq!(
+        store.kept_agent("echo").unwrap().map(|k| k.approval_id),
+        Some(1),
+        "kept again by its destroy"
+    );
+    assert_eq!(
+        store.approval(2).unwrap().unwrap().state,
+        hyperhive::store::ApprovalState::Failed
+    );
+    let (text, err) = tool(
+        &mut hm1nd,
+        "send_message",
+        json!({"to": "echo", "body": "still there?"}),
+    )
+    .await;
+    assert!(
+        err && text.contains("echo is kept"),
+        "not in the registry: {text}"
+    );
+    assert_eq!(membership(&op, &echo, echo_user).await, "leave");
+
+    // 2. revive → ✅: echo rejoins and answers on its config.
+    let (text, err) = tool(&mut hm1nd, "revive", json!({"agent": "echo"})).await;
+    assert!(!err && text.contains("approval #3"), "{text}");
+    let req = request_message(&op, &approvals, 3, WAIT).await;
     assert!(req.body.contains("asks to revive echo"), "{}", req.body);
     react(&approvals, &req.event_id, "✅").await;
     op.wait_until(&approvals, WAIT, "revived", |m| {
@@ -250,8 +291,8 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
 
     // 3. destroy again, then purge: ✅, and nothing is removed before the confirmation.
     let (text, err) = tool(&mut hm1nd, "destroy", json!({"agent": "echo"})).await;
-    assert!(!err && text.contains("approval #3"), "{text}");
-    let req = request_message(&op, &approvals, 3, WAIT).await;
+    assert!(!err && text.contains("approval #4"), "{text}");
+    let req = request_message(&op, &approvals, 4, WAIT).await;
     react(&approvals, &req.event_id, "✅").await;
     op.wait_until(&approvals, WAIT, "destroyed again", |m| {
         m.iter()
@@ -274,8 +315,8 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
         json!({"agent": "echo", "summary": "for good"}),
     )
     .await;
-    assert!(!err && text.contains("approval #4"), "{text}");
-    let req = request_message(&op, &approvals, 4, WAIT).await;
+    assert!(!err && text.contains("approval #5"), "{text}");
+    let req = request_message(&op, &approvals, 5, WAIT).await;
     assert!(
         req.body.contains("asks to purge echo") && req.body.contains("second confirmation"),
         "{}",
@@ -288,7 +329,7 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     })
     .await;
     assert_eq!(
-        store.approval(4).unwrap().unwrap().state,
+        store.approval(5).unwrap().unwrap().state,
         hyperhive::store::ApprovalState::Confirming
     );
     assert!(echo_dir.is_dir(), "not removed before the confirmation");
@@ -300,7 +341,7 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
         m.iter().any(|x| {
             x.body.contains("@hm1nd:localhost")
                 && x.body
-                    .contains("confirmed the purge of request #4: ignored")
+                    .contains("confirmed the purge of request #5: ignored")
         })
     })
     .await;
@@ -309,7 +350,7 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(echo_dir.is_dir(), "neither removed anything");
     assert_eq!(
-        store.approval(4).unwrap().unwrap().state,
+        store.approval(5).unwrap().unwrap().state,
         hyperhive::store::ApprovalState::Confirming
     );
 
@@ -331,13 +372,13 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
     );
     assert!(hive.data.join("agents/hm1nd/config.git").is_dir());
     assert!(hive.data.join("c0re.db").is_file());
-    let a = store.approval(4).unwrap().unwrap();
+    let a = store.approval(5).unwrap().unwrap();
     assert_eq!(a.state, hyperhive::store::ApprovalState::Applied);
     assert!(store.kept_agent("echo").unwrap().is_none());
     let audit = store.audit_log(1000).unwrap();
     assert!(
         audit.iter().any(|e| e.action == "confirm"
-            && e.approval_id == Some(4)
+            && e.approval_id == Some(5)
             && e.actor == hive.operator.user_id),
         "the operator's confirmation is audited"
     );
@@ -381,8 +422,8 @@ async fn destroy_revive_and_purge_with_the_second_confirmation() {
         "{text}"
     );
     let (code, text) = run(&["kept", "destroy", "alice", "-m", "from the cli"]);
-    assert!(code == Some(0) && text.contains("request #5"), "{text}");
-    let req = request_message(&op, &approvals, 5, WAIT).await;
+    assert!(code == Some(0) && text.contains("request #6"), "{text}");
+    let req = request_message(&op, &approvals, 6, WAIT).await;
     assert!(
         req.body.contains("asks to destroy alice") && req.body.contains("from the cli"),
         "{}",

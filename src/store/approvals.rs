@@ -133,7 +133,7 @@ pub(super) fn get(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<
     .optional()
 }
 
-fn approvals_count(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<u32> {
+pub(super) fn approvals_count(c: &rusqlite::Connection, id: i64) -> rusqlite::Result<u32> {
     c.query_row(
         "SELECT COUNT(DISTINCT voter) FROM approval_votes
          WHERE approval_id = ?1 AND verdict = 'approve' AND withdrawn = 0",
@@ -286,7 +286,7 @@ impl Store {
             VoteOutcome::Expired => {
                 tx.execute(
                     "UPDATE approvals SET state = 'expired', decided_us = ?2, reason = 'expired'
-                     WHERE id = ?1 AND state = 'pending'",
+                     WHERE id = ?1 AND state IN ('pending', 'confirming')",
                     params![a.id, now],
                 )?;
                 tx.commit()?;
@@ -303,7 +303,7 @@ impl Store {
             VoteOutcome::Denied => {
                 tx.execute(
                     "UPDATE approvals SET state = 'denied', decided_us = ?2, reason = ?3
-                     WHERE id = ?1 AND state = 'pending'",
+                     WHERE id = ?1 AND state IN ('pending', 'confirming')",
                     params![a.id, now, format!("denied by {voter}")],
                 )?;
             }
@@ -337,7 +337,7 @@ impl Store {
     }
 
     /// A counted reaction was redacted. Before the action starts, a withdrawn ✓ takes an
-    /// `approved` request back to `pending` if it no longer has enough approvals
+    /// `approved` (or `confirming`) request back to `pending` if it no longer has enough approvals
     /// ([`reverts`]). Returns the request and whether it went back.
     pub fn withdraw_vote(
         &self,
@@ -373,7 +373,7 @@ impl Store {
         ) {
             reverted = tx.execute(
                 "UPDATE approvals SET state = 'pending', decided_us = NULL
-                 WHERE id = ?1 AND state = 'approved'",
+                 WHERE id = ?1 AND state IN ('approved', 'confirming')",
                 [id],
             )? == 1;
         }

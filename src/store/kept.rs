@@ -8,7 +8,8 @@
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::approvals::{get, insert_audit};
+use super::ApprovalState;
+use super::approvals::{approvals_count, get, insert_audit};
 use super::{Audit, Store, now_us};
 
 /// One kept agent.
@@ -99,6 +100,16 @@ impl Store {
         Ok(st.query_map([], kept_row)?.collect::<Result<_, _>>()?)
     }
 
+    /// The uid recorded for `name`, if it was ever given one of its own (`Store::agent_uid`).
+    pub fn recorded_uid(&self, name: &str) -> anyhow::Result<Option<u32>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT uid FROM agent_uids WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     /// A purge's agent has no harness state left to show (its directory is gone), nor a
     /// wanted state or a crash to remember: a new agent of that name starts afresh.
     pub fn forget_agent_state(&self, name: &str) -> anyhow::Result<()> {
@@ -139,41 +150,119 @@ impl Store {
         Ok(asked)
     }
 
-    /// The second confirmation of request `id` by operator `by` (event `event`): `confirming` →
-    /// `applying`, audited. True for exactly one caller; false when it is not waiting for one
-    /// (already confirmed, expired, cancelled), or its time is up (then it expires).
-    pub fn confirm(&self, id: i64, by: &str, event: &str) -> anyhow::Result<bool> {
+    /// Ties purge request `id` to the destroy it is filed against (`destroy_id`: the
+    /// `kept_agents` row's approval_id at filing). Called before the request is completed.
+    pub fn tie_purge(&self, id: i64, destroy_id: i64) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT INTO purge_of (approval_id, destroy_id) VALUES (?1, ?2)",
+            params![id, destroy_id],
+        )?;
+        Ok(())
+    }
+
+    /// The second confirmation of request `id` by operator `by` (event `event`), the hive's
+    /// `required` count a floor as for a vote: `confirming` → `applying`, audited, once. In
+    /// the same transaction, before anything starts:
+    /// - its time is up: it expires;
+    /// - its distinct ✓s (not withdrawn) are fewer than required: it goes back to `pending`;
+    /// - (a purge) its agent is no longer kept by the destroy it was filed against (revived,
+    ///   and maybe destroyed again since): it is cancelled.
+    pub fn confirm(
+        &self,
+        id: i64,
+        by: &str,
+        event: &str,
+        required: u32,
+    ) -> anyhow::Result<Confirmation> {
         let mut c = self.lock();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_us();
-        let expired = tx.execute(
-            "UPDATE approvals SET state = 'expired', decided_us = ?2, reason = 'expired'
-             WHERE id = ?1 AND state = 'confirming' AND expires_us <= ?2",
-            params![id, now],
-        )? == 1;
-        let confirmed = !expired
-            && tx.execute(
-                "UPDATE approvals SET state = 'applying' WHERE id = ?1 AND state = 'confirming'",
-                [id],
-            )? == 1;
-        if confirmed {
-            let a = get(&tx, id)?.expect("just updated");
-            insert_audit(
-                &tx,
-                &Audit {
-                    actor: by,
-                    action: "confirm",
-                    approval_id: Some(id),
-                    agent: Some(&a.agent),
-                    sha: Some(&a.sha),
-                    outcome: "applying",
-                    detail: Some(event),
-                },
-            )?;
+        let Some(a) = get(&tx, id)? else {
+            return Ok(Confirmation::NotWaiting(None));
+        };
+        if a.state != ApprovalState::Confirming {
+            return Ok(Confirmation::NotWaiting(Some(a.state)));
         }
+        let tied: Option<i64> = tx
+            .query_row(
+                "SELECT destroy_id FROM purge_of WHERE approval_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let kept_by: Option<i64> = tx
+            .query_row(
+                "SELECT approval_id FROM kept_agents WHERE name = ?1",
+                [&a.agent],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let approvals = approvals_count(&tx, id)?;
+        let required = a.required.max(required);
+        let outcome = if a.expires_us <= now {
+            Confirmation::NotWaiting(Some(ApprovalState::Expired))
+        } else if approvals < required {
+            Confirmation::Short {
+                approvals,
+                required,
+            }
+        } else if let Some(filed_against) = tied.filter(|d| kept_by != Some(*d)) {
+            Confirmation::Stale {
+                filed_against,
+                kept_by,
+            }
+        } else {
+            Confirmation::Confirmed
+        };
+        let (to, decided, reason, audit_outcome) = match outcome {
+            Confirmation::NotWaiting(_) => ("expired", Some(now), Some("expired"), "expired"),
+            Confirmation::Short { .. } => ("pending", None, None, "back to pending"),
+            Confirmation::Stale { .. } => (
+                "cancelled",
+                Some(now),
+                Some("its agent was revived after the destroy it was filed against"),
+                "cancelled",
+            ),
+            Confirmation::Confirmed => ("applying", None, None, "applying"),
+        };
+        tx.execute(
+            "UPDATE approvals SET state = ?2, decided_us = ?3, reason = COALESCE(?4, reason)
+             WHERE id = ?1 AND state = 'confirming'",
+            params![id, to, decided, reason],
+        )?;
+        insert_audit(
+            &tx,
+            &Audit {
+                actor: by,
+                action: "confirm",
+                approval_id: Some(id),
+                agent: Some(&a.agent),
+                sha: Some(&a.sha),
+                outcome: audit_outcome,
+                detail: Some(event),
+            },
+        )?;
         tx.commit()?;
-        Ok(confirmed)
+        Ok(outcome)
     }
+}
+
+/// What a purge's second confirmation did ([`Store::confirm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// It is `applying` now: carry it out.
+    Confirmed,
+    /// It was not waiting for one (its state then, or now if it just expired; `None`: no such
+    /// request).
+    NotWaiting(Option<ApprovalState>),
+    /// Its ✓s fell below the count: it is `pending` again.
+    Short { approvals: u32, required: u32 },
+    /// The agent is no longer kept by the destroy the purge was filed against (`kept_by`: the
+    /// destroy that keeps it now, if any): it is cancelled.
+    Stale {
+        filed_against: i64,
+        kept_by: Option<i64>,
+    },
 }
 
 #[cfg(test)]
@@ -185,6 +274,10 @@ mod tests {
     const HOUR: i64 = 3_600_000_000;
 
     fn purge(s: &Store) -> i64 {
+        purge_requiring(s, 1)
+    }
+
+    fn purge_requiring(s: &Store, required: u32) -> i64 {
         let id = s
             .create_approval(&NewApproval {
                 kind: ApprovalKind::Purge,
@@ -192,7 +285,7 @@ mod tests {
                 sha: SHA,
                 requester: "hm1nd",
                 summary: "gone for good",
-                required: 1,
+                required,
                 ttl_us: HOUR,
             })
             .unwrap();
@@ -210,12 +303,20 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         let id = purge(&s);
         assert_eq!(ApprovalKind::Purge.as_str(), "purge");
-        assert!(!s.confirm(id, "@op:x", "$c0").unwrap(), "not approved yet");
+        assert_eq!(
+            s.confirm(id, "@op:x", "$c0", 1).unwrap(),
+            Confirmation::NotWaiting(Some(ApprovalState::Pending)),
+            "not approved yet"
+        );
         assert_eq!(
             s.vote(id, "$r1", "@op:x", Verdict::Approve, 1).unwrap(),
             VoteOutcome::Approved
         );
-        assert!(!s.confirm(id, "@op:x", "$c0").unwrap(), "not asked yet");
+        assert_eq!(
+            s.confirm(id, "@op:x", "$c0", 1).unwrap(),
+            Confirmation::NotWaiting(Some(ApprovalState::Approved)),
+            "not asked yet"
+        );
         assert!(s.ask_confirmation(id, HOUR).unwrap());
         assert!(!s.ask_confirmation(id, HOUR).unwrap(), "asked once");
         assert_eq!(state(&s, id), ApprovalState::Confirming);
@@ -223,8 +324,15 @@ mod tests {
             !s.start_apply(id).unwrap(),
             "a ✓ alone never starts a purge"
         );
-        assert!(s.confirm(id, "@op:x", "$c1").unwrap());
-        assert!(!s.confirm(id, "@op:x", "$c2").unwrap(), "confirmed once");
+        assert_eq!(
+            s.confirm(id, "@op:x", "$c1", 1).unwrap(),
+            Confirmation::Confirmed
+        );
+        assert_eq!(
+            s.confirm(id, "@op:x", "$c2", 1).unwrap(),
+            Confirmation::NotWaiting(Some(ApprovalState::Applying)),
+            "confirmed once"
+        );
         assert_eq!(state(&s, id), ApprovalState::Applying);
         let audit = s.audit_log(10).unwrap();
         assert!(
@@ -241,15 +349,103 @@ mod tests {
         let id = purge(&s);
         s.vote(id, "$r1", "@op:x", Verdict::Approve, 1).unwrap();
         assert!(s.ask_confirmation(id, -1).unwrap());
-        assert!(!s.confirm(id, "@op:x", "$c1").unwrap());
+        assert_eq!(
+            s.confirm(id, "@op:x", "$c1", 1).unwrap(),
+            Confirmation::NotWaiting(Some(ApprovalState::Expired))
+        );
         assert_eq!(state(&s, id), ApprovalState::Expired);
 
         let id = purge(&s);
         s.vote(id, "$r2", "@op:x", Verdict::Approve, 1).unwrap();
         assert!(s.ask_confirmation(id, HOUR).unwrap());
         assert!(s.cancel_approval(id, "@op:x", "request redacted").unwrap());
-        assert!(!s.confirm(id, "@op:x", "$c2").unwrap());
+        assert_eq!(
+            s.confirm(id, "@op:x", "$c2", 1).unwrap(),
+            Confirmation::NotWaiting(Some(ApprovalState::Cancelled))
+        );
         assert_eq!(state(&s, id), ApprovalState::Cancelled);
+    }
+
+    /// The review's scenario: required = 2, A ✓, B ✓ (confirming); B withdraws and B ❌; A's
+    /// `purge echo` must not apply it.
+    #[test]
+    fn a_withdrawn_approval_or_a_deny_stops_a_confirming_purge() {
+        let s = Store::open_in_memory().unwrap();
+        let id = purge_requiring(&s, 2);
+        s.vote(id, "$a", "@a:x", Verdict::Approve, 2).unwrap();
+        assert_eq!(
+            s.vote(id, "$b", "@b:x", Verdict::Approve, 2).unwrap(),
+            VoteOutcome::Approved
+        );
+        assert!(s.ask_confirmation(id, HOUR).unwrap());
+        let (a, reverted) = s.withdraw_vote("$b", "@b:x", 2).unwrap().unwrap();
+        assert!(reverted, "a withdrawn ✓ takes it back: {a:?}");
+        assert_eq!(state(&s, id), ApprovalState::Pending);
+        assert_eq!(
+            s.vote(id, "$bx", "@b:x", Verdict::Deny, 2).unwrap(),
+            VoteOutcome::Denied
+        );
+        assert_eq!(
+            s.confirm(id, "@a:x", "$c", 2).unwrap(),
+            Confirmation::NotWaiting(Some(ApprovalState::Denied))
+        );
+        assert_eq!(state(&s, id), ApprovalState::Denied);
+
+        // A ❌ while confirming denies it.
+        let id = purge_requiring(&s, 1);
+        s.vote(id, "$a2", "@a:x", Verdict::Approve, 1).unwrap();
+        assert!(s.ask_confirmation(id, HOUR).unwrap());
+        assert_eq!(
+            s.vote(id, "$b2", "@b:x", Verdict::Deny, 1).unwrap(),
+            VoteOutcome::Denied
+        );
+        assert_eq!(state(&s, id), ApprovalState::Denied);
+        assert!(!s.start_apply(id).unwrap());
+
+        // The confirmation recounts the ✓s: the hive now asks for two.
+        let id = purge_requiring(&s, 1);
+        s.vote(id, "$a3", "@a:x", Verdict::Approve, 1).unwrap();
+        assert!(s.ask_confirmation(id, HOUR).unwrap());
+        assert_eq!(
+            s.confirm(id, "@a:x", "$c3", 2).unwrap(),
+            Confirmation::Short {
+                approvals: 1,
+                required: 2
+            }
+        );
+        assert_eq!(state(&s, id), ApprovalState::Pending);
+    }
+
+    /// A purge is tied to the destroy it was filed against: revived and destroyed again since,
+    /// its confirmation cancels it.
+    #[test]
+    fn a_purge_filed_against_an_earlier_destroy_is_cancelled() {
+        let s = Store::open_in_memory().unwrap();
+        assert!(s.keep_agent("echo", 3, SHA, "kept").unwrap());
+        let id = purge(&s);
+        s.tie_purge(id, 3).unwrap();
+        s.vote(id, "$a", "@a:x", Verdict::Approve, 1).unwrap();
+        assert!(s.ask_confirmation(id, HOUR).unwrap());
+        assert!(s.unkeep_agent("echo").unwrap(), "revived");
+        assert!(s.keep_agent("echo", 9, SHA, "kept again").unwrap());
+        assert_eq!(
+            s.confirm(id, "@a:x", "$c", 1).unwrap(),
+            Confirmation::Stale {
+                filed_against: 3,
+                kept_by: Some(9)
+            }
+        );
+        assert_eq!(state(&s, id), ApprovalState::Cancelled);
+
+        let id = purge(&s);
+        s.tie_purge(id, 9).unwrap();
+        s.vote(id, "$a2", "@a:x", Verdict::Approve, 1).unwrap();
+        assert!(s.ask_confirmation(id, HOUR).unwrap());
+        assert_eq!(
+            s.confirm(id, "@a:x", "$c2", 1).unwrap(),
+            Confirmation::Confirmed,
+            "the destroy it names still keeps it"
+        );
     }
 
     /// Migration 010 rebuilds the approvals table: a store from before keeps its requests and
@@ -339,10 +535,30 @@ mod tests {
             s.agent_states().unwrap(),
             vec![("echo".to_owned(), "kept".to_owned(), Some(7))]
         );
+        // A message ingested after the commit point is not delivered to the departing harness.
+        s.ingest(
+            &[("$e2".into(), "!r".into())],
+            &[crate::store::Enqueue {
+                event_id: "$e2".into(),
+                room_id: "!r".into(),
+                sender: "@op:x".into(),
+                body: "too late".into(),
+                origin_ts: 0,
+                agents: vec!["echo".into()],
+                hive_event: None,
+            }],
+            0,
+        )
+        .unwrap();
+        let (item, _) = s.take_next("echo", 5).unwrap();
+        assert!(item.is_none(), "nor anything ingested after it was kept");
         assert!(s.unkeep_agent("echo").unwrap());
         assert!(!s.unkeep_agent("echo").unwrap());
         assert_eq!(s.agent_states().unwrap()[0].1, "running");
         s.forget_agent_state("echo").unwrap();
         assert!(s.agent_states().unwrap().is_empty());
+        assert_eq!(s.recorded_uid("echo").unwrap(), None, "never given a uid");
+        let uid = s.agent_uid("echo", 600_000, |_| false).unwrap();
+        assert_eq!(s.recorded_uid("echo").unwrap(), Some(uid));
     }
 }

@@ -103,7 +103,8 @@ impl Core {
                 .collect(),
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot read the kept agents");
-                vec![json!({ "kept": format!("unknown: {e:#}") })]
+                // Through the secret filter and the data-dir scrub, as every answer.
+                vec![json!({ "kept": self.shown(&format!("unknown: {e:#}")) })]
             }
         }
     }

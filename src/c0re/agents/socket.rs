@@ -122,13 +122,18 @@ impl Core {
             };
             let core = self.clone();
             let name = name.clone();
+            let removed = removed.clone();
             tokio::spawn(async move {
                 let r = if tools_only {
-                    let r = serve_tools_connection(&core, &name, stream).await;
+                    // A destroy ends the connection, whatever it is doing.
+                    let r = tokio::select! {
+                        r = serve_tools_connection(&core, &name, stream) => r,
+                        _ = removed.cancelled() => Ok(()),
+                    };
                     drop(slot);
                     r
                 } else {
-                    serve_connection(&core, &name, stream).await
+                    serve_connection(&core, &name, stream, &removed).await
                 };
                 if let Err(e) = r {
                     tracing::warn!(agent = %name, error = %format!("{e:#}"), "agent connection ended with an error");
@@ -196,9 +201,15 @@ async fn serve_tools_connection(
     }
 }
 
-/// A harness connection on `c0re.sock`: claims the agent (one harness at a time), serves it,
-/// and on the way out puts a message in flight back and records the agent disconnected.
-async fn serve_connection(core: &Core, name: &AgentName, stream: UnixStream) -> anyhow::Result<()> {
+/// A harness connection on `c0re.sock`: claims the agent (one harness at a time), serves it
+/// until it hangs up, the hive stops or the agent is destroyed (`removed`), and on the way out
+/// puts a message in flight back and records the agent disconnected.
+async fn serve_connection(
+    core: &Core,
+    name: &AgentName,
+    stream: UnixStream,
+    removed: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     let entry = core.agents().get(name).context("agent vanished")?;
     let busy = {
         let mut connected = entry.connected.lock().unwrap_or_else(|p| p.into_inner());
@@ -219,7 +230,13 @@ async fn serve_connection(core: &Core, name: &AgentName, stream: UnixStream) -> 
         .ok()
         .and_then(|c| c.pid())
         .and_then(|p| u32::try_from(p).ok());
-    let result = serve_harness(core, name, &mut session, stream).await;
+    let result = tokio::select! {
+        r = serve_harness(core, name, &mut session, stream) => r,
+        _ = removed.cancelled() => {
+            tracing::info!(agent = %name, "destroyed: its harness connection ends");
+            Ok(())
+        }
+    };
     // The harness is gone: whatever it was doing goes back to the queue, and the agent is
     // free for its next harness whatever fails below.
     session.leave().await;

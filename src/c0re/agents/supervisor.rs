@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::process::Child;
+use tokio_util::sync::CancellationToken;
 
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
@@ -133,27 +134,35 @@ fn set_state(core: &Core, name: &AgentName, state: AgentState, pid: Option<u32>)
     }
 }
 
-/// Waits for an approved config or a manager's `start` (`restart`), a manager's `stop` (the
-/// loop then keeps it stopped), or shutdown; false on shutdown.
-async fn wait_for_new_config(core: &Core, name: &AgentName) -> bool {
-    let Some(entry) = core.agents().get(name) else {
-        return false;
-    };
+/// Why a supervisor's wait ended without what it waited for: the hive stops, or the agent it
+/// was started for left the registry (destroyed).
+fn ended(hive: &CancellationToken, entry: &AgentEntry) -> bool {
+    hive.is_cancelled() || entry.removed().is_cancelled()
+}
+
+/// Waits on `entry` (the one the supervisor was started for, never one looked up again: after
+/// a revive that would be the new entry, whose restart signal it would steal) for an approved
+/// config or a manager's `start` (`restart`), a manager's `stop` (the loop then keeps it
+/// stopped), shutdown or the agent's removal; false on shutdown or removal.
+async fn wait_for_new_config(hive: &CancellationToken, entry: &AgentEntry) -> bool {
     tokio::select! {
-        _ = core.cancel().cancelled() => false,
-        _ = entry.restart.notified() => true,
-        _ = entry.control.until_wanted(Wanted::Stopped) => true,
+        _ = hive.cancelled() => false,
+        _ = entry.removed().cancelled() => false,
+        _ = entry.restart.notified() => !ended(hive, entry),
+        _ = entry.control.until_wanted(Wanted::Stopped) => !ended(hive, entry),
     }
 }
 
-/// A manager stopped the agent: waits for its `start`; false on shutdown. A config approved
-/// meanwhile is taken when it starts (its restart signal is consumed here, so it does not stop
-/// the fresh harness again).
-async fn wait_while_stopped(core: &Core, entry: &AgentEntry) -> bool {
+/// A manager stopped the agent: waits for its `start`; false on shutdown or the agent's
+/// removal (a destroy while stopped ends the supervisor). A config approved meanwhile is taken
+/// when it starts (its restart signal is consumed here, so it does not stop the fresh harness
+/// again).
+async fn wait_while_stopped(hive: &CancellationToken, entry: &AgentEntry) -> bool {
     loop {
         tokio::select! {
-            _ = core.cancel().cancelled() => return false,
-            _ = entry.control.until_wanted(Wanted::Running) => return true,
+            _ = hive.cancelled() => return false,
+            _ = entry.removed().cancelled() => return false,
+            _ = entry.control.until_wanted(Wanted::Running) => return !ended(hive, entry),
             _ = entry.restart.notified() => {}
         }
     }
@@ -163,11 +172,29 @@ async fn wait_while_stopped(core: &Core, entry: &AgentEntry) -> bool {
 /// (again at every start), starts it, restarts it after a crash with backoff, stops a crash
 /// loop until a new config is approved, restarts it on an approved config.
 pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
+    let mine = core.agents().get(&name);
+    supervise_entry(&core, &runtimes, &name, mine.clone()).await;
+    // Destroyed: what ran under the agent's own uid (a detached child of its harness) ends too.
+    if let Some(entry) = mine
+        && entry.removed().is_cancelled()
+        && let Some(uid) = entry.uid()
+    {
+        tracing::info!(agent = %name, uid, "destroyed: ending every process of its uid");
+        crate::proc::kill_all_of_uid(uid).await;
+    }
+}
+
+async fn supervise_entry(
+    core: &Core,
+    runtimes: &Runtimes,
+    name: &AgentName,
+    mine: Option<Arc<AgentEntry>>,
+) {
+    let (core, name) = (core.clone(), name.clone());
     let mut history = CrashHistory::default();
     let mut refused_said: Option<String> = None;
     // Only the entry it was started for: a destroyed agent's supervisor ends, even if the
     // agent was revived (a new entry, with a supervisor of its own) in the meantime.
-    let mine = core.agents().get(&name);
     loop {
         let Some(entry) = core
             .agents()
@@ -179,7 +206,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
         if entry.control.wanted() == Wanted::Stopped {
             tracing::info!(agent = %name, "stopped by a manager; waiting for start");
             set_state(&core, &name, AgentState::Stopped, None);
-            if !wait_while_stopped(&core, &entry).await {
+            if !wait_while_stopped(core.cancel(), &entry).await {
                 return;
             }
             tracing::info!(agent = %name, "started by a manager");
@@ -206,8 +233,13 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
             log: dirs.log(),
         };
         let runtime: &dyn Runtime = match &placement {
-            // Someone else starts it; this task only ends with the hive.
-            Placement::External => return core.cancel().cancelled().await,
+            // Someone else starts it; this task only ends with the hive (or the agent).
+            Placement::External => {
+                return tokio::select! {
+                    _ = core.cancel().cancelled() => {}
+                    _ = entry.removed().cancelled() => {}
+                };
+            }
             Placement::Sandboxed => match &runtimes.bwrap {
                 Some(b) => b,
                 None => unreachable!("placed in a sandbox only when one can run"),
@@ -218,7 +250,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                     let Some(uid) = entry.uid() else {
                         tracing::error!(agent = %name, "no uid of its own was allocated; not started");
                         set_state(&core, &name, AgentState::CannotStart, None);
-                        if !wait_for_new_config(&core, &name).await {
+                        if !wait_for_new_config(core.cancel(), &entry).await {
                             return;
                         }
                         continue;
@@ -242,7 +274,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                     .await;
                     refused_said = Some(why.clone());
                 }
-                if !wait_for_new_config(&core, &name).await {
+                if !wait_for_new_config(core.cancel(), &entry).await {
                     return;
                 }
                 continue;
@@ -262,7 +294,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
             tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot prepare the agent's files");
             core.notice(None, &format!("🛑 cannot prepare **{name}**'s files: {e:#}. It starts again when a new config is approved.")).await;
             set_state(&core, &name, AgentState::CannotStart, None);
-            if !wait_for_new_config(&core, &name).await {
+            if !wait_for_new_config(core.cancel(), &entry).await {
                 return;
             }
             continue;
@@ -274,7 +306,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                 core.notice(None, &format!("🛑 cannot start **{name}**: {e:#}. It starts again when a new config is approved."))
                     .await;
                 set_state(&core, &name, AgentState::CannotStart, None);
-                if !wait_for_new_config(&core, &name).await {
+                if !wait_for_new_config(core.cancel(), &entry).await {
                     return;
                 }
                 continue;
@@ -290,6 +322,13 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                 crate::proc::stop(&mut child, STOP_GRACE).await;
                 entry.control.set_alive(false);
                 set_state(&core, &name, AgentState::Stopped, None);
+                return;
+            }
+            _ = entry.removed().cancelled() => {
+                // Destroyed: SIGTERM lets the harness finish its turn, then this ends.
+                tracing::info!(agent = %name, "destroyed: stopping");
+                crate::proc::stop(&mut child, STOP_GRACE).await;
+                entry.control.set_alive(false);
                 return;
             }
             _ = entry.restart.notified() => {
@@ -333,7 +372,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
             AfterCrash::CrashLoop => {
                 core.notice(None, &format!("🛑 **{name}** crashed {CRASH_LIMIT} times in {} s ({status}); stopped until a new config is approved. Last log lines:\n```\n{last}\n```", CRASH_WINDOW.as_secs())).await;
                 set_state(&core, &name, AgentState::CrashLoop, None);
-                if !wait_for_new_config(&core, &name).await {
+                if !wait_for_new_config(core.cancel(), &entry).await {
                     return;
                 }
             }
@@ -348,6 +387,7 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
                 .await;
                 tokio::select! {
                     _ = core.cancel().cancelled() => return,
+                    _ = entry.removed().cancelled() => return,
                     _ = tokio::time::sleep(after) => {}
                     // A manager's restart comes now, not after the backoff; a stop is kept.
                     _ = entry.restart.notified() => history.reset(),
@@ -361,6 +401,77 @@ pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn agents_with_echo() -> (super::super::registry::Agents, AgentName) {
+        let name = AgentName::parse("echo").unwrap();
+        let dir = std::path::Path::new("/nonexistent");
+        let spec = |n: &AgentName| {
+            crate::agent_spec::AgentSpec::parse(
+                n.clone(),
+                dir,
+                &dir.join("agent.toml"),
+                "[brain]\nkind = \"scripted\"\n",
+            )
+            .expect("a scripted agent parses")
+        };
+        let user: ruma::OwnedUserId = "@echo:hive.test".try_into().unwrap();
+        let agents =
+            super::super::registry::Agents::new(vec![(user, spec(&name))], Default::default());
+        (agents, name)
+    }
+
+    /// A destroy while stopped ends the supervisor's wait (it used to wait for a `start` that
+    /// never comes, swallowing the destroy's restart signal).
+    #[tokio::test]
+    async fn a_destroy_ends_every_wait() {
+        let hive = CancellationToken::new();
+        let (agents, name) = agents_with_echo();
+        let entry = agents.get(&name).unwrap();
+        entry.control.set_wanted(Wanted::Stopped);
+        let waiting = {
+            let (hive, entry) = (hive.clone(), entry.clone());
+            tokio::spawn(async move { wait_while_stopped(&hive, &entry).await })
+        };
+        tokio::task::yield_now().await;
+        agents.remove(&name);
+        entry.restart.notify_one();
+        let ended = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ends on removal")
+            .unwrap();
+        assert!(!ended, "a removed agent's supervisor ends");
+        assert!(
+            !tokio::time::timeout(Duration::from_secs(5), wait_for_new_config(&hive, &entry))
+                .await
+                .expect("ends at once"),
+            "nor does it wait for a new config"
+        );
+    }
+
+    /// After a revive the old supervisor waits on its own entry: the new one's restart signal
+    /// is left for the new supervisor.
+    #[tokio::test]
+    async fn an_old_supervisor_never_takes_the_revived_entrys_signal() {
+        let hive = CancellationToken::new();
+        let (agents, name) = agents_with_echo();
+        let old = agents.get(&name).unwrap();
+        agents.remove(&name);
+        let user: ruma::OwnedUserId = "@echo:hive.test".try_into().unwrap();
+        assert!(agents.add(user, old.spec().as_ref().clone()));
+        let new = agents.get(&name).unwrap();
+        new.restart.notify_one();
+        assert!(!wait_for_new_config(&hive, &old).await);
+        tokio::time::timeout(Duration::from_secs(5), new.restart.notified())
+            .await
+            .expect("the new entry's signal is still there");
+        // A running wait ends with the hive too.
+        let entry = new.clone();
+        let h = hive.clone();
+        let waiting = tokio::spawn(async move { wait_for_new_config(&h, &entry).await });
+        tokio::task::yield_now().await;
+        hive.cancel();
+        assert!(!waiting.await.unwrap());
+    }
 
     /// How a run of crashes is answered: each step is (seconds since the first crash, seconds
     /// the harness had run) → what follows.

@@ -23,7 +23,14 @@ impl Core {
         // A spawn's identity first: it must be a new account (nothing is applied otherwise).
         let fresh = match (a.kind, AgentName::parse(&a.agent)) {
             (ApprovalKind::InitConfig, Ok(name)) if self.agents().get(&name).is_none() => {
-                self.register_new_agent(&name).await
+                match self.store().kept_agent(name.as_str()) {
+                    Ok(None) => self.register_new_agent(&name).await,
+                    Ok(Some(k)) => Err(anyhow::anyhow!(
+                        "{name} is kept (destroyed by request #{}): a spawn cannot reuse its name; revive it or purge it",
+                        k.approval_id
+                    )),
+                    Err(e) => Err(e),
+                }
             }
             _ => Ok(()),
         };
@@ -123,8 +130,14 @@ impl Core {
             (ApprovalKind::ApplyCommit, None) => {
                 anyhow::bail!("{name} is not an agent of this hive")
             }
-            // Checked again with the hive's config as it is now.
-            (ApprovalKind::InitConfig, None) => spawnable(self.cfg(), &name)?,
+            // Checked again with the hive's config as it is now; a kept name is not free.
+            (ApprovalKind::InitConfig, None) => {
+                spawnable(self.cfg(), &name)?;
+                anyhow::ensure!(
+                    self.store().kept_agent(name.as_str())?.is_none(),
+                    "{name} is kept (destroyed): a spawn cannot reuse its name"
+                );
+            }
             (ApprovalKind::ApplyCommit, Some(_)) => {}
             (kind, _) => anyhow::bail!("a {kind} request applies no config"),
         }

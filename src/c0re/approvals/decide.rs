@@ -15,7 +15,8 @@
 //!   reported (naming the requester itself when the agent reacted to its own request); from an
 //!   approver it is a vote;
 //! - a vote is counted by the store, in one transaction, by [`tally`]: a reaction counted
-//!   before is a duplicate; a request no longer pending is closed; one past its time expires
+//!   before is a duplicate; a request no longer pending is closed (but a purge waiting for its
+//!   confirmation is still denied by a ❌); one past its time expires
 //!   (`now >= expires`); a ❌ denies at once; an operator's second ✓ counts once; the request is
 //!   approved when distinct ✓s reach the larger of the count it was filed with and the hive's
 //!   `approvals.required` (the hive's count is a floor a filer cannot lower);
@@ -27,7 +28,7 @@
 //! - a redaction of a request: from an approver it cancels the request, from anyone else it is
 //!   reported. A redaction of anything else withdraws the vote it was, if it was one: only the
 //!   reaction's sender (or a room moderator) can redact it. A withdrawn ✓ takes an approved
-//!   request back to pending while its ✓s fall below the count ([`reverts`]).
+//!   (or confirming) request back to pending while its ✓s fall below the count ([`reverts`]).
 
 use ruma::{OwnedUserId, UserId};
 

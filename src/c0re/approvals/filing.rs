@@ -317,6 +317,10 @@ pub fn file_init_config(
     if let Err(e) = check_summary(summary).and_then(|()| spawnable(cfg, &name)) {
         return Ok(Err(e));
     }
+    let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
+    if let Err(e) = super::kept::refuse_kept(&store, &name)? {
+        return Ok(Err(e));
+    }
     let repo = ConfigRepo::new(data_dir, &name);
     if repo.exists() {
         return Ok(Err(Refusal::AlreadyAnAgent(name)));
@@ -371,6 +375,9 @@ pub(super) fn file_request(
         return Ok(Err(Refusal::NotAnAgent(name)));
     }
     let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
+    if let Err(e) = super::kept::refuse_kept(&store, &name)? {
+        return Ok(Err(e));
+    }
     let id = store.create_approval(&NewApproval {
         kind,
         agent: name.as_str(),

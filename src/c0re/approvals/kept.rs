@@ -34,6 +34,7 @@ use crate::store::{Approval, ApprovalKind, NewApproval};
 
 pub mod confirm;
 pub mod purge;
+mod revive;
 
 /// A request about an agent's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,14 @@ pub enum KeptRefusal {
     NotKept(AgentName, &'static str),
     #[error("{0} is a manager (approvals.managers): a request cannot destroy it")]
     Manager(AgentName),
+    #[error(
+        "{0}'s harness is started by someone else (runtime = \"external\" in hive.toml): the core cannot stop it, so it cannot destroy it"
+    )]
+    External(AgentName),
+    #[error("{0}'s directory is gone already: it is purged, and no longer kept")]
+    AlreadyPurged(AgentName),
+    #[error("{0} is kept (destroyed): revive it first")]
+    Kept(AgentName),
 }
 
 /// What the hive knows about the agent a request names.
@@ -89,11 +98,14 @@ pub struct KeptFacts {
     pub kept: bool,
     /// It is listed in `approvals.managers`.
     pub manager: bool,
+    /// The hive's runtime is `external`: the core starts (and can stop) no harness.
+    pub external: bool,
 }
 
 /// Whether `kind` may be asked for `name`:
 /// - destroy: an agent of the hive (an applied config), not kept already, not a manager (the
-///   hive's managers are the operator's choice, in hive.toml);
+///   hive's managers are the operator's choice, in hive.toml), not under the external runtime
+///   (the core cannot stop a harness someone else started: it would run on, unrouted);
 /// - revive: a kept agent;
 /// - purge: a kept agent, never a running one (destroy it first).
 pub fn check_kept_request(
@@ -105,15 +117,21 @@ pub fn check_kept_request(
         KeptKind::Destroy if !f.has_config => Err(KeptRefusal::NotAnAgent(name.clone())),
         KeptKind::Destroy if f.kept => Err(KeptRefusal::AlreadyKept(name.clone())),
         KeptKind::Destroy if f.manager => Err(KeptRefusal::Manager(name.clone())),
+        KeptKind::Destroy if f.external => Err(KeptRefusal::External(name.clone())),
         KeptKind::Revive if !f.kept => Err(KeptRefusal::NotKept(name.clone(), "revived")),
         KeptKind::Purge if !f.kept => Err(KeptRefusal::NotKept(name.clone(), "purged")),
         _ => Ok(()),
     }
 }
 
-/// Files a destroy, revive or purge request for `agent` (its sha: the applied config now).
-/// The outer error is an internal failure; the inner one a refusal with its reason. Used by
-/// the core (a manager's tool) and by `hive agent` (the operator).
+/// Files a destroy, revive or purge request for `agent`. A destroy's or a revive's sha is the
+/// applied config now (an error reading it is said, not taken for "not an agent"); a purge's
+/// is the kept row's (the config it ran when destroyed: a purge that failed halfway, its
+/// config repo gone, can be filed again), and the purge is tied to the destroy that kept it
+/// (`Store::tie_purge`). A kept agent whose directory is gone already is purged: it is no
+/// longer kept, and the refusal says so. The outer error is an internal failure; the inner one
+/// a refusal with its reason. Used by the core (a manager's tool) and by `hive kept` (the
+/// operator).
 pub fn file_kept(
     data_dir: &std::path::Path,
     cfg: &Config,
@@ -130,18 +148,39 @@ pub fn file_kept(
         return Ok(Err(Refusal::Summary(summary.len())));
     }
     let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
-    let repo = ConfigRepo::new(data_dir, &name);
-    let applied = repo.applied().ok().flatten();
+    let kept = store.kept_agent(name.as_str())?;
+    let applied = if kind == KeptKind::Purge {
+        None
+    } else {
+        ConfigRepo::new(data_dir, &name)
+            .applied()
+            .with_context(|| format!("cannot read {name}'s applied config"))?
+    };
     let facts = KeptFacts {
         has_config: applied.is_some(),
-        kept: store.kept_agent(name.as_str())?.is_some(),
+        kept: kept.is_some(),
         manager: cfg.managers.contains(&name),
+        external: cfg.runtime == crate::config::RuntimeKind::External,
     };
     if let Err(e) = check_kept_request(kind, &name, facts) {
         return Ok(Err(e.into()));
     }
-    let Some(sha) = applied else {
-        return Ok(Err(KeptRefusal::NotAnAgent(name).into()));
+    let (sha, destroy_id) = match (kind, kept) {
+        (KeptKind::Purge, Some(k)) => {
+            let root = crate::configrepo::AgentDirs::new(data_dir, &name).root;
+            if purge::Entry::of(&root).with_context(|| format!("cannot look at agents/{name}"))?
+                == purge::Entry::Missing
+            {
+                store.unkeep_agent(name.as_str())?;
+                store.forget_agent_state(name.as_str())?;
+                return Ok(Err(KeptRefusal::AlreadyPurged(name).into()));
+            }
+            (k.sha, Some(k.approval_id))
+        }
+        _ => match applied {
+            Some(sha) => (sha, None),
+            None => return Ok(Err(KeptRefusal::NotAnAgent(name).into())),
+        },
     };
     let id = store.create_approval(&NewApproval {
         kind: kind.approval_kind(),
@@ -152,9 +191,25 @@ pub fn file_kept(
         required: cfg.approvals_required,
         ttl_us: (cfg.approval_ttl_secs as i64).saturating_mul(1_000_000),
     })?;
+    if let Some(d) = destroy_id {
+        store.tie_purge(id, d)?;
+    }
     // Nothing to snapshot: the request is complete as filed.
     store.complete_approval(id)?;
     Ok(Ok(id))
+}
+
+/// A config request (spawn, apply, rollback) for `name` is refused while it is kept: a spawn
+/// cannot reuse a kept name, and a kept agent's config changes only after a revive. The outer
+/// error is the store's.
+pub fn refuse_kept(
+    store: &crate::store::Store,
+    name: &AgentName,
+) -> anyhow::Result<Result<(), Refusal>> {
+    Ok(match store.kept_agent(name.as_str())? {
+        Some(_) => Err(KeptRefusal::Kept(name.clone()).into()),
+        None => Ok(()),
+    })
 }
 
 impl Core {
@@ -226,7 +281,8 @@ impl Core {
                     .await;
             }
             Err(e) => {
-                let reason = format!("{e:#}");
+                // Said without the data dir's path, as a purge's error is.
+                let reason = self.shown_path(&format!("{e:#}"));
                 self.record_apply(&a, Err(&reason));
                 self.react(&a, "❌").await;
                 self.thread(&a, &format!("❌ {} failed: {reason}", a.kind))
@@ -246,6 +302,9 @@ impl Core {
             !self.cfg().managers.contains(&name),
             "{name} is a manager (approvals.managers)"
         );
+        if self.cfg().runtime == crate::config::RuntimeKind::External {
+            return Err(KeptRefusal::External(name).into());
+        }
         let repo = ConfigRepo::new(self.data_dir(), &name);
         let deploy = repo.current().map_or(0, |(n, _)| n as i64);
         let sha = repo.applied()?.unwrap_or_else(|| a.sha.clone());
@@ -291,7 +350,10 @@ impl Core {
             Ok(n) => format!("its identity left {n} rooms"),
             Err(e) => {
                 tracing::error!(agent = %name, error = %format!("{e:#}"), "a kept agent could not leave its rooms");
-                format!("but its identity could not leave its rooms ({e:#})")
+                format!(
+                    "but its identity could not leave its rooms ({})",
+                    self.shown_path(&format!("{e:#}"))
+                )
             }
         }
     }
@@ -318,57 +380,6 @@ impl Core {
         Ok(left)
     }
 
-    /// Revives a kept agent on its last applied config. Returns its deploy number and what to
-    /// say.
-    async fn revive(&self, a: &Approval) -> anyhow::Result<(i64, String)> {
-        let name = AgentName::parse(&a.agent)?;
-        anyhow::ensure!(
-            self.store().kept_agent(name.as_str())?.is_some(),
-            "{name} is not kept"
-        );
-        anyhow::ensure!(
-            self.agents().get(&name).is_none(),
-            "{name} is running already"
-        );
-        let repo = ConfigRepo::new(self.data_dir(), &name);
-        let spec = tokio::task::block_in_place(|| repo.load_current()).map_err(|e| {
-            anyhow::anyhow!(
-                "its last applied config does not load: {}",
-                e.iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
-        // The hive's config as it is now decides what it may use.
-        grantable(self.cfg(), &spec)?;
-        for r in &spec.allowed_recipients {
-            anyhow::ensure!(
-                self.agents().get(r).is_some(),
-                "allowed_recipients: {r} is not a running agent of this hive"
-            );
-        }
-        let deploy = repo.current().map_or(0, |(n, _)| n as i64);
-        self.store().unkeep_agent(name.as_str())?;
-        // Revived is running, whatever a manager's `stop` said before the destroy.
-        self.store().set_wanted(
-            name.as_str(),
-            crate::store::Wanted::Running,
-            &format!("revive #{}", a.id),
-        )?;
-        self.agents()
-            .add(self.cfg().agent_user_id(&spec.name), spec);
-        self.bring_up(&name).await?;
-        // Its inbox's name and topic as its config has them (the topic said "kept").
-        self.refresh_agent(&name).await?;
-        Ok((
-            deploy,
-            format!(
-                "🐝 **{name}** is revived on deploy/{deploy}: its identity rejoined its rooms and its harness starts"
-            ),
-        ))
-    }
-
     /// Purges a kept agent's directory (`purge::purge_agent_dir`). Returns its last deploy
     /// number and what to say.
     async fn purge(&self, a: &Approval) -> anyhow::Result<(i64, String)> {
@@ -384,15 +395,27 @@ impl Core {
         let deploy = ConfigRepo::new(self.data_dir(), &name)
             .current()
             .map_or(0, |(n, _)| n as i64);
+        // Nothing of its own uid may still run (and write) while its directory is removed.
+        if let Some(rt) = self.agents().runtimes()
+            && rt.host.own_uids.is_ok()
+            && let Some(uid) = self.store().recorded_uid(name.as_str())?
+        {
+            crate::proc::kill_all_of_uid(uid).await;
+        }
         let data = self.data_dir().to_owned();
-        tokio::task::block_in_place(|| purge::purge_agent_dir(&data, name.as_str()))
-            .map_err(|e| anyhow::anyhow!(self.shown_path(&e.to_string())))?;
+        let said =
+            match tokio::task::block_in_place(|| purge::purge_agent_dir(&data, name.as_str())) {
+                Ok(_) => format!("🧹 **{name}**'s kept state is purged: agents/{name} is removed"),
+                // Gone already (removed by hand, or by a purge that stopped after the removal):
+                // purged all the same.
+                Err(purge::PurgeError::Refused(purge::PurgeRefused::Missing(_))) => {
+                    format!("🧹 **{name}**'s kept state is purged: agents/{name} was gone already")
+                }
+                Err(e) => anyhow::bail!(self.shown_path(&e.to_string())),
+            };
         self.store().unkeep_agent(name.as_str())?;
         self.store().forget_agent_state(name.as_str())?;
-        Ok((
-            deploy,
-            format!("🧹 **{name}**'s kept state is purged: agents/{name} is removed"),
-        ))
+        Ok((deploy, said))
     }
 
     /// `text` without the data dir's path.

@@ -95,6 +95,10 @@ pub fn file_rollback(
     if let Err(e) = check_summary(&summary) {
         return Ok(Err(e));
     }
+    let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
+    if let Err(e) = super::kept::refuse_kept(&store, &name)? {
+        return Ok(Err(e));
+    }
     let repo = ConfigRepo::new(data_dir, &name);
     if !repo.exists() {
         return Ok(Err(Refusal::NotAnAgent(name)));

@@ -171,7 +171,9 @@ pub struct Ballot {
 }
 
 /// What one reaction does to a request (pure; `Store::vote` writes it):
-/// - a reaction counted before is a duplicate; a request no longer `pending` is closed to it;
+/// - a reaction counted before is a duplicate; a request no longer `pending` is closed to it,
+///   except that a purge waiting for its second confirmation (`confirming`) is still open to
+///   an approver's ❌ (it denies: nothing is removed); a ✓ there is closed (it is approved);
 /// - a request whose time is up (`now_us >= expires_us`) expires, whatever the reaction;
 /// - a voter's second ✓ counts once; a ❌ denies at once;
 /// - a ✓ approves when distinct ✓s reach `max(filed_required, hive_required)`, else it is
@@ -180,7 +182,12 @@ pub fn tally(b: &Ballot) -> VoteOutcome {
     if b.duplicate {
         return VoteOutcome::Duplicate;
     }
-    if b.state != ApprovalState::Pending {
+    let open = match b.state {
+        ApprovalState::Pending => true,
+        ApprovalState::Confirming => b.verdict == Verdict::Deny,
+        _ => false,
+    };
+    if !open {
         return VoteOutcome::Closed(b.state);
     }
     if b.now_us >= b.expires_us {
@@ -205,10 +212,12 @@ pub fn tally(b: &Ballot) -> VoteOutcome {
 }
 
 /// Whether withdrawing a `verdict` takes a request in `state` back to `pending`: only a ✓, only
-/// while `approved` (the action has not started), only if the ✓s left (`remaining`) are below
-/// `required` (the hive's floor applied).
+/// while `approved` or (a purge) `confirming` (the action has not started), only if the ✓s
+/// left (`remaining`) are below `required` (the hive's floor applied).
 pub fn reverts(verdict: Verdict, state: ApprovalState, remaining: u32, required: u32) -> bool {
-    verdict == Verdict::Approve && state == ApprovalState::Approved && remaining < required
+    verdict == Verdict::Approve
+        && matches!(state, ApprovalState::Approved | ApprovalState::Confirming)
+        && remaining < required
 }
 
 /// What one counted reaction did.

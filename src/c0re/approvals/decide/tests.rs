@@ -673,6 +673,42 @@ fn when_a_request_is_decided_or_expires() {
             want: VoteOutcome::Closed(ApprovalState::Denied),
         },
         Case {
+            name: "an approver's ❌ denies a purge waiting for its confirmation",
+            ballot: Ballot {
+                state: ApprovalState::Confirming,
+                verdict: Verdict::Deny,
+                ..open
+            },
+            want: VoteOutcome::Denied,
+        },
+        Case {
+            name: "a ✓ to a confirming purge is closed (it is approved)",
+            ballot: Ballot {
+                state: ApprovalState::Confirming,
+                ..open
+            },
+            want: VoteOutcome::Closed(ApprovalState::Confirming),
+        },
+        Case {
+            name: "a ❌ to a confirming purge past its time expires it",
+            ballot: Ballot {
+                state: ApprovalState::Confirming,
+                verdict: Verdict::Deny,
+                now_us: 100,
+                ..open
+            },
+            want: VoteOutcome::Expired,
+        },
+        Case {
+            name: "a ❌ once applying is closed",
+            ballot: Ballot {
+                state: ApprovalState::Applying,
+                verdict: Verdict::Deny,
+                ..open
+            },
+            want: VoteOutcome::Closed(ApprovalState::Applying),
+        },
+        Case {
             name: "a reaction counted before is a duplicate, whatever else",
             ballot: Ballot {
                 duplicate: true,
@@ -728,6 +764,22 @@ fn when_a_withdrawn_vote_reverts() {
             verdict: Verdict::Approve,
             state: ApprovalState::Pending,
             remaining: 0,
+            required: 2,
+            want: false,
+        },
+        Case {
+            name: "a ✓ withdrawn below the count while a purge waits for its confirmation",
+            verdict: Verdict::Approve,
+            state: ApprovalState::Confirming,
+            remaining: 1,
+            required: 2,
+            want: true,
+        },
+        Case {
+            name: "a confirming purge with enough ✓s left stays",
+            verdict: Verdict::Approve,
+            state: ApprovalState::Confirming,
+            remaining: 2,
             required: 2,
             want: false,
         },

@@ -13,7 +13,7 @@ use ruma::UserId;
 
 use crate::c0re::Core;
 use crate::c0re::approvals::decide::{Action, NotApprover, Outcome};
-use crate::store::{Approval, ApprovalKind, ApprovalState};
+use crate::store::{Approval, ApprovalKind, ApprovalState, Confirmation};
 
 /// The text that confirms a purge of `agent`.
 pub fn phrase(agent: &str) -> String {
@@ -79,26 +79,43 @@ impl Core {
         by: &UserId,
         event: &str,
     ) -> anyhow::Result<()> {
-        if self.store().confirm(a.id, by.as_str(), event)? {
-            self.thread(a, &format!("✓ Purge confirmed by {by}; purging."))
-                .await;
-            let a = self
-                .store()
-                .approval(a.id)?
-                .ok_or_else(|| anyhow::anyhow!("request #{} vanished", a.id))?;
-            self.apply_kept(a).await;
-        } else {
-            let now = self.store().approval(a.id)?.map(|a| a.state);
-            self.thread(
-                a,
-                &format!(
-                    "⚠️ {by}'s confirmation came too late: request #{} is {}; nothing was removed.",
-                    a.id,
-                    now.map_or("gone".to_owned(), |s| s.to_string())
-                ),
-            )
-            .await;
-        }
+        let required = self.cfg().approvals_required;
+        let said = match self.store().confirm(a.id, by.as_str(), event, required)? {
+            Confirmation::Confirmed => {
+                self.thread(a, &format!("✓ Purge confirmed by {by}; purging."))
+                    .await;
+                let a = self
+                    .store()
+                    .approval(a.id)?
+                    .ok_or_else(|| anyhow::anyhow!("request #{} vanished", a.id))?;
+                self.apply_kept(a).await;
+                return Ok(());
+            }
+            Confirmation::NotWaiting(now) => format!(
+                "⚠️ {by}'s confirmation came too late: request #{} is {}; nothing was removed.",
+                a.id,
+                now.map_or("gone".to_owned(), |s| s.to_string())
+            ),
+            Confirmation::Short {
+                approvals,
+                required,
+            } => format!(
+                "⚠️ {by}'s confirmation is not enough: request #{} has {approvals} of {required} approvals, so it waits for approvals again; nothing was removed.",
+                a.id
+            ),
+            Confirmation::Stale {
+                filed_against,
+                kept_by,
+            } => format!(
+                "⚠️ Request #{} is cancelled: it was filed against destroy #{filed_against}, but **{}** was revived since ({}); nothing was removed.",
+                a.id,
+                a.agent,
+                kept_by.map_or("and is not kept now".to_owned(), |d| format!(
+                    "and kept again by destroy #{d}: file a new purge"
+                ))
+            ),
+        };
+        self.thread(a, &said).await;
         Ok(())
     }
 }
