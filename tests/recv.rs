@@ -4,7 +4,8 @@
 //! delivered again; a harness that dies mid-turn and a core killed mid-turn both give the pulled
 //! messages back instead of losing them. Out-of-range arguments and calls outside a turn are
 //! refused; a core event comes with its data, told apart from a person; every call is in the
-//! audit.
+//! audit. A `tools.sock` client that hangs up during a recv's wait ends it at once and pulls
+//! nothing: what arrives afterwards is not lost to the turn's ack but comes as a turn of its own.
 
 mod common;
 
@@ -304,4 +305,82 @@ async fn recv_is_bounded_only_within_a_turn_and_tells_core_events_apart() {
         })
     };
     assert!(refused("not 33") && refused("not 181") && refused("has none now"));
+}
+
+/// The audit outcomes of echo's `recv` calls, oldest first.
+fn recv_outcomes(hive: &TestHive) -> Vec<String> {
+    let mut audit = Store::open(&hive.data.join("c0re.db"))
+        .unwrap()
+        .audit_log(1000)
+        .unwrap();
+    audit.retain(|e| e.actor == "echo" && e.action == "recv");
+    audit.sort_by_key(|e| e.ts_us);
+    audit.into_iter().map(|e| e.outcome).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recv_whose_caller_hung_up_loses_nothing() {
+    let mut hive = external_hive().await;
+    let op = hive.operator().await;
+    let room = op.join("agent-echo").await;
+    let mut h = harness(&hive).await;
+
+    op.send(&room, "one").await;
+    let one = next(&mut h).await;
+    // `hive mcp` calls recv with a long wait, then dies (its connection drops mid-call).
+    let mut t = tools(&hive).await;
+    let waiting =
+        tokio::spawn(async move { tool(&mut t, "recv", json!({"wait_secs": 170})).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the recv waits for a message");
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    // The core notices at once (not when the wait would have ended): the call ends, audited.
+    let deadline = Instant::now() + WAIT;
+    while !recv_outcomes(&hive).contains(&"hung_up".to_owned()) {
+        assert!(
+            Instant::now() < deadline,
+            "the hung-up recv never ended: {:?}\n{}",
+            recv_outcomes(&hive),
+            common::logs_tail(hive.dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What the operator sends now is not pulled by the dead call: it waits in the queue.
+    let two = op.send(&room, "two").await;
+    let deadline = Instant::now() + WAIT;
+    while counts(&hive).pending == 0 {
+        assert!(Instant::now() < deadline, "two never queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        (counts(&hive).pending, counts(&hive).inflight),
+        (1, 1),
+        "two pending, only the turn in flight"
+    );
+    // The harness acks the turn; two is delivered after it, a turn of its own, first delivery.
+    ack(&mut h, one.id).await;
+    let again = next(&mut h).await;
+    assert_eq!(
+        (again.body.as_str(), again.event_id.as_str(), again.attempt),
+        ("two", two.as_str(), 1)
+    );
+    ack(&mut h, again.id).await;
+    assert_eq!(
+        counts(&hive),
+        QueueCounts {
+            pending: 0,
+            inflight: 0,
+            done: 2,
+            dead: 0
+        }
+    );
+    assert_eq!(
+        recv_outcomes(&hive),
+        ["hung_up"],
+        "the dead call pulled nothing"
+    );
+    drop(h);
+    assert_eq!(hive.stop_core().code(), Some(0));
 }
