@@ -151,7 +151,13 @@ pub fn handed(written: bool, pulled: usize) -> Handed {
 #[derive(Clone, Default)]
 pub(super) struct Handover {
     hung_up: tokio_util::sync::CancellationToken,
-    pulled: std::sync::Arc<std::sync::Mutex<Option<(i64, Vec<InboxItem>)>>>,
+    pulled: std::sync::Arc<std::sync::Mutex<Option<Held>>>,
+}
+
+/// What a call's pull took into turn `turn`, held until its answer is written.
+struct Held {
+    turn: i64,
+    taken: Vec<InboxItem>,
 }
 
 tokio::task_local! {
@@ -175,10 +181,13 @@ impl Handover {
 
     fn hold(&self, turn: i64, taken: &[InboxItem]) {
         let mut held = self.pulled.lock().unwrap_or_else(|p| p.into_inner());
-        *held = Some((turn, taken.to_vec()));
+        *held = Some(Held {
+            turn,
+            taken: taken.to_vec(),
+        });
     }
 
-    fn take(&self) -> Option<(i64, Vec<InboxItem>)> {
+    fn take(&self) -> Option<Held> {
         self.pulled.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -246,7 +255,7 @@ impl Core {
     /// be: what its recv pulled is the turn's, or goes back to the queue (audited), retried
     /// while the store fails (left in flight, the turn's ack would mark it done unseen).
     pub(super) async fn hand_over(&self, agent: &AgentName, handover: &Handover, written: bool) {
-        let Some((turn, taken)) = handover.take() else {
+        let Some(Held { turn, taken }) = handover.take() else {
             return;
         };
         if handed(written, taken.len()) != Handed::PutBack {
