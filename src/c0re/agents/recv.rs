@@ -136,6 +136,7 @@ pub enum Handed {
     PutBack,
 }
 
+/// What becomes of a pull of `pulled` rows whose answer was `written` (or not).
 pub fn handed(written: bool, pulled: usize) -> Handed {
     match (pulled, written) {
         (0, _) => Handed::Nothing,
@@ -215,6 +216,14 @@ pub fn check_recv(wait_secs: Option<u64>, max: Option<u64>) -> Result<RecvBounds
     })
 }
 
+/// How a `recv` ended.
+enum Recvd {
+    /// The answer, and the event ids it pulled.
+    Answer(String, Vec<String>),
+    /// The caller hung up before anything was pulled.
+    HungUp,
+}
+
 /// Hands a wake-up of the agent's queue on when dropped, if one was taken.
 struct PassOn<'a> {
     notify: &'a tokio::sync::Notify,
@@ -236,19 +245,22 @@ impl Core {
         agent: &AgentName,
         v: &Value,
     ) -> Result<String, ToolError> {
-        let result = self.recv(agent, v).await;
-        match &result {
-            Ok((_, ids)) => {
+        match self.recv(agent, v).await {
+            Ok(Recvd::Answer(answer, ids)) => {
                 let detail = (!ids.is_empty()).then(|| ids.join(" "));
                 let outcome = if ids.is_empty() { "nothing" } else { "pulled" };
                 self.audit_call(agent, "recv", None, None, outcome, detail.as_deref());
+                Ok(answer)
             }
-            Err(_) if Handover::current().is_some_and(|h| h.hung_up.is_cancelled()) => {
+            Ok(Recvd::HungUp) => {
                 self.audit_call(agent, "recv", None, None, "hung_up", None);
+                Err(RecvRefused::HungUp.into())
             }
-            Err(e) => self.audit_call(agent, "recv", None, None, "refused", Some(&e.to_string())),
+            Err(e) => {
+                self.audit_call(agent, "recv", None, None, "refused", Some(&e.to_string()));
+                Err(e)
+            }
         }
-        result.map(|(answer, _)| answer)
     }
 
     /// After the answer of a call that carried `handover` was written (`written`) or could not
@@ -283,8 +295,8 @@ impl Core {
         }
     }
 
-    /// The answer and the event ids pulled.
-    async fn recv(&self, agent: &AgentName, v: &Value) -> Result<(String, Vec<String>), ToolError> {
+    /// The answer and the event ids pulled, or that the caller hung up first.
+    async fn recv(&self, agent: &AgentName, v: &Value) -> Result<Recvd, ToolError> {
         let a: RecvArgs = args("recv", v)?;
         let bounds = check_recv(a.wait_secs, a.max)?;
         let entry = self
@@ -325,7 +337,7 @@ impl Core {
         let deadline = tokio::time::Instant::now() + bounds.wait;
         loop {
             if recv_next(hung_up.is_cancelled(), None, false) == RecvNext::HungUp {
-                return Err(RecvRefused::HungUp.into());
+                return Ok(Recvd::HungUp);
             }
             // Listening before looking: a message queued between the look and the wait still
             // wakes it (`notify_one` keeps a permit when nobody listens).
@@ -361,9 +373,9 @@ impl Core {
                         }
                     }
                     let ids = taken.iter().map(|i| i.event_id.clone()).collect();
-                    return Ok((self.recv_answer(&taken, waiting), ids));
+                    return Ok(Recvd::Answer(self.recv_answer(&taken, waiting), ids));
                 }
-                RecvNext::HungUp => return Err(RecvRefused::HungUp.into()),
+                RecvNext::HungUp => return Ok(Recvd::HungUp),
                 RecvNext::Pull | RecvNext::Wait => {}
             }
             tokio::select! {
