@@ -4,10 +4,15 @@
 //! declares, for the in-process brains). The server holds no policy and no state: the tool list
 //! comes from hive-c0re, and every call is forwarded over the agent's tools socket, where the
 //! core runs it under the agent's policy.
+//!
+//! A call the MCP client cancels (`notifications/cancelled`, or a client that gives up) drops
+//! its connection instead of reading an answer nobody will see: the core notices the hang-up,
+//! so a `recv` waiting in that call ends and pulls nothing, and one whose answer cannot be
+//! written any more puts its messages back. The next call connects again.
 
 pub mod client;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -24,8 +29,32 @@ use crate::wire::protocol::{Request, Response, ToolInfo};
 
 #[derive(Clone)]
 struct HiveTools {
-    client: Arc<Mutex<SocketClient>>,
+    /// The tools connection; `None` after a call was cancelled or the connection broke.
+    client: Arc<Mutex<Option<SocketClient>>>,
     tools: Arc<Vec<Tool>>,
+    socket: Arc<PathBuf>,
+    agent: Arc<str>,
+}
+
+/// How a forwarded call ended.
+enum Forwarded {
+    Answered(anyhow::Result<Response>),
+    Cancelled,
+}
+
+/// A tools connection to hive-c0re for `agent`, greeted.
+async fn connect(socket: &Path, agent: &str) -> anyhow::Result<SocketClient> {
+    let mut client = SocketClient::connect(socket).await?;
+    match client
+        .call(&Request::Hello {
+            agent: agent.to_owned(),
+            pid: std::process::id(),
+        })
+        .await?
+    {
+        Response::Welcome { .. } => Ok(client),
+        other => bail!("hive-c0re refused hive mcp for {agent}: {other:?}"),
+    }
 }
 
 fn to_mcp(t: ToolInfo) -> Tool {
@@ -61,22 +90,42 @@ impl ServerHandler for HiveTools {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let arguments = request
             .arguments
             .map(serde_json::Value::Object)
             .unwrap_or_else(|| serde_json::json!({}));
-        let resp = self
-            .client
-            .lock()
-            .await
-            .call(&Request::CallTool {
-                name: request.name.to_string(),
-                arguments,
-            })
-            .await
-            .map_err(|e| McpError::internal_error(format!("hive-c0re: {e:#}"), None))?;
+        let hive_err =
+            |e: anyhow::Error| McpError::internal_error(format!("hive-c0re: {e:#}"), None);
+        let mut held = self.client.lock().await;
+        if held.is_none() {
+            *held = Some(connect(&self.socket, &self.agent).await.map_err(hive_err)?);
+        }
+        let client = held.as_mut().expect("connected just now");
+        let req = Request::CallTool {
+            name: request.name.to_string(),
+            arguments,
+        };
+        let forwarded = tokio::select! {
+            r = client.call(&req) => Forwarded::Answered(r),
+            () = context.ct.cancelled() => Forwarded::Cancelled,
+        };
+        let resp = match forwarded {
+            Forwarded::Answered(Ok(resp)) => resp,
+            Forwarded::Answered(Err(e)) => {
+                *held = None;
+                return Err(hive_err(e));
+            }
+            Forwarded::Cancelled => {
+                // Hung up, so the core knows nobody reads this call's answer.
+                *held = None;
+                return Err(McpError::internal_error(
+                    format!("{} was cancelled", request.name),
+                    None,
+                ));
+            }
+        };
         let (content, is_error) = match resp {
             Response::ToolResult { content, is_error } => (content, is_error),
             Response::Error { message, .. } => (message, true),
@@ -94,24 +143,16 @@ impl ServerHandler for HiveTools {
 
 /// Serves MCP on stdin/stdout until the client goes away.
 pub async fn serve(socket: &Path, agent: &str) -> anyhow::Result<()> {
-    let mut client = SocketClient::connect(socket).await?;
-    match client
-        .call(&Request::Hello {
-            agent: agent.to_owned(),
-            pid: std::process::id(),
-        })
-        .await?
-    {
-        Response::Welcome { .. } => {}
-        other => bail!("hive-c0re refused hive mcp for {agent}: {other:?}"),
-    }
+    let mut client = connect(socket, agent).await?;
     let tools = match client.call(&Request::ListTools {}).await? {
         Response::Tools { tools } => tools.into_iter().map(to_mcp).collect(),
         other => bail!("unexpected answer to list_tools: {other:?}"),
     };
     let server = HiveTools {
-        client: Arc::new(Mutex::new(client)),
+        client: Arc::new(Mutex::new(Some(client))),
         tools: Arc::new(tools),
+        socket: Arc::new(socket.to_owned()),
+        agent: Arc::from(agent),
     }
     .serve(rmcp::transport::stdio())
     .await

@@ -4,7 +4,8 @@
 //! delivered again; a harness that dies mid-turn and a core killed mid-turn both give the pulled
 //! messages back instead of losing them. Out-of-range arguments and calls outside a turn are
 //! refused; a core event comes with its data, told apart from a person; every call is in the
-//! audit.
+//! audit. A `tools.sock` client that hangs up during a recv's wait ends it at once and pulls
+//! nothing: what arrives afterwards is not lost to the turn's ack but comes as a turn of its own.
 
 mod common;
 
@@ -304,4 +305,217 @@ async fn recv_is_bounded_only_within_a_turn_and_tells_core_events_apart() {
         })
     };
     assert!(refused("not 33") && refused("not 181") && refused("has none now"));
+}
+
+/// The audit outcomes of echo's `recv` calls, oldest first.
+fn recv_outcomes(hive: &TestHive) -> Vec<String> {
+    let mut audit = Store::open(&hive.data.join("c0re.db"))
+        .unwrap()
+        .audit_log(1000)
+        .unwrap();
+    audit.retain(|e| e.actor == "echo" && e.action == "recv");
+    audit.sort_by_key(|e| e.ts_us);
+    audit.into_iter().map(|e| e.outcome).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recv_whose_caller_hung_up_loses_nothing() {
+    let mut hive = external_hive().await;
+    let op = hive.operator().await;
+    let room = op.join("agent-echo").await;
+    let mut h = harness(&hive).await;
+
+    op.send(&room, "one").await;
+    let one = next(&mut h).await;
+    // `hive mcp` calls recv with a long wait, then dies (its connection drops mid-call).
+    let mut t = tools(&hive).await;
+    let waiting =
+        tokio::spawn(async move { tool(&mut t, "recv", json!({"wait_secs": 170})).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the recv waits for a message");
+    waiting.abort();
+    assert!(waiting.await.unwrap_err().is_cancelled());
+    // The core notices at once (not when the wait would have ended): the call ends, audited.
+    audited(&hive, "hung_up").await;
+    // What the operator sends now is not pulled by the dead call: it waits in the queue.
+    let two = op.send(&room, "two").await;
+    let deadline = Instant::now() + WAIT;
+    while counts(&hive).pending == 0 {
+        assert!(Instant::now() < deadline, "two never queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        (counts(&hive).pending, counts(&hive).inflight),
+        (1, 1),
+        "two pending, only the turn in flight"
+    );
+    // The harness acks the turn; two is delivered after it, a turn of its own, first delivery.
+    ack(&mut h, one.id).await;
+    let again = next(&mut h).await;
+    assert_eq!(
+        (again.body.as_str(), again.event_id.as_str(), again.attempt),
+        ("two", two.as_str(), 1)
+    );
+    ack(&mut h, again.id).await;
+    assert_eq!(
+        counts(&hive),
+        QueueCounts {
+            pending: 0,
+            inflight: 0,
+            done: 2,
+            dead: 0
+        }
+    );
+    assert_eq!(
+        recv_outcomes(&hive),
+        ["hung_up"],
+        "the dead call pulled nothing"
+    );
+    drop(h);
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+/// `hive mcp` for echo, as Claude Code runs it: JSON-RPC lines in, answers out (read on a
+/// thread of their own, handed over on a channel).
+struct Mcp {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    answers: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+impl Mcp {
+    fn start(hive: &TestHive) -> Mcp {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let socket = hive.data.join("agents/echo/sock/tools.sock");
+        let mut child = Command::new(common::HIVE)
+            .args(["mcp", "--name", "echo", "--socket"])
+            .arg(&socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, answers) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in out.lines() {
+                let Ok(line) = line else { return };
+                let v: Value = serde_json::from_str(&line).unwrap();
+                if v.get("id").is_some() && tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut mcp = Mcp {
+            child,
+            stdin,
+            answers,
+        };
+        mcp.send(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        );
+        mcp.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        mcp
+    }
+
+    fn send(&mut self, v: Value) {
+        use std::io::Write;
+        writeln!(self.stdin, "{v}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The answer to request `id` (answers to others before it are skipped).
+    async fn answer(&mut self, id: u64) -> Value {
+        loop {
+            let v = tokio::time::timeout(WAIT, self.answers.recv())
+                .await
+                .expect("an answer within the wait")
+                .expect("hive mcp is running");
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+}
+
+/// Waits until echo's recv calls have been audited with `outcome`.
+async fn audited(hive: &TestHive, outcome: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !recv_outcomes(hive).iter().any(|o| o == outcome) {
+        assert!(
+            Instant::now() < deadline,
+            "no recv {outcome}: {:?}\n{}",
+            recv_outcomes(hive),
+            common::logs_tail(hive.dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recv_the_mcp_client_cancels_loses_nothing() {
+    let mut hive = external_hive().await;
+    let op = hive.operator().await;
+    let room = op.join("agent-echo").await;
+    let mut h = harness(&hive).await;
+    let mut mcp = Mcp::start(&hive);
+    assert_eq!(mcp.answer(0).await["result"]["serverInfo"]["name"], "hive");
+
+    op.send(&room, "one").await;
+    let one = next(&mut h).await;
+    // Claude Code calls recv with a long wait, then cancels the call (its user pressed Esc).
+    mcp.send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "recv", "arguments": {"wait_secs": 170}}}),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mcp.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 1, "reason": "interrupted"}}),
+    );
+    // hive mcp hangs up that call's connection; the core ends the wait at once.
+    audited(&hive, "hung_up").await;
+    let two = op.send(&room, "two").await;
+    let deadline = Instant::now() + WAIT;
+    while counts(&hive).pending == 0 {
+        assert!(Instant::now() < deadline, "two never queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ack(&mut h, one.id).await;
+    let again = next(&mut h).await;
+    assert_eq!(
+        (again.body.as_str(), again.event_id.as_str(), again.attempt),
+        ("two", two.as_str(), 1),
+        "two comes as a turn of its own"
+    );
+    // The next call connects again, and pulls into the turn running now.
+    let three = op.send(&room, "three").await;
+    mcp.send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "recv", "arguments": {"wait_secs": 40}}}),
+    );
+    let answer = mcp.answer(2).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    let got: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(got["messages"][0]["event_id"], three.as_str(), "{got}");
+    ack(&mut h, again.id).await;
+    assert_eq!(
+        counts(&hive),
+        QueueCounts {
+            pending: 0,
+            inflight: 0,
+            done: 3,
+            dead: 0
+        }
+    );
+    assert_eq!(recv_outcomes(&hive), ["hung_up", "pulled"]);
+    drop(mcp.stdin);
+    mcp.child.wait().unwrap();
+    drop(h);
+    assert_eq!(hive.stop_core().code(), Some(0));
 }

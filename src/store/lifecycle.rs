@@ -112,13 +112,15 @@ impl Store {
         })
     }
 
-    /// The message `agent`'s turn is handling now (its `inflight` row), if any.
+    /// The message `agent`'s turn is handling now, if any: its `inflight` row that no turn
+    /// pulled (`turn_id` NULL; what a turn pulls with `recv` is in flight too, but is no turn).
     pub fn inflight_turn(&self, agent: &str) -> anyhow::Result<Option<InflightTurn>> {
         let conn = self.lock();
         Ok(conn
             .query_row(
                 "SELECT id, event_id, sender, COALESCE(delivered_us, enqueued_us), attempts
-                 FROM inbox WHERE agent = ?1 AND state = 'inflight' ORDER BY id LIMIT 1",
+                 FROM inbox WHERE agent = ?1 AND state = 'inflight' AND turn_id IS NULL
+                 ORDER BY id LIMIT 1",
                 [agent],
                 |r| {
                     Ok(InflightTurn {
@@ -206,5 +208,51 @@ mod tests {
         );
         assert!(s.ack(item.id).unwrap());
         assert_eq!(s.inflight_turn("echo").unwrap(), None, "done");
+    }
+
+    #[test]
+    fn a_pulled_message_is_no_turn() {
+        let s = Store::open_in_memory().unwrap();
+        let ev = |id: &str| crate::store::Enqueue {
+            event_id: id.into(),
+            room_id: "!r:x".into(),
+            sender: "@op:x".into(),
+            body: "hi".into(),
+            origin_ts: 1,
+            agents: vec!["echo".into()],
+            hive_event: None,
+        };
+        let seen = [("$1".into(), "!r:x".into()), ("$2".into(), "!r:x".into())];
+        s.ingest(&seen, &[ev("$1"), ev("$2")], now_us()).unwrap();
+        // $1 is pending while $2 runs as the turn (as after $1's turn was released and $2 taken
+        // by hand) and pulls $1: the lower id in flight is the pulled one, not the turn.
+        let (first, _) = s.take_next("echo", 3).unwrap();
+        let first = first.unwrap();
+        s.release(first.id).unwrap();
+        let conn = s.lock();
+        conn.execute(
+            "UPDATE inbox SET state = 'inflight', attempts = 1 WHERE event_id = '$2'",
+            [],
+        )
+        .unwrap();
+        let turn: i64 = conn
+            .query_row("SELECT id FROM inbox WHERE event_id = '$2'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        drop(conn);
+        let limits = crate::store::PullLimits {
+            max: 8,
+            max_bytes: 1 << 20,
+            max_attempts: 3,
+        };
+        let crate::store::Pull::Pulled { taken, .. } =
+            s.pull_into_turn("echo", turn, 1, &limits).unwrap()
+        else {
+            panic!("the turn is in flight");
+        };
+        assert_eq!(taken[0].id, first.id, "$1 pulled into $2's turn");
+        let now = s.inflight_turn("echo").unwrap().unwrap();
+        assert_eq!((now.inbox_id, now.event_id.as_str()), (turn, "$2"));
     }
 }

@@ -8,6 +8,9 @@
 //!      │ ack(turn): done, in the same   │ release(turn), fail(turn), a restart
 //!      ▼ transaction as the turn's own  ▼ (release_all_inflight): pending, turn_id NULL
 //!    done                             pending (delivered again, in order)
+//!      │                                ▲
+//!      └── put_back(turn, taken): the ───┘ answer carrying them was never written (its
+//!          caller hung up), so exactly the rows that pull took, inflight or done, go back
 //! ```
 //!
 //! A pull is one transaction: the turn's own message must still be in flight (a turn that is
@@ -196,6 +199,30 @@ impl Store {
                 item,
             )
             .optional()?)
+    }
+
+    /// A `recv` answer that never reached its caller (its connection broke before the answer
+    /// was written): exactly the rows that pull took (`taken`, as [`Pull::Pulled`] gave them)
+    /// are pending again, `turn_id` NULL, in one transaction, whatever became of the turn
+    /// meanwhile: an ack that came first marked them done with it, but no brain saw them. A row
+    /// is matched by the delivery the pull made (`turn_id` and `attempts`), so a put-back that
+    /// comes late cannot take a row a later pull or turn holds. Their attempts stay counted, as
+    /// [`Store::release`] leaves them. Returns how many went back.
+    pub fn put_back(&self, turn: i64, taken: &[InboxItem]) -> anyhow::Result<usize> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut back = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE inbox SET state = 'pending', turn_id = NULL, done_us = NULL
+                 WHERE id = ?1 AND turn_id = ?2 AND attempts = ?3 AND state IN ('inflight', 'done')",
+            )?;
+            for t in taken {
+                back += stmt.execute(params![t.id, turn, t.attempts])?;
+            }
+        }
+        tx.commit()?;
+        Ok(back)
     }
 
     /// The ids of the messages the turn handling `turn` pulled and still holds, oldest first.

@@ -14,7 +14,16 @@
 //! to: they arrive as turns of their own). `recv` is no recorded effect (`effects.rs`): a re-run
 //! turn pulls again, and gets again what its crashed attempt had pulled.
 //! A wait ends early when the core stops; over `c0re.sock` the harness is blocked on the answer,
-//! so one that dies while it waits is noticed when the wait ends (at most [`MAX_WAIT_SECS`]).
+//! so one that dies while it waits is noticed when the wait ends (at most [`MAX_WAIT_SECS`]),
+//! and its turn is released with what it pulled.
+//!
+//! Over `tools.sock` the turn outlives the caller (`hive mcp` may die, or drop the call, while
+//! the harness goes on to ack the turn), so the pull and the hand-over are one step
+//! ([`Handover`]): the connection watches its client while the call runs, a wait ends as soon
+//! as the client hangs up, and a pull is never made for a client already gone; the rows a pull
+//! took are kept with the call, and if its answer cannot be written they go back to the queue
+//! ([`crate::store::Store::put_back`]), exactly those, whatever the turn did meanwhile. What a
+//! recv pulled counts as delivered only once its answer was written.
 //!
 //! The answer is JSON, `{"messages": [...], "waiting": n}`: each message as the harness gets a
 //! turn's (`id`, `event_id`, `room_id`, `sender`, `body`, `attempt`, and `event` only for what
@@ -84,6 +93,104 @@ pub enum RecvRefused {
     NoTurn(AgentName),
     #[error("hive-c0re is stopping")]
     Stopping,
+    #[error("the caller hung up before anything was pulled")]
+    HungUp,
+}
+
+/// What a `recv` does next, from what it knows now (a pure function; the table is in the
+/// tests): a caller gone ends it before anything is pulled, so a dead client's wait pulls
+/// nothing; a pull that took something, or a wait that is over, answers; else it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvNext {
+    /// Look again (or first): pull what is queued.
+    Pull,
+    /// Answer with what was pulled (maybe nothing).
+    Answer,
+    /// Wait for a message, the deadline, the caller or shutdown.
+    Wait,
+    /// End without pulling: the caller is gone.
+    HungUp,
+}
+
+/// The step after a look: `pulled` is `None` before the pull of this round, else how many it
+/// took.
+pub fn recv_next(hung_up: bool, pulled: Option<usize>, timed_out: bool) -> RecvNext {
+    match pulled {
+        None if hung_up => RecvNext::HungUp,
+        None => RecvNext::Pull,
+        Some(n) if n > 0 || timed_out => RecvNext::Answer,
+        Some(_) if hung_up => RecvNext::HungUp,
+        Some(_) => RecvNext::Wait,
+    }
+}
+
+/// What becomes of a `recv`'s pull once its answer was, or was not, written (a pure
+/// function; the table is in the tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handed {
+    /// Nothing was pulled: nothing to do.
+    Nothing,
+    /// The answer reached the connection: the rows are the turn's.
+    Delivered,
+    /// The answer was never written: the rows go back to the queue.
+    PutBack,
+}
+
+/// What becomes of a pull of `pulled` rows whose answer was `written` (or not).
+pub fn handed(written: bool, pulled: usize) -> Handed {
+    match (pulled, written) {
+        (0, _) => Handed::Nothing,
+        (_, true) => Handed::Delivered,
+        (_, false) => Handed::PutBack,
+    }
+}
+
+/// The connection a tool call came on, for `recv` (`tools.sock`): whether its client hung up,
+/// and what the call pulled until its answer is written. Set for the call's task by the socket
+/// ([`Handover::scope`]); a call without one (over `c0re.sock`, whose turn ends with its
+/// connection) behaves as before.
+#[derive(Clone, Default)]
+pub(super) struct Handover {
+    hung_up: tokio_util::sync::CancellationToken,
+    pulled: std::sync::Arc<std::sync::Mutex<Option<Held>>>,
+}
+
+/// What a call's pull took into turn `turn`, held until its answer is written.
+struct Held {
+    turn: i64,
+    taken: Vec<InboxItem>,
+}
+
+tokio::task_local! {
+    static HANDOVER: Handover;
+}
+
+impl Handover {
+    /// Runs `call` with this hand-over as its connection's.
+    pub(super) async fn scope<F: std::future::Future>(&self, call: F) -> F::Output {
+        HANDOVER.scope(self.clone(), call).await
+    }
+
+    /// The connection's client hung up: a waiting recv ends and pulls nothing more.
+    pub(super) fn hang_up(&self) {
+        self.hung_up.cancel();
+    }
+
+    fn current() -> Option<Handover> {
+        HANDOVER.try_with(Handover::clone).ok()
+    }
+
+    fn hold(&self, turn: i64, taken: &[InboxItem]) {
+        let mut held = self.pulled.lock().unwrap_or_else(|p| p.into_inner());
+        *held = Some(Held {
+            turn,
+            taken: taken.to_vec(),
+        });
+    }
+
+    fn take(&self) -> Option<Held> {
+        self.pulled.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl From<RecvRefused> for ToolError {
@@ -109,6 +216,14 @@ pub fn check_recv(wait_secs: Option<u64>, max: Option<u64>) -> Result<RecvBounds
     })
 }
 
+/// How a `recv` ended.
+enum Recvd {
+    /// The answer, and the event ids it pulled.
+    Answer(String, Vec<String>),
+    /// The caller hung up before anything was pulled.
+    HungUp,
+}
+
 /// Hands a wake-up of the agent's queue on when dropped, if one was taken.
 struct PassOn<'a> {
     notify: &'a tokio::sync::Notify,
@@ -130,20 +245,58 @@ impl Core {
         agent: &AgentName,
         v: &Value,
     ) -> Result<String, ToolError> {
-        let result = self.recv(agent, v).await;
-        match &result {
-            Ok((_, ids)) => {
+        match self.recv(agent, v).await {
+            Ok(Recvd::Answer(answer, ids)) => {
                 let detail = (!ids.is_empty()).then(|| ids.join(" "));
                 let outcome = if ids.is_empty() { "nothing" } else { "pulled" };
                 self.audit_call(agent, "recv", None, None, outcome, detail.as_deref());
+                Ok(answer)
             }
-            Err(e) => self.audit_call(agent, "recv", None, None, "refused", Some(&e.to_string())),
+            Ok(Recvd::HungUp) => {
+                self.audit_call(agent, "recv", None, None, "hung_up", None);
+                Err(RecvRefused::HungUp.into())
+            }
+            Err(e) => {
+                self.audit_call(agent, "recv", None, None, "refused", Some(&e.to_string()));
+                Err(e)
+            }
         }
-        result.map(|(answer, _)| answer)
     }
 
-    /// The answer and the event ids pulled.
-    async fn recv(&self, agent: &AgentName, v: &Value) -> Result<(String, Vec<String>), ToolError> {
+    /// After the answer of a call that carried `handover` was written (`written`) or could not
+    /// be: what its recv pulled is the turn's, or goes back to the queue (audited), retried
+    /// while the store fails (left in flight, the turn's ack would mark it done unseen).
+    pub(super) async fn hand_over(&self, agent: &AgentName, handover: &Handover, written: bool) {
+        let Some(Held { turn, taken }) = handover.take() else {
+            return;
+        };
+        if handed(written, taken.len()) != Handed::PutBack {
+            return;
+        }
+        let ids: Vec<&str> = taken.iter().map(|i| i.event_id.as_str()).collect();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.store().put_back(turn, &taken) {
+                Ok(back) => {
+                    tracing::warn!(%agent, turn, pulled = taken.len(), back, "recv answer not written; its messages are back in the queue");
+                    self.audit_call(agent, "recv", None, None, "put_back", Some(&ids.join(" ")));
+                    self.agents().get(agent).inspect(|e| e.notify.notify_one());
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(%agent, turn, error = %format!("{e:#}"), "cannot put back what a recv pulled; retrying");
+                    tokio::select! {
+                        _ = self.cancel().cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// The answer and the event ids pulled, or that the caller hung up first.
+    async fn recv(&self, agent: &AgentName, v: &Value) -> Result<Recvd, ToolError> {
         let a: RecvArgs = args("recv", v)?;
         let bounds = check_recv(a.wait_secs, a.max)?;
         let entry = self
@@ -177,8 +330,15 @@ impl Core {
             notify: &entry.notify,
             took: false,
         };
+        let handover = Handover::current();
+        let hung_up = handover
+            .as_ref()
+            .map_or_else(Default::default, |h| h.hung_up.clone());
         let deadline = tokio::time::Instant::now() + bounds.wait;
         loop {
+            if recv_next(hung_up.is_cancelled(), None, false) == RecvNext::HungUp {
+                return Ok(Recvd::HungUp);
+            }
             // Listening before looking: a message queued between the look and the wait still
             // wakes it (`notify_one` keeps a permit when nobody listens).
             let notified = entry.notify.notified();
@@ -202,16 +362,26 @@ impl Core {
             for d in &dead {
                 self.dead_letter_notice(d).await;
             }
-            if !taken.is_empty() || tokio::time::Instant::now() >= deadline {
-                if !taken.is_empty() {
-                    tracing::info!(%agent, turn, pulled = taken.len(), waiting, "recv pulled messages into the turn");
+            let timed_out = tokio::time::Instant::now() >= deadline;
+            match recv_next(hung_up.is_cancelled(), Some(taken.len()), timed_out) {
+                RecvNext::Answer => {
+                    if !taken.is_empty() {
+                        tracing::info!(%agent, turn, pulled = taken.len(), waiting, "recv pulled messages into the turn");
+                        // Held with the call until its answer is written (`hand_over`).
+                        if let Some(h) = &handover {
+                            h.hold(turn, &taken);
+                        }
+                    }
+                    let ids = taken.iter().map(|i| i.event_id.clone()).collect();
+                    return Ok(Recvd::Answer(self.recv_answer(&taken, waiting), ids));
                 }
-                let ids = taken.iter().map(|i| i.event_id.clone()).collect();
-                return Ok((self.recv_answer(&taken, waiting), ids));
+                RecvNext::HungUp => return Ok(Recvd::HungUp),
+                RecvNext::Pull | RecvNext::Wait => {}
             }
             tokio::select! {
                 _ = &mut notified => woken.took = true,
                 _ = tokio::time::sleep_until(deadline) => {}
+                _ = hung_up.cancelled() => {}
                 _ = self.cancel().cancelled() => return Err(RecvRefused::Stopping.into()),
             }
         }
@@ -313,6 +483,132 @@ mod tests {
                 .map_err(|e| e.to_string());
             assert_eq!(got, c.want.map_err(str::to_owned), "{}", c.name);
         }
+    }
+
+    #[test]
+    fn what_a_recv_does_next() {
+        struct Case {
+            name: &'static str,
+            hung_up: bool,
+            pulled: Option<usize>,
+            timed_out: bool,
+            want: RecvNext,
+        }
+        let cases = [
+            Case {
+                name: "a first look",
+                hung_up: false,
+                pulled: None,
+                timed_out: false,
+                want: RecvNext::Pull,
+            },
+            Case {
+                name: "a caller gone before the pull pulls nothing",
+                hung_up: true,
+                pulled: None,
+                timed_out: false,
+                want: RecvNext::HungUp,
+            },
+            Case {
+                name: "something pulled is answered",
+                hung_up: false,
+                pulled: Some(2),
+                timed_out: false,
+                want: RecvNext::Answer,
+            },
+            Case {
+                name: "pulled as the caller left: answered, put back if not written",
+                hung_up: true,
+                pulled: Some(1),
+                timed_out: false,
+                want: RecvNext::Answer,
+            },
+            Case {
+                name: "nothing yet: wait",
+                hung_up: false,
+                pulled: Some(0),
+                timed_out: false,
+                want: RecvNext::Wait,
+            },
+            Case {
+                name: "nothing by the deadline: the empty answer",
+                hung_up: false,
+                pulled: Some(0),
+                timed_out: true,
+                want: RecvNext::Answer,
+            },
+            Case {
+                name: "nothing, and the caller is gone: end",
+                hung_up: true,
+                pulled: Some(0),
+                timed_out: false,
+                want: RecvNext::HungUp,
+            },
+        ];
+        for c in cases {
+            assert_eq!(
+                recv_next(c.hung_up, c.pulled, c.timed_out),
+                c.want,
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn what_becomes_of_a_pull() {
+        struct Case {
+            name: &'static str,
+            written: bool,
+            pulled: usize,
+            want: Handed,
+        }
+        let cases = [
+            Case {
+                name: "written: the turn's",
+                written: true,
+                pulled: 3,
+                want: Handed::Delivered,
+            },
+            Case {
+                name: "not written: back to the queue",
+                written: false,
+                pulled: 1,
+                want: Handed::PutBack,
+            },
+            Case {
+                name: "nothing pulled, written",
+                written: true,
+                pulled: 0,
+                want: Handed::Nothing,
+            },
+            Case {
+                name: "nothing pulled, not written",
+                written: false,
+                pulled: 0,
+                want: Handed::Nothing,
+            },
+        ];
+        for c in cases {
+            assert_eq!(handed(c.written, c.pulled), c.want, "{}", c.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_sees_its_own_connection_only() {
+        assert!(
+            Handover::current().is_none(),
+            "no connection outside a call"
+        );
+        let h = Handover::default();
+        let seen = h
+            .scope(async {
+                let mine = Handover::current().expect("the call's connection");
+                h.hang_up();
+                mine.hung_up.is_cancelled()
+            })
+            .await;
+        assert!(seen, "the call sees its connection hang up");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::AgentState;
+use super::recv::Handover;
 use super::session::{self, Admission, Session, Socket, Step};
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
@@ -179,12 +180,24 @@ async fn serve_tools_connection(
             write_line(&mut w, &too_large()).await?;
             return Ok(());
         }
+        // What a `recv` in this call pulls is held until its answer is written (`recv.rs`).
+        let handover = Handover::default();
         let resp = match serde_json::from_str::<Request>(line.trim_end()) {
             Err(e) => bad_request(e),
             Ok(req) => match session::admit(Socket::Tools, name, greeted, None, &req) {
                 Admission::Admit => {
                     greeted |= matches!(req, Request::Hello { .. });
-                    session::tools_request(core, name, req).await
+                    let call = handover.scope(session::tools_request(core, name, req));
+                    tokio::pin!(call);
+                    // The client is watched while the call runs: one that hangs up ends a
+                    // recv's wait at once (the call itself runs to its end).
+                    tokio::select! {
+                        resp = &mut call => resp,
+                        () = hung_up(&mut reader) => {
+                            handover.hang_up();
+                            call.await
+                        }
+                    }
                 }
                 refused @ Admission::Refuse { .. } => {
                     refused.response().expect("a refusal has a response")
@@ -197,7 +210,18 @@ async fn serve_tools_connection(
             },
         };
         throttle(&resp).await;
-        write_line(&mut w, &resp).await?;
+        let written = write_line(&mut w, &resp).await;
+        core.hand_over(name, &handover, written.is_ok()).await;
+        written?;
+    }
+}
+
+/// Ends when the client on `reader` hung up (end of stream, or the connection broke); never
+/// when it merely sent its next request early (that waits in the buffer for the loop).
+async fn hung_up(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) {
+    match reader.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 

@@ -381,3 +381,64 @@ fn a_pull_is_bounded_in_bytes() {
         ["$3", "$4"]
     );
 }
+
+/// The pull's own rows, as `recv` holds them until its answer is written.
+fn taken(p: Pull) -> Vec<InboxItem> {
+    match p {
+        Pull::Pulled { taken, .. } => taken,
+        Pull::TurnOver => panic!("the turn is over"),
+    }
+}
+
+#[test]
+fn an_answer_never_written_puts_back_exactly_what_it_pulled() {
+    let s = Store::open_in_memory().unwrap();
+    ingest(&s, &[ev("$1", "one"), ev("$2", "two"), ev("$3", "three")]);
+    let turn = s.take_next("a", 3).unwrap().0.unwrap();
+    let first = taken(pull(&s, "a", turn.id, &PullLimits { max: 1, ..LIMITS }).unwrap());
+    let lost = taken(pull(&s, "a", turn.id, &LIMITS).unwrap());
+    assert_eq!(lost.len(), 1, "the second pull took $3");
+    // The second answer's caller hung up: only its row goes back; the first stays the turn's.
+    assert_eq!(s.put_back(turn.id, &lost).unwrap(), 1);
+    assert_eq!(s.pulled_by(turn.id).unwrap(), [first[0].id]);
+    assert_eq!(counts(&s), (1, 2, 0, 0));
+    assert_eq!(s.put_back(turn.id, &lost).unwrap(), 0, "once is all");
+    assert!(s.ack(turn.id).unwrap());
+    assert_eq!(counts(&s), (1, 0, 2, 0), "the ack does not take $3");
+    // $3 comes as a turn of its own, its lost delivery counted as release counts it.
+    let next = s.take_next("a", 3).unwrap().0.unwrap();
+    assert_eq!((next.event_id.as_str(), next.attempts), ("$3", 2));
+}
+
+#[test]
+fn a_put_back_after_the_ack_still_gives_the_rows_back() {
+    let s = Store::open_in_memory().unwrap();
+    ingest(&s, &[ev("$1", "one"), ev("$2", "two")]);
+    let turn = s.take_next("a", 3).unwrap().0.unwrap();
+    let lost = taken(pull(&s, "a", turn.id, &LIMITS).unwrap());
+    // The harness acked between the pull and the failed write: no brain saw $2.
+    assert!(s.ack(turn.id).unwrap());
+    assert_eq!(counts(&s), (0, 0, 2, 0));
+    assert_eq!(s.put_back(turn.id, &lost).unwrap(), 1);
+    assert_eq!(counts(&s), (1, 0, 1, 0));
+    assert_eq!(s.take_next("a", 3).unwrap().0.unwrap().event_id, "$2");
+}
+
+#[test]
+fn a_late_put_back_leaves_a_later_delivery_alone() {
+    let s = Store::open_in_memory().unwrap();
+    ingest(&s, &[ev("$1", "one"), ev("$2", "two")]);
+    let turn = s.take_next("a", 3).unwrap().0.unwrap();
+    let lost = taken(pull(&s, "a", turn.id, &LIMITS).unwrap());
+    // The harness died meanwhile; the re-run of the turn pulled $2 again.
+    s.release(turn.id).unwrap();
+    assert_eq!(s.take_next("a", 3).unwrap().0.unwrap().id, turn.id);
+    let again = taken(pull(&s, "a", turn.id, &LIMITS).unwrap());
+    assert_eq!((again[0].id, again[0].attempts), (lost[0].id, 2));
+    assert_eq!(
+        s.put_back(turn.id, &lost).unwrap(),
+        0,
+        "the re-run holds it"
+    );
+    assert_eq!(s.pulled_by(turn.id).unwrap(), [lost[0].id]);
+}
