@@ -412,18 +412,8 @@ impl Core {
             })
             .collect();
         let mut answer = json!({ "messages": messages, "waiting": waiting });
-        self.show_strings(&mut answer);
+        self.shown_json(&mut answer);
         serde_json::to_string(&answer).expect("json serialises")
-    }
-
-    /// Every string in `v` as [`Core::shown`] makes it (keys are the core's own).
-    fn show_strings(&self, v: &mut Value) {
-        match v {
-            Value::String(s) => *s = self.shown(s),
-            Value::Array(items) => items.iter_mut().for_each(|i| self.show_strings(i)),
-            Value::Object(map) => map.values_mut().for_each(|i| self.show_strings(i)),
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
-        }
     }
 }
 
