@@ -13,11 +13,13 @@ use url::Url;
 
 use crate::agent_spec::AgentName;
 
+mod federation;
 mod providers;
 mod rates;
 mod raw;
 pub use rates::{BadRate, Kind, Rate, RateLimits};
 mod validate;
+pub use federation::{DEFAULT_FEDERATION_PORT, Federation, HiveName, Peer};
 pub use providers::{
     Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider, check_base_url,
     is_provider_name, read_key_file,
@@ -98,7 +100,12 @@ pub enum RuntimeKind {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub hive_name: String,
+    /// `hive.name`: names the space, and this hive to its peers.
+    pub hive_name: HiveName,
+    /// `[federation]`: the embedded homeserver's TLS listener (only with peers).
+    pub federation: Option<Federation>,
+    /// `[[peers]]`: the hives this one federates with; empty: nothing federates.
+    pub peers: Vec<Peer>,
     pub embedded: bool,
     pub server_name: OwnedServerName,
     pub homeserver_url: Url,
@@ -260,7 +267,49 @@ impl Config {
             self.max_attempts,
             self.heartbeat_secs,
             self.describe_runtime(),
-        )
+        ) + self.describe_federation().as_str()
+    }
+
+    /// Federation in a few lines (`hive check`): the listener and each peer, or that it is off.
+    pub fn describe_federation(&self) -> String {
+        if self.peers.is_empty() {
+            return "federation         off (no [[peers]]): every room stays on this server\n"
+                .into();
+        }
+        let mut out = match &self.federation {
+            Some(f) => format!(
+                "federation         TLS listener on port {} ({}), certificate {}\n",
+                f.port,
+                f.bind
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                f.tls_cert.display()
+            ),
+            None => "federation         by the external homeserver\n".into(),
+        };
+        for p in &self.peers {
+            let pairs: Vec<String> = p
+                .agents
+                .iter()
+                .map(|(l, r)| {
+                    let r: Vec<&str> = r.iter().map(|n| n.as_str()).collect();
+                    format!("{l} ↔ {}", r.join(" "))
+                })
+                .collect();
+            out.push_str(&format!(
+                "peer               {} at {}: {}\n",
+                p.hive,
+                p.server_name,
+                if pairs.is_empty() {
+                    "no agents".into()
+                } else {
+                    pairs.join(", ")
+                }
+            ));
+        }
+        out
     }
 }
 

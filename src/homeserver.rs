@@ -15,6 +15,9 @@ use tokio::process::Child;
 
 use crate::config::{Config, SYNAPSE_VERSION, env};
 
+mod federation;
+pub use federation::{FEDERATION_TEST_OVERRIDES, FederationPlan};
+
 const HOMESERVER_TEMPLATE: &str = include_str!("../synapse-config/homeserver.yaml");
 /// Relaxed rate limits for tests and benchmarks.
 pub const TEST_OVERRIDES: &str = include_str!("../synapse-config/test-overrides.yaml");
@@ -203,6 +206,8 @@ pub fn render_config(
     registration: &Path,
     extra: Option<&str>,
 ) -> anyhow::Result<Vec<PathBuf>> {
+    let plan = federation::plan(cfg);
+    federation::check_files(cfg)?;
     crate::fsutil::private_dir(&layout.dir)?;
     let secret_path = layout.shared_secret_path();
     if !secret_path.exists() {
@@ -220,7 +225,9 @@ pub fn render_config(
         .replace("{{media_store}}", &q(&layout.dir.join("media")))
         .replace("{{signing_key}}", &q(&layout.dir.join("signing.key")))
         .replace("{{shared_secret_path}}", &q(&secret_path))
-        .replace("{{registration}}", &q(registration));
+        .replace("{{registration}}", &q(registration))
+        .replace("{{federation_listener}}", &plan.listener_yaml())
+        .replace("{{federation}}", &plan.settings_yaml());
     crate::fsutil::write_private(&layout.config(), text.as_bytes())?;
     let mut files = vec![layout.config()];
     if let Some(extra) = extra {

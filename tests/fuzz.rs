@@ -499,6 +499,18 @@ input = 3.0
 output = 15.0
 cache_read = 0.3
 cache_write = 3.75
+
+[federation]
+port = 8448
+bind = ["0.0.0.0"]
+tls_cert = "/etc/hyperhive/tls/fullchain.pem"
+tls_key = "/etc/hyperhive/tls/privkey.pem"
+ca = "/etc/hyperhive/tls/ca.pem"
+
+[[peers]]
+hive = "peerhive"
+server_name = "peer.example.org"
+agents = [{ local = "argus", remote = ["iris"] }]
 "#;
 
 fn validate_hive(text: &str) {
@@ -526,6 +538,7 @@ fn hive_table() -> impl Strategy<Value = Value> {
             &["managers", "required", "min_power_level", "ttl_secs"],
         ),
         ("secrets", &["files"]),
+        ("federation", &["port", "bind", "tls_cert", "tls_key", "ca"]),
     ];
     let section = select(SECTIONS).prop_flat_map(|(name, keys)| {
         let key = prop_oneof![9 => select(keys).prop_map(str::to_owned), 1 => key()];

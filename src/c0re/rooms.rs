@@ -254,7 +254,7 @@ impl Core {
         let space_plan = RoomPlan {
             key: RoomKey::Space,
             alias_local: "hive-space".into(),
-            name: hive.clone(),
+            name: hive.to_string(),
             topic: format!("{hive}: the hive's rooms"),
             space: true,
             federate: false,

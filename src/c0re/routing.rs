@@ -76,11 +76,26 @@ impl TimelineEvent {
             .iter()
             .filter(|(_, id)| match &explicit {
                 Some(ids) => ids.contains(&id.as_str()),
-                None => body.contains(id.as_str()),
+                None => names_user(body, id.as_str()),
             })
             .map(|(n, _)| n.clone())
             .collect()
     }
+}
+
+/// Whether `body` writes the user id `id` whole: not as the start of a longer server name
+/// (`@argus:hs` is not in `@argus:hs:8448` nor in `@argus:hs.example.org`, a remote user), but
+/// followed by the end, a space or punctuation (a final `.` too).
+fn names_user(body: &str, id: &str) -> bool {
+    let server_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == ':';
+    body.match_indices(id).any(|(i, _)| {
+        let mut rest = body[i + id.len()..].chars();
+        match rest.next() {
+            None => true,
+            Some('.') => !rest.next().is_some_and(server_char),
+            Some(c) => !server_char(c),
+        }
+    })
 }
 
 /// The agents `ev` must reach. `room` is the role of its room, `sender` who sent it,
@@ -522,6 +537,20 @@ mod tests {
                 RoomRole::Other,
                 SenderKind::Other,
                 vec!["echo"],
+            ),
+            (
+                "body mention at the end of a sentence",
+                text("ask @echo:hs."),
+                RoomRole::Other,
+                SenderKind::Other,
+                vec!["echo"],
+            ),
+            (
+                "a remote namesake on a server with a port is no mention",
+                text("ping @echo:hs:8448 and @argus:hs.example.org"),
+                RoomRole::Other,
+                SenderKind::Other,
+                vec![],
             ),
             (
                 "approvals room",

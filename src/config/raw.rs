@@ -35,6 +35,11 @@ pub struct RawConfig {
     /// Model servers agents may call, by name (`[providers.<name>]`, see `providers`).
     #[serde(default)]
     pub providers: std::collections::BTreeMap<String, RawProvider>,
+    /// The embedded Synapse's TLS federation listener (`[federation]`, see `federation`).
+    pub federation: Option<RawFederation>,
+    /// The hives this one federates with (`[[peers]]`); none: nothing federates.
+    #[serde(default)]
+    pub peers: Vec<RawPeer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,4 +146,42 @@ pub struct RawRuntime {
     /// agent gets `uid_base + n`, recorded in the core's database; default: a block of 100 in
     /// 600000–999999 chosen by the data dir, so two hives on one host never share uids).
     pub uid_base: Option<u32>,
+}
+
+/// `[federation]`: the embedded homeserver's TLS listener for other homeservers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFederation {
+    /// The TLS port (default: the port in `homeserver.server_name`, else 8448).
+    pub port: Option<u16>,
+    /// Addresses the listener binds (default `["0.0.0.0"]`).
+    pub bind: Option<Vec<std::net::IpAddr>>,
+    /// The certificate chain (PEM) other homeservers verify: a real one in production.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// A CA file (PEM) to trust instead of the system's for peers' certificates (tests).
+    pub ca: Option<PathBuf>,
+}
+
+/// `[[peers]]`: one remote hive.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    /// The remote hive's name (its `hive.name`).
+    pub hive: String,
+    /// Its homeserver's server name (`hive-b.example.org`, `localhost:8483`).
+    pub server_name: String,
+    /// Which local agents may talk with which of its agents (default: none).
+    #[serde(default)]
+    pub agents: Vec<RawPeerAgents>,
+}
+
+/// One line of a peer's `agents`: `{ local = "argus", remote = ["iris"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeerAgents {
+    pub local: String,
+    #[serde(default)]
+    pub remote: Vec<String>,
 }

@@ -189,7 +189,13 @@ impl Config {
         if heartbeat_secs == 0 {
             err("delivery.heartbeat_secs", "must be at least 1".into());
         }
-        let hive_name = raw.hive.name.unwrap_or_else(|| "hyperhive".into());
+        let hive_name = match HiveName::parse(raw.hive.name.as_deref().unwrap_or("hyperhive")) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                err("hive.name", e);
+                None
+            }
+        };
         let mut managers = Vec::new();
         for m in raw
             .approvals
@@ -257,6 +263,19 @@ impl Config {
             |p| resolve_against(source.as_deref(), p),
             &mut errs,
         );
+        let (federation, peers) = federation::validate(
+            raw.federation,
+            raw.peers,
+            &federation::Own {
+                server_name: server_name.as_deref(),
+                hive: hive_name.as_ref(),
+                embedded,
+                homeserver_port: port,
+                listen,
+            },
+            |p| resolve_against(source.as_deref(), p),
+            &mut errs,
+        );
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -264,7 +283,9 @@ impl Config {
             rates,
             model_calls_per_day: raw.limits.model_calls_per_day.unwrap_or(2000),
             model_tokens_per_day: raw.limits.model_tokens_per_day.unwrap_or(20_000_000),
-            hive_name,
+            hive_name: hive_name.expect("checked above"),
+            federation,
+            peers,
             embedded,
             server_name: server_name.expect("checked above").to_owned(),
             homeserver_url,

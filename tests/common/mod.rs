@@ -21,6 +21,8 @@ use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomAliasId};
 use matrix_sdk::{Client, Room};
 use tempfile::TempDir;
 
+pub mod federation;
+
 pub const HIVE: &str = env!("CARGO_BIN_EXE_hive");
 
 /// The shared Synapse venv: `HYPERHIVE_SYNAPSE_VENV`, else `~/.cache/hyperhive/synapse-<v>`.
@@ -150,6 +152,17 @@ impl TestHive {
 
     /// Like `new`, with more `hive.toml` appended (whole sections, e.g. `[runtime]`).
     pub async fn with_config(bots: &[(&str, String)], extra: &str) -> Self {
+        Self::provision(bots, "", extra, homeserver::TEST_OVERRIDES).await
+    }
+
+    /// Provisions a hive: `homeserver_lines` go into hive.toml's `[homeserver]` section, `extra`
+    /// (whole sections) after the rest; `synapse_extra` is the homeserver's overrides file.
+    pub async fn provision(
+        bots: &[(&str, String)],
+        homeserver_lines: &str,
+        extra: &str,
+        synapse_extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let bots_dir = dir.path().join("bots");
@@ -163,7 +176,7 @@ impl TestHive {
         std::fs::write(
             &config,
             format!(
-                "[homeserver]\nport = {hs_port}\n[appservice]\nlisten = \"127.0.0.1:{as_port}\"\n[delivery]\nheartbeat_secs = 5\n{extra}"
+                "[homeserver]\nport = {hs_port}\n{homeserver_lines}[appservice]\nlisten = \"127.0.0.1:{as_port}\"\n[delivery]\nheartbeat_secs = 5\n{extra}"
             ),
         )
         .unwrap();
@@ -171,13 +184,8 @@ impl TestHive {
         let registration = hyperhive::commands::c0re::prepare_data_dir(&cfg, &data).unwrap();
         let layout = Layout::with_venv(&data, venv());
         homeserver::ensure_installed(&layout).await.unwrap();
-        let configs = homeserver::render_config(
-            &layout,
-            &cfg,
-            &registration,
-            Some(homeserver::TEST_OVERRIDES),
-        )
-        .unwrap();
+        let configs =
+            homeserver::render_config(&layout, &cfg, &registration, Some(synapse_extra)).unwrap();
         let synapse = Synapse::start(&layout, &configs, &cfg.homeserver_url)
             .await
             .unwrap();
