@@ -100,8 +100,8 @@ pub enum RuntimeKind {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `hive.name`: names the space, and this hive to its peers.
-    pub hive_name: HiveName,
+    /// `hive.name`: names the space (any text), and, as a `HiveName`, this hive to its peers.
+    pub hive_name: String,
     /// `[federation]`: the embedded homeserver's TLS listener (only with peers).
     pub federation: Option<Federation>,
     /// `[[peers]]`: the hives this one federates with; empty: nothing federates.

@@ -2,7 +2,8 @@
 //! `[federation]` listener, validated into [`HiveName`], [`Peer`] and [`Federation`].
 //!
 //! Rules (each refusal names its key):
-//! - `hive.name` and every `peers[i].hive` are `[a-z][a-z0-9_-]{0,31}`; a peer's differs from ours
+//! - with peers, `hive.name` and every `peers[i].hive` are `[a-z][a-z0-9_-]{0,31}`; a peer's
+//!   differs from ours (without peers `hive.name` is any text: it names the space)
 //!   and from every other peer's.
 //! - `peers[i].server_name` is a server name, not an IP literal (Synapse refuses those for
 //!   private addresses, and certificates rarely name one), not ours, and not another peer's.
@@ -318,9 +319,18 @@ mod tests {
         let own = "[hive]\nname = \"hive-a\"\n[homeserver]\nserver_name = \"localhost:8481\"\n";
         let cases = [
             Case {
-                name: "a hive name with upper case",
-                toml: "[hive]\nname = \"Hive A\"\n".into(),
+                name: "a hive with peers named with upper case and a space",
+                toml: format!(
+                    "[hive]\nname = \"Hive A\"\n[homeserver]\nserver_name = \"localhost:8481\"\n{LISTENER}{PEER_B}"
+                ),
                 key: "hive.name",
+            },
+            Case {
+                name: "an operator on a peer's server",
+                toml: format!(
+                    "{own}[operators]\nusers = [\"@boss:localhost:8483\"]\n{LISTENER}{PEER_B}"
+                ),
+                key: "operators.users",
             },
             Case {
                 name: "a peer named like us",
@@ -462,6 +472,9 @@ mod tests {
 
     #[test]
     fn no_peers_no_federation() {
+        // Without peers the name only names the space: any text, as it always was.
+        let c = cfg("[hive]\nname = \"Lab Hive\"\n").unwrap();
+        assert_eq!(c.hive_name, "Lab Hive");
         let c = cfg("").unwrap();
         assert!(c.peers.is_empty());
         assert_eq!(c.federation, None);

@@ -189,10 +189,18 @@ impl Config {
         if heartbeat_secs == 0 {
             err("delivery.heartbeat_secs", "must be at least 1".into());
         }
-        let hive_name = match HiveName::parse(raw.hive.name.as_deref().unwrap_or("hyperhive")) {
+        // Any text names a hive to its operators (its space's name); a hive with peers is also
+        // addressed by that name, which must then be a hive name (`HiveName`).
+        let hive_name = raw.hive.name.clone().unwrap_or_else(|| "hyperhive".into());
+        let hive_id = match HiveName::parse(&hive_name) {
             Ok(h) => Some(h),
             Err(e) => {
-                err("hive.name", e);
+                if !raw.peers.is_empty() {
+                    err(
+                        "hive.name",
+                        format!("{e} (a hive with peers is addressed by it)"),
+                    );
+                }
                 None
             }
         };
@@ -268,7 +276,7 @@ impl Config {
             raw.peers,
             &federation::Own {
                 server_name: server_name.as_deref(),
-                hive: hive_name.as_ref(),
+                hive: hive_id.as_ref(),
                 embedded,
                 homeserver_port: port,
                 listen,
@@ -276,6 +284,18 @@ impl Config {
             |p| resolve_against(source.as_deref(), p),
             &mut errs,
         );
+        // Trust never crosses: an operator is never a user of a peer hive's server.
+        for o in &operators {
+            if let Some(p) = peers.iter().find(|p| p.server_name == o.server_name()) {
+                errs.push(ConfigError {
+                    key: "operators.users".into(),
+                    message: format!(
+                        "{o} is a user of {}, the server of peer hive {}: a peer's users are never this hive's operators",
+                        p.server_name, p.hive
+                    ),
+                });
+            }
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -283,7 +303,7 @@ impl Config {
             rates,
             model_calls_per_day: raw.limits.model_calls_per_day.unwrap_or(2000),
             model_tokens_per_day: raw.limits.model_tokens_per_day.unwrap_or(20_000_000),
-            hive_name: hive_name.expect("checked above"),
+            hive_name,
             federation,
             peers,
             embedded,

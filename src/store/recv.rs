@@ -118,7 +118,8 @@ impl Store {
 
     /// Moves `agent`'s oldest pending messages into the turn handling delivery `attempt` of
     /// message `turn`, under `limits` ([`pull_step`]), in one transaction. [`Pull::TurnOver`]
-    /// when that is not a turn of `agent` in flight (it ended, or a later delivery runs now).
+    /// when that is not a turn of `agent` in flight (it ended, or a later delivery runs now), or
+    /// `agent` is kept (destroyed: it takes nothing more, as `take_next` gives it nothing).
     pub fn pull_into_turn(
         &self,
         agent: &str,
@@ -130,7 +131,8 @@ impl Store {
         let tx = conn.transaction()?;
         let live = tx
             .query_row(
-                "SELECT 1 FROM inbox WHERE id = ?1 AND agent = ?2 AND state = 'inflight' AND turn_id IS NULL AND attempts = ?3",
+                "SELECT 1 FROM inbox WHERE id = ?1 AND agent = ?2 AND state = 'inflight' AND turn_id IS NULL AND attempts = ?3
+                   AND NOT EXISTS (SELECT 1 FROM kept_agents WHERE name = ?2)",
                 params![turn, agent, attempt],
                 |_| Ok(()),
             )

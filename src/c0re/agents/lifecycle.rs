@@ -101,7 +101,7 @@ pub enum Plan {
     Stop,
     /// Record it running; the supervisor starts it.
     Start,
-    /// It waits (a crash's backoff, a crash loop, a failed start, a refusal): start it again now.
+    /// It waits for a new config (a crash loop, a failed start, a refusal): start it again now.
     Wake,
     /// Stop the running harness after its turn and start it afresh, crash history forgotten.
     Restart,
@@ -133,18 +133,14 @@ pub enum Refusal {
 ///   would be cut off and re-run); `start` of itself finds it running;
 /// - under the external runtime the core starts no harness, so it cannot stop or start one;
 /// - `stop`: a stopped agent stays as it is; any other is stopped (also one crash-looping);
-/// - `start`: a stopped agent is started; one waiting (a crash's backoff, a crash loop, a failed
-///   start, a refusal) is started again now; a running one is left as it is;
+/// - `start`: a stopped agent is started; one waiting for a new config (crash loop, failed start,
+///   refused) is started again now; a running one (also one in a crash's backoff, which must
+///   still count towards a crash loop) is left as it is;
 /// - `restart`: a stopped agent is started; any other is stopped and started afresh.
 pub fn decide(agent: &AgentName, action: Action, f: Facts) -> Result<Plan, Refusal> {
     let waits = matches!(
         f.stored,
-        Some(
-            AgentState::Crashed
-                | AgentState::CrashLoop
-                | AgentState::CannotStart
-                | AgentState::Refused
-        )
+        Some(AgentState::CrashLoop | AgentState::CannotStart | AgentState::Refused)
     );
     match action {
         Action::Stop | Action::Restart if f.itself => {
@@ -400,11 +396,13 @@ mod tests {
                 Ok(Plan::Start),
             ),
             case(
-                "start one in a crash's backoff now",
+                // Its backoff runs out by itself; a start must not reset the crash history that
+                // stops a crash loop (`restart` is the way to start afresh).
+                "start one in a crash's backoff finds it running",
                 Start,
                 Running,
                 Some(S::Crashed),
-                Ok(Plan::Wake),
+                Ok(Plan::Already(Wanted::Running)),
             ),
             case(
                 "start a crash loop again",

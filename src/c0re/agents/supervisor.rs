@@ -174,9 +174,13 @@ async fn wait_while_stopped(hive: &CancellationToken, entry: &AgentEntry) -> boo
 pub async fn supervise(core: Core, runtimes: Arc<Runtimes>, name: AgentName) {
     let mine = core.agents().get(&name);
     supervise_entry(&core, &runtimes, &name, mine.clone()).await;
-    // Destroyed: what ran under the agent's own uid (a detached child of its harness) ends too.
+    // Destroyed: what ran under the agent's own uid (a detached child of its harness) ends too;
+    // not when it was revived meanwhile (its new harness runs under the same uid). (A revive
+    // started between this check and the kill is not excluded; revives take an operator's ✅
+    // after the destroy's, so that is seconds at the least.)
     if let Some(entry) = mine
         && entry.removed().is_cancelled()
+        && core.agents().get(&name).is_none()
         && let Some(uid) = entry.uid()
     {
         tracing::info!(agent = %name, uid, "destroyed: ending every process of its uid");

@@ -288,6 +288,19 @@ fn only_a_turn_in_flight_of_the_same_agent_pulls() {
         Pull::TurnOver
     );
     assert_eq!(s.counts("b").unwrap().pending, 1);
+    // Once a is kept (destroyed), its running turn pulls nothing more, even before its queue
+    // is dead-lettered (the kept row alone decides).
+    ingest(&s, &[ev("$4", "four")]);
+    s.lock()
+        .execute(
+            "INSERT INTO kept_agents (name, since_us, approval_id, sha) VALUES ('a', 1, 1, 'abc')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        s.pull_into_turn("a", turn.id, 1, &LIMITS).unwrap(),
+        Pull::TurnOver
+    );
 }
 
 #[test]
