@@ -34,7 +34,7 @@ use ruma::{OwnedUserId, UserId};
 
 use crate::agent_spec::AgentName;
 use crate::c0re::routing::{ApprovalSignal, option_of, verdict_of};
-use crate::store::{Approval, Question, Verdict};
+use crate::store::{Approval, ApprovalKind, ApprovalState, Question, Verdict};
 pub use crate::store::{Ballot, reverts, tally};
 
 /// Why a user may not decide approvals (said in the report and audited, as written here).
@@ -280,7 +280,7 @@ pub fn decide<'a>(facts: &Facts<'a>) -> Outcome<'a> {
         ApprovalSignal::Reply { body, .. } => {
             let Some(q) = facts.question else {
                 return match facts.request {
-                    Some(a) => super::kept::confirm::confirmation(a, body, who()),
+                    Some(a) => confirmation(a, body, who()),
                     None => Outcome::Nothing,
                 };
             };
@@ -309,6 +309,41 @@ pub fn decide<'a>(facts: &Facts<'a>) -> Outcome<'a> {
                 Some(Ok(())) => Outcome::Cancel { request: a },
             },
             None => Outcome::Withdraw { reaction: redacts },
+        },
+    }
+}
+
+/// The text that confirms a purge of `agent`.
+pub fn phrase(agent: &str) -> String {
+    format!("purge {agent}")
+}
+
+/// What a reply `body` in request `a`'s thread means: a purge's second confirmation, the
+/// rules in `kept/confirm.rs`'s module doc; `approver` as [`Facts`] has it (`None`: not asked
+/// yet).
+pub fn confirmation<'a>(
+    a: &'a Approval,
+    body: &str,
+    approver: Option<Result<(), NotApprover>>,
+) -> Outcome<'a> {
+    if a.kind != ApprovalKind::Purge || body.trim() != phrase(&a.agent) {
+        return Outcome::Nothing;
+    }
+    match approver {
+        None => Outcome::NeedsStanding,
+        Some(Err(why)) => Outcome::Report {
+            action: Action::Confirm,
+            request: Some(a),
+            what: format!("confirmed the purge of request #{}: ignored, {why}", a.id),
+        },
+        Some(Ok(())) if a.state == ApprovalState::Confirming => Outcome::Confirm { request: a },
+        Some(Ok(())) => Outcome::Report {
+            action: Action::Confirm,
+            request: Some(a),
+            what: format!(
+                "confirmed the purge of request #{} while it is {}: ignored, a confirmation counts only after its ✅",
+                a.id, a.state
+            ),
         },
     }
 }

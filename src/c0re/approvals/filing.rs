@@ -11,95 +11,16 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::text;
-use crate::agent_spec::{AgentName, NameError};
+use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::c0re::limits;
 use crate::c0re::rooms::RoomKey;
-use crate::config::{Config, ProviderRefusal};
-use crate::configrepo::{CommitError, ConfigFile, ConfigRepo, parse_sha};
+use crate::config::Config;
+use crate::configrepo::{ConfigFile, ConfigRepo, parse_sha};
 use crate::store::{Approval, ApprovalKind, NewApproval};
 
-/// Most bytes of a request's summary (it is shown in the request; the config carries the rest).
-pub const MAX_SUMMARY: usize = 1000;
-/// Most bytes of an agent's question for the operators.
-const MAX_QUESTION: usize = 4000;
-/// Most options of a question (one keycap each), and most bytes of one.
-const MAX_OPTIONS: usize = 9;
-const MAX_OPTION: usize = 200;
-
-/// Why a request (or a question) is refused before it reaches the operators. The texts are
-/// what the requester reads, in `#hive-c0re` and in the tool's answer.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    #[error(transparent)]
-    Rate(#[from] limits::Refused),
-    #[error(transparent)]
-    Name(#[from] NameError),
-    #[error("{0} is already an agent of this hive")]
-    AlreadyAnAgent(AgentName),
-    #[error("{0} is not an agent of this hive")]
-    NotAnAgent(AgentName),
-    #[error("the summary is {0} bytes; at most {MAX_SUMMARY} (the config itself carries the rest)")]
-    Summary(usize),
-    /// Not a full commit id (`configrepo::parse_sha`'s reason).
-    #[error("{0}")]
-    Sha(CommitError),
-    #[error("{0} is listed in approvals.managers: a manager cannot be spawned by a request")]
-    Manager(AgentName),
-    #[error("{0} is the appservice's own user")]
-    AppserviceUser(ruma::OwnedUserId),
-    #[error("{0} is an operator's name")]
-    OperatorName(AgentName),
-    /// The commit could not be snapshotted into the core's repo.
-    #[error("{0:#}")]
-    Snapshot(anyhow::Error),
-    /// The commit's files could not be read (`ConfigRepo::read_commit`'s reason).
-    #[error("{0}")]
-    Unreadable(CommitError),
-    #[error("its agent.toml does not validate: {0}")]
-    Invalid(CommitError),
-    #[error("its agent.toml asks for what hive.toml does not grant: {0}")]
-    NotGrantable(ProviderRefusal),
-    #[error("{0} is already applied")]
-    AlreadyApplied(String),
-    /// The history could not be read to see whether the commit fast-forwards.
-    #[error("{0:#}")]
-    History(anyhow::Error),
-    #[error("{sha} does not fast-forward the applied config; base the change on {applied}")]
-    NotFastForward { sha: String, applied: String },
-    #[error("the question must be 1 to {MAX_QUESTION} bytes")]
-    Question,
-    #[error("at most {MAX_OPTIONS} options, each 1 to {MAX_OPTION} bytes")]
-    Options,
-    /// A rollback to a deploy the agent never had.
-    #[error(
-        "{agent} has no deploy/{deploy}; its latest is deploy/{latest} (config_log lists them)"
-    )]
-    UnknownDeploy {
-        agent: AgentName,
-        deploy: u64,
-        latest: u64,
-    },
-    /// A rollback to the files the agent runs already.
-    #[error("deploy/{deploy} has the same files as {agent}'s applied config: nothing to roll back")]
-    NothingToRollBack { agent: AgentName, deploy: u64 },
-    /// A destroy, revive or purge that cannot be asked for.
-    #[error(transparent)]
-    Kept(#[from] super::kept::KeptRefusal),
-}
-
-/// Why a request was refused before it reached the operator, as its requester reads it (the
-/// socket's and the tool's answer): a [`Refusal`], or the internal failure that stopped the
-/// filing.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestRefused {
-    /// The request itself was refused.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    /// The filing failed inside the core (the store, the config repo, a task).
-    #[error("{0:#}")]
-    Failed(anyhow::Error),
-}
+pub use super::refusal::{MAX_SUMMARY, Refusal, RequestRefused, grantable, spawnable};
+pub(super) use super::refusal::{check_question, check_summary};
 
 impl Core {
     /// Files a request to apply commit `sha` to `agent`'s config: snapshots the commit into the
@@ -318,7 +239,7 @@ pub fn file_init_config(
         return Ok(Err(e));
     }
     let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
-    if let Err(e) = super::kept::refuse_kept(&store, &name)? {
+    if let Err(e) = super::refusal::refuse_kept(&store, &name)? {
         return Ok(Err(e));
     }
     let repo = ConfigRepo::new(data_dir, &name);
@@ -375,7 +296,7 @@ pub(super) fn file_request(
         return Ok(Err(Refusal::NotAnAgent(name)));
     }
     let store = crate::store::Store::open(&data_dir.join("c0re.db"))?;
-    if let Err(e) = super::kept::refuse_kept(&store, &name)? {
+    if let Err(e) = super::refusal::refuse_kept(&store, &name)? {
         return Ok(Err(e));
     }
     let id = store.create_approval(&NewApproval {
@@ -417,63 +338,6 @@ fn check_commit(cfg: &Config, repo: &ConfigRepo, sha: &str, id: &str) -> Result<
             // Only for the message: no applied config (or none readable) names nothing.
             applied: repo.applied().ok().flatten().unwrap_or_default(),
         });
-    }
-    Ok(())
-}
-
-/// What an agent's config may not grant itself, checked against the hive's config (the
-/// operator's): a model provider hive.toml does not declare, of another kind, or a model it
-/// does not allow. (An agent with no provider at all is not refused: it says it cannot think.)
-pub fn grantable(cfg: &Config, spec: &crate::agent_spec::AgentSpec) -> Result<(), Refusal> {
-    match cfg.provider_for(&spec.brain) {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_warning() => Ok(()),
-        Err(e) => Err(Refusal::NotGrantable(e)),
-    }
-}
-
-/// A request's summary: one short text, shown to the operators as written.
-pub(super) fn check_summary(summary: &str) -> Result<(), Refusal> {
-    if summary.len() > MAX_SUMMARY {
-        return Err(Refusal::Summary(summary.len()));
-    }
-    Ok(())
-}
-
-/// An agent's question: 1 to 4000 bytes (trimmed), at most 9 options of 1 to 200 bytes each.
-pub(super) fn check_question(question: &str, options: &[String]) -> Result<(), Refusal> {
-    let question = question.trim();
-    if question.is_empty() || question.len() > MAX_QUESTION {
-        return Err(Refusal::Question);
-    }
-    if options.len() > MAX_OPTIONS
-        || options
-            .iter()
-            .any(|o| o.trim().is_empty() || o.len() > MAX_OPTION)
-    {
-        return Err(Refusal::Options);
-    }
-    Ok(())
-}
-
-/// Whether `name` may be spawned: never a manager's name (a spawned agent would get the
-/// manager's powers from hive.toml), nor an identity of the hive's own (the appservice's user,
-/// an operator's localpart on this server).
-pub fn spawnable(cfg: &Config, name: &AgentName) -> Result<(), Refusal> {
-    if cfg.managers.contains(name) {
-        return Err(Refusal::Manager(name.clone()));
-    }
-    let user = cfg.agent_user_id(name);
-    if user == cfg.bot_user_id() {
-        return Err(Refusal::AppserviceUser(user));
-    }
-    if cfg.operators.contains(&user)
-        || cfg
-            .operators
-            .iter()
-            .any(|o| o.server_name() == cfg.server_name && o.localpart() == name.as_str())
-    {
-        return Err(Refusal::OperatorName(name.clone()));
     }
     Ok(())
 }

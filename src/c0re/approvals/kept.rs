@@ -22,7 +22,8 @@ use ruma::serde::Raw;
 use ruma::{OwnedUserId, UserId};
 use serde_json::json;
 
-use super::filing::{MAX_SUMMARY, Refusal, RequestRefused, grantable};
+pub use super::refusal::{KeptRefusal, refuse_kept};
+use super::refusal::{MAX_SUMMARY, Refusal, RequestRefused, grantable};
 use super::text;
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
@@ -66,27 +67,6 @@ impl KeptKind {
     pub fn as_str(self) -> &'static str {
         self.approval_kind().as_str()
     }
-}
-
-/// Why a destroy, revive or purge is refused before an operator is asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeptRefusal {
-    #[error("{0} is not an agent of this hive")]
-    NotAnAgent(AgentName),
-    #[error("{0} is kept already (destroyed): revive it or purge it")]
-    AlreadyKept(AgentName),
-    #[error("{0} is not kept: only a destroyed agent can be {1}")]
-    NotKept(AgentName, &'static str),
-    #[error("{0} is a manager (approvals.managers): a request cannot destroy it")]
-    Manager(AgentName),
-    #[error(
-        "{0}'s harness is started by someone else (runtime = \"external\" in hive.toml): the core cannot stop it, so it cannot destroy it"
-    )]
-    External(AgentName),
-    #[error("{0}'s directory is gone already: it is purged, and no longer kept")]
-    AlreadyPurged(AgentName),
-    #[error("{0} is kept (destroyed): revive it first")]
-    Kept(AgentName),
 }
 
 /// What the hive knows about the agent a request names.
@@ -197,19 +177,6 @@ pub fn file_kept(
     // Nothing to snapshot: the request is complete as filed.
     store.complete_approval(id)?;
     Ok(Ok(id))
-}
-
-/// A config request (spawn, apply, rollback) for `name` is refused while it is kept: a spawn
-/// cannot reuse a kept name, and a kept agent's config changes only after a revive. The outer
-/// error is the store's.
-pub fn refuse_kept(
-    store: &crate::store::Store,
-    name: &AgentName,
-) -> anyhow::Result<Result<(), Refusal>> {
-    Ok(match store.kept_agent(name.as_str())? {
-        Some(_) => Err(KeptRefusal::Kept(name.clone()).into()),
-        None => Ok(()),
-    })
 }
 
 impl Core {

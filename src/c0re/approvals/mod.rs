@@ -42,6 +42,7 @@ pub mod decide;
 pub mod filing;
 pub mod kept;
 pub mod questions;
+pub mod refusal;
 pub mod rollback;
 mod signals;
 mod spawn_files;

@@ -5,7 +5,7 @@
 //! `agent.toml` as `hive check` parses it, every error named by its key; its brain's provider
 //! granted by hive.toml). Without files the template alone is the first commit, as before.
 
-use super::filing::{Refusal, grantable};
+use super::refusal::{Refusal, grantable};
 use crate::agent_spec::AgentName;
 use crate::config::Config;
 use crate::configrepo::{CommitError, ConfigFile, ConfigRepo};

@@ -1,7 +1,7 @@
 //! A purge's second confirmation: after the ✓ the request waits (`confirming`) until an
 //! operator replies in its thread with exactly `purge <name>`.
 //!
-//! Rules ([`confirmation`], a table test below):
+//! Rules (`decide::confirmation`, where every approvals decision is; its table test is below):
 //! - only a reply in the thread of a purge request counts, and only one whose text (trimmed)
 //!   is exactly `purge <name>`; anything else said in the thread is conversation: nothing;
 //! - it must come from an approver (the same standing as a vote: a configured operator on this
@@ -12,42 +12,8 @@
 use ruma::UserId;
 
 use crate::c0re::Core;
-use crate::c0re::approvals::decide::{Action, NotApprover, Outcome};
-use crate::store::{Approval, ApprovalKind, ApprovalState, Confirmation};
-
-/// The text that confirms a purge of `agent`.
-pub fn phrase(agent: &str) -> String {
-    format!("purge {agent}")
-}
-
-/// What a reply `body` in request `a`'s thread means (module doc); `approver` as
-/// `decide::Facts` has it (`None`: not asked yet).
-pub fn confirmation<'a>(
-    a: &'a Approval,
-    body: &str,
-    approver: Option<Result<(), NotApprover>>,
-) -> Outcome<'a> {
-    if a.kind != ApprovalKind::Purge || body.trim() != phrase(&a.agent) {
-        return Outcome::Nothing;
-    }
-    match approver {
-        None => Outcome::NeedsStanding,
-        Some(Err(why)) => Outcome::Report {
-            action: Action::Confirm,
-            request: Some(a),
-            what: format!("confirmed the purge of request #{}: ignored, {why}", a.id),
-        },
-        Some(Ok(())) if a.state == ApprovalState::Confirming => Outcome::Confirm { request: a },
-        Some(Ok(())) => Outcome::Report {
-            action: Action::Confirm,
-            request: Some(a),
-            what: format!(
-                "confirmed the purge of request #{} while it is {}: ignored, a confirmation counts only after its ✅",
-                a.id, a.state
-            ),
-        },
-    }
-}
+use crate::c0re::approvals::decide::phrase;
+use crate::store::{Approval, Confirmation};
 
 impl Core {
     /// An approved purge: it now waits for its second confirmation, asked for in its thread.
@@ -123,6 +89,8 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::c0re::approvals::decide::{Action, NotApprover, Outcome, confirmation};
+    use crate::store::{ApprovalKind, ApprovalState};
     use ruma::OwnedUserId;
 
     fn purge(state: ApprovalState) -> Approval {
