@@ -79,15 +79,7 @@ pub fn render(v: &RequestView) -> Rendered {
     } else {
         "to apply a config commit to"
     };
-    m.push(&Part {
-        body: format!("Request #{}: {requester} asks {what} {agent}\n\n", v.id),
-        html: format!(
-            "<p><strong>Request #{}</strong>: <strong>{}</strong> asks {what} <strong>{}</strong></p>\n",
-            v.id,
-            escape(&requester),
-            escape(&agent)
-        ),
-    });
+    heading(&mut m, v.id, &requester, what, &agent);
     summary(&mut m, v.summary);
     let sha = inline(v.sha, LINE_MAX);
     m.push(&Part {
@@ -284,6 +276,19 @@ fn patch_lines(patch: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// The summary as a quote, every line quoted, within [`SUMMARY_MAX`].
+/// A request's first line: `Request #<id>: <requester> asks <what> <agent>` (both names
+/// already made one line, [`inline`]).
+fn heading(m: &mut Msg, id: i64, requester: &str, what: &str, agent: &str) {
+    m.push(&Part {
+        body: format!("Request #{id}: {requester} asks {what} {agent}\n\n"),
+        html: format!(
+            "<p><strong>Request #{id}</strong>: <strong>{}</strong> asks {what} <strong>{}</strong></p>\n",
+            escape(requester),
+            escape(agent)
+        ),
+    });
+}
+
 fn summary(m: &mut Msg, text: &str) {
     let lines = text_lines(text.trim_end());
     let mut part = Part {

@@ -2,7 +2,7 @@
 //! does to which agent, the summary (shown as text, like every request's), the config the agent
 //! is on, and how to decide. A purge says that a second confirmation follows the ✓.
 
-use super::{LINE_MAX, Msg, Part, Rendered, escape, inline, summary};
+use super::{LINE_MAX, Msg, Part, Rendered, escape, heading, inline, summary};
 use crate::store::ApprovalKind;
 
 /// What a kept-state request shows.
@@ -39,15 +39,7 @@ pub fn render_kept(v: &KeptView) -> Rendered {
         ),
         ApprovalKind::ApplyCommit | ApprovalKind::InitConfig => ("to change", ""),
     };
-    m.push(&Part {
-        body: format!("Request #{}: {requester} asks {what} {agent}\n\n", v.id),
-        html: format!(
-            "<p><strong>Request #{}</strong>: <strong>{}</strong> asks {what} <strong>{}</strong></p>\n",
-            v.id,
-            escape(&requester),
-            escape(&agent)
-        ),
-    });
+    heading(&mut m, v.id, &requester, what, &agent);
     summary(&mut m, v.summary);
     let sha = inline(v.sha, LINE_MAX);
     m.push(&Part {
