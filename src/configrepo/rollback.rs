@@ -91,27 +91,8 @@ impl ConfigRepo {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{AgentName, ConfigFile};
+    use super::super::tests::{file, seeded};
     use super::*;
-
-    fn file(path: &str, content: &str) -> ConfigFile {
-        ConfigFile {
-            path: path.into(),
-            executable: false,
-            content: content.as_bytes().to_vec(),
-        }
-    }
-
-    fn seeded() -> (tempfile::TempDir, ConfigRepo) {
-        let tmp = tempfile::tempdir().unwrap();
-        let bot = tmp.path().join("bots/echo");
-        std::fs::create_dir_all(&bot).unwrap();
-        std::fs::write(bot.join("agent.toml"), "[brain]\nkind = \"scripted\"\n").unwrap();
-        std::fs::write(bot.join("prompt.md"), "v1").unwrap();
-        let repo = ConfigRepo::new(&tmp.path().join("data"), &AgentName::parse("echo").unwrap());
-        repo.seed(&bot).unwrap();
-        (tmp, repo)
-    }
 
     /// v1 is deploy 1, v2 (a prompt change and a new file) deploy 2.
     fn deployed_twice() -> (tempfile::TempDir, ConfigRepo, String, String) {

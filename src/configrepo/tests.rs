@@ -1,7 +1,7 @@
 use super::changes::{hunks, parse_name_status, parse_numstat, request_order};
 use super::*;
 
-fn file(path: &str, content: &str) -> ConfigFile {
+pub(super) fn file(path: &str, content: &str) -> ConfigFile {
     ConfigFile {
         path: path.into(),
         executable: false,
@@ -9,7 +9,7 @@ fn file(path: &str, content: &str) -> ConfigFile {
     }
 }
 
-fn seeded() -> (tempfile::TempDir, ConfigRepo) {
+pub(super) fn seeded() -> (tempfile::TempDir, ConfigRepo) {
     let tmp = tempfile::tempdir().unwrap();
     let bot = tmp.path().join("bots/echo");
     std::fs::create_dir_all(&bot).unwrap();
