@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod name;
-pub use name::{AgentName, MAX_NAME_LEN, NameError, RESERVED_NAMES, is_provider_name};
+pub use name::{
+    AgentName, HiveName, MAX_NAME_LEN, NameError, QualifiedName, RESERVED_NAMES, Recipient,
+    is_provider_name,
+};
 
 /// The raw file, as serde reads it.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,9 +24,10 @@ pub struct AgentToml {
     pub avatar_url: Option<String>,
     /// What the agent does, one line: shown as its room's topic.
     pub description: Option<String>,
-    /// Agents this one may message (the operator is always allowed).
+    /// Agents this one may message (the operator is always allowed): names of this hive's
+    /// agents, and `<agent>@<hive>` for a peer's.
     #[serde(default)]
-    pub allowed_recipients: Vec<AgentName>,
+    pub allowed_recipients: Vec<Recipient>,
     pub brain: BrainSpec,
 }
 
@@ -232,7 +236,11 @@ pub struct AgentSpec {
     pub display_name: String,
     pub avatar_url: Option<String>,
     pub description: Option<String>,
+    /// The local entries of `allowed_recipients`.
     pub allowed_recipients: Vec<AgentName>,
+    /// The `<agent>@<hive>` entries of `allowed_recipients`: agents of peers (the peer's line in
+    /// hive.toml must allow the pair as well).
+    pub remote_recipients: Vec<QualifiedName>,
     pub brain: BrainSpec,
     pub prompt: Option<String>,
 }
@@ -311,7 +319,10 @@ impl AgentSpec {
                 format!("says {declared:?} but the directory is {name:?}"),
             ));
         }
-        if raw.allowed_recipients.contains(&name) {
+        if raw
+            .allowed_recipients
+            .contains(&Recipient::Local(name.clone()))
+        {
             errors.push(SpecError::new(
                 file,
                 "allowed_recipients",
@@ -420,13 +431,22 @@ impl AgentSpec {
                 )]);
             }
         };
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        for r in raw.allowed_recipients {
+            match r {
+                Recipient::Local(n) if !local.contains(&n) => local.push(n),
+                Recipient::Remote(q) if !remote.contains(&q) => remote.push(q),
+                _ => {}
+            }
+        }
         Ok(Self {
             display_name: raw.display_name.unwrap_or_else(|| name.to_string()),
             name,
             dir: dir.to_owned(),
             avatar_url: raw.avatar_url,
             description: raw.description,
-            allowed_recipients: raw.allowed_recipients,
+            allowed_recipients: local,
+            remote_recipients: remote,
             brain: raw.brain,
             prompt,
         })

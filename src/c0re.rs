@@ -17,6 +17,7 @@ pub mod limits;
 pub mod models;
 pub mod outbound;
 pub mod outbox;
+pub mod peering;
 pub mod registration;
 pub mod rooms;
 pub mod routing;
@@ -70,6 +71,8 @@ struct Inner {
     control: control::Control,
     /// What wakes the outbox's sender.
     outbox: outbox::Outbox,
+    /// Each peer's room and directory (`peering.rs`).
+    peering: peering::Peering,
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
@@ -110,6 +113,7 @@ impl Core {
                 approvals: approvals::Approvals::new(),
                 control: control::Control::default(),
                 outbox: outbox::Outbox::default(),
+                peering: peering::Peering::default(),
                 cancel,
                 secrets,
                 model_http: std::sync::OnceLock::new(),
@@ -166,6 +170,10 @@ impl Core {
     }
 
     /// What wakes the outbox's sender.
+    pub fn peering(&self) -> &peering::Peering {
+        &self.inner.peering
+    }
+
     pub fn outbox(&self) -> &outbox::Outbox {
         &self.inner.outbox
     }

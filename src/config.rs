@@ -225,6 +225,7 @@ impl Config {
         vec![
             format!("#hive-.*:{server}$"),
             format!("#agent-.*:{server}$"),
+            format!("#peer-.*:{server}$"),
         ]
     }
 

@@ -16,6 +16,7 @@ mod approvals;
 mod kept;
 mod lifecycle;
 mod outbox;
+mod peering;
 mod questions;
 mod recv;
 mod timing;
@@ -28,6 +29,7 @@ pub use approvals::{
 pub use kept::{Confirmation, KeptAgent};
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
+pub use peering::{PeerGap, PeerSeq, PeerStatus};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
@@ -64,6 +66,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "011_purge_of",
         include_str!("store/migrations/011_purge_of.sql"),
+    ),
+    (
+        "012_peering",
+        include_str!("store/migrations/012_peering.sql"),
     ),
 ];
 
@@ -112,6 +118,9 @@ pub struct Enqueue {
     pub agents: Vec<String>,
     /// The core's own event (`org.hyperhive.event`), only for messages the core itself sent.
     pub hive_event: Option<String>,
+    /// A peer's numbered message: released to `agents` in its stream's order
+    /// (`store/peering.rs`), not at once.
+    pub peer: Option<PeerSeq>,
 }
 
 /// One queued message for an agent.
@@ -213,7 +222,7 @@ impl Store {
             )?;
             for e in routed
                 .iter()
-                .filter(|e| fresh.contains(e.event_id.as_str()))
+                .filter(|e| fresh.contains(e.event_id.as_str()) && e.peer.is_none())
             {
                 for agent in &e.agents {
                     if ins.execute(params![
@@ -230,6 +239,18 @@ impl Store {
                     {
                         woken.push(agent.clone());
                     }
+                }
+            }
+        }
+        let numbered: Vec<&Enqueue> = routed
+            .iter()
+            .filter(|e| fresh.contains(e.event_id.as_str()) && e.peer.is_some())
+            .collect();
+        if !numbered.is_empty() {
+            let (released, _refused) = peering::hold_and_release(&tx, &numbered, received_us)?;
+            for a in released {
+                if !woken.contains(&a) {
+                    woken.push(a);
                 }
             }
         }
@@ -600,6 +621,7 @@ mod tests {
             origin_ts: 1,
             agents: agents.iter().map(|s| s.to_string()).collect(),
             hive_event: None,
+            peer: None,
         }
     }
 

@@ -144,6 +144,13 @@ impl Core {
                 c.dead
             )?;
         }
+        let peers = self.peer_statuses()?;
+        if !peers.is_empty() {
+            out.push_str("\n**Peers**\n");
+            for line in super::peering::status::lines(&peers, crate::store::now_us(), true) {
+                writeln!(out, "- {line}")?;
+            }
+        }
         Ok(out)
     }
 

@@ -60,6 +60,8 @@ impl Core {
     fn sender_kind(&self, user: &UserId) -> SenderKind {
         if user == self.inner.bot {
             SenderKind::Bot
+        } else if user.server_name() != self.inner.cfg.server_name {
+            SenderKind::Remote
         } else if self.inner.cfg.is_operator(user) {
             SenderKind::Operator
         } else {
@@ -85,6 +87,12 @@ impl Core {
                 continue;
             }
             let role = rooms.role(&ev.room_id);
+            if let RoomRole::Peer(hive) = &role {
+                // What crosses from a peer is decided apart (peering/decide.rs): never routed
+                // like a local room, never a command, never an approval.
+                routed.extend(self.peer_event(hive, ev, received_us));
+                continue;
+            }
             if role == RoomRole::Approvals && ev.kind == "m.room.power_levels" {
                 // Before any reaction behind it is judged.
                 self.approvals().power_levels_changed();
@@ -108,6 +116,7 @@ impl Core {
                     origin_ts: ev.origin_server_ts,
                     agents: vec![APPROVALS_QUEUE.to_owned()],
                     hive_event: None,
+                    peer: None,
                 });
             }
             if !targets.is_empty() {
@@ -124,10 +133,17 @@ impl Core {
                     origin_ts: ev.origin_server_ts,
                     agents: targets,
                     hive_event,
+                    peer: None,
                 });
             }
         }
+        let numbered = routed.iter().any(|e| e.peer.is_some());
         let woken = self.inner.store.ingest(&seen, &routed, received_us)?;
+        if numbered {
+            // A refusal may be queued; a gap may have opened (the peering task fills it).
+            self.wake_outbox();
+            self.peering().wake();
+        }
         for name in woken {
             if name == CONTROL_QUEUE {
                 self.control().command_queued();

@@ -213,6 +213,21 @@ impl Core {
                 code: ErrorCode::RateLimited,
                 message: r.to_string(),
             })?;
+        if let Some(q) = crate::agent_spec::QualifiedName::parse(to.trim()) {
+            let q = q.map_err(|message| Refusal {
+                code: ErrorCode::UnknownRecipient,
+                message,
+            })?;
+            if Some(&q.hive) != self.hive_id().ok().as_ref() {
+                return self.send_to_peer(from, &q, body, txn_id, None).await;
+            }
+        }
+        // `<agent>@<this hive>` is that agent of ours.
+        let to = match crate::agent_spec::QualifiedName::parse(to.trim()) {
+            Some(Ok(q)) => q.agent.to_string(),
+            _ => to.to_owned(),
+        };
+        let to = to.as_str();
         let target = check_recipient(
             &entry.spec(),
             to,
@@ -278,6 +293,11 @@ impl Core {
             code: ErrorCode::Internal,
             message: e.to_string(),
         })?;
+        if let Some(hive) = self.peer_of_room(&room) {
+            return self
+                .reply_to_peer(from, &hive, reply_to, sender, body, txn_id)
+                .await;
+        }
         let mention = UserId::parse(sender).ok();
         let content = message_content(body, None, Some(reply_to), false);
         let mut content = content;
@@ -295,7 +315,11 @@ impl Core {
 
     /// Refuses an agent's message that holds a secret: the agent learns which kind (never the
     /// value), the operator gets an alert without it.
-    async fn guard(&self, from: &AgentName, content: &serde_json::Value) -> Result<(), Refusal> {
+    pub(crate) async fn guard(
+        &self,
+        from: &AgentName,
+        content: &serde_json::Value,
+    ) -> Result<(), Refusal> {
         let Some(label) = self.secrets().find_in_content(content) else {
             return Ok(());
         };

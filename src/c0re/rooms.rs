@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::Core;
 use super::routing::RoomRole;
-use crate::agent_spec::AgentName;
+use crate::agent_spec::{AgentName, HiveName};
 use crate::matrix::MatrixError;
 
 mod map;
@@ -36,11 +36,13 @@ pub enum RoomKey {
     Swarm,
     /// An agent's inbox.
     Inbox(AgentName),
+    /// The room shared with a peer hive (`#peer-<hive>`, federated).
+    Peer(HiveName),
 }
 
 /// A stored room key that names no room the hive has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a room key (space, c0re, approvals, swarm or agent:<name>)")]
+#[error("{0:?} is not a room key (space, c0re, approvals, swarm, agent:<name> or peer:<hive>)")]
 pub struct UnknownRoomKey(String);
 
 impl RoomKey {
@@ -52,6 +54,7 @@ impl RoomKey {
             RoomKey::Approvals => "approvals".into(),
             RoomKey::Swarm => "swarm".into(),
             RoomKey::Inbox(name) => format!("agent:{name}").into(),
+            RoomKey::Peer(hive) => format!("peer:{hive}").into(),
         }
     }
 
@@ -66,6 +69,11 @@ impl RoomKey {
                 .strip_prefix("agent:")
                 .and_then(|n| AgentName::parse(n).ok())
                 .map(RoomKey::Inbox)
+                .or_else(|| {
+                    key.strip_prefix("peer:")
+                        .and_then(|h| HiveName::parse(h).ok())
+                        .map(RoomKey::Peer)
+                })
                 .ok_or_else(|| UnknownRoomKey(key.to_owned())),
         }
     }
@@ -78,6 +86,7 @@ impl RoomKey {
             RoomKey::Approvals => RoomRole::Approvals,
             RoomKey::Swarm => RoomRole::Swarm,
             RoomKey::Inbox(name) => RoomRole::Inbox(name.clone()),
+            RoomKey::Peer(hive) => RoomRole::Peer(hive.clone()),
         }
     }
 }
@@ -272,6 +281,7 @@ impl Core {
             }
             map.insert(plan.key.clone(), room);
         }
+        self.known_peer_rooms(&mut map).await?;
         self.rooms().set(map);
         Ok(())
     }
@@ -429,7 +439,10 @@ impl Core {
         Ok(room_id)
     }
 
-    async fn resolve_alias(&self, alias: &RoomAliasId) -> anyhow::Result<Option<OwnedRoomId>> {
+    pub(crate) async fn resolve_alias(
+        &self,
+        alias: &RoomAliasId,
+    ) -> anyhow::Result<Option<OwnedRoomId>> {
         match self
             .client()
             .send(alias::get_alias::v3::Request::new(alias.to_owned()), None)
@@ -537,7 +550,11 @@ impl Core {
         Ok(())
     }
 
-    async fn invite(&self, room: &OwnedRoomId, user: &OwnedUserId) -> anyhow::Result<()> {
+    pub(crate) async fn invite(
+        &self,
+        room: &OwnedRoomId,
+        user: &OwnedUserId,
+    ) -> anyhow::Result<()> {
         let recipient = membership::invite_user::v3::InvitationRecipient::UserId(
             membership::invite_user::v3::InviteUserId::new(user.clone()),
         );
@@ -602,6 +619,18 @@ mod tests {
                 stored: "agent:echo",
                 want: Ok(RoomKey::Inbox(echo.clone())),
                 role: Some(RoomRole::Inbox(echo.clone())),
+            },
+            Case {
+                name: "a peer room",
+                stored: "peer:hive-b",
+                want: Ok(RoomKey::Peer(HiveName::parse("hive-b").unwrap())),
+                role: Some(RoomRole::Peer(HiveName::parse("hive-b").unwrap())),
+            },
+            Case {
+                name: "a peer room of no valid hive name",
+                stored: "peer:Hive B",
+                want: Err(()),
+                role: None,
             },
             Case {
                 name: "an inbox of no valid name",

@@ -17,6 +17,9 @@ pub enum RoomRole {
     Control,
     Approvals,
     Space,
+    /// The room shared with a peer hive: what reaches an agent there is decided by
+    /// `peering::decide::inbound`, never by [`route`].
+    Peer(crate::agent_spec::HiveName),
     /// Any other room an agent or the operator is in.
     Other,
 }
@@ -28,7 +31,11 @@ pub enum SenderKind {
     Bot,
     Agent(AgentName),
     Operator,
-    /// Anyone else (local non-operator users, remote users).
+    /// A user of another server (a peer's agent or human, anyone federation lets in): never an
+    /// operator, never an agent of ours, whatever its localpart. What a peer's agents send
+    /// reaches ours only through the peer room's own rules (`peering::decide`).
+    Remote,
+    /// Anyone else (local non-operator users).
     Other,
 }
 
@@ -107,6 +114,8 @@ fn names_user(body: &str, id: &str) -> bool {
 /// - in an agent's inbox, everything not written by that agent reaches it (that is how agents
 ///   write to each other: `send_message` posts in the recipient's inbox);
 /// - in `#hive-swarm`, a human's message reaches every agent;
+/// - a remote user's message reaches nobody, in any room (a peer room's events never come
+///   here: `peering::decide::inbound` judges them);
 /// - elsewhere a human's message reaches each agent it mentions. Agents' messages outside an
 ///   inbox reach nobody, so two agents can never loop through mentions.
 pub fn route(
@@ -117,6 +126,9 @@ pub fn route(
 ) -> Vec<AgentName> {
     if ev.kind != "m.room.message" || ev.body().is_none() || ev.is_edit() || ev.state_key.is_some()
     {
+        return Vec::new();
+    }
+    if *sender == SenderKind::Remote {
         return Vec::new();
     }
     if *sender == SenderKind::Bot {
@@ -553,6 +565,27 @@ mod tests {
                 vec![],
             ),
             (
+                "a remote user mentioning an agent",
+                mention_argus.clone(),
+                RoomRole::Other,
+                SenderKind::Remote,
+                vec![],
+            ),
+            (
+                "a remote user in an inbox",
+                text("hi"),
+                RoomRole::Inbox(n("echo")),
+                SenderKind::Remote,
+                vec![],
+            ),
+            (
+                "a remote user in the swarm",
+                text("hi"),
+                RoomRole::Swarm,
+                SenderKind::Remote,
+                vec![],
+            ),
+            (
                 "approvals room",
                 text("hi"),
                 RoomRole::Approvals,
@@ -601,6 +634,14 @@ mod tests {
                 &text("!hive status"),
                 &RoomRole::Control,
                 &SenderKind::Other
+            ),
+            None
+        );
+        assert_eq!(
+            control_command(
+                &text("!hive status"),
+                &RoomRole::Control,
+                &SenderKind::Remote
             ),
             None
         );

@@ -222,6 +222,7 @@ pub async fn serve(
     // The gate fails closed: a panic in it stops the hive (c0re/tasks.rs).
     task!(spawn_critical, "approvals", approvals_loop);
     task!(spawn, "outbox", outbox_loop);
+    task!(spawn, "peering", peering_loop);
     task!(spawn, "prune", prune_loop);
     {
         let c = core.clone();

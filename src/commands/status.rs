@@ -62,6 +62,13 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
     for (key, alias, room) in store.rooms()? {
         println!("  {key:<16} {alias:<36} {room}");
     }
+    let peers = crate::c0re::peering::peer_statuses(&cfg, &store)?;
+    if !peers.is_empty() {
+        println!("peers");
+        for line in crate::c0re::peering::status::lines(&peers, now, core.is_some()) {
+            println!("  {line}");
+        }
+    }
     println!("agents");
     let states = store.agent_states()?;
     let names: Vec<String> = match crate::agent_spec::load_all(&dirs.bots) {

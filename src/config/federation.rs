@@ -17,49 +17,21 @@
 //! - With peers, our own server name is not an IP literal either.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use ruma::{OwnedServerName, ServerName};
+use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
 
 use super::{ConfigError, RawFederation, RawPeer};
 use crate::agent_spec::AgentName;
 
+/// A peer's `bot` when it names none: the default `appservice.sender_localpart`.
+pub const DEFAULT_BOT_LOCALPART: &str = "hive";
+
 /// The federation port when the server name has none (the Matrix default).
 pub const DEFAULT_FEDERATION_PORT: u16 = 8448;
 
-/// A hive's name (`hive.name`, `peers[i].hive`): `[a-z][a-z0-9_-]{0,31}`, so that it can name a
-/// room alias (`#peer-<hive>`) and qualify an agent (`argus@hive-b`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct HiveName(String);
-
-impl HiveName {
-    pub fn parse(name: &str) -> Result<Self, String> {
-        let ok = (1..=32).contains(&name.len())
-            && name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        if ok {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(format!(
-                "{name:?} is not a hive name ([a-z][a-z0-9_-], at most 32 bytes)"
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for HiveName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::agent_spec::HiveName;
 
 /// The embedded homeserver's TLS federation listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +53,8 @@ pub struct Peer {
     pub server_name: OwnedServerName,
     /// Local agent → the remote agents it may talk with.
     pub agents: BTreeMap<AgentName, Vec<AgentName>>,
+    /// Its core's user (`@<peers[i].bot>:<server_name>`): invited into the peer room.
+    pub bot: OwnedUserId,
 }
 
 impl Peer {
@@ -195,12 +169,22 @@ pub(super) fn validate(
             }
             agents.insert(local, remote);
         }
+        let bot_localpart = raw.bot.as_deref().unwrap_or(DEFAULT_BOT_LOCALPART);
         if let (Some(hive), Some(server_name)) = (hive, server_name) {
-            peers.push(Peer {
-                hive,
-                server_name,
-                agents,
-            });
+            match UserId::parse(format!("@{bot_localpart}:{server_name}")) {
+                Ok(bot) if !bot_localpart.is_empty() && !bot_localpart.contains(':') => {
+                    peers.push(Peer {
+                        hive,
+                        server_name,
+                        agents,
+                        bot,
+                    })
+                }
+                _ => err(
+                    format!("peers[{i}].bot"),
+                    format!("{bot_localpart:?} is not a user localpart"),
+                ),
+            }
         }
     }
     if declared

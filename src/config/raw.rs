@@ -175,6 +175,8 @@ pub struct RawPeer {
     /// Which local agents may talk with which of its agents (default: none).
     #[serde(default)]
     pub agents: Vec<RawPeerAgents>,
+    /// The localpart of its core's user (its `appservice.sender_localpart`; default `hive`).
+    pub bot: Option<String>,
 }
 
 /// One line of a peer's `agents`: `{ local = "argus", remote = ["iris"] }`.

@@ -520,6 +520,7 @@ mod tests {
                 origin_ts: 0,
                 agents: vec!["echo".into()],
                 hive_event: None,
+                peer: None,
             }],
             0,
         )
@@ -546,6 +547,7 @@ mod tests {
                 origin_ts: 0,
                 agents: vec!["echo".into()],
                 hive_event: None,
+                peer: None,
             }],
             0,
         )

@@ -190,6 +190,7 @@ mod tests {
             origin_ts: 1,
             agents: vec!["echo".into()],
             hive_event: None,
+            peer: None,
         };
         s.ingest(&[("$1".into(), "!r:x".into())], &[ev], now_us())
             .unwrap();
@@ -221,6 +222,7 @@ mod tests {
             origin_ts: 1,
             agents: vec!["echo".into()],
             hive_event: None,
+            peer: None,
         };
         let seen = [("$1".into(), "!r:x".into()), ("$2".into(), "!r:x".into())];
         s.ingest(&seen, &[ev("$1"), ev("$2")], now_us()).unwrap();

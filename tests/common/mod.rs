@@ -247,6 +247,25 @@ impl TestHive {
         );
     }
 
+    /// Stops Synapse cleanly (a homeserver that is away, not crashed).
+    pub async fn stop_synapse(&mut self) {
+        self.synapse.take().expect("synapse running").stop().await;
+    }
+
+    /// Starts Synapse again on the same database and port.
+    pub async fn start_synapse(&mut self) {
+        assert!(self.synapse.is_none(), "synapse is running");
+        self.synapse = Some(
+            Synapse::start(
+                &self.layout,
+                &self.synapse_configs,
+                &self.cfg.homeserver_url,
+            )
+            .await
+            .unwrap(),
+        );
+    }
+
     pub fn hive(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(HIVE);
         cmd.args(args)

@@ -22,11 +22,11 @@ pub fn catalog() -> Vec<ToolSpec> {
     vec![
         ToolSpec {
             name: "send_message",
-            description: "Send a Markdown message to another agent's inbox (or to `operator`). Only recipients in your allowed_recipients are accepted.",
+            description: "Send a Markdown message to another agent's inbox (or to `operator`), or to a peer hive's agent as `<agent>@<hive>` (posted in the room shared with that hive). Only recipients in your allowed_recipients are accepted.",
             input_schema: json!({
                 "type": "object",
                 "properties": {
-                    "to": { "type": "string", "description": "an agent's name, or `operator`" },
+                    "to": { "type": "string", "description": "an agent's name, `<agent>@<hive>` for a peer hive's agent, or `operator`" },
                     "body": { "type": "string", "description": "the message, Markdown" }
                 },
                 "required": ["to", "body"],
@@ -82,7 +82,7 @@ pub fn catalog() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "list_agents",
-            description: "List the hive's agents: name, display name, description, whether you may message them, and each one's state (idle, thinking, starting, stopping, stopped, crashed, crash-loop, cannot-start, refused, disconnected), current turn, queue (messages waiting) and last crash.",
+            description: "List the hive's agents: name, display name, description, whether you may message them, and each one's state (idle, thinking, starting, stopping, stopped, crashed, crash-loop, cannot-start, refused, disconnected), current turn, queue (messages waiting) and last crash. Peer hives' agents follow, named `<agent>@<hive>` with state `remote`.",
             input_schema: json!({ "type": "object", "properties": {}, "additionalProperties": false }),
             managers_only: false,
         },
@@ -433,6 +433,7 @@ impl Core {
                 v
             })
             .chain(self.kept_listed())
+            .chain(self.remote_listed(agent))
             .collect();
         // Names, descriptions and crash statuses as an agent may read them.
         self.shown_json(&mut list);

@@ -10,6 +10,7 @@ fn ev(id: &str, body: &str) -> Enqueue {
         origin_ts: 1,
         agents: vec!["a".into()],
         hive_event: None,
+        peer: None,
     }
 }
 

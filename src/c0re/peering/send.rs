@@ -1,0 +1,145 @@
+//! An agent's message to a remote agent: checked ([`super::decide::outbound`]) and filtered for
+//! secrets before anything leaves, then posted by the agent's own identity in the peer room,
+//! mentioning the recipient and numbered in this hive's stream to that peer.
+
+use ruma::{OwnedEventId, RoomId};
+use serde_json::json;
+
+use super::{PEER_KEY, decide};
+use crate::agent_spec::{AgentName, QualifiedName};
+use crate::c0re::Core;
+use crate::c0re::outbound::{Refusal, message_content};
+use crate::wire::protocol::ErrorCode;
+
+impl Core {
+    /// `send_message(to = "<agent>@<hive>")` from `from`, or (with `reply_to`) its answer to a
+    /// message of `to`'s.
+    pub(crate) async fn send_to_peer(
+        &self,
+        from: &AgentName,
+        to: &QualifiedName,
+        body: &str,
+        txn_id: &str,
+        reply_to: Option<&str>,
+    ) -> Result<OwnedEventId, Refusal> {
+        let internal = |message: String| Refusal {
+            code: ErrorCode::Internal,
+            message,
+        };
+        let entry = self
+            .agents()
+            .get(from)
+            .ok_or_else(|| internal(format!("unknown agent {from}")))?;
+        let remote = self.peering().remote(to);
+        decide::outbound(
+            &entry.spec(),
+            to,
+            &self.cfg().peers,
+            remote.as_ref(),
+            reply_to.is_some(),
+        )?;
+        let remote = remote.expect("outbound() refuses an unpublished recipient");
+        let room = self.peering().room(&to.hive).ok_or_else(|| Refusal {
+            code: ErrorCode::Homeserver,
+            message: format!(
+                "the room shared with {} is not set up yet (is it reachable?); try again later",
+                to.hive
+            ),
+        })?;
+        let epoch = self
+            .store()
+            .peer_epoch()
+            .map_err(|e| internal(format!("{e:#}")))?;
+        let mut content = message_content(
+            body,
+            Some((&remote.user_id, &to.to_string())),
+            reply_to,
+            false,
+        );
+        // Checked before a number is taken: a refused message leaves no gap.
+        self.guard(from, &content).await?;
+        let lock = self.peering().send_lock(&to.hive);
+        let _one_at_a_time = lock.lock().await;
+        let seq = self
+            .store()
+            .peer_seq(to.hive.as_str(), txn_id)
+            .map_err(|e| internal(format!("{e:#}")))?;
+        content[PEER_KEY] = json!({
+            "epoch": epoch,
+            "seq": seq,
+            "from": from.as_str(),
+            "to": to.agent.as_str(),
+        });
+        let event = self
+            .send_raw(&room, Some(&entry.user_id), txn_id, &content)
+            .await
+            .map_err(|e| Refusal {
+                code: ErrorCode::Homeserver,
+                message: format!("{e:#}"),
+            })?;
+        self.store()
+            .peer_sent(to.hive.as_str(), seq, txn_id, event.as_str())
+            .map_err(|e| internal(format!("{e:#}")))?;
+        Ok(event)
+    }
+
+    /// The peer whose room `room` is, if it is one.
+    pub(crate) fn peer_of_room(&self, room: &RoomId) -> Option<crate::agent_spec::HiveName> {
+        match self.rooms().snapshot().role(room.as_str()) {
+            crate::c0re::routing::RoomRole::Peer(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// A reply of `from` in the peer room of `hive` to a message `sender` wrote there: to that
+    /// remote agent, through the same checks as any message to it.
+    pub(crate) async fn reply_to_peer(
+        &self,
+        from: &AgentName,
+        hive: &crate::agent_spec::HiveName,
+        reply_to: &str,
+        sender: &str,
+        body: &str,
+        txn_id: &str,
+    ) -> Result<OwnedEventId, Refusal> {
+        let to = self
+            .peering()
+            .directory(hive)
+            .into_iter()
+            .find(|a| a.user_id.as_str() == sender)
+            .map(|a| a.name)
+            .ok_or_else(|| Refusal {
+                code: ErrorCode::UnknownRecipient,
+                message: format!(
+                    "{sender} is not an agent {hive} publishes: in the room shared with {hive}, only its agents can be answered"
+                ),
+            })?;
+        self.send_to_peer(from, &to, body, txn_id, Some(reply_to))
+            .await
+    }
+}
+
+impl Core {
+    /// Peers' agents as `list_agents` shows them to `agent` (after this hive's own): named
+    /// `<agent>@<hive>`, with whether `agent` may message each.
+    pub(crate) fn remote_listed(&self, agent: &AgentName) -> Vec<serde_json::Value> {
+        let me = self.agents().get(agent).map(|e| e.spec());
+        self.peering()
+            .all_remote()
+            .into_iter()
+            .map(|r| {
+                let may = me.as_ref().is_some_and(|m| {
+                    decide::outbound(m, &r.name, &self.cfg().peers, Some(&r), false).is_ok()
+                });
+                json!({
+                    "name": r.name.to_string(),
+                    "hive": r.name.hive.as_str(),
+                    "display_name": r.display_name,
+                    "description": r.description,
+                    "may_message": may,
+                    "state": "remote",
+                })
+            })
+            .collect()
+    }
+}

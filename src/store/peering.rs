@@ -1,0 +1,430 @@
+//! Cross-hive streams: the numbers this hive gives the messages it posts to a peer, and the
+//! release, once and in order, of a peer's numbered messages to this hive's agents.
+//!
+//! ```text
+//! peer's message #n ──ingest──► n < next: a duplicate, dropped
+//!                          └──► held ──while held has `next`──► inbox rows (or the refusal
+//!                                                               notice, through the outbox)
+//! ```
+//!
+//! A held message past a gap waits for the gap to fill (the peering task pages the peer room's
+//! history back, which makes the homeserver backfill what federation missed).
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{Enqueue, OutboxRow, Store, now_us};
+
+/// Where a peer's message sits in its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSeq {
+    /// The peer's hive name.
+    pub peer: String,
+    pub epoch: String,
+    pub seq: i64,
+    /// The post that tells the sender why the message was refused (`agents` is empty then).
+    pub refusal: Option<OutboxRow>,
+}
+
+/// A gap in a peer's stream: `next` has not arrived, `held` later ones have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerGap {
+    pub peer: String,
+    pub epoch: String,
+    pub next: i64,
+    pub held: u64,
+}
+
+/// What `hive status` shows of a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerStatus {
+    pub peer: String,
+    pub room_id: Option<String>,
+    pub last_event_us: Option<i64>,
+    pub probed_us: Option<i64>,
+    pub reachable: Option<bool>,
+    pub error: Option<String>,
+    /// Messages of the peer's stream waiting for an earlier one.
+    pub held: u64,
+}
+
+/// Holds each fresh numbered message, then releases every peer stream it touched as far as it
+/// runs without a gap. Returns the agents that got something and whether a refusal was queued.
+pub(super) fn hold_and_release(
+    tx: &Transaction<'_>,
+    numbered: &[&Enqueue],
+    received_us: i64,
+) -> rusqlite::Result<(Vec<String>, bool)> {
+    let mut streams: Vec<(String, String)> = Vec::new();
+    {
+        let mut hold = tx.prepare_cached(
+            "INSERT OR IGNORE INTO peer_held (peer, epoch, seq, event_id, room_id, sender, body, origin_ts, agents, refusal, received_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for e in numbered {
+            let Some(p) = &e.peer else { continue };
+            let refusal = p
+                .refusal
+                .as_ref()
+                .map(|r| serde_json::json!([r.txn_id, r.room_key, r.content]).to_string());
+            hold.execute(params![
+                p.peer,
+                p.epoch,
+                p.seq,
+                e.event_id,
+                e.room_id,
+                e.sender,
+                e.body,
+                e.origin_ts,
+                serde_json::to_string(&e.agents).expect("strings serialise"),
+                refusal,
+                received_us
+            ])?;
+            let key = (p.peer.clone(), p.epoch.clone());
+            if !streams.contains(&key) {
+                streams.push(key);
+            }
+        }
+    }
+    let mut woken = Vec::new();
+    let mut refused = false;
+    for (peer, epoch) in streams {
+        let mut next: i64 = tx
+            .query_row(
+                "SELECT next_seq FROM peer_cursor WHERE peer = ?1 AND epoch = ?2",
+                params![peer, epoch],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(1);
+        // Numbers already released: duplicates (a re-sent event, a second copy).
+        tx.execute(
+            "DELETE FROM peer_held WHERE peer = ?1 AND epoch = ?2 AND seq < ?3",
+            params![peer, epoch, next],
+        )?;
+        loop {
+            let row = tx
+                .query_row(
+                    "SELECT event_id, room_id, sender, body, origin_ts, agents, refusal FROM peer_held
+                     WHERE peer = ?1 AND epoch = ?2 AND seq = ?3",
+                    params![peer, epoch, next],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, String>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((event_id, room_id, sender, body, origin_ts, agents, refusal)) = row else {
+                break;
+            };
+            let agents: Vec<String> = serde_json::from_str(&agents).unwrap_or_default();
+            for agent in &agents {
+                let n = tx.execute(
+                    "INSERT OR IGNORE INTO inbox (agent, event_id, room_id, sender, body, origin_ts, enqueued_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![agent, event_id, room_id, sender, body, origin_ts, received_us],
+                )?;
+                if n == 1 && !woken.contains(agent) {
+                    woken.push(agent.clone());
+                }
+            }
+            if let Some(r) = refusal
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<(String, String, String)>(r).ok())
+            {
+                super::outbox::insert(
+                    tx,
+                    &OutboxRow {
+                        txn_id: r.0,
+                        room_key: r.1,
+                        content: r.2,
+                    },
+                )?;
+                refused = true;
+            }
+            tx.execute(
+                "DELETE FROM peer_held WHERE peer = ?1 AND epoch = ?2 AND seq = ?3",
+                params![peer, epoch, next],
+            )?;
+            next += 1;
+        }
+        tx.execute(
+            "INSERT INTO peer_cursor (peer, epoch, next_seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (peer, epoch) DO UPDATE SET next_seq = excluded.next_seq",
+            params![peer, epoch, next],
+        )?;
+    }
+    Ok((woken, refused))
+}
+
+impl Store {
+    /// This data dir's epoch, made on first use.
+    pub fn peer_epoch(&self) -> anyhow::Result<String> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO peer_epoch (id, epoch) VALUES (1, ?1)",
+            [crate::c0re::registration::random_secret(16)],
+        )?;
+        Ok(
+            conn.query_row("SELECT epoch FROM peer_epoch WHERE id = 1", [], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    /// The number for a message to `peer` posted with `txn_id`: the one it got before if it
+    /// was posted already, else the next one. The caller posts and then [`Store::peer_sent`]s,
+    /// one message at a time per peer.
+    pub fn peer_seq(&self, peer: &str, txn_id: &str) -> anyhow::Result<i64> {
+        let conn = self.lock();
+        if let Some(seq) = conn
+            .query_row(
+                "SELECT seq FROM peer_sent WHERE peer = ?1 AND txn_id = ?2",
+                params![peer, txn_id],
+                |r| r.get(0),
+            )
+            .optional()?
+        {
+            return Ok(seq);
+        }
+        Ok(conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM peer_sent WHERE peer = ?1",
+            [peer],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records that the message numbered `seq` to `peer` is posted as `event_id`.
+    pub fn peer_sent(
+        &self,
+        peer: &str,
+        seq: i64,
+        txn_id: &str,
+        event_id: &str,
+    ) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT OR IGNORE INTO peer_sent (peer, seq, txn_id, event_id, sent_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![peer, seq, txn_id, event_id, now_us()],
+        )?;
+        Ok(())
+    }
+
+    /// Every peer stream with a message held behind a gap.
+    pub fn peer_gaps(&self) -> anyhow::Result<Vec<PeerGap>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT h.peer, h.epoch, COALESCE(c.next_seq, 1), COUNT(*) FROM peer_held h
+             LEFT JOIN peer_cursor c ON c.peer = h.peer AND c.epoch = h.epoch
+             GROUP BY h.peer, h.epoch",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PeerGap {
+                peer: r.get(0)?,
+                epoch: r.get(1)?,
+                next: r.get(2)?,
+                held: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The peer room of `peer`, as set up.
+    pub fn set_peer_room(&self, peer: &str, room_id: &str) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT INTO peer_status (peer, room_id) VALUES (?1, ?2)
+             ON CONFLICT (peer) DO UPDATE SET room_id = excluded.room_id",
+            params![peer, room_id],
+        )?;
+        Ok(())
+    }
+
+    /// An event from `peer`'s server arrived at `us`.
+    pub fn peer_event_seen(&self, peer: &str, us: i64) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT INTO peer_status (peer, last_event_us) VALUES (?1, ?2)
+             ON CONFLICT (peer) DO UPDATE SET last_event_us = MAX(COALESCE(last_event_us, 0), excluded.last_event_us)",
+            params![peer, us],
+        )?;
+        Ok(())
+    }
+
+    /// The outcome of probing `peer` (`error` when it did not answer).
+    pub fn peer_probed(&self, peer: &str, error: Option<&str>) -> anyhow::Result<()> {
+        self.lock().execute(
+            "INSERT INTO peer_status (peer, probed_us, reachable, error) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (peer) DO UPDATE SET probed_us = excluded.probed_us,
+                 reachable = excluded.reachable, error = excluded.error",
+            params![peer, now_us(), error.is_none(), error],
+        )?;
+        Ok(())
+    }
+
+    /// What is known of `peer` (defaults when nothing is).
+    pub fn peer_status(&self, peer: &str) -> anyhow::Result<PeerStatus> {
+        let conn = self.lock();
+        let mut st = conn
+            .query_row(
+                "SELECT room_id, last_event_us, probed_us, reachable, error FROM peer_status WHERE peer = ?1",
+                [peer],
+                |r| {
+                    Ok(PeerStatus {
+                        peer: peer.to_owned(),
+                        room_id: r.get(0)?,
+                        last_event_us: r.get(1)?,
+                        probed_us: r.get(2)?,
+                        reachable: r.get(3)?,
+                        error: r.get(4)?,
+                        held: 0,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_else(|| PeerStatus {
+                peer: peer.to_owned(),
+                ..PeerStatus::default()
+            });
+        st.held = conn.query_row(
+            "SELECT COUNT(*) FROM peer_held WHERE peer = ?1",
+            [peer],
+            |r| r.get(0),
+        )?;
+        Ok(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(event: &str, peer: &str, epoch: &str, seq: i64, agent: &str) -> Enqueue {
+        Enqueue {
+            event_id: event.into(),
+            room_id: "!peer:a".into(),
+            sender: "@argus:b".into(),
+            body: format!("body of {event}"),
+            origin_ts: 1,
+            agents: if agent.is_empty() {
+                Vec::new()
+            } else {
+                vec![agent.into()]
+            },
+            hive_event: None,
+            peer: Some(PeerSeq {
+                peer: peer.into(),
+                epoch: epoch.into(),
+                seq,
+                refusal: agent.is_empty().then(|| OutboxRow {
+                    txn_id: format!("refuse-{event}"),
+                    room_key: format!("peer:{peer}"),
+                    content: "{}".into(),
+                }),
+            }),
+        }
+    }
+
+    fn ingest(s: &Store, evs: &[Enqueue]) -> Vec<String> {
+        let seen: Vec<(String, String)> = evs
+            .iter()
+            .map(|e| (e.event_id.clone(), e.room_id.clone()))
+            .collect();
+        s.ingest(&seen, evs, now_us()).unwrap()
+    }
+
+    fn queued(s: &Store, agent: &str) -> Vec<String> {
+        let conn = s.lock();
+        let mut stmt = conn
+            .prepare("SELECT event_id FROM inbox WHERE agent = ?1 ORDER BY id")
+            .unwrap();
+        stmt.query_map([agent], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_peer_stream_is_released_once_and_in_order() {
+        let s = Store::open_in_memory().unwrap();
+        // 2 and 3 arrive before 1: held, nobody woken.
+        assert!(
+            ingest(
+                &s,
+                &[
+                    msg("$2", "b", "e1", 2, "iris"),
+                    msg("$3", "b", "e1", 3, "iris")
+                ]
+            )
+            .is_empty()
+        );
+        assert!(queued(&s, "iris").is_empty());
+        let gaps = s.peer_gaps().unwrap();
+        assert_eq!(
+            gaps,
+            vec![PeerGap {
+                peer: "b".into(),
+                epoch: "e1".into(),
+                next: 1,
+                held: 2
+            }]
+        );
+        assert_eq!(s.peer_status("b").unwrap().held, 2);
+        // 1 fills the gap: 1, 2, 3 in that order.
+        assert_eq!(
+            ingest(&s, &[msg("$1", "b", "e1", 1, "iris")]),
+            vec!["iris".to_owned()]
+        );
+        assert_eq!(queued(&s, "iris"), ["$1", "$2", "$3"]);
+        assert!(s.peer_gaps().unwrap().is_empty());
+        // A second copy of 2 under another event id is a duplicate: dropped.
+        ingest(&s, &[msg("$2bis", "b", "e1", 2, "iris")]);
+        assert_eq!(queued(&s, "iris"), ["$1", "$2", "$3"]);
+        assert!(s.peer_gaps().unwrap().is_empty());
+        // The same event again is dropped by the event-id dedupe before it is held.
+        ingest(&s, &[msg("$3", "b", "e1", 3, "iris")]);
+        assert_eq!(queued(&s, "iris").len(), 3);
+        // A refused message takes its place in the stream and queues its notice.
+        ingest(
+            &s,
+            &[msg("$5", "b", "e1", 5, "iris"), msg("$4", "b", "e1", 4, "")],
+        );
+        assert_eq!(queued(&s, "iris"), ["$1", "$2", "$3", "$5"]);
+        assert_eq!(s.pending_posts().unwrap(), 1);
+        // A new epoch (the peer's data dir made anew) starts from 1; another peer is its own
+        // stream.
+        ingest(
+            &s,
+            &[
+                msg("$n1", "b", "e2", 1, "iris"),
+                msg("$c1", "c", "e1", 1, "iris"),
+            ],
+        );
+        assert_eq!(queued(&s, "iris"), ["$1", "$2", "$3", "$5", "$n1", "$c1"]);
+    }
+
+    #[test]
+    fn sent_numbers_are_reused_by_txn_id() {
+        let s = Store::open_in_memory().unwrap();
+        assert_eq!(s.peer_seq("b", "t1").unwrap(), 1);
+        // Not recorded yet (the post failed, or the core died before recording): the same number.
+        assert_eq!(s.peer_seq("b", "t1").unwrap(), 1);
+        s.peer_sent("b", 1, "t1", "$1").unwrap();
+        assert_eq!(
+            s.peer_seq("b", "t1").unwrap(),
+            1,
+            "a re-send reuses its number"
+        );
+        assert_eq!(s.peer_seq("b", "t2").unwrap(), 2);
+        assert_eq!(
+            s.peer_seq("c", "t2").unwrap(),
+            1,
+            "each peer has its own stream"
+        );
+        let e = s.peer_epoch().unwrap();
+        assert_eq!(s.peer_epoch().unwrap(), e, "the epoch is made once");
+    }
+}
