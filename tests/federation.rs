@@ -363,6 +363,22 @@ async fn agents_talk_across_hives_once_in_order_and_trust_never_crosses() {
         "{back:?}"
     );
 
+    // `!hive status` shows the peer, probed as it answers.
+    let control_a = op_a.join("hive-c0re").await;
+    let b_line = format!("hive-b ({}): ", b_id.server_name());
+    op_a.send(&control_a, "!hive status").await;
+    op_a.wait_until(
+        &control_a,
+        WAIT,
+        "!hive status with hive-b reachable",
+        |m| {
+            m.iter().any(|x| {
+                x.body.contains(&format!("{b_line}reachable")) && x.body.contains("room set up")
+            })
+        },
+    )
+    .await;
+
     // The message crossed in the peer room, posted by argus's own identity and mentioning iris:
     // both operators see it there.
     let peer_a = op_a.join("peer-hive-b").await;
@@ -498,6 +514,17 @@ async fn agents_talk_across_hives_once_in_order_and_trust_never_crosses() {
     // must fetch the rest. Then everything is delivered once, in order.
     b.stop_core();
     b.stop_synapse().await;
+    op_a.send(&control_a, "!hive status").await;
+    op_a.wait_until(
+        &control_a,
+        WAIT,
+        "!hive status with hive-b unreachable",
+        |m| {
+            m.iter()
+                .any(|x| x.body.contains(&format!("{b_line}unreachable")))
+        },
+    )
+    .await;
     let n = 14;
     for i in 1..=n {
         op_a.send(&argus_inbox, &format!("to iris m{i:02}")).await;
@@ -545,7 +572,13 @@ async fn agents_talk_across_hives_once_in_order_and_trust_never_crosses() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let again = op_a.wait_until(&argus_inbox, WAIT, "", |_| true).await;
     assert_eq!(numbered(&again), want, "a duplicate arrived late");
-    eprintln!("hive-b on peering after the outage:\n{}", peer_lines(&b));
+    // And the path this part claims ran: Synapse's catch-up brought the newest events, hive-b's
+    // core held them behind the gap and paged back for the rest.
+    let lines = peer_lines(&b);
+    assert!(
+        lines.contains("filling a gap in a peer's stream peer=hive-a"),
+        "no gap was filled; Synapse delivered everything itself this time:\n{lines}"
+    );
 
     // `hive status` shows the peer.
     let out = a.hive(&["status"]).output().unwrap();

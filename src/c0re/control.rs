@@ -98,7 +98,13 @@ impl Core {
             // after `!hive` are parsed here, once.
             let args = super::routing::command_args(&item.body).unwrap_or("");
             let answer = match commands::parse(args) {
-                Ok(command) => self.run_command(&command),
+                Ok(command) => {
+                    if command == HiveCommand::Status {
+                        // Each peer's reachability as of now, not of the last periodic probe.
+                        self.probe_peers().await;
+                    }
+                    self.run_command(&command)
+                }
                 Err(usage) => usage.to_string(),
             };
             let room = RoomId::parse(&item.room_id).ok();

@@ -104,7 +104,12 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
         Ok(specs) => {
             println!("agents ({})", dirs.bots.display());
             for s in &specs {
-                let allowed: Vec<&str> = s.allowed_recipients.iter().map(|a| a.as_str()).collect();
+                let allowed: Vec<String> = s
+                    .allowed_recipients
+                    .iter()
+                    .map(|a| a.to_string())
+                    .chain(s.remote_recipients.iter().map(|q| q.to_string()))
+                    .collect();
                 println!(
                     "  {:<12} {:<28} brain {:<12} may message: {}",
                     s.name.as_str(),
@@ -116,6 +121,14 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
                         format!("operator, {}", allowed.join(", "))
                     }
                 );
+            }
+            for s in &specs {
+                for why in crate::c0re::peering::decide::unbacked(s, &cfg.peers) {
+                    eprintln!(
+                        "warning: {}: allowed_recipients: {why}: messages to it will be refused",
+                        s.name
+                    );
+                }
             }
             print_placements(&cfg, &dirs.data_dir, &specs);
             for s in &specs {

@@ -258,5 +258,22 @@ pub fn outbound(
     Ok(())
 }
 
+/// The `<agent>@<hive>` entries of `from`'s `allowed_recipients` that hive.toml does not back
+/// (no such peer, or its line does not pair them): each would be refused at send. For
+/// `hive check`.
+pub fn unbacked(from: &AgentSpec, peers: &[Peer]) -> Vec<String> {
+    from.remote_recipients
+        .iter()
+        .filter_map(|q| match peers.iter().find(|p| p.hive == q.hive) {
+            None => Some(format!("{q}: {} is not a declared peer", q.hive)),
+            Some(p) if !p.allows(&from.name, &q.agent) => Some(format!(
+                "{q}: the peers line for {} does not pair {} with {}",
+                q.hive, from.name, q.agent
+            )),
+            Some(_) => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -84,15 +84,7 @@ impl Core {
                 }
             }
             if Instant::now() >= next_probe {
-                for peer in &peers {
-                    let error = self.probe(peer).await.err();
-                    if let Err(e) = self
-                        .store()
-                        .peer_probed(peer.hive.as_str(), error.as_deref())
-                    {
-                        tracing::warn!(error = %format!("{e:#}"), "could not record a probe");
-                    }
-                }
+                self.probe_peers().await;
                 next_probe = Instant::now() + PROBE_EVERY;
             }
             let gaps = self.store().peer_gaps().unwrap_or_default();
@@ -114,6 +106,20 @@ impl Core {
                 _ = self.cancel().cancelled() => return,
                 _ = self.peering().wake.notified() => {}
                 _ = tokio::time::sleep_until(wake_at.into()) => {}
+            }
+        }
+    }
+
+    /// Probes every peer and records what each answered (`!hive status` asks first, so that
+    /// it says how things are now).
+    pub async fn probe_peers(&self) {
+        for peer in &self.cfg().peers {
+            let error = self.probe(peer).await.err();
+            if let Err(e) = self
+                .store()
+                .peer_probed(peer.hive.as_str(), error.as_deref())
+            {
+                tracing::warn!(error = %format!("{e:#}"), "could not record a probe");
             }
         }
     }

@@ -394,3 +394,37 @@ fn an_agent_may_message_a_remote_agent_only_when_both_rules_pair_them() {
         assert_eq!(got.map_err(|r| r.code), c.want, "{}", c.name);
     }
 }
+
+#[test]
+fn hive_check_names_remote_recipients_hive_toml_does_not_back() {
+    struct Case {
+        name: &'static str,
+        from: AgentSpec,
+        want: Vec<&'static str>,
+    }
+    let cases = [
+        Case {
+            name: "paired",
+            from: spec("iris", &["argus@hive-b"]),
+            want: vec![],
+        },
+        Case {
+            name: "no such peer",
+            from: spec("iris", &["argus@hive-z"]),
+            want: vec!["argus@hive-z: hive-z is not a declared peer"],
+        },
+        Case {
+            name: "not paired",
+            from: spec("nemo", &["argus@hive-b"]),
+            want: vec!["argus@hive-b: the peers line for hive-b does not pair nemo with argus"],
+        },
+        Case {
+            name: "local recipients are not its business",
+            from: spec("iris", &["echo"]),
+            want: vec![],
+        },
+    ];
+    for c in cases {
+        assert_eq!(unbacked(&c.from, &[peer_b()]), c.want, "{}", c.name);
+    }
+}
