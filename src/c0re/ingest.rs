@@ -144,6 +144,12 @@ impl Core {
             self.wake_outbox();
             self.peering().wake();
         }
+        self.wake_queues(woken);
+        Ok(())
+    }
+
+    /// Wakes each queue that got something: an agent, the control loop or the approvals gate.
+    pub(crate) fn wake_queues(&self, woken: Vec<String>) {
         for name in woken {
             if name == CONTROL_QUEUE {
                 self.control().command_queued();
@@ -161,7 +167,6 @@ impl Core {
                 }
             }
         }
-        Ok(())
     }
 }
 

@@ -32,7 +32,15 @@ pub struct PeerGap {
     pub epoch: String,
     pub next: i64,
     pub held: u64,
+    /// The lowest number held (the gap is `next..first_held`).
+    pub first_held: i64,
+    /// When the oldest held message arrived.
+    pub since_us: i64,
 }
+
+/// A number this far past the next one to release is not held (a peer cannot make this hive
+/// store without bound): it is dropped and logged.
+pub const MAX_AHEAD: i64 = 10_000;
 
 /// What `hive status` shows of a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -62,6 +70,10 @@ pub(super) fn hold_and_release(
         )?;
         for e in numbered {
             let Some(p) = &e.peer else { continue };
+            if p.seq >= cursor(tx, &p.peer, &p.epoch)? + MAX_AHEAD {
+                tracing::warn!(peer = %p.peer, seq = p.seq, event = %e.event_id, "dropped a peer's message numbered too far ahead");
+                continue;
+            }
             let refusal = p
                 .refusal
                 .as_ref()
@@ -88,79 +100,110 @@ pub(super) fn hold_and_release(
     let mut woken = Vec::new();
     let mut refused = false;
     for (peer, epoch) in streams {
-        let mut next: i64 = tx
-            .query_row(
-                "SELECT next_seq FROM peer_cursor WHERE peer = ?1 AND epoch = ?2",
-                params![peer, epoch],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(1);
-        // Numbers already released: duplicates (a re-sent event, a second copy).
-        tx.execute(
-            "DELETE FROM peer_held WHERE peer = ?1 AND epoch = ?2 AND seq < ?3",
-            params![peer, epoch, next],
-        )?;
-        loop {
-            let row = tx
-                .query_row(
-                    "SELECT event_id, room_id, sender, body, origin_ts, agents, refusal FROM peer_held
-                     WHERE peer = ?1 AND epoch = ?2 AND seq = ?3",
-                    params![peer, epoch, next],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, String>(5)?,
-                            r.get::<_, Option<String>>(6)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((event_id, room_id, sender, body, origin_ts, agents, refusal)) = row else {
-                break;
-            };
-            let agents: Vec<String> = serde_json::from_str(&agents).unwrap_or_default();
-            for agent in &agents {
-                let n = tx.execute(
-                    "INSERT OR IGNORE INTO inbox (agent, event_id, room_id, sender, body, origin_ts, enqueued_us)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![agent, event_id, room_id, sender, body, origin_ts, received_us],
-                )?;
-                if n == 1 && !woken.contains(agent) {
-                    woken.push(agent.clone());
-                }
+        let (w, r) = release(tx, &peer, &epoch, None)?;
+        for a in w {
+            if !woken.contains(&a) {
+                woken.push(a);
             }
-            if let Some(r) = refusal
-                .as_deref()
-                .and_then(|r| serde_json::from_str::<(String, String, String)>(r).ok())
-            {
-                super::outbox::insert(
-                    tx,
-                    &OutboxRow {
-                        txn_id: r.0,
-                        room_key: r.1,
-                        content: r.2,
-                    },
-                )?;
-                refused = true;
-            }
-            tx.execute(
-                "DELETE FROM peer_held WHERE peer = ?1 AND epoch = ?2 AND seq = ?3",
-                params![peer, epoch, next],
-            )?;
-            next += 1;
         }
-        tx.execute(
-            "INSERT INTO peer_cursor (peer, epoch, next_seq) VALUES (?1, ?2, ?3)
-             ON CONFLICT (peer, epoch) DO UPDATE SET next_seq = excluded.next_seq",
-            params![peer, epoch, next],
-        )?;
+        refused |= r;
     }
     Ok((woken, refused))
+}
+
+/// Releases `peer`'s stream `epoch` as far as it runs without a gap, starting from its cursor
+/// or, to give up on a gap, from `skip_to`. Returns the agents that got something and whether
+/// a refusal was queued.
+fn release(
+    tx: &Transaction<'_>,
+    peer: &str,
+    epoch: &str,
+    skip_to: Option<i64>,
+) -> rusqlite::Result<(Vec<String>, bool)> {
+    let mut woken: Vec<String> = Vec::new();
+    let mut refused = false;
+    let mut next = cursor(tx, peer, epoch)?;
+    if let Some(to) = skip_to {
+        next = next.max(to);
+    }
+    // Numbers already released: duplicates (a re-sent event, a second copy).
+    tx.execute(
+        "DELETE FROM peer_held WHERE peer = ?1 AND epoch = ?2 AND seq < ?3",
+        params![peer, epoch, next],
+    )?;
+    loop {
+        let row = tx
+            .query_row(
+                "SELECT event_id, room_id, sender, body, origin_ts, agents, refusal, received_us
+                 FROM peer_held WHERE peer = ?1 AND epoch = ?2 AND seq = ?3",
+                params![peer, epoch, next],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, i64>(7)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((event_id, room_id, sender, body, origin_ts, agents, refusal, received_us)) = row
+        else {
+            break;
+        };
+        let agents: Vec<String> = serde_json::from_str(&agents).unwrap_or_default();
+        for agent in &agents {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO inbox (agent, event_id, room_id, sender, body, origin_ts, enqueued_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![agent, event_id, room_id, sender, body, origin_ts, received_us],
+            )?;
+            if n == 1 && !woken.contains(agent) {
+                woken.push(agent.clone());
+            }
+        }
+        if let Some(r) = refusal
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<(String, String, String)>(r).ok())
+        {
+            super::outbox::insert(
+                tx,
+                &OutboxRow {
+                    txn_id: r.0,
+                    room_key: r.1,
+                    content: r.2,
+                },
+            )?;
+            refused = true;
+        }
+        tx.execute(
+            "DELETE FROM peer_held WHERE peer = ?1 AND epoch = ?2 AND seq = ?3",
+            params![peer, epoch, next],
+        )?;
+        next += 1;
+    }
+    tx.execute(
+        "INSERT INTO peer_cursor (peer, epoch, next_seq) VALUES (?1, ?2, ?3)
+         ON CONFLICT (peer, epoch) DO UPDATE SET next_seq = excluded.next_seq",
+        params![peer, epoch, next],
+    )?;
+    Ok((woken, refused))
+}
+
+/// The next number of `peer`'s stream `epoch` to release (1 for a new stream).
+fn cursor(tx: &Transaction<'_>, peer: &str, epoch: &str) -> rusqlite::Result<i64> {
+    Ok(tx
+        .query_row(
+            "SELECT next_seq FROM peer_cursor WHERE peer = ?1 AND epoch = ?2",
+            params![peer, epoch],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(1))
 }
 
 impl Store {
@@ -219,8 +262,8 @@ impl Store {
     pub fn peer_gaps(&self) -> anyhow::Result<Vec<PeerGap>> {
         let conn = self.lock();
         let mut stmt = conn.prepare(
-            "SELECT h.peer, h.epoch, COALESCE(c.next_seq, 1), COUNT(*) FROM peer_held h
-             LEFT JOIN peer_cursor c ON c.peer = h.peer AND c.epoch = h.epoch
+            "SELECT h.peer, h.epoch, COALESCE(c.next_seq, 1), COUNT(*), MIN(h.seq), MIN(h.received_us)
+             FROM peer_held h LEFT JOIN peer_cursor c ON c.peer = h.peer AND c.epoch = h.epoch
              GROUP BY h.peer, h.epoch",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -229,9 +272,21 @@ impl Store {
                 epoch: r.get(1)?,
                 next: r.get(2)?,
                 held: r.get(3)?,
+                first_held: r.get(4)?,
+                since_us: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Gives up on `gap`: its missing numbers are skipped and what was held behind it is
+    /// released. Returns the agents that got something and whether a refusal was queued.
+    pub fn skip_gap(&self, gap: &PeerGap) -> anyhow::Result<(Vec<String>, bool)> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let out = release(&tx, &gap.peer, &gap.epoch, Some(gap.first_held))?;
+        tx.commit()?;
+        Ok(out)
     }
 
     /// The peer room of `peer`, as set up.
@@ -363,14 +418,17 @@ mod tests {
         );
         assert!(queued(&s, "iris").is_empty());
         let gaps = s.peer_gaps().unwrap();
+        assert_eq!(gaps.len(), 1);
+        let g = &gaps[0];
         assert_eq!(
-            gaps,
-            vec![PeerGap {
-                peer: "b".into(),
-                epoch: "e1".into(),
-                next: 1,
-                held: 2
-            }]
+            (
+                g.peer.as_str(),
+                g.epoch.as_str(),
+                g.next,
+                g.held,
+                g.first_held
+            ),
+            ("b", "e1", 1, 2, 2)
         );
         assert_eq!(s.peer_status("b").unwrap().held, 2);
         // 1 fills the gap: 1, 2, 3 in that order.
@@ -404,6 +462,47 @@ mod tests {
             ],
         );
         assert_eq!(queued(&s, "iris"), ["$1", "$2", "$3", "$5", "$n1", "$c1"]);
+    }
+
+    #[test]
+    fn a_gap_given_up_releases_what_waited_behind_it() {
+        let s = Store::open_in_memory().unwrap();
+        ingest(&s, &[msg("$1", "b", "e1", 1, "iris")]);
+        ingest(
+            &s,
+            &[
+                msg("$4", "b", "e1", 4, "iris"),
+                msg("$5", "b", "e1", 5, "iris"),
+            ],
+        );
+        let gap = s.peer_gaps().unwrap().remove(0);
+        assert_eq!((gap.next, gap.first_held), (2, 4));
+        let (woken, refused) = s.skip_gap(&gap).unwrap();
+        assert_eq!((woken, refused), (vec!["iris".to_owned()], false));
+        assert_eq!(queued(&s, "iris"), ["$1", "$4", "$5"]);
+        assert!(s.peer_gaps().unwrap().is_empty());
+        // 2 and 3 arriving now are too late: dropped, not delivered out of order.
+        ingest(
+            &s,
+            &[
+                msg("$2", "b", "e1", 2, "iris"),
+                msg("$6", "b", "e1", 6, "iris"),
+            ],
+        );
+        assert_eq!(queued(&s, "iris"), ["$1", "$4", "$5", "$6"]);
+    }
+
+    #[test]
+    fn a_number_far_ahead_is_not_held() {
+        let s = Store::open_in_memory().unwrap();
+        ingest(&s, &[msg("$far", "b", "e1", 1 + MAX_AHEAD, "iris")]);
+        assert!(s.peer_gaps().unwrap().is_empty(), "nothing held");
+        ingest(&s, &[msg("$near", "b", "e1", MAX_AHEAD, "iris")]);
+        assert_eq!(
+            s.peer_gaps().unwrap().len(),
+            1,
+            "just inside the window: held"
+        );
     }
 
     #[test]

@@ -24,6 +24,17 @@ pub const REPAIR_EVERY: Duration = Duration::from_secs(600);
 /// Pages of 100 events read back when filling a gap.
 pub const GAP_PAGES: usize = 20;
 
+/// How long messages wait behind a gap in a peer's stream before the missing ones are given up
+/// (a message the peer's homeserver lost, or one this homeserver can never see): later ones
+/// must not wait forever.
+pub const GAP_GIVE_UP: Duration = Duration::from_secs(600);
+
+/// Whether to give up on `gap` at `now_us`: the oldest message behind it has waited
+/// [`GAP_GIVE_UP`].
+pub fn give_up(gap: &PeerGap, now_us: i64) -> bool {
+    now_us - gap.since_us >= GAP_GIVE_UP.as_micros() as i64
+}
+
 /// When to try setting a peering up again after `failures` failed tries: 1 s doubling, at most
 /// 30 s.
 pub fn retry_after(failures: u32) -> Duration {
@@ -89,7 +100,9 @@ impl Core {
             }
             let gaps = self.store().peer_gaps().unwrap_or_default();
             for gap in &gaps {
-                if let Err(e) = self.fill_gap(gap).await {
+                if give_up(gap, now_us()) {
+                    self.skip_gap(gap).await;
+                } else if let Err(e) = self.fill_gap(gap).await {
                     tracing::warn!(peer = %gap.peer, error = %format!("{e:#}"), "could not fill a gap in a peer's stream");
                 }
             }
@@ -138,6 +151,38 @@ impl Core {
         }
     }
 
+    /// Skips `gap`'s missing numbers, delivers what waited behind it, and tells the operators
+    /// which messages never arrived.
+    async fn skip_gap(&self, gap: &PeerGap) {
+        match self.store().skip_gap(gap) {
+            Ok((woken, refused)) => {
+                tracing::error!(peer = %gap.peer, from = gap.next, to = gap.first_held - 1, "gave up on messages of a peer's stream");
+                self.wake_queues(woken);
+                if refused {
+                    self.wake_outbox();
+                }
+                let missing = if gap.first_held - gap.next == 1 {
+                    format!("message #{}", gap.next)
+                } else {
+                    format!("messages #{}–#{}", gap.next, gap.first_held - 1)
+                };
+                self.notice(
+                    None,
+                    &format!(
+                        "⚠️ {} never reached this hive: {missing} of its stream did not arrive within {} minutes. The {} after them are delivered now.",
+                        gap.peer,
+                        GAP_GIVE_UP.as_secs() / 60,
+                        gap.held
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::error!(peer = %gap.peer, error = %format!("{e:#}"), "could not give up on a gap");
+            }
+        }
+    }
+
     /// Reads the peer room's history back until it reaches the gap's start, and accepts what
     /// it finds (the store holds or releases each by its number).
     async fn fill_gap(&self, gap: &PeerGap) -> anyhow::Result<()> {
@@ -181,6 +226,23 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gap_is_given_up_after_ten_minutes() {
+        let gap = |since_us| PeerGap {
+            peer: "hive-b".into(),
+            epoch: "e".into(),
+            next: 2,
+            held: 1,
+            first_held: 4,
+            since_us,
+        };
+        let ten_min = GAP_GIVE_UP.as_micros() as i64;
+        let now = 10 * ten_min;
+        assert!(!give_up(&gap(now), now), "just opened");
+        assert!(!give_up(&gap(now - ten_min + 1), now), "not quite");
+        assert!(give_up(&gap(now - ten_min), now), "ten minutes");
+    }
 
     #[test]
     fn retries_back_off_to_thirty_seconds() {
