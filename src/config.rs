@@ -300,9 +300,10 @@ impl Config {
                 })
                 .collect();
             out.push_str(&format!(
-                "peer               {} at {}: {}\n",
+                "peer               {} at {} (its core {}): {}\n",
                 p.hive,
                 p.server_name,
+                p.bot,
                 if pairs.is_empty() {
                     "no agents".into()
                 } else {
