@@ -363,6 +363,35 @@ async fn agents_talk_across_hives_once_in_order_and_trust_never_crosses() {
         "{back:?}"
     );
 
+    // list_agents shows what hive-b publishes, qualified, and whether argus may write to each
+    // (by hive-a's rules: hive-b's are checked on arrival).
+    let mut argus_tools = common::hello_socket(&a, "argus", "tools.sock", WAIT).await;
+    let (text, err) =
+        common::call_tool(&mut argus_tools, "list_agents", serde_json::json!({})).await;
+    assert!(!err, "{text}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let remote = |name: &str| {
+        listed
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {text}"))
+            .clone()
+    };
+    assert_eq!(remote("iris@hive-b")["state"], "remote");
+    assert_eq!(remote("iris@hive-b")["hive"], "hive-b");
+    assert_eq!(remote("iris@hive-b")["may_message"], true);
+    assert_eq!(remote("nemo@hive-b")["may_message"], true);
+    let mut echo_tools = common::hello_socket(&a, "echo", "tools.sock", WAIT).await;
+    let (text, _) = common::call_tool(&mut echo_tools, "list_agents", serde_json::json!({})).await;
+    let echo_view: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert!(
+        echo_view
+            .iter()
+            .any(|a| a["name"] == "iris@hive-b" && a["may_message"] == false),
+        "echo is paired with nobody: {text}"
+    );
+    drop((argus_tools, echo_tools));
+
     // `!hive status` shows the peer, probed as it answers.
     let control_a = op_a.join("hive-c0re").await;
     let b_line = format!("hive-b ({}): ", b_id.server_name());
