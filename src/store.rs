@@ -242,10 +242,10 @@ impl Store {
                 }
             }
         }
-        let numbered: Vec<&Enqueue> = routed
-            .iter()
-            .filter(|e| fresh.contains(e.event_id.as_str()) && e.peer.is_some())
-            .collect();
+        // A peer's numbered message goes through its stream even when its event id was seen
+        // before (judged before the peer room was known, or read back to fill a gap): the stream
+        // numbers are its dedupe, so a second pass is harmless and a first one is never lost.
+        let numbered: Vec<&Enqueue> = routed.iter().filter(|e| e.peer.is_some()).collect();
         if !numbered.is_empty() {
             let (released, _refused) = peering::hold_and_release(&tx, &numbered, received_us)?;
             for a in released {

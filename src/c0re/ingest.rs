@@ -60,10 +60,11 @@ impl Core {
     fn sender_kind(&self, user: &UserId) -> SenderKind {
         if user == self.inner.bot {
             SenderKind::Bot
+        } else if self.inner.cfg.is_operator(user) {
+            // By whole user id, as configured (never a peer's user: `hive check` refuses that).
+            SenderKind::Operator
         } else if user.server_name() != self.inner.cfg.server_name {
             SenderKind::Remote
-        } else if self.inner.cfg.is_operator(user) {
-            SenderKind::Operator
         } else {
             match self.inner.cfg.agent_of(user) {
                 Some(name) if self.agents().get(&name).is_some() => SenderKind::Agent(name),

@@ -442,7 +442,7 @@ mod tests {
         ingest(&s, &[msg("$2bis", "b", "e1", 2, "iris")]);
         assert_eq!(queued(&s, "iris"), ["$1", "$2", "$3"]);
         assert!(s.peer_gaps().unwrap().is_empty());
-        // The same event again is dropped by the event-id dedupe before it is held.
+        // The same event again (read back, or pushed twice) is a duplicate by its number.
         ingest(&s, &[msg("$3", "b", "e1", 3, "iris")]);
         assert_eq!(queued(&s, "iris").len(), 3);
         // A refused message takes its place in the stream and queues its notice.
@@ -462,6 +462,17 @@ mod tests {
             ],
         );
         assert_eq!(queued(&s, "iris"), ["$1", "$2", "$3", "$5", "$n1", "$c1"]);
+    }
+
+    #[test]
+    fn a_message_seen_before_still_takes_its_place() {
+        let s = Store::open_in_memory().unwrap();
+        // $2 was seen once as nothing (its room not yet known as the peer room).
+        s.ingest(&[("$2".into(), "!peer:a".into())], &[], now_us())
+            .unwrap();
+        ingest(&s, &[msg("$1", "b", "e1", 1, "iris")]);
+        ingest(&s, &[msg("$2", "b", "e1", 2, "iris")]);
+        assert_eq!(queued(&s, "iris"), ["$1", "$2"]);
     }
 
     #[test]

@@ -66,10 +66,23 @@ impl Core {
                 alias_local(&peer.hive),
                 self.cfg().server_name
             ))?;
-            if let Some(room) = self.resolve_alias(&alias).await? {
-                self.read_directory(peer, &room).await?;
-                self.peering().set_room(&peer.hive, room.clone());
-                map.insert(RoomKey::Peer(peer.hive.clone()), room);
+            // A peering that cannot be read now (we left the room, the peer banned us) must not
+            // keep the hive from starting: the peering task sets it up again, and until then
+            // its room is unknown and nothing from it is delivered.
+            let known = match self.resolve_alias(&alias).await {
+                Ok(Some(room)) => self.read_directory(peer, &room).await.map(|()| Some(room)),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match known {
+                Ok(Some(room)) => {
+                    self.peering().set_room(&peer.hive, room.clone());
+                    map.insert(RoomKey::Peer(peer.hive.clone()), room);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(peer = %peer.hive, error = %format!("{e:#}"), "cannot read the peer room at start; the peering task will try again")
+                }
             }
         }
         Ok(())

@@ -23,6 +23,8 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(30);
 pub const REPAIR_EVERY: Duration = Duration::from_secs(600);
 /// Pages of 100 events read back when filling a gap.
 pub const GAP_PAGES: usize = 20;
+/// Pages of 100 events read back once a peering is set up in this run.
+pub const CATCH_UP_PAGES: usize = 3;
 
 /// How long messages wait behind a gap in a peer's stream before the missing ones are given up
 /// (a message the peer's homeserver lost, or one this homeserver can never see): later ones
@@ -67,6 +69,7 @@ impl Core {
             })
             .collect();
         let mut next_probe = Instant::now();
+        let mut caught_up: std::collections::HashSet<HiveName> = Default::default();
         loop {
             for peer in &peers {
                 let a = due.get_mut(&peer.hive).expect("one attempt per peer");
@@ -75,6 +78,18 @@ impl Core {
                 }
                 match self.set_up_peering(peer).await {
                     Ok(room) => {
+                        if !caught_up.contains(&peer.hive) {
+                            // What came before the room was known here (the first set-up, a
+                            // repair after a failed start) is read back once.
+                            match self.catch_up(&peer.hive).await {
+                                Ok(()) => {
+                                    caught_up.insert(peer.hive.clone());
+                                }
+                                Err(e) => {
+                                    tracing::warn!(peer = %peer.hive, error = %format!("{e:#}"), "could not read the peer room back")
+                                }
+                            }
+                        }
                         if a.failures > 0 || a.last_error.is_some() || a.at.elapsed() < REPAIR_EVERY
                         {
                             tracing::info!(peer = %peer.hive, %room, "peering set up");
@@ -181,6 +196,32 @@ impl Core {
                 tracing::error!(peer = %gap.peer, error = %format!("{e:#}"), "could not give up on a gap");
             }
         }
+    }
+
+    /// Reads the newest [`CATCH_UP_PAGES`] pages of the peer room back through `accept`.
+    async fn catch_up(&self, hive: &HiveName) -> anyhow::Result<()> {
+        let Some(room) = self.peering().room(hive) else {
+            return Ok(());
+        };
+        let mut found: Vec<TimelineEvent> = Vec::new();
+        let mut from: Option<String> = None;
+        for _ in 0..CATCH_UP_PAGES {
+            let mut req = get_message_events::v3::Request::new(room.clone(), Direction::Backward);
+            req.from = from.take();
+            req.limit = UInt::from(100u32);
+            let resp = self.client().send(req, None).await?;
+            found.extend(
+                resp.chunk
+                    .iter()
+                    .filter_map(|raw| raw.deserialize_as_unchecked::<TimelineEvent>().ok()),
+            );
+            if resp.end.is_none() || resp.chunk.is_empty() {
+                break;
+            }
+            from = resp.end;
+        }
+        found.reverse();
+        self.accept(&found, now_us())
     }
 
     /// Reads the peer room's history back until it reaches the gap's start, and accepts what
