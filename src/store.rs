@@ -29,7 +29,7 @@ pub use approvals::{
 pub use kept::{Confirmation, KeptAgent};
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
-pub use peering::{PeerGap, PeerSeq, PeerStatus};
+pub use peering::{PeerGap, PeerSeq, PeerStatus, Unposted};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};

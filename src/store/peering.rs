@@ -42,6 +42,18 @@ pub struct PeerGap {
 /// store without bound): it is dropped and logged.
 pub const MAX_AHEAD: i64 = 10_000;
 
+/// A message reserved for a peer that the homeserver has not taken yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unposted {
+    pub peer: String,
+    pub txn_id: String,
+    /// The sending agent's user id.
+    pub sender: String,
+    pub room_id: String,
+    /// The event content, JSON.
+    pub content: String,
+}
+
 /// What `hive status` shows of a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PeerStatus {
@@ -68,8 +80,28 @@ pub(super) fn hold_and_release(
             "INSERT OR IGNORE INTO peer_held (peer, epoch, seq, event_id, room_id, sender, body, origin_ts, agents, refusal, received_us)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
+        let since_ms: Option<i64> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'since_ms'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .and_then(|v| v.parse().ok());
         for e in numbered {
             let Some(p) = &e.peer else { continue };
+            if !has_cursor(tx, &p.peer, &p.epoch)? {
+                // A stream this store has never released from: what predates this data dir was
+                // delivered to whoever had it (a re-made data dir must not replay the room's
+                // history), and a stream long under way is joined where it is now.
+                if since_ms.is_some_and(|since| e.origin_ts < since) {
+                    continue;
+                }
+                if p.seq > MAX_AHEAD {
+                    tx.execute(
+                        "INSERT INTO peer_cursor (peer, epoch, next_seq) VALUES (?1, ?2, ?3)",
+                        params![p.peer, p.epoch, p.seq],
+                    )?;
+                }
+            }
             if p.seq >= cursor(tx, &p.peer, &p.epoch)? + MAX_AHEAD {
                 tracing::warn!(peer = %p.peer, seq = p.seq, event = %e.event_id, "dropped a peer's message numbered too far ahead");
                 continue;
@@ -194,6 +226,18 @@ fn release(
     Ok((woken, refused))
 }
 
+/// Whether this store has released anything of `peer`'s stream `epoch`.
+fn has_cursor(tx: &Transaction<'_>, peer: &str, epoch: &str) -> rusqlite::Result<bool> {
+    Ok(tx
+        .query_row(
+            "SELECT 1 FROM peer_cursor WHERE peer = ?1 AND epoch = ?2",
+            params![peer, epoch],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// The next number of `peer`'s stream `epoch` to release (1 for a new stream).
 fn cursor(tx: &Transaction<'_>, peer: &str, epoch: &str) -> rusqlite::Result<i64> {
     Ok(tx
@@ -221,41 +265,84 @@ impl Store {
         )
     }
 
-    /// The number for a message to `peer` posted with `txn_id`: the one it got before if it
-    /// was posted already, else the next one. The caller posts and then [`Store::peer_sent`]s,
-    /// one message at a time per peer.
-    pub fn peer_seq(&self, peer: &str, txn_id: &str) -> anyhow::Result<i64> {
-        let conn = self.lock();
-        if let Some(seq) = conn
+    /// Reserves the number for a message to `peer` posted with `txn_id` by `sender` into
+    /// `room_id`, with its content (`make(seq)`), before it is posted: one that was reserved
+    /// before (a re-send) gets its number and content back. The caller posts the content and
+    /// then [`Store::peer_posted`]s, one message at a time per peer.
+    pub fn reserve_peer_seq(
+        &self,
+        peer: &str,
+        txn_id: &str,
+        sender: &str,
+        room_id: &str,
+        make: impl FnOnce(i64) -> String,
+    ) -> anyhow::Result<(i64, String)> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        if let Some(found) = tx
             .query_row(
-                "SELECT seq FROM peer_sent WHERE peer = ?1 AND txn_id = ?2",
+                "SELECT seq, content FROM peer_sent WHERE peer = ?1 AND txn_id = ?2",
                 params![peer, txn_id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?
         {
-            return Ok(seq);
+            return Ok(found);
         }
-        Ok(conn.query_row(
+        let seq: i64 = tx.query_row(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM peer_sent WHERE peer = ?1",
             [peer],
             |r| r.get(0),
-        )?)
+        )?;
+        let content = make(seq);
+        tx.execute(
+            "INSERT INTO peer_sent (peer, seq, txn_id, sender, room_id, content, reserved_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![peer, seq, txn_id, sender, room_id, content, now_us()],
+        )?;
+        tx.commit()?;
+        Ok((seq, content))
     }
 
-    /// Records that the message numbered `seq` to `peer` is posted as `event_id`.
-    pub fn peer_sent(
-        &self,
-        peer: &str,
-        seq: i64,
-        txn_id: &str,
-        event_id: &str,
-    ) -> anyhow::Result<()> {
+    /// Records that the message reserved with `txn_id` for `peer` was posted as `event_id`.
+    pub fn peer_posted(&self, peer: &str, txn_id: &str, event_id: &str) -> anyhow::Result<()> {
         self.lock().execute(
-            "INSERT OR IGNORE INTO peer_sent (peer, seq, txn_id, event_id, sent_us) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![peer, seq, txn_id, event_id, now_us()],
+            "UPDATE peer_sent SET event_id = ?3, sent_us = ?4 WHERE peer = ?1 AND txn_id = ?2",
+            params![peer, txn_id, event_id, now_us()],
         )?;
         Ok(())
+    }
+
+    /// Reserved messages the homeserver has not taken yet (a post that failed, or a core that
+    /// died before it heard back), oldest first.
+    pub fn peer_unposted(&self) -> anyhow::Result<Vec<Unposted>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT peer, txn_id, sender, room_id, content FROM peer_sent WHERE event_id IS NULL
+             ORDER BY peer, seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Unposted {
+                peer: r.get(0)?,
+                txn_id: r.get(1)?,
+                sender: r.get(2)?,
+                room_id: r.get(3)?,
+                content: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Who sent the message this hive posted to `peer` as `event_id`, if it did.
+    pub fn peer_sender_of(&self, peer: &str, event_id: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT sender FROM peer_sent WHERE peer = ?1 AND event_id = ?2",
+                params![peer, event_id],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Every peer stream with a message held behind a gap.
@@ -506,7 +593,8 @@ mod tests {
     #[test]
     fn a_number_far_ahead_is_not_held() {
         let s = Store::open_in_memory().unwrap();
-        ingest(&s, &[msg("$far", "b", "e1", 1 + MAX_AHEAD, "iris")]);
+        ingest(&s, &[msg("$1", "b", "e1", 1, "iris")]);
+        ingest(&s, &[msg("$far", "b", "e1", 2 + MAX_AHEAD, "iris")]);
         assert!(s.peer_gaps().unwrap().is_empty(), "nothing held");
         ingest(&s, &[msg("$near", "b", "e1", MAX_AHEAD, "iris")]);
         assert_eq!(
@@ -517,20 +605,56 @@ mod tests {
     }
 
     #[test]
-    fn sent_numbers_are_reused_by_txn_id() {
+    fn a_new_store_joins_a_stream_where_it_is_and_replays_no_history() {
         let s = Store::open_in_memory().unwrap();
-        assert_eq!(s.peer_seq("b", "t1").unwrap(), 1);
-        // Not recorded yet (the post failed, or the core died before recording): the same number.
-        assert_eq!(s.peer_seq("b", "t1").unwrap(), 1);
-        s.peer_sent("b", 1, "t1", "$1").unwrap();
+        s.set_meta("since_ms", "1000").unwrap();
+        // A stream long under way (a re-made data dir on this side): joined at its number.
+        let mut n = msg("$n", "b", "e1", MAX_AHEAD + 7, "iris");
+        n.origin_ts = 2000;
+        ingest(&s, &[n]);
+        assert_eq!(queued(&s, "iris"), ["$n"]);
+        // History from before this data dir (read back from the room) is not delivered again.
+        let mut old = msg("$old", "b", "e2", 1, "iris");
+        old.origin_ts = 999;
+        ingest(&s, &[old]);
+        assert_eq!(queued(&s, "iris"), ["$n"]);
+        let mut new = msg("$new", "b", "e2", 1, "iris");
+        new.origin_ts = 1000;
+        ingest(&s, &[new]);
+        assert_eq!(queued(&s, "iris"), ["$n", "$new"]);
+    }
+
+    #[test]
+    fn a_number_is_reserved_with_its_content_before_the_post() {
+        let s = Store::open_in_memory().unwrap();
+        let reserve = |txn: &str| {
+            s.reserve_peer_seq("b", txn, "@x:a", "!r:a", |seq| format!("content {seq}"))
+                .unwrap()
+        };
+        assert_eq!(reserve("t1"), (1, "content 1".into()));
+        // The core died before it heard back: another sender gets the next number, and the
+        // re-send of t1 gets its own number and content back (the homeserver's txn cache
+        // answers it with the first event).
+        assert_eq!(reserve("t2"), (2, "content 2".into()));
+        assert_eq!(reserve("t1"), (1, "content 1".into()));
+        let unposted: Vec<String> = s
+            .peer_unposted()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.txn_id)
+            .collect();
+        assert_eq!(unposted, ["t1", "t2"], "both are owed, in order");
+        s.peer_posted("b", "t1", "$1").unwrap();
+        assert_eq!(s.peer_unposted().unwrap().len(), 1);
         assert_eq!(
-            s.peer_seq("b", "t1").unwrap(),
-            1,
-            "a re-send reuses its number"
+            s.peer_sender_of("b", "$1").unwrap().as_deref(),
+            Some("@x:a")
         );
-        assert_eq!(s.peer_seq("b", "t2").unwrap(), 2);
+        assert_eq!(s.peer_sender_of("c", "$1").unwrap(), None, "per peer");
         assert_eq!(
-            s.peer_seq("c", "t2").unwrap(),
+            s.reserve_peer_seq("c", "t2", "@x:a", "!r:a", |seq| seq.to_string())
+                .unwrap()
+                .0,
             1,
             "each peer has its own stream"
         );

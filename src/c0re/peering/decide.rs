@@ -44,6 +44,11 @@ pub fn entry(peer: &Peer, sender: &UserId, state_key: &str, content: &Value) -> 
     if content.as_object().is_none_or(|o| o.is_empty()) {
         return Entry::Remove(name.agent);
     }
+    // Only agents our peers line pairs with one of ours: what the peer publishes beyond that
+    // is nothing to this hive (and cannot grow its memory or its agents' listings).
+    if !peer.agents.values().any(|r| r.contains(&name.agent)) {
+        return Entry::Remove(name.agent);
+    }
     let Some(user_id) = content
         .get("user_id")
         .and_then(Value::as_str)
@@ -99,8 +104,13 @@ pub enum Inbound {
         sender: OwnedUserId,
         reason: String,
     },
-    /// The peer refused a message of ours: `agent` (its sender) is told.
-    Refused { agent: AgentName, reason: String },
+    /// The peer refused a message of ours, `of` (an event id): `agent`, who the refusal says
+    /// sent it, is told once the store confirms `agent` did.
+    Refused {
+        agent: AgentName,
+        of: String,
+        reason: String,
+    },
     /// Nothing for anyone: our own events, the peer's humans, state, malformed messages.
     Ignore,
 }
@@ -112,8 +122,9 @@ pub enum Inbound {
 /// Rules:
 /// - only a message (with a body, not an edit) from a user on the peer's server is for anyone:
 ///   our own users' events, a third server's, and state are ignored here;
-/// - a refusal (`org.hyperhive.peer_refusal`) counts only from the peer's core user, and only
-///   for a local agent the peer line pairs with someone of that hive;
+/// - a refusal (`org.hyperhive.peer_refusal`) counts only from the peer's core user, only for a
+///   local agent the peer line pairs with someone of that hive, and only naming the refused
+///   event (the caller checks that agent sent it);
 /// - a numbered message (`org.hyperhive.peer`, epoch and seq ≥ 1) is delivered to its `to` when
 ///   its sender is an agent the peer publishes and the peer line lets `to` talk with it;
 ///   otherwise it is refused and the sender told why. Without a valid number it is ignored (it
@@ -151,9 +162,14 @@ pub fn inbound(
             || "no reason given".to_owned(),
             |s| truncate(s, MAX_ENTRY_TEXT),
         );
-        return match agent {
-            Some(agent) if local(&agent) && peer.agents.contains_key(&agent) => {
-                Inbound::Refused { agent, reason }
+        let of = r.get("event_id").and_then(Value::as_str);
+        return match (agent, of) {
+            (Some(agent), Some(of)) if local(&agent) && peer.agents.contains_key(&agent) => {
+                Inbound::Refused {
+                    agent,
+                    of: of.to_owned(),
+                    reason,
+                }
             }
             _ => Inbound::Ignore,
         };
@@ -185,18 +201,22 @@ pub fn inbound(
             ev.sender, peer.hive
         ));
     };
-    let to = p.get("to").and_then(Value::as_str).unwrap_or_default();
-    let Ok(to) = AgentName::parse(to) else {
-        return refuse(format!("{to:?} names no agent of {our_hive}"));
-    };
-    if !local(&to) {
-        return refuse(format!("{our_hive} has no agent {to}"));
-    }
-    if !peer.allows(&to, &from.name.agent) {
-        return refuse(format!(
+    let raw_to = p.get("to").and_then(Value::as_str).unwrap_or_default();
+    // One answer whether or not the agent exists: a peer learns nothing of our unpaired agents.
+    let not_paired = |to: &str| {
+        format!(
             "{to}@{our_hive} takes no messages from {}: {our_hive}'s hive.toml does not pair them (peers, hive = \"{}\", agents)",
             from.name, peer.hive
-        ));
+        )
+    };
+    let Ok(to) = AgentName::parse(raw_to) else {
+        return refuse(not_paired(&format!(
+            "{:?}",
+            truncate(raw_to, crate::agent_spec::MAX_NAME_LEN)
+        )));
+    };
+    if !local(&to) || !peer.allows(&to, &from.name.agent) {
+        return refuse(not_paired(to.as_str()));
     }
     Inbound::Deliver {
         to,

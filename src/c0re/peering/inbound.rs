@@ -22,8 +22,10 @@ impl Core {
         received_us: i64,
     ) -> Option<Enqueue> {
         let peer = self.cfg().peers.iter().find(|p| p.hive == *hive)?;
+        // When the peer sent it (never later than now): history read back is not news.
+        let sent_us = ev.origin_server_ts.saturating_mul(1000).min(received_us);
         if ev.sender.server_name() == peer.server_name
-            && let Err(e) = self.store().peer_event_seen(hive.as_str(), received_us)
+            && let Err(e) = self.store().peer_event_seen(hive.as_str(), sent_us)
         {
             tracing::warn!(error = %format!("{e:#}"), "could not record a peer's event");
         }
@@ -99,11 +101,26 @@ impl Core {
                     }),
                 ))
             }
-            Inbound::Refused { agent, reason } => Some(base(
-                vec![agent.to_string()],
-                format!("{hive} refused your message: {reason}"),
-                None,
-            )),
+            Inbound::Refused { agent, of, reason } => {
+                // Only a refusal of a message this agent did send to this peer: the peer's
+                // core cannot use refusals to write to our agents at will.
+                let sender = self.cfg().agent_user_id(&agent);
+                match self.store().peer_sender_of(hive.as_str(), &of) {
+                    Ok(Some(s)) if s == sender.as_str() => Some(base(
+                        vec![agent.to_string()],
+                        format!("{hive} refused your message: {reason}"),
+                        None,
+                    )),
+                    Ok(_) => {
+                        tracing::warn!(peer = %hive, %agent, event = %of, "ignored a refusal of a message the agent did not send");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "cannot check a peer's refusal");
+                        None
+                    }
+                }
+            }
         }
     }
 }

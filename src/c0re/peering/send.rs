@@ -60,27 +60,95 @@ impl Core {
         self.guard(from, &content).await?;
         let lock = self.peering().send_lock(&to.hive);
         let _one_at_a_time = lock.lock().await;
-        let seq = self
+        // The number and the content are stored before the post: a number given out is never
+        // a hole (the peering task posts what the homeserver has not taken).
+        let (_seq, stored) = self
             .store()
-            .peer_seq(to.hive.as_str(), txn_id)
+            .reserve_peer_seq(
+                to.hive.as_str(),
+                txn_id,
+                entry.user_id.as_str(),
+                room.as_str(),
+                |seq| {
+                    content[PEER_KEY] = json!({
+                        "epoch": epoch,
+                        "seq": seq,
+                        "from": from.as_str(),
+                        "to": to.agent.as_str(),
+                    });
+                    content.to_string()
+                },
+            )
             .map_err(|e| internal(format!("{e:#}")))?;
-        content[PEER_KEY] = json!({
-            "epoch": epoch,
-            "seq": seq,
-            "from": from.as_str(),
-            "to": to.agent.as_str(),
-        });
+        let content: serde_json::Value =
+            serde_json::from_str(&stored).map_err(|e| internal(format!("stored post: {e}")))?;
         let event = self
             .send_raw(&room, Some(&entry.user_id), txn_id, &content)
             .await
-            .map_err(|e| Refusal {
-                code: ErrorCode::Homeserver,
-                message: format!("{e:#}"),
+            .map_err(|e| {
+                self.peering().wake();
+                Refusal {
+                    code: ErrorCode::Homeserver,
+                    message: format!(
+                        "{e:#}; the message is kept and will be posted when the homeserver takes it: do not send it again"
+                    ),
+                }
             })?;
         self.store()
-            .peer_sent(to.hive.as_str(), seq, txn_id, event.as_str())
+            .peer_posted(to.hive.as_str(), txn_id, event.as_str())
             .map_err(|e| internal(format!("{e:#}")))?;
         Ok(event)
+    }
+
+    /// Posts every reserved message to a peer the homeserver has not taken yet, with its own
+    /// txn id (the homeserver answers one it already has with the same event). Returns how many
+    /// are still owed.
+    pub(crate) async fn post_unposted(&self) -> usize {
+        let owed = match self.store().peer_unposted() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot read the messages owed to peers");
+                return 0;
+            }
+        };
+        let mut left = 0;
+        for crate::store::Unposted {
+            peer,
+            txn_id: txn,
+            sender,
+            room_id: room,
+            content,
+        } in owed
+        {
+            let (Ok(room), Ok(sender), Ok(content)) = (
+                RoomId::parse(&room),
+                ruma::UserId::parse(&sender),
+                serde_json::from_str::<serde_json::Value>(&content),
+            ) else {
+                tracing::error!(%peer, %txn, "a stored post to a peer does not parse; it is left");
+                left += 1;
+                continue;
+            };
+            let hive = crate::agent_spec::HiveName::parse(&peer).ok();
+            let lock = hive.as_ref().map(|h| self.peering().send_lock(h));
+            let _one_at_a_time = match &lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
+            match self.send_raw(&room, Some(&sender), &txn, &content).await {
+                Ok(event) => {
+                    tracing::info!(%peer, %txn, %event, "posted a message owed to a peer");
+                    if let Err(e) = self.store().peer_posted(&peer, &txn, event.as_str()) {
+                        tracing::error!(error = %format!("{e:#}"), "cannot record a post to a peer");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, %txn, error = %format!("{e:#}"), "a message owed to a peer is not posted yet");
+                    left += 1;
+                }
+            }
+        }
+        left
     }
 
     /// The peer whose room `room` is, if it is one.

@@ -121,8 +121,8 @@ impl Core {
         for op in &self.cfg().operators {
             self.invite_if_absent(&room, op).await?;
         }
-        self.publish_directory(&ours, peer, &room).await?;
         self.read_directory(peer, &room).await?;
+        self.publish_directory(&ours, peer, &room).await?;
         Ok(room)
     }
 
@@ -144,6 +144,7 @@ impl Core {
             "kick": 100,
             "ban": 100,
             "redact": 100,
+            "notifications": { "room": 100 },
             "events": {
                 AGENT_STATE: 50,
                 "m.room.server_acl": 100,
@@ -162,6 +163,9 @@ impl Core {
             peer.hive
         ));
         req.preset = Some(room::create_room::v3::RoomPreset::PrivateChat);
+        // Pinned: the power levels below follow version 12's rules (the creator is not in
+        // `users`); a homeserver without it says so (M_UNSUPPORTED_ROOM_VERSION).
+        req.room_version = Some(ruma::RoomVersionId::V12);
         req.power_level_content_override =
             Some(Raw::from_json(serde_json::value::to_raw_value(&pl)?));
         req.initial_state = vec![Raw::from_json(serde_json::value::to_raw_value(&json!({
@@ -254,28 +258,37 @@ impl Core {
         room: &OwnedRoomId,
     ) -> anyhow::Result<()> {
         let published = self.room_state(room).await?;
+        // One agent that cannot join (banned, say) must not keep the others from being
+        // published: each is tried, the first failure is returned after all.
+        let mut failed: Option<anyhow::Error> = None;
         for name in peer.agents.keys() {
             let Some(entry) = self.agents().get(name) else {
                 continue;
             };
-            if self.membership(room, &entry.user_id).await?.as_deref() != Some("join") {
-                self.invite_if_absent(room, &entry.user_id).await?;
-                self.client()
-                    .send(
-                        membership::join_room_by_id::v3::Request::new(room.clone()),
-                        Some(&entry.user_id),
-                    )
-                    .await
-                    .with_context(|| format!("{name} cannot join the peer room"))?;
-            }
             let spec = entry.spec();
             let content = json!({
                 "user_id": entry.user_id,
                 "display_name": self.secrets().redact(&spec.display_name),
                 "description": spec.description.as_deref().map(|d| self.secrets().redact(d)),
             });
-            self.put_entry(room, &format!("{name}@{ours}"), &content, &published)
-                .await?;
+            let one = async {
+                if self.membership(room, &entry.user_id).await?.as_deref() != Some("join") {
+                    self.invite_if_absent(room, &entry.user_id).await?;
+                    self.client()
+                        .send(
+                            membership::join_room_by_id::v3::Request::new(room.clone()),
+                            Some(&entry.user_id),
+                        )
+                        .await
+                        .with_context(|| format!("{name} cannot join the peer room {room}"))?;
+                }
+                self.put_entry(room, &format!("{name}@{ours}"), &content, &published)
+                    .await
+            };
+            if let Err(e) = one.await {
+                tracing::warn!(peer = %peer.hive, agent = %name, error = %format!("{e:#}"), "cannot publish an agent in the peer room");
+                failed.get_or_insert(e);
+            }
         }
         // Entries of ours no longer paired (a line removed, an agent destroyed): withdrawn.
         for (key, _, sender) in &published {
@@ -289,7 +302,7 @@ impl Core {
                 self.put_entry(room, key, &json!({}), &published).await?;
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     async fn put_entry(

@@ -17,12 +17,16 @@ use crate::c0re::routing::TimelineEvent;
 use crate::config::Peer;
 use crate::store::{PeerGap, now_us};
 
+/// How long a probe waits for the peer's answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often each peer is probed.
 pub const PROBE_EVERY: Duration = Duration::from_secs(30);
 /// How often a peering that is set up is repaired (members, directory).
 pub const REPAIR_EVERY: Duration = Duration::from_secs(600);
 /// Pages of 100 events read back when filling a gap.
-pub const GAP_PAGES: usize = 20;
+pub const GAP_PAGES: usize = 50;
+/// How long one gap fill may take (history read from a peer that is away can block).
+pub const FILL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pages of 100 events read back once a peering is set up in this run.
 pub const CATCH_UP_PAGES: usize = 3;
 
@@ -35,6 +39,32 @@ pub const GAP_GIVE_UP: Duration = Duration::from_secs(600);
 /// [`GAP_GIVE_UP`].
 pub fn give_up(gap: &PeerGap, now_us: i64) -> bool {
     now_us - gap.since_us >= GAP_GIVE_UP.as_micros() as i64
+}
+
+/// What a gap fill does with an event it reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// A numbered message of the gap's stream from the peer's server: accepted again.
+    Take,
+    /// Anything else (our own, state, another stream): left alone.
+    Skip,
+    /// A number before the gap: history before it is not needed.
+    Reached,
+}
+
+/// Judges an event read back while filling `gap` in the stream of the peer on `server`.
+pub fn in_gap(ev: &TimelineEvent, server: &ruma::ServerName, gap: &PeerGap) -> Fill {
+    let seq = ev
+        .content
+        .get(PEER_KEY)
+        .filter(|p| p.get("epoch").and_then(|e| e.as_str()) == Some(gap.epoch.as_str()))
+        .and_then(|p| p.get("seq").and_then(|s| s.as_i64()));
+    match seq {
+        Some(_) if ev.sender.server_name() != server || ev.state_key.is_some() => Fill::Skip,
+        Some(seq) if seq < gap.next => Fill::Reached,
+        Some(_) => Fill::Take,
+        None => Fill::Skip,
+    }
 }
 
 /// When to try setting a peering up again after `failures` failed tries: 1 s doubling, at most
@@ -113,12 +143,21 @@ impl Core {
                 self.probe_peers().await;
                 next_probe = Instant::now() + PROBE_EVERY;
             }
+            let owed = self.post_unposted().await;
             let gaps = self.store().peer_gaps().unwrap_or_default();
             for gap in &gaps {
                 if give_up(gap, now_us()) {
                     self.skip_gap(gap).await;
-                } else if let Err(e) = self.fill_gap(gap).await {
-                    tracing::warn!(peer = %gap.peer, error = %format!("{e:#}"), "could not fill a gap in a peer's stream");
+                } else {
+                    match tokio::time::timeout(FILL_TIMEOUT, self.fill_gap(gap)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(peer = %gap.peer, error = %format!("{e:#}"), "could not fill a gap in a peer's stream")
+                        }
+                        Err(_) => {
+                            tracing::warn!(peer = %gap.peer, "filling a gap in a peer's stream took too long; trying again")
+                        }
+                    }
                 }
             }
             let mut wake_at = due
@@ -127,7 +166,7 @@ impl Core {
                 .min()
                 .unwrap_or(next_probe)
                 .min(next_probe);
-            if !self.store().peer_gaps().unwrap_or_default().is_empty() {
+            if owed > 0 || !self.store().peer_gaps().unwrap_or_default().is_empty() {
                 wake_at = wake_at.min(Instant::now() + Duration::from_secs(2));
             }
             tokio::select! {
@@ -141,28 +180,33 @@ impl Core {
     /// Probes every peer and records what each answered (`!hive status` asks first, so that
     /// it says how things are now).
     pub async fn probe_peers(&self) {
-        for peer in &self.cfg().peers {
-            let error = self.probe(peer).await.err();
-            if let Err(e) = self
-                .store()
-                .peer_probed(peer.hive.as_str(), error.as_deref())
-            {
-                tracing::warn!(error = %format!("{e:#}"), "could not record a probe");
-            }
+        // All at once: one peer that is away costs its timeout, not one per peer.
+        let mut probes = tokio::task::JoinSet::new();
+        for peer in self.cfg().peers.clone() {
+            let core = self.clone();
+            probes.spawn(async move {
+                let error = core.probe(&peer).await.err();
+                if let Err(e) = core
+                    .store()
+                    .peer_probed(peer.hive.as_str(), error.as_deref())
+                {
+                    tracing::warn!(error = %format!("{e:#}"), "could not record a probe");
+                }
+            });
         }
+        while probes.join_next().await.is_some() {}
     }
 
     /// Asks the peer's server for its core user's profile, through our homeserver (so over the
     /// same federation path, TLS and allow-list as messages). A missing profile is an answer too.
     pub(crate) async fn probe(&self, peer: &Peer) -> Result<(), String> {
         let req = get_profile::v3::Request::new(peer.bot.clone());
-        let answer =
-            tokio::time::timeout(Duration::from_secs(15), self.client().send(req, None)).await;
+        let answer = tokio::time::timeout(PROBE_TIMEOUT, self.client().send(req, None)).await;
         match answer {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.errcode() == Some("M_NOT_FOUND") => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no answer within 15 s".into()),
+            Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
         }
     }
 
@@ -228,7 +272,10 @@ impl Core {
     /// it finds (the store holds or releases each by its number).
     async fn fill_gap(&self, gap: &PeerGap) -> anyhow::Result<()> {
         let hive = HiveName::parse(&gap.peer).map_err(|e| anyhow::anyhow!(e))?;
-        let Some(room) = self.peering().room(&hive) else {
+        let (Some(room), Some(peer)) = (
+            self.peering().room(&hive),
+            self.cfg().peers.iter().find(|p| p.hive == hive),
+        ) else {
             return Ok(());
         };
         let mut found: Vec<TimelineEvent> = Vec::new();
@@ -242,15 +289,10 @@ impl Core {
                 let Ok(ev) = raw.deserialize_as_unchecked::<TimelineEvent>() else {
                     continue;
                 };
-                let reached = ev
-                    .content
-                    .get(PEER_KEY)
-                    .filter(|p| p.get("epoch").and_then(|e| e.as_str()) == Some(gap.epoch.as_str()))
-                    .and_then(|p| p.get("seq").and_then(|s| s.as_i64()))
-                    .is_some_and(|seq| seq < gap.next);
-                found.push(ev);
-                if reached {
-                    break 'pages;
+                match in_gap(&ev, &peer.server_name, gap) {
+                    Fill::Take => found.push(ev),
+                    Fill::Skip => {}
+                    Fill::Reached => break 'pages,
                 }
             }
             if resp.end.is_none() || resp.chunk.is_empty() {
@@ -267,6 +309,67 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gap_fill_takes_only_the_peers_numbered_messages_of_that_stream() {
+        use serde_json::json;
+        let gap = PeerGap {
+            peer: "hive-b".into(),
+            epoch: "e1".into(),
+            next: 4,
+            held: 1,
+            first_held: 6,
+            since_us: 0,
+        };
+        let server = ruma::ServerName::parse("b.test").unwrap();
+        let ev = |sender: &str, peer: serde_json::Value| -> TimelineEvent {
+            serde_json::from_value(json!({
+                "type": "m.room.message", "event_id": "$e", "room_id": "!r:a.test",
+                "sender": sender, "content": { "body": "x", PEER_KEY: peer },
+            }))
+            .unwrap()
+        };
+        struct Case {
+            name: &'static str,
+            event: TimelineEvent,
+            want: Fill,
+        }
+        let cases = [
+            Case {
+                name: "a missing number",
+                event: ev("@argus:b.test", json!({ "epoch": "e1", "seq": 5 })),
+                want: Fill::Take,
+            },
+            Case {
+                name: "one held already (harmless again)",
+                event: ev("@argus:b.test", json!({ "epoch": "e1", "seq": 6 })),
+                want: Fill::Take,
+            },
+            Case {
+                name: "before the gap: stop",
+                event: ev("@argus:b.test", json!({ "epoch": "e1", "seq": 3 })),
+                want: Fill::Reached,
+            },
+            Case {
+                name: "another epoch",
+                event: ev("@argus:b.test", json!({ "epoch": "e0", "seq": 2 })),
+                want: Fill::Skip,
+            },
+            Case {
+                name: "our own stream to the peer",
+                event: ev("@iris:a.test", json!({ "epoch": "e1", "seq": 1 })),
+                want: Fill::Skip,
+            },
+            Case {
+                name: "not numbered",
+                event: ev("@argus:b.test", json!(null)),
+                want: Fill::Skip,
+            },
+        ];
+        for c in cases {
+            assert_eq!(in_gap(&c.event, &server, &gap), c.want, "{}", c.name);
+        }
+    }
 
     #[test]
     fn a_gap_is_given_up_after_ten_minutes() {

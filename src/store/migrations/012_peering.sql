@@ -8,17 +8,25 @@ CREATE TABLE peer_epoch (
     epoch TEXT NOT NULL
 );
 
--- What this hive posted to each peer: the number each message got, by the txn id it was posted
--- with (a re-send with that txn id reuses the number, as the homeserver reuses the event).
+-- What this hive posts to each peer: the number each message got, reserved with its content
+-- before it is posted (a re-send with that txn id reuses both, as the homeserver reuses the
+-- event); `event_id` is set once the homeserver took it. A reservation without one is posted
+-- again by the peering task, so a number once given out is never left as a hole.
 CREATE TABLE peer_sent (
-    peer     TEXT NOT NULL,
-    seq      INTEGER NOT NULL,
-    txn_id   TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    sent_us  INTEGER NOT NULL,
+    peer        TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    txn_id      TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    room_id     TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    reserved_us INTEGER NOT NULL,
+    event_id    TEXT,
+    sent_us     INTEGER,
     PRIMARY KEY (peer, seq),
     UNIQUE (peer, txn_id)
 );
+CREATE INDEX peer_sent_unsent ON peer_sent (peer) WHERE event_id IS NULL;
+CREATE INDEX peer_sent_event ON peer_sent (event_id) WHERE event_id IS NOT NULL;
 
 -- Each peer's stream to this hive: the next number to release.
 CREATE TABLE peer_cursor (

@@ -124,6 +124,13 @@ fn directory_entries_count_only_from_the_peer_about_the_peer() {
             want: Entry::Ignore,
         },
         Case {
+            name: "an agent our peers line pairs with nobody of ours: not kept",
+            sender: "@hive:b.test:8448",
+            key: "zed@hive-b",
+            content: json!({ "user_id": "@zed:b.test:8448" }),
+            want: Entry::Remove(name("zed")),
+        },
+        Case {
             name: "emptied: withdrawn",
             sender: "@hive:b.test:8448",
             key: "argus@hive-b",
@@ -204,14 +211,20 @@ fn a_peers_events_are_delivered_refused_or_ignored() {
             ),
         },
         Case {
-            name: "no such local agent",
+            name: "no such local agent: the same answer as an unpaired one",
             event: ev("@argus:b.test:8448", numbered("ghost", 4)),
-            want: refuse(4, "hive-a has no agent ghost"),
+            want: refuse(
+                4,
+                "ghost@hive-a takes no messages from argus@hive-b: hive-a's hive.toml does not pair them (peers, hive = \"hive-b\", agents)",
+            ),
         },
         Case {
-            name: "a hostile recipient name",
+            name: "a hostile recipient name, quoted",
             event: ev("@argus:b.test:8448", numbered("../etc", 5)),
-            want: refuse(5, "\"../etc\" names no agent of hive-a"),
+            want: refuse(
+                5,
+                "\"../etc\"@hive-a takes no messages from argus@hive-b: hive-a's hive.toml does not pair them (peers, hive = \"hive-b\", agents)",
+            ),
         },
         Case {
             name: "a sender the peer does not publish",
@@ -272,18 +285,38 @@ fn a_peers_events_are_delivered_refused_or_ignored() {
             name: "the peer's core refuses one of ours",
             event: ev(
                 "@hive:b.test:8448",
-                json!({ "msgtype": "m.notice", "body": "refused", REFUSAL_KEY: { "sender": "@iris:a.test", "reason": "no" } }),
+                json!({ "msgtype": "m.notice", "body": "refused", REFUSAL_KEY: { "sender": "@iris:a.test", "reason": "no", "event_id": "$mine" } }),
             ),
             want: Inbound::Refused {
                 agent: name("iris"),
+                of: "$mine".into(),
                 reason: "no".into(),
             },
+        },
+        Case {
+            name: "a refusal naming no event",
+            event: ev(
+                "@hive:b.test:8448",
+                json!({ "msgtype": "m.notice", "body": "refused", REFUSAL_KEY: { "sender": "@iris:a.test", "reason": "no" } }),
+            ),
+            want: Inbound::Ignore,
+        },
+        Case {
+            name: "a recipient name past the limit is cut in the reason",
+            event: ev("@argus:b.test:8448", numbered(&"x".repeat(5000), 9)),
+            want: refuse(
+                9,
+                &format!(
+                    "{:?}@hive-a takes no messages from argus@hive-b: hive-a's hive.toml does not pair them (peers, hive = \"hive-b\", agents)",
+                    "x".repeat(32)
+                ),
+            ),
         },
         Case {
             name: "a refusal from anyone but the peer's core",
             event: ev(
                 "@argus:b.test:8448",
-                json!({ "msgtype": "m.notice", "body": "refused", REFUSAL_KEY: { "sender": "@iris:a.test", "reason": "no" } }),
+                json!({ "msgtype": "m.notice", "body": "refused", REFUSAL_KEY: { "sender": "@iris:a.test", "reason": "no", "event_id": "$mine" } }),
             ),
             want: Inbound::Ignore,
         },
@@ -291,7 +324,7 @@ fn a_peers_events_are_delivered_refused_or_ignored() {
             name: "a refusal for an agent with no peer line (the peer cannot write to any agent so)",
             event: ev(
                 "@hive:b.test:8448",
-                json!({ "msgtype": "m.notice", "body": "refused", REFUSAL_KEY: { "sender": "@echo:a.test", "reason": "no" } }),
+                json!({ "msgtype": "m.notice", "body": "refused", REFUSAL_KEY: { "sender": "@echo:a.test", "reason": "no", "event_id": "$mine" } }),
             ),
             want: Inbound::Ignore,
         },
