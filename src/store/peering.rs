@@ -38,6 +38,10 @@ pub struct PeerGap {
     pub since_us: i64,
 }
 
+/// Messages of one peer held behind gaps, at most (over all its streams): past that a peer's
+/// message is dropped and logged.
+pub const MAX_HELD: i64 = 5_000;
+
 /// A number this far past the next one to release is not held (a peer cannot make this hive
 /// store without bound): it is dropped and logged.
 pub const MAX_AHEAD: i64 = 10_000;
@@ -101,6 +105,15 @@ pub(super) fn hold_and_release(
                         params![p.peer, p.epoch, p.seq],
                     )?;
                 }
+            }
+            let held: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM peer_held WHERE peer = ?1",
+                [&p.peer],
+                |r| r.get(0),
+            )?;
+            if held >= MAX_HELD {
+                tracing::warn!(peer = %p.peer, seq = p.seq, event = %e.event_id, "dropped a peer's message: too many already wait behind gaps");
+                continue;
             }
             if p.seq >= cursor(tx, &p.peer, &p.epoch)? + MAX_AHEAD {
                 tracing::warn!(peer = %p.peer, seq = p.seq, event = %e.event_id, "dropped a peer's message numbered too far ahead");

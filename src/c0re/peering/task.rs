@@ -67,6 +67,11 @@ pub fn in_gap(ev: &TimelineEvent, server: &ruma::ServerName, gap: &PeerGap) -> F
     }
 }
 
+/// When to read a gap's history again after `tries` reads: 2 s doubling, at most 60 s.
+pub fn fill_after(tries: u32) -> Duration {
+    Duration::from_secs((2u64 << tries.min(5)).min(60))
+}
+
 /// When to try setting a peering up again after `failures` failed tries: 1 s doubling, at most
 /// 30 s.
 pub fn retry_after(failures: u32) -> Duration {
@@ -100,6 +105,9 @@ impl Core {
             .collect();
         let mut next_probe = Instant::now();
         let mut caught_up: std::collections::HashSet<HiveName> = Default::default();
+        // Each open gap's next fill and how many came before (a gap that does not fill is
+        // read for less and less often).
+        let mut fills: HashMap<(String, String), (Instant, u32)> = HashMap::new();
         loop {
             for peer in &peers {
                 let a = due.get_mut(&peer.hive).expect("one attempt per peer");
@@ -108,7 +116,8 @@ impl Core {
                 }
                 match self.set_up_peering(peer).await {
                     Ok(room) => {
-                        if !caught_up.contains(&peer.hive) {
+                        let first = !caught_up.contains(&peer.hive);
+                        if first {
                             // What came before the room was known here (the first set-up, a
                             // repair after a failed start) is read back once.
                             match self.catch_up(&peer.hive).await {
@@ -120,8 +129,7 @@ impl Core {
                                 }
                             }
                         }
-                        if a.failures > 0 || a.last_error.is_some() || a.at.elapsed() < REPAIR_EVERY
-                        {
+                        if first || a.failures > 0 {
                             tracing::info!(peer = %peer.hive, %room, "peering set up");
                         }
                         a.failures = 0;
@@ -145,7 +153,14 @@ impl Core {
             }
             let owed = self.post_unposted().await;
             let gaps = self.store().peer_gaps().unwrap_or_default();
+            fills.retain(|k, _| gaps.iter().any(|g| (&g.peer, &g.epoch) == (&k.0, &k.1)));
             for gap in &gaps {
+                let key = (gap.peer.clone(), gap.epoch.clone());
+                let (at, tries) = fills.get(&key).copied().unwrap_or((Instant::now(), 0));
+                if Instant::now() < at {
+                    continue;
+                }
+                fills.insert(key, (Instant::now() + fill_after(tries), tries + 1));
                 if give_up(gap, now_us()) {
                     self.skip_gap(gap).await;
                 } else {
@@ -166,8 +181,11 @@ impl Core {
                 .min()
                 .unwrap_or(next_probe)
                 .min(next_probe);
-            if owed > 0 || !self.store().peer_gaps().unwrap_or_default().is_empty() {
+            if owed > 0 {
                 wake_at = wake_at.min(Instant::now() + Duration::from_secs(2));
+            }
+            if let Some(next_fill) = fills.values().map(|(at, _)| *at).min() {
+                wake_at = wake_at.min(next_fill);
             }
             tokio::select! {
                 _ = self.cancel().cancelled() => return,
@@ -386,6 +404,12 @@ mod tests {
         assert!(!give_up(&gap(now), now), "just opened");
         assert!(!give_up(&gap(now - ten_min + 1), now), "not quite");
         assert!(give_up(&gap(now - ten_min), now), "ten minutes");
+    }
+
+    #[test]
+    fn gap_fills_back_off_to_a_minute() {
+        let got: Vec<u64> = (0..7).map(|t| fill_after(t).as_secs()).collect();
+        assert_eq!(got, [2, 4, 8, 16, 32, 60, 60]);
     }
 
     #[test]
