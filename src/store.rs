@@ -242,12 +242,11 @@ impl Store {
                 }
             }
         }
-        // A peer's numbered message goes through its stream even when its event id was seen
-        // before (judged before the peer room was known, or read back to fill a gap): the stream
-        // numbers are its dedupe, so a second pass is harmless and a first one is never lost.
+        // A peer's numbered message goes through its stream even if its event id was seen: its
+        // number is its dedupe (store/peering.rs), so a read-back of history is never lost.
         let numbered: Vec<&Enqueue> = routed.iter().filter(|e| e.peer.is_some()).collect();
         if !numbered.is_empty() {
-            let (released, _refused) = peering::hold_and_release(&tx, &numbered, received_us)?;
+            let (released, _) = peering::hold_and_release(&tx, &numbered, received_us)?;
             for a in released {
                 if !woken.contains(&a) {
                     woken.push(a);
