@@ -48,6 +48,8 @@ pub struct RemoteAgent {
 struct PeerState {
     room: Option<OwnedRoomId>,
     directory: BTreeMap<AgentName, RemoteAgent>,
+    /// A message came from someone the directory does not know: read it again.
+    stale: bool,
 }
 
 /// What the core knows of its peers: each one's room and directory, and one send lock per peer
@@ -125,6 +127,21 @@ impl Peering {
             .entry(hive.clone())
             .or_default()
             .clone()
+    }
+
+    /// Asks the peering task to read `hive`'s directory again, and the room's recent history
+    /// after it.
+    pub(crate) fn directory_stale(&self, hive: &HiveName) {
+        self.write().entry(hive.clone()).or_default().stale = true;
+        self.wake();
+    }
+
+    /// The peers whose directory is to be read again (the flags are cleared).
+    pub(crate) fn take_stale(&self) -> Vec<HiveName> {
+        let mut map = self.write();
+        map.iter_mut()
+            .filter_map(|(h, s)| std::mem::take(&mut s.stale).then(|| h.clone()))
+            .collect()
     }
 
     /// Wakes the peering task.

@@ -111,6 +111,11 @@ pub enum Inbound {
         of: String,
         reason: String,
     },
+    /// A numbered message from a user of the peer the directory does not know: it takes no
+    /// place in the stream (only published agents' messages do, so nobody else on the peer's
+    /// server can take a number from them), and the directory is read again: an agent
+    /// published while this hive was away is known then, and its message is read back.
+    Stranger { sender: OwnedUserId },
     /// Nothing for anyone: our own events, the peer's humans, state, malformed messages.
     Ignore,
 }
@@ -125,9 +130,9 @@ pub enum Inbound {
 /// - a refusal (`org.hyperhive.peer_refusal`) counts only from the peer's core user, only for a
 ///   local agent the peer line pairs with someone of that hive, and only naming the refused
 ///   event (the caller checks that agent sent it);
-/// - a numbered message (`org.hyperhive.peer`, epoch and seq ≥ 1) is delivered to its `to` when
-///   its sender is an agent the peer publishes and the peer line lets `to` talk with it;
-///   otherwise it is refused and the sender told why. Without a valid number it is ignored (it
+/// - a numbered message (`org.hyperhive.peer`, epoch and seq ≥ 1) from a user the peer does
+///   not publish is a [`Inbound::Stranger`]'s; from a published agent it is delivered to its
+///   `to` when the peer line lets `to` talk with it, otherwise refused and the sender told why. Without a valid number it is ignored (it
 ///   could not be ordered, and answering it could loop);
 /// - anything else (a human of the peer writing in the room) is ignored.
 pub fn inbound(
@@ -196,10 +201,9 @@ pub fn inbound(
         reason,
     };
     let Some(from) = directory.iter().find(|a| a.user_id == ev.sender) else {
-        return refuse(format!(
-            "{} is not an agent {} publishes in the peer room",
-            ev.sender, peer.hive
-        ));
+        return Inbound::Stranger {
+            sender: ev.sender.clone(),
+        };
     };
     let raw_to = p.get("to").and_then(Value::as_str).unwrap_or_default();
     // One answer whether or not the agent exists: a peer learns nothing of our unpaired agents.

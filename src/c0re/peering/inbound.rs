@@ -58,6 +58,11 @@ impl Core {
         };
         match decision {
             Inbound::Ignore => None,
+            Inbound::Stranger { sender } => {
+                tracing::info!(peer = %hive, %sender, "a numbered message from a user the peer does not publish; reading its directory again");
+                self.peering().directory_stale(hive);
+                None
+            }
             Inbound::Deliver { to, from, at } => {
                 tracing::debug!(%from, %to, seq = at.seq, "a peer's message");
                 Some(base(

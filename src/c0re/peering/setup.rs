@@ -362,7 +362,11 @@ impl Core {
     }
 
     /// Reads the peer's directory from the room's state.
-    async fn read_directory(&self, peer: &Peer, room: &OwnedRoomId) -> anyhow::Result<()> {
+    pub(crate) async fn read_directory(
+        &self,
+        peer: &Peer,
+        room: &OwnedRoomId,
+    ) -> anyhow::Result<()> {
         for (key, content, sender) in self.room_state(room).await? {
             let e = decide::entry(peer, &sender, &key, &content);
             self.peering().apply(&peer.hive, e);

@@ -151,6 +151,13 @@ impl Core {
                 self.probe_peers().await;
                 next_probe = Instant::now() + PROBE_EVERY;
             }
+            for hive in self.peering().take_stale() {
+                if let Some(peer) = peers.iter().find(|p| p.hive == hive)
+                    && let Err(e) = self.refresh_directory(peer).await
+                {
+                    tracing::warn!(peer = %hive, error = %format!("{e:#}"), "could not read a peer's directory again");
+                }
+            }
             let owed = self.post_unposted().await;
             let gaps = self.store().peer_gaps().unwrap_or_default();
             fills.retain(|k, _| gaps.iter().any(|g| (&g.peer, &g.epoch) == (&k.0, &k.1)));
@@ -260,6 +267,16 @@ impl Core {
         }
     }
 
+    /// Reads `peer`'s directory again from the room's state, then the room's recent history,
+    /// so that a message of an agent it was not known to publish yet is taken after all.
+    async fn refresh_directory(&self, peer: &Peer) -> anyhow::Result<()> {
+        let Some(room) = self.peering().room(&peer.hive) else {
+            return Ok(());
+        };
+        self.read_directory(peer, &room).await?;
+        self.catch_up(&peer.hive).await
+    }
+
     /// Reads the newest [`CATCH_UP_PAGES`] pages of the peer room back through `accept`.
     async fn catch_up(&self, hive: &HiveName) -> anyhow::Result<()> {
         let Some(room) = self.peering().room(hive) else {
@@ -296,6 +313,8 @@ impl Core {
         ) else {
             return Ok(());
         };
+        // A message of the gap may be an agent's the directory did not know when it came.
+        self.read_directory(peer, &room).await?;
         let mut found: Vec<TimelineEvent> = Vec::new();
         let mut from: Option<String> = None;
         'pages: for _ in 0..GAP_PAGES {
