@@ -211,6 +211,19 @@ impl Core {
             .send(req, None)
             .await
             .with_context(|| format!("cannot join {theirs} (has {} invited us?)", peer.hive))?;
+        // The room behind the peer's alias must be the peer's core's: anyone else's is left.
+        let creator = self.creator(&room).await?;
+        if creator != peer.bot {
+            let req = membership::leave_room::v3::Request::new(room.clone());
+            if let Err(e) = self.client().send(req, None).await {
+                tracing::warn!(%room, error = %e, "cannot leave a room that is not the peer's");
+            }
+            anyhow::bail!(
+                "{theirs} points at {room}, made by {creator}, not by {}'s core {}: not joined",
+                peer.hive,
+                peer.bot
+            );
+        }
         let req = alias::create_alias::v3::Request::new(own_alias.to_owned(), room.clone());
         match self.client().send(req, None).await {
             Ok(_) => {}
@@ -219,6 +232,28 @@ impl Core {
         }
         tracing::info!(peer = %peer.hive, %room, "joined the peer room");
         Ok(room)
+    }
+
+    /// Who created `room` (the sender of its `m.room.create`).
+    async fn creator(&self, room: &OwnedRoomId) -> anyhow::Result<ruma::OwnedUserId> {
+        let resp = self
+            .client()
+            .send(
+                state::get_state_events::v3::Request::new(room.clone()),
+                None,
+            )
+            .await
+            .with_context(|| format!("cannot read the state of {room}"))?;
+        for raw in resp.room_state {
+            let v: serde_json::Value = raw.deserialize_as_unchecked()?;
+            if v["type"] == "m.room.create" {
+                return v["sender"]
+                    .as_str()
+                    .and_then(|s| UserId::parse(s).ok())
+                    .with_context(|| format!("{room}'s create event has no sender"));
+            }
+        }
+        anyhow::bail!("{room} has no create event")
     }
 
     async fn invite_if_absent(&self, room: &OwnedRoomId, user: &UserId) -> anyhow::Result<()> {
