@@ -236,15 +236,7 @@ impl TestHive {
         )
         .unwrap();
         old.wait().await.unwrap();
-        self.synapse = Some(
-            Synapse::start(
-                &self.layout,
-                &self.synapse_configs,
-                &self.cfg.homeserver_url,
-            )
-            .await
-            .unwrap(),
-        );
+        self.start_synapse().await;
     }
 
     /// Stops Synapse cleanly (a homeserver that is away, not crashed).

@@ -234,8 +234,8 @@ impl Core {
         Ok(room)
     }
 
-    /// Who created `room` (the sender of its `m.room.create`).
-    async fn creator(&self, room: &OwnedRoomId) -> anyhow::Result<ruma::OwnedUserId> {
+    /// Every state event of `room`, as JSON.
+    async fn full_state(&self, room: &OwnedRoomId) -> anyhow::Result<Vec<serde_json::Value>> {
         let resp = self
             .client()
             .send(
@@ -244,8 +244,15 @@ impl Core {
             )
             .await
             .with_context(|| format!("cannot read the state of {room}"))?;
-        for raw in resp.room_state {
-            let v: serde_json::Value = raw.deserialize_as_unchecked()?;
+        resp.room_state
+            .iter()
+            .map(|raw| Ok(raw.deserialize_as_unchecked()?))
+            .collect()
+    }
+
+    /// Who created `room` (the sender of its `m.room.create`).
+    async fn creator(&self, room: &OwnedRoomId) -> anyhow::Result<ruma::OwnedUserId> {
+        for v in self.full_state(room).await? {
             if v["type"] == "m.room.create" {
                 return v["sender"]
                     .as_str()
@@ -371,17 +378,8 @@ impl Core {
         &self,
         room: &OwnedRoomId,
     ) -> anyhow::Result<Vec<(String, serde_json::Value, ruma::OwnedUserId)>> {
-        let resp = self
-            .client()
-            .send(
-                state::get_state_events::v3::Request::new(room.clone()),
-                None,
-            )
-            .await
-            .context("cannot read the peer room's state")?;
         let mut out = Vec::new();
-        for raw in resp.room_state {
-            let v: serde_json::Value = raw.deserialize_as_unchecked()?;
+        for v in self.full_state(room).await? {
             if v["type"] != AGENT_STATE {
                 continue;
             }

@@ -282,24 +282,9 @@ impl Core {
         let Some(room) = self.peering().room(hive) else {
             return Ok(());
         };
-        let mut found: Vec<TimelineEvent> = Vec::new();
-        let mut from: Option<String> = None;
-        for _ in 0..CATCH_UP_PAGES {
-            let mut req = get_message_events::v3::Request::new(room.clone(), Direction::Backward);
-            req.from = from.take();
-            req.limit = UInt::from(100u32);
-            let resp = self.client().send(req, None).await?;
-            found.extend(
-                resp.chunk
-                    .iter()
-                    .filter_map(|raw| raw.deserialize_as_unchecked::<TimelineEvent>().ok()),
-            );
-            if resp.end.is_none() || resp.chunk.is_empty() {
-                break;
-            }
-            from = resp.end;
-        }
-        found.reverse();
+        let found = self
+            .read_back(&room, CATCH_UP_PAGES, |_| Fill::Take)
+            .await?;
         self.accept(&found, now_us())
     }
 
@@ -315,9 +300,24 @@ impl Core {
         };
         // A message of the gap may be an agent's the directory did not know when it came.
         self.read_directory(peer, &room).await?;
+        let found = self
+            .read_back(&room, GAP_PAGES, |ev| in_gap(ev, &peer.server_name, gap))
+            .await?;
+        tracing::info!(peer = %gap.peer, next = gap.next, held = gap.held, read = found.len(), "filling a gap in a peer's stream");
+        self.accept(&found, now_us())
+    }
+
+    /// `room`'s history, newest first, at most `pages` pages of 100, through `judge`; what it
+    /// takes comes back oldest first.
+    async fn read_back(
+        &self,
+        room: &ruma::OwnedRoomId,
+        pages: usize,
+        judge: impl Fn(&TimelineEvent) -> Fill,
+    ) -> anyhow::Result<Vec<TimelineEvent>> {
         let mut found: Vec<TimelineEvent> = Vec::new();
         let mut from: Option<String> = None;
-        'pages: for _ in 0..GAP_PAGES {
+        'pages: for _ in 0..pages {
             let mut req = get_message_events::v3::Request::new(room.clone(), Direction::Backward);
             req.from = from.take();
             req.limit = UInt::from(100u32);
@@ -326,7 +326,7 @@ impl Core {
                 let Ok(ev) = raw.deserialize_as_unchecked::<TimelineEvent>() else {
                     continue;
                 };
-                match in_gap(&ev, &peer.server_name, gap) {
+                match judge(&ev) {
                     Fill::Take => found.push(ev),
                     Fill::Skip => {}
                     Fill::Reached => break 'pages,
@@ -338,8 +338,7 @@ impl Core {
             from = resp.end;
         }
         found.reverse();
-        tracing::info!(peer = %gap.peer, next = gap.next, held = gap.held, read = found.len(), "filling a gap in a peer's stream");
-        self.accept(&found, now_us())
+        Ok(found)
     }
 }
 
