@@ -520,7 +520,9 @@ mod tests {
         );
         let rendered = c.describe_federation();
         assert!(
-            rendered.contains("hive-b at localhost:8483 (its core @hive:localhost:8483): argus ↔ iris echo"),
+            rendered.contains(
+                "hive-b at localhost:8483 (its core @hive:localhost:8483): argus ↔ iris echo"
+            ),
             "{rendered}"
         );
     }

@@ -17,6 +17,8 @@ use crate::c0re::routing::TimelineEvent;
 use crate::config::Peer;
 use crate::store::{PeerGap, now_us};
 
+/// A peer's directory and recent history are read again at most this often.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// How long a probe waits for the peer's answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often each peer is probed.
@@ -88,6 +90,8 @@ impl Core {
     pub async fn peering_loop(self) {
         let peers: Vec<Peer> = self.cfg().peers.clone();
         if peers.is_empty() {
+            // Nothing to do, and a supervised task that ends is a failure: wait for the stop.
+            self.cancel().cancelled().await;
             return;
         }
         let mut due: HashMap<HiveName, Attempt> = peers
@@ -108,6 +112,9 @@ impl Core {
         // Each open gap's next fill and how many came before (a gap that does not fill is
         // read for less and less often).
         let mut fills: HashMap<(String, String), (Instant, u32)> = HashMap::new();
+        // Peers whose directory is to be read again, and when each was last.
+        let mut stale: std::collections::HashSet<HiveName> = Default::default();
+        let mut refreshed: HashMap<HiveName, Instant> = HashMap::new();
         loop {
             for peer in &peers {
                 let a = due.get_mut(&peer.hive).expect("one attempt per peer");
@@ -151,7 +158,18 @@ impl Core {
                 self.probe_peers().await;
                 next_probe = Instant::now() + PROBE_EVERY;
             }
-            for hive in self.peering().take_stale() {
+            // At most one read-back per peer per REFRESH_EVERY: a stranger's message still in
+            // the history it reads would otherwise ask for the next one at once.
+            stale.extend(self.peering().take_stale());
+            let now = Instant::now();
+            let ready: Vec<HiveName> = stale
+                .iter()
+                .filter(|h| refreshed.get(*h).is_none_or(|t| now >= *t + REFRESH_EVERY))
+                .cloned()
+                .collect();
+            for hive in ready {
+                stale.remove(&hive);
+                refreshed.insert(hive.clone(), now);
                 if let Some(peer) = peers.iter().find(|p| p.hive == hive)
                     && let Err(e) = self.refresh_directory(peer).await
                 {
@@ -193,6 +211,13 @@ impl Core {
             }
             if let Some(next_fill) = fills.values().map(|(at, _)| *at).min() {
                 wake_at = wake_at.min(next_fill);
+            }
+            if let Some(next) = stale
+                .iter()
+                .filter_map(|h| refreshed.get(h).map(|t| *t + REFRESH_EVERY))
+                .min()
+            {
+                wake_at = wake_at.min(next);
             }
             tokio::select! {
                 _ = self.cancel().cancelled() => return,
