@@ -40,6 +40,9 @@ impl Core {
     pub async fn peering_loop(self) {
         let peers: Vec<Peer> = self.cfg().peers.clone();
         if peers.is_empty() {
+            // Nothing to do, ever; but a loop that returns is restarted, and one that keeps
+            // returning stops the hive (c0re/tasks.rs): wait until the hive stops instead.
+            self.cancel().cancelled().await;
             return;
         }
         let mut due: HashMap<HiveName, Attempt> = peers
