@@ -223,6 +223,13 @@ pub struct BenchArgs {
     /// the default runtime, so that the core starts (and reports) the harnesses.
     #[arg(long, default_value_t = 3)]
     pub crashes: usize,
+    /// Skip the federation section (two more hives on their own Synapses, federating on
+    /// loopback: the cross-hive hop next to the raw federation hop).
+    #[arg(long)]
+    pub no_federation: bool,
+    /// Samples of each hop in the federation section.
+    #[arg(long, default_value_t = 50)]
+    pub federation_messages: usize,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -16,6 +16,7 @@ use tokio::process::Child;
 use crate::config::{Config, SYNAPSE_VERSION, env};
 
 mod federation;
+pub mod testca;
 pub use federation::{FEDERATION_TEST_OVERRIDES, FederationPlan};
 
 const HOMESERVER_TEMPLATE: &str = include_str!("../synapse-config/homeserver.yaml");

@@ -5,10 +5,13 @@
 //! uses). A matrix-sdk client is the operator. Per message it records: the send time, when the
 //! core's transaction endpoint received it (the homeserver floor) and when the harness got it
 //! (the hive path). Figures are reported with their ratio to the floor measured in the same run.
-//! Last, the same round trip while one more agent floods (see [`flood`]).
+//! Last, the same round trip while one more agent floods (see [`flood`]), a crash reported to the
+//! manager ([`crash`]) and, on two more hives, the cross-hive hop against the raw federation hop
+//! ([`federation`]).
 
 mod approvals;
 mod crash;
+mod federation;
 mod flood;
 mod host;
 mod report;
@@ -258,6 +261,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     synapse.stop().await;
+    // The federation section: two more hives, their own Synapses (see `federation`).
+    if !args.no_federation && args.federation_messages > 0 {
+        eprintln!(
+            "bench: federation, {} cross-hive hops next to as many raw federation hops",
+            args.federation_messages
+        );
+        report.federation = Some(
+            federation::run(
+                &dir.join("federation"),
+                &layout.venv,
+                args.federation_messages,
+            )
+            .await?,
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -487,6 +505,7 @@ async fn measure(
         approve_added_p50_ms: f64::NAN,
         flood: None,
         crash: None,
+        federation: None,
     };
     let _ = idle.kill().await;
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{crash, flood};
+use super::{crash, federation, flood};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -53,6 +53,9 @@ pub struct Report {
     /// A harness killed → the manager has the `container_crash`, next to an operator's message
     /// to the manager (absent with `--crashes 0`).
     pub crash: Option<crash::CrashReport>,
+    /// The cross-hive hop next to the raw federation hop, on two more hives (absent with
+    /// `--no-federation`).
+    pub federation: Option<federation::FederationReport>,
 }
 
 pub(super) fn pct(sorted: &[f64], p: usize) -> f64 {
@@ -131,6 +134,9 @@ pub(super) fn print_report(r: &Report) {
     }
     if let Some(c) = &r.crash {
         crash::print(c);
+    }
+    if let Some(f) = &r.federation {
+        federation::print(f);
     }
     println!();
     println!("resources");
