@@ -54,9 +54,14 @@ pub fn after_turn(shown: bool, done: Option<&str>, later_pending: bool) -> After
 
 impl Typing {
     /// Starts the typing notice for `item`'s turn (after [`TYPING_AFTER`]). `None` when the
-    /// room or the agent is unknown: no notice.
+    /// room or the agent is unknown, or the room is shared with a peer hive: no notice and no
+    /// receipt there (each would cross federation, and queue ahead of the agents' next message
+    /// on the way to the peer: `hive bench`'s cross-hive hop).
     pub(super) fn start(core: &Core, name: &AgentName, item: &InboxItem) -> Option<Typing> {
         let room = RoomId::parse(&item.room_id).ok()?;
+        if core.peer_of_room(&room).is_some() {
+            return None;
+        }
         let user = core.agents().get(name).map(|e| e.user_id.clone())?;
         let core = core.clone();
         let shown = Arc::new(AtomicBool::new(false));
