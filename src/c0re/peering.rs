@@ -42,7 +42,15 @@ pub struct RemoteAgent {
     pub user_id: OwnedUserId,
     pub display_name: String,
     pub description: Option<String>,
+    /// Whether this hive's peers line pairs it with one of ours. Unpaired ones are kept (at
+    /// most [`MAX_UNPAIRED`] per peer) only so that their messages are refused with a reason
+    /// in their stream's order; `list_agents` shows only paired ones.
+    pub paired: bool,
 }
+
+/// Agents a peer publishes that our peers line does not pair, kept at most (the rest are
+/// strangers, their messages reach nobody).
+pub const MAX_UNPAIRED: usize = 256;
 
 #[derive(Debug, Default, Clone)]
 struct PeerState {
@@ -58,6 +66,8 @@ struct PeerState {
 pub struct Peering {
     peers: RwLock<HashMap<HiveName, PeerState>>,
     send_locks: Mutex<HashMap<HiveName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Strangers' messages that already asked for a directory read (the last 1024).
+    strangers: Mutex<std::collections::VecDeque<String>>,
     /// Wakes the peering task (a gap to fill, a peer to set up again).
     wake: tokio::sync::Notify,
 }
@@ -93,7 +103,7 @@ impl Peering {
         let map = self.read();
         let mut all: Vec<RemoteAgent> = map
             .values()
-            .flat_map(|s| s.directory.values().cloned())
+            .flat_map(|s| s.directory.values().filter(|a| a.paired).cloned())
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
@@ -111,7 +121,11 @@ impl Peering {
         let state = map.entry(hive.clone()).or_default();
         match entry {
             decide::Entry::Set(a) => {
-                state.directory.insert(a.name.agent.clone(), a);
+                let unpaired = state.directory.values().filter(|d| !d.paired).count();
+                let known = state.directory.contains_key(&a.name.agent);
+                if a.paired || known || unpaired < MAX_UNPAIRED {
+                    state.directory.insert(a.name.agent.clone(), a);
+                }
             }
             decide::Entry::Remove(n) => {
                 state.directory.remove(&n);
@@ -130,8 +144,19 @@ impl Peering {
     }
 
     /// Asks the peering task to read `hive`'s directory again, and the room's recent history
-    /// after it.
-    pub(crate) fn directory_stale(&self, hive: &HiveName) {
+    /// after it, because of a stranger's message `event_id` (once per event: read back, the
+    /// same message must not ask again).
+    pub(crate) fn directory_stale(&self, hive: &HiveName, event_id: &str) {
+        {
+            let mut seen = self.strangers.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.contains(&event_id.to_owned()) {
+                return;
+            }
+            if seen.len() >= 1024 {
+                seen.pop_front();
+            }
+            seen.push_back(event_id.to_owned());
+        }
         self.write().entry(hive.clone()).or_default().stale = true;
         self.wake();
     }

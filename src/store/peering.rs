@@ -42,6 +42,10 @@ pub struct PeerGap {
 /// message is dropped and logged.
 pub const MAX_HELD: i64 = 5_000;
 
+/// A message sent this long before the store's first start predates it (clocks differ a
+/// little between hives; a re-made data dir is older history than that).
+pub const PREDATES_MARGIN_MS: i64 = 3_600_000;
+
 /// A number this far past the next one to release is not held (a peer cannot make this hive
 /// store without bound): it is dropped and logged.
 pub const MAX_AHEAD: i64 = 10_000;
@@ -92,31 +96,39 @@ pub(super) fn hold_and_release(
             .and_then(|v| v.parse().ok());
         for e in numbered {
             let Some(p) = &e.peer else { continue };
-            if !has_cursor(tx, &p.peer, &p.epoch)? {
-                // A stream this store has never released from: what predates this data dir was
-                // delivered to whoever had it (a re-made data dir must not replay the room's
-                // history), and a stream long under way is joined where it is now.
-                if since_ms.is_some_and(|since| e.origin_ts < since) {
-                    continue;
-                }
-                if p.seq > MAX_AHEAD {
-                    tx.execute(
-                        "INSERT INTO peer_cursor (peer, epoch, next_seq) VALUES (?1, ?2, ?3)",
-                        params![p.peer, p.epoch, p.seq],
-                    )?;
-                }
+            if since_ms.is_some_and(|since| e.origin_ts < since - PREDATES_MARGIN_MS) {
+                // Sent well before this data dir was made (history read back after a re-made
+                // data dir): delivered to whoever had it then, not again. It still moves the
+                // stream on, so what follows it does not wait for it.
+                tx.execute(
+                    "INSERT INTO peer_cursor (peer, epoch, next_seq) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (peer, epoch) DO UPDATE SET next_seq = MAX(next_seq, excluded.next_seq)",
+                    params![p.peer, p.epoch, p.seq.saturating_add(1)],
+                )?;
+                touch(&mut streams, p);
+                continue;
+            }
+            if !has_cursor(tx, &p.peer, &p.epoch)? && p.seq > MAX_AHEAD {
+                // A stream long under way that this store never followed: joined where it is.
+                tx.execute(
+                    "INSERT INTO peer_cursor (peer, epoch, next_seq) VALUES (?1, ?2, ?3)",
+                    params![p.peer, p.epoch, p.seq],
+                )?;
+            }
+            let next = cursor(tx, &p.peer, &p.epoch)?;
+            if p.seq >= next.saturating_add(MAX_AHEAD) {
+                tracing::warn!(peer = %p.peer, seq = p.seq, event = %e.event_id, "dropped a peer's message numbered too far ahead");
+                continue;
             }
             let held: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM peer_held WHERE peer = ?1",
                 [&p.peer],
                 |r| r.get(0),
             )?;
-            if held >= MAX_HELD {
+            // The next number itself is always taken: it releases at once (and it may be the
+            // one everything held waits for).
+            if held >= MAX_HELD && p.seq > next {
                 tracing::warn!(peer = %p.peer, seq = p.seq, event = %e.event_id, "dropped a peer's message: too many already wait behind gaps");
-                continue;
-            }
-            if p.seq >= cursor(tx, &p.peer, &p.epoch)? + MAX_AHEAD {
-                tracing::warn!(peer = %p.peer, seq = p.seq, event = %e.event_id, "dropped a peer's message numbered too far ahead");
                 continue;
             }
             let refusal = p
@@ -136,10 +148,7 @@ pub(super) fn hold_and_release(
                 refusal,
                 received_us
             ])?;
-            let key = (p.peer.clone(), p.epoch.clone());
-            if !streams.contains(&key) {
-                streams.push(key);
-            }
+            touch(&mut streams, p);
         }
     }
     let mut woken = Vec::new();
@@ -237,6 +246,14 @@ fn release(
         params![peer, epoch, next],
     )?;
     Ok((woken, refused))
+}
+
+/// Notes that `p`'s stream was touched (it is released after the batch).
+fn touch(streams: &mut Vec<(String, String)>, p: &PeerSeq) {
+    let key = (p.peer.clone(), p.epoch.clone());
+    if !streams.contains(&key) {
+        streams.push(key);
+    }
 }
 
 /// Whether this store has released anything of `peer`'s stream `epoch`.
@@ -384,7 +401,16 @@ impl Store {
     pub fn skip_gap(&self, gap: &PeerGap) -> anyhow::Result<(Vec<String>, bool)> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let out = release(&tx, &gap.peer, &gap.epoch, Some(gap.first_held))?;
+        // The lowest held now (one may have arrived since `gap` was read).
+        let first: Option<i64> = tx.query_row(
+            "SELECT MIN(seq) FROM peer_held WHERE peer = ?1 AND epoch = ?2",
+            params![gap.peer, gap.epoch],
+            |r| r.get(0),
+        )?;
+        let Some(first) = first else {
+            return Ok((Vec::new(), false));
+        };
+        let out = release(&tx, &gap.peer, &gap.epoch, Some(first))?;
         tx.commit()?;
         Ok(out)
     }
@@ -620,21 +646,60 @@ mod tests {
     #[test]
     fn a_new_store_joins_a_stream_where_it_is_and_replays_no_history() {
         let s = Store::open_in_memory().unwrap();
-        s.set_meta("since_ms", "1000").unwrap();
+        let since = 10 * PREDATES_MARGIN_MS;
+        s.set_meta("since_ms", &since.to_string()).unwrap();
+        let at = |m: &mut Enqueue, ts: i64| m.origin_ts = ts;
         // A stream long under way (a re-made data dir on this side): joined at its number.
         let mut n = msg("$n", "b", "e1", MAX_AHEAD + 7, "iris");
-        n.origin_ts = 2000;
+        at(&mut n, since);
         ingest(&s, &[n]);
         assert_eq!(queued(&s, "iris"), ["$n"]);
-        // History from before this data dir (read back from the room) is not delivered again.
-        let mut old = msg("$old", "b", "e2", 1, "iris");
-        old.origin_ts = 999;
-        ingest(&s, &[old]);
-        assert_eq!(queued(&s, "iris"), ["$n"]);
-        let mut new = msg("$new", "b", "e2", 1, "iris");
-        new.origin_ts = 1000;
-        ingest(&s, &[new]);
-        assert_eq!(queued(&s, "iris"), ["$n", "$new"]);
+        // A short stream's history from well before this data dir (read back from the room):
+        // not delivered again, but it moves the stream on, so the next one does not wait.
+        let (mut h1, mut h2) = (
+            msg("$h1", "b", "e2", 1, "iris"),
+            msg("$h2", "b", "e2", 2, "iris"),
+        );
+        at(&mut h1, since - PREDATES_MARGIN_MS - 1);
+        at(&mut h2, since - PREDATES_MARGIN_MS - 1);
+        ingest(&s, &[h1, h2]);
+        let mut h3 = msg("$h3", "b", "e2", 3, "iris");
+        at(&mut h3, since);
+        ingest(&s, &[h3]);
+        assert_eq!(queued(&s, "iris"), ["$n", "$h3"]);
+        assert!(
+            s.peer_gaps().unwrap().is_empty(),
+            "nothing waits for the history"
+        );
+        // Within the margin (a peer's clock a little behind): delivered.
+        let mut h4 = msg("$h4", "b", "e2", 4, "iris");
+        at(&mut h4, since - 60_000);
+        ingest(&s, &[h4]);
+        assert_eq!(queued(&s, "iris"), ["$n", "$h3", "$h4"]);
+    }
+
+    #[test]
+    fn the_next_number_is_taken_even_when_the_held_are_many() {
+        let s = Store::open_in_memory().unwrap();
+        ingest(&s, &[msg("$1", "b", "e1", 1, "iris")]);
+        // Fill the held table to its cap behind a gap at 2.
+        let held: Vec<Enqueue> = (0..MAX_HELD)
+            .map(|i| msg(&format!("$h{i}"), "b", "e1", 3 + i, "iris"))
+            .collect();
+        ingest(&s, &held);
+        assert_eq!(s.peer_status("b").unwrap().held, MAX_HELD as u64);
+        ingest(&s, &[msg("$over", "b", "e1", 3 + MAX_HELD, "iris")]);
+        assert_eq!(
+            s.peer_status("b").unwrap().held,
+            MAX_HELD as u64,
+            "past the cap: dropped"
+        );
+        // 2 arrives: taken, and everything behind it released in order.
+        ingest(&s, &[msg("$2", "b", "e1", 2, "iris")]);
+        let q = queued(&s, "iris");
+        assert_eq!(q.len(), 2 + MAX_HELD as usize);
+        assert_eq!(&q[..3], ["$1", "$2", "$h0"]);
+        assert!(s.peer_gaps().unwrap().is_empty());
     }
 
     #[test]

@@ -12,6 +12,10 @@ use crate::c0re::routing::TimelineEvent;
 use crate::config::Peer;
 use crate::wire::protocol::ErrorCode;
 
+/// The highest stream number taken (2^53, JSON's exact integers): higher ones are nothing, so
+/// no arithmetic on a number can overflow.
+pub const MAX_SEQ: i64 = 1 << 53;
+
 /// Longest description or display name taken from a peer's directory entry, in bytes.
 pub const MAX_ENTRY_TEXT: usize = 512;
 
@@ -44,11 +48,9 @@ pub fn entry(peer: &Peer, sender: &UserId, state_key: &str, content: &Value) -> 
     if content.as_object().is_none_or(|o| o.is_empty()) {
         return Entry::Remove(name.agent);
     }
-    // Only agents our peers line pairs with one of ours: what the peer publishes beyond that
-    // is nothing to this hive (and cannot grow its memory or its agents' listings).
-    if !peer.agents.values().any(|r| r.contains(&name.agent)) {
-        return Entry::Remove(name.agent);
-    }
+    // Whether our peers line pairs it with one of ours: only those are listed to our agents
+    // (the others are kept, bounded, to refuse their messages in order).
+    let paired = peer.agents.values().any(|r| r.contains(&name.agent));
     let Some(user_id) = content
         .get("user_id")
         .and_then(Value::as_str)
@@ -70,6 +72,7 @@ pub fn entry(peer: &Peer, sender: &UserId, state_key: &str, content: &Value) -> 
         description: text("description"),
         name,
         user_id,
+        paired,
     })
 }
 
@@ -188,7 +191,7 @@ pub fn inbound(
     ) else {
         return Inbound::Ignore;
     };
-    if seq < 1 || epoch.is_empty() || epoch.len() > 64 {
+    if !(1..=MAX_SEQ).contains(&seq) || epoch.is_empty() || epoch.len() > 64 {
         return Inbound::Ignore;
     }
     let at = Numbered {

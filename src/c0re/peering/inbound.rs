@@ -60,7 +60,7 @@ impl Core {
             Inbound::Ignore => None,
             Inbound::Stranger { sender } => {
                 tracing::info!(peer = %hive, %sender, "a numbered message from a user the peer does not publish; reading its directory again");
-                self.peering().directory_stale(hive);
+                self.peering().directory_stale(hive, &ev.event_id);
                 None
             }
             Inbound::Deliver { to, from, at } => {

@@ -301,8 +301,8 @@ impl Core {
     ) -> anyhow::Result<()> {
         let published = self.room_state(room).await?;
         // One agent that cannot join (banned, say) must not keep the others from being
-        // published: each is tried, the first failure is returned after all.
-        let mut failed: Option<anyhow::Error> = None;
+        // published, nor the peering from standing: each is tried and its failure said (the
+        // next repair tries again).
         for name in peer.agents.keys() {
             let Some(entry) = self.agents().get(name) else {
                 continue;
@@ -329,7 +329,6 @@ impl Core {
             };
             if let Err(e) = one.await {
                 tracing::warn!(peer = %peer.hive, agent = %name, error = %format!("{e:#}"), "cannot publish an agent in the peer room");
-                failed.get_or_insert(e);
             }
         }
         // Entries of ours no longer paired (a line removed, an agent destroyed): withdrawn.
@@ -344,7 +343,7 @@ impl Core {
                 self.put_entry(room, key, &json!({}), &published).await?;
             }
         }
-        failed.map_or(Ok(()), Err)
+        Ok(())
     }
 
     async fn put_entry(

@@ -54,8 +54,15 @@ pub enum Fill {
     Reached,
 }
 
-/// Judges an event read back while filling `gap` in the stream of the peer on `server`.
-pub fn in_gap(ev: &TimelineEvent, server: &ruma::ServerName, gap: &PeerGap) -> Fill {
+/// Judges an event read back while filling `gap` in the stream of the peer on `server`;
+/// `published` says whether a user is an agent the peer publishes (only their numbers mark
+/// where the gap starts: anyone else on the peer's server could write any number).
+pub fn in_gap(
+    ev: &TimelineEvent,
+    server: &ruma::ServerName,
+    gap: &PeerGap,
+    published: impl Fn(&ruma::UserId) -> bool,
+) -> Fill {
     let seq = ev
         .content
         .get(PEER_KEY)
@@ -63,7 +70,8 @@ pub fn in_gap(ev: &TimelineEvent, server: &ruma::ServerName, gap: &PeerGap) -> F
         .and_then(|p| p.get("seq").and_then(|s| s.as_i64()));
     match seq {
         Some(_) if ev.sender.server_name() != server || ev.state_key.is_some() => Fill::Skip,
-        Some(seq) if seq < gap.next => Fill::Reached,
+        Some(seq) if seq < gap.next && published(&ev.sender) => Fill::Reached,
+        Some(seq) if seq < gap.next => Fill::Skip,
         Some(_) => Fill::Take,
         None => Fill::Skip,
     }
@@ -325,8 +333,12 @@ impl Core {
         };
         // A message of the gap may be an agent's the directory did not know when it came.
         self.read_directory(peer, &room).await?;
+        let directory = self.peering().directory(&hive);
+        let published = |u: &ruma::UserId| directory.iter().any(|a| a.user_id == u);
         let found = self
-            .read_back(&room, GAP_PAGES, |ev| in_gap(ev, &peer.server_name, gap))
+            .read_back(&room, GAP_PAGES, |ev| {
+                in_gap(ev, &peer.server_name, gap, published)
+            })
             .await?;
         tracing::info!(peer = %gap.peer, next = gap.next, held = gap.held, read = found.len(), "filling a gap in a peer's stream");
         self.accept(&found, now_us())
@@ -417,6 +429,11 @@ mod tests {
                 want: Fill::Skip,
             },
             Case {
+                name: "before the gap, but from someone the peer does not publish: read on",
+                event: ev("@mallory:b.test", json!({ "epoch": "e1", "seq": 1 })),
+                want: Fill::Skip,
+            },
+            Case {
                 name: "our own stream to the peer",
                 event: ev("@iris:a.test", json!({ "epoch": "e1", "seq": 1 })),
                 want: Fill::Skip,
@@ -428,7 +445,13 @@ mod tests {
             },
         ];
         for c in cases {
-            assert_eq!(in_gap(&c.event, &server, &gap), c.want, "{}", c.name);
+            let published = |u: &ruma::UserId| u.localpart() == "argus";
+            assert_eq!(
+                in_gap(&c.event, &server, &gap, published),
+                c.want,
+                "{}",
+                c.name
+            );
         }
     }
 

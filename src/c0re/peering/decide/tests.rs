@@ -36,6 +36,7 @@ fn argus_b() -> RemoteAgent {
         user_id: user("@argus:b.test:8448"),
         display_name: "Argus".into(),
         description: None,
+        paired: true,
     }
 }
 
@@ -124,11 +125,17 @@ fn directory_entries_count_only_from_the_peer_about_the_peer() {
             want: Entry::Ignore,
         },
         Case {
-            name: "an agent our peers line pairs with nobody of ours: not kept",
+            name: "an agent our peers line pairs with nobody of ours: kept, unpaired",
             sender: "@hive:b.test:8448",
             key: "zed@hive-b",
             content: json!({ "user_id": "@zed:b.test:8448" }),
-            want: Entry::Remove(name("zed")),
+            want: Entry::Set(RemoteAgent {
+                name: q("zed@hive-b"),
+                user_id: user("@zed:b.test:8448"),
+                display_name: "zed".into(),
+                description: None,
+                paired: false,
+            }),
         },
         Case {
             name: "emptied: withdrawn",
@@ -234,6 +241,20 @@ fn a_peers_events_are_delivered_refused_or_ignored() {
             },
         },
         Case {
+            name: "an agent the peer publishes but we pair with nobody: refused in its place",
+            event: ev("@zed:b.test:8448", numbered("iris", 10)),
+            want: Inbound::Refuse {
+                at: at(10),
+                sender: user("@zed:b.test:8448"),
+                reason: "iris@hive-a takes no messages from zed@hive-b: hive-a's hive.toml does not pair them (peers, hive = \"hive-b\", agents)".into(),
+            },
+        },
+        Case {
+            name: "a number past 2^53 is nothing",
+            event: ev("@argus:b.test:8448", numbered("iris", i64::MAX)),
+            want: Inbound::Ignore,
+        },
+        Case {
             name: "our own agent's message in the room",
             event: ev("@iris:a.test", numbered("argus", 1)),
             want: Inbound::Ignore,
@@ -326,7 +347,14 @@ fn a_peers_events_are_delivered_refused_or_ignored() {
             want: Inbound::Ignore,
         },
     ];
-    let directory = [argus_b()];
+    let zed = RemoteAgent {
+        name: q("zed@hive-b"),
+        user_id: user("@zed:b.test:8448"),
+        display_name: "zed".into(),
+        description: None,
+        paired: false,
+    };
+    let directory = [argus_b(), zed];
     let local = |n: &AgentName| ["iris", "nemo", "echo"].contains(&n.as_str());
     let agent_of = |u: &UserId| {
         (u.server_name() == "a.test")
