@@ -334,6 +334,41 @@ impl Store {
         Ok((seq, content))
     }
 
+    /// Takes back the reservation of `txn_id` for `peer` after the homeserver refused its post
+    /// for good, if it is still the stream's latest number (then no hole is left); returns
+    /// whether it was taken back.
+    pub fn peer_unreserve(&self, peer: &str, txn_id: &str) -> anyhow::Result<bool> {
+        let n = self.lock().execute(
+            "DELETE FROM peer_sent WHERE peer = ?1 AND txn_id = ?2 AND event_id IS NULL
+             AND seq = (SELECT MAX(seq) FROM peer_sent WHERE peer = ?1)",
+            params![peer, txn_id],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Gives up a reserved message the homeserver refuses for good: it is marked posted as
+    /// nothing (`event_id` empty), and the peer's core gives its number up in time.
+    pub fn peer_abandon(&self, peer: &str, txn_id: &str) -> anyhow::Result<()> {
+        self.lock().execute(
+            "UPDATE peer_sent SET event_id = '', sent_us = ?3 WHERE peer = ?1 AND txn_id = ?2 AND event_id IS NULL",
+            params![peer, txn_id, now_us()],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the message reserved with `txn_id` for `peer` is still owed.
+    pub fn peer_owed(&self, peer: &str, txn_id: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT 1 FROM peer_sent WHERE peer = ?1 AND txn_id = ?2 AND event_id IS NULL",
+                params![peer, txn_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// Records that the message reserved with `txn_id` for `peer` was posted as `event_id`.
     pub fn peer_posted(&self, peer: &str, txn_id: &str, event_id: &str) -> anyhow::Result<()> {
         self.lock().execute(
@@ -736,6 +771,25 @@ mod tests {
             1,
             "each peer has its own stream"
         );
+        // A refused post is taken back only while it is the latest number.
+        assert!(!s.peer_unreserve("b", "t1").unwrap(), "t1 was posted");
+        s.reserve_peer_seq("b", "t3", "@x:a", "!r:a", |seq| seq.to_string())
+            .unwrap();
+        assert!(
+            !s.peer_unreserve("b", "t2").unwrap(),
+            "t3 came after t2: t2 stays, no hole"
+        );
+        assert!(s.peer_unreserve("b", "t3").unwrap());
+        assert_eq!(
+            s.reserve_peer_seq("b", "t4", "@x:a", "!r:a", |seq| seq.to_string())
+                .unwrap()
+                .0,
+            3,
+            "the number taken back is given again"
+        );
+        assert!(s.peer_owed("b", "t2").unwrap());
+        s.peer_abandon("b", "t2").unwrap();
+        assert!(!s.peer_owed("b", "t2").unwrap());
         let e = s.peer_epoch().unwrap();
         assert_eq!(s.peer_epoch().unwrap(), e, "the epoch is made once");
     }

@@ -82,18 +82,38 @@ impl Core {
             .map_err(|e| internal(format!("{e:#}")))?;
         let content: serde_json::Value =
             serde_json::from_str(&stored).map_err(|e| internal(format!("stored post: {e}")))?;
-        let event = self
+        let event = match self
             .send_raw(&room, Some(&entry.user_id), txn_id, &content)
             .await
-            .map_err(|e| {
+        {
+            Ok(event) => event,
+            Err(e) if crate::matrix::client::is_permanent(&e) => {
+                // Refused for good (too large, forbidden): nothing was posted. Taken back while
+                // it is the latest number; else it is owed and given up like any.
+                if !self
+                    .store()
+                    .peer_unreserve(to.hive.as_str(), txn_id)
+                    .map_err(|e| internal(format!("{e:#}")))?
+                {
+                    self.store()
+                        .peer_abandon(to.hive.as_str(), txn_id)
+                        .map_err(|e| internal(format!("{e:#}")))?;
+                }
+                return Err(Refusal {
+                    code: ErrorCode::Homeserver,
+                    message: format!("{e:#}"),
+                });
+            }
+            Err(e) => {
                 self.peering().wake();
-                Refusal {
+                return Err(Refusal {
                     code: ErrorCode::Homeserver,
                     message: format!(
                         "{e:#}; the message is kept and will be posted when the homeserver takes it: do not send it again"
                     ),
-                }
-            })?;
+                });
+            }
+        };
         self.store()
             .peer_posted(to.hive.as_str(), txn_id, event.as_str())
             .map_err(|e| internal(format!("{e:#}")))?;
@@ -120,21 +140,31 @@ impl Core {
             content,
         } in owed
         {
-            let (Ok(room), Ok(sender), Ok(content)) = (
+            let Some(hive) = crate::agent_spec::HiveName::parse(&peer)
+                .ok()
+                .filter(|h| self.cfg().peers.iter().any(|p| p.hive == *h))
+            else {
+                continue; // no longer a peer: nothing to post it to
+            };
+            let (Ok(stored_room), Ok(sender), Ok(content)) = (
                 RoomId::parse(&room),
                 ruma::UserId::parse(&sender),
                 serde_json::from_str::<serde_json::Value>(&content),
             ) else {
-                tracing::error!(%peer, %txn, "a stored post to a peer does not parse; it is left");
-                left += 1;
+                tracing::error!(%peer, %txn, "a stored post to a peer does not parse; given up");
+                if let Err(e) = self.store().peer_abandon(&peer, &txn) {
+                    tracing::error!(error = %format!("{e:#}"), "cannot give up a post to a peer");
+                }
                 continue;
             };
-            let hive = crate::agent_spec::HiveName::parse(&peer).ok();
-            let lock = hive.as_ref().map(|h| self.peering().send_lock(h));
-            let _one_at_a_time = match &lock {
-                Some(l) => Some(l.lock().await),
-                None => None,
-            };
+            // The room shared with the peer now (it may have been made anew since).
+            let room = self.peering().room(&hive).unwrap_or(stored_room);
+            let lock = self.peering().send_lock(&hive);
+            let _one_at_a_time = lock.lock().await;
+            // The agent's own re-send may have posted it meanwhile.
+            if !self.store().peer_owed(&peer, &txn).unwrap_or(true) {
+                continue;
+            }
             match self.send_raw(&room, Some(&sender), &txn, &content).await {
                 Ok(event) => {
                     tracing::info!(%peer, %txn, %event, "posted a message owed to a peer");
@@ -142,9 +172,17 @@ impl Core {
                         tracing::error!(error = %format!("{e:#}"), "cannot record a post to a peer");
                     }
                 }
+                Err(e) if crate::matrix::client::is_permanent(&e) => {
+                    tracing::error!(%peer, %txn, error = %format!("{e:#}"), "the homeserver refuses a message owed to a peer for good; given up");
+                    if let Err(e) = self.store().peer_abandon(&peer, &txn) {
+                        tracing::error!(error = %format!("{e:#}"), "cannot give up a post to a peer");
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(%peer, %txn, error = %format!("{e:#}"), "a message owed to a peer is not posted yet");
                     left += 1;
+                    // The rest wait for the next round: one homeserver that is away is enough.
+                    break;
                 }
             }
         }
