@@ -286,7 +286,7 @@ impl Store {
         let conn = self.lock();
         conn.execute(
             "INSERT OR IGNORE INTO peer_epoch (id, epoch) VALUES (1, ?1)",
-            [crate::c0re::registration::random_secret(16)],
+            [crate::proc::random_secret(16)],
         )?;
         Ok(
             conn.query_row("SELECT epoch FROM peer_epoch WHERE id = 1", [], |r| {
