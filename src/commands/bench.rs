@@ -139,6 +139,30 @@ async fn fake_harness(
     }
 }
 
+/// Starts `hive c0re` (the binary `exe`) on `config`, `data` and `bots`, its log in `log`;
+/// killed when the handle drops.
+pub(super) fn spawn_core(
+    exe: &std::path::Path,
+    config: &std::path::Path,
+    data: &std::path::Path,
+    bots: &std::path::Path,
+    log: &std::path::Path,
+) -> anyhow::Result<tokio::process::Child> {
+    Ok(tokio::process::Command::new(exe)
+        .arg("c0re")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--bots")
+        .arg(bots)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.agents == 0 || args.messages == 0 {
         bail!("--agents and --messages must be at least 1");
@@ -191,21 +215,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let synapse = Synapse::start(&layout, &configs, &cfg.homeserver_url).await?;
     let creds = homeserver::ensure_operator(&data, &layout, &cfg).await?;
     let exe = std::env::current_exe()?;
-    let start_core = |log: &str| -> anyhow::Result<tokio::process::Child> {
-        Ok(tokio::process::Command::new(&exe)
-            .arg("c0re")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--bots")
-            .arg(&bots)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(log))?)
-            .kill_on_drop(true)
-            .spawn()?)
-    };
+    let start_core = |log: &str| spawn_core(&exe, &config, &data, &bots, &dir.join(log));
     let mut core = start_core("c0re.log")?;
     let result = measure(
         &args,

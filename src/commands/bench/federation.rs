@@ -22,7 +22,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -205,19 +204,13 @@ async fn provision(dir: &Path, venv: &Path, me: &Id, peer: &Id) -> anyhow::Resul
     let configs = homeserver::render_config(&layout, &cfg, &registration, Some(&overrides))?;
     let synapse = Synapse::start(&layout, &configs, &cfg.homeserver_url).await?;
     let creds = homeserver::ensure_operator(&data, &layout, &cfg).await?;
-    let core = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("c0re")
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--bots")
-        .arg(&bots)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(root.join("c0re.log"))?)
-        .kill_on_drop(true)
-        .spawn()?;
+    let core = super::spawn_core(
+        &std::env::current_exe()?,
+        &config,
+        &data,
+        &bots,
+        &root.join("c0re.log"),
+    )?;
     let pid_file = crate::commands::pid_file(&data, "c0re");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pid_file.exists() {
