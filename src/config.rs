@@ -102,6 +102,8 @@ pub enum RuntimeKind {
 pub struct Config {
     /// `hive.name`: names the space (any text), and, as a `HiveName`, this hive to its peers.
     pub hive_name: String,
+    /// `hive.name` as a hive name, if it is one (always, when peers are declared).
+    pub hive_id: Option<HiveName>,
     /// `[federation]`: the embedded homeserver's TLS listener (only with peers).
     pub federation: Option<Federation>,
     /// `[[peers]]`: the hives this one federates with; empty: nothing federates.

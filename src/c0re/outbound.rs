@@ -213,21 +213,21 @@ impl Core {
                 code: ErrorCode::RateLimited,
                 message: r.to_string(),
             })?;
-        if let Some(q) = crate::agent_spec::QualifiedName::parse(to.trim()) {
-            let q = q.map_err(|message| Refusal {
-                code: ErrorCode::UnknownRecipient,
-                message,
-            })?;
-            if Some(&q.hive) != self.hive_id().ok().as_ref() {
+        // `<agent>@<hive>`: a peer's agent goes to the peer; `<agent>@<this hive>` is ours.
+        let local: String = match crate::agent_spec::QualifiedName::parse(to.trim()) {
+            Some(Err(message)) => {
+                return Err(Refusal {
+                    code: ErrorCode::UnknownRecipient,
+                    message,
+                });
+            }
+            Some(Ok(q)) if Some(&q.hive) != self.cfg().hive_id.as_ref() => {
                 return self.send_to_peer(from, &q, body, txn_id, None).await;
             }
-        }
-        // `<agent>@<this hive>` is that agent of ours.
-        let to = match crate::agent_spec::QualifiedName::parse(to.trim()) {
             Some(Ok(q)) => q.agent.to_string(),
-            _ => to.to_owned(),
+            None => to.to_owned(),
         };
-        let to = to.as_str();
+        let to = local.as_str();
         let target = check_recipient(
             &entry.spec(),
             to,

@@ -304,6 +304,7 @@ impl Config {
             model_calls_per_day: raw.limits.model_calls_per_day.unwrap_or(2000),
             model_tokens_per_day: raw.limits.model_tokens_per_day.unwrap_or(20_000_000),
             hive_name,
+            hive_id,
             federation,
             peers,
             embedded,

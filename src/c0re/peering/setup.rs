@@ -53,7 +53,9 @@ pub fn alias_local(hive: &HiveName) -> String {
 impl Core {
     /// This hive's name as its peers know it (validated when peers are declared).
     pub(crate) fn hive_id(&self) -> anyhow::Result<HiveName> {
-        HiveName::parse(&self.cfg().hive_name).map_err(|e| anyhow::anyhow!(e))
+        self.cfg().hive_id.clone().ok_or_else(|| {
+            anyhow::anyhow!("hive.name {:?} is not a hive name", self.cfg().hive_name)
+        })
     }
 
     /// At start, before any transaction is routed: the peer rooms set up before, with each
