@@ -94,18 +94,26 @@ impl Core {
                     _ = self.control().commands.notified() => continue,
                 }
             };
-            // The body was recognised as a command by `routing::control_command`; the words
-            // after `!hive` are parsed here, once.
-            let args = super::routing::command_args(&item.body).unwrap_or("");
-            let answer = match commands::parse(args) {
-                Ok(command) => {
-                    if command == HiveCommand::Status {
-                        // Each peer's reachability as of now, not of the last periodic probe.
-                        self.probe_peers().await;
+            // An operator's command in an agent's inbox (`!cancel`, `!model`), or else a `!hive`
+            // command.
+            let answer = match self.inbox_command(&item).await {
+                Some(answer) => answer,
+                None => {
+                    // The body was recognised as a command by `routing::control_command`; the
+                    // words after `!hive` are parsed here, once.
+                    let args = super::routing::command_args(&item.body).unwrap_or("");
+                    match commands::parse(args) {
+                        Ok(command) => {
+                            if command == HiveCommand::Status {
+                                // Each peer's reachability as of now, not of the last
+                                // periodic probe.
+                                self.probe_peers().await;
+                            }
+                            self.run_command(&command, &item.sender).await
+                        }
+                        Err(usage) => usage.to_string(),
                     }
-                    self.run_command(&command)
                 }
-                Err(usage) => usage.to_string(),
             };
             let room = RoomId::parse(&item.room_id).ok();
             self.notice(room, &answer).await;
@@ -115,13 +123,14 @@ impl Core {
         }
     }
 
-    /// The answer to one command.
-    fn run_command(&self, command: &HiveCommand) -> String {
+    /// The answer to one command from operator `by`.
+    async fn run_command(&self, command: &HiveCommand, by: &str) -> String {
         match command {
             HiveCommand::Status => self
                 .status_text()
                 .unwrap_or_else(|e| format!("status unavailable: {e:#}")),
             HiveCommand::Help => commands::help_text(),
+            HiveCommand::Cancel { agent } => self.cancel_command(agent, by, true).await,
         }
     }
 
