@@ -346,3 +346,137 @@ async fn an_operator_cancels_compacts_and_switches_models() {
     );
     assert_eq!(hive.stop_core().code(), Some(0));
 }
+
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// The Messages API for the real Claude Code CLI: a summary for its `/compact`, else
+/// `done: <the prompt's last line>`.
+async fn messages(
+    axum::extract::State(seen): axum::extract::State<Requests>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    seen.lock().unwrap().push(body.clone());
+    let all = body["messages"].to_string();
+    let text = if all.contains("create a detailed summary of the conversation") {
+        "<analysis>short</analysis>\n<summary>The operator said hello.</summary>".to_owned()
+    } else {
+        let prompt = body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .filter(|m| m["role"] == "user")
+            .flat_map(|m| match &m["content"] {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(b) => b
+                    .iter()
+                    .filter_map(|b| b["text"].as_str().map(str::to_owned))
+                    .collect(),
+                _ => vec![],
+            })
+            .find(|t| t.contains(" wrote:"))
+            .unwrap_or_default();
+        format!("done: {}", prompt.trim().rsplit('\n').next().unwrap_or(""))
+    };
+    Json(
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 30, "output_tokens": 6}}),
+    )
+}
+
+/// The real, pinned Claude Code CLI, offline: `!compact` runs its own `/compact` on the resumed
+/// session (the model is asked for a summary), `!new-session` forgets the session id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_compacts_and_forgets_its_session() {
+    let Some(cli) = common::claude_code_cli() else {
+        return;
+    };
+    let seen = Requests::default();
+    let app = axum::Router::new()
+        .route("/v1/messages", axum::routing::post(messages))
+        .with_state(seen.clone());
+    let base = common::serve_http(app).await;
+    let (_keys, key) = common::secret_file("anthropic.key", KEY);
+    let mut hive = TestHive::with_config(
+        &[(
+            "claude",
+            "[brain]\nkind = \"claude-code\"\nmodel = \"claude-test\"\nprovider = \"local-claude\"\n"
+                .to_owned(),
+        )],
+        &format!(
+            "[providers.local-claude]\nkind = \"anthropic\"\nbase_url = \"{base}\"\napi_key_file = {key:?}\nmodels = [\"claude-test\"]\n"
+        ),
+    )
+    .await;
+    hive.start_core_env(&[(
+        hyperhive::brain::claude_code::CLI_ENV,
+        cli.to_str().unwrap(),
+    )]);
+    let op = hive.operator().await.with_logs(&hive);
+    let room = op.join("agent-claude").await;
+    let me = "@claude:localhost";
+    let session_file = hive.data.join("agents/claude/state/claude-session");
+
+    // No session yet: nothing to compact.
+    op.send(&room, "!compact").await;
+    op.wait_until(&room, WAIT, "nothing to compact", |m| {
+        m.iter()
+            .any(|x| x.sender == me && x.body == "Nothing to compact: I have no session yet.")
+    })
+    .await;
+    op.send(&room, "hello").await;
+    op.wait_until(&room, WAIT, "claude's answer", |m| {
+        m.iter().any(|x| x.sender == me && x.body == "done: hello")
+    })
+    .await;
+    let session = std::fs::read_to_string(&session_file).unwrap();
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b["messages"].to_string().contains("!compact")),
+        "a control message is never a prompt"
+    );
+
+    op.send(&room, "!compact").await;
+    op.wait_until(&room, WAIT, "compacted", |m| {
+        m.iter().any(|x| {
+            x.sender == me && x.body == format!("Compacted my Claude Code session `{session}`.")
+        })
+    })
+    .await;
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|b| b["messages"].to_string().contains("detailed summary")),
+        "the model was asked for the summary"
+    );
+    assert_eq!(std::fs::read_to_string(&session_file).unwrap(), session);
+
+    op.send(&room, "!new-session").await;
+    op.wait_until(&room, WAIT, "a new session", |m| {
+        m.iter().any(|x| {
+            x.sender == me
+                && x.body
+                    == format!("Started a new session: my next message starts afresh (session `{session}` is forgotten).")
+        })
+    })
+    .await;
+    assert!(!session_file.exists(), "the session id is forgotten");
+    op.send(&room, "again").await;
+    op.wait_until(&room, WAIT, "an answer in the new session", |m| {
+        m.iter().any(|x| x.sender == me && x.body == "done: again")
+    })
+    .await;
+    let fresh = std::fs::read_to_string(&session_file).unwrap();
+    assert_ne!(fresh, session, "a new session");
+    let last = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        !last["messages"].to_string().contains("said hello"),
+        "the new session does not carry the old one: {last}"
+    );
+    assert_eq!(hive.stop_core().code(), Some(0));
+}

@@ -146,6 +146,8 @@ struct CliRun {
     too_large: bool,
     /// The run resumed an earlier session.
     resumed: bool,
+    /// A `/compact` run's outcome, as the CLI reports it (`system`/`status`, `compact_result`).
+    compact_result: Option<String>,
 }
 
 impl ClaudeCode {
@@ -221,6 +223,7 @@ impl ClaudeCode {
             budget: None,
             too_large: false,
             resumed,
+            compact_result: None,
         };
         loop {
             tokio::select! {
@@ -244,6 +247,9 @@ impl ClaudeCode {
                                 .as_array()
                                 .and_then(|s| s.iter().find(|x| x["name"] == "hive"))
                                 .map(|x| x["status"].as_str().unwrap_or("").to_owned());
+                        }
+                        (Some("system"), Some("status")) if ev.get("compact_result").is_some() => {
+                            run.compact_result = ev["compact_result"].as_str().map(str::to_owned);
                         }
                         (Some("result"), _) => run.result = Some(ev),
                         _ => {}
@@ -319,15 +325,19 @@ impl Brain for ClaudeCode {
                 if session_lost(&run) {
                     return Ok("My session could not be resumed, so there was nothing to compact: my next message starts a new one.".into());
                 }
-                match run.result {
-                    Some(r) if r["is_error"] != json!(true) => {
+                match (run.compact_result.as_deref(), run.result) {
+                    (Some("success"), Some(r)) if r["is_error"] != json!(true) => {
                         Ok(format!("Compacted my Claude Code session `{session}`."))
                     }
-                    Some(r) => Err(BrainError::Failed(format!(
+                    (other, _) if other != Some("success") => Err(BrainError::Failed(format!(
+                        "Claude Code did not compact the session (compact_result: {})",
+                        other.unwrap_or("none reported")
+                    ))),
+                    (_, Some(r)) => Err(BrainError::Failed(format!(
                         "Claude Code could not compact the session: {}",
                         r["result"].as_str().unwrap_or("?")
                     ))),
-                    None => Err(BrainError::Failed(
+                    (_, None) => Err(BrainError::Failed(
                         "Claude Code gave no result for /compact".into(),
                     )),
                 }
@@ -468,6 +478,7 @@ mod tests {
             budget: None,
             too_large,
             resumed,
+            compact_result: None,
         };
         let err = |t: &str| Some(json!({"is_error": true, "result": t}));
         assert!(session_lost(&run(true, true, None)));
