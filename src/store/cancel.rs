@@ -123,4 +123,44 @@ mod tests {
         let c = s.counts("argus").unwrap();
         assert_eq!((c.done, c.inflight, c.pending), (1, 1, 0));
     }
+
+    /// What a turn pulled is cancelled with it; a pull stops before a control message, which
+    /// stays pending for a turn of its own.
+    #[test]
+    fn pulled_messages_are_cancelled_with_the_turn_and_control_messages_are_not_pulled() {
+        let s = Store::open_in_memory().unwrap();
+        for (event, body) in [
+            ("$t", "work"),
+            ("$p", "more"),
+            ("$c", " !compact "),
+            ("$q", "later"),
+        ] {
+            enqueue(&s, event, body);
+        }
+        let turn = s.take_next("argus", 5).unwrap().0.unwrap();
+        let limits = crate::store::PullLimits {
+            max: 8,
+            max_bytes: 1 << 20,
+            max_attempts: 5,
+        };
+        let crate::store::Pull::Pulled { taken, waiting, .. } =
+            s.pull_into_turn("argus", turn.id, 1, &limits).unwrap()
+        else {
+            panic!("the turn is in flight");
+        };
+        let bodies: Vec<&str> = taken.iter().map(|t| t.body.as_str()).collect();
+        assert_eq!((bodies, waiting), (vec!["more"], 2));
+        let got = s.cancel_turn(turn.id, "@op:hs").unwrap().unwrap();
+        assert_eq!(got.pulled, 1);
+        assert_eq!(
+            s.inbox_error(taken[0].id).unwrap().as_deref(),
+            Some("cancelled by @op:hs")
+        );
+        s.release_all_inflight().unwrap();
+        let next = s.take_next("argus", 5).unwrap().0.unwrap();
+        assert_eq!(
+            next.body, " !compact ",
+            "the control message is next, in order"
+        );
+    }
 }

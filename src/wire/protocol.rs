@@ -155,6 +155,16 @@ pub enum Control {
 }
 
 impl Control {
+    /// The control message a body may be, by its text alone (who sent it is the core's to
+    /// judge): exactly `!compact` or `!new-session`, blanks around it aside.
+    pub fn of_body(body: &str) -> Option<Self> {
+        match body.trim() {
+            "!compact" => Some(Control::Compact),
+            "!new-session" => Some(Control::NewSession),
+            _ => None,
+        }
+    }
+
     /// The inbox command that asks for it.
     pub fn command(self) -> &'static str {
         match self {

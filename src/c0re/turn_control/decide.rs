@@ -429,6 +429,10 @@ mod tests {
         ];
         for c in cases {
             let got = classify(c.body, &c.room, &c.sender);
+            if let InboxLine::Brain(control) = got {
+                // What a pull stops before (`store/recv.rs`) covers every control message.
+                assert_eq!(Control::of_body(c.body), Some(control), "{}", c.name);
+            }
             match (&got, c.want) {
                 (InboxLine::Usage(owner, text), Err(fragment)) => {
                     assert_eq!(owner, &argus(), "{}", c.name);
