@@ -94,26 +94,27 @@ impl Core {
                     _ = self.control().commands.notified() => continue,
                 }
             };
-            // An operator's command in an agent's inbox (`!cancel`, `!model`), or else a `!hive`
-            // command.
-            let answer = match self.inbox_command(&item).await {
-                Some(answer) => answer,
-                None => {
-                    // The body was recognised as a command by `routing::control_command`; the
-                    // words after `!hive` are parsed here, once.
-                    let args = super::routing::command_args(&item.body).unwrap_or("");
-                    match commands::parse(args) {
-                        Ok(command) => {
-                            if command == HiveCommand::Status {
-                                // Each peer's reachability as of now, not of the last
-                                // periodic probe.
-                                self.probe_peers().await;
-                            }
-                            self.run_command(&command, &item.sender).await
-                        }
-                        Err(usage) => usage.to_string(),
-                    }
+            // An operator's command in an agent's inbox (`!cancel`, `!model`): answered there.
+            if let Some(answer) = self.inbox_command(&item).await {
+                self.notice(RoomId::parse(&item.room_id).ok(), &answer)
+                    .await;
+                if let Err(e) = self.store().ack(item.id) {
+                    tracing::error!(error = %format!("{e:#}"), "could not ack an inbox command");
                 }
+                continue;
+            }
+            // The body was recognised as a command by `routing::control_command`; the words
+            // after `!hive` are parsed here, once.
+            let args = super::routing::command_args(&item.body).unwrap_or("");
+            let answer = match commands::parse(args) {
+                Ok(command) => {
+                    if command == HiveCommand::Status {
+                        // Each peer's reachability as of now, not of the last periodic probe.
+                        self.probe_peers().await;
+                    }
+                    self.run_command(&command, &item.sender).await
+                }
+                Err(usage) => usage.to_string(),
             };
             let room = RoomId::parse(&item.room_id).ok();
             self.notice(room, &answer).await;
