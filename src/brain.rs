@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::agent_spec::{AgentSpec, BrainSpec};
 use crate::wire::client::{SocketClient, ToolError};
-use crate::wire::protocol::{Message, Request, Response, ToolInfo};
+use crate::wire::protocol::{Control, Message, Request, Response, ToolInfo};
 
 /// Why a turn did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +188,15 @@ pub trait Brain: Send {
         msg: &Message,
         tools: &mut Tools<'_>,
     ) -> impl Future<Output = Result<(), BrainError>> + Send;
+
+    /// Handles an operator's control message (`!compact`, `!new-session`) instead of a turn:
+    /// what was done, said in the room as the agent's reply (nothing when empty). A brain with
+    /// no context to shrink or forget says so ([`unsupported`]).
+    fn control(
+        &mut self,
+        control: Control,
+        tools: &mut Tools<'_>,
+    ) -> impl Future<Output = Result<String, BrainError>> + Send;
 }
 
 /// The backends this build can run.
@@ -241,6 +250,37 @@ impl Brain for AnyBrain {
             AnyBrain::ClaudeCode(b) => b.turn(msg, tools).await,
         }
     }
+
+    async fn control(&mut self, c: Control, tools: &mut Tools<'_>) -> Result<String, BrainError> {
+        match self {
+            AnyBrain::Scripted(b) => b.control(c, tools).await,
+            AnyBrain::Command(b) => b.control(c, tools).await,
+            AnyBrain::OpenAi(b) => b.control(c, tools).await,
+            AnyBrain::Anthropic(b) => b.control(c, tools).await,
+            AnyBrain::ClaudeCode(b) => b.control(c, tools).await,
+        }
+    }
+}
+
+/// What a brain without a context of its own answers to a control message.
+pub fn unsupported(kind: &str, c: Control) -> String {
+    format!(
+        "`{}` is not supported by my brain (`{kind}`): it keeps no context between messages.",
+        c.command()
+    )
+}
+
+/// The harness's side of a control message: the brain handles it and what it did is said.
+pub async fn control_turn(
+    brain: &mut impl Brain,
+    c: Control,
+    tools: &mut Tools<'_>,
+) -> Result<(), BrainError> {
+    let said = brain.control(c, tools).await?;
+    if !said.is_empty() {
+        tools.say(&said).await?;
+    }
+    Ok(())
 }
 
 /// A message as a model sees it: `<sender> wrote:\n<body>`; a core event says so and carries
@@ -279,6 +319,7 @@ mod tests {
             body: "approval_outcome: request #1: applied".into(),
             attempt: 1,
             event: None,
+            control: None,
         };
         // Typed by a person: a person's words, whatever they say.
         assert_eq!(

@@ -24,6 +24,7 @@ pub mod routing;
 pub mod secrets;
 pub mod server;
 pub mod tasks;
+pub mod turn_control;
 
 pub use agents::registry::{AgentEntry, Agents};
 pub(crate) use ingest::RecentTxns;

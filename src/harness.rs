@@ -90,10 +90,14 @@ async fn session(
             other => anyhow::bail!("unexpected answer to next: {other:?}"),
         };
         tracing::info!(id = msg.id, event_id = %msg.event_id, attempt = msg.attempt, "turn started");
-        // The turn runs to the end even if a stop was requested meanwhile.
+        // The turn runs to the end even if a stop was requested meanwhile. An operator's
+        // control message is the brain's to handle, never a prompt.
         let outcome = {
             let mut tools = Tools::new(&mut client);
-            brain.turn(&msg, &mut tools).await
+            match msg.control {
+                Some(c) => crate::brain::control_turn(brain, c, &mut tools).await,
+                None => brain.turn(&msg, &mut tools).await,
+            }
         };
         if msg.attempt == 1 {
             // Tests: the turn's effects are done, its ack is not (a crash at the worst moment).

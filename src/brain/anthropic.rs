@@ -9,11 +9,42 @@ use serde_json::{Value, json};
 
 use super::model::ModelBrain;
 use super::{Brain, BrainError, Tools};
-use crate::wire::protocol::Message;
+use crate::wire::protocol::{Control, Message};
 
 pub struct Anthropic(pub ModelBrain);
 
 impl Brain for Anthropic {
+    async fn control(&mut self, c: Control, tools: &mut Tools<'_>) -> Result<String, BrainError> {
+        let brain = &mut self.0;
+        match c {
+            Control::NewSession => Ok(brain.new_session()),
+            Control::Compact => {
+                let Some(transcript) = brain.transcript() else {
+                    return Ok(ModelBrain::nothing_to_compact());
+                };
+                let request = json!({
+                    "system": super::model::SUMMARY_SYSTEM,
+                    "messages": [{ "role": "user", "content": transcript }],
+                    "max_tokens": 2048,
+                });
+                let Some(resp) = brain.call(tools, request).await? else {
+                    return Ok(String::new());
+                };
+                let text: Vec<&str> = resp["content"]
+                    .as_array()
+                    .map(|blocks| {
+                        blocks
+                            .iter()
+                            .filter(|b| b["type"] == "text")
+                            .filter_map(|b| b["text"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(brain.compacted(&text.join("\n")))
+            }
+        }
+    }
+
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
         let brain = &mut self.0;
         let turn = brain.begin(msg, tools).await?;

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{Brain, BrainError, Tools};
 use crate::agent_spec::{AgentSpec, BrainSpec};
-use crate::wire::protocol::Message;
+use crate::wire::protocol::{Control, Message};
 
 mod proxy;
 
@@ -146,13 +146,15 @@ struct CliRun {
     too_large: bool,
     /// The run resumed an earlier session.
     resumed: bool,
+    /// A `/compact` run's outcome, as the CLI reports it (`system`/`status`, `compact_result`).
+    compact_result: Option<String>,
 }
 
 impl ClaudeCode {
-    /// Runs the CLI once for `msg`, resuming the agent's session unless `fresh`.
+    /// Runs the CLI once with `prompt`, resuming the agent's session unless `fresh`.
     async fn run_cli(
         &mut self,
-        msg: &Message,
+        prompt: &str,
         tools: &mut Tools<'_>,
         fresh: bool,
     ) -> Result<CliRun, BrainError> {
@@ -171,7 +173,7 @@ impl ClaudeCode {
         let mut cmd = tokio::process::Command::new(&self.cli);
         cmd.arg("--bare")
             .arg("-p")
-            .arg(super::prompt_of(msg))
+            .arg(prompt)
             .args(["--output-format", "stream-json", "--verbose"])
             .arg("--mcp-config")
             .arg(&mcp)
@@ -221,6 +223,7 @@ impl ClaudeCode {
             budget: None,
             too_large: false,
             resumed,
+            compact_result: None,
         };
         loop {
             tokio::select! {
@@ -244,6 +247,9 @@ impl ClaudeCode {
                                 .as_array()
                                 .and_then(|s| s.iter().find(|x| x["name"] == "hive"))
                                 .map(|x| x["status"].as_str().unwrap_or("").to_owned());
+                        }
+                        (Some("system"), Some("status")) if ev.get("compact_result").is_some() => {
+                            run.compact_result = ev["compact_result"].as_str().map(str::to_owned);
                         }
                         (Some("result"), _) => run.result = Some(ev),
                         _ => {}
@@ -283,13 +289,69 @@ fn session_lost(run: &CliRun) -> bool {
         && (text.contains("No conversation found") || text.contains("session"))
 }
 
+impl ClaudeCode {
+    /// The session the next run resumes, if any.
+    fn session(&self) -> Option<String> {
+        std::fs::read_to_string(self.state_dir.join(SESSION_FILE))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+}
+
 impl Brain for ClaudeCode {
+    /// `!new-session`: the session id is forgotten (the next message starts a new session);
+    /// `!compact`: the CLI's own `/compact`, run headless on the resumed session.
+    async fn control(&mut self, c: Control, tools: &mut Tools<'_>) -> Result<String, BrainError> {
+        let Some(session) = self.session() else {
+            return Ok(match c {
+                Control::NewSession => "Nothing to forget: I have no session yet.".into(),
+                Control::Compact => "Nothing to compact: I have no session yet.".into(),
+            });
+        };
+        match c {
+            Control::NewSession => {
+                std::fs::remove_file(self.state_dir.join(SESSION_FILE))
+                    .map_err(|e| BrainError::Failed(format!("cannot forget the session: {e}")))?;
+                Ok(format!(
+                    "Started a new session: my next message starts afresh (session `{session}` is forgotten)."
+                ))
+            }
+            Control::Compact => {
+                let run = self.run_cli("/compact", tools, false).await?;
+                if let Some(b) = run.budget {
+                    return Ok(format!("I could not compact my session: I am {b}."));
+                }
+                if session_lost(&run) {
+                    return Ok("My session could not be resumed, so there was nothing to compact: my next message starts a new one.".into());
+                }
+                match (run.compact_result.as_deref(), run.result) {
+                    (Some("success"), Some(r)) if r["is_error"] != json!(true) => {
+                        Ok(format!("Compacted my Claude Code session `{session}`."))
+                    }
+                    (other, _) if other != Some("success") => Err(BrainError::Failed(format!(
+                        "Claude Code did not compact the session (compact_result: {})",
+                        other.unwrap_or("none reported")
+                    ))),
+                    (_, Some(r)) => Err(BrainError::Failed(format!(
+                        "Claude Code could not compact the session: {}",
+                        r["result"].as_str().unwrap_or("?")
+                    ))),
+                    (_, None) => Err(BrainError::Failed(
+                        "Claude Code gave no result for /compact".into(),
+                    )),
+                }
+            }
+        }
+    }
+
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
-        let mut run = self.run_cli(msg, tools, false).await?;
+        let prompt = super::prompt_of(msg);
+        let mut run = self.run_cli(&prompt, tools, false).await?;
         let mut restarted = false;
         if session_lost(&run) {
             tracing::warn!("the session cannot be resumed; starting a new one");
-            run = self.run_cli(msg, tools, true).await?;
+            run = self.run_cli(&prompt, tools, true).await?;
             restarted = true;
         }
         if let Some(b) = run.budget {
@@ -416,6 +478,7 @@ mod tests {
             budget: None,
             too_large,
             resumed,
+            compact_result: None,
         };
         let err = |t: &str| Some(json!({"is_error": true, "result": t}));
         assert!(session_lost(&run(true, true, None)));

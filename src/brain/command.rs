@@ -192,6 +192,14 @@ pub fn parse_output(stdout: &[u8]) -> Result<Output, OutputError> {
 }
 
 impl Brain for Command {
+    async fn control(
+        &mut self,
+        c: crate::wire::protocol::Control,
+        _: &mut Tools<'_>,
+    ) -> Result<String, BrainError> {
+        Ok(super::unsupported("command", c))
+    }
+
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
         let out = self.run(msg).await?;
         for s in &out.send {

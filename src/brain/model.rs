@@ -124,6 +124,49 @@ impl ModelBrain {
     }
 }
 
+/// The system prompt of a `!compact`'s one model call.
+pub const SUMMARY_SYSTEM: &str = "You compact an agent's memory. Summarise the conversation you are given (messages to the agent and its replies) in a few short paragraphs: who asked what, what was decided and done, what is still open. Write only the summary.";
+/// What the summary stands in for in the history (the message side of its one exchange).
+pub const SUMMARY_USER: &str = "(The operator compacted my memory with `!compact`: a summary of the conversation so far follows.)";
+
+impl ModelBrain {
+    /// `!new-session`: every exchange forgotten (the history saved empty).
+    pub fn new_session(&mut self) -> String {
+        let n = self.history.replace(Vec::new());
+        format!("Started a new session: I forgot our {n} earlier exchange(s).")
+    }
+
+    /// `!compact`'s input: the history as one transcript for the summary call; `None` when
+    /// there is nothing to compact.
+    pub fn transcript(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .history
+            .exchanges()
+            .map(|x| format!("{}\n\n{} replied:\n{}", x.user, self.agent, x.reply))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n\n---\n\n"))
+    }
+
+    /// `!compact`'s result: the history replaced by one exchange holding `summary` (an empty
+    /// summary leaves the history as it was).
+    pub fn compacted(&mut self, summary: &str) -> String {
+        let summary = summary.trim();
+        if summary.is_empty() {
+            return "The model gave no summary: my history is unchanged.".into();
+        }
+        let n = self.history.replace(vec![Exchange {
+            user: SUMMARY_USER.into(),
+            reply: summary.into(),
+        }]);
+        format!("Compacted my history: {n} exchange(s) replaced by a summary.")
+    }
+
+    /// What a compact answers when the history is empty.
+    pub fn nothing_to_compact() -> String {
+        "Nothing to compact: my history is empty.".into()
+    }
+}
+
 /// The tools a model-backed brain offers in a turn: the hive's (run by the core) and those of
 /// the MCP servers the agent declares (run in the harness, see `mcp::client`).
 pub struct Toolbox {
@@ -272,6 +315,19 @@ impl History {
         }
         self.exchanges.push_back(Exchange { user, reply });
         self.trim();
+        self.save();
+    }
+
+    /// Replaces every exchange with `exchanges` and saves the history; how many there were.
+    pub fn replace(&mut self, exchanges: Vec<Exchange>) -> usize {
+        let before = self.exchanges.len();
+        self.exchanges = exchanges.into();
+        self.trim();
+        self.save();
+        before
+    }
+
+    fn save(&self) {
         let bytes = serde_json::to_vec(&self.exchanges).expect("exchanges serialize");
         if let Err(e) = crate::fsutil::write_atomic(&self.path, &bytes, 0o600) {
             tracing::warn!(error = %format!("{e:#}"), "cannot save history.json");
@@ -319,5 +375,43 @@ mod tests {
         let mut off = History::load(dir.path(), 0);
         off.push("a".into(), "b".into());
         assert_eq!(History::load(dir.path(), 5).exchanges().count(), 0);
+    }
+
+    /// `!new-session` and `!compact` change what the next start loads.
+    #[test]
+    fn a_new_session_and_a_compact_are_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::agent_spec::AgentSpec::parse(
+            crate::agent_spec::AgentName::parse("iris").unwrap(),
+            dir.path(),
+            &dir.path().join("agent.toml"),
+            "[brain]\nkind = \"openai\"\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        let mut brain = ModelBrain::new(&spec, dir.path());
+        assert_eq!(brain.transcript(), None);
+        brain.history.push("op wrote:\nq1".into(), "a1".into());
+        brain.history.push("op wrote:\nq2".into(), "a2".into());
+        let t = brain.transcript().unwrap();
+        assert!(t.contains("op wrote:\nq1\n\niris replied:\na1"), "{t}");
+        assert!(t.contains("a2"), "{t}");
+        assert!(brain.compacted("  ").contains("unchanged"));
+        assert_eq!(History::load(dir.path(), 5).exchanges().count(), 2);
+        assert!(
+            brain
+                .compacted("they asked twice")
+                .contains("2 exchange(s)")
+        );
+        let loaded: Vec<Exchange> = History::load(dir.path(), 5).exchanges().cloned().collect();
+        assert_eq!(
+            loaded,
+            [Exchange {
+                user: SUMMARY_USER.into(),
+                reply: "they asked twice".into()
+            }]
+        );
+        assert!(brain.new_session().contains("1 earlier"));
+        assert_eq!(History::load(dir.path(), 5).exchanges().count(), 0);
+        assert!(dir.path().join("history.json").is_file());
     }
 }

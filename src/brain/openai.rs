@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::model::ModelBrain;
 use super::{Brain, BrainError, Tools};
-use crate::wire::protocol::{Message, ToolInfo};
+use crate::wire::protocol::{Control, Message, ToolInfo};
 
 pub struct OpenAi(pub ModelBrain);
 
@@ -35,6 +35,29 @@ fn tool_defs(tools: &[ToolInfo]) -> Value {
 }
 
 impl Brain for OpenAi {
+    async fn control(&mut self, c: Control, tools: &mut Tools<'_>) -> Result<String, BrainError> {
+        let brain = &mut self.0;
+        match c {
+            Control::NewSession => Ok(brain.new_session()),
+            Control::Compact => {
+                let Some(transcript) = brain.transcript() else {
+                    return Ok(ModelBrain::nothing_to_compact());
+                };
+                let messages = json!([
+                    { "role": "system", "content": super::model::SUMMARY_SYSTEM },
+                    { "role": "user", "content": transcript },
+                ]);
+                let Some(resp) = brain.call(tools, json!({ "messages": messages })).await? else {
+                    return Ok(String::new());
+                };
+                let text = resp["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap_or("");
+                Ok(brain.compacted(text))
+            }
+        }
+    }
+
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
         let brain = &mut self.0;
         let turn = brain.begin(msg, tools).await?;

@@ -48,6 +48,14 @@ impl Scripted {
 }
 
 impl Brain for Scripted {
+    async fn control(
+        &mut self,
+        c: crate::wire::protocol::Control,
+        _: &mut Tools<'_>,
+    ) -> Result<String, BrainError> {
+        Ok(super::unsupported("scripted", c))
+    }
+
     async fn turn(&mut self, msg: &Message, tools: &mut Tools<'_>) -> Result<(), BrainError> {
         let Some((rule, rest)) = self.pick(&msg.body) else {
             return Ok(());

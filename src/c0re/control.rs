@@ -94,6 +94,15 @@ impl Core {
                     _ = self.control().commands.notified() => continue,
                 }
             };
+            // An operator's command in an agent's inbox (`!cancel`, `!model`): answered there.
+            if let Some(answer) = self.inbox_command(&item).await {
+                self.notice(RoomId::parse(&item.room_id).ok(), &answer)
+                    .await;
+                if let Err(e) = self.store().ack(item.id) {
+                    tracing::error!(error = %format!("{e:#}"), "could not ack an inbox command");
+                }
+                continue;
+            }
             // The body was recognised as a command by `routing::control_command`; the words
             // after `!hive` are parsed here, once.
             let args = super::routing::command_args(&item.body).unwrap_or("");
@@ -103,7 +112,7 @@ impl Core {
                         // Each peer's reachability as of now, not of the last periodic probe.
                         self.probe_peers().await;
                     }
-                    self.run_command(&command)
+                    self.run_command(&command, &item.sender).await
                 }
                 Err(usage) => usage.to_string(),
             };
@@ -115,13 +124,14 @@ impl Core {
         }
     }
 
-    /// The answer to one command.
-    fn run_command(&self, command: &HiveCommand) -> String {
+    /// The answer to one command from operator `by`.
+    async fn run_command(&self, command: &HiveCommand, by: &str) -> String {
         match command {
             HiveCommand::Status => self
                 .status_text()
                 .unwrap_or_else(|e| format!("status unavailable: {e:#}")),
             HiveCommand::Help => commands::help_text(),
+            HiveCommand::Cancel { agent } => self.cancel_command(agent, by, true).await,
         }
     }
 

@@ -57,7 +57,7 @@ impl RecentTxns {
 }
 
 impl Core {
-    fn sender_kind(&self, user: &UserId) -> SenderKind {
+    pub(crate) fn sender_kind(&self, user: &UserId) -> SenderKind {
         if user == self.inner.bot {
             SenderKind::Bot
         } else if self.inner.cfg.is_operator(user) {
@@ -103,6 +103,8 @@ impl Core {
                 .iter()
                 .map(|a| a.to_string())
                 .collect();
+            // An operator's `!cancel`/`!model` in an inbox is for the core, not the agent.
+            super::turn_control::retarget(ev.body(), &role, &sender, &mut targets);
             if routing::control_command(ev, &role, &sender).is_some() {
                 targets.push(CONTROL_QUEUE.to_owned());
             }

@@ -153,6 +153,11 @@ impl Store {
         let now = now_us();
         let (mut taken, mut dead, mut bytes) = (Vec::new(), Vec::new(), 0usize);
         for mut c in candidates {
+            // What may be an operator's control message (`!compact`) is handled as its own
+            // turn, in order, never read by a model: a pull stops before it.
+            if crate::wire::protocol::Control::of_body(&c.body).is_some() {
+                break;
+            }
             let size = c.body.len() + c.hive_event.as_ref().map_or(0, String::len);
             match pull_step(limits, taken.len(), bytes, c.attempts, size) {
                 PullStep::Stop => break,

@@ -133,6 +133,45 @@ pub struct Message {
     /// can set it: a person typing `approval_outcome: …` sends a plain message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<serde_json::Value>,
+    /// Set only for an operator's control message in the agent's inbox (`!compact`,
+    /// `!new-session`): the harness hands it to its brain's [`Control`] handling instead of a
+    /// turn, and the body is never a prompt. Absent for every other message, so an older
+    /// harness still parses the line (and would take it as a plain message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
+}
+
+/// What an operator's control message asks of the agent's brain. Queued with the agent's other
+/// messages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// `!compact`: shrink the brain's context (Claude Code compacts its session; the model
+    /// brains replace their history with a summary of it).
+    Compact,
+    /// `!new-session`: forget the context (Claude Code forgets its session id; the model brains
+    /// clear their history).
+    NewSession,
+}
+
+impl Control {
+    /// The control message a body may be, by its text alone (who sent it is the core's to
+    /// judge): exactly `!compact` or `!new-session`, blanks around it aside.
+    pub fn of_body(body: &str) -> Option<Self> {
+        match body.trim() {
+            "!compact" => Some(Control::Compact),
+            "!new-session" => Some(Control::NewSession),
+            _ => None,
+        }
+    }
+
+    /// The inbox command that asks for it.
+    pub fn command(self) -> &'static str {
+        match self {
+            Control::Compact => "!compact",
+            Control::NewSession => "!new-session",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,5 +235,26 @@ mod tests {
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"next","sneaky":1}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+        // A control message carries `control`; any other leaves it out, and a line without it
+        // parses (an older core).
+        let mut msg = Message {
+            id: 1,
+            event_id: "$e".into(),
+            room_id: "!r".into(),
+            sender: "@op:hs".into(),
+            body: "!compact".into(),
+            attempt: 1,
+            event: None,
+            control: Some(Control::Compact),
+        };
+        let line = serde_json::to_string(&Response::Message(msg.clone())).unwrap();
+        assert!(line.contains(r#""control":"compact""#), "{line}");
+        msg.control = None;
+        let line = serde_json::to_string(&Response::Message(msg.clone())).unwrap();
+        assert!(!line.contains("control"), "{line}");
+        assert_eq!(
+            serde_json::from_str::<Response>(&line).unwrap(),
+            Response::Message(msg)
+        );
     }
 }

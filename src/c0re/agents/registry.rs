@@ -35,6 +35,8 @@ pub struct AgentEntry {
     pub turn: Mutex<Option<TurnCalls>>,
     /// What a manager wants of its harness (`stop`/`start`), watched by its supervisor.
     pub control: super::lifecycle::Control,
+    /// Its harness process as the supervisor started it: what a cancelled turn kills.
+    pub harness: crate::c0re::turn_control::cancel::HarnessProc,
     /// Cancelled when the agent leaves the registry (destroyed): its socket closes.
     removed: CancellationToken,
     /// What its tasks' supervision waits on ([`AgentEntry::tie_tasks`]): cancelled on removal
@@ -53,6 +55,7 @@ impl AgentEntry {
             uid: Mutex::new(None),
             turn: Mutex::new(None),
             control: Default::default(),
+            harness: Default::default(),
             removed: CancellationToken::new(),
             tasks: Mutex::new(None),
         }

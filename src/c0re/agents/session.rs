@@ -145,6 +145,7 @@ pub(super) fn message_of(item: &InboxItem) -> Message {
         body: item.body.clone(),
         attempt: item.attempts,
         event,
+        control: None,
     }
 }
 
@@ -467,7 +468,8 @@ impl Session {
             if let Some(item) = item {
                 self.sends = 0;
                 self.start_typing(&item);
-                let msg = message_of(&item);
+                let mut msg = message_of(&item);
+                msg.control = self.core.brain_control(&self.name, &item);
                 *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(TurnCalls::new(item.id));
                 self.inflight = Some(item);

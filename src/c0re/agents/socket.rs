@@ -256,6 +256,12 @@ async fn serve_connection(
         .and_then(|p| u32::try_from(p).ok());
     let result = tokio::select! {
         r = serve_harness(core, name, &mut session, stream) => r,
+        // A cancelled turn: its harness is killed; what the core does for it (a model call)
+        // ends with the connection, now.
+        _ = entry.harness.cut() => {
+            tracing::info!(agent = %name, "turn cancelled: its harness connection ends");
+            Ok(())
+        }
         _ = removed.cancelled() => {
             tracing::info!(agent = %name, "destroyed: its harness connection ends");
             Ok(())

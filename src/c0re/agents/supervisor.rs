@@ -115,7 +115,10 @@ async fn spawn(
     cmd.stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group: a cancelled turn kills the harness and everything its brain
+        // started at once (`turn_control/cancel.rs`).
+        .process_group(0);
     let child = crate::proc::spawn_tied(cmd).await.with_context(|| {
         format!(
             "cannot start the agent harness ({} runtime)",
@@ -319,11 +322,13 @@ async fn supervise_entry(
         let pid = child.id();
         tracing::info!(agent = %name, pid, runtime = runtime.name(), uid = launch.uid, "agent started");
         set_state(&core, &name, AgentState::Running, pid);
+        entry.harness.started(pid);
         entry.control.set_alive(true);
         let started = Instant::now();
         let status = tokio::select! {
             _ = core.cancel().cancelled() => {
                 crate::proc::stop(&mut child, STOP_GRACE).await;
+                entry.harness.exited();
                 entry.control.set_alive(false);
                 set_state(&core, &name, AgentState::Stopped, None);
                 return;
@@ -332,6 +337,7 @@ async fn supervise_entry(
                 // Destroyed: SIGTERM lets the harness finish its turn, then this ends.
                 tracing::info!(agent = %name, "destroyed: stopping");
                 crate::proc::stop(&mut child, STOP_GRACE).await;
+                entry.harness.exited();
                 entry.control.set_alive(false);
                 return;
             }
@@ -340,6 +346,7 @@ async fn supervise_entry(
                 // finish its turn first.
                 tracing::info!(agent = %name, "restarting");
                 crate::proc::stop(&mut child, STOP_GRACE).await;
+                entry.harness.exited();
                 entry.control.set_alive(false);
                 history.reset();
                 continue;
@@ -348,12 +355,18 @@ async fn supervise_entry(
                 // A manager's stop: as at shutdown; the loop's top keeps it stopped.
                 tracing::info!(agent = %name, "stopping, as a manager asked");
                 crate::proc::stop(&mut child, STOP_GRACE).await;
+                entry.harness.exited();
                 entry.control.set_alive(false);
                 continue;
             }
             s = child.wait() => s,
         };
         entry.control.set_alive(false);
+        if entry.harness.exited() {
+            // An operator cancelled its turn (the kill was theirs): no crash, start it again now.
+            tracing::info!(agent = %name, "harness killed for a cancelled turn; starting it again");
+            continue;
+        }
         let status = status.map_or_else(|e| e.to_string(), |s| runtime.describe_exit(s));
         set_state(&core, &name, AgentState::Crashed, None);
         if let Err(e) = core.store().record_crash(name.as_str(), &status) {

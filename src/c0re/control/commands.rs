@@ -18,6 +18,11 @@ pub enum HiveCommand {
     Status,
     /// This list.
     Help,
+    /// Stop <AGENT>'s running turn now (its brain is killed; the message counts as done).
+    Cancel {
+        /// The agent whose turn to stop.
+        agent: String,
+    },
 }
 
 /// The command line after `!hive`, as clap sees it.
@@ -140,7 +145,7 @@ mod tests {
 
     #[test]
     fn bodies_parse_to_a_command_or_usage() {
-        use HiveCommand::{Help, Status};
+        use HiveCommand::{Cancel, Help, Status};
         let cases = [
             Case {
                 name: "status",
@@ -221,6 +226,23 @@ mod tests {
                 name: "an unclosed quote",
                 args: "status \"now",
                 want: Err("unclosed double quote"),
+            },
+            Case {
+                name: "cancel an agent's turn",
+                args: "cancel argus",
+                want: Ok(Cancel {
+                    agent: "argus".into(),
+                }),
+            },
+            Case {
+                name: "cancel needs an agent",
+                args: "cancel",
+                want: Err("<AGENT>"),
+            },
+            Case {
+                name: "cancel takes one agent",
+                args: "cancel argus iris",
+                want: Err("unexpected argument 'iris'"),
             },
             Case {
                 name: "an unclosed single quote",

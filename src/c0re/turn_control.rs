@@ -1,0 +1,212 @@
+//! An operator's hands on an agent's running turn and its brain's context, from any Matrix
+//! client (docs/operator.md, "Controlling a turn"):
+//!
+//! - `!cancel` in the agent's inbox, `!hive cancel <agent>` in `#hive-c0re`: the running turn
+//!   stops at once and its message counts as done ([`cancel`]);
+//! - `!model <id>` in the inbox: the brain's model is config, so the core commits the change of
+//!   `agent.toml` on the agent's proposed side and files an apply-commit request ([`model`]);
+//! - `!compact`, `!new-session` in the inbox: control messages for the brain, queued in order
+//!   with its other messages and handed over as [`Message::control`], never as a prompt.
+//!
+//! What a line is, is decided once, purely ([`decide::classify`]): at ingest (a command for the
+//! core goes to the control queue instead of the agent's, so it never waits behind the turn it
+//! may stop), in the control loop (which command), and at delivery (a control message).
+//!
+//! [`Message::control`]: crate::wire::protocol::Message::control
+
+pub mod cancel;
+pub mod decide;
+mod model;
+
+use ruma::UserId;
+
+use super::rooms::RoomKey;
+use super::routing::{RoomRole, SenderKind};
+use super::{CONTROL_QUEUE, Core};
+use crate::agent_spec::AgentName;
+use crate::store::{Audit, InboxItem};
+use crate::wire::protocol::Control;
+use decide::{CoreCommand, InboxLine};
+
+/// At ingest: `targets` (what [`super::routing::route`] chose for an event in a room of
+/// `role`) with an operator's inbox command for the core moved from the agent's queue to the
+/// control queue. Anything else is left as it is.
+pub fn retarget(
+    body: Option<&str>,
+    role: &RoomRole,
+    sender: &SenderKind,
+    targets: &mut Vec<String>,
+) {
+    let (Some(body), RoomRole::Inbox(owner)) = (body, role) else {
+        return;
+    };
+    if !targets.iter().any(|t| t == owner.as_str()) {
+        return;
+    }
+    if decide::classify(body, role, sender).for_the_core() {
+        targets.retain(|t| t != owner.as_str());
+        targets.push(CONTROL_QUEUE.to_owned());
+    }
+}
+
+impl Core {
+    /// Who sent `item`, and in a room of which role.
+    fn line_of(&self, item: &InboxItem) -> InboxLine {
+        let sender = match UserId::parse(&item.sender) {
+            Ok(user) => self.sender_kind(&user),
+            Err(_) => SenderKind::Other,
+        };
+        let role = self.rooms().snapshot().role(&item.room_id);
+        decide::classify(&item.body, &role, &sender)
+    }
+
+    /// At delivery: the control message `item` is for `agent`'s brain, if it is one (an
+    /// operator's `!compact` or `!new-session` in that agent's own inbox).
+    pub fn brain_control(&self, agent: &AgentName, item: &InboxItem) -> Option<Control> {
+        if item.agent != agent.as_str() || item.hive_event.is_some() {
+            return None;
+        }
+        match self.line_of(item) {
+            InboxLine::Brain(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// In the control loop: the answer to an inbox command (`item` came from an agent's
+    /// inbox), or `None` when `item` is no inbox line (a `!hive` command).
+    pub async fn inbox_command(&self, item: &InboxItem) -> Option<String> {
+        let RoomRole::Inbox(_) = self.rooms().snapshot().role(&item.room_id) else {
+            return None;
+        };
+        Some(match self.line_of(item) {
+            InboxLine::Core(agent, CoreCommand::Cancel) => {
+                self.cancel_command(agent.as_str(), &item.sender, false)
+                    .await
+            }
+            InboxLine::Core(agent, CoreCommand::Model(id)) => {
+                self.model_command(&agent, &id, &item.sender).await
+            }
+            InboxLine::Usage(_, text) => text,
+            // Queued here and no command any more (the operators changed meanwhile).
+            InboxLine::Brain(_) | InboxLine::Plain => decide::USAGE.to_owned(),
+        })
+    }
+
+    /// `!hive cancel <agent>` (`in_control`: the answer goes to `#hive-c0re`, and the agent's
+    /// inbox is told too) or `!cancel` in the agent's inbox: cancels its running turn for
+    /// operator `by`. The answer, also when nothing was cancelled.
+    pub async fn cancel_command(&self, agent: &str, by: &str, in_control: bool) -> String {
+        let (answer, outcome, inbox) = match self.cancel_turn(agent, by) {
+            Ok(Ok(done)) => {
+                let text = done.text();
+                let inbox = self.rooms().get(&RoomKey::Inbox(done.agent.clone()));
+                (text, "cancelled", inbox)
+            }
+            Ok(Err(refused)) => (format!("Nothing cancelled: {refused}."), "refused", None),
+            Err(e) => {
+                tracing::error!(agent, error = %format!("{e:#}"), "cancelling a turn failed");
+                (format!("Cancelling failed: {e:#}"), "failed", None)
+            }
+        };
+        self.audit_command(by, "cancel", agent, None, outcome, &answer);
+        if in_control && inbox.is_some() {
+            self.notice(inbox, &answer).await;
+        }
+        answer
+    }
+
+    /// Audits an operator's command (`actor` their Matrix ID), refused ones too.
+    fn audit_command(
+        &self,
+        actor: &str,
+        action: &str,
+        agent: &str,
+        sha: Option<&str>,
+        outcome: &str,
+        detail: &str,
+    ) {
+        let detail = self.secrets().redact(detail);
+        if let Err(e) = self.store().audit(&Audit {
+            actor,
+            action,
+            approval_id: None,
+            agent: Some(agent),
+            sha,
+            outcome,
+            detail: Some(&detail),
+        }) {
+            tracing::error!(actor, action, error = %format!("{e:#}"), "could not audit a command");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_operators_core_command_leaves_the_agents_queue() {
+        struct Case {
+            name: &'static str,
+            body: &'static str,
+            sender: SenderKind,
+            targets: &'static [&'static str],
+            want: &'static [&'static str],
+        }
+        let argus = AgentName::parse("argus").unwrap();
+        let cases = [
+            Case {
+                name: "!cancel goes to the core",
+                body: "!cancel",
+                sender: SenderKind::Operator,
+                targets: &["argus"],
+                want: &["!c0re"],
+            },
+            Case {
+                name: "usage goes to the core",
+                body: "!model",
+                sender: SenderKind::Operator,
+                targets: &["argus"],
+                want: &["!c0re"],
+            },
+            Case {
+                name: "!model goes to the core",
+                body: "!model gpt-4o",
+                sender: SenderKind::Operator,
+                targets: &["argus"],
+                want: &["!c0re"],
+            },
+            Case {
+                name: "!compact stays in the agent's queue",
+                body: "!compact",
+                sender: SenderKind::Operator,
+                targets: &["argus"],
+                want: &["argus"],
+            },
+            Case {
+                name: "an agent's !cancel stays a message",
+                body: "!cancel",
+                sender: SenderKind::Agent(AgentName::parse("iris").unwrap()),
+                targets: &["argus"],
+                want: &["argus"],
+            },
+            Case {
+                name: "what routing dropped stays dropped",
+                body: "!cancel",
+                sender: SenderKind::Operator,
+                targets: &[],
+                want: &[],
+            },
+        ];
+        for c in cases {
+            let mut targets: Vec<String> = c.targets.iter().map(|t| t.to_string()).collect();
+            retarget(
+                Some(c.body),
+                &RoomRole::Inbox(argus.clone()),
+                &c.sender,
+                &mut targets,
+            );
+            assert_eq!(targets, c.want, "{}", c.name);
+        }
+    }
+}
