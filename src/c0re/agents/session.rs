@@ -492,6 +492,11 @@ impl Session {
         if let Some(entry) = self.core.agents().get(&self.name) {
             *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
+        let outcome = match &failure {
+            None => crate::store::TurnOutcome::Done,
+            Some(_) => crate::store::TurnOutcome::Failed,
+        };
+        self.core.record_turn(&self.name, &item, outcome);
         match &failure {
             None => {
                 self.core.store().ack(id)?;
@@ -523,6 +528,8 @@ impl Session {
         }
         if let Some(item) = self.inflight.take() {
             tracing::warn!(agent = %self.name, event_id = %item.event_id, "harness left mid-turn; the message will be delivered again");
+            let interrupted = crate::store::TurnOutcome::Interrupted;
+            self.core.record_turn(&self.name, &item, interrupted);
             wait::release_until_done(&self.core, &self.name, item.id).await;
         }
         self.stop_typing(None).await;
