@@ -57,7 +57,8 @@ impl RecentTxns {
 }
 
 impl Core {
-    fn sender_kind(&self, user: &UserId) -> SenderKind {
+    /// Who `user` is to the hive (routing's [`SenderKind`]).
+    pub(super) fn sender_kind(&self, user: &UserId) -> SenderKind {
         if user == self.inner.bot {
             SenderKind::Bot
         } else if self.inner.cfg.is_operator(user) {
