@@ -108,7 +108,20 @@ async fn the_operator_runs_the_hive_from_its_control_room() {
         "{row}"
     );
 
+    // A secret that reached the log is redacted in the answer.
+    let log_path = hive.data.join("agents/echo/agent.log");
+    let token = hive.hs_token();
+    {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        writeln!(log, "leaked {token} here").unwrap();
+    }
     let logs = ask(&op, &control, "!hive logs echo 3", "echo's log").await;
+    assert!(!logs.contains(&token), "{logs}");
+    assert!(logs.contains("leaked [redacted: "), "{logs}");
     let inside: Vec<&str> = logs
         .lines()
         .filter(|l| !l.starts_with("```"))

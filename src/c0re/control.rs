@@ -127,6 +127,7 @@ impl Core {
             };
             if let Some(answer) = answer {
                 let room = RoomId::parse(&item.room_id).ok();
+                let answer = console::fit(&answer, console::MAX_ANSWER);
                 self.notice(room, &answer).await;
             }
             if let Err(e) = self.store().ack(item.id) {

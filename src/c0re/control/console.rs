@@ -13,16 +13,40 @@ use crate::c0re::rooms::RoomKey;
 use crate::configrepo::AgentDirs;
 use crate::store::{AgentUsage, AuditEntry, TurnStat, Usage, now_us, utc};
 
-/// The most text one answer carries: a Matrix event is at most 64 KiB with its HTML twin, its
-/// JSON escaping and its envelope, so the body keeps well under a quarter of that.
-pub const MAX_ANSWER: usize = 12 * 1024;
+/// The most one answer's text may cost in its event ([`event_cost`]): a Matrix event is at most
+/// 64 KiB, envelope included, and carries the text twice (its body and its HTML).
+pub const MAX_ANSWER: usize = 40 * 1024;
+
+/// The most a fenced block of an answer may cost: the answer's own words fit beside it.
+const MAX_BLOCK: usize = MAX_ANSWER - 1024;
 
 /// The most of a log's end that is read for `!hive logs`.
 const LOG_BYTES: u64 = 256 << 10;
 
-/// `text` in a fenced code block of at most `max` bytes: a longer text keeps its end (a log's
-/// newest lines) from a line start where one is near, said in a first line. The fence is longer
-/// than any run of backticks inside, so nothing in the text can close it.
+/// What character `c` costs in the event at worst: in the body as JSON escapes it, plus in the
+/// HTML twin as the Markdown renderer escapes it and JSON escapes that (`"` is `\"` and
+/// `&quot;`; a control character is `\u00XX` twice).
+pub fn char_cost(c: char) -> usize {
+    match c {
+        '"' => 2 + 6,
+        '&' => 1 + 5,
+        '<' | '>' => 1 + 4,
+        '\\' => 2 + 2,
+        '\n' | '\t' => 2 + 2,
+        c if c.is_control() => 6 + 6,
+        c => 2 * c.len_utf8(),
+    }
+}
+
+/// What `text` costs in an event at worst (see [`char_cost`]).
+pub fn event_cost(text: &str) -> usize {
+    text.chars().map(char_cost).sum()
+}
+
+/// `text` in a fenced code block costing at most `max` in its event ([`event_cost`]): a longer
+/// text keeps its end (a log's newest lines) from a line start where one is near, said in a
+/// first line. The fence is longer than any run of backticks inside, so nothing in the text
+/// can close it.
 pub fn fenced(text: &str, max: usize) -> String {
     let mut longest = 0;
     let mut run = 0;
@@ -31,13 +55,18 @@ pub fn fenced(text: &str, max: usize) -> String {
         longest = longest.max(run);
     }
     let fence = "`".repeat(longest.max(2) + 1);
-    let room = max.saturating_sub(2 * fence.len() + 64);
-    let body = if text.len() <= room {
+    let room = max.saturating_sub(4 * fence.len() + 128);
+    let body = if event_cost(text) <= room {
         text.to_owned()
     } else {
-        let mut cut = text.len() - room;
-        while !text.is_char_boundary(cut) {
-            cut += 1;
+        let mut cost = 0;
+        let mut cut = text.len();
+        for (i, c) in text.char_indices().rev() {
+            cost += char_cost(c);
+            if cost > room {
+                break;
+            }
+            cut = i;
         }
         let tail = &text[cut..];
         let tail = match tail.find('\n') {
@@ -47,6 +76,31 @@ pub fn fenced(text: &str, max: usize) -> String {
         format!("[… {} bytes before this]\n{tail}", text.len() - tail.len())
     };
     format!("{fence}\n{}\n{fence}", body.trim_end())
+}
+
+/// `text` costing at most `max` in its event: whole, or its first lines and how many more
+/// there were (a table of many agents, a long list of requests).
+pub fn fit(text: &str, max: usize) -> String {
+    if event_cost(text) <= max {
+        return text.to_owned();
+    }
+    let room = max.saturating_sub(256);
+    let mut out = String::new();
+    let mut cost = 0;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        cost += event_cost(line) + 4;
+        if cost > room {
+            out.push_str(&format!(
+                "… and {} more lines (too long for one message)",
+                lines.len() - i
+            ));
+            return out;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// A duration in milliseconds as "850 ms", "12.3 s", "4 min 5 s".
@@ -208,7 +262,7 @@ impl Core {
             Ok(Some(text)) if text.is_empty() => format!("{name}'s log is empty"),
             Ok(Some(text)) => format!(
                 "The last {lines} lines of {name}'s log:\n{}",
-                fenced(&self.shown(&text), MAX_ANSWER)
+                fenced(&self.shown(&text), MAX_BLOCK)
             ),
             Ok(None) => format!("{name} has no log yet"),
             Err(e) => self.shown(&format!("cannot read {name}'s log: {e}")),
@@ -227,7 +281,7 @@ impl Core {
         } else {
             format!(
                 "{name}'s notes:\n{}",
-                fenced(&self.shown(&notes), MAX_ANSWER)
+                fenced(&self.shown(&notes), MAX_BLOCK)
             )
         })
     }
@@ -314,7 +368,7 @@ impl Core {
         Ok(format!(
             "The last {} audit rows:\n{}",
             log.len(),
-            fenced(&self.shown(&lines.join("\n")), MAX_ANSWER)
+            fenced(&self.shown(&lines.join("\n")), MAX_BLOCK)
         ))
     }
 }

@@ -36,16 +36,28 @@ fn answers_are_fenced_and_bounded() {
             lacks: vec![],
         },
         Case {
+            name: "quotes cost what the event spends on them",
+            text: "\"".repeat(1000),
+            max: 1024,
+            has: vec!["bytes before this]\n\"\"\""],
+            lacks: vec![],
+        },
+        Case {
             name: "multibyte text is cut on a character boundary",
             text: "é".repeat(2000),
-            max: 512,
+            max: 1024,
             has: vec!["bytes before this]\né"],
             lacks: vec![],
         },
     ];
     for c in cases {
         let got = fenced(&c.text, c.max);
-        assert!(got.len() <= c.max, "{}: {} bytes", c.name, got.len());
+        assert!(
+            event_cost(&got) <= c.max,
+            "{}: costs {}",
+            c.name,
+            event_cost(&got)
+        );
         for h in &c.has {
             assert!(got.contains(h), "{}: {h:?} not in {got:?}", c.name);
         }
@@ -53,6 +65,36 @@ fn answers_are_fenced_and_bounded() {
             assert!(!got.contains(l), "{}: {l:?} in {got:?}", c.name);
         }
     }
+}
+
+#[test]
+fn what_a_text_costs_in_an_event() {
+    assert_eq!(event_cost("ab"), 4);
+    assert_eq!(event_cost("\""), 8, "\\\" in the body, &quot; in the HTML");
+    assert_eq!(event_cost("<&"), 11);
+    assert_eq!(event_cost("é"), 4);
+    assert_eq!(event_cost("\u{1}"), 12);
+    // The worst text the bound lets through still fits an event, twice over its envelope.
+    let worst = fenced(&"\"".repeat(100_000), MAX_ANSWER);
+    assert!(event_cost(&worst) <= MAX_ANSWER && MAX_ANSWER + 4096 < 64 * 1024);
+}
+
+#[test]
+fn a_long_answer_keeps_its_first_lines() {
+    let short = "| a | b |\n| c | d |\n";
+    assert_eq!(fit(short, 1024), short);
+    let long: String = (0..500).map(|i| format!("| agent{i} | idle |\n")).collect();
+    let got = fit(&long, 2048);
+    assert!(event_cost(&got) <= 2048, "costs {}", event_cost(&got));
+    assert!(got.starts_with("| agent0 | idle |\n| agent1 |"), "{got}");
+    let kept = got.lines().count() - 1;
+    assert!(
+        got.ends_with(&format!(
+            "… and {} more lines (too long for one message)",
+            500 - kept
+        )),
+        "{got}"
+    );
 }
 
 #[test]
