@@ -33,7 +33,7 @@ pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use peering::{PeerGap, PeerSeq, PeerStatus, Unposted};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
-pub use tools::{DayUsage, Reminder, Usage};
+pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 pub use turns::{AgentUsage, TurnOutcome, TurnStat, UnknownOutcome};
 
 const MIGRATIONS: &[(&str, &str)] = &[

@@ -262,6 +262,45 @@ impl Store {
     }
 }
 
+/// One turn's model use: the calls made for one inbound message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnUsage {
+    pub agent: String,
+    /// The inbound message (its queue id).
+    pub inbox_id: i64,
+    /// When its first model call was made.
+    pub started_us: i64,
+    pub models: String,
+    pub usage: Usage,
+}
+
+impl Store {
+    /// The newest `limit` turns that called a model (of `agent`, or of all), newest first.
+    /// Every turn, with its duration and outcome, is [`Store::turn_stats`] (`hive usage --turns`).
+    pub fn recent_turns(
+        &self,
+        agent: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<TurnUsage>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT agent, inbox_id, MIN(ts_us), GROUP_CONCAT(DISTINCT model), {USAGE_COLUMNS}
+             FROM model_calls WHERE ?1 IS NULL OR agent = ?1
+             GROUP BY agent, inbox_id ORDER BY MIN(ts_us) DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![agent, limit as i64], |r| {
+            Ok(TurnUsage {
+                agent: r.get(0)?,
+                inbox_id: r.get(1)?,
+                started_us: r.get(2)?,
+                models: r.get(3)?,
+                usage: usage_of(r, 4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 /// The aggregate columns [`usage_of`] reads.
 const USAGE_COLUMNS: &str = "COUNT(*),
     COALESCE(SUM(prompt_tokens + completion_tokens + cache_read_tokens + cache_write_tokens), 0),
