@@ -22,6 +22,7 @@ mod questions;
 mod recv;
 mod timing;
 mod tools;
+mod turns;
 pub use agent_state::{AgentState, UnknownState};
 pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
@@ -35,6 +36,7 @@ pub use peering::{PeerGap, PeerSeq, PeerStatus, Unposted};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
+pub use turns::{AgentUsage, TurnOutcome, TurnStat, UnknownOutcome};
 
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init", include_str!("store/migrations/001_init.sql")),
@@ -73,6 +75,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "012_peering",
         include_str!("store/migrations/012_peering.sql"),
     ),
+    ("013_turns", include_str!("store/migrations/013_turns.sql")),
 ];
 
 /// Microseconds since the Unix epoch.
@@ -580,6 +583,7 @@ impl Store {
             // must not re-run effects it already had.
             "DELETE FROM tool_effects WHERE ts_us < ?1
              AND inbox_id IN (SELECT id FROM inbox WHERE state IN ('done', 'dead'))",
+            "DELETE FROM turns WHERE ended_us < ?1",
         ] {
             n += tx.execute(sql, [before_us])?;
         }

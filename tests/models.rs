@@ -208,10 +208,22 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
     let lines: Vec<&str> = turns.lines().collect();
     assert_eq!(lines.len(), 2, "a header and gpt's one turn:\n{turns}");
     let cols: Vec<&str> = lines[1].split_whitespace().collect();
-    // started (date and time), agent, message, calls, tokens, model, cost
+    // started (date and time), agent, message, attempt, duration, outcome, calls, tokens,
+    // model, cost
     assert_eq!(cols[2], "gpt", "{turns}");
     assert!(cols[3].parse::<i64>().is_ok(), "{turns}");
-    assert_eq!(&cols[4..], ["3", "45", "test-model", "$0.0001"], "{turns}");
+    assert_eq!(cols[4], "1", "{turns}");
+    assert!(
+        cols[5]
+            .strip_suffix('s')
+            .is_some_and(|d| d.parse::<f64>().is_ok()),
+        "{turns}"
+    );
+    assert_eq!(
+        &cols[6..],
+        ["done", "3", "45", "test-model", "$0.0001"],
+        "{turns}"
+    );
     let requests = seen.0.lock().unwrap().clone();
     assert_eq!(requests.len(), 8, "3 + 3 + 1 + 1 model calls");
     for (auth, body) in &requests {

@@ -17,7 +17,7 @@ pub mod config_tools;
 pub mod effects;
 pub mod kept_tools;
 pub mod lifecycle;
-mod listing;
+pub(crate) mod listing;
 pub mod logs;
 pub mod recv;
 pub mod registry;
@@ -27,6 +27,7 @@ pub mod socket;
 pub mod supervisor;
 pub mod tool_spec;
 pub mod tools;
+mod turn_stats;
 mod typing;
 mod wait;
 

@@ -2,10 +2,12 @@
 //! pruning, notices to the operator and the local control socket.
 //!
 //! - [`commands`]: the `!hive …` command enum, parsed once (pure; its doc comments the help).
+//! - [`console`]: what the operator's commands read and how their answers are rendered.
 //! - [`heartbeat`]: the heartbeat loop; whether a beat means the homeserver holds events back.
 //! - [`reconcile`]: reading timelines after downtime; the horizon and the missing events.
 
 pub mod commands;
+pub mod console;
 pub mod heartbeat;
 pub mod reconcile;
 
@@ -34,8 +36,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use ruma::api::client::appservice::request_ping;
-use ruma::{OwnedRoomId, RoomId};
+use ruma::{OwnedRoomId, RoomId, UserId};
 
+use super::routing::{self, CommandRight};
 use super::{CONTROL_QUEUE, Core};
 use crate::agent_spec::AgentName;
 use crate::store::now_us;
@@ -104,34 +107,82 @@ impl Core {
                 continue;
             }
             // The body was recognised as a command by `routing::control_command`; the words
-            // after `!hive` are parsed here, once.
-            let args = super::routing::command_args(&item.body).unwrap_or("");
-            let answer = match commands::parse(args) {
-                Ok(command) => {
-                    if command == HiveCommand::Status {
-                        // Each peer's reachability as of now, not of the last periodic probe.
-                        self.probe_peers().await;
-                    }
-                    self.run_command(&command, &item.sender).await
+            // after `!hive` are parsed here, once, if its sender may give commands.
+            let sender = UserId::parse(&item.sender).ok();
+            let right = sender
+                .as_deref()
+                .map(|u| self.sender_kind(u))
+                .and_then(|k| routing::command_right(&k));
+            let answer = match (right, &sender) {
+                (Some(CommandRight::Obey), Some(operator)) => {
+                    let args = routing::command_args(&item.body).unwrap_or("");
+                    Some(match commands::parse(args) {
+                        Ok(command) => {
+                            if command == HiveCommand::Status {
+                                // Each peer's reachability as of now, not of the last probe.
+                                self.probe_peers().await;
+                            }
+                            self.run_command(&command, operator).await
+                        }
+                        Err(usage) => usage.to_string(),
+                    })
                 }
-                Err(usage) => usage.to_string(),
+                (Some(_), _) => Some(format!(
+                    "only the hive's operators may give `!hive` commands (`operators` in hive.toml); {} is not one",
+                    item.sender
+                )),
+                // The core's own message: never answered (nothing loops).
+                (None, _) => None,
             };
-            let room = RoomId::parse(&item.room_id).ok();
-            self.notice(room, &answer).await;
+            if let Some(answer) = answer {
+                let room = RoomId::parse(&item.room_id).ok();
+                let answer = console::fit(&answer, console::MAX_ANSWER);
+                self.notice(room, &answer).await;
+            }
             if let Err(e) = self.store().ack(item.id) {
                 tracing::error!(error = %format!("{e:#}"), "could not ack a control command");
             }
         }
     }
 
-    /// The answer to one command from operator `by`.
-    async fn run_command(&self, command: &HiveCommand, by: &str) -> String {
+    /// The answer to one command from `operator`.
+    async fn run_command(&self, command: &HiveCommand, operator: &UserId) -> String {
+        use super::agents::lifecycle::Action;
+        let failed =
+            |what: &str, e: anyhow::Error| self.shown(&format!("{what} unavailable: {e:#}"));
         match command {
             HiveCommand::Status => self
                 .status_text()
                 .unwrap_or_else(|e| format!("status unavailable: {e:#}")),
+            HiveCommand::Agents => self.agents_text().unwrap_or_else(|e| failed("agents", e)),
+            HiveCommand::Logs { agent, lines } => self.logs_text(agent, *lines),
+            HiveCommand::Stop { agent } => {
+                self.operator_lifecycle(operator, Action::Stop, agent).await
+            }
+            HiveCommand::Start { agent } => {
+                self.operator_lifecycle(operator, Action::Start, agent)
+                    .await
+            }
+            HiveCommand::Restart { agent } => {
+                self.operator_lifecycle(operator, Action::Restart, agent)
+                    .await
+            }
+            HiveCommand::Notes { agent } => self
+                .notes_text(agent)
+                .unwrap_or_else(|e| failed("notes", e)),
+            HiveCommand::Usage { agent } => self
+                .usage_text(agent.as_deref())
+                .unwrap_or_else(|e| failed("usage", e)),
+            HiveCommand::Approvals => self
+                .approvals_text()
+                .unwrap_or_else(|e| failed("approvals", e)),
+            HiveCommand::Audit { rows } => self
+                .audit_text(*rows)
+                .unwrap_or_else(|e| failed("audit", e)),
             HiveCommand::Help => commands::help_text(),
-            HiveCommand::Cancel { agent } => self.cancel_command(agent, by, true).await,
+            HiveCommand::Cancel { agent } => {
+                self.cancel_command(agent, operator.as_str(), true).await
+            }
         }
     }
 

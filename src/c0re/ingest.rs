@@ -57,6 +57,7 @@ impl RecentTxns {
 }
 
 impl Core {
+    /// Who `user` is to the hive (routing's [`SenderKind`]).
     pub(crate) fn sender_kind(&self, user: &UserId) -> SenderKind {
         if user == self.inner.bot {
             SenderKind::Bot

@@ -153,12 +153,37 @@ pub fn route(
     }
 }
 
-/// A `!hive …` command for the core, if `ev` is one (only in the control room, only from an
-/// operator).
+/// Whether a `!hive …` command from `sender` is carried out or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandRight {
+    /// An operator's: carried out.
+    Obey,
+    /// Anyone else's (an agent, a local user, a remote user): answered that only the hive's
+    /// operators may give commands, and nothing else.
+    Refuse,
+}
+
+/// What becomes of a `!hive …` command from `sender`. The rules:
+/// - an operator's is carried out;
+/// - an agent's, a local non-operator's and a remote user's are refused, in words (never
+///   silently: the sender would not know why nothing happens);
+/// - the core's own messages are never commands (`None`): its answers never start with
+///   `!hive`, and this rule makes sure an answer can never be taken for one, so nothing loops.
+pub fn command_right(sender: &SenderKind) -> Option<CommandRight> {
+    match sender {
+        SenderKind::Bot => None,
+        SenderKind::Operator => Some(CommandRight::Obey),
+        SenderKind::Agent(_) | SenderKind::Remote | SenderKind::Other => Some(CommandRight::Refuse),
+    }
+}
+
+/// A `!hive …` command for the core, if `ev` is one: a message (not an edit) in the control
+/// room from anyone [`command_right`] answers. Whether it is carried out or refused is decided
+/// when it is answered, from the same rule.
 pub fn control_command(ev: &TimelineEvent, room: &RoomRole, sender: &SenderKind) -> Option<String> {
     if ev.kind != "m.room.message"
         || *room != RoomRole::Control
-        || *sender != SenderKind::Operator
+        || command_right(sender).is_none()
         || ev.is_edit()
     {
         return None;
@@ -611,47 +636,102 @@ mod tests {
 
     #[test]
     fn commands() {
-        let text = |b: &str| ev("m.room.message", json!({"msgtype": "m.text", "body": b}));
+        struct Case {
+            name: &'static str,
+            body: &'static str,
+            room: RoomRole,
+            sender: SenderKind,
+            /// The words queued for the control loop, if any.
+            want: Option<&'static str>,
+        }
         let op = SenderKind::Operator;
-        assert_eq!(
-            control_command(&text("!hive status"), &RoomRole::Control, &op).as_deref(),
-            Some("status")
-        );
-        assert_eq!(
-            control_command(&text("!hive"), &RoomRole::Control, &op).as_deref(),
-            Some("")
-        );
-        assert_eq!(
-            control_command(&text("!hivex"), &RoomRole::Control, &op),
-            None
-        );
-        assert_eq!(
-            control_command(&text("!hive status"), &RoomRole::Swarm, &op),
-            None
-        );
-        assert_eq!(
-            control_command(
-                &text("!hive status"),
-                &RoomRole::Control,
-                &SenderKind::Other
+        let case = |name, body, room, sender: SenderKind, want| Case {
+            name,
+            body,
+            room,
+            sender,
+            want,
+        };
+        let cases = [
+            case(
+                "a command",
+                "!hive status",
+                RoomRole::Control,
+                op.clone(),
+                Some("status"),
             ),
-            None
+            case(
+                "!hive alone",
+                "!hive",
+                RoomRole::Control,
+                op.clone(),
+                Some(""),
+            ),
+            case("not !hive", "!hivex", RoomRole::Control, op.clone(), None),
+            case(
+                "not in the control room",
+                "!hive status",
+                RoomRole::Swarm,
+                op.clone(),
+                None,
+            ),
+            case(
+                "a local non-operator's is queued, to be refused",
+                "!hive status",
+                RoomRole::Control,
+                SenderKind::Other,
+                Some("status"),
+            ),
+            case(
+                "a remote user's too",
+                "!hive status",
+                RoomRole::Control,
+                SenderKind::Remote,
+                Some("status"),
+            ),
+            case(
+                "an agent's too",
+                "!hive stop echo",
+                RoomRole::Control,
+                SenderKind::Agent(n("echo")),
+                Some("stop echo"),
+            ),
+            case(
+                "the core's own message is never one (no loop)",
+                "!hive status",
+                RoomRole::Control,
+                SenderKind::Bot,
+                None,
+            ),
+        ];
+        for c in cases {
+            let got = control_command(
+                &ev(
+                    "m.room.message",
+                    json!({"msgtype": "m.text", "body": c.body}),
+                ),
+                &c.room,
+                &c.sender,
+            );
+            assert_eq!(got.as_deref(), c.want, "{}", c.name);
+        }
+        assert_eq!(command_right(&op), Some(CommandRight::Obey));
+        for s in [
+            SenderKind::Other,
+            SenderKind::Remote,
+            SenderKind::Agent(n("echo")),
+        ] {
+            assert_eq!(command_right(&s), Some(CommandRight::Refuse), "{s:?}");
+        }
+        assert_eq!(command_right(&SenderKind::Bot), None);
+        let edit = ev(
+            "m.room.message",
+            json!({"body": "!hive status", "m.relates_to": {"rel_type": "m.replace", "event_id": "$o"}}),
         );
         assert_eq!(
-            control_command(
-                &text("!hive status"),
-                &RoomRole::Control,
-                &SenderKind::Remote
-            ),
-            None
-        );
-        assert_eq!(
-            control_command(
-                &text("!hive status"),
-                &RoomRole::Control,
-                &SenderKind::Agent(n("echo"))
-            ),
-            None
+            control_command(&edit, &RoomRole::Control, &op),
+            None,
+            "an edit"
         );
     }
 }

@@ -97,10 +97,6 @@ pub(crate) fn store(data: &std::path::Path) -> anyhow::Result<Store> {
     Store::open(&db)
 }
 
-fn when(us: i64) -> String {
-    crate::store::utc(us)
-}
-
 pub fn list(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
     let store = store(&args.dirs.data_dir)?;
     if let Some(id) = args.diff {
@@ -147,18 +143,8 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     if log.is_empty() {
         println!("the audit trail is empty");
     }
-    for e in log {
-        println!(
-            "{}  {:<28} {:<10} {:<16} #{:<4} {:<12} {:<40}  {}",
-            when(e.ts_us),
-            e.actor,
-            e.action,
-            e.outcome,
-            e.approval_id.map_or("-".into(), |i| i.to_string()),
-            e.agent.unwrap_or_else(|| "-".into()),
-            e.sha.unwrap_or_else(|| "-".into()),
-            e.detail.unwrap_or_default()
-        );
+    for e in &log {
+        println!("{}", crate::c0re::control::console::audit_line(e));
     }
     Ok(ExitCode::SUCCESS)
 }

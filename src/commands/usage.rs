@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::cli::UsageArgs;
 use crate::config::Tokens;
-use crate::store::{DayUsage, Usage};
+use crate::store::{DayUsage, TurnStat, Usage};
 
 pub fn run(args: UsageArgs) -> anyhow::Result<ExitCode> {
     if args.days == 0 {
@@ -13,26 +13,12 @@ pub fn run(args: UsageArgs) -> anyhow::Result<ExitCode> {
     }
     let store = super::approvals::store(&args.dirs.data_dir)?;
     if let Some(n) = args.turns {
-        let turns = store.recent_turns(args.agent.as_deref(), n)?;
+        let turns = store.turn_stats(args.agent.as_deref(), n)?;
         if turns.is_empty() {
-            println!("no model calls yet");
+            println!("no turns yet");
+            return Ok(ExitCode::SUCCESS);
         }
-        println!(
-            "{:<20}  {:<16} {:>8} {:>6} {:>12}  {:<28} cost",
-            "started", "agent", "message", "calls", "tokens", "model"
-        );
-        for t in turns {
-            println!(
-                "{:<20}  {:<16} {:>8} {:>6} {:>12}  {:<28} {}",
-                crate::store::utc(t.started_us),
-                t.agent,
-                t.inbox_id,
-                t.usage.calls,
-                t.usage.tokens,
-                t.models,
-                cost(&t.usage)
-            );
-        }
+        print!("{}", render_turns(&turns));
         return Ok(ExitCode::SUCCESS);
     }
     let now = crate::store::now_us();
@@ -97,6 +83,35 @@ pub fn render(rows: &[DayUsage]) -> String {
     out
 }
 
+/// The newest turns, one line per attempt: when it started, how long it took, how it ended,
+/// and the model calls it made.
+pub fn render_turns(turns: &[TurnStat]) -> String {
+    let mut out = format!(
+        "{:<20}  {:<16} {:>8} {:>7} {:>10}  {:<11} {:>6} {:>12}  {:<28} cost\n",
+        "started", "agent", "message", "attempt", "duration", "outcome", "calls", "tokens", "model"
+    );
+    for t in turns {
+        out.push_str(&format!(
+            "{:<20}  {:<16} {:>8} {:>7} {:>10}  {:<11} {:>6} {:>12}  {:<28} {}\n",
+            crate::store::utc(t.started_us),
+            t.agent,
+            t.inbox_id,
+            t.attempt,
+            format!("{:.3}s", t.duration_ms() as f64 / 1000.0),
+            t.outcome.as_str(),
+            t.usage.calls,
+            t.usage.tokens,
+            t.model,
+            if t.usage.calls == 0 {
+                "-".to_owned()
+            } else {
+                cost(&t.usage)
+            }
+        ));
+    }
+    out
+}
+
 /// Dollars, and how many calls had no price (so the figure is a floor).
 fn cost(u: &Usage) -> String {
     match (u.unpriced_calls, u.calls) {
@@ -109,6 +124,34 @@ fn cost(u: &Usage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turns_show_their_duration_and_outcome() {
+        let t = |outcome, calls| TurnStat {
+            agent: "echo".into(),
+            inbox_id: 7,
+            attempt: 2,
+            started_us: 1_795_521_598_000_000,
+            ended_us: 1_795_521_598_420_000,
+            outcome,
+            model: "scripted".into(),
+            usage: Usage {
+                calls,
+                tokens: 10 * calls,
+                cost_usd: 0.01 * calls as f64,
+                unpriced_calls: 0,
+            },
+        };
+        let out = render_turns(&[
+            t(crate::store::TurnOutcome::Done, 0),
+            t(crate::store::TurnOutcome::Interrupted, 2),
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].contains("duration") && lines[0].contains("outcome"));
+        assert!(lines[1].contains(" 0.420s ") && lines[1].contains(" done "));
+        assert!(lines[1].ends_with(" -"), "no calls, no cost: {out}");
+        assert!(lines[2].contains(" interrupted ") && lines[2].ends_with("$0.0200"));
+    }
 
     #[test]
     fn a_table_with_totals_and_unpriced_calls() {

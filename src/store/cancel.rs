@@ -30,7 +30,12 @@ impl Store {
     /// still in flight, and what the turn pulled become `done` with `error = 'cancelled by
     /// <by>'`. `None` if the message is not in flight (the turn ended meanwhile): then nothing
     /// changes.
-    pub fn cancel_turn(&self, id: i64, by: &str) -> anyhow::Result<Option<CancelledTurn>> {
+    pub fn cancel_turn(
+        &self,
+        id: i64,
+        by: &str,
+        model: &str,
+    ) -> anyhow::Result<Option<CancelledTurn>> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let row: Option<(String, Option<i64>)> = tx
@@ -51,6 +56,13 @@ impl Store {
         let pulled = tx.execute(
             "UPDATE inbox SET state = 'done', done_us = ?2, error = ?3 WHERE turn_id = ?1 AND state = 'inflight'",
             params![id, now, error],
+        )?;
+        // The attempt's stats, with the rows: `hive usage --turns` shows it cancelled.
+        tx.execute(
+            "INSERT INTO turns (agent, inbox_id, attempt, started_us, ended_us, outcome, model)
+             SELECT agent, id, attempts, COALESCE(delivered_us, ?2), ?2, ?3, ?4
+             FROM inbox WHERE id = ?1",
+            params![id, now, super::TurnOutcome::Cancelled.as_str(), model],
         )?;
         tx.commit()?;
         Ok(Some(CancelledTurn {
@@ -104,7 +116,7 @@ mod tests {
         enqueue(&s, "$b", "next");
         let (item, _) = s.take_next("argus", 5).unwrap();
         let item = item.unwrap();
-        let got = s.cancel_turn(item.id, "@op:hs").unwrap().unwrap();
+        let got = s.cancel_turn(item.id, "@op:hs", "m").unwrap().unwrap();
         assert_eq!(
             (got.id, got.body.as_str(), got.pulled),
             (item.id, "sleep", 0)
@@ -114,7 +126,7 @@ mod tests {
             s.inbox_error(item.id).unwrap().as_deref(),
             Some("cancelled by @op:hs")
         );
-        assert_eq!(s.cancel_turn(item.id, "@op:hs").unwrap(), None, "only once");
+        assert_eq!(s.cancel_turn(item.id, "@op:hs", "m").unwrap(), None, "only once");
         s.release(item.id).unwrap();
         s.release_all_inflight().unwrap();
         let (next, _) = s.take_next("argus", 5).unwrap();
@@ -150,7 +162,7 @@ mod tests {
         };
         let bodies: Vec<&str> = taken.iter().map(|t| t.body.as_str()).collect();
         assert_eq!((bodies, waiting), (vec!["more"], 2));
-        let got = s.cancel_turn(turn.id, "@op:hs").unwrap().unwrap();
+        let got = s.cancel_turn(turn.id, "@op:hs", "m").unwrap().unwrap();
         assert_eq!(got.pulled, 1);
         assert_eq!(
             s.inbox_error(taken[0].id).unwrap().as_deref(),

@@ -206,6 +206,18 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Questions still open (pending), oldest first: `!hive approvals` lists them.
+    pub fn open_questions(&self) -> anyhow::Result<Vec<Question>> {
+        let c = self.lock();
+        let mut st = c.prepare(&format!(
+            "SELECT {COLUMNS} FROM questions WHERE state = 'pending' ORDER BY id"
+        ))?;
+        let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -276,6 +276,7 @@ pub struct TurnUsage {
 
 impl Store {
     /// The newest `limit` turns that called a model (of `agent`, or of all), newest first.
+    /// Every turn, with its duration and outcome, is [`Store::turn_stats`] (`hive usage --turns`).
     pub fn recent_turns(
         &self,
         agent: Option<&str>,

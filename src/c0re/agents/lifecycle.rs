@@ -237,6 +237,30 @@ struct AgentArg {
     agent: String,
 }
 
+/// Who asks for a lifecycle action: a manager agent (a tool call) or an operator (`!hive stop`
+/// in `#hive-c0re`). Both go the same way; only who is recorded (and whether it names itself)
+/// differs.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    Manager(&'a AgentName),
+    Operator(&'a ruma::UserId),
+}
+
+impl Actor<'_> {
+    /// As written in the audit and in `agent_lifecycle.wanted_by`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Actor::Manager(a) => a.as_str(),
+            Actor::Operator(u) => u.as_str(),
+        }
+    }
+
+    /// Whether the actor is `target` itself (an operator is never an agent).
+    fn is(&self, target: &AgentName) -> bool {
+        matches!(self, Actor::Manager(a) if *a == target)
+    }
+}
+
 impl Core {
     /// `stop`, `start` or `restart` (`tool`) from manager `caller`; audited whatever happens.
     pub(super) async fn lifecycle_tool(
@@ -246,24 +270,67 @@ impl Core {
         v: &serde_json::Value,
     ) -> Result<String, ToolError> {
         let target = v.get("agent").and_then(serde_json::Value::as_str);
-        let result = self.run_lifecycle(caller, tool, v).await;
-        match &result {
-            Ok((outcome, text)) => self.audit_call(caller, tool, target, None, outcome, Some(text)),
-            Err(e) => self.audit_call(caller, tool, target, None, "refused", Some(&e.to_string())),
-        }
+        let result = match Action::of_tool(tool) {
+            None => Err(ToolError::NoTool(tool.to_owned())),
+            Some(action) => match args::<AgentArg>(tool, v) {
+                Ok(a) => {
+                    self.run_lifecycle(Actor::Manager(caller), action, &a.agent)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        self.audit_lifecycle(Actor::Manager(caller), tool, target, &result);
         result.map(|(_, text)| self.shown(&text))
+    }
+
+    /// `!hive stop|start|restart <agent>` from `operator`: the managers' decision and effects,
+    /// audited with the operator as the actor. The answer (or why not) as the room may read it.
+    pub async fn operator_lifecycle(
+        &self,
+        operator: &ruma::UserId,
+        action: Action,
+        agent: &str,
+    ) -> String {
+        let actor = Actor::Operator(operator);
+        let result = self.run_lifecycle(actor, action, agent).await;
+        self.audit_lifecycle(actor, action.as_str(), Some(agent), &result);
+        match result {
+            Ok((_, text)) => self.shown(&text),
+            Err(e) => self.shown(&format!("cannot {} {agent}: {e}", action.as_str())),
+        }
+    }
+
+    fn audit_lifecycle(
+        &self,
+        actor: Actor<'_>,
+        tool: &str,
+        target: Option<&str>,
+        result: &Result<(&'static str, String), ToolError>,
+    ) {
+        match result {
+            Ok((outcome, text)) => {
+                self.audit_by(actor.as_str(), tool, target, None, outcome, Some(text))
+            }
+            Err(e) => self.audit_by(
+                actor.as_str(),
+                tool,
+                target,
+                None,
+                "refused",
+                Some(&e.to_string()),
+            ),
+        }
     }
 
     /// Carries out one call; (the audit's outcome, the answer).
     async fn run_lifecycle(
         &self,
-        caller: &AgentName,
-        tool: &str,
-        v: &serde_json::Value,
+        actor: Actor<'_>,
+        action: Action,
+        agent: &str,
     ) -> Result<(&'static str, String), ToolError> {
-        let action = Action::of_tool(tool).ok_or_else(|| ToolError::NoTool(tool.to_owned()))?;
-        let a: AgentArg = args(tool, v)?;
-        let name = self.agent_named(&a.agent)?;
+        let name = self.agent_named(agent)?;
         let entry = self
             .agents()
             .get(&name)
@@ -276,7 +343,7 @@ impl Core {
             .find(|(n, _, _)| n == name.as_str())
             .and_then(|(_, s, _)| s.parse().ok());
         let facts = Facts {
-            itself: *caller == name,
+            itself: actor.is(&name),
             external: self.cfg().runtime == crate::config::RuntimeKind::External,
             wanted: entry.control.wanted(),
             stored,
@@ -284,7 +351,7 @@ impl Core {
         let plan = decide(&name, action, facts).map_err(|r| ToolError::Refused(r.to_string()))?;
         let want = |w: Wanted| -> Result<(), ToolError> {
             self.store()
-                .set_wanted(name.as_str(), w, caller.as_str())
+                .set_wanted(name.as_str(), w, actor.as_str())
                 .map_err(ToolError::Store)?;
             entry.control.set_wanted(w);
             Ok(())

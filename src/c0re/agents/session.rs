@@ -27,7 +27,7 @@ use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::c0re::approvals::RequestRefused;
 use crate::c0re::rooms::RoomKey;
-use crate::store::InboxItem;
+use crate::store::{InboxItem, TurnOutcome};
 use crate::wire::protocol::{ErrorCode, Message, Request, Response};
 
 /// Which socket a request came in on.
@@ -496,6 +496,7 @@ impl Session {
         }
         match &failure {
             None => {
+                self.core.record_turn(&self.name, &item, TurnOutcome::Done);
                 self.core.store().ack(id)?;
                 // A successful turn clears a brain problem once reported.
                 self.core
@@ -503,6 +504,8 @@ impl Session {
                     .set_brain_notice(self.name.as_str(), None)?;
             }
             Some(reason) => {
+                self.core
+                    .record_turn(&self.name, &item, TurnOutcome::Failed);
                 self.core.store().fail(id, reason)?;
                 self.core.dead_letter_notice(&item).await;
                 let room = RoomId::parse(&item.room_id).ok();
@@ -525,6 +528,8 @@ impl Session {
         }
         if let Some(item) = self.inflight.take() {
             tracing::warn!(agent = %self.name, event_id = %item.event_id, "harness left mid-turn; the message will be delivered again");
+            self.core
+                .record_turn(&self.name, &item, TurnOutcome::Interrupted);
             wait::release_until_done(&self.core, &self.name, item.id).await;
         }
         self.stop_typing(None).await;

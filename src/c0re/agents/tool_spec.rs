@@ -75,7 +75,7 @@ pub(super) fn args<T: serde::de::DeserializeOwned>(tool: &str, v: &Value) -> Res
 
 impl Core {
     /// `text` as an agent may read it: secrets redacted, the data dir's path left out.
-    pub(super) fn shown(&self, text: &str) -> String {
+    pub(crate) fn shown(&self, text: &str) -> String {
         let data = self.data_dir().display().to_string();
         self.secrets().redact(&text.replace(&data, "<data dir>"))
     }
@@ -91,7 +91,7 @@ impl Core {
     }
 
     /// `agent` as an agent of this hive (a name that is none is refused before any path is made).
-    pub(super) fn agent_named(&self, agent: &str) -> Result<AgentName, ToolError> {
+    pub(crate) fn agent_named(&self, agent: &str) -> Result<AgentName, ToolError> {
         AgentName::parse(agent)
             .ok()
             .filter(|n| self.agents().get(n).is_some())
@@ -110,10 +110,23 @@ impl Core {
         outcome: &str,
         detail: Option<&str>,
     ) {
+        self.audit_by(actor.as_str(), tool, target, sha, outcome, detail);
+    }
+
+    /// [`Core::audit_call`] for any actor: an agent's name or an operator's user id.
+    pub(crate) fn audit_by(
+        &self,
+        actor: &str,
+        tool: &str,
+        target: Option<&str>,
+        sha: Option<&str>,
+        outcome: &str,
+        detail: Option<&str>,
+    ) {
         let target = target.map(|t| self.shown(t));
         let detail = detail.map(|d| self.shown(d));
         if let Err(e) = self.store().audit(&crate::store::Audit {
-            actor: actor.as_str(),
+            actor,
             action: tool,
             approval_id: None,
             agent: target.as_deref(),

@@ -16,13 +16,40 @@ use clap::{ColorChoice, CommandFactory, Parser, Subcommand};
 pub enum HiveCommand {
     /// Every agent: its brain, its state and its queue (queued, done, dead).
     Status,
-    /// This list.
-    Help,
-    /// Stop <AGENT>'s running turn now (its brain is killed; the message counts as done).
+    /// Every agent: its state, brain and model, description, queue and last turn.
+    Agents,
+    /// `logs <agent> [lines]`: the end of an agent's log (20 lines unless told), secrets redacted.
+    Logs {
+        agent: String,
+        /// How many lines (1 to 200).
+        #[arg(default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=200))]
+        lines: u16,
+    },
+    /// `stop <agent>`: stop its harness (after its turn) and keep it stopped until `start`.
+    Stop { agent: String },
+    /// `start <agent>`: start it again (stopped, crashed too often, or could not start).
+    Start { agent: String },
+    /// `restart <agent>`: stop its harness (after its turn) and start it afresh.
+    Restart { agent: String },
+    /// `notes <agent>`: the notes it keeps (`write_notes`).
+    Notes { agent: String },
+    /// `usage [agent]`: turns, time, tokens and cost per agent, today and the last 7 days.
+    Usage { agent: Option<String> },
+    /// Open approval requests and questions, each linked to its message.
+    Approvals,
+    /// `audit [rows]`: the newest rows of the audit trail (20 unless told).
+    Audit {
+        /// How many rows (1 to 100).
+        #[arg(default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=100))]
+        rows: u16,
+    },
+    /// `cancel <agent>`: stop its running turn now (its brain is killed; the message counts as done).
     Cancel {
         /// The agent whose turn to stop.
         agent: String,
     },
+    /// This list.
+    Help,
 }
 
 /// The command line after `!hive`, as clap sees it.
@@ -200,7 +227,7 @@ mod tests {
             Case {
                 name: "a typo gets a tip",
                 args: "statsu",
-                want: Err("a similar subcommand exists: 'status'"),
+                want: Err("tip: some similar subcommands exist: 'start', 'status'"),
             },
             Case {
                 name: "a stray argument",
@@ -243,6 +270,107 @@ mod tests {
                 name: "cancel takes one agent",
                 args: "cancel argus iris",
                 want: Err("unexpected argument 'iris'"),
+            },
+            Case {
+                name: "agents",
+                args: "agents",
+                want: Ok(HiveCommand::Agents),
+            },
+            Case {
+                name: "logs, lines by default",
+                args: "logs echo",
+                want: Ok(HiveCommand::Logs {
+                    agent: "echo".into(),
+                    lines: 20,
+                }),
+            },
+            Case {
+                name: "logs, lines given",
+                args: "logs echo 200",
+                want: Ok(HiveCommand::Logs {
+                    agent: "echo".into(),
+                    lines: 200,
+                }),
+            },
+            Case {
+                name: "logs, too many lines",
+                args: "logs echo 201",
+                want: Err("201 is not in 1..=200"),
+            },
+            Case {
+                name: "logs, no lines",
+                args: "logs echo 0",
+                want: Err("0 is not in 1..=200"),
+            },
+            Case {
+                name: "logs without an agent",
+                args: "logs",
+                want: Err("<AGENT>"),
+            },
+            Case {
+                name: "stop",
+                args: "stop echo",
+                want: Ok(HiveCommand::Stop {
+                    agent: "echo".into(),
+                }),
+            },
+            Case {
+                name: "start",
+                args: "start echo",
+                want: Ok(HiveCommand::Start {
+                    agent: "echo".into(),
+                }),
+            },
+            Case {
+                name: "restart",
+                args: "restart echo",
+                want: Ok(HiveCommand::Restart {
+                    agent: "echo".into(),
+                }),
+            },
+            Case {
+                name: "stop two agents",
+                args: "stop echo argus",
+                want: Err("unexpected argument 'argus'"),
+            },
+            Case {
+                name: "notes",
+                args: "notes echo",
+                want: Ok(HiveCommand::Notes {
+                    agent: "echo".into(),
+                }),
+            },
+            Case {
+                name: "usage of all",
+                args: "usage",
+                want: Ok(HiveCommand::Usage { agent: None }),
+            },
+            Case {
+                name: "usage of one",
+                args: "usage echo",
+                want: Ok(HiveCommand::Usage {
+                    agent: Some("echo".into()),
+                }),
+            },
+            Case {
+                name: "approvals",
+                args: "approvals",
+                want: Ok(HiveCommand::Approvals),
+            },
+            Case {
+                name: "audit, rows by default",
+                args: "audit",
+                want: Ok(HiveCommand::Audit { rows: 20 }),
+            },
+            Case {
+                name: "audit, rows given",
+                args: "audit 5",
+                want: Ok(HiveCommand::Audit { rows: 5 }),
+            },
+            Case {
+                name: "audit, not a number",
+                args: "audit many",
+                want: Err("invalid value 'many'"),
             },
             Case {
                 name: "an unclosed single quote",

@@ -135,7 +135,11 @@ impl Core {
             let Some(id) = running.as_ref().map(|t| t.inbox_id) else {
                 return Ok(Err(CancelRefusal::NoTurn(name)));
             };
-            let Some(turn) = self.store().cancel_turn(id, by)? else {
+            let model = {
+                let spec = entry.spec();
+                spec.brain.model().unwrap_or(spec.brain.kind()).to_owned()
+            };
+            let Some(turn) = self.store().cancel_turn(id, by, &model)? else {
                 return Ok(Err(CancelRefusal::NoTurn(name)));
             };
             // Before the lock is released: the harness cannot be on its next message yet.
