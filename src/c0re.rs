@@ -21,6 +21,7 @@ pub mod peering;
 pub mod registration;
 pub mod rooms;
 pub mod routing;
+pub mod schedules;
 pub mod secrets;
 pub mod server;
 pub mod tasks;
@@ -73,6 +74,8 @@ struct Inner {
     outbox: outbox::Outbox,
     /// Each peer's room and directory (`peering.rs`).
     peering: peering::Peering,
+    /// What wakes the schedules task (`schedules.rs`).
+    schedules: schedules::Scheduler,
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
@@ -114,6 +117,7 @@ impl Core {
                 control: control::Control::default(),
                 outbox: outbox::Outbox::default(),
                 peering: peering::Peering::default(),
+                schedules: schedules::Scheduler::default(),
                 cancel,
                 secrets,
                 model_http: std::sync::OnceLock::new(),
@@ -176,6 +180,11 @@ impl Core {
 
     pub fn outbox(&self) -> &outbox::Outbox {
         &self.inner.outbox
+    }
+
+    /// What wakes the schedules task.
+    pub fn schedules(&self) -> &schedules::Scheduler {
+        &self.inner.schedules
     }
 
     /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).

@@ -19,6 +19,7 @@ mod outbox;
 mod peering;
 mod questions;
 mod recv;
+mod schedules;
 mod timing;
 mod tools;
 pub use agent_state::{AgentState, UnknownState};
@@ -32,6 +33,7 @@ pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use peering::{PeerGap, PeerSeq, PeerStatus, Unposted};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
+pub use schedules::ScheduleRow;
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -70,6 +72,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "012_peering",
         include_str!("store/migrations/012_peering.sql"),
+    ),
+    (
+        "015_schedules",
+        include_str!("store/migrations/015_schedules.sql"),
     ),
 ];
 

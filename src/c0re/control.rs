@@ -103,7 +103,7 @@ impl Core {
                         // Each peer's reachability as of now, not of the last periodic probe.
                         self.probe_peers().await;
                     }
-                    self.run_command(&command)
+                    self.run_command(&command, &item.sender)
                 }
                 Err(usage) => usage.to_string(),
             };
@@ -115,13 +115,17 @@ impl Core {
         }
     }
 
-    /// The answer to one command.
-    fn run_command(&self, command: &HiveCommand) -> String {
+    /// The answer to one command from the operator `by`.
+    fn run_command(&self, command: &HiveCommand, by: &str) -> String {
         match command {
             HiveCommand::Status => self
                 .status_text()
                 .unwrap_or_else(|e| format!("status unavailable: {e:#}")),
             HiveCommand::Help => commands::help_text(),
+            HiveCommand::Schedules => self
+                .schedules_text()
+                .unwrap_or_else(|e| format!("schedules unavailable: {e:#}")),
+            HiveCommand::Fire { agent, schedule } => self.fire_command(agent, schedule, by),
         }
     }
 

@@ -18,6 +18,15 @@ pub enum HiveCommand {
     Status,
     /// This list.
     Help,
+    /// Every agent's schedules (agent.toml `[[schedules]]`): the rule, the next and the last fire.
+    Schedules,
+    /// Fire one of an agent's schedules now (its prompt into the agent's inbox; audited).
+    Fire {
+        /// The agent.
+        agent: String,
+        /// The schedule's name.
+        schedule: String,
+    },
 }
 
 /// The command line after `!hive`, as clap sees it.
@@ -226,6 +235,24 @@ mod tests {
                 name: "an unclosed single quote",
                 args: "'",
                 want: Err("unclosed single quote"),
+            },
+            Case {
+                name: "schedules",
+                args: "schedules",
+                want: Ok(HiveCommand::Schedules),
+            },
+            Case {
+                name: "fire",
+                args: "fire echo standup",
+                want: Ok(HiveCommand::Fire {
+                    agent: "echo".into(),
+                    schedule: "standup".into(),
+                }),
+            },
+            Case {
+                name: "fire without a schedule",
+                args: "fire echo",
+                want: Err("<SCHEDULE>"),
             },
         ];
         for c in cases {
