@@ -14,6 +14,7 @@ pub mod control;
 pub mod events;
 pub mod ingest;
 pub mod limits;
+pub mod mentions;
 pub mod models;
 pub mod outbound;
 pub mod outbox;
