@@ -53,8 +53,11 @@ pub struct Schedule {
 /// When a schedule fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum When {
-    /// A cron expression, UTC (its text kept for display).
-    Cron { text: String, cron: croner::Cron },
+    /// A cron expression, UTC (its text kept for display; the parsed pattern is large, boxed).
+    Cron {
+        text: String,
+        cron: Box<croner::Cron>,
+    },
     /// Every so long, on a grid from the schedule's anchor.
     Every(Duration),
 }
@@ -186,11 +189,13 @@ fn one(r: &RawSchedule, floor: Duration) -> Result<Schedule, ScheduleError> {
     let name = r.name.clone();
     let when = match (&r.cron, &r.every) {
         (Some(text), None) => When::Cron {
-            cron: parse_cron(text).map_err(|reason| ScheduleError::BadCron {
-                name: name.clone(),
-                text: text.clone(),
-                reason,
-            })?,
+            cron: parse_cron(text)
+                .map(Box::new)
+                .map_err(|reason| ScheduleError::BadCron {
+                    name: name.clone(),
+                    text: text.clone(),
+                    reason,
+                })?,
             text: text.trim().to_owned(),
         },
         (None, Some(text)) => {

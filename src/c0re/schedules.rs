@@ -83,6 +83,22 @@ pub fn show_time(us: i64) -> String {
     )
 }
 
+/// What a fire of `s` at `fire_us` says: the message's body (`schedule <name>: <prompt>`) and
+/// its event data (pure).
+pub fn fire_event(s: &Schedule, fire_us: i64, manual: bool) -> (String, serde_json::Value) {
+    (
+        format!("schedule {}: {}", s.name, s.prompt),
+        json!({
+            "schedule": s.name,
+            "prompt": s.prompt,
+            "when": s.when.to_string(),
+            "fire_us": fire_us,
+            "fired_at": show_time(fire_us),
+            "manual": manual,
+        }),
+    )
+}
+
 /// The txn id of a scheduled fire: one per (agent, schedule, fire time).
 fn fire_txn(agent: &AgentName, schedule: &str, fire_us: i64) -> String {
     format!("hh-event-schedule-{agent}-{schedule}-{fire_us}")
@@ -103,20 +119,8 @@ impl Core {
         manual: bool,
         txn: &str,
     ) -> Option<OutboxRow> {
-        self.core_event(
-            agent.as_str(),
-            "schedule",
-            &format!("schedule {}: {}", s.name, s.prompt),
-            json!({
-                "schedule": s.name,
-                "prompt": s.prompt,
-                "when": s.when.to_string(),
-                "fire_us": fire_us,
-                "fired_at": show_time(fire_us),
-                "manual": manual,
-            }),
-            txn,
-        )
+        let (text, data) = fire_event(s, fire_us, manual);
+        self.core_event(agent.as_str(), "schedule", &text, data, txn)
     }
 
     /// Delivers every due fire, until shutdown.
@@ -343,6 +347,33 @@ mod tests {
                 .map_err(|e| e.to_string());
             assert_eq!(got, c.want.map_err(str::to_owned), "{}", c.name);
         }
+    }
+
+    #[test]
+    fn a_model_reads_a_fire_as_the_hive_s_prompt() {
+        let (body, mut event) = fire_event(&s("standup"), 1_767_571_200_000_000, false);
+        event["kind"] = json!("schedule");
+        let msg = crate::wire::protocol::Message {
+            id: 1,
+            event_id: "$e".into(),
+            room_id: "!r:x".into(),
+            sender: "@hive:x".into(),
+            body,
+            attempt: 1,
+            event: Some(event),
+        };
+        let prompt = crate::brain::prompt_of(&msg);
+        assert!(
+            prompt.starts_with(
+                "hive-c0re (the hive itself, not a person) reports a `schedule` event:\n"
+            ),
+            "{prompt}"
+        );
+        assert!(prompt.ends_with("\n\nschedule standup: p"), "{prompt}");
+        assert!(
+            prompt.contains("\"fired_at\":\"2026-01-05 00:00:00 UTC\""),
+            "{prompt}"
+        );
     }
 
     #[test]
