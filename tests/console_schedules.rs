@@ -26,6 +26,8 @@ m = json.load(sys.stdin)["message"]
 ev = m.get("event") or {}
 if ev.get("kind") == "schedule":
     print(json.dumps({"reply": "tock: " + ev["schedule"] + ": " + ev["prompt"]}))
+elif m["body"].strip() == "tell":
+    print(json.dumps({"reply": "told", "send": [{"to": "operator", "body": "hello operator"}]}))
 elif m["body"].strip() == "ask":
     print(json.dumps({"ask_operator": [
         {"question": "Ship it?", "options": ["yes", "no"], "ttl_secs": 600}]}))
@@ -245,6 +247,31 @@ async fn schedules_fire_once_and_operators_are_mentioned() {
         }
         assert!(Instant::now() < deadline, "the new schedules never showed");
     }
+
+    // An agent's messages to the operator mention it: a reply to its message, and a
+    // `send_message` to `operator` (with a pill and its name in the body).
+    op.send(&inbox, "tell").await;
+    let msgs = op
+        .wait_until(&inbox, WAIT, "told", |m| {
+            m.iter().any(|x| x.body == "told")
+                && m.iter().any(|x| x.body == "operator: hello operator")
+        })
+        .await;
+    let told = msgs.iter().find(|x| x.body == "told").unwrap();
+    assert_eq!(told.mentions, vec![op_id.clone()]);
+    let sent = msgs
+        .iter()
+        .find(|x| x.body == "operator: hello operator")
+        .unwrap();
+    assert_eq!(sent.mentions, vec![op_id.clone()]);
+    assert!(
+        sent.formatted
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&pill),
+        "{:?}",
+        sent.formatted
+    );
 
     // A question mentions the operator too.
     op.send(&inbox, "ask").await;

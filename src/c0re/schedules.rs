@@ -210,11 +210,13 @@ impl Core {
             Ok(_) => ("fired", schedule.to_owned()),
             Err(e) => ("refused", format!("{schedule}: {e:#}")),
         };
+        // What the operator typed is kept as typed, less any secret.
+        let (agent_shown, detail) = (self.secrets().redact(agent), self.secrets().redact(&detail));
         if let Err(e) = self.store().audit(&crate::store::Audit {
             actor: by,
             action: "fire",
             approval_id: None,
-            agent: Some(agent),
+            agent: Some(&agent_shown),
             sha: None,
             outcome,
             detail: Some(&detail),
