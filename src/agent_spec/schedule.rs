@@ -125,7 +125,7 @@ pub enum ScheduleError {
     Duplicate(String),
     #[error("{name:?}: give exactly one of cron and every")]
     NeedsOneWhen { name: String },
-    #[error("{name:?}: cron {text:?} is not a five-field cron expression (UTC): {reason}")]
+    #[error("{name:?}: cron {text:?} is not a valid cron expression (five fields, UTC): {reason}")]
     BadCron {
         name: String,
         text: String,
