@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod name;
+pub mod schedule;
 pub use name::{
     AgentName, HiveName, MAX_NAME_LEN, NameError, QualifiedName, RESERVED_NAMES, Recipient,
     is_provider_name,
@@ -29,6 +30,9 @@ pub struct AgentToml {
     #[serde(default)]
     pub allowed_recipients: Vec<Recipient>,
     pub brain: BrainSpec,
+    /// Recurring prompts delivered into the agent's inbox (`schedule.rs`).
+    #[serde(default)]
+    pub schedules: Vec<schedule::RawSchedule>,
 }
 
 /// Which brain thinks for the agent, and its settings.
@@ -243,6 +247,8 @@ pub struct AgentSpec {
     pub remote_recipients: Vec<QualifiedName>,
     pub brain: BrainSpec,
     pub prompt: Option<String>,
+    /// Recurring prompts, validated (`[[schedules]]`).
+    pub schedules: Vec<schedule::Schedule>,
 }
 
 /// An error in one bot's files, with the key it concerns.
@@ -416,6 +422,19 @@ impl AgentSpec {
                 errors.push(SpecError::new(file, &key, "command must name a program"));
             }
         }
+        let schedules = match schedule::validate(&raw.schedules, schedule::interval_floor()) {
+            Ok(s) => s,
+            Err(refused) => {
+                for (i, e) in refused {
+                    errors.push(SpecError::new(
+                        file,
+                        &format!("schedules[{i}]"),
+                        e.to_string(),
+                    ));
+                }
+                Vec::new()
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -449,6 +468,7 @@ impl AgentSpec {
             remote_recipients: remote,
             brain: raw.brain,
             prompt,
+            schedules,
         })
     }
 }
@@ -760,6 +780,34 @@ mod tests {
         }
         let errs = parse("[brain]\nkind = \"scripted\"\nprovider = \"x\"\n").unwrap_err();
         assert!(errs.iter().any(|e| e.key == "brain.provider"), "{errs:?}");
+    }
+
+    #[test]
+    fn schedules_are_read_and_errors_name_the_schedule() {
+        let s = parse(
+            "[brain]\nkind = \"scripted\"\n[[schedules]]\nname = \"standup\"\ncron = \"0 9 * * 1-5\"\nprompt = \"Standup.\"\n[[schedules]]\nname = \"poll\"\nevery = \"30m\"\nprompt = \"Look.\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = s.schedules.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["standup", "poll"]);
+        let errs = parse(
+            "[brain]\nkind = \"scripted\"\n[[schedules]]\nname = \"ok\"\nevery = \"1h\"\nprompt = \"x\"\n[[schedules]]\nname = \"nightly\"\ncron = \"0 25 * * *\"\nprompt = \"x\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "schedules[1]");
+        assert!(
+            errs[0]
+                .message
+                .starts_with("\"nightly\": cron \"0 25 * * *\""),
+            "{}",
+            errs[0].message
+        );
+        let errs = parse(
+            "[brain]\nkind = \"scripted\"\n[[schedules]]\nname = \"x\"\nevery = \"1h\"\nprompt = \"x\"\nwhen = \"now\"\n",
+        )
+        .unwrap_err();
+        assert!(errs[0].message.contains("unknown field `when`"), "{errs:?}");
     }
 
     #[test]

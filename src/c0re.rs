@@ -14,6 +14,7 @@ pub mod control;
 pub mod events;
 pub mod ingest;
 pub mod limits;
+pub mod mentions;
 pub mod models;
 pub mod outbound;
 pub mod outbox;
@@ -21,6 +22,7 @@ pub mod peering;
 pub mod registration;
 pub mod rooms;
 pub mod routing;
+pub mod schedules;
 pub mod secrets;
 pub mod server;
 pub mod tasks;
@@ -74,6 +76,8 @@ struct Inner {
     outbox: outbox::Outbox,
     /// Each peer's room and directory (`peering.rs`).
     peering: peering::Peering,
+    /// What wakes the schedules task (`schedules.rs`).
+    schedules: schedules::Scheduler,
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
@@ -115,6 +119,7 @@ impl Core {
                 control: control::Control::default(),
                 outbox: outbox::Outbox::default(),
                 peering: peering::Peering::default(),
+                schedules: schedules::Scheduler::default(),
                 cancel,
                 secrets,
                 model_http: std::sync::OnceLock::new(),
@@ -177,6 +182,11 @@ impl Core {
 
     pub fn outbox(&self) -> &outbox::Outbox {
         &self.inner.outbox
+    }
+
+    /// What wakes the schedules task.
+    pub fn schedules(&self) -> &schedules::Scheduler {
+        &self.inner.schedules
     }
 
     /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).

@@ -20,6 +20,7 @@ mod outbox;
 mod peering;
 mod questions;
 mod recv;
+mod schedules;
 mod timing;
 mod tools;
 mod turns;
@@ -35,6 +36,7 @@ pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use peering::{PeerGap, PeerSeq, PeerStatus, Unposted};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
+pub use schedules::ScheduleRow;
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 pub use turns::{AgentUsage, TurnOutcome, TurnStat, UnknownOutcome};
 
@@ -76,6 +78,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("store/migrations/012_peering.sql"),
     ),
     ("013_turns", include_str!("store/migrations/013_turns.sql")),
+    (
+        "014_schedules",
+        include_str!("store/migrations/014_schedules.sql"),
+    ),
 ];
 
 /// Microseconds since the Unix epoch.

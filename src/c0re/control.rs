@@ -183,6 +183,10 @@ impl Core {
             HiveCommand::Cancel { agent } => {
                 self.cancel_command(agent, operator.as_str(), true).await
             }
+            HiveCommand::Schedules => self
+                .schedules_text()
+                .unwrap_or_else(|e| format!("schedules unavailable: {e:#}")),
+            HiveCommand::Fire { agent, schedule } => self.fire_command(agent, schedule, operator.as_str()),
         }
     }
 

@@ -298,12 +298,16 @@ impl Core {
                 .reply_to_peer(from, &hive, reply_to, sender, body, txn_id)
                 .await;
         }
-        let mention = UserId::parse(sender).ok();
-        let content = message_content(body, None, Some(reply_to), false);
-        let mut content = content;
-        if let Some(m) = mention {
-            content["m.mentions"] = json!({ "user_ids": [m.to_string()] });
-        }
+        // Whom it answers is notified: an operator, or every operator when it answers a core
+        // event in its own inbox (`mentions.rs`).
+        let own_inbox = self
+            .rooms()
+            .get(&super::rooms::RoomKey::Inbox(from.clone()))
+            .is_some_and(|inbox| inbox == room);
+        let mentioned =
+            super::mentions::reply_mentions(sender, self.bot(), &self.cfg().operators, own_inbox);
+        let mut content = message_content(body, None, Some(reply_to), false);
+        content["m.mentions"] = json!({ "user_ids": mentioned });
         self.guard(from, &content).await?;
         self.send_raw(&room, Some(&entry.user_id), txn_id, &content)
             .await

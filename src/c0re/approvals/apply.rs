@@ -175,6 +175,8 @@ impl Core {
                     .add(self.cfg().agent_user_id(&running.name), running);
             }
         }
+        // Its schedules are the applied config's from now on.
+        self.wake_schedules();
         Ok(n as i64)
     }
 
@@ -202,6 +204,7 @@ impl Core {
                     if let (Some(entry), Ok(spec)) = (self.agents().get(&name), repo.load_current())
                     {
                         entry.set_spec(spec);
+                        self.wake_schedules();
                     }
                     Ok(n as i64)
                 });

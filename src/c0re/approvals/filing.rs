@@ -175,12 +175,14 @@ impl Core {
             changes: &changes,
         });
         // Rendered already, as text: never through the Markdown renderer.
-        let content = json!({
+        let mut content = json!({
             "msgtype": "m.text",
             "body": rendered.body,
             "format": "org.matrix.custom.html",
             "formatted_body": rendered.html,
         });
+        // The operators are notified (`mentions.rs`).
+        crate::c0re::mentions::mention_operators(&mut content, &self.cfg().operators);
         // What the operator approves must be what is applied: a request the secret filter would
         // have to redact is not shown redacted, it is not posted at all.
         if let Some(label) = self.secrets().find_in_content(&content) {

@@ -213,12 +213,14 @@ impl Core {
             required: a.required.max(self.cfg().approvals_required),
             expires_us: a.expires_us,
         });
-        let content = json!({
+        let mut content = json!({
             "msgtype": "m.text",
             "body": rendered.body,
             "format": "org.matrix.custom.html",
             "formatted_body": rendered.html,
         });
+        // The operators are notified (`mentions.rs`).
+        crate::c0re::mentions::mention_operators(&mut content, &self.cfg().operators);
         if let Some(label) = self.secrets().find_in_content(&content) {
             let e = anyhow::anyhow!("its summary shows {label}");
             return self.refuse_posting(a, &e).await;

@@ -100,7 +100,9 @@ impl Core {
             .get(&RoomKey::Approvals)
             .context("no approvals room")?;
         let text = super::text::question(q);
-        let content = outbound::message_content(&text, None, None, false);
+        let mut content = outbound::message_content(&text, None, None, false);
+        // The operators are notified (`mentions.rs`).
+        crate::c0re::mentions::mention_operators(&mut content, &self.cfg().operators);
         let ev = self
             .send_raw(&room, None, &format!("hh-question-{}", q.id), &content)
             .await?;

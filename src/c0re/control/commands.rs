@@ -48,6 +48,15 @@ pub enum HiveCommand {
         /// The agent whose turn to stop.
         agent: String,
     },
+    /// Every agent's schedules (agent.toml `[[schedules]]`): the rule, the next and the last fire.
+    Schedules,
+    /// `fire <agent> <schedule>`: fire one of its schedules now (its prompt into its inbox; audited).
+    Fire {
+        /// The agent.
+        agent: String,
+        /// The schedule's name.
+        schedule: String,
+    },
     /// This list.
     Help,
 }
@@ -376,6 +385,24 @@ mod tests {
                 name: "an unclosed single quote",
                 args: "'",
                 want: Err("unclosed single quote"),
+            },
+            Case {
+                name: "schedules",
+                args: "schedules",
+                want: Ok(HiveCommand::Schedules),
+            },
+            Case {
+                name: "fire",
+                args: "fire echo standup",
+                want: Ok(HiveCommand::Fire {
+                    agent: "echo".into(),
+                    schedule: "standup".into(),
+                }),
+            },
+            Case {
+                name: "fire without a schedule",
+                args: "fire echo",
+                want: Err("<SCHEDULE>"),
             },
         ];
         for c in cases {

@@ -1,0 +1,389 @@
+//! Recurring schedules (agent.toml `[[schedules]]`, `agent_spec/schedule.rs`): the `schedules`
+//! task delivers each fire into the agent's inbox as a core event (`org.hyperhive.event` kind
+//! `schedule`, with the schedule's name and prompt; the prompt is the body), through the
+//! outbox, so it is said once and never lost.
+//!
+//! - What is due is [`due::due`] (pure): after downtime one missed fire is replayed, not a burst;
+//!   a schedule newly added does not fire for the past.
+//! - A fire is recorded (migration 014) in the same sqlite transaction as its post, by a
+//!   conditional update on the last fire the round saw; its txn id is deterministic per
+//!   (agent, schedule, fire time), so a re-send after a crash is the same event.
+//! - The task reads each agent's *current* spec every round: an approved config that changes
+//!   the schedules takes effect when it is applied (`apply.rs` wakes the task).
+//! - A stopped agent's fires are skipped, not queued: its record stays at the last fire, so when
+//!   it is started again one missed fire is replayed (as after downtime). A kept agent is out
+//!   of the registry: nothing fires; a revived one replays at most one fire too.
+//! - `!hive schedules` lists them with their next and last fires; `!hive fire <agent>
+//!   <schedule>` fires one now (audited; the grid does not move).
+
+pub mod due;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::Core;
+use crate::agent_spec::AgentName;
+use crate::agent_spec::schedule::Schedule;
+use crate::store::{OutboxRow, Wanted, now_us};
+
+/// The longest the task sleeps: a started agent's missed fire, or a clock that jumped, is seen
+/// within this long even without a wake-up.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// The scheduler's handle: what wakes its task.
+#[derive(Default)]
+pub struct Scheduler {
+    wake: tokio::sync::Notify,
+}
+
+/// Why `!hive fire` fired nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FireRefusal {
+    #[error("{0:?} is not an agent of this hive")]
+    NoAgent(String),
+    #[error("{agent} has no schedule {schedule:?} (its schedules: {known})")]
+    NoSchedule {
+        agent: AgentName,
+        schedule: String,
+        known: String,
+    },
+}
+
+/// The schedule `name` of `agent`'s current schedules, or why there is none (pure).
+pub fn pick<'a>(
+    agent: &AgentName,
+    schedules: &'a [Schedule],
+    name: &str,
+) -> Result<&'a Schedule, FireRefusal> {
+    schedules
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| FireRefusal::NoSchedule {
+            agent: agent.clone(),
+            schedule: name.to_owned(),
+            known: if schedules.is_empty() {
+                "none".to_owned()
+            } else {
+                schedules
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        })
+}
+
+/// A time as `!hive schedules` and the event data show it: `2026-12-01 09:00:00 UTC`.
+pub fn show_time(us: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).map_or_else(
+        || format!("{us} µs"),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+/// What a fire of `s` at `fire_us` says: the message's body (`schedule <name>: <prompt>`) and
+/// its event data (pure).
+pub fn fire_event(s: &Schedule, fire_us: i64, manual: bool) -> (String, serde_json::Value) {
+    (
+        format!("schedule {}: {}", s.name, s.prompt),
+        json!({
+            "schedule": s.name,
+            "prompt": s.prompt,
+            "when": s.when.to_string(),
+            "fire_us": fire_us,
+            "fired_at": show_time(fire_us),
+            "manual": manual,
+        }),
+    )
+}
+
+/// The txn id of a scheduled fire: one per (agent, schedule, fire time).
+fn fire_txn(agent: &AgentName, schedule: &str, fire_us: i64) -> String {
+    format!("hh-event-schedule-{agent}-{schedule}-{fire_us}")
+}
+
+impl Core {
+    /// Wakes the schedules task: an agent's spec changed (an approved config applied).
+    pub fn wake_schedules(&self) {
+        self.schedules().wake.notify_one();
+    }
+
+    /// The post that hands `agent` a fire of `s` at `fire_us`.
+    fn fire_post(
+        &self,
+        agent: &AgentName,
+        s: &Schedule,
+        fire_us: i64,
+        manual: bool,
+        txn: &str,
+    ) -> Option<OutboxRow> {
+        let (text, data) = fire_event(s, fire_us, manual);
+        self.core_event(agent.as_str(), "schedule", &text, data, txn)
+    }
+
+    /// Delivers every due fire, until shutdown.
+    pub async fn schedules_loop(self) {
+        loop {
+            let next = self.schedules_round();
+            let now = now_us();
+            let sleep = next.map_or(MAX_SLEEP, |t| {
+                Duration::from_micros((t - now).max(0) as u64 + 1000).min(MAX_SLEEP)
+            });
+            tokio::select! {
+                _ = self.cancel().cancelled() => return,
+                _ = self.schedules().wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// One pass over every agent's schedules: each due fire recorded with its post. Returns the
+    /// earliest next fire of a running agent. One agent's failure is logged and the rest go on.
+    fn schedules_round(&self) -> Option<i64> {
+        let mut next: Option<i64> = None;
+        let mut owed = false;
+        for (name, entry) in self.agents().all() {
+            let spec = entry.spec();
+            let running = entry.control.wanted() == Wanted::Running;
+            match self.agent_fires(&name, &spec.schedules, running) {
+                Ok((fired, soonest)) => {
+                    owed |= fired;
+                    next = [next, soonest].into_iter().flatten().min();
+                }
+                Err(e) => {
+                    tracing::error!(agent = %name, error = %format!("{e:#}"), "could not deliver an agent's schedules");
+                    let soon = now_us() + 5_000_000;
+                    next = Some(next.map_or(soon, |n| n.min(soon)));
+                }
+            }
+        }
+        if owed {
+            self.wake_outbox();
+        }
+        next
+    }
+
+    /// `agent`'s due fires, recorded; whether any was, and its next fire (`None` when stopped).
+    fn agent_fires(
+        &self,
+        agent: &AgentName,
+        schedules: &[Schedule],
+        running: bool,
+    ) -> anyhow::Result<(bool, Option<i64>)> {
+        let now = now_us();
+        let names: Vec<&str> = schedules.iter().map(|s| s.name.as_str()).collect();
+        let rows = self.store().schedule_rows(agent.as_str(), &names, now)?;
+        if !running {
+            return Ok((false, None));
+        }
+        let (mut fired, mut soonest) = (false, None::<i64>);
+        for (s, row) in schedules.iter().zip(&rows) {
+            let mut last = row.last_fire_us;
+            if let Some(fire) = due::due(&s.when, row.since_us, last, now) {
+                let txn = fire_txn(agent, &s.name, fire);
+                // `None`: the agent left the registry since this round began.
+                let Some(post) = self.fire_post(agent, s, fire, false, &txn) else {
+                    continue;
+                };
+                if self
+                    .store()
+                    .record_fire(agent.as_str(), &s.name, last, fire, &post)?
+                {
+                    tracing::info!(agent = %agent, schedule = %s.name, fire = %show_time(fire), "schedule fired");
+                    fired = true;
+                    last = Some(fire);
+                }
+            }
+            let n = due::next(&s.when, row.since_us, last);
+            soonest = [soonest, n].into_iter().flatten().min();
+        }
+        Ok((fired, soonest))
+    }
+
+    /// `!hive fire <agent> <schedule>`: fires it now (its grid does not move), audited with the
+    /// operator `by` as the actor. The answer says what happened.
+    pub fn fire_command(&self, agent: &str, schedule: &str, by: &str) -> String {
+        let result = self.fire_now(agent, schedule);
+        let (outcome, detail) = match &result {
+            Ok(_) => ("fired", schedule.to_owned()),
+            Err(e) => ("refused", format!("{schedule}: {e:#}")),
+        };
+        // What the operator typed is kept as typed, less any secret.
+        let (agent_shown, detail) = (self.secrets().redact(agent), self.secrets().redact(&detail));
+        if let Err(e) = self.store().audit(&crate::store::Audit {
+            actor: by,
+            action: "fire",
+            approval_id: None,
+            agent: Some(&agent_shown),
+            sha: None,
+            outcome,
+            detail: Some(&detail),
+        }) {
+            tracing::error!(agent, schedule, error = %format!("{e:#}"), "could not audit a fire");
+        }
+        match result {
+            Ok(answer) => answer,
+            Err(e) => format!("Not fired: {e:#}"),
+        }
+    }
+
+    fn fire_now(&self, agent: &str, schedule: &str) -> anyhow::Result<String> {
+        let name = AgentName::parse(agent).map_err(|_| FireRefusal::NoAgent(agent.to_owned()))?;
+        let entry = self
+            .agents()
+            .get(&name)
+            .ok_or_else(|| FireRefusal::NoAgent(agent.to_owned()))?;
+        let spec = entry.spec();
+        let s = pick(&name, &spec.schedules, schedule)?;
+        let at = now_us();
+        let txn = format!("hh-event-schedule-{name}-{}-manual-{at}", s.name);
+        let post = self
+            .fire_post(&name, s, at, true, &txn)
+            .ok_or_else(|| FireRefusal::NoAgent(agent.to_owned()))?;
+        self.store()
+            .record_manual_fire(name.as_str(), &s.name, at, &post)?;
+        self.wake_outbox();
+        let stopped = entry.control.wanted() == Wanted::Stopped;
+        Ok(format!(
+            "🔔 Fired **{}** of **{name}** now{}.",
+            s.name,
+            if stopped {
+                " (it is stopped: the message waits in its queue until it is started)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// `!hive schedules`: every agent's schedules, their rule, next and last fire.
+    pub fn schedules_text(&self) -> anyhow::Result<String> {
+        let now = now_us();
+        let mut out = String::from(
+            "| agent | schedule | when | next fire | last fire |\n|---|---|---|---|---|\n",
+        );
+        let mut any = false;
+        for (name, entry) in self.agents().all() {
+            let spec = entry.spec();
+            if spec.schedules.is_empty() {
+                continue;
+            }
+            let stopped = entry.control.wanted() == Wanted::Stopped;
+            let names: Vec<&str> = spec.schedules.iter().map(|s| s.name.as_str()).collect();
+            let rows = self.store().schedule_rows(name.as_str(), &names, now)?;
+            for (s, row) in spec.schedules.iter().zip(&rows) {
+                any = true;
+                let next = match due::next(&s.when, row.since_us, row.last_fire_us) {
+                    _ if stopped => "stopped (one missed fire when started)".to_owned(),
+                    Some(t) if t <= now => "now".to_owned(),
+                    Some(t) => show_time(t),
+                    None => "never".to_owned(),
+                };
+                let last = match (row.last_fire_us, row.last_manual_us) {
+                    (Some(f), Some(m)) if m > f => format!("{} (by hand)", show_time(m)),
+                    (None, Some(m)) => format!("{} (by hand)", show_time(m)),
+                    (Some(f), _) => show_time(f),
+                    (None, None) => "never".to_owned(),
+                };
+                writeln!(
+                    out,
+                    "| {name} | {} | {} | {next} | {last} |",
+                    s.name,
+                    s.when.to_string().replace('|', "\\|")
+                )?;
+            }
+        }
+        if !any {
+            return Ok("No agent has schedules (agent.toml `[[schedules]]`).".to_owned());
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent_spec::schedule::When;
+
+    fn s(name: &str) -> Schedule {
+        Schedule {
+            name: name.into(),
+            when: When::Every(Duration::from_secs(3600)),
+            prompt: "p".into(),
+        }
+    }
+
+    #[test]
+    fn which_schedule_is_fired() {
+        struct Case {
+            name: &'static str,
+            schedules: Vec<Schedule>,
+            asked: &'static str,
+            want: Result<&'static str, &'static str>,
+        }
+        let cases = [
+            Case {
+                name: "a schedule it has",
+                schedules: vec![s("a"), s("b")],
+                asked: "b",
+                want: Ok("b"),
+            },
+            Case {
+                name: "one it has not: its schedules are listed",
+                schedules: vec![s("a"), s("b")],
+                asked: "c",
+                want: Err("echo has no schedule \"c\" (its schedules: a, b)"),
+            },
+            Case {
+                name: "an agent without schedules",
+                schedules: vec![],
+                asked: "a",
+                want: Err("echo has no schedule \"a\" (its schedules: none)"),
+            },
+        ];
+        let echo = AgentName::parse("echo").expect("valid");
+        for c in cases {
+            let got = pick(&echo, &c.schedules, c.asked)
+                .map(|s| s.name.as_str())
+                .map_err(|e| e.to_string());
+            assert_eq!(got, c.want.map_err(str::to_owned), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn a_model_reads_a_fire_as_the_hive_s_prompt() {
+        let (body, mut event) = fire_event(&s("standup"), 1_767_571_200_000_000, false);
+        event["kind"] = json!("schedule");
+        let msg = crate::wire::protocol::Message {
+            id: 1,
+            event_id: "$e".into(),
+            room_id: "!r:x".into(),
+            sender: "@hive:x".into(),
+            body,
+            attempt: 1,
+            event: Some(event),
+            control: None,
+        };
+        let prompt = crate::brain::prompt_of(&msg);
+        assert!(
+            prompt.starts_with(
+                "hive-c0re (the hive itself, not a person) reports a `schedule` event:\n"
+            ),
+            "{prompt}"
+        );
+        assert!(prompt.ends_with("\n\nschedule standup: p"), "{prompt}");
+        assert!(
+            prompt.contains("\"fired_at\":\"2026-01-05 00:00:00 UTC\""),
+            "{prompt}"
+        );
+    }
+
+    #[test]
+    fn times_and_txns() {
+        assert_eq!(show_time(1_767_571_200_000_000), "2026-01-05 00:00:00 UTC");
+        let echo = AgentName::parse("echo").expect("valid");
+        assert_eq!(fire_txn(&echo, "a", 5), "hh-event-schedule-echo-a-5");
+        assert_ne!(fire_txn(&echo, "a", 5), fire_txn(&echo, "a", 6));
+    }
+}
