@@ -186,7 +186,9 @@ impl Core {
             HiveCommand::Schedules => self
                 .schedules_text()
                 .unwrap_or_else(|e| format!("schedules unavailable: {e:#}")),
-            HiveCommand::Fire { agent, schedule } => self.fire_command(agent, schedule, operator.as_str()),
+            HiveCommand::Fire { agent, schedule } => {
+                self.fire_command(agent, schedule, operator.as_str())
+            }
         }
     }
 

@@ -126,7 +126,11 @@ mod tests {
             s.inbox_error(item.id).unwrap().as_deref(),
             Some("cancelled by @op:hs")
         );
-        assert_eq!(s.cancel_turn(item.id, "@op:hs", "m").unwrap(), None, "only once");
+        assert_eq!(
+            s.cancel_turn(item.id, "@op:hs", "m").unwrap(),
+            None,
+            "only once"
+        );
         s.release(item.id).unwrap();
         s.release_all_inflight().unwrap();
         let (next, _) = s.take_next("argus", 5).unwrap();
