@@ -104,7 +104,7 @@ async fn the_operator_runs_the_hive_from_its_control_room() {
         .find(|l| l.starts_with("| echo |"))
         .unwrap_or_else(|| panic!("no echo row in\n{agents}"));
     assert!(
-        row.starts_with("| echo | idle | scripted | - | repeats what it hears | 0 | done in "),
+        row.starts_with("| echo | idle | scripted | - | ` repeats what it hears ` | 0 | done in "),
         "{row}"
     );
 
@@ -228,13 +228,22 @@ async fn the_operator_runs_the_hive_from_its_control_room() {
         hyperhive::store::Wanted::Running,
         "the stranger's stop did nothing"
     );
-    assert!(
-        !store
-            .audit_log(50)
-            .unwrap()
-            .iter()
-            .any(|e| e.actor.contains("plain.user")),
-        "nothing ran for the stranger"
+    // Nothing ran for the stranger: its one audit row is the refusal.
+    let theirs: Vec<_> = store
+        .audit_log(50)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor.contains("plain.user"))
+        .map(|e| (e.action, e.outcome, e.detail))
+        .collect();
+    assert_eq!(
+        theirs,
+        [(
+            "!hive".to_owned(),
+            "refused".to_owned(),
+            Some("stop echo".to_owned())
+        )],
+        "the stranger's attempt is on the record, refused"
     );
 
     // `hive usage --turns`: the turn, how it ended and how long it took.

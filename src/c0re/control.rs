@@ -127,16 +127,21 @@ impl Core {
                         Err(usage) => usage.to_string(),
                     })
                 }
-                (Some(_), _) => Some(format!(
-                    "only the hive's operators may give `!hive` commands (`operators` in hive.toml); {} is not one",
-                    item.sender
-                )),
+                (Some(_), _) => {
+                    // Refused, and on the record: who tried to command the hive, and what.
+                    let args = routing::command_args(&item.body).unwrap_or("");
+                    self.audit_by(&item.sender, "!hive", None, None, "refused", Some(args));
+                    Some(format!(
+                        "only the hive's operators may give `!hive` commands (`operators` in hive.toml); {} is not one",
+                        item.sender
+                    ))
+                }
                 // The core's own message: never answered (nothing loops).
                 (None, _) => None,
             };
             if let Some(answer) = answer {
                 let room = RoomId::parse(&item.room_id).ok();
-                let answer = console::fit(&answer, console::MAX_ANSWER);
+                let answer = console::fit(&answer, console::MAX_CONTENT);
                 self.notice(room, &answer).await;
             }
             if let Err(e) = self.store().ack(item.id) {

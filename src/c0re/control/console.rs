@@ -78,29 +78,43 @@ pub fn fenced(text: &str, max: usize) -> String {
     format!("{fence}\n{}\n{fence}", body.trim_end())
 }
 
-/// `text` costing at most `max` in its event: whole, or its first lines and how many more
-/// there were (a table of many agents, a long list of requests).
+/// The most an answer's content may take as JSON (`body`, its HTML twin, `msgtype`, …): a
+/// Matrix event is at most 64 KiB with its envelope (room, sender, ids, hashes, signatures).
+pub const MAX_CONTENT: usize = 60 * 1024;
+
+/// How many bytes `text` takes as a notice's content, measured: the same Markdown rendering
+/// and JSON the notice is sent with (a table's `<td>`s and escapes included).
+pub fn content_len(text: &str) -> usize {
+    let content = crate::c0re::outbound::message_content(text, None, None, true);
+    serde_json::to_vec(&content).map_or(usize::MAX, |v| v.len())
+}
+
+/// `text` whole if its content takes at most `max` bytes ([`content_len`]), else its first
+/// lines and how many more there were (a table of many agents, a long list of requests), said
+/// after a blank line so it never reads as a table row.
 pub fn fit(text: &str, max: usize) -> String {
-    if event_cost(text) <= max {
+    if content_len(text) <= max {
         return text.to_owned();
     }
-    let room = max.saturating_sub(256);
-    let mut out = String::new();
-    let mut cost = 0;
     let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        cost += event_cost(line) + 4;
-        if cost > room {
-            out.push_str(&format!(
-                "… and {} more lines (too long for one message)",
-                lines.len() - i
-            ));
-            return out;
+    let first = |n: usize| {
+        format!(
+            "{}\n\n… and {} more lines (too long for one message)",
+            lines[..n].join("\n"),
+            lines.len() - n
+        )
+    };
+    // The most lines that fit: `lo` fits (none do, at worst), `hi` does not.
+    let (mut lo, mut hi) = (0, lines.len());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if content_len(&first(mid)) <= max {
+            lo = mid;
+        } else {
+            hi = mid;
         }
-        out.push_str(line);
-        out.push('\n');
     }
-    out
+    first(lo)
 }
 
 /// A duration in milliseconds as "850 ms", "12.3 s", "4 min 5 s".
@@ -197,16 +211,27 @@ fn linked(room: Option<&str>, event: Option<&str>) -> String {
     }
 }
 
-/// Text for one line of a Markdown table or list: no line breaks, no `|`.
+/// An agent's text for one line of a Markdown table or list, shown as text and never read as
+/// Markdown (a summary's own `[message](…)` link, emphasis or HTML): a code span whose fence is
+/// longer than any run of backticks inside; no line breaks, no `|` (a table's cell ends there
+/// even in a code span), at most 120 characters.
 fn cell(s: &str) -> String {
     let one: String = s
         .chars()
-        .map(|c| if c == '\n' || c == '|' { ' ' } else { c })
+        .map(|c| if c.is_control() || c == '|' { ' ' } else { c })
         .collect();
-    match one.char_indices().nth(120) {
+    let one = match one.char_indices().nth(120) {
         Some((i, _)) => format!("{}…", &one[..i]),
         None => one,
+    };
+    let one = one.trim();
+    if one.is_empty() {
+        return "-".into();
     }
+    let longest = one.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    // A space on each side, so a backtick at either end is not read as part of the fence.
+    format!("{fence} {one} {fence}")
 }
 
 impl Core {
@@ -329,15 +354,15 @@ impl Core {
             for a in &open {
                 writeln!(
                     out,
-                    "- #{} {} {} by {} ({}, expires {}): {} — {}",
+                    "- #{} {} {} by {} ({}, expires {}) — {}: {}",
                     a.id,
                     a.kind,
                     a.agent,
                     a.requester,
                     a.state,
                     utc(a.expires_us),
-                    cell(&a.summary),
-                    linked(room, a.request_event.as_deref())
+                    linked(room, a.request_event.as_deref()),
+                    cell(&a.summary)
                 )?;
             }
         }
@@ -346,12 +371,12 @@ impl Core {
             for q in &questions {
                 writeln!(
                     out,
-                    "- #{} from {} (expires {}): {} — {}",
+                    "- #{} from {} (expires {}) — {}: {}",
                     q.id,
                     q.agent,
                     utc(q.expires_us),
-                    cell(&q.question),
-                    linked(room, q.request_event.as_deref())
+                    linked(room, q.request_event.as_deref()),
+                    cell(&q.question)
                 )?;
             }
         }

@@ -81,19 +81,39 @@ fn what_a_text_costs_in_an_event() {
 
 #[test]
 fn a_long_answer_keeps_its_first_lines() {
-    let short = "| a | b |\n| c | d |\n";
-    assert_eq!(fit(short, 1024), short);
-    let long: String = (0..500).map(|i| format!("| agent{i} | idle |\n")).collect();
-    let got = fit(&long, 2048);
-    assert!(event_cost(&got) <= 2048, "costs {}", event_cost(&got));
-    assert!(got.starts_with("| agent0 | idle |\n| agent1 |"), "{got}");
-    let kept = got.lines().count() - 1;
+    let short = "| a | b |\n|---|---|\n| c | d |\n";
+    assert_eq!(fit(short, MAX_CONTENT), short);
+    // A real table: its HTML (`<tr>`, `<td>`s) costs more than its Markdown.
+    let mut long = String::from("| agent | state |\n|---|---|\n");
+    long.extend((0..5000).map(|i| format!("| agent{i} | idle |\n")));
+    assert!(
+        content_len(&long) > 64 * 1024,
+        "the table must not fit whole"
+    );
+    let got = fit(&long, MAX_CONTENT);
+    let len = content_len(&got);
+    assert!(len <= MAX_CONTENT, "content takes {len}");
+    assert!(len > MAX_CONTENT - 1024, "as much as fits is kept: {len}");
+    assert!(
+        got.starts_with("| agent | state |\n|---|---|\n| agent0 | idle |"),
+        "{got}"
+    );
+    let kept = got.lines().filter(|l| l.starts_with("| agent")).count() - 1;
     assert!(
         got.ends_with(&format!(
-            "… and {} more lines (too long for one message)",
-            500 - kept
+            "| agent{} | idle |\n\n… and {} more lines (too long for one message)",
+            kept - 1,
+            5000 - kept
         )),
-        "{got}"
+        "{}",
+        &got[got.len() - 200..]
+    );
+    // The marker is not a table row.
+    let html = crate::matrix::markdown::to_html(&got).unwrap();
+    assert!(
+        html.contains("</table>\n<p>… and "),
+        "{}",
+        &html[html.len() - 200..]
     );
 }
 
@@ -190,6 +210,13 @@ fn a_turn_and_a_link() {
         linked(Some("!r:hs"), Some("$e")),
         "[message](https://matrix.to/#/!r:hs/$e)"
     );
-    assert_eq!(cell("a|b\nc"), "a b c");
-    assert!(cell(&"x".repeat(300)).ends_with('…'));
+    assert_eq!(cell("a|b\nc"), "` a b c `");
+    assert!(cell(&"x".repeat(300)).ends_with("… `"));
+    assert_eq!(cell(""), "-");
+    assert_eq!(cell("run `ls` now"), "`` run `ls` now ``");
+    // An agent's own link is text, not a link that could stand for the request's.
+    let forged = cell("fix — [message](https://matrix.to/#/!appr:hs/$other) <b>x</b>");
+    let html = crate::matrix::markdown::to_html(&format!("- #4 — {forged}")).unwrap();
+    assert!(!html.contains("<a "), "{html}");
+    assert!(html.contains("<code>"), "{html}");
 }
