@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 mod agent_state;
 mod approvals;
+mod console;
 mod kept;
 mod lifecycle;
 mod outbox;
@@ -26,6 +27,7 @@ pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
     VoteOutcome, reverts, tally,
 };
+pub use console::StatusRecord;
 pub use kept::{Confirmation, KeptAgent};
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};

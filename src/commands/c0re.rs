@@ -224,6 +224,7 @@ pub async fn serve(
     task!(spawn, "outbox", outbox_loop);
     task!(spawn, "peering", peering_loop);
     task!(spawn, "prune", prune_loop);
+    task!(spawn, "console", console_loop);
     {
         let c = core.clone();
         tasks.spawn("control socket", move || c.clone().serve_control_socket());

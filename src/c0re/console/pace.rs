@@ -1,0 +1,314 @@
+//! When the status message is edited and when an agent's presence is set: pure rules over
+//! what was last sent, with their tables.
+//!
+//! The status message ([`edit_step`]):
+//! - a text equal to the one last sent is never sent again;
+//! - a changed text is sent at once if the last edit is at least [`EDIT_GAP`] old, else at the
+//!   end of that gap (everything that changes meanwhile makes one edit);
+//! - the hive is looked at no more often than every [`LOOK_GAP`] (a burst of messages wakes the
+//!   task for each one; the store is read once).
+//!
+//! Presence ([`presence_of`], [`presence_step`]):
+//! - a harness connected and waiting is `online`; in a turn that has run for [`THINK_AFTER`] it
+//!   is `unavailable` ("running a turn"); a shorter turn changes nothing (like the typing
+//!   notice: it would be gone before anyone saw it, and each one is homeserver work);
+//! - no harness connected (stopped, crashed, starting, kept) is `offline`;
+//! - a presence is set when it differs from the one last set, and set again every
+//!   [`PRESENCE_RENEW`] while it is not `offline` (Synapse drops the presence of a user that
+//!   never syncs, see synapse-config/homeserver.yaml); `offline` is never renewed.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The least time between two edits of the status message.
+pub const EDIT_GAP: Duration = Duration::from_secs(5);
+/// The least time between two looks at the hive for the status message.
+pub const LOOK_GAP: Duration = Duration::from_secs(1);
+/// How long a turn runs before its agent shows as unavailable.
+pub const THINK_AFTER: Duration = Duration::from_millis(300);
+/// How often a presence that is not offline is set again (below Synapse's idle timer, 5 min,
+/// and the homeserver's `presence.sync_online_timeout`).
+pub const PRESENCE_RENEW: Duration = Duration::from_secs(240);
+/// The status text of an agent in a turn.
+pub const THINKING: &str = "running a turn";
+
+/// What to do about the status message now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditStep {
+    /// Nothing changed.
+    Nothing,
+    /// Send this text now.
+    Now,
+    /// It changed: send it at this instant (the gap since the last edit ends).
+    At(Instant),
+}
+
+/// The rule for the status message: `last` is the text last sent and when.
+pub fn edit_step(last: Option<(&str, Instant)>, text: &str, now: Instant) -> EditStep {
+    match last {
+        Some((sent, _)) if sent == text => EditStep::Nothing,
+        Some((_, at)) if now < at + EDIT_GAP => EditStep::At(at + EDIT_GAP),
+        _ => EditStep::Now,
+    }
+}
+
+/// A Matrix presence, as the core sets it for an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Online,
+    Unavailable,
+    Offline,
+}
+
+/// The presence wanted for an agent, and its status text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    pub presence: Presence,
+    pub status: Option<&'static str>,
+}
+
+/// The presence an agent should show: `connected` (a harness said hello on `c0re.sock`),
+/// `turn_age` how long its turn in flight has run. With it, when to look again (a turn not yet
+/// [`THINK_AFTER`] old).
+pub fn presence_of(connected: bool, turn_age: Option<Duration>) -> (Wanted, Option<Duration>) {
+    let want = |presence, status| Wanted { presence, status };
+    match (connected, turn_age) {
+        (false, _) => (want(Presence::Offline, None), None),
+        (true, Some(age)) if age >= THINK_AFTER => {
+            (want(Presence::Unavailable, Some(THINKING)), None)
+        }
+        (true, Some(age)) => (want(Presence::Online, None), Some(THINK_AFTER - age)),
+        (true, None) => (want(Presence::Online, None), None),
+    }
+}
+
+/// Whether to set `wanted` now, given what was `last` set and when; with it, when the presence
+/// falls due for renewal.
+pub fn presence_step(
+    last: Option<(Wanted, Instant)>,
+    wanted: Wanted,
+    now: Instant,
+) -> (bool, Option<Instant>) {
+    let renew = |at: Instant| (wanted.presence != Presence::Offline).then_some(at + PRESENCE_RENEW);
+    match last {
+        Some((w, at)) if w == wanted && now < at + PRESENCE_RENEW => (false, renew(at)),
+        Some((w, _)) if w == wanted && wanted.presence == Presence::Offline => (false, None),
+        _ => (true, renew(now)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_the_status_message_is_edited() {
+        struct Case {
+            name: &'static str,
+            last: Option<(&'static str, u64)>,
+            text: &'static str,
+            now_ms: u64,
+            want: fn(Instant) -> EditStep,
+        }
+        let cases = [
+            Case {
+                name: "nothing sent yet: now",
+                last: None,
+                text: "a",
+                now_ms: 0,
+                want: |_| EditStep::Now,
+            },
+            Case {
+                name: "the same text: never",
+                last: Some(("a", 0)),
+                text: "a",
+                now_ms: 60_000,
+                want: |_| EditStep::Nothing,
+            },
+            Case {
+                name: "changed, within the gap: at its end",
+                last: Some(("a", 1_000)),
+                text: "b",
+                now_ms: 2_000,
+                want: |t0| EditStep::At(t0 + Duration::from_millis(1_000) + EDIT_GAP),
+            },
+            Case {
+                name: "changed, the gap over: now",
+                last: Some(("a", 0)),
+                text: "b",
+                now_ms: 5_000,
+                want: |_| EditStep::Now,
+            },
+        ];
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        for c in cases {
+            let last = c.last.map(|(t, ms)| (t, at(ms)));
+            assert_eq!(
+                edit_step(last, c.text, at(c.now_ms)),
+                (c.want)(t0),
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_burst_makes_few_edits() {
+        // A change every 50 ms for 20 s, sent whenever the rule says: about one edit per gap.
+        let t0 = Instant::now();
+        let mut last: Option<(String, Instant)> = None;
+        let mut due: Option<Instant> = None;
+        let mut edits = 0;
+        for i in 0..400u64 {
+            let now = t0 + Duration::from_millis(i * 50);
+            let text = format!("{i} queued");
+            if due.is_some_and(|d| now < d) {
+                continue;
+            }
+            match edit_step(last.as_ref().map(|(t, at)| (t.as_str(), *at)), &text, now) {
+                EditStep::Nothing => {}
+                EditStep::Now => {
+                    edits += 1;
+                    last = Some((text, now));
+                    due = None;
+                }
+                EditStep::At(at) => due = Some(at),
+            }
+        }
+        assert!((4..=5).contains(&edits), "{edits} edits in 20 s");
+    }
+
+    #[test]
+    fn what_presence_an_agent_shows() {
+        struct Case {
+            name: &'static str,
+            connected: bool,
+            turn_ms: Option<u64>,
+            want: Presence,
+            status: Option<&'static str>,
+            again_ms: Option<u64>,
+        }
+        let cases = [
+            Case {
+                name: "connected and waiting: online",
+                connected: true,
+                turn_ms: None,
+                want: Presence::Online,
+                status: None,
+                again_ms: None,
+            },
+            Case {
+                name: "a turn just begun: still online, look again when it is 300 ms old",
+                connected: true,
+                turn_ms: Some(100),
+                want: Presence::Online,
+                status: None,
+                again_ms: Some(200),
+            },
+            Case {
+                name: "a turn of 300 ms: unavailable, running a turn",
+                connected: true,
+                turn_ms: Some(300),
+                want: Presence::Unavailable,
+                status: Some(THINKING),
+                again_ms: None,
+            },
+            Case {
+                name: "no harness: offline",
+                connected: false,
+                turn_ms: None,
+                want: Presence::Offline,
+                status: None,
+                again_ms: None,
+            },
+            Case {
+                name: "a turn whose harness left: offline",
+                connected: false,
+                turn_ms: Some(5_000),
+                want: Presence::Offline,
+                status: None,
+                again_ms: None,
+            },
+        ];
+        for c in cases {
+            let (w, again) = presence_of(c.connected, c.turn_ms.map(Duration::from_millis));
+            assert_eq!(w.presence, c.want, "{}", c.name);
+            assert_eq!(w.status, c.status, "{}", c.name);
+            assert_eq!(again, c.again_ms.map(Duration::from_millis), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn when_presence_is_set() {
+        let online = Wanted {
+            presence: Presence::Online,
+            status: None,
+        };
+        let busy = Wanted {
+            presence: Presence::Unavailable,
+            status: Some(THINKING),
+        };
+        let offline = Wanted {
+            presence: Presence::Offline,
+            status: None,
+        };
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        struct Case {
+            name: &'static str,
+            last: Option<(Wanted, Instant)>,
+            wanted: Wanted,
+            now: Instant,
+            want: (bool, Option<Instant>),
+        }
+        let cases = [
+            Case {
+                name: "never set: set, renewed later",
+                last: None,
+                wanted: online,
+                now: s(0),
+                want: (true, Some(s(0) + PRESENCE_RENEW)),
+            },
+            Case {
+                name: "never set, offline: set once, never renewed",
+                last: None,
+                wanted: offline,
+                now: s(0),
+                want: (true, None),
+            },
+            Case {
+                name: "unchanged: nothing until the renewal",
+                last: Some((online, s(0))),
+                wanted: online,
+                now: s(10),
+                want: (false, Some(s(0) + PRESENCE_RENEW)),
+            },
+            Case {
+                name: "unchanged, renewal due: set again",
+                last: Some((online, s(0))),
+                wanted: online,
+                now: s(0) + PRESENCE_RENEW,
+                want: (true, Some(s(0) + PRESENCE_RENEW + PRESENCE_RENEW)),
+            },
+            Case {
+                name: "changed: set at once",
+                last: Some((online, s(0))),
+                wanted: busy,
+                now: s(1),
+                want: (true, Some(s(1) + PRESENCE_RENEW)),
+            },
+            Case {
+                name: "offline stays offline: never renewed",
+                last: Some((offline, s(0))),
+                wanted: offline,
+                now: s(0) + PRESENCE_RENEW * 3,
+                want: (false, None),
+            },
+        ];
+        for c in cases {
+            assert_eq!(presence_step(c.last, c.wanted, c.now), c.want, "{}", c.name);
+        }
+    }
+}
