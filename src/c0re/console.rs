@@ -21,8 +21,10 @@ mod message;
 mod presence;
 mod snapshot;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
+use ruma::{OwnedUserId, UserId};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -37,6 +39,8 @@ const RETRY: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct Console {
     changed: Notify,
+    /// Agents that acted on the homeserver since the task last looked (see [`Console::acted`]).
+    acted: std::sync::Mutex<HashSet<OwnedUserId>>,
 }
 
 impl Console {
@@ -44,6 +48,22 @@ impl Console {
     /// calls wakes the task once.
     pub fn changed(&self) {
         self.changed.notify_one();
+    }
+
+    /// `user` (an agent) sent something as itself: a message, a typing notice. Synapse takes
+    /// that for a person at a client and turns an `unavailable` presence back `online`
+    /// (handlers/presence.py, `bump_presence_active_time`), so an agent in a turn has its
+    /// `unavailable` set again.
+    pub fn acted(&self, user: &UserId) {
+        let mut acted = self.acted.lock().unwrap_or_else(|p| p.into_inner());
+        if acted.insert(user.to_owned()) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The agents that acted since the last call.
+    fn take_acted(&self) -> HashSet<OwnedUserId> {
+        std::mem::take(&mut *self.acted.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

@@ -15,7 +15,9 @@
 //! - no harness connected (stopped, crashed, starting, kept) is `offline`;
 //! - a presence is set when it differs from the one last set, and set again every
 //!   [`PRESENCE_RENEW`] while it is not `offline` (Synapse drops the presence of a user that
-//!   never syncs, see synapse-config/homeserver.yaml); `offline` is never renewed.
+//!   never syncs, see synapse-config/homeserver.yaml); `offline` is never renewed;
+//! - an `unavailable` agent that acted on the homeserver (its typing notice, a message) is set
+//!   `unavailable` again: Synapse turned it `online` (`bump_presence_active_time`).
 
 use std::time::Duration;
 
@@ -83,15 +85,19 @@ pub fn presence_of(connected: bool, turn_age: Option<Duration>) -> (Wanted, Opti
     }
 }
 
-/// Whether to set `wanted` now, given what was `last` set and when; with it, when the presence
-/// falls due for renewal.
+/// Whether to set `wanted` now, given what was `last` set and when and whether the agent
+/// `acted` since; with it, when the presence falls due for renewal.
 pub fn presence_step(
     last: Option<(Wanted, Instant)>,
     wanted: Wanted,
+    acted: bool,
     now: Instant,
 ) -> (bool, Option<Instant>) {
     let renew = |at: Instant| (wanted.presence != Presence::Offline).then_some(at + PRESENCE_RENEW);
     match last {
+        Some((w, _)) if w == wanted && acted && wanted.presence == Presence::Unavailable => {
+            (true, renew(now))
+        }
         Some((w, at)) if w == wanted && now < at + PRESENCE_RENEW => (false, renew(at)),
         Some((w, _)) if w == wanted && wanted.presence == Presence::Offline => (false, None),
         _ => (true, renew(now)),
@@ -260,6 +266,7 @@ mod tests {
             name: &'static str,
             last: Option<(Wanted, Instant)>,
             wanted: Wanted,
+            acted: bool,
             now: Instant,
             want: (bool, Option<Instant>),
         }
@@ -268,6 +275,7 @@ mod tests {
                 name: "never set: set, renewed later",
                 last: None,
                 wanted: online,
+                acted: false,
                 now: s(0),
                 want: (true, Some(s(0) + PRESENCE_RENEW)),
             },
@@ -275,13 +283,15 @@ mod tests {
                 name: "never set, offline: set once, never renewed",
                 last: None,
                 wanted: offline,
+                acted: false,
                 now: s(0),
                 want: (true, None),
             },
             Case {
-                name: "unchanged: nothing until the renewal",
+                name: "unchanged (online: acting changes nothing): nothing until the renewal",
                 last: Some((online, s(0))),
                 wanted: online,
+                acted: true,
                 now: s(10),
                 want: (false, Some(s(0) + PRESENCE_RENEW)),
             },
@@ -289,6 +299,7 @@ mod tests {
                 name: "unchanged, renewal due: set again",
                 last: Some((online, s(0))),
                 wanted: online,
+                acted: false,
                 now: s(0) + PRESENCE_RENEW,
                 want: (true, Some(s(0) + PRESENCE_RENEW + PRESENCE_RENEW)),
             },
@@ -296,6 +307,7 @@ mod tests {
                 name: "changed: set at once",
                 last: Some((online, s(0))),
                 wanted: busy,
+                acted: false,
                 now: s(1),
                 want: (true, Some(s(1) + PRESENCE_RENEW)),
             },
@@ -303,12 +315,34 @@ mod tests {
                 name: "offline stays offline: never renewed",
                 last: Some((offline, s(0))),
                 wanted: offline,
+                acted: true,
                 now: s(0) + PRESENCE_RENEW * 3,
                 want: (false, None),
             },
+            Case {
+                name: "unavailable, and the agent acted (Synapse made it online): set again",
+                last: Some((busy, s(0))),
+                wanted: busy,
+                acted: true,
+                now: s(1),
+                want: (true, Some(s(1) + PRESENCE_RENEW)),
+            },
+            Case {
+                name: "unavailable, nothing done since: nothing",
+                last: Some((busy, s(0))),
+                wanted: busy,
+                acted: false,
+                now: s(1),
+                want: (false, Some(s(0) + PRESENCE_RENEW)),
+            },
         ];
         for c in cases {
-            assert_eq!(presence_step(c.last, c.wanted, c.now), c.want, "{}", c.name);
+            assert_eq!(
+                presence_step(c.last, c.wanted, c.acted, c.now),
+                c.want,
+                "{}",
+                c.name
+            );
         }
     }
 }

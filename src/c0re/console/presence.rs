@@ -41,6 +41,7 @@ impl Core {
         now: Instant,
     ) -> Option<Instant> {
         let mut wake = None;
+        let acted = self.console().take_acted();
         let agents = self.agents().all();
         book.set.retain(|n, _| agents.contains_key(n));
         for (name, entry) in agents {
@@ -66,15 +67,21 @@ impl Core {
             };
             let (wanted, again) = pace::presence_of(connected, age);
             wake = earliest(wake, again.map(|d| now + d));
-            let (put, renew) = pace::presence_step(book.set.get(&name).copied(), wanted, now);
+            let (put, renew) = pace::presence_step(
+                book.set.get(&name).copied(),
+                wanted,
+                acted.contains(&entry.user_id),
+                now,
+            );
             if put {
                 match self.set_presence(&entry.user_id, wanted).await {
                     Ok(()) => {
+                        tracing::debug!(agent = %name, presence = ?wanted.presence, "presence set");
                         book.set.insert(name.clone(), (wanted, now));
                         wake = earliest(wake, renew);
                     }
                     Err(e) => {
-                        tracing::debug!(agent = %name, error = %format!("{e:#}"), "cannot set the agent's presence; trying again later");
+                        tracing::warn!(agent = %name, error = %format!("{e:#}"), "cannot set the agent's presence; trying again later");
                         wake = earliest(wake, Some(now + super::RETRY));
                     }
                 }
