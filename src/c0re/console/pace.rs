@@ -12,12 +12,16 @@
 //! - a harness connected and waiting is `online`; in a turn that has run for [`THINK_AFTER`] it
 //!   is `unavailable` ("running a turn"); a shorter turn changes nothing (like the typing
 //!   notice: it would be gone before anyone saw it, and each one is homeserver work);
+//! - an `unavailable` agent stays so until it has been out of a turn for [`ONLINE_AFTER`]: an
+//!   agent working through its queue shows busy throughout, not two changes per message;
 //! - no harness connected (stopped, crashed, starting, kept) is `offline`;
 //! - a presence is set when it differs from the one last set, and set again every
 //!   [`PRESENCE_RENEW`] while it is not `offline` (Synapse drops the presence of a user that
 //!   never syncs, see synapse-config/homeserver.yaml); `offline` is never renewed;
 //! - an `unavailable` agent that acted on the homeserver (its typing notice, a message) is set
-//!   `unavailable` again: Synapse turned it `online` (`bump_presence_active_time`).
+//!   `unavailable` again [`REASSERT_AFTER`] later if it still is: Synapse turned it `online`
+//!   (`bump_presence_active_time`). Not at once: a reply right before the turn ends would cost a
+//!   change for nothing.
 
 use std::time::Duration;
 
@@ -29,6 +33,10 @@ pub const EDIT_GAP: Duration = Duration::from_secs(5);
 pub const LOOK_GAP: Duration = Duration::from_secs(1);
 /// How long a turn runs before its agent shows as unavailable.
 pub const THINK_AFTER: Duration = Duration::from_millis(300);
+/// How long an unavailable agent is out of a turn before it shows online again.
+pub const ONLINE_AFTER: Duration = Duration::from_secs(1);
+/// How long after an unavailable agent acted its `unavailable` is set again.
+pub const REASSERT_AFTER: Duration = Duration::from_secs(1);
 /// How often a presence that is not offline is set again (below Synapse's idle timer, 5 min,
 /// and the homeserver's `presence.sync_online_timeout`).
 pub const PRESENCE_RENEW: Duration = Duration::from_secs(240);
@@ -70,34 +78,53 @@ pub struct Wanted {
     pub status: Option<&'static str>,
 }
 
-/// The presence an agent should show: `connected` (a harness said hello on `c0re.sock`),
-/// `turn_age` how long its turn in flight has run. With it, when to look again (a turn not yet
-/// [`THINK_AFTER`] old).
-pub fn presence_of(connected: bool, turn_age: Option<Duration>) -> (Wanted, Option<Duration>) {
-    let want = |presence, status| Wanted { presence, status };
-    match (connected, turn_age) {
-        (false, _) => (want(Presence::Offline, None), None),
-        (true, Some(age)) if age >= THINK_AFTER => {
-            (want(Presence::Unavailable, Some(THINKING)), None)
+/// The presence an agent should show: `connected` (its harness is on `c0re.sock`), `turn_age`
+/// how long its turn in flight has run, `idle_for` how long ago its last turn ended, `shown`
+/// what it shows now. With it, when to look again (a turn not yet [`THINK_AFTER`] old, an
+/// unavailable agent not yet [`ONLINE_AFTER`] out of its turn).
+pub fn presence_of(
+    connected: bool,
+    turn_age: Option<Duration>,
+    idle_for: Option<Duration>,
+    shown: Option<Presence>,
+) -> (Wanted, Option<Duration>) {
+    let busy = Wanted {
+        presence: Presence::Unavailable,
+        status: Some(THINKING),
+    };
+    let plain = |presence| Wanted {
+        presence,
+        status: None,
+    };
+    let was_busy = shown == Some(Presence::Unavailable);
+    match (connected, turn_age, idle_for) {
+        (false, _, _) => (plain(Presence::Offline), None),
+        (true, Some(age), _) if age >= THINK_AFTER || was_busy => (busy, None),
+        (true, Some(age), _) => (plain(Presence::Online), Some(THINK_AFTER - age)),
+        (true, None, Some(idle)) if was_busy && idle < ONLINE_AFTER => {
+            (busy, Some(ONLINE_AFTER - idle))
         }
-        (true, Some(age)) => (want(Presence::Online, None), Some(THINK_AFTER - age)),
-        (true, None) => (want(Presence::Online, None), None),
+        (true, None, _) => (plain(Presence::Online), None),
     }
 }
 
-/// Whether to set `wanted` now, given what was `last` set and when and whether the agent
-/// `acted` since; with it, when the presence falls due for renewal.
+/// Whether to set `wanted` now, given what was `last` set and when, and when the agent last
+/// `acted` after that; with it, when to look again (a renewal, a re-assertion).
 pub fn presence_step(
     last: Option<(Wanted, Instant)>,
     wanted: Wanted,
-    acted: bool,
+    acted: Option<Instant>,
     now: Instant,
 ) -> (bool, Option<Instant>) {
     let renew = |at: Instant| (wanted.presence != Presence::Offline).then_some(at + PRESENCE_RENEW);
+    let reassert = acted
+        .filter(|_| wanted.presence == Presence::Unavailable)
+        .map(|t| t + REASSERT_AFTER);
     match last {
-        Some((w, _)) if w == wanted && acted && wanted.presence == Presence::Unavailable => {
-            (true, renew(now))
+        Some((w, at)) if w == wanted && reassert.is_some_and(|r| r > now) => {
+            (false, reassert.map(|r| r.min(at + PRESENCE_RENEW)))
         }
+        Some((w, _)) if w == wanted && reassert.is_some() => (true, renew(now)),
         Some((w, at)) if w == wanted && now < at + PRESENCE_RENEW => (false, renew(at)),
         Some((w, _)) if w == wanted && wanted.presence == Presence::Offline => (false, None),
         _ => (true, renew(now)),
@@ -192,8 +219,9 @@ mod tests {
             name: &'static str,
             connected: bool,
             turn_ms: Option<u64>,
+            idle_ms: Option<u64>,
+            shown: Option<Presence>,
             want: Presence,
-            status: Option<&'static str>,
             again_ms: Option<u64>,
         }
         let cases = [
@@ -201,48 +229,82 @@ mod tests {
                 name: "connected and waiting: online",
                 connected: true,
                 turn_ms: None,
+                idle_ms: None,
+                shown: None,
                 want: Presence::Online,
-                status: None,
                 again_ms: None,
             },
             Case {
                 name: "a turn just begun: still online, look again when it is 300 ms old",
                 connected: true,
                 turn_ms: Some(100),
+                idle_ms: None,
+                shown: Some(Presence::Online),
                 want: Presence::Online,
-                status: None,
                 again_ms: Some(200),
             },
             Case {
                 name: "a turn of 300 ms: unavailable, running a turn",
                 connected: true,
                 turn_ms: Some(300),
+                idle_ms: None,
+                shown: Some(Presence::Online),
                 want: Presence::Unavailable,
-                status: Some(THINKING),
+                again_ms: None,
+            },
+            Case {
+                name: "the next turn of a busy agent: unavailable at once",
+                connected: true,
+                turn_ms: Some(10),
+                idle_ms: Some(20),
+                shown: Some(Presence::Unavailable),
+                want: Presence::Unavailable,
+                again_ms: None,
+            },
+            Case {
+                name: "a busy agent just out of its turn: still unavailable, look again",
+                connected: true,
+                turn_ms: None,
+                idle_ms: Some(400),
+                shown: Some(Presence::Unavailable),
+                want: Presence::Unavailable,
+                again_ms: Some(600),
+            },
+            Case {
+                name: "a busy agent out of its turn for a second: online",
+                connected: true,
+                turn_ms: None,
+                idle_ms: Some(1_000),
+                shown: Some(Presence::Unavailable),
+                want: Presence::Online,
                 again_ms: None,
             },
             Case {
                 name: "no harness: offline",
                 connected: false,
                 turn_ms: None,
+                idle_ms: None,
+                shown: Some(Presence::Online),
                 want: Presence::Offline,
-                status: None,
                 again_ms: None,
             },
             Case {
                 name: "a turn whose harness left: offline",
                 connected: false,
                 turn_ms: Some(5_000),
+                idle_ms: None,
+                shown: Some(Presence::Unavailable),
                 want: Presence::Offline,
-                status: None,
                 again_ms: None,
             },
         ];
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
         for c in cases {
-            let (w, again) = presence_of(c.connected, c.turn_ms.map(Duration::from_millis));
+            let (w, again) = presence_of(c.connected, ms(c.turn_ms), ms(c.idle_ms), c.shown);
             assert_eq!(w.presence, c.want, "{}", c.name);
-            assert_eq!(w.status, c.status, "{}", c.name);
-            assert_eq!(again, c.again_ms.map(Duration::from_millis), "{}", c.name);
+            let status = (c.want == Presence::Unavailable).then_some(THINKING);
+            assert_eq!(w.status, status, "{}", c.name);
+            assert_eq!(again, ms(c.again_ms), "{}", c.name);
         }
     }
 
@@ -266,7 +328,7 @@ mod tests {
             name: &'static str,
             last: Option<(Wanted, Instant)>,
             wanted: Wanted,
-            acted: bool,
+            acted: Option<Instant>,
             now: Instant,
             want: (bool, Option<Instant>),
         }
@@ -275,7 +337,7 @@ mod tests {
                 name: "never set: set, renewed later",
                 last: None,
                 wanted: online,
-                acted: false,
+                acted: None,
                 now: s(0),
                 want: (true, Some(s(0) + PRESENCE_RENEW)),
             },
@@ -283,7 +345,7 @@ mod tests {
                 name: "never set, offline: set once, never renewed",
                 last: None,
                 wanted: offline,
-                acted: false,
+                acted: None,
                 now: s(0),
                 want: (true, None),
             },
@@ -291,7 +353,7 @@ mod tests {
                 name: "unchanged (online: acting changes nothing): nothing until the renewal",
                 last: Some((online, s(0))),
                 wanted: online,
-                acted: true,
+                acted: Some(s(5)),
                 now: s(10),
                 want: (false, Some(s(0) + PRESENCE_RENEW)),
             },
@@ -299,7 +361,7 @@ mod tests {
                 name: "unchanged, renewal due: set again",
                 last: Some((online, s(0))),
                 wanted: online,
-                acted: false,
+                acted: None,
                 now: s(0) + PRESENCE_RENEW,
                 want: (true, Some(s(0) + PRESENCE_RENEW + PRESENCE_RENEW)),
             },
@@ -307,7 +369,7 @@ mod tests {
                 name: "changed: set at once",
                 last: Some((online, s(0))),
                 wanted: busy,
-                acted: false,
+                acted: None,
                 now: s(1),
                 want: (true, Some(s(1) + PRESENCE_RENEW)),
             },
@@ -315,23 +377,31 @@ mod tests {
                 name: "offline stays offline: never renewed",
                 last: Some((offline, s(0))),
                 wanted: offline,
-                acted: true,
+                acted: Some(s(1)),
                 now: s(0) + PRESENCE_RENEW * 3,
                 want: (false, None),
             },
             Case {
-                name: "unavailable, and the agent acted (Synapse made it online): set again",
+                name: "unavailable, the agent just acted: set again a second later",
                 last: Some((busy, s(0))),
                 wanted: busy,
-                acted: true,
-                now: s(1),
-                want: (true, Some(s(1) + PRESENCE_RENEW)),
+                acted: Some(s(2)),
+                now: s(2),
+                want: (false, Some(s(2) + REASSERT_AFTER)),
+            },
+            Case {
+                name: "unavailable, a second after it acted (Synapse made it online): set again",
+                last: Some((busy, s(0))),
+                wanted: busy,
+                acted: Some(s(2)),
+                now: s(2) + REASSERT_AFTER,
+                want: (true, Some(s(2) + REASSERT_AFTER + PRESENCE_RENEW)),
             },
             Case {
                 name: "unavailable, nothing done since: nothing",
                 last: Some((busy, s(0))),
                 wanted: busy,
-                acted: false,
+                acted: None,
                 now: s(1),
                 want: (false, Some(s(0) + PRESENCE_RENEW)),
             },

@@ -22,6 +22,10 @@ pub(super) struct PresenceBook {
     set: HashMap<AgentName, (Wanted, Instant)>,
     /// The turn in flight (its inbox id) and when this task first saw it.
     turns: HashMap<AgentName, (i64, Instant)>,
+    /// When this task saw each agent's last turn end.
+    ended: HashMap<AgentName, Instant>,
+    /// When each agent last acted on the homeserver since its presence was set.
+    acted: HashMap<AgentName, Instant>,
 }
 
 fn state_of(p: Presence) -> PresenceState {
@@ -61,22 +65,27 @@ impl Core {
                     Some(now - seen.1)
                 }
                 None => {
-                    book.turns.remove(&name);
+                    if book.turns.remove(&name).is_some() {
+                        book.ended.insert(name.clone(), now);
+                    }
                     None
                 }
             };
-            let (wanted, again) = pace::presence_of(connected, age);
+            if acted.contains(&entry.user_id) {
+                book.acted.insert(name.clone(), now);
+            }
+            let last = book.set.get(&name).copied();
+            let idle = book.ended.get(&name).map(|t| now - *t);
+            let (wanted, again) =
+                pace::presence_of(connected, age, idle, last.map(|(w, _)| w.presence));
             wake = earliest(wake, again.map(|d| now + d));
-            let (put, renew) = pace::presence_step(
-                book.set.get(&name).copied(),
-                wanted,
-                acted.contains(&entry.user_id),
-                now,
-            );
+            let (put, renew) =
+                pace::presence_step(last, wanted, book.acted.get(&name).copied(), now);
             if put {
                 match self.set_presence(&entry.user_id, wanted).await {
                     Ok(()) => {
                         tracing::debug!(agent = %name, presence = ?wanted.presence, "presence set");
+                        book.acted.remove(&name);
                         book.set.insert(name.clone(), (wanted, now));
                         wake = earliest(wake, renew);
                     }
