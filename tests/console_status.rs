@@ -90,20 +90,21 @@ impl Watch {
     }
 }
 
-/// Records the core's messages in `#hive-c0re` and echo's presence.
-fn watch(hive: &TestHive, op: &common::Operator, c0re: &Room, echo: String) -> Arc<Watch> {
+/// Records the core's status messages (only they start with [`HEADER`]) and echo's presence;
+/// registered before the operator joins, so that what the join's sync brings is seen too.
+fn watch(hive: &TestHive, op: &common::Operator, echo: String) -> Arc<Watch> {
     let bot = format!("@{}:{}", hive.cfg.sender_localpart, hive.cfg.server_name);
     let w = Arc::new(Watch {
         dir: hive.dir.path().to_owned(),
         statuses: Mutex::default(),
         presence: Mutex::default(),
     });
-    let (w1, room_id) = (w.clone(), c0re.room_id().to_owned());
+    let w1 = w.clone();
     op.client
-        .add_event_handler(move |ev: OriginalSyncRoomMessageEvent, room: Room| {
-            let (w, room_id, bot) = (w1.clone(), room_id.clone(), bot.clone());
+        .add_event_handler(move |ev: OriginalSyncRoomMessageEvent| {
+            let (w, bot) = (w1.clone(), bot.clone());
             async move {
-                if room.room_id() != room_id || ev.sender.as_str() != bot {
+                if ev.sender.as_str() != bot {
                     return;
                 }
                 let (edits, text) = match &ev.content.relates_to {
@@ -169,11 +170,10 @@ async fn the_status_message_is_edited_in_place_and_presence_follows_the_agent() 
     let mut hive = TestHive::new(&[("echo", ECHO.to_owned())]).await;
     hive.start_core();
     let op = hive.operator().await;
+    let echo = format!("@{}echo:{}", hive.cfg.agent_prefix, hive.cfg.server_name);
+    let w = watch(&hive, &op, echo);
     let c0re = op.join("hive-c0re").await;
     let inbox = op.join("agent-echo").await;
-    let server = hive.cfg.server_name.to_string();
-    let echo = format!("@{}echo:{server}", hive.cfg.agent_prefix);
-    let w = watch(&hive, &op, &c0re, echo);
 
     // The status message exists, shows echo idle (an edit once its harness connected, unless
     // it was posted after), and is pinned.
