@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod approvals;
+pub mod console;
 pub mod control;
 pub mod events;
 pub mod ingest;
@@ -72,6 +73,8 @@ struct Inner {
     approvals: approvals::Approvals,
     /// What wakes the control loop and the heartbeat.
     control: control::Control,
+    /// What wakes the status message and presence task.
+    console: console::Console,
     /// What wakes the outbox's sender.
     outbox: outbox::Outbox,
     /// Each peer's room and directory (`peering.rs`).
@@ -117,6 +120,7 @@ impl Core {
                 txns: Mutex::new(RecentTxns::default()),
                 approvals: approvals::Approvals::new(),
                 control: control::Control::default(),
+                console: console::Console::default(),
                 outbox: outbox::Outbox::default(),
                 peering: peering::Peering::default(),
                 schedules: schedules::Scheduler::default(),
@@ -173,6 +177,12 @@ impl Core {
     /// What wakes the control loop and the heartbeat.
     pub fn control(&self) -> &control::Control {
         &self.inner.control
+    }
+
+    /// What wakes the status message and presence task (`console.rs`): call
+    /// `console().changed()` wherever something it shows changes.
+    pub fn console(&self) -> &console::Console {
+        &self.inner.console
     }
 
     /// What wakes the outbox's sender.

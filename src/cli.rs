@@ -223,6 +223,11 @@ pub struct BenchArgs {
     /// the default runtime, so that the core starts (and reports) the harnesses.
     #[arg(long, default_value_t = 3)]
     pub crashes: usize,
+    /// Messages per setting for the console figures: the homeserver floor with the status
+    /// message and presence off, then on (`[console]`), each turn held 400 ms (0: no console
+    /// section).
+    #[arg(long, default_value_t = 60)]
+    pub console_messages: usize,
     /// Skip the federation section (two more hives on their own Synapses, federating on
     /// loopback: the cross-hive hop next to the raw federation hop).
     #[arg(long)]

@@ -97,6 +97,24 @@ pub enum RuntimeKind {
     External,
 }
 
+/// `[console]` of hive.toml: what the core shows the operator besides the rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleSwitches {
+    /// `console.status_message`: the pinned status message in `#hive-c0re`, edited in place.
+    pub status_message: bool,
+    /// `console.presence`: each agent's presence as its harness connects, thinks and stops.
+    pub presence: bool,
+}
+
+impl Default for ConsoleSwitches {
+    fn default() -> Self {
+        Self {
+            status_message: true,
+            presence: true,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -142,6 +160,8 @@ pub struct Config {
     pub prices: std::collections::BTreeMap<String, Price>,
     /// Model servers by name (`[providers.<name>]`): the only hosts and keys model calls use.
     pub providers: std::collections::BTreeMap<String, Provider>,
+    /// `[console]`: the live status message and the agents' presence.
+    pub console: ConsoleSwitches,
     /// Where `hive.toml` came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
     /// The Claude Code CLI for `claude-code` agents: `HYPERHIVE_CLAUDE_CODE`, else the one
@@ -271,6 +291,17 @@ impl Config {
             self.heartbeat_secs,
             self.describe_runtime(),
         ) + self.describe_federation().as_str()
+            + self.describe_console().as_str()
+    }
+
+    /// The console switches in one line (`hive check`).
+    pub fn describe_console(&self) -> String {
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "console            status message {}, presence {}\n",
+            on(self.console.status_message),
+            on(self.console.presence)
+        )
     }
 
     /// Federation in a few lines (`hive check`): the listener and each peer, or that it is off.

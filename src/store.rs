@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 mod agent_state;
 mod approvals;
 mod cancel;
+mod console;
 mod kept;
 mod lifecycle;
 mod outbox;
@@ -30,6 +31,7 @@ pub use approvals::{
     VoteOutcome, reverts, tally,
 };
 pub use cancel::{CancelledTurn, cancelled_error};
+pub use console::StatusRecord;
 pub use kept::{Confirmation, KeptAgent};
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};

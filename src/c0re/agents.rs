@@ -17,7 +17,7 @@ pub mod config_tools;
 pub mod effects;
 pub mod kept_tools;
 pub mod lifecycle;
-pub(crate) mod listing;
+pub mod listing;
 pub mod logs;
 pub mod recv;
 pub mod registry;

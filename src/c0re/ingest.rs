@@ -154,6 +154,9 @@ impl Core {
 
     /// Wakes each queue that got something: an agent, the control loop or the approvals gate.
     pub(crate) fn wake_queues(&self, woken: Vec<String>) {
+        if !woken.is_empty() {
+            self.console().changed();
+        }
         for name in woken {
             if name == CONTROL_QUEUE {
                 self.control().command_queued();

@@ -173,12 +173,15 @@ impl Core {
             MessageLikeEventType::RoomMessage,
             Raw::from_json(serde_json::value::to_raw_value(content)?),
         );
-        Ok(self
+        let sent = self
             .client()
             .send(req, user)
             .await
-            .with_context(|| format!("cannot send into {room}"))?
-            .event_id)
+            .with_context(|| format!("cannot send into {room}"))?;
+        if let Some(u) = user {
+            self.console().acted(u);
+        }
+        Ok(sent.event_id)
     }
 
     /// A notice from the core in `#hive-c0re` (or another room). Failures are logged, not raised:

@@ -10,6 +10,7 @@
 //! ([`federation`]).
 
 mod approvals;
+mod console;
 mod crash;
 mod federation;
 mod flood;
@@ -235,6 +236,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
+    // The console section: the floor with the status message and presence off and on, the
+    // same hive restarted for each (see `console`).
+    if args.console_messages > 0 {
+        eprintln!(
+            "bench: console, {} messages with the status message and presence off, as many on",
+            args.console_messages
+        );
+        let hive = console::Hive {
+            exe: &exe,
+            dir: &dir,
+            config: &config,
+            data: &data,
+            bots: &bots,
+            cfg: &cfg,
+            names: &names,
+            creds: &creds,
+        };
+        match console::run(&hive, args.console_messages).await {
+            Ok(r) => report.console = Some(r),
+            Err(e) => {
+                synapse.stop().await;
+                return Err(e);
+            }
+        }
+    }
     // The crash phase: the same hive, its harnesses started by the core (see `crash`).
     if args.crashes > 0 {
         eprintln!(
@@ -514,6 +540,7 @@ async fn measure(
         approve_to_apply_p95_ms: f64::NAN,
         approve_added_p50_ms: f64::NAN,
         flood: None,
+        console: None,
         crash: None,
         federation: None,
     };

@@ -225,6 +225,7 @@ pub async fn serve(
     task!(spawn, "peering", peering_loop);
     task!(spawn, "prune", prune_loop);
     task!(spawn, "schedules", schedules_loop);
+    task!(spawn, "console", console_loop);
     {
         let c = core.clone();
         tasks.spawn("control socket", move || c.clone().serve_control_socket());

@@ -40,6 +40,20 @@ pub struct RawConfig {
     /// The hives this one federates with (`[[peers]]`); none: nothing federates.
     #[serde(default)]
     pub peers: Vec<RawPeer>,
+    /// What the operator's console shows besides the rooms (`[console]`).
+    #[serde(default)]
+    pub console: RawConsole,
+}
+
+/// `[console]`: the live status message in `#hive-c0re` and the agents' presence (both on by
+/// default; `hive bench` measures the homeserver floor with them off and on).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    /// One pinned message in `#hive-c0re`, edited in place as the hive changes (default true).
+    pub status_message: Option<bool>,
+    /// Each agent's presence: online, unavailable while it thinks, offline (default true).
+    pub presence: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

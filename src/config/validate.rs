@@ -337,6 +337,10 @@ impl Config {
                 .collect(),
             prices: raw.prices,
             providers,
+            console: crate::config::ConsoleSwitches {
+                status_message: raw.console.status_message.unwrap_or(true),
+                presence: raw.console.presence.unwrap_or(true),
+            },
             claude_code: std::env::var_os(env::CLAUDE_CODE)
                 .map(PathBuf::from)
                 .map(|p| std::path::absolute(&p).unwrap_or(p)),

@@ -106,6 +106,17 @@ impl Store {
         Ok(v)
     }
 
+    /// Every question still waiting for an answer, oldest first (the status message and
+    /// `!hive approvals` list them).
+    pub fn open_questions(&self) -> anyhow::Result<Vec<Question>> {
+        let c = self.lock();
+        let mut st = c.prepare(&format!(
+            "SELECT {COLUMNS} FROM questions WHERE state = 'pending' ORDER BY id"
+        ))?;
+        let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
     pub fn set_question_event(&self, id: i64, event_id: &str) -> anyhow::Result<()> {
         self.lock().execute(
             "UPDATE questions SET request_event = ?2 WHERE id = ?1 AND request_event IS NULL",
@@ -203,18 +214,6 @@ impl Store {
             [],
             |r| r.get(0),
         )?)
-    }
-}
-
-impl Store {
-    /// Questions still open (pending), oldest first: `!hive approvals` lists them.
-    pub fn open_questions(&self) -> anyhow::Result<Vec<Question>> {
-        let c = self.lock();
-        let mut st = c.prepare(&format!(
-            "SELECT {COLUMNS} FROM questions WHERE state = 'pending' ORDER BY id"
-        ))?;
-        let v = st.query_map([], row)?.collect::<Result<_, _>>()?;
-        Ok(v)
     }
 }
 

@@ -473,6 +473,7 @@ impl Session {
                 *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(TurnCalls::new(item.id));
                 self.inflight = Some(item);
+                self.core.console().changed();
                 return Ok(Some(Response::Message(msg)));
             }
             if let Some(end) = wait::wait(reader, self.core.cancel(), Some(&entry.notify))
@@ -515,6 +516,7 @@ impl Session {
                     .await;
             }
         }
+        self.core.console().changed();
         let read = self.core.read_up_to(item);
         self.stop_typing(Some(&read)).await;
         Ok(Response::Done)

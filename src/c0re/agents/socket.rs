@@ -239,6 +239,7 @@ async fn serve_connection(
         let mut connected = entry.connected.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *connected, true)
     };
+    core.console().changed();
     if busy {
         let (_, mut w) = stream.into_split();
         let resp = Response::Error {
@@ -272,6 +273,7 @@ async fn serve_connection(
     session.leave().await;
     *entry.connected.lock().unwrap_or_else(|p| p.into_inner()) = false;
     entry.notify.notify_one();
+    core.console().changed();
     if let Err(e) = core
         .store()
         .set_agent_state(name.as_str(), AgentState::Disconnected, None)

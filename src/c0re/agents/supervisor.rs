@@ -132,6 +132,7 @@ async fn spawn(
 
 /// Records an agent's state; a store that cannot is logged (the state is only a display).
 fn set_state(core: &Core, name: &AgentName, state: AgentState, pid: Option<u32>) {
+    core.console().changed();
     if let Err(e) = core.store().set_agent_state(name.as_str(), state, pid) {
         tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record agent state");
     }

@@ -81,6 +81,7 @@ impl Typing {
                 if let Err(e) = core.client().send(req, Some(&user)).await {
                     tracing::debug!(error = %e, "typing notice failed");
                 }
+                core.console().acted(&user);
                 tokio::time::sleep(TYPING_RENEW).await;
             }
         });

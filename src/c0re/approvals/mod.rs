@@ -118,7 +118,10 @@ impl Core {
         }
         let mut failures = 0u32;
         loop {
-            let retry = match self.approvals_round().await {
+            let round = self.approvals_round().await;
+            // Requests and questions posted, decided or expired: the status message lists them.
+            self.console().changed();
+            let retry = match round {
                 Ok(None) => {
                     failures = 0;
                     None

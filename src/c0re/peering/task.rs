@@ -253,6 +253,8 @@ impl Core {
             });
         }
         while probes.join_next().await.is_some() {}
+        // Reachable or not: the status message shows it.
+        self.console().changed();
     }
 
     /// Asks the peer's server for its core user's profile, through our homeserver (so over the

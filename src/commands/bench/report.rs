@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{crash, federation, flood};
+use super::{console, crash, federation, flood};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -50,6 +50,9 @@ pub struct Report {
     /// The operator's round trip while one agent floods, next to idle (absent with
     /// `--flood-messages 0`).
     pub flood: Option<flood::FloodReport>,
+    /// The floor with the status message and presence off and on (absent with
+    /// `--console-messages 0`).
+    pub console: Option<console::ConsoleReport>,
     /// A harness killed → the manager has the `container_crash`, next to an operator's message
     /// to the manager (absent with `--crashes 0`).
     pub crash: Option<crash::CrashReport>,
@@ -131,6 +134,9 @@ pub(super) fn print_report(r: &Report) {
     );
     if let Some(f) = &r.flood {
         flood::print(f);
+    }
+    if let Some(c) = &r.console {
+        console::print(c);
     }
     if let Some(c) = &r.crash {
         crash::print(c);

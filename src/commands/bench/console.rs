@@ -1,0 +1,217 @@
+//! The console section of `hive bench`: the homeserver floor (send → the core's transaction
+//! endpoint has it) with the status message and presence off, then on (`[console]` in
+//! hive.toml), in two alternating rounds each on the same hive, so that drift over the run falls
+//! on both. Each turn is held [`HOLD`] (longer than the 300 ms after which an agent shows as
+//! unavailable), so that with the console on every message costs two presence changes and the
+//! status message is edited as often as its gap allows: the worst case for the floor. The next
+//! message is sent once the turn ended (its `online` is being set as it goes out).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use matrix_sdk::ruma::RoomAliasId;
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::host::login;
+use super::report::pct;
+use super::{spawn_core, wait_received};
+use crate::config::Config;
+use crate::homeserver::OperatorCredentials;
+use crate::store::{Store, now_us};
+use crate::wire::client::SocketClient;
+use crate::wire::protocol::{Request, Response};
+
+/// How long each bench turn is held before its ack.
+pub const HOLD: Duration = Duration::from_millis(400);
+/// Rounds per setting (off, on, off, on).
+const ROUNDS: usize = 2;
+
+#[derive(Debug, Serialize)]
+pub struct ConsoleReport {
+    /// Messages measured per setting.
+    pub messages: usize,
+    pub hold_ms: u64,
+    /// The floor with `[console]` off (the baseline of this section).
+    pub off_floor_p50_ms: f64,
+    pub off_floor_p95_ms: f64,
+    /// The floor with the status message and presence on.
+    pub on_floor_p50_ms: f64,
+    pub on_floor_p95_ms: f64,
+    /// On / off.
+    pub ratio_p50: f64,
+    pub ratio_p95: f64,
+}
+
+/// What the section needs of the bench's hive.
+pub(super) struct Hive<'a> {
+    pub exe: &'a Path,
+    pub dir: &'a Path,
+    pub config: &'a Path,
+    pub data: &'a Path,
+    pub bots: &'a Path,
+    pub cfg: &'a Config,
+    pub names: &'a [String],
+    pub creds: &'a OperatorCredentials,
+}
+
+/// The hive.toml of one setting: the bench's own, with `[console]` switched.
+fn config_with(base: &str, on: bool) -> String {
+    format!("{base}\n[console]\nstatus_message = {on}\npresence = {on}\n")
+}
+
+/// A harness that holds each turn [`HOLD`], then acks and says which event it handled.
+async fn holding_harness(
+    socket: PathBuf,
+    name: String,
+    done: mpsc::UnboundedSender<String>,
+) -> anyhow::Result<()> {
+    let mut c = loop {
+        match SocketClient::connect(&socket).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    c.call(&Request::Hello {
+        agent: name,
+        pid: std::process::id(),
+    })
+    .await?;
+    loop {
+        match c.call(&Request::Next {}).await? {
+            Response::Message(m) => {
+                tokio::time::sleep(HOLD).await;
+                c.call(&Request::Ack { id: m.id }).await?;
+                if done.send(m.event_id).is_err() {
+                    return Ok(());
+                }
+            }
+            other => bail!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Runs the section: `messages` per setting, over the hive's agents.
+pub(super) async fn run(h: &Hive<'_>, messages: usize) -> anyhow::Result<ConsoleReport> {
+    let base = std::fs::read_to_string(h.config)?;
+    let client = login(h.creds).await?;
+    let mut rooms = Vec::new();
+    for n in h.names {
+        let alias = RoomAliasId::parse(format!("#agent-{n}:{}", h.cfg.server_name))?;
+        rooms.push(
+            client
+                .join_room_by_id_or_alias((&*alias).into(), &[])
+                .await?,
+        );
+    }
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let per_round = messages.div_ceil(ROUNDS);
+    for round in 0..ROUNDS * 2 {
+        let switched_on = round % 2 == 1;
+        let config = h.dir.join(format!("hive-console-{switched_on}.toml"));
+        std::fs::write(&config, config_with(&base, switched_on))?;
+        let log = h.dir.join(format!("c0re-console-{round}.log"));
+        let mut core = spawn_core(h.exe, &config, h.data, h.bots, &log)?;
+        let floors = measure_round(h, &rooms, per_round).await;
+        crate::proc::stop(&mut core, Duration::from_secs(10)).await;
+        let floors = floors.with_context(|| format!("see {}", log.display()))?;
+        if switched_on {
+            on.extend(floors);
+        } else {
+            off.extend(floors);
+        }
+    }
+    off.sort_by(f64::total_cmp);
+    on.sort_by(f64::total_cmp);
+    Ok(ConsoleReport {
+        messages: off.len(),
+        hold_ms: HOLD.as_millis() as u64,
+        off_floor_p50_ms: pct(&off, 50),
+        off_floor_p95_ms: pct(&off, 95),
+        on_floor_p50_ms: pct(&on, 50),
+        on_floor_p95_ms: pct(&on, 95),
+        ratio_p50: pct(&on, 50) / pct(&off, 50),
+        ratio_p95: pct(&on, 95) / pct(&off, 95),
+    })
+}
+
+/// One round on a core just started: harnesses connected, then `n` messages one at a time,
+/// each after the turn before it ended. Returns each message's floor (ms).
+async fn measure_round(
+    h: &Hive<'_>,
+    rooms: &[matrix_sdk::Room],
+    n: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let pid_file = crate::commands::pid_file(h.data, "c0re");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !pid_file.exists() {
+        if std::time::Instant::now() > deadline {
+            bail!("hive-c0re did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = Store::open(&h.data.join("c0re.db"))?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut harnesses = Vec::new();
+    for name in h.names {
+        let agent = crate::agent_spec::AgentName::parse(name)?;
+        let socket = crate::wire::socket_path(&crate::c0re::Core::socket_dir(h.data, &agent));
+        harnesses.push(tokio::spawn(holding_harness(
+            socket,
+            name.clone(),
+            tx.clone(),
+        )));
+    }
+    // Settle: the harnesses connect (with the console on: online, the status message edited).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut floors = Vec::with_capacity(n);
+    let result = async {
+        for i in 0..n {
+            let room = &rooms[i % rooms.len()];
+            let t0 = now_us();
+            let ev = room
+                .send(RoomMessageEventContent::text_plain(format!("console {i}")))
+                .await?
+                .response
+                .event_id;
+            let recv = wait_received(&store, ev.as_str()).await?;
+            floors.push((recv - t0) as f64 / 1000.0);
+            loop {
+                let done = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                    .await?
+                    .context("harness gone")?;
+                if done == ev.as_str() {
+                    break;
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    for h in harnesses {
+        h.abort();
+    }
+    result.map(|()| floors)
+}
+
+pub(super) fn print(c: &ConsoleReport) {
+    println!();
+    println!(
+        "console ({} messages per setting, turns held {} ms)  p50      p95",
+        c.messages, c.hold_ms
+    );
+    println!(
+        "  floor, status message and presence off  {:>7.2}  {:>7.2}",
+        c.off_floor_p50_ms, c.off_floor_p95_ms
+    );
+    println!(
+        "  floor, status message and presence on   {:>7.2}  {:>7.2}",
+        c.on_floor_p50_ms, c.on_floor_p95_ms
+    );
+    println!(
+        "  ratio on / off                          {:>7.3}  {:>7.3}",
+        c.ratio_p50, c.ratio_p95
+    );
+}
