@@ -38,7 +38,7 @@ pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
 pub use peering::{PeerGap, PeerSeq, PeerStatus, Unposted};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
-pub use schedules::ScheduleRow;
+pub use schedules::{Delivery, DuplicatePost, Queued, ScheduleRow};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 pub use turns::{AgentUsage, TurnOutcome, TurnStat, UnknownOutcome};
 
@@ -83,6 +83,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "014_schedules",
         include_str!("store/migrations/014_schedules.sql"),
+    ),
+    (
+        "016_outbox_event",
+        include_str!("store/migrations/016_outbox_event.sql"),
     ),
 ];
 

@@ -1,8 +1,10 @@
 //! Schedules and notifications on a real Synapse (docs/operator.md): a schedule firing into an
 //! agent's inbox and the agent answering it, one missed fire replayed after the core was down
 //! across several fire times (not a burst), `!hive schedules` and `!hive fire` (audited), a
-//! schedule changed by an approved config, and the operators mentioned on a request and a
-//! question (Synapse's own push rules highlight them).
+//! schedule changed by an approved config, the operators mentioned on a request and a
+//! question (Synapse's own push rules highlight them), a `!hive fire` redelivered after a crash
+//! firing once, and a schedule whose turns outlast its interval fired only once the last fire
+//! was handled.
 //!
 //! Intervals of seconds are allowed only under the `short-schedules` failpoint (debug builds).
 
@@ -46,7 +48,7 @@ const TICK_AND_STANDUP: &str = "[[schedules]]\nname = \"tick\"\nevery = \"8s\"\n
 /// (read from the store while the core is stopped).
 fn fires(hive: &TestHive, schedule: &str) -> Vec<(i64, i64)> {
     let db = rusqlite::Connection::open(hive.data.join("c0re.db")).unwrap();
-    let prefix = format!("hh-event-schedule-clock-{schedule}-");
+    let prefix = format!("hh-event-schedule.clock.{schedule}.");
     let mut st = db
         .prepare("SELECT txn_id, created_us FROM outbox WHERE txn_id LIKE ?1 || '%'")
         .unwrap();
@@ -57,7 +59,7 @@ fn fires(hive: &TestHive, schedule: &str) -> Vec<(i64, i64)> {
         .unwrap()
         .map(Result::unwrap)
         .filter_map(|(txn, created)| {
-            // Scheduled fires only (`…-manual-<at>` are `!hive fire`).
+            // Scheduled fires only (`….by.<digest>` are `!hive fire`).
             txn[prefix.len()..].parse().ok().map(|f| (f, created))
         })
         .collect();
@@ -334,5 +336,130 @@ async fn schedules_fire_once_and_operators_are_mentioned() {
         highlighted(question.event_id.as_str()).await,
         "the question"
     );
+
+    // `!hive fire` with the core killed after the fire, before the command's ack: the command
+    // is redelivered after the restart, answered as the first time, and fired once.
+    // (One failpoint at a time: bots/ must hold no `every` shorter than a minute, as the
+    // approved config does not.)
     assert_eq!(hive.stop_core().code(), Some(0));
+    let nightly = "[[schedules]]\nname = \"nightly\"\ncron = \"30 2 * * *\"\nprompt = \"sweep\"\n";
+    std::fs::write(
+        hive.bots.join("clock").join("agent.toml"),
+        clock_toml(nightly),
+    )
+    .unwrap();
+    hive.start_core_env(&[("HYPERHIVE_FAILPOINT", "fire-before-ack")]);
+    op.send(&control, "!hive fire clock nightly").await;
+    let status = hive.wait_core_exit(WAIT);
+    assert_eq!(
+        status.code(),
+        Some(101),
+        "the failpoint fire-before-ack fired"
+    );
+    hive.start_core();
+    op.wait_until(&control, WAIT, "the redelivered command answered", |m| {
+        m.iter()
+            .any(|x| x.body == "🔔 Fired **nightly** of **clock** now.")
+    })
+    .await;
+    op.wait_until(&inbox, WAIT, "the nightly answered", |m| {
+        m.iter().any(|x| x.body == "tock: nightly: sweep")
+    })
+    .await;
+    // Time for a second fire to arrive, were there one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hive.stop_core().code(), Some(0));
+    assert_eq!(op.count(&inbox, "schedule nightly: sweep"), 1, "fired once");
+    assert_eq!(op.count(&inbox, "tock: nightly: sweep"), 1, "one turn");
+    let db = rusqlite::Connection::open(hive.data.join("c0re.db")).unwrap();
+    let posts: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE txn_id LIKE 'hh-event-schedule.clock.nightly.by.%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(posts, 1, "one post for the command");
+}
+
+/// Each fire takes a turn of six seconds; the schedule fires every two.
+const SLOW_PY: &str = r#"#!/usr/bin/env python3
+import json, sys, time
+m = json.load(sys.stdin)["message"]
+ev = m.get("event") or {}
+if ev.get("kind") == "schedule":
+    time.sleep(6)
+    print(json.dumps({"reply": "beaten"}))
+else:
+    print(json.dumps({}))
+"#;
+
+/// A turn longer than the interval: the fires due meanwhile are held, not queued (one fire of a
+/// schedule is on its way at a time), and `!hive schedules` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_waits_until_the_last_one_is_handled() {
+    let toml = "[brain]\nkind = \"command\"\ncommand = [\"./slow.py\"]\n\
+        [[schedules]]\nname = \"beat\"\nevery = \"2s\"\nprompt = \"beat\"\n";
+    let mut hive = TestHive::new(&[("slow", toml.to_owned())]).await;
+    common::write_script(&hive.bots.join("slow"), "slow.py", SLOW_PY);
+    hive.start_core_env(&[FAILPOINT]);
+    let op = hive.operator().await.with_logs(&hive);
+    let inbox = op.join("agent-slow").await;
+    let control = op.join("hive-c0re").await;
+
+    // Mid-turn (three seconds into six), the next fire is due and held.
+    op.wait_until(&inbox, WAIT, "the first fire", |m| {
+        m.iter().any(|x| x.body == "schedule beat: beat")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    op.send(&control, "!hive schedules").await;
+    let msgs = op
+        .wait_until(&control, WAIT, "the schedules table", |m| {
+            m.iter().any(|x| x.body.contains("| slow | beat |"))
+        })
+        .await;
+    let row = msgs
+        .iter()
+        .find_map(|x| x.body.lines().find(|l| l.contains("| slow | beat |")))
+        .unwrap()
+        .to_owned();
+    assert!(
+        row.contains("| held (its last fire is not handled yet; then one) |"),
+        "{row}"
+    );
+
+    op.wait_until(&inbox, WAIT, "three turns", |m| {
+        m.iter().filter(|x| x.body == "beaten").count() >= 3
+    })
+    .await;
+    assert_eq!(hive.stop_core().code(), Some(0));
+
+    // Every fire was posted only after the one before it was handled.
+    let db = rusqlite::Connection::open(hive.data.join("c0re.db")).unwrap();
+    let mut st = db
+        .prepare(
+            "SELECT o.txn_id, o.created_us, i.done_us FROM outbox o
+             LEFT JOIN inbox i ON i.agent = 'slow' AND i.event_id = o.event_id
+             WHERE o.txn_id LIKE 'hh-event-schedule.slow.beat.%' ORDER BY o.created_us",
+        )
+        .unwrap();
+    let fires: Vec<(String, i64, Option<i64>)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(fires.len() >= 3, "{fires:?}");
+    for pair in fires.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        let done = before
+            .2
+            .unwrap_or_else(|| panic!("{} never handled: {fires:?}", before.0));
+        assert!(
+            after.1 >= done,
+            "{} posted before {} was handled: {fires:?}",
+            after.0,
+            before.0
+        );
+    }
 }

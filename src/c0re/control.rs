@@ -122,7 +122,7 @@ impl Core {
                                 // Each peer's reachability as of now, not of the last probe.
                                 self.probe_peers().await;
                             }
-                            self.run_command(&command, operator).await
+                            self.run_command(&command, operator, &item).await
                         }
                         Err(usage) => usage.to_string(),
                     })
@@ -150,8 +150,13 @@ impl Core {
         }
     }
 
-    /// The answer to one command from `operator`.
-    async fn run_command(&self, command: &HiveCommand, operator: &UserId) -> String {
+    /// The answer to one command from `operator`, given by the queued `item`.
+    async fn run_command(
+        &self,
+        command: &HiveCommand,
+        operator: &UserId,
+        item: &crate::store::InboxItem,
+    ) -> String {
         use super::agents::lifecycle::Action;
         let failed =
             |what: &str, e: anyhow::Error| self.shown(&format!("{what} unavailable: {e:#}"));
@@ -192,7 +197,7 @@ impl Core {
                 .schedules_text()
                 .unwrap_or_else(|e| format!("schedules unavailable: {e:#}")),
             HiveCommand::Fire { agent, schedule } => {
-                self.fire_command(agent, schedule, operator.as_str())
+                self.fire_command(agent, schedule, operator.as_str(), &item.event_id)
             }
         }
     }

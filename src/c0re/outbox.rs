@@ -105,7 +105,7 @@ impl Core {
                     }
                 };
                 match self.send_raw(&room, None, &post.row.txn_id, &content).await {
-                    Ok(_) => self.store().post_sent(post.id)?,
+                    Ok(event_id) => self.store().post_sent(post.id, event_id.as_str())?,
                     Err(e) => {
                         let permanent = crate::matrix::client::is_permanent(&e);
                         tracing::warn!(txn = %post.row.txn_id, attempt = post.attempts + 1, permanent, error = %format!("{e:#}"), "a post the core owes failed");

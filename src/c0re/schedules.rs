@@ -4,17 +4,23 @@
 //! outbox, so it is said once and never lost.
 //!
 //! - What is due is [`due::due`] (pure): after downtime one missed fire is replayed, not a burst;
-//!   a schedule newly added does not fire for the past.
+//!   a schedule newly added does not fire for the past. [`due::decide`] holds a due fire while
+//!   the last one is not handled (its post in the outbox, its message queued or in a turn): at
+//!   most one fire of a schedule is on its way, whatever keeps the agent from its queue.
 //! - A fire is recorded (migration 014) in the same sqlite transaction as its post, by a
 //!   conditional update on the last fire the round saw; its txn id is deterministic per
-//!   (agent, schedule, fire time), so a re-send after a crash is the same event.
+//!   (agent, schedule, fire time) and unique to it (`.` separates names that may hold `-`), so
+//!   a re-send after a crash is the same event; a txn id already in the outbox is an error, not
+//!   a fire recorded and never said.
 //! - The task reads each agent's *current* spec every round: an approved config that changes
 //!   the schedules takes effect when it is applied (`apply.rs` wakes the task).
 //! - A stopped agent's fires are skipped, not queued: its record stays at the last fire, so when
 //!   it is started again one missed fire is replayed (as after downtime). A kept agent is out
 //!   of the registry: nothing fires; a revived one replays at most one fire too.
 //! - `!hive schedules` lists them with their next and last fires; `!hive fire <agent>
-//!   <schedule>` fires one now (audited; the grid does not move).
+//!   <schedule>` fires one now (audited; the grid does not move). Its txn id comes from the
+//!   command's event id: a command redelivered after a crash fires once and is answered the
+//!   same.
 
 pub mod due;
 
@@ -31,6 +37,8 @@ use crate::store::{OutboxRow, Wanted, now_us};
 /// The longest the task sleeps: a started agent's missed fire, or a clock that jumped, is seen
 /// within this long even without a wake-up.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How soon a held fire is looked at again (its last fire may have been handled since).
+const HELD_POLL_US: i64 = 5_000_000;
 
 /// The scheduler's handle: what wakes its task.
 #[derive(Default)]
@@ -99,9 +107,31 @@ pub fn fire_event(s: &Schedule, fire_us: i64, manual: bool) -> (String, serde_js
     )
 }
 
-/// The txn id of a scheduled fire: one per (agent, schedule, fire time).
-fn fire_txn(agent: &AgentName, schedule: &str, fire_us: i64) -> String {
-    format!("hh-event-schedule-{agent}-{schedule}-{fire_us}")
+/// The txn id of a scheduled fire: one per (agent, schedule, fire time). Agent and schedule
+/// names are `[a-z0-9_-]`: `.` between them keeps `ops` + `daily-report` apart from
+/// `ops-daily` + `report`.
+pub fn fire_txn(agent: &AgentName, schedule: &str, fire_us: i64) -> String {
+    format!("hh-event-schedule.{agent}.{schedule}.{fire_us}")
+}
+
+/// The txn id of `!hive fire` of `schedule` by the command event `command_event`: the same each
+/// time that command is delivered, so a redelivery is the same post.
+pub fn manual_txn(agent: &AgentName, schedule: &str, command_event: &str) -> String {
+    use sha1::Digest;
+    let digest: String = sha1::Sha1::digest(command_event.as_bytes())
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("hh-event-schedule.{agent}.{schedule}.by.{digest}")
+}
+
+/// What `!hive fire` did.
+enum Fired {
+    /// Fired now; `stopped`: the agent is, the message waits for it.
+    Now { stopped: bool },
+    /// This command had fired it already (it was redelivered after a crash).
+    Before { stopped: bool },
 }
 
 impl Core {
@@ -180,34 +210,67 @@ impl Core {
         }
         let (mut fired, mut soonest) = (false, None::<i64>);
         for (s, row) in schedules.iter().zip(&rows) {
-            let mut last = row.last_fire_us;
-            if let Some(fire) = due::due(&s.when, row.since_us, last, now) {
-                let txn = fire_txn(agent, &s.name, fire);
-                // `None`: the agent left the registry since this round began.
-                let Some(post) = self.fire_post(agent, s, fire, false, &txn) else {
-                    continue;
-                };
-                if self
-                    .store()
-                    .record_fire(agent.as_str(), &s.name, last, fire, &post)?
-                {
-                    tracing::info!(agent = %agent, schedule = %s.name, fire = %show_time(fire), "schedule fired");
-                    fired = true;
-                    last = Some(fire);
+            let last = row.last_fire_us;
+            let delivery = self.last_delivery(agent, &s.name, last)?;
+            let n = match due::decide(&s.when, row.since_us, last, delivery, now) {
+                due::Decision::Wait { next } => next,
+                due::Decision::Held { due } => {
+                    tracing::debug!(agent = %agent, schedule = %s.name, due = %show_time(due), last = ?delivery, "a fire held: the last one is not handled");
+                    Some(now + HELD_POLL_US)
                 }
-            }
-            let n = due::next(&s.when, row.since_us, last);
+                due::Decision::Fire(fire) => {
+                    let txn = fire_txn(agent, &s.name, fire);
+                    // `None`: the agent left the registry since this round began.
+                    let Some(post) = self.fire_post(agent, s, fire, false, &txn) else {
+                        continue;
+                    };
+                    let recorded =
+                        self.store()
+                            .record_fire(agent.as_str(), &s.name, last, fire, &post)?;
+                    if recorded {
+                        tracing::info!(agent = %agent, schedule = %s.name, fire = %show_time(fire), "schedule fired");
+                        fired = true;
+                    }
+                    due::next(&s.when, row.since_us, recorded.then_some(fire).or(last))
+                }
+            };
             soonest = [soonest, n].into_iter().flatten().min();
         }
         Ok((fired, soonest))
     }
 
-    /// `!hive fire <agent> <schedule>`: fires it now (its grid does not move), audited with the
-    /// operator `by` as the actor. The answer says what happened.
-    pub fn fire_command(&self, agent: &str, schedule: &str, by: &str) -> String {
-        let result = self.fire_now(agent, schedule);
+    /// Where the post of `agent`'s last scheduled fire of `schedule` (at `last_fire_us`) is.
+    fn last_delivery(
+        &self,
+        agent: &AgentName,
+        schedule: &str,
+        last_fire_us: Option<i64>,
+    ) -> anyhow::Result<crate::store::Delivery> {
+        match last_fire_us {
+            None => Ok(crate::store::Delivery::Unknown),
+            Some(f) => self
+                .store()
+                .post_delivery(agent.as_str(), &fire_txn(agent, schedule, f)),
+        }
+    }
+
+    /// `!hive fire <agent> <schedule>` given by the command event `command_event`: fires it now
+    /// (its grid does not move), audited with the operator `by` as the actor. The answer says
+    /// what happened; a redelivered command fires nothing again and is answered the same.
+    pub fn fire_command(
+        &self,
+        agent: &str,
+        schedule: &str,
+        by: &str,
+        command_event: &str,
+    ) -> String {
+        let result = self.fire_now(agent, schedule, command_event);
         let (outcome, detail) = match &result {
-            Ok(_) => ("fired", schedule.to_owned()),
+            Ok(Fired::Now { .. }) => ("fired", schedule.to_owned()),
+            Ok(Fired::Before { .. }) => (
+                "fired",
+                format!("{schedule} (the command redelivered: fired once, not again)"),
+            ),
             Err(e) => ("refused", format!("{schedule}: {e:#}")),
         };
         // What the operator typed is kept as typed, less any secret.
@@ -224,12 +287,19 @@ impl Core {
             tracing::error!(agent, schedule, error = %format!("{e:#}"), "could not audit a fire");
         }
         match result {
-            Ok(answer) => answer,
+            Ok(Fired::Now { stopped } | Fired::Before { stopped }) => format!(
+                "🔔 Fired **{schedule}** of **{agent_shown}** now{}.",
+                if stopped {
+                    " (it is stopped: the message waits in its queue until it is started)"
+                } else {
+                    ""
+                }
+            ),
             Err(e) => format!("Not fired: {e:#}"),
         }
     }
 
-    fn fire_now(&self, agent: &str, schedule: &str) -> anyhow::Result<String> {
+    fn fire_now(&self, agent: &str, schedule: &str, command_event: &str) -> anyhow::Result<Fired> {
         let name = AgentName::parse(agent).map_err(|_| FireRefusal::NoAgent(agent.to_owned()))?;
         let entry = self
             .agents()
@@ -238,23 +308,22 @@ impl Core {
         let spec = entry.spec();
         let s = pick(&name, &spec.schedules, schedule)?;
         let at = now_us();
-        let txn = format!("hh-event-schedule-{name}-{}-manual-{at}", s.name);
+        let txn = manual_txn(&name, &s.name, command_event);
         let post = self
             .fire_post(&name, s, at, true, &txn)
             .ok_or_else(|| FireRefusal::NoAgent(agent.to_owned()))?;
-        self.store()
+        let new = self
+            .store()
             .record_manual_fire(name.as_str(), &s.name, at, &post)?;
+        // Tests: a crash after the fire, before the command is acked.
+        crate::failpoint::exit_at("fire-before-ack");
         self.wake_outbox();
         let stopped = entry.control.wanted() == Wanted::Stopped;
-        Ok(format!(
-            "🔔 Fired **{}** of **{name}** now{}.",
-            s.name,
-            if stopped {
-                " (it is stopped: the message waits in its queue until it is started)"
-            } else {
-                ""
-            }
-        ))
+        Ok(if new {
+            Fired::Now { stopped }
+        } else {
+            Fired::Before { stopped }
+        })
     }
 
     /// `!hive schedules`: every agent's schedules, their rule, next and last fire.
@@ -274,11 +343,16 @@ impl Core {
             let rows = self.store().schedule_rows(name.as_str(), &names, now)?;
             for (s, row) in spec.schedules.iter().zip(&rows) {
                 any = true;
-                let next = match due::next(&s.when, row.since_us, row.last_fire_us) {
+                let delivery = self.last_delivery(&name, &s.name, row.last_fire_us)?;
+                let next = match due::decide(&s.when, row.since_us, row.last_fire_us, delivery, now)
+                {
                     _ if stopped => "stopped (one missed fire when started)".to_owned(),
-                    Some(t) if t <= now => "now".to_owned(),
-                    Some(t) => show_time(t),
-                    None => "never".to_owned(),
+                    due::Decision::Held { .. } => {
+                        "held (its last fire is not handled yet; then one)".to_owned()
+                    }
+                    due::Decision::Fire(_) => "now".to_owned(),
+                    due::Decision::Wait { next: Some(t) } => show_time(t),
+                    due::Decision::Wait { next: None } => "never".to_owned(),
                 };
                 let last = match (row.last_fire_us, row.last_manual_us) {
                     (Some(f), Some(m)) if m > f => format!("{} (by hand)", show_time(m)),
@@ -383,7 +457,41 @@ mod tests {
     fn times_and_txns() {
         assert_eq!(show_time(1_767_571_200_000_000), "2026-01-05 00:00:00 UTC");
         let echo = AgentName::parse("echo").expect("valid");
-        assert_eq!(fire_txn(&echo, "a", 5), "hh-event-schedule-echo-a-5");
+        assert_eq!(fire_txn(&echo, "a", 5), "hh-event-schedule.echo.a.5");
         assert_ne!(fire_txn(&echo, "a", 5), fire_txn(&echo, "a", 6));
+    }
+
+    #[test]
+    fn txn_ids_are_unique_to_their_fire() {
+        let n = |s| AgentName::parse(s).expect("valid");
+        // Names may hold `-`: `ops` + `daily-report` is not `ops-daily` + `report`.
+        assert_ne!(
+            fire_txn(&n("ops"), "daily-report", 5),
+            fire_txn(&n("ops-daily"), "report", 5)
+        );
+        assert_ne!(
+            manual_txn(&n("ops"), "daily-report", "$e"),
+            manual_txn(&n("ops-daily"), "report", "$e")
+        );
+        // By hand: the command's event, not the clock, so a redelivery is the same post.
+        assert_eq!(
+            manual_txn(&n("ops"), "a", "$cmd:x"),
+            manual_txn(&n("ops"), "a", "$cmd:x")
+        );
+        assert_ne!(
+            manual_txn(&n("ops"), "a", "$cmd:x"),
+            manual_txn(&n("ops"), "a", "$other:x")
+        );
+        assert_ne!(
+            manual_txn(&n("ops"), "a", "$cmd:x"),
+            fire_txn(&n("ops"), "a", 5)
+        );
+        // Safe in a URL path: names, `.` and hex.
+        let txn = manual_txn(&n("ops"), "a", "$cmd/+:x");
+        assert!(
+            txn.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "{txn}"
+        );
     }
 }

@@ -41,15 +41,14 @@ pub fn backoff_us(attempts: u32) -> i64 {
 }
 
 /// Inserts `row` inside the caller's transaction. A row with the same txn id is kept as it was
-/// (the same duty recorded twice is one post).
-pub(crate) fn insert(c: &Connection, row: &OutboxRow) -> rusqlite::Result<()> {
+/// (the same duty recorded twice is one post). The rows inserted: 0 when the txn id was there.
+pub(crate) fn insert(c: &Connection, row: &OutboxRow) -> rusqlite::Result<usize> {
     let now = now_us();
     c.execute(
         "INSERT OR IGNORE INTO outbox (txn_id, room_key, content, created_us, next_us)
          VALUES (?1, ?2, ?3, ?4, ?4)",
         params![row.txn_id, row.room_key, row.content, now],
-    )?;
-    Ok(())
+    )
 }
 
 impl Store {
@@ -88,10 +87,13 @@ impl Store {
         )?)
     }
 
-    pub fn post_sent(&self, id: i64) -> anyhow::Result<()> {
+    /// The homeserver took post `id` as `event_id` (migration 016 keeps it: a scheduled fire's
+    /// event is then found in the agent's queue).
+    pub fn post_sent(&self, id: i64, event_id: &str) -> anyhow::Result<()> {
         self.lock().execute(
-            "UPDATE outbox SET state = 'sent', sent_us = ?2 WHERE id = ?1 AND state = 'pending'",
-            params![id, now_us()],
+            "UPDATE outbox SET state = 'sent', sent_us = ?2, event_id = ?3
+             WHERE id = ?1 AND state = 'pending'",
+            params![id, now_us(), event_id],
         )?;
         Ok(())
     }
@@ -154,7 +156,7 @@ mod tests {
         s.post_failed(due[0].id, "homeserver away", false).unwrap();
         assert_eq!(s.due_posts(10).unwrap().len(), 1, "backed off");
         assert_eq!(s.pending_posts().unwrap(), 2);
-        s.post_sent(due[1].id).unwrap();
+        s.post_sent(due[1].id, "$b").unwrap();
         assert!(
             s.next_post_due().unwrap().unwrap() > now_us(),
             "the failed one, later"

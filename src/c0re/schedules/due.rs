@@ -9,8 +9,57 @@
 //! - a clock that went back (now before the last fire) makes nothing due until it catches up.
 //!
 //! [`next`] is when the loop must look again (and what `!hive schedules` shows).
+//!
+//! Rules ([`decide`]), on top of [`due`]: a fire that is due is *held* while the schedule's last
+//! scheduled fire has not been handled: its post still in the outbox (the homeserver away), or
+//! its message waiting in the agent's queue or in a turn now (an agent crash-looping, unable to
+//! start, waiting for a grant or an approval; a turn longer than the interval). Held, the record
+//! stays at the last fire, so once that one is handled the latest due fire is delivered, once:
+//! at most one fire of a schedule is ever on its way, never a queue of paid turns. A last fire
+//! that is done, dead, refused for good, unknown (pruned) or taken by the homeserver and not yet
+//! seen back in the queue holds nothing.
 
 use crate::agent_spec::schedule::When;
+use crate::store::{Delivery, Queued};
+
+/// What the schedules task does with one schedule now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing is due: look again at `next` (`None`: never).
+    Wait { next: Option<i64> },
+    /// Deliver the fire at this time and record it as the last fire.
+    Fire(i64),
+    /// The fire at `due` is due, but the last fire has not been handled: nothing now.
+    Held { due: i64 },
+}
+
+/// Whether the last fire, where it is now, holds the next one back.
+fn unhandled(last: Delivery) -> bool {
+    match last {
+        Delivery::Posting | Delivery::Sent(Some(Queued::Pending | Queued::Inflight)) => true,
+        Delivery::Unknown
+        | Delivery::Refused
+        | Delivery::Sent(None | Some(Queued::Done | Queued::Dead)) => false,
+    }
+}
+
+/// What to do with a schedule whose last scheduled fire is `last_fire_us`, where that fire's
+/// post is `last` (`Delivery::Unknown` when there is none), at `now_us` (pure; rules above).
+pub fn decide(
+    when: &When,
+    since_us: i64,
+    last_fire_us: Option<i64>,
+    last: Delivery,
+    now_us: i64,
+) -> Decision {
+    match due(when, since_us, last_fire_us, now_us) {
+        None => Decision::Wait {
+            next: next(when, since_us, last_fire_us),
+        },
+        Some(fire) if unhandled(last) => Decision::Held { due: fire },
+        Some(fire) => Decision::Fire(fire),
+    }
+}
 
 /// The fire due now, if any: the one to deliver and record as the last fire.
 pub fn due(when: &When, since_us: i64, last_fire_us: Option<i64>, now_us: i64) -> Option<i64> {
@@ -168,6 +217,116 @@ mod tests {
                     c.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_fire_waits_for_the_last_one() {
+        struct Case {
+            name: &'static str,
+            last_fire: Option<i64>,
+            last: Delivery,
+            now: i64,
+            want: Decision,
+        }
+        let every_10m = When::Every(Duration::from_secs(600));
+        let l = Some(MONDAY + 10 * MIN);
+        let (due_now, later) = (MONDAY + 20 * MIN + 5, MONDAY + 5 * HOUR + 7 * MIN);
+        let sent = |q| Delivery::Sent(Some(q));
+        let cases = [
+            Case {
+                name: "never fired: nothing to wait for",
+                last_fire: None,
+                last: Delivery::Unknown,
+                now: MONDAY + 10 * MIN,
+                want: Decision::Fire(MONDAY + 10 * MIN),
+            },
+            Case {
+                name: "the last one handled",
+                last_fire: l,
+                last: sent(Queued::Done),
+                now: due_now,
+                want: Decision::Fire(MONDAY + 20 * MIN),
+            },
+            Case {
+                name: "the homeserver away: the last post still in the outbox",
+                last_fire: l,
+                last: Delivery::Posting,
+                now: due_now,
+                want: Decision::Held {
+                    due: MONDAY + 20 * MIN,
+                },
+            },
+            Case {
+                name: "the agent not running: the last one waits in its queue",
+                last_fire: l,
+                last: sent(Queued::Pending),
+                now: due_now,
+                want: Decision::Held {
+                    due: MONDAY + 20 * MIN,
+                },
+            },
+            Case {
+                name: "a turn longer than the interval: the last one in a turn",
+                last_fire: l,
+                last: sent(Queued::Inflight),
+                now: due_now,
+                want: Decision::Held {
+                    due: MONDAY + 20 * MIN,
+                },
+            },
+            Case {
+                name: "held all night, then handled: the latest, once",
+                last_fire: l,
+                last: sent(Queued::Done),
+                now: later,
+                want: Decision::Fire(MONDAY + 5 * HOUR),
+            },
+            Case {
+                name: "the last one dead-lettered",
+                last_fire: l,
+                last: sent(Queued::Dead),
+                now: due_now,
+                want: Decision::Fire(MONDAY + 20 * MIN),
+            },
+            Case {
+                name: "the last one refused for good",
+                last_fire: l,
+                last: Delivery::Refused,
+                now: due_now,
+                want: Decision::Fire(MONDAY + 20 * MIN),
+            },
+            Case {
+                name: "the last one taken, not seen back yet",
+                last_fire: l,
+                last: Delivery::Sent(None),
+                now: due_now,
+                want: Decision::Fire(MONDAY + 20 * MIN),
+            },
+            Case {
+                name: "the last one pruned",
+                last_fire: l,
+                last: Delivery::Unknown,
+                now: due_now,
+                want: Decision::Fire(MONDAY + 20 * MIN),
+            },
+            Case {
+                name: "nothing due: waits for the next, whatever the last one",
+                last_fire: l,
+                last: sent(Queued::Pending),
+                now: MONDAY + 15 * MIN,
+                want: Decision::Wait {
+                    next: Some(MONDAY + 20 * MIN),
+                },
+            },
+        ];
+        for c in cases {
+            assert_eq!(
+                decide(&every_10m, MONDAY, c.last_fire, c.last, c.now),
+                c.want,
+                "{}",
+                c.name
+            );
         }
     }
 
