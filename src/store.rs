@@ -85,8 +85,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("store/migrations/014_schedules.sql"),
     ),
     (
-        "016_outbox_event",
-        include_str!("store/migrations/016_outbox_event.sql"),
+        "015_outbox_event",
+        include_str!("store/migrations/015_outbox_event.sql"),
     ),
 ];
 
