@@ -87,7 +87,7 @@ impl Store {
         )?)
     }
 
-    /// The homeserver took post `id` as `event_id` (migration 016 keeps it: a scheduled fire's
+    /// The homeserver took post `id` as `event_id` (migration 015 keeps it: a scheduled fire's
     /// event is then found in the agent's queue).
     pub fn post_sent(&self, id: i64, event_id: &str) -> anyhow::Result<()> {
         self.lock().execute(

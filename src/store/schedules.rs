@@ -23,7 +23,7 @@ pub enum Delivery {
     /// The homeserver refused it for good.
     Refused,
     /// The homeserver took it; its event's row in the agent's queue, once the core has seen the
-    /// event come back (`None`: not yet, or sent before migration 016 kept its event id).
+    /// event come back (`None`: not yet, or sent before migration 015 kept its event id).
     Sent(Option<Queued>),
 }
 
@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(delivery("f"), Delivery::Refused);
         s.post_sent(id("s"), "$fire").unwrap();
         assert_eq!(delivery("s"), Delivery::Sent(None), "not seen back yet");
-        // Sent before migration 016: no event id kept.
+        // Sent before migration 015: no event id kept.
         s.post_sent(id("old"), "$x").unwrap();
         s.lock()
             .execute("UPDATE outbox SET event_id = NULL WHERE txn_id = 'old'", [])
