@@ -29,7 +29,7 @@ pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
     VoteOutcome, reverts, tally,
 };
-pub use cancel::{CancelledTurn, cancelled_error};
+pub use cancel::{CancelCommand, CancelOutcome, CancelledTurn, cancelled_error};
 pub use kept::{Confirmation, KeptAgent};
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
@@ -81,6 +81,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "014_schedules",
         include_str!("store/migrations/014_schedules.sql"),
+    ),
+    (
+        "015_turns_once",
+        include_str!("store/migrations/015_turns_once.sql"),
     ),
 ];
 
@@ -590,6 +594,7 @@ impl Store {
             "DELETE FROM tool_effects WHERE ts_us < ?1
              AND inbox_id IN (SELECT id FROM inbox WHERE state IN ('done', 'dead'))",
             "DELETE FROM turns WHERE ended_us < ?1",
+            "DELETE FROM cancels WHERE ts_us < ?1",
         ] {
             n += tx.execute(sql, [before_us])?;
         }
