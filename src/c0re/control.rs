@@ -122,7 +122,7 @@ impl Core {
                                 // Each peer's reachability as of now, not of the last probe.
                                 self.probe_peers().await;
                             }
-                            self.run_command(&command, operator).await
+                            self.run_command(&command, operator, &item).await
                         }
                         Err(usage) => usage.to_string(),
                     })
@@ -145,8 +145,13 @@ impl Core {
         }
     }
 
-    /// The answer to one command from `operator`.
-    async fn run_command(&self, command: &HiveCommand, operator: &UserId) -> String {
+    /// The answer to one command from `operator` (`item`: the queued command event).
+    async fn run_command(
+        &self,
+        command: &HiveCommand,
+        operator: &UserId,
+        item: &crate::store::InboxItem,
+    ) -> String {
         use super::agents::lifecycle::Action;
         let failed =
             |what: &str, e: anyhow::Error| self.shown(&format!("{what} unavailable: {e:#}"));
@@ -181,7 +186,8 @@ impl Core {
                 .unwrap_or_else(|e| failed("audit", e)),
             HiveCommand::Help => commands::help_text(),
             HiveCommand::Cancel { agent } => {
-                self.cancel_command(agent, operator.as_str(), true).await
+                self.cancel_command(agent, operator.as_str(), item, true)
+                    .await
             }
             HiveCommand::Schedules => self
                 .schedules_text()
