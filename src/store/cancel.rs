@@ -362,6 +362,15 @@ mod tests {
         enqueue(&s, "$a", "work");
         let a = s.take_next("argus", 5).unwrap().0.unwrap();
         cancelled(s.cancel_turn(a.id, "@op:hs", "m", later("$cmd")).unwrap());
+        // An ack or fail that reaches the store after the cancel changes nothing, and says so
+        // (the session then records and announces nothing).
+        assert!(!s.ack(a.id).unwrap(), "ack after the cancel");
+        assert!(!s.fail(a.id, "boom").unwrap(), "fail after the cancel");
+        assert_eq!(
+            s.inbox_error(a.id).unwrap().as_deref(),
+            Some("cancelled by @op:hs")
+        );
+        assert_eq!(s.counts("argus").unwrap().dead, 0);
         s.record_turn("argus", a.id, a.attempts, TurnOutcome::Interrupted, "m")
             .unwrap();
         s.record_turn("argus", a.id, a.attempts, TurnOutcome::Done, "m")
