@@ -379,4 +379,37 @@ mod tests {
         let outcomes: Vec<_> = got.iter().map(|t| (t.inbox_id, t.outcome)).collect();
         assert_eq!(outcomes, vec![(a.id, TurnOutcome::Cancelled)]);
     }
+
+    /// A database from before 015 with an attempt recorded twice keeps its first row, and
+    /// records it once from then on.
+    #[test]
+    fn migration_015_keeps_the_first_row_of_an_attempt() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let before = crate::store::MIGRATIONS
+            .iter()
+            .position(|(name, _)| *name == "015_turns_once")
+            .expect("015 is listed");
+        for (_, sql) in &crate::store::MIGRATIONS[..before] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", before).unwrap();
+        for outcome in ["cancelled", "interrupted"] {
+            conn.execute(
+                "INSERT INTO turns (agent, inbox_id, attempt, started_us, ended_us, outcome, model)
+                 VALUES ('argus', 7, 1, 0, 1, ?1, 'm')",
+                [outcome],
+            )
+            .unwrap();
+        }
+        let s = Store::init(conn).unwrap();
+        s.record_turn("argus", 7, 1, TurnOutcome::Done, "m")
+            .unwrap();
+        let got: Vec<_> = s
+            .turn_stats(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.outcome)
+            .collect();
+        assert_eq!(got, vec![TurnOutcome::Cancelled]);
+    }
 }
