@@ -35,10 +35,12 @@ use crate::agent_spec::{AgentName, AgentSpec};
 mod changes;
 mod git;
 mod rollback;
+mod unapplied;
 
 pub use changes::{ChangeKind, FileChange};
 use git::{APPLIED, PROPOSED, TempIndex, git, git_indexed, git_str, git_str_in};
 pub use rollback::{OnApplied, abandoned_ref};
+pub use unapplied::Unapplied;
 
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
     VoteOutcome, reverts, tally,
 };
-pub use cancel::{CancelledTurn, cancelled_error};
+pub use cancel::{CancelCommand, CancelOutcome, CancelledTurn, cancelled_error};
 pub use console::StatusRecord;
 pub use kept::{Confirmation, KeptAgent};
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
@@ -87,6 +87,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "015_outbox_event",
         include_str!("store/migrations/015_outbox_event.sql"),
+    ),
+    (
+        "016_turns_once",
+        include_str!("store/migrations/016_turns_once.sql"),
     ),
 ];
 
@@ -596,6 +600,7 @@ impl Store {
             "DELETE FROM tool_effects WHERE ts_us < ?1
              AND inbox_id IN (SELECT id FROM inbox WHERE state IN ('done', 'dead'))",
             "DELETE FROM turns WHERE ended_us < ?1",
+            "DELETE FROM cancels WHERE ts_us < ?1",
         ] {
             n += tx.execute(sql, [before_us])?;
         }

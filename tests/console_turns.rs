@@ -2,9 +2,12 @@
 //! a command brain that sleeps is cancelled by `!cancel` in its inbox and by `!hive cancel` in
 //! `#hive-c0re` (its process is gone at once, the rooms say so, the message is never
 //! redelivered, not after a restart of the core either, and the next message is answered);
-//! another agent's `!cancel` is a plain message; `!compact` and `!new-session` change a model
-//! brain's history.json; `!model` files an apply-commit request whose diff changes the model;
-//! a typo of a command is answered with usage, a brain without a model or a context is told so.
+//! another agent's `!cancel` is a plain message; a cancel is one `turns` row, `cancelled`; a
+//! `!cancel` delivered again after a crash of the core cancels nothing; `!compact` and
+//! `!new-session` change a model brain's history.json; `!model` files an apply-commit request
+//! whose diff changes the model, and is refused while that commit is unapplied; a typo of a
+//! command is answered with usage, a brain without a model or a context is told so; every
+//! command is audited, refused ones too.
 
 mod common;
 
@@ -93,6 +96,38 @@ fn queue(data: &Path, agent: &str) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
+/// The outcome of every `turns` row of the message `body` of `agent`.
+fn turns_of(data: &Path, agent: &str, body: &str) -> Vec<String> {
+    let db = rusqlite::Connection::open(data.join("c0re.db")).unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT t.outcome FROM turns t JOIN inbox i ON i.id = t.inbox_id
+             WHERE i.agent = ?1 AND i.body = ?2 ORDER BY t.id",
+        )
+        .unwrap();
+    stmt.query_map([agent, body], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// (action, agent, outcome, detail) of every audit row of `actor`, oldest first.
+fn audited(data: &Path, actor: &str) -> Vec<(String, String, String, String)> {
+    let db = rusqlite::Connection::open(data.join("c0re.db")).unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT action, COALESCE(agent, ''), outcome, COALESCE(detail, '') FROM audit
+             WHERE actor = ?1 ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([actor], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
 /// The model: a summary for a compact's call, else `done: <last line>`.
 async fn completions(Json(body): Json<Value>) -> Json<Value> {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
@@ -171,8 +206,9 @@ async fn an_operator_cancels_compacts_and_switches_models() {
     })
     .await;
 
-    // A turn that sleeps; another agent's `!cancel` in the inbox (`send_message` posts it as
-    // `sleepy: !cancel`) is a plain message: it waits behind the turn and stops nothing.
+    // A turn that sleeps; another agent's `!cancel` in the inbox is a plain message: it waits
+    // behind the turn and stops nothing. Once as `send_message` posts it (`sleepy: !cancel`),
+    // once bare, posted as pal (a command's very text, from someone who is no operator).
     op.send(&inbox, "sleep one").await;
     let first = until_sleeping().await;
     let mut pal = common::hello_socket(&hive, "pal", "tools.sock", WAIT).await;
@@ -183,6 +219,7 @@ async fn an_operator_cancels_compacts_and_switches_models() {
     )
     .await;
     assert!(!err, "{text}");
+    common::as_agent::post_as(&hive, "@pal:localhost", inbox.room_id(), "!cancel").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         sleepers().iter().any(|p| first.contains(p)),
@@ -206,6 +243,16 @@ async fn an_operator_cancels_compacts_and_switches_models() {
         m.iter()
             .any(|x| x.sender == sleepy && x.body == "done: sleepy: !cancel")
     })
+    .await;
+    op.wait_until(
+        &inbox,
+        WAIT,
+        "pal's bare !cancel answered as a message",
+        |m| {
+            m.iter()
+                .any(|x| x.sender == sleepy && x.body == "done: !cancel")
+        },
+    )
     .await;
 
     // `!hive cancel` from #hive-c0re: the same, said in both rooms.
@@ -241,6 +288,11 @@ async fn an_operator_cancels_compacts_and_switches_models() {
     .await;
     for body in ["sleep one", "sleep two"] {
         assert_eq!(op.count(&inbox, &format!("done: {body}")), 0, "{body}");
+        assert_eq!(
+            turns_of(&hive.data, "sleepy", body),
+            ["cancelled"],
+            "one attempt, recorded once: {body}"
+        );
         let rows = queue(&hive.data, "sleepy");
         let row = rows.iter().find(|r| r.0 == body).unwrap();
         assert_eq!(
@@ -250,15 +302,43 @@ async fn an_operator_cancels_compacts_and_switches_models() {
         );
     }
     let rows = queue(&hive.data, "sleepy");
-    assert!(
-        !rows.iter().any(|r| r.0.starts_with('!')),
-        "the operator's commands never reached sleepy's queue: {rows:?}"
+    let commands: Vec<_> = rows.iter().filter(|r| r.0.starts_with('!')).collect();
+    assert_eq!(
+        commands,
+        [&("!cancel".to_owned(), "done".to_owned(), None)],
+        "only pal's !cancel, a message, reached sleepy's queue; the operator's never did"
     );
     assert!(
         rows.iter()
             .any(|r| r.0 == "sleepy: !cancel" && r.1 == "done" && r.2.is_none()),
         "pal's message was sleepy's, answered: {rows:?}"
     );
+
+    // The core crashes after a cancel, before the command is acked: delivered again after the
+    // restart, the command is answered and cancels nothing (not the new harness's turn).
+    assert_eq!(hive.stop_core().code(), Some(0));
+    hive.start_core_env(&[("HYPERHIVE_FAILPOINT", "cancel-before-ack")]);
+    op.send(&inbox, "sleep three").await;
+    let third = until_sleeping().await;
+    op.send(&inbox, "!cancel").await;
+    assert_eq!(hive.wait_core_exit(WAIT).code(), Some(101));
+    until_gone(&third).await;
+    op.send(&inbox, "after the crash").await;
+    hive.start_core();
+    op.wait_until(&inbox, WAIT, "the command answered again", |m| {
+        m.iter().any(|x| {
+            x.body
+                == "Nothing cancelled: this `!cancel` was carried out already: it cancelled sleepy's turn on “sleep three”."
+        })
+    })
+    .await;
+    op.wait_until(&inbox, WAIT, "the next turn runs to its end", |m| {
+        m.iter()
+            .any(|x| x.sender == sleepy && x.body == "done: after the crash")
+    })
+    .await;
+    assert_eq!(turns_of(&hive.data, "sleepy", "sleep three"), ["cancelled"]);
+    assert_eq!(turns_of(&hive.data, "sleepy", "after the crash"), ["done"]);
 
     // Usage for a command with bad arguments; a brain without a context or a model is told.
     op.send(&inbox, "!cancel now").await;
@@ -344,6 +424,77 @@ async fn an_operator_cancels_compacts_and_switches_models() {
         toml.contains("model = \"test-model\""),
         "not applied yet: {toml}"
     );
+
+    // Another `!model` while that commit is unapplied: refused, naming it (it would be filed
+    // under the operator's name again).
+    op.send(&gpt, "!model test-model").await;
+    op.wait_until(&gpt, WAIT, "refused while a commit is unapplied", |m| {
+        m.iter().any(|x| {
+            x.body.starts_with("`!model test-model`: nothing changed: 1 unapplied commit on gpt's proposed side (`")
+                && x.body.ends_with("“model: new-model (!model)”) would be filed with it: approve, deny or revert them first.")
+        })
+    })
+    .await;
+
+    // Every command audited under the operator, refused ones and the brain's too.
+    let audit = audited(&hive.data, &me);
+    for (action, agent, outcome, detail) in [
+        (
+            "cancel",
+            "sleepy",
+            "refused",
+            "Nothing cancelled: sleepy has no turn",
+        ),
+        (
+            "cancel",
+            "nobody",
+            "refused",
+            "Nothing cancelled: there is no agent",
+        ),
+        (
+            "cancel",
+            "sleepy",
+            "cancelled",
+            "⏹️ cancelled sleepy's turn on “sleep one”",
+        ),
+        (
+            "cancel",
+            "sleepy",
+            "refused",
+            "Nothing cancelled: this `!cancel` was carried",
+        ),
+        (
+            "cancel",
+            "sleepy",
+            "refused",
+            "!cancel now: `!cancel` takes no arguments.",
+        ),
+        ("compact", "sleepy", "delivered", "handed to the brain"),
+        ("compact", "gpt", "delivered", "handed to the brain"),
+        ("new-session", "gpt", "delivered", "handed to the brain"),
+        (
+            "model",
+            "sleepy",
+            "refused",
+            "`!model gpt-4o`: nothing changed",
+        ),
+        ("model", "gpt", "requested", "Asked the operators"),
+        (
+            "model",
+            "gpt",
+            "refused",
+            "`!model test-model`: nothing changed: 1 unapplied",
+        ),
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|(a, g, o, d)| (a.as_str(), g.as_str(), o.as_str())
+                    == (action, agent, outcome)
+                    && d.starts_with(detail)),
+            "{action} {agent} {outcome} {detail:?} not in {audit:?}"
+        );
+    }
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 

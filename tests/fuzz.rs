@@ -703,7 +703,13 @@ fn check_routing(ev: &TimelineEvent, names: &[&str]) -> Result<(), TestCaseError
                 _ => {}
             }
             if let Some(cmd) = routing::control_command(ev, room, sender) {
-                prop_assert!(*room == RoomRole::Control && *sender == SenderKind::Operator);
+                // Queued from anyone but the core itself (a non-operator is answered no), and
+                // carried out for an operator only.
+                prop_assert!(*room == RoomRole::Control && *sender != SenderKind::Bot);
+                prop_assert_eq!(
+                    routing::command_right(sender) == Some(routing::CommandRight::Obey),
+                    *sender == SenderKind::Operator
+                );
                 prop_assert_eq!(cmd.trim(), cmd.as_str());
             }
         }

@@ -17,7 +17,7 @@ impl Brain for Anthropic {
     async fn control(&mut self, c: Control, tools: &mut Tools<'_>) -> Result<String, BrainError> {
         let brain = &mut self.0;
         match c {
-            Control::NewSession => Ok(brain.new_session()),
+            Control::NewSession => brain.new_session(),
             Control::Compact => {
                 let Some(transcript) = brain.transcript() else {
                     return Ok(ModelBrain::nothing_to_compact());
@@ -40,7 +40,7 @@ impl Brain for Anthropic {
                             .collect()
                     })
                     .unwrap_or_default();
-                Ok(brain.compacted(&text.join("\n")))
+                brain.compacted(&text.join("\n"))
             }
         }
     }

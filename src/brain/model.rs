@@ -130,10 +130,13 @@ pub const SUMMARY_SYSTEM: &str = "You compact an agent's memory. Summarise the c
 pub const SUMMARY_USER: &str = "(The operator compacted my memory with `!compact`: a summary of the conversation so far follows.)";
 
 impl ModelBrain {
-    /// `!new-session`: every exchange forgotten (the history saved empty).
-    pub fn new_session(&mut self) -> String {
-        let n = self.history.replace(Vec::new());
-        format!("Started a new session: I forgot our {n} earlier exchange(s).")
+    /// `!new-session`: every exchange forgotten (the history saved empty). Failed, and the
+    /// history as it was, if it cannot be saved.
+    pub fn new_session(&mut self) -> Result<String, BrainError> {
+        let n = self.history.replace(Vec::new()).map_err(unsaved)?;
+        Ok(format!(
+            "Started a new session: I forgot our {n} earlier exchange(s)."
+        ))
     }
 
     /// `!compact`'s input: the history as one transcript for the summary call; `None` when
@@ -148,23 +151,34 @@ impl ModelBrain {
     }
 
     /// `!compact`'s result: the history replaced by one exchange holding `summary` (an empty
-    /// summary leaves the history as it was).
-    pub fn compacted(&mut self, summary: &str) -> String {
+    /// summary leaves the history as it was). Failed, and the history as it was, if it cannot
+    /// be saved.
+    pub fn compacted(&mut self, summary: &str) -> Result<String, BrainError> {
         let summary = summary.trim();
         if summary.is_empty() {
-            return "The model gave no summary: my history is unchanged.".into();
+            return Ok("The model gave no summary: my history is unchanged.".into());
         }
-        let n = self.history.replace(vec![Exchange {
-            user: SUMMARY_USER.into(),
-            reply: summary.into(),
-        }]);
-        format!("Compacted my history: {n} exchange(s) replaced by a summary.")
+        let n = self
+            .history
+            .replace(vec![Exchange {
+                user: SUMMARY_USER.into(),
+                reply: summary.into(),
+            }])
+            .map_err(unsaved)?;
+        Ok(format!(
+            "Compacted my history: {n} exchange(s) replaced by a summary."
+        ))
     }
 
     /// What a compact answers when the history is empty.
     pub fn nothing_to_compact() -> String {
         "Nothing to compact: my history is empty.".into()
     }
+}
+
+/// A history that could not be saved, as the brain's failure.
+fn unsaved(e: anyhow::Error) -> BrainError {
+    BrainError::Failed(format!("cannot save history.json: {e:#}"))
 }
 
 /// The tools a model-backed brain offers in a turn: the hive's (run by the core) and those of
@@ -315,23 +329,30 @@ impl History {
         }
         self.exchanges.push_back(Exchange { user, reply });
         self.trim();
-        self.save();
+        // The turn's reply is said already: a history not saved is logged, the turn stands.
+        if let Err(e) = self.save() {
+            tracing::warn!(error = %format!("{e:#}"), "cannot save history.json");
+        }
     }
 
     /// Replaces every exchange with `exchanges` and saves the history; how many there were.
-    pub fn replace(&mut self, exchanges: Vec<Exchange>) -> usize {
+    /// If it cannot be saved, nothing changes (in memory either) and the error says why.
+    pub fn replace(&mut self, exchanges: Vec<Exchange>) -> anyhow::Result<usize> {
+        let mut next = History {
+            path: self.path.clone(),
+            keep: self.keep,
+            exchanges: exchanges.into(),
+        };
+        next.trim();
+        next.save()?;
         let before = self.exchanges.len();
-        self.exchanges = exchanges.into();
-        self.trim();
-        self.save();
-        before
+        *self = next;
+        Ok(before)
     }
 
-    fn save(&self) {
+    fn save(&self) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(&self.exchanges).expect("exchanges serialize");
-        if let Err(e) = crate::fsutil::write_atomic(&self.path, &bytes, 0o600) {
-            tracing::warn!(error = %format!("{e:#}"), "cannot save history.json");
-        }
+        crate::fsutil::write_atomic(&self.path, &bytes, 0o600)
     }
 
     fn trim(&mut self) {
@@ -395,11 +416,12 @@ mod tests {
         let t = brain.transcript().unwrap();
         assert!(t.contains("op wrote:\nq1\n\niris replied:\na1"), "{t}");
         assert!(t.contains("a2"), "{t}");
-        assert!(brain.compacted("  ").contains("unchanged"));
+        assert!(brain.compacted("  ").unwrap().contains("unchanged"));
         assert_eq!(History::load(dir.path(), 5).exchanges().count(), 2);
         assert!(
             brain
                 .compacted("they asked twice")
+                .unwrap()
                 .contains("2 exchange(s)")
         );
         let loaded: Vec<Exchange> = History::load(dir.path(), 5).exchanges().cloned().collect();
@@ -410,8 +432,21 @@ mod tests {
                 reply: "they asked twice".into()
             }]
         );
-        assert!(brain.new_session().contains("1 earlier"));
+        assert!(brain.new_session().unwrap().contains("1 earlier"));
         assert_eq!(History::load(dir.path(), 5).exchanges().count(), 0);
         assert!(dir.path().join("history.json").is_file());
+
+        // A history that cannot be saved (its file's place is a directory): the command fails,
+        // and the history is as it was, in memory and on disk.
+        brain.history.push("op wrote:\nq3".into(), "a3".into());
+        std::fs::remove_file(dir.path().join("history.json")).unwrap();
+        std::fs::create_dir(dir.path().join("history.json")).unwrap();
+        let failed = |r: Result<String, BrainError>| match r {
+            Err(BrainError::Failed(why)) => why,
+            other => panic!("not failed: {other:?}"),
+        };
+        assert!(failed(brain.new_session()).starts_with("cannot save history.json"));
+        assert!(failed(brain.compacted("short")).starts_with("cannot save history.json"));
+        assert_eq!(brain.history.exchanges().count(), 1, "unchanged in memory");
     }
 }

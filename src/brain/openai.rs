@@ -38,7 +38,7 @@ impl Brain for OpenAi {
     async fn control(&mut self, c: Control, tools: &mut Tools<'_>) -> Result<String, BrainError> {
         let brain = &mut self.0;
         match c {
-            Control::NewSession => Ok(brain.new_session()),
+            Control::NewSession => brain.new_session(),
             Control::Compact => {
                 let Some(transcript) = brain.transcript() else {
                     return Ok(ModelBrain::nothing_to_compact());
@@ -53,7 +53,7 @@ impl Brain for OpenAi {
                 let text = resp["choices"][0]["message"]["content"]
                     .as_str()
                     .unwrap_or("");
-                Ok(brain.compacted(text))
+                brain.compacted(text)
             }
         }
     }

@@ -150,7 +150,7 @@ impl Core {
         }
     }
 
-    /// The answer to one command from `operator`, given by the queued `item`.
+    /// The answer to one command from `operator` (`item`: the queued command event).
     async fn run_command(
         &self,
         command: &HiveCommand,
@@ -191,7 +191,8 @@ impl Core {
                 .unwrap_or_else(|e| failed("audit", e)),
             HiveCommand::Help => commands::help_text(),
             HiveCommand::Cancel { agent } => {
-                self.cancel_command(agent, operator.as_str(), true).await
+                self.cancel_command(agent, operator.as_str(), item, true)
+                    .await
             }
             HiveCommand::Schedules => self
                 .schedules_text()

@@ -24,7 +24,7 @@ use super::rooms::RoomKey;
 use super::routing::{RoomRole, SenderKind};
 use super::{CONTROL_QUEUE, Core};
 use crate::agent_spec::AgentName;
-use crate::store::{Audit, InboxItem};
+use crate::store::{CancelCommand, InboxItem};
 use crate::wire::protocol::Control;
 use decide::{CoreCommand, InboxLine};
 
@@ -61,15 +61,26 @@ impl Core {
     }
 
     /// At delivery: the control message `item` is for `agent`'s brain, if it is one (an
-    /// operator's `!compact` or `!new-session` in that agent's own inbox).
+    /// operator's `!compact` or `!new-session` in that agent's own inbox). Audited as handed
+    /// over, each time it is (a redelivery too).
     pub fn brain_control(&self, agent: &AgentName, item: &InboxItem) -> Option<Control> {
         if item.agent != agent.as_str() || item.hive_event.is_some() {
             return None;
         }
-        match self.line_of(item) {
-            InboxLine::Brain(c) => Some(c),
-            _ => None,
-        }
+        let InboxLine::Brain(c) = self.line_of(item) else {
+            return None;
+        };
+        let action = c.command().trim_start_matches('!');
+        let detail = format!("handed to the brain (attempt {})", item.attempts);
+        self.audit_by(
+            &item.sender,
+            action,
+            Some(agent.as_str()),
+            None,
+            "delivered",
+            Some(&detail),
+        );
+        Some(c)
     }
 
     /// In the control loop: the answer to an inbox command (`item` came from an agent's
@@ -80,23 +91,44 @@ impl Core {
         };
         Some(match self.line_of(item) {
             InboxLine::Core(agent, CoreCommand::Cancel) => {
-                self.cancel_command(agent.as_str(), &item.sender, false)
+                self.cancel_command(agent.as_str(), &item.sender, item, false)
                     .await
             }
             InboxLine::Core(agent, CoreCommand::Model(id)) => {
                 self.model_command(&agent, &id, &item.sender).await
             }
-            InboxLine::Usage(_, text) => text,
+            InboxLine::Usage(agent, text) => {
+                self.audit_by(
+                    &item.sender,
+                    decide::command_word(&item.body),
+                    Some(agent.as_str()),
+                    None,
+                    "refused",
+                    Some(&format!("{}: {text}", item.body.trim())),
+                );
+                text
+            }
             // Queued here and no command any more (the operators changed meanwhile).
             InboxLine::Brain(_) | InboxLine::Plain => decide::USAGE.to_owned(),
         })
     }
 
     /// `!hive cancel <agent>` (`in_control`: the answer goes to `#hive-c0re`, and the agent's
-    /// inbox is told too) or `!cancel` in the agent's inbox: cancels its running turn for
-    /// operator `by`. The answer, also when nothing was cancelled.
-    pub async fn cancel_command(&self, agent: &str, by: &str, in_control: bool) -> String {
-        let (answer, outcome, inbox) = match self.cancel_turn(agent, by) {
+    /// inbox is told too) or `!cancel` in the agent's inbox: `command` (the queued command
+    /// event) cancels its running turn for operator `by`, if that turn started before the
+    /// command was sent. The answer, also when nothing was cancelled.
+    pub async fn cancel_command(
+        &self,
+        agent: &str,
+        by: &str,
+        command: &InboxItem,
+        in_control: bool,
+    ) -> String {
+        let command = CancelCommand {
+            event_id: &command.event_id,
+            origin_ts: command.origin_ts,
+        };
+        let (answer, outcome, inbox) = match self.cancel_turn(agent, by, command) {
             Ok(Ok(done)) => {
                 let text = done.text();
                 let inbox = self.rooms().get(&RoomKey::Inbox(done.agent.clone()));
@@ -108,35 +140,16 @@ impl Core {
                 (format!("Cancelling failed: {e:#}"), "failed", None)
             }
         };
-        self.audit_command(by, "cancel", agent, None, outcome, &answer);
+        let answer = self.shown(&answer);
+        self.audit_by(by, "cancel", Some(agent), None, outcome, Some(&answer));
+        if outcome == "cancelled" {
+            // A crash before the command is acked: it is delivered again after the restart.
+            crate::failpoint::exit_at("cancel-before-ack");
+        }
         if in_control && inbox.is_some() {
             self.notice(inbox, &answer).await;
         }
         answer
-    }
-
-    /// Audits an operator's command (`actor` their Matrix ID), refused ones too.
-    fn audit_command(
-        &self,
-        actor: &str,
-        action: &str,
-        agent: &str,
-        sha: Option<&str>,
-        outcome: &str,
-        detail: &str,
-    ) {
-        let detail = self.secrets().redact(detail);
-        if let Err(e) = self.store().audit(&Audit {
-            actor,
-            action,
-            approval_id: None,
-            agent: Some(agent),
-            sha,
-            outcome,
-            detail: Some(&detail),
-        }) {
-            tracing::error!(actor, action, error = %format!("{e:#}"), "could not audit a command");
-        }
     }
 }
 

@@ -109,7 +109,9 @@ const ATTEMPT_USAGE: &str = "
 
 impl Store {
     /// Records that an attempt at message `inbox_id` ended now with `outcome`; it started when
-    /// the message was handed out (`inbox.delivered_us`, or now if the row is gone).
+    /// the message was handed out (`inbox.delivered_us`, or now if the row is gone). Once per
+    /// attempt: a second end of the same attempt (a cancelled turn's session ending too) is
+    /// ignored, the first stays.
     pub fn record_turn(
         &self,
         agent: &str,
@@ -120,7 +122,7 @@ impl Store {
     ) -> anyhow::Result<()> {
         let now = now_us();
         self.lock().execute(
-            "INSERT INTO turns (agent, inbox_id, attempt, started_us, ended_us, outcome, model)
+            "INSERT OR IGNORE INTO turns (agent, inbox_id, attempt, started_us, ended_us, outcome, model)
              VALUES (?1, ?2, ?3,
                      COALESCE((SELECT delivered_us FROM inbox WHERE id = ?2), ?4), ?4, ?5, ?6)",
             params![agent, inbox_id, attempt, now, outcome.as_str(), model],

@@ -12,10 +12,10 @@
 //!
 //! A connection that ends mid-turn puts its message back in the queue ([`Session::leave`]): it is
 //! delivered again (until `max_attempts`, then dead-lettered by the store), and the re-run turn's
-//! side effects are answered as the first time (`effects.rs`).
+//! side effects are answered as the first time (`effects.rs`). Unless an operator cancelled the
+//! turn: then its end is the cancel's to record, and the message is done (`end.rs`).
 
 use anyhow::Context;
-use ruma::RoomId;
 use serde_json::json;
 use tokio::io::AsyncBufRead;
 
@@ -27,7 +27,7 @@ use crate::agent_spec::AgentName;
 use crate::c0re::Core;
 use crate::c0re::approvals::RequestRefused;
 use crate::c0re::rooms::RoomKey;
-use crate::store::{InboxItem, TurnOutcome};
+use crate::store::InboxItem;
 use crate::wire::protocol::{ErrorCode, Message, Request, Response};
 
 /// Which socket a request came in on.
@@ -457,11 +457,20 @@ impl Session {
             }
         }
         loop {
-            let core = self.core.clone();
+            let (core, turn) = (self.core.clone(), entry.clone());
             let name = self.name.to_string();
             let max = core.cfg().max_attempts;
-            let (item, dead) =
-                tokio::task::spawn_blocking(move || core.store().take_next(&name, max)).await??;
+            // Under the turn lock, which a cancel holds too: the message handed out and the
+            // turn recorded as running are one step (turn_control/cancel.rs).
+            let (item, dead) = tokio::task::spawn_blocking(move || {
+                let mut running = turn.turn.lock().unwrap_or_else(|p| p.into_inner());
+                let taken = core.store().take_next(&name, max)?;
+                if let Some(item) = &taken.0 {
+                    *running = Some(TurnCalls::new(item.id));
+                }
+                anyhow::Ok(taken)
+            })
+            .await??;
             for d in dead {
                 self.core.dead_letter_notice(&d).await;
             }
@@ -470,8 +479,6 @@ impl Session {
                 self.start_typing(&item);
                 let mut msg = message_of(&item);
                 msg.control = self.core.brain_control(&self.name, &item);
-                *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(TurnCalls::new(item.id));
                 self.inflight = Some(item);
                 self.core.console().changed();
                 return Ok(Some(Response::Message(msg)));
@@ -483,58 +490,6 @@ impl Session {
                 return Ok(end);
             }
         }
-    }
-
-    /// `ack` (`failure` `None`) or `fail`: the turn of message `id` is over, for good.
-    async fn finish(&mut self, id: i64, failure: Option<String>) -> anyhow::Result<Response> {
-        let Some(item) = self.inflight.take_if(|i| i.id == id) else {
-            return Ok(bad_request(not_in_flight(id))
-                .response()
-                .expect("a refusal has a response"));
-        };
-        if let Some(entry) = self.core.agents().get(&self.name) {
-            *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        match &failure {
-            None => {
-                self.core.record_turn(&self.name, &item, TurnOutcome::Done);
-                self.core.store().ack(id)?;
-                // A successful turn clears a brain problem once reported.
-                self.core
-                    .store()
-                    .set_brain_notice(self.name.as_str(), None)?;
-            }
-            Some(reason) => {
-                self.core
-                    .record_turn(&self.name, &item, TurnOutcome::Failed);
-                self.core.store().fail(id, reason)?;
-                self.core.dead_letter_notice(&item).await;
-                let room = RoomId::parse(&item.room_id).ok();
-                let text = format!("⚠️ {} could not handle this message: {reason}", self.name);
-                self.core
-                    .post_as_agent_or_notice(&self.name, room, &text)
-                    .await;
-            }
-        }
-        self.core.console().changed();
-        let read = self.core.read_up_to(item);
-        self.stop_typing(Some(&read)).await;
-        Ok(Response::Done)
-    }
-
-    /// The connection is gone: the turn's message (if any) goes back to the queue, its typing
-    /// notice is withdrawn.
-    pub(super) async fn leave(&mut self) {
-        if let Some(entry) = self.core.agents().get(&self.name) {
-            *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        if let Some(item) = self.inflight.take() {
-            tracing::warn!(agent = %self.name, event_id = %item.event_id, "harness left mid-turn; the message will be delivered again");
-            self.core
-                .record_turn(&self.name, &item, TurnOutcome::Interrupted);
-            wait::release_until_done(&self.core, &self.name, item.id).await;
-        }
-        self.stop_typing(None).await;
     }
 
     fn start_typing(&mut self, item: &InboxItem) {
@@ -601,5 +556,6 @@ pub(super) async fn tools_request(core: &Core, name: &AgentName, req: Request) -
     }
 }
 
+mod end;
 #[cfg(test)]
 mod tests;

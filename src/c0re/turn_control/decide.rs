@@ -93,6 +93,14 @@ pub fn classify(body: &str, room: &RoomRole, sender: &SenderKind) -> InboxLine {
     }
 }
 
+/// The command a line names, for the audit: its first word without the `!` (`!model gpt"4` →
+/// `model`); empty for a blank line.
+pub fn command_word(body: &str) -> &str {
+    body.split_whitespace()
+        .next()
+        .map_or("", |w| w.trim_start_matches('!'))
+}
+
 /// The longest model id `!model` accepts.
 pub const MAX_MODEL_ID: usize = 128;
 
@@ -198,7 +206,7 @@ pub fn set_brain_model(text: &str, model: &ModelId) -> Result<String, ModelEditE
             }
         } else if section.as_deref() == Some("brain") && !replaced && is_model_key(l) {
             let indent = &l[..l.len() - l.trim_start().len()];
-            out.push(format!("{indent}{line}"));
+            out.push(format!("{indent}{line}{}", trailing_comment(l)));
             replaced = true;
             continue;
         }
@@ -229,6 +237,24 @@ fn header(line: &str) -> Option<String> {
         .map(|n| n.trim().to_owned())
 }
 
+/// The comment ending `line` (from its first `#` outside a string, with the blanks before
+/// it), or `""`: kept when the line's value is replaced.
+fn trailing_comment(line: &str) -> &str {
+    let (mut quote, mut escaped) = (None::<char>, false);
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => return &line[line[..i].trim_end().len()..],
+            None => {}
+        }
+    }
+    ""
+}
+
 /// Whether `line` sets the key `model` (`model = …`, `model="…"`).
 fn is_model_key(line: &str) -> bool {
     line.trim_start()
@@ -239,6 +265,35 @@ fn is_model_key(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lines_command_word_is_its_first_word() {
+        struct Case {
+            name: &'static str,
+            body: &'static str,
+            want: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "with bad arguments",
+                body: "  !model gpt\"4 x",
+                want: "model",
+            },
+            Case {
+                name: "alone",
+                body: "!cancel",
+                want: "cancel",
+            },
+            Case {
+                name: "blank",
+                body: " ",
+                want: "",
+            },
+        ];
+        for c in cases {
+            assert_eq!(command_word(c.body), c.want, "{}", c.name);
+        }
+    }
 
     fn argus() -> AgentName {
         AgentName::parse("argus").unwrap()
@@ -510,9 +565,21 @@ mod tests {
         }
         let cases = [
             Case {
-                name: "replaces the model line",
-                toml: "# the reviewer\n[brain]\nkind = \"claude-code\"\nmodel = \"old\" # was\n",
-                want: Ok("# the reviewer\n[brain]\nkind = \"claude-code\"\nmodel = \"new-1\"\n"),
+                name: "replaces the model line, its comment kept",
+                toml: "# the reviewer\n[brain]\nkind = \"claude-code\"\nmodel = \"old\"   # was\n",
+                want: Ok(
+                    "# the reviewer\n[brain]\nkind = \"claude-code\"\nmodel = \"new-1\"   # was\n",
+                ),
+            },
+            Case {
+                name: "a # inside the old value is no comment",
+                toml: "[brain]\nkind = \"openai\"\n  model = 'a#b' #c \"d\"\n",
+                want: Ok("[brain]\nkind = \"openai\"\n  model = \"new-1\" #c \"d\"\n"),
+            },
+            Case {
+                name: "an escaped quote inside the old value",
+                toml: "[brain]\nkind = \"openai\"\nmodel = \"a\\\"#\"\n",
+                want: Ok("[brain]\nkind = \"openai\"\nmodel = \"new-1\"\n"),
             },
             Case {
                 name: "adds one after the header",

@@ -3,11 +3,13 @@
 //! ([`super::decide::set_brain_model`], every other byte kept), commits it there validated as
 //! `write_config` validates (the whole tree, what hive.toml grants), and files an apply-commit
 //! request in the operator's name. Its diff against the applied config is what the operators
-//! approve (a manager's unapplied commits on the proposed side are in it too, and shown).
+//! approve: only the model's line, since `!model` is refused while the proposed side holds
+//! commits never applied (a manager's, maybe one the operators denied), which it would
+//! otherwise file under the operator's name ([`unapplied_refusal`]).
 
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
-use crate::configrepo::{CommitError, ConfigFile, ConfigRepo};
+use crate::configrepo::{CommitError, ConfigFile, ConfigRepo, Unapplied};
 
 use super::decide::{ModelEditError, ModelId};
 
@@ -22,6 +24,8 @@ enum ModelRefused {
     NotGrantable(String),
     #[error("its config is not versioned yet")]
     Unversioned,
+    #[error("{0}")]
+    Unapplied(String),
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
 }
@@ -43,31 +47,43 @@ impl Core {
         let sha = match committed {
             Ok(sha) => sha,
             Err(e) => {
-                let answer = format!("`!model {model}`: nothing changed: {e}.");
-                self.audit_command(by, "model", agent.as_str(), None, "refused", &answer);
+                let answer = self.shown(&format!("`!model {model}`: nothing changed: {e}."));
+                self.audit_by(
+                    by,
+                    "model",
+                    Some(agent.as_str()),
+                    None,
+                    "refused",
+                    Some(&answer),
+                );
                 return answer;
             }
         };
         let summary = format!("{by} asks to switch {agent}'s model to `{model}` (`!model`).");
-        let answer = match self
+        let (answer, outcome) = match self
             .request_apply_commit(by, agent.as_str(), &sha, &summary)
             .await
         {
-            Ok(id) => format!(
-                "Asked the operators to switch **{agent}** to `{model}`: request #{id} in #hive-approvals (commit `{}`). It runs on the new model once approved.",
-                &sha[..12.min(sha.len())]
+            Ok(id) => (
+                format!(
+                    "Asked the operators to switch **{agent}** to `{model}`: request #{id} in #hive-approvals (commit `{}`). It runs on the new model once approved.",
+                    &sha[..12.min(sha.len())]
+                ),
+                "requested",
             ),
-            Err(e) => {
-                format!("`!model {model}`: committed `{sha}`, but the request was refused: {e}")
-            }
+            Err(e) => (
+                format!("`!model {model}`: committed `{sha}`, but the request was refused: {e}"),
+                "refused",
+            ),
         };
-        self.audit_command(
+        let answer = self.shown(&answer);
+        self.audit_by(
             by,
             "model",
-            agent.as_str(),
+            Some(agent.as_str()),
             Some(&sha),
-            "requested",
-            &answer,
+            outcome,
+            Some(&answer),
         );
         answer
     }
@@ -77,6 +93,9 @@ impl Core {
     fn commit_model(&self, agent: &AgentName, model: &ModelId) -> Result<String, ModelRefused> {
         let repo = ConfigRepo::new(self.data_dir(), agent);
         let tip = repo.proposed()?.ok_or(ModelRefused::Unversioned)?;
+        if let Some(why) = unapplied_refusal(agent, &repo.unapplied()?) {
+            return Err(ModelRefused::Unapplied(why));
+        }
         let files = repo.read_commit(&tip)?;
         let toml = files
             .iter()
@@ -95,5 +114,89 @@ impl Core {
             crate::c0re::approvals::grantable(self.cfg(), &spec)
                 .map_err(|r| ModelRefused::NotGrantable(r.to_string()))
         })
+    }
+}
+
+/// Why `!model` is refused while `agent`'s proposed side holds commits never applied (newest
+/// first), naming them; `None` when there are none.
+fn unapplied_refusal(agent: &AgentName, unapplied: &[Unapplied]) -> Option<String> {
+    const NAMED: usize = 3;
+    if unapplied.is_empty() {
+        return None;
+    }
+    let mut named: Vec<String> = unapplied
+        .iter()
+        .take(NAMED)
+        .map(|u| {
+            let subject: String = u.subject.chars().take(60).collect();
+            format!("`{}` “{subject}”", &u.sha[..12.min(u.sha.len())])
+        })
+        .collect();
+    if unapplied.len() > NAMED {
+        named.push(format!("{} more", unapplied.len() - NAMED));
+    }
+    let n = unapplied.len();
+    let commits = if n == 1 { "commit" } else { "commits" };
+    Some(format!(
+        "{n} unapplied {commits} on {agent}'s proposed side ({}) would be filed with it: approve, deny or revert them first",
+        named.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unapplied_commits_are_named_in_the_refusal() {
+        struct Case {
+            name: &'static str,
+            unapplied: Vec<(String, &'static str)>,
+            want: Option<&'static str>,
+        }
+        let sha = |c: char| c.to_string().repeat(40);
+        let cases = [
+            Case {
+                name: "none: the model may change",
+                unapplied: vec![],
+                want: None,
+            },
+            Case {
+                name: "one",
+                unapplied: vec![(sha('a'), "prompt: be terse")],
+                want: Some(
+                    "1 unapplied commit on gpt's proposed side (`aaaaaaaaaaaa` “prompt: be terse”) would be filed with it: approve, deny or revert them first",
+                ),
+            },
+            Case {
+                name: "many: three named, the rest counted",
+                unapplied: vec![
+                    (sha('a'), "a"),
+                    (sha('b'), "b"),
+                    (sha('c'), "c"),
+                    (sha('d'), "d"),
+                ],
+                want: Some(
+                    "4 unapplied commits on gpt's proposed side (`aaaaaaaaaaaa` “a”, `bbbbbbbbbbbb` “b”, `cccccccccccc` “c”, 1 more) would be filed with it: approve, deny or revert them first",
+                ),
+            },
+        ];
+        let gpt = AgentName::parse("gpt").unwrap();
+        for c in cases {
+            let unapplied: Vec<Unapplied> = c
+                .unapplied
+                .iter()
+                .map(|(sha, subject)| Unapplied {
+                    sha: sha.clone(),
+                    subject: subject.to_string(),
+                })
+                .collect();
+            assert_eq!(
+                unapplied_refusal(&gpt, &unapplied).as_deref(),
+                c.want,
+                "{}",
+                c.name
+            );
+        }
     }
 }
