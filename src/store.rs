@@ -17,6 +17,8 @@ mod cancel;
 mod console;
 mod kept;
 mod lifecycle;
+mod migrations;
+use migrations::MIGRATIONS;
 mod outbox;
 mod peering;
 mod questions;
@@ -41,58 +43,6 @@ pub use recv::{Pull, PullLimits, PullStep, pull_step};
 pub use schedules::{Delivery, DuplicatePost, Queued, ScheduleRow};
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 pub use turns::{AgentUsage, TurnOutcome, TurnStat, UnknownOutcome};
-
-const MIGRATIONS: &[(&str, &str)] = &[
-    ("001_init", include_str!("store/migrations/001_init.sql")),
-    (
-        "002_approvals",
-        include_str!("store/migrations/002_approvals.sql"),
-    ),
-    (
-        "003_questions",
-        include_str!("store/migrations/003_questions.sql"),
-    ),
-    ("004_tools", include_str!("store/migrations/004_tools.sql")),
-    (
-        "005_model_calls",
-        include_str!("store/migrations/005_model_calls.sql"),
-    ),
-    (
-        "006_model_costs",
-        include_str!("store/migrations/006_model_costs.sql"),
-    ),
-    (
-        "007_outbox",
-        include_str!("store/migrations/007_outbox.sql"),
-    ),
-    (
-        "008_lifecycle",
-        include_str!("store/migrations/008_lifecycle.sql"),
-    ),
-    ("009_recv", include_str!("store/migrations/009_recv.sql")),
-    ("010_kept", include_str!("store/migrations/010_kept.sql")),
-    (
-        "011_purge_of",
-        include_str!("store/migrations/011_purge_of.sql"),
-    ),
-    (
-        "012_peering",
-        include_str!("store/migrations/012_peering.sql"),
-    ),
-    ("013_turns", include_str!("store/migrations/013_turns.sql")),
-    (
-        "014_schedules",
-        include_str!("store/migrations/014_schedules.sql"),
-    ),
-    (
-        "015_outbox_event",
-        include_str!("store/migrations/015_outbox_event.sql"),
-    ),
-    (
-        "016_turns_once",
-        include_str!("store/migrations/016_turns_once.sql"),
-    ),
-];
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> i64 {
