@@ -27,6 +27,24 @@ pub fn to_html(markdown: &str) -> Option<String> {
     Some(trimmed.to_owned())
 }
 
+/// `text` as a Markdown code span: shown as it is, never read as Markdown (an agent's own link,
+/// emphasis or HTML stays text). The fence is longer than any run of backticks inside, with a
+/// space on each side so a backtick at either end is not read as part of it. For one line:
+/// line breaks become spaces. Empty (or blank) text is `-`.
+pub fn code_span(text: &str) -> String {
+    let one: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let one = one.trim();
+    if one.is_empty() {
+        return "-".into();
+    }
+    let longest = one.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    format!("{fence} {one} {fence}")
+}
+
 /// Escapes text for inclusion in HTML.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -46,6 +64,46 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agents_text_in_a_code_span_stays_text() {
+        struct Case {
+            name: &'static str,
+            text: &'static str,
+            want: &'static str,
+        }
+        for c in [
+            Case {
+                name: "plain",
+                text: "deploy?",
+                want: "` deploy? `",
+            },
+            Case {
+                name: "blank",
+                text: " \n ",
+                want: "-",
+            },
+            Case {
+                name: "a backtick run",
+                text: "run `ls`",
+                want: "`` run `ls` ``",
+            },
+            Case {
+                name: "line breaks",
+                text: "a\nb",
+                want: "` a b `",
+            },
+        ] {
+            assert_eq!(code_span(c.text), c.want, "{}", c.name);
+        }
+        let forged = code_span("ok — [message](https://matrix.to/#/!a:hs/$x) <b>x</b> **y**");
+        let html = to_html(&format!("- #4: {forged}")).expect("a list");
+        assert!(
+            !html.contains("<a ") && !html.contains("<strong>"),
+            "{html}"
+        );
+        assert!(html.contains("<code>"), "{html}");
+    }
 
     #[test]
     fn renders() {

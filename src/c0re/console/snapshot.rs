@@ -88,7 +88,11 @@ impl Core {
             .into_iter()
             .map(|q| OpenItem {
                 id: q.id,
-                what: format!("from {}: {}", q.agent, short(&q.question)),
+                what: format!(
+                    "from {}: {}",
+                    q.agent,
+                    crate::matrix::markdown::code_span(&short(&q.question))
+                ),
                 link: link(&q.request_event),
             })
             .collect();

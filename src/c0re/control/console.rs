@@ -11,6 +11,7 @@ use crate::c0re::agents::listing::{Facts, shown};
 use crate::c0re::agents::logs::tail_of;
 use crate::c0re::rooms::RoomKey;
 use crate::configrepo::AgentDirs;
+use crate::matrix::markdown;
 use crate::store::{AgentUsage, AuditEntry, TurnStat, Usage, now_us, utc};
 
 /// The most one answer's text may cost in its event ([`event_cost`]): a Matrix event is at most
@@ -212,26 +213,14 @@ fn linked(room: Option<&str>, event: Option<&str>) -> String {
 }
 
 /// An agent's text for one line of a Markdown table or list, shown as text and never read as
-/// Markdown (a summary's own `[message](…)` link, emphasis or HTML): a code span whose fence is
-/// longer than any run of backticks inside; no line breaks, no `|` (a table's cell ends there
-/// even in a code span), at most 120 characters.
+/// Markdown ([`markdown::code_span`]): no `|` (a table's cell ends there even in a code span),
+/// at most 120 characters.
 fn cell(s: &str) -> String {
-    let one: String = s
-        .chars()
-        .map(|c| if c.is_control() || c == '|' { ' ' } else { c })
-        .collect();
-    let one = match one.char_indices().nth(120) {
-        Some((i, _)) => format!("{}…", &one[..i]),
-        None => one,
-    };
-    let one = one.trim();
-    if one.is_empty() {
-        return "-".into();
+    let one: String = s.chars().map(|c| if c == '|' { ' ' } else { c }).collect();
+    match one.char_indices().nth(120) {
+        Some((i, _)) => markdown::code_span(&format!("{}…", &one[..i])),
+        None => markdown::code_span(&one),
     }
-    let longest = one.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest + 1);
-    // A space on each side, so a backtick at either end is not read as part of the fence.
-    format!("{fence} {one} {fence}")
 }
 
 impl Core {
