@@ -228,7 +228,16 @@ pub fn render_config(
         .replace("{{shared_secret_path}}", &q(&secret_path))
         .replace("{{registration}}", &q(registration))
         .replace("{{federation_listener}}", &plan.listener_yaml())
-        .replace("{{federation}}", &plan.settings_yaml());
+        .replace("{{federation}}", &plan.settings_yaml())
+        // Presence is the core's to set (`[console] presence`); off, the homeserver keeps none.
+        .replace(
+            "{{presence_enabled}}",
+            if cfg.console.presence {
+                "true"
+            } else {
+                "false"
+            },
+        );
     crate::fsutil::write_private(&layout.config(), text.as_bytes())?;
     let mut files = vec![layout.config()];
     if let Some(extra) = extra {
@@ -444,4 +453,31 @@ pub async fn register_user(
         bail!("homeserver answered {status}: {text}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[console] presence` decides whether the homeserver keeps presence at all.
+    #[test]
+    fn presence_follows_the_console_switch() {
+        for (toml, want) in [
+            ("", "presence:\n  enabled: true\n"),
+            (
+                "[console]\npresence = false\n",
+                "presence:\n  enabled: false\n",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let hive_toml = dir.path().join("hive.toml");
+            std::fs::write(&hive_toml, toml).unwrap();
+            let cfg = Config::load(Some(&hive_toml)).unwrap();
+            let layout = Layout::new(&dir.path().join("data"));
+            let files = render_config(&layout, &cfg, &dir.path().join("reg.yaml"), None).unwrap();
+            let yaml = std::fs::read_to_string(&files[0]).unwrap();
+            assert!(yaml.contains(want), "{toml:?}: {yaml}");
+            assert!(!yaml.contains("{{"), "every placeholder filled");
+        }
+    }
 }

@@ -224,9 +224,24 @@ impl Core {
                     let Some(post) = self.fire_post(agent, s, fire, false, &txn) else {
                         continue;
                     };
-                    let recorded =
-                        self.store()
-                            .record_fire(agent.as_str(), &s.name, last, fire, &post)?;
+                    // A failure is this schedule's alone: the agent's others still fire.
+                    let recorded = match self.store().record_fire(
+                        agent.as_str(),
+                        &s.name,
+                        last,
+                        fire,
+                        &post,
+                    ) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(agent = %agent, schedule = %s.name, fire = %show_time(fire), error = %format!("{e:#}"), "could not record a fire; it is tried again");
+                            soonest = [soonest, Some(now + HELD_POLL_US)]
+                                .into_iter()
+                                .flatten()
+                                .min();
+                            continue;
+                        }
+                    };
                     if recorded {
                         tracing::info!(agent = %agent, schedule = %s.name, fire = %show_time(fire), "schedule fired");
                         fired = true;

@@ -88,11 +88,7 @@ impl Core {
             .into_iter()
             .map(|q| OpenItem {
                 id: q.id,
-                what: format!(
-                    "from {}: {}",
-                    q.agent,
-                    crate::matrix::markdown::code_span(&short(&q.question))
-                ),
+                what: question_what(&q.agent, &q.question, self.secrets()),
                 link: link(&q.request_event),
             })
             .collect();
@@ -113,5 +109,34 @@ impl Core {
             questions,
             peers,
         })
+    }
+}
+
+/// A question as the status message lists it: redacted whole before it is cut (a secret cut in
+/// two, or folded onto one line, no longer matches the filter), then shown as text.
+fn question_what(agent: &str, question: &str, secrets: &crate::secrets::SecretFilter) -> String {
+    let text = short(&secrets.redact(question));
+    format!(
+        "from {agent}: {}",
+        crate::matrix::markdown::code_span(&text)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_question_is_redacted_before_it_is_cut() {
+        let secret = format!("sk-ant-api03-{}", "x".repeat(95));
+        let f = crate::secrets::SecretFilter::new(vec![("a key".into(), secret.clone())]);
+        // The secret straddles the cut, and a line break would fold it.
+        let question = format!("ok to use the billing key {}\nfor this?", &secret);
+        let got = question_what("argus", &question, &f);
+        assert!(!got.contains("sk-ant-api03-xxxx"), "{got}");
+        assert!(
+            got.starts_with("from argus: ` ok to use the billing key "),
+            "{got}"
+        );
     }
 }

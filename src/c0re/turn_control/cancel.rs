@@ -141,7 +141,8 @@ pub enum CancelRefusal {
     External(AgentName),
 }
 
-/// A message's body as a cancel names it: its first 80 characters, on one line.
+/// A message's body as a cancel names it: its first 80 characters, on one line. The caller
+/// redacts the body first: a secret cut in two no longer matches the filter.
 fn one_line(body: &str) -> String {
     let cut: String = body.chars().take(80).collect();
     let more = if body.chars().count() > 80 { "…" } else { "" };
@@ -194,7 +195,10 @@ impl Core {
         if let Some(CancelOutcome::AlreadyDone { body, .. }) =
             self.store().cancel_done(command.event_id)?
         {
-            return Ok(Err(CancelRefusal::AlreadyDone(name, one_line(&body))));
+            return Ok(Err(CancelRefusal::AlreadyDone(
+                name,
+                one_line(&self.secrets().redact(&body)),
+            )));
         }
         let turn = {
             let running = entry.turn.lock().unwrap_or_else(|p| p.into_inner());
@@ -210,16 +214,25 @@ impl Core {
                 CancelOutcome::NotInFlight => return Ok(Err(CancelRefusal::NoTurn(name))),
                 CancelOutcome::StartedAfter => return Ok(Err(CancelRefusal::StartedAfter(name))),
                 CancelOutcome::AlreadyDone { body, .. } => {
-                    return Ok(Err(CancelRefusal::AlreadyDone(name, one_line(&body))));
+                    return Ok(Err(CancelRefusal::AlreadyDone(
+                        name,
+                        one_line(&self.secrets().redact(&body)),
+                    )));
                 }
             };
-            // Before the lock is released: the harness cannot be on its next message yet.
+            // Before the lock is released: the harness cannot be on its next message yet, and
+            // the connection cut is the killed harness's, not a new one's.
             if entry.harness.kill() == Kill::NoHarness {
                 tracing::warn!(agent = %name, "no harness process to kill; cutting its connection");
             }
+            entry.harness.cut.notify_waiters();
             turn
         };
-        entry.harness.cut.notify_waiters();
+        // Named in the rooms' notices: redacted whole, before `one_line` cuts it.
+        let turn = CancelledTurn {
+            body: self.secrets().redact(&turn.body),
+            ..turn
+        };
         let secs = turn.delivered_us.map_or(0, |t| {
             u64::try_from((now_us() - t) / 1_000_000).unwrap_or(0)
         });
