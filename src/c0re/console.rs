@@ -106,7 +106,9 @@ impl Core {
                         Ok(Some(at)) => wake = earliest(wake, Some(at)),
                         Err(e) => {
                             tracing::warn!(error = %format!("{e:#}"), "the status message could not be updated; trying again");
-                            wake = earliest(wake, Some(now + RETRY));
+                            // No look before the retry, whatever wakes the task meanwhile.
+                            look_after = now + RETRY;
+                            wake = earliest(wake, Some(look_after));
                         }
                     }
                 }
