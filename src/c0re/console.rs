@@ -32,6 +32,12 @@ use super::Core;
 
 /// How often the status message is looked at even when nothing woke the task.
 pub const REFRESH: Duration = Duration::from_secs(15 * 60);
+/// The debug log line of each presence set (the bench counts them: `hive bench`'s console
+/// section runs the core with `hyperhive::c0re::console=debug`).
+pub const LOG_PRESENCE_SET: &str = "presence set";
+/// The debug log line of each post or edit of the status message (counted likewise).
+pub const LOG_STATUS_SENT: &str = "status message sent";
+
 /// How long after a failed look or edit the task tries again.
 const RETRY: Duration = Duration::from_secs(30);
 

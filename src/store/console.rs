@@ -161,14 +161,20 @@ mod tests {
         let first = first.expect("a message");
         let (second, _) = s.take_next("echo", 3).expect("take");
         let second = second.expect("a second message");
-        assert_eq!(s.last_turn_us("echo").expect("read"), None, "turns in flight are not done");
+        assert_eq!(
+            s.last_turn_us("echo").expect("read"),
+            None,
+            "turns in flight are not done"
+        );
         // Acked out of order: the latest message (by id) is done first.
         s.ack(second.id).expect("ack");
         std::thread::sleep(std::time::Duration::from_millis(2));
         s.ack(first.id).expect("ack");
         let done_of = |id: i64| -> Option<i64> {
             s.lock()
-                .query_row("SELECT done_us FROM inbox WHERE id = ?1", [id], |r| r.get(0))
+                .query_row("SELECT done_us FROM inbox WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
                 .expect("the row")
         };
         let (first_done, second_done) = (done_of(first.id), done_of(second.id));

@@ -143,6 +143,7 @@ impl Core {
                 }
             }
         };
+        tracing::debug!(event_id = %rec.event_id, edit = old.is_some(), "{}", super::LOG_STATUS_SENT);
         book.record = Some(rec.clone());
         book.last = Some((text.to_owned(), now));
         if old.is_some() {
@@ -164,7 +165,9 @@ impl Core {
                     tracing::warn!(error = %format!("{e:#}"), "cannot pin the status message");
                 }
             }
-            Err(e) => tracing::warn!(event_id = %rec.event_id, error = %e, "cannot pin the status message"),
+            Err(e) => {
+                tracing::warn!(event_id = %rec.event_id, error = %e, "cannot pin the status message")
+            }
         }
         self.store()
             .record_status_post(&rec)

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use ruma::api::client::presence::set_presence;
 use ruma::OwnedUserId;
+use ruma::api::client::presence::set_presence;
 use ruma::presence::PresenceState;
 use tokio::time::Instant;
 
@@ -147,7 +147,7 @@ impl Core {
             } else if put {
                 match self.set_presence(&entry.user_id, wanted).await {
                     Ok(()) => {
-                        tracing::debug!(agent = %name, presence = ?wanted.presence, "presence set");
+                        tracing::debug!(agent = %name, presence = ?wanted.presence, "{}", super::LOG_PRESENCE_SET);
                         book.acted.remove(&name);
                         book.retry_at.remove(&name);
                         book.set.insert(name.clone(), (wanted, now));
@@ -227,7 +227,10 @@ mod tests {
             Case {
                 name: "gone while shown online: set offline, then forgotten",
                 known: vec![n("echo"), n("argus")],
-                set: vec![(n("echo"), Presence::Online), (n("argus"), Presence::Unavailable)],
+                set: vec![
+                    (n("echo"), Presence::Online),
+                    (n("argus"), Presence::Unavailable),
+                ],
                 present: vec![n("argus")],
                 want: vec![(n("echo"), true)],
             },
