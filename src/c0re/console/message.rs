@@ -34,6 +34,20 @@ pub(super) struct StatusBook {
     post_unrecorded: bool,
 }
 
+impl StatusBook {
+    /// The recorded message was redacted (one of `redacted`): forgotten, so the next pass
+    /// checks it again (read back redacted: a new one is posted and pinned in its place).
+    pub(super) fn forget_if_redacted(&mut self, redacted: &std::collections::HashSet<String>) {
+        let hit = self
+            .record
+            .as_ref()
+            .is_some_and(|r| redacted.contains(&r.event_id));
+        if hit {
+            *self = StatusBook::default();
+        }
+    }
+}
+
 /// The content of the status message showing `text` (a notice that mentions nobody).
 pub fn content(text: &str) -> Value {
     let mut c = json!({ "msgtype": "m.notice", "body": text, "m.mentions": {} });
