@@ -1,7 +1,8 @@
 //! The live status message and presence, end to end on a real Synapse with a matrix-sdk
 //! operator: the core posts one status message in `#hive-c0re`, pins it, and edits it in place
 //! (`m.replace` of the same original) as echo's state changes; a burst of 20 messages makes far
-//! fewer edits; after a core restart the same message is edited (no second one). echo's presence
+//! fewer edits; after a core restart the same message is edited (no second one); redacted while
+//! the core runs, a new one is posted and pinned in its place. echo's presence
 //! as the operator sees it: online, unavailable while its slow command brain thinks (status
 //! "running a turn"), online again, offline when the core stops.
 
@@ -317,7 +318,7 @@ async fn the_status_message_is_edited_in_place_and_presence_follows_the_agent() 
     );
     assert_eq!(
         pinned(&op, &c0re).await,
-        vec![original],
+        vec![original.clone()],
         "still pinned, once"
     );
     w.until("echo online again after the restart", |w| {
@@ -328,4 +329,29 @@ async fn the_status_message_is_edited_in_place_and_presence_follows_the_agent() 
             .any(|(s, _)| *s == PresenceState::Online)
     })
     .await;
+
+    // The operator redacts the status message while the core runs: a new one is posted and
+    // pinned in its place, without a restart.
+    let gone = matrix_sdk::ruma::OwnedEventId::try_from(original.as_str()).unwrap();
+    c0re.redact(&gone, Some("test"), None).await.unwrap();
+    op.send(&inbox, "after the redaction").await;
+    w.until("a new status message after the redaction", |w| {
+        w.originals().iter().any(|o| o.event_id != original)
+    })
+    .await;
+    let new = w
+        .originals()
+        .into_iter()
+        .find(|o| o.event_id != original)
+        .unwrap()
+        .event_id;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let p = pinned(&op, &c0re).await;
+        if p == vec![new.clone()] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new one pinned alone: {p:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -32,6 +32,12 @@ use super::Core;
 
 /// How often the status message is looked at even when nothing woke the task.
 pub const REFRESH: Duration = Duration::from_secs(15 * 60);
+/// The debug log line of each presence set (the bench counts them: `hive bench`'s console
+/// section runs the core with `hyperhive::c0re::console=debug`).
+pub const LOG_PRESENCE_SET: &str = "presence set";
+/// The debug log line of each post or edit of the status message (counted likewise).
+pub const LOG_STATUS_SENT: &str = "status message sent";
+
 /// How long after a failed look or edit the task tries again.
 const RETRY: Duration = Duration::from_secs(30);
 
@@ -41,6 +47,20 @@ pub struct Console {
     changed: Notify,
     /// Agents that acted on the homeserver since the task last looked (see [`Console::acted`]).
     acted: std::sync::Mutex<HashSet<OwnedUserId>>,
+    /// Events redacted in `#hive-c0re` since the task last looked (see [`Console::redacted`]).
+    redacted: std::sync::Mutex<HashSet<String>>,
+}
+
+/// The event a redaction in `#hive-c0re` takes out, if `ev` is one: `redacts` in its content
+/// (room version 11), else at its top level (earlier versions).
+pub fn redaction_target(ev: &super::routing::TimelineEvent) -> Option<&str> {
+    if ev.kind != "m.room.redaction" {
+        return None;
+    }
+    ev.content
+        .get("redacts")
+        .and_then(|v| v.as_str())
+        .or(ev.redacts.as_deref())
 }
 
 impl Console {
@@ -59,6 +79,19 @@ impl Console {
         if acted.insert(user.to_owned()) {
             self.changed.notify_one();
         }
+    }
+
+    /// `event` was redacted in `#hive-c0re`: if it is the status message, it is posted again
+    /// (and pinned in its place) at the next look, not at the next start.
+    pub fn redacted(&self, event: &str) {
+        let mut r = self.redacted.lock().unwrap_or_else(|p| p.into_inner());
+        r.insert(event.to_owned());
+        self.changed.notify_one();
+    }
+
+    /// The events redacted since the last call.
+    fn take_redacted(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.redacted.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The agents that acted since the last call.
@@ -106,7 +139,9 @@ impl Core {
                         Ok(Some(at)) => wake = earliest(wake, Some(at)),
                         Err(e) => {
                             tracing::warn!(error = %format!("{e:#}"), "the status message could not be updated; trying again");
-                            wake = earliest(wake, Some(now + RETRY));
+                            // No look before the retry, whatever wakes the task meanwhile.
+                            look_after = now + RETRY;
+                            wake = earliest(wake, Some(look_after));
                         }
                     }
                 }
@@ -130,11 +165,58 @@ impl Core {
         book: &mut message::StatusBook,
         now: Instant,
     ) -> anyhow::Result<Option<Instant>> {
+        book.forget_if_redacted(&self.console().take_redacted());
         let snap = {
             let core = self.clone();
             tokio::task::spawn_blocking(move || core.status_snapshot()).await??
         };
         let text = self.secrets().redact(&render::render(&snap));
         self.show_status(book, &text, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_redaction_in_the_control_room() {
+        let ev = |kind: &str, content: serde_json::Value, redacts: Option<&str>| {
+            serde_json::from_value::<super::super::routing::TimelineEvent>(json!({
+                "event_id": "$r", "room_id": "!c:hs", "type": kind, "sender": "@op:hs",
+                "content": content, "redacts": redacts,
+            }))
+            .expect("an event")
+        };
+        struct Case {
+            name: &'static str,
+            ev: super::super::routing::TimelineEvent,
+            want: Option<&'static str>,
+        }
+        let cases = [
+            Case {
+                name: "room version 11: in the content",
+                ev: ev("m.room.redaction", json!({ "redacts": "$s" }), None),
+                want: Some("$s"),
+            },
+            Case {
+                name: "earlier versions: at the top level",
+                ev: ev("m.room.redaction", json!({}), Some("$s")),
+                want: Some("$s"),
+            },
+            Case {
+                name: "a message naming redacts is no redaction",
+                ev: ev(
+                    "m.room.message",
+                    json!({ "body": "x", "redacts": "$s" }),
+                    None,
+                ),
+                want: None,
+            },
+        ];
+        for c in cases {
+            assert_eq!(redaction_target(&c.ev), c.want, "{}", c.name);
+        }
     }
 }

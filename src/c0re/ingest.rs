@@ -95,6 +95,12 @@ impl Core {
                 routed.extend(self.peer_event(hive, ev, received_us));
                 continue;
             }
+            if role == RoomRole::Control
+                && let Some(target) = super::console::redaction_target(ev)
+            {
+                // The status message may be gone: the console task looks.
+                self.console().redacted(target);
+            }
             if role == RoomRole::Approvals && ev.kind == "m.room.power_levels" {
                 // Before any reaction behind it is judged.
                 self.approvals().power_levels_changed();

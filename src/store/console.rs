@@ -10,6 +10,10 @@ use super::Store;
 const STATUS_EVENT: &str = "console.status_event";
 /// The `meta` key of the text the status message last showed.
 const STATUS_TEXT: &str = "console.status_text";
+/// The `meta` key of how many status messages were posted and recorded: the next post's
+/// transaction id, stable until a post is recorded (a post whose answer was lost, sent again,
+/// is the same post to the homeserver, not a second message).
+const STATUS_POSTS: &str = "console.status_posts";
 
 /// The status message as last sent: its event and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,14 +53,42 @@ impl Store {
         }))
     }
 
-    /// Records the status message as sent (a new one, or an edit of it).
+    /// How many status messages were posted and recorded (see [`Store::record_status_post`]).
+    pub fn status_posts(&self) -> anyhow::Result<u64> {
+        let Some(n) = self.meta(STATUS_POSTS)? else {
+            return Ok(0);
+        };
+        n.parse()
+            .map_err(|e| anyhow::anyhow!("the status posts count {n:?}: {e}"))
+    }
+
+    /// Records the status message as sent (an edit of it).
     pub fn set_status_record(&self, rec: &StatusRecord) -> anyhow::Result<()> {
+        self.write_status_record(rec, false)
+    }
+
+    /// Records a newly posted status message, and counts the post (the next post takes a new
+    /// transaction id), in one transaction.
+    pub fn record_status_post(&self, rec: &StatusRecord) -> anyhow::Result<()> {
+        self.write_status_record(rec, true)
+    }
+
+    fn write_status_record(&self, rec: &StatusRecord, posted: bool) -> anyhow::Result<()> {
+        let posts = if posted {
+            Some((self.status_posts()? + 1).to_string())
+        } else {
+            None
+        };
         let conn = self.lock();
         let tx = conn.unchecked_transaction()?;
-        for (k, v) in [
+        let mut rows = vec![
             (STATUS_EVENT, format!("{} {}", rec.room_id, rec.event_id)),
             (STATUS_TEXT, rec.text.clone()),
-        ] {
+        ];
+        if let Some(n) = posts {
+            rows.push((STATUS_POSTS, n));
+        }
+        for (k, v) in rows {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = ?2",
@@ -84,12 +116,15 @@ mod tests {
         {
             let s = Store::open(&path).expect("open");
             assert_eq!(s.status_record().expect("read"), None, "nothing yet");
-            s.set_status_record(&rec).expect("write");
+            assert_eq!(s.status_posts().expect("read"), 0, "nothing posted yet");
+            s.record_status_post(&rec).expect("write");
+            assert_eq!(s.status_posts().expect("read"), 1, "a post counted");
             let edited = StatusRecord {
                 text: "changed".into(),
                 ..rec.clone()
             };
             s.set_status_record(&edited).expect("an edit");
+            assert_eq!(s.status_posts().expect("read"), 1, "an edit is not a post");
         }
         let s = Store::open(&path).expect("reopen");
         assert_eq!(
@@ -124,22 +159,30 @@ mod tests {
         }
         let (first, _) = s.take_next("echo", 3).expect("take");
         let first = first.expect("a message");
-        s.ack(first.id).expect("ack");
-        let done = s.last_turn_us("echo").expect("read");
-        assert!(
-            done.is_some_and(|t| t > 0),
-            "the first turn is done: {done:?}"
-        );
         let (second, _) = s.take_next("echo", 3).expect("take");
+        let second = second.expect("a second message");
         assert_eq!(
             s.last_turn_us("echo").expect("read"),
-            done,
-            "a turn in flight is not done"
+            None,
+            "turns in flight are not done"
         );
-        s.ack(second.expect("a second message").id).expect("ack");
-        assert!(
-            s.last_turn_us("echo").expect("read") >= done,
-            "the latest one"
+        // Acked out of order: the latest message (by id) is done first.
+        s.ack(second.id).expect("ack");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        s.ack(first.id).expect("ack");
+        let done_of = |id: i64| -> Option<i64> {
+            s.lock()
+                .query_row("SELECT done_us FROM inbox WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .expect("the row")
+        };
+        let (first_done, second_done) = (done_of(first.id), done_of(second.id));
+        assert_ne!(first_done, second_done, "acked at different times");
+        assert_eq!(
+            s.last_turn_us("echo").expect("read"),
+            second_done,
+            "the latest message's turn, not the latest ack"
         );
     }
 }

@@ -133,8 +133,10 @@ impl Typing {
                     room.clone(),
                     typing::create_typing_event::v3::Typing::No,
                 );
-                if let Err(e) = core.client().send(req, Some(&user)).await {
-                    tracing::debug!(error = %e, "typing off failed");
+                match core.client().send(req, Some(&user)).await {
+                    // Synapse takes a typing notice for activity: presence back online.
+                    Ok(_) => core.console().acted(&user),
+                    Err(e) => tracing::debug!(error = %e, "typing off failed"),
                 }
             }
             if let Some(event) = receipt {
@@ -144,8 +146,10 @@ impl Typing {
                     event,
                 );
                 req.thread = ReceiptThread::Unthreaded;
-                if let Err(e) = core.client().send(req, Some(&user)).await {
-                    tracing::debug!(error = %e, "read receipt failed");
+                match core.client().send(req, Some(&user)).await {
+                    // A read receipt too (handlers/receipts.py bumps presence).
+                    Ok(_) => core.console().acted(&user),
+                    Err(e) => tracing::debug!(error = %e, "read receipt failed"),
                 }
             }
         });

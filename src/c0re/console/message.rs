@@ -29,6 +29,23 @@ pub(super) struct StatusBook {
     last: Option<(String, Instant)>,
     /// A recorded message found gone in `#hive-c0re`: unpinned when the new one is pinned.
     replaced: Option<String>,
+    /// A post this run made whose record failed to write: the next edit records it as a
+    /// post (counting it, so the next post takes a new txn id).
+    post_unrecorded: bool,
+}
+
+impl StatusBook {
+    /// The recorded message was redacted (one of `redacted`): forgotten, so the next pass
+    /// checks it again (read back redacted: a new one is posted and pinned in its place).
+    pub(super) fn forget_if_redacted(&mut self, redacted: &std::collections::HashSet<String>) {
+        let hit = self
+            .record
+            .as_ref()
+            .is_some_and(|r| redacted.contains(&r.event_id));
+        if hit {
+            *self = StatusBook::default();
+        }
+    }
 }
 
 /// The content of the status message showing `text` (a notice that mentions nobody).
@@ -77,6 +94,20 @@ pub fn is_gone(event: &Value) -> bool {
     redacted || body.is_none()
 }
 
+/// Whether a failed read-back of the recorded message means it is gone (post a new one): only
+/// the homeserver saying `M_NOT_FOUND`. Any other error (a 401/403 while Synapse restarts, a
+/// 5xx, no answer) is retried: posting again on it would orphan the pinned message.
+pub fn gone_on_error(errcode: Option<&str>) -> bool {
+    errcode == Some("M_NOT_FOUND")
+}
+
+/// The transaction id of the status message's post number `posts` (counted in the store):
+/// the same until that post is recorded, so a post sent again after a lost answer is
+/// deduplicated by the homeserver instead of posting a second message.
+pub fn post_txn(posts: u64) -> String {
+    format!("hh-status-post-{posts}")
+}
+
 impl Core {
     /// Sends `text` as the status message if [`pace::edit_step`] says so now; `Some(at)`: it
     /// is due at `at`.
@@ -100,9 +131,9 @@ impl Core {
             EditStep::Now => {}
         }
         let old = book.record.take();
-        let txn = format!("hh-status-{}", crate::c0re::registration::random_secret(12));
         let rec = match old.as_ref() {
             Some(rec) => {
+                let txn = format!("hh-status-{}", crate::c0re::registration::random_secret(12));
                 let body = edit_content(&rec.event_id, text);
                 self.send_raw(&room, None, &txn, &body)
                     .await
@@ -114,6 +145,7 @@ impl Core {
                 }
             }
             None => {
+                let txn = post_txn(self.store().status_posts()?);
                 let id = self
                     .send_raw(&room, None, &txn, &content(text))
                     .await
@@ -125,18 +157,35 @@ impl Core {
                 }
             }
         };
+        tracing::debug!(event_id = %rec.event_id, edit = old.is_some(), "{}", super::LOG_STATUS_SENT);
         book.record = Some(rec.clone());
         book.last = Some((text.to_owned(), now));
-        self.store().set_status_record(&rec)?;
-        if old.is_none() {
-            // Pinned after it is recorded: a failure here is retried at the next start, and
-            // never posts a second message.
-            let ours = EventId::parse(&rec.event_id)?;
-            let replaced = book.replaced.take();
-            if let Err(e) = self.pin(&room, &ours, replaced.as_deref()).await {
-                tracing::warn!(error = %format!("{e:#}"), "cannot pin the status message");
+        if old.is_some() {
+            if book.post_unrecorded {
+                self.store().record_status_post(&rec)?;
+                book.post_unrecorded = false;
+            } else {
+                self.store().set_status_record(&rec)?;
+            }
+            return Ok(None);
+        }
+        // A new message is pinned before its record is written: a failed write then leaves a
+        // pinned message this run edits (`book.record`), and the next post (same txn id, the
+        // count not bumped) is deduplicated to it. A failed pin is retried at the next start.
+        let replaced = book.replaced.take();
+        match EventId::parse(&rec.event_id) {
+            Ok(ours) => {
+                if let Err(e) = self.pin(&room, &ours, replaced.as_deref()).await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot pin the status message");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(event_id = %rec.event_id, error = %e, "cannot pin the status message")
             }
         }
+        self.store()
+            .record_status_post(&rec)
+            .inspect_err(|_| book.post_unrecorded = true)?;
         Ok(None)
     }
 
@@ -162,17 +211,23 @@ impl Core {
                     let v: Value = serde_json::from_str(resp.event.json().get())?;
                     !is_gone(&v)
                 }
-                // Gone for good (not found, not visible): post a new one.
-                Err(e) if e.permanent() => false,
+                // Gone for good: post a new one. Anything else is retried.
+                Err(e) if gone_on_error(e.errcode()) => false,
                 Err(e) => return Err(e).context("cannot read the status message back"),
             }
         } else {
             false
         };
         if alive {
-            self.pin(room, &event, None).await?;
-            // The text it shows: an edit is made only when the hive's differs.
-            book.last = Some((rec.text.clone(), Instant::now() - pace::EDIT_GAP));
+            // A failed pin (the bot lost the power to pin) must not stop the edits.
+            if let Err(e) = self.pin(room, &event, None).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot pin the status message");
+            }
+            // The text it shows: an edit is made only when the hive's differs. A clock younger
+            // than the gap cannot go back that far: the edit then waits out the gap.
+            let now = Instant::now();
+            let sent = now.checked_sub(pace::EDIT_GAP).unwrap_or(now);
+            book.last = Some((rec.text.clone(), sent));
             book.record = Some(rec);
         } else {
             tracing::info!(event_id = %rec.event_id, "the status message is gone; posting a new one");
@@ -290,6 +345,46 @@ mod tests {
                 .map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
             assert_eq!(pinned_with(&pinned, "$s", c.old), want, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn a_failed_read_back() {
+        struct Case {
+            name: &'static str,
+            errcode: Option<&'static str>,
+            gone: bool,
+        }
+        let cases = [
+            Case {
+                name: "not found: gone, post a new one",
+                errcode: Some("M_NOT_FOUND"),
+                gone: true,
+            },
+            Case {
+                name: "forbidden (a restart, a lost membership): retried",
+                errcode: Some("M_FORBIDDEN"),
+                gone: false,
+            },
+            Case {
+                name: "unknown token during a restart: retried",
+                errcode: Some("M_UNKNOWN_TOKEN"),
+                gone: false,
+            },
+            Case {
+                name: "no answer, or a 5xx without errcode: retried",
+                errcode: None,
+                gone: false,
+            },
+        ];
+        for c in cases {
+            assert_eq!(gone_on_error(c.errcode), c.gone, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn a_post_keeps_its_txn_id_until_recorded() {
+        assert_eq!(post_txn(0), post_txn(0), "the same post, sent again");
+        assert_ne!(post_txn(0), post_txn(1), "the next post is a new one");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use ruma::OwnedUserId;
 use ruma::api::client::presence::set_presence;
 use ruma::presence::PresenceState;
 use tokio::time::Instant;
@@ -26,6 +27,43 @@ pub(super) struct PresenceBook {
     ended: HashMap<AgentName, Instant>,
     /// When each agent last acted on the homeserver since its presence was set.
     acted: HashMap<AgentName, Instant>,
+    /// Each agent's Matrix user, kept so that one gone from the registry can be set offline.
+    users: HashMap<AgentName, OwnedUserId>,
+    /// After a failed PUT: no other PUT for that agent before then (see [`super::RETRY`]).
+    retry_at: HashMap<AgentName, Instant>,
+}
+
+impl PresenceBook {
+    /// Forgets `name` everywhere.
+    fn forget(&mut self, name: &AgentName) {
+        self.set.remove(name);
+        self.turns.remove(name);
+        self.ended.remove(name);
+        self.acted.remove(name);
+        self.users.remove(name);
+        self.retry_at.remove(name);
+    }
+}
+
+/// The agents the book knows that left the registry, and whether each must be set offline
+/// first (its last presence set was not offline).
+fn departed<'a>(
+    known: impl Iterator<Item = &'a AgentName>,
+    set: &HashMap<AgentName, (Wanted, Instant)>,
+    present: impl Fn(&AgentName) -> bool,
+) -> Vec<(AgentName, bool)> {
+    let mut out: Vec<(AgentName, bool)> = known
+        .filter(|n| !present(n))
+        .map(|n| {
+            let shown = set
+                .get(n)
+                .is_some_and(|(w, _)| w.presence != Presence::Offline);
+            (n.clone(), shown)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn state_of(p: Presence) -> PresenceState {
@@ -47,8 +85,29 @@ impl Core {
         let mut wake = None;
         let acted = self.console().take_acted();
         let agents = self.agents().all();
-        book.set.retain(|n, _| agents.contains_key(n));
+        let known: Vec<AgentName> = book
+            .set
+            .keys()
+            .chain(book.users.keys())
+            .chain(book.turns.keys())
+            .chain(book.ended.keys())
+            .cloned()
+            .collect();
+        for (name, shown) in departed(known.iter(), &book.set, |n| agents.contains_key(n)) {
+            // Gone from the registry (destroyed, kept): shown offline now, not in 10 minutes.
+            if shown && let Some(user) = book.users.get(&name).cloned() {
+                let offline = Wanted {
+                    presence: Presence::Offline,
+                    status: None,
+                };
+                if let Err(e) = self.set_presence(&user, offline).await {
+                    tracing::debug!(agent = %name, error = %format!("{e:#}"), "cannot set a departed agent offline");
+                }
+            }
+            book.forget(&name);
+        }
         for (name, entry) in agents {
+            book.users.insert(name.clone(), entry.user_id.clone());
             let connected = *entry.connected.lock().unwrap_or_else(|p| p.into_inner());
             let turn = entry
                 .turn
@@ -81,16 +140,22 @@ impl Core {
             wake = earliest(wake, again.map(|d| now + d));
             let (put, renew) =
                 pace::presence_step(last, wanted, book.acted.get(&name).copied(), now);
-            if put {
+            let waiting = book.retry_at.get(&name).copied().filter(|at| now < *at);
+            if put && let Some(at) = waiting {
+                // The last PUT failed: no other before its retry.
+                wake = earliest(wake, Some(at));
+            } else if put {
                 match self.set_presence(&entry.user_id, wanted).await {
                     Ok(()) => {
-                        tracing::debug!(agent = %name, presence = ?wanted.presence, "presence set");
+                        tracing::debug!(agent = %name, presence = ?wanted.presence, "{}", super::LOG_PRESENCE_SET);
                         book.acted.remove(&name);
+                        book.retry_at.remove(&name);
                         book.set.insert(name.clone(), (wanted, now));
                         wake = earliest(wake, renew);
                     }
                     Err(e) => {
                         tracing::warn!(agent = %name, error = %format!("{e:#}"), "cannot set the agent's presence; trying again later");
+                        book.retry_at.insert(name.clone(), now + super::RETRY);
                         wake = earliest(wake, Some(now + super::RETRY));
                     }
                 }
@@ -111,8 +176,8 @@ impl Core {
             if w.presence == Presence::Offline {
                 continue;
             }
-            if let Some(entry) = self.agents().get(name)
-                && let Err(e) = self.set_presence(&entry.user_id, offline).await
+            if let Some(user) = book.users.get(name)
+                && let Err(e) = self.set_presence(user, offline).await
             {
                 tracing::debug!(agent = %name, error = %format!("{e:#}"), "cannot set the agent offline");
             }
@@ -124,5 +189,71 @@ impl Core {
         req.status_msg = w.status.map(|s| self.secrets().redact(s));
         self.client().send(req, Some(user)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_gone_from_the_registry() {
+        let n = |s: &str| AgentName::parse(s).expect("a name");
+        let at = Instant::now();
+        let shown = |p| {
+            (
+                Wanted {
+                    presence: p,
+                    status: None,
+                },
+                at,
+            )
+        };
+        struct Case {
+            name: &'static str,
+            known: Vec<AgentName>,
+            set: Vec<(AgentName, Presence)>,
+            present: Vec<AgentName>,
+            want: Vec<(AgentName, bool)>,
+        }
+        let cases = [
+            Case {
+                name: "all still there: nothing departs",
+                known: vec![n("echo")],
+                set: vec![(n("echo"), Presence::Online)],
+                present: vec![n("echo")],
+                want: vec![],
+            },
+            Case {
+                name: "gone while shown online: set offline, then forgotten",
+                known: vec![n("echo"), n("argus")],
+                set: vec![
+                    (n("echo"), Presence::Online),
+                    (n("argus"), Presence::Unavailable),
+                ],
+                present: vec![n("argus")],
+                want: vec![(n("echo"), true)],
+            },
+            Case {
+                name: "gone while offline: only forgotten",
+                known: vec![n("echo")],
+                set: vec![(n("echo"), Presence::Offline)],
+                present: vec![],
+                want: vec![(n("echo"), false)],
+            },
+            Case {
+                name: "gone before any presence was set, known twice: once, not set",
+                known: vec![n("echo"), n("echo")],
+                set: vec![],
+                present: vec![],
+                want: vec![(n("echo"), false)],
+            },
+        ];
+        for c in cases {
+            let set: HashMap<AgentName, (Wanted, Instant)> =
+                c.set.into_iter().map(|(k, p)| (k, shown(p))).collect();
+            let got = departed(c.known.iter(), &set, |a| c.present.contains(a));
+            assert_eq!(got, c.want, "{}", c.name);
+        }
     }
 }

@@ -117,7 +117,7 @@ pub fn render(s: &Snapshot) -> String {
         if a.queued > 0 {
             parts.push(format!("{} queued", a.queued));
         }
-        parts.push(a.model.clone());
+        parts.push(crate::matrix::markdown::code_span(&a.model));
         parts.push(format!("${:.2} today", a.cost_today_usd));
         if let Some(t) = a.last_turn_us {
             parts.push(format!("last turn {}", clock(t, s.now_us)));
@@ -292,9 +292,9 @@ mod tests {
                     peers: vec![],
                 },
                 want: "**🐝 Hive status**\n\n\
-                       - **argus**: thinking since 19:01 · 2 queued · claude-sonnet-4-5 · $0.13 today · last turn 18:54\n\
-                       - **echo**: idle · scripted · $0.00 today\n\
-                       - **old**: kept · scripted · $0.00 today\n\
+                       - **argus**: thinking since 19:01 · 2 queued · ` claude-sonnet-4-5 ` · $0.13 today · last turn 18:54\n\
+                       - **echo**: idle · ` scripted ` · $0.00 today\n\
+                       - **old**: kept · ` scripted ` · $0.00 today\n\
                        \n**Open approvals**\n\
                        - [#3](https://matrix.to/#/!a:hs/$e) apply-commit for echo\n\
                        - #4 init-config for new\n\
@@ -328,7 +328,7 @@ mod tests {
                     ],
                     ..Snapshot::default()
                 },
-                want: "**🐝 Hive status**\n\n- **echo**: stopped · scripted · $0.00 today\n\n\
+                want: "**🐝 Hive status**\n\n- **echo**: stopped · ` scripted ` · $0.00 today\n\n\
                        **Open approvals**: none\n\n**Open questions**: none\n\n**Peers**\n\
                        - **b** (hs-b): reachable\n\
                        - **c** (hs-c): unreachable · 2 held behind a gap\n\
