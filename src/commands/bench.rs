@@ -149,6 +149,18 @@ pub(super) fn spawn_core(
     bots: &std::path::Path,
     log: &std::path::Path,
 ) -> anyhow::Result<tokio::process::Child> {
+    spawn_core_logging(exe, config, data, bots, log, "warn")
+}
+
+/// [`spawn_core`] with its own `RUST_LOG` (the console section counts the core's debug lines).
+pub(super) fn spawn_core_logging(
+    exe: &std::path::Path,
+    config: &std::path::Path,
+    data: &std::path::Path,
+    bots: &std::path::Path,
+    log: &std::path::Path,
+    rust_log: &str,
+) -> anyhow::Result<tokio::process::Child> {
     Ok(tokio::process::Command::new(exe)
         .arg("c0re")
         .arg("--config")
@@ -157,7 +169,7 @@ pub(super) fn spawn_core(
         .arg(data)
         .arg("--bots")
         .arg(bots)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?)
         .kill_on_drop(true)

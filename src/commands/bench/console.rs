@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::host::login;
-use super::report::pct;
+use super::pct;
 use super::wait_received;
 use crate::c0re::console::{LOG_PRESENCE_SET, LOG_STATUS_SENT, pace};
 use crate::config::Config;
@@ -218,19 +218,14 @@ fn spawn_console_core(
     config: &Path,
     log: &Path,
 ) -> anyhow::Result<tokio::process::Child> {
-    let mut core = tokio::process::Command::new(h.exe);
-    core.arg("c0re")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(h.data)
-        .arg("--bots")
-        .arg(h.bots)
-        .env("RUST_LOG", "warn,hyperhive::c0re::console=debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .kill_on_drop(true);
-    Ok(core.spawn()?)
+    super::spawn_core_logging(
+        h.exe,
+        config,
+        h.data,
+        h.bots,
+        log,
+        "warn,hyperhive::c0re::console=debug",
+    )
 }
 
 /// One round on a core just started: harnesses connected, then `n` messages one at a time,
