@@ -105,14 +105,13 @@ async fn round_trip(
     })
 }
 
-async fn fake_harness(
-    socket: PathBuf,
+/// A harness's connection to agent `name`'s socket once the core opened it, past its hello.
+pub(super) async fn connected(
+    socket: &std::path::Path,
     name: String,
-    deliveries: Deliveries,
-    tx: mpsc::UnboundedSender<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<SocketClient> {
     let mut c = loop {
-        match SocketClient::connect(&socket).await {
+        match SocketClient::connect(socket).await {
             Ok(c) => break c,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -122,6 +121,16 @@ async fn fake_harness(
         pid: std::process::id(),
     })
     .await?;
+    Ok(c)
+}
+
+async fn fake_harness(
+    socket: PathBuf,
+    name: String,
+    deliveries: Deliveries,
+    tx: mpsc::UnboundedSender<String>,
+) -> anyhow::Result<()> {
+    let mut c = connected(&socket, name).await?;
     loop {
         match c.call(&Request::Next {}).await? {
             Response::Message(m) => {

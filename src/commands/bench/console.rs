@@ -25,7 +25,6 @@ use crate::c0re::console::{LOG_PRESENCE_SET, LOG_STATUS_SENT, pace};
 use crate::config::Config;
 use crate::homeserver::OperatorCredentials;
 use crate::store::{Store, now_us};
-use crate::wire::client::SocketClient;
 use crate::wire::protocol::{Request, Response};
 
 /// How long each bench turn is held before its ack.
@@ -127,17 +126,7 @@ async fn holding_harness(
     name: String,
     done: mpsc::UnboundedSender<String>,
 ) -> anyhow::Result<()> {
-    let mut c = loop {
-        match SocketClient::connect(&socket).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
-    c.call(&Request::Hello {
-        agent: name,
-        pid: std::process::id(),
-    })
-    .await?;
+    let mut c = super::connected(&socket, name).await?;
     loop {
         match c.call(&Request::Next {}).await? {
             Response::Message(m) => {
