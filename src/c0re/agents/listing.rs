@@ -70,6 +70,23 @@ pub struct Facts {
     pub turn: bool,
 }
 
+impl Facts {
+    /// What `entry` says now, with the harness state the store records (`stored`).
+    pub fn of(entry: &super::registry::AgentEntry, stored: Option<AgentState>) -> Self {
+        Self {
+            wanted: entry.control.wanted(),
+            stored,
+            alive: entry.control.alive(),
+            connected: *entry.connected.lock().unwrap_or_else(|p| p.into_inner()),
+            turn: entry
+                .turn
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some(),
+        }
+    }
+}
+
 /// The state shown for an agent. The rules, in order:
 /// - stopped by a manager: `stopping` while its harness process still runs, then `stopped`;
 /// - a turn in flight: `thinking`; a harness connected: `idle`;
@@ -112,19 +129,8 @@ impl Core {
         entry: &AgentEntry,
         stored: Option<AgentState>,
     ) -> serde_json::Map<String, Value> {
-        let connected = *entry.connected.lock().unwrap_or_else(|p| p.into_inner());
-        let turn = entry
-            .turn
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
-        let state = shown(Facts {
-            wanted: entry.control.wanted(),
-            stored,
-            alive: entry.control.alive(),
-            connected,
-            turn,
-        });
+        let facts = Facts::of(entry, stored);
+        let (state, turn) = (shown(facts), facts.turn);
         let logged = |what: &str, e: anyhow::Error| {
             tracing::warn!(agent = %name, error = %format!("{e:#}"), "list_agents cannot read {what}");
             Value::Null

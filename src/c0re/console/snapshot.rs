@@ -25,19 +25,7 @@ impl Core {
             .collect();
         let mut agents = Vec::new();
         for (name, entry) in self.agents().all() {
-            let connected = *entry.connected.lock().unwrap_or_else(|p| p.into_inner());
-            let turn = entry
-                .turn
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some();
-            let state = shown(Facts {
-                wanted: entry.control.wanted(),
-                stored: stored.get(name.as_str()).copied(),
-                alive: entry.control.alive(),
-                connected,
-                turn,
-            });
+            let state = shown(Facts::of(&entry, stored.get(name.as_str()).copied()));
             let thinking_since_us = match state {
                 Shown::Thinking => store.inflight_turn(name.as_str())?.map(|t| t.since_us),
                 _ => None,

@@ -232,20 +232,11 @@ impl Core {
         );
         for (name, entry) in self.agents().all() {
             let spec = entry.spec();
-            let state = shown(Facts {
-                wanted: entry.control.wanted(),
-                stored: stored
-                    .iter()
-                    .find(|(n, _, _)| n == name.as_str())
-                    .and_then(|(_, s, _)| s.parse().ok()),
-                alive: entry.control.alive(),
-                connected: *entry.connected.lock().unwrap_or_else(|p| p.into_inner()),
-                turn: entry
-                    .turn
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_some(),
-            });
+            let stored = stored
+                .iter()
+                .find(|(n, _, _)| n == name.as_str())
+                .and_then(|(_, s, _)| s.parse().ok());
+            let state = shown(Facts::of(&entry, stored));
             let c = self.store().counts(name.as_str())?;
             let last = self
                 .store()
