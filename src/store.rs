@@ -24,6 +24,7 @@ mod peering;
 mod questions;
 mod recv;
 mod schedules;
+mod startup;
 mod timing;
 mod tools;
 mod turns;
@@ -41,6 +42,7 @@ pub use peering::{PeerGap, PeerSeq, PeerStatus, Unposted};
 pub use questions::{Question, QuestionState};
 pub use recv::{Pull, PullLimits, PullStep, pull_step};
 pub use schedules::{Delivery, DuplicatePost, Queued, ScheduleRow};
+pub use startup::IdentityMark;
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 pub use turns::{AgentUsage, TurnOutcome, TurnStat, UnknownOutcome};
 

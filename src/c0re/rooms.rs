@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use anyhow::Context;
 use ruma::api::client::account::register;
 use ruma::api::client::{alias, membership, profile, room, state};
+use ruma::events::AnyInitialStateEvent;
 use ruma::events::StateEventType;
 use ruma::serde::Raw;
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId};
 use serde_json::json;
 
 use super::Core;
@@ -19,7 +20,10 @@ use crate::agent_spec::{AgentName, HiveName};
 use crate::matrix::MatrixError;
 
 mod map;
+mod setup;
+pub mod startup;
 pub use map::{RoomMap, Rooms};
+pub(crate) use setup::{IN_FLIGHT, bounded};
 
 /// A room the core knows by the part it plays. Its string form ([`RoomKey::as_str`]) is the key
 /// written to sqlite (`rooms.key`, `outbox.room_key`): `space`, `c0re`, `approvals`, `swarm`,
@@ -142,8 +146,17 @@ impl Core {
 
     /// Registers `name` and sets its profile from its spec.
     async fn set_up_identity(&self, name: &AgentName) -> anyhow::Result<()> {
+        self.identity(name, true).await
+    }
+
+    /// Registers `name` (when `register`) and sets its profile from its spec; records both in
+    /// the store, so that the next start need not do them again.
+    async fn identity(&self, name: &AgentName, register: bool) -> anyhow::Result<()> {
         let entry = self.agents().get(name).context("no such agent")?;
-        self.register_agent(name).await?;
+        let mark = self.wanted_mark(name).context("no such agent")?;
+        if register {
+            self.register_agent(name).await?;
+        }
         let spec = entry.spec();
         // The per-field profile endpoints are deprecated in favour of `set_profile_field`, which
         // needs Matrix 1.16; the classic ones work on every homeserver.
@@ -151,7 +164,7 @@ impl Core {
         // Written by a manager and approved, but never a place for a secret.
         let req = profile::set_display_name::v3::Request::new(
             entry.user_id.clone(),
-            Some(self.secrets().redact(&spec.display_name)),
+            Some(mark.display_name.clone()),
         );
         self.client()
             .send(req, Some(&entry.user_id))
@@ -168,7 +181,7 @@ impl Core {
                 .await
                 .with_context(|| format!("cannot set {name}'s avatar"))?;
         }
-        Ok(())
+        self.store().set_identity_mark(name.as_str(), &mark)
     }
 
     /// The inbox of `name`: the agent and every agent allowed to write to it.
@@ -209,32 +222,23 @@ impl Core {
         }
     }
 
-    /// Creates or repairs `plan`'s room and links it into the space.
-    async fn ensure_linked(
-        &self,
-        space: &OwnedRoomId,
-        plan: &RoomPlan,
-    ) -> anyhow::Result<OwnedRoomId> {
-        let room = self.ensure_room(plan).await?;
-        let child = json!({ "via": [self.cfg().server_name.as_str()] });
-        let req = state::send_state_event::v3::Request::new_raw(
-            space.clone(),
-            StateEventType::SpaceChild,
-            room.to_string(),
-            Raw::from_json(serde_json::value::to_raw_value(&child)?),
-        );
-        self.client()
-            .send(req, None)
-            .await
-            .context("cannot link a room into the hive's space")?;
-        Ok(room)
+    /// The space's plan.
+    fn space_plan(&self) -> RoomPlan {
+        let hive = &self.cfg().hive_name;
+        RoomPlan {
+            key: RoomKey::Space,
+            alias_local: "hive-space".into(),
+            name: hive.to_string(),
+            topic: format!("{hive}: the hive's rooms"),
+            space: true,
+            federate: false,
+            agents: Vec::new(),
+        }
     }
 
-    /// Registers every agent, sets profiles, creates or repairs every room.
-    pub async fn setup(&self) -> anyhow::Result<()> {
-        for name in self.agents().all().keys() {
-            self.set_up_identity(name).await?;
-        }
+    /// Every room of the hive but the space: `#hive-c0re`, `#hive-approvals`, the swarm, each
+    /// agent's inbox.
+    fn room_plans(&self) -> anyhow::Result<Vec<RoomPlan>> {
         let hive = self.cfg().hive_name.clone();
         let mut plans = vec![
             RoomPlan {
@@ -260,29 +264,33 @@ impl Core {
         for name in self.agents().all().keys() {
             plans.push(self.inbox_plan(name)?);
         }
-        let space_plan = RoomPlan {
-            key: RoomKey::Space,
-            alias_local: "hive-space".into(),
-            name: hive.to_string(),
-            topic: format!("{hive}: the hive's rooms"),
-            space: true,
-            federate: false,
-            agents: Vec::new(),
-        };
-        let mut map = RoomMap::default();
-        let space = self.ensure_room(&space_plan).await?;
-        map.insert(space_plan.key.clone(), space.clone());
-        for plan in &plans {
-            let room = self.ensure_linked(&space, plan).await?;
-            if plan.key == RoomKey::Approvals {
-                self.lock_down(&room)
-                    .await
-                    .context("cannot lock down the approvals room")?;
-            }
-            map.insert(plan.key.clone(), room);
-        }
-        self.known_peer_rooms(&mut map).await?;
-        self.rooms().set(map);
+        Ok(plans)
+    }
+
+    /// Creates or repairs `plan`'s room and links it into the space.
+    async fn ensure_linked(
+        &self,
+        space: &OwnedRoomId,
+        plan: &RoomPlan,
+    ) -> anyhow::Result<OwnedRoomId> {
+        let (room, _) = self.ensure_room(plan).await?;
+        self.link_child(space, &room).await?;
+        Ok(room)
+    }
+
+    /// Links `room` into the space (idempotent: the same link again changes nothing).
+    async fn link_child(&self, space: &OwnedRoomId, room: &OwnedRoomId) -> anyhow::Result<()> {
+        let child = json!({ "via": [self.cfg().server_name.as_str()] });
+        let req = state::send_state_event::v3::Request::new_raw(
+            space.clone(),
+            StateEventType::SpaceChild,
+            room.to_string(),
+            Raw::from_json(serde_json::value::to_raw_value(&child)?),
+        );
+        self.client()
+            .send(req, None)
+            .await
+            .with_context(|| format!("cannot link {room} into the hive's space"))?;
         Ok(())
     }
 
@@ -302,33 +310,10 @@ impl Core {
     /// loosened): only operators may post, react, redact or invite; every configured operator
     /// is at 100. Other keys are kept.
     async fn lock_down(&self, room: &OwnedRoomId) -> anyhow::Result<()> {
-        let mut pl = self.power_levels(room).await?;
-        let before = pl.clone();
-        for key in [
-            "events_default",
-            "state_default",
-            "redact",
-            "invite",
-            "kick",
-            "ban",
-        ] {
-            pl[key] = json!(100);
-        }
-        pl["users_default"] = json!(0);
-        if !pl["events"].is_object() {
-            pl["events"] = json!({});
-        }
-        pl["events"]["m.reaction"] = json!(100);
-        pl["events"]["m.room.redaction"] = json!(100);
-        if !pl["users"].is_object() {
-            pl["users"] = json!({});
-        }
-        for op in &self.cfg().operators {
-            pl["users"][op.as_str()] = json!(100);
-        }
-        if pl == before {
+        let pl = self.power_levels(room).await?;
+        let Some(pl) = startup::locked_down(&pl, &self.cfg().operators) else {
             return Ok(());
-        }
+        };
         tracing::warn!(%room, "repairing the approvals room's power levels");
         let req = state::send_state_event::v3::Request::new_raw(
             room.clone(),
@@ -414,29 +399,50 @@ impl Core {
         Ok(())
     }
 
-    async fn ensure_room(&self, plan: &RoomPlan) -> anyhow::Result<OwnedRoomId> {
-        let alias: OwnedRoomAliasId =
-            RoomAliasId::parse(format!("#{}:{}", plan.alias_local, self.cfg().server_name))?;
-        let room_id = match self.resolve_alias(&alias).await? {
-            Some(id) => id,
-            None => match self.create_room(plan).await {
+    /// Finds `plan`'s room by alias (its members repaired) or creates it (its agents joined);
+    /// records it in the store. Returns the room and whether it was created now.
+    async fn ensure_room(&self, plan: &RoomPlan) -> anyhow::Result<(OwnedRoomId, bool)> {
+        let alias: OwnedRoomAliasId = self.alias_of(plan)?;
+        let (room_id, created) = match self.resolve_alias(&alias).await? {
+            Some(id) => (id, false),
+            None => match self.create_room(plan, &[]).await {
                 Ok(id) => {
                     tracing::info!(alias = %alias, room_id = %id, "created room");
-                    id
+                    (id, true)
                 }
-                Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => self
-                    .resolve_alias(&alias)
-                    .await?
-                    .context("alias taken but does not resolve")?,
+                Err(e) if e.errcode() == Some("M_ROOM_IN_USE") => (
+                    self.resolve_alias(&alias)
+                        .await?
+                        .context("alias taken but does not resolve")?,
+                    false,
+                ),
                 Err(e) => return Err(e).with_context(|| format!("cannot create {alias}")),
             },
         };
-        self.repair_members(&room_id, plan)
-            .await
-            .with_context(|| format!("cannot repair members of {alias}"))?;
+        if created {
+            // Everyone was invited by the createRoom itself: the agents only join.
+            let invited: HashMap<String, String> = self
+                .planned_members(plan)
+                .iter()
+                .chain(&self.cfg().operators)
+                .map(|u| (u.to_string(), "invite".to_owned()))
+                .collect();
+            self.apply_member_steps(&room_id, &invited, plan).await
+        } else {
+            self.repair_members(&room_id, plan).await
+        }
+        .with_context(|| format!("cannot repair members of {alias}"))?;
         self.store()
             .set_room(&plan.key.as_str(), alias.as_str(), room_id.as_str())?;
-        Ok(room_id)
+        Ok((room_id, created))
+    }
+
+    /// The user ids of `plan`'s agents that are agents of this hive.
+    fn planned_members(&self, plan: &RoomPlan) -> Vec<OwnedUserId> {
+        plan.agents
+            .iter()
+            .filter_map(|n| self.agents().get(n).map(|e| e.user_id.clone()))
+            .collect()
     }
 
     pub(crate) async fn resolve_alias(
@@ -454,7 +460,13 @@ impl Core {
         }
     }
 
-    async fn create_room(&self, plan: &RoomPlan) -> Result<OwnedRoomId, MatrixError> {
+    /// Creates `plan`'s room with its operators and agents invited; a space gets `children`
+    /// linked in its initial state.
+    async fn create_room(
+        &self,
+        plan: &RoomPlan,
+        children: &[OwnedRoomId],
+    ) -> Result<OwnedRoomId, MatrixError> {
         let mut users = serde_json::Map::new();
         for op in &self.cfg().operators {
             users.insert(op.to_string(), json!(100));
@@ -465,6 +477,21 @@ impl Core {
         req.topic = Some(self.secrets().redact(&plan.topic));
         req.preset = Some(room::create_room::v3::RoomPreset::PrivateChat);
         req.invite = self.cfg().operators.clone();
+        req.invite.extend(self.planned_members(plan));
+        let via = json!([self.cfg().server_name.as_str()]);
+        req.initial_state = children
+            .iter()
+            .map(|room| {
+                let ev = json!({
+                    "type": "m.space.child",
+                    "state_key": room.as_str(),
+                    "content": { "via": via },
+                });
+                Raw::<AnyInitialStateEvent>::from_json(
+                    serde_json::value::to_raw_value(&ev).expect("json serialises"),
+                )
+            })
+            .collect();
         let mut creation = serde_json::Map::new();
         if plan.space {
             creation.insert("type".into(), json!("m.space"));
@@ -519,33 +546,30 @@ impl Core {
                 state.insert(user.to_owned(), m.to_owned());
             }
         }
-        let wants_invite = |user: &UserId| {
-            !matches!(
-                state.get(user.as_str()).map(String::as_str),
-                Some("join" | "invite" | "ban")
-            )
-        };
-        for op in &self.cfg().operators {
-            if wants_invite(op) {
-                self.invite(room, op).await?;
+        self.apply_member_steps(room, &state, plan).await
+    }
+
+    /// The invites and joins [`startup::member_steps`] finds missing in `room`, in order.
+    async fn apply_member_steps(
+        &self,
+        room: &OwnedRoomId,
+        state: &HashMap<String, String>,
+        plan: &RoomPlan,
+    ) -> anyhow::Result<()> {
+        let agents = self.planned_members(plan);
+        for step in startup::member_steps(state, &self.cfg().operators, &agents) {
+            match step {
+                startup::MemberStep::Invite(user) => self.invite(room, &user).await?,
+                startup::MemberStep::Join(user) => {
+                    self.client()
+                        .send(
+                            membership::join_room_by_id::v3::Request::new(room.clone()),
+                            Some(&user),
+                        )
+                        .await
+                        .with_context(|| format!("{user} cannot join {room}"))?;
+                }
             }
-        }
-        for name in &plan.agents {
-            let Some(entry) = self.agents().get(name) else {
-                continue;
-            };
-            match state.get(entry.user_id.as_str()).map(String::as_str) {
-                Some("join") | Some("ban") => continue,
-                Some("invite") => {}
-                _ => self.invite(room, &entry.user_id).await?,
-            }
-            self.client()
-                .send(
-                    membership::join_room_by_id::v3::Request::new(room.clone()),
-                    Some(&entry.user_id),
-                )
-                .await
-                .with_context(|| format!("{name} cannot join {room}"))?;
         }
         Ok(())
     }

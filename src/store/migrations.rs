@@ -43,4 +43,5 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "016_turns_once",
         include_str!("migrations/016_turns_once.sql"),
     ),
+    ("017_startup", include_str!("migrations/017_startup.sql")),
 ];

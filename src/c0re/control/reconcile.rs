@@ -86,8 +86,16 @@ impl Core {
         let horizon = horizon_ms(first_start_ms, now_us() / 1000, self.cfg().retention_days);
         let mut accepted = 0;
         let rooms: Vec<OwnedRoomId> = self.rooms().snapshot().all().cloned().collect();
-        for room in rooms {
-            let (mut missing, complete) = self.missing_in(&room, horizon).await?;
+        // Read a handful of rooms at once (a start-up waits on this), accept room by room.
+        let read = crate::c0re::rooms::bounded(rooms, crate::c0re::rooms::IN_FLIGHT, |room| {
+            let core = self.clone();
+            async move {
+                let (missing, complete) = core.missing_in(&room, horizon).await?;
+                anyhow::Ok((room, missing, complete))
+            }
+        })
+        .await?;
+        for (room, mut missing, complete) in read {
             if !complete {
                 tracing::error!(room = %room, read = missing.len(), "reconcile stopped before reaching known history");
                 self.notice(
