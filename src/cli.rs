@@ -238,6 +238,10 @@ pub struct BenchArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Agents of the start-up section's hive (fresh from an empty data dir, warm, and after a
+    /// kill -9 of hive-c0re), next to a 1-agent hive from fresh (0: no start-up section).
+    #[arg(long, default_value_t = 100)]
+    pub startup_agents: usize,
 }
 
 #[cfg(test)]

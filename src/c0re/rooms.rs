@@ -24,6 +24,7 @@ mod setup;
 pub mod startup;
 pub use map::{RoomMap, Rooms};
 pub(crate) use setup::{IN_FLIGHT, bounded};
+pub use setup::{LOG_IDENTITIES, LOG_ROOMS};
 
 /// A room the core knows by the part it plays. Its string form ([`RoomKey::as_str`]) is the key
 /// written to sqlite (`rooms.key`, `outbox.room_key`): `space`, `c0re`, `approvals`, `swarm`,

@@ -16,6 +16,7 @@ mod federation;
 mod flood;
 mod host;
 mod report;
+mod startup;
 use approvals::approval_rounds;
 pub use host::default_cache_venv;
 use host::{login, proc_cpu_ticks, proc_rss_mb, tempfile_dir};
@@ -318,6 +319,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     synapse.stop().await;
+    // The start-up section: hives of its own, fresh, warm and after a kill -9 (see `startup`).
+    if args.startup_agents > 0 {
+        report.startup =
+            Some(startup::run(&dir.join("startup"), &layout.venv, args.startup_agents).await?);
+    }
     // The federation section: two more hives, their own Synapses (see `federation`).
     if !args.no_federation && args.federation_messages > 0 {
         eprintln!(
@@ -564,6 +570,7 @@ async fn measure(
         console: None,
         crash: None,
         federation: None,
+        startup: None,
     };
     let _ = idle.kill().await;
 

@@ -36,6 +36,12 @@ use super::{RoomKey, RoomMap, RoomPlan};
 use crate::c0re::Core;
 use crate::store::IdentityMark;
 
+/// The info line (target `hyperhive::c0re::rooms`) logged when every identity is set up, with
+/// `elapsed_ms` since set-up began: `hive bench` splits the start-up with it.
+pub const LOG_IDENTITIES: &str = "start-up: identities ready";
+/// The info line logged when every room is known (`elapsed_ms` since set-up began).
+pub const LOG_ROOMS: &str = "start-up: rooms ready";
+
 /// Requests start-up keeps in flight at once.
 pub(crate) const IN_FLIGHT: usize = 8;
 
@@ -71,6 +77,8 @@ impl Core {
     /// Registers every agent, sets profiles, finds or creates every room (the module's path),
     /// and leaves the repairs that can wait to a task of their own.
     pub async fn setup(&self) -> anyhow::Result<()> {
+        let began = std::time::Instant::now();
+        let elapsed_ms = || u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
         let space_plan = self.space_plan();
         let plans = self.room_plans()?;
         let stored = self.stored_rooms()?;
@@ -86,6 +94,7 @@ impl Core {
             "setting up the hive's identities and rooms"
         );
         self.set_up_identities(trusted).await?;
+        tracing::info!(elapsed_ms = elapsed_ms(), "{LOG_IDENTITIES}");
 
         let (mut known, mut ensure) = (Vec::new(), Vec::new());
         for plan in plans {
@@ -146,6 +155,7 @@ impl Core {
         }
         self.known_peer_rooms(&mut map).await?;
         self.rooms().set(map);
+        tracing::info!(elapsed_ms = elapsed_ms(), "{LOG_ROOMS}");
         if trusted {
             let core = self.clone();
             tokio::spawn(async move {

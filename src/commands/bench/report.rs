@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{console, crash, federation, flood};
+use super::{console, crash, federation, flood, startup};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -59,6 +59,9 @@ pub struct Report {
     /// The cross-hive hop next to the raw federation hop, on two more hives (absent with
     /// `--no-federation`).
     pub federation: Option<federation::FederationReport>,
+    /// A hive's start fresh, warm and after a kill -9, next to a 1-agent hive's (absent with
+    /// `--startup-agents 0`).
+    pub startup: Option<startup::StartupReport>,
 }
 
 pub(super) fn pct(sorted: &[f64], p: usize) -> f64 {
@@ -143,6 +146,9 @@ pub(super) fn print_report(r: &Report) {
     }
     if let Some(f) = &r.federation {
         federation::print(f);
+    }
+    if let Some(s) = &r.startup {
+        startup::print(s);
     }
     println!();
     println!("resources");
