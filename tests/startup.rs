@@ -117,8 +117,9 @@ async fn a_fresh_start_makes_every_room_and_a_warm_start_still_repairs() {
     let op = hive.operator().await;
     let op_id = hive.operator.user_id.clone();
 
-    // Fresh: every room, its members, and the space's links.
-    let space = room_of(&op, &hive, "hive-space").await;
+    // Fresh: every room (the operator invited to each: joining proves it), its members, and
+    // the space's links.
+    let space = op.join("hive-space").await.room_id().to_owned();
     let mut rooms = HashMap::new();
     for local in [
         "hive-c0re",
@@ -128,7 +129,7 @@ async fn a_fresh_start_makes_every_room_and_a_warm_start_still_repairs() {
         "agent-beta",
         "agent-gamma",
     ] {
-        rooms.insert(local, room_of(&op, &hive, local).await);
+        rooms.insert(local, op.join(local).await.room_id().to_owned());
     }
     let want: HashSet<String> = rooms.values().map(|r| r.to_string()).collect();
     assert_eq!(children(&op, &space).await, want);
@@ -159,13 +160,13 @@ async fn a_fresh_start_makes_every_room_and_a_warm_start_still_repairs() {
         }
         assert_eq!(
             m.get(&op_id).map(String::as_str),
-            Some("invite"),
+            Some("join"),
             "the operator in #{local}"
         );
     }
     assert_eq!(
         members(&op, &space).await.get(&op_id).map(String::as_str),
-        Some("invite")
+        Some("join")
     );
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     let marks = store.identity_marks().unwrap();
@@ -176,7 +177,7 @@ async fn a_fresh_start_makes_every_room_and_a_warm_start_still_repairs() {
     // While the core is down: alpha is kicked from its inbox, gamma's inbox is unlinked from
     // the space, the approvals room is loosened, and a new agent appears.
     assert_eq!(hive.stop_core().code(), Some(0));
-    let alpha_inbox = op.join("agent-alpha").await;
+    let alpha_inbox = op.client.get_room(&rooms["agent-alpha"]).unwrap();
     alpha_inbox
         .kick_user(
             &matrix_sdk::ruma::UserId::parse(user(&hive, "alpha")).unwrap(),
@@ -184,12 +185,12 @@ async fn a_fresh_start_makes_every_room_and_a_warm_start_still_repairs() {
         )
         .await
         .unwrap();
-    let space_room = op.join("hive-space").await;
+    let space_room = op.client.get_room(&space).unwrap();
     space_room
         .send_state_event_raw("m.space.child", rooms["agent-gamma"].as_str(), json!({}))
         .await
         .unwrap();
-    let approvals = op.join("hive-approvals").await;
+    let approvals = op.client.get_room(&rooms["hive-approvals"]).unwrap();
     let mut pl = approvals_pl(&op, &rooms["hive-approvals"]).await;
     pl["events"]["m.reaction"] = json!(0);
     approvals
@@ -216,7 +217,7 @@ async fn a_fresh_start_makes_every_room_and_a_warm_start_still_repairs() {
     );
     let pl = approvals_pl(&op, &rooms["hive-approvals"]).await;
     assert_eq!(pl["events"]["m.reaction"], 100, "{pl}");
-    let delta_inbox = room_of(&op, &hive, "agent-delta").await;
+    let delta_inbox = op.join("agent-delta").await.room_id().to_owned();
     assert_eq!(
         members(&op, &delta_inbox)
             .await
