@@ -7,9 +7,10 @@
 //!   reconciliation), but never before the retention horizon: event ids older than
 //!   `retention_days - 1` days are pruned from the store, and such an event must not be taken
 //!   for one the core missed ([`horizon_ms`]);
-//! - a room is read newest first, a page of 100 events at a time, until an event older than the
+//! - a room is read newest first, a first page of [`FIRST_PAGE`] events and then pages of 100
+//!   events, until an event older than the
 //!   horizon or one the core has seen: everything before that is missing ([`scan_page`]);
-//! - at most [`PAGES`] pages per room: beyond that the operator is told that older events of
+//! - at most [`PAGES`] full pages per room (after the first): beyond that the operator is told that older events of
 //!   the room were not read;
 //! - missing events are accepted oldest first, exactly as if pushed.
 
@@ -24,6 +25,15 @@ use crate::store::now_us;
 
 /// Pages of history (100 events each) read per room when reconciling: 10,000 events.
 pub const PAGES: usize = 100;
+
+/// The first page read of each room is this small: in most rooms its newest event is one the
+/// core has seen, and a start with a hundred rooms should not make the homeserver load and
+/// serialise a hundred events of each (the pages after it are full ones, [`PAGES`] of them).
+pub const FIRST_PAGE: u32 = 5;
+
+/// The info line logged when a reconciliation is done, with `elapsed_ms` and `rooms`
+/// (`hive bench` splits the start-up with it).
+pub const LOG_RECONCILED: &str = "reconciled the rooms' timelines";
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -73,6 +83,7 @@ impl Core {
     /// Reads recent history of every hive room and accepts what the homeserver has but the core
     /// never received (the rules above). Returns how many events were accepted.
     pub async fn reconcile(&self) -> anyhow::Result<usize> {
+        let began = std::time::Instant::now();
         let first_start_ms: i64 = match self.store().meta("since_ms")? {
             Some(v) => v
                 .parse()
@@ -114,6 +125,11 @@ impl Core {
                 self.accept(&missing, now_us())?;
             }
         }
+        tracing::info!(
+            elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            accepted,
+            "{LOG_RECONCILED}"
+        );
         Ok(accepted)
     }
 
@@ -126,10 +142,10 @@ impl Core {
     ) -> anyhow::Result<(Vec<TimelineEvent>, bool)> {
         let mut missing = Vec::new();
         let mut from: Option<String> = None;
-        for _ in 0..PAGES {
+        for page in 0..=PAGES {
             let mut req = get_message_events::v3::Request::new(room.clone(), Direction::Backward);
             req.from = from.take();
-            req.limit = UInt::from(100u32);
+            req.limit = UInt::from(if page == 0 { FIRST_PAGE } else { 100 });
             let resp = self.client().send(req, None).await?;
             let more = resp.end.is_some() && !resp.chunk.is_empty();
             let scan = scan_page(&resp.chunk, more, horizon, |id| self.store().seen(id))?;

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use super::host::login;
 use super::{connected, spawn_core_logging};
+use crate::c0re::control::reconcile::LOG_RECONCILED;
 use crate::c0re::rooms::{LOG_IDENTITIES, LOG_ROOMS};
 use crate::config::Config;
 use crate::homeserver::{self, Layout, Synapse};
@@ -46,6 +47,8 @@ pub struct Start {
     pub identities_ms: f64,
     /// The core's set-up began → every room known (its log).
     pub rooms_ms: f64,
+    /// The timeline reconciliation after set-up (its log: how long it took).
+    pub reconcile_ms: f64,
     /// `hive c0re` spawned → ready (its pid file written: rooms, reconciliation, sockets).
     pub ready_ms: f64,
     /// `hive c0re` spawned → every agent's harness has the operator's message.
@@ -200,13 +203,14 @@ async fn fresh(dir: &Path, venv: &Path, agents: usize) -> anyhow::Result<(Hive, 
     let ready_ms = ms(hive.wait_ready(spawned).await?.duration_since(spawned));
     hive.join_inboxes().await?;
     let answered = hive.every_agent_answers().await?;
-    let (identities_ms, rooms_ms) = split(&hive.dir.join("c0re-fresh.log"))?;
+    let (identities_ms, rooms_ms, reconcile_ms) = split(&hive.dir.join("c0re-fresh.log"))?;
     Ok((
         hive,
         Start {
             synapse_ms,
             identities_ms,
             rooms_ms,
+            reconcile_ms,
             ready_ms,
             answered_ms: ms(answered.duration_since(spawned)),
             total_ms: ms(answered.duration_since(t0)),
@@ -229,7 +233,7 @@ impl Hive {
             &self.data,
             &self.bots,
             &self.dir.join(log),
-            "warn,hyperhive::c0re::rooms=info",
+            "warn,hyperhive::c0re::rooms=info,hyperhive::c0re::control::reconcile=info",
         )?);
         Ok(t)
     }
@@ -342,11 +346,12 @@ impl Hive {
         let spawned = self.start_core("c0re-warm.log")?;
         let ready_ms = ms(self.wait_ready(spawned).await?.duration_since(spawned));
         let answered = self.every_agent_answers().await?;
-        let (identities_ms, rooms_ms) = split(&self.dir.join("c0re-warm.log"))?;
+        let (identities_ms, rooms_ms, reconcile_ms) = split(&self.dir.join("c0re-warm.log"))?;
         Ok(Start {
             synapse_ms,
             identities_ms,
             rooms_ms,
+            reconcile_ms,
             ready_ms,
             answered_ms: ms(answered.duration_since(spawned)),
             total_ms: ms(answered.duration_since(t0)),
@@ -415,9 +420,9 @@ async fn harness(socket: PathBuf, name: String, tx: mpsc::UnboundedSender<(Strin
     }
 }
 
-/// The identities and rooms parts of a core's start, from its log (`elapsed_ms=` of the last
-/// [`LOG_IDENTITIES`] and [`LOG_ROOMS`] lines).
-fn split(log: &Path) -> anyhow::Result<(f64, f64)> {
+/// The identities, rooms and reconciliation parts of a core's start, from its log
+/// (`elapsed_ms=` of the last [`LOG_IDENTITIES`], [`LOG_ROOMS`] and [`LOG_RECONCILED`] lines).
+fn split(log: &Path) -> anyhow::Result<(f64, f64, f64)> {
     let text =
         std::fs::read_to_string(log).with_context(|| format!("cannot read {}", log.display()))?;
     let find = |what: &str| {
@@ -427,7 +432,11 @@ fn split(log: &Path) -> anyhow::Result<(f64, f64)> {
             .and_then(elapsed_ms)
             .with_context(|| format!("{} has no {what:?} line", log.display()))
     };
-    Ok((find(LOG_IDENTITIES)?, find(LOG_ROOMS)?))
+    Ok((
+        find(LOG_IDENTITIES)?,
+        find(LOG_ROOMS)?,
+        find(LOG_RECONCILED)?,
+    ))
 }
 
 /// The `elapsed_ms=N` field of a log line.
@@ -444,7 +453,7 @@ fn ms(d: Duration) -> f64 {
 pub(super) fn print(r: &StartupReport) {
     println!();
     println!(
-        "start-up ({} agents; ms)         Synapse identities    rooms    ready  answered    total",
+        "start-up ({} agents; ms)         Synapse identities    rooms reconcile    ready  answered    total",
         r.agents
     );
     for (label, s) in [
@@ -453,8 +462,14 @@ pub(super) fn print(r: &StartupReport) {
         ("warm (both restarted)", &r.warm),
     ] {
         println!(
-            "  {label:<27} {:>8.0} {:>10.0} {:>8.0} {:>8.0} {:>9.0} {:>8.0}",
-            s.synapse_ms, s.identities_ms, s.rooms_ms, s.ready_ms, s.answered_ms, s.total_ms
+            "  {label:<27} {:>8.0} {:>10.0} {:>8.0} {:>9.0} {:>8.0} {:>9.0} {:>8.0}",
+            s.synapse_ms,
+            s.identities_ms,
+            s.rooms_ms,
+            s.reconcile_ms,
+            s.ready_ms,
+            s.answered_ms,
+            s.total_ms
         );
     }
     println!(
