@@ -242,6 +242,10 @@ pub struct BenchArgs {
     /// kill -9 of hive-c0re), next to a 1-agent hive from fresh (0: no start-up section).
     #[arg(long, default_value_t = 100)]
     pub startup_agents: usize,
+    /// Another build of `hive`, started as the core of one more fresh and warm start in the
+    /// start-up section: a before/after in the same run (its log may lack the split).
+    #[arg(long)]
+    pub startup_before: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -321,8 +321,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     synapse.stop().await;
     // The start-up section: hives of its own, fresh, warm and after a kill -9 (see `startup`).
     if args.startup_agents > 0 {
-        report.startup =
-            Some(startup::run(&dir.join("startup"), &layout.venv, args.startup_agents).await?);
+        report.startup = Some(
+            startup::run(
+                &dir.join("startup"),
+                &layout.venv,
+                args.startup_agents,
+                args.startup_before.as_deref(),
+            )
+            .await?,
+        );
     }
     // The federation section: two more hives, their own Synapses (see `federation`).
     if !args.no_federation && args.federation_messages > 0 {

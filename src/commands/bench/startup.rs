@@ -88,6 +88,8 @@ pub struct StartupReport {
     pub warm_ratio: f64,
     /// Kill -9 from the new core's start / the running hive's round trip.
     pub kill_ratio: f64,
+    /// The same N-agent fresh and warm starts with `--startup-before`'s build as the core.
+    pub before: Option<(Start, Start)>,
 }
 
 /// One throwaway hive of the section, its Synapse and core.
@@ -100,6 +102,8 @@ struct Hive {
     layout: Layout,
     configs: Vec<PathBuf>,
     names: Vec<String>,
+    /// The `hive` started as the core.
+    exe: PathBuf,
     synapse: Option<Synapse>,
     core: Option<tokio::process::Child>,
     /// Every delivery to a harness: (event id, when).
@@ -109,12 +113,31 @@ struct Hive {
 }
 
 /// Runs the section in `dir` with `agents` agents (and one more hive of one agent).
-pub(super) async fn run(dir: &Path, venv: &Path, agents: usize) -> anyhow::Result<StartupReport> {
+pub(super) async fn run(
+    dir: &Path,
+    venv: &Path,
+    agents: usize,
+    before: Option<&Path>,
+) -> anyhow::Result<StartupReport> {
+    let exe = std::env::current_exe()?;
+    let before = match before {
+        Some(old) => {
+            eprintln!(
+                "bench: start-up, {agents} agents from fresh and warm, {} as the core",
+                old.display()
+            );
+            let (mut hive, f) = fresh(&dir.join("before"), venv, agents, old).await?;
+            let w = hive.warm().await;
+            hive.stop().await;
+            Some((f, w?))
+        }
+        None => None,
+    };
     eprintln!("bench: start-up, 1 agent from fresh");
-    let (mut one, one_fresh) = fresh(&dir.join("one"), venv, 1).await?;
+    let (mut one, one_fresh) = fresh(&dir.join("one"), venv, 1, &exe).await?;
     one.stop().await;
     eprintln!("bench: start-up, {agents} agents from fresh");
-    let (mut hive, fresh) = fresh(&dir.join("many"), venv, agents).await?;
+    let (mut hive, fresh) = fresh(&dir.join("many"), venv, agents, &exe).await?;
     let result = async {
         eprintln!("bench: start-up, {agents} agents warm (Synapse and hive-c0re restarted)");
         let warm = hive.warm().await?;
@@ -130,6 +153,7 @@ pub(super) async fn run(dir: &Path, venv: &Path, agents: usize) -> anyhow::Resul
         fresh_ratio: fresh.answered_ms / one_fresh.answered_ms,
         warm_ratio: warm.answered_ms / fresh.answered_ms,
         kill_ratio: kill.from_start_ms / kill.floor_ms,
+        before,
         one_fresh,
         fresh,
         warm,
@@ -138,7 +162,12 @@ pub(super) async fn run(dir: &Path, venv: &Path, agents: usize) -> anyhow::Resul
 }
 
 /// A new hive of `agents` in `dir` (emptied first), started and answering.
-async fn fresh(dir: &Path, venv: &Path, agents: usize) -> anyhow::Result<(Hive, Start)> {
+async fn fresh(
+    dir: &Path,
+    venv: &Path,
+    agents: usize,
+    exe: &Path,
+) -> anyhow::Result<(Hive, Start)> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -187,6 +216,7 @@ async fn fresh(dir: &Path, venv: &Path, agents: usize) -> anyhow::Result<(Hive, 
         layout,
         configs,
         names,
+        exe: exe.to_owned(),
         synapse: Some(synapse),
         core: None,
         rx,
@@ -225,10 +255,9 @@ impl Hive {
         if pid.exists() {
             std::fs::remove_file(&pid)?;
         }
-        let exe = std::env::current_exe()?;
         let t = Instant::now();
         self.core = Some(spawn_core_logging(
-            &exe,
+            &self.exe,
             &self.config,
             &self.data,
             &self.bots,
@@ -421,7 +450,8 @@ async fn harness(socket: PathBuf, name: String, tx: mpsc::UnboundedSender<(Strin
 }
 
 /// The identities, rooms and reconciliation parts of a core's start, from its log
-/// (`elapsed_ms=` of the last [`LOG_IDENTITIES`], [`LOG_ROOMS`] and [`LOG_RECONCILED`] lines).
+/// (`elapsed_ms=` of the last [`LOG_IDENTITIES`], [`LOG_ROOMS`] and [`LOG_RECONCILED`] lines;
+/// NaN for a line the log lacks: an older build's core).
 fn split(log: &Path) -> anyhow::Result<(f64, f64, f64)> {
     let text =
         std::fs::read_to_string(log).with_context(|| format!("cannot read {}", log.display()))?;
@@ -430,13 +460,9 @@ fn split(log: &Path) -> anyhow::Result<(f64, f64, f64)> {
             .rev()
             .find(|l| l.contains(what))
             .and_then(elapsed_ms)
-            .with_context(|| format!("{} has no {what:?} line", log.display()))
+            .unwrap_or(f64::NAN)
     };
-    Ok((
-        find(LOG_IDENTITIES)?,
-        find(LOG_ROOMS)?,
-        find(LOG_RECONCILED)?,
-    ))
+    Ok((find(LOG_IDENTITIES), find(LOG_ROOMS), find(LOG_RECONCILED)))
 }
 
 /// The `elapsed_ms=N` field of a log line.
@@ -456,11 +482,16 @@ pub(super) fn print(r: &StartupReport) {
         "start-up ({} agents; ms)         Synapse identities    rooms reconcile    ready  answered    total",
         r.agents
     );
-    for (label, s) in [
+    let mut rows = vec![
         ("1 agent, fresh (baseline)", &r.one_fresh),
         ("fresh", &r.fresh),
         ("warm (both restarted)", &r.warm),
-    ] {
+    ];
+    if let Some((f, w)) = &r.before {
+        rows.push(("fresh, the build before", f));
+        rows.push(("warm, the build before", w));
+    }
+    for (label, s) in rows {
         println!(
             "  {label:<27} {:>8.0} {:>10.0} {:>8.0} {:>9.0} {:>8.0} {:>9.0} {:>8.0}",
             s.synapse_ms,
