@@ -16,6 +16,7 @@ mod federation;
 mod flood;
 mod host;
 mod report;
+mod signals;
 use approvals::approval_rounds;
 pub use host::default_cache_venv;
 use host::{login, proc_cpu_ticks, proc_rss_mb, tempfile_dir};
@@ -276,6 +277,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         match console::run(&hive, args.console_messages).await {
             Ok(r) => report.console = Some(r),
+            Err(e) => {
+                synapse.stop().await;
+                return Err(e);
+            }
+        }
+    }
+    // The signals section: the round trip with each of the hive's own signals alone on, all
+    // off and all on, the same hive restarted for each (see `signals`).
+    if args.signal_messages > 0 {
+        eprintln!(
+            "bench: signals, {} messages per setting (all off, each signal alone, all on)",
+            args.signal_messages
+        );
+        let hive = console::Hive {
+            exe: &exe,
+            dir: &dir,
+            config: &config,
+            data: &data,
+            bots: &bots,
+            cfg: &cfg,
+            names: &names,
+            creds: &creds,
+        };
+        match signals::run(&hive, args.signal_messages).await {
+            Ok(r) => report.signals = Some(r),
             Err(e) => {
                 synapse.stop().await;
                 return Err(e);
@@ -562,6 +588,7 @@ async fn measure(
         approve_added_p50_ms: f64::NAN,
         flood: None,
         console: None,
+        signals: None,
         crash: None,
         federation: None,
     };
