@@ -78,7 +78,12 @@ pub struct PendingReceipt {
 
 /// Folds a new receipt into the one pending for its room: the later message wins (receipts are
 /// cumulative), the wait is counted from the first one (so coalescing never postpones it).
-pub fn coalesce(pending: Option<PendingReceipt>, inbox_id: i64, event: OwnedEventId, now: Instant) -> PendingReceipt {
+pub fn coalesce(
+    pending: Option<PendingReceipt>,
+    inbox_id: i64,
+    event: OwnedEventId,
+    now: Instant,
+) -> PendingReceipt {
     match pending {
         Some(p) if p.inbox_id >= inbox_id => p,
         Some(p) => PendingReceipt {
@@ -94,6 +99,9 @@ pub fn coalesce(pending: Option<PendingReceipt>, inbox_id: i64, event: OwnedEven
     }
 }
 
+/// An agent's user and a room: what a read receipt is kept by.
+type RoomOf = (OwnedUserId, OwnedRoomId);
+
 /// What the courtesy traffic knows: the last message's arrival and the receipts pending.
 #[derive(Default)]
 pub struct Signals {
@@ -104,7 +112,7 @@ pub struct Signals {
 #[derive(Default)]
 struct State {
     last_arrival: Option<Instant>,
-    receipts: HashMap<(OwnedUserId, OwnedRoomId), PendingReceipt>,
+    receipts: HashMap<RoomOf, PendingReceipt>,
 }
 
 impl Signals {
@@ -135,7 +143,7 @@ impl Signals {
     }
 
     /// The receipts due at `now` (taken out), and when the next one falls due.
-    fn take_due(&self, now: Instant) -> (Vec<((OwnedUserId, OwnedRoomId), PendingReceipt)>, Option<Instant>) {
+    fn take_due(&self, now: Instant) -> (Vec<(RoomOf, PendingReceipt)>, Option<Instant>) {
         let mut s = self.state();
         let last = s.last_arrival;
         let mut next: Option<Instant> = None;
@@ -160,7 +168,7 @@ impl Signals {
     }
 
     /// Everything still pending (the hive stops).
-    fn take_all(&self) -> Vec<((OwnedUserId, OwnedRoomId), PendingReceipt)> {
+    fn take_all(&self) -> Vec<(RoomOf, PendingReceipt)> {
         self.state().receipts.drain().collect()
     }
 }
@@ -335,7 +343,12 @@ mod tests {
             },
         ];
         for c in cases {
-            let got = coalesce(c.pending, c.new.0, ev(c.new.1), t0 + Duration::from_millis(700));
+            let got = coalesce(
+                c.pending,
+                c.new.0,
+                ev(c.new.1),
+                t0 + Duration::from_millis(700),
+            );
             assert_eq!(got, c.want, "{}", c.name);
         }
     }

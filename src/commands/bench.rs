@@ -378,7 +378,8 @@ async fn measure(
     core_pid: u32,
 ) -> anyhow::Result<Report> {
     let pid_file = super::pid_file(data, "c0re");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The first start provisions every agent's user and room: minutes for 100 on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(600);
     while !pid_file.exists() {
         if Instant::now() > deadline {
             bail!(

@@ -144,7 +144,8 @@ impl Typing {
         if let (Some(event), Some(item)) = (receipt, done)
             && core.cfg().console.read_receipts
         {
-            core.signals().read(user.clone(), room.clone(), item.id, event);
+            core.signals()
+                .read(user.clone(), room.clone(), item.id, event);
         }
         if typing_off {
             tokio::spawn(typing_off_later(core.clone(), user, room));

@@ -251,7 +251,13 @@ pub(super) async fn run(h: &Hive<'_>, messages: usize) -> anyhow::Result<Signals
             )?;
             let r = measure_round(h, &rooms, per_round, *s == Setting::AllOff, &log).await;
             crate::proc::stop(&mut core, Duration::from_secs(10)).await;
-            let r = r.with_context(|| format!("signals round {round}, {}: see {}", s.label(), log.display()))?;
+            let r = r.with_context(|| {
+                format!(
+                    "signals round {round}, {}: see {}",
+                    s.label(),
+                    log.display()
+                )
+            })?;
             idle.extend(r.idle);
             got[i].0.extend(r.floor);
             got[i].1.extend(r.hive);
@@ -331,11 +337,15 @@ async fn measure_round(
     };
     let mut queued = std::collections::HashSet::new();
     if idle_first {
+        // Settle: the core's own start (joins, its notice, the space) is not the idle floor.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         for i in 0..n {
             let room = &rooms[i % rooms.len()];
             let t0 = now_us();
             let ev = room
-                .send(RoomMessageEventContent::text_plain(format!("signals idle {i}")))
+                .send(RoomMessageEventContent::text_plain(format!(
+                    "signals idle {i}"
+                )))
                 .await?
                 .response
                 .event_id;
@@ -349,7 +359,11 @@ async fn measure_round(
     for name in h.names {
         let agent = crate::agent_spec::AgentName::parse(name)?;
         let socket = crate::wire::socket_path(&crate::c0re::Core::socket_dir(h.data, &agent));
-        harnesses.push(tokio::spawn(holding_harness(socket, name.clone(), tx.clone())));
+        harnesses.push(tokio::spawn(holding_harness(
+            socket,
+            name.clone(),
+            tx.clone(),
+        )));
     }
     let result = async {
         while !queued.is_empty() {
@@ -385,7 +399,9 @@ async fn measure_round(
         }
         tokio::time::sleep(DRAIN).await;
         let text = std::fs::read(log)?;
-        round.calls = calls(&String::from_utf8_lossy(text.get(from..).unwrap_or_default()));
+        round.calls = calls(&String::from_utf8_lossy(
+            text.get(from..).unwrap_or_default(),
+        ));
         anyhow::Ok(())
     }
     .await;
