@@ -26,6 +26,7 @@ pub mod routing;
 pub mod schedules;
 pub mod secrets;
 pub mod server;
+pub mod signals;
 pub mod tasks;
 pub mod turn_control;
 
@@ -77,6 +78,8 @@ struct Inner {
     console: console::Console,
     /// What wakes the outbox's sender.
     outbox: outbox::Outbox,
+    /// The read receipts pending and the last message's arrival (`signals.rs`).
+    signals: signals::Signals,
     /// Each peer's room and directory (`peering.rs`).
     peering: peering::Peering,
     /// What wakes the schedules task (`schedules.rs`).
@@ -123,6 +126,7 @@ impl Core {
                 console: console::Console::default(),
                 outbox: outbox::Outbox::default(),
                 peering: peering::Peering::default(),
+                signals: signals::Signals::default(),
                 schedules: schedules::Scheduler::default(),
                 cancel,
                 secrets,
@@ -183,6 +187,12 @@ impl Core {
     /// `console().changed()` wherever something it shows changes.
     pub fn console(&self) -> &console::Console {
         &self.inner.console
+    }
+
+    /// The courtesy traffic's state (`signals.rs`): call `signals().arrived()` when a
+    /// message comes in, `signals().read(..)` when an agent has read one.
+    pub fn signals(&self) -> &signals::Signals {
+        &self.inner.signals
     }
 
     /// What wakes the outbox's sender.

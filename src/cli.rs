@@ -228,6 +228,11 @@ pub struct BenchArgs {
     /// section).
     #[arg(long, default_value_t = 60)]
     pub console_messages: usize,
+    /// Messages per setting for the signals figures: the round trip with the hive's read
+    /// receipts, typing notices, presence and status message all off, each alone on, and all on,
+    /// each turn held 400 ms (0: no signals section).
+    #[arg(long, default_value_t = 40)]
+    pub signal_messages: usize,
     /// Skip the federation section (two more hives on their own Synapses, federating on
     /// loopback: the cross-hive hop next to the raw federation hop).
     #[arg(long)]

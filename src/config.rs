@@ -104,6 +104,10 @@ pub struct ConsoleSwitches {
     pub status_message: bool,
     /// `console.presence`: each agent's presence as its harness connects, thinks and stops.
     pub presence: bool,
+    /// `console.typing`: an agent shows as typing while a long turn runs.
+    pub typing: bool,
+    /// `console.read_receipts`: an agent marks the messages it handled read.
+    pub read_receipts: bool,
 }
 
 impl Default for ConsoleSwitches {
@@ -111,6 +115,8 @@ impl Default for ConsoleSwitches {
         Self {
             status_message: true,
             presence: true,
+            typing: true,
+            read_receipts: true,
         }
     }
 }

@@ -149,6 +149,10 @@ impl Core {
         }
         let numbered = routed.iter().any(|e| e.peer.is_some());
         let woken = self.inner.store.ingest(&seen, &routed, received_us)?;
+        if !routed.is_empty() {
+            // Courtesy traffic (receipts, typing) waits for a quiet moment (`signals.rs`).
+            self.signals().arrived();
+        }
         if numbered {
             // A refusal may be queued; a gap may have opened (the peering task fills it).
             self.wake_outbox();

@@ -16,6 +16,7 @@ mod federation;
 mod flood;
 mod host;
 mod report;
+mod signals;
 mod startup;
 use approvals::approval_rounds;
 pub use host::default_cache_venv;
@@ -283,6 +284,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // The signals section: the round trip with each of the hive's own signals alone on, all
+    // off and all on, the same hive restarted for each (see `signals`).
+    if args.signal_messages > 0 {
+        eprintln!(
+            "bench: signals, {} messages per setting (all off, each signal alone, all on)",
+            args.signal_messages
+        );
+        let hive = console::Hive {
+            exe: &exe,
+            dir: &dir,
+            config: &config,
+            data: &data,
+            bots: &bots,
+            cfg: &cfg,
+            names: &names,
+            creds: &creds,
+        };
+        match signals::run(&hive, args.signal_messages).await {
+            Ok(r) => report.signals = Some(r),
+            Err(e) => {
+                synapse.stop().await;
+                return Err(e);
+            }
+        }
+    }
     // The crash phase: the same hive, its harnesses started by the core (see `crash`).
     if args.crashes > 0 {
         eprintln!(
@@ -365,7 +391,8 @@ async fn measure(
     core_pid: u32,
 ) -> anyhow::Result<Report> {
     let pid_file = super::pid_file(data, "c0re");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The first start provisions every agent's user and room: minutes for 100 on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(600);
     while !pid_file.exists() {
         if Instant::now() > deadline {
             bail!(
@@ -575,6 +602,7 @@ async fn measure(
         approve_added_p50_ms: f64::NAN,
         flood: None,
         console: None,
+        signals: None,
         crash: None,
         federation: None,
         startup: None,

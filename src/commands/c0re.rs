@@ -226,6 +226,7 @@ pub async fn serve(
     task!(spawn, "prune", prune_loop);
     task!(spawn, "schedules", schedules_loop);
     task!(spawn, "console", console_loop);
+    task!(spawn, "signals", signals_loop);
     {
         let c = core.clone();
         tasks.spawn("control socket", move || c.clone().serve_control_socket());

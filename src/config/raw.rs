@@ -54,6 +54,10 @@ pub struct RawConsole {
     pub status_message: Option<bool>,
     /// Each agent's presence: online, unavailable while it thinks, offline (default true).
     pub presence: Option<bool>,
+    /// An agent shows as typing while a long turn runs (default true).
+    pub typing: Option<bool>,
+    /// An agent marks the messages it handled read (default true).
+    pub read_receipts: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

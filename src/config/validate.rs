@@ -340,6 +340,8 @@ impl Config {
             console: crate::config::ConsoleSwitches {
                 status_message: raw.console.status_message.unwrap_or(true),
                 presence: raw.console.presence.unwrap_or(true),
+                typing: raw.console.typing.unwrap_or(true),
+                read_receipts: raw.console.read_receipts.unwrap_or(true),
             },
             claude_code: std::env::var_os(env::CLAUDE_CODE)
                 .map(PathBuf::from)

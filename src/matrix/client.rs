@@ -105,6 +105,10 @@ impl std::fmt::Debug for AsClient {
     }
 }
 
+/// The debug line of each request to the homeserver (`hive bench`'s signals section runs the
+/// core with `hyperhive::matrix::client=debug` and counts them by kind).
+pub const LOG_CALL: &str = "homeserver call";
+
 impl AsClient {
     pub fn new(homeserver: &Url, as_token: String) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -175,6 +179,7 @@ impl AsClient {
         })?;
         let path = http_req.uri().path().to_owned();
         let (parts, body) = http_req.into_parts();
+        tracing::debug!(method = %parts.method, path = %path, "{}", LOG_CALL);
         let url = parts.uri.to_string();
         let mut builder = self.http.request(parts.method, url).body(body);
         for (name, value) in &parts.headers {

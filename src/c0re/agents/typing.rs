@@ -1,30 +1,30 @@
 //! The typing notice and the read receipt around a turn: a courtesy to the people in the room.
-//! Shown once a turn has run for [`TYPING_AFTER`] and refreshed while it runs; withdrawn when it
-//! ends. Every failure here is only logged.
+//! Shown once a turn has run for a while and the hive is quiet (`signals.rs`,
+//! [`Courtesy::TypingOn`]), refreshed while it runs; withdrawn a moment after it ends
+//! ([`Courtesy::TypingOff`]). The receipt is handed to the signals task, which coalesces and
+//! defers it. `[console] typing` and `read_receipts` turn either off. Every failure here is only
+//! logged.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ruma::api::client::{receipt, typing};
-use ruma::events::receipt::ReceiptThread;
-use ruma::{EventId, OwnedEventId, RoomId};
+use ruma::api::client::typing;
+use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId};
 
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
+use crate::c0re::signals::{Courtesy, quiet_moment};
 use crate::store::InboxItem;
 
-/// How long a turn runs before its agent shows as typing. Shorter turns never show it: the
-/// notice would be gone before any client drew it, and each one is homeserver work (and an
-/// ephemeral event pushed back to the appservice).
-const TYPING_AFTER: Duration = Duration::from_millis(300);
 /// How long one typing notice lasts, and how often it is renewed while the turn runs.
 const TYPING_FOR: Duration = Duration::from_secs(30);
 const TYPING_RENEW: Duration = Duration::from_secs(25);
 
-/// The typing notice of the turn in flight.
+/// The typing notice of the turn in flight (and its receipt to come).
 pub(super) struct Typing {
-    handle: tokio::task::JoinHandle<()>,
+    /// The notice's task; `None` with `[console] typing = false`.
+    handle: Option<tokio::task::JoinHandle<()>>,
     /// Whether a typing notice was sent (so one must be withdrawn).
     shown: Arc<AtomicBool>,
     room: String,
@@ -52,9 +52,21 @@ pub fn after_turn(shown: bool, done: Option<&str>, later_pending: bool) -> After
     }
 }
 
+/// Sleeps until `kind`'s quiet moment, counted from `since` (a message arriving meanwhile moves
+/// it, see [`quiet_moment`]).
+async fn until_quiet(core: &Core, kind: Courtesy, since: tokio::time::Instant) {
+    loop {
+        let at = quiet_moment(kind, since, core.signals().last_arrival());
+        if tokio::time::Instant::now() >= at {
+            return;
+        }
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 impl Typing {
-    /// Starts the typing notice for `item`'s turn (after [`TYPING_AFTER`]). `None` when the
-    /// room or the agent is unknown, or the room is shared with a peer hive: no notice and no
+    /// Starts the typing notice for `item`'s turn (at its quiet moment). `None` when the room
+    /// or the agent is unknown, or the room is shared with a peer hive: no notice and no
     /// receipt there (each would cross federation, and queue ahead of the agents' next message
     /// on the way to the peer: `hive bench`'s cross-hive hop).
     pub(super) fn start(core: &Core, name: &AgentName, item: &InboxItem) -> Option<Typing> {
@@ -63,27 +75,30 @@ impl Typing {
             return None;
         }
         let user = core.agents().get(name).map(|e| e.user_id.clone())?;
-        let core = core.clone();
         let shown = Arc::new(AtomicBool::new(false));
-        let flag = shown.clone();
-        let handle = tokio::spawn(async move {
-            tokio::time::sleep(TYPING_AFTER).await;
-            loop {
-                let state = typing::create_typing_event::v3::Typing::Yes(
-                    typing::create_typing_event::v3::TypingInfo::new(TYPING_FOR),
-                );
-                let req = typing::create_typing_event::v3::Request::new(
-                    user.clone(),
-                    room.clone(),
-                    state,
-                );
-                flag.store(true, Ordering::SeqCst);
-                if let Err(e) = core.client().send(req, Some(&user)).await {
-                    tracing::debug!(error = %e, "typing notice failed");
+        let handle = core.cfg().console.typing.then(|| {
+            let core = core.clone();
+            let flag = shown.clone();
+            let since = tokio::time::Instant::now();
+            tokio::spawn(async move {
+                until_quiet(&core, Courtesy::TypingOn, since).await;
+                loop {
+                    let state = typing::create_typing_event::v3::Typing::Yes(
+                        typing::create_typing_event::v3::TypingInfo::new(TYPING_FOR),
+                    );
+                    let req = typing::create_typing_event::v3::Request::new(
+                        user.clone(),
+                        room.clone(),
+                        state,
+                    );
+                    flag.store(true, Ordering::SeqCst);
+                    if let Err(e) = core.client().send(req, Some(&user)).await {
+                        tracing::debug!(error = %e, "typing notice failed");
+                    }
+                    core.console().acted(&user);
+                    tokio::time::sleep(TYPING_RENEW).await;
                 }
-                core.console().acted(&user);
-                tokio::time::sleep(TYPING_RENEW).await;
-            }
+            })
         });
         Some(Typing {
             handle,
@@ -94,13 +109,17 @@ impl Typing {
 
     /// Stops the notice without a word to the room (a newer turn replaces it).
     pub(super) fn abort(self) {
-        self.handle.abort();
+        if let Some(h) = self.handle {
+            h.abort();
+        }
     }
 
-    /// Ends the turn's typing notice (if one was shown); with `done`, also marks the message
-    /// read (see [`after_turn`]).
+    /// Ends the turn's typing notice (if one was shown, a moment later); with `done`, also
+    /// marks the message read (see [`after_turn`]) at the room's next quiet moment.
     pub(super) async fn stop(self, core: &Core, name: &AgentName, done: Option<&InboxItem>) {
-        self.handle.abort();
+        if let Some(h) = &self.handle {
+            h.abort();
+        }
         let Some(user) = core.agents().get(name).map(|e| e.user_id.clone()) else {
             return;
         };
@@ -119,40 +138,33 @@ impl Typing {
             typing_off,
             receipt,
         } = after_turn(shown, done.map(|i| i.event_id.as_str()), later_pending);
-        if !typing_off && receipt.is_none() {
-            return;
-        }
         let Ok(room) = RoomId::parse(&self.room) else {
             return;
         };
-        let core = core.clone();
-        tokio::spawn(async move {
-            if typing_off {
-                let req = typing::create_typing_event::v3::Request::new(
-                    user.clone(),
-                    room.clone(),
-                    typing::create_typing_event::v3::Typing::No,
-                );
-                match core.client().send(req, Some(&user)).await {
-                    // Synapse takes a typing notice for activity: presence back online.
-                    Ok(_) => core.console().acted(&user),
-                    Err(e) => tracing::debug!(error = %e, "typing off failed"),
-                }
-            }
-            if let Some(event) = receipt {
-                let mut req = receipt::create_receipt::v3::Request::new(
-                    room,
-                    receipt::create_receipt::v3::ReceiptType::Read,
-                    event,
-                );
-                req.thread = ReceiptThread::Unthreaded;
-                match core.client().send(req, Some(&user)).await {
-                    // A read receipt too (handlers/receipts.py bumps presence).
-                    Ok(_) => core.console().acted(&user),
-                    Err(e) => tracing::debug!(error = %e, "read receipt failed"),
-                }
-            }
-        });
+        if let (Some(event), Some(item)) = (receipt, done)
+            && core.cfg().console.read_receipts
+        {
+            core.signals()
+                .read(user.clone(), room.clone(), item.id, event);
+        }
+        if typing_off {
+            tokio::spawn(typing_off_later(core.clone(), user, room));
+        }
+    }
+}
+
+/// Withdraws `user`'s typing notice in `room` at its quiet moment.
+async fn typing_off_later(core: Core, user: OwnedUserId, room: ruma::OwnedRoomId) {
+    until_quiet(&core, Courtesy::TypingOff, tokio::time::Instant::now()).await;
+    let req = typing::create_typing_event::v3::Request::new(
+        user.clone(),
+        room,
+        typing::create_typing_event::v3::Typing::No,
+    );
+    match core.client().send(req, Some(&user)).await {
+        // Synapse takes a typing notice for activity: presence back online.
+        Ok(_) => core.console().acted(&user),
+        Err(e) => tracing::debug!(error = %e, "typing off failed"),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{console, crash, federation, flood, startup};
+use super::{console, crash, federation, flood, signals, startup};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -53,6 +53,9 @@ pub struct Report {
     /// The floor with the status message and presence off and on (absent with
     /// `--console-messages 0`).
     pub console: Option<console::ConsoleReport>,
+    /// The round trip with each of the hive's own signals alone on, all off and all on
+    /// (absent with `--signal-messages 0`).
+    pub signals: Option<signals::SignalsReport>,
     /// A harness killed → the manager has the `container_crash`, next to an operator's message
     /// to the manager (absent with `--crashes 0`).
     pub crash: Option<crash::CrashReport>,
@@ -140,6 +143,9 @@ pub(super) fn print_report(r: &Report) {
     }
     if let Some(c) = &r.console {
         console::print(c);
+    }
+    if let Some(s) = &r.signals {
+        signals::print(s);
     }
     if let Some(c) = &r.crash {
         crash::print(c);
