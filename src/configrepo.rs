@@ -645,6 +645,33 @@ impl ConfigRepo {
     }
 }
 
+/// Threads [`load_versioned`] versions the bots on.
+const VERSIONING_THREADS: usize = 4;
+
+/// Versions `bot` from its `bots/` directory the first time it is seen; afterwards returns the
+/// note to give when its files differ from its applied config.
+fn version_bot(data_dir: &Path, bot: &AgentSpec) -> anyhow::Result<Option<String>> {
+    let repo = ConfigRepo::new(data_dir, &bot.name);
+    if !repo.exists() {
+        repo.seed(&bot.dir)
+            .with_context(|| format!("cannot version {}'s config", bot.name))?;
+        tracing::info!(agent = %bot.name, "versioned the agent's config from bots/");
+    } else if let Some(sha) = repo.applied()? {
+        let mut on_disk = Vec::new();
+        collect_files(&bot.dir, &bot.dir, &mut on_disk)?;
+        let mut applied = repo.read_commit(&sha).map_err(|e| anyhow::anyhow!(e))?;
+        on_disk.sort_by(|a, b| a.path.cmp(&b.path));
+        applied.sort_by(|a, b| a.path.cmp(&b.path));
+        if on_disk != applied {
+            return Ok(Some(format!(
+                "bots/{0} differs from {0}'s applied config; the applied one runs. Propose the change with `hive config propose {0}`.",
+                bot.name
+            )));
+        }
+    }
+    Ok(None)
+}
+
 /// What every agent runs, from its versioned config. A bot seen for the first time is versioned
 /// from its `bots/` directory (deploy 1); after that `bots/` is only a template, and a bot whose
 /// files differ from its applied config is reported (changes go through approval). Agents that
@@ -654,29 +681,30 @@ pub fn load_versioned(
     bots: Vec<AgentSpec>,
 ) -> anyhow::Result<(Vec<AgentSpec>, Vec<String>)> {
     let mut specs = Vec::new();
-    let mut notes = Vec::new();
-    let mut names = std::collections::BTreeSet::new();
-    for bot in bots {
-        let repo = ConfigRepo::new(data_dir, &bot.name);
-        if !repo.exists() {
-            repo.seed(&bot.dir)
-                .with_context(|| format!("cannot version {}'s config", bot.name))?;
-            tracing::info!(agent = %bot.name, "versioned the agent's config from bots/");
-        } else if let Some(sha) = repo.applied()? {
-            let mut on_disk = Vec::new();
-            collect_files(&bot.dir, &bot.dir, &mut on_disk)?;
-            let mut applied = repo.read_commit(&sha).map_err(|e| anyhow::anyhow!(e))?;
-            on_disk.sort_by(|a, b| a.path.cmp(&b.path));
-            applied.sort_by(|a, b| a.path.cmp(&b.path));
-            if on_disk != applied {
-                notes.push(format!(
-                    "bots/{0} differs from {0}'s applied config; the applied one runs. Propose the change with `hive config propose {0}`.",
-                    bot.name
-                ));
-            }
-        }
-        names.insert(bot.name.clone());
-    }
+    let mut names: std::collections::BTreeSet<AgentName> =
+        bots.iter().map(|b| b.name.clone()).collect();
+    // Each bot is a few `git` processes, independent of the others: a handful of threads
+    // (a hundred agents' start was seconds of them one after another).
+    let chunk = bots.len().div_ceil(VERSIONING_THREADS).max(1);
+    let notes: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = bots
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|bot| version_bot(data_dir, bot).transpose())
+                        .collect::<anyhow::Result<Vec<String>>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a versioning thread does not panic"))
+            .collect::<anyhow::Result<Vec<Vec<String>>>>()
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
     let agents_dir = data_dir.join("agents");
     if let Ok(entries) = std::fs::read_dir(&agents_dir) {
         for e in entries.flatten() {

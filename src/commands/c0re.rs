@@ -189,12 +189,6 @@ pub async fn serve(
     if let Err(e) = core.ping_homeserver().await {
         tracing::warn!(error = %format!("{e:#}"), "the homeserver could not ping hive-c0re; check the registration's url");
     }
-    match core.reconcile().await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(events = n, "recovered events from room timelines"),
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "timeline reconciliation failed"),
-    }
-
     let runtimes = {
         let data = data_dir.to_owned();
         let cli = core.cfg().claude_code.clone();
@@ -205,6 +199,24 @@ pub async fn serve(
     for name in core.agents().all().keys() {
         core.start_agent(name);
     }
+    // The timeline check (what the homeserver has but never pushed: one read per room) runs
+    // beside the agents, off the path to ready: what Synapse queued while the core was down
+    // comes at once after the `/ping` above, an event the check finds is accepted exactly as a
+    // pushed one (deduplicated by event id), and ingest was already live while it ran before.
+    // What it recovers may reach an agent after a newer message pushed meanwhile.
+    tokio::spawn({
+        let (core, cancel) = (core.clone(), cancel.clone());
+        async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                r = core.reconcile() => match r {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(events = n, "recovered events from room timelines"),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "timeline reconciliation failed"),
+                },
+            }
+        }
+    });
     macro_rules! task {
         ($spawn:ident, $name:literal, $run:ident) => {{
             let c = core.clone();
