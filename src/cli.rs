@@ -251,6 +251,18 @@ pub struct BenchArgs {
     /// start-up section: a before/after in the same run (its log may lack the split).
     #[arg(long)]
     pub startup_before: Option<PathBuf>,
+    /// Hive sizes of the scale section, comma-separated (`1,100,500`): one hive each, all
+    /// running at once, the operator's round trip with a syncing operator sampled across them in
+    /// turn, then idle CPU and memory (an empty list or `--scale-samples 0`: no scale section).
+    #[arg(long, value_delimiter = ',', default_value = "1,100")]
+    pub scale: Vec<usize>,
+    /// Round trips per hive size in the scale section.
+    #[arg(long, default_value_t = 50)]
+    pub scale_samples: usize,
+    /// Seconds of the scale section's idle window (CPU of the cores, Synapses and one idle
+    /// harness per size); at least 30.
+    #[arg(long, default_value_t = 30)]
+    pub scale_idle_secs: u64,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod federation;
 mod flood;
 mod host;
 mod report;
+mod scale;
 mod signals;
 mod startup;
 use approvals::approval_rounds;
@@ -357,6 +358,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .await?,
         );
     }
+    // The scale section: one hive per size, all running at once (see `scale`).
+    if !args.scale.is_empty() && args.scale_samples > 0 {
+        report.scale = Some(scale::run(&dir.join("scale"), &layout.venv, &args).await?);
+    }
     // The federation section: two more hives, their own Synapses (see `federation`).
     if !args.no_federation && args.federation_messages > 0 {
         eprintln!(
@@ -606,6 +611,7 @@ async fn measure(
         crash: None,
         federation: None,
         startup: None,
+        scale: None,
     };
     let _ = idle.kill().await;
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{console, crash, federation, flood, signals, startup};
+use super::{console, crash, federation, flood, scale, signals, startup};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -65,6 +65,9 @@ pub struct Report {
     /// A hive's start fresh, warm and after a kill -9, next to a 1-agent hive's (absent with
     /// `--startup-agents 0`).
     pub startup: Option<startup::StartupReport>,
+    /// The round trip with a syncing operator, idle CPU and memory at each `--scale` size
+    /// (absent with `--scale-samples 0`).
+    pub scale: Option<scale::ScaleReport>,
 }
 
 pub(super) fn pct(sorted: &[f64], p: usize) -> f64 {
@@ -152,6 +155,9 @@ pub(super) fn print_report(r: &Report) {
     }
     if let Some(f) = &r.federation {
         federation::print(f);
+    }
+    if let Some(s) = &r.scale {
+        scale::print(s);
     }
     if let Some(s) = &r.startup {
         startup::print(s);
