@@ -1,7 +1,8 @@
 //! The per-run model proxy of the `claude-code` brain: a loopback HTTP/1.1 listener that the
 //! CLI's `ANTHROPIC_BASE_URL` points at. Each Messages request goes to hive-c0re as a `model`
-//! socket request (the core adds the key, enforces budgets, records usage); the answer is
-//! re-streamed as server-sent events when the CLI asked for a stream. Only the run's own CLI
+//! socket request (the core adds the key, enforces budgets, records usage); when the CLI asks
+//! for a stream it is a `model_stream` request, and each server-sent event goes on to the CLI
+//! the moment the core forwards it. Only the run's own CLI
 //! holds the secret the proxy checks (its `ANTHROPIC_API_KEY`): any other local process that
 //! finds the port is refused before its body is read, and spends nothing.
 
@@ -63,52 +64,6 @@ impl Proxy {
     ) -> Result<Proxied, BrainError> {
         proxy_one(stream, &self.secret, tools).await
     }
-}
-
-/// A Messages API reply as the SSE events a streaming client expects.
-fn to_sse(message: &Value) -> String {
-    let mut start = message.clone();
-    start["content"] = json!([]);
-    start["stop_reason"] = Value::Null;
-    let mut events = vec![json!({"type": "message_start", "message": start})];
-    for (i, block) in message["content"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        match block["type"].as_str() {
-            Some("tool_use") => {
-                let mut head = block.clone();
-                head["input"] = json!({});
-                events.push(
-                    json!({"type": "content_block_start", "index": i, "content_block": head}),
-                );
-                events.push(json!({"type": "content_block_delta", "index": i,
-                    "delta": {"type": "input_json_delta", "partial_json": block["input"].to_string()}}));
-            }
-            Some("text") => {
-                events.push(json!({"type": "content_block_start", "index": i,
-                    "content_block": {"type": "text", "text": ""}}));
-                events.push(json!({"type": "content_block_delta", "index": i,
-                    "delta": {"type": "text_delta", "text": block["text"]}}));
-            }
-            _ => {
-                events.push(
-                    json!({"type": "content_block_start", "index": i, "content_block": block}),
-                );
-            }
-        }
-        events.push(json!({"type": "content_block_stop", "index": i}));
-    }
-    events.push(json!({"type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": Value::Null},
-        "usage": {"output_tokens": message["usage"]["output_tokens"]}}));
-    events.push(json!({"type": "message_stop"}));
-    events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
-        .collect()
 }
 
 /// One HTTP/1.1 request from the CLI, as far as the proxy looks at it.
@@ -265,25 +220,18 @@ async fn proxy_one(
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let streaming = request["stream"] == json!(true);
+    if streaming {
+        return restream(&mut stream, request, tools).await;
+    }
     match tools.model(request).await? {
         Ok(message) => {
-            if streaming {
-                respond(
-                    &mut stream,
-                    "200 OK",
-                    "text/event-stream",
-                    to_sse(&message).as_bytes(),
-                )
-                .await;
-            } else {
-                respond(
-                    &mut stream,
-                    "200 OK",
-                    "application/json",
-                    message.to_string().as_bytes(),
-                )
-                .await;
-            }
+            respond(
+                &mut stream,
+                "200 OK",
+                "application/json",
+                message.to_string().as_bytes(),
+            )
+            .await;
             Ok(Proxied::default())
         }
         Err(e) => {
@@ -304,9 +252,146 @@ async fn proxy_one(
     }
 }
 
+/// Why a streamed answer to the CLI went as it did (what [`restream`] decided, step by step).
+#[derive(Debug, PartialEq, Eq)]
+enum Relay {
+    /// The response head, before the first chunk.
+    Head,
+    /// One event, as the provider sent it.
+    Event(String),
+    /// A failure after the head: an SSE `error` event (the status line is sent already).
+    ErrorEvent(String),
+    /// A failure before any chunk: an HTTP error, as a non-streamed call answers.
+    ErrorStatus(String),
+}
+
+/// What the proxy writes for one step of a streamed call; `started` says whether the head is
+/// out. A pure decision (the table is in the tests).
+fn relay(step: &crate::brain::Streamed, started: bool) -> Vec<Relay> {
+    use crate::brain::Streamed;
+    match (step, started) {
+        (Streamed::Chunk(ev), false) => vec![Relay::Head, Relay::Event(ev.clone())],
+        (Streamed::Chunk(ev), true) => vec![Relay::Event(ev.clone())],
+        (Streamed::Done(Ok(_)), _) => vec![],
+        (Streamed::Done(Err(e)), true) => vec![Relay::ErrorEvent(e.message.clone())],
+        (Streamed::Done(Err(e)), false) => vec![Relay::ErrorStatus(e.message.clone())],
+    }
+}
+
+/// The head of a streamed answer: no length, the body ends when the connection closes.
+const SSE_HEAD: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
+
+/// A streamed Messages call: each event the core forwards goes on to the CLI the moment it
+/// arrives; a failure mid-stream is an SSE `error` event, as Anthropic's own API sends one.
+async fn restream(
+    stream: &mut TcpStream,
+    request: Value,
+    tools: &mut Tools<'_>,
+) -> Result<Proxied, BrainError> {
+    let mut call = tools.model_stream(request).await?;
+    let mut started = false;
+    let mut gone = false;
+    loop {
+        let step = call.next().await?;
+        for out in relay(&step, started) {
+            let written = match &out {
+                Relay::Head => stream.write_all(SSE_HEAD.as_bytes()).await,
+                Relay::Event(ev) => stream.write_all(format!("{ev}\n\n").as_bytes()).await,
+                Relay::ErrorEvent(message) => {
+                    let err = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+                    stream
+                        .write_all(format!("event: error\ndata: {err}\n\n").as_bytes())
+                        .await
+                }
+                Relay::ErrorStatus(message) => {
+                    let err = json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
+                    respond(stream, "400 Bad Request", "application/json", err.to_string().as_bytes()).await;
+                    Ok(())
+                }
+            };
+            started |= out == Relay::Head;
+            // The CLI went away: the core's call still runs to its end (and is recorded).
+            if let Err(e) = written
+                && !gone
+            {
+                tracing::warn!(error = %e, "the Claude Code CLI left mid-stream");
+                gone = true;
+            }
+        }
+        if let crate::brain::Streamed::Done(result) = step {
+            if started && let Err(e) = stream.shutdown().await {
+                tracing::debug!(error = %e, "closing the CLI's stream");
+            }
+            let budget = match result {
+                Err(e) if e.code == ErrorCode::Budget => Some(e.message),
+                _ => None,
+            };
+            return Ok(Proxied {
+                budget,
+                ..Default::default()
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_answers_are_relayed_as_they_come() {
+        use crate::brain::Streamed;
+        use crate::wire::client::ToolError;
+        struct Case {
+            name: &'static str,
+            step: Streamed,
+            started: bool,
+            want: Vec<Relay>,
+        }
+        let err = || {
+            Err(ToolError {
+                code: ErrorCode::Model,
+                message: "too large".into(),
+            })
+        };
+        let ev = "event: ping\ndata: {}".to_owned();
+        let cases = [
+            Case {
+                name: "the first chunk sends the head, then itself",
+                step: Streamed::Chunk(ev.clone()),
+                started: false,
+                want: vec![Relay::Head, Relay::Event(ev.clone())],
+            },
+            Case {
+                name: "a later chunk goes on alone",
+                step: Streamed::Chunk(ev.clone()),
+                started: true,
+                want: vec![Relay::Event(ev.clone())],
+            },
+            Case {
+                name: "the end of a stream adds nothing",
+                step: Streamed::Done(Ok(json!({}))),
+                started: true,
+                want: vec![],
+            },
+            Case {
+                name: "a failure mid-stream is an error event",
+                step: Streamed::Done(err()),
+                started: true,
+                want: vec![Relay::ErrorEvent("too large".into())],
+            },
+            Case {
+                name: "a failure before any chunk is an HTTP error",
+                step: Streamed::Done(err()),
+                started: false,
+                want: vec![Relay::ErrorStatus("too large".into())],
+            },
+        ];
+        for c in cases {
+            assert_eq!(relay(&c.step, c.started), c.want, "{}", c.name);
+        }
+    }
 
     /// The proxy serves only the client holding this turn's secret; a request over the limit
     /// is marked as a session too large to resume.
