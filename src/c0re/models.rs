@@ -377,8 +377,17 @@ impl Core {
                     provider: provider.name.clone(),
                 });
             }
+            // A provider may answer a streamed call in one piece: read as JSON, nothing to pass on.
+            let sse = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("text/event-stream"));
+            let as_sse = stream && (sse || chunks.is_none());
             let text = match chunks {
-                Some(tx) if status.is_success() => read_forwarding(resp, MAX_RESPONSE, tx).await?,
+                Some(tx) if status.is_success() && sse => {
+                    read_forwarding(resp, MAX_RESPONSE, tx).await?
+                }
                 _ => String::from_utf8_lossy(&read_capped(resp, MAX_RESPONSE).await?).into_owned(),
             };
             if !status.is_success() {
@@ -389,7 +398,7 @@ impl Core {
                     head: self.secrets().redact(&head),
                 });
             }
-            if stream {
+            if as_sse {
                 Ok(match provider.kind {
                     ProviderKind::Openai => assemble_stream(&text)?,
                     ProviderKind::Anthropic => assemble_anthropic_stream(&text)?,

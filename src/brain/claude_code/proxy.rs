@@ -66,6 +66,53 @@ impl Proxy {
     }
 }
 
+/// A Messages API reply as the SSE events a streaming client expects (a provider that
+/// answered a streamed call in one piece).
+fn to_sse(message: &Value) -> String {
+    let mut start = message.clone();
+    start["content"] = json!([]);
+    start["stop_reason"] = Value::Null;
+    let mut events = vec![json!({"type": "message_start", "message": start})];
+    for (i, block) in message["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        match block["type"].as_str() {
+            Some("tool_use") => {
+                let mut head = block.clone();
+                head["input"] = json!({});
+                events.push(
+                    json!({"type": "content_block_start", "index": i, "content_block": head}),
+                );
+                events.push(json!({"type": "content_block_delta", "index": i,
+                    "delta": {"type": "input_json_delta", "partial_json": block["input"].to_string()}}));
+            }
+            Some("text") => {
+                events.push(json!({"type": "content_block_start", "index": i,
+                    "content_block": {"type": "text", "text": ""}}));
+                events.push(json!({"type": "content_block_delta", "index": i,
+                    "delta": {"type": "text_delta", "text": block["text"]}}));
+            }
+            _ => {
+                events.push(
+                    json!({"type": "content_block_start", "index": i, "content_block": block}),
+                );
+            }
+        }
+        events.push(json!({"type": "content_block_stop", "index": i}));
+    }
+    events.push(json!({"type": "message_delta",
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": Value::Null},
+        "usage": {"output_tokens": message["usage"]["output_tokens"]}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .collect()
+}
+
 /// One HTTP/1.1 request from the CLI, as far as the proxy looks at it.
 #[derive(Debug)]
 struct ProxyRequest {
@@ -263,6 +310,8 @@ enum Relay {
     ErrorEvent(String),
     /// A failure before any chunk: an HTTP error, as a non-streamed call answers.
     ErrorStatus(String),
+    /// The answer came whole (the provider did not stream): its events in one response.
+    Whole(String),
 }
 
 /// What the proxy writes for one step of a streamed call; `started` says whether the head is
@@ -272,7 +321,8 @@ fn relay(step: &crate::brain::Streamed, started: bool) -> Vec<Relay> {
     match (step, started) {
         (Streamed::Chunk(ev), false) => vec![Relay::Head, Relay::Event(ev.clone())],
         (Streamed::Chunk(ev), true) => vec![Relay::Event(ev.clone())],
-        (Streamed::Done(Ok(_)), _) => vec![],
+        (Streamed::Done(Ok(_)), true) => vec![],
+        (Streamed::Done(Ok(message)), false) => vec![Relay::Whole(to_sse(message))],
         (Streamed::Done(Err(e)), true) => vec![Relay::ErrorEvent(e.message.clone())],
         (Streamed::Done(Err(e)), false) => vec![Relay::ErrorStatus(e.message.clone())],
     }
@@ -303,6 +353,10 @@ async fn restream(
                     stream
                         .write_all(format!("event: error\ndata: {err}\n\n").as_bytes())
                         .await
+                }
+                Relay::Whole(events) => {
+                    respond(stream, "200 OK", "text/event-stream", events.as_bytes()).await;
+                    Ok(())
                 }
                 Relay::ErrorStatus(message) => {
                     let err = json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
@@ -374,6 +428,14 @@ mod tests {
                 step: Streamed::Done(Ok(json!({}))),
                 started: true,
                 want: vec![],
+            },
+            Case {
+                name: "an answer that came whole is sent whole, as events",
+                step: Streamed::Done(Ok(json!({"content": [], "usage": {"output_tokens": 1}}))),
+                started: false,
+                want: vec![Relay::Whole(to_sse(
+                    &json!({"content": [], "usage": {"output_tokens": 1}}),
+                ))],
             },
             Case {
                 name: "a failure mid-stream is an error event",
