@@ -15,6 +15,8 @@ mod crash;
 mod federation;
 mod flood;
 mod host;
+mod model;
+mod model_server;
 mod report;
 use approvals::approval_rounds;
 pub use host::default_cache_venv;
@@ -276,6 +278,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         match console::run(&hive, args.console_messages).await {
             Ok(r) => report.console = Some(r),
+            Err(e) => {
+                synapse.stop().await;
+                return Err(e);
+            }
+        }
+    }
+    // The model section: the same hive with providers on a local streaming server (see `model`).
+    if args.model_calls > 0 {
+        eprintln!(
+            "bench: model path, {} calls per brain direct and through the hive; the prompt cache over {} turns",
+            args.model_calls,
+            model::TURNS
+        );
+        let hive = console::Hive {
+            exe: &exe,
+            dir: &dir,
+            config: &config,
+            data: &data,
+            bots: &bots,
+            cfg: &cfg,
+            names: &names,
+            creds: &creds,
+        };
+        match model::run(&hive, args.model_calls).await {
+            Ok(r) => report.model = Some(r),
             Err(e) => {
                 synapse.stop().await;
                 return Err(e);
@@ -564,6 +591,7 @@ async fn measure(
         console: None,
         crash: None,
         federation: None,
+        model: None,
     };
     let _ = idle.kill().await;
 

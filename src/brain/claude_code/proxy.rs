@@ -14,10 +14,10 @@ use crate::brain::{BrainError, Tools};
 use crate::wire::protocol::ErrorCode;
 
 /// The largest request the proxy forwards: what the socket carries.
-pub(super) const MAX_REQUEST: usize = crate::wire::protocol::MAX_MODEL_REQUEST;
+pub(crate) const MAX_REQUEST: usize = crate::wire::protocol::MAX_MODEL_REQUEST;
 
 /// One run's proxy: its listener and the secret only that run's CLI holds.
-pub(super) struct Proxy {
+pub(crate) struct Proxy {
     listener: TcpListener,
     port: u16,
     secret: String,
@@ -25,7 +25,7 @@ pub(super) struct Proxy {
 
 impl Proxy {
     /// Listens on a free loopback port, with a new secret.
-    pub(super) async fn open() -> Result<Self, BrainError> {
+    pub(crate) async fn open() -> Result<Self, BrainError> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| BrainError::Failed(format!("cannot open the model proxy: {e}")))?;
@@ -42,22 +42,22 @@ impl Proxy {
     }
 
     /// `ANTHROPIC_BASE_URL` for the CLI.
-    pub(super) fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// `ANTHROPIC_API_KEY` for the CLI: not a key, the proxy's secret.
-    pub(super) fn secret(&self) -> &str {
+    pub(crate) fn secret(&self) -> &str {
         &self.secret
     }
 
     /// The next connection to the proxy.
-    pub(super) async fn accept(&self) -> std::io::Result<TcpStream> {
+    pub(crate) async fn accept(&self) -> std::io::Result<TcpStream> {
         self.listener.accept().await.map(|(stream, _)| stream)
     }
 
     /// Serves one request on `stream` (see [`proxy_one`]).
-    pub(super) async fn serve(
+    pub(crate) async fn serve(
         &self,
         stream: TcpStream,
         tools: &mut Tools<'_>,
@@ -198,11 +198,11 @@ async fn read_request(
 
 /// What one proxied request came to, for the turn.
 #[derive(Debug, Default)]
-pub(super) struct Proxied {
+pub(crate) struct Proxied {
     /// A budget refusal from the core.
-    pub(super) budget: Option<String>,
+    pub(crate) budget: Option<String>,
     /// The CLI sent a request the hive does not forward: its session is too large.
-    pub(super) too_large: bool,
+    pub(crate) too_large: bool,
 }
 
 /// Answers the CLI and closes the connection. A CLI that has gone away is logged: there is

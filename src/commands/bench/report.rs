@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{console, crash, federation, flood};
+use super::{console, crash, federation, flood, model};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -59,6 +59,9 @@ pub struct Report {
     /// The cross-hive hop next to the raw federation hop, on two more hives (absent with
     /// `--no-federation`).
     pub federation: Option<federation::FederationReport>,
+    /// The model path direct and through the hive, and the prompt cache (absent with
+    /// `--model-calls 0`).
+    pub model: Option<model::ModelReport>,
 }
 
 pub(super) fn pct(sorted: &[f64], p: usize) -> f64 {
@@ -143,6 +146,9 @@ pub(super) fn print_report(r: &Report) {
     }
     if let Some(f) = &r.federation {
         federation::print(f);
+    }
+    if let Some(m) = &r.model {
+        model::print(m);
     }
     println!();
     println!("resources");
