@@ -402,9 +402,15 @@ async fn anthropic_brain_with_tools_and_streaming() {
                 .contains("You are ")
         );
         assert_eq!(body["system"][0]["cache_control"], eph, "{body}");
-        assert_eq!(body["tools"].as_array().unwrap().last().unwrap()["cache_control"], eph);
+        assert_eq!(
+            body["tools"].as_array().unwrap().last().unwrap()["cache_control"],
+            eph
+        );
         let last = body["messages"].as_array().unwrap().last().unwrap();
-        assert_eq!(last["content"].as_array().unwrap().last().unwrap()["cache_control"], eph);
+        assert_eq!(
+            last["content"].as_array().unwrap().last().unwrap()["cache_control"],
+            eph
+        );
         assert!(
             body["tools"]
                 .as_array()

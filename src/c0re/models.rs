@@ -287,7 +287,7 @@ impl Core {
         }
         reaches_only_the_model(provider.kind, &body)
             .map_err(|why| refuse(ErrorCode::NotAllowed, why.to_string()))?;
-        markers_allowed(provider.kind, &body)
+        markers_allowed(provider.kind, &mut body)
             .map_err(|why| refuse(ErrorCode::NotAllowed, why.to_string()))?;
         // A streamed call asks the provider for a stream whatever the config says.
         let stream = stream || chunks.is_some();

@@ -113,7 +113,9 @@ pub enum Response {
     },
     /// One server-sent event of a `model_stream` answer, as the provider sent it (its
     /// `event:`/`data:` lines, without the blank line that ends it); more follow.
-    ModelChunk { event: String },
+    ModelChunk {
+        event: String,
+    },
 }
 
 /// A tool as offered to a model: name, description, JSON Schema of its arguments.

@@ -329,8 +329,7 @@ fn relay(step: &crate::brain::Streamed, started: bool) -> Vec<Relay> {
 }
 
 /// The head of a streamed answer: no length, the body ends when the connection closes.
-const SSE_HEAD: &str =
-    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
 
 /// A streamed Messages call: each event the core forwards goes on to the CLI the moment it
 /// arrives; a failure mid-stream is an SSE `error` event, as Anthropic's own API sends one.
@@ -360,7 +359,13 @@ async fn restream(
                 }
                 Relay::ErrorStatus(message) => {
                     let err = json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
-                    respond(stream, "400 Bad Request", "application/json", err.to_string().as_bytes()).await;
+                    respond(
+                        stream,
+                        "400 Bad Request",
+                        "application/json",
+                        err.to_string().as_bytes(),
+                    )
+                    .await;
                     Ok(())
                 }
             };

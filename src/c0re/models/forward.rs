@@ -20,7 +20,8 @@ pub struct SseSplitter {
 impl SseSplitter {
     /// Takes the next bytes; the events they complete, in order (only those forwarded).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.buf.extend(bytes.iter().copied().filter(|&b| b != b'\r'));
+        self.buf
+            .extend(bytes.iter().copied().filter(|&b| b != b'\r'));
         let mut events = Vec::new();
         while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
             let raw: Vec<u8> = self.buf.drain(..end + 2).collect();

@@ -1,17 +1,20 @@
-//! Prompt-cache markers a harness may put in a request: the allow-list of what `cache_control`
-//! may say inside `messages`, `system` and `tools` (the top-level fields are allow-listed
-//! apart). A pure decision over the request body.
+//! Prompt-cache markers a harness may put in a request: what `cache_control` may say inside
+//! `messages`, `system` and `tools` (the top-level fields are allow-listed apart). A pure
+//! function over the request body, which it checks and trims.
 //!
 //! The rules (the table is in the tests):
-//! - Anthropic: `cache_control` is `{"type": "ephemeral"}`, optionally with `"ttl": "5m"`; any
-//!   other value (the 1-hour TTL, which bills writes at twice the 5-minute price and is not in
-//!   hive.toml's prices, or a key the core does not know) is refused.
+//! - Anthropic: a marker is `{"type": "ephemeral"}`, optionally with `"ttl": "5m"`. Anything
+//!   else beside the type is dropped before the request is sent: the 1-hour TTL (writes billed
+//!   at twice the 5-minute price, which hive.toml's `cache_write` does not price), a `scope`,
+//!   any key the core does not know. Claude Code's CLI sends some of these; trimmed, its
+//!   request still goes, cached for 5 minutes. A marker that is not an object of type
+//!   `ephemeral` is refused.
 //! - At most [`MAX_BREAKPOINTS`] markers in a request: Anthropic's own limit, checked before
 //!   anything is sent.
 //! - OpenAI-compatible servers cache prefixes on their own: a `cache_control` anywhere is
 //!   refused (it is not their API, and a gateway could read it as something else).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::config::ProviderKind;
 
@@ -23,33 +26,37 @@ pub const MAX_BREAKPOINTS: usize = 4;
 pub enum MarkerRefused {
     #[error("cache_control is not sent to an OpenAI-compatible server (it caches on its own)")]
     NotThisApi,
-    #[error("cache_control may be {{\"type\": \"ephemeral\"}} (ttl \"5m\" at most), not {0}")]
+    #[error("cache_control must be {{\"type\": \"ephemeral\"}}, not {0}")]
     Value(String),
     #[error("{0} cache_control markers; a request may carry at most {MAX_BREAKPOINTS}")]
     TooMany(usize),
 }
 
-/// Checks every `cache_control` in `body` (at any depth) against the rules above.
+/// Checks every `cache_control` in `body` (at any depth) against the rules above, trimming each
+/// to what the core allows.
 pub fn markers_allowed(
     kind: ProviderKind,
-    body: &serde_json::Map<String, Value>,
+    body: &mut serde_json::Map<String, Value>,
 ) -> Result<(), MarkerRefused> {
     let mut count = 0;
-    let mut stack: Vec<&Value> = body.values().collect();
+    let mut stack: Vec<&mut Value> = body.values_mut().collect();
     while let Some(v) = stack.pop() {
         match v {
-            Value::Array(a) => stack.extend(a),
+            Value::Array(a) => stack.extend(a.iter_mut()),
             Value::Object(o) => {
-                if let Some(marker) = o.get("cache_control") {
+                if let Some(marker) = o.get_mut("cache_control") {
                     if kind == ProviderKind::Openai {
                         return Err(MarkerRefused::NotThisApi);
                     }
-                    if !allowed_marker(marker) {
-                        return Err(MarkerRefused::Value(marker.to_string()));
-                    }
+                    *marker = allowed_marker(marker)
+                        .ok_or_else(|| MarkerRefused::Value(marker.to_string()))?;
                     count += 1;
                 }
-                stack.extend(o.iter().filter(|(k, _)| *k != "cache_control").map(|(_, v)| v));
+                stack.extend(
+                    o.iter_mut()
+                        .filter(|(k, _)| *k != "cache_control")
+                        .map(|(_, v)| v),
+                );
             }
             _ => {}
         }
@@ -60,17 +67,15 @@ pub fn markers_allowed(
     Ok(())
 }
 
-/// `{"type": "ephemeral"}` or `{"type": "ephemeral", "ttl": "5m"}`, nothing else.
-fn allowed_marker(marker: &Value) -> bool {
-    let Some(o) = marker.as_object() else {
-        return false;
-    };
-    o.get("type").and_then(Value::as_str) == Some("ephemeral")
-        && o.iter().all(|(k, v)| match k.as_str() {
-            "type" => true,
-            "ttl" => v.as_str() == Some("5m"),
-            _ => false,
-        })
+/// The marker as the core sends it (`None`: refused).
+fn allowed_marker(marker: &Value) -> Option<Value> {
+    if marker.get("type").and_then(Value::as_str) != Some("ephemeral") {
+        return None;
+    }
+    Some(match marker["ttl"].as_str() {
+        Some("5m") => json!({"type": "ephemeral", "ttl": "5m"}),
+        _ => json!({"type": "ephemeral"}),
+    })
 }
 
 #[cfg(test)]
@@ -84,7 +89,8 @@ mod tests {
             name: &'static str,
             kind: ProviderKind,
             body: Value,
-            want: Result<(), MarkerRefused>,
+            /// Refused, or the body as sent.
+            want: Result<Value, MarkerRefused>,
         }
         let eph = json!({"type": "ephemeral"});
         let block = |m: &Value| json!({"type": "text", "text": "x", "cache_control": m});
@@ -93,7 +99,7 @@ mod tests {
                 name: "no markers",
                 kind: ProviderKind::Anthropic,
                 body: json!({"messages": [{"role": "user", "content": "hi"}]}),
-                want: Ok(()),
+                want: Ok(json!({"messages": [{"role": "user", "content": "hi"}]})),
             },
             Case {
                 name: "four ephemeral markers: tool, system, two messages",
@@ -104,7 +110,12 @@ mod tests {
                     "messages": [{"role": "user", "content": [block(&eph)]},
                                  {"role": "user", "content": [block(&json!({"type": "ephemeral", "ttl": "5m"}))]}],
                 }),
-                want: Ok(()),
+                want: Ok(json!({
+                    "tools": [{"name": "t", "input_schema": {}, "cache_control": eph}],
+                    "system": [block(&eph)],
+                    "messages": [{"role": "user", "content": [block(&eph)]},
+                                 {"role": "user", "content": [block(&json!({"type": "ephemeral", "ttl": "5m"}))]}],
+                })),
             },
             Case {
                 name: "five markers",
@@ -114,10 +125,10 @@ mod tests {
                 want: Err(MarkerRefused::TooMany(5)),
             },
             Case {
-                name: "the 1-hour ttl",
+                name: "the 1-hour ttl is dropped: 5 minutes",
                 kind: ProviderKind::Anthropic,
                 body: json!({"system": [block(&json!({"type": "ephemeral", "ttl": "1h"}))]}),
-                want: Err(MarkerRefused::Value(r#"{"ttl":"1h","type":"ephemeral"}"#.into())),
+                want: Ok(json!({"system": [block(&eph)]})),
             },
             Case {
                 name: "another type",
@@ -126,12 +137,10 @@ mod tests {
                 want: Err(MarkerRefused::Value(r#"{"type":"persistent"}"#.into())),
             },
             Case {
-                name: "an unknown key beside the type",
+                name: "a scope and an unknown key beside the type are dropped",
                 kind: ProviderKind::Anthropic,
-                body: json!({"tools": [{"name": "t", "cache_control": {"type": "ephemeral", "scope": "org"}}]}),
-                want: Err(MarkerRefused::Value(
-                    r#"{"scope":"org","type":"ephemeral"}"#.into(),
-                )),
+                body: json!({"tools": [{"name": "t", "cache_control": {"type": "ephemeral", "scope": "global", "evict": true}}]}),
+                want: Ok(json!({"tools": [{"name": "t", "cache_control": eph}]})),
             },
             Case {
                 name: "not an object",
@@ -154,8 +163,9 @@ mod tests {
             },
         ];
         for c in cases {
-            let body = c.body.as_object().expect("an object").clone();
-            assert_eq!(markers_allowed(c.kind, &body), c.want, "{}", c.name);
+            let mut body = c.body.as_object().expect("an object").clone();
+            let got = markers_allowed(c.kind, &mut body).map(|()| Value::Object(body));
+            assert_eq!(got, c.want, "{}", c.name);
         }
     }
 }

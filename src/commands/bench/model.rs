@@ -181,18 +181,29 @@ async fn measure(h: &Hive<'_>, server: &str, calls: usize) -> anyhow::Result<Mod
         };
         harnesses.push((c, msg));
     }
+    // One client for the direct calls, as the core keeps one (no set-up counted per call).
+    let http = reqwest::Client::new();
     let mut brains = Vec::new();
-    let apis = [("openai", "/v1/chat/completions", GPT), ("anthropic", "/v1/messages", MODEL)];
+    let apis = [
+        ("openai", "/v1/chat/completions", GPT),
+        ("anthropic", "/v1/messages", MODEL),
+    ];
     for (i, (brain, path, model)) in apis.into_iter().enumerate() {
         let c = &mut harnesses[i].0;
         let (mut df, mut dt, mut hf, mut ht, mut hw): (Ms, Ms, Ms, Ms, Ms) = Default::default();
         for _ in 0..calls {
-            let (f, t) = direct(&format!("{server}{path}"), &request(brain, Some(model))).await?;
+            let url = format!("{server}{path}");
+            let (f, t) = direct(&http, &url, &request(brain, Some(model))).await?;
             push(&mut df, &mut dt, f, t);
             let (f, t) = via_socket(c, request(brain, None)).await?;
             push(&mut hf, &mut ht, f, t);
             let t0 = Instant::now();
-            match c.call(&Request::Model { request: request(brain, None) }).await? {
+            match c
+                .call(&Request::Model {
+                    request: request(brain, None),
+                })
+                .await?
+            {
                 Response::ModelResponse { .. } => {}
                 other => bail!("{brain}: unexpected {other:?}"),
             }
@@ -270,9 +281,9 @@ fn request(brain: &str, model: Option<&str>) -> Value {
 }
 
 /// One streamed call straight to the server: (first token, end), in ms.
-async fn direct(url: &str, body: &Value) -> anyhow::Result<(f64, f64)> {
+async fn direct(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<(f64, f64)> {
     let t0 = Instant::now();
-    let mut resp = reqwest::Client::new().post(url).json(body).send().await?;
+    let mut resp = http.post(url).json(body).send().await?;
     let mut split = SseSplitter::default();
     let mut first = None;
     while let Some(chunk) = resp.chunk().await? {
@@ -375,9 +386,8 @@ async fn conversation(
     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let state = h.dir.join("mcache-state");
     std::fs::create_dir_all(&state)?;
-    let mut brain = crate::brain::anthropic::Anthropic(crate::brain::model::ModelBrain::new(
-        &spec, &state,
-    ));
+    let mut brain =
+        crate::brain::anthropic::Anthropic(crate::brain::model::ModelBrain::new(&spec, &state));
     let mut msg = first;
     for turn in 0..TURNS {
         if turn > 0 {
@@ -446,7 +456,9 @@ pub(super) fn print(r: &ModelReport) {
         "model path ({} calls per figure, {} tokens {:.0} ms apart, local server; ms, p50)",
         r.calls, r.tokens, r.spacing_ms
     );
-    println!("  brain         first: direct    hive   added  ratio   total: direct    hive  ratio   whole answer");
+    println!(
+        "  brain         first: direct    hive   added  ratio   total: direct    hive  ratio   whole answer"
+    );
     for b in &r.brains {
         println!(
             "  {:<12} {:>14.2} {:>7.2} {:>7.2} {:>6.3} {:>14.2} {:>7.2} {:>6.3} {:>14.2}",

@@ -93,11 +93,7 @@ pub(super) async fn read_http(conn: &mut TcpStream) -> anyhow::Result<(String, V
     Ok((head.lines().next().unwrap_or("").to_owned(), body))
 }
 
-async fn serve(
-    mut conn: TcpStream,
-    pace: Pace,
-    cache: &Mutex<HashSet<u64>>,
-) -> anyhow::Result<()> {
+async fn serve(mut conn: TcpStream, pace: Pace, cache: &Mutex<HashSet<u64>>) -> anyhow::Result<()> {
     let (line, body) = read_http(&mut conn).await?;
     let body: Value = serde_json::from_slice(&body)?;
     let anthropic = line.contains("/v1/messages");
@@ -147,9 +143,14 @@ async fn serve(
     if anthropic {
         let mut start = usage.clone();
         start["output_tokens"] = json!(1);
-        conn.write_all(send(json!({"type": "message_start", "message": {"type": "message",
-            "role": "assistant", "content": [], "usage": start}})).as_bytes())
-            .await?;
+        conn.write_all(
+            send(
+                json!({"type": "message_start", "message": {"type": "message",
+            "role": "assistant", "content": [], "usage": start}}),
+            )
+            .as_bytes(),
+        )
+        .await?;
         if tool_use {
             let mut head = tool_use_block();
             let input = head["input"].to_string();
@@ -163,9 +164,12 @@ async fn serve(
                 conn.write_all(send(e).as_bytes()).await?;
             }
         } else {
-            conn.write_all(send(json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}})).as_bytes())
-                .await?;
+            conn.write_all(
+                send(json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}))
+                .as_bytes(),
+            )
+            .await?;
         }
     }
     if !tool_use {
@@ -318,9 +322,7 @@ mod tests {
     fn the_emulated_cache_follows_the_documented_rule() {
         let big = "x".repeat(4 * 2000);
         let eph = json!({"type": "ephemeral"});
-        let req = |messages: Value| {
-            json!({"system": [{"type": "text", "text": big, "cache_control": eph}], "messages": messages})
-        };
+        let req = |messages: Value| json!({"system": [{"type": "text", "text": big, "cache_control": eph}], "messages": messages});
         let user = |t: &str, marked: bool| {
             let mut b = json!({"type": "text", "text": t});
             if marked {
@@ -349,7 +351,9 @@ mod tests {
             },
             Case {
                 name: "a longer conversation: the old prefix read, the new part written",
-                body: req(json!([user("q1", false), {"role": "assistant", "content": "a1"}, user("q2", true)])),
+                body: req(
+                    json!([user("q1", false), {"role": "assistant", "content": "a1"}, user("q2", true)]),
+                ),
                 want_read: true,
                 want_write: true,
             },
@@ -357,7 +361,12 @@ mod tests {
         let mut cache = HashSet::new();
         for c in cases {
             let u = cache_usage(&c.body, &mut cache);
-            assert_eq!((u.read > 0, u.write > 0), (c.want_read, c.want_write), "{}: {u:?}", c.name);
+            assert_eq!(
+                (u.read > 0, u.write > 0),
+                (c.want_read, c.want_write),
+                "{}: {u:?}",
+                c.name
+            );
         }
         // No marks: everything is input, nothing cached.
         let plain = json!({"system": big, "messages": [{"role": "user", "content": "q"}]});

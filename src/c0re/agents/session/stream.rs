@@ -62,8 +62,8 @@ async fn write_chunk(
     if broken.is_some() {
         return;
     }
-    let mut line = serde_json::to_vec(&Response::ModelChunk { event })
-        .expect("a response serializes");
+    let mut line =
+        serde_json::to_vec(&Response::ModelChunk { event }).expect("a response serializes");
     line.push(b'\n');
     if let Err(e) = w.write_all(&line).await {
         *broken = Some(e);
