@@ -118,13 +118,25 @@ fn config_with(base: &str, server: &str) -> String {
     )
 }
 
+/// The cache agent's prompt: the shipped manager's (`bots/hm1nd/prompt.md`), a real agent's
+/// size. Without one the hive's own tools and system prompt (≈ 850 tokens) are under the
+/// provider's 1024-token minimum, and nothing is cached.
+const CACHE_PROMPT: &str = include_str!("../../../bots/hm1nd/prompt.md");
+
+/// An agent of the section; the latency agents stream (the core reads the provider's stream
+/// and assembles it for `model`, as `stream = true` does).
 fn agent_toml(kind: &str) -> String {
     let (model, provider) = match kind {
         "openai" => (GPT, "bench-openai"),
         _ => (MODEL, "bench-anthropic"),
     };
+    let stream = if kind == "claude-code" {
+        ""
+    } else {
+        "stream = true\n"
+    };
     format!(
-        "[brain]\nkind = \"{kind}\"\nmodel = \"{model}\"\nprovider = \"{provider}\"\n[brain.limits]\ncalls_per_message = 100000\n"
+        "[brain]\nkind = \"{kind}\"\nmodel = \"{model}\"\nprovider = \"{provider}\"\n{stream}[brain.limits]\ncalls_per_message = 100000\n"
     )
 }
 
@@ -139,6 +151,7 @@ pub(super) async fn run(h: &Hive<'_>, calls: usize) -> anyhow::Result<ModelRepor
         std::fs::create_dir_all(h.bots.join(name))?;
         std::fs::write(h.bots.join(name).join("agent.toml"), agent_toml(kind))?;
     }
+    std::fs::write(h.bots.join(AGENTS[3].0).join("prompt.md"), CACHE_PROMPT)?;
     let log = h.dir.join("c0re-model.log");
     let mut core = super::spawn_core(h.exe, &config, h.data, h.bots, &log)?;
     let result = measure(h, &server.base, calls).await;
