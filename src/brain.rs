@@ -167,6 +167,22 @@ impl<'a> Tools<'a> {
         }
     }
 
+    /// One model request through the core, streamed: read its chunks with
+    /// [`ModelStream::next`] until the answer (see `model_stream` in docs/protocol.md).
+    pub async fn model_stream(
+        &mut self,
+        request: serde_json::Value,
+    ) -> Result<ModelStream<'_>, BrainError> {
+        self.client
+            .send(&Request::ModelStream { request })
+            .await
+            .map_err(BrainError::Connection)?;
+        Ok(ModelStream {
+            client: self.client,
+            done: false,
+        })
+    }
+
     /// Replies in the room; a refusal fails the turn (it is dead-lettered and the operator told).
     pub async fn say(&mut self, body: &str) -> Result<(), BrainError> {
         self.reply(body)
@@ -178,6 +194,43 @@ impl<'a> Tools<'a> {
     /// Says the agent is over a model budget (`why` from the core), ending the turn cleanly.
     pub async fn stop_over_budget(&mut self, why: &str) -> Result<(), BrainError> {
         self.say(&format!("I have to stop here: I am {why}.")).await
+    }
+}
+
+/// A streamed model call in progress: its chunks, then its answer.
+pub struct ModelStream<'c> {
+    client: &'c mut SocketClient,
+    done: bool,
+}
+
+/// One step of a streamed model call.
+#[derive(Debug)]
+pub enum Streamed {
+    /// One server-sent event, as the provider sent it (`event:`/`data:` lines).
+    Chunk(String),
+    /// The end: the assembled answer, or the core's refusal (mid-stream too: the chunks so
+    /// far are then void).
+    Done(Result<serde_json::Value, ToolError>),
+}
+
+impl ModelStream<'_> {
+    /// The next chunk, or the answer (after which there is nothing more to read).
+    pub async fn next(&mut self) -> Result<Streamed, BrainError> {
+        if self.done {
+            return Err(BrainError::Failed("the model stream has ended".into()));
+        }
+        let step = match self.client.read().await.map_err(BrainError::Connection)? {
+            Response::ModelChunk { event } => Streamed::Chunk(event),
+            Response::ModelResponse { body } => Streamed::Done(Ok(body)),
+            Response::Error { code, message } => Streamed::Done(Err(ToolError { code, message })),
+            other => {
+                return Err(BrainError::Failed(format!(
+                    "unexpected answer to model_stream: {other:?}"
+                )));
+            }
+        };
+        self.done = matches!(step, Streamed::Done(_));
+        Ok(step)
     }
 }
 

@@ -233,6 +233,11 @@ pub struct BenchArgs {
     /// each turn held 400 ms (0: no signals section).
     #[arg(long, default_value_t = 40)]
     pub signal_messages: usize,
+    /// Model calls per brain for the model section: direct to a local streaming server and
+    /// through the hive (first token and total time), then the anthropic brain's prompt cache
+    /// over a short conversation (0: no model section).
+    #[arg(long, default_value_t = 20)]
+    pub model_calls: usize,
     /// Skip the federation section (two more hives on their own Synapses, federating on
     /// loopback: the cross-hive hop next to the raw federation hop).
     #[arg(long)]

@@ -392,7 +392,25 @@ async fn anthropic_brain_with_tools_and_streaming() {
             "{key:?}"
         );
         assert_eq!(body["model"], "claude-test");
-        assert!(body["system"].as_str().unwrap().contains("You are "));
+        // The system prompt is one text block, marked for the prompt cache, like the last
+        // tool and the last message (see brain/anthropic/cache.rs).
+        let eph = json!({"type": "ephemeral"});
+        assert!(
+            body["system"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("You are ")
+        );
+        assert_eq!(body["system"][0]["cache_control"], eph, "{body}");
+        assert_eq!(
+            body["tools"].as_array().unwrap().last().unwrap()["cache_control"],
+            eph
+        );
+        let last = body["messages"].as_array().unwrap().last().unwrap();
+        assert_eq!(
+            last["content"].as_array().unwrap().last().unwrap()["cache_control"],
+            eph
+        );
         assert!(
             body["tools"]
                 .as_array()
@@ -425,12 +443,20 @@ fn mcp_call(user: &str) -> Option<(&'static str, Value)> {
 }
 
 /// The newest message to the agent (earlier exchanges come before it as history).
+/// The last user message's text: a string, or (marked for the prompt cache) one text block.
 fn last_user(messages: &[Value]) -> &str {
     messages
         .iter()
         .rev()
-        .find(|m| m["role"] == "user" && m["content"].is_string())
-        .and_then(|m| m["content"].as_str())
+        .filter(|m| m["role"] == "user")
+        .find_map(|m| {
+            m["content"]
+                .as_str()
+                .or_else(|| match m["content"][0]["type"].as_str() {
+                    Some("text") => m["content"][0]["text"].as_str(),
+                    _ => None,
+                })
+        })
         .unwrap_or("")
 }
 
@@ -637,9 +663,9 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
             "{tools}"
         );
         assert!(!tools.contains("mcp__ghost"), "{tools}");
-        let system = match body["system"].as_str() {
-            Some(s) => s.to_owned(),
-            None => body["messages"][0]["content"].as_str().unwrap().to_owned(),
+        let system = match (body["system"].as_str(), body["system"][0]["text"].as_str()) {
+            (Some(s), _) | (None, Some(s)) => s.to_owned(),
+            _ => body["messages"][0]["content"].as_str().unwrap().to_owned(),
         };
         assert!(
             system.contains("unavailable this turn") && system.contains("ghost (cannot run"),

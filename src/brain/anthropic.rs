@@ -3,9 +3,13 @@
 //!
 //! One turn: the system prompt (`prompt.md`), the last exchanges, the message, the tools; each
 //! `tool_use` block is run and goes back as a `tool_result`; the final text is the reply. What
-//! is not this API's shape is in [`super::model`].
+//! is not this API's shape is in [`super::model`]. Each request carries prompt-cache
+//! breakpoints on its stable prefix ([`mark_cache`]).
 
 use serde_json::{Value, json};
+
+mod cache;
+pub use cache::mark_cache;
 
 use super::model::ModelBrain;
 use super::{Brain, BrainError, Tools};
@@ -22,6 +26,7 @@ impl Brain for Anthropic {
                 let Some(transcript) = brain.transcript() else {
                     return Ok(ModelBrain::nothing_to_compact());
                 };
+                // One call, never repeated: not marked (a cache write costs more than input).
                 let request = json!({
                     "system": super::model::SUMMARY_SYSTEM,
                     "messages": [{ "role": "user", "content": transcript }],
@@ -60,7 +65,9 @@ impl Brain for Anthropic {
         }
         messages.push(json!({ "role": "user", "content": turn.user }));
         for _ in 0..brain.max_steps {
-            let request = json!({ "system": turn.system, "messages": messages, "tools": defs, "max_tokens": 4096 });
+            let mut request = json!({ "system": turn.system, "messages": messages, "tools": defs, "max_tokens": 4096 });
+            // The prefix every call repeats is billed as cache reads (see `cache`).
+            mark_cache(&mut request, 2 * turn.history.len());
             let Some(resp) = brain.call(tools, request).await? else {
                 return Ok(());
             };

@@ -22,7 +22,7 @@ use super::{Brain, BrainError, Tools};
 use crate::agent_spec::{AgentSpec, BrainSpec};
 use crate::wire::protocol::{Control, Message};
 
-mod proxy;
+pub(crate) mod proxy;
 
 use proxy::{MAX_REQUEST, Proxy};
 

@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 
 use super::Core;
 use crate::agent_spec::{AgentName, BrainSpec};
+mod forward;
+mod markers;
 mod stream;
+pub use forward::SseSplitter;
+pub use markers::{MAX_BREAKPOINTS, MarkerRefused, markers_allowed};
 pub use stream::{StreamError, assemble_anthropic_stream, assemble_stream};
 
 use crate::config::{Credential, Provider, ProviderKind, read_key_file};
@@ -182,6 +186,31 @@ impl Core {
         inbox_id: i64,
         request: &Value,
     ) -> Result<Value, ModelRefusal> {
+        self.call_model(agent, inbox_id, request, None).await
+    }
+
+    /// [`Core::model_call`], streamed: the provider is asked for a stream and each of its
+    /// server-sent events goes to `chunks` as soon as it is read (see `forward`); the size cap,
+    /// the budgets and the usage record are the same, and the assembled answer is returned at
+    /// the end. An error after some chunks voids them (the caller says so).
+    pub async fn model_call_streamed(
+        &self,
+        agent: &AgentName,
+        inbox_id: i64,
+        request: &Value,
+        chunks: &tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<Value, ModelRefusal> {
+        self.call_model(agent, inbox_id, request, Some(chunks))
+            .await
+    }
+
+    async fn call_model(
+        &self,
+        agent: &AgentName,
+        inbox_id: i64,
+        request: &Value,
+        chunks: Option<&tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> Result<Value, ModelRefusal> {
         let entry = self
             .agents()
             .get(agent)
@@ -258,6 +287,10 @@ impl Core {
         }
         reaches_only_the_model(provider.kind, &body)
             .map_err(|why| refuse(ErrorCode::NotAllowed, why.to_string()))?;
+        markers_allowed(provider.kind, &mut body)
+            .map_err(|why| refuse(ErrorCode::NotAllowed, why.to_string()))?;
+        // A streamed call asks the provider for a stream whatever the config says.
+        let stream = stream || chunks.is_some();
         let model = match model {
             Some(m) => m.clone(),
             // No model configured (claude-code): the client's choice, within the provider's.
@@ -344,8 +377,19 @@ impl Core {
                     provider: provider.name.clone(),
                 });
             }
-            let bytes = read_capped(resp, MAX_RESPONSE).await?;
-            let text = String::from_utf8_lossy(&bytes);
+            // A provider may answer a streamed call in one piece: read as JSON, nothing to pass on.
+            let sse = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("text/event-stream"));
+            let as_sse = stream && (sse || chunks.is_none());
+            let text = match chunks {
+                Some(tx) if status.is_success() && sse => {
+                    read_forwarding(resp, MAX_RESPONSE, tx).await?
+                }
+                _ => String::from_utf8_lossy(&read_capped(resp, MAX_RESPONSE).await?).into_owned(),
+            };
             if !status.is_success() {
                 let head: String = text.chars().take(300).collect();
                 // What a server says may echo what it was sent (a gateway quoting the key).
@@ -354,7 +398,7 @@ impl Core {
                     head: self.secrets().redact(&head),
                 });
             }
-            if stream {
+            if as_sse {
                 Ok(match provider.kind {
                     ProviderKind::Openai => assemble_stream(&text)?,
                     ProviderKind::Anthropic => assemble_anthropic_stream(&text)?,
@@ -430,6 +474,41 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>,
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// Reads a streamed body like [`read_capped`], passing each whole server-sent event to `tx` as
+/// soon as its blank line arrives ([`SseSplitter`]); the whole text, for assembly. A harness
+/// that went away (`tx` closed) does not stop the read: the call is still recorded.
+async fn read_forwarding(
+    mut resp: reqwest::Response,
+    max: usize,
+    tx: &tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<String, CallError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(CallError::TooLarge(max));
+    }
+    let mut splitter = SseSplitter::default();
+    let mut text = String::new();
+    let mut read = 0;
+    let pass = |events: Vec<String>, text: &mut String| {
+        for ev in events {
+            text.push_str(&ev);
+            text.push_str("\n\n");
+            // A closed channel: the harness left; the answer is still read and recorded.
+            if tx.send(ev).is_err() {
+                tracing::debug!("a streamed model answer's reader went away");
+            }
+        }
+    };
+    while let Some(chunk) = resp.chunk().await.map_err(CallError::Reading)? {
+        read += chunk.len();
+        if read > max {
+            return Err(CallError::TooLarge(max));
+        }
+        pass(splitter.push(&chunk), &mut text);
+    }
+    pass(splitter.finish().into_iter().collect(), &mut text);
+    Ok(text)
 }
 
 #[cfg(test)]

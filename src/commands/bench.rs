@@ -15,6 +15,8 @@ mod crash;
 mod federation;
 mod flood;
 mod host;
+mod model;
+mod model_server;
 mod report;
 mod scale;
 mod signals;
@@ -304,6 +306,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         };
         match signals::run(&hive, args.signal_messages).await {
             Ok(r) => report.signals = Some(r),
+            Err(e) => {
+                synapse.stop().await;
+                return Err(e);
+            }
+        }
+    }
+    // The model section: the same hive with providers on a local streaming server (see `model`).
+    if args.model_calls > 0 {
+        eprintln!(
+            "bench: model path, {} calls per brain direct and through the hive; the prompt cache over {} turns",
+            args.model_calls,
+            model::TURNS
+        );
+        let hive = console::Hive {
+            exe: &exe,
+            dir: &dir,
+            config: &config,
+            data: &data,
+            bots: &bots,
+            cfg: &cfg,
+            names: &names,
+            creds: &creds,
+        };
+        match model::run(&hive, args.model_calls).await {
+            Ok(r) => report.model = Some(r),
             Err(e) => {
                 synapse.stop().await;
                 return Err(e);
@@ -612,6 +639,7 @@ async fn measure(
         federation: None,
         startup: None,
         scale: None,
+        model: None,
     };
     let _ = idle.kill().await;
 

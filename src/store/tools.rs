@@ -314,3 +314,31 @@ fn usage_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Usage> {
         unpriced_calls: r.get::<_, i64>(at + 3)? as u64,
     })
 }
+
+impl Store {
+    /// Every model call of `agent`, oldest first: its tokens as recorded and its cost (`None`
+    /// when hive.toml had no price). What `hive bench` reads to show the prompt cache's share.
+    pub fn model_calls_of(
+        &self,
+        agent: &str,
+    ) -> anyhow::Result<Vec<(crate::config::Tokens, Option<f64>)>> {
+        let db = self.lock();
+        let mut stmt = db.prepare(
+            "SELECT prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens, cost_usd
+             FROM model_calls WHERE agent = ?1 ORDER BY ts_us, rowid",
+        )?;
+        let rows = stmt.query_map(params![agent], |r| {
+            let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok((
+                crate::config::Tokens {
+                    input: n(0)?,
+                    output: n(1)?,
+                    cache_read: n(2)?,
+                    cache_write: n(3)?,
+                },
+                r.get::<_, Option<f64>>(4)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

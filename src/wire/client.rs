@@ -37,12 +37,23 @@ impl SocketClient {
     }
 
     pub async fn call(&mut self, req: &Request) -> anyhow::Result<Response> {
+        self.send(req).await?;
+        self.read().await
+    }
+
+    /// Writes one request without reading its answer (`model_stream`: several lines come back;
+    /// read each with [`SocketClient::read`]).
+    pub async fn send(&mut self, req: &Request) -> anyhow::Result<()> {
         let mut bytes = serde_json::to_vec(req)?;
         bytes.push(b'\n');
         self.writer
             .write_all(&bytes)
             .await
-            .context("hive-c0re went away")?;
+            .context("hive-c0re went away")
+    }
+
+    /// Reads the core's next answer line.
+    pub async fn read(&mut self) -> anyhow::Result<Response> {
         self.line.clear();
         if self
             .reader

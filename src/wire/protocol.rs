@@ -71,6 +71,10 @@ pub enum Request {
         options: Vec<String>,
         ttl_secs: Option<u64>,
     },
+    /// Model-backed brains: one model request like `model`, streamed: the core answers with a
+    /// `model_chunk` per server-sent event as the provider sends it, then one `model_response`
+    /// (the assembled answer) or an `error` (also mid-stream: the chunks so far are void).
+    ModelStream { request: serde_json::Value },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +110,11 @@ pub enum Response {
     Error {
         code: ErrorCode,
         message: String,
+    },
+    /// One server-sent event of a `model_stream` answer, as the provider sent it (its
+    /// `event:`/`data:` lines, without the blank line that ends it); more follow.
+    ModelChunk {
+        event: String,
     },
 }
 

@@ -1,7 +1,8 @@
 //! The per-run model proxy of the `claude-code` brain: a loopback HTTP/1.1 listener that the
 //! CLI's `ANTHROPIC_BASE_URL` points at. Each Messages request goes to hive-c0re as a `model`
-//! socket request (the core adds the key, enforces budgets, records usage); the answer is
-//! re-streamed as server-sent events when the CLI asked for a stream. Only the run's own CLI
+//! socket request (the core adds the key, enforces budgets, records usage); when the CLI asks
+//! for a stream it is a `model_stream` request, and each server-sent event goes on to the CLI
+//! the moment the core forwards it. Only the run's own CLI
 //! holds the secret the proxy checks (its `ANTHROPIC_API_KEY`): any other local process that
 //! finds the port is refused before its body is read, and spends nothing.
 
@@ -13,10 +14,10 @@ use crate::brain::{BrainError, Tools};
 use crate::wire::protocol::ErrorCode;
 
 /// The largest request the proxy forwards: what the socket carries.
-pub(super) const MAX_REQUEST: usize = crate::wire::protocol::MAX_MODEL_REQUEST;
+pub(crate) const MAX_REQUEST: usize = crate::wire::protocol::MAX_MODEL_REQUEST;
 
 /// One run's proxy: its listener and the secret only that run's CLI holds.
-pub(super) struct Proxy {
+pub(crate) struct Proxy {
     listener: TcpListener,
     port: u16,
     secret: String,
@@ -24,7 +25,7 @@ pub(super) struct Proxy {
 
 impl Proxy {
     /// Listens on a free loopback port, with a new secret.
-    pub(super) async fn open() -> Result<Self, BrainError> {
+    pub(crate) async fn open() -> Result<Self, BrainError> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| BrainError::Failed(format!("cannot open the model proxy: {e}")))?;
@@ -41,22 +42,22 @@ impl Proxy {
     }
 
     /// `ANTHROPIC_BASE_URL` for the CLI.
-    pub(super) fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// `ANTHROPIC_API_KEY` for the CLI: not a key, the proxy's secret.
-    pub(super) fn secret(&self) -> &str {
+    pub(crate) fn secret(&self) -> &str {
         &self.secret
     }
 
     /// The next connection to the proxy.
-    pub(super) async fn accept(&self) -> std::io::Result<TcpStream> {
+    pub(crate) async fn accept(&self) -> std::io::Result<TcpStream> {
         self.listener.accept().await.map(|(stream, _)| stream)
     }
 
     /// Serves one request on `stream` (see [`proxy_one`]).
-    pub(super) async fn serve(
+    pub(crate) async fn serve(
         &self,
         stream: TcpStream,
         tools: &mut Tools<'_>,
@@ -65,7 +66,8 @@ impl Proxy {
     }
 }
 
-/// A Messages API reply as the SSE events a streaming client expects.
+/// A Messages API reply as the SSE events a streaming client expects (a provider that
+/// answered a streamed call in one piece).
 fn to_sse(message: &Value) -> String {
     let mut start = message.clone();
     start["content"] = json!([]);
@@ -196,11 +198,11 @@ async fn read_request(
 
 /// What one proxied request came to, for the turn.
 #[derive(Debug, Default)]
-pub(super) struct Proxied {
+pub(crate) struct Proxied {
     /// A budget refusal from the core.
-    pub(super) budget: Option<String>,
+    pub(crate) budget: Option<String>,
     /// The CLI sent a request the hive does not forward: its session is too large.
-    pub(super) too_large: bool,
+    pub(crate) too_large: bool,
 }
 
 /// Answers the CLI and closes the connection. A CLI that has gone away is logged: there is
@@ -265,25 +267,18 @@ async fn proxy_one(
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let streaming = request["stream"] == json!(true);
+    if streaming {
+        return restream(&mut stream, request, tools).await;
+    }
     match tools.model(request).await? {
         Ok(message) => {
-            if streaming {
-                respond(
-                    &mut stream,
-                    "200 OK",
-                    "text/event-stream",
-                    to_sse(&message).as_bytes(),
-                )
-                .await;
-            } else {
-                respond(
-                    &mut stream,
-                    "200 OK",
-                    "application/json",
-                    message.to_string().as_bytes(),
-                )
-                .await;
-            }
+            respond(
+                &mut stream,
+                "200 OK",
+                "application/json",
+                message.to_string().as_bytes(),
+            )
+            .await;
             Ok(Proxied::default())
         }
         Err(e) => {
@@ -304,9 +299,166 @@ async fn proxy_one(
     }
 }
 
+/// Why a streamed answer to the CLI went as it did (what [`restream`] decided, step by step).
+#[derive(Debug, PartialEq, Eq)]
+enum Relay {
+    /// The response head, before the first chunk.
+    Head,
+    /// One event, as the provider sent it.
+    Event(String),
+    /// A failure after the head: an SSE `error` event (the status line is sent already).
+    ErrorEvent(String),
+    /// A failure before any chunk: an HTTP error, as a non-streamed call answers.
+    ErrorStatus(String),
+    /// The answer came whole (the provider did not stream): its events in one response.
+    Whole(String),
+}
+
+/// What the proxy writes for one step of a streamed call; `started` says whether the head is
+/// out. A pure decision (the table is in the tests).
+fn relay(step: &crate::brain::Streamed, started: bool) -> Vec<Relay> {
+    use crate::brain::Streamed;
+    match (step, started) {
+        (Streamed::Chunk(ev), false) => vec![Relay::Head, Relay::Event(ev.clone())],
+        (Streamed::Chunk(ev), true) => vec![Relay::Event(ev.clone())],
+        (Streamed::Done(Ok(_)), true) => vec![],
+        (Streamed::Done(Ok(message)), false) => vec![Relay::Whole(to_sse(message))],
+        (Streamed::Done(Err(e)), true) => vec![Relay::ErrorEvent(e.message.clone())],
+        (Streamed::Done(Err(e)), false) => vec![Relay::ErrorStatus(e.message.clone())],
+    }
+}
+
+/// The head of a streamed answer: no length, the body ends when the connection closes.
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
+
+/// A streamed Messages call: each event the core forwards goes on to the CLI the moment it
+/// arrives; a failure mid-stream is an SSE `error` event, as Anthropic's own API sends one.
+async fn restream(
+    stream: &mut TcpStream,
+    request: Value,
+    tools: &mut Tools<'_>,
+) -> Result<Proxied, BrainError> {
+    let mut call = tools.model_stream(request).await?;
+    let mut started = false;
+    let mut gone = false;
+    loop {
+        let step = call.next().await?;
+        for out in relay(&step, started) {
+            let written = match &out {
+                Relay::Head => stream.write_all(SSE_HEAD.as_bytes()).await,
+                Relay::Event(ev) => stream.write_all(format!("{ev}\n\n").as_bytes()).await,
+                Relay::ErrorEvent(message) => {
+                    let err = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+                    stream
+                        .write_all(format!("event: error\ndata: {err}\n\n").as_bytes())
+                        .await
+                }
+                Relay::Whole(events) => {
+                    respond(stream, "200 OK", "text/event-stream", events.as_bytes()).await;
+                    Ok(())
+                }
+                Relay::ErrorStatus(message) => {
+                    let err = json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
+                    respond(
+                        stream,
+                        "400 Bad Request",
+                        "application/json",
+                        err.to_string().as_bytes(),
+                    )
+                    .await;
+                    Ok(())
+                }
+            };
+            started |= out == Relay::Head;
+            // The CLI went away: the core's call still runs to its end (and is recorded).
+            if let Err(e) = written
+                && !gone
+            {
+                tracing::warn!(error = %e, "the Claude Code CLI left mid-stream");
+                gone = true;
+            }
+        }
+        if let crate::brain::Streamed::Done(result) = step {
+            if started && let Err(e) = stream.shutdown().await {
+                tracing::debug!(error = %e, "closing the CLI's stream");
+            }
+            let budget = match result {
+                Err(e) if e.code == ErrorCode::Budget => Some(e.message),
+                _ => None,
+            };
+            return Ok(Proxied {
+                budget,
+                ..Default::default()
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_answers_are_relayed_as_they_come() {
+        use crate::brain::Streamed;
+        use crate::wire::client::ToolError;
+        struct Case {
+            name: &'static str,
+            step: Streamed,
+            started: bool,
+            want: Vec<Relay>,
+        }
+        let err = || {
+            Err(ToolError {
+                code: ErrorCode::Model,
+                message: "too large".into(),
+            })
+        };
+        let ev = "event: ping\ndata: {}".to_owned();
+        let cases = [
+            Case {
+                name: "the first chunk sends the head, then itself",
+                step: Streamed::Chunk(ev.clone()),
+                started: false,
+                want: vec![Relay::Head, Relay::Event(ev.clone())],
+            },
+            Case {
+                name: "a later chunk goes on alone",
+                step: Streamed::Chunk(ev.clone()),
+                started: true,
+                want: vec![Relay::Event(ev.clone())],
+            },
+            Case {
+                name: "the end of a stream adds nothing",
+                step: Streamed::Done(Ok(json!({}))),
+                started: true,
+                want: vec![],
+            },
+            Case {
+                name: "an answer that came whole is sent whole, as events",
+                step: Streamed::Done(Ok(json!({"content": [], "usage": {"output_tokens": 1}}))),
+                started: false,
+                want: vec![Relay::Whole(to_sse(
+                    &json!({"content": [], "usage": {"output_tokens": 1}}),
+                ))],
+            },
+            Case {
+                name: "a failure mid-stream is an error event",
+                step: Streamed::Done(err()),
+                started: true,
+                want: vec![Relay::ErrorEvent("too large".into())],
+            },
+            Case {
+                name: "a failure before any chunk is an HTTP error",
+                step: Streamed::Done(err()),
+                started: false,
+                want: vec![Relay::ErrorStatus("too large".into())],
+            },
+        ];
+        for c in cases {
+            assert_eq!(relay(&c.step, c.started), c.want, "{}", c.name);
+        }
+    }
 
     /// The proxy serves only the client holding this turn's secret; a request over the limit
     /// is marked as a session too large to resume.

@@ -109,7 +109,9 @@ pub fn admit(
     match (req, in_flight) {
         (Request::Next {}, Some(_)) => bad_request("ack or fail the current message first"),
         (Request::Reply { .. }, None) => bad_request(NO_REPLY_TARGET),
-        (Request::Model { .. }, None) => bad_request(MODEL_OUTSIDE_TURN),
+        (Request::Model { .. } | Request::ModelStream { .. }, None) => {
+            bad_request(MODEL_OUTSIDE_TURN)
+        }
         (Request::Ack { id } | Request::Fail { id, .. }, current) if current != Some(*id) => {
             bad_request(not_in_flight(*id))
         }
@@ -212,6 +214,8 @@ impl Session {
                 self.request_init_config(name, summary).await
             }
             Request::Model { request } => self.model(&request).await,
+            // The socket loop streams it (`model_stream`); here only if it could not.
+            Request::ModelStream { request } => self.model(&request).await,
             Request::ListTools {} => Response::Tools {
                 tools: self.core.tool_infos(&self.name),
             },
@@ -557,5 +561,6 @@ pub(super) async fn tools_request(core: &Core, name: &AgentName, req: Request) -
 }
 
 mod end;
+mod stream;
 #[cfg(test)]
 mod tests;

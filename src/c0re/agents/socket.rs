@@ -336,9 +336,13 @@ async fn serve_harness(
             &req,
         );
         let resp = match admission {
-            Admission::Admit => match session.handle(req, &mut reader).await? {
-                Step::Answer(resp) => resp,
-                Step::Hangup => return Ok(()),
+            Admission::Admit => match req {
+                // Its chunks are written as they come; the last answer below.
+                Request::ModelStream { request } => session.model_stream(&request, &mut w).await?,
+                req => match session.handle(req, &mut reader).await? {
+                    Step::Answer(resp) => resp,
+                    Step::Hangup => return Ok(()),
+                },
             },
             Admission::Refuse { .. } => admission.response().expect("a refusal has a response"),
             Admission::Close { .. } => {

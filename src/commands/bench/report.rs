@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{console, crash, federation, flood, scale, signals, startup};
+use super::{console, crash, federation, flood, model, scale, signals, startup};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -68,6 +68,9 @@ pub struct Report {
     /// The round trip with a syncing operator, idle CPU and memory at each `--scale` size
     /// (absent with `--scale-samples 0`).
     pub scale: Option<scale::ScaleReport>,
+    /// The model path direct and through the hive, and the prompt cache (absent with
+    /// `--model-calls 0`).
+    pub model: Option<model::ModelReport>,
 }
 
 pub(super) fn pct(sorted: &[f64], p: usize) -> f64 {
@@ -161,6 +164,9 @@ pub(super) fn print_report(r: &Report) {
     }
     if let Some(s) = &r.startup {
         startup::print(s);
+    }
+    if let Some(m) = &r.model {
+        model::print(m);
     }
     println!();
     println!("resources");
