@@ -53,7 +53,10 @@ impl Proxy {
 
     /// The next connection to the proxy.
     pub(crate) async fn accept(&self) -> std::io::Result<TcpStream> {
-        self.listener.accept().await.map(|(stream, _)| stream)
+        let (stream, _) = self.listener.accept().await?;
+        // Each event is a small write passed on as it comes: no Nagle delay behind the last.
+        stream.set_nodelay(true)?;
+        Ok(stream)
     }
 
     /// Serves one request on `stream` (see [`proxy_one`]).
