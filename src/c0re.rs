@@ -87,6 +87,8 @@ struct Inner {
     cancel: CancellationToken,
     /// What must never be posted to a room.
     secrets: secrets::SecretFilter,
+    /// Held while the rooms' timelines are reconciled: one reconciliation at a time.
+    reconciling: tokio::sync::Mutex<()>,
     /// HTTP client for model calls (agents' brains), made on first use.
     model_http: std::sync::OnceLock<reqwest::Client>,
 }
@@ -130,6 +132,7 @@ impl Core {
                 schedules: schedules::Scheduler::default(),
                 cancel,
                 secrets,
+                reconciling: tokio::sync::Mutex::new(()),
                 model_http: std::sync::OnceLock::new(),
             }),
         })

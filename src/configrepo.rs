@@ -699,7 +699,10 @@ pub fn load_versioned(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().expect("a versioning thread does not panic"))
+            .map(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("versioning the bots' configs panicked"))?
+            })
             .collect::<anyhow::Result<Vec<Vec<String>>>>()
     })?
     .into_iter()

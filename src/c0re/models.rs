@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::Core;
 use crate::agent_spec::{AgentName, BrainSpec};
+mod charge;
 mod forward;
 mod markers;
 mod stream;
@@ -336,10 +337,14 @@ impl Core {
         let http = self
             .model_http()
             .map_err(|e| refuse(ErrorCode::Internal, format!("{e:#}")))?;
+        let body = serde_json::to_vec(&Value::Object(body))
+            .map_err(|e| refuse(ErrorCode::Internal, e.to_string()))?;
+        let request_bytes = body.len();
         let mut req = http
             .post(url)
             .timeout(Duration::from_secs(300))
-            .json(&Value::Object(body));
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         if provider.kind == ProviderKind::Anthropic {
             req = req.header("anthropic-version", ANTHROPIC_VERSION);
         }
@@ -357,6 +362,8 @@ impl Core {
             _ => {}
         }
         let base = &provider.base_url;
+        // The events already passed on when a streamed call fails: charged all the same.
+        let mut passed: Option<String> = None;
         let result = async {
             let resp = req.send().await.map_err(|error| CallError::Unreachable {
                 base: base.clone(),
@@ -384,10 +391,15 @@ impl Core {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|t| t.starts_with("text/event-stream"));
             let as_sse = stream && (sse || chunks.is_none());
+            let forwarded = status.is_success() && sse && chunks.is_some();
             let text = match chunks {
-                Some(tx) if status.is_success() && sse => {
-                    read_forwarding(resp, MAX_RESPONSE, tx).await?
-                }
+                Some(tx) if forwarded => match read_forwarding(resp, MAX_RESPONSE, tx).await {
+                    Ok(text) => text,
+                    Err(cut) => {
+                        passed = Some(cut.passed);
+                        return Err(cut.error);
+                    }
+                },
                 _ => String::from_utf8_lossy(&read_capped(resp, MAX_RESPONSE).await?).into_owned(),
             };
             if !status.is_success() {
@@ -399,18 +411,24 @@ impl Core {
                 });
             }
             if as_sse {
-                Ok(match provider.kind {
-                    ProviderKind::Openai => assemble_stream(&text)?,
-                    ProviderKind::Anthropic => assemble_anthropic_stream(&text)?,
-                })
+                let assembled = match provider.kind {
+                    ProviderKind::Openai => assemble_stream(&text),
+                    ProviderKind::Anthropic => assemble_anthropic_stream(&text),
+                };
+                if assembled.is_err() && forwarded {
+                    passed = Some(text);
+                }
+                Ok(assembled?)
             } else {
                 serde_json::from_str::<Value>(&text).map_err(CallError::NotJson)
             }
         }
         .await;
-        let tokens = result
-            .as_ref()
-            .map_or_else(|_| Default::default(), |v| tokens_of(&v["usage"]));
+        let tokens = match (&result, &passed) {
+            (Ok(v), _) => tokens_of(&v["usage"]),
+            (Err(_), Some(passed)) => charge::charged_after_failure(passed, request_bytes),
+            (Err(_), None) => Default::default(),
+        };
         let cost = price.map(|p| p.cost(&tokens));
         if let Err(e) = store.record_model_call(
             agent.as_str(),
@@ -476,6 +494,13 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>,
     Ok(bytes)
 }
 
+/// A streamed read that failed, with what had been passed on before it did.
+struct Cut {
+    error: CallError,
+    /// The events passed on (each followed by its blank line), to be charged.
+    passed: String,
+}
+
 /// Reads a streamed body like [`read_capped`], passing each whole server-sent event to `tx` as
 /// soon as its blank line arrives ([`SseSplitter`]); the whole text, for assembly. A harness
 /// that went away (`tx` closed) does not stop the read: the call is still recorded.
@@ -483,9 +508,10 @@ async fn read_forwarding(
     mut resp: reqwest::Response,
     max: usize,
     tx: &tokio::sync::mpsc::UnboundedSender<String>,
-) -> Result<String, CallError> {
+) -> Result<String, Box<Cut>> {
+    let cut = |error, passed| Box::new(Cut { error, passed });
     if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(CallError::TooLarge(max));
+        return Err(cut(CallError::TooLarge(max), String::new()));
     }
     let mut splitter = SseSplitter::default();
     let mut text = String::new();
@@ -500,10 +526,15 @@ async fn read_forwarding(
             }
         }
     };
-    while let Some(chunk) = resp.chunk().await.map_err(CallError::Reading)? {
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err(cut(CallError::Reading(e), text)),
+        };
         read += chunk.len();
         if read > max {
-            return Err(CallError::TooLarge(max));
+            return Err(cut(CallError::TooLarge(max), text));
         }
         pass(splitter.push(&chunk), &mut text);
     }

@@ -135,6 +135,8 @@ pub async fn serve(
     for note in &drift {
         tracing::warn!("{note}");
     }
+    // What the core received before this moment is known history for the start's timeline check.
+    let started_us = crate::store::now_us();
     let core = Core::new(cfg, data_dir, specs, cancel.clone())?;
     // Kept (destroyed) agents are neither set up nor started.
     for name in core.drop_kept_agents()? {
@@ -209,7 +211,7 @@ pub async fn serve(
         async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                r = core.reconcile() => match r {
+                r = core.reconcile(started_us) => match r {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(events = n, "recovered events from room timelines"),
                     Err(e) => tracing::warn!(error = %format!("{e:#}"), "timeline reconciliation failed"),

@@ -66,7 +66,7 @@ impl Core {
             };
             if after(beat) == Next::Reconcile {
                 tracing::warn!("heartbeat did not come back; reconciling timelines");
-                if let Err(e) = self.reconcile().await {
+                if let Err(e) = self.reconcile(crate::store::now_us()).await {
                     tracing::warn!(error = %format!("{e:#}"), "reconciliation failed");
                 }
             }

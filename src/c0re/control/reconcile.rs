@@ -82,7 +82,14 @@ pub fn scan_page<E>(
 impl Core {
     /// Reads recent history of every hive room and accepts what the homeserver has but the core
     /// never received (the rules above). Returns how many events were accepted.
-    pub async fn reconcile(&self) -> anyhow::Result<usize> {
+    ///
+    /// `known_before_us`: only an event the core received before this time is known history (a
+    /// scan stops there). At start-up that is the process's start: the check runs beside the
+    /// agents, whose replies (received since) are newer than what was missed while the core was
+    /// down, and must not end a room's scan before it; an event received since is passed over,
+    /// not accepted twice. One reconciliation runs at a time.
+    pub async fn reconcile(&self, known_before_us: i64) -> anyhow::Result<usize> {
+        let _one = self.inner.reconciling.lock().await;
         let began = std::time::Instant::now();
         let first_start_ms: i64 = match self.store().meta("since_ms")? {
             Some(v) => v
@@ -98,15 +105,25 @@ impl Core {
         let mut accepted = 0;
         let rooms: Vec<OwnedRoomId> = self.rooms().snapshot().all().cloned().collect();
         // Read a handful of rooms at once (a start-up waits on this), accept room by room.
+        // One room that cannot be read does not cost the others theirs.
         let read = crate::c0re::rooms::bounded(rooms, crate::c0re::rooms::IN_FLIGHT, |room| {
             let core = self.clone();
             async move {
-                let (missing, complete) = core.missing_in(&room, horizon).await?;
-                anyhow::Ok((room, missing, complete))
+                let read = core.missing_in(&room, horizon, known_before_us).await;
+                anyhow::Ok((room, read))
             }
         })
         .await?;
-        for (room, mut missing, complete) in read {
+        let mut failed = 0;
+        for (room, read) in read {
+            let (mut missing, complete) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(room = %room, error = %format!("{e:#}"), "cannot read the room's timeline");
+                    failed += 1;
+                    continue;
+                }
+            };
             if !complete {
                 tracing::error!(room = %room, read = missing.len(), "reconcile stopped before reaching known history");
                 self.notice(
@@ -128,8 +145,12 @@ impl Core {
         tracing::info!(
             elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
             accepted,
+            failed,
             "{LOG_RECONCILED}"
         );
+        if failed > 0 && failed == self.rooms().snapshot().all().count() {
+            anyhow::bail!("no room's timeline could be read");
+        }
         Ok(accepted)
     }
 
@@ -139,7 +160,20 @@ impl Core {
         &self,
         room: &OwnedRoomId,
         horizon: i64,
+        known_before_us: i64,
     ) -> anyhow::Result<(Vec<TimelineEvent>, bool)> {
+        let known = |id: &str| -> anyhow::Result<bool> {
+            Ok(self
+                .store()
+                .received_us(id)?
+                .is_some_and(|t| t < known_before_us))
+        };
+        let since = |id: &str| -> anyhow::Result<bool> {
+            Ok(self
+                .store()
+                .received_us(id)?
+                .is_some_and(|t| t >= known_before_us))
+        };
         let mut missing = Vec::new();
         let mut from: Option<String> = None;
         for page in 0..=PAGES {
@@ -148,8 +182,12 @@ impl Core {
             req.limit = UInt::from(if page == 0 { FIRST_PAGE } else { 100 });
             let resp = self.client().send(req, None).await?;
             let more = resp.end.is_some() && !resp.chunk.is_empty();
-            let scan = scan_page(&resp.chunk, more, horizon, |id| self.store().seen(id))?;
-            missing.extend(scan.missing);
+            let scan = scan_page(&resp.chunk, more, horizon, known)?;
+            for ev in scan.missing {
+                if !since(&ev.event_id)? {
+                    missing.push(ev);
+                }
+            }
             if scan.done {
                 return Ok((missing, true));
             }

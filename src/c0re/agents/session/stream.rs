@@ -53,6 +53,11 @@ impl Session {
     }
 }
 
+/// How long one chunk may wait for the harness to read it. A harness that stays connected but
+/// stops reading would otherwise hold the provider's call (not polled while a write waits) and
+/// the session for ever; past this it counts as gone, and the call is read to its end.
+const CHUNK_WRITE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Writes one chunk unless the socket broke already (then the chunk is dropped).
 async fn write_chunk(
     w: &mut (impl AsyncWrite + Unpin),
@@ -65,7 +70,14 @@ async fn write_chunk(
     let mut line =
         serde_json::to_vec(&Response::ModelChunk { event }).expect("a response serializes");
     line.push(b'\n');
-    if let Err(e) = w.write_all(&line).await {
-        *broken = Some(e);
+    match tokio::time::timeout(CHUNK_WRITE, w.write_all(&line)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => *broken = Some(e),
+        Err(_) => {
+            *broken = Some(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the harness read no chunk for {CHUNK_WRITE:?}"),
+            ))
+        }
     }
 }
