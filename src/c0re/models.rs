@@ -11,14 +11,20 @@ use serde_json::{Value, json};
 use super::Core;
 use crate::agent_spec::{AgentName, BrainSpec};
 mod charge;
+mod endpoint;
 mod forward;
+mod read;
+#[cfg(test)]
+use endpoint::append_segments;
+pub use endpoint::endpoint;
+use read::{read_capped, read_forwarding};
 mod markers;
 mod stream;
 pub use forward::SseSplitter;
 pub use markers::{MAX_BREAKPOINTS, MarkerRefused, markers_allowed};
 pub use stream::{StreamError, assemble_anthropic_stream, assemble_stream};
 
-use crate::config::{Credential, Provider, ProviderKind, read_key_file};
+use crate::config::{Credential, ProviderKind, read_key_file};
 use crate::wire::protocol::ErrorCode;
 
 /// Model calls per message when `limits.calls_per_message` is not set.
@@ -455,91 +461,6 @@ impl Core {
             .map_err(|e| anyhow::anyhow!("cannot build the model HTTP client: {e}"))?;
         Ok(self.inner.model_http.get_or_init(|| client))
     }
-}
-
-/// The URL of `provider`'s model endpoint: its `base_url` with the API's path appended as path
-/// segments (`…/v1` → `…/v1/chat/completions`), never by string concatenation, so nothing in
-/// the base can swallow or reroute the path.
-pub fn endpoint(provider: &Provider) -> anyhow::Result<url::Url> {
-    let segments: &[&str] = match provider.kind {
-        ProviderKind::Openai => &["chat", "completions"],
-        ProviderKind::Anthropic => &["v1", "messages"],
-    };
-    append_segments(&provider.base_url, segments)
-}
-
-/// `base` with `segments` appended to its path (a trailing `/` of `base` is dropped first).
-fn append_segments(base: &url::Url, segments: &[&str]) -> anyhow::Result<url::Url> {
-    let mut url = base.clone();
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("{base} cannot take a path"))?
-        .pop_if_empty()
-        .extend(segments);
-    Ok(url)
-}
-
-/// Reads a response body chunk by chunk, refusing it as soon as it passes `max` bytes (a
-/// declared length over `max` is refused before reading).
-async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, CallError> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(CallError::TooLarge(max));
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(CallError::Reading)? {
-        if bytes.len() + chunk.len() > max {
-            return Err(CallError::TooLarge(max));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
-}
-
-/// A streamed read that failed, with what had been passed on before it did.
-struct Cut {
-    error: CallError,
-    /// The events passed on (each followed by its blank line), to be charged.
-    passed: String,
-}
-
-/// Reads a streamed body like [`read_capped`], passing each whole server-sent event to `tx` as
-/// soon as its blank line arrives ([`SseSplitter`]); the whole text, for assembly. A harness
-/// that went away (`tx` closed) does not stop the read: the call is still recorded.
-async fn read_forwarding(
-    mut resp: reqwest::Response,
-    max: usize,
-    tx: &tokio::sync::mpsc::UnboundedSender<String>,
-) -> Result<String, Box<Cut>> {
-    let cut = |error, passed| Box::new(Cut { error, passed });
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(cut(CallError::TooLarge(max), String::new()));
-    }
-    let mut splitter = SseSplitter::default();
-    let mut text = String::new();
-    let mut read = 0;
-    let pass = |events: Vec<String>, text: &mut String| {
-        for ev in events {
-            text.push_str(&ev);
-            text.push_str("\n\n");
-            // A closed channel: the harness left; the answer is still read and recorded.
-            if tx.send(ev).is_err() {
-                tracing::debug!("a streamed model answer's reader went away");
-            }
-        }
-    };
-    loop {
-        let chunk = match resp.chunk().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => return Err(cut(CallError::Reading(e), text)),
-        };
-        read += chunk.len();
-        if read > max {
-            return Err(cut(CallError::TooLarge(max), text));
-        }
-        pass(splitter.push(&chunk), &mut text);
-    }
-    pass(splitter.finish().into_iter().collect(), &mut text);
-    Ok(text)
 }
 
 #[cfg(test)]
