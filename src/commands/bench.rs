@@ -262,80 +262,48 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    // The console section: the floor with the status message and presence off and on, the
-    // same hive restarted for each (see `console`).
-    if args.console_messages > 0 {
-        eprintln!(
-            "bench: console, {} messages with the status message and presence off, as many on",
-            args.console_messages
-        );
-        let hive = console::Hive {
-            exe: &exe,
-            dir: &dir,
-            config: &config,
-            data: &data,
-            bots: &bots,
-            cfg: &cfg,
-            names: &names,
-            creds: &creds,
-        };
-        match console::run(&hive, args.console_messages).await {
-            Ok(r) => report.console = Some(r),
-            Err(e) => {
-                synapse.stop().await;
-                return Err(e);
-            }
+    // The sections on the same hive, restarted for each setting: the console (the floor with
+    // the status message and presence off and on, see `console`), the hive's own signals (all
+    // off, each alone, all on: `signals`), the model path (providers on a local streaming
+    // server: `model`).
+    let hive = console::Hive {
+        exe: &exe,
+        dir: &dir,
+        config: &config,
+        data: &data,
+        bots: &bots,
+        cfg: &cfg,
+        names: &names,
+        creds: &creds,
+    };
+    let sections = async {
+        if args.console_messages > 0 {
+            eprintln!(
+                "bench: console, {} messages with the status message and presence off, as many on",
+                args.console_messages
+            );
+            report.console = Some(console::run(&hive, args.console_messages).await?);
         }
-    }
-    // The signals section: the round trip with each of the hive's own signals alone on, all
-    // off and all on, the same hive restarted for each (see `signals`).
-    if args.signal_messages > 0 {
-        eprintln!(
-            "bench: signals, {} messages per setting (all off, each signal alone, all on)",
-            args.signal_messages
-        );
-        let hive = console::Hive {
-            exe: &exe,
-            dir: &dir,
-            config: &config,
-            data: &data,
-            bots: &bots,
-            cfg: &cfg,
-            names: &names,
-            creds: &creds,
-        };
-        match signals::run(&hive, args.signal_messages).await {
-            Ok(r) => report.signals = Some(r),
-            Err(e) => {
-                synapse.stop().await;
-                return Err(e);
-            }
+        if args.signal_messages > 0 {
+            eprintln!(
+                "bench: signals, {} messages per setting (all off, each signal alone, all on)",
+                args.signal_messages
+            );
+            report.signals = Some(signals::run(&hive, args.signal_messages).await?);
         }
-    }
-    // The model section: the same hive with providers on a local streaming server (see `model`).
-    if args.model_calls > 0 {
-        eprintln!(
-            "bench: model path, {} calls per brain direct and through the hive; the prompt cache over {} turns",
-            args.model_calls,
-            model::TURNS
-        );
-        let hive = console::Hive {
-            exe: &exe,
-            dir: &dir,
-            config: &config,
-            data: &data,
-            bots: &bots,
-            cfg: &cfg,
-            names: &names,
-            creds: &creds,
-        };
-        match model::run(&hive, args.model_calls).await {
-            Ok(r) => report.model = Some(r),
-            Err(e) => {
-                synapse.stop().await;
-                return Err(e);
-            }
+        if args.model_calls > 0 {
+            eprintln!(
+                "bench: model path, {} calls per brain direct and through the hive; the prompt cache over {} turns",
+                args.model_calls,
+                model::TURNS
+            );
+            report.model = Some(model::run(&hive, args.model_calls).await?);
         }
+        anyhow::Ok(())
+    };
+    if let Err(e) = sections.await {
+        synapse.stop().await;
+        return Err(e);
     }
     // The crash phase: the same hive, its harnesses started by the core (see `crash`).
     if args.crashes > 0 {
