@@ -15,6 +15,9 @@
 #[derive(Debug, Default)]
 pub struct SseSplitter {
     buf: Vec<u8>,
+    /// How much of `buf` was searched for a blank line already (each byte is looked at once,
+    /// however small the pieces an event arrives in).
+    scanned: usize,
 }
 
 impl SseSplitter {
@@ -23,12 +26,19 @@ impl SseSplitter {
         self.buf
             .extend(bytes.iter().copied().filter(|&b| b != b'\r'));
         let mut events = Vec::new();
-        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-            let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
-            if let Some(ev) = forwarded(&raw[..end]) {
+        let mut start = 0;
+        // One byte back: a blank line may straddle two pushes.
+        let mut from = self.scanned.saturating_sub(1);
+        while let Some(pos) = self.buf[from..].windows(2).position(|w| w == b"\n\n") {
+            let end = from + pos;
+            if let Some(ev) = forwarded(&self.buf[start..end]) {
                 events.push(ev);
             }
+            start = end + 2;
+            from = start;
         }
+        self.buf.drain(..start);
+        self.scanned = self.buf.len();
         events
     }
 
@@ -69,6 +79,11 @@ mod tests {
                 name: "an event split over pushes waits for its blank line",
                 pushes: &[b"data: {\"x\"", b":1}\n", b"\n"],
                 want: &[&[], &[], &["data: {\"x\":1}"], &[]],
+            },
+            Case {
+                name: "an event done, the next one's blank line split over the pushes",
+                pushes: &[b"data: a\n\ndata: b\n", b"\ndata: c\n\n"],
+                want: &[&["data: a"], &["data: b", "data: c"], &[]],
             },
             Case {
                 name: "two events in one push",
