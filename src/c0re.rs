@@ -7,6 +7,7 @@
 //! - [`agents`]: the per-agent unix sockets, each connection's requests, the tools.
 //! - [`outbound`]: sending as an agent, under its policy.
 //! - [`control`]: heartbeat, timeline reconciliation, `!hive` commands, notices.
+//! - [`web`]: the web console: the operator's browser, logged in by a one-time link.
 
 pub mod agents;
 pub mod approvals;
@@ -29,6 +30,7 @@ pub mod server;
 pub mod signals;
 pub mod tasks;
 pub mod turn_control;
+pub mod web;
 
 pub use agents::registry::{AgentEntry, Agents};
 pub(crate) use ingest::RecentTxns;
