@@ -22,6 +22,7 @@ use matrix_sdk::{Client, Room};
 use tempfile::TempDir;
 
 pub mod as_agent;
+pub mod browser;
 pub mod federation;
 
 pub const HIVE: &str = env!("CARGO_BIN_EXE_hive");
