@@ -24,6 +24,9 @@ use matrix_sdk::ruma::OwnedEventId;
 use matrix_sdk::ruma::events::reaction::OriginalSyncReactionEvent;
 use serde_json::{Value, json};
 
+/// The harness page's posts, counted by the server.
+static POSTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_harness_drives_chromium() {
     let page = r#"<!doctype html><html><head><title>harness</title></head>
@@ -43,7 +46,13 @@ async fn the_browser_harness_drives_chromium() {
                 )
             }),
         )
-        .route("/posted", post(|| async { "posted once" }));
+        .route(
+            "/posted",
+            post(move || async move {
+                let n = POSTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                format!("posted {n}")
+            }),
+        );
     let base = common::serve_http(app).await;
     let browser = Browser::start().await;
     browser.goto(&format!("{base}/")).await;
@@ -64,7 +73,15 @@ async fn the_browser_harness_drives_chromium() {
     browser.js("window.__marker = 1; return true").await;
     browser.click("#go").await;
     browser
-        .wait_text("#out", "posted once", "the post's answer")
+        .wait_text("#out", "posted 1", "the post's answer")
+        .await;
+    assert_eq!(browser.posts().await, ["/posted"]);
+    // Counting again on the same page starts from nothing, and counts each post once.
+    browser.count_posts().await;
+    assert_eq!(browser.posts().await, Vec::<String>::new());
+    browser.click("#go").await;
+    browser
+        .wait_text("#out", "posted 2", "the second post's answer")
         .await;
     assert_eq!(browser.posts().await, ["/posted"]);
     assert_eq!(
@@ -761,6 +778,14 @@ async fn the_agent_page_cancels_a_running_turn() {
         .await;
     browser
         .wait_text("#timeline", "sleep one", "the message in the timeline")
+        .await;
+    // The page counts the turn's time up by itself (the server sends nothing for it).
+    browser
+        .wait_js(
+            "const t = document.querySelector('#agent-head time[data-since-ms]');
+             return t !== null && /^[1-9]/.test(t.textContent.trim())",
+            "the turn's time counting up in the page",
+        )
         .await;
     browser.screenshot("agent-sleepy-thinking").await;
 

@@ -288,10 +288,13 @@ impl Browser {
     }
 
     /// Counts every `fetch` and `XMLHttpRequest` the page makes from now on into
-    /// `window.__posts` (their URLs): how a test knows that nothing was posted.
+    /// `window.__posts` (their URLs): how a test knows that nothing was posted. Called again on
+    /// the same page, it empties the count (the page's functions are wrapped once).
     pub async fn count_posts(&self) {
         self.js(
             "window.__posts = [];
+             if (window.__counting) { return true; }
+             window.__counting = true;
              const f = window.fetch;
              window.fetch = function (u, o) { window.__posts.push(String(u && u.url || u)); return f.apply(this, arguments); };
              const open = XMLHttpRequest.prototype.open;
