@@ -24,8 +24,11 @@ use tempfile::TempDir;
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Where Debian's `chromium-driver` package puts the driver.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// The apt command that installs both (what `.ci/run` runs).
-pub const INSTALL: &str = "apt-get install -y --no-install-recommends chromium chromium-driver";
+/// The apt command that installs both (what `.ci/run` runs), with a colour emoji font so that
+/// the screenshots show the ✅ and ❌ the pages carry (without it they are boxes; nothing else
+/// depends on it).
+pub const INSTALL: &str =
+    "apt-get install -y --no-install-recommends chromium chromium-driver fonts-noto-color-emoji";
 /// How long any wait for the page lasts before it fails.
 pub const WAIT: Duration = Duration::from_secs(45);
 
@@ -67,6 +70,7 @@ pub fn ensure_installed() {
         "--no-install-recommends",
         "chromium",
         "chromium-driver",
+        "fonts-noto-color-emoji",
     ];
     if !run(&install).success() {
         // Stale package lists: refresh once.
