@@ -300,21 +300,34 @@ fn approval_state(hive: &TestHive, id: i64) -> ApprovalState {
         .state
 }
 
-/// Waits until the page shows a toast of `class` (`ok`, `err`) that contains `needle`.
-async fn wait_toast(browser: &Browser, class: &str, needle: &str, what: &str) -> String {
-    let script = format!(
-        "return [...document.querySelectorAll('#toasts .toast.{class}')].some(t => t.innerText.includes({}))",
-        json!(needle)
-    );
-    browser.wait_js(&script, what).await;
+/// Empties `#toasts`, so that the next toast is the next act's.
+async fn clear_toasts(browser: &Browser) {
     browser
-        .js(&format!(
-            "return [...document.querySelectorAll('#toasts .toast.{class}')].map(t => t.innerText).join('\\n')"
-        ))
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        .js("document.getElementById('toasts').replaceChildren(); return true")
+        .await;
+}
+
+/// Waits for the first toast since [`clear_toasts`]; asserts it is `.ok` and contains `needle`
+/// (a refusal's `.err` toast fails with its message); returns its text.
+async fn ok_toast(browser: &Browser, needle: &str, what: &str) -> String {
+    browser
+        .wait_js(
+            "return document.querySelector('#toasts .toast') !== null",
+            what,
+        )
+        .await;
+    let toast = browser
+        .js("const t = document.querySelector('#toasts .toast'); return [t.className, t.innerText]")
+        .await;
+    let (class, text) = (
+        toast[0].as_str().unwrap_or_default(),
+        toast[1].as_str().unwrap_or_default(),
+    );
+    assert!(
+        class.split_whitespace().any(|c| c == "ok") && text.contains(needle),
+        "{what}: the toast is {class:?}: {text:?} (wanted .ok with {needle:?})"
+    );
+    text.to_owned()
 }
 
 /// Login, the session, the live approvals pane, approve and deny as the operator, forgeries.
@@ -527,9 +540,10 @@ async fn the_console_logs_in_once_shows_requests_live_and_acts_as_the_operator()
     // Approve in the browser: no confirmation, a toast, the operator's own ✅ on the request
     // event, the config applied, the card gone (by the stream, not a reload).
     browser.count_posts().await;
+    clear_toasts(&browser).await;
     browser.click("#approval-1 button[name=approve]").await;
     assert!(!confirm_open(&browser).await, "approve asks nothing");
-    wait_toast(&browser, "ok", "", "the approve's toast").await;
+    ok_toast(&browser, "#1", "the approve's toast").await;
     let keys = wait_reaction(&hive, &reactions, &request.event_id, &me, "✅").await;
     assert_eq!(
         keys,
@@ -634,8 +648,9 @@ async fn the_console_logs_in_once_shows_requests_live_and_acts_as_the_operator()
             "the confirmation a third time",
         )
         .await;
+    clear_toasts(&browser).await;
     browser.click("#confirm-yes").await;
-    wait_toast(&browser, "ok", "", "the deny's toast").await;
+    ok_toast(&browser, "#2", "the deny's toast").await;
     let keys = wait_reaction(&hive, &reactions, &request.event_id, &me, "❌").await;
     assert_eq!(keys, ["❌"]);
     op.wait_until(&approvals, WAIT, "denied", |m| {
@@ -666,8 +681,16 @@ async fn the_console_logs_in_once_shows_requests_live_and_acts_as_the_operator()
     browser
         .type_into("form.act input[name=text]", "from the console")
         .await;
+    clear_toasts(&browser).await;
     browser.click("form.act button[name=say]").await;
-    wait_toast(&browser, "ok", "", "the say's toast").await;
+    ok_toast(&browser, "echo", "the say's toast").await;
+    assert_eq!(
+        browser
+            .js("return document.querySelector('form.act input[name=text]').value")
+            .await,
+        json!(""),
+        "the box is emptied once sent"
+    );
     op.wait_until(
         &echo,
         WAIT,
@@ -791,11 +814,12 @@ async fn the_agent_page_cancels_a_running_turn() {
 
     // Cancel: no confirmation, the toast says what happened, the rooms too.
     browser.count_posts().await;
+    clear_toasts(&browser).await;
     browser
         .click("#agent-head form.act button[name=cancel]")
         .await;
     assert!(!confirm_open(&browser).await, "cancel asks nothing");
-    let toast = wait_toast(&browser, "ok", "cancelled", "the cancel's outcome").await;
+    let toast = ok_toast(&browser, "cancelled", "the cancel's outcome").await;
     assert!(toast.contains("sleep one"), "{toast}");
     let cancelled = |m: &[common::Seen]| {
         m.iter().any(|x| {
