@@ -7,8 +7,10 @@
 //!   (once), no session and forged posts refused, a request live on the page, approve and deny
 //!   (which asks first) as the operator's own reactions, an agent's page, logout.
 //! - `the_agent_page_cancels_a_running_turn`: the cancel button on a running turn.
+//! - `questions_are_answered_from_the_console_by_option_and_by_text`: an agent's question,
+//!   answered by its option's button (a keycap) and by text (a thread reply).
 //!
-//! Screenshots (`main`, `main-approvals`, `main-confirm-deny`, `agent-echo`,
+//! Screenshots (`main`, `main-approvals`, `main-confirm-deny`, `main-question`, `agent-echo`,
 //! `agent-sleepy-thinking`) go to `target/tmp/console-screenshots/` (see docs/testing.md).
 
 mod common;
@@ -863,6 +865,132 @@ async fn the_agent_page_cancels_a_running_turn() {
     })
     .await;
     assert_eq!(op.count(&inbox, "done: sleep one"), 0);
+    browser.close().await;
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+/// An agent that asks: `ask` files a question with two options; the answer that comes back is
+/// acknowledged `noted: …`.
+const ASKER: &str = r#"#!/usr/bin/env python3
+import json, sys
+body = json.load(sys.stdin)["message"]["body"].strip()
+if body == "ask":
+    print(json.dumps({"ask_operator": [
+        {"question": "Deploy on Friday?", "options": ["yes", "no"], "ttl_secs": 600}]}))
+elif body.startswith("operator_answer:"):
+    print(json.dumps({"reply": "noted: " + body}))
+"#;
+
+/// A question appears on the open page and is answered from it: by an option (the operator's
+/// own keycap reaction on the question) and by text (the operator's reply in its thread); the
+/// agent hears each answer, and the card leaves the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_are_answered_from_the_console_by_option_and_by_text() {
+    let mut hive = TestHive::with_config(
+        &[(
+            "asker",
+            "[brain]\nkind = \"command\"\ncommand = [\"./asker.py\"]\n".into(),
+        )],
+        &web_config(),
+    )
+    .await;
+    common::write_script(&hive.bots.join("asker"), "asker.py", ASKER);
+    hive.start_core();
+    let me = hive.operator.user_id.clone();
+    let op = hive.operator().await;
+    let reactions = watch_reactions(&op);
+    let inbox = op.join("agent-asker").await;
+    let approvals = op.join("hive-approvals").await;
+    let link = printed_link(&hive).await;
+    let browser = Browser::start().await;
+    log_in(&browser, &link, &["asker"]).await;
+    browser.js("window.__marker = 1; return true").await;
+    browser.click("#tabs a[href='#waiting']").await;
+    let question = |id: u32| {
+        let head = format!("**Question #{id}** from **asker**");
+        let (op, approvals) = (&op, &approvals);
+        async move {
+            let msgs = op
+                .wait_until(approvals, WAIT, &head, |m| {
+                    m.iter().any(|x| x.body.starts_with(&head))
+                })
+                .await;
+            msgs.into_iter()
+                .find(|x| x.body.starts_with(&head))
+                .unwrap()
+                .event_id
+        }
+    };
+
+    // By an option: the second one's button is the operator's 2️⃣ on the question.
+    op.send(&inbox, "ask").await;
+    let q1 = question(1).await;
+    browser
+        .wait_text(
+            "#questions #question-1",
+            "Deploy on Friday?",
+            "question #1, live",
+        )
+        .await;
+    browser.screenshot("main-question").await;
+    clear_toasts(&browser).await;
+    browser
+        .click("#question-1 form.act:has(input[name=option][value='2']) button[name=answer]")
+        .await;
+    ok_toast(&browser, "#1", "the option's toast").await;
+    let keys = wait_reaction(&hive, &reactions, &q1, &me, "2\u{fe0f}\u{20e3}").await;
+    assert_eq!(keys, ["2\u{fe0f}\u{20e3}"]);
+    op.wait_until(&inbox, WAIT, "the option's answer heard", |m| {
+        m.iter()
+            .any(|x| x.body == format!("noted: operator_answer: question #1: no (from {me})"))
+    })
+    .await;
+    browser
+        .wait_gone("#question-1", "question #1 leaves the page once answered")
+        .await;
+
+    // By text: a reply of the operator's in the question's thread.
+    op.send(&inbox, "ask").await;
+    question(2).await;
+    browser
+        .wait_for("#questions #question-2", "question #2, live")
+        .await;
+    browser
+        .type_into(
+            "#question-2 form.act input[name=text]",
+            "only after the freeze",
+        )
+        .await;
+    clear_toasts(&browser).await;
+    browser
+        .click("#question-2 form.act:has(input[name=text]) button[name=answer]")
+        .await;
+    ok_toast(&browser, "#2", "the text's toast").await;
+    op.wait_until(
+        &approvals,
+        WAIT,
+        "the operator's reply in the thread",
+        |m| {
+            m.iter()
+                .any(|x| x.sender == me && x.body.contains("only after the freeze"))
+        },
+    )
+    .await;
+    op.wait_until(&inbox, WAIT, "the text's answer heard", |m| {
+        m.iter().any(|x| {
+            x.body
+                .starts_with("noted: operator_answer: question #2: only after the freeze")
+        })
+    })
+    .await;
+    browser
+        .wait_gone("#question-2", "question #2 leaves the page once answered")
+        .await;
+    assert_eq!(
+        browser.js("return window.__marker").await,
+        json!(1),
+        "no reload"
+    );
     browser.close().await;
     assert_eq!(hive.stop_core().code(), Some(0));
 }
