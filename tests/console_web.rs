@@ -764,7 +764,8 @@ print(json.dumps({"reply": "done: " + body}))
 
 /// The agent page's cancel button stops a running turn: the page shows the turn live (thinking,
 /// how long), the button posts `!hive cancel` as the operator, the core's `⏹️ cancelled` notice
-/// reaches the rooms, the toast shows the outcome, and the next message is answered.
+/// reaches the rooms, the toast shows the outcome, and the next message is answered. Then stop
+/// (which asks first), start and compact, each the operator's own command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_page_cancels_a_running_turn() {
     let mut hive = TestHive::with_config(
@@ -865,6 +866,71 @@ async fn the_agent_page_cancels_a_running_turn() {
     })
     .await;
     assert_eq!(op.count(&inbox, "done: sleep one"), 0);
+
+    // Stop asks first; yes is `!hive stop` as the operator, and the page shows it stopped.
+    // Start asks nothing and brings it back. Compact is `!compact` in its room, as the operator.
+    browser.count_posts().await;
+    browser
+        .click("#agent-head form.act button[name=stop]")
+        .await;
+    browser
+        .wait_js(
+            "return document.getElementById('confirm').open === true",
+            "stop's confirmation",
+        )
+        .await;
+    let question = browser.text("#confirm-text").await;
+    assert!(question.contains("stop sleepy"), "{question}");
+    assert_eq!(
+        browser.posts().await,
+        Vec::<String>::new(),
+        "nothing before yes"
+    );
+    clear_toasts(&browser).await;
+    browser.click("#confirm-yes").await;
+    ok_toast(&browser, "sleepy", "the stop's toast").await;
+    op.wait_until(&control, WAIT, "!hive stop, as the operator", |m| {
+        m.iter()
+            .any(|x| x.sender == me && x.body == "!hive stop sleepy")
+    })
+    .await;
+    browser
+        .wait_text("#agent-head h1", "stopped", "sleepy stopped, on its page")
+        .await;
+    clear_toasts(&browser).await;
+    browser
+        .click("#agent-head form.act button[name=start]")
+        .await;
+    assert!(!confirm_open(&browser).await, "start asks nothing");
+    ok_toast(&browser, "sleepy", "the start's toast").await;
+    browser
+        .wait_text("#agent-head h1", "idle", "sleepy back, on its page")
+        .await;
+    clear_toasts(&browser).await;
+    browser
+        .click("#agent-head form.act button[name=compact]")
+        .await;
+    assert!(!confirm_open(&browser).await, "compact asks nothing");
+    ok_toast(&browser, "", "the compact's toast").await;
+    op.wait_until(&inbox, WAIT, "!compact, as the operator, answered", |m| {
+        m.iter().any(|x| x.sender == me && x.body == "!compact")
+            && m.iter().any(|x| {
+                x.body
+                    .starts_with("`!compact` is not supported by my brain")
+            })
+    })
+    .await;
+    let posts = browser.posts().await;
+    let ends: Vec<&str> = posts
+        .iter()
+        .map(|p| p.rsplit_once("/act/").map_or(p.as_str(), |(_, e)| e))
+        .collect();
+    assert_eq!(
+        ends,
+        ["stop/sleepy", "start/sleepy", "compact/sleepy"],
+        "{posts:?}"
+    );
+    assert_eq!(browser.js("return window.__marker").await, json!(1));
     browser.close().await;
     assert_eq!(hive.stop_core().code(), Some(0));
 }
