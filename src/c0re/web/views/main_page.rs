@@ -181,9 +181,9 @@ fn approval(a: &ApprovalCard, csrf: &str) -> Markup {
             div.forms {
                 @match a.forms {
                     CardForms::Vote => {
-                        (act(&Act { verb: Verb::Approve, target: &target, label: "approve ✅",
+                        (act(&Act { verb: Verb::Approve, target: &target, label: "approve ✓",
                             confirm: "", hidden: &[], inputs: &[] }, csrf))
-                        (act(&Act { verb: Verb::Deny, target: &target, label: "deny ❌",
+                        (act(&Act { verb: Verb::Deny, target: &target, label: "deny ✗",
                             confirm: &deny_q, hidden: &[], inputs: &[] }, csrf))
                     }
                     CardForms::ConfirmPurge => {

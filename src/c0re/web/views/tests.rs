@@ -589,3 +589,104 @@ async fn a_secret_in_a_message_is_not_shown() {
     assert!(html.contains("data-event=\"$leak\""), "{html}");
     assert!(!html.contains(&token), "the token is redacted");
 }
+
+#[tokio::test]
+async fn a_rooms_history_is_read_once_then_kept_by_what_arrives() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A homeserver that answers `/messages` (newest first, one event it cannot parse) and
+    // counts the calls.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let hs = axum::Router::new().route(
+        "/_matrix/client/v3/rooms/{room}/messages",
+        axum::routing::get(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({
+                    "start": "s", "end": "e",
+                    "chunk": [
+                        { "type": "m.room.message", "event_id": "$second", "room_id": "!echo:hive.test",
+                          "sender": "@echo:hive.test", "origin_server_ts": 20,
+                          "content": { "msgtype": "m.text", "body": "the reply" } },
+                        { "type": "m.room.message", "event_id": "$junk" },
+                        { "type": "m.room.message", "event_id": "$first", "room_id": "!echo:hive.test",
+                          "sender": "@op:hive.test", "origin_server_ts": 10,
+                          "content": { "msgtype": "m.text", "body": "the question" } },
+                    ],
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, hs).await });
+    let dir = tempfile::tempdir().expect("a temp dir");
+    crate::c0re::registration::Tokens::load_or_create(dir.path()).expect("tokens are made");
+    let mut cfg = crate::config::Config::load(None).expect("the built-in configuration is valid");
+    cfg.homeserver_url = format!("http://{addr}/").parse().expect("a url");
+    let core = Core::new(
+        cfg,
+        dir.path(),
+        vec![spec("echo")],
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .expect("a core on a temp dir");
+    let echo = AgentName::parse("echo").expect("valid");
+    let room = ruma::OwnedRoomId::try_from("!echo:hive.test").expect("a room id");
+    core.rooms().add(RoomKey::Inbox(echo), room.clone());
+    let (status, html) = get(&core, "/agent/echo").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let (first, second) = (
+        html.find("data-event=\"$first\"")
+            .expect("the older message"),
+        html.find("data-event=\"$second\"")
+            .expect("the newer message"),
+    );
+    assert!(first < second, "oldest first");
+    assert!(!html.contains("could not be read"), "{html}");
+    // What arrives after is the transaction path's: the page is drawn again without a call.
+    let ev = serde_json::from_value::<crate::c0re::routing::TimelineEvent>(json!({
+        "type": "m.room.message", "event_id": "$third", "room_id": room.as_str(),
+        "sender": "@op:hive.test", "origin_server_ts": 30,
+        "content": { "msgtype": "m.text", "body": "thanks" },
+    }))
+    .expect("an event");
+    core.accept(&[ev], crate::store::now_us())
+        .expect("accepted");
+    let (_, html) = get(&core, "/agent/echo").await;
+    assert!(html.contains("data-event=\"$third\""), "{html}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the history is read once");
+}
+
+#[test]
+fn the_stylesheet_draws_what_the_pages_need() {
+    let css = include_str!("../assets/console.css");
+    for want in [
+        "--ground: #0a0a0c",
+        "#ffb000",
+        "#c39bd3",
+        "#00ff66",
+        "body::after",
+        "repeating-linear-gradient",
+        "pointer-events: none",
+        ":focus-visible",
+        "button.busy::after",
+        ".toast.ok",
+        ".toast.err",
+        "dialog#confirm",
+        ".st-thinking",
+        ".st-idle",
+        ".st-crashed",
+        "section:target",
+    ] {
+        assert!(css.contains(want), "the stylesheet has no {want:?}");
+    }
+    assert!(
+        !css.contains("@import") && !css.contains("url("),
+        "nothing is fetched from elsewhere"
+    );
+}
