@@ -28,6 +28,7 @@ mod startup;
 mod timing;
 mod tools;
 mod turns;
+mod web;
 pub use agent_state::{AgentState, UnknownState};
 pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,

@@ -97,7 +97,7 @@ impl Views {
 /// The main page's panes, in page order, as they are now. Blocking (sqlite): call on a
 /// blocking thread.
 pub fn main_panes(core: &Core, csrf: &str) -> anyhow::Result<Vec<Pane>> {
-    main_page::read_panes(core, csrf)
+    Ok(main_page::panes(&read::main_view(core)?, csrf))
 }
 
 /// An agent's page's panes; `Ok(None)` for an agent the hive does not know. Blocking (sqlite,
@@ -107,7 +107,16 @@ pub fn agent_panes(
     agent: &AgentName,
     csrf: &str,
 ) -> anyhow::Result<Option<Vec<Pane>>> {
-    agent_page::read_panes(core, agent, csrf)
+    let view = read::agent_view(core, agent)?;
+    // Its room's history not read yet (this core started after the page was opened): read in
+    // the background; the stream is woken when it is in.
+    if let Some(v) = &view
+        && matches!(&v.timeline, Ok(m) if !m.loaded)
+        && let Some(room) = core.rooms().get(&RoomKey::Inbox(agent.clone()))
+    {
+        core.read_history_later(room);
+    }
+    Ok(view.map(|v| agent_page::panes(&v, csrf)))
 }
 
 /// `GET /` and `GET /agent/{name}` (behind the session layer, which puts the [`Csrf`] token in).

@@ -8,8 +8,6 @@ use maud::{Markup, html};
 use super::main_page::{at, crash_cell, dollars, state_class, turn_cell};
 use super::model::{AgentView, LogTail, TurnRow, elapsed};
 use super::page::{Act, Page, Verb, act, frame, header, shell};
-use crate::agent_spec::AgentName;
-use crate::c0re::Core;
 use crate::c0re::agents::listing::Shown;
 use crate::c0re::web::Pane;
 
@@ -216,13 +214,4 @@ fn log(l: &LogTail) -> Markup {
             }
         }
     }
-}
-
-/// `name`'s page's panes, read now (blocking); `None` for an agent the hive does not know.
-pub(super) fn read_panes(
-    core: &Core,
-    name: &AgentName,
-    csrf: &str,
-) -> anyhow::Result<Option<Vec<Pane>>> {
-    Ok(super::read::agent_view(core, name)?.map(|v| panes(&v, csrf)))
 }

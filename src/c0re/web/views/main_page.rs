@@ -8,7 +8,6 @@ use super::model::{
     AgentRow, ApprovalCard, AuditRow, CardForms, MainView, PeerRow, QuestionCard, elapsed,
 };
 use super::page::{Act, Page, Verb, act, frame, header, shell};
-use crate::c0re::Core;
 use crate::c0re::schedules::ScheduleLine;
 use crate::c0re::web::Pane;
 use crate::store::utc;
@@ -76,6 +75,7 @@ pub fn state_class(a: &AgentRow) -> String {
 pub fn turn_cell(a: &AgentRow, now_ms: i64) -> Markup {
     html! {
         @if let Some(t) = &a.turn {
+            @if let Some(what) = &t.what { span.what { "“" (what) "”" } " from " }
             span.from { (t.sender) }
             " · "
             (since(t.since_ms, now_ms))
@@ -355,9 +355,4 @@ fn audit(rows: &[AuditRow]) -> Markup {
             }
         }
     }
-}
-
-/// The main page's panes, read now (blocking).
-pub(super) fn read_panes(core: &Core, csrf: &str) -> anyhow::Result<Vec<Pane>> {
-    Ok(panes(&super::read::main_view(core)?, csrf))
 }

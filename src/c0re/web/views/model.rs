@@ -53,6 +53,8 @@ pub struct AgentRow {
 /// The turn an agent runs now: whose message, since when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnNow {
+    /// The message's beginning, one line (filled by the reader: the row has no body).
+    pub what: Option<String>,
     pub sender: String,
     pub event_id: String,
     /// When the message was handed to the harness (ms since the epoch).
@@ -75,6 +77,7 @@ pub struct CrashLine {
 pub fn turn_shown(state: Shown, inflight: Option<InflightTurn>) -> Option<TurnNow> {
     match (state, inflight) {
         (Shown::Thinking | Shown::Stopping, Some(t)) => Some(TurnNow {
+            what: None,
             sender: t.sender,
             event_id: t.event_id,
             since_ms: t.since_us.div_euclid(1000),

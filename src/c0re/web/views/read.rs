@@ -11,6 +11,7 @@ use crate::c0re::Core;
 use crate::c0re::agents::listing::{Facts, Shown, shown};
 use crate::c0re::agents::logs::tail_of;
 use crate::c0re::approvals::text;
+use crate::c0re::console::render::short;
 use crate::c0re::rooms::RoomKey;
 use crate::configrepo::{AgentDirs, ConfigRepo};
 use crate::store::{AgentState, Approval, ApprovalKind, ApprovalState, now_us};
@@ -171,11 +172,20 @@ fn agent_rows(core: &Core, now: i64) -> anyhow::Result<Vec<AgentRow>> {
             Shown::Thinking | Shown::Stopping => store.inflight_turn(name.as_str())?,
             _ => None,
         };
+        let inbox_id = inflight.as_ref().map(|t| t.inbox_id);
         let spec = entry.spec();
-        let turn = turn_shown(state, inflight).map(|mut t| {
-            t.sender = core.shown(&t.sender);
-            t
-        });
+        let turn = match turn_shown(state, inflight) {
+            Some(mut t) => {
+                t.sender = core.shown(&t.sender);
+                // Redacted whole before it is cut (a secret cut in two no longer matches).
+                t.what = match inbox_id {
+                    Some(id) => store.inbox_body(id)?.map(|b| short(&core.shown(&b))),
+                    None => None,
+                };
+                Some(t)
+            }
+            None => None,
+        };
         rows.push(AgentRow {
             name: name.to_string(),
             state,

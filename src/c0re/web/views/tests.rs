@@ -30,6 +30,7 @@ fn agent_row(name: &str, state: Shown) -> AgentRow {
         name: name.into(),
         state,
         turn: (state == Shown::Thinking).then(|| TurnNow {
+            what: Some(HOSTILE.into()),
             sender: HOSTILE.into(),
             event_id: "$turn".into(),
             since_ms: 1_700_000_000_000,

@@ -55,7 +55,23 @@ pub struct RoomMessages {
 /// The cache: room id → its recent messages.
 #[derive(Default)]
 pub struct Timelines {
-    rooms: Mutex<HashMap<String, RoomMessages>>,
+    rooms: Mutex<HashMap<String, Entry>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    room: RoomMessages,
+    /// When a read of its history in the background was last begun (µs).
+    tried_us: Option<i64>,
+}
+
+/// How long after a background read of a room's history another may begin.
+pub const RETRY_US: i64 = 30_000_000;
+
+/// Whether a room's history is read in the background now: not read yet, and no read begun in
+/// the last [`RETRY_US`] (a homeserver that is down is not asked at every re-render).
+pub fn should_read(loaded: bool, tried_us: Option<i64>, now_us: i64) -> bool {
+    !loaded && tried_us.is_none_or(|t| now_us - t >= RETRY_US)
 }
 
 /// The message `ev` is, if the timeline shows it (module doc).
@@ -102,8 +118,20 @@ impl Timelines {
             return false;
         };
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let room = rooms.entry(ev.room_id.clone()).or_default();
+        let room = &mut rooms.entry(ev.room_id.clone()).or_default().room;
         room.msgs = merge(std::mem::take(&mut room.msgs), [m], KEEP);
+        true
+    }
+
+    /// Whether to read `room`'s history in the background now ([`should_read`]); if so, the
+    /// attempt is recorded.
+    pub fn claim_read(&self, room: &str, now_us: i64) -> bool {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let e = rooms.entry(room.to_owned()).or_default();
+        if !should_read(e.room.loaded, e.tried_us, now_us) {
+            return false;
+        }
+        e.tried_us = Some(now_us);
         true
     }
 
@@ -113,13 +141,13 @@ impl Timelines {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(room)
-            .is_some_and(|r| r.loaded)
+            .is_some_and(|e| e.room.loaded)
     }
 
     /// `room`'s history, as read from the homeserver: merged with what arrived meanwhile.
     pub(super) fn loaded(&self, room: &str, msgs: Vec<Msg>) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let r = rooms.entry(room.to_owned()).or_default();
+        let r = &mut rooms.entry(room.to_owned()).or_default().room;
         r.msgs = merge(std::mem::take(&mut r.msgs), msgs, KEEP);
         r.loaded = true;
     }
@@ -130,7 +158,7 @@ impl Timelines {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(room)
-            .cloned()
+            .map(|e| e.room.clone())
             .unwrap_or_default()
     }
 }
@@ -165,6 +193,32 @@ impl Core {
         }
         self.views().timelines().loaded(room.as_str(), msgs);
         Ok(())
+    }
+
+    /// Reads `room`'s history in a task of its own if it is time to ([`Timelines::claim_read`]),
+    /// and wakes the live stream when it is in (a page whose stream connected to a core that
+    /// never read the room: one started since the page was opened). Called from a blocking
+    /// thread of the runtime; outside one, nothing is read.
+    pub fn read_history_later(&self, room: OwnedRoomId) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self
+            .views()
+            .timelines()
+            .claim_read(room.as_str(), crate::store::now_us())
+        {
+            return;
+        }
+        let core = self.clone();
+        rt.spawn(async move {
+            match core.load_timeline(&room).await {
+                Ok(()) => core.console().changed(),
+                Err(e) => {
+                    tracing::warn!(room = %room, error = %format!("{e:#}"), "cannot read the agent room's history; trying again later");
+                }
+            }
+        });
     }
 }
 
@@ -237,6 +291,50 @@ mod tests {
             let got = merge(c.old, c.new, c.keep);
             assert_eq!(ids(&got), c.want, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn when_a_history_is_read_in_the_background() {
+        struct Case {
+            name: &'static str,
+            loaded: bool,
+            tried_us: Option<i64>,
+            want: bool,
+        }
+        let now = 100_000_000;
+        let cases = [
+            Case {
+                name: "never read, never tried",
+                loaded: false,
+                tried_us: None,
+                want: true,
+            },
+            Case {
+                name: "read already",
+                loaded: true,
+                tried_us: None,
+                want: false,
+            },
+            Case {
+                name: "a read begun a moment ago",
+                loaded: false,
+                tried_us: Some(now - 1_000_000),
+                want: false,
+            },
+            Case {
+                name: "a read that failed long enough ago",
+                loaded: false,
+                tried_us: Some(now - RETRY_US),
+                want: true,
+            },
+        ];
+        for c in cases {
+            assert_eq!(should_read(c.loaded, c.tried_us, now), c.want, "{}", c.name);
+        }
+        let t = Timelines::default();
+        assert!(t.claim_read("!r:hs", now), "the first claim");
+        assert!(!t.claim_read("!r:hs", now + 1), "not again at once");
+        assert!(t.claim_read("!r:hs", now + RETRY_US), "after the retry gap");
     }
 
     #[test]
