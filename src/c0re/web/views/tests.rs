@@ -691,3 +691,76 @@ fn the_stylesheet_draws_what_the_pages_need() {
         "nothing is fetched from elsewhere"
     );
 }
+
+#[tokio::test]
+async fn what_the_store_holds_shows_on_the_main_page() {
+    let t = test_core();
+    let store = t.core.store();
+    // A destroy request, filed and posted; one still being filed (not shown).
+    let new = |summary| crate::store::NewApproval {
+        kind: ApprovalKind::Destroy,
+        agent: "echo",
+        sha: "0123456789abcdef0123456789abcdef01234567",
+        requester: "hm1nd",
+        summary,
+        required: 1,
+        ttl_us: 3_600_000_000,
+    };
+    let shown = store.create_approval(&new(HOSTILE)).expect("filed");
+    assert!(store.complete_approval(shown).expect("completed"));
+    store.set_request_event(shown, "$req").expect("posted");
+    let filing = store.create_approval(&new("half filed")).expect("filed");
+    // A question with two options, posted.
+    let q = store
+        .create_question(
+            "echo",
+            "which way?",
+            &["left".into(), "right".into()],
+            3_600_000_000,
+        )
+        .expect("asked");
+    store.set_question_event(q, "$q").expect("posted");
+    store
+        .record_crash("echo", "exit status 3")
+        .expect("recorded");
+    let (status, html) = get(&t.core, "/").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let card = &html[html
+        .find(&format!("id=\"approval-{shown}\""))
+        .expect("the posted request's card")..];
+    let card = &card[..card.find("</article>").expect("it ends")];
+    assert!(
+        card.contains("to destroy"),
+        "its text, as Matrix shows it: {card}"
+    );
+    assert!(
+        card.contains(&format!("action=\"/act/approve/{shown}\"")),
+        "{card}"
+    );
+    assert!(
+        card.contains(&format!("action=\"/act/deny/{shown}\"")),
+        "{card}"
+    );
+    assert_escaped(card, "the request's card");
+    assert!(
+        !html.contains(&format!("id=\"approval-{filing}\"")),
+        "a request still being filed waits on nobody"
+    );
+    assert!(html.contains(&format!("id=\"question-{q}\"")), "{html}");
+    assert!(html.contains("2. right"), "{html}");
+    assert!(
+        html.contains("<span class=\"crash\">exit status 3</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("2 waiting on you"),
+        "the header counts the request and the question: {html}"
+    );
+    // The audit shows the filings, newest first.
+    let audit = &html[html.find("id=\"audit\"").expect("the audit")..];
+    let (newer, older) = (
+        audit.find("half filed").expect("the second filing"),
+        audit.find("&lt;script&gt;").expect("the first filing"),
+    );
+    assert!(newer < older, "newest first");
+}
