@@ -176,6 +176,7 @@ fn approval(a: &ApprovalCard, csrf: &str) -> Markup {
                 " · " (a.approvers.len()) "/" (a.required) " approved"
                 @if !a.approvers.is_empty() { " (" (a.approvers.join(", ")) ")" }
                 " · expires " (at(a.expires_ms))
+                (matrix_link(a.link.as_deref()))
             }
             (diff(&a.text))
             div.forms {
@@ -200,6 +201,15 @@ fn approval(a: &ApprovalCard, csrf: &str) -> Markup {
     }
 }
 
+/// The link to a request's or question's message, for any Matrix client.
+fn matrix_link(link: Option<&str>) -> Markup {
+    html! {
+        @if let Some(l) = link {
+            " · " a.matrix href=(l) rel="noreferrer" target="_blank" { "its message ↗" }
+        }
+    }
+}
+
 fn approvals(cards: &[ApprovalCard], csrf: &str) -> Markup {
     html! {
         div #approvals.pane data-pane="approvals" {
@@ -220,7 +230,7 @@ fn question(q: &QuestionCard, csrf: &str) -> Markup {
                 span.id { "#" (q.id) } " from "
                 a.agent href={ "/agent/" (q.agent) } { (q.agent) }
             }
-            p.meta { "expires " (at(q.expires_ms)) }
+            p.meta { "expires " (at(q.expires_ms)) (matrix_link(q.link.as_deref())) }
             p.text { (q.question) }
             @if q.posted {
                 div.forms {

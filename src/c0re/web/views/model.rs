@@ -129,6 +129,8 @@ pub struct ApprovalCard {
     /// Operators whose ✅ counts, and how many are needed.
     pub approvers: Vec<String>,
     pub required: u32,
+    /// Its message in `#hive-approvals` (`matrix.to`), once posted.
+    pub link: Option<String>,
 }
 
 /// An open question of an agent.
@@ -141,6 +143,8 @@ pub struct QuestionCard {
     /// Its message is posted in `#hive-approvals` (an answer needs it).
     pub posted: bool,
     pub expires_ms: i64,
+    /// Its message (`matrix.to`), once posted.
+    pub link: Option<String>,
 }
 
 /// A peer hive.

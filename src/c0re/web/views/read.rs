@@ -11,7 +11,7 @@ use crate::c0re::Core;
 use crate::c0re::agents::listing::{Facts, Shown, shown};
 use crate::c0re::agents::logs::tail_of;
 use crate::c0re::approvals::text;
-use crate::c0re::console::render::short;
+use crate::c0re::console::render::{matrix_to, short};
 use crate::c0re::rooms::RoomKey;
 use crate::configrepo::{AgentDirs, ConfigRepo};
 use crate::store::{AgentState, Approval, ApprovalKind, ApprovalState, now_us};
@@ -211,6 +211,12 @@ fn agent_rows(core: &Core, now: i64) -> anyhow::Result<Vec<AgentRow>> {
     Ok(rows)
 }
 
+/// The `matrix.to` link of `event` in `#hive-approvals`.
+fn approvals_link(core: &Core, event: Option<&str>) -> Option<String> {
+    let room = core.rooms().get(&RoomKey::Approvals)?;
+    Some(matrix_to(room.as_str(), event?))
+}
+
 /// The open requests ([`card_forms`]), oldest first, each with its request's text.
 fn approval_cards(core: &Core) -> anyhow::Result<Vec<ApprovalCard>> {
     let mut open = Vec::new();
@@ -243,6 +249,7 @@ fn approval_cards(core: &Core) -> anyhow::Result<Vec<ApprovalCard>> {
                 .map(|v| core.shown(v))
                 .collect(),
             required: a.required.max(core.cfg().approvals_required),
+            link: approvals_link(core, a.request_event.as_deref()),
         });
     }
     Ok(cards)
@@ -294,6 +301,7 @@ fn question_cards(core: &Core) -> anyhow::Result<Vec<QuestionCard>> {
             options: q.options.iter().map(|o| core.shown(o)).collect(),
             posted: q.request_event.is_some(),
             expires_ms: q.expires_us.div_euclid(1000),
+            link: approvals_link(core, q.request_event.as_deref()),
         })
         .collect())
 }

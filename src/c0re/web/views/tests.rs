@@ -68,6 +68,7 @@ fn main_view() -> MainView {
                 expires_ms: 1_700_000_900_000,
                 approvers: vec![],
                 required: 1,
+                link: Some(format!("https://matrix.to/#/!a:hive.test/{HOSTILE}")),
             },
             ApprovalCard {
                 id: 8,
@@ -81,6 +82,7 @@ fn main_view() -> MainView {
                 expires_ms: 1_700_000_900_000,
                 approvers: vec!["@op:hive.test".into()],
                 required: 1,
+                link: None,
             },
         ],
         questions: vec![QuestionCard {
@@ -90,6 +92,7 @@ fn main_view() -> MainView {
             options: vec!["yes".into(), HOSTILE.into()],
             posted: true,
             expires_ms: 1_700_000_900_000,
+            link: Some("https://matrix.to/#/!a:hive.test/$q".into()),
         }],
         schedules: vec![ScheduleLine {
             agent: "echo".into(),
@@ -268,6 +271,7 @@ fn the_main_page_has_the_contracts_ids_and_classes() {
         "<td class=\"model\">",
         "<article class=\"card approval\" id=\"approval-7\">",
         "<pre class=\"diff\">",
+        "<a class=\"matrix\" href=\"https://matrix.to/#/!a:hive.test/$q\" rel=\"noreferrer\" target=\"_blank\">",
         "<span class=\"add\">+added",
         "<span class=\"del\">-removed",
         "<article class=\"card question\" id=\"question-3\">",
