@@ -93,6 +93,7 @@ struct Inner {
     reconciling: tokio::sync::Mutex<()>,
     /// HTTP client for model calls (agents' brains), made on first use.
     model_http: std::sync::OnceLock<reqwest::Client>,
+    web: web::Web,
 }
 
 impl Core {
@@ -136,6 +137,7 @@ impl Core {
                 secrets,
                 reconciling: tokio::sync::Mutex::new(()),
                 model_http: std::sync::OnceLock::new(),
+                web: web::Web::default(),
             }),
         })
     }
@@ -212,6 +214,11 @@ impl Core {
     /// What wakes the schedules task.
     pub fn schedules(&self) -> &schedules::Scheduler {
         &self.inner.schedules
+    }
+
+    /// The web console, once it is served.
+    pub fn web(&self) -> &web::Web {
+        &self.inner.web
     }
 
     /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).
