@@ -170,6 +170,7 @@ pub async fn serve(
             }
         }
     });
+    start_web_console(&core, &mut tasks, &cancel);
 
     // Rooms first: events are routed by the room they are in.
     let mut delay = Duration::from_millis(250);
@@ -291,6 +292,48 @@ pub async fn serve(
     stopped_because(&fatal)?;
     tracing::info!("hive-c0re stopped");
     Ok(())
+}
+
+/// Serves the operator's web console beside the endpoint (`[web]`) and prints its first login
+/// link. A console that cannot be served is said loudly and the hive runs without it: Matrix
+/// stays the operator's way in.
+fn start_web_console(core: &Core, tasks: &mut Tasks, cancel: &CancellationToken) {
+    use crate::c0re::web;
+    let cfg = &core.cfg().web;
+    let started = web::serve::bind(cfg).and_then(|l| match l {
+        None => Ok(None),
+        Some(l) => {
+            let bound = l.local_addr().context("the console's listener has no address")?;
+            web::serve::start(core, bound)?;
+            Ok(Some((l, bound)))
+        }
+    });
+    let (listener, bound) = match started {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the web console is not served");
+            eprintln!("hive: the web console is not served: {e:#}");
+            return;
+        }
+    };
+    tracing::info!(listen = %bound, "web console listening");
+    tasks.spawn("web console", {
+        let (core, cancel) = (core.clone(), cancel.clone());
+        move || {
+            let listener = listener.try_clone();
+            let (core, cancel) = (core.clone(), cancel.clone());
+            async move { web::serve::serve(core, listener?, cancel).await }
+        }
+    });
+    // The link goes to the operator's terminal only, never to the log.
+    match core.web().login_link() {
+        Ok(url) => eprintln!(
+            "{}",
+            web::link_lines(&url, cfg.link_ttl_secs, bound.ip().is_loopback())
+        ),
+        Err(e) => eprintln!("hive: no login link for the web console: {e}; try `hive console`"),
+    }
 }
 
 /// `Ok` for a stop that was asked for; the task that stopped the hive, if one did.
