@@ -20,7 +20,6 @@ mod raw;
 pub use rates::{BadRate, Kind, Rate, RateLimits};
 mod validate;
 mod web;
-pub use web::{RawWeb, WebConfig};
 pub use federation::{DEFAULT_FEDERATION_PORT, Federation, HiveName, Peer};
 pub use providers::{
     Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider, check_base_url,
@@ -28,6 +27,7 @@ pub use providers::{
 };
 pub use raw::*;
 pub use validate::ConfigError;
+pub use web::{RawWeb, WebConfig};
 
 /// The environment variables hyperhive reads, in one place.
 pub mod env {

@@ -45,7 +45,11 @@ fn base_of(link: &str) -> String {
 }
 
 /// The live stream's first chunk with `cookie`, or its status when it is refused.
-async fn first_event(http: &reqwest::Client, base: &str, cookie: Option<&str>) -> Result<String, StatusCode> {
+async fn first_event(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: Option<&str>,
+) -> Result<String, StatusCode> {
     let mut req = http.get(format!("{base}events"));
     if let Some(c) = cookie {
         req = req.header(header::COOKIE, c);
@@ -113,7 +117,11 @@ async fn the_printed_link_logs_in_once_and_the_session_outlives_a_restart() {
 
     // `hive console` asks the running core for another link.
     let out = hive.hive(&["console"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let fresh = links(&stdout);
     assert_eq!(fresh.len(), 1, "{stdout}");

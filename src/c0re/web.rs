@@ -56,7 +56,9 @@ pub struct Web {
 /// Why no login link can be made.
 #[derive(Debug, thiserror::Error)]
 pub enum NoLink {
-    #[error("the web console is not served (web.enabled = false, or its address could not be bound: see the core's log)")]
+    #[error(
+        "the web console is not served (web.enabled = false, or its address could not be bound: see the core's log)"
+    )]
     NotServed,
     #[error("the login link could not be made: {0:#}")]
     Failed(anyhow::Error),

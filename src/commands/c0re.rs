@@ -303,7 +303,9 @@ fn start_web_console(core: &Core, tasks: &mut Tasks, cancel: &CancellationToken)
     let started = web::serve::bind(cfg).and_then(|l| match l {
         None => Ok(None),
         Some(l) => {
-            let bound = l.local_addr().context("the console's listener has no address")?;
+            let bound = l
+                .local_addr()
+                .context("the console's listener has no address")?;
             web::serve::start(core, bound)?;
             Ok(Some((l, bound)))
         }

@@ -46,7 +46,9 @@ fn parse_answer(line: &str) -> anyhow::Result<Url> {
     }
     match line.strip_prefix("error: ") {
         Some(why) => anyhow::bail!("hive-c0re cannot make a login link: {why}"),
-        None if line.is_empty() => anyhow::bail!("hive-c0re closed its control socket without an answer"),
+        None if line.is_empty() => {
+            anyhow::bail!("hive-c0re closed its control socket without an answer")
+        }
         None => anyhow::bail!(
             "hive-c0re does not know `console-link` (a core older than this `hive`?): it answered {line:?}"
         ),

@@ -58,9 +58,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: DEFAULT_WEB_LISTEN
-                .parse()
-                .expect("a valid literal address"),
+            listen: DEFAULT_WEB_LISTEN.parse().expect("a valid literal address"),
             url: None,
             link_ttl_secs: DEFAULT_LINK_TTL_SECS,
             session_ttl_secs: DEFAULT_SESSION_TTL_SECS,

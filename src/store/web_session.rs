@@ -25,7 +25,12 @@ pub struct WebSession {
 
 impl Store {
     /// Records a new login link (its token's digest), working until `expires_us`.
-    pub fn web_link_insert(&self, digest: &str, now_us: i64, expires_us: i64) -> anyhow::Result<()> {
+    pub fn web_link_insert(
+        &self,
+        digest: &str,
+        now_us: i64,
+        expires_us: i64,
+    ) -> anyhow::Result<()> {
         self.lock().execute(
             "INSERT INTO web_links (digest, created_us, expires_us) VALUES (?1, ?2, ?3)",
             params![digest, now_us, expires_us],
@@ -125,7 +130,11 @@ mod tests {
         assert!(s.web_login("l1", "s1", 150, 10_000).unwrap());
         assert_eq!(s.web_link("l1").unwrap().unwrap().used_us, Some(150));
         assert!(!s.web_login("l1", "s2", 160, 10_000).unwrap(), "used");
-        assert_eq!(s.web_session("s2").unwrap(), None, "no session for a used link");
+        assert_eq!(
+            s.web_session("s2").unwrap(),
+            None,
+            "no session for a used link"
+        );
         assert!(!s.web_login("l2", "s3", 200, 10_000).unwrap(), "expired");
         assert!(!s.web_login("nope", "s4", 150, 10_000).unwrap(), "unknown");
         assert_eq!(

@@ -55,11 +55,15 @@ pub enum Page {
 /// Renders a page's panes as they are now, with the session's CSRF token for their forms.
 /// Blocking (sqlite): run on a blocking thread. `Ok(None)`: the page is gone (an agent the hive
 /// does not know).
-pub type Render = Arc<dyn Fn(&Core, &Page, &str) -> anyhow::Result<Option<Vec<Pane>>> + Send + Sync>;
+pub type Render =
+    Arc<dyn Fn(&Core, &Page, &str) -> anyhow::Result<Option<Vec<Pane>>> + Send + Sync>;
 
 /// The panes of `panes` whose markup differs from what `sent` holds for their id, as
 /// (id, markup); `sent` is updated to them. Page order is kept.
-pub fn changed_panes(sent: &mut HashMap<String, String>, panes: Vec<Pane>) -> Vec<(String, String)> {
+pub fn changed_panes(
+    sent: &mut HashMap<String, String>,
+    panes: Vec<Pane>,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for p in panes {
         let html = p.html.into_string();

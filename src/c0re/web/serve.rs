@@ -117,17 +117,19 @@ struct AppState {
 /// The whole console: `pages` (the views' and the actions' routes) and this module's own
 /// routes, behind the guard.
 pub fn router_with(core: Core, served: Arc<Served>, live: Live, pages: Router) -> Router {
-    let st = AppState {
-        core,
-        served,
-        live,
-    };
+    let st = AppState { core, served, live };
     let own = Router::new()
         .route("/login", get(login))
         .route("/logout", post(logout))
         .route("/events", get(events))
-        .route("/assets/console.js", get(|h: HeaderMap| async move { asset(&h, &JS) }))
-        .route("/assets/console.css", get(|h: HeaderMap| async move { asset(&h, &CSS) }))
+        .route(
+            "/assets/console.js",
+            get(|h: HeaderMap| async move { asset(&h, &JS) }),
+        )
+        .route(
+            "/assets/console.css",
+            get(|h: HeaderMap| async move { asset(&h, &CSS) }),
+        )
         .with_state(st.clone());
     Router::new()
         .merge(pages)
@@ -179,7 +181,10 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
         return secure_headers(next.run(req).await);
     }
     let cookies = req.headers().get_all(header::COOKIE);
-    let token = session::cookie(cookies.iter().filter_map(|v| v.to_str().ok()), session::COOKIE);
+    let token = session::cookie(
+        cookies.iter().filter_map(|v| v.to_str().ok()),
+        session::COOKIE,
+    );
     let csrf = match token.map(|t| st.served.sessions.session(t, now_us())) {
         Some(Ok(Some(csrf))) => csrf,
         None | Some(Ok(None)) => return secure_headers(not_logged_in(gate)),
@@ -327,20 +332,32 @@ async fn login(State(st): State<AppState>, Query(q): Query<LoginQuery>) -> Respo
             // A base64url token and fixed attributes: always a valid header value.
             (
                 StatusCode::SEE_OTHER,
-                [(header::LOCATION, "/".to_owned()), (header::SET_COOKIE, cookie)],
+                [
+                    (header::LOCATION, "/".to_owned()),
+                    (header::SET_COOKIE, cookie),
+                ],
             )
                 .into_response()
         }
         Ok(LoginResult::Refused(why)) => {
-            st.core
-                .audit_by(ACTOR, "console login", None, None, "refused", Some(why.why()));
+            st.core.audit_by(
+                ACTOR,
+                "console login",
+                None,
+                None,
+                "refused",
+                Some(why.why()),
+            );
             refused_link(why.why())
         }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "a console login failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                page("not logged in", "the hive could not log you in: see its log."),
+                page(
+                    "not logged in",
+                    "the hive could not log you in: see its log.",
+                ),
             )
                 .into_response()
         }
@@ -362,8 +379,10 @@ fn refused_link(why: &str) -> Response {
 /// then says how to log in again).
 async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let cookies = headers.get_all(header::COOKIE);
-    if let Some(t) = session::cookie(cookies.iter().filter_map(|v| v.to_str().ok()), session::COOKIE)
-    {
+    if let Some(t) = session::cookie(
+        cookies.iter().filter_map(|v| v.to_str().ok()),
+        session::COOKIE,
+    ) {
         match st.served.sessions.logout(t) {
             Ok(_) => st
                 .core
@@ -377,7 +396,10 @@ async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let clear = session::clear_cookie(st.served.site.secure);
     (
         StatusCode::SEE_OTHER,
-        [(header::LOCATION, "/".to_owned()), (header::SET_COOKIE, clear)],
+        [
+            (header::LOCATION, "/".to_owned()),
+            (header::SET_COOKIE, clear),
+        ],
     )
         .into_response()
 }
@@ -425,7 +447,8 @@ struct Asset {
     etag: String,
 }
 
-static JS: LazyLock<Asset> = LazyLock::new(|| Asset::new(CONSOLE_JS, "text/javascript; charset=utf-8"));
+static JS: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new(CONSOLE_JS, "text/javascript; charset=utf-8"));
 static CSS: LazyLock<Asset> = LazyLock::new(|| Asset::new(CONSOLE_CSS, "text/css; charset=utf-8"));
 
 impl Asset {

@@ -95,7 +95,11 @@ impl Key {
 
     fn from_text(text: &str) -> anyhow::Result<Self> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)?;
-        anyhow::ensure!(bytes.len() >= 32, "the key is {} bytes, not 32", bytes.len());
+        anyhow::ensure!(
+            bytes.len() >= 32,
+            "the key is {} bytes, not 32",
+            bytes.len()
+        );
         Ok(Self(bytes.into()))
     }
 
@@ -128,7 +132,10 @@ impl Key {
 
     /// The CSRF token of the session whose token is `session`.
     pub fn csrf(&self, session: &str) -> Csrf {
-        Csrf(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.mac(Purpose::Csrf, session)))
+        Csrf(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(self.mac(Purpose::Csrf, session)),
+        )
     }
 }
 
@@ -272,7 +279,11 @@ impl Site {
     /// Whether a post's `Origin` is ours; a request without one (not a browser's cross-site
     /// post: browsers send it on every cross-origin post) is left to the CSRF token.
     pub fn origin_ok(&self, origin: Option<&str>) -> bool {
-        origin.is_none_or(|o| self.origins.iter().any(|a| a.eq_ignore_ascii_case(o.trim())))
+        origin.is_none_or(|o| {
+            self.origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(o.trim()))
+        })
     }
 
     /// The login link for `token`.
@@ -344,7 +355,9 @@ impl std::fmt::Debug for Sessions {
 #[derive(Debug)]
 pub enum LoginResult {
     /// A session was opened: its token goes into the cookie.
-    Opened { session: String },
+    Opened {
+        session: String,
+    },
     Refused(Login),
 }
 
@@ -382,8 +395,8 @@ impl Sessions {
             return Ok(LoginResult::Refused(decision));
         }
         let session = mint_token()?;
-        let ttl_us = i64::try_from(self.session_ttl_secs.saturating_mul(1_000_000))
-            .unwrap_or(i64::MAX);
+        let ttl_us =
+            i64::try_from(self.session_ttl_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
         if self.store.web_login(
             &digest,
             &self.key.session_digest(&session),
@@ -405,7 +418,8 @@ impl Sessions {
 
     /// Ends the session `token` (logout).
     pub fn logout(&self, token: &str) -> anyhow::Result<bool> {
-        self.store.web_session_close(&self.key.session_digest(token))
+        self.store
+            .web_session_close(&self.key.session_digest(token))
     }
 }
 

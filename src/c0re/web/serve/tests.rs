@@ -67,12 +67,7 @@ fn hive(max_streams: usize) -> Hive {
             get(|Extension(c): Extension<Csrf>| async move { format!("page for {}", c.0) }),
         )
         .route("/act/echo", post(|body: Bytes| async move { body }));
-    let app = router_with(
-        core.clone(),
-        served,
-        Live::new(render, max_streams),
-        pages,
-    );
+    let app = router_with(core.clone(), served, Live::new(render, max_streams), pages);
     Hive {
         core,
         app,
@@ -91,7 +86,9 @@ fn req(method: Method, uri: &str) -> axum::http::request::Builder {
 async fn call(app: &Router, r: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
     let resp = app.clone().oneshot(r).await.expect("infallible");
     let (parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("a body");
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("a body");
     (
         parts.status,
         parts.headers,
@@ -247,11 +244,8 @@ async fn a_link_logs_in_once_with_a_strict_cookie() {
     let link = h.core.web().login_link().expect("a link");
     assert_eq!(link.host_str(), Some("127.0.0.1"));
     let uri = format!("/login?{}", link.query().unwrap());
-    let (status, headers, _) = call(
-        &h.app,
-        req(Method::GET, &uri).body(Body::empty()).unwrap(),
-    )
-    .await;
+    let (status, headers, _) =
+        call(&h.app, req(Method::GET, &uri).body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/");
     let cookie = headers[header::SET_COOKIE].to_str().unwrap();
@@ -259,14 +253,16 @@ async fn a_link_logs_in_once_with_a_strict_cookie() {
         assert!(cookie.split("; ").any(|a| a == attr), "{attr}: {cookie}");
     }
     assert!(cookie.starts_with("hive_session="), "{cookie}");
-    assert!(!cookie.contains("Secure"), "plain http on loopback: {cookie}");
-    let (status, _, body) = call(
-        &h.app,
-        req(Method::GET, &uri).body(Body::empty()).unwrap(),
-    )
-    .await;
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http on loopback: {cookie}"
+    );
+    let (status, _, body) = call(&h.app, req(Method::GET, &uri).body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a second use");
-    assert!(body.contains("already used") && body.contains("hive console"), "{body}");
+    assert!(
+        body.contains("already used") && body.contains("hive console"),
+        "{body}"
+    );
     let audit = h.core.store().audit_log(10).unwrap();
     let outcomes: Vec<&str> = audit
         .iter()
@@ -275,7 +271,10 @@ async fn a_link_logs_in_once_with_a_strict_cookie() {
         .collect();
     assert_eq!(outcomes, ["ok", "refused"]);
     assert!(
-        audit.iter().all(|a| a.detail.as_deref().is_none_or(|d| !d.contains(link.query().unwrap()))),
+        audit.iter().all(|a| a
+            .detail
+            .as_deref()
+            .is_none_or(|d| !d.contains(link.query().unwrap()))),
         "no token in the audit"
     );
 }
@@ -288,7 +287,10 @@ async fn an_expired_or_unknown_link_is_refused() {
         .sessions
         .mint_link(crate::store::now_us() - 901_000_000)
         .unwrap();
-    for (token, says) in [(old.as_str(), "expired"), ("made-up", "not one the hive made")] {
+    for (token, says) in [
+        (old.as_str(), "expired"),
+        ("made-up", "not one the hive made"),
+    ] {
         let (status, headers, body) = call(
             &h.app,
             req(Method::GET, &format!("/login?token={token}"))
@@ -523,7 +525,12 @@ async fn an_agents_stream() {
     };
     let (status, _, _) = call(&h.app, get("/events?agent=Not%20A%20Name")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let resp = h.app.clone().oneshot(get("/events?agent=gone")).await.unwrap();
+    let resp = h
+        .app
+        .clone()
+        .oneshot(get("/events?agent=gone"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let mut body = resp.into_body().into_data_stream();
     assert_eq!(chunk(&mut body).await.unwrap(), "retry: 2000\n\n");
@@ -547,5 +554,9 @@ async fn streams_are_bounded() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     drop(held);
     let again = h.app.clone().oneshot(get()).await.unwrap();
-    assert_eq!(again.status(), StatusCode::OK, "a closed stream frees its slot");
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "a closed stream frees its slot"
+    );
 }

@@ -278,8 +278,16 @@ fn cookies() {
     assert!(clear_cookie(false).contains("Max-Age=0"));
     for (name, headers, want) in [
         ("alone", vec!["hive_session=t1"], Some("t1")),
-        ("among others", vec!["a=1; hive_session=t2; b=3"], Some("t2")),
-        ("in a second header", vec!["a=1", "hive_session=t3"], Some("t3")),
+        (
+            "among others",
+            vec!["a=1; hive_session=t2; b=3"],
+            Some("t2"),
+        ),
+        (
+            "in a second header",
+            vec!["a=1", "hive_session=t3"],
+            Some("t3"),
+        ),
         ("a longer name", vec!["hive_session_x=t4"], None),
         ("empty", vec!["hive_session="], None),
         ("none", vec![], None),
