@@ -27,7 +27,7 @@ use axum::{Extension, Json, Router};
 use tokio_util::sync::CancellationToken;
 
 use super::live::{Live, MAX_STREAMS, Page, Render};
-use super::session::{self, Csrf, Key, LoginResult, Sessions, Site, Verdict};
+use super::session::{self, Csrf, Key, Login, LoginResult, Sessions, Site, Verdict};
 use super::{Outcome, Pane, Served};
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
@@ -340,14 +340,20 @@ async fn login(State(st): State<AppState>, Query(q): Query<LoginQuery>) -> Respo
                 .into_response()
         }
         Ok(LoginResult::Refused(why)) => {
-            st.core.audit_by(
-                ACTOR,
-                "console login",
-                None,
-                None,
-                "refused",
-                Some(why.why()),
-            );
+            // A link the hive made, followed again or late, is on the record. A made-up token
+            // is not: any page the operator visits could send those, and fill the audit.
+            if why == Login::Unknown {
+                tracing::debug!("a console login with a token the hive never made");
+            } else {
+                st.core.audit_by(
+                    ACTOR,
+                    "console login",
+                    None,
+                    None,
+                    "refused",
+                    Some(why.why()),
+                );
+            }
             refused_link(why.why())
         }
         Err(e) => {

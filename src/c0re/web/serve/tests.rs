@@ -302,6 +302,17 @@ async fn an_expired_or_unknown_link_is_refused() {
         assert!(body.contains(says), "{body}");
         assert!(!headers.contains_key(header::SET_COOKIE));
     }
+    let audit = h.core.store().audit_log(10).unwrap();
+    let refused: Vec<Option<&str>> = audit
+        .iter()
+        .filter(|a| a.action == "console login")
+        .map(|a| a.detail.as_deref())
+        .collect();
+    assert_eq!(
+        refused,
+        [Some("this link has expired")],
+        "a link the hive made is on the record, a made-up token is not"
+    );
 }
 
 #[tokio::test]
