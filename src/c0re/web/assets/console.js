@@ -212,8 +212,19 @@
     if ($("dialog[open]")) return;
     if (e.key >= "1" && e.key <= "5") {
       const link = tabLinks()[Number(e.key) - 1];
-      if (link) { e.preventDefault(); location.hash = link.hash; }
+      if (link) { e.preventDefault(); switchTo(link.hash); }
     }
+  });
+  // A tab is shown in place: the page does not jump to the section's anchor.
+  function switchTo(hash) {
+    history.replaceState(null, "", hash);
+    showTab();
+  }
+  document.addEventListener("click", (e) => {
+    const a = e.target instanceof Element ? e.target.closest("#tabs a[href^='#']") : null;
+    if (!a || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    e.preventDefault();
+    switchTo(a.hash);
   });
 
   function start() {
