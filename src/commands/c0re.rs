@@ -28,10 +28,13 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates the data dir, the tokens (once) and the registration file. Returns the registration.
+/// Creates the data dir, the tokens and the web console's key (once) and the registration file.
+/// Returns the registration.
 pub fn prepare_data_dir(cfg: &Config, data_dir: &Path) -> anyhow::Result<PathBuf> {
     crate::fsutil::private_dir(data_dir)?;
     let tokens = registration::Tokens::load_or_create(data_dir)?;
+    // The web console's key, made now so the secret filter knows it from the first start.
+    crate::c0re::web::session::Key::load_or_create(data_dir)?;
     registration::write(cfg, &tokens, data_dir)
 }
 

@@ -350,3 +350,20 @@ fn sessions_open_once_per_link_and_close() {
     assert!(sessions.logout(&session).unwrap());
     assert_eq!(sessions.session(&session, 2_000).unwrap(), None);
 }
+
+#[test]
+fn the_secret_filter_knows_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = crate::c0re::registration::Tokens::load_or_create(dir.path()).unwrap();
+    let cfg = crate::config::Config::load(None).unwrap();
+    Key::load_or_create(dir.path()).unwrap();
+    let text = std::fs::read_to_string(Key::path(dir.path())).unwrap();
+    let known = crate::c0re::secrets::known(&cfg, dir.path(), &tokens);
+    assert!(
+        known
+            .iter()
+            .any(|(label, s)| label == "the web console's key" && s == text.trim()),
+        "{:?}",
+        known.iter().map(|(l, _)| l).collect::<Vec<_>>()
+    );
+}
