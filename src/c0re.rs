@@ -95,6 +95,7 @@ struct Inner {
     model_http: std::sync::OnceLock<reqwest::Client>,
     /// What the web console's pages keep between renders (`web/views.rs`).
     views: web::views::Views,
+    web: web::Web,
 }
 
 impl Core {
@@ -139,6 +140,7 @@ impl Core {
                 reconciling: tokio::sync::Mutex::new(()),
                 model_http: std::sync::OnceLock::new(),
                 views: web::views::Views::default(),
+                web: web::Web::default(),
             }),
         })
     }
@@ -215,6 +217,11 @@ impl Core {
     /// What wakes the schedules task.
     pub fn schedules(&self) -> &schedules::Scheduler {
         &self.inner.schedules
+    }
+
+    /// The web console, once it is served.
+    pub fn web(&self) -> &web::Web {
+        &self.inner.web
     }
 
     /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).

@@ -265,8 +265,9 @@ impl Core {
 }
 
 /// The core's control socket for the local `hive` CLI: `<data>/run/c0re.ctl`, mode 0600 in a
-/// private directory (only the hive's own user reaches it). One line in, one line out; the only
-/// request is `wake` (the CLI filed an approval request in the database: post it now).
+/// private directory (only the hive's own user reaches it). One line in, one line out; the
+/// requests are `wake` (the CLI filed an approval request in the database: post it now) and
+/// `console-link` (`hive console`: answered `ok <a fresh login link>`).
 pub fn control_socket_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("run").join("c0re.ctl")
 }
@@ -302,9 +303,14 @@ impl Core {
                     let answer = match line.trim() {
                         "wake" => {
                             core.wake_approvals();
-                            "ok\n"
+                            "ok\n".to_owned()
                         }
-                        _ => "error: unknown request\n",
+                        // `hive console`: a fresh login link (the answer holds its token).
+                        "console-link" => match core.web().login_link() {
+                            Ok(url) => format!("ok {url}\n"),
+                            Err(e) => format!("error: {e}\n"),
+                        },
+                        _ => "error: unknown request\n".to_owned(),
                     };
                     if let Err(e) = w.write_all(answer.as_bytes()).await {
                         tracing::debug!(error = %e, "the control socket's client left before its answer");
