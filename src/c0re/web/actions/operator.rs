@@ -59,6 +59,24 @@ struct SavedSession {
     access_token: String,
 }
 
+/// The access tokens the console's files hold, labelled, for the secret filter
+/// (`c0re/secrets.rs`). A file that cannot be read is logged, not guarded.
+pub fn known_tokens(data_dir: &Path) -> Vec<(String, String)> {
+    let mut known = Vec::new();
+    match read_json::<TokenFile>(&token_file(data_dir)) {
+        Ok(Some(t)) => known.push(("the web console's operator token".into(), t.access_token)),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "the console's token is not guarded"),
+    }
+    match read_json::<SavedSession>(&session_file(data_dir)) {
+        Ok(Some(s)) => known.push(("the web console's operator session".into(), s.access_token)),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "the console's session is not guarded"),
+    }
+    known.retain(|(_, t)| !t.is_empty());
+    known
+}
+
 /// Who the console acts as, and how it gets a token.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Identity {
