@@ -67,7 +67,10 @@ async fn the_console_acts_as_the_operators_own_account() {
 
     // The first use logs in as hive up's operator, on the console's own device.
     let account = OperatorAccount::new(&hive.cfg.homeserver_url, &hive.data, &hive.cfg.operators);
-    assert_eq!(account.user().await.unwrap().as_str(), hive.operator.user_id);
+    assert_eq!(
+        account.user().await.unwrap().as_str(),
+        hive.operator.user_id
+    );
     let path = operator::session_file(&hive.data);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the token is private");
@@ -134,8 +137,10 @@ async fn the_console_acts_as_the_operators_own_account() {
     // A token the homeserver no longer knows is replaced by a new login, once.
     std::fs::write(
         &path,
-        serde_json::to_vec(&json!({"user_id": hive.operator.user_id, "device_id": operator::DEVICE_ID,
-            "access_token": "syt_b3BlcmF0b3I_notatokenatall_0000"}))
+        serde_json::to_vec(
+            &json!({"user_id": hive.operator.user_id, "device_id": operator::DEVICE_ID,
+            "access_token": "syt_b3BlcmF0b3I_notatokenatall_0000"}),
+        )
         .unwrap(),
     )
     .unwrap();
@@ -176,9 +181,13 @@ async fn the_console_acts_as_the_operators_own_account() {
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     let deadline = Instant::now() + WAIT;
     loop {
-        let seen = reactions.lock().unwrap().iter().any(|(sender, event, key)| {
-            *sender == hive.operator.user_id && *event == req.event_id.as_str() && key == "✅"
-        });
+        let seen = reactions
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(sender, event, key)| {
+                *sender == hive.operator.user_id && *event == req.event_id.as_str() && key == "✅"
+            });
         let state = store.approval(1).unwrap().unwrap().state;
         if seen && state == hyperhive::store::ApprovalState::Applied {
             break;
@@ -191,7 +200,11 @@ async fn the_console_acts_as_the_operators_own_account() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let voters = store.approvers(1).unwrap();
-    assert_eq!(voters, vec![hive.operator.user_id.clone()], "the operator's vote");
+    assert_eq!(
+        voters,
+        vec![hive.operator.user_id.clone()],
+        "the operator's vote"
+    );
 }
 
 /// A hive with no operator account (`hive c0re` on an existing homeserver): the console says
@@ -213,5 +226,8 @@ async fn without_an_operator_account_the_console_says_what_is_missing() {
     )
     .unwrap();
     let e = account.user().await.unwrap_err().to_string();
-    assert!(e.contains("@mallory:localhost is not one of the hive's operators"), "{e}");
+    assert!(
+        e.contains("@mallory:localhost is not one of the hive's operators"),
+        "{e}"
+    );
 }

@@ -330,3 +330,6 @@ fn sent_text(act: &Act, key: &str) -> String {
         Act::Destroy { agent, .. } => format!("asked to destroy {agent}"),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -197,7 +197,7 @@ pub enum Refused {
     NotAPurge { id: i64, kind: ApprovalKind },
     #[error("request #{id} is {state}: a purge is confirmed only after its ✅ (confirming)")]
     NotConfirming { id: i64, state: ApprovalState },
-    #[error("there is no question #{0}")]
+    #[error("question #{0} is not open (answered, expired or never asked)")]
     NoQuestion(i64),
     #[error("question #{id} is {state}: it takes no answer")]
     QuestionClosed { id: i64, state: QuestionState },
