@@ -191,6 +191,8 @@ struct Session {
     client: AsClient,
     /// From `web-operator.json` (cannot log in again).
     given: bool,
+    /// The account as the files named it when this session began.
+    identity: Identity,
 }
 
 /// The operator's account for the console: logs in on first use, sends events as it.
@@ -230,18 +232,22 @@ impl OperatorAccount {
         Ok(identity(token, creds, &self.operators, (&t, &c))?)
     }
 
+    /// The logged-in session for the account the files name now: a file the operator wrote or
+    /// changed since is followed at the next action, without a restart.
     async fn session(&self) -> Result<Session, OperatorError> {
+        let id = self.identity()?;
         let mut slot = self.session.lock().await;
-        if let Some(s) = slot.as_ref() {
+        if let Some(s) = slot.as_ref().filter(|s| s.identity == id) {
             return Ok(s.clone());
         }
-        let s = match self.identity()? {
+        let s = match &id {
             Identity::Token { user, access_token } => Session {
-                user,
-                client: self.client(access_token)?,
+                user: user.clone(),
+                client: self.client(access_token.clone())?,
                 given: true,
+                identity: id.clone(),
             },
-            Identity::Password { user, password } => self.login(user, &password).await?,
+            Identity::Password { user, password } => self.login(user.clone(), password).await?,
         };
         *slot = Some(s.clone());
         Ok(s)
@@ -253,6 +259,10 @@ impl OperatorAccount {
         let saved: Option<SavedSession> = read_json(&path).map_err(OperatorError::Local)?;
         if let Some(s) = saved.filter(|s| s.user_id == user.as_str()) {
             return Ok(Session {
+                identity: Identity::Password {
+                    user: user.clone(),
+                    password: password.to_owned(),
+                },
                 user,
                 client: self.client(s.access_token)?,
                 given: false,
@@ -285,6 +295,10 @@ impl OperatorAccount {
         crate::fsutil::write_private(&path, &bytes).map_err(OperatorError::Local)?;
         tracing::info!(user = %user, device = DEVICE_ID, "the web console logged in as the operator");
         Ok(Session {
+            identity: Identity::Password {
+                user: user.clone(),
+                password: password.to_owned(),
+            },
             user,
             client: self.client(saved.access_token)?,
             given: false,
