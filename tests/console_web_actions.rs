@@ -1,11 +1,19 @@
-//! The web console's actions, as the operator's own Matrix account, on a real Synapse: the
-//! console logs in with `hive up`'s operator (one device, its token kept mode 0600 and reused
-//! across restarts, replaced when the homeserver no longer knows it), writes in an agent's
-//! inbox (the agent answers), gives a `!hive` command (the core answers it: the command counted
-//! as the operator's), and approves a request with a ✅ that a matrix-sdk client sees as the
-//! operator's and the core applies. Without any operator account, it says which files are
-//! missing. (The core runs as its own process here, so the routes and the `!hive` reply hook
-//! are driven end to end by the browser tests once the server is merged.)
+//! The web console's actions, as the operator's own Matrix account, on a real Synapse.
+//!
+//! - With `hive c0re` as its own process: the console logs in with `hive up`'s operator (one
+//!   device, its token kept mode 0600 and reused across restarts, replaced when the homeserver
+//!   no longer knows it), writes in an agent's inbox (the agent answers), gives a `!hive`
+//!   command (the core answers it: the command counted as the operator's), and approves a
+//!   request with a ✅ that a matrix-sdk client sees as the operator's and the core applies.
+//! - With a core in this process (its appservice endpoint, rooms, control and approvals
+//!   loops): the console's routes and `Actions::act` end to end: a lifecycle button's outcome
+//!   is the core's reply to its `!hive` command (the reply hook), a question is answered by
+//!   its keycap, a request approved by a ✅ the core counts, a double click sent once, a
+//!   closed request or question refused.
+//! - Without any operator account, the console says which files are missing.
+//!
+//! (The session and CSRF layer in front of the routes is the server's, tested by the browser
+//! tests once merged.)
 
 mod common;
 
@@ -230,4 +238,170 @@ async fn without_an_operator_account_the_console_says_what_is_missing() {
         e.contains("@mallory:localhost is not one of the hive's operators"),
         "{e}"
     );
+}
+
+/// The lifecycle buttons' path end to end, in this process: a core (its appservice endpoint,
+/// rooms and control loop) and the console's routes on it. The console's `!hive stop ghost`
+/// is sent as the operator, the core answers it, and the hook on the reply path makes that
+/// answer the button's outcome (not the "sent; no answer yet" of a timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cores_reply_to_a_console_command_is_its_outcome() {
+    use tower::ServiceExt;
+    let hive = TestHive::new(&[]).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let core = hyperhive::c0re::Core::new(hive.cfg.clone(), &hive.data, Vec::new(), cancel.clone())
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(hive.cfg.listen)
+        .await
+        .unwrap();
+    let endpoint = axum::serve(listener, hyperhive::c0re::server::router(core.clone()))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    tokio::spawn(async move { endpoint.await.unwrap() });
+    core.setup().await.unwrap();
+    core.rooms().set_ready();
+    tokio::spawn(core.clone().control_loop());
+
+    let routes = hyperhive::c0re::web::actions::routes(core.clone());
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/act/stop/ghost")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from("csrf=x"))
+        .unwrap();
+    let resp = routes.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let message = v["message"].as_str().unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        message.contains("cannot stop ghost") && message.contains("not an agent of this hive"),
+        "the core's own reply: {message}"
+    );
+    let audit = core.store().audit_log(20).unwrap();
+    assert!(
+        audit.iter().any(|e| e.actor == hive.operator.user_id
+            && e.action == "web stop"
+            && e.outcome == "answered"),
+        "{audit:?}"
+    );
+    assert!(
+        audit.iter().any(|e| e.actor == hive.operator.user_id
+            && e.action == "stop"
+            && e.outcome == "refused"),
+        "the core audited the operator's command: {audit:?}"
+    );
+    assert_eq!(
+        core.control().replies().waiting(),
+        0,
+        "nothing left waiting"
+    );
+
+    // A question answered from the console: option 2's keycap, as the operator, counted by
+    // the core's approvals loop; the same click twice is sent once; a closed one is refused.
+    tokio::spawn(core.clone().approvals_loop());
+    let id = core
+        .store()
+        .create_question("ghost", "which?", &["yes".into(), "no".into()], 600_000_000)
+        .unwrap();
+    core.wake_approvals();
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        let posted = core
+            .store()
+            .open_questions()
+            .unwrap()
+            .into_iter()
+            .find(|q| q.id == id)
+            .and_then(|q| q.request_event);
+        if let Some(e) = posted {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "question #{id} was not posted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let actions = hyperhive::c0re::web::actions::Actions::new(core.clone());
+    let target = id.to_string();
+    let first = actions.act("answer", &target, b"csrf=x&option=2").await;
+    assert!(first.ok, "{first:?}");
+    let twice = actions.act("answer", &target, b"csrf=x&option=2").await;
+    assert!(
+        !twice.ok && twice.message.contains("a moment ago"),
+        "{twice:?}"
+    );
+    let deadline = Instant::now() + WAIT;
+    let row = loop {
+        let row = core.store().question_by_event(&event).unwrap().unwrap();
+        if row.answer.is_some() {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "question #{id} was not answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(row.answer.as_deref(), Some("no"));
+    assert_eq!(
+        row.answered_by.as_deref(),
+        Some(hive.operator.user_id.as_str())
+    );
+    let late = actions
+        .act("answer", &target, b"csrf=x&text=yes+after+all")
+        .await;
+    assert!(!late.ok && late.message.contains("is not open"), "{late:?}");
+
+    // A request approved from the console: the operator's ✅ is the vote the core counts.
+    use hyperhive::store::{ApprovalKind, ApprovalState, NewApproval};
+    let rid = core
+        .store()
+        .create_approval(&NewApproval {
+            kind: ApprovalKind::Destroy,
+            agent: "ghost",
+            sha: "0000000",
+            requester: "the test",
+            summary: "destroy ghost",
+            required: 1,
+            ttl_us: 600_000_000,
+        })
+        .unwrap();
+    core.store().complete_approval(rid).unwrap();
+    core.wake_approvals();
+    let deadline = Instant::now() + WAIT;
+    while core
+        .store()
+        .approval(rid)
+        .unwrap()
+        .unwrap()
+        .request_event
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "request #{rid} was not posted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let target = rid.to_string();
+    let approved = actions.act("approve", &target, b"csrf=x").await;
+    assert!(
+        approved.ok && approved.message.contains('✅'),
+        "{approved:?}"
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let state = core.store().approval(rid).unwrap().unwrap().state;
+        if state != ApprovalState::Pending {
+            break;
+        }
+        assert!(Instant::now() < deadline, "request #{rid} is still {state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        core.store().approvers(rid).unwrap(),
+        vec![hive.operator.user_id.clone()],
+        "the operator's ✅ was counted"
+    );
+    let denied = actions.act("deny", &target, b"csrf=x").await;
+    assert!(
+        !denied.ok && denied.message.contains("there is nothing to deny"),
+        "{denied:?}"
+    );
+    cancel.cancel();
 }
