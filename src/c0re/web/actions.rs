@@ -153,7 +153,7 @@ impl Actions {
         done: Done,
     ) -> Outcome {
         let message = self.core.shown(&done.message);
-        let action = format!("web {}", replies::cut(verb, 40));
+        let action = self.core.shown(&format!("web {}", replies::cut(verb, 40)));
         let target = self.core.shown(replies::cut(target, 80));
         let agent = (approval.is_none()).then_some(target.as_str());
         if let Err(e) = self.core.store().audit(&Audit {
