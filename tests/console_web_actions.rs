@@ -394,6 +394,50 @@ async fn the_cores_reply_to_a_console_command_is_its_outcome() {
         vec![hive.operator.user_id.clone()],
         "the operator's ✅ was counted"
     );
+    // A request that needs two ✅: the operator's first, from another client of theirs, is
+    // there already; the console's is the same reaction, and says so.
+    let two = core
+        .store()
+        .create_approval(&NewApproval {
+            kind: ApprovalKind::Destroy,
+            agent: "ghost",
+            sha: "0000000",
+            requester: "the test",
+            summary: "destroy ghost, twice approved",
+            required: 2,
+            ttl_us: 600_000_000,
+        })
+        .unwrap();
+    core.store().complete_approval(two).unwrap();
+    core.wake_approvals();
+    let deadline = Instant::now() + WAIT;
+    let event = loop {
+        if let Some(e) = core.store().approval(two).unwrap().unwrap().request_event {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "request #{two} was not posted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let other = OperatorAccount::new(&hive.cfg.homeserver_url, &hive.data, &hive.cfg.operators);
+    let approvals = core
+        .rooms()
+        .get(&hyperhive::c0re::rooms::RoomKey::Approvals)
+        .unwrap();
+    other
+        .send(
+            &approvals,
+            MessageLikeEventType::Reaction,
+            &json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": event, "key": "✅"}}),
+            "t-other-client-1",
+        )
+        .await
+        .unwrap();
+    let again = actions.act("approve", &two.to_string(), b"csrf=x").await;
+    assert!(
+        !again.ok && again.message.contains("you reacted ✅ to it already"),
+        "{again:?}"
+    );
+
     let denied = actions.act("deny", &target, b"csrf=x").await;
     assert!(
         !denied.ok && denied.message.contains("there is nothing to deny"),

@@ -198,6 +198,12 @@ impl Actions {
                     .await
                 {
                     Ok(_) => Done::ok(sent_text(act, &key)),
+                    // The operator reacted the same from another client already: it counts.
+                    Err(operator::OperatorError::Matrix(m))
+                        if m.errcode() == Some("M_DUPLICATE_ANNOTATION") =>
+                    {
+                        Done::refused(format!("you reacted {key} to it already"))
+                    }
                     Err(e) => Done::failed(e.to_string()),
                 }
             }
