@@ -18,6 +18,8 @@ pub use heartbeat::HEARTBEAT_TYPE;
 pub struct Control {
     commands: tokio::sync::Notify,
     heartbeat: tokio::sync::Notify,
+    /// The console's actions waiting for the reply to a `!hive` command they sent.
+    replies: super::web::actions::replies::CommandReplies,
 }
 
 impl Control {
@@ -29,6 +31,12 @@ impl Control {
     /// The core's own heartbeat came back from the homeserver.
     pub fn heartbeat_seen(&self) {
         self.heartbeat.notify_waiters();
+    }
+
+    /// The core's replies to `!hive` commands, by the command's event id (the web console
+    /// waits on them, `web/actions/replies.rs`).
+    pub fn replies(&self) -> &super::web::actions::replies::CommandReplies {
+        &self.replies
     }
 }
 
@@ -142,6 +150,7 @@ impl Core {
             if let Some(answer) = answer {
                 let room = RoomId::parse(&item.room_id).ok();
                 let answer = console::fit(&answer, console::MAX_CONTENT);
+                self.control().replies.replied(&item.event_id, &answer);
                 self.notice(room, &answer).await;
             }
             if let Err(e) = self.store().ack(item.id) {

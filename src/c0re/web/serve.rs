@@ -45,7 +45,9 @@ const CONSOLE_CSS: &str = include_str!("assets/console.css");
 
 /// The pages' and the forms' routes, behind the guard.
 fn sub_routers(core: Core) -> Router {
-    Router::new().merge(super::views::routes(core))
+    Router::new()
+        .merge(super::views::routes(core.clone()))
+        .merge(super::actions::routes(core))
 }
 
 /// The live stream's renderer: a page's panes as they are now.
