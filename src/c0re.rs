@@ -93,6 +93,9 @@ struct Inner {
     reconciling: tokio::sync::Mutex<()>,
     /// HTTP client for model calls (agents' brains), made on first use.
     model_http: std::sync::OnceLock<reqwest::Client>,
+    /// What the web console's pages keep between renders (`web/views.rs`).
+    views: web::views::Views,
+    web: web::Web,
 }
 
 impl Core {
@@ -136,6 +139,8 @@ impl Core {
                 secrets,
                 reconciling: tokio::sync::Mutex::new(()),
                 model_http: std::sync::OnceLock::new(),
+                views: web::views::Views::default(),
+                web: web::Web::default(),
             }),
         })
     }
@@ -214,9 +219,20 @@ impl Core {
         &self.inner.schedules
     }
 
+    /// The web console, once it is served.
+    pub fn web(&self) -> &web::Web {
+        &self.inner.web
+    }
+
     /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).
     pub fn socket_dir(data_dir: &Path, name: &AgentName) -> PathBuf {
         data_dir.join("agents").join(name.as_str()).join("sock")
+    }
+
+    /// What the web console's pages keep between renders: each agent room's recent messages
+    /// (fed by [`Core::accept`]), each open request's rendered text.
+    pub fn views(&self) -> &web::views::Views {
+        &self.inner.views
     }
 
     pub fn hs_token(&self) -> &str {

@@ -52,6 +52,8 @@ pub enum Command {
     Mcp(McpArgs),
     /// Ask the operators to destroy, revive or purge an agent (its kept state; docs/approvals.md).
     Kept(KeptArgs),
+    /// Print a new one-time login link to the running hive's web console (docs/console.md).
+    Console(HiveDirs),
 }
 
 #[derive(Debug, Args)]

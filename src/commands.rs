@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod bench;
 pub mod c0re;
 pub mod check;
+pub mod console;
 pub mod kept;
 pub mod logs;
 pub mod rollback;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Usage(args) => usage::run(args),
         Command::Logs(args) => logs::run(config_path, args),
         Command::Kept(args) => kept::run(config_path, args),
+        Command::Console(dirs) => console::run(config_path, dirs),
         Command::Mcp(args) => {
             crate::mcp::serve(&args.socket, &args.name).await?;
             Ok(ExitCode::SUCCESS)
@@ -62,7 +64,7 @@ fn absolute_paths(mut cli: Cli) -> anyhow::Result<Cli> {
         Ok(())
     };
     match &mut cli.command {
-        C::Up(d) | C::C0re(d) | C::Status(d) | C::Check(d) => dirs(d)?,
+        C::Up(d) | C::C0re(d) | C::Status(d) | C::Check(d) | C::Console(d) => dirs(d)?,
         C::Config(crate::cli::ConfigCommand::Propose(a)) => {
             dirs(&mut a.dirs)?;
             a.file = a.file.as_deref().map(abs).transpose()?;

@@ -19,6 +19,7 @@ mod rates;
 mod raw;
 pub use rates::{BadRate, Kind, Rate, RateLimits};
 mod validate;
+mod web;
 pub use federation::{DEFAULT_FEDERATION_PORT, Federation, HiveName, Peer};
 pub use providers::{
     Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider, check_base_url,
@@ -26,6 +27,7 @@ pub use providers::{
 };
 pub use raw::*;
 pub use validate::ConfigError;
+pub use web::{RawWeb, WebConfig};
 
 /// The environment variables hyperhive reads, in one place.
 pub mod env {
@@ -168,6 +170,8 @@ pub struct Config {
     pub providers: std::collections::BTreeMap<String, Provider>,
     /// `[console]`: the live status message and the agents' presence.
     pub console: ConsoleSwitches,
+    /// `[web]`: the operator's web console.
+    pub web: WebConfig,
     /// Where `hive.toml` came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
     /// The Claude Code CLI for `claude-code` agents: `HYPERHIVE_CLAUDE_CODE`, else the one
@@ -298,6 +302,7 @@ impl Config {
             self.describe_runtime(),
         ) + self.describe_federation().as_str()
             + self.describe_console().as_str()
+            + self.web.describe().as_str()
     }
 
     /// The console switches in one line (`hive check`).

@@ -28,6 +28,8 @@ mod startup;
 mod timing;
 mod tools;
 mod turns;
+mod web;
+mod web_session;
 pub use agent_state::{AgentState, UnknownState};
 pub use approvals::{
     Approval, ApprovalKind, ApprovalState, Audit, AuditEntry, Ballot, NewApproval, Verdict,
@@ -45,6 +47,7 @@ pub use schedules::{Delivery, DuplicatePost, Queued, ScheduleRow};
 pub use startup::IdentityMark;
 pub use tools::{DayUsage, Reminder, TurnUsage, Usage};
 pub use turns::{AgentUsage, TurnOutcome, TurnStat, UnknownOutcome};
+pub use web_session::{WebLink, WebSession};
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> i64 {

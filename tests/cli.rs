@@ -80,7 +80,7 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     std::fs::write(
         &config,
         format!(
-            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n",
+            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[web]\nlisten = \"127.0.0.1:0\"\n",
             free_port(),
             free_port()
         ),

@@ -143,11 +143,11 @@ fn copy_repository(to: &Path) {
 
 /// Fails clearly if another program holds a default port (this test needs them).
 fn ports_free() {
-    for port in [8008, 8009] {
+    for port in [8008, 8009, 8787] {
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             panic!(
-                "port {port} is in use ({e}): this test runs the hive on its default ports 8008 \
-                 and 8009; stop whatever holds them (another `hive up`?)"
+                "port {port} is in use ({e}): this test runs the hive on its default ports 8008, \
+                 8009 and 8787; stop whatever holds them (another `hive up`?)"
             );
         }
     }
@@ -348,6 +348,55 @@ async fn hello_answers(repo: &Path, up: &Up) {
     .await;
 }
 
+/// The line before the web console's link (README: what `hive up` prints).
+const CONSOLE_LINK: &str = "        console     ";
+
+/// Follows the console link `hive up` printed, as a browser would: it logs in once (a session
+/// cookie, then the main page with hello's row), and is refused the second time.
+async fn console_link_logs_in(up: &mut Up) {
+    up.wait_for(CONSOLE_LINK, START);
+    let text = up.stderr();
+    let link = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(CONSOLE_LINK))
+        .expect("the console line carries a link")
+        .trim()
+        .to_owned();
+    assert!(
+        link.starts_with("http://127.0.0.1:8787/login?token="),
+        "the default console address: {link}"
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http.get(&link).send().await.unwrap();
+    assert_eq!(login.status(), 303, "the link logs in once");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("the login sets the session cookie")
+        .to_owned();
+    assert!(cookie.starts_with("hive_session="), "{cookie}");
+    let page = http
+        .get("http://127.0.0.1:8787/")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(
+        body.contains("id=\"agent-hello\""),
+        "the main page lists hello:\n{body}"
+    );
+    let again = http.get(&link).send().await.unwrap();
+    assert_eq!(again.status(), 403, "the link works once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_first_command_runs_the_hive_from_a_fresh_clone() {
     let readme = std::fs::read_to_string(manifest_dir().join("README.md")).unwrap();
@@ -367,6 +416,7 @@ async fn the_readme_first_command_runs_the_hive_from_a_fresh_clone() {
         up.stderr()
     );
     hello_answers(&repo, &up).await;
+    console_link_logs_in(&mut up).await;
     assert_eq!(up.stop().code(), Some(0), "first run:\n{}", up.stderr());
     nothing_left_in(tmp.path(), "first run");
 

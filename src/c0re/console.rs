@@ -49,6 +49,9 @@ pub struct Console {
     acted: std::sync::Mutex<HashSet<OwnedUserId>>,
     /// Events redacted in `#hive-c0re` since the task last looked (see [`Console::redacted`]).
     redacted: std::sync::Mutex<HashSet<String>>,
+    /// Bumped by every [`Console::changed`]: the web console's live streams watch it
+    /// (`c0re/web/live.rs`), each coalescing a burst into one render.
+    tick: tokio::sync::watch::Sender<u64>,
 }
 
 /// The event a redaction in `#hive-c0re` takes out, if `ev` is one: `redacts` in its content
@@ -68,6 +71,12 @@ impl Console {
     /// calls wakes the task once.
     pub fn changed(&self) {
         self.changed.notify_one();
+        self.tick.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A watch of [`Console::changed`] for one web console stream.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tick.subscribe()
     }
 
     /// `user` (an agent) sent something as itself: a message, a typing notice. Synapse takes

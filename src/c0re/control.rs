@@ -18,6 +18,8 @@ pub use heartbeat::HEARTBEAT_TYPE;
 pub struct Control {
     commands: tokio::sync::Notify,
     heartbeat: tokio::sync::Notify,
+    /// The console's actions waiting for the reply to a `!hive` command they sent.
+    replies: super::web::actions::replies::CommandReplies,
 }
 
 impl Control {
@@ -29,6 +31,12 @@ impl Control {
     /// The core's own heartbeat came back from the homeserver.
     pub fn heartbeat_seen(&self) {
         self.heartbeat.notify_waiters();
+    }
+
+    /// The core's replies to `!hive` commands, by the command's event id (the web console
+    /// waits on them, `web/actions/replies.rs`).
+    pub fn replies(&self) -> &super::web::actions::replies::CommandReplies {
+        &self.replies
     }
 }
 
@@ -142,6 +150,7 @@ impl Core {
             if let Some(answer) = answer {
                 let room = RoomId::parse(&item.room_id).ok();
                 let answer = console::fit(&answer, console::MAX_CONTENT);
+                self.control().replies.replied(&item.event_id, &answer);
                 self.notice(room, &answer).await;
             }
             if let Err(e) = self.store().ack(item.id) {
@@ -265,8 +274,9 @@ impl Core {
 }
 
 /// The core's control socket for the local `hive` CLI: `<data>/run/c0re.ctl`, mode 0600 in a
-/// private directory (only the hive's own user reaches it). One line in, one line out; the only
-/// request is `wake` (the CLI filed an approval request in the database: post it now).
+/// private directory (only the hive's own user reaches it). One line in, one line out; the
+/// requests are `wake` (the CLI filed an approval request in the database: post it now) and
+/// `console-link` (`hive console`: answered `ok <a fresh login link>`).
 pub fn control_socket_path(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("run").join("c0re.ctl")
 }
@@ -302,9 +312,14 @@ impl Core {
                     let answer = match line.trim() {
                         "wake" => {
                             core.wake_approvals();
-                            "ok\n"
+                            "ok\n".to_owned()
                         }
-                        _ => "error: unknown request\n",
+                        // `hive console`: a fresh login link (the answer holds its token).
+                        "console-link" => match core.web().login_link() {
+                            Ok(url) => format!("ok {url}\n"),
+                            Err(e) => format!("error: {e}\n"),
+                        },
+                        _ => "error: unknown request\n".to_owned(),
                     };
                     if let Err(e) = w.write_all(answer.as_bytes()).await {
                         tracing::debug!(error = %e, "the control socket's client left before its answer");

@@ -82,6 +82,7 @@ impl Core {
         let agent_ids = self.agents().ids();
         let mut seen = Vec::with_capacity(events.len());
         let mut routed = Vec::new();
+        let mut in_agent_rooms = false;
         for ev in events {
             seen.push((ev.event_id.clone(), ev.room_id.clone()));
             if ev.kind == control::HEARTBEAT_TYPE && ev.sender == self.inner.bot {
@@ -94,6 +95,11 @@ impl Core {
                 // like a local room, never a command, never an approval.
                 routed.extend(self.peer_event(hive, ev, received_us));
                 continue;
+            }
+            if let RoomRole::Inbox(_) = &role {
+                // The web console's agent page shows the room's messages as they happen
+                // (inbox and replies: an agent's reply is routed nowhere, so nothing else wakes it).
+                in_agent_rooms |= self.views().timelines().record(ev);
             }
             if role == RoomRole::Control
                 && let Some(target) = super::console::redaction_target(ev)
@@ -157,6 +163,9 @@ impl Core {
             // A refusal may be queued; a gap may have opened (the peering task fills it).
             self.wake_outbox();
             self.peering().wake();
+        }
+        if in_agent_rooms {
+            self.console().changed();
         }
         self.wake_queues(woken);
         Ok(())

@@ -341,13 +341,11 @@ impl Core {
         })
     }
 
-    /// `!hive schedules`: every agent's schedules, their rule, next and last fire.
-    pub fn schedules_text(&self) -> anyhow::Result<String> {
+    /// Every agent's schedules, their rule, next and last fire, in words (`!hive schedules`
+    /// and the web console's schedules pane show these).
+    pub fn schedule_lines(&self) -> anyhow::Result<Vec<ScheduleLine>> {
         let now = now_us();
-        let mut out = String::from(
-            "| agent | schedule | when | next fire | last fire |\n|---|---|---|---|---|\n",
-        );
-        let mut any = false;
+        let mut lines = Vec::new();
         for (name, entry) in self.agents().all() {
             let spec = entry.spec();
             if spec.schedules.is_empty() {
@@ -357,7 +355,6 @@ impl Core {
             let names: Vec<&str> = spec.schedules.iter().map(|s| s.name.as_str()).collect();
             let rows = self.store().schedule_rows(name.as_str(), &names, now)?;
             for (s, row) in spec.schedules.iter().zip(&rows) {
-                any = true;
                 let delivery = self.last_delivery(&name, &s.name, row.last_fire_us)?;
                 let next = match due::decide(&s.when, row.since_us, row.last_fire_us, delivery, now)
                 {
@@ -375,19 +372,53 @@ impl Core {
                     (Some(f), _) => show_time(f),
                     (None, None) => "never".to_owned(),
                 };
-                writeln!(
-                    out,
-                    "| {name} | {} | {} | {next} | {last} |",
-                    s.name,
-                    s.when.to_string().replace('|', "\\|")
-                )?;
+                lines.push(ScheduleLine {
+                    agent: name.to_string(),
+                    schedule: s.name.clone(),
+                    when: s.when.to_string(),
+                    next,
+                    last,
+                });
             }
         }
-        if !any {
+        Ok(lines)
+    }
+
+    /// `!hive schedules`: every agent's schedules, their rule, next and last fire.
+    pub fn schedules_text(&self) -> anyhow::Result<String> {
+        let lines = self.schedule_lines()?;
+        if lines.is_empty() {
             return Ok("No agent has schedules (agent.toml `[[schedules]]`).".to_owned());
+        }
+        let mut out = String::from(
+            "| agent | schedule | when | next fire | last fire |\n|---|---|---|---|---|\n",
+        );
+        for l in &lines {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                l.agent,
+                l.schedule,
+                l.when.replace('|', "\\|"),
+                l.next,
+                l.last
+            )?;
         }
         Ok(out)
     }
+}
+
+/// One schedule of one agent as `!hive schedules` lists it: its rule, next and last fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleLine {
+    pub agent: String,
+    pub schedule: String,
+    /// The rule (`every 1h`, `daily 09:00`, …).
+    pub when: String,
+    /// When it fires next, in words (`2026-12-01 09:00:00 UTC`, `now`, `held (…)`, …).
+    pub next: String,
+    /// When it last fired, in words (`never`, `… (by hand)`).
+    pub last: String,
 }
 
 #[cfg(test)]

@@ -28,6 +28,13 @@ pub fn known(
     if let Ok(Some(op)) = crate::homeserver::OperatorCredentials::load(data_dir) {
         known.push(("the operator's password".into(), op.password));
     }
+    // Made by `prepare_data_dir`, before the core starts.
+    if let Ok(k) = std::fs::read_to_string(super::web::session::Key::path(data_dir)) {
+        known.push(("the web console's key".into(), k.trim().to_owned()));
+    }
+    // The web console's operator tokens (`web/actions/operator.rs`); one minted later in this
+    // run is still a Matrix access token, which the patterns catch.
+    known.extend(super::web::actions::operator::known_tokens(data_dir));
     let mut files: Vec<(String, std::path::PathBuf)> = cfg
         .secret_files
         .iter()

@@ -33,3 +33,83 @@ pub struct Outcome {
     pub ok: bool,
     pub message: String,
 }
+
+pub mod serve;
+
+use std::sync::{Arc, OnceLock};
+
+/// The console as it is served: where (its [`session::Site`]) and its logins
+/// ([`session::Sessions`]). Made once its listener is bound.
+#[derive(Debug)]
+pub struct Served {
+    pub site: session::Site,
+    pub sessions: session::Sessions,
+}
+
+/// The core's handle on its web console: empty until the console is served (and for good
+/// when `[web] enabled = false` or its address could not be bound).
+#[derive(Debug, Default)]
+pub struct Web {
+    served: OnceLock<Arc<Served>>,
+}
+
+/// Why no login link can be made.
+#[derive(Debug, thiserror::Error)]
+pub enum NoLink {
+    #[error(
+        "the web console is not served (web.enabled = false, or its address could not be bound: see the core's log)"
+    )]
+    NotServed,
+    #[error("the login link could not be made: {0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl Web {
+    /// Records the console as served; `false` if it already was.
+    pub fn set(&self, served: Arc<Served>) -> bool {
+        self.served.set(served).is_ok()
+    }
+
+    /// The console as served, if it is.
+    pub fn served(&self) -> Option<&Arc<Served>> {
+        self.served.get()
+    }
+
+    /// A fresh one-time login link (`hive up` prints one, `hive console` asks for another).
+    pub fn login_link(&self) -> Result<url::Url, NoLink> {
+        let served = self.served().ok_or(NoLink::NotServed)?;
+        let token = served
+            .sessions
+            .mint_link(crate::store::now_us())
+            .map_err(NoLink::Failed)?;
+        Ok(served.site.login_url(&token))
+    }
+}
+
+/// The two lines that hand the operator a login link (stderr of `hive up`, stdout of
+/// `hive console`); tests find the link after the second line's label.
+pub fn link_lines(url: &url::Url, link_ttl_secs: u64, loopback: bool) -> String {
+    format!(
+        "hive: console ready. Open this link in a browser{} (it works once, for {}):\n{LINK_LABEL}{url}",
+        if loopback { " on this machine" } else { "" },
+        session::human_secs(link_ttl_secs),
+    )
+}
+
+/// What precedes the link on its line.
+pub const LINK_LABEL: &str = "        console     ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_link_lines() {
+        let url = url::Url::parse("http://127.0.0.1:8787/login?token=t").unwrap();
+        assert_eq!(
+            link_lines(&url, 900, true),
+            "hive: console ready. Open this link in a browser on this machine (it works once, for 15 min):\n        console     http://127.0.0.1:8787/login?token=t"
+        );
+        assert!(link_lines(&url, 60, false).contains("browser (it works once, for 1 min)"));
+    }
+}

@@ -218,7 +218,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(
         &config,
         format!(
-            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[runtime]\nkind = \"external\"\n[limits]\nmessages_per_minute = {}\n",
+            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[web]\nenabled = false\n[runtime]\nkind = \"external\"\n[limits]\nmessages_per_minute = {}\n",
             port(0)?,
             port(1)?,
             flood::MESSAGES_PER_MINUTE,

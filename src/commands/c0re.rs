@@ -28,10 +28,13 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates the data dir, the tokens (once) and the registration file. Returns the registration.
+/// Creates the data dir, the tokens and the web console's key (once) and the registration file.
+/// Returns the registration.
 pub fn prepare_data_dir(cfg: &Config, data_dir: &Path) -> anyhow::Result<PathBuf> {
     crate::fsutil::private_dir(data_dir)?;
     let tokens = registration::Tokens::load_or_create(data_dir)?;
+    // The web console's key, made now so the secret filter knows it from the first start.
+    crate::c0re::web::session::Key::load_or_create(data_dir)?;
     registration::write(cfg, &tokens, data_dir)
 }
 
@@ -170,6 +173,7 @@ pub async fn serve(
             }
         }
     });
+    start_web_console(&core, &mut tasks, &cancel);
 
     // Rooms first: events are routed by the room they are in.
     let mut delay = Duration::from_millis(250);
@@ -291,6 +295,50 @@ pub async fn serve(
     stopped_because(&fatal)?;
     tracing::info!("hive-c0re stopped");
     Ok(())
+}
+
+/// Serves the operator's web console beside the endpoint (`[web]`) and prints its first login
+/// link. A console that cannot be served is said loudly and the hive runs without it: Matrix
+/// stays the operator's way in.
+fn start_web_console(core: &Core, tasks: &mut Tasks, cancel: &CancellationToken) {
+    use crate::c0re::web;
+    let cfg = &core.cfg().web;
+    let started = web::serve::bind(cfg).and_then(|l| match l {
+        None => Ok(None),
+        Some(l) => {
+            let bound = l
+                .local_addr()
+                .context("the console's listener has no address")?;
+            web::serve::start(core, bound)?;
+            Ok(Some((l, bound)))
+        }
+    });
+    let (listener, bound) = match started {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the web console is not served");
+            eprintln!("hive: the web console is not served: {e:#}");
+            return;
+        }
+    };
+    tracing::info!(listen = %bound, "web console listening");
+    tasks.spawn("web console", {
+        let (core, cancel) = (core.clone(), cancel.clone());
+        move || {
+            let listener = listener.try_clone();
+            let (core, cancel) = (core.clone(), cancel.clone());
+            async move { web::serve::serve(core, listener?, cancel).await }
+        }
+    });
+    // The link goes to the operator's terminal only, never to the log.
+    match core.web().login_link() {
+        Ok(url) => eprintln!(
+            "{}",
+            web::link_lines(&url, cfg.link_ttl_secs, bound.ip().is_loopback())
+        ),
+        Err(e) => eprintln!("hive: no login link for the web console: {e}; try `hive console`"),
+    }
 }
 
 /// `Ok` for a stop that was asked for; the task that stopped the hive, if one did.

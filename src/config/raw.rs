@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// What the operator's console shows besides the rooms (`[console]`).
     #[serde(default)]
     pub console: RawConsole,
+    /// The operator's web console (`[web]`, see `web`).
+    #[serde(default)]
+    pub web: super::RawWeb,
 }
 
 /// `[console]`: the live status message in `#hive-c0re` and the agents' presence (both on by

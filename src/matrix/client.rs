@@ -94,6 +94,18 @@ pub struct AsClient {
     base: String,
     as_token: String,
     versions: SupportedVersions,
+    /// Whose token `as_token` is: the appservice's, or one user's own (the web console acting
+    /// as the operator, `c0re/web/actions/operator.rs`).
+    auth: Auth,
+}
+
+/// How the client's token is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// The appservice's `as_token` (identity assertion may add `?user_id=`).
+    Appservice,
+    /// A user's access token, where the endpoint asks for one; no identity assertion.
+    User,
 }
 
 impl std::fmt::Debug for AsClient {
@@ -122,6 +134,17 @@ impl AsClient {
                 versions: [MatrixVersion::V1_11].into(),
                 features: Default::default(),
             },
+            auth: Auth::Appservice,
+        })
+    }
+
+    /// A client that acts as one user with that user's own `access_token` (an empty one for
+    /// endpoints that need none, such as `/login`). `send` with `user` set is refused: a user's
+    /// token asserts no other identity.
+    pub fn for_user(homeserver: &Url, access_token: String) -> anyhow::Result<Self> {
+        Ok(Self {
+            auth: Auth::User,
+            ..Self::new(homeserver, access_token)?
         })
     }
 
@@ -162,7 +185,16 @@ impl AsClient {
         for<'a> R::Authentication: AuthScheme<Input<'a> = SendAccessToken<'a>>,
         R::PathBuilder: PathInput,
     {
-        let token = SendAccessToken::Appservice(&self.as_token);
+        let token = match self.auth {
+            Auth::Appservice => SendAccessToken::Appservice(&self.as_token),
+            Auth::User if user.is_some() => {
+                return Err(MatrixError::Protocol {
+                    path: "request".into(),
+                    message: "a user's own token cannot assert another identity".into(),
+                });
+            }
+            Auth::User => SendAccessToken::IfRequired(&self.as_token),
+        };
         let input = <R::PathBuilder as PathInput>::input(&self.versions);
         let http_req = match user {
             Some(u) => req.try_into_http_request_with_identity::<Vec<u8>>(

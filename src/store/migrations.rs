@@ -44,4 +44,8 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/016_turns_once.sql"),
     ),
     ("017_startup", include_str!("migrations/017_startup.sql")),
+    (
+        "018_web_sessions",
+        include_str!("migrations/018_web_sessions.sql"),
+    ),
 ];

@@ -175,10 +175,16 @@ impl TestHive {
         let hs_port = free_port();
         let as_port = free_port();
         let config = dir.path().join("hive.toml");
+        // The web console on a port of its own (tests run in parallel), unless the test sets it.
+        let web = if extra.contains("[web]") {
+            ""
+        } else {
+            "[web]\nlisten = \"127.0.0.1:0\"\n"
+        };
         std::fs::write(
             &config,
             format!(
-                "[homeserver]\nport = {hs_port}\n{homeserver_lines}[appservice]\nlisten = \"127.0.0.1:{as_port}\"\n[delivery]\nheartbeat_secs = 5\n{extra}"
+                "[homeserver]\nport = {hs_port}\n{homeserver_lines}[appservice]\nlisten = \"127.0.0.1:{as_port}\"\n[delivery]\nheartbeat_secs = 5\n{web}{extra}"
             ),
         )
         .unwrap();

@@ -166,6 +166,7 @@ fn hive_toml(me: &Id, peer: &Id, certs: &Path, hs: u16, appservice: u16) -> Stri
         "[hive]\nname = \"{hive}\"\n\
          [homeserver]\nport = {hs}\nserver_name = \"{server}\"\n\
          [appservice]\nlisten = \"127.0.0.1:{appservice}\"\n\
+         [web]\nenabled = false\n\
          [runtime]\nkind = \"external\"\n\
          [limits]\nmessages_per_minute = 6000\n\
          [federation]\nbind = [\"127.0.0.1\"]\ntls_cert = {cert}\ntls_key = {key}\nca = {ca}\n\

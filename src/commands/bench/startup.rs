@@ -191,7 +191,7 @@ async fn fresh(
     std::fs::write(
         &config,
         format!(
-            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[runtime]\nkind = \"external\"\n",
+            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[web]\nenabled = false\n[runtime]\nkind = \"external\"\n",
             port()?,
             port()?,
         ),

@@ -100,7 +100,7 @@ pub(super) async fn provision(dir: PathBuf, venv: PathBuf, agents: usize) -> any
     std::fs::write(
         &config,
         format!(
-            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[runtime]\nkind = \"external\"\n",
+            "[homeserver]\nport = {}\n[appservice]\nlisten = \"127.0.0.1:{}\"\n[web]\nenabled = false\n[runtime]\nkind = \"external\"\n",
             port()?,
             port()?,
         ),

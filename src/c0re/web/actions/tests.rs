@@ -1,0 +1,172 @@
+//! The actions' router itself (`oneshot`, no homeserver): a core on a temp data dir with no
+//! agents and no rooms. Every answer is `200` JSON; refusals say why and are audited.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::routes;
+use crate::c0re::Core;
+use crate::c0re::registration::Tokens;
+
+struct TestCore {
+    core: Core,
+    hs_token: String,
+    dir: tempfile::TempDir,
+}
+
+fn test_core() -> TestCore {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let tokens = Tokens::load_or_create(dir.path()).expect("tokens are made");
+    let cfg = crate::config::Config::load(None).expect("the built-in configuration is valid");
+    let core = Core::new(
+        cfg,
+        dir.path(),
+        Vec::new(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .expect("a core on a temp dir");
+    TestCore {
+        core,
+        hs_token: tokens.hs_token,
+        dir,
+    }
+}
+
+async fn post(core: &Core, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_owned()))
+        .expect("a valid request");
+    let resp = routes(core.clone()).oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("the body is read");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn every_refusal_is_an_ok_false_answer_and_audited() {
+    let t = test_core();
+    // No operator account yet: said, naming the files.
+    let (status, v) = post(&t.core, "/act/approve/1", "csrf=x").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["ok"], false);
+    let m = v["message"].as_str().unwrap();
+    assert!(
+        m.contains("web-operator.json") && m.contains("operator.json"),
+        "{m}"
+    );
+    let audit = t.core.store().audit_log(10).unwrap();
+    assert!(
+        audit.iter().any(|e| e.actor == "web console"
+            && e.action == "web approve"
+            && e.outcome == "refused"),
+        "{audit:?}"
+    );
+
+    // The operator gives the console a token.
+    std::fs::write(
+        super::operator::token_file(t.dir.path()),
+        r#"{"user_id": "@operator:localhost", "access_token": "syt_b3A_testtoken_0000"}"#,
+    )
+    .unwrap();
+    struct Case {
+        name: &'static str,
+        uri: &'static str,
+        body: String,
+        /// A piece of the refusal.
+        want: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "an id that is no number",
+            uri: "/act/approve/1%20OR%201",
+            body: "csrf=x".into(),
+            want: "is not a request or question number",
+        },
+        Case {
+            name: "a request that does not exist",
+            uri: "/act/deny/41",
+            body: "csrf=x".into(),
+            want: "there is no request #41",
+        },
+        Case {
+            name: "a question that is not open",
+            uri: "/act/answer/5",
+            body: "csrf=x&option=1".into(),
+            want: "question #5 is not open",
+        },
+        Case {
+            name: "a hostile agent name",
+            uri: "/act/say/..",
+            body: "csrf=x&text=hi".into(),
+            want: "is not an agent name",
+        },
+        Case {
+            name: "an agent the hive does not have",
+            uri: "/act/compact/ghost",
+            body: "csrf=x".into(),
+            want: "ghost is not an agent of this hive",
+        },
+        Case {
+            name: "a command before the rooms exist",
+            uri: "/act/restart/ghost",
+            body: "csrf=x".into(),
+            want: "no #hive-c0re room yet",
+        },
+        Case {
+            name: "a verb the console does not have",
+            uri: "/act/revive/ghost",
+            body: "csrf=x".into(),
+            want: "is not something the console does",
+        },
+        Case {
+            name: "a secret in what would be sent",
+            uri: "/act/destroy/ghost",
+            body: format!("csrf=x&why=because+{}", t.hs_token),
+            want: "the text shows the appservice's hs_token: not sent",
+        },
+    ];
+    for c in cases {
+        let (status, v) = post(&t.core, c.uri, &c.body).await;
+        assert_eq!(status, StatusCode::OK, "{}", c.name);
+        assert_eq!(v["ok"], false, "{}: {v}", c.name);
+        let m = v["message"].as_str().unwrap();
+        assert!(m.contains(c.want), "{}: {m}", c.name);
+        assert!(
+            !m.contains(&t.hs_token),
+            "{}: no secret in the answer",
+            c.name
+        );
+    }
+    let audit = t.core.store().audit_log(50).unwrap();
+    for (action, detail) in [
+        ("web deny", "there is no request #41"),
+        ("web say", "is not an agent name"),
+        ("web destroy", "not sent"),
+    ] {
+        assert!(
+            audit.iter().any(|e| e.actor == "@operator:localhost"
+                && e.action == action
+                && e.outcome == "refused"
+                && e.detail.as_deref().is_some_and(|d| d.contains(detail))),
+            "{action}: {audit:?}"
+        );
+    }
+    assert!(
+        audit
+            .iter()
+            .all(|e| !e.detail.as_deref().unwrap_or("").contains(&t.hs_token)),
+        "no secret in the audit"
+    );
+    let deny = audit.iter().find(|e| e.action == "web deny").unwrap();
+    assert_eq!(deny.approval_id, Some(41), "the request is on the record");
+}
