@@ -1,6 +1,7 @@
 //! The web console's server, end to end on a real Synapse with the real `hive c0re`: the core
-//! prints a one-time login link on stderr; following it answers `303` with the session cookie,
-//! and following it again `403`; the session opens the live stream (`/events`) and nothing
+//! prints a one-time login link on stderr; opening it shows a "log in" button and uses
+//! nothing; the button's post (`POST /login`, the token) answers `303` with the session
+//! cookie, and posting it again `403`; the session opens the live stream (`/events`) and nothing
 //! opens without it; `hive console` prints a fresh link that works; after a restart of the core
 //! (on another port: `listen` port 0) the session still works (the store keeps it, hashed).
 
@@ -26,13 +27,41 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Follows `link`; the `hive_session=<t>` cookie it sets.
+/// Posts `link`'s token to `/login`, as its page's "log in" button does.
+async fn post_login(http: &reqwest::Client, link: &str) -> reqwest::Response {
+    let u = url::Url::parse(link).unwrap();
+    let token = u
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a token in the link");
+    http.post(format!("{}login", base_of(link)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", &token)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Opens `link` (a page with the log-in button, twice: opening uses nothing), then posts its
+/// token; the `hive_session=<t>` cookie it sets.
 async fn log_in(http: &reqwest::Client, link: &str) -> String {
-    let r = http.get(link).send().await.unwrap();
+    for _ in 0..2 {
+        let r = http.get(link).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{link}");
+        assert!(!r.headers().contains_key(header::SET_COOKIE));
+        let page = r.text().await.unwrap();
+        assert!(page.contains("id=\"login\""), "{page}");
+    }
+    let r = post_login(http, link).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{link}");
     assert_eq!(r.headers()[header::LOCATION], "/");
     let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
         assert!(set.split("; ").any(|a| a == attr), "{attr}: {set}");
     }
     set.split(';').next().unwrap().to_owned()
@@ -96,7 +125,7 @@ async fn the_printed_link_logs_in_once_and_the_session_outlives_a_restart() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let cookie = log_in(&http, link).await;
-    let again = http.get(link).send().await.unwrap();
+    let again = post_login(&http, link).await;
     assert_eq!(again.status(), StatusCode::FORBIDDEN, "a link works once");
     assert!(again.text().await.unwrap().contains("already used"));
     assert_eq!(
@@ -153,7 +182,7 @@ async fn the_printed_link_logs_in_once_and_the_session_outlives_a_restart() {
         "retry: 2000\n\n"
     );
     let old_link_again = link.replace(&base, &new_base);
-    let r = http.get(&old_link_again).send().await.unwrap();
+    let r = post_login(&http, &old_link_again).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Without a running core, `hive console` says so.

@@ -351,8 +351,9 @@ async fn hello_answers(repo: &Path, up: &Up) {
 /// The line before the web console's link (README: what `hive up` prints).
 const CONSOLE_LINK: &str = "        console     ";
 
-/// Follows the console link `hive up` printed, as a browser would: it logs in once (a session
-/// cookie, then the main page with hello's row), and is refused the second time.
+/// Follows the console link `hive up` printed, as a browser would: it shows a log-in button,
+/// whose post logs in once (a session cookie, then the main page with hello's row), and is
+/// refused the second time.
 async fn console_link_logs_in(up: &mut Up) {
     up.wait_for(CONSOLE_LINK, START);
     let text = up.stderr();
@@ -371,8 +372,28 @@ async fn console_link_logs_in(up: &mut Up) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let login = http.get(&link).send().await.unwrap();
-    assert_eq!(login.status(), 303, "the link logs in once");
+    let shown = http.get(&link).send().await.unwrap();
+    assert_eq!(shown.status(), 200, "the link shows a log-in button");
+    let button = shown.text().await.unwrap();
+    assert!(button.contains("id=\"login\""), "{button}");
+    let token = url::Url::parse(&link)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a token in the link");
+    let post = || {
+        http.post("http://127.0.0.1:8787/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("token", &token)
+                    .finish(),
+            )
+            .send()
+    };
+    let login = post().await.unwrap();
+    assert_eq!(login.status(), 303, "the button logs in once");
     let cookie = login
         .headers()
         .get("set-cookie")
@@ -393,7 +414,7 @@ async fn console_link_logs_in(up: &mut Up) {
         body.contains("id=\"agent-hello\""),
         "the main page lists hello:\n{body}"
     );
-    let again = http.get(&link).send().await.unwrap();
+    let again = post().await.unwrap();
     assert_eq!(again.status(), 403, "the link works once");
 }
 

@@ -331,11 +331,17 @@ fn start_web_console(core: &Core, tasks: &mut Tasks, cancel: &CancellationToken)
             async move { web::serve::serve(core, listener?, cancel).await }
         }
     });
-    // The link goes to the operator's terminal only, never to the log.
+    // The link goes to stderr (the operator's terminal, or a service manager's journal, which
+    // keeps it: it expires and works once), never through `tracing`. "On this machine" when
+    // its host (`web.url`'s when set, else the address bound) is loopback.
     match core.web().login_link() {
         Ok(url) => eprintln!(
             "{}",
-            web::link_lines(&url, cfg.link_ttl_secs, bound.ip().is_loopback())
+            web::link_lines(
+                &url,
+                cfg.link_ttl_secs,
+                crate::config::is_loopback_url(&url)
+            )
         ),
         Err(e) => eprintln!("hive: no login link for the web console: {e}; try `hive console`"),
     }

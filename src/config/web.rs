@@ -7,6 +7,7 @@
 //! - `web.url` (the base URL the printed link uses) is `http` or `https`, has a host, no user
 //!   info, query or fragment, and no path but `/` (the console's routes are at the root, and its
 //!   cookie is `Path=/`). Default: `http://<listen>/`, and then the port bound.
+//! - An `http` `web.url` must name a loopback host (`127.0.0.1`, `[::1]`, `localhost`).
 //! - When `web.listen` is not loopback, `web.url` must be `https`: the session cookie and
 //!   every form would otherwise cross a network in clear text (as `check_transport` refuses
 //!   for the appservice). TLS is then put in front of `listen` by the operator.
@@ -23,8 +24,9 @@ use super::ConfigError;
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8787";
 /// How long a login link works, by default (15 minutes).
 pub const DEFAULT_LINK_TTL_SECS: u64 = 900;
-/// How long a session lasts, by default (7 days).
-pub const DEFAULT_SESSION_TTL_SECS: u64 = 7 * 86_400;
+/// How long a session lasts, by default (12 hours: a working day, not a week of a cookie that
+/// any local port could read on loopback).
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 12 * 3_600;
 
 /// `[web]`: the operator's web console (served by the core, logged in by a one-time link).
 #[derive(Debug, Default, Deserialize)]
@@ -39,7 +41,7 @@ pub struct RawWeb {
     pub url: Option<Url>,
     /// Seconds a login link works (default 900).
     pub link_ttl_secs: Option<u64>,
-    /// Seconds a session lasts once logged in (default 7 days).
+    /// Seconds a session lasts once logged in (default 12 h).
     pub session_ttl_secs: Option<u64>,
 }
 
@@ -128,6 +130,13 @@ pub(super) fn validate(
                 "web.url",
                 format!("{url}: the console is served at the root of its URL (path `/`)"),
             );
+        } else if url.scheme() == "http" && !crate::config::is_loopback_url(url) {
+            err(
+                "web.url",
+                format!(
+                    "{url} is plain http to a host that is not loopback: use https (the session cookie must not cross a network in clear text)"
+                ),
+            );
         }
     }
     let https = raw.url.as_ref().is_some_and(|u| u.scheme() == "https");
@@ -203,6 +212,16 @@ mod tests {
             Case {
                 name: "not loopback behind https",
                 toml: "listen = \"10.0.0.5:8787\"\nurl = \"https://hive.example.org/\"",
+                refused: None,
+            },
+            Case {
+                name: "loopback listen, plain http to another host",
+                toml: "url = \"http://hive.example.org:8787/\"",
+                refused: Some("web.url"),
+            },
+            Case {
+                name: "plain http to localhost",
+                toml: "url = \"http://localhost:8787/\"",
                 refused: None,
             },
             Case {

@@ -24,17 +24,26 @@ pub struct WebSession {
 }
 
 impl Store {
-    /// Records a new login link (its token's digest), working until `expires_us`.
+    /// Records a new login link (its token's digest), working until `expires_us`. Links
+    /// expired at `now_us` are forgotten on the way (links minted and never followed would
+    /// otherwise pile up).
     pub fn web_link_insert(
         &self,
         digest: &str,
         now_us: i64,
         expires_us: i64,
     ) -> anyhow::Result<()> {
-        self.lock().execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM web_links WHERE expires_us <= ?1",
+            params![now_us],
+        )?;
+        tx.execute(
             "INSERT INTO web_links (digest, created_us, expires_us) VALUES (?1, ?2, ?3)",
             params![digest, now_us, expires_us],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -161,5 +170,16 @@ mod tests {
         assert_eq!(s.web_session("s-old").unwrap(), None);
         assert!(s.web_session("s-new").unwrap().is_some());
         assert!(s.web_link("new").unwrap().is_some(), "a used link is kept");
+    }
+
+    #[test]
+    fn expired_links_are_forgotten_when_a_link_is_made() {
+        let s = Store::open_in_memory().unwrap();
+        s.web_link_insert("old", 0, 10).unwrap();
+        s.web_link_insert("live", 0, 1_000).unwrap();
+        s.web_link_insert("fresh", 50, 2_000).unwrap();
+        assert_eq!(s.web_link("old").unwrap(), None, "expired: forgotten");
+        assert!(s.web_link("live").unwrap().is_some(), "unexpired: kept");
+        assert!(s.web_link("fresh").unwrap().is_some());
     }
 }

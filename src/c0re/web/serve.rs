@@ -3,7 +3,9 @@
 //!
 //! The guard ([`guard`]), in this order:
 //! 1. `Host` must name the console ([`Site::host_ok`]), else `421` (DNS rebinding).
-//! 2. `/login` and `/assets/*` are open ([`gate`]); everything else needs an open session (the
+//! 2. `GET /login` and `/assets/*` are open ([`gate`]); `POST /login` needs no session (the
+//!    link's token is its credential) but passes the `Origin` and size checks of step 3;
+//!    everything else needs an open session (the
 //!    `hive_session` cookie): without one a page is `401` with a page that says how to log in,
 //!    `/events` a bare `401`, a post `401` JSON `{"ok":false,"message":"not logged in"}`.
 //! 3. A post (any method but `GET`/`HEAD`) also needs an `Origin` that is ours when it has one
@@ -121,7 +123,13 @@ struct AppState {
 pub fn router_with(core: Core, served: Arc<Served>, live: Live, pages: Router) -> Router {
     let st = AppState { core, served, live };
     let own = Router::new()
-        .route("/login", get(login))
+        .route(
+            "/login",
+            // A `HEAD` is no way to log in (and used to use the link up): refused outright.
+            get(login_page)
+                .post(login)
+                .head(|| async { StatusCode::METHOD_NOT_ALLOWED }),
+        )
         .route("/logout", post(logout))
         .route("/events", get(events))
         .route(
@@ -144,8 +152,11 @@ pub fn router_with(core: Core, served: Arc<Served>, live: Live, pages: Router) -
 /// What a request needs to pass the guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
-    /// `/login`, `/assets/*`: no session.
+    /// `GET /login`, `/assets/*`: no session.
     Open,
+    /// `POST /login`: no session (the link's token stands in for it), but our origin and the
+    /// size cap.
+    Login,
     /// A page: a session.
     Page,
     /// `/events`: a session.
@@ -156,9 +167,12 @@ pub enum Gate {
 
 /// The gate of a request (pure; see the module's rules).
 pub fn gate(method: &Method, path: &str) -> Gate {
-    if path == "/login" || path.starts_with("/assets/") {
+    let post = method != Method::GET && method != Method::HEAD;
+    if path == "/login" && post {
+        Gate::Login
+    } else if path == "/login" || path.starts_with("/assets/") {
         Gate::Open
-    } else if method != Method::GET && method != Method::HEAD {
+    } else if post {
         Gate::Post
     } else if path == "/events" {
         Gate::Stream
@@ -179,13 +193,23 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
         );
     }
     let gate = gate(req.method(), req.uri().path());
-    if gate == Gate::Open {
-        return secure_headers(next.run(req).await);
+    match gate {
+        Gate::Open => return secure_headers(next.run(req).await),
+        Gate::Login => {
+            return secure_headers(match checked_body(&st.served.site, req).await {
+                Ok((parts, bytes)) => {
+                    next.run(Request::from_parts(parts, Body::from(bytes)))
+                        .await
+                }
+                Err(refusal) => refusal,
+            });
+        }
+        Gate::Page | Gate::Stream | Gate::Post => {}
     }
     let cookies = req.headers().get_all(header::COOKIE);
     let token = session::cookie(
         cookies.iter().filter_map(|v| v.to_str().ok()),
-        session::COOKIE,
+        session::cookie_name(st.served.site.secure),
     );
     let csrf = match token.map(|t| st.served.sessions.session(t, now_us())) {
         Some(Ok(Some(csrf))) => csrf,
@@ -208,11 +232,15 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
     secure_headers(next.run(req).await)
 }
 
-/// A post's origin, size and CSRF token; the request with its body back in place.
-async fn check_post_request(site: &Site, csrf: &Csrf, req: Request) -> Result<Request, Response> {
-    let refuse = |status: StatusCode, message: String| {
-        (status, Json(Outcome { ok: false, message })).into_response()
-    };
+fn refuse(status: StatusCode, message: String) -> Response {
+    (status, Json(Outcome { ok: false, message })).into_response()
+}
+
+/// A post's origin and size: its head and its whole body.
+async fn checked_body(
+    site: &Site,
+    req: Request,
+) -> Result<(axum::http::request::Parts, axum::body::Bytes), Response> {
     if !site.origin_ok(text(req.headers(), header::ORIGIN)) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
@@ -226,6 +254,12 @@ async fn check_post_request(site: &Site, csrf: &Csrf, req: Request) -> Result<Re
             format!("refused: a post is at most {} KiB", MAX_BODY / 1024),
         ));
     };
+    Ok((parts, bytes))
+}
+
+/// A post's origin, size and CSRF token; the request with its body back in place.
+async fn check_post_request(site: &Site, csrf: &Csrf, req: Request) -> Result<Request, Response> {
+    let (parts, bytes) = checked_body(site, req).await?;
     let urlencoded = text(&parts.headers, header::CONTENT_TYPE)
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     let field = urlencoded
@@ -258,7 +292,7 @@ fn not_logged_in(gate: Gate) -> Response {
         )
             .into_response(),
         Gate::Stream => (StatusCode::UNAUTHORIZED, "not logged in\n").into_response(),
-        Gate::Page | Gate::Open => (
+        Gate::Page | Gate::Open | Gate::Login => (
             StatusCode::UNAUTHORIZED,
             page(
                 "not logged in",
@@ -283,7 +317,7 @@ fn secure_headers(mut resp: Response) -> Response {
     set(
         h,
         "content-security-policy",
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, "cache-control", "no-store");
@@ -316,10 +350,46 @@ struct LoginQuery {
     token: Option<String>,
 }
 
-/// `GET /login?token=<t>`: a valid link opens a session (the cookie) and sends the browser to
-/// `/`; any other is `403` with a page saying why.
-async fn login(State(st): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+/// `GET /login?token=<t>`: a page with a "log in" button that posts the token back. It uses
+/// nothing up: a link previewer, a `HEAD` or a prefetch that follows the link leaves it working,
+/// and the post that opens the session comes from the console's own page, so the browser keeps
+/// the `SameSite=Strict` cookie on the redirect that follows (a click from another site would
+/// lose it). No inline script (the CSP forbids it): the button has `autofocus`, Enter logs in.
+async fn login_page(State(st): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
     let Some(token) = q.token.filter(|t| !t.is_empty()) else {
+        return refused_link("this link carries no token");
+    };
+    let hive = st.core.cfg().hive_name.clone();
+    let html = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "hive console — log in" }
+                link rel="stylesheet" href="/assets/console.css";
+            }
+            body.plain {
+                main {
+                    h1 { "⟦ " (hive) " ⟧" }
+                    form method="post" action="/login" {
+                        input type="hidden" name="token" value=(token);
+                        button id="login" type="submit" autofocus { "log in" }
+                    }
+                }
+            }
+        }
+    };
+    html.into_response()
+}
+
+/// `POST /login` (form field `token`): a valid link's token opens a session (the cookie) and
+/// sends the browser to `/`; any other is `403` with a page saying why. The guard has checked
+/// the post's `Origin` and size; the token stands in for the session and the CSRF token.
+async fn login(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+    let token = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
         return refused_link("this link carries no token");
     };
     match st.served.sessions.login(&token, now_us()) {
@@ -389,7 +459,7 @@ async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let cookies = headers.get_all(header::COOKIE);
     if let Some(t) = session::cookie(
         cookies.iter().filter_map(|v| v.to_str().ok()),
-        session::COOKIE,
+        session::cookie_name(st.served.site.secure),
     ) {
         match st.served.sessions.logout(t) {
             Ok(_) => st

@@ -19,7 +19,9 @@
 //!   literal with the port bound, so a page on another name that resolves to 127.0.0.1 (DNS
 //!   rebinding) reaches nothing. A post's `Origin`, when the browser sends one, must be ours
 //!   ([`Site`]).
-//! - No token is ever logged; the link goes to the operator's terminal only.
+//! - No token is ever logged by `tracing`; the link is printed on stderr (the operator's
+//!   terminal, or the journal of a service manager running the hive, which keeps it: it
+//!   expires and works once).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,13 +35,28 @@ use url::Url;
 
 use crate::store::{Store, WebLink, WebSession};
 
-/// The session cookie's name.
+/// The session cookie's name over plain http (loopback only).
 pub const COOKIE: &str = "hive_session";
+/// The session cookie's name over https: the `__Host-` prefix makes the browser refuse it
+/// unless it is `Secure`, `Path=/` and has no `Domain`, so no other host (or plain-http page)
+/// can plant or widen it.
+pub const COOKIE_HTTPS: &str = "__Host-hive_session";
+
+/// The session cookie's name when served over https (`secure`) or not.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { COOKIE_HTTPS } else { COOKIE }
+}
 
 /// The session's CSRF token, put into each request's extensions by the auth layer so that a
 /// page can put it into its forms (`Extension<Csrf>`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Csrf(pub String);
+
+impl std::fmt::Debug for Csrf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Csrf(<redacted>)")
+    }
+}
 
 /// A fresh token: 32 bytes from the OS CSPRNG, base64url without padding (43 characters).
 pub fn mint_token() -> anyhow::Result<String> {
@@ -79,8 +96,11 @@ impl Key {
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
         let path = Self::path(data_dir);
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_text(text.trim())
-                .with_context(|| format!("{} is not a console key", path.display())),
+            Ok(text) => {
+                tighten(&path)?;
+                Self::from_text(text.trim())
+                    .with_context(|| format!("{} is not a console key", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent() {
                     crate::fsutil::private_dir(dir)?;
@@ -97,7 +117,7 @@ impl Key {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)?;
         anyhow::ensure!(
             bytes.len() >= 32,
-            "the key is {} bytes, not 32",
+            "the key is {} bytes, fewer than 32",
             bytes.len()
         );
         Ok(Self(bytes.into()))
@@ -137,6 +157,34 @@ impl Key {
                 .encode(self.mac(Purpose::Csrf, session)),
         )
     }
+}
+
+/// Makes an existing key file `0600` when others could read or write it (a copy made by hand,
+/// a restored backup), and says so.
+fn tighten(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).with_context(
+            || {
+                format!(
+                    "{} is readable by others (mode {:o}) and cannot be made 0600",
+                    path.display(),
+                    mode & 0o777
+                )
+            },
+        )?;
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the console key was readable by others: made it 0600 (mint new links: \
+             old ones may have been seen)"
+        );
+    }
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -297,7 +345,8 @@ impl Site {
 /// The `Set-Cookie` value that opens a session for `max_age_secs`.
 pub fn set_cookie(token: &str, secure: bool, max_age_secs: u64) -> String {
     format!(
-        "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{}",
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age_secs}{}",
+        cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -351,14 +400,22 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
-/// What [`Sessions::login`] did.
-#[derive(Debug)]
+/// What [`Sessions::login`] did. `Debug` never shows the session's token.
 pub enum LoginResult {
     /// A session was opened: its token goes into the cookie.
     Opened {
         session: String,
     },
     Refused(Login),
+}
+
+impl std::fmt::Debug for LoginResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoginResult::Opened { .. } => f.write_str("Opened { session: <redacted> }"),
+            LoginResult::Refused(why) => f.debug_tuple("Refused").field(why).finish(),
+        }
+    }
 }
 
 impl Sessions {

@@ -2,7 +2,10 @@
 //
 // - The live stream: an EventSource on body[data-stream]; each `pane` event carries one pane's
 //   markup, which replaces the element with the same id (focus, typed text and scroll kept).
-//   A `gone` event (the agent left the hive) closes it. The browser reconnects by itself.
+//   The browser reconnects by itself after a drop. When the stream stops for good (a `gone`
+//   event: the agent left; or the browser gives up: a 401 or 503) a toast that stays says
+//   so and body[data-live] is "off". The stream is closed while the tab is hidden
+//   (visibilitychange) and reopened when it is shown.
 // - Elapsed times: every [data-since-ms] element shows the time since then, each second.
 // - Forms (form.act): posted with fetch (the form urlencoded, its csrf field also in the
 //   X-CSRF-Token header); those with data-confirm ask first in #confirm; the button spins
@@ -106,29 +109,56 @@
     showTab();
     tick();
   }
+  // The stream is open only while the tab is shown (a hidden tab holds none of the browser's
+  // few connections to the console); once it stops for good (the session ended, the hive
+  // refused it, or its agent left) the page says so and stays as it is.
+  let es = null;
+  let stopped = false;
+  function stopLive(why) {
+    if (stopped) return;
+    stopped = true;
+    if (es) { es.close(); es = null; }
+    document.body.dataset.live = "off";
+    if (why) toast(false, why);
+    toast(false, "live updates stopped: reload the page (or log in again)", true);
+  }
   function stream() {
     const url = document.body.dataset.stream;
-    if (!url || !window.EventSource) return;
-    const es = new EventSource(url);
-    es.addEventListener("open", () => { document.body.dataset.live = "on"; });
-    es.addEventListener("error", () => { document.body.dataset.live = "off"; });
-    es.addEventListener("pane", (e) => replacePane(e.data));
-    es.addEventListener("gone", () => {
-      es.close();
-      document.body.dataset.live = "gone";
-      toast(false, "this page is gone: its agent is no longer in the hive");
+    if (!url || !window.EventSource || stopped || es) return;
+    const source = new EventSource(url);
+    es = source;
+    source.addEventListener("open", () => { document.body.dataset.live = "on"; });
+    source.addEventListener("error", () => {
+      if (es !== source) return; // closed on purpose (the tab was hidden)
+      // CONNECTING: the browser retries by itself. CLOSED: a 401, a 503, not a stream: it
+      // will not come back.
+      if (source.readyState === EventSource.CLOSED) stopLive();
+      else document.body.dataset.live = "retrying";
+    });
+    source.addEventListener("pane", (e) => replacePane(e.data));
+    source.addEventListener("gone", () => {
+      stopLive("this page is gone: its agent is no longer in the hive");
     });
   }
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      if (es) { const old = es; es = null; old.close(); }
+    } else {
+      stream();
+    }
+  });
 
   // ---- toasts ----
-  function toast(ok, message) {
+  // A toast; a `persistent` one stays until the page is reloaded.
+  function toast(ok, message, persistent = false) {
     const box = $("#toasts");
     if (!box) return;
     const t = document.createElement("div");
-    t.className = `toast ${ok ? "ok" : "err"}`;
+    t.className = `toast ${ok ? "ok" : "err"}${persistent ? " persistent" : ""}`;
     t.setAttribute("role", ok ? "status" : "alert");
     t.textContent = message;
     box.appendChild(t);
+    if (persistent) return;
     setTimeout(() => t.classList.add("fading"), 6000);
     setTimeout(() => t.remove(), 6600);
   }

@@ -96,16 +96,19 @@ async fn call(app: &Router, r: Request<Body>) -> (StatusCode, axum::http::Header
     )
 }
 
-/// Follows a fresh login link; the session cookie (`hive_session=<t>`) and the CSRF token.
+/// `POST /login` with the form body `body` (the log-in button's post).
+fn login_post(body: String) -> Request<Body> {
+    req(Method::POST, "/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// Logs in with a fresh link (its button's post); the session cookie (`hive_session=<t>`) and
+/// the CSRF token.
 async fn logged_in(h: &Hive) -> (String, String) {
     let link = h.core.web().login_link().expect("a link");
-    let (status, headers, _) = call(
-        &h.app,
-        req(Method::GET, &format!("/login?{}", link.query().unwrap()))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (status, headers, _) = call(&h.app, login_post(link.query().unwrap().to_owned())).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let set = headers[header::SET_COOKIE].to_str().unwrap();
     let cookie = set.split(';').next().unwrap().to_owned();
@@ -135,6 +138,12 @@ fn gate_table() {
             method: Method::GET,
             path: "/login",
             want: Gate::Open,
+        },
+        Case {
+            name: "the log-in button's post",
+            method: Method::POST,
+            path: "/login",
+            want: Gate::Login,
         },
         Case {
             name: "an asset",
@@ -243,13 +252,54 @@ async fn a_link_logs_in_once_with_a_strict_cookie() {
     let h = hive(4);
     let link = h.core.web().login_link().expect("a link");
     assert_eq!(link.host_str(), Some("127.0.0.1"));
-    let uri = format!("/login?{}", link.query().unwrap());
-    let (status, headers, _) =
-        call(&h.app, req(Method::GET, &uri).body(Body::empty()).unwrap()).await;
+    let query = link.query().unwrap().to_owned();
+    let token = query.strip_prefix("token=").expect("the token").to_owned();
+    let uri = format!("/login?{query}");
+    // Opening the link (or a previewer fetching it, twice) shows the button and uses nothing.
+    for _ in 0..2 {
+        let (status, headers, body) =
+            call(&h.app, req(Method::GET, &uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!headers.contains_key(header::SET_COOKIE));
+        assert!(
+            body.contains(r#"id="login""#) && body.contains("autofocus"),
+            "{body}"
+        );
+        assert!(body.contains(r#"method="post" action="/login""#), "{body}");
+        assert!(
+            body.contains(&format!(r#"name="token" value="{token}""#)),
+            "{body}"
+        );
+        assert!(
+            !body.contains("<script"),
+            "no script on the login page: {body}"
+        );
+    }
+    let (status, _, _) = call(&h.app, req(Method::HEAD, &uri).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // A post from another site is refused, and uses nothing either.
+    let foreign = req(Method::POST, "/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(Body::from(query.clone()))
+        .unwrap();
+    let (status, headers, _) = call(&h.app, foreign).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!headers.contains_key(header::SET_COOKIE));
+    let big = format!("{query}&pad={}", "x".repeat(MAX_BODY));
+    let (status, _, _) = call(&h.app, login_post(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // The button's post (same origin) logs in.
+    let ours = req(Method::POST, "/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ORIGIN, "http://127.0.0.1:8787")
+        .body(Body::from(query.clone()))
+        .unwrap();
+    let (status, headers, _) = call(&h.app, ours).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/");
     let cookie = headers[header::SET_COOKIE].to_str().unwrap();
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=604800"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
         assert!(cookie.split("; ").any(|a| a == attr), "{attr}: {cookie}");
     }
     assert!(cookie.starts_with("hive_session="), "{cookie}");
@@ -257,7 +307,7 @@ async fn a_link_logs_in_once_with_a_strict_cookie() {
         !cookie.contains("Secure"),
         "plain http on loopback: {cookie}"
     );
-    let (status, _, body) = call(&h.app, req(Method::GET, &uri).body(Body::empty()).unwrap()).await;
+    let (status, _, body) = call(&h.app, login_post(query.clone())).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a second use");
     assert!(
         body.contains("already used") && body.contains("hive console"),
@@ -291,13 +341,7 @@ async fn an_expired_or_unknown_link_is_refused() {
         (old.as_str(), "expired"),
         ("made-up", "not one the hive made"),
     ] {
-        let (status, headers, body) = call(
-            &h.app,
-            req(Method::GET, &format!("/login?token={token}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (status, headers, body) = call(&h.app, login_post(format!("token={token}"))).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{says}");
         assert!(body.contains(says), "{body}");
         assert!(!headers.contains_key(header::SET_COOKIE));

@@ -24,6 +24,16 @@ fn digests_differ_by_purpose_and_key() {
     assert!(!k.link_digest(t).contains(t));
     assert_ne!(k.csrf("s1"), k.csrf("s2"));
     assert_eq!(format!("{k:?}"), "Key(<redacted>)");
+    let csrf = k.csrf("s1");
+    assert_eq!(format!("{csrf:?}"), "Csrf(<redacted>)");
+    let opened = LoginResult::Opened {
+        session: "the-session-token".into(),
+    };
+    assert!(!format!("{opened:?}").contains("the-session-token"));
+    assert_eq!(
+        format!("{:?}", LoginResult::Refused(Login::Used)),
+        "Refused(Used)"
+    );
 }
 
 #[test]
@@ -38,6 +48,19 @@ fn the_key_is_made_once_and_kept_private() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    // A key file others can read is made 0600 again, and still works.
+    std::fs::set_permissions(
+        Key::path(dir.path()),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let c = Key::load_or_create(dir.path()).unwrap();
+    assert_eq!(a.link_digest("x"), c.link_digest("x"));
+    let mode = std::fs::metadata(Key::path(dir.path()))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "tightened");
     std::fs::write(Key::path(dir.path()), "short").unwrap();
     assert!(Key::load_or_create(dir.path()).is_err());
 }
@@ -274,7 +297,21 @@ fn cookies() {
         set_cookie("abc", false, 60),
         "hive_session=abc; HttpOnly; SameSite=Strict; Path=/; Max-Age=60"
     );
-    assert!(set_cookie("abc", true, 60).ends_with("; Secure"));
+    let https = set_cookie("abc", true, 60);
+    assert!(https.ends_with("; Secure"), "{https}");
+    assert!(
+        https.starts_with("__Host-hive_session=abc;"),
+        "over https the cookie is __Host- prefixed: {https}"
+    );
+    assert_eq!(cookie_name(false), "hive_session");
+    assert_eq!(
+        cookie(
+            ["hive_session=t0; __Host-hive_session=t9"],
+            cookie_name(true)
+        ),
+        Some("t9")
+    );
+    assert!(clear_cookie(true).starts_with("__Host-hive_session=;"));
     assert!(clear_cookie(false).contains("Max-Age=0"));
     for (name, headers, want) in [
         ("alone", vec!["hive_session=t1"], Some("t1")),
