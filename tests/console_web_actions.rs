@@ -160,8 +160,9 @@ async fn the_console_acts_as_the_operators_own_account() {
         "a new token was saved"
     );
 
-    // A request approved from the console: the operator's ✅, seen by a matrix-sdk client,
-    // counted and applied by the core.
+    // The console's account reacts ✅ on a request (the event the approve button sends, sent
+    // here with `OperatorAccount::send`; the button itself is driven through `Actions::act`
+    // below): a matrix-sdk client sees the operator's ✅, the core counts and applies it.
     let out = hive
         .hive(&["kept", "destroy", "echo", "-m", "from the console test"])
         .output()
@@ -208,6 +209,45 @@ async fn the_console_acts_as_the_operators_own_account() {
         voters,
         vec![hive.operator.user_id.clone()],
         "the operator's vote"
+    );
+
+    // A `web-operator.json` that names the operator but holds someone else's token: the
+    // homeserver's whoami unmasks it, and nothing is sent.
+    let mallory = hive.register_user("mallory").await;
+    let mallory = common::Operator::login(&mallory).await;
+    let stolen = mallory.client.access_token().unwrap();
+    let token_path = operator::token_file(&hive.data);
+    std::fs::write(
+        &token_path,
+        serde_json::to_vec(&json!({"user_id": hive.operator.user_id, "access_token": stolen}))
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let masked = OperatorAccount::new(&hive.cfg.homeserver_url, &hive.data, &hive.cfg.operators);
+    let e = masked
+        .send(
+            echo.room_id(),
+            MessageLikeEventType::RoomMessage,
+            &json!({"msgtype": "m.text", "body": "as mallory, named the operator"}),
+            "t-masked-1",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("web-operator.json")
+            && e.contains(&format!(
+                "says its access token is @mallory:{}'s",
+                hive.cfg.server_name
+            )),
+        "{e}"
+    );
+    assert!(!e.contains(&stolen), "the token is not shown: {e}");
+    assert_eq!(
+        op.count(&echo, "as mallory, named the operator"),
+        0,
+        "nothing was sent"
     );
 }
 

@@ -47,6 +47,7 @@ use ruma::api::client::appservice::request_ping;
 use ruma::{OwnedRoomId, RoomId, UserId};
 
 use super::routing::{self, CommandRight};
+use super::web::actions::replies::Reply;
 use super::{CONTROL_QUEUE, Core};
 use crate::agent_spec::AgentName;
 use crate::store::now_us;
@@ -132,26 +133,29 @@ impl Core {
                             }
                             self.run_command(&command, operator, &item).await
                         }
-                        Err(usage) => usage.to_string(),
+                        Err(usage) => Reply::not_done(usage.to_string()),
                     })
                 }
                 (Some(_), _) => {
                     // Refused, and on the record: who tried to command the hive, and what.
                     let args = routing::command_args(&item.body).unwrap_or("");
                     self.audit_by(&item.sender, "!hive", None, None, "refused", Some(args));
-                    Some(format!(
+                    Some(Reply::not_done(format!(
                         "only the hive's operators may give `!hive` commands (`operators` in hive.toml); {} is not one",
                         item.sender
-                    ))
+                    )))
                 }
                 // The core's own message: never answered (nothing loops).
                 (None, _) => None,
             };
             if let Some(answer) = answer {
                 let room = RoomId::parse(&item.room_id).ok();
-                let answer = console::fit(&answer, console::MAX_CONTENT);
+                let answer = Reply {
+                    text: console::fit(&answer.text, console::MAX_CONTENT),
+                    ..answer
+                };
                 self.control().replies.replied(&item.event_id, &answer);
-                self.notice(room, &answer).await;
+                self.notice(room, &answer.text).await;
             }
             if let Err(e) = self.store().ack(item.id) {
                 tracing::error!(error = %format!("{e:#}"), "could not ack a control command");
@@ -159,22 +163,23 @@ impl Core {
         }
     }
 
-    /// The answer to one command from `operator` (`item`: the queued command event).
+    /// The answer to one command from `operator` (`item`: the queued command event), and
+    /// whether it did what it asked (a report that could not be read did not).
     async fn run_command(
         &self,
         command: &HiveCommand,
         operator: &UserId,
         item: &crate::store::InboxItem,
-    ) -> String {
+    ) -> Reply {
         use super::agents::lifecycle::Action;
-        let failed =
-            |what: &str, e: anyhow::Error| self.shown(&format!("{what} unavailable: {e:#}"));
+        let read = |what: &str, text: anyhow::Result<String>| match text {
+            Ok(text) => Reply::done(text),
+            Err(e) => Reply::not_done(self.shown(&format!("{what} unavailable: {e:#}"))),
+        };
         match command {
-            HiveCommand::Status => self
-                .status_text()
-                .unwrap_or_else(|e| format!("status unavailable: {e:#}")),
-            HiveCommand::Agents => self.agents_text().unwrap_or_else(|e| failed("agents", e)),
-            HiveCommand::Logs { agent, lines } => self.logs_text(agent, *lines),
+            HiveCommand::Status => read("status", self.status_text()),
+            HiveCommand::Agents => read("agents", self.agents_text()),
+            HiveCommand::Logs { agent, lines } => Reply::done(self.logs_text(agent, *lines)),
             HiveCommand::Stop { agent } => {
                 self.operator_lifecycle(operator, Action::Stop, agent).await
             }
@@ -186,26 +191,16 @@ impl Core {
                 self.operator_lifecycle(operator, Action::Restart, agent)
                     .await
             }
-            HiveCommand::Notes { agent } => self
-                .notes_text(agent)
-                .unwrap_or_else(|e| failed("notes", e)),
-            HiveCommand::Usage { agent } => self
-                .usage_text(agent.as_deref())
-                .unwrap_or_else(|e| failed("usage", e)),
-            HiveCommand::Approvals => self
-                .approvals_text()
-                .unwrap_or_else(|e| failed("approvals", e)),
-            HiveCommand::Audit { rows } => self
-                .audit_text(*rows)
-                .unwrap_or_else(|e| failed("audit", e)),
-            HiveCommand::Help => commands::help_text(),
+            HiveCommand::Notes { agent } => read("notes", self.notes_text(agent)),
+            HiveCommand::Usage { agent } => read("usage", self.usage_text(agent.as_deref())),
+            HiveCommand::Approvals => read("approvals", self.approvals_text()),
+            HiveCommand::Audit { rows } => read("audit", self.audit_text(*rows)),
+            HiveCommand::Help => Reply::done(commands::help_text()),
             HiveCommand::Cancel { agent } => {
                 self.cancel_command(agent, operator.as_str(), item, true)
                     .await
             }
-            HiveCommand::Schedules => self
-                .schedules_text()
-                .unwrap_or_else(|e| format!("schedules unavailable: {e:#}")),
+            HiveCommand::Schedules => read("schedules", self.schedules_text()),
             HiveCommand::Fire { agent, schedule } => {
                 self.fire_command(agent, schedule, operator.as_str(), &item.event_id)
             }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Core;
+use super::web::actions::replies::Reply;
 use crate::agent_spec::AgentName;
 use crate::agent_spec::schedule::Schedule;
 use crate::store::{OutboxRow, Wanted, now_us};
@@ -278,7 +279,7 @@ impl Core {
         schedule: &str,
         by: &str,
         command_event: &str,
-    ) -> String {
+    ) -> Reply {
         let result = self.fire_now(agent, schedule, command_event);
         let (outcome, detail) = match &result {
             Ok(Fired::Now { .. }) => ("fired", schedule.to_owned()),
@@ -302,15 +303,15 @@ impl Core {
             tracing::error!(agent, schedule, error = %format!("{e:#}"), "could not audit a fire");
         }
         match result {
-            Ok(Fired::Now { stopped } | Fired::Before { stopped }) => format!(
+            Ok(Fired::Now { stopped } | Fired::Before { stopped }) => Reply::done(format!(
                 "🔔 Fired **{schedule}** of **{agent_shown}** now{}.",
                 if stopped {
                     " (it is stopped: the message waits in its queue until it is started)"
                 } else {
                     ""
                 }
-            ),
-            Err(e) => format!("Not fired: {e:#}"),
+            )),
+            Err(e) => Reply::not_done(format!("Not fired: {e:#}")),
         }
     }
 

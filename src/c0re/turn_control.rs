@@ -24,8 +24,10 @@ use super::rooms::RoomKey;
 use super::routing::{RoomRole, SenderKind};
 use super::{CONTROL_QUEUE, Core};
 use crate::agent_spec::AgentName;
+use crate::c0re::web::actions::replies::Reply;
 use crate::store::{CancelCommand, InboxItem};
 use crate::wire::protocol::Control;
+use cancel::{CancelRefusal, Cancelled};
 use decide::{CoreCommand, InboxLine};
 
 /// At ingest: `targets` (what [`super::routing::route`] chose for an event in a room of
@@ -93,6 +95,7 @@ impl Core {
             InboxLine::Core(agent, CoreCommand::Cancel) => {
                 self.cancel_command(agent.as_str(), &item.sender, item, false)
                     .await
+                    .text
             }
             InboxLine::Core(agent, CoreCommand::Model(id)) => {
                 self.model_command(&agent, &id, &item.sender).await
@@ -123,33 +126,51 @@ impl Core {
         by: &str,
         command: &InboxItem,
         in_control: bool,
-    ) -> String {
+    ) -> Reply {
         let command = CancelCommand {
             event_id: &command.event_id,
             origin_ts: command.origin_ts,
         };
-        let (answer, outcome, inbox) = match self.cancel_turn(agent, by, command) {
-            Ok(Ok(done)) => {
-                let text = done.text();
-                let inbox = self.rooms().get(&RoomKey::Inbox(done.agent.clone()));
-                (text, "cancelled", inbox)
-            }
-            Ok(Err(refused)) => (format!("Nothing cancelled: {refused}."), "refused", None),
-            Err(e) => {
-                tracing::error!(agent, error = %format!("{e:#}"), "cancelling a turn failed");
-                (format!("Cancelling failed: {e:#}"), "failed", None)
-            }
+        let result = self.cancel_turn(agent, by, command);
+        if let Err(e) = &result {
+            tracing::error!(agent, error = %format!("{e:#}"), "cancelling a turn failed");
+        }
+        let inbox = match &result {
+            Ok(Ok(done)) => self.rooms().get(&RoomKey::Inbox(done.agent.clone())),
+            _ => None,
         };
-        let answer = self.shown(&answer);
-        self.audit_by(by, "cancel", Some(agent), None, outcome, Some(&answer));
-        if outcome == "cancelled" {
+        let (reply, outcome) = cancel_reply(&result);
+        let reply = Reply {
+            text: self.shown(&reply.text),
+            ..reply
+        };
+        self.audit_by(by, "cancel", Some(agent), None, outcome, Some(&reply.text));
+        if reply.done {
             // A crash before the command is acked: it is delivered again after the restart.
             crate::failpoint::exit_at("cancel-before-ack");
         }
         if in_control && inbox.is_some() {
-            self.notice(inbox, &answer).await;
+            self.notice(inbox, &reply.text).await;
         }
-        answer
+        reply
+    }
+}
+
+/// The answer to a cancel from its `result`, and the audit's outcome word: done only when a
+/// turn was cancelled.
+pub fn cancel_reply(
+    result: &anyhow::Result<Result<Cancelled, CancelRefusal>>,
+) -> (Reply, &'static str) {
+    match result {
+        Ok(Ok(done)) => (Reply::done(done.text()), "cancelled"),
+        Ok(Err(refused)) => (
+            Reply::not_done(format!("Nothing cancelled: {refused}.")),
+            "refused",
+        ),
+        Err(e) => (
+            Reply::not_done(format!("Cancelling failed: {e:#}")),
+            "failed",
+        ),
     }
 }
 

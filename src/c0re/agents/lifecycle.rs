@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::agent_spec::AgentName;
 use crate::c0re::Core;
+use crate::c0re::web::actions::replies::Reply;
 use crate::store::{AgentState, Wanted};
 
 use super::tool_spec::{ToolError, ToolSpec, args};
@@ -291,13 +292,14 @@ impl Core {
         operator: &ruma::UserId,
         action: Action,
         agent: &str,
-    ) -> String {
+    ) -> Reply {
         let actor = Actor::Operator(operator);
         let result = self.run_lifecycle(actor, action, agent).await;
         self.audit_lifecycle(actor, action.as_str(), Some(agent), &result);
-        match result {
-            Ok((_, text)) => self.shown(&text),
-            Err(e) => self.shown(&format!("cannot {} {agent}: {e}", action.as_str())),
+        let reply = lifecycle_reply(action, agent, &result);
+        Reply {
+            text: self.shown(&reply.text),
+            ..reply
         }
     }
 
@@ -403,6 +405,20 @@ impl Core {
                 waiting(queued.pending + queued.inflight)
             ),
         ))
+    }
+}
+
+/// The operator's answer to `!hive <action> <agent>` from its `result`: done when the agent's
+/// state changed (or was asked to), not when it was refused or already so (`unchanged`).
+pub fn lifecycle_reply(
+    action: Action,
+    agent: &str,
+    result: &Result<(&'static str, String), ToolError>,
+) -> Reply {
+    match result {
+        Ok(("unchanged", text)) => Reply::not_done(text.clone()),
+        Ok((_, text)) => Reply::done(text.clone()),
+        Err(e) => Reply::not_done(format!("cannot {} {agent}: {e}", action.as_str())),
     }
 }
 

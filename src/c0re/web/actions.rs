@@ -7,9 +7,12 @@
 //! the account found ([`operator::identity`]), a double click dropped
 //! ([`plan::first_in_window`]), the facts gathered (the request or question row, the rooms),
 //! the plan decided ([`plan::plan`]); then it is sent, and a `!hive` command waits up to
-//! [`REPLY_WAIT`] for the core's reply ([`replies`]). Every action is audited (`web <verb>`,
-//! actor the operator), refusals too. The answer is always `200` with an [`Outcome`]; only the
-//! session layer in front (`web/session.rs`) answers `4xx`. Nothing here checks the session.
+//! [`REPLY_WAIT`] for the core's reply ([`replies`]), which says whether the command did what
+//! it asked ([`replies::Reply`], typed by the command itself: [`answered`]). Every action is
+//! audited (`web <verb>`, actor the operator), refusals too, and the console's audit pane is
+//! told. The answer is always `200` with an [`Outcome`]; only the guard in front
+//! (`web/serve.rs`: the session and the CSRF token) answers `4xx`. Nothing here checks the
+//! session: [`routes`] is mounted only behind that guard.
 //!
 //! - [`operator`]: the operator's account: where it comes from, its login and token.
 //! - [`plan`]: pure: what a form asks for and what is sent for it.
@@ -47,7 +50,9 @@ pub struct Actions {
     recent: Mutex<VecDeque<(Act, Instant)>>,
 }
 
-/// Every `POST /act/{verb}/{target}` (state applied: a `Router<()>`).
+/// Every `POST /act/{verb}/{target}` (state applied: a `Router<()>`). It checks no session
+/// and no CSRF token: mount it only behind `web::serve`'s guard (public for the integration
+/// tests, which drive it without one).
 pub fn routes(core: Core) -> Router {
     let actions = Arc::new(Actions::new(core));
     Router::new()
@@ -64,6 +69,7 @@ async fn act(
 }
 
 /// What one action did, before it is audited and answered.
+#[derive(Debug, PartialEq, Eq)]
 struct Done {
     ok: bool,
     message: String,
@@ -167,6 +173,8 @@ impl Actions {
         }) {
             tracing::error!(action, error = %format!("{e:#}"), "could not audit a console action");
         }
+        // The audit pane shows this row live.
+        self.core.console().changed();
         Outcome {
             ok: done.ok,
             message,
@@ -261,12 +269,7 @@ impl Actions {
         let replies = self.core.control().replies();
         let rx = replies.wait(event);
         match tokio::time::timeout(REPLY_WAIT, rx).await {
-            Ok(Ok(reply)) if plan::reply_ok(&reply) => Done::ok(reply),
-            Ok(Ok(reply)) => Done {
-                ok: false,
-                message: reply,
-                audit: "answered",
-            },
+            Ok(Ok(reply)) => answered(reply),
             Ok(Err(_)) | Err(_) => {
                 replies.forget(event);
                 Done::ok(format!(
@@ -309,6 +312,20 @@ impl Actions {
             Ok(plan::plan(&act, &facts))
         })
         .await?
+    }
+}
+
+/// What a command's action did, from the core's reply: done (a green toast, audited `sent`)
+/// when the command says it did what it asked, else `answered` with the core's reason.
+fn answered(reply: replies::Reply) -> Done {
+    if reply.done {
+        Done::ok(reply.text)
+    } else {
+        Done {
+            ok: false,
+            message: reply.text,
+            audit: "answered",
+        }
     }
 }
 

@@ -14,17 +14,25 @@
 //! - else there is no account: every action says so, naming both files.
 //!
 //! The account must be one of the hive's operators (`operators.users`): anyone else's ✅ would
-//! not count, so it is refused here, before anything is sent. Tokens are never logged: the
+//! not count, so it is refused here, before anything is sent. The files' `user_id` is not taken
+//! on trust: when a session is made, the homeserver is asked whose token it is
+//! (`/account/whoami`) and a token of anyone else is refused ([`same_account`]), naming the
+//! file. A `web-operator.json` that others may read is warned about, once. Tokens are never logged: the
 //! client's `Debug` redacts them and no span records them.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use ruma::api::client::{membership::join_room_by_id, message::send_message_event, session::login};
+use ruma::api::client::{
+    account::whoami, membership::join_room_by_id, message::send_message_event, session::login,
+};
 use ruma::events::MessageLikeEventType;
 use ruma::serde::Raw;
-use ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId};
+use ruma::{
+    OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId, UserId,
+};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -178,10 +186,36 @@ pub enum OperatorError {
         room: OwnedRoomId,
         source: MatrixError,
     },
+    #[error(
+        "{file} names {named}, but the homeserver says its access token is {actual}'s: the console does not act as anyone but the named operator"
+    )]
+    NotTheirToken {
+        file: String,
+        named: OwnedUserId,
+        actual: OwnedUserId,
+    },
     #[error(transparent)]
     Matrix(#[from] MatrixError),
     #[error("{0:#}")]
     Local(anyhow::Error),
+}
+
+/// Whether the token's owner as the homeserver answers (`actual`) is the account the file
+/// `file` names (`named`): the console acts only as the account it was given.
+pub fn same_account(named: &UserId, actual: &UserId, file: &Path) -> Result<(), OperatorError> {
+    if named == actual {
+        return Ok(());
+    }
+    Err(OperatorError::NotTheirToken {
+        file: file.display().to_string(),
+        named: named.to_owned(),
+        actual: actual.to_owned(),
+    })
+}
+
+/// Whether a file's `mode` lets anyone but its owner read or write it.
+pub fn open_to_others(mode: u32) -> bool {
+    mode & 0o077 != 0
 }
 
 /// A logged-in operator: who, and a client carrying its token.
@@ -203,6 +237,8 @@ pub struct OperatorAccount {
     session: tokio::sync::Mutex<Option<Session>>,
     /// Rooms the account is known to be in (joined by the console or found joined).
     joined: Mutex<HashSet<OwnedRoomId>>,
+    /// `web-operator.json`'s mode was warned about (once a run).
+    warned_mode: AtomicBool,
 }
 
 impl OperatorAccount {
@@ -213,6 +249,7 @@ impl OperatorAccount {
             operators: operators.to_vec(),
             session: tokio::sync::Mutex::new(None),
             joined: Mutex::new(HashSet::new()),
+            warned_mode: AtomicBool::new(false),
         }
     }
 
@@ -240,17 +277,61 @@ impl OperatorAccount {
         if let Some(s) = slot.as_ref().filter(|s| s.identity == id) {
             return Ok(s.clone());
         }
-        let s = match &id {
-            Identity::Token { user, access_token } => Session {
-                user: user.clone(),
-                client: self.client(access_token.clone())?,
-                given: true,
-                identity: id.clone(),
-            },
-            Identity::Password { user, password } => self.login(user.clone(), password).await?,
+        // Until the new one is checked, no session: a refusal below is about the new one.
+        *slot = None;
+        let (s, file) = match &id {
+            Identity::Token { user, access_token } => {
+                self.warn_if_open();
+                let s = Session {
+                    user: user.clone(),
+                    client: self.client(access_token.clone())?,
+                    given: true,
+                    identity: id.clone(),
+                };
+                (s, token_file(&self.data_dir))
+            }
+            Identity::Password { user, password } => (
+                self.login(user.clone(), password).await?,
+                session_file(&self.data_dir),
+            ),
         };
+        // Whose token it is, as the homeserver knows it. A saved login it no longer knows is
+        // an `M_UNKNOWN_TOKEN` the send path answers by logging in again; the operator's own
+        // token cannot be replaced: the file to rewrite is named.
+        let actual = match s.client.send(whoami::v3::Request::new(), None).await {
+            Ok(r) => r.user_id,
+            Err(source) if s.given && source.errcode() == Some("M_UNKNOWN_TOKEN") => {
+                return Err(OperatorError::TokenRefused {
+                    file: file.display().to_string(),
+                    source,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        same_account(&s.user, &actual, &file)?;
         *slot = Some(s.clone());
         Ok(s)
+    }
+
+    /// Warns, once, when `web-operator.json` is open to others (it holds a token that acts as
+    /// the operator).
+    fn warn_if_open(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = token_file(&self.data_dir);
+        let mode = match std::fs::metadata(&path) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot read the token file's mode");
+                return;
+            }
+        };
+        if open_to_others(mode) && !self.warned_mode.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the web console's operator token file is readable by others: chmod 600 it"
+            );
+        }
     }
 
     /// The saved login if it is this user's, else a new one (saved, mode 0600).
@@ -496,6 +577,54 @@ mod tests {
                 }
                 (got, want) => panic!("{}: got {got:?}, want {want:?}", c.name),
             }
+        }
+    }
+
+    /// A token is the named operator's only when the homeserver says so; a token file is
+    /// private only at mode 0600 (or stricter).
+    #[test]
+    fn the_token_is_the_named_operators() {
+        struct Case {
+            name: &'static str,
+            named: &'static str,
+            actual: &'static str,
+            /// `None`: accepted; else a piece of the refusal.
+            refused: Option<&'static str>,
+        }
+        let cases = [
+            Case {
+                name: "the operator's own token",
+                named: "@operator:hive.test",
+                actual: "@operator:hive.test",
+                refused: None,
+            },
+            Case {
+                name: "someone else's token under the operator's name",
+                named: "@operator:hive.test",
+                actual: "@mallory:hive.test",
+                refused: Some(
+                    "/d/web-operator.json names @operator:hive.test, but the homeserver says its access token is @mallory:hive.test's",
+                ),
+            },
+        ];
+        for c in cases {
+            let named = OwnedUserId::try_from(c.named).unwrap();
+            let actual = OwnedUserId::try_from(c.actual).unwrap();
+            let got = same_account(&named, &actual, Path::new("/d/web-operator.json"));
+            match (got, c.refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(piece)) => assert!(e.to_string().contains(piece), "{}: {e}", c.name),
+                (got, want) => panic!("{}: got {got:?}, want {want:?}", c.name),
+            }
+        }
+        for (mode, open) in [
+            (0o100600, false),
+            (0o100400, false),
+            (0o100640, true),
+            (0o100644, true),
+            (0o100602, true),
+        ] {
+            assert_eq!(open_to_others(mode), open, "{mode:o}");
         }
     }
 

@@ -16,7 +16,7 @@
 //!   reply in the question's thread; only while the question is `pending`;
 //! - say: a non-empty `text` as a message in the agent's inbox;
 //! - stop, start, restart, cancel: `!hive <verb> <agent>` in `#hive-c0re`; its outcome is the
-//!   core's reply ([`reply_ok`]);
+//!   core's reply;
 //! - compact, new-session: `!compact` / `!new-session` in the agent's inbox;
 //! - destroy: a destroy request filed as `hive kept destroy` files it (`why` its summary);
 //! - a request or question not posted yet (no event) cannot be reacted to: refused;
@@ -435,16 +435,6 @@ pub fn plan(act: &Act, f: &Facts<'_>) -> Result<Plan, Refused> {
             summary: why.clone().unwrap_or_else(|| format!("destroy {agent}")),
         }),
     }
-}
-
-/// Whether the core's reply to a console command reports it done (`false`: it refused or
-/// failed, as the lifecycle and cancel paths word it).
-pub fn reply_ok(reply: &str) -> bool {
-    let r = reply.trim_start();
-    !(r.starts_with("cannot ")
-        || r.starts_with("only the hive's operators")
-        || r.starts_with("🚫")
-        || r.contains(" is not an agent of this hive"))
 }
 
 /// Whether `act` is new within [`WINDOW`] of `now`: `recent` forgets what is older and

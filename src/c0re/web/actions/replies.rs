@@ -17,6 +17,33 @@ pub const KEEP: usize = 32;
 /// The most of a reply kept or handed over (a toast, not the whole status table).
 pub const MAX_REPLY: usize = 4000;
 
+/// The core's reply to one `!hive` command: its text, and whether the command did what it
+/// asked (`false`: refused, failed, or nothing to do, as the command itself knows, so the
+/// console never guesses it from the wording).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub done: bool,
+    pub text: String,
+}
+
+impl Reply {
+    /// The command did what it asked; `text` says what.
+    pub fn done(text: impl Into<String>) -> Self {
+        Self {
+            done: true,
+            text: text.into(),
+        }
+    }
+
+    /// The command did not do what it asked; `text` says why.
+    pub fn not_done(text: impl Into<String>) -> Self {
+        Self {
+            done: false,
+            text: text.into(),
+        }
+    }
+}
+
 /// Waiters for the core's reply to a command, keyed by the command's event id.
 #[derive(Default)]
 pub struct CommandReplies {
@@ -25,15 +52,18 @@ pub struct CommandReplies {
 
 #[derive(Default)]
 struct Slots {
-    waiting: HashMap<String, oneshot::Sender<String>>,
-    early: VecDeque<(String, String)>,
+    waiting: HashMap<String, oneshot::Sender<Reply>>,
+    early: VecDeque<(String, Reply)>,
 }
 
 impl CommandReplies {
     /// The core posted `reply` to the command `event`: its waiter gets it, or it is kept for
     /// one that registers later.
-    pub fn replied(&self, event: &str, reply: &str) {
-        let reply = cut(reply, MAX_REPLY).to_owned();
+    pub fn replied(&self, event: &str, reply: &Reply) {
+        let reply = Reply {
+            done: reply.done,
+            text: cut(&reply.text, MAX_REPLY).to_owned(),
+        };
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match s.waiting.remove(event) {
             // A waiter that gave up meanwhile dropped its receiver: nothing to tell.
@@ -49,7 +79,7 @@ impl CommandReplies {
 
     /// Waits for the reply to command `event`: a receiver that completes when the core replies
     /// (at once if it already has).
-    pub fn wait(&self, event: &str) -> oneshot::Receiver<String> {
+    pub fn wait(&self, event: &str) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match s.early.iter().position(|(e, _)| e == event) {
@@ -101,7 +131,7 @@ mod tests {
     #[test]
     fn a_reply_reaches_its_waiter_in_either_order() {
         enum Step {
-            Reply(&'static str, &'static str),
+            Replied(&'static str, &'static str),
             Wait(&'static str),
             Forget(&'static str),
         }
@@ -115,22 +145,22 @@ mod tests {
         let cases = [
             Case {
                 name: "reply after the wait",
-                steps: vec![Wait("$a"), Reply("$a", "stopped argus")],
+                steps: vec![Wait("$a"), Replied("$a", "stopped argus")],
                 want: Some("stopped argus"),
             },
             Case {
                 name: "reply before the wait (the transaction won the race)",
-                steps: vec![Reply("$a", "stopped argus"), Wait("$a")],
+                steps: vec![Replied("$a", "stopped argus"), Wait("$a")],
                 want: Some("stopped argus"),
             },
             Case {
                 name: "another command's reply is not ours",
-                steps: vec![Wait("$a"), Reply("$b", "started echo")],
+                steps: vec![Wait("$a"), Replied("$b", "started echo")],
                 want: None,
             },
             Case {
                 name: "a forgotten waiter gets nothing, and the reply is kept",
-                steps: vec![Wait("$a"), Forget("$a"), Reply("$a", "late"), Wait("$a")],
+                steps: vec![Wait("$a"), Forget("$a"), Replied("$a", "late"), Wait("$a")],
                 want: Some("late"),
             },
         ];
@@ -139,13 +169,18 @@ mod tests {
             let mut last = None;
             for s in c.steps {
                 match s {
-                    Reply(e, t) => r.replied(e, t),
+                    Replied(e, t) => r.replied(e, &Reply::done(t)),
                     Wait(e) => last = Some(r.wait(e)),
                     Forget(e) => r.forget(e),
                 }
             }
             let mut rx = last.expect("every case waits");
-            assert_eq!(rx.try_recv().ok().as_deref(), c.want, "{}", c.name);
+            assert_eq!(
+                rx.try_recv().ok().map(|r| r.text).as_deref(),
+                c.want,
+                "{}",
+                c.name
+            );
         }
     }
 
@@ -154,10 +189,12 @@ mod tests {
     fn early_replies_are_bounded() {
         let r = CommandReplies::default();
         for i in 0..=KEEP {
-            r.replied(&format!("${i}"), &"é".repeat(MAX_REPLY));
+            r.replied(&format!("${i}"), &Reply::not_done("é".repeat(MAX_REPLY)));
         }
         assert!(r.wait("$0").try_recv().is_err(), "the oldest was dropped");
         let kept = r.wait("$1").try_recv().expect("a recent one is kept");
+        assert!(!kept.done, "the outcome is kept with the text");
+        let kept = kept.text;
         assert!(
             kept.len() <= MAX_REPLY && kept.len() >= MAX_REPLY - 1,
             "{}",

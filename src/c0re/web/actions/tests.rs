@@ -170,3 +170,101 @@ async fn every_refusal_is_an_ok_false_answer_and_audited() {
     let deny = audit.iter().find(|e| e.action == "web deny").unwrap();
     assert_eq!(deny.approval_id, Some(41), "the request is on the record");
 }
+
+/// A command's outcome is the core's own: each answer built by the function that makes it on
+/// the `!hive` path, and what the toast and the audit make of it.
+#[test]
+fn a_commands_outcome_is_what_the_core_says_it_did() {
+    use crate::agent_spec::AgentName;
+    use crate::c0re::agents::lifecycle::{Action, lifecycle_reply};
+    use crate::c0re::agents::tool_spec::ToolError;
+    use crate::c0re::turn_control::cancel::{CancelRefusal, Cancelled};
+    use crate::c0re::turn_control::cancel_reply;
+    use crate::store::CancelledTurn;
+
+    struct Case {
+        name: &'static str,
+        reply: super::replies::Reply,
+        ok: bool,
+        audit: &'static str,
+    }
+    let argus = AgentName::parse("argus").expect("a valid name");
+    let cancelled = Cancelled {
+        agent: argus.clone(),
+        turn: CancelledTurn {
+            id: 7,
+            body: "look into it".into(),
+            delivered_us: None,
+            pulled: 0,
+        },
+        secs: 3,
+    };
+    let cases = [
+        Case {
+            name: "stopped",
+            reply: lifecycle_reply(
+                Action::Stop,
+                "argus",
+                &Ok(("stopped", "stopped argus; nothing waiting".into())),
+            ),
+            ok: true,
+            audit: "sent",
+        },
+        Case {
+            name: "already stopped: nothing changed",
+            reply: lifecycle_reply(
+                Action::Stop,
+                "argus",
+                &Ok(("unchanged", "argus is already stopped".into())),
+            ),
+            ok: false,
+            audit: "answered",
+        },
+        Case {
+            name: "a refused start",
+            reply: lifecycle_reply(
+                Action::Start,
+                "ghost",
+                &Err(ToolError::Refused(
+                    "\"ghost\" is not an agent of this hive".into(),
+                )),
+            ),
+            ok: false,
+            audit: "answered",
+        },
+        Case {
+            name: "a turn cancelled",
+            reply: cancel_reply(&Ok(Ok(cancelled))).0,
+            ok: true,
+            audit: "sent",
+        },
+        Case {
+            name: "nothing to cancel",
+            reply: cancel_reply(&Ok(Err(CancelRefusal::NoTurn(argus.clone())))).0,
+            ok: false,
+            audit: "answered",
+        },
+        Case {
+            name: "a turn that started after the cancel",
+            reply: cancel_reply(&Ok(Err(CancelRefusal::StartedAfter(argus)))).0,
+            ok: false,
+            audit: "answered",
+        },
+        Case {
+            name: "cancelling failed",
+            reply: cancel_reply(&Err(anyhow::anyhow!("the store is locked"))).0,
+            ok: false,
+            audit: "answered",
+        },
+    ];
+    for c in cases {
+        let text = c.reply.text.clone();
+        let done = super::answered(c.reply);
+        assert_eq!(
+            (done.ok, done.audit, done.message.as_str()),
+            (c.ok, c.audit, text.as_str()),
+            "{}",
+            c.name
+        );
+    }
+}

@@ -539,35 +539,6 @@ fn each_act_is_sent_as_the_core_counts_it() {
 }
 
 #[test]
-fn the_cores_reply_says_whether_it_was_done() {
-    struct Case {
-        reply: &'static str,
-        ok: bool,
-    }
-    let cases = [
-        Case {
-            reply: "stopped argus; `!hive start argus` starts it again",
-            ok: true,
-        },
-        Case {
-            reply: "cannot stop argus: it is stopped already",
-            ok: false,
-        },
-        Case {
-            reply: "\"ghost\" is not an agent of this hive",
-            ok: false,
-        },
-        Case {
-            reply: "only the hive's operators may give `!hive` commands",
-            ok: false,
-        },
-    ];
-    for c in cases {
-        assert_eq!(reply_ok(c.reply), c.ok, "{}", c.reply);
-    }
-}
-
-#[test]
 fn a_double_click_is_sent_once() {
     let t0 = Instant::now();
     let approve = Act::Vote {
