@@ -213,7 +213,7 @@ async fn the_console_acts_as_the_operators_own_account() {
 
     // A `web-operator.json` that names the operator but holds someone else's token: the
     // homeserver's whoami unmasks it, and nothing is sent.
-    let mallory = hive.register_user("mallory").await;
+    let mallory = hive.register_user("plain.mallory").await;
     let mallory = common::Operator::login(&mallory).await;
     let stolen = mallory.client.access_token().unwrap();
     let token_path = operator::token_file(&hive.data);
@@ -238,7 +238,7 @@ async fn the_console_acts_as_the_operators_own_account() {
     assert!(
         e.contains("web-operator.json")
             && e.contains(&format!(
-                "says its access token is @mallory:{}'s",
+                "says its access token is @plain.mallory:{}'s",
                 hive.cfg.server_name
             )),
         "{e}"

@@ -428,7 +428,17 @@ impl OperatorAccount {
             .map_err(|e| OperatorError::Local(anyhow::Error::new(e)))?;
         let mut relogged = false;
         loop {
-            let s = self.session().await?;
+            // A saved login whoami no longer knows: logged in again, once.
+            let s = match self.session().await.map_err(unknown_token) {
+                Ok(s) => s,
+                Err(Err(source)) if !relogged => {
+                    relogged = true;
+                    self.token_refused(source).await?;
+                    continue;
+                }
+                Err(Err(source)) => return Err(OperatorError::Matrix(source)),
+                Err(Ok(e)) => return Err(e),
+            };
             let r = async {
                 self.join(&s, room).await?;
                 let req = send_message_event::v3::Request::new_raw(
