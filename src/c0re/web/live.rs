@@ -69,10 +69,14 @@ pub type Alive = Box<dyn Fn() -> anyhow::Result<bool> + Send + Sync>;
 /// A page rendered once: its panes as (id, markup), `None` when the page is gone.
 type Rendered = Arc<Option<Vec<(String, String)>>>;
 
-/// The latest render of each page, with the version of the watch it was made at.
+/// One page's latest render, with the version of the watch it was made at; locked while a
+/// stream renders it, so the others wait and take that render.
+type Latest = Arc<tokio::sync::Mutex<Option<(u64, Rendered)>>>;
+
+/// The latest render of each page.
 #[derive(Default)]
 struct Shared {
-    pages: std::sync::Mutex<HashMap<Page, Arc<tokio::sync::Mutex<Option<(u64, Rendered)>>>>>,
+    pages: std::sync::Mutex<HashMap<Page, Latest>>,
 }
 
 /// The panes of `panes` whose markup differs from what `sent` holds for their id, as
