@@ -49,8 +49,8 @@ pub struct Console {
     acted: std::sync::Mutex<HashSet<OwnedUserId>>,
     /// Events redacted in `#hive-c0re` since the task last looked (see [`Console::redacted`]).
     redacted: std::sync::Mutex<HashSet<String>>,
-    /// Bumped by every [`Console::changed`]: the web console's live streams watch it
-    /// (`c0re/web/live.rs`), each coalescing a burst into one render.
+    /// Bumped by every [`Console::changed`] and [`Console::web_changed`]: the web console's
+    /// live streams watch it (`c0re/web/live.rs`), each coalescing a burst into one render.
     tick: tokio::sync::watch::Sender<u64>,
 }
 
@@ -74,7 +74,13 @@ impl Console {
         self.tick.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// A watch of [`Console::changed`] for one web console stream.
+    /// Something only the web console shows changed (an agent room's messages): wakes its
+    /// live streams, not the status message's task.
+    pub fn web_changed(&self) {
+        self.tick.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A watch of [`Console::changed`] and [`Console::web_changed`] for one web console stream.
     pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.tick.subscribe()
     }

@@ -165,7 +165,8 @@ impl Core {
             self.peering().wake();
         }
         if in_agent_rooms {
-            self.console().changed();
+            // Only the web console's agent page shows an agent room's messages.
+            self.console().web_changed();
         }
         self.wake_queues(woken);
         Ok(())

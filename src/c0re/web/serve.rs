@@ -25,10 +25,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 
-use super::live::{Live, MAX_STREAMS, Page, Render};
+use super::live::{Alive, Live, MAX_STREAMS, Page, Render};
 use super::session::{self, Csrf, Key, Login, LoginResult, Sessions, Site, Verdict};
 use super::{Outcome, Pane, Served};
 use crate::agent_spec::AgentName;
@@ -52,11 +52,11 @@ fn sub_routers(core: Core) -> Router {
         .merge(super::actions::routes(core))
 }
 
-/// The live stream's renderer: a page's panes as they are now.
-fn panes(core: &Core, page: &Page, csrf: &str) -> anyhow::Result<Option<Vec<Pane>>> {
+/// The live stream's renderer: a page's panes as they are now (the same for every session).
+fn panes(core: &Core, page: &Page) -> anyhow::Result<Option<Vec<Pane>>> {
     match page {
-        Page::Main => super::views::main_panes(core, csrf).map(Some),
-        Page::Agent(name) => super::views::agent_panes(core, name, csrf),
+        Page::Main => super::views::main_panes(core).map(Some),
+        Page::Agent(name) => super::views::agent_panes(core, name),
     }
 }
 
@@ -462,9 +462,12 @@ async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
         session::cookie_name(st.served.site.secure),
     ) {
         match st.served.sessions.logout(t) {
-            Ok(_) => st
-                .core
-                .audit_by(ACTOR, "console logout", None, None, "ok", None),
+            Ok(_) => {
+                // Its open streams end now, not at their next send.
+                st.live.session_closed();
+                st.core
+                    .audit_by(ACTOR, "console logout", None, None, "ok", None);
+            }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "a console logout failed");
                 return (StatusCode::INTERNAL_SERVER_ERROR, "logout failed\n").into_response();
@@ -487,12 +490,24 @@ struct EventsQuery {
     agent: Option<String>,
 }
 
-/// `GET /events[?agent=<name>]`: the page's live stream.
+/// `GET /events[?agent=<name>]`: the page's live stream, for as long as its session is open.
 async fn events(
     State(st): State<AppState>,
-    Extension(csrf): Extension<Csrf>,
+    headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Response {
+    // The guard let it in with an open session: the stream re-checks that one before each send.
+    let token = session::cookie(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        session::COOKIE,
+    )
+    .unwrap_or_default()
+    .to_owned();
+    let served = Arc::clone(&st.served);
+    let alive: Alive = Box::new(move || Ok(served.sessions.session(&token, now_us())?.is_some()));
     let page = match q.agent {
         None => Page::Main,
         Some(a) => match AgentName::parse(&a) {
@@ -500,7 +515,7 @@ async fn events(
             Err(_) => return (StatusCode::NOT_FOUND, "no such agent\n").into_response(),
         },
     };
-    let Some(body) = st.live.open(st.core.clone(), page, csrf) else {
+    let Some(body) = st.live.open(st.core.clone(), page, alive) else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many live streams are open; close a console tab\n",

@@ -14,7 +14,7 @@
 //! - `page`, `main_page`, `agent_page`: the markup, pure functions of the view models.
 //!
 //! What each page shows, and the ids and classes the script and the browser tests rely on, are
-//! in docs/console.md ("What each page shows") and /work/notes/16/contract.md.
+//! in docs/console.md ("What each page shows").
 
 pub mod agent_page;
 pub mod main_page;
@@ -48,10 +48,16 @@ const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Default)]
 pub struct Views {
     timelines: timeline::Timelines,
-    /// Each open request's text by id: rendering it runs git (its diff), and it never changes
-    /// while the request is open.
+    /// Each open request's text by id, after the secret filter: rendering it runs git (its
+    /// diff), and it never changes while the request is open.
     requests: Mutex<HashMap<i64, String>>,
+    /// Each agent's log tail as last read, after the secret filter, by the log file's
+    /// (modification time, length) then: read again only when the file changed.
+    logs: Mutex<HashMap<String, (LogStamp, model::LogTail)>>,
 }
+
+/// What tells one state of a log file from another: its modification time and its length.
+pub type LogStamp = (std::time::SystemTime, u64);
 
 impl Views {
     /// Each agent room's recent messages.
@@ -59,9 +65,15 @@ impl Views {
         &self.timelines
     }
 
-    /// Request `id`'s text, rendered by `render` the first time. A text that cannot be rendered
-    /// is said in its place (and tried again next time), never hidden.
-    pub fn request_text(&self, id: i64, render: impl FnOnce() -> anyhow::Result<String>) -> String {
+    /// Request `id`'s text, rendered by `render` and passed through `shown` (the secret
+    /// filter) the first time; kept filtered. A text that cannot be rendered is said in its
+    /// place (filtered too, and tried again next time), never hidden.
+    pub fn request_text(
+        &self,
+        id: i64,
+        render: impl FnOnce() -> anyhow::Result<String>,
+        shown: impl Fn(&str) -> String,
+    ) -> String {
         if let Some(t) = self
             .requests
             .lock()
@@ -70,7 +82,7 @@ impl Views {
         {
             return t.clone();
         }
-        match render() {
+        match render().map(|t| shown(&t)) {
             Ok(t) => {
                 self.requests
                     .lock()
@@ -79,10 +91,35 @@ impl Views {
                 t
             }
             Err(e) => {
-                tracing::warn!(approval = id, error = %format!("{e:#}"), "the request's text cannot be shown");
-                format!("the request's changes cannot be shown: {e:#}")
+                let e = shown(&format!("{e:#}"));
+                tracing::warn!(approval = id, error = %e, "the request's text cannot be shown");
+                format!("the request's changes cannot be shown: {e}")
             }
         }
+    }
+
+    /// `agent`'s log tail: the one kept when the file's `stamp` is the one it was read at,
+    /// else `read` now (kept with `stamp`). No stamp (no file, or one that cannot be looked
+    /// at): read now, not kept.
+    pub fn log_tail(
+        &self,
+        agent: &str,
+        stamp: Option<LogStamp>,
+        read: impl FnOnce() -> model::LogTail,
+    ) -> model::LogTail {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(stamp) = stamp else {
+            logs.remove(agent);
+            return read();
+        };
+        if let Some((s, tail)) = logs.get(agent)
+            && *s == stamp
+        {
+            return tail.clone();
+        }
+        let tail = read();
+        logs.insert(agent.to_owned(), (stamp, tail.clone()));
+        tail
     }
 
     /// Forgets the texts of requests no longer open (`open`: the ids that are).
@@ -94,19 +131,16 @@ impl Views {
     }
 }
 
-/// The main page's panes, in page order, as they are now. Blocking (sqlite): call on a
+/// The main page's panes, in page order, as they are now: the same for every session (no CSRF
+/// token in them), so the live stream renders them once per change for all. Blocking (sqlite): call on a
 /// blocking thread.
-pub fn main_panes(core: &Core, csrf: &str) -> anyhow::Result<Vec<Pane>> {
-    Ok(main_page::panes(&read::main_view(core)?, csrf))
+pub fn main_panes(core: &Core) -> anyhow::Result<Vec<Pane>> {
+    Ok(main_page::panes(&read::main_view(core)?))
 }
 
 /// An agent's page's panes; `Ok(None)` for an agent the hive does not know. Blocking (sqlite,
 /// the log): call on a blocking thread.
-pub fn agent_panes(
-    core: &Core,
-    agent: &AgentName,
-    csrf: &str,
-) -> anyhow::Result<Option<Vec<Pane>>> {
+pub fn agent_panes(core: &Core, agent: &AgentName) -> anyhow::Result<Option<Vec<Pane>>> {
     let view = read::agent_view(core, agent)?;
     // Its room's history not read yet (this core started after the page was opened): read in
     // the background; the stream is woken when it is in.
@@ -116,7 +150,7 @@ pub fn agent_panes(
     {
         core.read_history_later(room);
     }
-    Ok(view.map(|v| agent_page::panes(&v, csrf)))
+    Ok(view.map(|v| agent_page::panes(&v)))
 }
 
 /// `GET /` and `GET /agent/{name}` (behind the session layer, which puts the [`Csrf`] token in).

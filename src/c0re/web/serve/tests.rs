@@ -26,6 +26,8 @@ struct Hive {
     app: Router,
     /// What the stand-in renderer shows in its `count` pane.
     version: Arc<AtomicU64>,
+    /// How many times the stand-in renderer ran.
+    renders: Arc<AtomicU64>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,7 +47,10 @@ fn hive(max_streams: usize) -> Hive {
     let served = start(&core, HOST.parse().unwrap()).expect("the console starts");
     let version = Arc::new(AtomicU64::new(1));
     let v = Arc::clone(&version);
-    let render: Render = Arc::new(move |_core: &Core, page: &Page, csrf: &str| {
+    let renders = Arc::new(AtomicU64::new(0));
+    let r = Arc::clone(&renders);
+    let render: Render = Arc::new(move |_core: &Core, page: &Page| {
+        r.fetch_add(1, Ordering::SeqCst);
         if matches!(page, Page::Agent(n) if n.as_str() == "gone") {
             return Ok(None);
         }
@@ -57,7 +62,7 @@ fn hive(max_streams: usize) -> Hive {
             },
             Pane {
                 id: "count".into(),
-                html: maud::html! { div id="count" data-pane { (n) " " (csrf.len()) } },
+                html: maud::html! { div id="count" data-pane { (n) } },
             },
         ]))
     });
@@ -72,6 +77,7 @@ fn hive(max_streams: usize) -> Hive {
         core,
         app,
         version,
+        renders,
         _dir: dir,
     }
 }
@@ -523,7 +529,7 @@ async fn chunk(body: &mut axum::body::BodyDataStream) -> Option<String> {
 #[tokio::test]
 async fn the_stream_sends_what_changed_and_ends_with_the_hive() {
     let h = hive(4);
-    let (cookie, csrf) = logged_in(&h).await;
+    let (cookie, _) = logged_in(&h).await;
     let resp = h
         .app
         .clone()
@@ -542,23 +548,20 @@ async fn the_stream_sends_what_changed_and_ends_with_the_hive() {
     let first = chunk(&mut body).await.unwrap();
     assert_eq!(
         first,
-        format!(
-            "event: pane\ndata: <div id=\"fixed\" data-pane>same\ndata: lines</div>\n\nevent: pane\ndata: <div id=\"count\" data-pane>1 {}</div>\n\n",
-            csrf.len()
-        ),
-        "every pane at first, the session's token given to the renderer"
+        "event: pane\ndata: <div id=\"fixed\" data-pane>same\ndata: lines</div>\n\nevent: pane\ndata: <div id=\"count\" data-pane>1</div>\n\n",
+        "every pane at first"
     );
     h.version.store(2, Ordering::SeqCst);
     h.core.console().changed();
     let second = chunk(&mut body).await.unwrap();
-    assert!(second.contains("id=\"count\" data-pane>2 "), "{second}");
+    assert!(second.contains("id=\"count\" data-pane>2<"), "{second}");
     assert!(!second.contains("fixed"), "only what changed: {second}");
     // Changes while nothing reads the stream are one render, of what is there by then.
     h.core.console().changed();
     h.version.store(3, Ordering::SeqCst);
     h.core.console().changed();
     let third = chunk(&mut body).await.unwrap();
-    assert!(third.contains(">3 ") && !third.contains("fixed"), "{third}");
+    assert!(third.contains(">3<") && !third.contains("fixed"), "{third}");
     assert_ne!(third, KEEP_ALIVE_LINE);
     h.core.cancel().cancel();
     let mut rest = Vec::new();
@@ -566,6 +569,92 @@ async fn the_stream_sends_what_changed_and_ends_with_the_hive() {
         rest.push(c);
     }
     assert!(rest.iter().all(|c| !c.contains("fixed")), "{rest:?}");
+}
+
+/// A stream of `/events` for the session `cookie`, past its `retry` line.
+async fn stream(h: &Hive, cookie: &str) -> axum::body::BodyDataStream {
+    let resp = h
+        .app
+        .clone()
+        .oneshot(
+            req(Method::GET, "/events")
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body().into_data_stream();
+    assert_eq!(chunk(&mut body).await.unwrap(), "retry: 2000\n\n");
+    body
+}
+
+#[tokio::test]
+async fn a_logout_ends_the_sessions_streams() {
+    let h = hive(4);
+    let (cookie, csrf) = logged_in(&h).await;
+    let (other, _) = logged_in(&h).await;
+    let mut mine = stream(&h, &cookie).await;
+    let mut theirs = stream(&h, &other).await;
+    assert!(chunk(&mut mine).await.unwrap().contains("count"));
+    assert!(chunk(&mut theirs).await.unwrap().contains("count"));
+    let (status, _, _) = call(
+        &h.app,
+        req(Method::POST, "/logout")
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={csrf}")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(chunk(&mut mine).await, None, "the logged-out stream ends");
+    // The other session's stream goes on: it gets the next change.
+    h.version.store(2, Ordering::SeqCst);
+    h.core.console().changed();
+    let next = chunk(&mut theirs).await.unwrap();
+    assert!(next.contains("data-pane>2<"), "{next}");
+}
+
+#[tokio::test]
+async fn an_expired_session_gets_nothing_more() {
+    let h = hive(4);
+    let (cookie, _) = logged_in(&h).await;
+    let mut body = stream(&h, &cookie).await;
+    assert!(chunk(&mut body).await.unwrap().contains("count"));
+    // Its session ends in the store (as an expiry would have it): the next send does not go.
+    let token = cookie.strip_prefix("hive_session=").expect("the cookie");
+    let served = h.core.web().served().cloned().expect("served");
+    assert!(served.sessions.logout(token).expect("closed"));
+    h.version.store(2, Ordering::SeqCst);
+    h.core.console().changed();
+    assert_eq!(chunk(&mut body).await, None, "the stream ends instead");
+}
+
+#[tokio::test]
+async fn one_render_serves_every_stream_of_a_page() {
+    let h = hive(4);
+    let (a, _) = logged_in(&h).await;
+    let (b, _) = logged_in(&h).await;
+    let mut one = stream(&h, &a).await;
+    let mut two = stream(&h, &b).await;
+    let first = chunk(&mut one).await.unwrap();
+    assert_eq!(chunk(&mut two).await.unwrap(), first, "the same panes");
+    assert_eq!(
+        h.renders.load(Ordering::SeqCst),
+        1,
+        "rendered once for both"
+    );
+    h.version.store(2, Ordering::SeqCst);
+    h.core.console().changed();
+    let next = chunk(&mut one).await.unwrap();
+    assert_eq!(chunk(&mut two).await.unwrap(), next);
+    assert!(
+        next.contains("data-pane>2<") && !next.contains("fixed"),
+        "{next}"
+    );
+    assert_eq!(h.renders.load(Ordering::SeqCst), 2, "once per change");
 }
 
 #[tokio::test]

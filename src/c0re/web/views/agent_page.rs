@@ -7,19 +7,19 @@ use maud::{Markup, html};
 
 use super::main_page::{at, crash_cell, dollars, state_class, turn_cell};
 use super::model::{AgentView, LogTail, TurnRow, elapsed};
-use super::page::{Act, Page, Verb, act, frame, header, shell};
+use super::page::{Act, Page, Verb, act, bar, frame, header, shell};
 use crate::c0re::agents::listing::Shown;
 use crate::c0re::web::Pane;
 
 /// The agent page's panes, in page order.
-pub fn panes(v: &AgentView, csrf: &str) -> Vec<Pane> {
+pub fn panes(v: &AgentView) -> Vec<Pane> {
     let pane = |id: &str, html| Pane {
         id: id.to_owned(),
         html,
     };
     vec![
-        pane("top", header(&v.header, Page::Agent(&v.agent.name), csrf)),
-        pane("agent-head", head(v, csrf)),
+        pane("top", header(&v.header, Page::Agent(&v.agent.name))),
+        pane("agent-head", head(v)),
         pane("timeline", timeline(v)),
         pane("turns", turns(&v.turns)),
         pane("log", log(&v.log)),
@@ -28,7 +28,7 @@ pub fn panes(v: &AgentView, csrf: &str) -> Vec<Pane> {
 
 /// The whole agent page.
 pub fn page(v: &AgentView, csrf: &str) -> Markup {
-    let p = panes(v, csrf);
+    let p = panes(v);
     let get = |id: &str| {
         p.iter()
             .find(|p| p.id == id)
@@ -36,10 +36,10 @@ pub fn page(v: &AgentView, csrf: &str) -> Markup {
             .expect("every pane is rendered")
     };
     let body = html! {
-        (get("top"))
+        (bar(get("top"), csrf))
         main.agent-page {
             (get("agent-head"))
-            (talk(v, csrf))
+            (talk(v))
             div.columns {
                 (get("timeline"))
                 div.side {
@@ -62,24 +62,21 @@ fn live(v: &AgentView) -> bool {
     v.agent.state != Shown::Kept
 }
 
-fn head(v: &AgentView, csrf: &str) -> Markup {
+fn head(v: &AgentView) -> Markup {
     let a = &v.agent;
     let stop_q = format!(
         "stop {}? its messages wait until it is started again.",
         a.name
     );
     let button = |verb: Verb, label: &str| {
-        act(
-            &Act {
-                verb,
-                target: &a.name,
-                label,
-                confirm: &stop_q,
-                hidden: &[],
-                inputs: &[],
-            },
-            csrf,
-        )
+        act(&Act {
+            verb,
+            target: &a.name,
+            label,
+            confirm: &stop_q,
+            hidden: &[],
+            inputs: &[],
+        })
     };
     html! {
         section #agent-head.pane data-pane="agent-head" {
@@ -112,7 +109,7 @@ fn head(v: &AgentView, csrf: &str) -> Markup {
 }
 
 /// Writing to the agent, and destroying it: forms with text fields, outside the panes.
-fn talk(v: &AgentView, csrf: &str) -> Markup {
+fn talk(v: &AgentView) -> Markup {
     let a = &v.agent;
     let destroy_q = format!(
         "destroy {}? this files a destroy request: once approved it stops and leaves its rooms, its state kept until a purge.",
@@ -122,11 +119,11 @@ fn talk(v: &AgentView, csrf: &str) -> Markup {
         @if live(v) {
             section #agent-act {
                 (act(&Act { verb: Verb::Say, target: &a.name, label: "send",
-                    confirm: "", hidden: &[], inputs: &[("text", "write to the agent")] }, csrf))
+                    confirm: "", hidden: &[], inputs: &[("text", "write to the agent")] }))
                 details.danger-zone {
                     summary { "destroy…" }
                     (act(&Act { verb: Verb::Destroy, target: &a.name, label: "file a destroy request",
-                        confirm: &destroy_q, hidden: &[], inputs: &[("why", "why (optional)")] }, csrf))
+                        confirm: &destroy_q, hidden: &[], inputs: &[("why", "why (optional)")] }))
                 }
             }
         }

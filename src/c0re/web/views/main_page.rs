@@ -5,20 +5,21 @@
 use maud::{Markup, html};
 
 use super::model::{
-    AgentRow, ApprovalCard, AuditRow, CardForms, MainView, PeerRow, QuestionCard, elapsed,
+    AgentRow, ApprovalCard, AuditRow, CardForms, MainView, PeerRow, QuestionCard, approve_asks,
+    elapsed,
 };
-use super::page::{Act, Page, Verb, act, frame, header, shell};
+use super::page::{Act, Page, Verb, act, act_asking, bar, frame, header, shell};
 use crate::c0re::schedules::ScheduleLine;
 use crate::c0re::web::Pane;
 use crate::store::utc;
 
 /// The main page's panes, in page order.
-pub fn panes(v: &MainView, csrf: &str) -> Vec<Pane> {
+pub fn panes(v: &MainView) -> Vec<Pane> {
     vec![
-        pane("top", header(&v.header, Page::Main, csrf)),
+        pane("top", header(&v.header, Page::Main)),
         pane("agents", agents(v)),
-        pane("approvals", approvals(&v.approvals, csrf)),
-        pane("questions", questions(&v.questions, csrf)),
+        pane("approvals", approvals(&v.approvals)),
+        pane("questions", questions(&v.questions)),
         pane("schedules", schedules(&v.schedules)),
         pane("peers", peers(v)),
         pane("audit", audit(&v.audit)),
@@ -35,7 +36,7 @@ fn pane(id: &str, html: Markup) -> Pane {
 /// The whole main page: the header, then the tab sections (`swarm` holds the agents pane,
 /// `waiting` the requests and questions; `schedules`, `peers` and `audit` are panes).
 pub fn page(v: &MainView, csrf: &str) -> Markup {
-    let p = panes(v, csrf);
+    let p = panes(v);
     let get = |id: &str| {
         p.iter()
             .find(|p| p.id == id)
@@ -43,7 +44,7 @@ pub fn page(v: &MainView, csrf: &str) -> Markup {
             .expect("every pane is rendered")
     };
     let body = html! {
-        (get("top"))
+        (bar(get("top"), csrf))
         main.tabbed {
             section #swarm.tab { (get("agents")) }
             section #waiting.tab { (get("approvals")) (get("questions")) }
@@ -158,9 +159,15 @@ fn diff(text: &str) -> Markup {
     }
 }
 
-fn approval(a: &ApprovalCard, csrf: &str) -> Markup {
+fn approval(a: &ApprovalCard) -> Markup {
     let target = a.id.to_string();
     let deny_q = format!("deny request #{}?", a.id);
+    let approve_q = format!(
+        "approve request #{}: {} {}?",
+        a.id,
+        a.kind.as_str(),
+        a.agent
+    );
     let purge_q = format!("purge {} for good? (request #{})", a.agent, a.id);
     html! {
         article.card.approval id={ "approval-" (a.id) } {
@@ -182,15 +189,16 @@ fn approval(a: &ApprovalCard, csrf: &str) -> Markup {
             div.forms {
                 @match a.forms {
                     CardForms::Vote => {
-                        (act(&Act { verb: Verb::Approve, target: &target, label: "approve ✓",
-                            confirm: "", hidden: &[], inputs: &[] }, csrf))
+                        @let approve = Act { verb: Verb::Approve, target: &target,
+                            label: "approve ✓", confirm: &approve_q, hidden: &[], inputs: &[] };
+                        @if approve_asks(a.kind) { (act_asking(&approve)) } @else { (act(&approve)) }
                         (act(&Act { verb: Verb::Deny, target: &target, label: "deny ✗",
-                            confirm: &deny_q, hidden: &[], inputs: &[] }, csrf))
+                            confirm: &deny_q, hidden: &[], inputs: &[] }))
                     }
                     CardForms::ConfirmPurge => {
                         p.hint { "approved: the purge waits for its second confirmation." }
                         (act(&Act { verb: Verb::Purge, target: &target, label: "purge for good",
-                            confirm: &purge_q, hidden: &[], inputs: &[] }, csrf))
+                            confirm: &purge_q, hidden: &[], inputs: &[] }))
                     }
                     CardForms::NotPosted => {
                         p.hint { "its message is not posted in #hive-approvals yet." }
@@ -210,19 +218,19 @@ fn matrix_link(link: Option<&str>) -> Markup {
     }
 }
 
-fn approvals(cards: &[ApprovalCard], csrf: &str) -> Markup {
+fn approvals(cards: &[ApprovalCard]) -> Markup {
     html! {
         div #approvals.pane data-pane="approvals" {
             h2.frame { span.rule { "[ " } "waiting on you" span.rule { " ]" } }
             @if cards.is_empty() {
                 p.empty { "no request waits for an approval." }
             }
-            @for a in cards { (approval(a, csrf)) }
+            @for a in cards { (approval(a))  }
         }
     }
 }
 
-fn question(q: &QuestionCard, csrf: &str) -> Markup {
+fn question(q: &QuestionCard) -> Markup {
     let target = q.id.to_string();
     html! {
         article.card.question id={ "question-" (q.id) } {
@@ -238,10 +246,10 @@ fn question(q: &QuestionCard, csrf: &str) -> Markup {
                         @let n = (i + 1).to_string();
                         @let label = format!("{n}. {o}");
                         (act(&Act { verb: Verb::Answer, target: &target, label: &label,
-                            confirm: "", hidden: &[("option", &n)], inputs: &[] }, csrf))
+                            confirm: "", hidden: &[("option", &n)], inputs: &[] }))
                     }
                     (act(&Act { verb: Verb::Answer, target: &target, label: "answer",
-                        confirm: "", hidden: &[], inputs: &[("text", "your answer")] }, csrf))
+                        confirm: "", hidden: &[], inputs: &[("text", "your answer")] }))
                 }
             } @else {
                 p.hint { "its message is not posted in #hive-approvals yet." }
@@ -250,14 +258,14 @@ fn question(q: &QuestionCard, csrf: &str) -> Markup {
     }
 }
 
-fn questions(cards: &[QuestionCard], csrf: &str) -> Markup {
+fn questions(cards: &[QuestionCard]) -> Markup {
     html! {
         div #questions.pane data-pane="questions" {
             (frame("questions"))
             @if cards.is_empty() {
                 p.empty { "no agent waits for an answer." }
             }
-            @for q in cards { (question(q, csrf)) }
+            @for q in cards { (question(q))  }
         }
     }
 }

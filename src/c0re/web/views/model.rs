@@ -99,6 +99,13 @@ pub enum CardForms {
     NotPosted,
 }
 
+/// Whether the approve of a request of `kind` asks once more: a destroy, a revive or a purge
+/// (its approval stops an agent, brings one back, or starts removing its state for good); a
+/// config request's whole diff is on its card, and its approval is the review itself.
+pub fn approve_asks(kind: ApprovalKind) -> bool {
+    kind.is_kept_state()
+}
+
 /// Whether request `a` is shown among what waits on the operator, and with which forms: a
 /// filed (complete) `pending` request, or a purge `confirming`. The rest (being filed,
 /// approved and applying, ended) wait on nobody.

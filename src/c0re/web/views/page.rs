@@ -67,15 +67,16 @@ pub fn shell(page: Page<'_>, title: &str, csrf: &str, body: Markup) -> Markup {
     }
 }
 
-/// The fixed header (a pane: its counts change): the hive's name, how many agents, how many
-/// think, how much waits on the operator; the tabs; log out.
-pub fn header(h: &Header, page: Page<'_>, csrf: &str) -> Markup {
+/// The fixed header's pane `top` (its counts change): the hive's name, how many agents, how
+/// many think, how much waits on the operator; the tabs. The same for every session (no CSRF
+/// token in it), so one render serves every stream of the page.
+pub fn header(h: &Header, page: Page<'_>) -> Markup {
     let base = match page {
         Page::Main => "",
         Page::Agent(_) => "/",
     };
     html! {
-        header #top data-pane="top" {
+        div #top data-pane="top" {
             a.brand href="/" { span.glyph { "⬢" } " " (h.hive) }
             span.counts {
                 span.count { (h.agents) " agents" }
@@ -94,6 +95,17 @@ pub fn header(h: &Header, page: Page<'_>, csrf: &str) -> Markup {
                     a href={ (base) "#" (anchor) } { (label) }
                 }
             }
+        }
+    }
+}
+
+/// The fixed bar: the `top` pane, then the log-out form. That form is a plain post (the
+/// browser follows its redirect), so it carries the session's CSRF token as a field; it sits
+/// outside the pane, rendered per request, and no live update sends the token.
+pub fn bar(top: Markup, csrf: &str) -> Markup {
+    html! {
+        header.bar {
+            (top)
             form.logout method="post" action="/logout" {
                 input type="hidden" name="csrf" value=(csrf);
                 button type="submit" name="logout" { "log out" }
@@ -185,14 +197,25 @@ pub struct Act<'a> {
     pub inputs: &'a [(&'a str, &'a str)],
 }
 
-/// `<form class="act" …>` as the page's script submits it (contract: the CSRF field, the
-/// button named by its verb, `data-confirm` only on the destructive verbs).
-pub fn act(a: &Act<'_>, csrf: &str) -> Markup {
-    let confirm = a.verb.confirms().then_some(a.confirm);
+/// `<form class="act" …>` as the page's script submits it (the button named by its verb,
+/// `data-confirm` only on the destructive verbs). No CSRF field: the script sends the page's
+/// token (`<meta name="csrf-token">`) as `X-CSRF-Token`, so a pane is the same for every
+/// session.
+pub fn act(a: &Act<'_>) -> Markup {
+    form(a, a.verb.confirms())
+}
+
+/// [`act`], asking [`Act::confirm`] first whatever its verb: the approve of a request whose
+/// effect is hard to undo ([`super::model::approve_asks`]).
+pub fn act_asking(a: &Act<'_>) -> Markup {
+    form(a, true)
+}
+
+fn form(a: &Act<'_>, asks: bool) -> Markup {
+    let confirm = asks.then_some(a.confirm);
     html! {
         form.act method="post" action={ "/act/" (a.verb.as_str()) "/" (a.target) }
             data-confirm=[confirm] {
-            input type="hidden" name="csrf" value=(csrf);
             @for (name, value) in a.hidden {
                 input type="hidden" name=(name) value=(value);
             }

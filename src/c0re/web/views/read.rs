@@ -97,7 +97,7 @@ pub fn agent_view(core: &Core, name: &AgentName) -> anyhow::Result<Option<AgentV
     let Some(agent) = agents.iter().find(|a| a.name == name.as_str()).cloned() else {
         return Ok(None);
     };
-    let waiting = approval_cards(core)?.len() + question_cards(core)?.len();
+    let waiting = waiting_count(core)?;
     let header = Header::count(&core.shown(&core.cfg().hive_name), &agents, waiting);
     let description = core
         .agents()
@@ -130,15 +130,18 @@ pub fn agent_view(core: &Core, name: &AgentName) -> anyhow::Result<Option<AgentV
             unpriced_calls: t.usage.unpriced_calls,
         })
         .collect();
-    let log = match tail_of(
-        &AgentDirs::new(core.data_dir(), name).log(),
-        LOG_LINES,
-        LOG_BYTES,
-    ) {
-        Ok(Some(text)) => LogTail::Text(core.shown(&text)),
-        Ok(None) => LogTail::Missing,
-        Err(e) => LogTail::Unreadable(core.shown(&e.to_string())),
-    };
+    let path = AgentDirs::new(core.data_dir(), name).log();
+    let stamp = std::fs::symlink_metadata(&path)
+        .ok()
+        .filter(|m| m.file_type().is_file())
+        .and_then(|m| Some((m.modified().ok()?, m.len())));
+    let log = core.views().log_tail(name.as_str(), stamp, || {
+        match tail_of(&path, LOG_LINES, LOG_BYTES) {
+            Ok(Some(text)) => LogTail::Text(core.shown(&text)),
+            Ok(None) => LogTail::Missing,
+            Err(e) => LogTail::Unreadable(core.shown(&e.to_string())),
+        }
+    });
     Ok(Some(AgentView {
         now_ms: now.div_euclid(1000),
         header,
@@ -157,7 +160,14 @@ fn agent_rows(core: &Core, now: i64) -> anyhow::Result<Vec<AgentRow>> {
     let stored: HashMap<String, AgentState> = store
         .agent_states()?
         .into_iter()
-        .filter_map(|(n, s, _)| s.parse().ok().map(|s| (n, s)))
+        .filter_map(|(n, s, _)| match s.parse() {
+            Ok(s) => Some((n, s)),
+            Err(_) => {
+                // Shown as if nothing were stored (its registry entry decides), and said.
+                tracing::warn!(agent = %n, state = %s, "an agent's stored state is not one the hive knows; it is ignored");
+                None
+            }
+        })
         .collect();
     let crash = |name: &str| -> anyhow::Result<Option<CrashLine>> {
         Ok(store.last_crash(name)?.map(|c| CrashLine {
@@ -217,6 +227,21 @@ fn approvals_link(core: &Core, event: Option<&str>) -> Option<String> {
     Some(matrix_to(room.as_str(), event?))
 }
 
+/// How many requests and questions wait on the operator (the header's count): the open
+/// requests [`card_forms`] shows, and the open questions, without reading their texts.
+fn waiting_count(core: &Core) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for state in [ApprovalState::Pending, ApprovalState::Confirming] {
+        n += core
+            .store()
+            .approvals_in(state)?
+            .iter()
+            .filter(|a| card_forms(a).is_some())
+            .count();
+    }
+    Ok(n + core.store().open_questions()?.len())
+}
+
 /// The open requests ([`card_forms`]), oldest first, each with its request's text.
 fn approval_cards(core: &Core) -> anyhow::Result<Vec<ApprovalCard>> {
     let mut open = Vec::new();
@@ -231,7 +256,9 @@ fn approval_cards(core: &Core) -> anyhow::Result<Vec<ApprovalCard>> {
         let Some(forms) = card_forms(&a) else {
             continue;
         };
-        let text = core.views().request_text(a.id, || request_text(core, &a));
+        let text = core
+            .views()
+            .request_text(a.id, || request_text(core, &a), |t| core.shown(t));
         cards.push(ApprovalCard {
             id: a.id,
             kind: a.kind,
@@ -239,7 +266,7 @@ fn approval_cards(core: &Core) -> anyhow::Result<Vec<ApprovalCard>> {
             agent: core.shown(&a.agent),
             requester: core.shown(&a.requester),
             summary: core.shown(&a.summary),
-            text: core.shown(&text),
+            text,
             forms,
             expires_ms: a.expires_us.div_euclid(1000),
             approvers: core

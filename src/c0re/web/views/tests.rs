@@ -84,6 +84,20 @@ fn main_view() -> MainView {
                 required: 1,
                 link: None,
             },
+            ApprovalCard {
+                id: 9,
+                kind: ApprovalKind::Destroy,
+                state: ApprovalState::Pending,
+                agent: "quiet".into(),
+                requester: "hm1nd".into(),
+                summary: "s".into(),
+                text: "destroy it".into(),
+                forms: CardForms::Vote,
+                expires_ms: 1_700_000_900_000,
+                approvers: vec![],
+                required: 1,
+                link: None,
+            },
         ],
         questions: vec![QuestionCard {
             id: 3,
@@ -172,9 +186,9 @@ fn agent_text_is_escaped_everywhere() {
     assert_escaped(&main, "the main page");
     let agent = agent_page::page(&agent_view(), CSRF).into_string();
     assert_escaped(&agent, "an agent's page");
-    for p in main_page::panes(&main_view(), CSRF)
+    for p in main_page::panes(&main_view())
         .into_iter()
-        .chain(agent_page::panes(&agent_view(), CSRF))
+        .chain(agent_page::panes(&agent_view()))
     {
         let html = p.html.into_string();
         assert!(!html.contains("<script>alert"), "pane {}", p.id);
@@ -184,27 +198,55 @@ fn agent_text_is_escaped_everywhere() {
 #[test]
 fn a_hostile_attribute_value_stays_in_its_attribute() {
     let q = "\" onmouseover=\"alert(1)";
-    let html = act(
-        &Act {
-            verb: Verb::Deny,
-            target: "7",
-            label: "deny",
-            confirm: q,
-            hidden: &[("option", q)],
-            inputs: &[],
-        },
-        q,
-    )
+    let html = act(&Act {
+        verb: Verb::Deny,
+        target: "7",
+        label: "deny",
+        confirm: q,
+        hidden: &[("option", q)],
+        inputs: &[],
+    })
     .into_string();
     assert!(!html.contains("\" onmouseover=\""), "{html}");
     assert!(html.contains("&quot; onmouseover=&quot;alert(1)"), "{html}");
 }
 
 #[test]
-fn each_pane_is_its_own_outermost_element() {
-    let panes = main_page::panes(&main_view(), CSRF)
+fn the_token_is_in_the_page_not_in_its_panes() {
+    // The panes are shared by every session's stream: the token is only in the page's `<meta>`
+    // (the script's header) and the log-out form (a plain post), both outside the panes.
+    for (name, html) in [
+        ("main", main_page::page(&main_view(), CSRF).into_string()),
+        ("agent", agent_page::page(&agent_view(), CSRF).into_string()),
+    ] {
+        assert_eq!(html.matches(CSRF).count(), 2, "{name}: {html}");
+        let logout = &html[html.find("<form class=\"logout\"").expect("a logout form")..];
+        assert!(
+            logout.starts_with(&format!(
+                "<form class=\"logout\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{CSRF}\">"
+            )),
+            "{name}: {logout}"
+        );
+        let top = &html[html.find("<div id=\"top\"").expect("the top pane")..];
+        assert!(
+            top.find("</div>") < top.find("<form class=\"logout\""),
+            "{name}: the logout form is outside the top pane"
+        );
+    }
+    for p in main_page::panes(&main_view())
         .into_iter()
-        .chain(agent_page::panes(&agent_view(), CSRF));
+        .chain(agent_page::panes(&agent_view()))
+    {
+        let html = p.html.into_string();
+        assert!(!html.contains("name=\"csrf\""), "pane {}: {html}", p.id);
+    }
+}
+
+#[test]
+fn each_pane_is_its_own_outermost_element() {
+    let panes = main_page::panes(&main_view())
+        .into_iter()
+        .chain(agent_page::panes(&agent_view()));
     let mut ids = Vec::new();
     for p in panes {
         let html = p.html.into_string();
@@ -249,7 +291,7 @@ fn the_main_page_has_the_contracts_ids_and_classes() {
         "<meta name=\"csrf-token\" content=\"tok-123\">",
         "href=\"/assets/console.css\"",
         "src=\"/assets/console.js\" defer",
-        "<header id=\"top\"",
+        "<div id=\"top\" data-pane=\"top\">",
         "<nav id=\"tabs\">",
         "href=\"#swarm\"",
         "href=\"#waiting\"",
@@ -279,7 +321,7 @@ fn the_main_page_has_the_contracts_ids_and_classes() {
         "name=\"option\" value=\"1\"",
         "name=\"option\" value=\"2\"",
         "name=\"text\"",
-        "<input type=\"hidden\" name=\"csrf\" value=\"tok-123\">",
+        "<form class=\"logout\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"tok-123\">",
         "<div id=\"toasts\" aria-live=\"polite\">",
         "<dialog id=\"confirm\">",
         "<p id=\"confirm-text\">",
@@ -304,7 +346,7 @@ fn the_agent_page_has_the_contracts_ids_and_classes() {
     for want in [
         "data-stream=\"/events?agent=echo\"",
         "<meta name=\"csrf-token\" content=\"tok-123\">",
-        "<header id=\"top\"",
+        "<div id=\"top\" data-pane=\"top\">",
         "href=\"/#swarm\"",
         "id=\"agent-head\"",
         "id=\"timeline\"",
@@ -419,7 +461,9 @@ fn only_destructive_forms_ask_once_more() {
             action.starts_with(&format!("/act/{button}/")),
             "{action} {button}"
         );
-        assert_eq!(*asks, verb.confirms(), "{action}");
+        // An approve asks too on a destroy, revive or purge request (card 9 is a destroy).
+        let kept_approve = verb == Verb::Approve && action == "/act/approve/9";
+        assert_eq!(*asks, verb.confirms() || kept_approve, "{action}");
         seen.push(verb.as_str());
     }
     for v in Verb::ALL {
@@ -436,6 +480,53 @@ fn only_destructive_forms_ask_once_more() {
     assert!(deny.1);
     let html = main_page::page(&main_view(), CSRF).into_string();
     assert!(html.contains("data-confirm=\"deny request #7?\""), "{html}");
+    assert!(
+        html.contains("data-confirm=\"approve request #9: destroy quiet?\""),
+        "{html}"
+    );
+    assert!(
+        all.iter()
+            .any(|(a, asks, _)| a == "/act/approve/7" && !asks),
+        "a config request's approve does not ask"
+    );
+}
+
+#[test]
+fn approving_a_kept_state_request_asks_once_more() {
+    struct Case {
+        kind: ApprovalKind,
+        asks: bool,
+    }
+    let cases = [
+        Case {
+            kind: ApprovalKind::InitConfig,
+            asks: false,
+        },
+        Case {
+            kind: ApprovalKind::ApplyCommit,
+            asks: false,
+        },
+        Case {
+            kind: ApprovalKind::Destroy,
+            asks: true,
+        },
+        Case {
+            kind: ApprovalKind::Revive,
+            asks: true,
+        },
+        Case {
+            kind: ApprovalKind::Purge,
+            asks: true,
+        },
+    ];
+    for c in cases {
+        assert_eq!(
+            super::model::approve_asks(c.kind),
+            c.asks,
+            "{}",
+            c.kind.as_str()
+        );
+    }
 }
 
 #[test]
@@ -507,7 +598,7 @@ async fn the_main_page_shows_the_hives_agents() {
         "{html}"
     );
     assert!(html.contains("no request waits for an approval."), "{html}");
-    let panes = super::main_panes(&t.core, CSRF).expect("the panes are read");
+    let panes = super::main_panes(&t.core).expect("the panes are read");
     assert_eq!(panes.len(), 7);
 }
 
@@ -521,7 +612,7 @@ async fn an_unknown_or_invalid_agent_is_not_found() {
     }
     let nobody = AgentName::parse("nobody").expect("a valid name");
     assert!(
-        super::agent_panes(&t.core, &nobody, CSRF)
+        super::agent_panes(&t.core, &nobody)
             .expect("read")
             .is_none()
     );
@@ -548,7 +639,7 @@ async fn a_message_in_an_agents_room_shows_on_its_page() {
     t.core
         .accept(&[ev("$hello", HOSTILE)], crate::store::now_us())
         .expect("accepted");
-    let panes = super::agent_panes(&t.core, &echo, CSRF)
+    let panes = super::agent_panes(&t.core, &echo)
         .expect("read")
         .expect("echo is known");
     let timeline = panes

@@ -8,6 +8,7 @@
 //!
 //! What is kept (the rules of [`message_of`] and [`merge`]):
 //! - only `m.room.message` events with a text body, edits (`m.replace`) left out;
+//! - an `m.room.redaction` takes the event it redacts out (and wakes the stream: [`Change`]);
 //! - at most one copy of an event (a transaction re-sent, a reconciled event, the first read
 //!   overlapping what was pushed meanwhile);
 //! - in the homeserver's order of `origin_server_ts` (ties keep arrival order), the newest
@@ -96,6 +97,39 @@ pub fn message_of(ev: &TimelineEvent) -> Option<Msg> {
     })
 }
 
+/// What an event of an agent room does to its timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A message to show.
+    Add(Msg),
+    /// A redaction: the event (by id) no longer shows.
+    Redact(String),
+}
+
+/// What `ev` does to its room's timeline, if anything (module doc).
+pub fn change_of(ev: &TimelineEvent) -> Option<Change> {
+    if let Some(target) = crate::c0re::console::redaction_target(ev) {
+        return Some(Change::Redact(target.to_owned()));
+    }
+    message_of(ev).map(Change::Add)
+}
+
+/// `msgs` with `change` done; whether it changed anything (a redaction of an event not kept
+/// changes nothing).
+pub fn apply(msgs: &mut Vec<Msg>, change: Change, keep: usize) -> bool {
+    match change {
+        Change::Add(m) => {
+            *msgs = merge(std::mem::take(msgs), [m], keep);
+            true
+        }
+        Change::Redact(id) => {
+            let before = msgs.len();
+            msgs.retain(|m| m.event_id != id);
+            msgs.len() != before
+        }
+    }
+}
+
 /// `old` with `new` added: one copy of each event, in `ts_ms` order (ties keep arrival order),
 /// the newest `keep`.
 pub fn merge(old: Vec<Msg>, new: impl IntoIterator<Item = Msg>, keep: usize) -> Vec<Msg> {
@@ -112,15 +146,15 @@ pub fn merge(old: Vec<Msg>, new: impl IntoIterator<Item = Msg>, keep: usize) -> 
 }
 
 impl Timelines {
-    /// Adds `ev` to its room's messages if it is one (module doc). Whether it was.
+    /// Adds `ev` to its room's messages if it is one, or takes out the one it redacts
+    /// ([`change_of`], [`apply`]). Whether the room's messages changed.
     pub fn record(&self, ev: &TimelineEvent) -> bool {
-        let Some(m) = message_of(ev) else {
+        let Some(change) = change_of(ev) else {
             return false;
         };
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let room = &mut rooms.entry(ev.room_id.clone()).or_default().room;
-        room.msgs = merge(std::mem::take(&mut room.msgs), [m], KEEP);
-        true
+        apply(&mut room.msgs, change, KEEP)
     }
 
     /// Whether to read `room`'s history in the background now ([`should_read`]); if so, the
@@ -213,7 +247,7 @@ impl Core {
         let core = self.clone();
         rt.spawn(async move {
             match core.load_timeline(&room).await {
-                Ok(()) => core.console().changed(),
+                Ok(()) => core.console().web_changed(),
                 Err(e) => {
                     tracing::warn!(room = %room, error = %format!("{e:#}"), "cannot read the agent room's history; trying again later");
                 }
@@ -393,6 +427,84 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    #[test]
+    fn what_an_event_does_to_the_timeline() {
+        let ev =
+            |v: serde_json::Value| serde_json::from_value::<TimelineEvent>(v).expect("an event");
+        struct Case {
+            name: &'static str,
+            ev: TimelineEvent,
+            want: Option<Change>,
+        }
+        let cases = [
+            Case {
+                name: "a message is added",
+                ev: ev(json!({
+                    "event_id": "$m", "room_id": "!r:hs", "type": "m.room.message",
+                    "sender": "@op:hs", "origin_server_ts": 7,
+                    "content": {"msgtype": "m.text", "body": "hi"},
+                })),
+                want: Some(Change::Add(Msg {
+                    event_id: "$m".into(),
+                    sender: "@op:hs".into(),
+                    body: "hi".into(),
+                    ts_ms: 7,
+                    notice: false,
+                })),
+            },
+            Case {
+                name: "a redaction (room version 11: in its content)",
+                ev: ev(json!({
+                    "event_id": "$x", "room_id": "!r:hs", "type": "m.room.redaction",
+                    "sender": "@op:hs", "origin_server_ts": 8, "content": {"redacts": "$m"},
+                })),
+                want: Some(Change::Redact("$m".into())),
+            },
+            Case {
+                name: "a redaction (earlier versions: at its top level)",
+                ev: ev(json!({
+                    "event_id": "$x", "room_id": "!r:hs", "type": "m.room.redaction",
+                    "sender": "@op:hs", "origin_server_ts": 8, "redacts": "$m", "content": {},
+                })),
+                want: Some(Change::Redact("$m".into())),
+            },
+            Case {
+                name: "a reaction does nothing",
+                ev: ev(json!({
+                    "event_id": "$r", "room_id": "!r:hs", "type": "m.reaction",
+                    "sender": "@op:hs", "origin_server_ts": 9,
+                    "content": {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$m", "key": "✅"}},
+                })),
+                want: None,
+            },
+        ];
+        for c in cases {
+            assert_eq!(change_of(&c.ev), c.want, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn a_redaction_takes_its_message_out() {
+        let mut msgs = vec![msg("$a", 1), msg("$b", 2), msg("$c", 3)];
+        assert!(apply(&mut msgs, Change::Redact("$b".into()), KEEP));
+        assert_eq!(ids(&msgs), vec!["$a", "$c"]);
+        assert!(
+            !apply(&mut msgs, Change::Redact("$gone".into()), KEEP),
+            "a redaction of an event not kept changes nothing"
+        );
+        assert_eq!(ids(&msgs), vec!["$a", "$c"]);
+        // Through the cache, as the transaction path records it.
+        let t = Timelines::default();
+        t.loaded("!r:hs", vec![msg("$a", 1), msg("$b", 2)]);
+        let redaction = serde_json::from_value::<TimelineEvent>(json!({
+            "event_id": "$x", "room_id": "!r:hs", "type": "m.room.redaction",
+            "sender": "@op:hs", "origin_server_ts": 8, "content": {"redacts": "$a"},
+        }))
+        .expect("an event");
+        assert!(t.record(&redaction), "the room's messages changed");
+        assert_eq!(ids(&t.messages("!r:hs").msgs), vec!["$b"]);
     }
 
     #[test]
