@@ -79,7 +79,7 @@ pub fn header(h: &Header, page: Page<'_>) -> Markup {
         div #top data-pane="top" {
             a.brand href="/" { span.glyph { "⬢" } " " (h.hive) }
             span.counts {
-                span.count { (h.agents) " agents" }
+                span.count { (h.agents) (if h.agents == 1 { " agent" } else { " agents" }) }
                 " · "
                 span class=(if h.thinking > 0 { "count thinking" } else { "count" }) {
                     (h.thinking) " thinking"
