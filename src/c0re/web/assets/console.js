@@ -7,9 +7,10 @@
 //   so and body[data-live] is "off". The stream is closed while the tab is hidden
 //   (visibilitychange) and reopened when it is shown.
 // - Elapsed times: every [data-since-ms] element shows the time since then, each second.
-// - Forms (form.act): posted with fetch (the form urlencoded, its csrf field also in the
-//   X-CSRF-Token header); those with data-confirm ask first in #confirm; the button spins
-//   (.busy) while the post runs; the JSON answer ({ok, message}) is a toast in #toasts.
+// - Forms (form.act): posted with fetch (the form urlencoded; the session's CSRF token, from
+//   the page's meta csrf-token, in the X-CSRF-Token header); those with data-confirm ask first
+//   in #confirm; the button spins (.busy) while the post runs; the JSON answer ({ok, message})
+//   is a toast in #toasts.
 // - Keys: 1-5 switch tabs (nav#tabs), Esc closes the dialog (as "no").
 "use strict";
 (() => {
