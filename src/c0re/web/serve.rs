@@ -303,9 +303,11 @@ fn not_logged_in(gate: Gate) -> Response {
     }
 }
 
-/// The headers every answer carries: no framing, no sniffing, no referrer (a link's token
-/// never leaves in one), scripts and styles only from the console itself, nothing cached but
-/// the assets.
+/// The headers every answer carries: no framing, no sniffing, a referrer only to the console
+/// itself (`same-origin`: a login page's token never leaves in one; not `no-referrer`, under
+/// which a browser sends `Origin: null` with a form's post, and the login button's post would
+/// be refused as from another site), scripts and styles only from the console itself, nothing
+/// cached but the assets.
 fn secure_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
@@ -313,7 +315,7 @@ fn secure_headers(mut resp: Response) -> Response {
     };
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
+    set(h, "referrer-policy", "same-origin");
     set(
         h,
         "content-security-policy",
