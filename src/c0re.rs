@@ -29,6 +29,8 @@ pub mod secrets;
 pub mod server;
 pub mod signals;
 pub mod tasks;
+#[cfg(test)]
+pub(crate) mod test_core;
 pub mod turn_control;
 pub mod web;
 

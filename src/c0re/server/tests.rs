@@ -8,30 +8,9 @@ use tower::ServiceExt;
 
 use super::{MAX_TRANSACTION, Unauthorized, check_hs_token, router};
 use crate::c0re::Core;
-use crate::c0re::registration::Tokens;
 
-struct TestCore {
-    core: Core,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-fn test_core() -> TestCore {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let tokens = Tokens::load_or_create(dir.path()).expect("tokens are made");
-    let cfg = crate::config::Config::load(None).expect("the built-in configuration is valid");
-    let core = Core::new(
-        cfg,
-        dir.path(),
-        Vec::new(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .expect("a core on a temp dir");
-    TestCore {
-        core,
-        token: tokens.hs_token,
-        _dir: dir,
-    }
+fn test_core() -> crate::c0re::test_core::TestCore {
+    crate::c0re::test_core::test_core(Vec::new())
 }
 
 /// Sends one request through a fresh router; the status and the body as JSON (`Null` if the
@@ -168,14 +147,17 @@ async fn every_endpoint_wants_the_token() {
         let (status, v) = call(&t.core, request(method, &uri, None, body)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
         assert_eq!(v["errcode"], "M_UNAUTHORIZED", "{method} {uri}");
-        for wrong in ["Bearer not-the-token", &format!("Bearer {}x", t.token)] {
+        for wrong in [
+            "Bearer not-the-token",
+            &format!("Bearer {}x", t.tokens.hs_token),
+        ] {
             let (status, v) = call(&t.core, request(method, &uri, Some(wrong), body)).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}");
             assert_eq!(v["errcode"], "M_FORBIDDEN", "{method} {uri}");
         }
         // The deprecated query parameter is not a credential here.
         let sep = if uri.contains('?') { '&' } else { '?' };
-        let with_query = format!("{uri}{sep}access_token={}", t.token);
+        let with_query = format!("{uri}{sep}access_token={}", t.tokens.hs_token);
         let (status, _) = call(&t.core, request(method, &with_query, None, body)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {with_query}");
     }
@@ -185,7 +167,7 @@ async fn every_endpoint_wants_the_token() {
 async fn a_transaction_is_persisted_and_answered() {
     let t = test_core();
     t.core.rooms().set_ready();
-    let auth = format!("Bearer {}", t.token);
+    let auth = format!("Bearer {}", t.tokens.hs_token);
     let body = json!({ "events": [event("$one"), {"not": "an event"}, 7] }).to_string();
     let (status, v) = call(
         &t.core,
@@ -207,7 +189,7 @@ async fn a_transaction_is_persisted_and_answered() {
 #[tokio::test]
 async fn a_transaction_before_the_rooms_are_known_is_sent_again() {
     let t = test_core();
-    let auth = format!("Bearer {}", t.token);
+    let auth = format!("Bearer {}", t.tokens.hs_token);
     let body = json!({ "events": [event("$early")] }).to_string();
     let (status, v) = call(&t.core, request("PUT", &txn_uri("1"), Some(&auth), body)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -219,7 +201,7 @@ async fn a_transaction_before_the_rooms_are_known_is_sent_again() {
 async fn a_malformed_transaction_is_400() {
     let t = test_core();
     t.core.rooms().set_ready();
-    let auth = format!("Bearer {}", t.token);
+    let auth = format!("Bearer {}", t.tokens.hs_token);
     for body in [
         "",
         "not json",
@@ -238,7 +220,7 @@ async fn a_malformed_transaction_is_400() {
 async fn body_limits() {
     let t = test_core();
     t.core.rooms().set_ready();
-    let auth = format!("Bearer {}", t.token);
+    let auth = format!("Bearer {}", t.tokens.hs_token);
     // Bigger than axum's default limit, within the transaction's: accepted.
     let pad = "x".repeat(3 << 20);
     let big = json!({ "events": [event("$big")], "pad": pad }).to_string();
@@ -271,7 +253,7 @@ async fn body_limits() {
 #[tokio::test]
 async fn queries_ping_and_unknown_paths() {
     let t = test_core();
-    let auth = format!("Bearer {}", t.token);
+    let auth = format!("Bearer {}", t.tokens.hs_token);
     struct Case {
         name: &'static str,
         method: &'static str,

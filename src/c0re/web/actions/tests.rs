@@ -8,30 +8,9 @@ use tower::ServiceExt;
 
 use super::routes;
 use crate::c0re::Core;
-use crate::c0re::registration::Tokens;
 
-struct TestCore {
-    core: Core,
-    hs_token: String,
-    dir: tempfile::TempDir,
-}
-
-fn test_core() -> TestCore {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let tokens = Tokens::load_or_create(dir.path()).expect("tokens are made");
-    let cfg = crate::config::Config::load(None).expect("the built-in configuration is valid");
-    let core = Core::new(
-        cfg,
-        dir.path(),
-        Vec::new(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .expect("a core on a temp dir");
-    TestCore {
-        core,
-        hs_token: tokens.hs_token,
-        dir,
-    }
+fn test_core() -> crate::c0re::test_core::TestCore {
+    crate::c0re::test_core::test_core(Vec::new())
 }
 
 async fn post(core: &Core, uri: &str, body: &str) -> (StatusCode, Value) {
@@ -131,7 +110,7 @@ async fn every_refusal_is_an_ok_false_answer_and_audited() {
         Case {
             name: "a secret in what would be sent",
             uri: "/act/destroy/ghost",
-            body: format!("csrf=x&why=because+{}", t.hs_token),
+            body: format!("csrf=x&why=because+{}", t.tokens.hs_token),
             want: "the text shows the appservice's hs_token: not sent",
         },
     ];
@@ -142,7 +121,7 @@ async fn every_refusal_is_an_ok_false_answer_and_audited() {
         let m = v["message"].as_str().unwrap();
         assert!(m.contains(c.want), "{}: {m}", c.name);
         assert!(
-            !m.contains(&t.hs_token),
+            !m.contains(&t.tokens.hs_token),
             "{}: no secret in the answer",
             c.name
         );
@@ -162,9 +141,11 @@ async fn every_refusal_is_an_ok_false_answer_and_audited() {
         );
     }
     assert!(
-        audit
-            .iter()
-            .all(|e| !e.detail.as_deref().unwrap_or("").contains(&t.hs_token)),
+        audit.iter().all(|e| !e
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains(&t.tokens.hs_token)),
         "no secret in the audit"
     );
     let deny = audit.iter().find(|e| e.action == "web deny").unwrap();

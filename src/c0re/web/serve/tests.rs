@@ -14,7 +14,6 @@ use tower::ServiceExt;
 
 use super::{Gate, MAX_BODY, gate, router_with, start};
 use crate::c0re::Core;
-use crate::c0re::registration::Tokens;
 use crate::c0re::web::Pane;
 use crate::c0re::web::live::{KEEP_ALIVE_LINE, Live, Page, Render};
 use crate::c0re::web::session::Csrf;
@@ -34,16 +33,8 @@ struct Hive {
 /// A core served at `http://127.0.0.1:8787/` (nothing bound), with `GET /page` (answers its
 /// CSRF token) and `POST /act/echo` (answers its body) behind the guard.
 fn hive(max_streams: usize) -> Hive {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    Tokens::load_or_create(dir.path()).expect("tokens are made");
-    let cfg = crate::config::Config::load(None).expect("the built-in configuration is valid");
-    let core = Core::new(
-        cfg,
-        dir.path(),
-        Vec::new(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .expect("a core on a temp dir");
+    let crate::c0re::test_core::TestCore { core, dir, .. } =
+        crate::c0re::test_core::test_core(Vec::new());
     let served = start(&core, HOST.parse().unwrap()).expect("the console starts");
     let version = Arc::new(AtomicU64::new(1));
     let v = Arc::clone(&version);

@@ -539,11 +539,6 @@ fn a_kept_agent_has_no_controls() {
 
 // --- the routes, with a core on a temp dir ---
 
-struct TestCore {
-    core: Core,
-    _dir: tempfile::TempDir,
-}
-
 fn spec(name: &str) -> AgentSpec {
     let toml = "[brain]\nkind = \"scripted\"\n";
     let dir = std::path::Path::new("/nonexistent");
@@ -556,18 +551,8 @@ fn spec(name: &str) -> AgentSpec {
     .expect("a scripted agent parses")
 }
 
-fn test_core() -> TestCore {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    crate::c0re::registration::Tokens::load_or_create(dir.path()).expect("tokens are made");
-    let cfg = crate::config::Config::load(None).expect("the built-in configuration is valid");
-    let core = Core::new(
-        cfg,
-        dir.path(),
-        vec![spec("echo")],
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .expect("a core on a temp dir");
-    TestCore { core, _dir: dir }
+fn test_core() -> crate::c0re::test_core::TestCore {
+    crate::c0re::test_core::test_core(vec![spec("echo")])
 }
 
 async fn get(core: &Core, uri: &str) -> (StatusCode, String) {
@@ -720,17 +705,10 @@ async fn a_rooms_history_is_read_once_then_kept_by_what_arrives() {
         .expect("a port");
     let addr = listener.local_addr().expect("its address");
     tokio::spawn(async move { axum::serve(listener, hs).await });
-    let dir = tempfile::tempdir().expect("a temp dir");
-    crate::c0re::registration::Tokens::load_or_create(dir.path()).expect("tokens are made");
     let mut cfg = crate::config::Config::load(None).expect("the built-in configuration is valid");
     cfg.homeserver_url = format!("http://{addr}/").parse().expect("a url");
-    let core = Core::new(
-        cfg,
-        dir.path(),
-        vec![spec("echo")],
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .expect("a core on a temp dir");
+    let t = crate::c0re::test_core::test_core_with(cfg, vec![spec("echo")]);
+    let core = t.core.clone();
     let echo = AgentName::parse("echo").expect("valid");
     let room = ruma::OwnedRoomId::try_from("!echo:hive.test").expect("a room id");
     core.rooms().add(RoomKey::Inbox(echo), room.clone());
