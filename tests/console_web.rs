@@ -217,15 +217,6 @@ fn base_of(link: &str) -> String {
     url.origin().ascii_serialization()
 }
 
-/// A plain HTTP client that follows no redirect and keeps no cookie: a stranger, or a forger
-/// who copies what it needs by hand.
-fn stranger() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// Opens the login link in `browser`, presses its "log in" button, and waits for the main page
 /// with `agents`' rows.
 async fn log_in(browser: &Browser, link: &str, agents: &[&str]) {
@@ -240,26 +231,6 @@ async fn log_in(browser: &Browser, link: &str, agents: &[&str]) {
             )
             .await;
     }
-}
-
-/// Posts `link`'s token to `/login`, as its page's "log in" button does.
-async fn post_login(http: &reqwest::Client, link: &str) -> reqwest::Response {
-    let token = url::Url::parse(link)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .expect("a token in the link");
-    http.post(format!("{}/login", base_of(link)))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", &token)
-                .finish(),
-        )
-        .send()
-        .await
-        .unwrap()
 }
 
 /// The session cookie the browser holds, as a `Cookie:` header value.
@@ -377,7 +348,7 @@ async fn the_console_logs_in_once_shows_requests_live_and_acts_as_the_operator()
     let echo = op.join("agent-echo").await;
     let link = printed_link(&hive).await;
     let base = base_of(&link);
-    let http = stranger();
+    let http = common::no_redirect_client();
 
     // No session: the pages say how to get in, the stream and the posts are refused.
     for path in ["/", "/agent/echo", "/events", "/events?agent=echo"] {
@@ -400,7 +371,7 @@ async fn the_console_logs_in_once_shows_requests_live_and_acts_as_the_operator()
     assert_eq!(r.status(), 401);
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer, json!({"ok": false, "message": "not logged in"}));
-    let r = post_login(&http, &format!("{base}/login?token=not-a-token-0123456789")).await;
+    let r = common::post_login(&http, &format!("{base}/login?token=not-a-token-0123456789")).await;
     assert_eq!(r.status(), 403, "an unknown token");
 
     // The link logs the browser in: the main page with both agents' rows, the session cookie
@@ -442,7 +413,7 @@ async fn the_console_logs_in_once_shows_requests_live_and_acts_as_the_operator()
     browser.screenshot("main").await;
 
     // The link worked once: a second use is refused, and says how to get a new one.
-    let r = post_login(&http, &link).await;
+    let r = common::post_login(&http, &link).await;
     assert_eq!(r.status(), 403, "the link used twice");
     let text = r.text().await.unwrap();
     assert!(text.contains("hive console"), "{text}");
@@ -458,7 +429,7 @@ async fn the_console_logs_in_once_shows_requests_live_and_acts_as_the_operator()
     assert_ne!(fresh, link);
     let shown = http.get(&fresh).send().await.unwrap();
     assert_eq!(shown.status(), 200, "opening the link uses nothing");
-    let r = post_login(&http, &fresh).await;
+    let r = common::post_login(&http, &fresh).await;
     assert_eq!(r.status(), 303, "the new link logs in");
     assert!(
         r.headers()
@@ -468,7 +439,7 @@ async fn the_console_logs_in_once_shows_requests_live_and_acts_as_the_operator()
         "{:?}",
         r.headers()
     );
-    assert_eq!(post_login(&http, &fresh).await.status(), 403);
+    assert_eq!(common::post_login(&http, &fresh).await.status(), 403);
 
     // A request filed by the manager appears on the open page, without a reload.
     browser.js("window.__marker = 1; return true").await;

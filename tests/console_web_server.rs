@@ -20,33 +20,6 @@ fn links(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Posts `link`'s token to `/login`, as its page's "log in" button does.
-async fn post_login(http: &reqwest::Client, link: &str) -> reqwest::Response {
-    let u = url::Url::parse(link).unwrap();
-    let token = u
-        .query_pairs()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .expect("a token in the link");
-    http.post(format!("{}login", base_of(link)))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", &token)
-                .finish(),
-        )
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Opens `link` (a page with the log-in button, twice: opening uses nothing), then posts its
 /// token; the `hive_session=<t>` cookie it sets.
 async fn log_in(http: &reqwest::Client, link: &str) -> String {
@@ -57,7 +30,7 @@ async fn log_in(http: &reqwest::Client, link: &str) -> String {
         let page = r.text().await.unwrap();
         assert!(page.contains("id=\"login\""), "{page}");
     }
-    let r = post_login(http, link).await;
+    let r = common::post_login(http, link).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{link}");
     assert_eq!(r.headers()[header::LOCATION], "/");
     let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
@@ -106,7 +79,7 @@ async fn the_printed_link_logs_in_once_and_the_session_outlives_a_restart() {
     );
     let token = link.split("token=").nth(1).expect("a token in the link");
     let base = base_of(link);
-    let http = client();
+    let http = common::no_redirect_client();
 
     // Nothing without a session.
     assert_eq!(
@@ -125,7 +98,7 @@ async fn the_printed_link_logs_in_once_and_the_session_outlives_a_restart() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let cookie = log_in(&http, link).await;
-    let again = post_login(&http, link).await;
+    let again = common::post_login(&http, link).await;
     assert_eq!(again.status(), StatusCode::FORBIDDEN, "a link works once");
     assert!(again.text().await.unwrap().contains("already used"));
     assert_eq!(
@@ -182,7 +155,7 @@ async fn the_printed_link_logs_in_once_and_the_session_outlives_a_restart() {
         "retry: 2000\n\n"
     );
     let old_link_again = link.replace(&base, &new_base);
-    let r = post_login(&http, &old_link_again).await;
+    let r = common::post_login(&http, &old_link_again).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Without a running core, `hive console` says so.

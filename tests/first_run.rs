@@ -368,31 +368,12 @@ async fn console_link_logs_in(up: &mut Up) {
         link.starts_with("http://127.0.0.1:8787/login?token="),
         "the default console address: {link}"
     );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = common::no_redirect_client();
     let shown = http.get(&link).send().await.unwrap();
     assert_eq!(shown.status(), 200, "the link shows a log-in button");
     let button = shown.text().await.unwrap();
     assert!(button.contains("id=\"login\""), "{button}");
-    let token = url::Url::parse(&link)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .expect("a token in the link");
-    let post = || {
-        http.post("http://127.0.0.1:8787/login")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("token", &token)
-                    .finish(),
-            )
-            .send()
-    };
-    let login = post().await.unwrap();
+    let login = common::post_login(&http, &link).await;
     assert_eq!(login.status(), 303, "the button logs in once");
     let cookie = login
         .headers()
@@ -414,7 +395,7 @@ async fn console_link_logs_in(up: &mut Up) {
         body.contains("id=\"agent-hello\""),
         "the main page lists hello:\n{body}"
     );
-    let again = post().await.unwrap();
+    let again = common::post_login(&http, &link).await;
     assert_eq!(again.status(), 403, "the link works once");
 }
 

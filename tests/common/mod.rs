@@ -757,3 +757,33 @@ pub fn claude_code_cli() -> Option<PathBuf> {
     }
     installed
 }
+
+/// An HTTP client that follows no redirect and keeps no cookie (the console's login answers
+/// `303` with its cookie, which a test reads itself).
+pub fn no_redirect_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Posts a console login link's token to `/login` of the link's origin, as the link's page's
+/// "log in" button does.
+pub async fn post_login(http: &reqwest::Client, link: &str) -> reqwest::Response {
+    let url = url::Url::parse(link).unwrap_or_else(|e| panic!("{link:?} is no URL: {e}"));
+    let token = url
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .expect("a token in the link");
+    http.post(url.join("/login").expect("a path joins"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", &token)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap()
+}
