@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod forge;
 mod name;
 pub mod schedule;
 pub use name::{
@@ -33,6 +34,9 @@ pub struct AgentToml {
     /// Recurring prompts delivered into the agent's inbox (`schedule.rs`).
     #[serde(default)]
     pub schedules: Vec<schedule::RawSchedule>,
+    /// Forge tools the agent may call, on which repositories (`[[forge.grant]]`, `forge.rs`).
+    #[serde(default)]
+    pub forge: forge::RawAgentForge,
 }
 
 /// Which brain thinks for the agent, and its settings.
@@ -249,6 +253,8 @@ pub struct AgentSpec {
     pub prompt: Option<String>,
     /// Recurring prompts, validated (`[[schedules]]`).
     pub schedules: Vec<schedule::Schedule>,
+    /// Forge tools granted, by repository (`[[forge.grant]]`).
+    pub forge_grants: Vec<forge::ForgeGrant>,
 }
 
 /// An error in one bot's files, with the key it concerns.
@@ -435,6 +441,15 @@ impl AgentSpec {
                 Vec::new()
             }
         };
+        let forge_grants = match forge::validate(&raw.forge) {
+            Ok(g) => g,
+            Err(refused) => {
+                for (key, message) in refused {
+                    errors.push(SpecError::new(file, &key, message));
+                }
+                Vec::new()
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -469,6 +484,7 @@ impl AgentSpec {
             brain: raw.brain,
             prompt,
             schedules,
+            forge_grants,
         })
     }
 }

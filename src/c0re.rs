@@ -14,6 +14,7 @@ pub mod approvals;
 pub mod console;
 pub mod control;
 pub mod events;
+pub mod forge;
 pub mod ingest;
 pub mod limits;
 pub mod mentions;
@@ -98,6 +99,7 @@ struct Inner {
     /// What the web console's pages keep between renders (`web/views.rs`).
     views: web::views::Views,
     web: web::Web,
+    forge: forge::Forge,
 }
 
 impl Core {
@@ -143,6 +145,7 @@ impl Core {
                 model_http: std::sync::OnceLock::new(),
                 views: web::views::Views::default(),
                 web: web::Web::default(),
+                forge: forge::Forge::default(),
             }),
         })
     }
@@ -224,6 +227,10 @@ impl Core {
     /// The web console, once it is served.
     pub fn web(&self) -> &web::Web {
         &self.inner.web
+    }
+
+    pub fn forge(&self) -> &forge::Forge {
+        &self.inner.forge
     }
 
     /// The directory holding agent `name`'s socket (bind-mount this directory, not the file).

@@ -18,9 +18,11 @@ mod providers;
 mod rates;
 mod raw;
 pub use rates::{BadRate, Kind, Rate, RateLimits};
+mod forge;
 mod validate;
 mod web;
 pub use federation::{DEFAULT_FEDERATION_PORT, Federation, HiveName, Peer};
+pub use forge::{ForgeConfig, ForgeServer, RawForge, Route};
 pub use providers::{
     Credential, MAX_KEY_FILE, Provider, ProviderKind, ProviderRefusal, RawProvider, check_base_url,
     is_provider_name, read_key_file,
@@ -172,6 +174,8 @@ pub struct Config {
     pub console: ConsoleSwitches,
     /// `[web]`: the operator's web console.
     pub web: WebConfig,
+    /// `[forge]`: the forges the hive follows, and the routes of their items.
+    pub forge: ForgeConfig,
     /// Where `hive.toml` came from (`None`: built-in defaults).
     pub source: Option<PathBuf>,
     /// The Claude Code CLI for `claude-code` agents: `HYPERHIVE_CLAUDE_CODE`, else the one
@@ -258,6 +262,7 @@ impl Config {
             format!("#hive-.*:{server}$"),
             format!("#agent-.*:{server}$"),
             format!("#peer-.*:{server}$"),
+            format!("#forge-.*:{server}$"),
         ]
     }
 

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod configrepo;
 pub mod failpoint;
+pub mod forge;
 pub mod fsutil;
 pub mod harness;
 pub mod homeserver;

@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// The operator's web console (`[web]`, see `web`).
     #[serde(default)]
     pub web: super::RawWeb,
+    /// The forges the hive follows (`[forge]`, see `forge`).
+    #[serde(default)]
+    pub forge: super::RawForge,
 }
 
 /// `[console]`: the live status message in `#hive-c0re` and the agents' presence (both on by

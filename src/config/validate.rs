@@ -285,6 +285,11 @@ impl Config {
             &mut errs,
         );
         let web = web::validate(raw.web, listen, &mut errs);
+        let forge = forge::validate(
+            raw.forge,
+            |p| resolve_against(source.as_deref(), p),
+            &mut errs,
+        );
         // Trust never crosses: an operator is never a user of a peer hive's server.
         for o in &operators {
             if let Some(p) = peers.iter().find(|p| p.server_name == o.server_name()) {
@@ -345,6 +350,7 @@ impl Config {
                 read_receipts: raw.console.read_receipts.unwrap_or(true),
             },
             web,
+            forge,
             claude_code: std::env::var_os(env::CLAUDE_CODE)
                 .map(PathBuf::from)
                 .map(|p| std::path::absolute(&p).unwrap_or(p)),

@@ -48,4 +48,5 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         "018_web_sessions",
         include_str!("migrations/018_web_sessions.sql"),
     ),
+    ("019_forge", include_str!("migrations/019_forge.sql")),
 ];

@@ -1,0 +1,29 @@
+//! The forge lanes (docs/forge.md): webhooks in, one room per repository and one thread per
+//! pull request or issue, routing as data, and the forge tools the core runs with the token it
+//! holds.
+//!
+//! - `ingress.rs`: `POST /_hyperhive/forge/<server>` on the appservice endpoint: the body
+//!   capped and read first, the signature checked, the delivery recorded once (replays
+//!   dropped) with its typed event, the `forge` task woken.
+//! - `route.rs`: whose lane an item is (`[[forge.routes]]`), pure, and who is told.
+//! - `rooms.rs`, `thread.rs`: `#forge-<owner>-<repo>` and each item's thread.
+//! - `task.rs`: the `forge` task: each recorded delivery posted in its thread and handed to
+//!   the agents' inboxes as a core event, once.
+//! - `tools.rs`: `forge_*` tools, under the agent's `[[forge.grant]]`, rate-limited, audited,
+//!   through the secret filter.
+
+mod ingress;
+mod rooms;
+mod route;
+mod task;
+mod thread;
+mod tools;
+
+use tokio::sync::Notify;
+
+/// What the forge lanes own: what wakes the `forge` task.
+#[derive(Debug, Default)]
+pub struct Forge {
+    /// Notified when a delivery is recorded.
+    pub wake: Notify,
+}

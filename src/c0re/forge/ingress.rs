@@ -1,0 +1,1 @@
+//! Issue 17: see `c0re/forge.rs`.
