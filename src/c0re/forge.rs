@@ -12,6 +12,7 @@
 //! - `tools.rs`: `forge_*` tools, under the agent's `[[forge.grant]]`, rate-limited, audited,
 //!   through the secret filter.
 
+mod clients;
 mod ingress;
 mod rooms;
 mod route;
