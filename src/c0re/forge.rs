@@ -18,7 +18,7 @@ mod rooms;
 mod route;
 mod task;
 mod thread;
-mod tools;
+pub(crate) mod tools;
 
 use tokio::sync::Notify;
 
@@ -27,4 +27,6 @@ use tokio::sync::Notify;
 pub struct Forge {
     /// Notified when a delivery is recorded.
     pub wake: Notify,
+    /// The HTTP client of every forge call, made on first use (`clients.rs`).
+    http: std::sync::OnceLock<reqwest::Client>,
 }

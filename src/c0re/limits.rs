@@ -408,7 +408,12 @@ mod tests {
         for (rate, ok) in cases {
             assert_eq!(rate.validate().is_ok(), ok, "{rate:?}");
         }
-        for kind in [Kind::Message, Kind::Question, Kind::Reminder] {
+        for kind in [
+            Kind::Message,
+            Kind::Question,
+            Kind::Reminder,
+            Kind::ForgeWrite,
+        ] {
             assert_eq!(
                 RateLimits::default().of(kind).validate(),
                 Ok(()),
@@ -423,6 +428,7 @@ mod tests {
             messages: Rate::per_minute(2, 2),
             questions: Rate::per_hour(1, 1),
             reminders: Rate::per_hour(60, 1),
+            forge_writes: Rate::per_hour(60, 20),
         };
         let l = Limiter::new(rates);
         let t = Instant::now();

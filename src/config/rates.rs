@@ -85,6 +85,9 @@ pub enum Kind {
     Question,
     /// `remind`.
     Reminder,
+    /// A forge tool that changes something on the forge (`forge_comment`, `forge_label`,
+    /// `forge_request_review`, `forge_review`).
+    ForgeWrite,
 }
 
 impl Kind {
@@ -93,6 +96,7 @@ impl Kind {
             Kind::Message => "messages",
             Kind::Question => "questions to the operator",
             Kind::Reminder => "reminders",
+            Kind::ForgeWrite => "forge writes",
         }
     }
 }
@@ -103,6 +107,7 @@ pub struct RateLimits {
     pub messages: Rate,
     pub questions: Rate,
     pub reminders: Rate,
+    pub forge_writes: Rate,
 }
 
 impl Default for RateLimits {
@@ -111,6 +116,7 @@ impl Default for RateLimits {
             messages: Rate::per_minute(120, 120),
             questions: Rate::per_hour(30, 10),
             reminders: Rate::per_hour(120, 60),
+            forge_writes: Rate::per_hour(60, 20),
         }
     }
 }
@@ -121,6 +127,7 @@ impl RateLimits {
             Kind::Message => &self.messages,
             Kind::Question => &self.questions,
             Kind::Reminder => &self.reminders,
+            Kind::ForgeWrite => &self.forge_writes,
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct RawLimits {
     pub questions_per_hour: Option<u32>,
     /// `remind` calls per hour (default 120, at most 60 at once).
     pub reminders_per_hour: Option<u32>,
+    /// Forge writes (comments, labels, review requests, reviews) per hour (default 60, at
+    /// most 20 at once).
+    pub forge_writes_per_hour: Option<u32>,
     /// Model calls per agent per UTC day, a ceiling over the agent's own `limits` (default 2000).
     pub model_calls_per_day: Option<u64>,
     /// Model tokens per agent per UTC day, a ceiling likewise (default 20,000,000).

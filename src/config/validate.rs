@@ -254,11 +254,15 @@ impl Config {
                 reminders: l
                     .reminders_per_hour
                     .map_or(d.reminders, |n| Rate::per_hour(n, n.min(60))),
+                forge_writes: l
+                    .forge_writes_per_hour
+                    .map_or(d.forge_writes, |n| Rate::per_hour(n, n.min(20))),
             };
             for (key, rate) in [
                 ("limits.messages_per_minute", &r.messages),
                 ("limits.questions_per_hour", &r.questions),
                 ("limits.reminders_per_hour", &r.reminders),
+                ("limits.forge_writes_per_hour", &r.forge_writes),
             ] {
                 if let Err(e) = rate.validate() {
                     err(key, e.to_string());

@@ -1,9 +1,41 @@
 //! The forge REST API as the core calls it, with the token only the core holds: Gitea and
-//! Forgejo (`/api/v1`, `Authorization: token …`) and GitHub. (Issue 17, part C, fills it in.)
+//! Forgejo (`<site>/api/v1`, `Authorization: token …`) and GitHub (`https://api.github.com`,
+//! `Authorization: Bearer …`, its `Accept` and version headers). Both speak the same paths
+//! under `/repos/{owner}/{repo}/`; what differs (the diff's address, the review's event
+//! names and line comments, paging) is decided here by [`ForgeKind`].
+//!
+//! Every read is capped (a forge is trusted with the token, not with the core's memory):
+//! JSON answers at [`MAX_ANSWER`], the diff at the cap its caller gives (stopped there and
+//! said truncated), changed files at [`MAX_FILES`]. The token is only ever in a request's
+//! header: never in a URL, an error's text or a `Debug` line. (Shapes: go-gitea/gitea
+//! `modules/structs/pull.go`, `pull_review.go`, `issue.go`, `issue_label.go` and its swagger
+//! document; GitHub's REST reference.)
 
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, header};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{ForgeKind, ItemRef};
+
+/// Most changed files read of one pull request.
+pub const MAX_FILES: usize = 300;
+/// Largest JSON answer read from the forge.
+pub const MAX_ANSWER: usize = 8 << 20;
+/// Most of a refusal's body kept for its message.
+const MAX_ERROR_TEXT: usize = 500;
+/// How long one request may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Files asked per page: Gitea's default `MAX_RESPONSE_ITEMS`, GitHub's largest page.
+const GITEA_PAGE: usize = 50;
+const GITHUB_PAGE: usize = 100;
+/// Most pages of comments read (GitHub pages them; the last ones are kept).
+const MAX_COMMENT_PAGES: usize = 10;
+/// How many of an item's comments are kept: the last ones.
+pub const LAST_COMMENTS: usize = 20;
 
 /// One forge's API, as the core calls it.
 #[derive(Clone)]
@@ -14,13 +46,294 @@ pub struct ForgeClient {
     http: reqwest::Client,
 }
 
+impl fmt::Debug for ForgeClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForgeClient")
+            .field("kind", &self.kind)
+            .field("api_url", &self.api_url.as_str())
+            .field("token", &"<held by the core>")
+            .finish()
+    }
+}
+
+/// Why a forge call failed. Its text names the call (`GET /api/v1/repos/acme/widgets/pulls/5`)
+/// and what the forge said; never the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForgeError {
+    #[error("{call}: the forge answered {status}: {message}")]
+    Status {
+        call: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{call}: {message}")]
+    Http { call: String, message: String },
+    #[error("{call}: the answer is not what the forge's API describes: {message}")]
+    Decode { call: String, message: String },
+}
+
 /// A file a pull request changes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangedFile {
     pub filename: String,
+    #[serde(default)]
     pub status: String,
+    #[serde(default)]
     pub additions: u64,
+    #[serde(default)]
     pub deletions: u64,
+}
+
+/// A pull request as the tools show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PullRequest {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub author: String,
+    /// `open` or `closed`.
+    pub state: String,
+    pub merged: bool,
+    pub url: String,
+    pub head_sha: String,
+    /// The branch it merges into, and the branch it comes from.
+    pub base: String,
+    pub head: String,
+    pub labels: Vec<String>,
+}
+
+/// An issue (or a pull request read as an issue) as the tools show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub author: String,
+    pub state: String,
+    pub labels: Vec<String>,
+    pub url: String,
+    pub is_pull: bool,
+}
+
+/// One comment of an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comment {
+    pub author: String,
+    pub body: String,
+}
+
+/// A pull request's diff, read up to a cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    pub text: String,
+    /// The forge had more than the cap: `text` is its beginning.
+    pub truncated: bool,
+}
+
+/// One line comment of a review: on `line` of `path` in the pull request's new version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineComment {
+    pub path: String,
+    pub line: u64,
+    pub body: String,
+}
+
+/// What a review asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewEvent {
+    RequestChanges,
+    Comment,
+    Approve,
+}
+
+impl ReviewEvent {
+    /// The event's name in `kind`'s API: Gitea and Forgejo say `APPROVED`, GitHub `APPROVE`.
+    pub fn wire(self, kind: ForgeKind) -> &'static str {
+        match (self, kind) {
+            (ReviewEvent::RequestChanges, _) => "REQUEST_CHANGES",
+            (ReviewEvent::Comment, _) => "COMMENT",
+            (ReviewEvent::Approve, ForgeKind::Github) => "APPROVE",
+            (ReviewEvent::Approve, ForgeKind::Gitea | ForgeKind::Forgejo) => "APPROVED",
+        }
+    }
+}
+
+/// The API's base for a forge at `site`: Gitea's and Forgejo's under `/api/v1` of the site
+/// (which may itself be under a path), GitHub's the URL as given (`https://api.github.com`,
+/// or an Enterprise server's `/api/v3`).
+pub fn api_base(kind: ForgeKind, site: &Url) -> Url {
+    let mut url = site.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if let Ok(mut segs) = url.path_segments_mut() {
+        segs.pop_if_empty();
+        if kind != ForgeKind::Github {
+            segs.extend(["api", "v1"]);
+        }
+    }
+    url
+}
+
+// --- the API's shapes, as far as the hive reads them ---
+
+#[derive(Deserialize)]
+struct WireUser {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct WireLabel {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct WireBranch {
+    #[serde(rename = "ref")]
+    reference: String,
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct WirePull {
+    number: u64,
+    title: String,
+    body: Option<String>,
+    user: Option<WireUser>,
+    #[serde(default)]
+    labels: Vec<WireLabel>,
+    state: String,
+    #[serde(default)]
+    merged: bool,
+    html_url: String,
+    head: WireBranch,
+    base: WireBranch,
+}
+
+#[derive(Deserialize)]
+struct WireIssue {
+    number: u64,
+    title: String,
+    body: Option<String>,
+    user: Option<WireUser>,
+    #[serde(default)]
+    labels: Vec<WireLabel>,
+    state: String,
+    html_url: String,
+    /// Gitea: `null` for an issue; GitHub: absent for an issue.
+    pull_request: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct WireComment {
+    user: Option<WireUser>,
+    body: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BodyOption<'a> {
+    body: &'a str,
+}
+
+#[derive(Serialize)]
+struct LabelsOption<'a> {
+    labels: &'a [String],
+}
+
+#[derive(Serialize)]
+struct ReviewersOption<'a> {
+    reviewers: &'a [String],
+}
+
+/// Gitea's and Forgejo's `CreatePullReviewOptions`.
+#[derive(Serialize)]
+struct GiteaReview<'a> {
+    body: &'a str,
+    event: &'static str,
+    commit_id: &'a str,
+    comments: Vec<GiteaReviewComment<'a>>,
+}
+
+/// Gitea's `CreatePullReviewComment`: `new_position` is the line in the new file.
+#[derive(Serialize)]
+struct GiteaReviewComment<'a> {
+    path: &'a str,
+    body: &'a str,
+    new_position: u64,
+}
+
+/// GitHub's "create a review for a pull request".
+#[derive(Serialize)]
+struct GithubReview<'a> {
+    body: &'a str,
+    event: &'static str,
+    commit_id: &'a str,
+    comments: Vec<GithubReviewComment<'a>>,
+}
+
+#[derive(Serialize)]
+struct GithubReviewComment<'a> {
+    path: &'a str,
+    line: u64,
+    side: &'static str,
+    body: &'a str,
+}
+
+fn login(u: Option<WireUser>) -> String {
+    u.map(|u| u.login).unwrap_or_default()
+}
+
+fn names(labels: Vec<WireLabel>) -> Vec<String> {
+    labels.into_iter().map(|l| l.name).collect()
+}
+
+/// The longest prefix of `bytes` that is UTF-8 (a cap may cut a character).
+fn utf8_prefix(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(e) => String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned(),
+    }
+}
+
+/// A forge's refusal as a person reads it: its JSON `message` (Gitea's and GitHub's errors
+/// carry one), else the start of its text.
+fn refusal_text(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Message {
+        message: String,
+    }
+    match serde_json::from_slice::<Message>(body) {
+        Ok(m) => m.message.chars().take(MAX_ERROR_TEXT).collect(),
+        Err(_) => {
+            let text = utf8_prefix(&body[..body.len().min(MAX_ERROR_TEXT)]);
+            if text.trim().is_empty() {
+                "(no message)".into()
+            } else {
+                text.trim().to_owned()
+            }
+        }
+    }
+}
+
+/// An HTTP error's text with its causes, without the URL (the call names it already).
+fn http_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// One answer, read.
+struct Answer {
+    body: Vec<u8>,
+    truncated: bool,
+    total: Option<usize>,
 }
 
 impl ForgeClient {
@@ -33,9 +346,338 @@ impl ForgeClient {
         }
     }
 
-    /// The files a pull request changes (every page).
-    pub async fn pr_files(&self, item: &ItemRef) -> anyhow::Result<Vec<ChangedFile>> {
-        let _ = (&self.token, &self.http, item);
-        anyhow::bail!("part C")
+    /// `<api>/repos/<owner>/<repo>/<segments…>?<query>`; each segment escaped.
+    fn url(&self, item: &ItemRef, segments: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.api_url.clone();
+        if let Ok(mut segs) = url.path_segments_mut() {
+            segs.pop_if_empty();
+            segs.extend(["repos", item.repo.owner(), item.repo.name()]);
+            segs.extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    /// A request with the kind's auth and headers; `accept` instead of the JSON default.
+    fn request_as(&self, method: Method, url: Url, accept: Option<&str>) -> RequestBuilder {
+        let rb = self.http.request(method, url).timeout(TIMEOUT);
+        match self.kind {
+            ForgeKind::Gitea | ForgeKind::Forgejo => rb
+                .header(header::AUTHORIZATION, format!("token {}", self.token))
+                .header(header::ACCEPT, accept.unwrap_or("application/json")),
+            ForgeKind::Github => rb
+                .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+                .header(
+                    header::ACCEPT,
+                    accept.unwrap_or("application/vnd.github+json"),
+                )
+                .header("X-GitHub-Api-Version", "2022-11-28")
+                .header(header::USER_AGENT, "hyperhive"),
+        }
+    }
+
+    fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.request_as(method, url, None)
+    }
+
+    /// Sends `rb` and reads its answer up to `cap` bytes; a status that is not a success is
+    /// [`ForgeError::Status`] with the forge's message.
+    async fn send(&self, call: &str, rb: RequestBuilder, cap: usize) -> Result<Answer, ForgeError> {
+        let http = |e| ForgeError::Http {
+            call: call.to_owned(),
+            message: http_text(e),
+        };
+        let mut resp = rb.send().await.map_err(http)?;
+        let status = resp.status();
+        let total = resp
+            .headers()
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let cap = if status.is_success() {
+            cap
+        } else {
+            MAX_ERROR_TEXT * 8
+        };
+        let mut body = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = resp.chunk().await.map_err(http)? {
+            let room = cap - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(ForgeError::Status {
+                call: call.to_owned(),
+                status: status.as_u16(),
+                message: refusal_text(&body),
+            });
+        }
+        Ok(Answer {
+            body,
+            truncated,
+            total,
+        })
+    }
+
+    /// A JSON answer, decoded.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<(T, Option<usize>), ForgeError> {
+        let call = format!("GET {}", url.path());
+        let a = self
+            .send(&call, self.request(Method::GET, url), MAX_ANSWER)
+            .await?;
+        let decode = |message: String| ForgeError::Decode {
+            call: call.clone(),
+            message,
+        };
+        if a.truncated {
+            return Err(decode(format!("more than {MAX_ANSWER} bytes")));
+        }
+        let v = serde_json::from_slice(&a.body).map_err(|e| decode(e.to_string()))?;
+        Ok((v, a.total))
+    }
+
+    /// A write: `body` as JSON, any success status.
+    async fn post<B: Serialize>(&self, url: Url, body: &B) -> Result<(), ForgeError> {
+        let call = format!("POST {}", url.path());
+        self.send(
+            &call,
+            self.request(Method::POST, url).json(body),
+            MAX_ERROR_TEXT,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The pull request `item`.
+    pub async fn get_pr(&self, item: &ItemRef) -> Result<PullRequest, ForgeError> {
+        let n = item.number.to_string();
+        let (p, _): (WirePull, _) = self.get_json(self.url(item, &["pulls", &n], &[])).await?;
+        Ok(PullRequest {
+            number: p.number,
+            title: p.title,
+            body: p.body.unwrap_or_default(),
+            author: login(p.user),
+            state: p.state,
+            merged: p.merged,
+            url: p.html_url,
+            head_sha: p.head.sha,
+            base: p.base.reference,
+            head: p.head.reference,
+            labels: names(p.labels),
+        })
+    }
+
+    /// The pull request's unified diff, read up to `cap` bytes (stopped there: `truncated`).
+    /// Gitea and Forgejo serve it at `pulls/{n}.diff`, GitHub at `pulls/{n}` by `Accept`.
+    pub async fn pr_diff(&self, item: &ItemRef, cap: usize) -> Result<Diff, ForgeError> {
+        let rb = match self.kind {
+            ForgeKind::Gitea | ForgeKind::Forgejo => {
+                let url = self.url(item, &["pulls", &format!("{}.diff", item.number)], &[]);
+                self.request_as(Method::GET, url, Some("text/plain"))
+            }
+            ForgeKind::Github => {
+                let url = self.url(item, &["pulls", &item.number.to_string()], &[]);
+                self.request_as(Method::GET, url, Some("application/vnd.github.diff"))
+            }
+        };
+        let call = match self.kind {
+            ForgeKind::Github => format!("GET the diff of {item}"),
+            _ => format!("GET {item}.diff"),
+        };
+        let a = self.send(&call, rb, cap).await?;
+        Ok(Diff {
+            text: utf8_prefix(&a.body),
+            truncated: a.truncated,
+        })
+    }
+
+    /// The files a pull request changes, every page, at most [`MAX_FILES`]. Pages end at an
+    /// empty or short page, or at the count the forge's `X-Total-Count` gives.
+    pub async fn pr_files(&self, item: &ItemRef) -> Result<Vec<ChangedFile>, ForgeError> {
+        let n = item.number.to_string();
+        let mut files: Vec<ChangedFile> = Vec::new();
+        for page in 1.. {
+            let (per, query) = match self.kind {
+                ForgeKind::Github => (
+                    GITHUB_PAGE,
+                    [
+                        ("per_page", GITHUB_PAGE.to_string()),
+                        ("page", page.to_string()),
+                    ],
+                ),
+                _ => (
+                    GITEA_PAGE,
+                    [
+                        ("page", page.to_string()),
+                        ("limit", GITEA_PAGE.to_string()),
+                    ],
+                ),
+            };
+            let (got, total): (Vec<ChangedFile>, _) = self
+                .get_json(self.url(item, &["pulls", &n, "files"], &query))
+                .await?;
+            let short = got.len() < per;
+            files.extend(got);
+            if short
+                || files.len() >= MAX_FILES
+                || total.is_some_and(|t| files.len() >= t)
+                || page * per >= MAX_FILES
+            {
+                break;
+            }
+        }
+        files.truncate(MAX_FILES);
+        Ok(files)
+    }
+
+    /// The issue (or pull request) `item`, as an issue.
+    pub async fn get_issue(&self, item: &ItemRef) -> Result<Issue, ForgeError> {
+        let n = item.number.to_string();
+        let (i, _): (WireIssue, _) = self.get_json(self.url(item, &["issues", &n], &[])).await?;
+        Ok(Issue {
+            number: i.number,
+            title: i.title,
+            body: i.body.unwrap_or_default(),
+            author: login(i.user),
+            state: i.state,
+            labels: names(i.labels),
+            url: i.html_url,
+            is_pull: i.pull_request.is_some_and(|v| !v.is_null()),
+        })
+    }
+
+    /// The item's last [`LAST_COMMENTS`] comments, oldest first. Gitea answers them all at
+    /// once; GitHub pages them (read up to [`MAX_COMMENT_PAGES`] pages).
+    pub async fn issue_comments(&self, item: &ItemRef) -> Result<Vec<Comment>, ForgeError> {
+        let n = item.number.to_string();
+        let mut all: Vec<WireComment> = Vec::new();
+        match self.kind {
+            ForgeKind::Gitea | ForgeKind::Forgejo => {
+                let (got, _): (Vec<WireComment>, _) = self
+                    .get_json(self.url(item, &["issues", &n, "comments"], &[]))
+                    .await?;
+                all = got;
+            }
+            ForgeKind::Github => {
+                for page in 1..=MAX_COMMENT_PAGES {
+                    let query = [
+                        ("per_page", GITHUB_PAGE.to_string()),
+                        ("page", page.to_string()),
+                    ];
+                    let (got, _): (Vec<WireComment>, _) = self
+                        .get_json(self.url(item, &["issues", &n, "comments"], &query))
+                        .await?;
+                    let short = got.len() < GITHUB_PAGE;
+                    all.extend(got);
+                    if short {
+                        break;
+                    }
+                }
+            }
+        }
+        let skip = all.len().saturating_sub(LAST_COMMENTS);
+        Ok(all
+            .into_iter()
+            .skip(skip)
+            .map(|c| Comment {
+                author: login(c.user),
+                body: c.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Comments `body` on the item.
+    pub async fn comment(&self, item: &ItemRef, body: &str) -> Result<(), ForgeError> {
+        let n = item.number.to_string();
+        self.post(
+            self.url(item, &["issues", &n, "comments"], &[]),
+            &BodyOption { body },
+        )
+        .await
+    }
+
+    /// Adds `labels` (by name) to the item.
+    pub async fn add_labels(&self, item: &ItemRef, labels: &[String]) -> Result<(), ForgeError> {
+        let n = item.number.to_string();
+        self.post(
+            self.url(item, &["issues", &n, "labels"], &[]),
+            &LabelsOption { labels },
+        )
+        .await
+    }
+
+    /// Asks `reviewers` (forge logins) to review the pull request.
+    pub async fn request_review(
+        &self,
+        item: &ItemRef,
+        reviewers: &[String],
+    ) -> Result<(), ForgeError> {
+        let n = item.number.to_string();
+        let url = self.url(item, &["pulls", &n, "requested_reviewers"], &[]);
+        self.post(url, &ReviewersOption { reviewers }).await
+    }
+
+    /// A formal review of the pull request at `commit_id`, with line comments on its new
+    /// version.
+    pub async fn review(
+        &self,
+        item: &ItemRef,
+        event: ReviewEvent,
+        body: &str,
+        comments: &[LineComment],
+        commit_id: &str,
+    ) -> Result<(), ForgeError> {
+        let n = item.number.to_string();
+        let url = self.url(item, &["pulls", &n, "reviews"], &[]);
+        let event_name = event.wire(self.kind);
+        match self.kind {
+            ForgeKind::Gitea | ForgeKind::Forgejo => {
+                let review = GiteaReview {
+                    body,
+                    event: event_name,
+                    commit_id,
+                    comments: comments
+                        .iter()
+                        .map(|c| GiteaReviewComment {
+                            path: &c.path,
+                            body: &c.body,
+                            new_position: c.line,
+                        })
+                        .collect(),
+                };
+                self.post(url, &review).await
+            }
+            ForgeKind::Github => {
+                let review = GithubReview {
+                    body,
+                    event: event_name,
+                    commit_id,
+                    comments: comments
+                        .iter()
+                        .map(|c| GithubReviewComment {
+                            path: &c.path,
+                            line: c.line,
+                            side: "RIGHT",
+                            body: &c.body,
+                        })
+                        .collect(),
+                };
+                self.post(url, &review).await
+            }
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,6 +45,16 @@ pub fn effect_key(tool: &str, args: &Value) -> Option<String> {
                 digest(&format!("{}\0{}", what("files"), what("message")))
             ))
         }
+        // A forge write, or a line in an item's thread: a re-run turn does not post twice.
+        "forge_comment"
+        | "forge_label"
+        | "forge_request_review"
+        | "forge_review"
+        | "forge_discuss" => Some(format!(
+            "{tool}:{}#{}",
+            s("repo"),
+            args.get("number").map(Value::to_string).unwrap_or_default()
+        )),
         _ => None,
     }
 }
@@ -302,6 +312,30 @@ mod tests {
                 name: "pulling the inbox is no recorded effect: a re-run turn pulls again",
                 tool: "recv",
                 args: json!({"wait_secs": 5}),
+                want: None,
+            },
+            Case {
+                name: "a forge comment is keyed by the item",
+                tool: "forge_comment",
+                args: json!({"repo": "acme/widgets", "number": 5, "body": "b"}),
+                want: Some("forge_comment:acme/widgets#5"),
+            },
+            Case {
+                name: "a forge review is keyed by the item",
+                tool: "forge_review",
+                args: json!({"repo": "acme/widgets", "number": 5, "body": "🔴"}),
+                want: Some("forge_review:acme/widgets#5"),
+            },
+            Case {
+                name: "a line in an item's thread is keyed by the item",
+                tool: "forge_discuss",
+                args: json!({"repo": "acme/widgets", "number": 7, "body": "b"}),
+                want: Some("forge_discuss:acme/widgets#7"),
+            },
+            Case {
+                name: "reading a pull request changes nothing",
+                tool: "forge_get_pr",
+                args: json!({"repo": "acme/widgets", "number": 5}),
                 want: None,
             },
             Case {

@@ -81,7 +81,7 @@ impl Core {
     }
 
     /// Every string in `v` as [`Core::shown`] makes it (keys are the core's own).
-    pub(super) fn shown_json(&self, v: &mut Value) {
+    pub(crate) fn shown_json(&self, v: &mut Value) {
         match v {
             Value::String(s) => *s = self.shown(s),
             Value::Array(items) => items.iter_mut().for_each(|i| self.shown_json(i)),

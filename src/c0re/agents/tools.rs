@@ -137,6 +137,7 @@ pub fn catalog() -> Vec<ToolSpec> {
     .chain(super::lifecycle::catalog())
     .chain(super::recv::catalog())
     .chain(super::kept_tools::catalog())
+    .chain(crate::c0re::forge::tools::catalog())
     .collect()
 }
 
@@ -231,9 +232,18 @@ impl Core {
         check_manager(&self.cfg().managers, agent, what)
     }
 
-    /// The tools `agent` may call.
+    /// The tools `agent` may call: the forge tools only as far as its `[[forge.grant]]`
+    /// names them.
     pub fn tools_for(&self, agent: &AgentName) -> Vec<ToolSpec> {
+        let grants = self
+            .agents()
+            .get(agent)
+            .map(|e| e.spec().forge_grants.clone())
+            .unwrap_or_default();
         offered(self.cfg().managers.contains(agent))
+            .into_iter()
+            .filter(|t| crate::c0re::forge::tools::offered_to(&grants, t.name))
+            .collect()
     }
 
     /// The tools `name` may call, as the wire protocol describes them.
@@ -381,6 +391,7 @@ impl Core {
             "request_init_config" | "request_rollback" => self.request_tool(agent, name, v).await,
             "recv" => self.recv_tool(agent, v).await,
             "destroy" | "revive" | "purge" => self.kept_tool(agent, name, v).await,
+            n if n.starts_with("forge_") => self.forge_tool(agent, n, v, txn).await,
             other => Err(ToolError::NoTool(other.to_owned())),
         }
     }

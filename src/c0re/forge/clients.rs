@@ -1,15 +1,62 @@
-//! The forge client for a repository, with the token read from the server's `token_file`.
-//! (Issue 17, part C.)
+//! The forge client for a repository: the server that follows it (`[[forge.servers]]`), with
+//! the token read from its `token_file` on every call (bounded, trimmed), so a token the
+//! operator rotates is used from the next call on, without a restart. The HTTP client is
+//! shared, built once, and follows no redirects: a redirect could carry the token to a host
+//! the operator did not declare.
 
 use crate::c0re::Core;
 use crate::forge::RepoName;
-use crate::forge::client::ForgeClient;
+use crate::forge::client::{ForgeClient, api_base};
+
+/// Why there is no client for a repository.
+#[derive(Debug, thiserror::Error)]
+pub enum NoClient {
+    #[error("{0} is not followed: no [[forge.servers]] in hive.toml lists it")]
+    NotFollowed(RepoName),
+    #[error("the token of forge server {server} cannot be read: {why}")]
+    Token { server: String, why: String },
+    #[error("cannot build the forge HTTP client: {0}")]
+    Http(String),
+}
 
 impl Core {
     /// The client of the server that follows `repo`; an error names why there is none (the
     /// repository is not followed, the token cannot be read).
     pub async fn forge_client(&self, repo: &RepoName) -> anyhow::Result<ForgeClient> {
-        let _ = repo;
-        anyhow::bail!("forge clients are not built yet (issue 17, part C)")
+        Ok(self.forge_client_of(repo)?)
+    }
+
+    /// [`Core::forge_client`] with the reason typed.
+    pub(crate) fn forge_client_of(&self, repo: &RepoName) -> Result<ForgeClient, NoClient> {
+        let server = self
+            .cfg()
+            .forge
+            .server_of(repo)
+            .ok_or_else(|| NoClient::NotFollowed(repo.clone()))?;
+        let token =
+            crate::config::read_key_file(&server.token_file).map_err(|e| NoClient::Token {
+                server: server.name.clone(),
+                why: format!("{e:#}"),
+            })?;
+        Ok(ForgeClient::new(
+            server.kind,
+            api_base(server.kind, &server.url),
+            token,
+            self.forge().http()?.clone(),
+        ))
+    }
+}
+
+impl super::Forge {
+    /// The shared HTTP client of forge calls.
+    fn http(&self) -> Result<&reqwest::Client, NoClient> {
+        if let Some(c) = self.http.get() {
+            return Ok(c);
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| NoClient::Http(e.to_string()))?;
+        Ok(self.http.get_or_init(|| client))
     }
 }

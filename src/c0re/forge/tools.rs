@@ -1,1 +1,634 @@
-//! Issue 17: see `c0re/forge.rs`.
+//! The forge tools (docs/brains.md, "Forge tools"): `forge_get_pr`, `forge_get_issue`,
+//! `forge_comment`, `forge_label`, `forge_request_review`, `forge_review` and
+//! `forge_discuss`, run by the core with the token it holds (an agent never sees it).
+//!
+//! Every call, in this order (each refusal audited and told, the forge not called):
+//! 1. its arguments read into a typed call ([`parse_call`]: the repository a [`RepoName`],
+//!    bodies, labels, reviewers and line comments bounded);
+//! 2. [`may_call`]: the agent's `[[forge.grant]]` names the tool for that repository, and
+//!    the hive follows the repository (a forge tool that is not offered to an agent is
+//!    refused by this same check);
+//! 3. a write (and `forge_discuss`) through the secret filter, whole: one holding a known
+//!    secret is refused and the operator told in `#hive-c0re`;
+//! 4. a write counted against `[limits] forge_writes_per_hour` (`forge_discuss` against the
+//!    messages' rate);
+//! 5. the forge called; a write then said in the item's thread as the agent
+//!    ([`thread_line`]; a thread that cannot be posted to is said in the answer, the write
+//!    stands).
+//!
+//! Answers and errors pass [`Core::shown`]; the audit records `ok`, `refused` or `failed`
+//! with the item (`acme/widgets#5`). A formal review's verdict is the core's, from the
+//! review's own words ([`review_event`]).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::agent_spec::AgentName;
+use crate::agent_spec::forge::{ForgeGrant, allows};
+use crate::c0re::Core;
+use crate::c0re::agents::tool_spec::{ToolError, ToolSpec};
+use crate::c0re::limits::Kind;
+use crate::forge::client::{LineComment, ReviewEvent};
+use crate::forge::{ForgeTool, ItemRef, RepoName};
+
+/// Largest diff `forge_get_pr` answers (the rest is said truncated).
+pub const MAX_DIFF: usize = 200 << 10;
+/// Largest item body answered.
+pub const MAX_BODY: usize = 20 << 10;
+/// Largest comment body answered, each.
+pub const MAX_COMMENT: usize = 4 << 10;
+/// Largest text an agent may post to the forge or the thread.
+pub const MAX_POST: usize = 64 << 10;
+/// Most line comments of one review, labels of one call, reviewers of one call.
+pub const MAX_LINE_COMMENTS: usize = 50;
+pub const MAX_NAMES: usize = 20;
+/// Most of a body a thread line quotes.
+pub const THREAD_QUOTE: usize = 2000;
+
+/// The forge tools; offered only to an agent whose grants name them (`offered_to`).
+pub fn catalog() -> Vec<ToolSpec> {
+    let repo = json!({ "type": "string", "description": "owner/name, e.g. acme/widgets" });
+    let number = json!({ "type": "integer", "minimum": 1, "description": "the pull request's or issue's number" });
+    let names = |what: &str| json!({ "type": "array", "minItems": 1, "maxItems": MAX_NAMES, "items": { "type": "string" }, "description": what });
+    let item = |extra: Value, required: &[&str]| {
+        let mut props = json!({ "repo": repo, "number": number });
+        if let (Some(p), Value::Object(e)) = (props.as_object_mut(), extra) {
+            p.extend(e);
+        }
+        let mut req = vec!["repo", "number"];
+        req.extend_from_slice(required);
+        json!({ "type": "object", "properties": props, "required": req, "additionalProperties": false })
+    };
+    let body = json!({ "type": "string", "description": "Markdown" });
+    vec![
+        ToolSpec {
+            name: "forge_get_pr",
+            description: "Read a pull request: title, body, author, state, head sha, branches, labels, the files it changes and its diff (at most 200 KiB; `diff_truncated` says when cut). Needs a [[forge.grant]] for the repository.",
+            input_schema: item(json!({}), &[]),
+            managers_only: false,
+        },
+        ToolSpec {
+            name: "forge_get_issue",
+            description: "Read an issue (or a pull request as an issue): title, body, author, state, labels, whether it is a pull request, and its last 20 comments.",
+            input_schema: item(json!({}), &[]),
+            managers_only: false,
+        },
+        ToolSpec {
+            name: "forge_comment",
+            description: "Comment on a pull request or issue on the forge (as the hive's forge account); said in the item's thread too.",
+            input_schema: item(json!({ "body": body }), &["body"]),
+            managers_only: false,
+        },
+        ToolSpec {
+            name: "forge_label",
+            description: "Add labels (by name; the repository's existing labels) to a pull request or issue.",
+            input_schema: item(json!({ "labels": names("label names") }), &["labels"]),
+            managers_only: false,
+        },
+        ToolSpec {
+            name: "forge_request_review",
+            description: "Ask forge users (logins) to review a pull request.",
+            input_schema: item(
+                json!({ "reviewers": names("forge logins") }),
+                &["reviewers"],
+            ),
+            managers_only: false,
+        },
+        ToolSpec {
+            name: "forge_review",
+            description: "Post a formal review of a pull request at its head commit, with optional line comments on the new version. The verdict follows your words: any 🔴 (in the body or a comment) requests changes; else any 🟡 comments; else any 🟢 approves; none comments.",
+            input_schema: item(
+                json!({
+                    "body": body,
+                    "comments": {
+                        "type": "array",
+                        "maxItems": MAX_LINE_COMMENTS,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "path": { "type": "string", "description": "the file, as in the pull request's files" },
+                                "line": { "type": "integer", "minimum": 1, "description": "the line in the new version" },
+                                "body": { "type": "string" }
+                            },
+                            "required": ["path", "line", "body"],
+                            "additionalProperties": false
+                        }
+                    }
+                }),
+                &["body"],
+            ),
+            managers_only: false,
+        },
+        ToolSpec {
+            name: "forge_discuss",
+            description: "Say something in the pull request's or issue's Matrix thread (in #forge-<owner>-<repo>), as yourself; nothing is posted to the forge.",
+            input_schema: item(json!({ "body": body }), &["body"]),
+            managers_only: false,
+        },
+    ]
+}
+
+/// Why a forge call is refused before the forge is called.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForgeRefusal {
+    #[error(
+        "{agent} may not call {tool} on {repo}: no [[forge.grant]] in its agent.toml covers it"
+    )]
+    NotGranted {
+        agent: AgentName,
+        tool: &'static str,
+        repo: RepoName,
+    },
+    #[error("{repo} is not followed by this hive: no [[forge.servers]] in hive.toml lists it")]
+    NotFollowed { repo: RepoName },
+}
+
+/// Whether `agent`, holding `grants`, may call `tool` on `repo`, which the hive follows or
+/// not. The grant is checked first: an agent without one is told so, whatever the repository.
+pub fn may_call(
+    agent: &AgentName,
+    grants: &[ForgeGrant],
+    followed: bool,
+    tool: ForgeTool,
+    repo: &RepoName,
+) -> Result<(), ForgeRefusal> {
+    if !allows(grants, tool, repo) {
+        return Err(ForgeRefusal::NotGranted {
+            agent: agent.clone(),
+            tool: tool.name(),
+            repo: repo.clone(),
+        });
+    }
+    if !followed {
+        return Err(ForgeRefusal::NotFollowed { repo: repo.clone() });
+    }
+    Ok(())
+}
+
+/// Whether a tool of the catalog is offered to an agent holding `grants`: any tool that is
+/// not a forge tool; a forge tool when a grant names it (for any repository).
+pub fn offered_to(grants: &[ForgeGrant], tool: &str) -> bool {
+    match ForgeTool::from_name(tool) {
+        Some(t) => grants.iter().any(|g| g.tools.contains(&t)),
+        None => true,
+    }
+}
+
+const RED: char = '🔴';
+const YELLOW: char = '🟡';
+const GREEN: char = '🟢';
+
+/// A review's verdict from its words: any 🔴 in the body or a line comment requests changes
+/// (a bug or a hole: it must not merge); else any 🟡 comments (the author decides); else any
+/// 🟢 approves; none of them comments.
+pub fn review_event(body: &str, comments: &[LineComment]) -> ReviewEvent {
+    let any = |c: char| body.contains(c) || comments.iter().any(|l| l.body.contains(c));
+    if any(RED) {
+        ReviewEvent::RequestChanges
+    } else if any(YELLOW) {
+        ReviewEvent::Comment
+    } else if any(GREEN) {
+        ReviewEvent::Approve
+    } else {
+        ReviewEvent::Comment
+    }
+}
+
+/// One forge call, its arguments read and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    GetPr,
+    GetIssue,
+    Comment {
+        body: String,
+    },
+    Label {
+        labels: Vec<String>,
+    },
+    RequestReview {
+        reviewers: Vec<String>,
+    },
+    Review {
+        body: String,
+        comments: Vec<LineComment>,
+    },
+    Discuss {
+        body: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemArgs {
+    repo: String,
+    number: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BodyArgs {
+    repo: String,
+    number: u64,
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelArgs {
+    repo: String,
+    number: u64,
+    labels: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewerArgs {
+    repo: String,
+    number: u64,
+    reviewers: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewArgs {
+    repo: String,
+    number: u64,
+    body: String,
+    #[serde(default)]
+    comments: Vec<LineComment>,
+}
+
+fn read<T: serde::de::DeserializeOwned>(tool: ForgeTool, v: &Value) -> Result<T, String> {
+    let v = if v.is_null() { json!({}) } else { v.clone() };
+    serde_json::from_value(v).map_err(|e| format!("bad arguments for {}: {e}", tool.name()))
+}
+
+fn text(what: &str, s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    if s.len() > MAX_POST {
+        return Err(format!(
+            "the {what} is {} bytes, more than the {MAX_POST} allowed",
+            s.len()
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn name_list(what: &str, names: Vec<String>) -> Result<Vec<String>, String> {
+    if names.is_empty() || names.len() > MAX_NAMES {
+        return Err(format!("give 1 to {MAX_NAMES} {what}"));
+    }
+    for n in &names {
+        if n.trim().is_empty() || n.len() > 100 || n.chars().any(char::is_control) {
+            return Err(format!("{n:?} is not one of the {what}"));
+        }
+    }
+    Ok(names)
+}
+
+/// Reads a call's arguments: which item, and what to do (bounded, typed).
+pub fn parse_call(tool: ForgeTool, v: &Value) -> Result<(ItemRef, Call), String> {
+    let item = |repo: &str, number: u64| -> Result<ItemRef, String> {
+        if number == 0 {
+            return Err("number must be 1 or more".into());
+        }
+        Ok(ItemRef {
+            repo: RepoName::parse(repo).map_err(|e| e.to_string())?,
+            number,
+        })
+    };
+    Ok(match tool {
+        ForgeTool::ForgeGetPr | ForgeTool::ForgeGetIssue => {
+            let a: ItemArgs = read(tool, v)?;
+            let call = if tool == ForgeTool::ForgeGetPr {
+                Call::GetPr
+            } else {
+                Call::GetIssue
+            };
+            (item(&a.repo, a.number)?, call)
+        }
+        ForgeTool::ForgeComment | ForgeTool::ForgeDiscuss => {
+            let a: BodyArgs = read(tool, v)?;
+            let body = text("body", &a.body)?;
+            let call = if tool == ForgeTool::ForgeComment {
+                Call::Comment { body }
+            } else {
+                Call::Discuss { body }
+            };
+            (item(&a.repo, a.number)?, call)
+        }
+        ForgeTool::ForgeLabel => {
+            let a: LabelArgs = read(tool, v)?;
+            let labels = name_list("labels", a.labels)?;
+            (item(&a.repo, a.number)?, Call::Label { labels })
+        }
+        ForgeTool::ForgeRequestReview => {
+            let a: ReviewerArgs = read(tool, v)?;
+            let reviewers = name_list("reviewers", a.reviewers)?;
+            (item(&a.repo, a.number)?, Call::RequestReview { reviewers })
+        }
+        ForgeTool::ForgeReview => {
+            let a: ReviewArgs = read(tool, v)?;
+            let body = text("body", &a.body)?;
+            if a.comments.len() > MAX_LINE_COMMENTS {
+                return Err(format!("at most {MAX_LINE_COMMENTS} line comments"));
+            }
+            for c in &a.comments {
+                if c.line == 0 || c.path.trim().is_empty() {
+                    return Err(format!(
+                        "a line comment needs a path and a line of 1 or more ({}:{})",
+                        c.path, c.line
+                    ));
+                }
+                text("line comment", &c.body)?;
+            }
+            let call = Call::Review {
+                body,
+                comments: a.comments,
+            };
+            (item(&a.repo, a.number)?, call)
+        }
+    })
+}
+
+/// The first `max` bytes of `s`, at a character boundary, with `…` when cut.
+pub fn capped(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// What a successful write says in the item's thread, as the agent.
+pub fn thread_line(item: &ItemRef, call: &Call, event: Option<ReviewEvent>) -> Option<String> {
+    let quote = |b: &str| capped(b, THREAD_QUOTE);
+    Some(match call {
+        Call::Comment { body } => format!("💬 commented on {item}: {}", quote(body)),
+        Call::Label { labels } => format!("🏷️ labelled {item}: {}", labels.join(", ")),
+        Call::RequestReview { reviewers } => {
+            format!("👀 asked {} to review {item}", reviewers.join(", "))
+        }
+        Call::Review { body, comments } => {
+            let verb = match event.unwrap_or(ReviewEvent::Comment) {
+                ReviewEvent::RequestChanges => format!("🔴 requested changes on {item}"),
+                ReviewEvent::Comment => format!("🟡 reviewed {item} (comments only)"),
+                ReviewEvent::Approve => format!("🟢 approved {item}"),
+            };
+            let lines = match comments.len() {
+                0 => String::new(),
+                n => {
+                    let at: Vec<String> = comments
+                        .iter()
+                        .take(5)
+                        .map(|c| format!("{}:{}", c.path, c.line))
+                        .collect();
+                    let more = if n > 5 { ", …" } else { "" };
+                    let s = if n == 1 { "" } else { "s" };
+                    format!(" ({n} line comment{s}: {}{more})", at.join(", "))
+                }
+            };
+            format!("{verb}: {}{lines}", quote(body))
+        }
+        Call::GetPr | Call::GetIssue | Call::Discuss { .. } => return None,
+    })
+}
+
+/// A call refused (nothing was done) or failed (the forge or the thread said no).
+#[derive(Debug)]
+enum Failure {
+    Refused(String),
+    Failed(String),
+}
+
+impl Failure {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Failure::Refused(_) => "refused",
+            Failure::Failed(_) => "failed",
+        }
+    }
+
+    fn text(&self) -> &str {
+        match self {
+            Failure::Refused(s) | Failure::Failed(s) => s,
+        }
+    }
+}
+
+/// What a call answered, and what the audit says of it.
+struct Done {
+    answer: Value,
+    detail: Option<String>,
+}
+
+/// The item a call names, as the audit records it, before (or whether or not) it parses.
+fn audit_target(v: &Value) -> String {
+    let repo = v.get("repo").and_then(Value::as_str).unwrap_or("?");
+    match v.get("number") {
+        Some(n) => format!("{repo}#{n}"),
+        None => repo.to_owned(),
+    }
+}
+
+impl Core {
+    /// Runs forge tool `name` for `agent`; `txn` is the call's transaction id (the thread
+    /// post's, derived from it, is the same in a re-run turn). Audited, refused ones too.
+    pub(crate) async fn forge_tool(
+        &self,
+        agent: &AgentName,
+        name: &str,
+        v: &Value,
+        txn: &str,
+    ) -> Result<String, ToolError> {
+        let Some(tool) = ForgeTool::from_name(name) else {
+            return Err(ToolError::NoTool(name.to_owned()));
+        };
+        let target = audit_target(v);
+        match self.forge_call(agent, tool, v, txn).await {
+            Ok(mut done) => {
+                self.audit_by(
+                    agent.as_str(),
+                    name,
+                    Some(&target),
+                    None,
+                    "ok",
+                    done.detail.as_deref(),
+                );
+                self.shown_json(&mut done.answer);
+                Ok(match done.answer {
+                    Value::String(s) => s,
+                    other => serde_json::to_string_pretty(&other).expect("json serialises"),
+                })
+            }
+            Err(f) => {
+                self.audit_by(
+                    agent.as_str(),
+                    name,
+                    Some(&target),
+                    None,
+                    f.outcome(),
+                    Some(f.text()),
+                );
+                Err(ToolError::Refused(self.shown(f.text())))
+            }
+        }
+    }
+
+    async fn forge_call(
+        &self,
+        agent: &AgentName,
+        tool: ForgeTool,
+        v: &Value,
+        txn: &str,
+    ) -> Result<Done, Failure> {
+        let (item, call) = parse_call(tool, v).map_err(Failure::Refused)?;
+        let grants = self
+            .agents()
+            .get(agent)
+            .map(|e| e.spec().forge_grants.clone())
+            .unwrap_or_default();
+        let followed = self.cfg().forge.server_of(&item.repo).is_some();
+        may_call(agent, &grants, followed, tool, &item.repo)
+            .map_err(|r| Failure::Refused(r.to_string()))?;
+        if tool.writes() || tool == ForgeTool::ForgeDiscuss {
+            if let Some(label) = self.secrets().find_in_content(v) {
+                tracing::warn!(%agent, tool = tool.name(), what = %label, "refused a forge call holding a secret");
+                self.notice(
+                    None,
+                    &format!("🔒 A {} from **{agent}** on {item} was not sent: it contained {label}. {agent} was told why.", tool.name()),
+                )
+                .await;
+                return Err(Failure::Refused(format!(
+                    "not sent: the {} holds {label}; secrets never go to the forge or a room",
+                    tool.name()
+                )));
+            }
+            let kind = if tool.writes() {
+                Kind::ForgeWrite
+            } else {
+                Kind::Message
+            };
+            self.agents()
+                .rate(agent, kind)
+                .map_err(|r| Failure::Refused(r.to_string()))?;
+        }
+        if let Call::Discuss { body } = &call {
+            let id = self
+                .forge_thread_post(&item, Some(agent), body, txn)
+                .await
+                .map_err(|e| {
+                    Failure::Failed(format!("not posted in the thread of {item}: {e:#}"))
+                })?;
+            return Ok(Done {
+                answer: json!(format!("posted in the thread of {item} ({id})")),
+                detail: None,
+            });
+        }
+        let client = self
+            .forge_client_of(&item.repo)
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        let failed = |e: crate::forge::client::ForgeError| Failure::Failed(e.to_string());
+        let mut event = None;
+        let (said, detail) = match &call {
+            Call::GetPr => {
+                let pr = client.get_pr(&item).await.map_err(failed)?;
+                let files = client.pr_files(&item).await.map_err(failed)?;
+                let diff = client.pr_diff(&item, MAX_DIFF).await.map_err(failed)?;
+                let files_truncated = files.len() >= crate::forge::client::MAX_FILES;
+                return Ok(Done {
+                    answer: json!({
+                        "repo": item.repo, "number": pr.number, "title": pr.title,
+                        "body": capped(&pr.body, MAX_BODY), "author": pr.author,
+                        "state": pr.state, "merged": pr.merged, "url": pr.url,
+                        "head_sha": pr.head_sha, "base": pr.base, "head": pr.head,
+                        "labels": pr.labels, "files": files, "files_truncated": files_truncated,
+                        "diff": diff.text, "diff_truncated": diff.truncated,
+                    }),
+                    detail: None,
+                });
+            }
+            Call::GetIssue => {
+                let issue = client.get_issue(&item).await.map_err(failed)?;
+                let comments = client.issue_comments(&item).await.map_err(failed)?;
+                let comments: Vec<Value> = comments
+                    .into_iter()
+                    .map(|c| json!({ "author": c.author, "body": capped(&c.body, MAX_COMMENT) }))
+                    .collect();
+                return Ok(Done {
+                    answer: json!({
+                        "repo": item.repo, "number": issue.number, "title": issue.title,
+                        "body": capped(&issue.body, MAX_BODY), "author": issue.author,
+                        "state": issue.state, "labels": issue.labels, "url": issue.url,
+                        "is_pull": issue.is_pull, "comments": comments,
+                    }),
+                    detail: None,
+                });
+            }
+            Call::Comment { body } => {
+                client.comment(&item, body).await.map_err(failed)?;
+                (format!("commented on {item}"), None)
+            }
+            Call::Label { labels } => {
+                client.add_labels(&item, labels).await.map_err(failed)?;
+                (format!("labelled {item}: {}", labels.join(", ")), None)
+            }
+            Call::RequestReview { reviewers } => {
+                client
+                    .request_review(&item, reviewers)
+                    .await
+                    .map_err(failed)?;
+                (
+                    format!("asked {} to review {item}", reviewers.join(", ")),
+                    None,
+                )
+            }
+            Call::Review { body, comments } => {
+                let e = review_event(body, comments);
+                event = Some(e);
+                let head = client.get_pr(&item).await.map_err(failed)?.head_sha;
+                client
+                    .review(&item, e, body, comments, &head)
+                    .await
+                    .map_err(failed)?;
+                let wire = e.wire(client.kind);
+                (
+                    format!(
+                        "reviewed {item}: {wire} at {head} with {} line comment(s)",
+                        comments.len()
+                    ),
+                    Some(format!("{wire} at {head}")),
+                )
+            }
+            Call::Discuss { .. } => {
+                return Err(Failure::Failed("forge_discuss makes no forge call".into()));
+            }
+        };
+        // Done on the forge: nothing may fail the call from here (a re-run would write again).
+        let mut answer = said;
+        if let Some(line) = thread_line(&item, &call, event) {
+            let thread_txn = format!("{txn}-thread");
+            if let Err(e) = self
+                .forge_thread_post(&item, Some(agent), &line, &thread_txn)
+                .await
+            {
+                tracing::warn!(%agent, %item, error = %format!("{e:#}"), "a forge write was not said in its thread");
+                answer.push_str(&format!(
+                    " (not said in its thread: {e:#}; forge_discuss may say it)"
+                ));
+            }
+        }
+        Ok(Done {
+            answer: Value::String(answer),
+            detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
