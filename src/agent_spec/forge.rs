@@ -107,3 +107,126 @@ pub fn allows(grants: &[ForgeGrant], tool: ForgeTool, repo: &RepoName) -> bool {
         .iter()
         .any(|g| g.tools.contains(&tool) && g.repos.iter().any(|p| p.covers(repo)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(s: &str) -> RepoName {
+        RepoName::parse(s).expect("a valid repository")
+    }
+
+    #[test]
+    fn patterns() {
+        struct Case {
+            name: &'static str,
+            pattern: &'static str,
+            covers: &'static [(&'static str, bool)],
+        }
+        let cases = [
+            Case {
+                name: "every followed repository",
+                pattern: "*",
+                covers: &[("acme/widgets", true), ("evil/x", true)],
+            },
+            Case {
+                name: "an owner's, without case",
+                pattern: "acme/*",
+                covers: &[("acme/widgets", true), ("ACME/x", true), ("acme2/x", false)],
+            },
+            Case {
+                name: "one repository, without case",
+                pattern: "acme/widgets",
+                covers: &[
+                    ("Acme/Widgets", true),
+                    ("acme/widgets2", false),
+                    ("acme/gadgets", false),
+                ],
+            },
+        ];
+        for c in cases {
+            let p = RepoPattern::parse(c.pattern).expect(c.name);
+            for (r, want) in c.covers {
+                assert_eq!(p.covers(&repo(r)), *want, "{}: {r}", c.name);
+            }
+        }
+        for bad in ["", "acme", "*/*", "acme/wid*", "../x", "acme/", "acme/**"] {
+            assert!(RepoPattern::parse(bad).is_err(), "{bad:?} is refused");
+        }
+    }
+
+    #[test]
+    fn grants_are_validated() {
+        struct Case {
+            name: &'static str,
+            toml: &'static str,
+            want: Result<usize, &'static [&'static str]>,
+        }
+        let cases = [
+            Case {
+                name: "none",
+                toml: "",
+                want: Ok(0),
+            },
+            Case {
+                name: "two grants",
+                toml: "[[grant]]\nrepos = [\"acme/*\"]\ntools = [\"forge_get_pr\", \"forge_review\"]\n[[grant]]\nrepos = [\"*\"]\ntools = [\"forge_discuss\"]\n",
+                want: Ok(2),
+            },
+            Case {
+                name: "no repository, no tool",
+                toml: "[[grant]]\nrepos = []\ntools = []\n",
+                want: Err(&["forge.grant[0].repos", "forge.grant[0].tools"]),
+            },
+            Case {
+                name: "a bad pattern is named by its index",
+                toml: "[[grant]]\nrepos = [\"acme/x\", \"a b/c\"]\ntools = [\"forge_label\"]\n",
+                want: Err(&["forge.grant[0].repos[1]"]),
+            },
+        ];
+        for c in cases {
+            let raw: RawAgentForge = toml::from_str(c.toml).expect(c.name);
+            let got = validate(&raw)
+                .map(|g| g.len())
+                .map_err(|e| e.into_iter().map(|(k, _)| k).collect::<Vec<_>>());
+            assert_eq!(
+                got,
+                c.want
+                    .map_err(|keys| keys.iter().map(|k| k.to_string()).collect()),
+                "{}",
+                c.name
+            );
+        }
+        let unknown: Result<RawAgentForge, _> =
+            toml::from_str("[[grant]]\nrepos = [\"*\"]\ntools = [\"forge_merge\"]\n");
+        assert!(unknown.is_err(), "a tool that is none is refused");
+    }
+
+    #[test]
+    fn a_grant_needs_the_tool_and_the_repository_together() {
+        let grants = vec![
+            ForgeGrant {
+                repos: vec![RepoPattern::Owner("acme".into())],
+                tools: vec![ForgeTool::ForgeGetPr],
+            },
+            ForgeGrant {
+                repos: vec![RepoPattern::Repo(repo("other/x"))],
+                tools: vec![ForgeTool::ForgeReview],
+            },
+        ];
+        let cases = [
+            ("the first grant", ForgeTool::ForgeGetPr, "acme/w", true),
+            ("the second grant", ForgeTool::ForgeReview, "other/x", true),
+            (
+                "tool of one, repo of the other",
+                ForgeTool::ForgeReview,
+                "acme/w",
+                false,
+            ),
+            ("neither", ForgeTool::ForgeComment, "evil/x", false),
+        ];
+        for (name, tool, r, want) in cases {
+            assert_eq!(allows(&grants, tool, &repo(r)), want, "{name}");
+        }
+    }
+}

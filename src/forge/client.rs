@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{ForgeKind, ItemRef};
+use wire::*;
+
+mod wire;
 
 /// Most changed files read of one pull request.
 pub const MAX_FILES: usize = 300;
@@ -174,118 +177,6 @@ pub fn api_base(kind: ForgeKind, site: &Url) -> Url {
         }
     }
     url
-}
-
-// --- the API's shapes, as far as the hive reads them ---
-
-#[derive(Deserialize)]
-struct WireUser {
-    login: String,
-}
-
-#[derive(Deserialize)]
-struct WireLabel {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct WireBranch {
-    #[serde(rename = "ref")]
-    reference: String,
-    sha: String,
-}
-
-#[derive(Deserialize)]
-struct WirePull {
-    number: u64,
-    title: String,
-    body: Option<String>,
-    user: Option<WireUser>,
-    #[serde(default)]
-    labels: Vec<WireLabel>,
-    state: String,
-    #[serde(default)]
-    merged: bool,
-    html_url: String,
-    head: WireBranch,
-    base: WireBranch,
-}
-
-#[derive(Deserialize)]
-struct WireIssue {
-    number: u64,
-    title: String,
-    body: Option<String>,
-    user: Option<WireUser>,
-    #[serde(default)]
-    labels: Vec<WireLabel>,
-    state: String,
-    html_url: String,
-    /// Gitea: `null` for an issue; GitHub: absent for an issue.
-    pull_request: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct WireComment {
-    user: Option<WireUser>,
-    body: Option<String>,
-}
-
-#[derive(Serialize)]
-struct BodyOption<'a> {
-    body: &'a str,
-}
-
-#[derive(Serialize)]
-struct LabelsOption<'a> {
-    labels: &'a [String],
-}
-
-#[derive(Serialize)]
-struct ReviewersOption<'a> {
-    reviewers: &'a [String],
-}
-
-/// Gitea's and Forgejo's `CreatePullReviewOptions`.
-#[derive(Serialize)]
-struct GiteaReview<'a> {
-    body: &'a str,
-    event: &'static str,
-    commit_id: &'a str,
-    comments: Vec<GiteaReviewComment<'a>>,
-}
-
-/// Gitea's `CreatePullReviewComment`: `new_position` is the line in the new file.
-#[derive(Serialize)]
-struct GiteaReviewComment<'a> {
-    path: &'a str,
-    body: &'a str,
-    new_position: u64,
-}
-
-/// GitHub's "create a review for a pull request".
-#[derive(Serialize)]
-struct GithubReview<'a> {
-    body: &'a str,
-    event: &'static str,
-    commit_id: &'a str,
-    comments: Vec<GithubReviewComment<'a>>,
-}
-
-#[derive(Serialize)]
-struct GithubReviewComment<'a> {
-    path: &'a str,
-    line: u64,
-    side: &'static str,
-    body: &'a str,
-}
-
-fn login(u: Option<WireUser>) -> String {
-    u.map(|u| u.login).unwrap_or_default()
-}
-
-fn names(labels: Vec<WireLabel>) -> Vec<String> {
-    labels.into_iter().map(|l| l.name).collect()
 }
 
 /// The longest prefix of `bytes` that is UTF-8 (a cap may cut a character).

@@ -37,7 +37,7 @@ fn who_may_call_what_where() {
         repo: &'static str,
         want: Result<(), &'static str>,
     }
-    let acme = RepoPattern::Owner("acme".into());
+    let acme = || RepoPattern::Owner("acme".into());
     let cases = [
         Case {
             name: "no grant at all",
@@ -51,7 +51,7 @@ fn who_may_call_what_where() {
         },
         Case {
             name: "granted for the owner's repositories",
-            grants: vec![grant(&[acme.clone()], &[ForgeTool::ForgeReview])],
+            grants: vec![grant(&[acme()], &[ForgeTool::ForgeReview])],
             followed: true,
             tool: ForgeTool::ForgeReview,
             repo: "Acme/Widgets",
@@ -59,7 +59,7 @@ fn who_may_call_what_where() {
         },
         Case {
             name: "another tool than the grant names",
-            grants: vec![grant(&[acme.clone()], &[ForgeTool::ForgeGetPr])],
+            grants: vec![grant(&[acme()], &[ForgeTool::ForgeGetPr])],
             followed: true,
             tool: ForgeTool::ForgeComment,
             repo: "acme/widgets",
@@ -69,7 +69,7 @@ fn who_may_call_what_where() {
         },
         Case {
             name: "another owner's repository",
-            grants: vec![grant(&[acme.clone()], &[ForgeTool::ForgeComment])],
+            grants: vec![grant(&[acme()], &[ForgeTool::ForgeComment])],
             followed: true,
             tool: ForgeTool::ForgeComment,
             repo: "evil/widgets",
@@ -80,7 +80,7 @@ fn who_may_call_what_where() {
         Case {
             name: "tool and repository in two different grants do not add up",
             grants: vec![
-                grant(&[acme.clone()], &[ForgeTool::ForgeGetPr]),
+                grant(&[acme()], &[ForgeTool::ForgeGetPr]),
                 grant(
                     &[RepoPattern::Repo(repo("other/x"))],
                     &[ForgeTool::ForgeLabel],
