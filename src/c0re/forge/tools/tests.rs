@@ -549,3 +549,36 @@ async fn a_forge_error_is_a_failed_call_told_to_the_agent() {
     );
     assert_eq!(audit_of(&t, "forge_get_pr")[0].2, "failed");
 }
+
+#[tokio::test]
+async fn forge_writes_are_rate_limited() {
+    let (seen, site) = recording_forge().await;
+    let (t, _files) = core(site, GRANT);
+    let args = json!({"repo": "acme/widgets", "number": 5, "body": "again"});
+    for i in 0..20 {
+        let (text, is_error) = t
+            .core
+            .call_tool(&n("argus"), "forge_comment", &args, &format!("txn-{i}"))
+            .await;
+        assert!(!is_error, "write {i}: {text}");
+    }
+    let (text, is_error) = t
+        .core
+        .call_tool(&n("argus"), "forge_comment", &args, "txn-21")
+        .await;
+    assert!(is_error);
+    assert!(
+        text.starts_with("rate limit: at most 60 forge writes per hour"),
+        "{text}"
+    );
+    let posts = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _, _)| m == "POST")
+        .count();
+    assert_eq!(posts, 20, "the 21st never reached the forge");
+    let audit = audit_of(&t, "forge_comment");
+    assert_eq!(audit.len(), 21);
+    assert_eq!(audit[20].2, "refused");
+}
