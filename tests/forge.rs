@@ -150,11 +150,16 @@ fn decide(s: &mut Script, body: &Value) -> Value {
     s.requests += 1;
     let model = body["model"].as_str().unwrap_or("").to_owned();
     if body["max_tokens"].as_u64().is_none() {
-        s.violations.push(format!("{model}: a request without max_tokens"));
+        s.violations
+            .push(format!("{model}: a request without max_tokens"));
     }
     let offered: Vec<String> = body["tools"]
         .as_array()
-        .map(|t| t.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect())
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     // Every tool_result in the conversation answers a tool_use this API sent; the newest one
     // not answered yet is what this request is about (the CLI may merge a new prompt or a
@@ -167,7 +172,9 @@ fn decide(s: &mut Script, body: &Value) -> Value {
             }
             let id = b["tool_use_id"].as_str().unwrap_or("").to_owned();
             let Some(step) = s.sent.get(&id).copied() else {
-                s.violations.push(format!("{model}: a tool_result for {id:?}, which was never sent"));
+                s.violations.push(format!(
+                    "{model}: a tool_result for {id:?}, which was never sent"
+                ));
                 continue;
             };
             if s.answered.insert(id) {
@@ -192,7 +199,9 @@ fn decide(s: &mut Script, body: &Value) -> Value {
     };
     let call = |s: &mut Script, step: Step, name: &str, input: Value| {
         if !offered.iter().any(|o| o == &format!("mcp__hive__{name}")) {
-            s.violations.push(format!("{model}: {name} is not offered (offered: {offered:?})"));
+            s.violations.push(format!(
+                "{model}: {name} is not offered (offered: {offered:?})"
+            ));
             return text("I may not.");
         }
         tool_use(s, step, name, input)
@@ -207,31 +216,48 @@ fn decide(s: &mut Script, body: &Value) -> Value {
     };
     if let Some((step, content, is_error)) = fresh {
         if is_error {
-            s.violations.push(format!("{model}: {step:?} answered an error: {content}"));
+            s.violations
+                .push(format!("{model}: {step:?} answered an error: {content}"));
             return text("The forge tool failed.");
         }
         return match step {
             Step::ArgusGotPr => {
                 if !content.contains("src/parser.rs") || !content.contains("unwrap()") {
-                    s.violations.push(format!("forge_get_pr's answer has no files or diff: {content}"));
+                    s.violations.push(format!(
+                        "forge_get_pr's answer has no files or diff: {content}"
+                    ));
                 }
-                call(s, Step::ArgusReviewed, "forge_review", with(json!({
-                    "body": "🔴 One bug: the parser panics on an input that ends early.\n🟢 The test for the last token.",
-                    "comments": [{"path": "src/parser.rs", "line": LINE,
-                                  "body": "🔴 `unwrap()` panics when the input ends early: return the error."}],
-                })))
+                call(
+                    s,
+                    Step::ArgusReviewed,
+                    "forge_review",
+                    with(json!({
+                        "body": "🔴 One bug: the parser panics on an input that ends early.\n🟢 The test for the last token.",
+                        "comments": [{"path": "src/parser.rs", "line": LINE,
+                                      "body": "🔴 `unwrap()` panics when the input ends early: return the error."}],
+                    })),
+                )
             }
             Step::ArgusReviewed => text("Reviewed: changes requested."),
             Step::TriageLabeled => match s.route.clone() {
-                Some((reviewer, _)) => call(s, Step::TriageRequested, "forge_request_review",
-                    with(json!({"reviewers": [reviewer]}))),
+                Some((reviewer, _)) => call(
+                    s,
+                    Step::TriageRequested,
+                    "forge_request_review",
+                    with(json!({"reviewers": [reviewer]})),
+                ),
                 None => text("No reviewer to ask."),
             },
             Step::TriageRequested => {
                 let (reviewer, why) = s.route.clone().unwrap_or_default();
-                call(s, Step::TriageDiscussed, "forge_discuss", with(json!({
-                    "body": format!("Labelled frontend and asked {reviewer} to review: {why}."),
-                })))
+                call(
+                    s,
+                    Step::TriageDiscussed,
+                    "forge_discuss",
+                    with(json!({
+                        "body": format!("Labelled frontend and asked {reviewer} to review: {why}."),
+                    })),
+                )
             }
             Step::TriageDiscussed => text("Triaged."),
         };
@@ -246,14 +272,25 @@ fn decide(s: &mut Script, body: &Value) -> Value {
         }
         "claude-triage" if n.roles.contains("triage") => {
             let Some(reviewer) = reviewer_of(&n.route) else {
-                s.violations.push(format!("triage's route line names no reviewer: route: {}", n.route));
+                s.violations.push(format!(
+                    "triage's route line names no reviewer: route: {}",
+                    n.route
+                ));
                 return text("No route.");
             };
             s.route = Some((reviewer, n.route.clone()));
-            call(s, Step::TriageLabeled, "forge_label", with(json!({"labels": ["frontend"]})))
+            call(
+                s,
+                Step::TriageLabeled,
+                "forge_label",
+                with(json!({"labels": ["frontend"]})),
+            )
         }
         _ => {
-            s.violations.push(format!("{model} was told of an opened pull request with roles: {}", n.roles));
+            s.violations.push(format!(
+                "{model} was told of an opened pull request with roles: {}",
+                n.roles
+            ));
             text("Not my role.")
         }
     }
@@ -261,10 +298,16 @@ fn decide(s: &mut Script, body: &Value) -> Value {
 
 async fn messages(State(s): State<Shared>, Json(body): Json<Value>) -> Json<Value> {
     let content = decide(&mut s.lock().unwrap(), &body);
-    let stop = if content[0]["type"] == "tool_use" { "tool_use" } else { "end_turn" };
-    Json(json!({"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+    let stop = if content[0]["type"] == "tool_use" {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    Json(
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
         "content": content, "stop_reason": stop, "stop_sequence": null,
-        "usage": {"input_tokens": 30, "output_tokens": 6}}))
+        "usage": {"input_tokens": 30, "output_tokens": 6}}),
+    )
 }
 
 fn claude_bot(model: &str, tools: &[String]) -> String {
@@ -346,7 +389,10 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
         let prompt = format!("{}/bots/{bot}/prompt.md", env!("CARGO_MANIFEST_DIR"));
         std::fs::copy(&prompt, hive.bots.join(bot).join("prompt.md")).unwrap();
     }
-    hive.start_core_env(&[(hyperhive::brain::claude_code::CLI_ENV, cli.to_str().unwrap())]);
+    hive.start_core_env(&[(
+        hyperhive::brain::claude_code::CLI_ENV,
+        cli.to_str().unwrap(),
+    )]);
     let op = hive.operator().await;
     let bot = format!("@{}:{}", hive.cfg.sender_localpart, hive.cfg.server_name);
     let hook = format!("http://{}/_hyperhive/forge/forgejo", hive.cfg.listen);
@@ -354,24 +400,47 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
     let payload = g.pull_request_payload(REPO, 5, "opened", "alice");
     let r = gitea::deliver(&hook, SECRET, "pull_request", "e2e-1", &payload).await;
     let status = r.status().as_u16();
-    assert_eq!(status, 200, "the delivery: {}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        status,
+        200,
+        "the delivery: {}",
+        r.text().await.unwrap_or_default()
+    );
 
     // The room is made on the first delivery; the operator is invited to it.
-    let alias = matrix_sdk::ruma::RoomAliasId::parse(format!("#forge-acme-widgets:{}", hive.cfg.server_name)).unwrap();
+    let alias = matrix_sdk::ruma::RoomAliasId::parse(format!(
+        "#forge-acme-widgets:{}",
+        hive.cfg.server_name
+    ))
+    .unwrap();
     let deadline = Instant::now() + WAIT;
     let room = loop {
-        match op.client.join_room_by_id_or_alias((&*alias).into(), &[]).await {
+        match op
+            .client
+            .join_room_by_id_or_alias((&*alias).into(), &[])
+            .await
+        {
             Ok(room) => break room,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => panic!("{alias} was never made: {e}\n{}", common::logs_tail(hive.dir.path())),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!(
+                "{alias} was never made: {e}\n{}",
+                common::logs_tail(hive.dir.path())
+            ),
         }
     };
     let root_of = |m: &[Seen]| -> Option<Seen> {
         m.iter()
-            .find(|x| x.sender == bot && x.thread.is_none() && x.body.contains("pull request acme/widgets#5**"))
+            .find(|x| {
+                x.sender == bot
+                    && x.thread.is_none()
+                    && x.body.contains("pull request acme/widgets#5**")
+            })
             .cloned()
     };
-    op.wait_until(&room, WAIT, "#5's thread root", |m| root_of(m).is_some()).await;
+    op.wait_until(&room, WAIT, "#5's thread root", |m| root_of(m).is_some())
+        .await;
 
     // Both agents work the pull request; a violation ends the wait early.
     let failed = || !script.lock().unwrap().violations.is_empty() || !g.violations().is_empty();
@@ -383,47 +452,96 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
     let argus = format!("@argus:{}", hive.cfg.server_name);
     let triage = format!("@triage:{}", hive.cfg.server_name);
     let msgs = op
-        .wait_until(&room, WAIT, "argus's review and triage's reasons in #5's thread", |m| {
-            if failed() {
-                return true;
-            }
-            let Some(root) = root_of(m) else { return false };
-            let thread: Vec<&Seen> = m.iter().filter(|x| x.thread.as_ref() == Some(&root.event_id)).collect();
-            done()
-                && thread.iter().any(|x| x.sender == argus && x.body.contains("requested changes on acme/widgets#5"))
-                && thread.iter().any(|x| x.sender == triage && x.body.contains("asked bob to review"))
-        })
+        .wait_until(
+            &room,
+            WAIT,
+            "argus's review and triage's reasons in #5's thread",
+            |m| {
+                if failed() {
+                    return true;
+                }
+                let Some(root) = root_of(m) else { return false };
+                let thread: Vec<&Seen> = m
+                    .iter()
+                    .filter(|x| x.thread.as_ref() == Some(&root.event_id))
+                    .collect();
+                done()
+                    && thread.iter().any(|x| {
+                        x.sender == argus && x.body.contains("requested changes on acme/widgets#5")
+                    })
+                    && thread
+                        .iter()
+                        .any(|x| x.sender == triage && x.body.contains("asked bob to review"))
+            },
+        )
         .await;
-    assert_eq!(script.lock().unwrap().violations, Vec::<String>::new(), "the scripted model saw violations");
-    assert_eq!(g.violations(), Vec::<String>::new(), "the hive broke Gitea's contract");
-    assert!(script.lock().unwrap().requests >= 6, "both agents ran their turns");
+    assert_eq!(
+        script.lock().unwrap().violations,
+        Vec::<String>::new(),
+        "the scripted model saw violations"
+    );
+    assert_eq!(
+        g.violations(),
+        Vec::<String>::new(),
+        "the hive broke Gitea's contract"
+    );
+    assert!(
+        script.lock().unwrap().requests >= 6,
+        "both agents ran their turns"
+    );
 
     // argus read the pull request, then posted one request-changes review with the line comment.
     let received = g.received();
     assert!(
-        received.iter().any(|r| r.method == "GET" && r.path == "/api/v1/repos/acme/widgets/pulls/5"),
+        received
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/api/v1/repos/acme/widgets/pulls/5"),
         "forge_get_pr read the pull request: {received:#?}"
     );
-    let reviews: Vec<_> = received.iter().filter(|r| r.path.ends_with("/pulls/5/reviews")).collect();
+    let reviews: Vec<_> = received
+        .iter()
+        .filter(|r| r.path.ends_with("/pulls/5/reviews"))
+        .collect();
     assert_eq!(reviews.len(), 1, "one review: {reviews:#?}");
     let review = reviews[0].body.clone().expect("a JSON review");
-    assert_eq!(review["event"], "REQUEST_CHANGES", "a 🔴 requests changes: {review}");
+    assert_eq!(
+        review["event"], "REQUEST_CHANGES",
+        "a 🔴 requests changes: {review}"
+    );
     assert_eq!(review["commit_id"], HEAD, "on the head commit: {review}");
-    assert!(review["body"].as_str().unwrap_or("").contains("🔴 One bug"), "{review}");
+    assert!(
+        review["body"].as_str().unwrap_or("").contains("🔴 One bug"),
+        "{review}"
+    );
     let c = &review["comments"][0];
     assert_eq!(c["path"], "src/parser.rs", "{review}");
     assert_eq!(c["new_position"], LINE, "{review}");
-    assert!(c["body"].as_str().unwrap_or("").starts_with("🔴 `unwrap()` panics"), "{review}");
+    assert!(
+        c["body"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("🔴 `unwrap()` panics"),
+        "{review}"
+    );
     assert_eq!(reviews[0].status, 200);
 
     // triage labelled it and asked the route's reviewer.
-    let labels: Vec<_> = received.iter().filter(|r| r.path.ends_with("/issues/5/labels")).collect();
+    let labels: Vec<_> = received
+        .iter()
+        .filter(|r| r.path.ends_with("/issues/5/labels"))
+        .collect();
     assert_eq!(labels.len(), 1, "{labels:#?}");
     assert_eq!(labels[0].body, Some(json!({"labels": ["frontend"]})));
     assert_eq!(g.labels_of(REPO, 5), vec!["frontend".to_owned()]);
-    let asked: Vec<_> = received.iter().filter(|r| r.path.ends_with("/pulls/5/requested_reviewers")).collect();
+    let asked: Vec<_> = received
+        .iter()
+        .filter(|r| r.path.ends_with("/pulls/5/requested_reviewers"))
+        .collect();
     assert_eq!(asked.len(), 1, "{asked:#?}");
-    assert_eq!(asked[0].body.as_ref().map(|b| b["reviewers"].clone()), Some(json!(["bob"])));
+    assert_eq!(
+        asked[0].body.as_ref().map(|b| b["reviewers"].clone()),
+        Some(json!(["bob"]))
+    );
     assert_eq!(g.requested_of(REPO, 5), vec!["bob".to_owned()]);
     assert_eq!(
         received.iter().filter(|r| r.method == "POST").count(),
@@ -433,22 +551,42 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
 
     // The thread: the hive's lines and each agent's.
     let root = root_of(&msgs).expect("the root");
-    let thread: Vec<&Seen> = msgs.iter().filter(|x| x.thread.as_ref() == Some(&root.event_id)).collect();
-    assert!(thread.iter().any(|x| x.sender == bot && x.body.starts_with("alice opened")), "{thread:#?}");
+    let thread: Vec<&Seen> = msgs
+        .iter()
+        .filter(|x| x.thread.as_ref() == Some(&root.event_id))
+        .collect();
     assert!(
-        thread.iter().any(|x| x.sender == triage && x.body.contains("route 1")),
+        thread
+            .iter()
+            .any(|x| x.sender == bot && x.body.starts_with("alice opened")),
+        "{thread:#?}"
+    );
+    assert!(
+        thread
+            .iter()
+            .any(|x| x.sender == triage && x.body.contains("route 1")),
         "triage said why, naming the route: {thread:#?}"
     );
     for m in &msgs {
         for secret in [TOKEN, SECRET, KEY] {
-            assert!(!m.body.contains(secret), "a secret reached the room: {}", m.body);
+            assert!(
+                !m.body.contains(secret),
+                "a secret reached the room: {}",
+                m.body
+            );
         }
     }
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     let log = store.audit_log(1000).unwrap();
-    for (actor, action) in [("argus", "forge_get_pr"), ("argus", "forge_review"), ("triage", "forge_label"), ("triage", "forge_request_review")] {
+    for (actor, action) in [
+        ("argus", "forge_get_pr"),
+        ("argus", "forge_review"),
+        ("triage", "forge_label"),
+        ("triage", "forge_request_review"),
+    ] {
         assert!(
-            log.iter().any(|e| e.actor == actor && e.action == action && e.outcome == "ok"),
+            log.iter()
+                .any(|e| e.actor == actor && e.action == action && e.outcome == "ok"),
             "{actor}'s {action} is audited ok"
         );
     }

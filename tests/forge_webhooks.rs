@@ -49,7 +49,13 @@ pub async fn seeded_gitea() -> Gitea {
             labels: vec![],
         },
     );
-    g.add_issue(REPO, 6, "The widget is blue", "It should be green.", "carol");
+    g.add_issue(
+        REPO,
+        6,
+        "The widget is blue",
+        "It should be green.",
+        "carol",
+    );
     g
 }
 
@@ -133,7 +139,12 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
         ],
         &format!(
             "[secrets]\nfiles = [{planted_file:?}]\n{}",
-            forge_toml(&g, &token_file, &secret_file, "triage_agent = \"granted\"\n")
+            forge_toml(
+                &g,
+                &token_file,
+                &secret_file,
+                "triage_agent = \"granted\"\n"
+            )
         ),
     )
     .await;
@@ -181,7 +192,10 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
         "{notice}"
     );
     assert!(notice.contains("\nroles: triage"), "{notice}");
-    assert!(notice.contains("\nfiles: src/parser.rs, web/app.css"), "{notice}");
+    assert!(
+        notice.contains("\nfiles: src/parser.rs, web/app.css"),
+        "{notice}"
+    );
 
     // Refusals: nothing is looked at before the signature holds; a replay is dropped.
     let body = serde_json::to_vec(&g.issue_payload(REPO, 6, "opened", "carol")).unwrap();
@@ -191,21 +205,25 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
     bad_sig.retain(|(k, _)| !k.ends_with("Signature") && !k.starts_with("X-Hub-Signature"));
     let (s, b) = status_and_body(gitea::post_hook(&hook, &bad_sig, body.clone()).await).await;
     assert_eq!(s, 401, "no signature: {b}");
-    let (s, b) = status_and_body(gitea::deliver(&hook, SECRET, "pull_request", "d-1", &opened).await).await;
+    let (s, b) =
+        status_and_body(gitea::deliver(&hook, SECRET, "pull_request", "d-1", &opened).await).await;
     assert_eq!(s, 409, "a replayed delivery id: {b}");
     assert!(b.contains("delivery d-1 was already received"), "{b}");
     let mut huge = g.issue_payload(REPO, 6, "opened", "carol");
     huge["issue"]["body"] = json!("x".repeat(MAX_BYTES));
-    let (s, b) = status_and_body(gitea::deliver(&hook, SECRET, "issues", "d-huge", &huge).await).await;
+    let (s, b) =
+        status_and_body(gitea::deliver(&hook, SECRET, "issues", "d-huge", &huge).await).await;
     assert_eq!(s, 413, "a body over max_webhook_bytes: {b}");
     let nowhere = format!("http://{}/_hyperhive/forge/nope", hive.cfg.listen);
     let issue6 = g.issue_payload(REPO, 6, "opened", "carol");
-    let (s, b) = status_and_body(gitea::deliver(&nowhere, SECRET, "issues", "d-x", &issue6).await).await;
+    let (s, b) =
+        status_and_body(gitea::deliver(&nowhere, SECRET, "issues", "d-x", &issue6).await).await;
     assert_eq!(s, 404, "an unknown server: {b}");
 
     // The fence: a good delivery after the refused ones; once its line is there, nothing else
     // was posted (the refused ones used issue #6 and delivery ids d-bad, d-huge, d-x).
-    let (s, b) = status_and_body(gitea::deliver(&hook, SECRET, "issues", "d-2", &issue6).await).await;
+    let (s, b) =
+        status_and_body(gitea::deliver(&hook, SECRET, "issues", "d-2", &issue6).await).await;
     assert_eq!(s, 200, "the fence delivery: {b}");
     let msgs = op
         .wait_until(&room, WAIT, "#6's thread root and its opened line", |m| {
@@ -214,15 +232,35 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
         .await;
     let root6 = root(&msgs, &bot, "issue", 6).unwrap().clone();
     let roots: Vec<&Seen> = msgs.iter().filter(|x| x.thread.is_none()).collect();
-    assert_eq!(roots.len(), 2, "one root per item, nothing else: {roots:#?}");
-    assert_eq!(lines(&msgs, &root5).len(), 1, "the replay posted nothing in #5's thread");
-    assert_eq!(lines(&msgs, &root6).len(), 1, "one line for #6: {:#?}", lines(&msgs, &root6));
+    assert_eq!(
+        roots.len(),
+        2,
+        "one root per item, nothing else: {roots:#?}"
+    );
+    assert_eq!(
+        lines(&msgs, &root5).len(),
+        1,
+        "the replay posted nothing in #5's thread"
+    );
+    assert_eq!(
+        lines(&msgs, &root6).len(),
+        1,
+        "one line for #6: {:#?}",
+        lines(&msgs, &root6)
+    );
     let seen = op
         .wait_until(&inbox, WAIT, "the triage notice for #6", |m| {
-            notices(m, &bot).iter().any(|n| n.starts_with("forge: issue acme/widgets#6 opened by carol"))
+            notices(m, &bot)
+                .iter()
+                .any(|n| n.starts_with("forge: issue acme/widgets#6 opened by carol"))
         })
         .await;
-    assert_eq!(notices(&seen, &bot).len(), 2, "one notice per good delivery: {:#?}", notices(&seen, &bot));
+    assert_eq!(
+        notices(&seen, &bot).len(),
+        2,
+        "one notice per good delivery: {:#?}",
+        notices(&seen, &bot)
+    );
 
     // A forge tool without the grant: not offered, refused and told, audited, nothing sent.
     let mut stranger = common::hello_socket(&hive, "stranger", "tools.sock", WAIT).await;
@@ -246,7 +284,8 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
     let mut granted = common::hello_socket(&hive, "granted", "tools.sock", WAIT).await;
     let offered = tool_names(&mut granted).await;
     assert!(
-        offered.contains(&"forge_comment".to_owned()) && !offered.contains(&"forge_review".to_owned()),
+        offered.contains(&"forge_comment".to_owned())
+            && !offered.contains(&"forge_review".to_owned()),
         "exactly the granted forge tools are offered: {offered:?}"
     );
     // Granted, but the body holds a planted secret, or the forge token itself.
@@ -256,15 +295,24 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
         json!({"repo": REPO, "number": 5, "body": format!("the key is {PLANTED}")}),
     )
     .await;
-    assert!(err && text.contains("a secret from"), "a planted secret is refused, naming the kind: {text}");
-    assert!(!text.contains(PLANTED), "the refusal does not repeat the secret: {text}");
+    assert!(
+        err && text.contains("a secret from"),
+        "a planted secret is refused, naming the kind: {text}"
+    );
+    assert!(
+        !text.contains(PLANTED),
+        "the refusal does not repeat the secret: {text}"
+    );
     let (text, err) = common::call_tool(
         &mut granted,
         "forge_comment",
         json!({"repo": REPO, "number": 5, "body": format!("token {TOKEN}")}),
     )
     .await;
-    assert!(err && text.contains("secret"), "the forge token is refused: {text}");
+    assert!(
+        err && text.contains("secret"),
+        "the forge token is refused: {text}"
+    );
     assert!(!text.contains(TOKEN), "{text}");
     // Granted, but a repository the hive does not follow.
     let (text, err) = common::call_tool(
@@ -274,7 +322,11 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
     )
     .await;
     assert!(err, "a repository no server follows: {text}");
-    assert!(g.writes().is_empty(), "the forge received no write: {:#?}", g.writes());
+    assert!(
+        g.writes().is_empty(),
+        "the forge received no write: {:#?}",
+        g.writes()
+    );
 
     // The control: a granted, clean comment reaches the forge and is said in the thread.
     let (text, err) = common::call_tool(
@@ -286,12 +338,20 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
     assert!(!err, "a granted comment: {text}");
     let writes = g.writes();
     assert_eq!(writes.len(), 1, "{writes:#?}");
-    assert_eq!(writes[0].path, "/api/v1/repos/acme/widgets/issues/5/comments");
-    assert_eq!(writes[0].body, Some(json!({"body": "Looks like the parser fix, thanks."})));
+    assert_eq!(
+        writes[0].path,
+        "/api/v1/repos/acme/widgets/issues/5/comments"
+    );
+    assert_eq!(
+        writes[0].body,
+        Some(json!({"body": "Looks like the parser fix, thanks."}))
+    );
     assert_eq!(writes[0].status, 201);
     let agent = format!("@granted:{}", hive.cfg.server_name);
     op.wait_until(&room, WAIT, "granted's comment said in #5's thread", |m| {
-        lines(m, &root5).iter().any(|x| x.sender == agent && x.body.contains("Looks like the parser fix"))
+        lines(m, &root5)
+            .iter()
+            .any(|x| x.sender == agent && x.body.contains("Looks like the parser fix"))
     })
     .await;
 
@@ -302,25 +362,40 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
         log.iter().any(|e| e.actor == "stranger"
             && e.action == "forge_comment"
             && e.outcome == "refused"
-            && e.detail.as_deref().is_some_and(|d| d.contains("[[forge.grant]]"))),
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("[[forge.grant]]"))),
         "the refused call is audited: {:#?}",
-        log.iter().filter(|e| e.action.starts_with("forge_")).map(|e| (&e.actor, &e.action, &e.outcome, &e.detail)).collect::<Vec<_>>()
+        log.iter()
+            .filter(|e| e.action.starts_with("forge_"))
+            .map(|e| (&e.actor, &e.action, &e.outcome, &e.detail))
+            .collect::<Vec<_>>()
     );
     assert!(
-        log.iter().any(|e| e.actor == "granted" && e.action == "forge_comment" && e.outcome == "ok"),
+        log.iter()
+            .any(|e| e.actor == "granted" && e.action == "forge_comment" && e.outcome == "ok"),
         "the granted call is audited ok"
     );
     let out = hive.hive(&["audit"]).output().unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.lines().any(|l| l.contains("stranger") && l.contains("forge_comment") && l.contains("refused")),
+        out.lines().any(|l| l.contains("stranger")
+            && l.contains("forge_comment")
+            && l.contains("refused")),
         "`hive audit` shows the refusal:\n{out}"
     );
     for secret in [TOKEN, SECRET, PLANTED] {
         assert!(!out.contains(secret), "a secret reached the audit");
-        assert!(!hive.core_log().contains(secret), "a secret reached the core's log");
+        assert!(
+            !hive.core_log().contains(secret),
+            "a secret reached the core's log"
+        );
     }
-    assert_eq!(g.violations(), Vec::<String>::new(), "the hive broke Gitea's contract");
+    assert_eq!(
+        g.violations(),
+        Vec::<String>::new(),
+        "the hive broke Gitea's contract"
+    );
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 
@@ -367,33 +442,209 @@ async fn the_gitea_stand_in_answers_as_gitea_does() {
         violation: bool,
     }
     let cases = [
-        Case { name: "no token", method: M::GET, path: "/pulls/5", body: None, auth: false, status: 401, has: "\"message\"", violation: true },
-        Case { name: "a pull request", method: M::GET, path: "/pulls/5", body: None, auth: true, status: 200, has: "5e1f0c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f", violation: false },
-        Case { name: "its diff", method: M::GET, path: "/pulls/5.diff", body: None, auth: true, status: 200, has: "+++ b/src/parser.rs", violation: false },
-        Case { name: "its files", method: M::GET, path: "/pulls/5/files?page=1&limit=1", body: None, auth: true, status: 200, has: "src/parser.rs", violation: false },
-        Case { name: "an issue is no pull request", method: M::GET, path: "/pulls/6", body: None, auth: true, status: 404, has: "couldn't be found", violation: false },
-        Case { name: "an unknown number", method: M::GET, path: "/issues/99", body: None, auth: true, status: 404, has: "couldn't be found", violation: false },
-        Case { name: "a pull request as an issue", method: M::GET, path: "/issues/5", body: None, auth: true, status: 200, has: "\"pull_request\":{", violation: false },
-        Case { name: "a comment", method: M::POST, path: "/issues/6/comments", body: Some(json!({"body": "hi"})), auth: true, status: 201, has: "\"body\":\"hi\"", violation: false },
-        Case { name: "a comment without body", method: M::POST, path: "/issues/6/comments", body: Some(json!({})), auth: true, status: 422, has: "body", violation: true },
-        Case { name: "an unknown field", method: M::POST, path: "/issues/6/comments", body: Some(json!({"body": "x", "bodyy": 1})), auth: true, status: 422, has: "bodyy", violation: true },
-        Case { name: "labels, one unknown", method: M::POST, path: "/issues/6/labels", body: Some(json!({"labels": ["bug", "nope"]})), auth: true, status: 200, has: "\"name\":\"bug\"", violation: false },
-        Case { name: "a reviewer", method: M::POST, path: "/pulls/5/requested_reviewers", body: Some(json!({"reviewers": ["bob"]})), auth: true, status: 201, has: "REQUEST_REVIEW", violation: false },
-        Case { name: "an unknown reviewer", method: M::POST, path: "/pulls/5/requested_reviewers", body: Some(json!({"reviewers": ["mallory"]})), auth: true, status: 422, has: "mallory", violation: true },
-        Case { name: "an unknown review event", method: M::POST, path: "/pulls/5/reviews", body: Some(json!({"event": "APPROVE", "body": "ok"})), auth: true, status: 422, has: "APPROVE", violation: true },
-        Case { name: "a review with nothing", method: M::POST, path: "/pulls/5/reviews", body: Some(json!({"event": "COMMENT", "body": ""})), auth: true, status: 422, has: "requires a body", violation: true },
-        Case { name: "a comment on no line", method: M::POST, path: "/pulls/5/reviews", body: Some(json!({"event": "COMMENT", "body": "b", "comments": [{"path": "src/parser.rs", "body": "x"}]})), auth: true, status: 422, has: "needs a line", violation: true },
-        Case { name: "a request-changes review", method: M::POST, path: "/pulls/5/reviews", body: Some(json!({"event": "REQUEST_CHANGES", "body": "🔴 unwrap", "commit_id": "5e1f0c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f", "comments": [{"path": "src/parser.rs", "body": "🔴 panics", "new_position": 11}]})), auth: true, status: 200, has: "\"state\":\"REQUEST_CHANGES\"", violation: false },
-        Case { name: "an unknown endpoint", method: M::DELETE, path: "/issues/5", body: None, auth: true, status: 404, has: "no such endpoint", violation: true },
+        Case {
+            name: "no token",
+            method: M::GET,
+            path: "/pulls/5",
+            body: None,
+            auth: false,
+            status: 401,
+            has: "\"message\"",
+            violation: true,
+        },
+        Case {
+            name: "a pull request",
+            method: M::GET,
+            path: "/pulls/5",
+            body: None,
+            auth: true,
+            status: 200,
+            has: "5e1f0c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f",
+            violation: false,
+        },
+        Case {
+            name: "its diff",
+            method: M::GET,
+            path: "/pulls/5.diff",
+            body: None,
+            auth: true,
+            status: 200,
+            has: "+++ b/src/parser.rs",
+            violation: false,
+        },
+        Case {
+            name: "its files",
+            method: M::GET,
+            path: "/pulls/5/files?page=1&limit=1",
+            body: None,
+            auth: true,
+            status: 200,
+            has: "src/parser.rs",
+            violation: false,
+        },
+        Case {
+            name: "an issue is no pull request",
+            method: M::GET,
+            path: "/pulls/6",
+            body: None,
+            auth: true,
+            status: 404,
+            has: "couldn't be found",
+            violation: false,
+        },
+        Case {
+            name: "an unknown number",
+            method: M::GET,
+            path: "/issues/99",
+            body: None,
+            auth: true,
+            status: 404,
+            has: "couldn't be found",
+            violation: false,
+        },
+        Case {
+            name: "a pull request as an issue",
+            method: M::GET,
+            path: "/issues/5",
+            body: None,
+            auth: true,
+            status: 200,
+            has: "\"pull_request\":{",
+            violation: false,
+        },
+        Case {
+            name: "a comment",
+            method: M::POST,
+            path: "/issues/6/comments",
+            body: Some(json!({"body": "hi"})),
+            auth: true,
+            status: 201,
+            has: "\"body\":\"hi\"",
+            violation: false,
+        },
+        Case {
+            name: "a comment without body",
+            method: M::POST,
+            path: "/issues/6/comments",
+            body: Some(json!({})),
+            auth: true,
+            status: 422,
+            has: "body",
+            violation: true,
+        },
+        Case {
+            name: "an unknown field",
+            method: M::POST,
+            path: "/issues/6/comments",
+            body: Some(json!({"body": "x", "bodyy": 1})),
+            auth: true,
+            status: 422,
+            has: "bodyy",
+            violation: true,
+        },
+        Case {
+            name: "labels, one unknown",
+            method: M::POST,
+            path: "/issues/6/labels",
+            body: Some(json!({"labels": ["bug", "nope"]})),
+            auth: true,
+            status: 200,
+            has: "\"name\":\"bug\"",
+            violation: false,
+        },
+        Case {
+            name: "a reviewer",
+            method: M::POST,
+            path: "/pulls/5/requested_reviewers",
+            body: Some(json!({"reviewers": ["bob"]})),
+            auth: true,
+            status: 201,
+            has: "REQUEST_REVIEW",
+            violation: false,
+        },
+        Case {
+            name: "an unknown reviewer",
+            method: M::POST,
+            path: "/pulls/5/requested_reviewers",
+            body: Some(json!({"reviewers": ["mallory"]})),
+            auth: true,
+            status: 422,
+            has: "mallory",
+            violation: true,
+        },
+        Case {
+            name: "an unknown review event",
+            method: M::POST,
+            path: "/pulls/5/reviews",
+            body: Some(json!({"event": "APPROVE", "body": "ok"})),
+            auth: true,
+            status: 422,
+            has: "APPROVE",
+            violation: true,
+        },
+        Case {
+            name: "a review with nothing",
+            method: M::POST,
+            path: "/pulls/5/reviews",
+            body: Some(json!({"event": "COMMENT", "body": ""})),
+            auth: true,
+            status: 422,
+            has: "requires a body",
+            violation: true,
+        },
+        Case {
+            name: "a comment on no line",
+            method: M::POST,
+            path: "/pulls/5/reviews",
+            body: Some(
+                json!({"event": "COMMENT", "body": "b", "comments": [{"path": "src/parser.rs", "body": "x"}]}),
+            ),
+            auth: true,
+            status: 422,
+            has: "needs a line",
+            violation: true,
+        },
+        Case {
+            name: "a request-changes review",
+            method: M::POST,
+            path: "/pulls/5/reviews",
+            body: Some(
+                json!({"event": "REQUEST_CHANGES", "body": "🔴 unwrap", "commit_id": "5e1f0c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f", "comments": [{"path": "src/parser.rs", "body": "🔴 panics", "new_position": 11}]}),
+            ),
+            auth: true,
+            status: 200,
+            has: "\"state\":\"REQUEST_CHANGES\"",
+            violation: false,
+        },
+        Case {
+            name: "an unknown endpoint",
+            method: M::DELETE,
+            path: "/issues/5",
+            body: None,
+            auth: true,
+            status: 404,
+            has: "no such endpoint",
+            violation: true,
+        },
     ];
     for c in cases {
         let before = g.violations().len();
         let (status, body) = call(c.method, c.path, c.body, c.auth).await;
         assert_eq!(status, c.status, "{}: {body}", c.name);
         assert!(body.contains(c.has), "{}: {body}", c.name);
-        assert_eq!(g.violations().len() - before, usize::from(c.violation), "{}: {:?}", c.name, g.violations());
+        assert_eq!(
+            g.violations().len() - before,
+            usize::from(c.violation),
+            "{}: {:?}",
+            c.name,
+            g.violations()
+        );
     }
-    assert_eq!(g.labels_of(REPO, 6), vec!["bug".to_owned()], "the unknown label was dropped");
+    assert_eq!(
+        g.labels_of(REPO, 6),
+        vec!["bug".to_owned()],
+        "the unknown label was dropped"
+    );
     assert_eq!(g.requested_of(REPO, 5), vec!["bob".to_owned()]);
     assert_eq!(g.comments_of(REPO, 6).len(), 1);
     let reviews = g.reviews_of(REPO, 5);
@@ -416,7 +667,10 @@ async fn the_gitea_stand_in_answers_as_gitea_does() {
     assert_eq!(get("X-Gitea-Event").as_deref(), Some("issues"));
     // Payloads shaped like Gitea's.
     let p = g.pull_request_payload(REPO, 5, "opened", "alice");
-    assert_eq!(p["pull_request"]["head"]["sha"], "5e1f0c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f");
+    assert_eq!(
+        p["pull_request"]["head"]["sha"],
+        "5e1f0c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f"
+    );
     assert_eq!(p["repository"]["full_name"], REPO);
     assert_eq!(p["sender"]["login"], "alice");
     let c = g.issue_comment_payload(REPO, 5, "bob", "why?");

@@ -161,7 +161,10 @@ impl Gitea {
 
     pub fn add_pull(&self, repo: &str, p: PullSeed) {
         let mut st = self.st.lock().unwrap();
-        let r = st.repos.get_mut(&repo.to_ascii_lowercase()).expect("seeded repo");
+        let r = st
+            .repos
+            .get_mut(&repo.to_ascii_lowercase())
+            .expect("seeded repo");
         r.items.insert(
             p.number,
             Item {
@@ -186,7 +189,10 @@ impl Gitea {
 
     pub fn add_issue(&self, repo: &str, number: u64, title: &str, body: &str, user: &str) {
         let mut st = self.st.lock().unwrap();
-        let r = st.repos.get_mut(&repo.to_ascii_lowercase()).expect("seeded repo");
+        let r = st
+            .repos
+            .get_mut(&repo.to_ascii_lowercase())
+            .expect("seeded repo");
         r.items.insert(
             number,
             Item {
@@ -239,19 +245,31 @@ impl Gitea {
     /// The comments on an item: (author, body).
     pub fn comments_of(&self, repo: &str, number: u64) -> Vec<(String, String)> {
         self.with_item(repo, number, |i| {
-            i.comments.iter().map(|(_, u, b)| (u.clone(), b.clone())).collect()
+            i.comments
+                .iter()
+                .map(|(_, u, b)| (u.clone(), b.clone()))
+                .collect()
         })
     }
 
     fn with_item<T>(&self, repo: &str, number: u64, f: impl FnOnce(&Item) -> T) -> T {
         let st = self.st.lock().unwrap();
-        let r = st.repos.get(&repo.to_ascii_lowercase()).expect("seeded repo");
+        let r = st
+            .repos
+            .get(&repo.to_ascii_lowercase())
+            .expect("seeded repo");
         f(r.items.get(&number).expect("seeded item"))
     }
 
     /// Gitea's `PullRequestPayload` for `action` (`opened`, `synchronized`, `closed`, …) on a
     /// seeded pull request, sent by `sender`.
-    pub fn pull_request_payload(&self, repo: &str, number: u64, action: &str, sender: &str) -> Value {
+    pub fn pull_request_payload(
+        &self,
+        repo: &str,
+        number: u64,
+        action: &str,
+        sender: &str,
+    ) -> Value {
         let st = self.st.lock().unwrap();
         let r = &st.repos[&repo.to_ascii_lowercase()];
         let i = &r.items[&number];
@@ -282,11 +300,20 @@ impl Gitea {
     }
 
     /// Gitea's `IssueCommentPayload` (`created`) for a comment by `sender` on a seeded item.
-    pub fn issue_comment_payload(&self, repo: &str, number: u64, sender: &str, body: &str) -> Value {
+    pub fn issue_comment_payload(
+        &self,
+        repo: &str,
+        number: u64,
+        sender: &str,
+        body: &str,
+    ) -> Value {
         let st = self.st.lock().unwrap();
         let r = &st.repos[&repo.to_ascii_lowercase()];
         let i = &r.items[&number];
-        let html = format!("{}/{}/{}/issues/{number}#issuecomment-1", st.url, r.owner, r.name);
+        let html = format!(
+            "{}/{}/{}/issues/{number}#issuecomment-1",
+            st.url, r.owner, r.name
+        );
         json!({
             "action": "created",
             "issue": issue_json(&st.url, r, i),
@@ -315,7 +342,12 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 /// The headers a Forgejo sends with a delivery (and the `X-Gitea-*` and `X-GitHub-*` twins it
 /// sends too), signed with `secret`.
-pub fn forgejo_headers(secret: &str, event: &str, delivery: &str, body: &[u8]) -> Vec<(String, String)> {
+pub fn forgejo_headers(
+    secret: &str,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let sig = signature(secret, body);
     let mut h = vec![("Content-Type".to_owned(), "application/json".to_owned())];
     for p in ["Forgejo", "Gitea", "GitHub"] {
@@ -330,18 +362,35 @@ pub fn forgejo_headers(secret: &str, event: &str, delivery: &str, body: &[u8]) -
 }
 
 /// Posts `body` to `hook_url` with `headers`, as a forge's webhook deliverer does.
-pub async fn post_hook(hook_url: &str, headers: &[(String, String)], body: Vec<u8>) -> reqwest::Response {
+pub async fn post_hook(
+    hook_url: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut req = reqwest::Client::new().post(hook_url).body(body);
     for (k, v) in headers {
         req = req.header(k, v);
     }
-    req.send().await.unwrap_or_else(|e| panic!("POST {hook_url}: {e}"))
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {hook_url}: {e}"))
 }
 
 /// A delivery of `payload` as Forgejo signs it.
-pub async fn deliver(hook_url: &str, secret: &str, event: &str, delivery: &str, payload: &Value) -> reqwest::Response {
+pub async fn deliver(
+    hook_url: &str,
+    secret: &str,
+    event: &str,
+    delivery: &str,
+    payload: &Value,
+) -> reqwest::Response {
     let body = serde_json::to_vec(payload).expect("json");
-    post_hook(hook_url, &forgejo_headers(secret, event, delivery, &body), body).await
+    post_hook(
+        hook_url,
+        &forgejo_headers(secret, event, delivery, &body),
+        body,
+    )
+    .await
 }
 
 fn user_json(site: &str, login: &str) -> Value {
@@ -495,19 +544,35 @@ fn answer(
 ) -> (StatusCode, Response, Option<String>) {
     let site = st.url.clone();
     let fail = |status: StatusCode, msg: &str, violation: bool| {
-        (status, error(status, &site, msg), violation.then(|| msg.to_owned()))
+        (
+            status,
+            error(status, &site, msg),
+            violation.then(|| msg.to_owned()),
+        )
     };
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
     if auth != Some(&format!("token {}", st.token)) {
-        return fail(StatusCode::UNAUTHORIZED, "token is required (Authorization: token <T>)", true);
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            "token is required (Authorization: token <T>)",
+            true,
+        );
     }
     let path = uri.path();
     let Some(rest) = path.strip_prefix("/api/v1/repos/") else {
-        return fail(StatusCode::NOT_FOUND, &format!("no such endpoint {path}"), true);
+        return fail(
+            StatusCode::NOT_FOUND,
+            &format!("no such endpoint {path}"),
+            true,
+        );
     };
     let seg: Vec<&str> = rest.split('/').collect();
     if seg.len() < 4 || !matches!(seg[2], "pulls" | "issues") {
-        return fail(StatusCode::NOT_FOUND, &format!("no such endpoint {path}"), true);
+        return fail(
+            StatusCode::NOT_FOUND,
+            &format!("no such endpoint {path}"),
+            true,
+        );
     }
     let key = format!("{}/{}", seg[0], seg[1]).to_ascii_lowercase();
     let (num, is_diff) = match seg[3].strip_suffix(".diff") {
@@ -515,15 +580,27 @@ fn answer(
         None => (seg[3], false),
     };
     let Ok(number) = num.parse::<u64>() else {
-        return fail(StatusCode::NOT_FOUND, &format!("{num:?} is not an index"), true);
+        return fail(
+            StatusCode::NOT_FOUND,
+            &format!("{num:?} is not an index"),
+            true,
+        );
     };
     let users = st.users.clone();
     let Some(repo) = st.repos.get_mut(&key) else {
-        return fail(StatusCode::NOT_FOUND, "The target couldn't be found.", false);
+        return fail(
+            StatusCode::NOT_FOUND,
+            "The target couldn't be found.",
+            false,
+        );
     };
     let is_pull = repo.items.get(&number).is_some_and(|i| i.pull.is_some());
     if !repo.items.contains_key(&number) || (seg[2] == "pulls" && !is_pull) {
-        return fail(StatusCode::NOT_FOUND, "The target couldn't be found.", false);
+        return fail(
+            StatusCode::NOT_FOUND,
+            "The target couldn't be found.",
+            false,
+        );
     }
     let tail: Vec<&str> = seg[4..].to_vec();
     let parse = |what: &str| -> Result<Value, String> {
@@ -553,15 +630,27 @@ fn answer(
     match (method.as_str(), seg[2], is_diff, tail.as_slice()) {
         ("GET", "pulls", true, []) => {
             let diff = item.pull.as_ref().expect("a pull").diff.clone();
-            (StatusCode::OK, ([("content-type", "text/plain; charset=utf-8")], diff).into_response(), None)
+            (
+                StatusCode::OK,
+                ([("content-type", "text/plain; charset=utf-8")], diff).into_response(),
+                None,
+            )
         }
         ("GET", "pulls", false, []) => ok(StatusCode::OK, pull_json(&site, &r_view, item)),
         ("GET", "pulls", false, ["files"]) => {
             let q: BTreeMap<String, String> = uri
                 .query()
-                .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .map(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .into_owned()
+                        .collect()
+                })
                 .unwrap_or_default();
-            let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+            let page = q
+                .get("page")
+                .and_then(|p| p.parse::<usize>().ok())
+                .unwrap_or(1)
+                .max(1);
             let limit = q
                 .get("limit")
                 .and_then(|p| p.parse::<usize>().ok())
@@ -600,7 +689,8 @@ fn answer(
             if b.body.trim().is_empty() {
                 return fail(StatusCode::UNPROCESSABLE_ENTITY, "[Body]: Required", true);
             }
-            item.comments.push((next_id, "hive-bot".into(), b.body.clone()));
+            item.comments
+                .push((next_id, "hive-bot".into(), b.body.clone()));
             ok(
                 StatusCode::CREATED,
                 json!({"id": next_id, "user": user_json(&site, "hive-bot"), "body": b.body,
@@ -614,12 +704,19 @@ fn answer(
             for l in &b.labels {
                 match l {
                     Value::String(s) => names.push(s.clone()),
-                    Value::Number(n) => match n.as_u64().and_then(|i| r_view.labels.get((i as usize).wrapping_sub(1))) {
-                        Some(s) => names.push(s.clone()),
-                        None => {}
-                    },
+                    // A label id (ids are 1-based positions here); an unknown one is dropped.
+                    Value::Number(n) => {
+                        let id = n.as_u64().unwrap_or(0) as usize;
+                        if let Some(s) = id.checked_sub(1).and_then(|i| r_view.labels.get(i)) {
+                            names.push(s.clone());
+                        }
+                    }
                     _ => {
-                        return fail(StatusCode::BAD_REQUEST, "a label must be an integer or a string", true);
+                        return fail(
+                            StatusCode::BAD_REQUEST,
+                            "a label must be an integer or a string",
+                            true,
+                        );
                     }
                 }
             }
@@ -634,13 +731,25 @@ fn answer(
         ("POST", "pulls", false, ["requested_reviewers"]) => {
             let b = body_as!(PullReviewRequestOptions, "PullReviewRequestOptions");
             if !b.team_reviewers.is_empty() {
-                return fail(StatusCode::UNPROCESSABLE_ENTITY, "team reviewers need an organisation repository", true);
+                return fail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "team reviewers need an organisation repository",
+                    true,
+                );
             }
             if b.reviewers.is_empty() {
-                return fail(StatusCode::UNPROCESSABLE_ENTITY, "no reviewer requested", true);
+                return fail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "no reviewer requested",
+                    true,
+                );
             }
             if let Some(u) = b.reviewers.iter().find(|u| !users.contains(u)) {
-                return fail(StatusCode::UNPROCESSABLE_ENTITY, &format!("user does not exist [name: {u}]"), true);
+                return fail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("user does not exist [name: {u}]"),
+                    true,
+                );
             }
             let mut list = Vec::new();
             for u in b.reviewers {
@@ -655,10 +764,21 @@ fn answer(
         ("POST", "pulls", false, ["reviews"]) => {
             let b = body_as!(CreatePullReviewOptions, "CreatePullReviewOptions");
             let Some(event) = b.event.clone() else {
-                return fail(StatusCode::UNPROCESSABLE_ENTITY, "CreatePullReviewOptions: no event", true);
+                return fail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "CreatePullReviewOptions: no event",
+                    true,
+                );
             };
-            if !matches!(event.as_str(), "APPROVED" | "REQUEST_CHANGES" | "COMMENT" | "PENDING") {
-                return fail(StatusCode::UNPROCESSABLE_ENTITY, &format!("unknown review event {event:?}"), true);
+            if !matches!(
+                event.as_str(),
+                "APPROVED" | "REQUEST_CHANGES" | "COMMENT" | "PENDING"
+            ) {
+                return fail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("unknown review event {event:?}"),
+                    true,
+                );
             }
             if matches!(event.as_str(), "REQUEST_CHANGES" | "COMMENT")
                 && b.body.trim().is_empty()
@@ -682,12 +802,19 @@ fn answer(
                 if c.new_position <= 0 && c.old_position <= 0 || c.body.trim().is_empty() {
                     return fail(
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        &format!("{}: a line comment needs a line (new_position) and a body", c.path),
+                        &format!(
+                            "{}: a line comment needs a line (new_position) and a body",
+                            c.path
+                        ),
                         true,
                     );
                 }
             }
-            let commit = if b.commit_id.is_empty() { pull.head_sha.clone() } else { b.commit_id.clone() };
+            let commit = if b.commit_id.is_empty() {
+                pull.head_sha.clone()
+            } else {
+                b.commit_id.clone()
+            };
             let review = json!({"id": next_id, "user": user_json(&site, "hive-bot"), "team": null,
                 "state": event, "body": b.body, "commit_id": commit, "stale": false, "official": true,
                 "dismissed": false, "comments_count": b.comments.len(),
@@ -699,7 +826,11 @@ fn answer(
             item.reviews.push(review.clone());
             ok(StatusCode::OK, review)
         }
-        _ => fail(StatusCode::NOT_FOUND, &format!("no such endpoint {method} {path}"), true),
+        _ => fail(
+            StatusCode::NOT_FOUND,
+            &format!("no such endpoint {method} {path}"),
+            true,
+        ),
     }
 }
 
