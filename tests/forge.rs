@@ -161,6 +161,11 @@ fn decide(s: &mut Script, body: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    // A request that offers no tool (a side request of the CLI's, if it makes one) is not a
+    // turn of the agent's: answered, nothing consumed.
+    if offered.is_empty() {
+        return text("Nothing to do.");
+    }
     // Every tool_result in the conversation answers a tool_use this API sent; the newest one
     // not answered yet is what this request is about (the CLI may merge a new prompt or a
     // reminder after it, so the last block is not the test).
@@ -435,7 +440,7 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
             .find(|x| {
                 x.sender == bot
                     && x.thread.is_none()
-                    && x.body.contains("pull request acme/widgets#5**")
+                    && x.body.contains("pull request acme/widgets#5")
             })
             .cloned()
     };

@@ -2,7 +2,8 @@
 //! (`tests/common/gitea.rs`): a good delivery makes the repository's room and the pull
 //! request's thread, seen by the operator, and a notice in the routed agent's inbox; a bad
 //! signature (403), a missing one (401), a replayed delivery id (409), a body over
-//! `max_webhook_bytes` (413), an unknown server (404) post nothing anywhere (fenced by a good
+//! `max_webhook_bytes` (413), an unknown server (404), a repository not followed and a push
+//! (200, ignored) post nothing anywhere (fenced by a good
 //! delivery after them). An agent without a `[[forge.grant]]` calling `forge_comment` is
 //! refused and told, audited `refused`, and the forge receives nothing; a comment holding a
 //! planted secret or the forge token is refused too. A granted comment reaches the forge and
@@ -99,9 +100,9 @@ async fn join_when_made(op: &Operator, hive: &TestHive, alias: &str) -> Room {
     }
 }
 
-/// The root of `<kind> acme/widgets#<n>`'s thread, posted by `bot`.
+/// The root of `<kind> acme/widgets#<n>`'s thread, posted by `bot` (`**<kind> acme/widgets#<n>**: <title> — <url>`).
 fn root<'a>(m: &'a [Seen], bot: &str, kind: &str, n: u64) -> Option<&'a Seen> {
-    let head = format!("{kind} {REPO}#{n}**");
+    let head = format!("{kind} {REPO}#{n}");
     m.iter()
         .find(|x| x.sender == bot && x.thread.is_none() && x.body.contains(&head))
 }
@@ -219,9 +220,22 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
     let (s, b) =
         status_and_body(gitea::deliver(&nowhere, SECRET, "issues", "d-x", &issue6).await).await;
     assert_eq!(s, 404, "an unknown server: {b}");
+    // Followed by nobody, or not an event the hive follows: taken (200) and ignored.
+    let other = g.issue_payload("acme/other", 1, "opened", "carol");
+    let (s, b) =
+        status_and_body(gitea::deliver(&hook, SECRET, "issues", "d-other", &other).await).await;
+    assert_eq!(s, 200, "a repository not followed: {b}");
+    assert!(b.contains("acme/other is not followed"), "{b}");
+    let push = json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": "1".repeat(40),
+                      "commits": [], "repository": other["repository"], "sender": other["sender"]});
+    let (s, b) =
+        status_and_body(gitea::deliver(&hook, SECRET, "push", "d-push", &push).await).await;
+    assert_eq!(s, 200, "a push (not followed): {b}");
+    assert!(b.contains("\"ignored\""), "{b}");
 
     // The fence: a good delivery after the refused ones; once its line is there, nothing else
-    // was posted (the refused ones used issue #6 and delivery ids d-bad, d-huge, d-x).
+    // was posted (the refused ones used issue #6 and delivery ids d-bad, d-huge, d-x; the ignored ones
+    // acme/other).
     let (s, b) =
         status_and_body(gitea::deliver(&hook, SECRET, "issues", "d-2", &issue6).await).await;
     assert_eq!(s, 200, "the fence delivery: {b}");

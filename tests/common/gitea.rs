@@ -298,7 +298,8 @@ impl Gitea {
         })
     }
 
-    /// Gitea's `IssueCommentPayload` (`created`) for a comment by `sender` on a seeded item.
+    /// Gitea's `IssueCommentPayload` (`created`) for a comment by `sender` on a seeded item
+    /// (`modules/structs/hook.go`: action, issue, pull_request, comment, repository, sender, is_pull).
     pub fn issue_comment_payload(
         &self,
         repo: &str,
@@ -313,7 +314,7 @@ impl Gitea {
             "{}/{}/{}/issues/{number}#issuecomment-1",
             st.url, r.owner, r.name
         );
-        json!({
+        let mut payload = json!({
             "action": "created",
             "issue": issue_json(&st.url, r, i),
             "comment": {"id": 1, "html_url": html, "pull_request_url": "", "issue_url": "",
@@ -323,7 +324,12 @@ impl Gitea {
             "repository": repo_json(&st.url, r),
             "sender": user_json(&st.url, sender),
             "is_pull": i.pull.is_some(),
-        })
+        });
+        // `pull_request` is `omitempty`: there only for a pull request's comment.
+        if i.pull.is_some() {
+            payload["pull_request"] = pull_json(&st.url, r, i);
+        }
+        payload
     }
 }
 
