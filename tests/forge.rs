@@ -49,7 +49,7 @@ struct Script {
     sent: HashMap<String, Step>,
     /// The `tool_use` ids whose results were acted on.
     answered: std::collections::HashSet<String>,
-    /// The notices acted on.
+    /// The notices acted on, by model and text.
     handled: std::collections::HashSet<String>,
     violations: Vec<String>,
     requests: usize,
@@ -268,7 +268,7 @@ fn decide(s: &mut Script, body: &Value) -> Value {
         };
     }
     // A notice is acted on once (a later request may carry it again).
-    if !n.opened_pr || !s.handled.insert(prompt) {
+    if !n.opened_pr || !s.handled.insert(format!("{model}\n{prompt}")) {
         return text("Noted.");
     }
     match model.as_str() {
