@@ -24,6 +24,7 @@ use tempfile::TempDir;
 pub mod as_agent;
 pub mod browser;
 pub mod federation;
+pub mod gitea;
 
 pub const HIVE: &str = env!("CARGO_BIN_EXE_hive");
 
@@ -404,6 +405,8 @@ pub struct Seen {
     pub event_id: OwnedEventId,
     pub formatted: Option<String>,
     pub mentions: Vec<String>,
+    /// The root of the thread it is in (`m.relates_to` `rel_type: m.thread`), if any.
+    pub thread: Option<OwnedEventId>,
 }
 
 /// Ephemeral events the operator's client saw, in order.
@@ -469,6 +472,12 @@ impl Operator {
                     .as_ref()
                     .map(|m| m.user_ids.iter().map(|u| u.to_string()).collect())
                     .unwrap_or_default();
+                let thread = match &ev.content.relates_to {
+                    Some(matrix_sdk::ruma::events::room::message::Relation::Thread(t)) => {
+                        Some(t.event_id.clone())
+                    }
+                    _ => None,
+                };
                 s.lock().unwrap().push(Seen {
                     room: room.room_id().to_owned(),
                     sender: ev.sender.to_string(),
@@ -476,6 +485,7 @@ impl Operator {
                     event_id: ev.event_id.clone(),
                     formatted,
                     mentions,
+                    thread,
                 });
             }
         });
