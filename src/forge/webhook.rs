@@ -238,8 +238,8 @@ pub enum PayloadError {
 /// What a delivery's payload is to the hive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Read {
-    /// An event the hive follows.
-    Event(ForgeEvent),
+    /// An event the hive follows (boxed: it is the big one).
+    Event(Box<ForgeEvent>),
     /// An event it does not follow, and why.
     Ignored(String),
 }
@@ -247,7 +247,7 @@ pub enum Read {
 impl Read {
     pub fn event(self) -> Option<ForgeEvent> {
         match self {
-            Read::Event(e) => Some(e),
+            Read::Event(e) => Some(*e),
             Read::Ignored(_) => None,
         }
     }
@@ -455,7 +455,7 @@ pub fn read(kind: ForgeKind, event_name: &str, body: &[u8]) -> Result<Read, Payl
             }
         }
     };
-    event(&p, item_field, kind_of, act).map(Read::Event)
+    event(&p, item_field, kind_of, act).map(|e| Read::Event(Box::new(e)))
 }
 
 fn pull_if(is_pull: bool) -> ItemKind {
