@@ -403,6 +403,13 @@ pub fn read(kind: ForgeKind, event_name: &str, body: &[u8]) -> Result<Read, Payl
                 "synchronize" if github => Action::Pushed,
                 "label_updated" | "label_cleared" if !github => Action::Labeled,
                 "labeled" | "unlabeled" if github => Action::Labeled,
+                // A team asked (GitHub's `requested_team`, Gitea's team reviewers) names no
+                // login: nobody to tell, and not the forge's mistake.
+                "review_requested" if p.requested_reviewer.is_none() => {
+                    return Ok(Read::Ignored(format!(
+                        "{event_name} review_requested of no user (a team) is not followed"
+                    )));
+                }
                 "review_requested" => Action::ReviewRequested {
                     reviewer: login(p.requested_reviewer.as_ref(), "requested_reviewer.login")?,
                 },

@@ -21,7 +21,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any};
 use serde_json::json;
@@ -133,8 +133,15 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
 /// A refusal, logged and answered.
 fn refused(core: &Core, name: &str, status: StatusCode, why: &str) -> Response {
     let why = core.shown(why);
-    tracing::warn!(server = ?name, status = status.as_u16(), why = %why, "refused a forge webhook");
-    answer(status, json!({ "error": why }))
+    // The name is the request's: bounded and escaped in the log.
+    let logged: String = name.chars().take(64).collect();
+    tracing::warn!(server = ?logged, status = status.as_u16(), why = %why, "refused a forge webhook");
+    let mut resp = answer(status, json!({ "error": why }));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    resp
 }
 
 async fn webhook(State(core): State<Core>, req: Request) -> Response {

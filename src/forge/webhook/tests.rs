@@ -479,11 +479,33 @@ fn payloads() {
             })),
         },
         Case {
-            name: "gitea review requested of nobody",
+            name: "gitea review requested of a team (no user): not followed",
             kind: ForgeKind::Gitea,
             event: "pull_request",
             body: gitea_pr_payload("review_requested", false),
+            want: Want::Ignored,
+        },
+        Case {
+            name: "gitea review requested of a user without a login",
+            kind: ForgeKind::Gitea,
+            event: "pull_request",
+            body: with(
+                gitea_pr_payload("review_requested", false),
+                &["requested_reviewer"],
+                json!({ "id": 4 }),
+            ),
             want: Want::Err(PayloadError::Missing("requested_reviewer.login")),
+        },
+        Case {
+            name: "github review requested of a team: not followed",
+            kind: ForgeKind::Github,
+            event: "pull_request",
+            body: with(
+                gh_pr_payload("review_requested", false),
+                &["requested_team"],
+                json!({ "name": "core", "slug": "core" }),
+            ),
+            want: Want::Ignored,
         },
         Case {
             name: "gitea pull request assigned: not followed",

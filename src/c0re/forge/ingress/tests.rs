@@ -432,8 +432,15 @@ async fn other_methods_are_refused_after_the_server_is_known() {
         .uri("/_hyperhive/forge/forgejo")
         .body(Body::empty())
         .expect("a request");
-    let (status, _) = call(&t.core, req).await;
-    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let resp = router(t.core.clone())
+        .oneshot(req)
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
     let req = Request::builder()
         .method("GET")
         .uri("/_hyperhive/forge/nope")
