@@ -173,7 +173,7 @@ async fn webhook(State(core): State<Core>, req: Request) -> Response {
             &core,
             shown_name,
             StatusCode::NOT_FOUND,
-            "the server in the path is not UTF-8",
+            "the path names no server",
         );
     };
     let server = core.cfg().forge.server(&name);
