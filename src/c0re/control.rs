@@ -70,7 +70,11 @@ impl Core {
     pub async fn prune_loop(self) {
         loop {
             let before = now_us() - i64::from(self.cfg().retention_days) * 86_400_000_000;
-            match self.store().prune(before) {
+            let pruned = self.store().prune(before).and_then(|n| {
+                // Forge deliveries the `forge` task has done with (issue 17).
+                Ok(n + self.store().prune_forge_deliveries(before)?)
+            });
+            match pruned {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned what the core no longer needs"),
                 Err(e) => tracing::warn!(error = %format!("{e:#}"), "pruning the store failed"),

@@ -13,7 +13,7 @@
 //!   through the secret filter.
 
 mod clients;
-mod ingress;
+pub(super) mod ingress;
 mod rooms;
 mod route;
 mod task;

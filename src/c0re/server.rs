@@ -13,6 +13,8 @@
 //!   once (the event-id dedupe in sqlite is the guarantee, this is a shortcut);
 //! - a user query registers a known agent on the spot; anything else, and every room alias, is
 //!   `404 M_NOT_FOUND`. Unknown paths are `404 M_UNRECOGNIZED`.
+//! - `/_hyperhive/forge/{server}` is a forge's webhook, not the homeserver's (no hs_token; its
+//!   own body cap and signature): `forge/ingress.rs`.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -30,6 +32,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::Core;
+use super::forge::ingress;
 use super::routing::TimelineEvent;
 use crate::agent_spec::AgentName;
 use crate::store::now_us;
@@ -54,6 +57,7 @@ pub fn router(core: Core) -> Router {
             body_first_route(get(query_alias)),
         )
         .route("/_matrix/app/v1/ping", body_first_route(post(ping)))
+        .route(ingress::PATH, ingress::route(&core))
         .fallback(not_found)
         .with_state(core)
 }
