@@ -28,7 +28,7 @@ pub use setup::{LOG_IDENTITIES, LOG_ROOMS};
 
 /// A room the core knows by the part it plays. Its string form ([`RoomKey::as_str`]) is the key
 /// written to sqlite (`rooms.key`, `outbox.room_key`): `space`, `c0re`, `approvals`, `swarm`,
-/// `agent:<name>`.
+/// `agent:<name>`, `peer:<hive>`, `forge:<owner>/<repo>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RoomKey {
     /// The hive's space, holding every other room.
@@ -43,11 +43,17 @@ pub enum RoomKey {
     Inbox(AgentName),
     /// The room shared with a peer hive (`#peer-<hive>`, federated).
     Peer(HiveName),
+    /// A followed repository's room (`#forge-<owner>-<repo>`): one thread per pull request or
+    /// issue. The name is lowercased (forges compare names without case): make it with
+    /// [`RoomKey::forge`].
+    Forge(crate::forge::RepoName),
 }
 
 /// A stored room key that names no room the hive has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a room key (space, c0re, approvals, swarm, agent:<name> or peer:<hive>)")]
+#[error(
+    "{0:?} is not a room key (space, c0re, approvals, swarm, agent:<name>, peer:<hive> or forge:<owner>/<repo>)"
+)]
 pub struct UnknownRoomKey(String);
 
 impl RoomKey {
@@ -60,7 +66,17 @@ impl RoomKey {
             RoomKey::Swarm => "swarm".into(),
             RoomKey::Inbox(name) => format!("agent:{name}").into(),
             RoomKey::Peer(hive) => format!("peer:{hive}").into(),
+            RoomKey::Forge(repo) => format!("forge:{repo}").into(),
         }
+    }
+
+    /// The room of `repo`, by its lowercased name (`Acme/Widgets` and `acme/widgets` are one).
+    pub fn forge(repo: &crate::forge::RepoName) -> Self {
+        let lower = repo.to_string().to_ascii_lowercase();
+        RoomKey::Forge(
+            crate::forge::RepoName::parse(&lower)
+                .expect("a valid repository name lowercased is a valid repository name"),
+        )
     }
 
     /// Reads a stored key back.
@@ -79,6 +95,13 @@ impl RoomKey {
                         .and_then(|h| HiveName::parse(h).ok())
                         .map(RoomKey::Peer)
                 })
+                .or_else(|| {
+                    // Stored lowercased: any other form is not this hive's.
+                    key.strip_prefix("forge:")
+                        .filter(|r| !r.bytes().any(|b| b.is_ascii_uppercase()))
+                        .and_then(|r| crate::forge::RepoName::parse(r).ok())
+                        .map(RoomKey::Forge)
+                })
                 .ok_or_else(|| UnknownRoomKey(key.to_owned())),
         }
     }
@@ -92,6 +115,7 @@ impl RoomKey {
             RoomKey::Swarm => RoomRole::Swarm,
             RoomKey::Inbox(name) => RoomRole::Inbox(name.clone()),
             RoomKey::Peer(hive) => RoomRole::Peer(hive.clone()),
+            RoomKey::Forge(repo) => RoomRole::Forge(repo.clone()),
         }
     }
 }
@@ -650,6 +674,34 @@ mod tests {
                 stored: "peer:hive-b",
                 want: Ok(RoomKey::Peer(HiveName::parse("hive-b").unwrap())),
                 role: Some(RoomRole::Peer(HiveName::parse("hive-b").unwrap())),
+            },
+            Case {
+                name: "a repository's room",
+                stored: "forge:acme/widgets.rs",
+                want: Ok(RoomKey::forge(
+                    &crate::forge::RepoName::parse("Acme/Widgets.rs").unwrap(),
+                )),
+                role: Some(RoomRole::Forge(
+                    crate::forge::RepoName::parse("acme/widgets.rs").unwrap(),
+                )),
+            },
+            Case {
+                name: "a repository's room is stored lowercased",
+                stored: "forge:Acme/widgets",
+                want: Err(()),
+                role: None,
+            },
+            Case {
+                name: "a repository's room of no valid repository",
+                stored: "forge:acme/../x",
+                want: Err(()),
+                role: None,
+            },
+            Case {
+                name: "a repository's room without an owner",
+                stored: "forge:widgets",
+                want: Err(()),
+                role: None,
             },
             Case {
                 name: "a peer room of no valid hive name",
