@@ -15,6 +15,8 @@ mod agent_state;
 mod approvals;
 mod cancel;
 mod console;
+mod forge_deliveries;
+mod forge_threads;
 mod kept;
 mod lifecycle;
 mod migrations;
@@ -37,6 +39,7 @@ pub use approvals::{
 };
 pub use cancel::{CancelCommand, CancelOutcome, CancelledTurn, cancelled_error};
 pub use console::StatusRecord;
+pub use forge_deliveries::{PendingDelivery, Recorded};
 pub use kept::{Confirmation, KeptAgent};
 pub use lifecycle::{Crash, InflightTurn, UnknownWanted, Wanted};
 pub use outbox::{OutboxItem, OutboxRow, backoff_us as outbox_backoff_us};
