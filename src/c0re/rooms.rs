@@ -127,14 +127,14 @@ impl std::fmt::Display for RoomKey {
 }
 
 /// One room the hive wants, and who belongs in it.
-struct RoomPlan {
-    key: RoomKey,
-    alias_local: String,
-    name: String,
-    topic: String,
-    space: bool,
-    federate: bool,
-    agents: Vec<AgentName>,
+pub(crate) struct RoomPlan {
+    pub(crate) key: RoomKey,
+    pub(crate) alias_local: String,
+    pub(crate) name: String,
+    pub(crate) topic: String,
+    pub(crate) space: bool,
+    pub(crate) federate: bool,
+    pub(crate) agents: Vec<AgentName>,
 }
 
 impl Core {
@@ -304,7 +304,11 @@ impl Core {
     }
 
     /// Links `room` into the space (idempotent: the same link again changes nothing).
-    async fn link_child(&self, space: &OwnedRoomId, room: &OwnedRoomId) -> anyhow::Result<()> {
+    pub(crate) async fn link_child(
+        &self,
+        space: &OwnedRoomId,
+        room: &OwnedRoomId,
+    ) -> anyhow::Result<()> {
         let child = json!({ "via": [self.cfg().server_name.as_str()] });
         let req = state::send_state_event::v3::Request::new_raw(
             space.clone(),
@@ -426,7 +430,7 @@ impl Core {
 
     /// Finds `plan`'s room by alias (its members repaired) or creates it (its agents joined);
     /// records it in the store. Returns the room and whether it was created now.
-    async fn ensure_room(&self, plan: &RoomPlan) -> anyhow::Result<(OwnedRoomId, bool)> {
+    pub(crate) async fn ensure_room(&self, plan: &RoomPlan) -> anyhow::Result<(OwnedRoomId, bool)> {
         let alias: OwnedRoomAliasId = self.alias_of(plan)?;
         let (room_id, created) = match self.resolve_alias(&alias).await? {
             Some(id) => (id, false),
