@@ -183,6 +183,18 @@ async fn a_delivery_becomes_a_room_a_thread_and_a_core_event() {
         .filter(|m| m.room == echo_inbox.room_id() && m.body.starts_with("forge: "))
         .count();
     assert_eq!(echo_msgs, 0, "echo is told nothing");
+
+    // The operator's message in the room that mentions iris reaches iris, who answers there.
+    op.send(&room, &format!("@iris:{server} please look at #5"))
+        .await;
+    op.wait_until(&room, WAIT, "iris's answer in the forge room", |m| {
+        m.iter().any(|x| {
+            x.sender == format!("@iris:{server}")
+                && x.body.contains("iris heard:")
+                && x.body.contains("please look at #5")
+        })
+    })
+    .await;
     hive.stop_core();
 }
 
