@@ -7,8 +7,10 @@
 //! each, in order:
 //! 1. the repository's room and the item's thread root (posted now, directly, with a
 //!    deterministic txn id, and stored);
-//! 2. for a pull request, the files it changes (the forge asked with the core's token; a forge
-//!    that cannot be asked leaves it routed without them, and says so);
+//! 2. for a pull request, the files it changes, at every event (a `paths` route must find the
+//!    same owner for a comment as for the opening; the forge asked with the core's token; a
+//!    forge that cannot be asked leaves it routed without them, and says so), except for the
+//!    hive's own writes echoed back, which tell nobody;
 //! 3. the route and the audience (`route.rs`, pure);
 //! 4. the thread line and each told agent's core event as outbox rows, written in the same
 //!    transaction that marks the delivery done ([`crate::store::Store::finish_delivery`]).
@@ -142,9 +144,14 @@ impl Core {
             .forge_thread(&server.name, &ev.item, &root_line(ev))
             .await
             .map_err(PostError::of)?;
+        // The hive's own writes echoed back tell nobody: the forge is not asked for them.
+        let own = server
+            .login
+            .as_deref()
+            .is_some_and(|l| l.eq_ignore_ascii_case(&ev.actor));
         let files = match ev.kind {
-            ItemKind::Issue => Files::NotRead,
-            ItemKind::PullRequest => self.pr_file_names(ev).await,
+            ItemKind::PullRequest if !own => self.pr_file_names(ev).await,
+            ItemKind::PullRequest | ItemKind::Issue => Files::NotRead,
         };
         let facts = Facts {
             repo: ev.item.repo.clone(),
