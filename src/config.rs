@@ -308,6 +308,7 @@ impl Config {
         ) + self.describe_federation().as_str()
             + self.describe_console().as_str()
             + self.web.describe().as_str()
+            + self.forge.describe(&self.appservice_url).as_str()
     }
 
     /// The console switches in one line (`hive check`).

@@ -16,6 +16,7 @@ mod approvals;
 mod cancel;
 mod console;
 mod forge_deliveries;
+mod forge_threads;
 mod kept;
 mod lifecycle;
 mod migrations;

@@ -15,102 +15,27 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId};
 use serde_json::json;
 
 use super::Core;
-use super::routing::RoomRole;
-use crate::agent_spec::{AgentName, HiveName};
+use crate::agent_spec::AgentName;
 use crate::matrix::MatrixError;
 
+mod key;
 mod map;
 mod setup;
 pub mod startup;
+pub use key::{RoomKey, UnknownRoomKey};
 pub use map::{RoomMap, Rooms};
 pub(crate) use setup::{IN_FLIGHT, bounded};
 pub use setup::{LOG_IDENTITIES, LOG_ROOMS};
 
-/// A room the core knows by the part it plays. Its string form ([`RoomKey::as_str`]) is the key
-/// written to sqlite (`rooms.key`, `outbox.room_key`): `space`, `c0re`, `approvals`, `swarm`,
-/// `agent:<name>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RoomKey {
-    /// The hive's space, holding every other room.
-    Space,
-    /// `#hive-c0re`: notices, heartbeats, `!hive` commands.
-    Control,
-    /// `#hive-approvals`: requests that wait for an operator.
-    Approvals,
-    /// `#hive-swarm`: a human's message there reaches every agent.
-    Swarm,
-    /// An agent's inbox.
-    Inbox(AgentName),
-    /// The room shared with a peer hive (`#peer-<hive>`, federated).
-    Peer(HiveName),
-}
-
-/// A stored room key that names no room the hive has.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a room key (space, c0re, approvals, swarm, agent:<name> or peer:<hive>)")]
-pub struct UnknownRoomKey(String);
-
-impl RoomKey {
-    /// The stored form.
-    pub fn as_str(&self) -> std::borrow::Cow<'static, str> {
-        match self {
-            RoomKey::Space => "space".into(),
-            RoomKey::Control => "c0re".into(),
-            RoomKey::Approvals => "approvals".into(),
-            RoomKey::Swarm => "swarm".into(),
-            RoomKey::Inbox(name) => format!("agent:{name}").into(),
-            RoomKey::Peer(hive) => format!("peer:{hive}").into(),
-        }
-    }
-
-    /// Reads a stored key back.
-    pub fn parse(key: &str) -> Result<Self, UnknownRoomKey> {
-        match key {
-            "space" => Ok(RoomKey::Space),
-            "c0re" => Ok(RoomKey::Control),
-            "approvals" => Ok(RoomKey::Approvals),
-            "swarm" => Ok(RoomKey::Swarm),
-            _ => key
-                .strip_prefix("agent:")
-                .and_then(|n| AgentName::parse(n).ok())
-                .map(RoomKey::Inbox)
-                .or_else(|| {
-                    key.strip_prefix("peer:")
-                        .and_then(|h| HiveName::parse(h).ok())
-                        .map(RoomKey::Peer)
-                })
-                .ok_or_else(|| UnknownRoomKey(key.to_owned())),
-        }
-    }
-
-    /// The role the room plays in routing.
-    pub fn role(&self) -> RoomRole {
-        match self {
-            RoomKey::Space => RoomRole::Space,
-            RoomKey::Control => RoomRole::Control,
-            RoomKey::Approvals => RoomRole::Approvals,
-            RoomKey::Swarm => RoomRole::Swarm,
-            RoomKey::Inbox(name) => RoomRole::Inbox(name.clone()),
-            RoomKey::Peer(hive) => RoomRole::Peer(hive.clone()),
-        }
-    }
-}
-
-impl std::fmt::Display for RoomKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.as_str())
-    }
-}
-
 /// One room the hive wants, and who belongs in it.
-struct RoomPlan {
-    key: RoomKey,
-    alias_local: String,
-    name: String,
-    topic: String,
-    space: bool,
-    federate: bool,
-    agents: Vec<AgentName>,
+pub(crate) struct RoomPlan {
+    pub(crate) key: RoomKey,
+    pub(crate) alias_local: String,
+    pub(crate) name: String,
+    pub(crate) topic: String,
+    pub(crate) space: bool,
+    pub(crate) federate: bool,
+    pub(crate) agents: Vec<AgentName>,
 }
 
 impl Core {
@@ -280,7 +205,11 @@ impl Core {
     }
 
     /// Links `room` into the space (idempotent: the same link again changes nothing).
-    async fn link_child(&self, space: &OwnedRoomId, room: &OwnedRoomId) -> anyhow::Result<()> {
+    pub(crate) async fn link_child(
+        &self,
+        space: &OwnedRoomId,
+        room: &OwnedRoomId,
+    ) -> anyhow::Result<()> {
         let child = json!({ "via": [self.cfg().server_name.as_str()] });
         let req = state::send_state_event::v3::Request::new_raw(
             space.clone(),
@@ -402,7 +331,7 @@ impl Core {
 
     /// Finds `plan`'s room by alias (its members repaired) or creates it (its agents joined);
     /// records it in the store. Returns the room and whether it was created now.
-    async fn ensure_room(&self, plan: &RoomPlan) -> anyhow::Result<(OwnedRoomId, bool)> {
+    pub(crate) async fn ensure_room(&self, plan: &RoomPlan) -> anyhow::Result<(OwnedRoomId, bool)> {
         let alias: OwnedRoomAliasId = self.alias_of(plan)?;
         let (room_id, created) = match self.resolve_alias(&alias).await? {
             Some(id) => (id, false),
@@ -597,114 +526,6 @@ impl Core {
                 Ok(())
             }
             Err(e) => Err(e).with_context(|| format!("cannot invite {user} to {room}")),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_keys_keep_their_stored_form() {
-        struct Case {
-            name: &'static str,
-            stored: &'static str,
-            want: Result<RoomKey, ()>,
-            role: Option<RoomRole>,
-        }
-        let echo = AgentName::parse("echo").expect("a valid name");
-        let cases = [
-            Case {
-                name: "space",
-                stored: "space",
-                want: Ok(RoomKey::Space),
-                role: Some(RoomRole::Space),
-            },
-            Case {
-                name: "control",
-                stored: "c0re",
-                want: Ok(RoomKey::Control),
-                role: Some(RoomRole::Control),
-            },
-            Case {
-                name: "approvals",
-                stored: "approvals",
-                want: Ok(RoomKey::Approvals),
-                role: Some(RoomRole::Approvals),
-            },
-            Case {
-                name: "swarm",
-                stored: "swarm",
-                want: Ok(RoomKey::Swarm),
-                role: Some(RoomRole::Swarm),
-            },
-            Case {
-                name: "an inbox",
-                stored: "agent:echo",
-                want: Ok(RoomKey::Inbox(echo.clone())),
-                role: Some(RoomRole::Inbox(echo.clone())),
-            },
-            Case {
-                name: "a peer room",
-                stored: "peer:hive-b",
-                want: Ok(RoomKey::Peer(HiveName::parse("hive-b").unwrap())),
-                role: Some(RoomRole::Peer(HiveName::parse("hive-b").unwrap())),
-            },
-            Case {
-                name: "a peer room of no valid hive name",
-                stored: "peer:Hive B",
-                want: Err(()),
-                role: None,
-            },
-            Case {
-                name: "an inbox of no valid name",
-                stored: "agent:Not A Name",
-                want: Err(()),
-                role: None,
-            },
-            Case {
-                name: "an inbox without a name",
-                stored: "agent:",
-                want: Err(()),
-                role: None,
-            },
-            Case {
-                name: "the alias is not the key",
-                stored: "hive-c0re",
-                want: Err(()),
-                role: None,
-            },
-            Case {
-                name: "keys are case-sensitive",
-                stored: "Swarm",
-                want: Err(()),
-                role: None,
-            },
-            Case {
-                name: "empty",
-                stored: "",
-                want: Err(()),
-                role: None,
-            },
-        ];
-        for c in cases {
-            let got = RoomKey::parse(c.stored);
-            match (&got, &c.want) {
-                (Ok(key), Ok(want)) => {
-                    assert_eq!(key, want, "{}", c.name);
-                    assert_eq!(key.to_string(), c.stored, "{}: round trip", c.name);
-                    assert_eq!(Some(key.role()), c.role, "{}", c.name);
-                }
-                (Err(e), Err(())) => {
-                    assert!(
-                        e.to_string().contains(&format!("{:?}", c.stored)),
-                        "{}",
-                        c.name
-                    )
-                }
-                _ => panic!("{}: got {got:?}, want {:?}", c.name, c.want),
-            }
         }
     }
 }

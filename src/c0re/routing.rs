@@ -20,6 +20,9 @@ pub enum RoomRole {
     /// The room shared with a peer hive: what reaches an agent there is decided by
     /// `peering::decide::inbound`, never by [`route`].
     Peer(crate::agent_spec::HiveName),
+    /// A followed repository's room (`#forge-<owner>-<repo>`): routed like any other room (a
+    /// human's message reaches the agents it mentions; an agent's reaches nobody).
+    Forge(crate::forge::RepoName),
     /// Any other room an agent or the operator is in.
     Other,
 }
@@ -148,7 +151,7 @@ pub fn route(
             _ => vec![owner.clone()],
         },
         RoomRole::Swarm if human => agents.iter().map(|(n, _)| n.clone()).collect(),
-        RoomRole::Control | RoomRole::Other if human => ev.mentions(agents),
+        RoomRole::Control | RoomRole::Other | RoomRole::Forge(_) if human => ev.mentions(agents),
         _ => Vec::new(),
     }
 }
@@ -560,6 +563,34 @@ mod tests {
                 RoomRole::Control,
                 op.clone(),
                 vec!["argus"],
+            ),
+            (
+                "an operator mentioning an agent in a repository's room",
+                mention_argus.clone(),
+                RoomRole::Forge(crate::forge::RepoName::parse("acme/widgets").unwrap()),
+                op.clone(),
+                vec!["argus"],
+            ),
+            (
+                "an unmentioned agent in a repository's room hears nothing",
+                text("a thread line"),
+                RoomRole::Forge(crate::forge::RepoName::parse("acme/widgets").unwrap()),
+                op.clone(),
+                vec![],
+            ),
+            (
+                "an agent mentioning another in a repository's room: nobody, no loops",
+                mention_argus.clone(),
+                RoomRole::Forge(crate::forge::RepoName::parse("acme/widgets").unwrap()),
+                SenderKind::Agent(n("echo")),
+                vec![],
+            ),
+            (
+                "the hive's thread lines in a repository's room go nowhere",
+                mention_argus.clone(),
+                RoomRole::Forge(crate::forge::RepoName::parse("acme/widgets").unwrap()),
+                SenderKind::Bot,
+                vec![],
             ),
             (
                 "mention by agent elsewhere",

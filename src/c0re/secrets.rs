@@ -101,6 +101,7 @@ mod tests {
             url: url::Url::parse("http://127.0.0.1:3000/").expect("a url"),
             token_file: token,
             webhook_secret_file: hook,
+            login: None,
             repos: vec![],
         });
         cfg.forge.servers.push(ForgeServer {
@@ -109,6 +110,7 @@ mod tests {
             url: url::Url::parse("https://api.github.com").expect("a url"),
             token_file: PathBuf::from("/nonexistent/token"),
             webhook_secret_file: PathBuf::from("/nonexistent/hook"),
+            login: None,
             repos: vec![],
         });
         let filter = super::SecretFilter::new(super::known(&cfg, dir.path(), &tokens));

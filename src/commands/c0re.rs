@@ -245,6 +245,9 @@ pub async fn serve(
     task!(spawn, "schedules", schedules_loop);
     task!(spawn, "console", console_loop);
     task!(spawn, "signals", signals_loop);
+    if core.cfg().forge.enabled() {
+        task!(spawn, "forge", forge_loop);
+    }
     {
         let c = core.clone();
         tasks.spawn("control socket", move || c.clone().serve_control_socket());

@@ -11,7 +11,14 @@
 //! - `token_file` and `webhook_secret_file` are paths (relative to hive.toml), read when the
 //!   core starts; their contents are known secrets.
 //! - a repository is followed on at most one server (a tool call names only the repository).
-//! - `forge.review_agent`, `forge.triage_agent` and each route's `agent` are agent names.
+//! - `login` (optional) is the forge account of the token, a forge login: events whose actor
+//!   it is (the agents' own writes echoed back) wake nobody, so nothing loops.
+//! - `forge.review_agent`, `forge.triage_agent` and each route's `agent` are agent names
+//!   (whether they are agents of this hive is warned about when the core starts, not refused:
+//!   an agent may be spawned later).
+//! - a route's `reviewer` and each of its `authors` is a forge login `[A-Za-z0-9._-]{1,64}`;
+//!   each of its `paths` is a glob that is neither empty nor absolute (`/x`): paths are
+//!   relative to the repository's root.
 //! - `forge.max_webhook_bytes` is 1 KiB to 25 MiB (GitHub's largest payload); default 1 MiB.
 
 use std::path::PathBuf;
@@ -53,6 +60,8 @@ pub struct RawForgeServer {
     pub url: Url,
     pub token_file: PathBuf,
     pub webhook_secret_file: PathBuf,
+    /// The forge account of the token (its own writes come back as webhooks: they wake nobody).
+    pub login: Option<String>,
     #[serde(default)]
     pub repos: Vec<String>,
 }
@@ -98,6 +107,8 @@ pub struct ForgeServer {
     pub url: Url,
     pub token_file: PathBuf,
     pub webhook_secret_file: PathBuf,
+    /// The forge account of the token, when given.
+    pub login: Option<String>,
     pub repos: Vec<RepoName>,
 }
 
@@ -127,15 +138,93 @@ impl ForgeConfig {
     pub fn server_of(&self, repo: &RepoName) -> Option<&ForgeServer> {
         self.servers.iter().find(|s| s.follows(repo))
     }
+
+    /// The forges in one line (`hive check`): servers, repositories, routes and where each
+    /// server's webhooks go (`<appservice url>/_hyperhive/forge/<name>`).
+    pub fn describe(&self, appservice_url: &Url) -> String {
+        if !self.enabled() {
+            return "forge              off (no [[forge.servers]])\n".into();
+        }
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let servers: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("{}, {}", s.name, s.kind))
+            .collect();
+        let repos: usize = self.servers.iter().map(|s| s.repos.len()).sum();
+        let base = appservice_url.as_str().trim_end_matches('/');
+        let hooks: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("{base}/_hyperhive/forge/{}", s.name))
+            .collect();
+        format!(
+            "forge              {} ({}), {}, {}; webhooks at {}\n",
+            plural(self.servers.len(), "server", "servers"),
+            servers.join("; "),
+            plural(repos, "repository", "repositories"),
+            plural(self.routes.len(), "route", "routes"),
+            hooks.join(", ")
+        )
+    }
+
+    /// The agents `[forge]` names that `known` does not know, each with its key: warned about
+    /// when the core starts (an agent may be spawned later, so it is not a config error).
+    pub fn unknown_agents(&self, known: impl Fn(&AgentName) -> bool) -> Vec<(String, AgentName)> {
+        let mut out = Vec::new();
+        let named = [
+            ("forge.review_agent".to_owned(), self.review_agent.as_ref()),
+            ("forge.triage_agent".to_owned(), self.triage_agent.as_ref()),
+        ]
+        .into_iter()
+        .chain(
+            self.routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("forge.routes[{i}].agent"), Some(&r.agent))),
+        );
+        for (key, agent) in named {
+            if let Some(a) = agent
+                && !known(a)
+            {
+                out.push((key, a.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// Whether `s` is a forge login as Gitea and GitHub allow them (narrowed to what is safe in a
+/// URL's path and a Matrix message): `[A-Za-z0-9._-]{1,64}`.
+pub fn login_ok(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Why a route's path glob is refused, if it is: empty, or absolute (paths in a pull request
+/// are relative to the repository's root, so `/src` would never match).
+fn glob_refusal(g: &str) -> Option<&'static str> {
+    if g.trim().is_empty() {
+        Some("is empty")
+    } else if g.starts_with('/') {
+        Some("is absolute: paths are relative to the repository's root")
+    } else {
+        None
+    }
 }
 
 impl ForgeServer {
     /// Whether this server follows `repo` (without case).
     pub fn follows(&self, repo: &RepoName) -> bool {
-        self.repos
-            .iter()
-            .any(|r| r.to_string().eq_ignore_ascii_case(&repo.to_string()))
+        self.repos.iter().any(|r| same_repo(r, repo))
     }
+}
+
+/// Whether `a` and `b` name one repository (forges compare names without case).
+fn same_repo(a: &RepoName, b: &RepoName) -> bool {
+    a.to_string().eq_ignore_ascii_case(&b.to_string())
 }
 
 fn server_name_ok(s: &str) -> bool {
@@ -215,13 +304,26 @@ pub(super) fn validate(
                 ),
             );
         }
+        if let Some(l) = &s.login
+            && !login_ok(l)
+        {
+            err(
+                key("login"),
+                format!("{l:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters)"),
+            );
+        }
         let mut repos = Vec::new();
         for (j, r) in s.repos.iter().enumerate() {
             match RepoName::parse(r) {
-                Ok(r) if servers.iter().any(|o| o.follows(&r)) || repos.contains(&r) => err(
-                    format!("forge.servers[{i}].repos[{j}]"),
-                    format!("{r} is followed twice: a repository belongs to one server"),
-                ),
+                Ok(r)
+                    if servers.iter().any(|o| o.follows(&r))
+                        || repos.iter().any(|o: &RepoName| same_repo(o, &r)) =>
+                {
+                    err(
+                        format!("forge.servers[{i}].repos[{j}]"),
+                        format!("{r} is followed twice: a repository belongs to one server"),
+                    )
+                }
                 Ok(r) => repos.push(r),
                 Err(e) => err(format!("forge.servers[{i}].repos[{j}]"), e.to_string()),
             }
@@ -232,6 +334,7 @@ pub(super) fn validate(
             url: s.url,
             token_file: resolve(s.token_file),
             webhook_secret_file: resolve(s.webhook_secret_file),
+            login: s.login,
             repos,
         });
     }
@@ -249,6 +352,30 @@ pub(super) fn validate(
                 }
             })
             .collect();
+        for (j, a) in r.authors.iter().enumerate() {
+            if !login_ok(a) {
+                err(
+                    format!("forge.routes[{i}].authors[{j}]"),
+                    format!("{a:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters)"),
+                );
+            }
+        }
+        if let Some(l) = &r.reviewer
+            && !login_ok(l)
+        {
+            err(
+                format!("forge.routes[{i}].reviewer"),
+                format!("{l:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters)"),
+            );
+        }
+        for (j, g) in r.paths.iter().enumerate() {
+            if let Some(why) = glob_refusal(g) {
+                err(
+                    format!("forge.routes[{i}].paths[{j}]"),
+                    format!("{g:?} {why}"),
+                );
+            }
+        }
         if let Some(a) = agent(format!("forge.routes[{i}].agent"), &r.agent, &mut err) {
             routes.push(Route {
                 repos,
@@ -266,5 +393,163 @@ pub(super) fn validate(
         max_webhook_bytes,
         servers,
         routes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    fn cfg(text: &str) -> Result<Config, Vec<ConfigError>> {
+        Config::validate(toml::from_str(text).expect("test toml parses"), None)
+    }
+
+    const SERVER: &str = "[[forge.servers]]\nname = \"local\"\nkind = \"forgejo\"\nurl = \"http://127.0.0.1:3000\"\ntoken_file = \"t\"\nwebhook_secret_file = \"w\"\nrepos = [\"acme/widgets\", \"acme/gadgets\"]\n";
+
+    #[test]
+    fn refusals_name_their_key() {
+        struct Case {
+            name: &'static str,
+            toml: String,
+            key: &'static str,
+        }
+        let route = |body: &str| format!("{SERVER}[[forge.routes]]\nagent = \"iris\"\n{body}");
+        let cases = [
+            Case {
+                name: "a login with a space",
+                toml: SERVER.replace("repos =", "login = \"hive bot\"\nrepos ="),
+                key: "forge.servers[0].login",
+            },
+            Case {
+                name: "a login too long",
+                toml: SERVER.replace(
+                    "repos =",
+                    &format!("login = \"{}\"\nrepos =", "a".repeat(65)),
+                ),
+                key: "forge.servers[0].login",
+            },
+            Case {
+                name: "a server name with upper case",
+                toml: SERVER.replace("\"local\"", "\"Local\""),
+                key: "forge.servers[0].name",
+            },
+            Case {
+                name: "http to a host that is not loopback",
+                toml: SERVER.replace("127.0.0.1", "forge.example.org"),
+                key: "forge.servers[0].url",
+            },
+            Case {
+                name: "a repository that is no owner/name",
+                toml: SERVER.replace("acme/gadgets", "gadgets"),
+                key: "forge.servers[0].repos[1]",
+            },
+            Case {
+                name: "a repository followed twice",
+                toml: SERVER.replace("acme/gadgets", "Acme/Widgets"),
+                key: "forge.servers[0].repos[1]",
+            },
+            Case {
+                name: "a route's agent that is no agent name",
+                toml: format!("{SERVER}[[forge.routes]]\nagent = \"Iris!\"\n"),
+                key: "forge.routes[0].agent",
+            },
+            Case {
+                name: "a route's reviewer that is no login",
+                toml: route("reviewer = \"@bob:hs\"\n"),
+                key: "forge.routes[0].reviewer",
+            },
+            Case {
+                name: "a route's author that is no login",
+                toml: route("authors = [\"alice\", \"eve/x\"]\n"),
+                key: "forge.routes[0].authors[1]",
+            },
+            Case {
+                name: "an empty author",
+                toml: route("authors = [\"\"]\n"),
+                key: "forge.routes[0].authors[0]",
+            },
+            Case {
+                name: "an empty glob",
+                toml: route("paths = [\"src/**\", \" \"]\n"),
+                key: "forge.routes[0].paths[1]",
+            },
+            Case {
+                name: "an absolute glob",
+                toml: route("paths = [\"/etc/**\"]\n"),
+                key: "forge.routes[0].paths[0]",
+            },
+            Case {
+                name: "a route's repository that is no owner/name",
+                toml: route("repos = [\"acme\"]\n"),
+                key: "forge.routes[0].repos[0]",
+            },
+            Case {
+                name: "a review agent that is no agent name",
+                toml: format!("[forge]\nreview_agent = \"A B\"\n{SERVER}"),
+                key: "forge.review_agent",
+            },
+            Case {
+                name: "a triage agent that is no agent name",
+                toml: format!("[forge]\ntriage_agent = \"../x\"\n{SERVER}"),
+                key: "forge.triage_agent",
+            },
+            Case {
+                name: "a webhook cap too small",
+                toml: format!("[forge]\nmax_webhook_bytes = 10\n{SERVER}"),
+                key: "forge.max_webhook_bytes",
+            },
+        ];
+        for c in cases {
+            let errs = cfg(&c.toml).expect_err(c.name);
+            assert!(
+                errs.iter().any(|e| e.key == c.key),
+                "{}: want {}, got {errs:?}",
+                c.name,
+                c.key
+            );
+            assert_eq!(errs.len(), 1, "{}: only that key: {errs:?}", c.name);
+        }
+    }
+
+    #[test]
+    fn a_full_forge_section_reads_and_describes_itself() {
+        let text = format!(
+            "[appservice]\nurl = \"http://127.0.0.1:9000\"\n[forge]\nreview_agent = \"argus\"\ntriage_agent = \"triage\"\n{}[[forge.routes]]\nlabels = [\"frontend\"]\nagent = \"iris\"\nreviewer = \"bob\"\n[[forge.routes]]\npaths = [\"src/**\", \"docs/\"]\nauthors = [\"alice\"]\nagent = \"echo\"\n[[forge.routes]]\nagent = \"triage\"\n",
+            SERVER.replace("repos =", "login = \"hive-bot\"\nrepos =")
+        );
+        let c = cfg(&text).expect("valid");
+        let f = &c.forge;
+        assert_eq!(f.servers[0].login.as_deref(), Some("hive-bot"));
+        assert_eq!(f.routes.len(), 3);
+        assert_eq!(f.routes[0].reviewer.as_deref(), Some("bob"));
+        assert_eq!(f.routes[1].paths, ["src/**", "docs/"]);
+        assert_eq!(
+            f.describe(&c.appservice_url),
+            "forge              1 server (local, forgejo), 2 repositories, 3 routes; webhooks at http://127.0.0.1:9000/_hyperhive/forge/local\n"
+        );
+        assert!(
+            c.render()
+                .contains("webhooks at http://127.0.0.1:9000/_hyperhive/forge/local")
+        );
+        let known =
+            |a: &crate::agent_spec::AgentName| a.as_str() != "iris" && a.as_str() != "triage";
+        let unknown: Vec<String> = f
+            .unknown_agents(known)
+            .into_iter()
+            .map(|(k, a)| format!("{k}={a}"))
+            .collect();
+        assert_eq!(
+            unknown,
+            [
+                "forge.triage_agent=triage",
+                "forge.routes[0].agent=iris",
+                "forge.routes[2].agent=triage"
+            ]
+        );
+        let off = cfg("").expect("valid");
+        assert_eq!(
+            off.forge.describe(&off.appservice_url),
+            "forge              off (no [[forge.servers]])\n"
+        );
     }
 }

@@ -154,6 +154,7 @@ impl Core {
                 .context("cannot lock down the approvals room")?;
         }
         self.known_peer_rooms(&mut map).await?;
+        self.known_forge_rooms(&stored, &mut map);
         self.rooms().set(map);
         tracing::info!(elapsed_ms = elapsed_ms(), "{LOG_ROOMS}");
         if trusted {

@@ -406,6 +406,7 @@ fn core(site: url::Url, grant: &str) -> (TestCore, tempfile::TempDir) {
         url: site,
         token_file: token,
         webhook_secret_file: hook,
+        login: None,
         repos: vec![repo("acme/widgets")],
     });
     let dir = std::path::Path::new("/nonexistent/argus");
