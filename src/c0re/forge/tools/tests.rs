@@ -394,12 +394,25 @@ const TOKEN: &str = "f0rge-t0ken-for-the-tests-4711";
 
 /// A core following acme/widgets on a Forgejo at `site`; argus granted `grant` (TOML).
 fn core(site: url::Url, grant: &str) -> (TestCore, tempfile::TempDir) {
+    core_with_rate(
+        site,
+        grant,
+        crate::config::RateLimits::default().forge_writes,
+    )
+}
+
+fn core_with_rate(
+    site: url::Url,
+    grant: &str,
+    rate: crate::config::Rate,
+) -> (TestCore, tempfile::TempDir) {
     let files = tempfile::tempdir().expect("a temp dir");
     let token = files.path().join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).expect("written");
     let hook = files.path().join("hook");
     std::fs::write(&hook, "a-webhook-secret-for-tests\n").expect("written");
     let mut cfg = Config::load(None).expect("the built-in configuration");
+    cfg.rates.forge_writes = rate;
     cfg.forge.servers.push(ForgeServer {
         name: "home".into(),
         kind: ForgeKind::Forgejo,
@@ -554,9 +567,19 @@ async fn a_forge_error_is_a_failed_call_told_to_the_agent() {
 #[tokio::test]
 async fn forge_writes_are_rate_limited() {
     let (seen, site) = recording_forge().await;
-    let (t, _files) = core(site, GRANT);
+    // A rate whose refill (one write a day) cannot come back while the test runs, so what is
+    // counted is the burst, never the clock.
+    let (t, _files) = core_with_rate(
+        site,
+        GRANT,
+        crate::config::Rate {
+            count: 1,
+            per: std::time::Duration::from_secs(86_400),
+            burst: 3,
+        },
+    );
     let args = json!({"repo": "acme/widgets", "number": 5, "body": "again"});
-    for i in 0..20 {
+    for i in 0..3 {
         let (text, is_error) = t
             .core
             .call_tool(&n("argus"), "forge_comment", &args, &format!("txn-{i}"))
@@ -565,11 +588,11 @@ async fn forge_writes_are_rate_limited() {
     }
     let (text, is_error) = t
         .core
-        .call_tool(&n("argus"), "forge_comment", &args, "txn-21")
+        .call_tool(&n("argus"), "forge_comment", &args, "txn-4")
         .await;
-    assert!(is_error);
+    assert!(is_error, "{text}");
     assert!(
-        text.starts_with("rate limit: at most 60 forge writes per hour"),
+        text.starts_with("rate limit: at most 1 forge writes per"),
         "{text}"
     );
     let posts = seen
@@ -578,8 +601,8 @@ async fn forge_writes_are_rate_limited() {
         .iter()
         .filter(|(m, _, _)| m == "POST")
         .count();
-    assert_eq!(posts, 20, "the 21st never reached the forge");
+    assert_eq!(posts, 3, "the 4th never reached the forge");
     let audit = audit_of(&t, "forge_comment");
-    assert_eq!(audit.len(), 21);
-    assert_eq!(audit[20].2, "refused");
+    assert_eq!(audit.len(), 4);
+    assert_eq!(audit[3].2, "refused");
 }
