@@ -57,6 +57,9 @@ pub async fn seeded_gitea() -> Gitea {
         "It should be green.",
         "carol",
     );
+    // A repository the forge has and the hive does not follow.
+    g.add_repo("acme/other", &[]);
+    g.add_issue("acme/other", 1, "Elsewhere", "Not ours.", "carol");
     g
 }
 
