@@ -45,6 +45,9 @@ pub struct RawForge {
     pub triage_agent: Option<String>,
     /// The largest webhook body taken (default 1 MiB).
     pub max_webhook_bytes: Option<usize>,
+    /// Whether a review with only 🟢 may approve on the forge (default false: it comments).
+    /// Off, the hive's account never counts toward a branch's required approvals.
+    pub review_may_approve: Option<bool>,
     #[serde(default)]
     pub servers: Vec<RawForgeServer>,
     #[serde(default)]
@@ -95,6 +98,7 @@ pub struct ForgeConfig {
     pub review_agent: Option<AgentName>,
     pub triage_agent: Option<AgentName>,
     pub max_webhook_bytes: usize,
+    pub review_may_approve: bool,
     pub servers: Vec<ForgeServer>,
     pub routes: Vec<Route>,
 }
@@ -391,6 +395,7 @@ pub(super) fn validate(
         review_agent,
         triage_agent,
         max_webhook_bytes,
+        review_may_approve: raw.review_may_approve.unwrap_or(false),
         servers,
         routes,
     }
