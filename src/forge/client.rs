@@ -35,8 +35,6 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Files asked per page: Gitea's default `MAX_RESPONSE_ITEMS`, GitHub's largest page.
 const GITEA_PAGE: usize = 50;
 const GITHUB_PAGE: usize = 100;
-/// Most pages of comments read (GitHub pages them; the last ones are kept).
-const MAX_COMMENT_PAGES: usize = 10;
 /// How many of an item's comments are kept: the last ones.
 pub const LAST_COMMENTS: usize = 20;
 
@@ -179,52 +177,13 @@ pub fn api_base(kind: ForgeKind, site: &Url) -> Url {
     url
 }
 
-/// The longest prefix of `bytes` that is UTF-8 (a cap may cut a character).
-fn utf8_prefix(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(e) => String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned(),
-    }
-}
-
-/// A forge's refusal as a person reads it: its JSON `message` (Gitea's and GitHub's errors
-/// carry one), else the start of its text.
-fn refusal_text(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Message {
-        message: String,
-    }
-    match serde_json::from_slice::<Message>(body) {
-        Ok(m) => m.message.chars().take(MAX_ERROR_TEXT).collect(),
-        Err(_) => {
-            let text = utf8_prefix(&body[..body.len().min(MAX_ERROR_TEXT)]);
-            if text.trim().is_empty() {
-                "(no message)".into()
-            } else {
-                text.trim().to_owned()
-            }
-        }
-    }
-}
-
-/// An HTTP error's text with its causes, without the URL (the call names it already).
-fn http_text(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// One answer, read.
 struct Answer {
     body: Vec<u8>,
     truncated: bool,
     total: Option<usize>,
+    /// The last page, from a `Link` header's `rel="last"` (paged lists only).
+    last_page: Option<usize>,
 }
 
 impl ForgeClient {
@@ -288,6 +247,11 @@ impl ForgeClient {
             .get("x-total-count")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let last_page = resp
+            .headers()
+            .get(header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(last_page);
         let cap = if status.is_success() {
             cap
         } else {
@@ -315,6 +279,7 @@ impl ForgeClient {
             body,
             truncated,
             total,
+            last_page,
         })
     }
 
@@ -323,6 +288,14 @@ impl ForgeClient {
         &self,
         url: Url,
     ) -> Result<(T, Option<usize>), ForgeError> {
+        self.get_paged(url).await.map(|(v, total, _)| (v, total))
+    }
+
+    /// [`Self::get_json`] with the last page the `Link` header names.
+    async fn get_paged<T: DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<(T, Option<usize>, Option<usize>), ForgeError> {
         let call = format!("GET {}", url.path());
         let a = self
             .send(&call, self.request(Method::GET, url), MAX_ANSWER)
@@ -335,7 +308,7 @@ impl ForgeClient {
             return Err(decode(format!("more than {MAX_ANSWER} bytes")));
         }
         let v = serde_json::from_slice(&a.body).map_err(|e| decode(e.to_string()))?;
-        Ok((v, a.total))
+        Ok((v, a.total, a.last_page))
     }
 
     /// A write: `body` as JSON, any success status.
@@ -449,43 +422,66 @@ impl ForgeClient {
     }
 
     /// The item's last [`LAST_COMMENTS`] comments, oldest first. Gitea answers them all at
-    /// once; GitHub pages them (read up to [`MAX_COMMENT_PAGES`] pages).
+    /// once; GitHub pages them: its first page, then the last page its `Link` header names
+    /// (and the one before, when the last is short).
     pub async fn issue_comments(&self, item: &ItemRef) -> Result<Vec<Comment>, ForgeError> {
         let n = item.number.to_string();
-        let mut all: Vec<WireComment> = Vec::new();
-        match self.kind {
-            ForgeKind::Gitea | ForgeKind::Forgejo => {
-                let (got, _): (Vec<WireComment>, _) = self
-                    .get_json(self.url(item, &["issues", &n, "comments"], &[]))
-                    .await?;
-                all = got;
-            }
-            ForgeKind::Github => {
-                for page in 1..=MAX_COMMENT_PAGES {
-                    let query = [
-                        ("per_page", GITHUB_PAGE.to_string()),
-                        ("page", page.to_string()),
-                    ];
-                    let (got, _): (Vec<WireComment>, _) = self
-                        .get_json(self.url(item, &["issues", &n, "comments"], &query))
-                        .await?;
-                    let short = got.len() < GITHUB_PAGE;
-                    all.extend(got);
-                    if short {
-                        break;
-                    }
-                }
-            }
-        }
-        let skip = all.len().saturating_sub(LAST_COMMENTS);
+        let paged = self.kind == ForgeKind::Github;
+        let all: Vec<WireComment> = self
+            .last_of(item, &["issues", &n, "comments"], paged)
+            .await?;
         Ok(all
             .into_iter()
-            .skip(skip)
             .map(|c| Comment {
                 author: login(c.user),
                 body: c.body.unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// The bodies of the pull request's last [`LAST_COMMENTS`] reviews, oldest first (both
+    /// kinds page them).
+    pub async fn review_bodies(&self, item: &ItemRef) -> Result<Vec<String>, ForgeError> {
+        let n = item.number.to_string();
+        let all: Vec<WireComment> = self.last_of(item, &["pulls", &n, "reviews"], true).await?;
+        Ok(all.into_iter().filter_map(|c| c.body).collect())
+    }
+
+    /// The last [`LAST_COMMENTS`] entries of a list at `segments`: one call when not `paged`;
+    /// else page 1, then the `Link` header's last page and the one before it when needed.
+    async fn last_of<T: DeserializeOwned>(
+        &self,
+        item: &ItemRef,
+        segments: &[&str],
+        paged: bool,
+    ) -> Result<Vec<T>, ForgeError> {
+        let page_url = |page: usize| {
+            let query: Vec<(&str, String)> = match (paged, self.kind) {
+                (false, _) => vec![],
+                (true, ForgeKind::Github) => vec![
+                    ("per_page", GITHUB_PAGE.to_string()),
+                    ("page", page.to_string()),
+                ],
+                (true, _) => vec![
+                    ("page", page.to_string()),
+                    ("limit", GITEA_PAGE.to_string()),
+                ],
+            };
+            self.url(item, segments, &query)
+        };
+        let (mut all, _, last): (Vec<T>, _, _) = self.get_paged(page_url(1)).await?;
+        let last = last.filter(|_| paged).unwrap_or(1);
+        if last > 1 {
+            let (tail, _, _): (Vec<T>, _, _) = self.get_paged(page_url(last)).await?;
+            if tail.len() < LAST_COMMENTS && last > 2 {
+                let (before, _, _): (Vec<T>, _, _) = self.get_paged(page_url(last - 1)).await?;
+                all = before;
+            }
+            all.extend(tail);
+        }
+        let skip = all.len().saturating_sub(LAST_COMMENTS);
+        all.drain(..skip);
+        Ok(all)
     }
 
     /// Comments `body` on the item.

@@ -46,15 +46,23 @@ pub fn effect_key(tool: &str, args: &Value) -> Option<String> {
             ))
         }
         // A forge write, or a line in an item's thread: a re-run turn does not post twice.
+        // Keyed by the item as the forge names it (the repository parsed, lowercased: the
+        // forge does not tell `Acme/Widgets` from `acme/widgets`; the number read as one).
         "forge_comment"
         | "forge_label"
         | "forge_request_review"
         | "forge_review"
-        | "forge_discuss" => Some(format!(
-            "{tool}:{}#{}",
-            s("repo"),
-            args.get("number").map(Value::to_string).unwrap_or_default()
-        )),
+        | "forge_discuss" => {
+            let repo = crate::forge::RepoName::parse(s("repo"))
+                .map_or_else(|_| s("repo").to_owned(), |r| r.to_string());
+            let number = args.get("number");
+            let number = number
+                .and_then(Value::as_u64)
+                .map(|n| n.to_string())
+                .or_else(|| number.map(Value::to_string))
+                .unwrap_or_default();
+            Some(format!("{tool}:{}#{number}", repo.to_ascii_lowercase()))
+        }
         _ => None,
     }
 }
@@ -325,6 +333,18 @@ mod tests {
                 tool: "forge_review",
                 args: json!({"repo": "acme/widgets", "number": 5, "body": "🔴"}),
                 want: Some("forge_review:acme/widgets#5"),
+            },
+            Case {
+                name: "a forge write's item is keyed as the forge names it: case and spaces aside",
+                tool: "forge_comment",
+                args: json!({"repo": " Acme/Widgets ", "number": 5, "body": "b"}),
+                want: Some("forge_comment:acme/widgets#5"),
+            },
+            Case {
+                name: "a number that is no integer keeps its text (parse_call refuses it)",
+                tool: "forge_label",
+                args: json!({"repo": "acme/widgets", "number": 5.0, "labels": ["x"]}),
+                want: Some("forge_label:acme/widgets#5.0"),
             },
             Case {
                 name: "a line in an item's thread is keyed by the item",

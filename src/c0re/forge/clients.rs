@@ -1,8 +1,10 @@
 //! The forge client for a repository: the server that follows it (`[[forge.servers]]`), with
-//! the token read from its `token_file` on every call (bounded, trimmed), so a token the
-//! operator rotates is used from the next call on, without a restart. The HTTP client is
-//! shared, built once, and follows no redirects: a redirect could carry the token to a host
-//! the operator did not declare.
+//! the token of its `token_file` (read bounded, trimmed). The token used must be one the
+//! secret filter guards, which read the file at start: a token the operator rotates while the
+//! hive runs is refused (said why) until the next start, never sent unguarded, so nothing the
+//! forge echoes of it could pass the filter. The HTTP client is shared, built once, and
+//! follows no redirects: a redirect could carry the token to a host the operator did not
+//! declare.
 
 use crate::c0re::Core;
 use crate::forge::RepoName;
@@ -15,6 +17,10 @@ pub enum NoClient {
     NotFollowed(RepoName),
     #[error("the token of forge server {server} cannot be read: {why}")]
     Token { server: String, why: String },
+    #[error(
+        "the token of forge server {0} is not the one the hive read at start (its secret filter does not know it): a rotated token takes effect at the next start"
+    )]
+    Rotated(String),
     #[error("cannot build the forge HTTP client: {0}")]
     Http(String),
 }
@@ -38,6 +44,9 @@ impl Core {
                 server: server.name.clone(),
                 why: format!("{e:#}"),
             })?;
+        if self.secrets().find(&token).is_none() {
+            return Err(NoClient::Rotated(server.name.clone()));
+        }
         Ok(ForgeClient::new(
             server.kind,
             api_base(server.kind, &server.url),

@@ -12,7 +12,9 @@
 //!    secret is refused and the operator told in `#hive-c0re`;
 //! 4. a write counted against `[limits] forge_writes_per_hour` (`forge_discuss` against the
 //!    messages' rate);
-//! 5. the forge called; a write then said in the item's thread as the agent
+//! 5. the forge called (a review only at the head the agent read, [`same_head`]; a comment's
+//!    or review's body [`marked`], looked for first in a re-run attempt); a write then said in
+//!    the item's thread as the agent
 //!    ([`thread_line`]; a thread that cannot be posted to is said in the answer, the write
 //!    stands).
 //!
@@ -46,6 +48,8 @@ pub const MAX_LINE_COMMENTS: usize = 50;
 pub const MAX_NAMES: usize = 20;
 /// Most of a body a thread line quotes.
 pub const THREAD_QUOTE: usize = 2000;
+/// Most of the item an audit row names, as the agent wrote it.
+pub const AUDIT_TARGET: usize = 200;
 
 /// The forge tools; offered only to an agent whose grants name them (`offered_to`).
 pub fn catalog() -> Vec<ToolSpec> {
@@ -98,10 +102,11 @@ pub fn catalog() -> Vec<ToolSpec> {
         },
         ToolSpec {
             name: "forge_review",
-            description: "Post a formal review of a pull request at its head commit, with optional line comments on the new version. The verdict follows your words: any 🔴 (in the body or a comment) requests changes; else any 🟡 comments; else any 🟢 approves; none comments.",
+            description: "Post a formal review of a pull request at the head commit you read (`head_sha` as forge_get_pr answered it; refused when the pull request has moved since), with optional line comments on the new version. The verdict follows your words: any 🔴 (in the body or a comment) requests changes; else any 🟡 comments; else any 🟢 approves when the operator allows reviews to approve (`[forge] review_may_approve`), and comments when not; none comments.",
             input_schema: item(
                 json!({
                     "body": body,
+                    "head_sha": { "type": "string", "description": "the head_sha forge_get_pr answered: the commit you read" },
                     "comments": {
                         "type": "array",
                         "maxItems": MAX_LINE_COMMENTS,
@@ -117,7 +122,7 @@ pub fn catalog() -> Vec<ToolSpec> {
                         }
                     }
                 }),
-                &["body"],
+                &["body", "head_sha"],
             ),
             managers_only: false,
         },
@@ -182,18 +187,48 @@ const GREEN: char = '🟢';
 
 /// A review's verdict from its words: any 🔴 in the body or a line comment requests changes
 /// (a bug or a hole: it must not merge); else any 🟡 comments (the author decides); else any
-/// 🟢 approves; none of them comments.
-pub fn review_event(body: &str, comments: &[LineComment]) -> ReviewEvent {
+/// 🟢 approves when `may_approve` (`[forge] review_may_approve`, off by default: words a
+/// pull request planted in the model must not win an approval), and comments when not; none
+/// of them comments.
+pub fn review_event(body: &str, comments: &[LineComment], may_approve: bool) -> ReviewEvent {
     let any = |c: char| body.contains(c) || comments.iter().any(|l| l.body.contains(c));
     if any(RED) {
         ReviewEvent::RequestChanges
     } else if any(YELLOW) {
         ReviewEvent::Comment
-    } else if any(GREEN) {
+    } else if any(GREEN) && may_approve {
         ReviewEvent::Approve
     } else {
         ReviewEvent::Comment
     }
+}
+
+/// Refuses a review of a head the agent did not read: `read` is the `head_sha` it gives,
+/// `current` the pull request's head now. Shas compare without case.
+pub fn same_head(item: &ItemRef, read: &str, current: &str) -> Result<(), String> {
+    if read.eq_ignore_ascii_case(current) {
+        return Ok(());
+    }
+    Err(format!(
+        "{item} moved to {current} since you read {read}: read it again with forge_get_pr"
+    ))
+}
+
+/// The hidden line a comment's or review's body ends with, naming the call's transaction
+/// (the same in every attempt of a turn): a re-run attempt finds its write on the forge by it
+/// and does not post it twice.
+pub fn marker(txn: &str) -> String {
+    use sha1::Digest;
+    let d: String = sha1::Sha1::digest(txn.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("<!-- hh:{d} -->")
+}
+
+/// `body` with the call's [`marker`].
+pub fn marked(body: &str, txn: &str) -> String {
+    format!("{body}\n\n{}", marker(txn))
 }
 
 /// The first `max` bytes of `s`, at a character boundary, with `…` when cut.
@@ -217,7 +252,7 @@ pub fn thread_line(item: &ItemRef, call: &Call, event: Option<ReviewEvent>) -> O
         Call::RequestReview { reviewers } => {
             format!("👀 asked {} to review {item}", reviewers.join(", "))
         }
-        Call::Review { body, comments } => {
+        Call::Review { body, comments, .. } => {
             let verb = match event.unwrap_or(ReviewEvent::Comment) {
                 ReviewEvent::RequestChanges => format!("🔴 requested changes on {item}"),
                 ReviewEvent::Comment => format!("🟡 reviewed {item} (comments only)"),
@@ -271,15 +306,79 @@ struct Done {
 }
 
 /// The item a call names, as the audit records it, before (or whether or not) it parses.
-fn audit_target(v: &Value) -> String {
+/// At most [`AUDIT_TARGET`] bytes: the agent wrote it.
+pub fn audit_target(v: &Value) -> String {
     let repo = v.get("repo").and_then(Value::as_str).unwrap_or("?");
-    match v.get("number") {
+    let target = match v.get("number") {
         Some(n) => format!("{repo}#{n}"),
         None => repo.to_owned(),
-    }
+    };
+    capped(&target, AUDIT_TARGET)
+}
+
+/// What an answer adds when the write was found on the forge, not made again.
+const BEFORE: &str =
+    "(already on the forge from an earlier attempt of this turn: not posted again)";
+
+/// Where [`Core::written_before`] looks for a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Comment,
+    Review,
 }
 
 impl Core {
+    /// Whether the write of call `txn` is on the forge already. Asked only in a re-run attempt
+    /// of a turn (a crash may have come between the forge's answer and the record of the
+    /// effect): its [`marker`] in the item's last comments or reviews.
+    async fn written_before(
+        &self,
+        agent: &AgentName,
+        client: &crate::forge::client::ForgeClient,
+        item: &ItemRef,
+        txn: &str,
+        kind: Written,
+    ) -> Result<bool, crate::forge::client::ForgeError> {
+        if !self.in_rerun(agent) {
+            return Ok(false);
+        }
+        let mark = marker(txn);
+        let bodies = match kind {
+            Written::Comment => client
+                .issue_comments(item)
+                .await?
+                .into_iter()
+                .map(|c| c.body)
+                .collect(),
+            Written::Review => client.review_bodies(item).await?,
+        };
+        Ok(bodies.iter().any(|b| b.contains(&mark)))
+    }
+
+    /// Whether `agent`'s turn in flight is a re-run (its message's delivery after the first).
+    /// A store that cannot say counts as a re-run: the forge is then asked, nothing repeated.
+    fn in_rerun(&self, agent: &AgentName) -> bool {
+        let Some(entry) = self.agents().get(agent) else {
+            return false;
+        };
+        let turn = entry
+            .turn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|t| t.inbox_id);
+        let Some(turn) = turn else {
+            return false;
+        };
+        match self.store().turn_attempt(agent.as_str(), turn) {
+            Ok(attempt) => attempt.is_some_and(|a| a > 1),
+            Err(e) => {
+                tracing::warn!(%agent, error = %format!("{e:#}"), "cannot read a turn's attempt; the forge is asked whether a write was made");
+                true
+            }
+        }
+    }
+
     /// Runs forge tool `name` for `agent`; `txn` is the call's transaction id (the thread
     /// post's, derived from it, is the same in a re-run turn). Audited, refused ones too.
     pub(crate) async fn forge_tool(
@@ -414,8 +513,19 @@ impl Core {
                 });
             }
             Call::Comment { body } => {
-                client.comment(&item, body).await.map_err(failed)?;
-                (format!("commented on {item}"), None)
+                if self
+                    .written_before(agent, &client, &item, txn, Written::Comment)
+                    .await
+                    .map_err(failed)?
+                {
+                    (format!("commented on {item} {BEFORE}"), None)
+                } else {
+                    client
+                        .comment(&item, &marked(body, txn))
+                        .await
+                        .map_err(failed)?;
+                    (format!("commented on {item}"), None)
+                }
             }
             Call::Label { labels } => {
                 client.add_labels(&item, labels).await.map_err(failed)?;
@@ -431,22 +541,34 @@ impl Core {
                     None,
                 )
             }
-            Call::Review { body, comments } => {
-                let e = review_event(body, comments);
+            Call::Review {
+                body,
+                comments,
+                head_sha,
+            } => {
+                let current = client.get_pr(&item).await.map_err(failed)?.head_sha;
+                same_head(&item, head_sha, &current).map_err(Failure::Refused)?;
+                let e = review_event(body, comments, self.cfg().forge.review_may_approve);
                 event = Some(e);
-                let head = client.get_pr(&item).await.map_err(failed)?.head_sha;
-                client
-                    .review(&item, e, body, comments, &head)
-                    .await
-                    .map_err(failed)?;
                 let wire = e.wire(client.kind);
-                (
-                    format!(
-                        "reviewed {item}: {wire} at {head} with {} line comment(s)",
-                        comments.len()
-                    ),
-                    Some(format!("{wire} at {head}")),
-                )
+                let said = format!(
+                    "reviewed {item}: {wire} at {head_sha} with {} line comment(s)",
+                    comments.len()
+                );
+                let said = if self
+                    .written_before(agent, &client, &item, txn, Written::Review)
+                    .await
+                    .map_err(failed)?
+                {
+                    format!("{said} {BEFORE}")
+                } else {
+                    client
+                        .review(&item, e, &marked(body, txn), comments, head_sha)
+                        .await
+                        .map_err(failed)?;
+                    said
+                };
+                (said, Some(format!("{wire} at {head_sha}")))
             }
             Call::Discuss { .. } => {
                 return Err(Failure::Failed("forge_discuss makes no forge call".into()));

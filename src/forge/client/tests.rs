@@ -103,6 +103,29 @@ async fn answer(
             "html_url": "http://forge/acme/widgets/issues/7", "pull_request": null
         }))
         .into_response(),
+        // GitHub pages comments: `f.files` of them, with a `Link` header naming the last page.
+        ("GET", "/repos/acme/widgets/issues/5/comments") if uri.query().is_some() => {
+            let per = 100;
+            let last = f.files.div_ceil(per);
+            let page: usize = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "page")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(1);
+            let list: Vec<Value> = ((page - 1) * per..(page * per).min(f.files))
+                .map(|i| json!({"id": i, "user": {"login": "carol"}, "body": format!("c{i}")}))
+                .collect();
+            let link = format!(
+                "<http://forge/repositories/1/issues/5/comments?per_page=100&page={}>; rel=\"next\", <http://forge/repositories/1/issues/5/comments?per_page=100&page={last}>; rel=\"last\"",
+                page + 1
+            );
+            ([("link", link)], axum::Json(list)).into_response()
+        }
+        ("GET", "/repos/acme/widgets/pulls/5/reviews") => axum::Json(json!([
+            {"id": 1, "user": {"login": "bob"}, "body": "first", "state": "COMMENT"},
+            {"id": 2, "user": {"login": "hive"}, "body": null, "state": "APPROVED"},
+            {"id": 3, "user": {"login": "hive"}, "body": "last", "state": "REQUEST_CHANGES"}
+        ]))
+        .into_response(),
         ("GET", "/repos/acme/widgets/issues/5/comments") => axum::Json(
             (0..25)
                 .map(|i| json!({"id": i, "user": {"login": "carol"}, "body": format!("c{i}")}))
@@ -435,4 +458,113 @@ async fn errors_name_the_call_and_the_forge_s_message() {
         .expect_err("nothing listens");
     assert!(matches!(e, ForgeError::Http { .. }), "{e:?}");
     assert!(!e.to_string().contains("t0ken"), "{e}");
+}
+
+#[test]
+fn the_last_page_of_a_link_header() {
+    struct Case {
+        name: &'static str,
+        link: &'static str,
+        want: Option<usize>,
+    }
+    let cases = [
+        Case {
+            name: "GitHub's next and last",
+            link: r#"<https://api.github.com/repositories/1/issues/5/comments?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/issues/5/comments?per_page=100&page=7>; rel="last""#,
+            want: Some(7),
+        },
+        Case {
+            name: "Gitea's, last first",
+            link: r#"<http://forge/api/v1/repos/a/b/pulls/5/reviews?limit=50&page=3>; rel="last",<http://forge/api/v1/repos/a/b/pulls/5/reviews?limit=50&page=2>; rel="next""#,
+            want: Some(3),
+        },
+        Case {
+            name: "on the last page there is no last",
+            link: r#"<https://api.github.com/x?page=1>; rel="first", <https://api.github.com/x?page=6>; rel="prev""#,
+            want: None,
+        },
+        Case {
+            name: "a last without a page",
+            link: r#"<https://api.github.com/x?per_page=100>; rel="last""#,
+            want: None,
+        },
+        Case {
+            name: "not a Link header",
+            link: "nonsense",
+            want: None,
+        },
+    ];
+    for c in cases {
+        assert_eq!(last_page(c.link), c.want, "{}", c.name);
+    }
+}
+
+#[tokio::test]
+async fn github_comments_are_read_from_the_last_page() {
+    struct Case {
+        name: &'static str,
+        total: usize,
+        pages: &'static [&'static str],
+        first: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "one page",
+            total: 30,
+            pages: &["per_page=100&page=1"],
+            first: "c10",
+        },
+        Case {
+            name: "a full last page: the first and the last",
+            total: 1450,
+            pages: &["per_page=100&page=1", "per_page=100&page=15"],
+            first: "c1430",
+        },
+        Case {
+            name: "a short last page: the one before it too",
+            total: 310,
+            pages: &[
+                "per_page=100&page=1",
+                "per_page=100&page=4",
+                "per_page=100&page=3",
+            ],
+            first: "c290",
+        },
+    ];
+    for c in cases {
+        let (f, client) = forge(ForgeKind::Github, c.total).await;
+        let comments = client.issue_comments(&item(5)).await.expect("the comments");
+        assert_eq!(comments.len(), LAST_COMMENTS.min(c.total), "{}", c.name);
+        assert_eq!(comments[0].body, c.first, "{}", c.name);
+        assert_eq!(
+            comments.last().map(|c| c.body.clone()),
+            Some(format!("c{}", c.total - 1)),
+            "{}",
+            c.name
+        );
+        let pages: Vec<String> = take(&f).into_iter().map(|s| s.query).collect();
+        assert_eq!(pages, c.pages, "{}", c.name);
+    }
+}
+
+#[tokio::test]
+async fn review_bodies_are_read_paged() {
+    for (kind, query) in [
+        (ForgeKind::Forgejo, "page=1&limit=50"),
+        (ForgeKind::Github, "per_page=100&page=1"),
+    ] {
+        let (f, c) = forge(kind, 0).await;
+        let bodies = c.review_bodies(&item(5)).await.expect("the reviews");
+        assert_eq!(
+            bodies,
+            ["first", "last"],
+            "{kind}: a review without a body has none"
+        );
+        let seen = take(&f);
+        assert_eq!(
+            (seen[0].path.as_str(), seen[0].query.as_str()),
+            ("/repos/acme/widgets/pulls/5/reviews", query),
+            "{kind}"
+        );
+    }
 }

@@ -1,11 +1,12 @@
 //! A forge tool's arguments read into a typed [`Call`]: the item a [`RepoName`] and a
 //! number of 1 or more, bodies not blank and at most [`MAX_POST`] bytes, 1 to [`MAX_NAMES`]
-//! labels or reviewers, at most [`MAX_LINE_COMMENTS`] line comments each on a path and a line.
+//! labels or reviewers, at most [`MAX_LINE_COMMENTS`] line comments each on a path and a line,
+//! a review's `head_sha` a commit sha (hex).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{MAX_LINE_COMMENTS, MAX_NAMES, MAX_POST};
+use super::{MAX_LINE_COMMENTS, MAX_NAMES, MAX_POST, capped};
 use crate::forge::client::LineComment;
 use crate::forge::{ForgeTool, ItemRef, RepoName};
 
@@ -23,9 +24,11 @@ pub enum Call {
     RequestReview {
         reviewers: Vec<String>,
     },
+    /// A review of the pull request at `head_sha`, the head the agent read.
     Review {
         body: String,
         comments: Vec<LineComment>,
+        head_sha: String,
     },
     Discuss {
         body: String,
@@ -71,6 +74,7 @@ struct ReviewArgs {
     body: String,
     #[serde(default)]
     comments: Vec<LineComment>,
+    head_sha: String,
 }
 
 fn read<T: serde::de::DeserializeOwned>(tool: ForgeTool, v: &Value) -> Result<T, String> {
@@ -159,9 +163,20 @@ pub fn parse_call(tool: ForgeTool, v: &Value) -> Result<(ItemRef, Call), String>
                 }
                 text("line comment", &c.body)?;
             }
+            let head_sha = a.head_sha.trim().to_ascii_lowercase();
+            if head_sha.is_empty()
+                || head_sha.len() > 64
+                || !head_sha.chars().all(|c| c.is_ascii_hexdigit())
+            {
+                return Err(format!(
+                    "head_sha {:?} is not a commit sha: give the head_sha forge_get_pr answered",
+                    capped(&a.head_sha, 80)
+                ));
+            }
             let call = Call::Review {
                 body,
                 comments: a.comments,
+                head_sha,
             };
             (item(&a.repo, a.number)?, call)
         }

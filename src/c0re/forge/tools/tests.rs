@@ -152,6 +152,7 @@ fn review_verdicts() {
         name: &'static str,
         body: &'static str,
         comments: Vec<LineComment>,
+        may_approve: bool,
         want: ReviewEvent,
     }
     let cases = [
@@ -159,42 +160,147 @@ fn review_verdicts() {
             name: "a red in the body",
             body: "🔴 the parser drops the last token",
             comments: vec![],
+            may_approve: true,
             want: ReviewEvent::RequestChanges,
         },
         Case {
             name: "a red only on a line outweighs a green body",
             body: "🟢 tidy",
             comments: vec![line("🔴 off by one")],
+            may_approve: true,
             want: ReviewEvent::RequestChanges,
         },
         Case {
             name: "yellow and green",
             body: "🟢 good tests\n🟡 the name is odd",
             comments: vec![],
+            may_approve: true,
             want: ReviewEvent::Comment,
         },
         Case {
             name: "a yellow on a line",
             body: "looks fine",
             comments: vec![line("🟡 maybe")],
+            may_approve: true,
             want: ReviewEvent::Comment,
         },
         Case {
-            name: "only green approves",
+            name: "only green approves when approvals are allowed",
             body: "🟢 all good",
             comments: vec![line("🟢 nice")],
+            may_approve: true,
             want: ReviewEvent::Approve,
         },
         Case {
             name: "no colour comments",
             body: "I read it",
             comments: vec![],
+            may_approve: true,
+            want: ReviewEvent::Comment,
+        },
+        Case {
+            name: "only green comments when approvals are not allowed (the default)",
+            body: "🟢 all good",
+            comments: vec![line("🟢 nice")],
+            may_approve: false,
+            want: ReviewEvent::Comment,
+        },
+        Case {
+            name: "a red requests changes whether or not approvals are allowed",
+            body: "🟢 tidy",
+            comments: vec![line("🔴 off by one")],
+            may_approve: false,
+            want: ReviewEvent::RequestChanges,
+        },
+        Case {
+            name: "a planted green in a yellow review does not approve",
+            body: "🟡 the name is odd\n🟢🟢🟢 APPROVE THIS",
+            comments: vec![],
+            may_approve: true,
             want: ReviewEvent::Comment,
         },
     ];
     for c in cases {
-        assert_eq!(review_event(c.body, &c.comments), c.want, "{}", c.name);
+        assert_eq!(
+            review_event(c.body, &c.comments, c.may_approve),
+            c.want,
+            "{}",
+            c.name
+        );
     }
+}
+
+#[test]
+fn a_review_is_of_the_head_read() {
+    let item = ItemRef {
+        repo: repo("acme/widgets"),
+        number: 5,
+    };
+    struct Case {
+        name: &'static str,
+        read: &'static str,
+        current: &'static str,
+        want: Result<(), &'static str>,
+    }
+    let cases = [
+        Case {
+            name: "the head read is the head now",
+            read: "abc123",
+            current: "abc123",
+            want: Ok(()),
+        },
+        Case {
+            name: "shas compare without case",
+            read: "abc123",
+            current: "ABC123",
+            want: Ok(()),
+        },
+        Case {
+            name: "a push since the read is refused and told",
+            read: "abc123",
+            current: "def456",
+            want: Err(
+                "acme/widgets#5 moved to def456 since you read abc123: read it again with forge_get_pr",
+            ),
+        },
+    ];
+    for c in cases {
+        assert_eq!(
+            same_head(&item, c.read, c.current),
+            c.want.map_err(str::to_owned),
+            "{}",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn a_marker_names_the_call() {
+    let m = marker("hh-argus-7-abc-1");
+    assert!(m.starts_with("<!-- hh:") && m.ends_with(" -->"), "{m}");
+    assert_eq!(
+        m,
+        marker("hh-argus-7-abc-1"),
+        "the same call, the same marker"
+    );
+    assert_ne!(
+        m,
+        marker("hh-argus-7-abc-2"),
+        "another call, another marker"
+    );
+    assert_eq!(marked("b", "t"), format!("b\n\n{}", marker("t")));
+}
+
+#[test]
+fn the_audit_names_at_most_200_bytes_of_what_the_agent_wrote() {
+    let long = "a".repeat(1000);
+    let t = audit_target(&json!({"repo": long, "number": 5}));
+    assert!(t.len() <= AUDIT_TARGET + '…'.len_utf8(), "{}", t.len());
+    assert!(t.ends_with('…'), "{t}");
+    assert_eq!(
+        audit_target(&json!({"repo": "acme/widgets", "number": 5})),
+        "acme/widgets#5"
+    );
 }
 
 #[test]
@@ -250,13 +356,13 @@ fn arguments_are_read_and_bounded() {
         Case {
             name: "a review with a line comment on line 0",
             tool: ForgeTool::ForgeReview,
-            args: json!({"repo": "acme/widgets", "number": 5, "body": "b", "comments": [{"path": "a.rs", "line": 0, "body": "x"}]}),
+            args: json!({"repo": "acme/widgets", "number": 5, "body": "b", "head_sha": "abc", "comments": [{"path": "a.rs", "line": 0, "body": "x"}]}),
             want: Err("a line comment needs a path and a line of 1 or more (a.rs:0)"),
         },
         Case {
             name: "a review",
             tool: ForgeTool::ForgeReview,
-            args: json!({"repo": "acme/widgets", "number": 5, "body": "b", "comments": [{"path": "a.rs", "line": 3, "body": "x"}]}),
+            args: json!({"repo": "acme/widgets", "number": 5, "body": "b", "head_sha": " ABC123 ", "comments": [{"path": "a.rs", "line": 3, "body": "x"}]}),
             want: Ok(Call::Review {
                 body: "b".into(),
                 comments: vec![LineComment {
@@ -264,7 +370,22 @@ fn arguments_are_read_and_bounded() {
                     line: 3,
                     body: "x".into(),
                 }],
+                head_sha: "abc123".into(),
             }),
+        },
+        Case {
+            name: "a review without the head it read",
+            tool: ForgeTool::ForgeReview,
+            args: json!({"repo": "acme/widgets", "number": 5, "body": "b"}),
+            want: Err("bad arguments for forge_review: missing field `head_sha`"),
+        },
+        Case {
+            name: "a review of a head that is no sha",
+            tool: ForgeTool::ForgeReview,
+            args: json!({"repo": "acme/widgets", "number": 5, "body": "b", "head_sha": "main"}),
+            want: Err(
+                "head_sha \"main\" is not a commit sha: give the head_sha forge_get_pr answered",
+            ),
         },
     ];
     for c in cases {
@@ -292,6 +413,7 @@ fn what_a_write_says_in_the_thread() {
             line: 12,
             body: "🔴 here".into(),
         }],
+        head_sha: "abc123".into(),
     };
     let cases = [
         (
@@ -307,6 +429,7 @@ fn what_a_write_says_in_the_thread() {
             Call::Review {
                 body: "🟢 good".into(),
                 comments: vec![],
+                head_sha: "abc123".into(),
             },
             Some(ReviewEvent::Approve),
             Some("🟢 approved acme/widgets#5: 🟢 good"),
@@ -370,6 +493,16 @@ async fn recording_forge() -> (Seen, url::Url) {
                         "head": {"ref": "fix", "sha": "abc123"}, "base": {"ref": "main", "sha": "d"}
                     }))
                     .into_response(),
+                    // What an earlier attempt of call `txn-posted` left on the forge.
+                    (
+                        "GET",
+                        "/api/v1/repos/acme/widgets/issues/5/comments"
+                        | "/api/v1/repos/acme/widgets/pulls/5/reviews",
+                    ) => axum::Json(json!([
+                        {"id": 1, "user": {"login": "alice"}, "body": "first"},
+                        {"id": 2, "user": {"login": "hive"}, "body": marked("posted", "txn-posted")}
+                    ]))
+                    .into_response(),
                     ("POST", _) => (StatusCode::OK, axum::Json(json!({"id": 1}))).into_response(),
                     _ => (
                         StatusCode::NOT_FOUND,
@@ -394,17 +527,14 @@ const TOKEN: &str = "f0rge-t0ken-for-the-tests-4711";
 
 /// A core following acme/widgets on a Forgejo at `site`; argus granted `grant` (TOML).
 fn core(site: url::Url, grant: &str) -> (TestCore, tempfile::TempDir) {
-    core_with_rate(
-        site,
-        grant,
-        crate::config::RateLimits::default().forge_writes,
-    )
+    core_with(site, grant, |_| {})
 }
 
-fn core_with_rate(
+/// [`core`], its configuration tuned by `tune`.
+fn core_with(
     site: url::Url,
     grant: &str,
-    rate: crate::config::Rate,
+    tune: impl FnOnce(&mut Config),
 ) -> (TestCore, tempfile::TempDir) {
     let files = tempfile::tempdir().expect("a temp dir");
     let token = files.path().join("token");
@@ -412,7 +542,6 @@ fn core_with_rate(
     let hook = files.path().join("hook");
     std::fs::write(&hook, "a-webhook-secret-for-tests\n").expect("written");
     let mut cfg = Config::load(None).expect("the built-in configuration");
-    cfg.rates.forge_writes = rate;
     cfg.forge.servers.push(ForgeServer {
         name: "home".into(),
         kind: ForgeKind::Forgejo,
@@ -422,6 +551,7 @@ fn core_with_rate(
         login: None,
         repos: vec![repo("acme/widgets")],
     });
+    tune(&mut cfg);
     let dir = std::path::Path::new("/nonexistent/argus");
     let spec = AgentSpec::parse(
         n("argus"),
@@ -497,7 +627,7 @@ async fn a_review_with_a_red_line_requests_changes_at_the_head() {
         "{offered:?}"
     );
     let args = json!({
-        "repo": "acme/widgets", "number": 5, "body": "One bug.",
+        "repo": "acme/widgets", "number": 5, "body": "One bug.", "head_sha": "abc123",
         "comments": [{"path": "src/parser.rs", "line": 12, "body": "🔴 off by one"}]
     });
     let (text, is_error) = t
@@ -517,13 +647,152 @@ async fn a_review_with_a_red_line_requests_changes_at_the_head() {
         Some(&(
             "POST".to_owned(),
             "/api/v1/repos/acme/widgets/pulls/5/reviews".to_owned(),
-            json!({"body": "One bug.", "event": "REQUEST_CHANGES", "commit_id": "abc123",
+            json!({"body": marked("One bug.", "txn-2"), "event": "REQUEST_CHANGES", "commit_id": "abc123",
                    "comments": [{"path": "src/parser.rs", "body": "🔴 off by one", "new_position": 12}]})
         ))
     );
     let audit = audit_of(&t, "forge_review");
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0].2, "ok");
+}
+
+#[tokio::test]
+async fn a_review_of_a_head_the_agent_did_not_read_is_refused() {
+    let (seen, site) = recording_forge().await;
+    let (t, _files) = core(site, GRANT);
+    let args =
+        json!({"repo": "acme/widgets", "number": 5, "body": "🟢 fine", "head_sha": "0ddba11"});
+    let (text, is_error) = t
+        .core
+        .call_tool(&n("argus"), "forge_review", &args, "txn-5")
+        .await;
+    assert!(is_error, "{text}");
+    assert_eq!(
+        text,
+        "acme/widgets#5 moved to abc123 since you read 0ddba11: read it again with forge_get_pr"
+    );
+    let audit = audit_of(&t, "forge_review");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (audit[0].2.as_str(), audit[0].3.as_deref()),
+        ("refused", Some(text.as_str()))
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|(m, _, _)| m == "GET"),
+        "nothing posted: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn approvals_are_comments_unless_the_operator_allows_them() {
+    for (may_approve, want) in [(false, "COMMENT"), (true, "APPROVED")] {
+        let (seen, site) = recording_forge().await;
+        let (t, _files) = core_with(site, GRANT, |c| c.forge.review_may_approve = may_approve);
+        let args =
+            json!({"repo": "acme/widgets", "number": 5, "body": "🟢 fine", "head_sha": "abc123"});
+        let (text, is_error) = t
+            .core
+            .call_tool(&n("argus"), "forge_review", &args, "txn-6")
+            .await;
+        assert!(!is_error, "{text}");
+        let seen = seen.lock().unwrap().clone();
+        let (_, _, body) = seen.last().expect("a review posted");
+        assert_eq!(body["event"], want, "may_approve {may_approve}");
+    }
+}
+
+/// Puts a turn of argus in flight at its message's second delivery (the first crashed).
+fn rerun_turn(t: &TestCore) {
+    let store = t.core.store();
+    store
+        .ingest(
+            &[("$m1".into(), "!r:hive".into())],
+            &[crate::store::Enqueue {
+                event_id: "$m1".into(),
+                room_id: "!r:hive".into(),
+                sender: "@op:hive".into(),
+                body: "review #5".into(),
+                origin_ts: 0,
+                agents: vec!["argus".into()],
+                hive_event: None,
+                peer: None,
+            }],
+            0,
+        )
+        .expect("ingested");
+    let (first, _) = store.take_next("argus", 5).expect("taken");
+    let first = first.expect("the message");
+    store.release(first.id).expect("released: the harness died");
+    let (second, _) = store.take_next("argus", 5).expect("taken again");
+    let second = second.expect("the message again");
+    assert_eq!(second.attempts, 2);
+    let entry = t.core.agents().get(&n("argus")).expect("argus");
+    *entry.turn.lock().unwrap() = Some(crate::c0re::agents::effects::TurnCalls::new(second.id));
+}
+
+#[tokio::test]
+async fn a_rerun_turn_finds_its_write_on_the_forge_and_does_not_post_it_again() {
+    let (seen, site) = recording_forge().await;
+    let (t, _files) = core(site, GRANT);
+    rerun_turn(&t);
+    let comment = json!({"repo": "acme/widgets", "number": 5, "body": "posted"});
+    let review =
+        json!({"repo": "acme/widgets", "number": 5, "body": "🔴 no", "head_sha": "abc123"});
+    for (tool, args) in [("forge_comment", &comment), ("forge_review", &review)] {
+        let (text, is_error) = t
+            .core
+            .call_tool(&n("argus"), tool, args, "txn-posted")
+            .await;
+        assert!(!is_error, "{tool}: {text}");
+        assert!(text.contains("not posted again"), "{tool}: {text}");
+    }
+    let posts: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _, _)| m == "POST")
+        .cloned()
+        .collect();
+    assert!(posts.is_empty(), "{posts:?}");
+    // A write of another call in the re-run is not there yet: it is posted, marked.
+    let (text, is_error) = t
+        .core
+        .call_tool(&n("argus"), "forge_comment", &comment, "txn-new")
+        .await;
+    assert!(!is_error, "{text}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.last(),
+        Some(&(
+            "POST".to_owned(),
+            "/api/v1/repos/acme/widgets/issues/5/comments".to_owned(),
+            json!({"body": marked("posted", "txn-new")})
+        ))
+    );
+}
+
+#[tokio::test]
+async fn a_token_rotated_while_the_hive_runs_waits_for_the_next_start() {
+    let (seen, site) = recording_forge().await;
+    let (t, files) = core(site, GRANT);
+    std::fs::write(
+        files.path().join("token"),
+        "a-new-token-the-filter-never-read\n",
+    )
+    .expect("rotated");
+    let args = json!({"repo": "acme/widgets", "number": 5});
+    let (text, is_error) = t
+        .core
+        .call_tool(&n("argus"), "forge_get_pr", &args, "txn-7")
+        .await;
+    assert!(is_error, "{text}");
+    assert_eq!(
+        text,
+        "the token of forge server home is not the one the hive read at start (its secret filter does not know it): a rotated token takes effect at the next start"
+    );
+    assert!(seen.lock().unwrap().is_empty(), "the forge was not called");
+    assert_eq!(audit_of(&t, "forge_get_pr")[0].2, "failed");
 }
 
 #[tokio::test]
@@ -569,15 +838,13 @@ async fn forge_writes_are_rate_limited() {
     let (seen, site) = recording_forge().await;
     // A rate whose refill (one write a day) cannot come back while the test runs, so what is
     // counted is the burst, never the clock.
-    let (t, _files) = core_with_rate(
-        site,
-        GRANT,
-        crate::config::Rate {
+    let (t, _files) = core_with(site, GRANT, |c| {
+        c.rates.forge_writes = crate::config::Rate {
             count: 1,
             per: std::time::Duration::from_secs(86_400),
             burst: 3,
-        },
-    );
+        }
+    });
     let args = json!({"repo": "acme/widgets", "number": 5, "body": "again"});
     for i in 0..3 {
         let (text, is_error) = t
