@@ -23,10 +23,26 @@ pub(crate) mod tools;
 use tokio::sync::Notify;
 
 /// What the forge lanes own: what wakes the `forge` task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Forge {
     /// Notified when a delivery is recorded.
     pub wake: Notify,
     /// The HTTP client of every forge call, made on first use (`clients.rs`).
     http: std::sync::OnceLock<reqwest::Client>,
+    /// The webhook requests in flight, at most [`ingress::IN_FLIGHT`] (`ingress.rs`).
+    webhook_slots: tokio::sync::Semaphore,
+    /// The webhook's refusals before a signature holds, counted to be logged at most once a
+    /// minute per server (`ingress.rs`).
+    refusals: std::sync::Mutex<ingress::Refusals>,
+}
+
+impl Default for Forge {
+    fn default() -> Self {
+        Self {
+            wake: Notify::new(),
+            http: std::sync::OnceLock::new(),
+            webhook_slots: tokio::sync::Semaphore::new(ingress::IN_FLIGHT),
+            refusals: std::sync::Mutex::default(),
+        }
+    }
 }

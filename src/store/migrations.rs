@@ -49,4 +49,8 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/018_web_sessions.sql"),
     ),
     ("019_forge", include_str!("migrations/019_forge.sql")),
+    (
+        "020_forge_body_digest",
+        include_str!("migrations/020_forge_body_digest.sql"),
+    ),
 ];

@@ -3,11 +3,13 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use std::time::{Duration, Instant};
+
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{Verdict, judge};
+use super::{IN_FLIGHT, Trust, Verdict, judge};
 use crate::c0re::Core;
 use crate::c0re::server::router;
 use crate::config::{Config, ForgeServer};
@@ -62,6 +64,85 @@ fn server() -> ForgeServer {
     forge_config(dir.path(), 1 << 20).forge.servers[0].clone()
 }
 
+/// The lowercase hex SHA-256 of `body` (checked against a known vector below).
+fn sha256_of(body: &[u8]) -> String {
+    super::sha256_hex(body)
+}
+
+#[test]
+fn the_body_digest_is_lowercase_hex_sha256() {
+    assert_eq!(
+        sha256_of(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[test]
+fn refusals_are_said_at_most_once_a_minute_per_server() {
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    struct Case {
+        name: &'static str,
+        server: Option<&'static str>,
+        at: u64,
+        want: Option<u64>,
+    }
+    let cases = [
+        Case {
+            name: "the first is said at once",
+            server: Some("forgejo"),
+            at: 0,
+            want: Some(1),
+        },
+        Case {
+            name: "within the minute: counted",
+            server: Some("forgejo"),
+            at: 10,
+            want: None,
+        },
+        Case {
+            name: "another server has its own tally",
+            server: Some("github"),
+            at: 20,
+            want: Some(1),
+        },
+        Case {
+            name: "names that are no server share one",
+            server: None,
+            at: 30,
+            want: Some(1),
+        },
+        Case {
+            name: "still within the minute",
+            server: Some("forgejo"),
+            at: 59,
+            want: None,
+        },
+        Case {
+            name: "a minute on: the three since, this one included",
+            server: Some("forgejo"),
+            at: 60,
+            want: Some(3),
+        },
+        Case {
+            name: "the minute starts again",
+            server: Some("forgejo"),
+            at: 119,
+            want: None,
+        },
+        Case {
+            name: "the unknown names' minute is theirs",
+            server: None,
+            at: 95,
+            want: Some(1),
+        },
+    ];
+    let mut r = super::Refusals::default();
+    for c in cases {
+        assert_eq!(r.count(c.server, at(c.at)), c.want, "{}", c.name);
+    }
+}
+
 #[test]
 fn the_verdict_follows_the_rules_in_order() {
     let body = serde_json::to_vec(&pr_opened("acme/widgets")).expect("json");
@@ -76,7 +157,7 @@ fn the_verdict_follows_the_rules_in_order() {
 
     #[derive(Debug, PartialEq)]
     enum Want {
-        Refuse(StatusCode),
+        Refuse(StatusCode, Trust),
         Ignore(&'static str),
         Record(&'static str),
     }
@@ -103,7 +184,7 @@ fn the_verdict_follows_the_rules_in_order() {
             method: Method::POST,
             headers: forgejo_headers("pull_request", "d-1", Some(&good)),
             body: &body,
-            want: Want::Refuse(StatusCode::NOT_FOUND),
+            want: Want::Refuse(StatusCode::NOT_FOUND, Trust::Unsigned),
         },
         Case {
             name: "not POST",
@@ -111,7 +192,7 @@ fn the_verdict_follows_the_rules_in_order() {
             method: Method::GET,
             headers: forgejo_headers("pull_request", "d-1", Some(&good)),
             body: &body,
-            want: Want::Refuse(StatusCode::METHOD_NOT_ALLOWED),
+            want: Want::Refuse(StatusCode::METHOD_NOT_ALLOWED, Trust::Unsigned),
         },
         Case {
             name: "no signature",
@@ -119,7 +200,7 @@ fn the_verdict_follows_the_rules_in_order() {
             method: Method::POST,
             headers: forgejo_headers("pull_request", "d-1", None),
             body: &body,
-            want: Want::Refuse(StatusCode::UNAUTHORIZED),
+            want: Want::Refuse(StatusCode::UNAUTHORIZED, Trust::Unsigned),
         },
         Case {
             name: "a wrong signature",
@@ -127,7 +208,7 @@ fn the_verdict_follows_the_rules_in_order() {
             method: Method::POST,
             headers: forgejo_headers("pull_request", "d-1", Some(&other_sig)),
             body: &body,
-            want: Want::Refuse(StatusCode::FORBIDDEN),
+            want: Want::Refuse(StatusCode::FORBIDDEN, Trust::Unsigned),
         },
         Case {
             name: "a signature that is not hex",
@@ -135,7 +216,7 @@ fn the_verdict_follows_the_rules_in_order() {
             method: Method::POST,
             headers: forgejo_headers("pull_request", "d-1", Some("sha256=nope")),
             body: &body,
-            want: Want::Refuse(StatusCode::FORBIDDEN),
+            want: Want::Refuse(StatusCode::FORBIDDEN, Trust::Unsigned),
         },
         Case {
             name: "a bad signature on a body that is not JSON: refused for the signature",
@@ -143,7 +224,7 @@ fn the_verdict_follows_the_rules_in_order() {
             method: Method::POST,
             headers: forgejo_headers("pull_request", "d-1", Some(&good)),
             body: &bad_json,
-            want: Want::Refuse(StatusCode::FORBIDDEN),
+            want: Want::Refuse(StatusCode::FORBIDDEN, Trust::Unsigned),
         },
         Case {
             name: "no delivery id",
@@ -154,7 +235,7 @@ fn the_verdict_follows_the_rules_in_order() {
                 .filter(|(k, _)| !k.ends_with("Delivery"))
                 .collect(),
             body: &body,
-            want: Want::Refuse(StatusCode::BAD_REQUEST),
+            want: Want::Refuse(StatusCode::BAD_REQUEST, Trust::Signed),
         },
         Case {
             name: "a signed body that is not JSON",
@@ -162,7 +243,7 @@ fn the_verdict_follows_the_rules_in_order() {
             method: Method::POST,
             headers: forgejo_headers("pull_request", "d-1", Some(&bad_json_sig)),
             body: &bad_json,
-            want: Want::Refuse(StatusCode::BAD_REQUEST),
+            want: Want::Refuse(StatusCode::BAD_REQUEST, Trust::Signed),
         },
         Case {
             name: "an event the hive does not follow",
@@ -190,7 +271,7 @@ fn the_verdict_follows_the_rules_in_order() {
             &headers,
             c.body,
         ) {
-            Verdict::Refuse { status, .. } => Want::Refuse(status),
+            Verdict::Refuse { status, trust, .. } => Want::Refuse(status, trust),
             Verdict::Ignore(why) => {
                 assert!(
                     matches!(c.want, Want::Ignore(w) if w == why),
@@ -199,8 +280,13 @@ fn the_verdict_follows_the_rules_in_order() {
                 );
                 continue;
             }
-            Verdict::Record { delivery, event } => {
+            Verdict::Record {
+                delivery,
+                event,
+                body_sha256,
+            } => {
                 assert_eq!(event.item.to_string(), "acme/widgets#5", "{}", c.name);
+                assert_eq!(body_sha256, sha256_of(c.body), "{}", c.name);
                 assert_eq!(
                     delivery,
                     Delivery {
@@ -317,6 +403,181 @@ async fn a_good_delivery_is_recorded_once_and_wakes_the_task() {
         json!({ "error": "delivery d-1 was already received" })
     );
     assert_eq!(pending(core).len(), 1);
+
+    // The same signed body under a fresh id (the id header is not signed): refused too.
+    let (status, body) = call(
+        core,
+        signed("pull_request", "d-fresh", &pr_opened("acme/widgets")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body,
+        json!({ "error": "this payload was already received as delivery d-1" })
+    );
+    assert_eq!(pending(core).len(), 1, "no row for the replay");
+}
+
+#[tokio::test]
+async fn a_replay_is_refused_after_its_delivery_is_done_and_pruned() {
+    let (t, _dir) = forge_core(1 << 20);
+    let core = &t.core;
+    let (status, _) = call(
+        core,
+        signed("pull_request", "d-1", &pr_opened("acme/widgets")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let row = core.store().pending_deliveries(10).expect("read")[0].id;
+    assert!(core.store().finish_delivery(row, &[]).expect("finished"));
+    // Past any retention: what it said is forgotten, its id and body are not.
+    assert_eq!(
+        core.store()
+            .prune_forge_deliveries(crate::store::now_us() + 1)
+            .expect("pruned"),
+        1
+    );
+    let mut edited = pr_opened("acme/widgets");
+    edited["action"] = json!("edited");
+    let cases = [
+        (
+            "the same id, another body",
+            signed("pull_request", "d-1", &edited),
+            "delivery d-1 was already received",
+        ),
+        (
+            "the same body, a fresh id",
+            signed("pull_request", "d-2", &pr_opened("acme/widgets")),
+            "this payload was already received as delivery d-1",
+        ),
+    ];
+    for (name, req, why) in cases {
+        let (status, body) = call(core, req).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{name}: {body}");
+        assert_eq!(body, json!({ "error": why }), "{name}");
+    }
+    assert_eq!(pending(core), Vec::new(), "nothing was recorded again");
+}
+
+#[tokio::test]
+async fn requests_beyond_the_ones_in_flight_are_503_and_record_nothing() {
+    let (t, _dir) = forge_core(1 << 20);
+    let core = &t.core;
+    let busy = core
+        .forge()
+        .webhook_slots
+        .try_acquire_many(u32::try_from(IN_FLIGHT).expect("small"))
+        .expect("all the slots");
+    let resp = router(core.clone())
+        .oneshot(signed("pull_request", "d-1", &pr_opened("acme/widgets")))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert_eq!(pending(core), Vec::new(), "nothing was recorded");
+    // One slot free again: served.
+    drop(busy);
+    let (status, body) = call(
+        core,
+        signed("pull_request", "d-1", &pr_opened("acme/widgets")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(pending(core).len(), 1);
+    assert_eq!(
+        core.forge().webhook_slots.available_permits(),
+        IN_FLIGHT,
+        "the slot was given back"
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_body_past_the_cap_is_413() {
+    let (t, _dir) = forge_core(4096);
+    let core = &t.core;
+    // A body of 5 KiB in 1 KiB chunks, with no Content-Length: the cap holds as it is read.
+    let body = serde_json::to_vec(&pr_opened("acme/widgets")).expect("json");
+    let sig = sign(SECRET.as_bytes(), &body);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..5).map(|_| Ok(vec![b' '; 1024])).collect();
+    let mut b = Request::builder()
+        .method("POST")
+        .uri("/_hyperhive/forge/forgejo");
+    for (k, v) in forgejo_headers("pull_request", "d-1", Some(&sig)) {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    let req = b
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .expect("a request");
+    assert!(req.headers().get("content-length").is_none());
+    let (status, answer) = call(core, req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(
+        answer,
+        json!({ "error": "the body is larger than forge.max_webhook_bytes (4096 bytes)" })
+    );
+    assert_eq!(pending(core), Vec::new(), "nothing was recorded");
+}
+
+#[tokio::test]
+async fn the_secret_file_is_read_bounded_and_trimmed_and_not_empty() {
+    struct Case {
+        name: &'static str,
+        contents: Vec<u8>,
+        want: StatusCode,
+    }
+    let cases = [
+        Case {
+            name: "a trailing newline",
+            contents: format!("{SECRET}\n").into_bytes(),
+            want: StatusCode::OK,
+        },
+        Case {
+            name: "whitespace at the end, CRLF",
+            contents: format!("{SECRET} \t\r\n\n").into_bytes(),
+            want: StatusCode::OK,
+        },
+        Case {
+            name: "empty",
+            contents: Vec::new(),
+            want: StatusCode::INTERNAL_SERVER_ERROR,
+        },
+        Case {
+            name: "only whitespace",
+            contents: b" \n\t\n".to_vec(),
+            want: StatusCode::INTERNAL_SERVER_ERROR,
+        },
+        Case {
+            name: "larger than a key file may be",
+            contents: vec![b'k'; usize::try_from(crate::config::MAX_KEY_FILE).expect("small") + 1],
+            want: StatusCode::INTERNAL_SERVER_ERROR,
+        },
+    ];
+    for (i, c) in cases.into_iter().enumerate() {
+        let (t, dir) = forge_core(1 << 20);
+        std::fs::write(dir.path().join("secret"), &c.contents).expect("written");
+        let id = format!("d-{i}");
+        let (status, body) = call(
+            &t.core,
+            signed("pull_request", &id, &pr_opened("acme/widgets")),
+        )
+        .await;
+        assert_eq!(status, c.want, "{}: {body}", c.name);
+        let want_rows = usize::from(c.want == StatusCode::OK);
+        assert_eq!(pending(&t.core).len(), want_rows, "{}", c.name);
+        if c.want == StatusCode::INTERNAL_SERVER_ERROR {
+            assert!(
+                body["error"].as_str().is_some_and(|e| e.contains("secret")),
+                "{}: {body}",
+                c.name
+            );
+        }
+    }
 }
 
 #[tokio::test]
