@@ -29,4 +29,7 @@ pub struct Forge {
     pub wake: Notify,
     /// The HTTP client of every forge call, made on first use (`clients.rs`).
     http: std::sync::OnceLock<reqwest::Client>,
+    /// What the `forge` task keeps between rounds (`task.rs`): each server's login as learnt
+    /// from the forge, and each delivery's failed attempts.
+    lanes: std::sync::Mutex<task::Lanes>,
 }

@@ -336,7 +336,7 @@ fn who_is_told() {
     ];
     for c in cases {
         let ev = event(c.kind, c.action, c.actor);
-        let got = audience(&ev, c.routed.as_ref(), &forge, Some("hive-bot"));
+        let got = audience(&ev, c.routed.as_ref(), &forge, "hive-bot");
         let got: Vec<(&str, Vec<Role>)> =
             got.iter().map(|(a, r)| (a.as_str(), r.clone())).collect();
         assert_eq!(got, c.want, "{}", c.name);
@@ -344,7 +344,7 @@ fn who_is_told() {
     let none = ForgeConfig::default();
     let ev = event(PullRequest, Action::Opened, "alice");
     assert!(
-        audience(&ev, None, &none, None).is_empty(),
+        audience(&ev, None, &none, "hive-bot").is_empty(),
         "no agents named"
     );
 }
