@@ -358,3 +358,66 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_is_given_up_after_its_attempts() {
+        struct Case {
+            name: &'static str,
+            attempts: u32,
+            give_up: bool,
+        }
+        let cases = [
+            Case {
+                name: "the first failure: again",
+                attempts: 1,
+                give_up: false,
+            },
+            Case {
+                name: "one short: again",
+                attempts: MAX_ATTEMPTS - 1,
+                give_up: false,
+            },
+            Case {
+                name: "the last: given up",
+                attempts: MAX_ATTEMPTS,
+                give_up: true,
+            },
+        ];
+        for c in cases {
+            assert_eq!(after_transient(c.attempts), c.give_up, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn what_is_permanent() {
+        struct Case {
+            name: &'static str,
+            error: anyhow::Error,
+            permanent: bool,
+        }
+        let cases = [
+            Case {
+                name: "a stored root that is no event id",
+                error: anyhow::Error::new(BadRoot {
+                    item: "acme/widgets#5".into(),
+                    root: "nope".into(),
+                })
+                .context("cannot post"),
+                permanent: true,
+            },
+            Case {
+                name: "anything else may pass",
+                error: anyhow::anyhow!("connection refused"),
+                permanent: false,
+            },
+        ];
+        for c in cases {
+            let got = matches!(PostError::of(c.error), PostError::Permanent(_));
+            assert_eq!(got, c.permanent, "{}", c.name);
+        }
+    }
+}

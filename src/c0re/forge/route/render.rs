@@ -27,16 +27,17 @@ const MAX_ERROR_CHARS: usize = 300;
 pub const MAX_TITLE_CHARS: usize = 300;
 /// The most of one file's name, in characters.
 pub const MAX_FILE_CHARS: usize = 300;
-/// The most of all the files' names listed together, in characters.
-const MAX_FILES_CHARS: usize = 2500;
-/// The most labels listed, each at most [`MAX_LABEL_CHARS`], together [`MAX_LABELS_CHARS`].
+/// The most of all the files' names listed together, in bytes (ASCII names of 100 characters:
+/// all 50).
+const MAX_FILES_BYTES: usize = 5000;
+/// The most labels listed, each at most [`MAX_LABEL_CHARS`], together [`MAX_LABELS_BYTES`].
 const MAX_LABELS: usize = 30;
 pub const MAX_LABEL_CHARS: usize = 100;
-const MAX_LABELS_CHARS: usize = 800;
+const MAX_LABELS_BYTES: usize = 1000;
 /// The most of a login (an actor, an author, a reviewer), in characters.
 const MAX_LOGIN_CHARS: usize = 100;
 /// The most of a URL, in characters.
-const MAX_URL_CHARS: usize = 500;
+const MAX_URL_CHARS: usize = 300;
 /// The most of why a route held (it names labels and files), in characters.
 const MAX_WHY_CHARS: usize = 700;
 
@@ -168,14 +169,14 @@ fn shown_url(url: &str) -> String {
     }
 }
 
-/// The first `max` of `items` that fit in `total` characters, each [`one_line`] of `each`,
-/// and how many more there were.
+/// The first `max` of `items` that fit in `total` bytes, each [`one_line`] of `each`
+/// characters, and how many more there were.
 fn bounded(items: &[String], max: usize, each: usize, total: usize) -> (Vec<String>, usize) {
     let mut out = Vec::new();
     let mut used = 0;
     for it in items.iter().take(max) {
         let it = one_line(it, each);
-        used += it.chars().count();
+        used += it.len();
         if used > total {
             break;
         }
@@ -216,7 +217,7 @@ fn body_of(action: &Action) -> Option<&str> {
 
 /// The labels in words (`none` when there are none), each through `escape`.
 fn labels_words(labels: &[String], escape: fn(&str) -> String) -> String {
-    let (shown, more) = bounded(labels, MAX_LABELS, MAX_LABEL_CHARS, MAX_LABELS_CHARS);
+    let (shown, more) = bounded(labels, MAX_LABELS, MAX_LABEL_CHARS, MAX_LABELS_BYTES);
     if shown.is_empty() && more == 0 {
         return "none".into();
     }
@@ -350,8 +351,8 @@ fn event_words(action: &Action) -> String {
 /// forge user's text poses as the core's lines and the event stays far below Matrix's 64 KiB.
 pub fn render_event(t: &Told<'_>, roles: &[Role]) -> (String, serde_json::Value) {
     let ev = t.event;
-    let (files, files_more) = bounded(t.files.known(), MAX_FILES, MAX_FILE_CHARS, MAX_FILES_CHARS);
-    let (labels, _) = bounded(&ev.labels, MAX_LABELS, MAX_LABEL_CHARS, MAX_LABELS_CHARS);
+    let (files, files_more) = bounded(t.files.known(), MAX_FILES, MAX_FILE_CHARS, MAX_FILES_BYTES);
+    let (labels, _) = bounded(&ev.labels, MAX_LABELS, MAX_LABEL_CHARS, MAX_LABELS_BYTES);
     let mut lines = vec![
         format!(
             "forge: {} {} {} by {}: {} — {}",
