@@ -15,7 +15,8 @@
 //!
 //! Who is told ([`audience`]), the rules:
 //! - nobody, when the event's actor is the server's own `login` (the agents' own writes, echoed
-//!   back by the forge as webhooks: nothing loops);
+//!   back by the forge as webhooks: nothing loops); it is always known here, configured or
+//!   learnt from the forge before any of its deliveries is posted (`task.rs`);
 //! - the owner (the routed agent), of every event of its item;
 //! - `forge.review_agent`, of a pull request opened, reopened or pushed to;
 //! - `forge.triage_agent`, of an item opened or reopened;
@@ -126,7 +127,9 @@ fn holds(r: &Route, facts: &Facts) -> Option<String> {
 /// Whether `path` (relative, `/`-separated) matches `glob`: `*` is any run of characters
 /// within one segment, `?` one character but `/`, `**` as a whole segment any number of
 /// segments (at the end: at least one, what is inside), and a glob ending in `/` is that
-/// directory's tree (`docs/` is `docs/**`). Anything else matches itself.
+/// directory's tree (`docs/` is `docs/**`). Anything else matches itself. A path longer than
+/// [`MAX_PATH_BYTES`] or deeper than [`MAX_PATH_DEPTH`] matches nothing; the match is
+/// polynomial (memoised), however the path is made.
 pub fn glob_matches(glob: &str, path: &str) -> bool {
     if path.len() > MAX_PATH_BYTES || path.split('/').count() > MAX_PATH_DEPTH {
         return false;
