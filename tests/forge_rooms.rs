@@ -175,6 +175,21 @@ async fn a_delivery_becomes_a_room_a_thread_and_a_core_event() {
         store.delivery_state(id).unwrap(),
         Some(("done".into(), None))
     );
+    // Done in the same transaction as its outbox rows: the opened one has its line, the own
+    // account's echo none (the agent said it in the thread already).
+    let db = rusqlite::Connection::open(hive.data.join("c0re.db")).unwrap();
+    let lines: Vec<String> = db
+        .prepare("SELECT txn_id FROM outbox WHERE txn_id LIKE 'hh-forge-line-%' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        lines,
+        ["hh-forge-line-local-d-5-opened"],
+        "no bot line for the own echo"
+    );
     let echo_msgs = op
         .seen
         .lock()

@@ -34,6 +34,9 @@ pub struct Forge {
     /// The webhook's refusals before a signature holds, counted to be logged at most once a
     /// minute per server (`ingress.rs`).
     refusals: std::sync::Mutex<ingress::Refusals>,
+    /// What the `forge` task keeps between rounds (`task.rs`): each server's login as learnt
+    /// from the forge, and each delivery's failed attempts.
+    lanes: std::sync::Mutex<task::Lanes>,
 }
 
 impl Default for Forge {
@@ -43,6 +46,7 @@ impl Default for Forge {
             http: std::sync::OnceLock::new(),
             webhook_slots: tokio::sync::Semaphore::new(ingress::IN_FLIGHT),
             refusals: std::sync::Mutex::default(),
+            lanes: std::sync::Mutex::default(),
         }
     }
 }

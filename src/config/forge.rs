@@ -7,16 +7,20 @@
 //!   of the webhook's URL (`/_hyperhive/forge/<name>`).
 //! - `url` is `http` or `https` with a host (the site for Gitea and Forgejo, whose API is under
 //!   `/api/v1`; `https://api.github.com` for GitHub); `http` only to a loopback host, since the
-//!   token crosses it.
+//!   token crosses it; no user or password, query or fragment in it (it is also the root of
+//!   the web pages shown in rooms).
 //! - `token_file` and `webhook_secret_file` are paths (relative to hive.toml), read when the
 //!   core starts; their contents are known secrets.
-//! - a repository is followed on at most one server (a tool call names only the repository).
+//! - a repository is followed on at most one server (a tool call names only the repository),
+//!   and no two followed repositories share a room alias (`acme-web/app` and `acme/web-app`
+//!   are both `#forge-acme-web-app`).
 //! - `login` (optional) is the forge account of the token, a forge login: events whose actor
 //!   it is (the agents' own writes echoed back) wake nobody, so nothing loops.
 //! - `forge.review_agent`, `forge.triage_agent` and each route's `agent` are agent names
 //!   (whether they are agents of this hive is warned about when the core starts, not refused:
 //!   an agent may be spawned later).
-//! - a route's `reviewer` and each of its `authors` is a forge login `[A-Za-z0-9._-]{1,64}`;
+//! - a route's `reviewer` and each of its `authors` is a forge login `[A-Za-z0-9._-]{1,64}`,
+//!   perhaps with GitHub's `[bot]` after it (an App's account: `dependabot[bot]`);
 //!   each of its `paths` is a glob that is neither empty nor absolute (`/x`): paths are
 //!   relative to the repository's root.
 //! - `forge.max_webhook_bytes` is 1 KiB to 25 MiB (GitHub's largest payload); default 1 MiB.
@@ -200,11 +204,36 @@ impl ForgeConfig {
 }
 
 /// Whether `s` is a forge login as Gitea and GitHub allow them (narrowed to what is safe in a
-/// URL's path and a Matrix message): `[A-Za-z0-9._-]{1,64}`.
+/// URL's path and a Matrix message): `[A-Za-z0-9._-]{1,64}`, with an optional `[bot]` after
+/// it (a GitHub App's account, `dependabot[bot]`).
 pub fn login_ok(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
+    let base = s.strip_suffix("[bot]").unwrap_or(s);
+    (1..=64).contains(&base.len())
+        && base
+            .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Why a server's `url` is refused, if it is (the module's rules).
+fn url_refusal(url: &Url) -> Option<String> {
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        Some(format!("{url} is not an http(s) URL with a host"))
+    } else if url.scheme() == "http" && !is_loopback(url) {
+        Some(format!(
+            "{url} is http to a host that is not loopback: the forge token would cross the network in clear text"
+        ))
+    } else if !url.username().is_empty() || url.password().is_some() {
+        Some(format!(
+            "{} holds a user or password: the token is in token_file",
+            url.host_str().unwrap_or("the URL")
+        ))
+    } else if url.query().is_some() || url.fragment().is_some() {
+        Some(format!(
+            "{url} has a query or a fragment: give the site alone"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Why a route's path glob is refused, if it is: empty, or absolute (paths in a pull request
@@ -294,26 +323,17 @@ pub(super) fn validate(
         } else if servers.iter().any(|o| o.name == s.name) {
             err(key("name"), format!("{:?} is named twice", s.name));
         }
-        if !matches!(s.url.scheme(), "http" | "https") || s.url.host().is_none() {
-            err(
-                key("url"),
-                format!("{} is not an http(s) URL with a host", s.url),
-            );
-        } else if s.url.scheme() == "http" && !is_loopback(&s.url) {
-            err(
-                key("url"),
-                format!(
-                    "{} is http to a host that is not loopback: the forge token would cross the network in clear text",
-                    s.url
-                ),
-            );
+        if let Some(why) = url_refusal(&s.url) {
+            err(key("url"), why);
         }
         if let Some(l) = &s.login
             && !login_ok(l)
         {
             err(
                 key("login"),
-                format!("{l:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters)"),
+                format!(
+                    "{l:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters, perhaps [bot] after)"
+                ),
             );
         }
         let mut repos = Vec::new();
@@ -328,7 +348,21 @@ pub(super) fn validate(
                         format!("{r} is followed twice: a repository belongs to one server"),
                     )
                 }
-                Ok(r) => repos.push(r),
+                Ok(r) => match servers
+                    .iter()
+                    .flat_map(|o| o.repos.iter())
+                    .chain(repos.iter())
+                    .find(|o| o.alias_localpart() == r.alias_localpart())
+                {
+                    Some(o) => err(
+                        format!("forge.servers[{i}].repos[{j}]"),
+                        format!(
+                            "{r} would share the room #{} with {o}: follow one of them",
+                            r.alias_localpart()
+                        ),
+                    ),
+                    None => repos.push(r),
+                },
                 Err(e) => err(format!("forge.servers[{i}].repos[{j}]"), e.to_string()),
             }
         }
@@ -360,7 +394,9 @@ pub(super) fn validate(
             if !login_ok(a) {
                 err(
                     format!("forge.routes[{i}].authors[{j}]"),
-                    format!("{a:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters)"),
+                    format!(
+                        "{a:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters, perhaps [bot] after)"
+                    ),
                 );
             }
         }
@@ -369,7 +405,9 @@ pub(super) fn validate(
         {
             err(
                 format!("forge.routes[{i}].reviewer"),
-                format!("{l:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters)"),
+                format!(
+                    "{l:?} is not a forge login ([A-Za-z0-9._-], 1 to 64 characters, perhaps [bot] after)"
+                ),
             );
         }
         for (j, g) in r.paths.iter().enumerate() {
@@ -432,6 +470,36 @@ mod tests {
                     &format!("login = \"{}\"\nrepos =", "a".repeat(65)),
                 ),
                 key: "forge.servers[0].login",
+            },
+            Case {
+                name: "a login with a suffix that is not [bot]",
+                toml: SERVER.replace("repos =", "login = \"hive[admin]\"\nrepos ="),
+                key: "forge.servers[0].login",
+            },
+            Case {
+                name: "[bot] alone is no login",
+                toml: route("authors = [\"[bot]\"]\n"),
+                key: "forge.routes[0].authors[0]",
+            },
+            Case {
+                name: "a url with a user and password",
+                toml: SERVER.replace("http://127.0.0.1", "http://hive:pw@127.0.0.1"),
+                key: "forge.servers[0].url",
+            },
+            Case {
+                name: "a url with a query",
+                toml: SERVER.replace(":3000", ":3000/?x=1"),
+                key: "forge.servers[0].url",
+            },
+            Case {
+                name: "a url with a fragment",
+                toml: SERVER.replace(":3000", ":3000/#top"),
+                key: "forge.servers[0].url",
+            },
+            Case {
+                name: "two repositories with one room alias",
+                toml: SERVER.replace("acme/gadgets", "acme-web/app\", \"acme/web-app"),
+                key: "forge.servers[0].repos[2]",
             },
             Case {
                 name: "a server name with upper case",
@@ -522,9 +590,14 @@ mod tests {
             "[appservice]\nurl = \"http://127.0.0.1:9000\"\n[forge]\nreview_agent = \"argus\"\ntriage_agent = \"triage\"\n{}[[forge.routes]]\nlabels = [\"frontend\"]\nagent = \"iris\"\nreviewer = \"bob\"\n[[forge.routes]]\npaths = [\"src/**\", \"docs/\"]\nauthors = [\"alice\"]\nagent = \"echo\"\n[[forge.routes]]\nagent = \"triage\"\n",
             SERVER.replace("repos =", "login = \"hive-bot\"\nrepos =")
         );
+        let text = text.replace(
+            "authors = [\"alice\"]",
+            "authors = [\"alice\", \"dependabot[bot]\"]",
+        );
         let c = cfg(&text).expect("valid");
         let f = &c.forge;
         assert_eq!(f.servers[0].login.as_deref(), Some("hive-bot"));
+        assert_eq!(f.routes[1].authors, ["alice", "dependabot[bot]"]);
         assert_eq!(f.routes.len(), 3);
         assert_eq!(f.routes[0].reviewer.as_deref(), Some("bob"));
         assert_eq!(f.routes[1].paths, ["src/**", "docs/"]);

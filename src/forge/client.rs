@@ -22,6 +22,7 @@ use url::Url;
 use super::{ForgeKind, ItemRef};
 use wire::*;
 
+mod user;
 mod wire;
 
 /// Most changed files read of one pull request.

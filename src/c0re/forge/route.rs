@@ -15,7 +15,8 @@
 //!
 //! Who is told ([`audience`]), the rules:
 //! - nobody, when the event's actor is the server's own `login` (the agents' own writes, echoed
-//!   back by the forge as webhooks: nothing loops);
+//!   back by the forge as webhooks: nothing loops); it is always known here, configured or
+//!   learnt from the forge before any of its deliveries is posted (`task.rs`);
 //! - the owner (the routed agent), of every event of its item;
 //! - `forge.review_agent`, of a pull request opened, reopened or pushed to;
 //! - `forge.triage_agent`, of an item opened or reopened;
@@ -126,40 +127,78 @@ fn holds(r: &Route, facts: &Facts) -> Option<String> {
 /// Whether `path` (relative, `/`-separated) matches `glob`: `*` is any run of characters
 /// within one segment, `?` one character but `/`, `**` as a whole segment any number of
 /// segments (at the end: at least one, what is inside), and a glob ending in `/` is that
-/// directory's tree (`docs/` is `docs/**`). Anything else matches itself.
+/// directory's tree (`docs/` is `docs/**`). Anything else matches itself. A path longer than
+/// [`MAX_PATH_BYTES`] or deeper than [`MAX_PATH_DEPTH`] matches nothing; the match is
+/// polynomial (memoised), however the path is made.
 pub fn glob_matches(glob: &str, path: &str) -> bool {
+    if path.len() > MAX_PATH_BYTES || path.split('/').count() > MAX_PATH_DEPTH {
+        return false;
+    }
     let glob = match glob.strip_suffix('/') {
         Some(dir) => format!("{dir}/**"),
         None => glob.to_owned(),
     };
     let g: Vec<&str> = glob.split('/').collect();
     let p: Vec<&str> = path.split('/').collect();
-    segments(&g, &p)
+    let mut failed = vec![false; (g.len() + 1) * (p.len() + 1)];
+    segments(&g, &p, 0, 0, &mut failed)
 }
 
-fn segments(g: &[&str], p: &[&str]) -> bool {
-    match g.split_first() {
-        None => p.is_empty(),
-        Some((&"**", [])) => !p.is_empty(),
-        Some((&"**", rest)) => (0..=p.len()).any(|skip| segments(rest, &p[skip..])),
-        Some((seg, rest)) => match p.split_first() {
-            Some((first, more)) => {
-                segment(seg.as_bytes(), first.as_bytes()) && segments(rest, more)
-            }
-            None => false,
-        },
+/// The longest path matched, in bytes, and its most segments: a longer path (no repository
+/// has one; an attacker's pull request might) matches no glob.
+pub const MAX_PATH_BYTES: usize = 1000;
+pub const MAX_PATH_DEPTH: usize = 64;
+
+/// Whether `g[gi..]` matches `p[pi..]`; `failed` remembers each `(gi, pi)` that did not, so
+/// `**` after `**` is tried once per pair: at most `g.len() × p.len()` pairs, not exponential.
+fn segments(g: &[&str], p: &[&str], gi: usize, pi: usize, failed: &mut [bool]) -> bool {
+    let at = gi * (p.len() + 1) + pi;
+    if failed[at] {
+        return false;
     }
+    let held = match g.get(gi) {
+        None => pi == p.len(),
+        Some(&"**") if gi + 1 == g.len() => pi < p.len(),
+        Some(&"**") => (pi..=p.len()).any(|skip| segments(g, p, gi + 1, skip, failed)),
+        Some(seg) => {
+            pi < p.len()
+                && segment(seg.as_bytes(), p[pi].as_bytes())
+                && segments(g, p, gi + 1, pi + 1, failed)
+        }
+    };
+    if !held {
+        failed[at] = true;
+    }
+    held
 }
 
 /// One segment: `*` any run, `?` one byte (of a UTF-8 path a multi-byte character is more
-/// than one: globs name ASCII paths in practice).
+/// than one: globs name ASCII paths in practice). Linear in practice: a later `*` only moves
+/// on from the last one's place (the classic greedy match with one backtrack point).
 fn segment(g: &[u8], s: &[u8]) -> bool {
-    match g.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|skip| segment(rest, &s[skip..])),
-        Some((b'?', rest)) => !s.is_empty() && segment(rest, &s[1..]),
-        Some((c, rest)) => s.first() == Some(c) && segment(rest, &s[1..]),
+    let (mut gi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match g.get(gi) {
+            Some(b'*') => {
+                star = Some((gi, si));
+                gi += 1;
+            }
+            Some(&c) if c == b'?' || c == s[si] => {
+                gi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sg, ss)) => {
+                    gi = sg + 1;
+                    si = ss + 1;
+                    star = Some((sg, ss + 1));
+                }
+                None => return false,
+            },
+        }
     }
+    g[gi..].iter().all(|&c| c == b'*')
 }
 
 /// Who is told of `event` and as what (the module's rules), in the order first named.
@@ -167,9 +206,9 @@ pub fn audience(
     event: &ForgeEvent,
     routed: Option<&Routed>,
     forge: &ForgeConfig,
-    login: Option<&str>,
+    login: &str,
 ) -> Vec<(AgentName, Vec<Role>)> {
-    if login.is_some_and(|l| l.eq_ignore_ascii_case(&event.actor)) {
+    if login.eq_ignore_ascii_case(event.actor.trim()) {
         return Vec::new();
     }
     let new = matches!(event.action, Action::Opened | Action::Reopened);

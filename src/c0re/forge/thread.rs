@@ -54,8 +54,10 @@ impl Core {
         if let Some((stored_room, root)) = self.store().forge_thread(server, item)?
             && stored_room == room.as_str()
         {
-            let root = OwnedEventId::try_from(root.as_str())
-                .with_context(|| format!("the stored root of {item} is no event id: {root:?}"))?;
+            let root = OwnedEventId::try_from(root.as_str()).map_err(|_| super::task::BadRoot {
+                item: item.to_string(),
+                root: root.clone(),
+            })?;
             return Ok((room, root));
         }
         let content = message_content(root_text, None, None, true);
