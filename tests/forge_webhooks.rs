@@ -443,8 +443,8 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
 
 /// The review fixes, on a hive whose `[[forge.servers]]` gives no `login`:
 /// - (part B) the core learns its own account with `GET /api/v1/user`, and a comment by that
-///   account (an agent's own write echoed back) tells no agent: fenced by a comment by carol
-///   on the same issue, which tells its owner;
+///   account (an agent's own write echoed back) tells no agent and is no bot line in the
+///   thread: fenced by a comment by carol on the same issue, which tells its owner;
 /// - (part C) `forge_review` requires the `head_sha` the agent read: after a push moved the
 ///   head, a review on the old one is refused ("moved … read it again") and the forge gets
 ///   nothing; read again, the review goes through on the new head (the control);
@@ -504,6 +504,26 @@ async fn own_echoes_tell_nobody_and_reviews_hold_to_the_head_read() {
             .iter()
             .any(|r| r.method == "GET" && r.path == "/api/v1/user"),
         "the core asked the forge who its token is"
+    );
+    // In the room, the echo is no line of the bot's either (the agent says its own writes).
+    let room = join_when_made(&op, &hive, "forge-acme-widgets").await;
+    let msgs = op
+        .wait_until(&room, WAIT, "carol's comment in #6's thread", |m| {
+            root(m, &bot, "issue", 6).is_some_and(|r| {
+                lines(m, r)
+                    .iter()
+                    .any(|x| x.body.starts_with("carol commented"))
+            })
+        })
+        .await;
+    let root6 = root(&msgs, &bot, "issue", 6).unwrap().clone();
+    let said: Vec<&str> = lines(&msgs, &root6)
+        .iter()
+        .map(|x| x.body.as_str())
+        .collect();
+    assert!(
+        !said.iter().any(|l| l.contains(gitea::BOT_LOGIN)),
+        "no bot line for the hive's own comment: {said:#?}"
     );
 
     // forge_review takes the head it reviews.
