@@ -501,9 +501,11 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
                     && thread.iter().any(|x| {
                         x.sender == argus && x.body.contains("requested changes on acme/widgets#5")
                     })
-                    && thread
-                        .iter()
-                        .any(|x| x.sender == triage && x.body.contains("asked bob to review"))
+                    && thread.iter().any(|x| {
+                        x.sender == triage
+                            && x.body.contains("asked bob to review")
+                            && x.body.contains("route 1")
+                    })
             },
         )
         .await;
