@@ -1,8 +1,9 @@
 //! The forge lanes end to end (issue 17): a pull request opened on the Gitea stand-in
 //! (`tests/common/gitea.rs`) is delivered as Forgejo signs it → its thread appears in
 //! `#forge-acme-widgets` → argus (the real Claude Code CLI, against a scripted Messages API)
-//! calls `forge_get_pr`, then `forge_review` with a 🔴 on a line → the stand-in received a
-//! `REQUEST_CHANGES` review with that line comment; triage (the same CLI) labels the pull
+//! calls `forge_get_pr`, then `forge_review` with a 🔴 on a line and the `head_sha` it read
+//! (when the tool's schema takes one) → the stand-in received a `REQUEST_CHANGES` review with
+//! that line comment on that commit; triage (the same CLI) labels the pull
 //! request and requests the reviewer its `route:` line names → the stand-in received both, and
 //! each agent's write is said in the thread.
 //!
@@ -129,6 +130,20 @@ fn notice(body: &Value) -> Result<Option<(String, Notice)>, String> {
     Ok(Some((text.clone(), n)))
 }
 
+/// The `head_sha` in `forge_get_pr`'s answer (its JSON, or a text holding that JSON).
+fn head_sha_in(answer: &str) -> Option<String> {
+    if let Ok(pr) = serde_json::from_str::<Value>(answer) {
+        return pr["head_sha"].as_str().map(str::to_owned);
+    }
+    let rest = answer.split_once("\"head_sha\"")?.1;
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    Some(rest.split('"').next()?.to_owned())
+}
+
 /// `route: iris, reviewer bob (route 1: path web/app.css)` → (`bob`, the whole line).
 fn reviewer_of(route: &str) -> Option<String> {
     let rest = route.split_once(", reviewer ")?.1;
@@ -161,6 +176,12 @@ fn decide(s: &mut Script, body: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    // Whether `forge_review` takes the head it reviews (`head_sha`, required since the review
+    // fix): a model reads the schema it is offered, and so does this one.
+    let review_takes_head = body["tools"].as_array().into_iter().flatten().any(|t| {
+        t["name"] == "mcp__hive__forge_review"
+            && t["input_schema"]["properties"].get("head_sha").is_some()
+    });
     // A request that offers no tool (a side request of the CLI's, if it makes one) is not a
     // turn of the agent's: answered, nothing consumed.
     if offered.is_empty() {
@@ -232,16 +253,22 @@ fn decide(s: &mut Script, body: &Value) -> Value {
                         "forge_get_pr's answer has no files or diff: {content}"
                     ));
                 }
-                call(
-                    s,
-                    Step::ArgusReviewed,
-                    "forge_review",
-                    with(json!({
-                        "body": "🔴 One bug: the parser panics on an input that ends early.\n🟢 The test for the last token.",
-                        "comments": [{"path": "src/parser.rs", "line": LINE,
-                                      "body": "🔴 `unwrap()` panics when the input ends early: return the error."}],
-                    })),
-                )
+                // The head argus read, passed back so the core can hold the review to it.
+                let head = head_sha_in(&content);
+                let mut review = with(json!({
+                    "body": "🔴 One bug: the parser panics on an input that ends early.\n🟢 The test for the last token.",
+                    "comments": [{"path": "src/parser.rs", "line": LINE,
+                                  "body": "🔴 `unwrap()` panics when the input ends early: return the error."}],
+                }));
+                if review_takes_head {
+                    match head {
+                        Some(h) => review["head_sha"] = json!(h),
+                        None => s
+                            .violations
+                            .push(format!("forge_get_pr's answer has no head_sha: {content}")),
+                    }
+                }
+                call(s, Step::ArgusReviewed, "forge_review", review)
             }
             Step::ArgusReviewed => text("Reviewed: changes requested."),
             Step::TriageLabeled => match s.route.clone() {
@@ -474,9 +501,11 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
                     && thread.iter().any(|x| {
                         x.sender == argus && x.body.contains("requested changes on acme/widgets#5")
                     })
-                    && thread
-                        .iter()
-                        .any(|x| x.sender == triage && x.body.contains("asked bob to review"))
+                    && thread.iter().any(|x| {
+                        x.sender == triage
+                            && x.body.contains("asked bob to review")
+                            && x.body.contains("route 1")
+                    })
             },
         )
         .await;

@@ -8,6 +8,8 @@
 //! refused and told, audited `refused`, and the forge receives nothing; a comment holding a
 //! planted secret or the forge token is refused too. A granted comment reaches the forge and
 //! is said in the thread (the control that shows the refusals were not a broken set-up).
+//! A second hive, without `login`, shows the review fixes: its own echoes tell nobody, a
+//! review holds to the head the agent read, a 🟢-only review comments.
 
 mod common;
 
@@ -123,6 +125,22 @@ fn notices(m: &[Seen], bot: &str) -> Vec<String> {
         .filter(|x| x.sender == bot && x.body.starts_with("forge: "))
         .map(|x| x.body.clone())
         .collect()
+}
+
+/// A comment's or review's body without the core's hidden re-run marker
+/// (`\n\n<!-- hh:<digest> -->`, when the core adds one); anything else is left as it is.
+fn unmarked(body: &str) -> &str {
+    match body.rsplit_once("\n\n<!-- hh:") {
+        Some((words, mark))
+            if mark.ends_with(" -->")
+                && mark[..mark.len() - 4]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            words
+        }
+        _ => body,
+    }
 }
 
 async fn status_and_body(r: reqwest::Response) -> (u16, String) {
@@ -359,9 +377,16 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
         writes[0].path,
         "/api/v1/repos/acme/widgets/issues/5/comments"
     );
+    let sent = writes[0].body.clone().expect("a JSON comment");
     assert_eq!(
-        writes[0].body,
-        Some(json!({"body": "Looks like the parser fix, thanks."}))
+        sent.as_object().map(|o| o.len()),
+        Some(1),
+        "only a body: {sent}"
+    );
+    assert_eq!(
+        unmarked(sent["body"].as_str().unwrap_or("")),
+        "Looks like the parser fix, thanks.",
+        "the agent's words, nothing else but the hidden marker: {sent}"
     );
     assert_eq!(writes[0].status, 201);
     let agent = format!("@granted:{}", hive.cfg.server_name);
@@ -408,6 +433,202 @@ async fn webhooks_are_verified_and_forge_tools_are_granted() {
             "a secret reached the core's log"
         );
     }
+    assert_eq!(
+        g.violations(),
+        Vec::<String>::new(),
+        "the hive broke Gitea's contract"
+    );
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+/// The review fixes, on a hive whose `[[forge.servers]]` gives no `login`:
+/// - (part B) the core learns its own account with `GET /api/v1/user`, and a comment by that
+///   account (an agent's own write echoed back) tells no agent and is no bot line in the
+///   thread: fenced by a comment by carol on the same issue, which tells its owner;
+/// - (part C) `forge_review` requires the `head_sha` the agent read: after a push moved the
+///   head, a review on the old one is refused ("moved … read it again") and the forge gets
+///   nothing; read again, the review goes through on the new head (the control);
+/// - (part C) without `[forge] review_may_approve`, a 🟢-only review is sent as `COMMENT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_echoes_tell_nobody_and_reviews_hold_to_the_head_read() {
+    const H1: &str = "5e1f0c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f";
+    const H2: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    let g = seeded_gitea().await;
+    let (_t, token_file) = common::secret_file("forge.token", &format!("{TOKEN}\n"));
+    let (_s, secret_file) = common::secret_file("forge.secret", &format!("{SECRET}\n"));
+    let mut hive = TestHive::with_config(
+        &[(
+            "owner",
+            granted_bot(&["forge_get_pr", "forge_review", "forge_comment"]),
+        )],
+        &format!(
+            "{}[[forge.routes]]\nauthors = [\"carol\"]\nagent = \"owner\"\n",
+            forge_toml(&g, &token_file, &secret_file, "")
+        ),
+    )
+    .await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let bot = format!("@{}:{}", hive.cfg.sender_localpart, hive.cfg.server_name);
+    let hook = format!("http://{}/_hyperhive/forge/forgejo", hive.cfg.listen);
+
+    // The echo: a comment by the hive's own account on carol's issue (owner's lane), then the
+    // fence, a comment by carol. Deliveries are posted oldest first, so once carol's notice is
+    // in owner's inbox, the echo's would be there before it.
+    let echo = g.issue_comment_payload(REPO, 6, gitea::BOT_LOGIN, "Labelled bug.");
+    let (s, b) =
+        status_and_body(gitea::deliver(&hook, SECRET, "issue_comment", "d-echo", &echo).await)
+            .await;
+    assert_eq!(s, 200, "the echo is taken: {b}");
+    let fence = g.issue_comment_payload(REPO, 6, "carol", "Any news?");
+    let (s, b) =
+        status_and_body(gitea::deliver(&hook, SECRET, "issue_comment", "d-carol", &fence).await)
+            .await;
+    assert_eq!(s, 200, "the fence is taken: {b}");
+    let inbox = op.join("agent-owner").await;
+    let seen = op
+        .wait_until(&inbox, WAIT, "the notice of carol's comment", |m| {
+            notices(m, &bot)
+                .iter()
+                .any(|n| n.starts_with("forge: issue acme/widgets#6 commented on by carol"))
+        })
+        .await;
+    let told = notices(&seen, &bot);
+    assert_eq!(
+        told.len(),
+        1,
+        "the hive's own comment told nobody: {told:#?}"
+    );
+    assert!(
+        g.received()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/api/v1/user"),
+        "the core asked the forge who its token is"
+    );
+    // In the room, the echo is no line of the bot's either (the agent says its own writes).
+    let room = join_when_made(&op, &hive, "forge-acme-widgets").await;
+    let msgs = op
+        .wait_until(&room, WAIT, "carol's comment in #6's thread", |m| {
+            root(m, &bot, "issue", 6).is_some_and(|r| {
+                lines(m, r)
+                    .iter()
+                    .any(|x| x.body.starts_with("carol commented"))
+            })
+        })
+        .await;
+    let root6 = root(&msgs, &bot, "issue", 6).unwrap().clone();
+    let said: Vec<&str> = lines(&msgs, &root6)
+        .iter()
+        .map(|x| x.body.as_str())
+        .collect();
+    assert!(
+        !said.iter().any(|l| l.contains(gitea::BOT_LOGIN)),
+        "no bot line for the hive's own comment: {said:#?}"
+    );
+
+    // forge_review takes the head it reviews.
+    let mut owner = common::hello_socket(&hive, "owner", "tools.sock", WAIT).await;
+    let schema = {
+        use hyperhive::wire::protocol::{Request, Response};
+        match owner.call(&Request::ListTools {}).await.unwrap() {
+            Response::Tools { tools } => {
+                tools
+                    .into_iter()
+                    .find(|t| t.name == "forge_review")
+                    .expect("forge_review is offered to its grantee")
+                    .input_schema
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(
+        schema["required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x == "head_sha")),
+        "forge_review requires head_sha: {schema}"
+    );
+    let (text, err) = common::call_tool(
+        &mut owner,
+        "forge_get_pr",
+        json!({"repo": REPO, "number": 5}),
+    )
+    .await;
+    assert!(!err, "forge_get_pr: {text}");
+    let pr: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(pr["head_sha"], H1, "{text}");
+
+    // 🟢 only, no `review_may_approve`: a comment, not an approval.
+    let (text, err) = common::call_tool(
+        &mut owner,
+        "forge_review",
+        json!({"repo": REPO, "number": 5, "body": "🟢 The fix reads right.", "head_sha": H1}),
+    )
+    .await;
+    assert!(!err, "a review on the head read: {text}");
+    let reviews = g.reviews_of(REPO, 5);
+    assert_eq!(reviews.len(), 1, "{reviews:#?}");
+    assert_eq!(
+        reviews[0]["state"], "COMMENT",
+        "a 🟢-only review comments unless review_may_approve: {}",
+        reviews[0]
+    );
+    assert_eq!(reviews[0]["commit_id"], H1, "{}", reviews[0]);
+
+    // A push moves the head; a review on the one read is refused, and nothing is posted.
+    g.set_head(REPO, 5, H2);
+    let (text, err) = common::call_tool(
+        &mut owner,
+        "forge_review",
+        json!({"repo": REPO, "number": 5, "body": "🟢 Still right.", "head_sha": H1}),
+    )
+    .await;
+    assert!(err, "a review on a moved head is refused: {text}");
+    assert!(
+        text.contains("moved") && text.contains("read it again"),
+        "told why: {text}"
+    );
+    assert_eq!(
+        g.reviews_of(REPO, 5).len(),
+        1,
+        "the forge got no second review"
+    );
+    let posted = |g: &Gitea| {
+        g.writes()
+            .iter()
+            .filter(|r| r.path.ends_with("/pulls/5/reviews"))
+            .count()
+    };
+    assert_eq!(posted(&g), 1, "no review was even tried: {:#?}", g.writes());
+
+    // The control: read again, the review goes through on the new head.
+    let (text, err) = common::call_tool(
+        &mut owner,
+        "forge_get_pr",
+        json!({"repo": REPO, "number": 5}),
+    )
+    .await;
+    assert!(!err, "forge_get_pr: {text}");
+    let pr: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(pr["head_sha"], H2, "{text}");
+    let (text, err) = common::call_tool(
+        &mut owner,
+        "forge_review",
+        json!({"repo": REPO, "number": 5, "body": "🔴 The push dropped the test.", "head_sha": H2}),
+    )
+    .await;
+    assert!(!err, "a review on the new head: {text}");
+    let reviews = g.reviews_of(REPO, 5);
+    assert_eq!(reviews.len(), 2, "{reviews:#?}");
+    assert_eq!(reviews[1]["state"], "REQUEST_CHANGES", "{}", reviews[1]);
+    assert_eq!(reviews[1]["commit_id"], H2, "{}", reviews[1]);
+
+    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
+    let log = store.audit_log(1000).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.actor == "owner" && e.action == "forge_review" && e.outcome == "refused"),
+        "the review on a moved head is audited refused"
+    );
     assert_eq!(
         g.violations(),
         Vec::<String>::new(),
@@ -634,6 +855,16 @@ async fn the_gitea_stand_in_answers_as_gitea_does() {
             violation: false,
         },
         Case {
+            name: "its reviews",
+            method: M::GET,
+            path: "/pulls/5/reviews",
+            body: None,
+            auth: true,
+            status: 200,
+            has: "\"state\":\"REQUEST_CHANGES\"",
+            violation: false,
+        },
+        Case {
             name: "an unknown endpoint",
             method: M::DELETE,
             path: "/issues/5",
@@ -657,6 +888,28 @@ async fn the_gitea_stand_in_answers_as_gitea_does() {
             g.violations()
         );
     }
+    // The token's own account, as Gitea's `GET /user` answers it; the token is required.
+    let me = format!("{}/api/v1/user", g.url);
+    let r = http
+        .get(&me)
+        .header("Authorization", format!("token {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["login"], gitea::BOT_LOGIN, "{user}");
+    assert!(user["id"].is_u64(), "{user}");
+    let before = g.violations().len();
+    let r = http.get(&me).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "GET /user without the token");
+    assert_eq!(g.violations().len(), before + 1);
+    // A push moves a pull request's head.
+    g.set_head(REPO, 5, "1".repeat(40).as_str());
+    let p = g.pull_request_payload(REPO, 5, "synchronized", "alice");
+    assert_eq!(p["pull_request"]["head"]["sha"], "1".repeat(40));
+    g.set_head(REPO, 5, "5e1f0c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f");
+
     assert_eq!(
         g.labels_of(REPO, 6),
         vec!["bug".to_owned()],

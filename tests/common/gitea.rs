@@ -5,11 +5,13 @@
 //! Forgejo or GitHub is reachable from the test machines; this is what the tests talk to.
 //!
 //! What it holds to, as Gitea does:
+//! - `GET /api/v1/user`: the token's account (`User`, login [`BOT_LOGIN`]);
 //! - base `/api/v1`; `Authorization: token <T>` on every call, else `401 {"message","url"}`;
 //! - `404 {"message","url","errors"}` for an unknown repository, issue or pull request (an
 //!   issue's number asked for as a pull request is not found);
 //! - `GET  /repos/{o}/{r}/pulls/{n}` (PullRequest), `GET .../pulls/{n}.diff` (text),
 //!   `GET .../pulls/{n}/files?page=&limit=` (ChangedFile list, `X-Total-Count`),
+//!   `GET .../pulls/{n}/reviews` (PullReview list),
 //!   `GET  /repos/{o}/{r}/issues/{n}` (Issue), `GET .../issues/{n}/comments` (Comment list),
 //!   `POST .../issues/{n}/comments {body}` → 201 Comment, `POST .../issues/{n}/labels
 //!   {labels}` → 200 the issue's labels (a name the repository does not have is dropped in
@@ -36,6 +38,10 @@ use sha2::Sha256;
 mod api;
 
 use api::{handle, issue_json, pull_json, repo_json, user_json};
+
+/// The login of the token's account: what `GET /api/v1/user` answers, and the author of every
+/// comment and review the hive posts.
+pub const BOT_LOGIN: &str = "hive-bot";
 
 /// Gitea's default (and our) page size for lists.
 const DEFAULT_LIMIT: usize = 30;
@@ -206,6 +212,22 @@ impl Gitea {
                 requested: vec![],
             },
         );
+    }
+
+    /// A push to a pull request's branch: its head is `sha` from now on (what `GET .../pulls/{n}`
+    /// and the next payloads say).
+    pub fn set_head(&self, repo: &str, number: u64, sha: &str) {
+        let mut st = self.st.lock().unwrap();
+        let r = st
+            .repos
+            .get_mut(&repo.to_ascii_lowercase())
+            .expect("seeded repo");
+        let pull = r
+            .items
+            .get_mut(&number)
+            .and_then(|i| i.pull.as_mut())
+            .expect("a seeded pull request");
+        pull.head_sha = sha.to_owned();
     }
 
     /// Every request, in order.

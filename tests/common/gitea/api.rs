@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DEFAULT_LIMIT, Item, MAX_LIMIT, Received, Repo, St};
+use super::{BOT_LOGIN, DEFAULT_LIMIT, Item, MAX_LIMIT, Received, Repo, St};
 
 pub(super) fn user_json(site: &str, login: &str) -> Value {
     json!({"id": login.len(), "login": login, "login_name": "", "full_name": "", "email": format!("{login}@noreply.localhost"),
@@ -179,6 +179,26 @@ fn answer(
         );
     }
     let path = uri.path();
+    // The token's own account (`GET /user`, Gitea's `User`): how the hive learns its login.
+    if path == "/api/v1/user" {
+        if method != Method::GET {
+            return fail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{method} /user is not an endpoint"),
+                true,
+            );
+        }
+        let mut me = user_json(&site, BOT_LOGIN);
+        me["id"] = json!(1);
+        me["is_admin"] = json!(false);
+        me["active"] = json!(true);
+        me["restricted"] = json!(false);
+        me["prohibit_login"] = json!(false);
+        me["visibility"] = json!("public");
+        me["created"] = json!("2026-01-01T00:00:00Z");
+        me["last_login"] = json!("2026-01-01T00:00:00Z");
+        return (StatusCode::OK, axum::Json(me).into_response(), None);
+    }
     let Some(rest) = path.strip_prefix("/api/v1/repos/") else {
         return fail(
             StatusCode::NOT_FOUND,
@@ -310,10 +330,10 @@ fn answer(
                 return fail(StatusCode::UNPROCESSABLE_ENTITY, "[Body]: Required", true);
             }
             item.comments
-                .push((next_id, "hive-bot".into(), b.body.clone()));
+                .push((next_id, BOT_LOGIN.into(), b.body.clone()));
             ok(
                 StatusCode::CREATED,
-                json!({"id": next_id, "user": user_json(&site, "hive-bot"), "body": b.body,
+                json!({"id": next_id, "user": user_json(&site, BOT_LOGIN), "body": b.body,
                        "html_url": format!("{site}/{}/{}/issues/{number}#issuecomment-{next_id}", r_view.owner, r_view.name),
                        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}),
             )
@@ -347,6 +367,9 @@ fn answer(
                 }
             }
             ok(StatusCode::OK, labels_json(&r_view, &item.labels))
+        }
+        ("GET", "pulls", false, ["reviews"]) => {
+            ok(StatusCode::OK, Value::Array(item.reviews.clone()))
         }
         ("POST", "pulls", false, ["requested_reviewers"]) => {
             let b = body_as!(PullReviewRequestOptions, "PullReviewRequestOptions");
@@ -435,7 +458,7 @@ fn answer(
             } else {
                 b.commit_id.clone()
             };
-            let review = json!({"id": next_id, "user": user_json(&site, "hive-bot"), "team": null,
+            let review = json!({"id": next_id, "user": user_json(&site, BOT_LOGIN), "team": null,
                 "state": event, "body": b.body, "commit_id": commit, "stale": false, "official": true,
                 "dismissed": false, "comments_count": b.comments.len(),
                 "comments": b.comments.iter().map(|c| json!({"path": c.path, "body": c.body,
