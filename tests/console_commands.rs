@@ -26,12 +26,13 @@ async fn ask(op: &Operator, control: &Room, command: &str, fragment: &str) -> St
     answer_after(&msgs, sent.as_str(), fragment).expect("just seen")
 }
 
-/// The first message after event `after` whose body holds `fragment`.
+/// The first message after event `after` whose body holds `fragment`; edits (the status
+/// message is edited in place whenever an agent's state changes) are not answers.
 fn answer_after(msgs: &[Seen], after: &str, fragment: &str) -> Option<String> {
     let at = msgs.iter().position(|m| m.event_id == after)?;
     msgs[at + 1..]
         .iter()
-        .find(|m| m.body.contains(fragment))
+        .find(|m| m.edit_of.is_none() && m.body.contains(fragment))
         .map(|m| m.body.clone())
 }
 
@@ -161,7 +162,7 @@ async fn the_operator_runs_the_hive_from_its_control_room() {
     );
 
     // stop, then start: the store and `!hive agents` follow; the audit names the operator.
-    let stopped = ask(&op, &control, "!hive stop echo", "echo").await;
+    let stopped = ask(&op, &control, "!hive stop echo", "stop").await;
     assert!(
         stopped.starts_with("stopped echo") || stopped.contains("is stopping"),
         "{stopped}"

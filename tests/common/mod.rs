@@ -407,6 +407,10 @@ pub struct Seen {
     pub mentions: Vec<String>,
     /// The root of the thread it is in (`m.relates_to` `rel_type: m.thread`), if any.
     pub thread: Option<OwnedEventId>,
+    /// The message this one edits (`m.relates_to` `rel_type: m.replace`), if it is an edit:
+    /// the console's status message is edited in place, and a test waiting for an answer
+    /// must not take an edit of it for one.
+    pub edit_of: Option<OwnedEventId>,
 }
 
 /// Ephemeral events the operator's client saw, in order.
@@ -472,11 +476,11 @@ impl Operator {
                     .as_ref()
                     .map(|m| m.user_ids.iter().map(|u| u.to_string()).collect())
                     .unwrap_or_default();
-                let thread = match &ev.content.relates_to {
-                    Some(matrix_sdk::ruma::events::room::message::Relation::Thread(t)) => {
-                        Some(t.event_id.clone())
-                    }
-                    _ => None,
+                use matrix_sdk::ruma::events::room::message::Relation;
+                let (thread, edit_of) = match &ev.content.relates_to {
+                    Some(Relation::Thread(t)) => (Some(t.event_id.clone()), None),
+                    Some(Relation::Replacement(r)) => (None, Some(r.event_id.clone())),
+                    _ => (None, None),
                 };
                 s.lock().unwrap().push(Seen {
                     room: room.room_id().to_owned(),
@@ -486,6 +490,7 @@ impl Operator {
                     formatted,
                     mentions,
                     thread,
+                    edit_of,
                 });
             }
         });
