@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 pub mod forge;
 mod name;
+pub mod resources;
 mod toml_keys;
 use toml_keys::{key_at, unknown_field_offset};
 pub mod schedule;
@@ -39,6 +40,10 @@ pub struct AgentToml {
     /// Forge tools the agent may call, on which repositories (`[[forge.grant]]`, `forge.rs`).
     #[serde(default)]
     pub forge: forge::RawAgentForge,
+    /// What the agent's sandbox may use (`[resources]`, `resources.rs`); unset keys take the
+    /// hive's `[runtime.resources]`.
+    #[serde(default)]
+    pub resources: resources::RawResources,
 }
 
 /// Which brain thinks for the agent, and its settings.
@@ -257,6 +262,8 @@ pub struct AgentSpec {
     pub schedules: Vec<schedule::Schedule>,
     /// Forge tools granted, by repository (`[[forge.grant]]`).
     pub forge_grants: Vec<forge::ForgeGrant>,
+    /// `[resources]`, validated; [`resources::AgentResources::over`] the hive's defaults.
+    pub resources: resources::AgentResources,
 }
 
 /// An error in one bot's files, with the key it concerns.
@@ -452,6 +459,15 @@ impl AgentSpec {
                 Vec::new()
             }
         };
+        let resources = match resources::validate(&raw.resources, "resources") {
+            Ok(r) => r,
+            Err(refused) => {
+                for (key, message) in refused {
+                    errors.push(SpecError::new(file, &key, message));
+                }
+                Default::default()
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -487,6 +503,7 @@ impl AgentSpec {
             prompt,
             schedules,
             forge_grants,
+            resources,
         })
     }
 }

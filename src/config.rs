@@ -98,6 +98,9 @@ pub enum RuntimeKind {
     Process,
     /// Local children, each in a bubblewrap sandbox.
     Bwrap,
+    /// Each agent in a NixOS container of its own (`runtime/nixos_container.rs`), declared by
+    /// the NixOS module (`nix/module.nix`).
+    NixosContainer,
     External,
 }
 
@@ -155,6 +158,9 @@ pub struct Config {
     pub allow_unsandboxed: bool,
     /// `runtime.uid_base`; `None`: [`default_uid_base`] of the data dir.
     pub uid_base: Option<u32>,
+    /// `[runtime.resources]`: every agent's resource limits unless its `[resources]` says
+    /// otherwise.
+    pub resources: crate::agent_spec::resources::Resources,
     /// `[limits]`: the rates the core holds every agent to.
     pub rates: RateLimits,
     /// `limits.model_calls_per_day` and `limits.model_tokens_per_day`.
@@ -276,6 +282,9 @@ impl Config {
         match self.runtime {
             RuntimeKind::Bwrap => format!("bwrap (every agent sandboxed); {opt_in}"),
             RuntimeKind::Process => format!("process (agents unsandboxed); {opt_in}"),
+            RuntimeKind::NixosContainer => {
+                format!("nixos-container (each agent in a NixOS container); {opt_in}")
+            }
             RuntimeKind::External => "external (harnesses started by someone else)".into(),
         }
     }

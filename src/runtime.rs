@@ -10,6 +10,7 @@
 
 pub mod bwrap;
 pub mod log;
+pub mod nixos_container;
 pub mod placement;
 pub mod process;
 
@@ -36,6 +37,8 @@ pub struct AgentLaunch {
     pub state_dir: PathBuf,
     /// Where the harness's stderr goes.
     pub log: PathBuf,
+    /// What the agent may use: its `[resources]` over the hive's `[runtime.resources]`.
+    pub resources: crate::agent_spec::resources::Resources,
 }
 
 /// The ways this hive can start harnesses, and what the machine allows (found out at start).

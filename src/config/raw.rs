@@ -173,6 +173,10 @@ pub struct RawRuntime {
     /// agent gets `uid_base + n`, recorded in the core's database; default: a block of 100 in
     /// 600000–999999 chosen by the data dir, so two hives on one host never share uids).
     pub uid_base: Option<u32>,
+    /// Every agent's resource limits unless its agent.toml says otherwise (`[resources]`:
+    /// `memory`, `cpu`, `tasks`; `agent_spec/resources.rs`).
+    #[serde(default)]
+    pub resources: crate::agent_spec::resources::RawResources,
 }
 
 /// `[federation]`: the embedded homeserver's TLS listener for other homeservers.

@@ -50,6 +50,21 @@ impl Config {
 
     pub fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Self, Vec<ConfigError>> {
         let mut errs = Vec::new();
+        let resources = match crate::agent_spec::resources::validate(
+            &raw.runtime.resources,
+            "runtime.resources",
+        ) {
+            Ok(r) => r.over(crate::agent_spec::resources::DEFAULT),
+            Err(refused) => {
+                for (key, message) in refused {
+                    errs.push(ConfigError {
+                        key: key.into(),
+                        message,
+                    });
+                }
+                crate::agent_spec::resources::DEFAULT
+            }
+        };
         let mut err = |key: &'static str, message: String| {
             errs.push(ConfigError {
                 key: key.into(),
@@ -333,6 +348,7 @@ impl Config {
             runtime: raw.runtime.kind.unwrap_or(RuntimeKind::Bwrap),
             allow_unsandboxed: raw.runtime.allow_unsandboxed.unwrap_or(false),
             uid_base: raw.runtime.uid_base,
+            resources,
             managers,
             approvals_required,
             approver_min_power_level: raw.approvals.min_power_level.unwrap_or(100),

@@ -99,6 +99,10 @@ pub fn place(
         (RuntimeKind::External, _) => return Placement::External,
         (RuntimeKind::Bwrap, Ok(())) => return Placement::Sandboxed,
         (RuntimeKind::Bwrap, Err(why)) => format!("no sandbox can run here ({why})"),
+        (RuntimeKind::NixosContainer, Ok(())) => return Placement::Sandboxed,
+        (RuntimeKind::NixosContainer, Err(why)) => {
+            format!("no NixOS container can run here ({why})")
+        }
         (RuntimeKind::Process, _) => "runtime.kind = \"process\" runs agents unsandboxed".into(),
     };
     if let Some(code) = own_code

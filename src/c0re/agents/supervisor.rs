@@ -239,6 +239,7 @@ async fn supervise_entry(
             socket_dir: Core::socket_dir(core.data_dir(), &name),
             state_dir: dirs.state(),
             log: dirs.log(),
+            resources: spec.resources.over(cfg.resources),
         };
         let runtime: &dyn Runtime = match &placement {
             // Someone else starts it; this task only ends with the hive (or the agent).
