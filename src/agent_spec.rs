@@ -687,6 +687,14 @@ mod tests {
                 "allowed_recipients",
             ),
             ("[brain]\nkind = \"telepathy\"\n", "brain.kind"),
+            (
+                "[resources]\nmemory = \"64\"\n[brain]\nkind = \"scripted\"\n",
+                "resources.memory",
+            ),
+            (
+                "[resources]\nswap = \"1G\"\n[brain]\nkind = \"scripted\"\n",
+                "resources.swap",
+            ),
             ("name = \"other\"\n[brain]\nkind = \"scripted\"\n", "name"),
             (
                 "[brain]\nkind = \"command\"\ncommand = []\n",

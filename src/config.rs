@@ -314,10 +314,22 @@ impl Config {
             self.max_attempts,
             self.heartbeat_secs,
             self.describe_runtime(),
-        ) + self.describe_federation().as_str()
+        ) + self.describe_resources().as_str()
+            + self.describe_federation().as_str()
             + self.describe_console().as_str()
             + self.web.describe().as_str()
             + self.forge.describe(&self.appservice_url).as_str()
+    }
+
+    /// Every agent's default resource limits in one line (`hive check`).
+    pub fn describe_resources(&self) -> String {
+        let r = self.resources;
+        format!(
+            "resources          per agent unless its [resources] says otherwise: memory {} MiB, cpu {}%, tasks {}\n",
+            r.memory_bytes >> 20,
+            r.cpu_percent,
+            r.tasks
+        )
     }
 
     /// The console switches in one line (`hive check`).
@@ -462,6 +474,12 @@ mod tests {
                 "homeserver.url",
             ),
             ("[runtime]\nuid_base = 0", "runtime.uid_base"),
+            (
+                "[runtime.resources]\nmemory = \"1Q\"",
+                "runtime.resources.memory",
+            ),
+            ("[runtime.resources]\ncpu = \"1\"", "runtime.resources.cpu"),
+            ("[runtime.resources]\ntasks = 1", "runtime.resources.tasks"),
         ];
         for (text, key) in cases {
             let errs = cfg(text).expect_err(text);
@@ -511,6 +529,21 @@ mod tests {
         let c = cfg("").unwrap();
         assert_eq!(c.runtime, RuntimeKind::Bwrap);
         assert!(!c.allow_unsandboxed);
+        assert_eq!(c.resources, crate::agent_spec::resources::DEFAULT);
+        let c = cfg("[runtime.resources]\nmemory = \"512M\"\ncpu = \"50%\"").unwrap();
+        assert_eq!(
+            (
+                c.resources.memory_bytes,
+                c.resources.cpu_percent,
+                c.resources.tasks
+            ),
+            (512 << 20, 50, 512)
+        );
+        assert!(
+            c.render().contains("memory 512 MiB, cpu 50%, tasks 512"),
+            "{}",
+            c.render()
+        );
     }
 
     #[test]
