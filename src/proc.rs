@@ -67,6 +67,20 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
+/// Limits the child's data segment (`RLIMIT_DATA`, soft and hard) to `bytes`: allocations past
+/// it fail (malloc returns NULL, Python raises MemoryError); inherited by all it starts.
+pub fn limit_data(cmd: &mut Command, bytes: u64) -> &mut Command {
+    // SAFETY: setrlimit(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::sys::resource::{Resource, setrlimit};
+            setrlimit(Resource::RLIMIT_DATA, bytes, bytes).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// Spawns `cmd` so that it dies with this process, and only then: from the spawner thread,
 /// with `PR_SET_PDEATHSIG`. Must be called inside a tokio runtime.
 pub async fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {

@@ -9,6 +9,7 @@
 //! runtime.
 
 pub mod bwrap;
+pub mod limits;
 pub mod log;
 pub mod nixos_container;
 pub mod placement;

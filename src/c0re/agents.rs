@@ -19,6 +19,7 @@ pub mod kept_tools;
 pub mod lifecycle;
 pub mod listing;
 pub mod logs;
+pub mod memory_limit;
 pub mod recv;
 pub mod registry;
 pub mod request_tools;

@@ -41,6 +41,8 @@ const ETC: &[&str] = &[
 
 pub struct Bwrap {
     bwrap: PathBuf,
+    /// How `[resources]` are enforced here (decided once, at the core's start).
+    limits: super::limits::Mechanism,
 }
 
 /// Finds `bwrap`, installing Debian's `bubblewrap` with apt when it is missing and we may
@@ -85,7 +87,33 @@ impl Bwrap {
     pub fn new() -> anyhow::Result<Self> {
         let bwrap = ensure_installed()?;
         probe(&bwrap)?;
-        Ok(Self { bwrap })
+        let limits = super::limits::mechanism(super::limits::Facts::gather());
+        tracing::info!(limits = limits.describe(), "sandbox resource limits");
+        Ok(Self { bwrap, limits })
+    }
+
+    /// The command that starts the sandbox, with `launch`'s limits: `systemd-run --scope …
+    /// -- bwrap` under systemd, else bwrap with `RLIMIT_DATA` (see `limits`).
+    fn limited(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
+        use super::limits::{self, Mechanism};
+        Ok(match self.limits {
+            Mechanism::SystemdScope { user } => {
+                let run = crate::fsutil::which("systemd-run").context("systemd-run is gone")?;
+                let unit = limits::unit_name(launch.name.as_str(), &launch.state_dir);
+                let mut cmd = tokio::process::Command::new(run);
+                cmd.args(limits::scope_args(&launch.resources, user, &unit))
+                    .arg(&self.bwrap);
+                cmd
+            }
+            Mechanism::Rlimits => {
+                let mut cmd = tokio::process::Command::new(&self.bwrap);
+                crate::proc::limit_data(
+                    &mut cmd,
+                    limits::data_limit(launch.resources.memory_bytes),
+                );
+                cmd
+            }
+        })
     }
 }
 
@@ -165,7 +193,7 @@ impl Runtime for Bwrap {
         let (exe, pre) = super::process::harness_program(None)?;
         let state = path_str(&launch.state_dir)?.to_owned();
         let sock = path_str(&launch.socket_dir)?.to_owned();
-        let mut cmd = tokio::process::Command::new(&self.bwrap);
+        let mut cmd = self.limited(launch)?;
         cmd.args([
             "--unshare-all",
             "--die-with-parent",
@@ -242,6 +270,7 @@ mod tests {
     fn a_signal_inside_the_sandbox_is_named() {
         let b = Bwrap {
             bwrap: PathBuf::from("/usr/bin/bwrap"),
+            limits: super::super::limits::Mechanism::Rlimits,
         };
         let code = |c: i32| std::process::ExitStatus::from_raw(c << 8);
         assert_eq!(b.describe_exit(code(137)), "signal: 9 (in its sandbox)");

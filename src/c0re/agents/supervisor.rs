@@ -327,6 +327,8 @@ async fn supervise_entry(
         entry.harness.started(pid);
         entry.control.set_alive(true);
         let started = Instant::now();
+        let limit = launch.resources.memory_bytes;
+        let mut over_memory = None;
         let status = tokio::select! {
             _ = core.cancel().cancelled() => {
                 crate::proc::stop(&mut child, STOP_GRACE).await;
@@ -361,7 +363,10 @@ async fn supervise_entry(
                 entry.control.set_alive(false);
                 continue;
             }
-            s = child.wait() => s,
+            (s, over) = super::memory_limit::wait_watched(&mut child, limit) => {
+                over_memory = over;
+                s
+            }
         };
         entry.control.set_alive(false);
         if entry.harness.exited() {
@@ -369,7 +374,10 @@ async fn supervise_entry(
             tracing::info!(agent = %name, "harness killed for a cancelled turn; starting it again");
             continue;
         }
-        let status = status.map_or_else(|e| e.to_string(), |s| runtime.describe_exit(s));
+        let status = match over_memory {
+            Some(used) => super::memory_limit::status(used, limit),
+            None => status.map_or_else(|e| e.to_string(), |s| runtime.describe_exit(s)),
+        };
         set_state(&core, &name, AgentState::Crashed, None);
         if let Err(e) = core.store().record_crash(name.as_str(), &status) {
             tracing::warn!(agent = %name, error = %format!("{e:#}"), "could not record the crash");
@@ -386,6 +394,9 @@ async fn supervise_entry(
         }
         let last = log::tail(&launch.log, 5, 64 << 10).unwrap_or_else(|e| format!("(no log: {e})"));
         tracing::warn!(agent = %name, %status, "agent exited unexpectedly");
+        if let Some(used) = over_memory {
+            super::memory_limit::report(&core, &name, used, limit).await;
+        }
         core.report_crash(&name, &status, &last).await;
         match after {
             AfterCrash::CrashLoop => {
