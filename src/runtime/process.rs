@@ -108,6 +108,12 @@ impl Runtime for Process {
             // std drops supplementary groups too (setgroups(0)) before setuid.
             cmd.uid(uid).gid(uid);
         }
+        // The per-process backstop, as in a sandbox without systemd; the core's memory
+        // watchdog holds the whole tree to the limit itself.
+        crate::proc::limit_data(
+            &mut cmd,
+            super::limits::data_limit(launch.resources.memory_bytes),
+        );
         Ok(cmd)
     }
 }
