@@ -165,3 +165,29 @@ fn bad_values_and_hostile_names_throw_naming_agent_and_key() {
         );
     }
 }
+
+/// `hive registration` (the module's oneshot before Synapse): prepares the data dir and writes
+/// the appservice registration, printing its path; run twice, it keeps the same tokens.
+#[test]
+fn registration_subcommand_writes_the_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = || {
+        let out = std::process::Command::new(common::HIVE)
+            .args(["registration", "--data-dir", data.to_str().unwrap()])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert_eq!(path, data.join("appservice/registration.yaml"));
+        std::fs::read_to_string(path).unwrap()
+    };
+    let first = run();
+    assert!(first.contains("as_token"), "{first}");
+    assert_eq!(run(), first);
+}
