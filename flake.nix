@@ -14,6 +14,15 @@
         default = hyperhive;
       });
 
+      # services.hyperhive (docs/nixos.md). Its package defaults to this flake's.
+      nixosModules = rec {
+        hyperhive = { pkgs, lib, ... }: {
+          imports = [ ./nix/module.nix ];
+          services.hyperhive.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.hyperhive;
+        };
+        default = hyperhive;
+      };
+
       devShells = forAll (pkgs: {
         default = pkgs.mkShell {
           inputsFrom = [ self.packages.${pkgs.system}.hyperhive ];

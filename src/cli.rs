@@ -27,6 +27,9 @@ pub enum Command {
     Up(HiveDirs),
     /// Run hive-c0re (the appservice) and the agents, against an already running homeserver.
     C0re(HiveDirs),
+    /// Prepare the data dir and write the appservice registration for an external homeserver;
+    /// prints the registration file's path (a NixOS host runs it before Synapse starts).
+    Registration(HiveDirs),
     /// Run one agent's harness (started by the runtime; rarely by hand).
     Agent(AgentArgs),
     /// Show what runs: homeserver, hive-c0re, agents and their queues.

@@ -27,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(dirs) => up::run(config_path, dirs).await,
         Command::C0re(dirs) => c0re::run(config_path, dirs).await,
+        Command::Registration(dirs) => c0re::registration(config_path, dirs),
         Command::Agent(args) => agent::run(args).await,
         Command::Status(dirs) => status::run(config_path, dirs).await,
         Command::Check(dirs) => check::run(config_path, dirs),
@@ -64,7 +65,9 @@ fn absolute_paths(mut cli: Cli) -> anyhow::Result<Cli> {
         Ok(())
     };
     match &mut cli.command {
-        C::Up(d) | C::C0re(d) | C::Status(d) | C::Check(d) | C::Console(d) => dirs(d)?,
+        C::Up(d) | C::C0re(d) | C::Registration(d) | C::Status(d) | C::Check(d) | C::Console(d) => {
+            dirs(d)?
+        }
         C::Config(crate::cli::ConfigCommand::Propose(a)) => {
             dirs(&mut a.dirs)?;
             a.file = a.file.as_deref().map(abs).transpose()?;

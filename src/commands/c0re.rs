@@ -28,6 +28,16 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// `hive registration`: what `hive c0re` prepares before it serves (data dir, tokens, the
+/// registration file), without serving; prints the registration's path. An external homeserver
+/// that reads the registration at start (Synapse's `app_service_config_files`) needs it first.
+pub fn registration(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config_path.as_deref())?;
+    let path = prepare_data_dir(&cfg, &dirs.data_dir)?;
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Creates the data dir, the tokens and the web console's key (once) and the registration file.
 /// Returns the registration.
 pub fn prepare_data_dir(cfg: &Config, data_dir: &Path) -> anyhow::Result<PathBuf> {

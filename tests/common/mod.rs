@@ -25,6 +25,9 @@ pub mod as_agent;
 pub mod browser;
 pub mod federation;
 pub mod gitea;
+// Not `nix`: that is the crate this module uses.
+#[path = "nix.rs"]
+pub mod nix_bin;
 
 pub const HIVE: &str = env!("CARGO_BIN_EXE_hive");
 
