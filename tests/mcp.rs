@@ -22,6 +22,21 @@ async fn hive_mcp_serves_the_tools() {
     )
     .await;
     hive.start_core();
+    // A real commit on bob's proposed side: a request for it fails only for who asks.
+    let repo = hyperhive::configrepo::ConfigRepo::new(
+        &hive.data,
+        &hyperhive::agent_spec::AgentName::parse("bob").unwrap(),
+    );
+    let sha = repo
+        .commit_proposed(
+            &[hyperhive::configrepo::ConfigFile {
+                path: "agent.toml".into(),
+                executable: false,
+                content: common::scripted("bob v2").into_bytes(),
+            }],
+            "bob v2",
+        )
+        .unwrap();
     let socket = hive.data.join("agents/alice/sock/tools.sock");
     let mut child = Command::new(HIVE)
         .args(["mcp", "--name", "alice", "--socket"])
@@ -42,7 +57,7 @@ async fn hive_mcp_serves_the_tools() {
         json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
             "name": "send_message", "arguments": {"to": "hm1nd", "body": "hi"}}}),
         json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
-            "name": "request_apply_commit", "arguments": {"agent": "bob", "sha": "0", "summary": "x"}}}),
+            "name": "request_apply_commit", "arguments": {"agent": "bob", "sha": sha, "summary": "x"}}}),
     ];
     for r in &requests {
         writeln!(stdin, "{r}").unwrap();
@@ -85,8 +100,32 @@ async fn hive_mcp_serves_the_tools() {
     );
     assert_eq!(
         answers[&5]["result"]["isError"], true,
-        "managers only, enforced by the core"
+        "managers only, enforced by the core: {}",
+        answers[&5]
     );
+    let refusal = answers[&5]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        refusal.contains("alice is not a manager: request_apply_commit is for managers only"),
+        "{refusal}"
+    );
+    // The manager asking for the same commit is not refused for who it is: it is filed.
+    let mut hm1nd = common::hello_socket(
+        &hive,
+        "hm1nd",
+        "tools.sock",
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    let (text, is_error) = common::call_tool(
+        &mut hm1nd,
+        "request_apply_commit",
+        json!({"agent": "bob", "sha": sha, "summary": "x"}),
+    )
+    .await;
+    assert!(!text.contains("not a manager"), "{text}");
+    assert!(!is_error, "the manager's request is filed: {text}");
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     assert_eq!(store.notes("alice").unwrap(), "via mcp");
     let _ = child.wait();
