@@ -328,8 +328,7 @@ async fn supervise_entry(
         entry.control.set_alive(true);
         let started = Instant::now();
         let limit = launch.resources.memory_bytes;
-        let mut over_memory = None;
-        let status = tokio::select! {
+        let (status, over_memory) = tokio::select! {
             _ = core.cancel().cancelled() => {
                 crate::proc::stop(&mut child, STOP_GRACE).await;
                 entry.harness.exited();
@@ -363,10 +362,7 @@ async fn supervise_entry(
                 entry.control.set_alive(false);
                 continue;
             }
-            (s, over) = super::memory_limit::wait_watched(&mut child, limit) => {
-                over_memory = over;
-                s
-            }
+            watched = super::memory_limit::wait_watched(&mut child, limit) => watched,
         };
         entry.control.set_alive(false);
         if entry.harness.exited() {
