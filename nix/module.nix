@@ -77,8 +77,8 @@ in
           };
           runtime.kind = lib.mkOption {
             type = lib.types.enum [ "bwrap" "process" "external" "nixos-container" ];
-            default = "nixos-container";
-            description = "How agents run: `nixos-container` gives each its own container, declared here.";
+            default = "bwrap";
+            description = "How agents run: `bwrap` (each in a bubblewrap sandbox). `nixos-container` (each in a NixOS container declared here) is refused by the core until its runtime lands (docs/runtimes.md).";
           };
           runtime.resources = {
             memory = lib.mkOption { type = lib.types.str; default = "2G"; description = "Default memory ceiling of an agent (K/M/G/T)."; };

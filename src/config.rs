@@ -474,6 +474,7 @@ mod tests {
                 "homeserver.url",
             ),
             ("[runtime]\nuid_base = 0", "runtime.uid_base"),
+            ("[runtime]\nkind = \"nixos-container\"", "runtime.kind"),
             (
                 "[runtime.resources]\nmemory = \"1Q\"",
                 "runtime.resources.memory",
