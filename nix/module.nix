@@ -151,6 +151,12 @@ in
   config = lib.mkIf cfg.enable (lib.mkMerge [
     {
       assertions = [{
+        # Every agent's name and [resources] are checked (agents.nix throws on a bad one),
+        # whatever the runtime: an inline bot's name becomes a directory name.
+        assertion = builtins.deepSeq (lib.mapAttrs (_: a: a.resources) agents) true;
+        message = "services.hyperhive.bots: an agent is invalid";
+      }
+      {
         assertion = lib.all (p: !lib.hasPrefix builtins.storeDir (toString p)) (lib.attrValues cfg.secrets);
         message = "services.hyperhive.secrets: give paths outside the Nix store (as strings)";
       }];
@@ -172,6 +178,9 @@ in
         };
         script = ''
           reg=$(${hive "registration"})
+          # Synapse's user must enter the directory as well as read the file.
+          chgrp ${if embedded then "matrix-synapse" else "root"} ${regDir}
+          chmod 0750 ${regDir}
           install -m 0640 -o root -g ${if embedded then "matrix-synapse" else "root"} \
             "$reg" ${regDir}/registration.yaml
         '';

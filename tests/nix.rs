@@ -190,4 +190,14 @@ fn registration_subcommand_writes_the_registration() {
     let first = run();
     assert!(first.contains("as_token"), "{first}");
     assert_eq!(run(), first);
+    // The tokens are the core's: readable by its user only.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["appservice/registration.yaml", "appservice/tokens.json"] {
+        let mode = std::fs::metadata(data.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f} is {mode:o}");
+    }
 }

@@ -99,7 +99,15 @@ impl Bwrap {
         Ok(match self.limits {
             Mechanism::SystemdScope { user } => {
                 let run = crate::fsutil::which("systemd-run").context("systemd-run is gone")?;
-                let unit = limits::unit_name(launch.name.as_str(), &launch.state_dir);
+                // A suffix per launch: a scope of the last run not yet collected (or left by a
+                // core that crashed) must not make this start fail with "unit exists".
+                let launch_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                let unit = format!(
+                    "{}-{launch_ms}",
+                    limits::unit_name(launch.name.as_str(), &launch.state_dir)
+                );
                 let mut cmd = tokio::process::Command::new(run);
                 cmd.args(limits::scope_args(&launch.resources, user, &unit))
                     .arg(&self.bwrap);

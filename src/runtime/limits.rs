@@ -206,8 +206,9 @@ pub fn kill_tree(root: i32) {
     }
 }
 
-/// Watches `root`'s tree and returns the bytes it used once it is over `limit` (after killing
-/// it). Never returns while under.
+/// Watches `root`'s tree and returns the bytes it uses once it is over `limit`. Never returns
+/// while under. It kills nothing: the caller kills the tree with [`kill_tree`] while `root` is
+/// still unreaped (its pid cannot be reused), and only then waits for it.
 pub async fn watchdog(root: u32, limit: u64) -> u64 {
     let root = root as i32;
     let mut tick = tokio::time::interval(WATCH_EVERY);
@@ -224,7 +225,6 @@ pub async fn watchdog(root: u32, limit: u64) -> u64 {
                 limit,
                 "over its memory limit: killing its tree"
             );
-            let _ = tokio::task::spawn_blocking(move || kill_tree(root)).await;
             return used;
         }
     }

@@ -11,7 +11,8 @@ use crate::c0re::Core;
 use crate::c0re::rooms::RoomKey;
 
 /// Waits for the harness to exit while the watchdog sums its tree's memory; `Some(bytes used)`
-/// when the watchdog killed it for going over `limit`.
+/// when the watchdog killed it for going over `limit`. The child is not waited for (reaped)
+/// until the kill is done: a reaped pid could be reused, and the kill is root's SIGKILL.
 pub async fn wait_watched(
     child: &mut Child,
     limit: u64,
@@ -21,7 +22,11 @@ pub async fn wait_watched(
     };
     tokio::select! {
         s = child.wait() => (s, None),
-        used = crate::runtime::limits::watchdog(pid, limit) => (child.wait().await, Some(used)),
+        used = crate::runtime::limits::watchdog(pid, limit) => {
+            let root = pid as i32;
+            let _ = tokio::task::spawn_blocking(move || crate::runtime::limits::kill_tree(root)).await;
+            (child.wait().await, Some(used))
+        }
     }
 }
 
