@@ -47,12 +47,26 @@ pub fn venv() -> PathBuf {
         })
 }
 
+/// A loopback TCP port nothing listens on, for a listener a child process opens later.
+///
+/// Below the kernel's ephemeral range (32768–60999 by default): a port the kernel hands out
+/// (bind to port 0) is also one it may hand to any outgoing connection as its source port
+/// between this check and the bind that needs it (a CI run failed that way: "Address already
+/// in use" for the core's listener). Never the same port twice in one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = rand::random_range(20_000..32_000);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000–31999 after 1000 tries")
 }
 
 pub fn write_bot(bots: &Path, name: &str, toml: &str) {
