@@ -257,12 +257,22 @@ impl Browser {
         self.text(css).await
     }
 
-    /// The text of the element `css` (which must be there).
+    /// The text of the element `css` (which must be there). The live page replaces elements
+    /// as events arrive: an element found, then replaced before its text is read, is "stale"
+    /// (a CI run failed that way), so it is found again, a few times.
     pub async fn text(&self, css: &str) -> String {
-        let e = self.wait_for(css, css).await;
-        e.text()
-            .await
-            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+        let mut tries = 0;
+        loop {
+            let e = self.wait_for(css, css).await;
+            match e.text().await {
+                Ok(t) => return t,
+                Err(err) if tries < 20 && err.to_string().contains("stale element") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("text of {css}: {err}"),
+            }
+        }
     }
 
     /// Whether an element matches `css` now (no wait).
