@@ -403,7 +403,16 @@ impl Drop for TestHive {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if std::env::var_os("HYPERHIVE_KEEP_TEST_DIR").is_some() {
+        // A failed test keeps its directory (every log, the databases) and says where it is,
+        // with the tails of the logs: the evidence outlives the test.
+        let failed = std::thread::panicking();
+        if failed {
+            eprintln!(
+                "the test failed; the last of its logs:\n{}",
+                logs_tail(self.dir.path())
+            );
+        }
+        if failed || std::env::var_os("HYPERHIVE_KEEP_TEST_DIR").is_some() {
             eprintln!("test dir kept: {}", self.dir.path().display());
             std::mem::forget(std::mem::replace(
                 &mut self.dir,
@@ -444,6 +453,9 @@ pub struct Operator {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub ephemeral: Arc<Mutex<Vec<Ephemeral>>>,
     sync: tokio::task::JoinHandle<()>,
+    /// Why the operator's sync loop stopped, once it has: every wait after that would only
+    /// time out, so a wait fails at once with this reason instead.
+    sync_dead: Arc<Mutex<Option<String>>>,
     /// The test dir whose logs a timed-out wait prints (see [`logs_tail`]).
     logs: Option<PathBuf>,
 }
@@ -549,14 +561,35 @@ impl Operator {
             .timeout(Duration::from_secs(5));
         client.sync_once(settings.clone()).await.unwrap();
         let c = client.clone();
+        let sync_dead: Arc<Mutex<Option<String>>> = Arc::default();
+        let dead = sync_dead.clone();
         let sync = tokio::spawn(async move {
-            let _ = c.sync(settings).await;
+            // Like a real client: a homeserver that is away (connection refused, a 5xx while it
+            // restarts) is retried; a refusal (an unknown token, forbidden) ends the sync, and
+            // the next wait says so rather than timing out.
+            let ended = c
+                .sync_with_result_callback(settings, |r| async move {
+                    match r {
+                        Ok(_) => Ok(matrix_sdk::LoopCtrl::Continue),
+                        Err(e) if sync_refused(&e) => Err(e),
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                            Ok(matrix_sdk::LoopCtrl::Continue)
+                        }
+                    }
+                })
+                .await;
+            *dead.lock().unwrap() = Some(match ended {
+                Ok(()) => "the sync loop ended".to_owned(),
+                Err(e) => format!("the homeserver refused it: {e}"),
+            });
         });
         Self {
             client,
             seen,
             ephemeral,
             sync,
+            sync_dead,
             logs: None,
         }
     }
@@ -569,6 +602,24 @@ impl Operator {
 
     fn logs(&self) -> String {
         self.logs.as_deref().map(logs_tail).unwrap_or_default()
+    }
+
+    /// Panics, with the hive's logs, if the operator's sync has stopped: nothing new can be
+    /// seen after that, and a wait would only time out without saying why.
+    fn assert_syncing(&self, what: &str) {
+        let dead = self.sync_dead.lock().unwrap().clone();
+        if let Some(why) = dead {
+            panic!(
+                "waiting for {what}: the operator's sync died ({why})\n{}",
+                self.logs()
+            );
+        }
+        if self.sync.is_finished() {
+            panic!(
+                "waiting for {what}: the operator's sync task ended (it panicked?)\n{}",
+                self.logs()
+            );
+        }
     }
 
     /// Joins the room behind `#alias:<server>` (the operator is invited to every hive room).
@@ -610,6 +661,7 @@ impl Operator {
             if pred(&msgs) {
                 return msgs;
             }
+            self.assert_syncing(what);
             if Instant::now() > deadline {
                 let bodies: Vec<String> = msgs
                     .iter()
@@ -638,6 +690,7 @@ impl Operator {
             if pred(&seen) {
                 return seen;
             }
+            self.assert_syncing(what);
             if Instant::now() > deadline {
                 panic!(
                     "timed out waiting for {what}; saw:\n{seen:#?}\n{}",
@@ -718,6 +771,14 @@ pub async fn hello_socket(
     c
 }
 
+/// Whether a sync error is the homeserver refusing this client (a Matrix error with a 4xx
+/// status: an unknown or missing token, forbidden), after which retrying cannot help; anything
+/// else (no connection, a 5xx, a timeout) is a homeserver that is away for now.
+fn sync_refused(e: &matrix_sdk::Error) -> bool {
+    e.as_client_api_error()
+        .is_some_and(|e| e.status_code.is_client_error() && e.status_code.as_u16() != 429)
+}
+
 /// The last lines of the core's log (`<test dir>/c0re.log`) and of every agent's
 /// (`<test dir>/data/agents/<name>/agent.log`), for a wait that timed out: what the hive was
 /// doing is the first thing the reader of a failure needs.
@@ -741,6 +802,10 @@ pub fn logs_tail(dir: &Path) -> String {
         if let Some(t) = tail(&log, 20) {
             out.push_str(&format!("--- the last of {} ---\n{t}\n", log.display()));
         }
+    }
+    let synapse = dir.join("data").join("synapse").join("homeserver.log");
+    if let Some(t) = tail(&synapse, 30) {
+        out.push_str(&format!("--- the last of {} ---\n{t}\n", synapse.display()));
     }
     out
 }
