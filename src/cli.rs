@@ -146,6 +146,10 @@ pub struct AuditArgs {
     /// How many entries to print (the newest, oldest first).
     #[arg(long, default_value_t = 200)]
     pub limit: usize,
+    /// One JSON object per line (ts_us, actor, action, approval_id, agent, sha, outcome,
+    /// detail), for scripts.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub dirs: HiveDirs,
 }

@@ -111,21 +111,29 @@ fn turns_of(data: &Path, agent: &str, body: &str) -> Vec<String> {
         .collect()
 }
 
-/// (action, agent, outcome, detail) of every audit row of `actor`, oldest first.
-fn audited(data: &Path, actor: &str) -> Vec<(String, String, String, String)> {
-    let db = rusqlite::Connection::open(data.join("c0re.db")).unwrap();
-    let mut stmt = db
-        .prepare(
-            "SELECT action, COALESCE(agent, ''), outcome, COALESCE(detail, '') FROM audit
-             WHERE actor = ?1 ORDER BY id",
-        )
+/// (action, agent, outcome, detail) of every audit row of `actor`, oldest first, as
+/// `hive audit --json` prints them (what an operator's script reads).
+fn audited(hive: &TestHive, actor: &str) -> Vec<(String, String, String, String)> {
+    let out = hive
+        .hive(&["audit", "--json", "--limit", "100000"])
+        .output()
         .unwrap();
-    stmt.query_map([actor], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    assert!(out.status.success(), "hive audit: {out:?}");
+    let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v| v["actor"] == actor)
+        .map(|v| {
+            (
+                field(&v, "action"),
+                field(&v, "agent"),
+                field(&v, "outcome"),
+                field(&v, "detail"),
+            )
+        })
+        .collect()
 }
 
 /// The model: a summary for a compact's call, else `done: <last line>`.
@@ -437,7 +445,7 @@ async fn an_operator_cancels_compacts_and_switches_models() {
     .await;
 
     // Every command audited under the operator, refused ones and the brain's too.
-    let audit = audited(&hive.data, &me);
+    let audit = audited(&hive, &me);
     for (action, agent, outcome, detail) in [
         (
             "cancel",

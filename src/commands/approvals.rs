@@ -140,6 +140,12 @@ pub fn list(args: ApprovalsArgs) -> anyhow::Result<ExitCode> {
 pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let store = store(&args.dirs.data_dir)?;
     let log = store.audit_log(args.limit)?;
+    if args.json {
+        for e in &log {
+            println!("{}", serde_json::to_string(e)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if log.is_empty() {
         println!("the audit trail is empty");
     }

@@ -83,7 +83,7 @@ pub struct NewApproval<'a> {
     pub ttl_us: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     pub ts_us: i64,
     pub actor: String,
