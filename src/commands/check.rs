@@ -191,6 +191,10 @@ fn print_placements(
             Err(e) => format!("no: {e}"),
         }
     );
+    let mechanism = crate::runtime::limits::mechanism(crate::runtime::limits::Facts::gather());
+    if cfg.runtime == RuntimeKind::Bwrap {
+        println!("resource limits here: {}", mechanism.describe());
+    }
     let mut unsandboxed = false;
     for s in specs {
         let p = place(
@@ -215,12 +219,84 @@ fn print_placements(
                 "NOT STARTED (see the warning)".to_owned()
             }
         };
-        println!("  {:<12} {line}", s.name.as_str());
+        let resources = s.resources.over(cfg.resources);
+        match limits_of(&p, mechanism, resources) {
+            Some(limits) => println!("  {:<12} {line}; {limits}", s.name.as_str()),
+            None => println!("  {:<12} {line}", s.name.as_str()),
+        }
     }
     if unsandboxed {
         eprintln!(
             "warning: agents run unsandboxed here: {}",
             gives_away(&host)
         );
+    }
+}
+
+/// What limits an agent placed so runs under, said for `hive check`: all of them in a systemd
+/// scope (bwrap only); memory alone (`RLIMIT_DATA` and the watchdog) otherwise; none for an
+/// agent someone else starts, or one that is not started.
+fn limits_of(
+    p: &crate::runtime::placement::Placement,
+    mechanism: crate::runtime::limits::Mechanism,
+    r: crate::agent_spec::resources::Resources,
+) -> Option<String> {
+    use crate::runtime::limits::Mechanism;
+    use crate::runtime::placement::Placement;
+    let memory = r.memory_bytes >> 20;
+    match (p, mechanism) {
+        (Placement::Sandboxed, Mechanism::SystemdScope { .. }) => Some(format!(
+            "limits: memory {memory} MiB, cpu {}%, tasks {}",
+            r.cpu_percent, r.tasks
+        )),
+        (Placement::Sandboxed | Placement::Unsandboxed { .. }, _) => Some(format!(
+            "limits: memory {memory} MiB (cpu and tasks not enforced here)"
+        )),
+        (Placement::External | Placement::Refused(_), _) => None,
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::limits_of;
+    use crate::agent_spec::resources::Resources;
+    use crate::runtime::limits::Mechanism;
+    use crate::runtime::placement::Placement;
+
+    #[test]
+    fn each_placement_says_what_is_enforced() {
+        let r = Resources {
+            memory_bytes: 512 << 20,
+            cpu_percent: 150,
+            tasks: 64,
+        };
+        let scope = Mechanism::SystemdScope { user: false };
+        let all = "limits: memory 512 MiB, cpu 150%, tasks 64";
+        let memory = "limits: memory 512 MiB (cpu and tasks not enforced here)";
+        let cases: Vec<(&str, Placement, Mechanism, Option<&str>)> = vec![
+            ("bwrap in a scope", Placement::Sandboxed, scope, Some(all)),
+            (
+                "bwrap, no systemd",
+                Placement::Sandboxed,
+                Mechanism::Rlimits,
+                Some(memory),
+            ),
+            (
+                "unsandboxed: the scope is bwrap's only",
+                Placement::Unsandboxed { own_uid: true },
+                scope,
+                Some(memory),
+            ),
+            ("external: not ours", Placement::External, scope, None),
+            (
+                "not started",
+                Placement::Refused("no sandbox".to_owned()),
+                Mechanism::Rlimits,
+                None,
+            ),
+        ];
+        for (name, p, m, want) in cases {
+            assert_eq!(limits_of(&p, m, r).as_deref(), want, "{name}");
+        }
     }
 }
