@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{TestHive, echo_bot};
+use hyperhive::runtime::limits::Mechanism;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -19,7 +20,8 @@ req = json.load(sys.stdin)
 body = req["message"]["body"]
 if body == "limits":
     line = [l for l in open("/proc/self/limits") if l.startswith("Max data size")][0]
-    print(json.dumps({"reply": "data: " + line.split()[3]}))
+    cgroup = open("/proc/self/cgroup").read().strip().split("::")[-1]
+    print(json.dumps({"reply": "data: " + line.split()[3] + " cgroup: " + cgroup}))
 elif body == "eat":
     chunks = []
     while len(chunks) * 8 < 96:
@@ -73,15 +75,42 @@ async fn the_watchdog_stops_a_hog_and_the_hive_goes_on() {
     let op = hive.operator().await;
     let control = op.join("hive-c0re").await;
 
-    // The backstop inside the sandbox: twice the limit (an override; the default for plain).
-    for (agent, want) in [("hog", 128u64 << 20), ("plain", 4 << 30)] {
+    // The backstop inside the sandbox, as this machine enforces it, at twice the limit (the
+    // watchdog acts at the limit): without systemd `RLIMIT_DATA`, in a systemd scope the
+    // scope's `memory.max` (an override for hog, the default for plain).
+    let mechanism =
+        hyperhive::runtime::limits::mechanism(hyperhive::runtime::limits::Facts::gather());
+    for (agent, limit) in [("hog", 64u64 << 20), ("plain", 2 << 30)] {
         let room = op.join(&format!("agent-{agent}")).await;
         op.send(&room, "limits").await;
-        let want = format!("data: {want}");
-        op.wait_until(&room, WAIT, "the sandbox's RLIMIT_DATA", |m| {
-            m.iter().any(|x| x.body == want)
-        })
-        .await;
+        let said = op
+            .wait_until(&room, WAIT, "the sandbox's limits", |m| {
+                m.iter().any(|x| x.body.starts_with("data: "))
+            })
+            .await;
+        let said = &said
+            .iter()
+            .find(|x| x.body.starts_with("data: "))
+            .unwrap()
+            .body;
+        let (data, cgroup) = said
+            .strip_prefix("data: ")
+            .and_then(|r| r.split_once(" cgroup: "))
+            .unwrap_or_else(|| panic!("{agent} said {said}"));
+        match mechanism {
+            Mechanism::Rlimits => {
+                assert_eq!(data, (2 * limit).to_string(), "{agent}'s RLIMIT_DATA")
+            }
+            Mechanism::SystemdScope { .. } => {
+                let max = std::fs::read_to_string(format!("/sys/fs/cgroup{cgroup}/memory.max"))
+                    .unwrap_or_else(|e| panic!("{agent}'s scope {cgroup}: {e}"));
+                assert_eq!(
+                    max.trim(),
+                    (2 * limit).to_string(),
+                    "{agent}'s scope MemoryMax"
+                );
+            }
+        }
     }
 
     let state = hive.data.join("agents/hog/state").canonicalize().unwrap();

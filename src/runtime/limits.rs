@@ -94,7 +94,11 @@ pub fn unit_name(agent: &str, state_dir: &Path) -> String {
     format!("hyperhive-{hex}-{agent}")
 }
 
-/// `systemd-run`'s arguments (before `--` and the sandbox's command).
+/// `systemd-run`'s arguments (before `--` and the sandbox's command). The scope's
+/// `MemoryMax=` is the same backstop as `RLIMIT_DATA` without systemd, twice the limit
+/// ([`data_limit`]): the core's watchdog stops a tree over the limit itself and says so (a
+/// kernel OOM kill at the limit would only be seen as a crash); the kernel bounds a spike the
+/// watchdog's half-second samples miss.
 pub fn scope_args(r: &Resources, user: bool, unit: &str) -> Vec<String> {
     let mut a = vec!["--scope".to_owned(), "--quiet".into(), "--collect".into()];
     if user {
@@ -102,7 +106,7 @@ pub fn scope_args(r: &Resources, user: bool, unit: &str) -> Vec<String> {
     }
     a.push(format!("--unit={unit}"));
     for p in [
-        format!("MemoryMax={}", r.memory_bytes),
+        format!("MemoryMax={}", data_limit(r.memory_bytes)),
         "MemorySwapMax=0".to_owned(),
         format!("CPUQuota={}%", r.cpu_percent),
         format!("TasksMax={}", r.tasks),
