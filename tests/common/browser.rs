@@ -27,8 +27,7 @@ pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The apt command that installs both (what `.ci/run` runs), with a colour emoji font so that
 /// the screenshots show the ✅ and ❌ the pages carry (without it they are boxes; nothing else
 /// depends on it).
-pub const INSTALL: &str =
-    "apt-get install -y --no-install-recommends chromium chromium-driver fonts-noto-color-emoji";
+pub const PACKAGES: [&str; 3] = ["chromium", "chromium-driver", "fonts-noto-color-emoji"];
 /// How long any wait for the page lasts before it fails.
 pub const WAIT: Duration = Duration::from_secs(45);
 
@@ -47,40 +46,15 @@ pub fn ensure_installed() {
     if present() {
         return;
     }
-    let root = nix::unistd::geteuid().is_root();
-    let apt = Path::new("/usr/bin/apt-get").is_file();
-    assert!(
-        root && apt,
-        "the browser tests need Debian's chromium and chromium-driver ({CHROMIUM}, \
-         {CHROMEDRIVER}): run `sudo {INSTALL}` (as root with apt-get they are installed by the \
-         test itself)"
+    super::apt::install(
+        &PACKAGES,
+        &format!(
+            "the browser tests need Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER})"
+        ),
     );
-    eprintln!("browser: installing chromium and chromium-driver ({INSTALL})…");
-    let run = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .expect("apt-get runs")
-    };
-    let install = [
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "chromium",
-        "chromium-driver",
-        "fonts-noto-color-emoji",
-    ];
-    if !run(&install).success() {
-        // Stale package lists: refresh once.
-        run(&["update", "-qq"]);
-        let status = run(&install);
-        assert!(status.success(), "`{INSTALL}` failed ({status})");
-    }
     assert!(
         present(),
-        "`{INSTALL}` succeeded but {CHROMIUM} or {CHROMEDRIVER} is still missing"
+        "the packages are installed but {CHROMIUM} or {CHROMEDRIVER} is still missing"
     );
 }
 

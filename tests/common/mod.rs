@@ -21,6 +21,7 @@ use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, RoomAliasId};
 use matrix_sdk::{Client, Room};
 use tempfile::TempDir;
 
+pub mod apt;
 pub mod as_agent;
 pub mod browser;
 pub mod federation;

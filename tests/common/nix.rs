@@ -4,12 +4,11 @@
 //! would pass without checking anything.
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 /// What `.ci/run` installs.
-pub const INSTALL: &str = "apt-get install -y --no-install-recommends nix-bin";
+pub const PACKAGES: [&str; 1] = ["nix-bin"];
 
 fn present() -> bool {
     Command::new("nix-instantiate")
@@ -27,28 +26,10 @@ pub fn ensure_installed() {
     if present() {
         return;
     }
-    let root = nix::unistd::geteuid().is_root();
-    let apt = Path::new("/usr/bin/apt-get").is_file();
-    assert!(
-        root && apt,
-        "the Nix tests need nix-instantiate (Debian's nix-bin): run `sudo {INSTALL}` (as root \
-         with apt-get it is installed by the test itself)"
+    super::apt::install(
+        &PACKAGES,
+        "the Nix tests need nix-instantiate (Debian's nix-bin)",
     );
-    eprintln!("nix: installing nix-bin ({INSTALL})…");
-    let run = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .expect("apt-get runs")
-    };
-    let install = ["install", "-y", "--no-install-recommends", "nix-bin"];
-    if !run(&install).success() {
-        run(&["update", "-qq"]);
-        let status = run(&install);
-        assert!(status.success(), "`{INSTALL}` failed ({status})");
-    }
     assert!(
         present(),
         "nix-bin is installed but nix-instantiate does not run"
