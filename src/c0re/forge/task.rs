@@ -35,7 +35,7 @@ use anyhow::Context;
 
 use super::route::render::{Files, Told, render_event, root_line, thread_line};
 use super::route::{Facts, audience, route};
-use super::thread::thread_content;
+use super::thread::{BadRoot, thread_content};
 use crate::c0re::Core;
 use crate::c0re::rooms::RoomKey;
 use crate::forge::ItemKind;
@@ -57,14 +57,6 @@ pub struct Lanes {
     login_failing: HashMap<String, (Instant, bool)>,
     /// Each pending delivery's failures that may pass (by its row id).
     attempts: HashMap<i64, u32>,
-}
-
-/// A thread root in the store that is not an event id: the store is wrong, no retry mends it.
-#[derive(Debug, thiserror::Error)]
-#[error("the stored root of {item} is no event id: {root:?}")]
-pub struct BadRoot {
-    pub item: String,
-    pub root: String,
 }
 
 /// How posting one delivery failed.

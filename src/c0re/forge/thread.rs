@@ -16,6 +16,14 @@ use crate::c0re::Core;
 use crate::c0re::outbound::message_content;
 use crate::forge::ItemRef;
 
+/// A thread root in the store that is not an event id: the store is wrong, no retry mends it.
+#[derive(Debug, thiserror::Error)]
+#[error("the stored root of {item} is no event id: {root:?}")]
+pub struct BadRoot {
+    pub item: String,
+    pub root: String,
+}
+
 /// The transaction id of `item`'s root on `server`: the same root whoever posts it first, and
 /// a repeat is the same event.
 pub fn root_txn(server: &str, item: &ItemRef) -> String {
@@ -54,7 +62,7 @@ impl Core {
         if let Some((stored_room, root)) = self.store().forge_thread(server, item)?
             && stored_room == room.as_str()
         {
-            let root = OwnedEventId::try_from(root.as_str()).map_err(|_| super::task::BadRoot {
+            let root = OwnedEventId::try_from(root.as_str()).map_err(|_| BadRoot {
                 item: item.to_string(),
                 root: root.clone(),
             })?;
