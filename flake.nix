@@ -23,6 +23,12 @@
         default = hyperhive;
       };
 
+      # The NixOS VM test (nix/tests/vm.nix): needs KVM; not run on the project's machines yet.
+      checks.x86_64-linux.vm = import ./nix/tests/vm.nix {
+        pkgs = nixpkgs.legacyPackages.x86_64-linux;
+        module = self.nixosModules.hyperhive;
+      };
+
       devShells = forAll (pkgs: {
         default = pkgs.mkShell {
           inputsFrom = [ self.packages.${pkgs.system}.hyperhive ];

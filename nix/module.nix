@@ -4,7 +4,7 @@
 # an optional embedded Synapse fed the generated appservice registration.
 #
 # NOT BUILT OR RUN HERE: the machines this was written on have no nixpkgs; only
-# `nix-instantiate --parse` of this file has run (tests/nix.rs). nix/agents.nix, which it uses
+# `nix-instantiate --parse` of this file has run (tests/nix.rs); its VM test is nix/tests/vm.nix. nix/agents.nix, which it uses
 # for the agents' containers, is checked against the Rust code by pure evaluation.
 { config, lib, pkgs, ... }:
 let
@@ -78,7 +78,7 @@ in
           runtime.kind = lib.mkOption {
             type = lib.types.enum [ "bwrap" "process" "external" "nixos-container" ];
             default = "bwrap";
-            description = "How agents run: `bwrap` (each in a bubblewrap sandbox). `nixos-container` (each in a NixOS container declared here) is refused by the core until its runtime lands (docs/runtimes.md).";
+            description = "How agents run: `bwrap` (each in a bubblewrap sandbox), or `nixos-container` (each in a NixOS container declared here, started and restarted by the core; docs/runtimes.md).";
           };
           runtime.resources = {
             memory = lib.mkOption { type = lib.types.str; default = "2G"; description = "Default memory ceiling of an agent (K/M/G/T)."; };
@@ -160,6 +160,15 @@ in
         assertion = lib.all (p: !lib.hasPrefix builtins.storeDir (toString p)) (lib.attrValues cfg.secrets);
         message = "services.hyperhive.secrets: give paths outside the Nix store (as strings)";
       }];
+
+      # `hive` for the host's admin, on this hive's config, data dir and bots (`hive status`,
+      # `hive audit`, `hive config propose …`).
+      environment.systemPackages = [
+        (pkgs.writeShellScriptBin "hive" ''
+          export HYPERHIVE_CONFIG=${configFile} HYPERHIVE_DATA_DIR=${cfg.dataDir} HYPERHIVE_BOTS_DIR=${botsDir}
+          exec ${cfg.package}/bin/hive "$@"
+        '')
+      ];
 
       # Written by the core (src/c0re/registration.rs, mode 0600), copied where Synapse reads it.
       systemd.services.hyperhive-registration = {

@@ -474,7 +474,6 @@ mod tests {
                 "homeserver.url",
             ),
             ("[runtime]\nuid_base = 0", "runtime.uid_base"),
-            ("[runtime]\nkind = \"nixos-container\"", "runtime.kind"),
             (
                 "[runtime.resources]\nmemory = \"1Q\"",
                 "runtime.resources.memory",
@@ -485,6 +484,20 @@ mod tests {
         for (text, key) in cases {
             let errs = cfg(text).expect_err(text);
             assert!(errs.iter().any(|e| e.key == key), "{text}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn every_runtime_is_accepted() {
+        for (text, kind) in [
+            (
+                "[runtime]\nkind = \"nixos-container\"",
+                RuntimeKind::NixosContainer,
+            ),
+            ("[runtime]\nkind = \"process\"", RuntimeKind::Process),
+            ("", RuntimeKind::Bwrap),
+        ] {
+            assert_eq!(cfg(text).expect(text).runtime, kind, "{text}");
         }
     }
 

@@ -45,8 +45,10 @@ pub struct AgentLaunch {
 /// The ways this hive can start harnesses, and what the machine allows (found out at start).
 pub struct Runtimes {
     pub host: placement::Host,
-    /// Present when a sandbox can run.
+    /// Present when a sandbox can run (`runtime.kind = "bwrap"`).
     pub bwrap: Option<bwrap::Bwrap>,
+    /// Present when NixOS containers can run (`runtime.kind = "nixos-container"`).
+    pub container: Option<nixos_container::NixosContainer>,
     /// Copies of the harness's programs reachable by agents' own uids (`<data>/bin`), when
     /// agents can have them.
     pub bin: Option<std::path::PathBuf>,
@@ -57,6 +59,11 @@ pub trait Runtime: Send + Sync {
     fn name(&self) -> &'static str;
     /// The command that starts `launch`'s harness (stdio and lifetime are the supervisor's).
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command>;
+    /// What must run, in order, before the harness starts (each must succeed): data the
+    /// supervisor executes, so a runtime decides and the supervisor acts. None by default.
+    fn before_start(&self, _launch: &AgentLaunch) -> anyhow::Result<Vec<std::process::Command>> {
+        Ok(Vec::new())
+    }
     /// How the harness ended, said for a person (a wrapper may encode a signal in its code).
     fn describe_exit(&self, status: std::process::ExitStatus) -> String {
         status.to_string()

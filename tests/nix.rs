@@ -36,10 +36,14 @@ fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_nix_file_parses() {
     let mut files = Vec::new();
     nix_files(&repo(), &mut files);
-    assert!(
-        files.iter().any(|f| f.ends_with("nix/agents.nix")),
-        "{files:?}"
-    );
+    for must in [
+        "nix/agents.nix",
+        "nix/module.nix",
+        "nix/tests/vm.nix",
+        "flake.nix",
+    ] {
+        assert!(files.iter().any(|f| f.ends_with(must)), "{must}: {files:?}");
+    }
     for f in &files {
         let out = instantiate(&["--parse", f.to_str().unwrap()]);
         assert!(

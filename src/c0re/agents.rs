@@ -55,6 +55,12 @@ impl Core {
         }
         let runtimes = self.agents().runtimes();
         if let (Some(rt), Some(entry)) = (&runtimes, self.agents().get(name))
+            && rt.container.is_some()
+        {
+            // In a NixOS container the agent's root is its container's uid range: it reaches
+            // its sockets through that uid's group, as an agent with a uid of its own does.
+            entry.set_uid(crate::runtime::nixos_container::uid_base(name));
+        } else if let (Some(rt), Some(entry)) = (&runtimes, self.agents().get(name))
             && rt.host.own_uids.is_ok()
         {
             let in_use = |uid: u32| {

@@ -56,18 +56,19 @@ fn runtimes(
     claude_code: Option<&Path>,
 ) -> crate::runtime::Runtimes {
     use crate::runtime::placement::{Host, Lacking};
-    use crate::runtime::{Runtimes, bwrap::Bwrap, process};
-    let (bwrap, sandbox) = if kind == RuntimeKind::Bwrap {
-        match Bwrap::new() {
-            Ok(b) => (Some(b), Ok(())),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "no sandbox can run here");
-                (None, Err(e.into()))
-            }
+    use crate::runtime::{Runtimes, bwrap::Bwrap, nixos_container::NixosContainer, process};
+    let (mut bwrap, mut container) = (None, None);
+    let sandbox = match kind {
+        RuntimeKind::Bwrap => Bwrap::new().map(|b| bwrap = Some(b)),
+        RuntimeKind::NixosContainer => NixosContainer::new().map(|c| container = Some(c)),
+        _ => Err(anyhow::anyhow!("runtime.kind = {kind:?}")),
+    }
+    .map_err(|e| {
+        if matches!(kind, RuntimeKind::Bwrap | RuntimeKind::NixosContainer) {
+            tracing::warn!(error = %format!("{e:#}"), "no sandbox can run here");
         }
-    } else {
-        (None, Err(format!("runtime.kind = {kind:?}").into()))
-    };
+        Lacking::from(e)
+    });
     let own_uids = if kind == RuntimeKind::External {
         Err(Lacking::new("the external runtime starts no harness"))
     } else {
@@ -87,6 +88,7 @@ fn runtimes(
             as_root: nix::unistd::geteuid().is_root(),
         },
         bwrap,
+        container,
         bin,
     }
 }

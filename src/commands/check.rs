@@ -176,10 +176,10 @@ fn print_placements(
     use crate::config::RuntimeKind;
     use crate::runtime::placement::{Host, Placement, gives_away, own_code, place};
     let host = Host {
-        sandbox: if cfg.runtime == RuntimeKind::Bwrap {
-            crate::runtime::bwrap::available()
-        } else {
-            Err(format!("runtime.kind = {:?}", cfg.runtime).into())
+        sandbox: match cfg.runtime {
+            RuntimeKind::Bwrap => crate::runtime::bwrap::available(),
+            RuntimeKind::NixosContainer => crate::runtime::nixos_container::available(),
+            kind => Err(format!("runtime.kind = {kind:?}").into()),
         },
         own_uids: crate::runtime::process::own_uids(data_dir),
         as_root: nix::unistd::geteuid().is_root(),
@@ -192,8 +192,12 @@ fn print_placements(
         }
     );
     let mechanism = crate::runtime::limits::mechanism(crate::runtime::limits::Facts::gather());
-    if cfg.runtime == RuntimeKind::Bwrap {
-        println!("resource limits here: {}", mechanism.describe());
+    match cfg.runtime {
+        RuntimeKind::Bwrap => println!("resource limits here: {}", mechanism.describe()),
+        RuntimeKind::NixosContainer => {
+            println!("resource limits here: each container's unit (MemoryMax, CPUQuota, TasksMax)")
+        }
+        _ => {}
     }
     let mut unsandboxed = false;
     for s in specs {
@@ -204,6 +208,10 @@ fn print_placements(
             own_code(&s.brain).as_deref(),
         );
         let line = match &p {
+            Placement::Sandboxed if cfg.runtime == RuntimeKind::NixosContainer => format!(
+                "sandboxed (NixOS container {})",
+                crate::runtime::nixos_container::container_name(&s.name)
+            ),
             Placement::Sandboxed => "sandboxed (bwrap)".to_owned(),
             Placement::External => "started by someone else (external)".to_owned(),
             Placement::Unsandboxed { own_uid: true } => {
@@ -220,6 +228,10 @@ fn print_placements(
             }
         };
         let resources = s.resources.over(cfg.resources);
+        let mechanism = match cfg.runtime {
+            RuntimeKind::NixosContainer => Enforced::Container,
+            _ => Enforced::Here(mechanism),
+        };
         match limits_of(&p, mechanism, resources) {
             Some(limits) => println!("  {:<12} {line}; {limits}", s.name.as_str()),
             None => println!("  {:<12} {line}", s.name.as_str()),
@@ -233,19 +245,31 @@ fn print_placements(
     }
 }
 
+/// Who enforces a sandboxed agent's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Enforced {
+    /// The core, by this machine's mechanism (the `bwrap` runtime).
+    Here(crate::runtime::limits::Mechanism),
+    /// The agent's NixOS container's unit.
+    Container,
+}
+
 /// What limits an agent placed so runs under, said for `hive check`: all of them in a systemd
-/// scope (bwrap only); memory alone (`RLIMIT_DATA` and the watchdog) otherwise; none for an
-/// agent someone else starts, or one that is not started.
+/// scope or a NixOS container; memory alone (`RLIMIT_DATA` and the watchdog) otherwise; none
+/// for an agent someone else starts, or one that is not started.
 fn limits_of(
     p: &crate::runtime::placement::Placement,
-    mechanism: crate::runtime::limits::Mechanism,
+    enforced: Enforced,
     r: crate::agent_spec::resources::Resources,
 ) -> Option<String> {
     use crate::runtime::limits::Mechanism;
     use crate::runtime::placement::Placement;
     let memory = r.memory_bytes >> 20;
-    match (p, mechanism) {
-        (Placement::Sandboxed, Mechanism::SystemdScope { .. }) => Some(format!(
+    match (p, enforced) {
+        (
+            Placement::Sandboxed,
+            Enforced::Container | Enforced::Here(Mechanism::SystemdScope { .. }),
+        ) => Some(format!(
             "limits: memory {memory} MiB, cpu {}%, tasks {}",
             r.cpu_percent, r.tasks
         )),
@@ -258,7 +282,7 @@ fn limits_of(
 
 #[cfg(test)]
 mod limits_tests {
-    use super::limits_of;
+    use super::{Enforced, limits_of};
     use crate::agent_spec::resources::Resources;
     use crate::runtime::limits::Mechanism;
     use crate::runtime::placement::Placement;
@@ -270,16 +294,23 @@ mod limits_tests {
             cpu_percent: 150,
             tasks: 64,
         };
-        let scope = Mechanism::SystemdScope { user: false };
+        let scope = Enforced::Here(Mechanism::SystemdScope { user: false });
+        let rlimits = Enforced::Here(Mechanism::Rlimits);
         let all = "limits: memory 512 MiB, cpu 150%, tasks 64";
         let memory = "limits: memory 512 MiB (cpu and tasks not enforced here)";
-        let cases: Vec<(&str, Placement, Mechanism, Option<&str>)> = vec![
+        let cases: Vec<(&str, Placement, Enforced, Option<&str>)> = vec![
             ("bwrap in a scope", Placement::Sandboxed, scope, Some(all)),
             (
                 "bwrap, no systemd",
                 Placement::Sandboxed,
-                Mechanism::Rlimits,
+                rlimits,
                 Some(memory),
+            ),
+            (
+                "a NixOS container",
+                Placement::Sandboxed,
+                Enforced::Container,
+                Some(all),
             ),
             (
                 "unsandboxed: the scope is bwrap's only",
@@ -291,7 +322,7 @@ mod limits_tests {
             (
                 "not started",
                 Placement::Refused("no sandbox".to_owned()),
-                Mechanism::Rlimits,
+                rlimits,
                 None,
             ),
         ];

@@ -124,14 +124,6 @@ impl Config {
                     .into(),
             );
         }
-        if raw.runtime.kind == Some(RuntimeKind::NixosContainer) {
-            // Never a silent fallback to an unsandboxed run for a host that asked for
-            // containers: the core cannot start NixOS containers yet.
-            err(
-                "runtime.kind",
-                "\"nixos-container\" is not available yet: the core cannot start NixOS containers (docs/runtimes.md); use \"bwrap\", the default".into(),
-            );
-        }
         let appservice_id = raw.appservice.id.unwrap_or_else(|| "hyperhive".into());
         if appservice_id.is_empty()
             || !appservice_id

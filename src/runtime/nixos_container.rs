@@ -4,7 +4,33 @@
 //!
 //! The names and uid ranges the module declares are computed here and in `nix/agents.nix`
 //! from the agent's name alone; `tests/nix.rs` evaluates the Nix side and compares.
+//!
+//! Each start of an agent's harness, the first and every one after a crash or an approved
+//! config, is:
+//! 1. `systemctl set-property --runtime container@<c>.service MemoryMax= CPUQuota= TasksMax=`
+//!    — the limits of the config being started (the module declares those of its rebuild);
+//! 2. `systemctl restart container@<c>.service` — a fresh container: nothing of the last run
+//!    survives but the state dir (bind-mounted), so an approved config starts on a rebuilt
+//!    container, and that agent's alone;
+//! 3. `systemd-run --machine=<c> --pipe --wait --collect --unit=hyperhive-agent` with the
+//!    harness at its Nix store path (the host's store is shared with the container), its
+//!    config generation, socket and state dir at the host's paths (the module's bind mounts),
+//!    and the harness's scrubbed environment (`--setenv`; it holds no secret).
+//!
+//! Steps 1 and 2 are data ([`before_start`]), run by the supervisor; step 3 is the harness's
+//! command ([`run_args`]). Inside, the harness is root of the container's own user namespace
+//! (`privateUsers`: uid 0 there is [`uid_base`] here), with no network but loopback.
+//!
+//! Written against systemd's and nixos-container's documented interfaces and NOT run yet on a
+//! NixOS host (this project's machines have none; docs/runtimes.md, docs/nixos.md).
 
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::{AgentLaunch, Runtime};
+use crate::agent_spec::resources::Resources;
 use sha2::{Digest, Sha256};
 
 use crate::agent_spec::AgentName;
@@ -32,9 +58,277 @@ fn hex_digest(s: &str) -> String {
         .collect()
 }
 
+/// The unit the harness runs as inside its container (one per container: the container is
+/// restarted before each start, so no unit of a last run is left).
+pub const UNIT_IN_CONTAINER: &str = "hyperhive-agent";
+/// `PATH` inside the container (NixOS: the system profile).
+const CONTAINER_PATH: &str = "/run/current-system/sw/bin";
+/// Where NixOS writes a declared container's settings (`nixos-containers` since 22.05,
+/// `containers` before).
+const DECLARED_IN: &[&str] = &["/etc/nixos-containers", "/etc/containers"];
+
+/// The host unit of an agent's container.
+pub fn host_unit(container: &str) -> String {
+    format!("container@{container}.service")
+}
+
+/// `systemctl`'s arguments that set `r` on the container's unit until the next boot.
+pub fn limit_args(container: &str, r: &Resources) -> Vec<String> {
+    vec![
+        "set-property".into(),
+        "--runtime".into(),
+        host_unit(container),
+        format!("MemoryMax={}", r.memory_bytes),
+        "MemorySwapMax=0".into(),
+        format!("CPUQuota={}%", r.cpu_percent),
+        format!("TasksMax={}", r.tasks),
+    ]
+}
+
+/// What runs before the harness starts, in order: `systemctl` with these arguments (the
+/// limits, then a fresh container).
+pub fn before_start(container: &str, r: &Resources) -> Vec<Vec<String>> {
+    vec![
+        limit_args(container, r),
+        vec!["restart".into(), host_unit(container)],
+    ]
+}
+
+/// `systemd-run`'s arguments that run `program args` in `container` with exactly `envs`, its
+/// stdio the caller's, returning when it ends.
+pub fn run_args(
+    container: &str,
+    dir: &Path,
+    program: &Path,
+    args: &[OsString],
+    envs: &[(OsString, OsString)],
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = [
+        format!("--machine={container}"),
+        "--pipe".into(),
+        "--wait".into(),
+        "--collect".into(),
+        "--quiet".into(),
+        "--service-type=exec".into(),
+        format!("--unit={UNIT_IN_CONTAINER}"),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    let mut wd = OsString::from("--working-directory=");
+    wd.push(dir);
+    a.push(wd);
+    for (k, v) in envs {
+        let mut e = OsString::from("--setenv=");
+        e.push(k);
+        e.push("=");
+        e.push(v);
+        a.push(e);
+    }
+    a.push("--".into());
+    a.push(program.into());
+    a.extend(args.iter().cloned());
+    a
+}
+
+/// Why `path` cannot be the harness in a container: only the Nix store is shared with it.
+pub fn check_in_store(path: &Path) -> Result<(), String> {
+    if path.starts_with("/nix/store") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not in the Nix store: a NixOS container sees the host's /nix/store only (install hyperhive with the NixOS module)",
+            path.display()
+        ))
+    }
+}
+
+/// Why `config` (a config generation, resolved) is not one the container has at that path:
+/// the module bind-mounts `<agent dir>/gen`, nothing else of the agent's config.
+pub fn check_generation(config: &Path, agent_dir: &Path) -> Result<(), String> {
+    if config.starts_with(agent_dir.join("gen")) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the config generation {} is outside {}, which is all the container sees of it",
+            config.display(),
+            agent_dir.join("gen").display()
+        ))
+    }
+}
+
+/// Whether this host can run NixOS containers for the core: systemd as PID 1, root, and
+/// `systemctl` and `systemd-run` on `PATH`.
+pub fn available() -> Result<(), super::placement::Lacking> {
+    find().map(|_| ()).map_err(Into::into)
+}
+
+fn find() -> anyhow::Result<(PathBuf, PathBuf)> {
+    if !Path::new("/run/systemd/system").is_dir() {
+        bail!("systemd is not PID 1 here");
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("hive-c0re is not root (it starts containers and sets their limits)");
+    }
+    let systemctl = crate::fsutil::which("systemctl").context("systemctl is not on PATH")?;
+    let run = crate::fsutil::which("systemd-run").context("systemd-run is not on PATH")?;
+    Ok((systemctl, run))
+}
+
+/// The runtime, with the programs it runs.
+pub struct NixosContainer {
+    systemctl: PathBuf,
+    systemd_run: PathBuf,
+}
+
+impl NixosContainer {
+    pub fn new() -> anyhow::Result<Self> {
+        let (systemctl, systemd_run) = find()?;
+        Ok(Self {
+            systemctl,
+            systemd_run,
+        })
+    }
+}
+
+impl Runtime for NixosContainer {
+    fn name(&self) -> &'static str {
+        "nixos-container"
+    }
+
+    fn before_start(&self, launch: &AgentLaunch) -> anyhow::Result<Vec<std::process::Command>> {
+        let container = container_name(&launch.name);
+        if !DECLARED_IN
+            .iter()
+            .any(|d| Path::new(d).join(format!("{container}.conf")).is_file())
+        {
+            bail!(
+                "no NixOS container {container} is declared for {}: add the agent to services.hyperhive.bots and run nixos-rebuild switch (docs/nixos.md)",
+                launch.name
+            );
+        }
+        Ok(before_start(&container, &launch.resources)
+            .into_iter()
+            .map(|args| {
+                let mut c = std::process::Command::new(&self.systemctl);
+                c.args(args);
+                c
+            })
+            .collect())
+    }
+
+    fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
+        let config = std::fs::canonicalize(&launch.spec_dir)
+            .with_context(|| format!("no config generation at {}", launch.spec_dir.display()))?;
+        let agent_dir = launch
+            .state_dir
+            .parent()
+            .context("the state dir has no parent")?;
+        check_generation(&config, agent_dir).map_err(anyhow::Error::msg)?;
+        let (exe, pre) = super::process::harness_program(None)?;
+        let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+        check_in_store(&exe).map_err(anyhow::Error::msg)?;
+        // The harness's arguments and environment as every runtime gives them, carried into
+        // the container (systemd-run passes no environment of its own).
+        let mut inner = tokio::process::Command::new(&exe);
+        inner.args(&pre);
+        super::process::harness_args(&mut inner, &config, launch, OsStr::new(CONTAINER_PATH));
+        let std = inner.as_std();
+        let args: Vec<OsString> = std.get_args().map(OsStr::to_owned).collect();
+        let envs: Vec<(OsString, OsString)> = std
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+            .collect();
+        let mut cmd = tokio::process::Command::new(&self.systemd_run);
+        cmd.args(run_args(
+            &container_name(&launch.name),
+            &launch.state_dir,
+            &exe,
+            &args,
+            &envs,
+        ));
+        Ok(cmd)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn res() -> Resources {
+        Resources {
+            memory_bytes: 64 << 20,
+            cpu_percent: 150,
+            tasks: 100,
+        }
+    }
+
+    #[test]
+    fn before_a_start_the_limits_then_a_fresh_container() {
+        let steps: Vec<String> = before_start("hh-0011aabb", &res())
+            .iter()
+            .map(|a| a.join(" "))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "set-property --runtime container@hh-0011aabb.service MemoryMax=67108864 \
+                 MemorySwapMax=0 CPUQuota=150% TasksMax=100",
+                "restart container@hh-0011aabb.service",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_harness_runs_in_its_container_with_exactly_its_environment() {
+        let a = run_args(
+            "hh-0011aabb",
+            Path::new("/var/lib/hyperhive/agents/hm1nd/state"),
+            Path::new("/nix/store/x-hyperhive/bin/hive-agent"),
+            &["--name".into(), "hm1nd".into()],
+            &[
+                ("PATH".into(), CONTAINER_PATH.into()),
+                ("HOME".into(), "/s".into()),
+            ],
+        );
+        let a: Vec<&str> = a.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(
+            a,
+            [
+                "--machine=hh-0011aabb",
+                "--pipe",
+                "--wait",
+                "--collect",
+                "--quiet",
+                "--service-type=exec",
+                "--unit=hyperhive-agent",
+                "--working-directory=/var/lib/hyperhive/agents/hm1nd/state",
+                "--setenv=PATH=/run/current-system/sw/bin",
+                "--setenv=HOME=/s",
+                "--",
+                "/nix/store/x-hyperhive/bin/hive-agent",
+                "--name",
+                "hm1nd",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_what_the_container_has_is_used() {
+        let store = check_in_store(Path::new("/nix/store/abc-hyperhive/bin/hive-agent"));
+        assert_eq!(store, Ok(()));
+        let usr = check_in_store(Path::new("/usr/local/bin/hive-agent")).unwrap_err();
+        assert!(usr.contains("not in the Nix store"), "{usr}");
+        let agent = Path::new("/var/lib/hyperhive/agents/a");
+        assert_eq!(check_generation(&agent.join("gen/3"), agent), Ok(()));
+        for outside in [
+            "/var/lib/hyperhive/agents/b/gen/3",
+            "/var/lib/hyperhive/agents/a/config.git",
+        ] {
+            let why = check_generation(Path::new(outside), agent).unwrap_err();
+            assert!(why.contains("all the container sees"), "{outside}: {why}");
+        }
+    }
 
     #[test]
     fn names_fit_nixos_container_and_are_stable() {

@@ -130,6 +130,35 @@ async fn spawn(
     Ok((child, tokio::spawn(log::pump(rx, log))))
 }
 
+/// Runs what `runtime` needs done before `launch`'s harness starts (a NixOS container's limits
+/// and restart), in order; the first that fails is the error, with what it said.
+async fn before_start(runtime: &dyn Runtime, launch: &AgentLaunch) -> anyhow::Result<()> {
+    for cmd in runtime.before_start(launch)? {
+        let what = format!(
+            "{} {}",
+            cmd.get_program().to_string_lossy(),
+            cmd.get_args()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let out = tokio::process::Command::from(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("cannot run {what}"))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "{what}: {} ({})",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                out.status
+            );
+        }
+        tracing::debug!(agent = %launch.name, step = %what, "before the harness starts");
+    }
+    Ok(())
+}
+
 /// Records an agent's state; a store that cannot is logged (the state is only a display).
 fn set_state(core: &Core, name: &AgentName, state: AgentState, pid: Option<u32>) {
     core.console().changed();
@@ -249,9 +278,10 @@ async fn supervise_entry(
                     _ = entry.removed().cancelled() => {}
                 };
             }
-            Placement::Sandboxed => match &runtimes.bwrap {
-                Some(b) => b,
-                None => unreachable!("placed in a sandbox only when one can run"),
+            Placement::Sandboxed => match (&runtimes.bwrap, &runtimes.container) {
+                (Some(b), _) => b,
+                (None, Some(c)) => c,
+                (None, None) => unreachable!("placed in a sandbox only when one can run"),
             },
             Placement::Unsandboxed { own_uid } => {
                 if *own_uid {
@@ -291,6 +321,12 @@ async fn supervise_entry(
         };
         refused_said = None;
         let prepared = match (&placement, launch.uid) {
+            // A NixOS container's root is its own uid range here: its state is that uid's.
+            (Placement::Sandboxed, _) if runtimes.container.is_some() => prepare_for_uid(
+                core.data_dir(),
+                &launch,
+                crate::runtime::nixos_container::uid_base(&name),
+            ),
             (Placement::Sandboxed, _) => prepare_for_sandbox(&launch),
             (_, Some(uid)) => {
                 crate::proc::kill_all_of_uid(uid).await;
@@ -308,7 +344,11 @@ async fn supervise_entry(
             }
             continue;
         }
-        let (mut child, pump) = match spawn(runtime, &launch).await {
+        let started = match before_start(runtime, &launch).await {
+            Ok(()) => spawn(runtime, &launch).await,
+            Err(e) => Err(e),
+        };
+        let (mut child, pump) = match started {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot start agent");
