@@ -194,7 +194,7 @@ fn print_placements(
     let mechanism = crate::runtime::limits::mechanism(crate::runtime::limits::Facts::gather());
     match cfg.runtime {
         RuntimeKind::Bwrap => println!("resource limits here: {}", mechanism.describe()),
-        RuntimeKind::NixosContainer => {
+        RuntimeKind::NixosContainer if host.sandbox.is_ok() => {
             println!("resource limits here: each container's unit (MemoryMax, CPUQuota, TasksMax)")
         }
         _ => {}
