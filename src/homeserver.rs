@@ -283,7 +283,10 @@ impl Synapse {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group: a Ctrl-C at the terminal (SIGINT to the foreground group)
+            // reaches `hive up` alone, which stops Synapse after the core, not before it.
+            .process_group(0);
         // Dies with the hive, and only then: forked from the one long-lived spawner thread (a
         // restart runs on a tokio worker, which may later end in the blocking pool).
         let mut child = crate::proc::spawn_tied(cmd)

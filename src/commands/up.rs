@@ -23,6 +23,8 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
         crate::install::claude_code_agents(&specs),
     )));
 
+    // Stopped after the core (below), not with it.
+    let synapse_stop = CancellationToken::new();
     let synapse_task = if cfg.embedded {
         let layout = Layout::new(&dirs.data_dir);
         homeserver::ensure_installed(&layout).await?;
@@ -48,7 +50,7 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
             configs,
             cfg.homeserver_url.clone(),
             dirs.data_dir.clone(),
-            cancel.clone(),
+            synapse_stop.clone(),
         )))
     } else {
         eprintln!(
@@ -73,6 +75,8 @@ pub async fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result
     cfg.claude_code = cfg.claude_code.take().or(claude_code);
     let result = super::c0re::serve(cfg, &dirs.data_dir, specs, cancel.clone()).await;
     cancel.cancel();
+    // Synapse last: the core's last posts and its agents' goodbyes go out while it still runs.
+    synapse_stop.cancel();
     if let Some(t) = synapse_task {
         let _ = t.await;
     }
