@@ -68,7 +68,7 @@ pub fn wants_usage(body: &Value) -> bool {
 /// Why the chat-completions API would refuse `body` (empty: it would not).
 pub fn openai_violations(body: &Value) -> Vec<String> {
     let mut why = Vec::new();
-    if !body["model"].as_str().is_some_and(|m| !m.is_empty()) {
+    if body["model"].as_str().is_none_or(str::is_empty) {
         why.push("`model` is required".to_owned());
     }
     if body.get("stream_options").is_some() && body["stream"] != json!(true) {
@@ -141,10 +141,10 @@ pub fn anthropic_violations(version: Option<&str>, body: &Value) -> Vec<String> 
     if version.is_none() {
         why.push("the anthropic-version header is required".to_owned());
     }
-    if !body["model"].as_str().is_some_and(|m| !m.is_empty()) {
+    if body["model"].as_str().is_none_or(str::is_empty) {
         why.push("model: Field required".to_owned());
     }
-    if !body["max_tokens"].as_u64().is_some_and(|n| n > 0) {
+    if body["max_tokens"].as_u64().is_none_or(|n| n == 0) {
         why.push("max_tokens: Field required (a positive integer)".to_owned());
     }
     let Some(messages) = body["messages"].as_array().filter(|m| !m.is_empty()) else {

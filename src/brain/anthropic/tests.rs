@@ -161,7 +161,7 @@ fn a_streamed_answer_is_read_as_a_plain_one() {
     assert!(calls[0].input.is_err());
 
     // What cannot be read is said.
-    let broken = sse(&[start.clone()]) + "event: ping\ndata: {nope\n\n";
+    let broken = sse(std::slice::from_ref(&start)) + "event: ping\ndata: {nope\n\n";
     let e = assemble_anthropic_stream(&broken).unwrap_err();
     assert!(e.to_string().starts_with("bad stream event: "), "{e}");
     let early = sse(&[
