@@ -11,7 +11,9 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use common::TestHive;
+use common::model_api::Contract;
 use serde_json::{Value, json};
 
 /// Said after each answer: the declared `ghost` server cannot start.
@@ -23,15 +25,18 @@ type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
 type Prompts = Arc<Mutex<std::collections::HashSet<String>>>;
 
 async fn messages(
-    State((seen, seen_prompts)): State<(Seen, Prompts)>,
+    State((seen, seen_prompts, contract)): State<(Seen, Prompts, Contract)>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Json<Value> {
+) -> Response {
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     seen.lock().unwrap().push((key, body.clone()));
+    if let Some(refused) = contract.anthropic(&headers, &body) {
+        return refused;
+    }
     let names: Vec<&str> = body["tools"]
         .as_array()
         .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
@@ -99,16 +104,13 @@ async fn messages(
     } else {
         json!([{"type": "text", "text": format!("done: {said}")}])
     };
-    let stop = if content[0]["type"] == "tool_use" {
-        "tool_use"
-    } else {
-        "end_turn"
-    };
+    let stop = common::model_api::stop_reason(&content);
     Json(
         json!({"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
         "content": content, "stop_reason": stop, "stop_sequence": null,
         "usage": {"input_tokens": 30, "output_tokens": 6}}),
     )
+    .into_response()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,9 +130,11 @@ async fn round_trip(runtime: &str) {
         return;
     };
     let seen: Seen = Arc::default();
+    // What the real Messages API would refuse among the CLI's requests (answered 400 here).
+    let contract = Contract::default();
     let app = axum::Router::new()
         .route("/v1/messages", axum::routing::post(messages))
-        .with_state((seen.clone(), Prompts::default()));
+        .with_state((seen.clone(), Prompts::default(), contract.clone()));
     let base = common::serve_http(app).await;
     let (_keys, key) = common::secret_file("anthropic.key", KEY);
     let mut hive = TestHive::with_config(
@@ -198,5 +202,6 @@ async fn round_trip(runtime: &str) {
             .is_file()
     );
     assert!(store.usage_since("claude", 0).unwrap().calls >= 3);
+    contract.assert_kept();
     assert_eq!(hive.stop_core().code(), Some(0));
 }

@@ -15,6 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::response::IntoResponse;
+use common::model_api::Contract;
 use common::{TestHive, call_tool, echo_bot, write_script};
 use serde_json::{Value, json};
 
@@ -136,8 +138,15 @@ fn audited(hive: &TestHive, actor: &str) -> Vec<(String, String, String, String)
         .collect()
 }
 
-/// The model: a summary for a compact's call, else `done: <last line>`.
-async fn completions(Json(body): Json<Value>) -> Json<Value> {
+/// The model: a summary for a compact's call, else `done: <last line>`; what the real API
+/// would refuse is answered 400 and recorded.
+async fn completions(
+    axum::extract::State(contract): axum::extract::State<Contract>,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
+    if let Some(refused) = contract.openai(&body) {
+        return refused;
+    }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let system = messages[0]["content"].as_str().unwrap_or("");
     let content = if system.starts_with("You compact an agent's memory") {
@@ -151,6 +160,7 @@ async fn completions(Json(body): Json<Value>) -> Json<Value> {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 5},
     }))
+    .into_response()
 }
 
 fn history(hive: &TestHive, agent: &str) -> Vec<Value> {
@@ -165,7 +175,10 @@ fn history(hive: &TestHive, agent: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_cancels_compacts_and_switches_models() {
-    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(completions));
+    let contract = Contract::default();
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(completions))
+        .with_state(contract.clone());
     let base = common::serve_http(app).await + "/v1";
     let (_keys, key) = common::secret_file("model.key", &format!("{KEY}\n"));
     let mut hive = TestHive::with_config(
@@ -503,18 +516,26 @@ async fn an_operator_cancels_compacts_and_switches_models() {
             "{action} {agent} {outcome} {detail:?} not in {audit:?}"
         );
     }
+    contract.assert_kept();
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 
 type Requests = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
 
+/// The requests the stand-in got, and those the real API would refuse.
+type Server = (Requests, Contract);
+
 /// The Messages API for the real Claude Code CLI: a summary for its `/compact`, else
 /// `done: <the prompt's last line>`.
 async fn messages(
-    axum::extract::State(seen): axum::extract::State<Requests>,
+    axum::extract::State((seen, contract)): axum::extract::State<Server>,
+    headers: axum::http::HeaderMap,
     Json(body): Json<Value>,
-) -> Json<Value> {
+) -> axum::response::Response {
     seen.lock().unwrap().push(body.clone());
+    if let Some(refused) = contract.anthropic(&headers, &body) {
+        return refused;
+    }
     let all = body["messages"].to_string();
     let text = if all.contains("create a detailed summary of the conversation") {
         "<analysis>short</analysis>\n<summary>The operator said hello.</summary>".to_owned()
@@ -542,6 +563,7 @@ async fn messages(
         "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": null,
         "usage": {"input_tokens": 30, "output_tokens": 6}}),
     )
+    .into_response()
 }
 
 /// The real, pinned Claude Code CLI, offline: `!compact` runs its own `/compact` on the resumed
@@ -552,9 +574,10 @@ async fn claude_code_compacts_and_forgets_its_session() {
         return;
     };
     let seen = Requests::default();
+    let contract = Contract::default();
     let app = axum::Router::new()
         .route("/v1/messages", axum::routing::post(messages))
-        .with_state(seen.clone());
+        .with_state((seen.clone(), contract.clone()));
     let base = common::serve_http(app).await;
     let (_keys, key) = common::secret_file("anthropic.key", KEY);
     let mut hive = TestHive::with_config(
@@ -637,5 +660,6 @@ async fn claude_code_compacts_and_forgets_its_session() {
         !last["messages"].to_string().contains("said hello"),
         "the new session does not carry the old one: {last}"
     );
+    contract.assert_kept();
     assert_eq!(hive.stop_core().code(), Some(0));
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use common::gitea::{self, Gitea, PullSeed};
+use common::model_api::Contract;
 use common::{Seen, TestHive};
 use serde_json::{Value, json};
 
@@ -328,18 +329,24 @@ fn decide(s: &mut Script, body: &Value) -> Value {
     }
 }
 
-async fn messages(State(s): State<Shared>, Json(body): Json<Value>) -> Json<Value> {
+/// The scripted model; what the real Messages API would refuse is answered 400 and recorded.
+async fn messages(
+    State((s, contract)): State<(Shared, Contract)>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(refused) = contract.anthropic(&headers, &body) {
+        return refused;
+    }
     let content = decide(&mut s.lock().unwrap(), &body);
-    let stop = if content[0]["type"] == "tool_use" {
-        "tool_use"
-    } else {
-        "end_turn"
-    };
+    let stop = common::model_api::stop_reason(&content);
     Json(
         json!({"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
         "content": content, "stop_reason": stop, "stop_sequence": null,
         "usage": {"input_tokens": 30, "output_tokens": 6}}),
     )
+    .into_response()
 }
 
 fn claude_bot(model: &str, tools: &[String]) -> String {
@@ -369,9 +376,10 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
         return;
     };
     let script: Shared = Arc::default();
+    let contract = Contract::default();
     let app = axum::Router::new()
         .route("/v1/messages", axum::routing::post(messages))
-        .with_state(script.clone());
+        .with_state((script.clone(), contract.clone()));
     let base = common::serve_http(app).await;
     let (_k, key) = common::secret_file("anthropic.key", KEY);
     let (_t, token_file) = common::secret_file("forge.token", &format!("{TOKEN}\n"));
@@ -624,5 +632,6 @@ async fn argus_reviews_and_triage_routes_a_pull_request() {
             "{actor}'s {action} is audited ok"
         );
     }
+    contract.assert_kept();
     assert_eq!(hive.stop_core().code(), Some(0));
 }

@@ -253,18 +253,24 @@ type Call = (Option<String>, Value);
 struct Server {
     requests: Arc<Mutex<Vec<Call>>>,
     crash_prompt_at: Arc<Mutex<Option<Instant>>>,
+    /// The requests the real Messages API would refuse (answered 400 here).
+    contract: common::model_api::Contract,
 }
 
 async fn messages(
     State(server): State<Server>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     server.requests.lock().unwrap().push((key, body.clone()));
+    if let Some(refused) = server.contract.anthropic(&headers, &body) {
+        return refused;
+    }
     let offered: Vec<&str> = body["tools"]
         .as_array()
         .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
@@ -291,16 +297,13 @@ async fn messages(
         // A request of the CLI's own (no hive prompt in it) gets a plain answer too.
         Step::Say(text) => json!([{"type": "text", "text": text}]),
     };
-    let stop = if content[0]["type"] == "tool_use" {
-        "tool_use"
-    } else {
-        "end_turn"
-    };
+    let stop = common::model_api::stop_reason(&content);
     Json(
         json!({"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
         "content": content, "stop_reason": stop, "stop_sequence": null,
         "usage": {"input_tokens": 30, "output_tokens": 6}}),
     )
+    .into_response()
 }
 
 // ---- The lanes ------------------------------------------------------------------------------
@@ -421,6 +424,7 @@ async fn approve(hive: &TestHive, op: &common::Operator, sha: &str, summary: &st
 
 /// Every model call carried the core's key, for the model this hive names.
 fn check_calls(server: &Server) {
+    server.contract.assert_kept();
     let requests = server.requests.lock().unwrap().clone();
     assert!(!requests.is_empty());
     for (key, body) in &requests {

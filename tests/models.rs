@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use common::TestHive;
+use common::model_api::{Contract, stop_reason, wants_usage};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -21,8 +22,9 @@ const KEY: &str = "hh-test-model-key-5f1e2d3c4b";
 /// A request the fake model server received: its Authorization header and its body.
 type Request = (Option<String>, Value);
 
+/// The requests, and what a real API would have refused among them.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<Request>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>, Contract);
 
 /// The scripted model: a malformed tool call, then a good one, then the answer.
 fn script(body: &Value) -> Value {
@@ -55,7 +57,9 @@ fn script(body: &Value) -> Value {
     }
 }
 
-fn sse(message: &Value) -> String {
+/// `message` streamed as chat-completions chunks; the usage chunk only if the request asked for
+/// it (`stream_options.include_usage`), as the real API does.
+fn sse(message: &Value, usage: bool) -> String {
     let mut out = String::new();
     let mut push = |delta: Value, finish: Value| {
         out.push_str(&format!(
@@ -82,10 +86,13 @@ fn sse(message: &Value) -> String {
         push(json!({"role": "assistant", "content": a}), Value::Null);
         push(json!({"content": b}), json!("stop"));
     }
-    out.push_str(&format!(
-        "data: {}\n\ndata: [DONE]\n\n",
-        json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 4}})
-    ));
+    if usage {
+        out.push_str(&format!(
+            "data: {}\n\n",
+            json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 4}})
+        ));
+    }
+    out.push_str("data: [DONE]\n\n");
     out
 }
 
@@ -98,14 +105,36 @@ async fn completions(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    seen.0.lock().unwrap().push((auth, body.clone()));
-    let message = script(&body);
+    seen.0.lock().unwrap().push((auth.clone(), body.clone()));
+    if let Some(refused) = seen.1.openai(&body) {
+        return refused;
+    }
+    let leak = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .is_some_and(|c| c.ends_with("\nleak"));
+    // A model (or a gateway) that says back the key it was sent: the core must not post it.
+    let message = if leak {
+        json!({"role": "assistant", "content": format!("my key: {}", auth.unwrap_or_default())})
+    } else {
+        script(&body)
+    };
+    let finish = if message["tool_calls"].is_array() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
     if body["stream"] == json!(true) {
-        ([("content-type", "text/event-stream")], sse(&message)).into_response()
+        (
+            [("content-type", "text/event-stream")],
+            sse(&message, wants_usage(&body)),
+        )
+            .into_response()
     } else {
         Json(json!({
             "object": "chat.completion",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": 11, "completion_tokens": 4},
         }))
         .into_response()
@@ -224,8 +253,20 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
         ["done", "3", "45", "test-model", "$0.0001"],
         "{turns}"
     );
+    // A model that says back the key it was sent: the reply is refused, and says why
+    // without the key.
+    let gpt = op.join("agent-gpt").await;
+    op.send(&gpt, "leak").await;
+    op.wait_until(&gpt, WAIT, "the refused leak", |m| {
+        m.iter().any(|x| {
+            x.body.starts_with("⚠️ gpt could not handle this message")
+                && x.body
+                    .contains("not posted: the message contains [providers.local]'s API key")
+        })
+    })
+    .await;
     let requests = seen.0.lock().unwrap().clone();
-    assert_eq!(requests.len(), 8, "3 + 3 + 1 + 1 model calls");
+    assert_eq!(requests.len(), 9, "3 + 3 + 1 + 1 + 1 model calls");
     for (auth, body) in &requests {
         assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
         assert_eq!(body["model"], "test-model");
@@ -241,10 +282,15 @@ async fn openai_brain_with_tools_streaming_and_budgets() {
         );
     }
     assert!(requests.iter().any(|(_, b)| b["stream"] == json!(true)));
-    // The key never reached a room.
-    for m in op.seen.lock().unwrap().iter() {
-        assert!(!m.body.contains(KEY));
+    // The key never reached a room, though the model said it back.
+    let said = op.seen.lock().unwrap().clone();
+    assert!(said.iter().any(|m| m.body.contains("could not handle")));
+    for m in &said {
+        for text in [Some(&m.body), m.formatted.as_ref()].into_iter().flatten() {
+            assert!(!text.contains(KEY), "the key reached {}: {text}", m.room);
+        }
     }
+    seen.1.assert_kept();
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 
@@ -273,7 +319,7 @@ fn anthropic_script(body: &Value) -> Value {
         _ => json!([{"type": "text", "text": format!("done: {user}")}]),
     };
     json!({"type": "message", "role": "assistant", "content": content,
-           "stop_reason": "end_turn", "usage": {"input_tokens": 20, "output_tokens": 5}})
+           "stop_reason": stop_reason(&content), "usage": {"input_tokens": 20, "output_tokens": 5}})
 }
 
 fn anthropic_sse(message: &Value) -> String {
@@ -298,7 +344,7 @@ fn anthropic_sse(message: &Value) -> String {
         }
         events.push(json!({"type": "content_block_stop", "index": i}));
     }
-    events.push(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}));
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"]}, "usage": {"output_tokens": 5}}));
     events.push(json!({"type": "message_stop"}));
     events
         .iter()
@@ -322,8 +368,17 @@ async fn messages_api(
         header("authorization")
             .map(|a| format!("{a} ({})", header("anthropic-beta").unwrap_or_default()))
     });
-    assert_eq!(headers.get("anthropic-version").unwrap(), "2023-06-01");
     seen.0.lock().unwrap().push((key, body.clone()));
+    if let Some(refused) = seen.1.anthropic(&headers, &body) {
+        return refused;
+    }
+    if headers.get("anthropic-version").unwrap() != "2023-06-01" {
+        seen.1.record(
+            "anthropic",
+            vec!["not the version the core speaks".into()],
+            &body,
+        );
+    }
     let message = anthropic_script(&body);
     if body["stream"] == json!(true) {
         (
@@ -419,6 +474,7 @@ async fn anthropic_brain_with_tools_and_streaming() {
                 .any(|t| t["name"] == "write_notes")
         );
     }
+    seen.1.assert_kept();
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 
@@ -464,8 +520,11 @@ fn last_line(text: &str) -> String {
     text.rsplit('\n').next().unwrap_or("").to_owned()
 }
 
-async fn mcp_completions(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
+async fn mcp_completions(State(seen): State<Seen>, Json(body): Json<Value>) -> Response {
     seen.0.lock().unwrap().push((None, body.clone()));
+    if let Some(refused) = seen.1.openai(&body) {
+        return refused;
+    }
     let messages = body["messages"].as_array().unwrap();
     let user = last_line(last_user(messages));
     let result = messages.iter().find(|m| m["role"] == "tool");
@@ -477,14 +536,27 @@ async fn mcp_completions(State(seen): State<Seen>, Json(body): Json<Value>) -> J
         }
         (None, None) => json!({"role": "assistant", "content": "done"}),
     };
+    let finish = if message["tool_calls"].is_array() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
     Json(json!({
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1},
     }))
+    .into_response()
 }
 
-async fn mcp_messages(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
+async fn mcp_messages(
+    State(seen): State<Seen>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     seen.0.lock().unwrap().push((None, body.clone()));
+    if let Some(refused) = seen.1.anthropic(&headers, &body) {
+        return refused;
+    }
     let messages = body["messages"].as_array().unwrap();
     let user = last_line(last_user(messages));
     let result = messages
@@ -503,8 +575,9 @@ async fn mcp_messages(State(seen): State<Seen>, Json(body): Json<Value>) -> Json
     };
     Json(
         json!({"type": "message", "role": "assistant", "content": content,
-                "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+                "stop_reason": stop_reason(&content), "usage": {"input_tokens": 1, "output_tokens": 1}}),
     )
+    .into_response()
 }
 
 /// MCP servers declared in agent.toml are offered to the in-process brains too: the model calls
@@ -614,7 +687,7 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
     // destructor runs): PR_SET_PDEATHSIG.
     let room = op.join("agent-gpt").await;
     op.send(&room, "pid").await;
-    let seen = op
+    let said = op
         .wait_until(&room, WAIT, "the server's pid", |m| {
             m.iter().any(|x| {
                 x.sender == "@gpt:localhost"
@@ -623,7 +696,7 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
             })
         })
         .await;
-    let body = &seen
+    let body = &said
         .iter()
         .rfind(|x| x.sender == "@gpt:localhost")
         .unwrap()
@@ -672,6 +745,7 @@ async fn declared_mcp_servers_for_openai_and_anthropic() {
             "{system}"
         );
     }
+    seen.1.assert_kept();
     assert_eq!(hive.stop_core().code(), Some(0));
 }
 
@@ -860,4 +934,42 @@ async fn providers_are_the_only_hosts_and_answers_are_capped() {
         "the failed call is recorded"
     );
     assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+/// The stand-ins' contract refuses what the real APIs refuse (and passes what they take).
+#[test]
+fn the_stand_ins_refuse_what_the_apis_refuse() {
+    use common::model_api::{anthropic_violations, openai_violations};
+    let call = |id: &str| json!({"id": id, "type": "function", "function": {"name": "f", "arguments": "{}"}});
+    let ok = json!({"model": "m", "messages": [
+        {"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+        {"role": "assistant", "content": null, "tool_calls": [call("a"), call("b")]},
+        {"role": "tool", "tool_call_id": "a", "content": "r"},
+        {"role": "tool", "tool_call_id": "b", "content": "r"}]});
+    assert_eq!(openai_violations(&ok), Vec::<String>::new());
+    let mut wrong = ok.clone();
+    wrong["messages"][3]["tool_call_id"] = json!("b");
+    assert!(!openai_violations(&wrong).is_empty());
+    let mut short = ok.clone();
+    short["messages"].as_array_mut().unwrap().pop();
+    assert!(!openai_violations(&short).is_empty());
+    let mut usage = ok.clone();
+    usage["stream_options"] = json!({"include_usage": true});
+    assert!(!openai_violations(&usage).is_empty());
+
+    let ok = json!({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "r"}]}]});
+    assert_eq!(anthropic_violations(Some("v"), &ok), Vec::<String>::new());
+    let mut no_max = ok.clone();
+    no_max.as_object_mut().unwrap().remove("max_tokens");
+    assert!(!anthropic_violations(Some("v"), &no_max).is_empty());
+    let mut wrong = ok.clone();
+    wrong["messages"][2]["content"][0]["tool_use_id"] = json!("x");
+    assert!(!anthropic_violations(Some("v"), &wrong).is_empty());
+    let mut string_input = ok.clone();
+    string_input["messages"][1]["content"][0]["input"] = json!("{");
+    assert!(!anthropic_violations(Some("v"), &string_input).is_empty());
+    assert!(!anthropic_violations(None, &ok).is_empty());
 }

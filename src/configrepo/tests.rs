@@ -223,8 +223,45 @@ fn refuses_symlinks_and_hostile_paths() {
             "{bad}"
         );
     }
-    assert!(!tmp.path().join("x").exists());
     assert!(check_path("tools/bot.py").is_ok());
+
+    // Where a traversal WOULD write: a generation is rendered in `gen/.<n>.tmp`, so `../x` and
+    // `a/../../x` land in `gen/`, `../../x` in the agent's directory (outside the repo and
+    // every generation), an absolute path anywhere. Rendering refuses each, writing nothing.
+    let gens = repo.dirs.gens();
+    let anywhere = tmp.path().join("anywhere");
+    let anywhere_path = anywhere.to_str().unwrap().to_owned();
+    for (bad, would) in [
+        ("../x", gens.join("x")),
+        ("a/../../x", gens.join("x")),
+        ("../../x", repo.dirs.root.join("x")),
+        (anywhere_path.as_str(), anywhere.clone()),
+    ] {
+        let rendered = repo.render(7, &[file("prompt.md", "ok"), file(bad, "planted")]);
+        assert!(
+            !would.exists(),
+            "{bad:?} was written outside its generation, at {}",
+            would.display()
+        );
+        let err = rendered.unwrap_err().to_string();
+        assert!(
+            err.contains("forbidden path component") || err.contains("not a relative path"),
+            "{bad}: {err}"
+        );
+        assert!(
+            !gens.join("7").exists(),
+            "{bad}: a refused generation is not kept"
+        );
+    }
+    // The control: the same render with good paths writes where expected.
+    let good = repo
+        .render(7, &[file("prompt.md", "ok"), file("tools/x", "fine")])
+        .unwrap();
+    assert_eq!(good, gens.join("7"));
+    assert_eq!(
+        std::fs::read_to_string(good.join("tools/x")).unwrap(),
+        "fine"
+    );
 }
 
 #[test]

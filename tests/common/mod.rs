@@ -26,6 +26,7 @@ pub mod as_agent;
 pub mod browser;
 pub mod federation;
 pub mod gitea;
+pub mod model_api;
 // Not `nix`: that is the crate this module uses.
 #[path = "nix.rs"]
 pub mod nix_bin;

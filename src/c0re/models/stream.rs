@@ -35,6 +35,10 @@ pub fn assemble_stream(text: &str) -> Result<Value, StreamError> {
             break;
         }
         let chunk: Value = serde_json::from_str(data).map_err(StreamError::BadChunk)?;
+        // OpenAI-compatible servers (vLLM, llama.cpp) report a failure mid-stream as a chunk.
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            return Err(StreamError::Reported(error.to_string()));
+        }
         any = true;
         if !chunk["usage"].is_null() {
             usage = chunk["usage"].clone();
