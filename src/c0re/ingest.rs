@@ -154,6 +154,13 @@ impl Core {
             }
         }
         let numbered = routed.iter().any(|e| e.peer.is_some());
+        for e in routed.iter().filter(|e| e.agents == [APPROVALS_QUEUE]) {
+            // Said, so a replay is told apart from a vote the gate refused (read before the
+            // ingest below: a "seen" here is always dropped there).
+            if self.inner.store.seen(&e.event_id)? {
+                tracing::info!(event_id = %e.event_id, "an approval signal seen before: dropped by its event id, not voted again");
+            }
+        }
         let woken = self.inner.store.ingest(&seen, &routed, received_us)?;
         if !routed.is_empty() {
             // Courtesy traffic (receipts, typing) waits for a quiet moment (`signals.rs`).
