@@ -337,15 +337,6 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
     // Each replay was dropped by its event id before any vote logic saw it: the core says so,
     // and the gate said nothing of them (a replay that reached the vote after the apply would
     // be reported "after it was applied: ignored"; one before it would count twice).
-    let log = log_since(&hive, log_from);
-    let dropped = log
-        .lines()
-        .filter(|l| {
-            l.contains("an approval signal seen before: dropped by its event id")
-                && l.contains(r.as_str())
-        })
-        .count();
-    assert_eq!(dropped, 2, "each replay dropped by its event id:\n{log}");
     let late: Vec<&str> = msgs
         .iter()
         .map(|x| x.body.as_str())
@@ -363,6 +354,15 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
         [("approve", "approved", r.as_str())],
         "one vote, the ✅'s own event"
     );
+    let log = log_since(&hive, log_from);
+    let dropped = log
+        .lines()
+        .filter(|l| {
+            l.contains("an approval signal seen before: dropped by its event id")
+                && l.contains(r.as_str())
+        })
+        .count();
+    assert_eq!(dropped, 2, "each replay dropped by its event id:\n{log}");
     assert_eq!(audit_applied(&hive, 1), 1);
     assert_eq!(audit_applied(&hive, 3), 1, "applied exactly once");
     assert_eq!(repo.current().unwrap(), (3, v3.clone()));
@@ -1070,28 +1070,48 @@ async fn simultaneous_approvals_apply_once() {
             .any(|x| x.body.starts_with("✅ Applied") && x.body.contains("deploy/2"))
     })
     .await;
-    op.wait_until(&control, WAIT, "the other ✓ ignored", |m| {
-        m.iter()
-            .any(|x| x.body.contains("to request #1 after it was"))
-    })
-    .await;
     op.send(&echo, "x").await;
     op.wait_until(&echo, WAIT, "v2", |m| m.iter().any(|x| x.body == "v2: x"))
         .await;
+    // A fence: the gate takes signals in order, so both ✓ are handled before a later one.
+    inject_reaction(
+        &hive,
+        &approvals,
+        "@mallory:localhost",
+        req.as_str(),
+        "$fence",
+    )
+    .await;
+    let msgs = op
+        .wait_until(&control, WAIT, "the fence's report", |m| {
+            m.iter()
+                .any(|x| x.body.contains("@mallory:localhost is not an operator"))
+        })
+        .await;
     let entries = audit_of(&hive, 1);
+    assert_eq!(
+        audit_applied(&hive, 1),
+        1,
+        "applied exactly once: {entries:#?}"
+    );
+    let ignored: Vec<&str> = msgs
+        .iter()
+        .map(|x| x.body.as_str())
+        .filter(|b| b.contains("to request #1 after it was"))
+        .collect();
+    assert_eq!(
+        ignored.len(),
+        1,
+        "the other ✓ found it decided: {ignored:?}"
+    );
     let votes: Vec<(&str, &str)> = entries
         .iter()
-        .filter(|e| e.action == "approve")
+        .filter(|e| e.action == "approve" && e.actor != "@mallory:localhost")
         .map(|e| (e.actor.as_str(), e.outcome.as_str()))
         .collect();
     let mut outcomes: Vec<&str> = votes.iter().map(|v| v.1).collect();
     outcomes.sort();
     assert_eq!(outcomes, ["approved", "ignored"], "{entries:#?}");
     assert_ne!(votes[0].0, votes[1].0, "one vote each: {entries:#?}");
-    assert_eq!(
-        audit_applied(&hive, 1),
-        1,
-        "applied exactly once: {entries:#?}"
-    );
     assert_eq!(hive.stop_core().code(), Some(0));
 }
