@@ -183,14 +183,28 @@ impl Store {
         routed: &[Enqueue],
         received_us: i64,
     ) -> anyhow::Result<Vec<String>> {
+        Ok(self.ingest_events(seen, routed, received_us)?.0)
+    }
+
+    /// [`Self::ingest`], also returning the event ids of `seen` that were seen before: nothing
+    /// was recorded or routed for them.
+    pub fn ingest_events(
+        &self,
+        seen: &[(String, String)],
+        routed: &[Enqueue],
+        received_us: i64,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let mut fresh = std::collections::HashSet::new();
+        let mut seen_before = Vec::new();
         {
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO seen_events (event_id, room_id, received_us) VALUES (?1, ?2, ?3)")?;
             for (event_id, room_id) in seen {
                 if ins.execute(params![event_id, room_id, received_us])? == 1 {
                     fresh.insert(event_id.as_str());
+                } else {
+                    seen_before.push(event_id.clone());
                 }
             }
         }
@@ -233,7 +247,7 @@ impl Store {
             }
         }
         tx.commit()?;
-        Ok(woken)
+        Ok((woken, seen_before))
     }
 
     /// Whether an event id was already accepted.
@@ -620,7 +634,17 @@ mod tests {
             ingest(&s, &[ev("$1", &["a"]), ev("$2", &["a", "b"])]),
             vec!["a", "b"]
         );
-        // The same events again (a replayed transaction, or a txn id reused after a restart).
+        // The same events again (a replayed transaction, or a txn id reused after a restart),
+        // named as seen before, beside a new one.
+        let again = [ev("$1", &["a"]), ev("$3", &["c"]), ev("$2", &["a", "b"])];
+        let seen: Vec<_> = again
+            .iter()
+            .map(|e| (e.event_id.clone(), e.room_id.clone()))
+            .collect();
+        assert_eq!(
+            s.ingest_events(&seen, &again, now_us()).unwrap(),
+            (vec!["c".to_owned()], vec!["$1".to_owned(), "$2".to_owned()])
+        );
         assert!(ingest(&s, &[ev("$1", &["a"]), ev("$2", &["a", "b"])]).is_empty());
         let (first, _) = s.take_next("a", 3).unwrap();
         let first = first.unwrap();

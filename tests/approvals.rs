@@ -86,14 +86,57 @@ fn propose(hive: &TestHive, version: &str, extra: &[&str]) -> String {
     out
 }
 
+/// One entry of `hive audit` about a request.
+#[derive(Debug)]
+struct Entry {
+    actor: String,
+    action: String,
+    outcome: String,
+    detail: String,
+}
+
+/// `hive audit`'s entries about request `id`, oldest first. A line is
+/// `<date> <time>Z  <actor> <action> <outcome> #<id> <agent> <sha>  <detail>`.
+fn audit_of(hive: &TestHive, id: i64) -> Vec<Entry> {
+    let (code, out) = run(hive, &["audit", "--limit", "10000"]);
+    assert_eq!(code, 0, "{out}");
+    let tag = format!("#{id}");
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 6 && f[5] == tag).then(|| Entry {
+                actor: f[2].to_owned(),
+                action: f[3].to_owned(),
+                outcome: f[4].to_owned(),
+                detail: f.get(8..).map(|d| d.join(" ")).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Request `id`'s state, by `hive approvals`.
+fn state_of(hive: &TestHive, id: i64) -> String {
+    let (code, out) = run(hive, &["approvals"]);
+    assert_eq!(code, 0, "{out}");
+    out.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id.to_string().as_str())).then(|| f[1].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no request #{id}:\n{out}"))
+}
+
+/// How many times request `id` was applied (or failed to), by `hive audit`.
 fn audit_applied(hive: &TestHive, id: i64) -> usize {
-    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
-    store
-        .audit_log(1000)
-        .unwrap()
+    audit_of(hive, id)
         .iter()
-        .filter(|e| e.approval_id == Some(id) && e.action == "apply")
+        .filter(|e| e.action == "apply")
         .count()
+}
+
+/// The lines of the core's log written since it was `from` bytes long.
+fn log_since(hive: &TestHive, from: usize) -> String {
+    hive.core_log().get(from..).unwrap_or_default().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,6 +298,7 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
         .unwrap();
     let mut event: serde_json::Value = raw.event.deserialize_as_unchecked().unwrap();
     event["room_id"] = serde_json::json!(approvals.room_id());
+    let log_from = hive.core_log().len();
     for txn in ["dup-1", "dup-2"] {
         reqwest::Client::new()
             .put(format!(
@@ -272,6 +316,53 @@ async fn operator_reactions_decide_and_forgeries_do_nothing() {
         m.iter().any(|x| x.body == "v3: third")
     })
     .await;
+    // A fence: the gate takes signals in order, so whatever the replays made it say is said
+    // before its report of a later forgery.
+    inject_reaction(
+        &hive,
+        &approvals,
+        "@mallory:localhost",
+        req3.as_str(),
+        "$fence",
+    )
+    .await;
+    let msgs = op
+        .wait_until(&control, WAIT, "the fence's report", |m| {
+            m.iter()
+                .filter(|x| x.body.contains("@mallory:localhost is not an operator"))
+                .count()
+                == 2
+        })
+        .await;
+    // Each replay was dropped by its event id before any vote logic saw it: the core says so,
+    // and the gate said nothing of them (a replay that reached the vote after the apply would
+    // be reported "after it was applied: ignored"; one before it would count twice).
+    let late: Vec<&str> = msgs
+        .iter()
+        .map(|x| x.body.as_str())
+        .filter(|b| b.contains("to request #3 after it was"))
+        .collect();
+    assert!(late.is_empty(), "a replay reached the vote: {late:?}");
+    let entries = audit_of(&hive, 3);
+    let votes: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .filter(|e| e.actor == "@operator:localhost")
+        .map(|e| (e.action.as_str(), e.outcome.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        votes,
+        [("approve", "approved", r.as_str())],
+        "one vote, the ✅'s own event"
+    );
+    let log = log_since(&hive, log_from);
+    let dropped = log
+        .lines()
+        .filter(|l| {
+            l.contains("an approval signal seen before: dropped by its event id")
+                && l.contains(r.as_str())
+        })
+        .count();
+    assert_eq!(dropped, 2, "each replay dropped by its event id:\n{log}");
     assert_eq!(audit_applied(&hive, 1), 1);
     assert_eq!(audit_applied(&hive, 3), 1, "applied exactly once");
     assert_eq!(repo.current().unwrap(), (3, v3.clone()));
@@ -314,18 +405,33 @@ async fn bad_proposals_are_refused_with_the_reason() {
         out.contains("does not validate") && out.contains("brain"),
         "{out}"
     );
-    for hostile in ["../etc", "/etc", "Echo", "e\u{0301}cho", ""] {
-        let (code, out) = run(
-            &hive,
-            &[
+    // Each refused for its own reason by a clean error exit (1, `hive: <reason>`), never a
+    // panic (whose exit code is 101).
+    let reasons = [
+        ("../etc", "must start with a lowercase ascii letter"),
+        ("/etc", "must start with a lowercase ascii letter"),
+        ("Echo", "must start with a lowercase ascii letter"),
+        ("e\u{0301}cho", "has a forbidden character '\\u{301}'"),
+        ("", "agent name is empty"),
+    ];
+    for (hostile, reason) in reasons {
+        let out = hive
+            .hive(&[
                 "config",
                 "propose",
                 hostile,
                 "--file",
                 bad.to_str().unwrap(),
-            ],
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{hostile:?}: {err}");
+        assert!(
+            err.starts_with("hive: agent name") && err.contains(reason),
+            "{hostile:?}: {err}"
         );
-        assert_ne!(code, 0, "{hostile:?}: {out}");
+        assert!(!err.contains("panicked at"), "{hostile:?}: {err}");
     }
     assert!(!hive.data.join("etc").exists() && !hive.dir.path().join("etc").exists());
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
@@ -447,6 +553,7 @@ async fn a_restart_mid_apply_neither_loses_nor_repeats_it() {
         ),
     ];
     for (failpoint, version, id, answers, said) in cases {
+        let log_from = hive.core_log().len();
         hive.start_core_env(&[("HYPERHIVE_FAILPOINT", failpoint)]);
         let op = hive.operator().await;
         let echo = op.join("agent-echo").await;
@@ -455,7 +562,13 @@ async fn a_restart_mid_apply_neither_loses_nor_repeats_it() {
         let req = request_event(&op, &approvals, id).await;
         react(&approvals, &req, "✅").await;
         let status = hive.wait_core_exit(WAIT);
-        assert_eq!(status.code(), Some(101), "the failpoint {failpoint} fired");
+        // 101 is also a panic's exit code: the failpoint's own line says it was the failpoint.
+        let log = log_since(&hive, log_from);
+        assert!(
+            log.contains(&format!("failpoint {failpoint}: exiting"))
+                && !log.contains("panicked at"),
+            "the failpoint {failpoint} did not fire ({status}):\n{log}"
+        );
         hive.start_core();
         op.wait_until(&approvals, WAIT, said, |m| {
             m.iter().any(|x| x.body.contains(said))
@@ -530,13 +643,40 @@ async fn a_spawn_request_creates_an_answering_agent() {
         })
     })
     .await;
+    // The deploy it claims: `hive approvals` shows the request applied as newbie's deploy/1,
+    // and newbie runs exactly the sha the operator approved.
+    let (code, out) = run(&hive, &["approvals"]);
+    assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&id.to_string()))
+        .unwrap_or_else(|| panic!("no request #{id}:\n{out}"));
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!((f[1], f[3]), ("applied", "newbie"), "{line}");
+    assert!(line.ends_with("[deploy/1]"), "{line}");
+    let approved = f[4];
+    let repo = hyperhive::configrepo::ConfigRepo::new(
+        &hive.data,
+        &hyperhive::agent_spec::AgentName::parse("newbie").unwrap(),
+    );
+    assert_eq!(repo.current().unwrap(), (1, approved.to_owned()));
+    // Its room exists under its alias, and it answers there.
+    let alias = matrix_sdk::ruma::RoomAliasId::parse("#agent-newbie:localhost").unwrap();
+    let resolved = op.client.resolve_room_alias(&alias).await.unwrap().room_id;
     let newbie = op.join("agent-newbie").await;
+    assert_eq!(newbie.room_id().as_str(), resolved.as_str());
     op.send(&newbie, "who are you?").await;
-    op.wait_until(&newbie, WAIT, "newbie answers", |m| {
-        m.iter()
-            .any(|x| x.sender == "@newbie:localhost" && x.body.starts_with("I am newbie"))
-    })
-    .await;
+    let msgs = op
+        .wait_until(&newbie, WAIT, "newbie answers", |m| {
+            m.iter()
+                .any(|x| x.sender == "@newbie:localhost" && x.body.starts_with("I am newbie"))
+        })
+        .await;
+    let answer = msgs
+        .iter()
+        .find(|x| x.sender == "@newbie:localhost")
+        .unwrap();
+    assert_eq!(answer.room, resolved, "answered in its own room");
 
     // After a restart the spawned agent is still there, on its versioned config.
     assert_eq!(hive.stop_core().code(), Some(0));
@@ -823,7 +963,8 @@ async fn a_failed_apply_keeps_the_previous_config() {
 }
 
 /// An operator below the configured power level cannot approve; an unanswered request expires
-/// by the core's clock and can no longer be approved.
+/// by the core's clock. Then, with a threshold the operator meets (a request approved in time
+/// applies), a ✅ that comes after its request expired is refused for that and applies nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_threshold_and_expiry() {
     let mut hive = TestHive::with_config(
@@ -850,11 +991,127 @@ async fn power_threshold_and_expiry() {
             .any(|x| x.body.contains("Request #1 expired without a decision"))
     })
     .await;
-    let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
-    assert_eq!(
-        store.approval(1).unwrap().unwrap().state,
-        hyperhive::store::ApprovalState::Expired
-    );
+    assert_eq!(state_of(&hive, 1), "expired");
     assert_eq!(audit_applied(&hive, 1), 0);
+    assert_eq!(hive.stop_core().code(), Some(0));
+
+    let toml = std::fs::read_to_string(&hive.config).unwrap();
+    let lowered = toml.replace(
+        "min_power_level = 101\nttl_secs = 4",
+        "min_power_level = 100\nttl_secs = 6",
+    );
+    assert_ne!(toml, lowered);
+    std::fs::write(&hive.config, lowered).unwrap();
+    hive.start_core();
+    let echo = op.join("agent-echo").await;
+    propose(&hive, "v3", &[]);
+    let req2 = request_event(&op, &approvals, 2).await;
+    react(&approvals, &req2, "✅").await;
+    op.wait_until(&approvals, WAIT, "applied in time", |m| {
+        m.iter()
+            .any(|x| x.body.starts_with("✅ Applied") && x.body.contains("deploy/2"))
+    })
+    .await;
+    propose(&hive, "v4", &[]);
+    let req3 = request_event(&op, &approvals, 3).await;
+    op.wait_until(&approvals, WAIT, "#3 expired", |m| {
+        m.iter()
+            .any(|x| x.body.contains("Request #3 expired without a decision"))
+    })
+    .await;
+    react(&approvals, &req3, "✅").await;
+    op.wait_until(&control, WAIT, "the late ✅ refused", |m| {
+        m.iter().any(|x| {
+            x.body
+                .contains("reacted ✅ to request #3 after it was expired: ignored")
+        })
+    })
+    .await;
+    op.send(&echo, "which?").await;
+    op.wait_until(&echo, WAIT, "still v3", |m| {
+        m.iter().any(|x| x.body == "v3: which?")
+    })
+    .await;
+    assert_eq!(state_of(&hive, 3), "expired");
+    assert_eq!(
+        audit_applied(&hive, 3),
+        0,
+        "nothing applied after the expiry"
+    );
+    assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+/// Two operators, one approval required, both ✓ at the same moment: one vote approves, the
+/// other finds the request no longer pending (reported, ignored), and it applies exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_approvals_apply_once() {
+    let mut hive = TestHive::with_config(
+        &[("echo", common::scripted("v1"))],
+        "[operators]\nusers = [\"@operator:localhost\", \"@second:localhost\"]\n[approvals]\nrequired = 1\n",
+    )
+    .await;
+    let second_creds = hive.register_user("second").await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let op2 = Operator::login(&second_creds).await;
+    let echo = op.join("agent-echo").await;
+    let approvals = op.join("hive-approvals").await;
+    let approvals2 = op2.join("hive-approvals").await;
+    let control = op.join("hive-c0re").await;
+    propose(&hive, "v2", &[]);
+    let req = request_event(&op, &approvals, 1).await;
+    let (a, b) = tokio::join!(
+        react(&approvals, &req, "✅"),
+        react(&approvals2, &req, "✅")
+    );
+    assert_ne!(a, b);
+    op.wait_until(&approvals, WAIT, "v2 applied", |m| {
+        m.iter()
+            .any(|x| x.body.starts_with("✅ Applied") && x.body.contains("deploy/2"))
+    })
+    .await;
+    op.send(&echo, "x").await;
+    op.wait_until(&echo, WAIT, "v2", |m| m.iter().any(|x| x.body == "v2: x"))
+        .await;
+    // A fence: the gate takes signals in order, so both ✓ are handled before a later one.
+    inject_reaction(
+        &hive,
+        &approvals,
+        "@mallory:localhost",
+        req.as_str(),
+        "$fence",
+    )
+    .await;
+    let msgs = op
+        .wait_until(&control, WAIT, "the fence's report", |m| {
+            m.iter()
+                .any(|x| x.body.contains("@mallory:localhost is not an operator"))
+        })
+        .await;
+    let entries = audit_of(&hive, 1);
+    assert_eq!(
+        audit_applied(&hive, 1),
+        1,
+        "applied exactly once: {entries:#?}"
+    );
+    let ignored: Vec<&str> = msgs
+        .iter()
+        .map(|x| x.body.as_str())
+        .filter(|b| b.contains("to request #1 after it was"))
+        .collect();
+    assert_eq!(
+        ignored.len(),
+        1,
+        "the other ✓ found it decided: {ignored:?}"
+    );
+    let votes: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e.action == "approve" && e.actor != "@mallory:localhost")
+        .map(|e| (e.actor.as_str(), e.outcome.as_str()))
+        .collect();
+    let mut outcomes: Vec<&str> = votes.iter().map(|v| v.1).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["approved", "ignored"], "{entries:#?}");
+    assert_ne!(votes[0].0, votes[1].0, "one vote each: {entries:#?}");
     assert_eq!(hive.stop_core().code(), Some(0));
 }

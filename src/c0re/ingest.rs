@@ -154,7 +154,16 @@ impl Core {
             }
         }
         let numbered = routed.iter().any(|e| e.peer.is_some());
-        let woken = self.inner.store.ingest(&seen, &routed, received_us)?;
+        let (woken, seen_before) = self
+            .inner
+            .store
+            .ingest_events(&seen, &routed, received_us)?;
+        for e in routed.iter().filter(|e| e.agents == [APPROVALS_QUEUE]) {
+            // Said, so a replayed reaction is told apart from one the vote refused.
+            if seen_before.contains(&e.event_id) {
+                tracing::info!(event_id = %e.event_id, "an approval signal seen before: dropped by its event id, not voted again");
+            }
+        }
         if !routed.is_empty() {
             // Courtesy traffic (receipts, typing) waits for a quiet moment (`signals.rs`).
             self.signals().arrived();

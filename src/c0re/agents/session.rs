@@ -261,6 +261,10 @@ impl Session {
                 .response()
                 .expect("a refusal has a response");
         };
+        if item.attempts == 1 {
+            // Tests: the harness has the message and its brain is running, nothing is posted.
+            crate::failpoint::exit_at("c0re-before-reply");
+        }
         let fallback = self.txn_id(item.id);
         let (room, ev, sender) = (item.room_id, item.event_id, item.sender);
         let (core, name) = (&self.core, &self.name);

@@ -25,6 +25,10 @@ impl Session {
                 .response()
                 .expect("a refusal has a response"));
         };
+        if item.attempts == 1 && failure.is_none() {
+            // Tests: the turn's reply is posted, its ack not yet recorded.
+            crate::failpoint::exit_at("c0re-before-ack");
+        }
         if let Some(entry) = self.core.agents().get(&self.name) {
             // Waits for a cancel that holds it: then the store says the turn is over already.
             *entry.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
