@@ -168,6 +168,34 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     let mut hive = Up(up());
     wait_for(&pid, &mut hive, &log);
     let synapse = Running::synapse(&data);
+    // The hive sees what the test gave it and nothing of the runner's environment.
+    let environ = std::fs::read(format!("/proc/{}/environ", hive.id())).unwrap();
+    let mut names: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .split('=')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    let mut given = vec![
+        "HOME",
+        "HYPERHIVE_BOTS_DIR",
+        "HYPERHIVE_DATA_DIR",
+        "HYPERHIVE_SYNAPSE_VENV",
+        "LANG",
+        "PATH",
+        "RUST_BACKTRACE",
+    ];
+    if cli.is_some() {
+        given.push("HYPERHIVE_CLAUDE_CODE");
+        given.sort();
+    }
+    assert_eq!(names, given, "the environment of hive up");
 
     let creds = OperatorCredentials::load(&data)
         .unwrap()
