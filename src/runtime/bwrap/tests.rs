@@ -306,9 +306,12 @@ fn the_environment_is_the_allow_listed_one() {
     assert!(shown.starts_with("env -i "), "{shown}");
 }
 
+/// A change that makes one of the sandbox's inputs hostile.
+type Spoil = fn(&mut AgentLaunch, &mut Host);
+
 #[test]
 fn paths_that_are_not_plain_are_refused() {
-    let cases: &[(&str, fn(&mut AgentLaunch, &mut Host), &str)] = &[
+    let cases: &[(&str, Spoil, &str)] = &[
         (
             "relative state",
             |l, _| l.state_dir = "agents/jail/state".into(),
