@@ -3,10 +3,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{HIVE, Operator, free_port};
+use common::{Operator, free_port, hive_command};
 use hyperhive::homeserver::OperatorCredentials;
 
 fn wait_for(path: &Path, child: &mut std::process::Child, log: &Path) {
@@ -25,6 +25,56 @@ fn wait_for(path: &Path, child: &mut std::process::Child, log: &Path) {
             std::fs::read_to_string(log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A process seen running, by its pid and its start time (field 22 of `/proc/<pid>/stat`), so
+/// that a later process given the same pid is not taken for it.
+struct Running {
+    pid: i32,
+    start: u64,
+}
+
+/// The state letter and start time of `pid`, or `None` when there is no such process.
+fn stat(pid: i32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the name in parentheses (which may hold spaces and parentheses): field 3 first.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(19)?.parse().ok()?,
+    ))
+}
+
+impl Running {
+    /// The Synapse `hive up` runs, by the pid it wrote: checked to be Synapse, and running.
+    fn synapse(data: &Path) -> Self {
+        let text = std::fs::read_to_string(data.join("run/synapse.pid")).unwrap();
+        let pid: i32 = text.trim().parse().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("synapse.app.homeserver"),
+            "pid {pid} is not Synapse: {:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+        let (state, start) = stat(pid).expect("Synapse runs");
+        assert!(!matches!(state, 'Z' | 'X'), "Synapse is dead already");
+        Self { pid, start }
+    }
+
+    /// Whether the process is gone: `kill(pid, 0)` says ESRCH, or its pid is another process's
+    /// now, or it is a zombie (dead, not reaped yet by whoever inherited it: not this test,
+    /// which never spawned it).
+    fn gone(&self) -> bool {
+        use nix::sys::signal::kill;
+        match kill(nix::unistd::Pid::from_raw(self.pid), None) {
+            Err(nix::errno::Errno::ESRCH) => true,
+            Err(e) => panic!("kill({}, 0): {e}", self.pid),
+            Ok(()) => match stat(self.pid) {
+                None => true,
+                Some((state, start)) => start != self.start || matches!(state, 'Z' | 'X'),
+            },
+        }
     }
 }
 
@@ -94,7 +144,7 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
         .await
         .unwrap();
     let up = || {
-        let mut cmd = Command::new(HIVE);
+        let mut cmd = hive_command(dir.path());
         if let Some(cli) = &cli {
             cmd.env("HYPERHIVE_CLAUDE_CODE", cli);
         }
@@ -117,6 +167,35 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     let pid = data.join("run").join("c0re.pid");
     let mut hive = Up(up());
     wait_for(&pid, &mut hive, &log);
+    let synapse = Running::synapse(&data);
+    // The hive sees what the test gave it and nothing of the runner's environment.
+    let environ = std::fs::read(format!("/proc/{}/environ", hive.id())).unwrap();
+    let mut names: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .split('=')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    let mut given = vec![
+        "HOME",
+        "HYPERHIVE_BOTS_DIR",
+        "HYPERHIVE_DATA_DIR",
+        "HYPERHIVE_SYNAPSE_VENV",
+        "LANG",
+        "PATH",
+        "RUST_BACKTRACE",
+    ];
+    if cli.is_some() {
+        given.push("HYPERHIVE_CLAUDE_CODE");
+        given.sort();
+    }
+    assert_eq!(names, given, "the environment of hive up");
 
     let creds = OperatorCredentials::load(&data)
         .unwrap()
@@ -138,7 +217,7 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     })
     .await;
 
-    let status = Command::new(HIVE)
+    let status = hive_command(dir.path())
         .args(["status", "--config"])
         .arg(&config)
         .env("HYPERHIVE_DATA_DIR", &data)
@@ -166,9 +245,12 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
         "hive up stops cleanly:\n{}",
         std::fs::read_to_string(&log).unwrap()
     );
+    // Stopped by the hive before it exited: gone now, not merely told to go.
     assert!(
-        !data.join("run/synapse.pid").exists(),
-        "Synapse was stopped with the hive"
+        synapse.gone(),
+        "Synapse (pid {}) was stopped with the hive:\n{}",
+        synapse.pid,
+        std::fs::read_to_string(&log).unwrap()
     );
 
     // Again: same tokens, same operator, same rooms.
@@ -197,13 +279,16 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
         m.iter().filter(|x| x.body == "pong").count() >= 2
     })
     .await;
+    let synapse = Running::synapse(&data);
     assert_eq!(sigterm_and_wait(&mut hive).code(), Some(0));
+    assert!(synapse.gone(), "the second Synapse was stopped too");
 }
 
 #[test]
 fn check_accepts_the_shipped_bots() {
+    let home = tempfile::tempdir().unwrap();
     let bots = Path::new(env!("CARGO_MANIFEST_DIR")).join("bots");
-    let out = Command::new(HIVE)
+    let out = hive_command(home.path())
         .args(["check", "--bots"])
         .arg(&bots)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -246,7 +331,7 @@ fn check_rejects_hostile_names_and_bad_config() {
     std::os::unix::fs::symlink(dir.path(), bots.join("escape")).unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[delivery]\nmax_attempts = 0\n").unwrap();
-    let out = Command::new(HIVE)
+    let out = hive_command(dir.path())
         .args(["check", "--bots"])
         .arg(&bots)
         .arg("--config")
@@ -257,7 +342,7 @@ fn check_rejects_hostile_names_and_bad_config() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("delivery.max_attempts"), "{err}");
 
-    let out = Command::new(HIVE)
+    let out = hive_command(dir.path())
         .args(["check", "--bots"])
         .arg(&bots)
         .current_dir(dir.path())
@@ -291,7 +376,7 @@ fn check_refuses_a_dollar_budget_without_a_price() {
     );
     let config = dir.path().join("hive.toml");
     let check = || {
-        Command::new(HIVE)
+        hive_command(dir.path())
             .args(["check", "--bots"])
             .arg(&bots)
             .arg("--config")
@@ -343,7 +428,7 @@ fn check_refuses_undeclared_providers_and_unreadable_keys() {
     )
     .unwrap();
     let check = || {
-        Command::new(HIVE)
+        hive_command(dir.path())
             .args(["check", "--bots"])
             .arg(&bots)
             .arg("--config")
@@ -383,7 +468,7 @@ fn check_refuses_undeclared_providers_and_unreadable_keys() {
         "old",
         "[brain]\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:1/v1\"\n",
     );
-    let out = Command::new(HIVE)
+    let out = hive_command(dir.path())
         .args(["check", "--bots"])
         .arg(&legacy)
         .arg("--config")

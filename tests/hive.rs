@@ -12,6 +12,15 @@ fn count_exact(msgs: &[common::Seen], body: &str) -> usize {
     msgs.iter().filter(|m| m.body == body).count()
 }
 
+/// How many `brain_unavailable` reports of `agent` the core has handled (its log line).
+fn unavailable_handled(hive: &TestHive, agent: &str) -> usize {
+    let field = format!("agent={agent}");
+    hive.core_log()
+        .lines()
+        .filter(|l| l.contains("brain unavailable") && l.contains(&field))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_talks_to_agents_and_agents_to_each_other() {
     let mut hive = TestHive::new(&[
@@ -118,6 +127,18 @@ async fn operator_talks_to_agents_and_agents_to_each_other() {
         .rooms()
         .unwrap();
     assert_eq!(rooms_before, rooms_after, "a restart reuses every room");
+    // The fence: the restarted core has handled dreamer's new `brain_unavailable` (its log line
+    // comes after the notice, were it posted again), and the echo round trip below starts
+    // after that, so the operator's sync that brings its reply brings any repeated notice too.
+    let deadline = std::time::Instant::now() + WAIT;
+    while unavailable_handled(&hive, "dreamer") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted dreamer never reported its brain again:\n{}",
+            hive.core_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     op.send(&echo, "after restart").await;
     op.wait_until(&echo, WAIT, "reply after restart", |m| {
         count_exact(m, "echo heard: after restart") == 1

@@ -148,17 +148,11 @@ fn probe(bwrap: &Path) -> anyhow::Result<()> {
         "/usr",
         "/usr",
     ]);
-    for top in ["/bin", "/lib", "/lib64"] {
-        match std::fs::symlink_metadata(top) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let target = std::fs::read_link(top)?;
-                cmd.arg("--symlink").arg(target).arg(top);
-            }
-            Ok(m) if m.is_dir() => {
-                cmd.args(["--ro-bind", top, top]);
-            }
-            _ => {}
-        }
+    for (top, kind) in tops(&["/bin", "/lib", "/lib64"])? {
+        match kind {
+            Top::Link(target) => cmd.arg("--symlink").arg(target).arg(top),
+            Top::Dir => cmd.args(["--ro-bind", top, top]),
+        };
     }
     let out = cmd
         .args(["--", "/usr/bin/env", "true"])
@@ -171,6 +165,155 @@ fn probe(bwrap: &Path) -> anyhow::Result<()> {
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
+    }
+    Ok(())
+}
+
+/// What one of the host's top-level directories is: a merged-/usr link, or a real directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Top {
+    Link(PathBuf),
+    Dir,
+}
+
+/// Which of `names` the host has, and as what (absent ones are left out).
+fn tops(names: &[&'static str]) -> anyhow::Result<Vec<(&'static str, Top)>> {
+    let mut found = Vec::new();
+    for &top in names {
+        match std::fs::symlink_metadata(top) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(top)
+                    .with_context(|| format!("cannot read the link {top}"))?;
+                found.push((top, Top::Link(target)));
+            }
+            Ok(m) if m.is_dir() => found.push((top, Top::Dir)),
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// What one agent's sandbox is built from, read from the machine ([`Host::gather`], the only
+/// effects); [`sandbox`] builds the arguments from it and the launch alone.
+#[derive(Debug, Clone)]
+pub(crate) struct Host {
+    /// The merged-/usr links (or the real directories on hosts without them).
+    pub tops: Vec<(&'static str, Top)>,
+    /// The agent's config generation, resolved (it is bound by its real path).
+    pub config: PathBuf,
+    /// The harness executable and the arguments before its own.
+    pub harness: PathBuf,
+    pub pre: Vec<&'static str>,
+    /// The running `hive` (for `hive mcp`).
+    pub hive: PathBuf,
+    /// The Claude Code CLI, resolved, when the core knows one and it is there.
+    pub claude: Option<PathBuf>,
+}
+
+impl Host {
+    pub fn gather(launch: &AgentLaunch) -> anyhow::Result<Self> {
+        let config = std::fs::canonicalize(&launch.spec_dir)
+            .with_context(|| format!("no config generation at {}", launch.spec_dir.display()))?;
+        let (harness, pre) = super::process::harness_program(None)?;
+        Ok(Self {
+            tops: tops(&["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"])?,
+            config,
+            harness,
+            pre,
+            hive: std::env::current_exe().context("cannot find the hive executable")?,
+            claude: launch
+                .claude_code
+                .as_deref()
+                .and_then(|p| std::fs::canonicalize(p).ok()),
+        })
+    }
+}
+
+/// A path given to bwrap: UTF-8, absolute, and plain (no `.` or `..`: what is bound is the
+/// path named, never a place it would resolve to elsewhere).
+fn plain(p: &Path) -> anyhow::Result<&str> {
+    let s = path_str(p)?;
+    if !p.is_absolute() {
+        bail!("{s} is not an absolute path");
+    }
+    // By its text: `Path::components` drops a `.` inside a path.
+    if s.split('/').any(|c| c == "." || c == "..") {
+        bail!("{s} is not a plain path (it holds . or ..)");
+    }
+    Ok(s)
+}
+
+/// The sandbox of `launch` built from `host`, appended to `cmd` (bwrap, or the limits' wrapper
+/// ending in bwrap): its arguments, the harness's, and its environment (the allow-listed one of
+/// [`super::process::harness_args`], with the sandbox's `PATH` and CLI). A decision over data:
+/// nothing here reads the machine.
+///
+/// Rules: every namespace unshared (no network: only a private loopback), every capability
+/// dropped, dies with the core, a session of its own; `/usr` and the merged-usr links
+/// read-only, the [`ETC`] files if present, a private `/proc`, `/dev` and `/tmp`; read-only:
+/// `hive`, the harness, the CLI (when known), the config generation at [`CONFIG_IN_SANDBOX`]
+/// and the socket directory; read-write: the state dir, and nothing else; the root read-only.
+/// No other path of the host, so nothing of the data dir but this agent's own.
+pub(crate) fn sandbox(
+    cmd: &mut tokio::process::Command,
+    launch: &AgentLaunch,
+    host: &Host,
+) -> anyhow::Result<()> {
+    let state = plain(&launch.state_dir)?;
+    let sock = plain(&launch.socket_dir)?;
+    cmd.args([
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--hostname",
+        &format!("hive-{}", launch.name),
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ]);
+    for (top, kind) in &host.tops {
+        match kind {
+            Top::Link(target) => cmd.args(["--symlink", path_str(target)?, top]),
+            Top::Dir => cmd.args(["--ro-bind", top, top]),
+        };
+    }
+    for etc in ETC {
+        cmd.args(["--ro-bind-try", etc, etc]);
+    }
+    // For `claude-code` brains: `hive` (to run `hive mcp`) and the Claude Code CLI (a
+    // self-contained executable), read-only.
+    cmd.args(["--ro-bind", plain(&host.hive)?, HIVE_IN_SANDBOX]);
+    if let Some(cli) = &host.claude {
+        cmd.args(["--ro-bind", plain(cli)?, CLAUDE_IN_SANDBOX]);
+    }
+    cmd.args(["--ro-bind", plain(&host.config)?, CONFIG_IN_SANDBOX])
+        .args(["--ro-bind", plain(&host.harness)?, HARNESS_IN_SANDBOX])
+        .args(["--ro-bind", sock, sock])
+        .args(["--bind", state, state])
+        // The sandbox's own root (a tmpfs holding the mount points) read-only too.
+        .args(["--remount-ro", "/"])
+        .args(["--chdir", state])
+        .args(["--", HARNESS_IN_SANDBOX])
+        .args(&host.pre);
+    super::process::harness_args(
+        cmd,
+        Path::new(CONFIG_IN_SANDBOX),
+        launch,
+        std::ffi::OsStr::new(SANDBOX_PATH),
+    );
+    // The CLI by its path inside, or none (a host path would name nothing there).
+    if host.claude.is_some() {
+        cmd.env(crate::config::env::CLAUDE_CODE, CLAUDE_IN_SANDBOX);
+    } else {
+        cmd.env_remove(crate::config::env::CLAUDE_CODE);
     }
     Ok(())
 }
@@ -196,96 +339,12 @@ impl Runtime for Bwrap {
     }
 
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
-        let config = std::fs::canonicalize(&launch.spec_dir)
-            .with_context(|| format!("no config generation at {}", launch.spec_dir.display()))?;
-        let (exe, pre) = super::process::harness_program(None)?;
-        let state = path_str(&launch.state_dir)?.to_owned();
-        let sock = path_str(&launch.socket_dir)?.to_owned();
+        let host = Host::gather(launch)?;
         let mut cmd = self.limited(launch)?;
-        cmd.args([
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--hostname",
-            &format!("hive-{}", launch.name),
-            "--ro-bind",
-            "/usr",
-            "/usr",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--tmpfs",
-            "/tmp",
-        ]);
-        // Merged-/usr links (or the real directories on hosts without them).
-        for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
-            match std::fs::symlink_metadata(top) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    let target = std::fs::read_link(top)?;
-                    cmd.args(["--symlink", path_str(&target)?, top]);
-                }
-                Ok(m) if m.is_dir() => {
-                    cmd.args(["--ro-bind", top, top]);
-                }
-                _ => {}
-            }
-        }
-        for etc in ETC {
-            cmd.args(["--ro-bind-try", etc, etc]);
-        }
-        // For `claude-code` brains: `hive` (to run `hive mcp`) and the Claude Code CLI (a
-        // self-contained executable), read-only.
-        let hive = std::env::current_exe().context("cannot find the hive executable")?;
-        cmd.args(["--ro-bind", path_str(&hive)?, HIVE_IN_SANDBOX]);
-        let cli = launch
-            .claude_code
-            .as_deref()
-            .and_then(|p| std::fs::canonicalize(p).ok());
-        if let Some(cli) = &cli {
-            cmd.args(["--ro-bind", path_str(cli)?, CLAUDE_IN_SANDBOX]);
-        }
-        cmd.args(["--ro-bind", path_str(&config)?, CONFIG_IN_SANDBOX])
-            .args(["--ro-bind", path_str(&exe)?, HARNESS_IN_SANDBOX])
-            .args(["--ro-bind", &sock, &sock])
-            .args(["--bind", &state, &state])
-            // The sandbox's own root (a tmpfs holding the mount points) read-only too.
-            .args(["--remount-ro", "/"])
-            .args(["--chdir", &state])
-            .args(["--", HARNESS_IN_SANDBOX])
-            .args(pre);
-        super::process::harness_args(
-            &mut cmd,
-            Path::new(CONFIG_IN_SANDBOX),
-            launch,
-            std::ffi::OsStr::new(SANDBOX_PATH),
-        );
-        if cli.is_some() {
-            cmd.env(crate::config::env::CLAUDE_CODE, CLAUDE_IN_SANDBOX);
-        }
+        sandbox(&mut cmd, launch, &host)?;
         Ok(cmd)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::process::ExitStatusExt;
-
-    #[test]
-    fn a_signal_inside_the_sandbox_is_named() {
-        let b = Bwrap {
-            bwrap: PathBuf::from("/usr/bin/bwrap"),
-            limits: super::super::limits::Mechanism::Rlimits,
-        };
-        let code = |c: i32| std::process::ExitStatus::from_raw(c << 8);
-        assert_eq!(b.describe_exit(code(137)), "signal: 9 (in its sandbox)");
-        assert_eq!(b.describe_exit(code(1)), "exit status: 1");
-        assert_eq!(
-            b.describe_exit(std::process::ExitStatus::from_raw(9)),
-            "signal: 9 (SIGKILL)"
-        );
-    }
-}
+mod tests;

@@ -33,6 +33,22 @@ pub mod nix_bin;
 
 pub const HIVE: &str = env!("CARGO_BIN_EXE_hive");
 
+/// The system's `PATH`, not the runner's (no `~/.cargo/bin`, no pyenv shims).
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `hive`, from a cleared environment: nothing of the runner's (`HYPERHIVE_CLAUDE_CODE` or any
+/// `HYPERHIVE_*`, its `PATH`, its `HOME`) changes what a test sees. Only `PATH` (the system's),
+/// `HOME` (`home`), `LANG` and `RUST_BACKTRACE`; callers add what the run needs.
+pub fn hive_command(home: &Path) -> Command {
+    let mut cmd = Command::new(HIVE);
+    cmd.env_clear()
+        .env("PATH", SYSTEM_PATH)
+        .env("HOME", home)
+        .env("LANG", "C.UTF-8")
+        .env("RUST_BACKTRACE", "1");
+    cmd
+}
+
 /// The shared Synapse venv: `HYPERHIVE_SYNAPSE_VENV`, else `~/.cache/hyperhive/synapse-<v>`.
 pub fn venv() -> PathBuf {
     std::env::var_os("HYPERHIVE_SYNAPSE_VENV")
@@ -287,7 +303,7 @@ impl TestHive {
     }
 
     pub fn hive(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(HIVE);
+        let mut cmd = hive_command(self.dir.path());
         cmd.args(args)
             .arg("--config")
             .arg(&self.config)

@@ -422,11 +422,11 @@ impl Session {
     /// `brain_unavailable` (and a brain whose provider is not granted): says in the agent's
     /// room, once per reason, that it cannot think; its messages wait.
     async fn cannot_think(&self, reason: &str) -> anyhow::Result<()> {
-        if self
+        let new = self
             .core
             .store()
-            .set_brain_notice(self.name.as_str(), Some(reason))?
-        {
+            .set_brain_notice(self.name.as_str(), Some(reason))?;
+        if new {
             let room = self.core.rooms().get(&RoomKey::Inbox(self.name.clone()));
             let text = format!(
                 "⚠️ {} cannot think right now: {reason}. Messages wait in the queue until its brain can run.",
@@ -436,6 +436,8 @@ impl Session {
                 .post_as_agent_or_notice(&self.name, room, &text)
                 .await;
         }
+        // After the notice, if any, was posted: the tests' fence for "said once".
+        tracing::info!(agent = %self.name, said = new, "brain unavailable");
         Ok(())
     }
 
