@@ -109,6 +109,11 @@ fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+    wait_exit(child)
+}
+
+/// Waits for `hive up` to exit (40 s at most).
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -148,6 +153,8 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
         if let Some(cli) = &cli {
             cmd.env("HYPERHIVE_CLAUDE_CODE", cli);
         }
+        // A process group of its own, as a shell's job is: the terminal's Ctrl-C goes to it.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(["up", "--config"])
             .arg(&config)
             .env("HYPERHIVE_DATA_DIR", &data)
@@ -280,8 +287,30 @@ async fn hive_up_runs_the_shipped_bots_and_restarts_idempotently() {
     })
     .await;
     let synapse = Running::synapse(&data);
-    assert_eq!(sigterm_and_wait(&mut hive).code(), Some(0));
+    // Ctrl-C at the terminal: SIGINT to the whole foreground group, not to `hive up` alone.
+    // Synapse (a group of its own) is stopped by the hive after the core, never killed first
+    // by the signal (then the core's shutdown waited on a dead homeserver and Synapse was
+    // restarted mid-shutdown).
+    let before = std::fs::read_to_string(&log).unwrap().len();
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(hive.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = wait_exit(&mut hive);
+    let said = std::fs::read_to_string(&log).unwrap()[before..].to_owned();
+    assert_eq!(status.code(), Some(0), "{said}");
     assert!(synapse.gone(), "the second Synapse was stopped too");
+    let core_stopped = said.find("hive-c0re stopped");
+    let synapse_stopped = said.find("hive: stopping Synapse");
+    assert!(
+        core_stopped.is_some() && core_stopped < synapse_stopped,
+        "the core stops before Synapse:\n{said}"
+    );
+    assert!(
+        !said.contains("Synapse exited"),
+        "Synapse was not killed by the Ctrl-C:\n{said}"
+    );
 }
 
 #[test]
