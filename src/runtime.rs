@@ -64,6 +64,13 @@ pub trait Runtime: Send + Sync {
     fn before_start(&self, _launch: &AgentLaunch) -> anyhow::Result<Vec<std::process::Command>> {
         Ok(Vec::new())
     }
+    /// What must run, in order, once a harness has ended or been stopped (and before its files
+    /// are prepared for the next start): a NixOS container is stopped, so nothing of the agent
+    /// runs on while the core thinks it stopped, or while its state dir is re-owned. Failures
+    /// are logged. None by default.
+    fn after_stop(&self, _launch: &AgentLaunch) -> Vec<std::process::Command> {
+        Vec::new()
+    }
     /// How the harness ended, said for a person (a wrapper may encode a signal in its code).
     fn describe_exit(&self, status: std::process::ExitStatus) -> String {
         status.to_string()

@@ -9,16 +9,19 @@
 //! config, is:
 //! 1. `systemctl set-property --runtime container@<c>.service MemoryMax= CPUQuota= TasksMax=`
 //!    — the limits of the config being started (the module declares those of its rebuild);
-//! 2. `systemctl restart container@<c>.service` — a fresh container: nothing of the last run
-//!    survives but the state dir (bind-mounted), so an approved config starts on a rebuilt
-//!    container, and that agent's alone;
+//! 2. `systemctl start container@<c>.service` — a fresh container (it was stopped when the
+//!    last harness ended, and is ephemeral): nothing of the last run survives but the state dir
+//!    (bind-mounted), so an approved config starts on a rebuilt container, that agent's alone;
 //! 3. `systemd-run --machine=<c> --pipe --wait --collect --unit=hyperhive-agent` with the
 //!    harness at its Nix store path (the host's store is shared with the container), its
 //!    config generation, socket and state dir at the host's paths (the module's bind mounts),
 //!    and the harness's scrubbed environment (`--setenv`; it holds no secret).
 //!
-//! Steps 1 and 2 are data ([`before_start`]), run by the supervisor; step 3 is the harness's
-//! command ([`run_args`]). Inside, the harness is root of the container's own user namespace
+//! When the harness ends (a crash, a stop, a restart, the hive's shutdown, a cancelled turn)
+//! the container is stopped ([`after_stop`]): killing `systemd-run` alone would leave the
+//! harness running inside. The agent's state dir is re-owned only after that, with nothing of
+//! the container running. Steps 1 and 2 and the stop are data, run by the supervisor; step 3
+//! is the harness's command ([`run_args`]). Inside, the harness is root of the container's own user namespace
 //! (`privateUsers`: uid 0 there is [`uid_base`] here), with no network but loopback.
 //!
 //! Written against systemd's and nixos-container's documented interfaces and NOT run yet on a
@@ -43,12 +46,27 @@ pub fn container_name(agent: &AgentName) -> String {
 }
 
 /// The first host uid of the agent's container (`privateUsers`): root inside is this uid
-/// outside, and the container owns the 65536 above it. `0x4000_0000 + (h mod 0x3fff) * 65536`,
+/// outside, and the container owns the 65536 above it. `0x4000_0000 + (h mod 0x3ffe) * 65536`,
 /// `h` the first 4 hex digits of the SHA-256 of its name: far above any system or
-/// `runtime.uid_base` uid, below 2^31.
+/// `runtime.uid_base` uid, below systemd's foreign range (`0x7ffe0000`). Two agents may land
+/// on one range: [`clashes`] finds them, and the hive refuses to start them.
 pub fn uid_base(agent: &AgentName) -> u32 {
     let h = u32::from_str_radix(&hex_digest(agent.as_str())[..4], 16).expect("hex digits");
-    0x4000_0000 + (h % 0x3fff) * 0x1_0000
+    0x4000_0000 + (h % 0x3ffe) * 0x1_0000
+}
+
+/// Pairs of agents that would share a container name or a uid range (one would see, and a
+/// destroy would kill, the other's processes), each pair once, in the order given.
+pub fn clashes(agents: &[AgentName]) -> Vec<(AgentName, AgentName)> {
+    let mut out = Vec::new();
+    for (i, a) in agents.iter().enumerate() {
+        for b in &agents[i + 1..] {
+            if uid_base(a) == uid_base(b) || container_name(a) == container_name(b) {
+                out.push((a.clone(), b.clone()));
+            }
+        }
+    }
+    out
 }
 
 fn hex_digest(s: &str) -> String {
@@ -59,7 +77,7 @@ fn hex_digest(s: &str) -> String {
 }
 
 /// The unit the harness runs as inside its container (one per container: the container is
-/// restarted before each start, so no unit of a last run is left).
+/// stopped after each run and ephemeral, so no unit of a last run is left).
 pub const UNIT_IN_CONTAINER: &str = "hyperhive-agent";
 /// `PATH` inside the container (NixOS: the system profile).
 const CONTAINER_PATH: &str = "/run/current-system/sw/bin";
@@ -86,12 +104,20 @@ pub fn limit_args(container: &str, r: &Resources) -> Vec<String> {
 }
 
 /// What runs before the harness starts, in order: `systemctl` with these arguments (the
-/// limits, then a fresh container).
+/// limits, then the container, stopped since the last run: see [`after_stop`]).
 pub fn before_start(container: &str, r: &Resources) -> Vec<Vec<String>> {
     vec![
         limit_args(container, r),
-        vec!["restart".into(), host_unit(container)],
+        vec!["start".into(), host_unit(container)],
     ]
+}
+
+/// What runs once the harness has ended, and before the agent's files are prepared for its
+/// next start: `systemctl` with these arguments. Killing `systemd-run` leaves the harness's
+/// unit running in the container; stopping the container ends it (SIGTERM first, within the
+/// container's orderly shutdown) and everything container root left behind.
+pub fn after_stop(container: &str) -> Vec<Vec<String>> {
+    vec![vec!["stop".into(), host_unit(container)]]
 }
 
 /// `systemd-run`'s arguments that run `program args` in `container` with exactly `envs`, its
@@ -182,6 +208,17 @@ pub struct NixosContainer {
 }
 
 impl NixosContainer {
+    fn systemctl(&self, steps: Vec<Vec<String>>) -> Vec<std::process::Command> {
+        steps
+            .into_iter()
+            .map(|args| {
+                let mut c = std::process::Command::new(&self.systemctl);
+                c.args(args);
+                c
+            })
+            .collect()
+    }
+
     pub fn new() -> anyhow::Result<Self> {
         let (systemctl, systemd_run) = find()?;
         Ok(Self {
@@ -207,14 +244,22 @@ impl Runtime for NixosContainer {
                 launch.name
             );
         }
-        Ok(before_start(&container, &launch.resources)
-            .into_iter()
-            .map(|args| {
-                let mut c = std::process::Command::new(&self.systemctl);
-                c.args(args);
-                c
-            })
-            .collect())
+        // The module bind-mounts it: nspawn fails on a missing source.
+        std::fs::create_dir_all(&launch.socket_dir)
+            .with_context(|| format!("cannot create {}", launch.socket_dir.display()))?;
+        Ok(self.systemctl(before_start(&container, &launch.resources)))
+    }
+
+    fn after_stop(&self, launch: &AgentLaunch) -> Vec<std::process::Command> {
+        self.systemctl(after_stop(&container_name(&launch.name)))
+    }
+
+    /// systemd-run exits 255 when the unit it waited for was killed by a signal.
+    fn describe_exit(&self, status: std::process::ExitStatus) -> String {
+        match status.code() {
+            Some(255) => "killed in its container (a signal, e.g. the kernel's OOM killer)".into(),
+            _ => status.to_string(),
+        }
     }
 
     fn command(&self, launch: &AgentLaunch) -> anyhow::Result<tokio::process::Command> {
@@ -255,6 +300,27 @@ impl Runtime for NixosContainer {
 mod tests {
     use super::*;
 
+    #[test]
+    fn agents_sharing_a_uid_range_are_found() {
+        let names = |v: &[&str]| -> Vec<AgentName> {
+            v.iter().map(|n| AgentName::parse(n).unwrap()).collect()
+        };
+        // Find two names on one range by search (the hash decides; 16382 ranges).
+        let all: Vec<AgentName> = (0..400)
+            .map(|i| AgentName::parse(&format!("a{i}")).unwrap())
+            .collect();
+        let pair = clashes(&all);
+        assert!(
+            !pair.is_empty(),
+            "400 names share some range (birthday bound)"
+        );
+        let (a, b) = pair[0].clone();
+        assert_eq!(uid_base(&a), uid_base(&b));
+        assert_eq!(clashes(&[a.clone(), b.clone()]), [(a.clone(), b.clone())]);
+        assert!(clashes(&names(&["hm1nd", "hello", "argus", "iris"])).is_empty());
+        assert!(clashes(&[a]).is_empty(), "one agent clashes with none");
+    }
+
     fn res() -> Resources {
         Resources {
             memory_bytes: 64 << 20,
@@ -264,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn before_a_start_the_limits_then_a_fresh_container() {
+    fn a_start_sets_the_limits_then_starts_and_a_stop_stops_the_container() {
         let steps: Vec<String> = before_start("hh-0011aabb", &res())
             .iter()
             .map(|a| a.join(" "))
@@ -274,8 +340,15 @@ mod tests {
             [
                 "set-property --runtime container@hh-0011aabb.service MemoryMax=67108864 \
                  MemorySwapMax=0 CPUQuota=150% TasksMax=100",
-                "restart container@hh-0011aabb.service",
+                "start container@hh-0011aabb.service",
             ]
+        );
+        assert_eq!(
+            after_stop("hh-0011aabb"),
+            [vec![
+                "stop".to_owned(),
+                "container@hh-0011aabb.service".to_owned()
+            ]]
         );
     }
 
@@ -339,7 +412,7 @@ mod tests {
             assert!(c.starts_with("hh-"), "{c}");
             assert_eq!(c, container_name(&a));
             let b = uid_base(&a);
-            assert!((0x4000_0000..0x8000_0000).contains(&b), "{b:#x}");
+            assert!((0x4000_0000..0x7ffe_0000).contains(&b), "{b:#x}");
             assert_eq!(b % 0x1_0000, 0);
         }
         // Fixed points the Nix side must reproduce (`tests/nix.rs` checks every bot).

@@ -131,31 +131,68 @@ async fn spawn(
 }
 
 /// Runs what `runtime` needs done before `launch`'s harness starts (a NixOS container's limits
-/// and restart), in order; the first that fails is the error, with what it said.
+/// and start), in order; the first that fails is the error, with what it said. A failure is
+/// tried again twice (a container that is slow to stop or start), then it is the error.
 async fn before_start(runtime: &dyn Runtime, launch: &AgentLaunch) -> anyhow::Result<()> {
-    for cmd in runtime.before_start(launch)? {
-        let what = format!(
-            "{} {}",
-            cmd.get_program().to_string_lossy(),
-            cmd.get_args()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let out = tokio::process::Command::from(cmd)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .with_context(|| format!("cannot run {what}"))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "{what}: {} ({})",
-                String::from_utf8_lossy(&out.stderr).trim(),
-                out.status
-            );
+    let mut tries = 0;
+    loop {
+        let failed = async {
+            for cmd in runtime.before_start(launch)? {
+                run_step(cmd).await?;
+            }
+            anyhow::Ok(())
         }
-        tracing::debug!(agent = %launch.name, step = %what, "before the harness starts");
+        .await;
+        match failed {
+            Err(e) if tries < 2 => {
+                tries += 1;
+                tracing::warn!(agent = %launch.name, error = %format!("{e:#}"), "a step before the start failed; trying again");
+                tokio::time::sleep(Duration::from_secs(2 * tries)).await;
+            }
+            done => return done,
+        }
     }
+}
+
+/// Runs what `runtime` does once `launch`'s harness has ended (a NixOS container is stopped);
+/// a failure is logged.
+async fn after_stop(runtime: &dyn Runtime, launch: &AgentLaunch) {
+    for cmd in runtime.after_stop(launch) {
+        if let Err(e) = run_step(cmd).await {
+            tracing::error!(agent = %launch.name, error = %format!("{e:#}"), "could not stop what the harness left");
+        }
+    }
+}
+
+/// Stops a running harness: SIGTERM, the grace, SIGKILL; then what the runtime keeps of it.
+async fn stop_harness(runtime: &dyn Runtime, launch: &AgentLaunch, child: &mut Child) {
+    crate::proc::stop(child, STOP_GRACE).await;
+    after_stop(runtime, launch).await;
+}
+
+/// One of a runtime's steps; its stderr is the error when it fails.
+async fn run_step(cmd: std::process::Command) -> anyhow::Result<()> {
+    let what = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = tokio::process::Command::from(cmd)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{what}: {} ({})",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            out.status
+        );
+    }
+    tracing::debug!(step = %what, "runtime step done");
     Ok(())
 }
 
@@ -320,6 +357,8 @@ async fn supervise_entry(
             }
         };
         refused_said = None;
+        // Whatever of the last run the runtime keeps is gone before the files are touched.
+        after_stop(runtime, &launch).await;
         let prepared = match (&placement, launch.uid) {
             // A NixOS container's root is its own uid range here: its state is that uid's.
             (Placement::Sandboxed, _) if runtimes.container.is_some() => prepare_for_uid(
@@ -370,7 +409,7 @@ async fn supervise_entry(
         let limit = launch.resources.memory_bytes;
         let (status, over_memory) = tokio::select! {
             _ = core.cancel().cancelled() => {
-                crate::proc::stop(&mut child, STOP_GRACE).await;
+                stop_harness(runtime, &launch, &mut child).await;
                 entry.harness.exited();
                 entry.control.set_alive(false);
                 set_state(&core, &name, AgentState::Stopped, None);
@@ -379,7 +418,7 @@ async fn supervise_entry(
             _ = entry.removed().cancelled() => {
                 // Destroyed: SIGTERM lets the harness finish its turn, then this ends.
                 tracing::info!(agent = %name, "destroyed: stopping");
-                crate::proc::stop(&mut child, STOP_GRACE).await;
+                stop_harness(runtime, &launch, &mut child).await;
                 entry.harness.exited();
                 entry.control.set_alive(false);
                 return;
@@ -388,7 +427,7 @@ async fn supervise_entry(
                 // A new config generation (or a manager's restart): SIGTERM lets the harness
                 // finish its turn first.
                 tracing::info!(agent = %name, "restarting");
-                crate::proc::stop(&mut child, STOP_GRACE).await;
+                stop_harness(runtime, &launch, &mut child).await;
                 entry.harness.exited();
                 entry.control.set_alive(false);
                 history.reset();
@@ -397,7 +436,7 @@ async fn supervise_entry(
             _ = entry.control.until_wanted(Wanted::Stopped) => {
                 // A manager's stop: as at shutdown; the loop's top keeps it stopped.
                 tracing::info!(agent = %name, "stopping, as a manager asked");
-                crate::proc::stop(&mut child, STOP_GRACE).await;
+                stop_harness(runtime, &launch, &mut child).await;
                 entry.harness.exited();
                 entry.control.set_alive(false);
                 continue;
@@ -405,6 +444,7 @@ async fn supervise_entry(
             watched = super::memory_limit::wait_watched(&mut child, limit) => watched,
         };
         entry.control.set_alive(false);
+        after_stop(runtime, &launch).await;
         if entry.harness.exited() {
             // An operator cancelled its turn (the kill was theirs): no crash, start it again now.
             tracing::info!(agent = %name, "harness killed for a cancelled turn; starting it again");
