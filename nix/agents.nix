@@ -32,7 +32,7 @@ let
   containerName = name: "hh-${builtins.substring 0 8 (digest name)}";
   uidBase = name:
     let h = fromBase 16 (builtins.substring 0 4 (digest name));
-    in 1073741824 + (h - (h / 16383) * 16383) * 65536;
+    in 1073741824 + (h - (h / 16382) * 16382) * 65536;
 
   trim = s:
     let m = builtins.match "[[:space:]]*(.*[^[:space:]])[[:space:]]*" s;

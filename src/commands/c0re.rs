@@ -142,6 +142,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let runtime = cfg.runtime;
     let listen = cfg.listen;
+    if runtime == RuntimeKind::NixosContainer {
+        let names: Vec<_> = specs.iter().map(|s| s.name.clone()).collect();
+        if let Some((a, b)) = crate::runtime::nixos_container::clashes(&names).first() {
+            anyhow::bail!(
+                "agents {a} and {b} would share a NixOS container's uid range (runtime.kind = \"nixos-container\"): rename one of them"
+            );
+        }
+    }
     let (specs, drift) = {
         let data_dir = data_dir.to_owned();
         tokio::task::spawn_blocking(move || crate::configrepo::load_versioned(&data_dir, specs))

@@ -131,6 +131,15 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
                 }
             }
             print_placements(&cfg, &dirs.data_dir, &specs);
+            if cfg.runtime == crate::config::RuntimeKind::NixosContainer {
+                let names: Vec<_> = specs.iter().map(|s| s.name.clone()).collect();
+                for (a, b) in crate::runtime::nixos_container::clashes(&names) {
+                    ok = false;
+                    eprintln!(
+                        "error: {a} and {b} would share a NixOS container's uid range: rename one of them"
+                    );
+                }
+            }
             for s in &specs {
                 if let Some(why) = unpriced_dollar_budget(&cfg, s) {
                     ok = false;
