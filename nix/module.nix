@@ -157,6 +157,12 @@ in
         message = "services.hyperhive.bots: an agent is invalid";
       }
       {
+        # Two agents on one uid range would see (and a destroy would kill) each other's
+        # processes; the core refuses them too.
+        assertion = !containers || lib.allUnique (lib.mapAttrsToList (_: a: a.uidBase) agents);
+        message = "services.hyperhive.bots: two agents share a container uid range: rename one";
+      }
+      {
         assertion = lib.all (p: !lib.hasPrefix builtins.storeDir (toString p)) (lib.attrValues cfg.secrets);
         message = "services.hyperhive.secrets: give paths outside the Nix store (as strings)";
       }];
@@ -165,7 +171,7 @@ in
       # `hive audit`, `hive config propose …`).
       environment.systemPackages = [
         (pkgs.writeShellScriptBin "hive" ''
-          export HYPERHIVE_CONFIG=${configFile} HYPERHIVE_DATA_DIR=${cfg.dataDir} HYPERHIVE_BOTS_DIR=${botsDir}
+          export HYPERHIVE_CONFIG=${lib.escapeShellArg configFile} HYPERHIVE_DATA_DIR=${lib.escapeShellArg cfg.dataDir} HYPERHIVE_BOTS_DIR=${lib.escapeShellArg botsDir}
           exec ${cfg.package}/bin/hive "$@"
         '')
       ];
@@ -241,6 +247,8 @@ in
         enable = true;
         settings = {
           server_name = cfg.settings.homeserver.server_name;
+          # nixpkgs defaults to PostgreSQL, which this module does not set up.
+          database.name = lib.mkDefault "sqlite3";
           listeners = [{
             port = synapsePort;
             bind_addresses = [ "127.0.0.1" ];
@@ -269,7 +277,12 @@ in
       containers = lib.mapAttrs'
         (name: a: lib.nameValuePair a.container {
           autoStart = false;
-          ephemeral = false;
+          # A fresh root at every start: nothing container root leaves survives but the
+          # bind-mounted state dir.
+          ephemeral = true;
+          # The host's nix-daemon is bound into every container by default: a build there
+          # (fixed-output builds have the network) would undo privateNetwork.
+          extraFlags = [ "--inaccessible=/nix/var/nix/daemon-socket" ];
           privateNetwork = true;
           privateUsers = a.uidBase;
           bindMounts = {
