@@ -52,6 +52,9 @@ pkgs.testers.runNixOSTest {
         "nonce": nonce, "username": "operator", "password": "operator-pw",
         "admin": False, "mac": mac.hexdigest(),
     })["access_token"]
+    # The hive started at boot, before the operator existed: its warm start invites them now.
+    host.succeed("systemctl restart hyperhive.service")
+    host.wait_for_unit("hyperhive.service")
 
     def room_of(alias):
         a = urllib.parse.quote(f"#{alias}:host")
@@ -91,8 +94,9 @@ pkgs.testers.runNixOSTest {
     with subtest("hello answers from its container"):
         send(inbox, {"msgtype": "m.text", "body": "ping"})
         wait_for(inbox, lambda e: e["content"].get("body") == "pong", "pong")
-        host.succeed("machinectl list | grep -q hh-")
-        host.succeed("systemctl is-active container@$(machinectl list --no-legend | awk '/hh-/{print $1}').service")
+        c = host.succeed("machinectl list --no-legend | awk '/hh-/{print $1}'").strip()
+        assert c.startswith("hh-"), f"no agent container runs: {c!r}"
+        host.succeed(f"systemctl -M {c} is-active hyperhive-agent.service")
 
     with subtest("an approved config restarts that agent's container on the approved sha"):
         container = host.succeed("machinectl list --no-legend | awk '/hh-/{print $1}'").strip()
@@ -109,15 +113,27 @@ pkgs.testers.runNixOSTest {
         approvals = room_of("hive-approvals")
         join(approvals)
         request = wait_for(approvals, lambda e: e["content"].get("body", "").startswith("Request #1: "), "request #1")
-        # Not applied before the ✅: hello still says the old reply.
+        # Not applied before the ✅: hello answers with the old reply.
         send(inbox, {"msgtype": "m.text", "body": "ping"})
-        host.sleep(5)
+        for _ in range(60):
+            if sum(e["content"].get("body") == "pong" for e in messages(inbox)) >= 2:
+                break
+            host.sleep(2)
+        else:
+            raise Exception("hello did not answer the second ping")
         assert not any(e["content"].get("body") == "pong, version two" for e in messages(inbox))
         send(approvals, {"m.relates_to": {"rel_type": "m.annotation", "event_id": request["event_id"], "key": "✅"}}, "m.reaction")
         host.wait_until_succeeds(
             f"test $(systemctl show -p InvocationID --value container@{container}.service) != {before}", timeout=180)
         send(inbox, {"msgtype": "m.text", "body": "ping"})
         wait_for(inbox, lambda e: e["content"].get("body") == "pong, version two", "the approved reply")
-        host.succeed("hive audit | grep -q applied")
+        # The sha applied is the one the operator approved.
+        rows = [json.loads(l) for l in host.succeed("hive audit --json").splitlines() if l.strip()]
+        applied = [r for r in rows if r["action"] == "apply" and r["agent"] == "hello" and r["outcome"] == "applied"]
+        assert len(applied) == 1, rows
+        filed = [r for r in rows if r.get("approval_id") == 1 and r.get("sha")]
+        assert filed and all(r["sha"] == applied[0]["sha"] for r in filed), rows
+        c2 = host.succeed("machinectl list --no-legend | awk '/hh-/{print $1}'").strip()
+        assert c2 == container, f"the same agent's container: {c2!r}"
   '';
 }
