@@ -106,6 +106,9 @@ pub fn scope_args(r: &Resources, user: bool, unit: &str) -> Vec<String> {
     }
     a.push(format!("--unit={unit}"));
     for p in [
+        // Past the limit the kernel reclaims and throttles (page cache and tmpfs too, which
+        // the watchdog's RSS does not see); twice it, it kills.
+        format!("MemoryHigh={}", r.memory_bytes),
         format!("MemoryMax={}", data_limit(r.memory_bytes)),
         "MemorySwapMax=0".to_owned(),
         format!("CPUQuota={}%", r.cpu_percent),

@@ -56,7 +56,7 @@ fn scope_args_carry_every_limit() {
     };
     assert_eq!(
         scope_args(&r, true, "hyperhive-0011aabb-hog").join(" "),
-        "--scope --quiet --collect --user --unit=hyperhive-0011aabb-hog -p MemoryMax=134217728 \
+        "--scope --quiet --collect --user --unit=hyperhive-0011aabb-hog -p MemoryHigh=67108864 -p MemoryMax=134217728 \
          -p MemorySwapMax=0 -p CPUQuota=150% -p TasksMax=100 --"
     );
     assert!(!scope_args(&r, false, "u").contains(&"--user".to_owned()));
