@@ -474,6 +474,8 @@ pub struct Operator {
     /// Why the operator's sync loop stopped, once it has: every wait after that would only
     /// time out, so a wait fails at once with this reason instead.
     sync_dead: Arc<Mutex<Option<String>>>,
+    /// The last error the sync retried after (a homeserver away), said by a wait that times out.
+    sync_error: Arc<Mutex<Option<String>>>,
     /// The test dir whose logs a timed-out wait prints (see [`logs_tail`]).
     logs: Option<PathBuf>,
 }
@@ -581,7 +583,10 @@ impl Operator {
         let c = client.clone();
         let sync_dead: Arc<Mutex<Option<String>>> = Arc::default();
         let dead = sync_dead.clone();
+        let sync_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let last_error = sync_error.clone();
         let sync = tokio::spawn(async move {
+            let last = &last_error;
             // Like a real client: a homeserver that is away (connection refused, a 5xx while it
             // restarts) is retried; a refusal (an unknown token, forbidden) ends the sync, and
             // the next wait says so rather than timing out.
@@ -590,7 +595,8 @@ impl Operator {
                     match r {
                         Ok(_) => Ok(matrix_sdk::LoopCtrl::Continue),
                         Err(e) if sync_refused(&e) => Err(e),
-                        Err(_) => {
+                        Err(e) => {
+                            *last.lock().unwrap() = Some(e.to_string());
                             tokio::time::sleep(Duration::from_millis(250)).await;
                             Ok(matrix_sdk::LoopCtrl::Continue)
                         }
@@ -608,6 +614,7 @@ impl Operator {
             ephemeral,
             sync,
             sync_dead,
+            sync_error,
             logs: None,
         }
     }
@@ -619,7 +626,20 @@ impl Operator {
     }
 
     fn logs(&self) -> String {
-        self.logs.as_deref().map(logs_tail).unwrap_or_default()
+        let retried = self
+            .sync_error
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|e| format!("--- the operator's sync last retried after: {e} ---\n"))
+            .unwrap_or_default();
+        retried
+            + self
+                .logs
+                .as_deref()
+                .map(logs_tail)
+                .unwrap_or_default()
+                .as_str()
     }
 
     /// Panics, with the hive's logs, if the operator's sync has stopped: nothing new can be
@@ -719,8 +739,10 @@ impl Operator {
         }
     }
 
-    /// Messages in `room` whose body is exactly `body`.
+    /// Messages in `room` whose body is exactly `body` (a count after a dead sync would be
+    /// a count of nothing: it fails instead).
     pub fn count(&self, room: &Room, body: &str) -> usize {
+        self.assert_syncing(&format!("a count of {body:?}"));
         self.seen
             .lock()
             .unwrap()
