@@ -784,18 +784,14 @@ async fn ask_operator_round_trips() {
 /// apply once, an edit of the request changes nothing, redacting the request cancels it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_operators_withdrawals_edits_and_cancels() {
-    let mut hive = TestHive::with_config(
-        &[("echo", common::scripted("v1"))],
-        "[operators]\nusers = [\"@operator:localhost\", \"@second:localhost\"]\n[approvals]\nrequired = 2\n",
-    )
-    .await;
-    let second_creds = hive.register_user("second").await;
-    hive.start_core();
-    let op = hive.operator().await;
-    let op2 = Operator::login(&second_creds).await;
-    let echo = op.join("agent-echo").await;
-    let approvals = op.join("hive-approvals").await;
-    let approvals2 = op2.join("hive-approvals").await;
+    let TwoOperators {
+        mut hive,
+        op,
+        op2: _op2,
+        echo,
+        approvals,
+        approvals2,
+    } = two_operators(2).await;
     let store = hyperhive::store::Store::open(&hive.data.join("c0re.db")).unwrap();
     let state = |id: i64| store.approval(id).unwrap().unwrap().state;
     use hyperhive::store::ApprovalState::*;
@@ -1045,18 +1041,14 @@ async fn power_threshold_and_expiry() {
 /// other finds the request no longer pending (reported, ignored), and it applies exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_approvals_apply_once() {
-    let mut hive = TestHive::with_config(
-        &[("echo", common::scripted("v1"))],
-        "[operators]\nusers = [\"@operator:localhost\", \"@second:localhost\"]\n[approvals]\nrequired = 1\n",
-    )
-    .await;
-    let second_creds = hive.register_user("second").await;
-    hive.start_core();
-    let op = hive.operator().await;
-    let op2 = Operator::login(&second_creds).await;
-    let echo = op.join("agent-echo").await;
-    let approvals = op.join("hive-approvals").await;
-    let approvals2 = op2.join("hive-approvals").await;
+    let TwoOperators {
+        mut hive,
+        op,
+        op2: _op2,
+        echo,
+        approvals,
+        approvals2,
+    } = two_operators(1).await;
     let control = op.join("hive-c0re").await;
     propose(&hive, "v2", &[]);
     let req = request_event(&op, &approvals, 1).await;
@@ -1114,4 +1106,40 @@ async fn simultaneous_approvals_apply_once() {
     assert_eq!(outcomes, ["approved", "ignored"], "{entries:#?}");
     assert_ne!(votes[0].0, votes[1].0, "one vote each: {entries:#?}");
     assert_eq!(hive.stop_core().code(), Some(0));
+}
+
+/// A hive with echo, two operators (`@operator`, `@second`) of whom `required` must approve,
+/// the core started, and the rooms each has joined.
+struct TwoOperators {
+    hive: TestHive,
+    op: Operator,
+    op2: Operator,
+    echo: matrix_sdk::Room,
+    approvals: matrix_sdk::Room,
+    approvals2: matrix_sdk::Room,
+}
+
+async fn two_operators(required: u32) -> TwoOperators {
+    let mut hive = TestHive::with_config(
+        &[("echo", common::scripted("v1"))],
+        &format!(
+            "[operators]\nusers = [\"@operator:localhost\", \"@second:localhost\"]\n[approvals]\nrequired = {required}\n"
+        ),
+    )
+    .await;
+    let second_creds = hive.register_user("second").await;
+    hive.start_core();
+    let op = hive.operator().await;
+    let op2 = Operator::login(&second_creds).await;
+    let echo = op.join("agent-echo").await;
+    let approvals = op.join("hive-approvals").await;
+    let approvals2 = op2.join("hive-approvals").await;
+    TwoOperators {
+        hive,
+        op,
+        op2,
+        echo,
+        approvals,
+        approvals2,
+    }
 }
