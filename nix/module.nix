@@ -159,8 +159,9 @@ in
       {
         # Two agents on one uid range would see (and a destroy would kill) each other's
         # processes; the core refuses them too.
-        assertion = !containers || lib.allUnique (lib.mapAttrsToList (_: a: a.uidBase) agents);
-        message = "services.hyperhive.bots: two agents share a container uid range: rename one";
+        assertion = !containers || (lib.allUnique (lib.mapAttrsToList (_: a: a.uidBase) agents)
+          && lib.allUnique (lib.mapAttrsToList (_: a: a.container) agents));
+        message = "services.hyperhive.bots: two agents share a container name or uid range: rename one";
       }
       {
         assertion = lib.all (p: !lib.hasPrefix builtins.storeDir (toString p)) (lib.attrValues cfg.secrets);

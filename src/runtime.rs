@@ -66,9 +66,10 @@ pub trait Runtime: Send + Sync {
     }
     /// What must run, in order, once a harness has ended or been stopped (and before its files
     /// are prepared for the next start): a NixOS container is stopped, so nothing of the agent
-    /// runs on while the core thinks it stopped, or while its state dir is re-owned. Failures
-    /// are logged. None by default.
-    fn after_stop(&self, _launch: &AgentLaunch) -> Vec<std::process::Command> {
+    /// runs on while the core thinks it stopped, or while its state dir is re-owned. `gone`:
+    /// the harness should be dead already (a crash, a cancelled turn, a failed start), so
+    /// whatever is left is killed, not asked to finish. None by default.
+    fn after_stop(&self, _launch: &AgentLaunch, _gone: bool) -> Vec<std::process::Command> {
         Vec::new()
     }
     /// How the harness ended, said for a person (a wrapper may encode a signal in its code).

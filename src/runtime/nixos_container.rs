@@ -116,9 +116,26 @@ pub fn before_start(container: &str, r: &Resources) -> Vec<Vec<String>> {
 /// next start: `systemctl` with these arguments. Killing `systemd-run` leaves the harness's
 /// unit running in the container; stopping the container ends it (SIGTERM first, within the
 /// container's orderly shutdown) and everything container root left behind.
-pub fn after_stop(container: &str) -> Vec<Vec<String>> {
-    vec![vec!["stop".into(), host_unit(container)]]
+///
+/// `gone`: the harness should be dead already (it crashed, its turn was cancelled, its start
+/// failed, or a core before this one left the container running): everything in the container
+/// is killed first (`systemctl kill --signal=SIGKILL`), so a cancelled turn does not run on
+/// to its end. Otherwise the harness gets SIGTERM and [`STOP_TIMEOUT`] to finish its turn.
+pub fn after_stop(container: &str, gone: bool) -> Vec<Vec<String>> {
+    let unit = host_unit(container);
+    let mut steps = Vec::new();
+    if gone {
+        // `--kill-whom=all`, the default: nspawn, the container's init and everything in it.
+        steps.push(vec!["kill".into(), "--signal=SIGKILL".into(), unit.clone()]);
+    }
+    steps.push(vec!["stop".into(), unit.clone()]);
+    // A killed unit is `failed`: cleared, so the next start is a plain one.
+    steps.push(vec!["reset-failed".into(), unit]);
+    steps
 }
+
+/// How long the harness has, in its container, between SIGTERM and SIGKILL.
+pub const STOP_TIMEOUT: &str = "10s";
 
 /// `systemd-run`'s arguments that run `program args` in `container` with exactly `envs`, its
 /// stdio the caller's, returning when it ends.
@@ -137,6 +154,7 @@ pub fn run_args(
         "--quiet".into(),
         "--service-type=exec".into(),
         format!("--unit={UNIT_IN_CONTAINER}"),
+        format!("--property=TimeoutStopSec={STOP_TIMEOUT}"),
     ]
     .into_iter()
     .map(OsString::from)
@@ -219,6 +237,11 @@ impl NixosContainer {
             .collect()
     }
 
+    /// What stops `agent`'s container ([`after_stop`]), as commands.
+    pub fn stop_commands(&self, agent: &AgentName, gone: bool) -> Vec<std::process::Command> {
+        self.systemctl(after_stop(&container_name(agent), gone))
+    }
+
     pub fn new() -> anyhow::Result<Self> {
         let (systemctl, systemd_run) = find()?;
         Ok(Self {
@@ -250,8 +273,8 @@ impl Runtime for NixosContainer {
         Ok(self.systemctl(before_start(&container, &launch.resources)))
     }
 
-    fn after_stop(&self, launch: &AgentLaunch) -> Vec<std::process::Command> {
-        self.systemctl(after_stop(&container_name(&launch.name)))
+    fn after_stop(&self, launch: &AgentLaunch, gone: bool) -> Vec<std::process::Command> {
+        self.stop_commands(&launch.name, gone)
     }
 
     /// systemd-run exits 255 when the unit it waited for was killed by a signal.
@@ -343,12 +366,28 @@ mod tests {
                 "start container@hh-0011aabb.service",
             ]
         );
+        let stop = |gone| -> Vec<String> {
+            after_stop("hh-0011aabb", gone)
+                .iter()
+                .map(|a| a.join(" "))
+                .collect()
+        };
         assert_eq!(
-            after_stop("hh-0011aabb"),
-            [vec![
-                "stop".to_owned(),
-                "container@hh-0011aabb.service".to_owned()
-            ]]
+            stop(false),
+            [
+                "stop container@hh-0011aabb.service",
+                "reset-failed container@hh-0011aabb.service"
+            ],
+            "asked to stop: the harness has its TimeoutStopSec to finish"
+        );
+        assert_eq!(
+            stop(true),
+            [
+                "kill --signal=SIGKILL container@hh-0011aabb.service",
+                "stop container@hh-0011aabb.service",
+                "reset-failed container@hh-0011aabb.service"
+            ],
+            "gone (a crash, a cancelled turn): nothing runs on"
         );
     }
 
@@ -375,6 +414,7 @@ mod tests {
                 "--quiet",
                 "--service-type=exec",
                 "--unit=hyperhive-agent",
+                "--property=TimeoutStopSec=10s",
                 "--working-directory=/var/lib/hyperhive/agents/hm1nd/state",
                 "--setenv=PATH=/run/current-system/sw/bin",
                 "--setenv=HOME=/s",

@@ -593,7 +593,10 @@ impl Operator {
             let ended = c
                 .sync_with_result_callback(settings, |r| async move {
                     match r {
-                        Ok(_) => Ok(matrix_sdk::LoopCtrl::Continue),
+                        Ok(_) => {
+                            *last.lock().unwrap() = None;
+                            Ok(matrix_sdk::LoopCtrl::Continue)
+                        }
                         Err(e) if sync_refused(&e) => Err(e),
                         Err(e) => {
                             *last.lock().unwrap() = Some(e.to_string());

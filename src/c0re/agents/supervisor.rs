@@ -131,43 +131,60 @@ async fn spawn(
 }
 
 /// Runs what `runtime` needs done before `launch`'s harness starts (a NixOS container's limits
-/// and start), in order; the first that fails is the error, with what it said. A failure is
-/// tried again twice (a container that is slow to stop or start), then it is the error.
-async fn before_start(runtime: &dyn Runtime, launch: &AgentLaunch) -> anyhow::Result<()> {
+/// and start), in order; the first that fails is the error, with what it said. A step that
+/// fails is tried again twice (a container slow to stop or start), unless the hive stops
+/// meanwhile; a refusal of the runtime's own (no container declared) is not.
+async fn before_start(
+    runtime: &dyn Runtime,
+    launch: &AgentLaunch,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
     let mut tries = 0;
     loop {
-        let failed = async {
-            for cmd in runtime.before_start(launch)? {
+        let steps = runtime.before_start(launch)?;
+        let ran = async {
+            for cmd in steps {
                 run_step(cmd).await?;
             }
             anyhow::Ok(())
         }
         .await;
-        match failed {
+        match ran {
             Err(e) if tries < 2 => {
                 tries += 1;
                 tracing::warn!(agent = %launch.name, error = %format!("{e:#}"), "a step before the start failed; trying again");
-                tokio::time::sleep(Duration::from_secs(2 * tries)).await;
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(e.context("the hive is stopping")),
+                    _ = tokio::time::sleep(Duration::from_secs(2 * tries)) => {}
+                }
             }
             done => return done,
         }
     }
 }
 
-/// Runs what `runtime` does once `launch`'s harness has ended (a NixOS container is stopped);
-/// a failure is logged.
-async fn after_stop(runtime: &dyn Runtime, launch: &AgentLaunch) {
-    for cmd in runtime.after_stop(launch) {
+/// Runs what `runtime` does once `launch`'s harness has ended (a NixOS container is stopped;
+/// killed first when the harness is `gone`). Every step runs; failures are logged, and the
+/// first is the error.
+async fn after_stop(runtime: &dyn Runtime, launch: &AgentLaunch, gone: bool) -> anyhow::Result<()> {
+    run_all(&launch.name, runtime.after_stop(launch, gone)).await
+}
+
+async fn run_all(agent: &AgentName, steps: Vec<std::process::Command>) -> anyhow::Result<()> {
+    let mut first = None;
+    for cmd in steps {
         if let Err(e) = run_step(cmd).await {
-            tracing::error!(agent = %launch.name, error = %format!("{e:#}"), "could not stop what the harness left");
+            tracing::warn!(%agent, error = %format!("{e:#}"), "a step after the harness failed");
+            first.get_or_insert(e);
         }
     }
+    first.map_or(Ok(()), Err)
 }
 
 /// Stops a running harness: SIGTERM, the grace, SIGKILL; then what the runtime keeps of it.
 async fn stop_harness(runtime: &dyn Runtime, launch: &AgentLaunch, child: &mut Child) {
     crate::proc::stop(child, STOP_GRACE).await;
-    after_stop(runtime, launch).await;
+    let _ = after_stop(runtime, launch, false).await;
 }
 
 /// One of a runtime's steps; its stderr is the error when it fails.
@@ -267,6 +284,11 @@ async fn supervise_entry(
     let (core, name) = (core.clone(), name.clone());
     let mut history = CrashHistory::default();
     let mut refused_said: Option<String> = None;
+    // A core before this one (killed, crashed) may have left the agent's container running,
+    // whatever the agent is now (stopped, refused, external): it is stopped first.
+    if let Some(c) = &runtimes.container {
+        let _ = run_all(&name, c.stop_commands(&name, false)).await;
+    }
     // Only the entry it was started for: a destroyed agent's supervisor ends, even if the
     // agent was revived (a new entry, with a supervisor of its own) in the meantime.
     loop {
@@ -357,21 +379,24 @@ async fn supervise_entry(
             }
         };
         refused_said = None;
-        // Whatever of the last run the runtime keeps is gone before the files are touched.
-        after_stop(runtime, &launch).await;
-        let prepared = match (&placement, launch.uid) {
-            // A NixOS container's root is its own uid range here: its state is that uid's.
-            (Placement::Sandboxed, _) if runtimes.container.is_some() => prepare_for_uid(
-                core.data_dir(),
-                &launch,
-                crate::runtime::nixos_container::uid_base(&name),
-            ),
-            (Placement::Sandboxed, _) => prepare_for_sandbox(&launch),
-            (_, Some(uid)) => {
-                crate::proc::kill_all_of_uid(uid).await;
-                prepare_for_uid(core.data_dir(), &launch, uid)
-            }
-            _ => Ok(()),
+        // Whatever of the last run the runtime keeps is gone before the files are touched (a
+        // container that cannot be stopped is not re-owned under its own feet).
+        let prepared = match after_stop(runtime, &launch, false).await {
+            Err(e) => Err(e.context("what ran of it before could not be stopped")),
+            Ok(()) => match (&placement, launch.uid) {
+                // A NixOS container's root is its own uid range here: its state is that uid's.
+                (Placement::Sandboxed, _) if runtimes.container.is_some() => prepare_for_uid(
+                    core.data_dir(),
+                    &launch,
+                    crate::runtime::nixos_container::uid_base(&name),
+                ),
+                (Placement::Sandboxed, _) => prepare_for_sandbox(&launch),
+                (_, Some(uid)) => {
+                    crate::proc::kill_all_of_uid(uid).await;
+                    prepare_for_uid(core.data_dir(), &launch, uid)
+                }
+                _ => Ok(()),
+            },
         };
         if let Err(e) = prepared {
             // Never start an agent whose files are not as they must be.
@@ -383,13 +408,15 @@ async fn supervise_entry(
             }
             continue;
         }
-        let started = match before_start(runtime, &launch).await {
+        let started = match before_start(runtime, &launch, core.cancel()).await {
             Ok(()) => spawn(runtime, &launch).await,
             Err(e) => Err(e),
         };
         let (mut child, pump) = match started {
             Ok(c) => c,
             Err(e) => {
+                // Nothing of a start that failed half-way runs on (a started container).
+                let _ = after_stop(runtime, &launch, true).await;
                 tracing::error!(agent = %name, error = %format!("{e:#}"), "cannot start agent");
                 core.notice(None, &format!("🛑 cannot start **{name}**: {e:#}. It starts again when a new config is approved."))
                     .await;
@@ -444,7 +471,8 @@ async fn supervise_entry(
             watched = super::memory_limit::wait_watched(&mut child, limit) => watched,
         };
         entry.control.set_alive(false);
-        after_stop(runtime, &launch).await;
+        // Ended by itself, or killed for a cancelled turn: nothing of it may run on.
+        let _ = after_stop(runtime, &launch, true).await;
         if entry.harness.exited() {
             // An operator cancelled its turn (the kill was theirs): no crash, start it again now.
             tracing::info!(agent = %name, "harness killed for a cancelled turn; starting it again");
