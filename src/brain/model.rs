@@ -369,6 +369,27 @@ impl History {
     }
 }
 
+/// A turn for the model brains' tests: system "be brief", one tool `write_notes` taking
+/// `input_schema`, `history` past exchanges (`q<i>` → `a<i>`), the message "now".
+#[cfg(test)]
+pub(crate) fn sample_turn(history: usize, input_schema: serde_json::Value) -> Turn {
+    Turn {
+        system: "be brief".into(),
+        tools: vec![ToolInfo {
+            name: "write_notes".into(),
+            description: "Writes notes.".into(),
+            input_schema,
+        }],
+        history: (0..history)
+            .map(|i| Exchange {
+                user: format!("op wrote:\nq{i}"),
+                reply: format!("a{i}"),
+            })
+            .collect(),
+        user: "op wrote:\nnow".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,25 +4,14 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::brain::model::{Exchange, Turn};
+use crate::brain::model::Turn;
 use crate::c0re::models::{StreamError, assemble_stream};
 
 fn turn(history: usize) -> Turn {
-    Turn {
-        system: "be brief".into(),
-        tools: vec![ToolInfo {
-            name: "write_notes".into(),
-            description: "Writes notes.".into(),
-            input_schema: json!({"type": "object", "properties": {"notes": {"type": "string"}}}),
-        }],
-        history: (0..history)
-            .map(|i| Exchange {
-                user: format!("op wrote:\nq{i}"),
-                reply: format!("a{i}"),
-            })
-            .collect(),
-        user: "op wrote:\nnow".into(),
-    }
+    crate::brain::model::sample_turn(
+        history,
+        json!({"type": "object", "properties": {"notes": {"type": "string"}}}),
+    )
 }
 
 #[test]
