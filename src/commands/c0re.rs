@@ -144,10 +144,8 @@ pub async fn serve(
     let listen = cfg.listen;
     if runtime == RuntimeKind::NixosContainer {
         let names: Vec<_> = specs.iter().map(|s| s.name.clone()).collect();
-        if let Some((a, b)) = crate::runtime::nixos_container::clashes(&names).first() {
-            anyhow::bail!(
-                "agents {a} and {b} would share a NixOS container's uid range (runtime.kind = \"nixos-container\"): rename one of them"
-            );
+        if let Some(why) = crate::runtime::nixos_container::clash_errors(&names).first() {
+            anyhow::bail!("{why} (runtime.kind = \"nixos-container\")");
         }
     }
     let (specs, drift) = {

@@ -133,11 +133,9 @@ pub fn run(config_path: Option<PathBuf>, dirs: HiveDirs) -> anyhow::Result<ExitC
             print_placements(&cfg, &dirs.data_dir, &specs);
             if cfg.runtime == crate::config::RuntimeKind::NixosContainer {
                 let names: Vec<_> = specs.iter().map(|s| s.name.clone()).collect();
-                for (a, b) in crate::runtime::nixos_container::clashes(&names) {
+                for why in crate::runtime::nixos_container::clash_errors(&names) {
                     ok = false;
-                    eprintln!(
-                        "error: {a} and {b} would share a NixOS container's uid range: rename one of them"
-                    );
+                    eprintln!("error: {why}");
                 }
             }
             for s in &specs {

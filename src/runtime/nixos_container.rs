@@ -69,6 +69,19 @@ pub fn clashes(agents: &[AgentName]) -> Vec<(AgentName, AgentName)> {
     out
 }
 
+/// Why agents named `agents` cannot all run in NixOS containers: one line per clashing pair
+/// (said by `hive check`, and refused by the core at start).
+pub fn clash_errors(agents: &[AgentName]) -> Vec<String> {
+    clashes(agents)
+        .into_iter()
+        .map(|(a, b)| {
+            format!(
+                "agents {a} and {b} would share a NixOS container's uid range: rename one of them"
+            )
+        })
+        .collect()
+}
+
 fn hex_digest(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
